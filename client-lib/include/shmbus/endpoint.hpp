@@ -1,0 +1,231 @@
+// Publishers and subscribers: the data path.
+//
+// Every data-path call is noexcept, makes no system call unless it has to sleep or wake a
+// sleeper, and copies nothing unless asked to (send / receive_copy). Zero-copy writes:
+// try_reserve() -> fill data(i) and set_length(i) -> commit(). Zero-copy reads:
+// try_receive() -> read message(i) in place -> release().
+//
+// Thread-safety: one endpoint is used by one thread at a time. Several endpoints of one
+// channel, in one or several processes, may run concurrently within the channel's
+// max_publishers / max_subscribers.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/error.hpp>
+#include <shmbus/export.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+namespace shmbus {
+
+/// How an endpoint waits in its blocking calls (receive, and reserve/send on a full ring).
+enum class WaitMode : std::uint32_t {
+    spin = 0,     ///< busy-poll: lowest latency, one core at 100 % while waiting
+    adaptive = 1, ///< spin briefly, then yield, then sleep on a futex in the segment
+    blocking = 2, ///< sleep on the futex at once: no CPU while idle
+};
+
+[[nodiscard]] SHMBUS_EXPORT std::string_view to_string(WaitMode mode) noexcept;
+
+/// Options of one endpoint.
+struct EndpointOptions {
+    WaitMode wait{WaitMode::adaptive};
+    /// Spin iterations before yielding (adaptive) — 0 picks the default.
+    std::uint32_t spin_iterations{0};
+    /// Endpoint table entry to take, as assigned by the daemon; -1 takes any free entry.
+    std::int32_t endpoint_index{-1};
+};
+
+/// Slots reserved by Publisher::try_reserve(), to fill in place and then commit().
+/// A view into the ring: valid until commit() or the Publisher's destruction.
+class WriteBatch {
+public:
+    /// Number of slots reserved (>= 1).
+    [[nodiscard]] std::size_t size() const noexcept { return count_; }
+    /// Bytes each slot can hold (the channel's slot size).
+    [[nodiscard]] std::uint64_t capacity() const noexcept { return slot_size_; }
+    /// Writable bytes of slot `i` (i < size()).
+    [[nodiscard]] std::span<std::byte> data(std::size_t i) const noexcept {
+        return {slot(i) + data_offset_, static_cast<std::size_t>(slot_size_)};
+    }
+    /// Sets the length of message `i`; must be <= capacity() (checked by commit()).
+    void set_length(std::size_t i, std::uint64_t length) const noexcept {
+        // The length word belongs to this writer until commit() publishes it.
+        std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(slot(i) + length_offset_))
+            .store(length, std::memory_order_relaxed);
+    }
+    /// Sequence number message `i` will carry.
+    [[nodiscard]] std::uint64_t sequence(std::size_t i) const noexcept { return first_ + i; }
+
+private:
+    friend class Publisher;
+    [[nodiscard]] std::byte* slot(std::size_t i) const noexcept {
+        return base_ + ((first_ + i) & mask_) * stride_;
+    }
+    std::byte* base_{nullptr};
+    std::uint64_t stride_{0};
+    std::uint64_t mask_{0};
+    std::uint64_t slot_size_{0};
+    std::uint64_t first_{0};
+    std::uint32_t data_offset_{0};
+    std::uint32_t length_offset_{0};
+    std::size_t count_{0};
+};
+
+/// One message read in place.
+struct Message {
+    std::span<const std::byte> data;
+    std::uint64_t sequence{0};
+};
+
+/// Messages taken by Subscriber::try_receive(), read in place until release().
+class ReadBatch {
+public:
+    /// Number of messages (>= 1).
+    [[nodiscard]] std::size_t size() const noexcept { return count_; }
+    /// Message `i` (i < size()). Its length was validated on receipt and is clamped again
+    /// here, so a writer that scribbles on it later cannot make a reader overrun its slot.
+    [[nodiscard]] Message message(std::size_t i) const noexcept {
+        const std::byte* s = base_ + ((first_ + i) & mask_) * stride_;
+        const std::uint64_t len = std::min(
+            std::atomic_ref<std::uint64_t>(
+                *const_cast<std::uint64_t*>(reinterpret_cast<const std::uint64_t*>(s + length_offset_)))
+                .load(std::memory_order_relaxed),
+            slot_size_);
+        return {{s + data_offset_, static_cast<std::size_t>(len)}, first_ + i};
+    }
+    /// Messages this subscriber lost (overwritten, drop policy) just before this batch.
+    [[nodiscard]] std::uint64_t lost_before() const noexcept { return lost_before_; }
+
+private:
+    friend class Subscriber;
+    const std::byte* base_{nullptr};
+    std::uint64_t stride_{0};
+    std::uint64_t mask_{0};
+    std::uint64_t slot_size_{0};
+    std::uint64_t first_{0};
+    std::uint64_t lost_before_{0};
+    std::uint32_t data_offset_{0};
+    std::uint32_t length_offset_{0};
+    std::size_t count_{0};
+};
+
+/// What receive_copy() delivered.
+struct Received {
+    std::uint64_t size{0};        ///< bytes copied into the buffer
+    std::uint64_t sequence{0};    ///< the message's sequence number
+    std::uint64_t lost_before{0}; ///< messages lost just before this one (drop policy)
+};
+
+/// Writes messages into a channel (a producer, on a queue).
+class SHMBUS_EXPORT Publisher {
+public:
+    /// Attaches to the channel in `files` (writable payload required) and takes an entry in
+    /// its publisher table. Errc::limit_reached when max_publishers are attached,
+    /// Errc::corrupted / Errc::version_mismatch when the segment fails validation.
+    [[nodiscard]] static Result<Publisher> attach(ChannelFiles files,
+                                                  const EndpointOptions& options = {}) noexcept;
+
+    Publisher(Publisher&&) noexcept;
+    Publisher& operator=(Publisher&&) noexcept;
+    Publisher(const Publisher&) = delete;
+    Publisher& operator=(const Publisher&) = delete;
+    /// Leaves the publisher table. A reservation not committed is published as abandoned.
+    ~Publisher();
+
+    /// Reserves up to `max_count` consecutive slots (at least one). Errc::would_block when
+    /// the ring is full (block policy), Errc::invalid_argument for max_count 0 or while a
+    /// batch is outstanding, Errc::corrupted naming the field if the segment is damaged.
+    [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept;
+    /// As try_reserve(), waiting up to `timeout` for room; Errc::timed_out then.
+    [[nodiscard]] Result<WriteBatch> reserve(std::size_t max_count,
+                                             std::chrono::nanoseconds timeout) noexcept;
+    /// Publishes every slot of `batch`, with one index update where the algorithm allows,
+    /// and wakes sleeping readers. Errc::message_too_large (and nothing published) if a
+    /// length exceeds the slot size.
+    [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept;
+    /// Gives the reserved slots back unpublished (readers skip them, counted as abandoned).
+    void abandon(WriteBatch& batch) noexcept;
+
+    /// Copies `message` into a slot and publishes it. Errc::message_too_large names both
+    /// sizes; Errc::would_block when the ring is full.
+    [[nodiscard]] Result<void> try_send(std::span<const std::byte> message) noexcept;
+    /// As try_send(), waiting up to `timeout` for room.
+    [[nodiscard]] Result<void> send(std::span<const std::byte> message,
+                                    std::chrono::nanoseconds timeout) noexcept;
+
+    /// The channel this publisher writes to.
+    [[nodiscard]] const ChannelInfo& info() const noexcept;
+    /// This publisher's entry in the channel's publisher table.
+    [[nodiscard]] std::uint32_t endpoint_index() const noexcept;
+
+    struct Impl;
+
+private:
+    explicit Publisher(std::unique_ptr<Impl> impl) noexcept;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// Reads messages from a channel: every message of a broadcast channel from its own cursor,
+/// or its share of a queue's messages (a consumer, on a queue).
+class SHMBUS_EXPORT Subscriber {
+public:
+    /// Attaches to the channel in `files` and takes an entry in its subscriber table. On a
+    /// broadcast channel the subscriber starts at the next message to be published.
+    /// Errc::limit_reached when max_subscribers are attached.
+    [[nodiscard]] static Result<Subscriber> attach(ChannelFiles files,
+                                                   const EndpointOptions& options = {}) noexcept;
+
+    Subscriber(Subscriber&&) noexcept;
+    Subscriber& operator=(Subscriber&&) noexcept;
+    Subscriber(const Subscriber&) = delete;
+    Subscriber& operator=(const Subscriber&) = delete;
+    /// Leaves the subscriber table; on a queue, messages taken but not released are
+    /// returned for another consumer.
+    ~Subscriber();
+
+    /// Takes up to `max_count` consecutive messages to read in place. Errc::would_block when
+    /// none is ready; Errc::corrupted (naming sequence and field) for a message that fails
+    /// validation, which is then skipped and counted.
+    [[nodiscard]] Result<ReadBatch> try_receive(std::size_t max_count = 1) noexcept;
+    /// As try_receive(), waiting up to `timeout`; Errc::timed_out then.
+    [[nodiscard]] Result<ReadBatch> receive(std::size_t max_count,
+                                            std::chrono::nanoseconds timeout) noexcept;
+    /// Frees the batch's slots. With the drop policy, Errc::lost if a publisher overwrote
+    /// any of them while they were read (the data read must then be discarded); the loss is
+    /// counted.
+    [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept;
+
+    /// Copies the next message into `buffer` and releases it. Never returns a torn message:
+    /// on the drop policy a message overwritten during the copy counts as lost and the next
+    /// one is read. Errc::message_too_large (message kept) if `buffer` is too small.
+    [[nodiscard]] Result<Received> try_receive_copy(std::span<std::byte> buffer) noexcept;
+    /// As try_receive_copy(), waiting up to `timeout`.
+    [[nodiscard]] Result<Received> receive_copy(std::span<std::byte> buffer,
+                                                std::chrono::nanoseconds timeout) noexcept;
+
+    /// Messages this subscriber has lost in all (drop policy).
+    [[nodiscard]] std::uint64_t lost() const noexcept;
+    /// The channel this subscriber reads from.
+    [[nodiscard]] const ChannelInfo& info() const noexcept;
+    /// This subscriber's entry in the channel's subscriber table.
+    [[nodiscard]] std::uint32_t endpoint_index() const noexcept;
+
+    struct Impl;
+
+private:
+    explicit Subscriber(std::unique_ptr<Impl> impl) noexcept;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// Aliases for the queue roles.
+using Producer = Publisher;
+using Consumer = Subscriber;
+
+} // namespace shmbus

@@ -1,0 +1,9 @@
+// The whole public API of libshmbus.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/endpoint.hpp>
+#include <shmbus/error.hpp>
+#include <shmbus/supervisor.hpp>
+#include <shmbus/unique_fd.hpp>
+#include <shmbus/version.hpp>
