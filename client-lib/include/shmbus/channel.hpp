@@ -55,13 +55,13 @@ inline constexpr std::uint64_t kDefaultMaxChannelBytes = std::uint64_t{1} << 30;
 
 /// What a channel is made of. Validated by create_channel().
 struct ChannelSpec {
-    std::string name;                     ///< 1..63 bytes of [A-Za-z0-9_.:/-]
+    std::string name; ///< 1..63 bytes of [A-Za-z0-9_.:/-]
     ChannelKind kind{ChannelKind::queue};
-    std::uint64_t slot_size{1024};        ///< largest message, in bytes (>= 1)
-    std::uint64_t slot_count{1024};       ///< ring depth: a power of two, >= 2
-    Overflow overflow{Overflow::block};   ///< broadcast only; a queue always blocks
-    std::uint32_t max_publishers{1};      ///< 1 selects the single-producer algorithms
-    std::uint32_t max_subscribers{1};     ///< on a queue, 1 with 1 publisher selects SPSC
+    std::uint64_t slot_size{1024};      ///< largest message, in bytes (>= 1)
+    std::uint64_t slot_count{1024};     ///< ring depth: a power of two, >= 2
+    Overflow overflow{Overflow::block}; ///< broadcast only; a queue always blocks
+    std::uint32_t max_publishers{1};    ///< 1 selects the single-producer algorithms
+    std::uint32_t max_subscribers{1};   ///< on a queue, 1 with 1 publisher selects SPSC
 };
 
 /// A channel's identity and geometry, as verified from its segment headers.
@@ -98,8 +98,7 @@ struct SHMBUS_EXPORT ChannelFiles {
 /// Errc::limit_reached when the channel would need more than `max_bytes`, Errc::no_memory
 /// (with the bytes needed) when the kernel cannot reserve it. Thread-safe.
 [[nodiscard]] SHMBUS_EXPORT Result<ChannelFiles>
-create_channel(const ChannelSpec& spec,
-               std::uint64_t max_bytes = kDefaultMaxChannelBytes) noexcept;
+create_channel(const ChannelSpec& spec, std::uint64_t max_bytes = kDefaultMaxChannelBytes) noexcept;
 
 /// Bytes a channel of `spec` occupies (control + payload), or an Error if `spec` is invalid.
 [[nodiscard]] SHMBUS_EXPORT Result<std::uint64_t> channel_bytes(const ChannelSpec& spec) noexcept;

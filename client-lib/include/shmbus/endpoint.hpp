@@ -93,11 +93,12 @@ public:
     /// here, so a writer that scribbles on it later cannot make a reader overrun its slot.
     [[nodiscard]] Message message(std::size_t i) const noexcept {
         const std::byte* s = base_ + ((first_ + i) & mask_) * stride_;
-        const std::uint64_t len = std::min(
-            std::atomic_ref<std::uint64_t>(
-                *const_cast<std::uint64_t*>(reinterpret_cast<const std::uint64_t*>(s + length_offset_)))
-                .load(std::memory_order_relaxed),
-            slot_size_);
+        const std::uint64_t len =
+            std::min(std::atomic_ref<std::uint64_t>(
+                         *const_cast<std::uint64_t*>(
+                             reinterpret_cast<const std::uint64_t*>(s + length_offset_)))
+                         .load(std::memory_order_relaxed),
+                     slot_size_);
         return {{s + data_offset_, static_cast<std::size_t>(len)}, first_ + i};
     }
     /// Messages this subscriber lost (overwritten, drop policy) just before this batch.

@@ -15,21 +15,21 @@ namespace shmbus {
 
 /// Stable error codes. The numeric values are part of the wire protocol: never renumber.
 enum class Errc : std::uint16_t {
-    would_block = 1,        ///< nothing to read, or no free slot, right now (try_ calls)
-    timed_out = 2,          ///< a blocking call reached its deadline
-    invalid_argument = 3,   ///< the caller passed something unusable; detail says what
-    message_too_large = 4,  ///< the message does not fit the channel's slot
-    corrupted = 5,          ///< a value read from shared memory failed validation
-    version_mismatch = 6,   ///< the segment or peer speaks another layout/protocol version
-    no_memory = 7,          ///< memory for a segment could not be reserved
-    limit_reached = 8,      ///< a configured limit (endpoints, sizes, ...) was hit
-    permission_denied = 9,  ///< the caller may not do this
-    not_found = 10,         ///< no such channel or endpoint
-    system_error = 11,      ///< a system call failed; sys_errno says which errno
-    closed = 12,            ///< the endpoint or connection was closed
-    lost = 13,              ///< messages were overwritten before they were read (drop policy)
-    already_exists = 14,    ///< a channel or endpoint of that name exists already
-    protocol_error = 15,    ///< a peer sent a malformed or unexpected message
+    would_block = 1,       ///< nothing to read, or no free slot, right now (try_ calls)
+    timed_out = 2,         ///< a blocking call reached its deadline
+    invalid_argument = 3,  ///< the caller passed something unusable; detail says what
+    message_too_large = 4, ///< the message does not fit the channel's slot
+    corrupted = 5,         ///< a value read from shared memory failed validation
+    version_mismatch = 6,  ///< the segment or peer speaks another layout/protocol version
+    no_memory = 7,         ///< memory for a segment could not be reserved
+    limit_reached = 8,     ///< a configured limit (endpoints, sizes, ...) was hit
+    permission_denied = 9, ///< the caller may not do this
+    not_found = 10,        ///< no such channel or endpoint
+    system_error = 11,     ///< a system call failed; sys_errno says which errno
+    closed = 12,           ///< the endpoint or connection was closed
+    lost = 13,             ///< messages were overwritten before they were read (drop policy)
+    already_exists = 14,   ///< a channel or endpoint of that name exists already
+    protocol_error = 15,   ///< a peer sent a malformed or unexpected message
 };
 
 /// A short, stable name for `code` ("would_block", "corrupted", ...).
@@ -154,6 +154,8 @@ private:
 };
 
 /// Success for Result<void>.
-[[nodiscard]] inline Result<void> ok() noexcept { return {}; }
+[[nodiscard]] inline Result<void> ok() noexcept {
+    return {};
+}
 
 } // namespace shmbus

@@ -34,9 +34,9 @@ struct ChannelStats {
 struct EndpointEntry {
     Role role{Role::publisher};
     std::uint32_t index{0};
-    std::uint32_t pid{0};        ///< as the endpoint reported it (informational only)
-    std::uint64_t cursor{0};     ///< broadcast subscriber: next sequence to read
-    std::uint64_t lost{0};       ///< broadcast subscriber: messages lost
+    std::uint32_t pid{0};    ///< as the endpoint reported it (informational only)
+    std::uint64_t cursor{0}; ///< broadcast subscriber: next sequence to read
+    std::uint64_t lost{0};   ///< broadcast subscriber: messages lost
 };
 
 /// What a reclaim found and repaired.

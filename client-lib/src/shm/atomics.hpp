@@ -1,0 +1,71 @@
+// Atomic access to integers that live in shared memory, and the encoding of slot states.
+//
+// Segment memory is not a C++ object of any one process, so its fields are plain integers
+// reached through std::atomic_ref. Every call site names the ordering it needs and says
+// whom it pairs with; these helpers only shorten the spelling.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace shmbus::detail {
+
+template <typename T>
+inline std::atomic_ref<T> atom(T& field) noexcept {
+    return std::atomic_ref<T>(field);
+}
+
+/// Hint to the CPU that this is a spin-wait loop (frees the sibling hyperthread).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+// A claim state packs, into one 64-bit word, the position it refers to (modulo 2^48:
+// positions are only ever compared for distance within a few laps), what is happening to
+// the slot, and who is doing it:
+//
+//   bits 63..16  position (mod 2^48)
+//   bits 15..14  SlotPhase
+//   bits 13..0   owner tag: endpoint index + 1, or kOwnerAbandoned / kOwnerRedeliver
+//
+// The owner tag is what lets a third party find, after a process died, exactly the slots
+// that process held: the claim and its ownership are one compare-and-swap.
+enum class SlotPhase : std::uint64_t {
+    free = 0,      // position may be claimed by a writer
+    reserved = 1,  // a writer (owner) is filling it
+    committed = 2, // readable; owner 0, or kOwnerAbandoned for a slot never filled
+    reading = 3,   // queue: a consumer (owner) has taken it
+};
+
+inline constexpr std::uint64_t kPositionBits = 48;
+inline constexpr std::uint64_t kPositionMask = (std::uint64_t{1} << kPositionBits) - 1;
+inline constexpr std::uint32_t kOwnerMask = 0x3FFF;
+inline constexpr std::uint32_t kOwnerAbandoned = 0x3FFF;
+inline constexpr std::uint32_t kOwnerRedeliver = 0x3FFE;
+
+inline constexpr std::uint64_t make_state(std::uint64_t pos, SlotPhase phase,
+                                          std::uint32_t owner = 0) noexcept {
+    return ((pos & kPositionMask) << 16) | (static_cast<std::uint64_t>(phase) << 14) |
+           (owner & kOwnerMask);
+}
+inline constexpr std::uint64_t state_pos(std::uint64_t s) noexcept {
+    return s >> 16;
+}
+inline constexpr SlotPhase state_phase(std::uint64_t s) noexcept {
+    return static_cast<SlotPhase>((s >> 14) & 3);
+}
+inline constexpr std::uint32_t state_owner(std::uint64_t s) noexcept {
+    return static_cast<std::uint32_t>(s & kOwnerMask);
+}
+/// Signed distance from position `pos` (full 64-bit) to the state's position, mod 2^48.
+inline constexpr std::int64_t state_distance(std::uint64_t s, std::uint64_t pos) noexcept {
+    const std::uint64_t d = (state_pos(s) - (pos & kPositionMask)) & kPositionMask;
+    // Sign-extend the 48-bit difference.
+    return static_cast<std::int64_t>(d << 16) >> 16;
+}
+
+} // namespace shmbus::detail

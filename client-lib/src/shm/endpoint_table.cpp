@@ -1,0 +1,130 @@
+// Endpoint tables and reclaim. See endpoint_table.hpp.
+#include "shm/endpoint_table.hpp"
+
+#include <string>
+#include <unistd.h>
+
+namespace shmbus::detail {
+
+Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
+                                     std::int32_t wanted, WaitMode mode, const char* what,
+                                     const std::string& channel) noexcept {
+    auto try_take = [&](std::uint32_t i) {
+        auto expected = static_cast<std::uint32_t>(EndpointState::free);
+        // acq_rel: we see the previous owner's last writes; our later writes follow the claim.
+        if (!atom(table[i].state)
+                 .compare_exchange_strong(expected,
+                                          static_cast<std::uint32_t>(EndpointState::active),
+                                          std::memory_order_acq_rel)) {
+            return false;
+        }
+        atom(table[i].pid).store(static_cast<std::uint32_t>(getpid()), std::memory_order_relaxed);
+        atom(table[i].wait_mode).store(static_cast<std::uint32_t>(mode), std::memory_order_relaxed);
+        atom(table[i].generation).fetch_add(1, std::memory_order_relaxed);
+        return true;
+    };
+    if (wanted >= 0) {
+        if (static_cast<std::uint32_t>(wanted) >= count) {
+            return make_error(Errc::invalid_argument, "channel '" + channel + "': " + what +
+                                                          " index " + std::to_string(wanted) +
+                                                          " is beyond the table of " +
+                                                          std::to_string(count));
+        }
+        if (!try_take(static_cast<std::uint32_t>(wanted))) {
+            return make_error(Errc::already_exists, "channel '" + channel + "': " + what +
+                                                        " entry " + std::to_string(wanted) +
+                                                        " is in use");
+        }
+        return static_cast<std::uint32_t>(wanted);
+    }
+    for (std::uint32_t i = 0; i < count; ++i) {
+        if (try_take(i)) {
+            return i;
+        }
+    }
+    return make_error(Errc::limit_reached, "channel '" + channel + "' already has its " +
+                                               std::to_string(count) + " " + what +
+                                               "s (raise max_" + what + "s)");
+}
+
+void release_endpoint(EndpointRecord& record) noexcept {
+    // release: our last cursor/state writes happen-before the next owner's claim.
+    atom(record.state)
+        .store(static_cast<std::uint32_t>(EndpointState::free), std::memory_order_release);
+}
+
+namespace {
+
+/// Rewrites every claim state `from(state)` selects; `words(i)` yields the i-th state word.
+template <typename Words, typename Select>
+std::uint64_t rewrite_states(std::uint64_t slot_count, Words&& words, Select&& select) noexcept {
+    std::uint64_t n = 0;
+    for (std::uint64_t i = 0; i < slot_count; ++i) {
+        std::uint64_t& w = words(i);
+        std::uint64_t s = atom(w).load(std::memory_order_acquire);
+        std::uint64_t replacement = 0;
+        while (select(s, replacement)) {
+            // acq_rel: pairs with the readers' acquire load of the state.
+            if (atom(w).compare_exchange_weak(s, replacement, std::memory_order_acq_rel)) {
+                ++n;
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+} // namespace
+
+std::uint64_t abandon_reserved(const AttachedChannel& ch, std::uint32_t owner) noexcept {
+    auto select = [owner](std::uint64_t s, std::uint64_t& out) {
+        if (state_phase(s) == SlotPhase::reserved && state_owner(s) == owner) {
+            out = make_state(state_pos(s), SlotPhase::committed, kOwnerAbandoned);
+            return true;
+        }
+        return false;
+    };
+    std::uint64_t n = 0;
+    if (ch.info.kind == ChannelKind::broadcast) {
+        n = rewrite_states(
+            ch.geo.slot_count,
+            [&](std::uint64_t i) -> std::uint64_t& {
+                return reinterpret_cast<SlotHeader*>(ch.slots + i * ch.geo.stride)->state;
+            },
+            select);
+    } else if (ch.cells != nullptr) {
+        n = rewrite_states(
+            ch.geo.slot_count, [&](std::uint64_t i) -> std::uint64_t& { return ch.cells[i]; },
+            select);
+    }
+    if (n != 0) {
+        atom(ch.control->abandoned).fetch_add(n, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst); // before checking for sleepers
+        wake_sleepers(data_wait(ch.control));
+    }
+    return n;
+}
+
+std::uint64_t redeliver_taken(const AttachedChannel& ch, std::uint32_t owner) noexcept {
+    if (ch.cells == nullptr) {
+        return 0;
+    }
+    auto select = [owner](std::uint64_t s, std::uint64_t& out) {
+        if (state_phase(s) == SlotPhase::reading && state_owner(s) == owner) {
+            out = make_state(state_pos(s), SlotPhase::committed, kOwnerRedeliver);
+            return true;
+        }
+        return false;
+    };
+    const std::uint64_t n = rewrite_states(
+        ch.geo.slot_count, [&](std::uint64_t i) -> std::uint64_t& { return ch.cells[i]; }, select);
+    if (n != 0) {
+        atom(ch.control->redelivered).fetch_add(n, std::memory_order_relaxed);
+        // seq_cst: consumers poll redeliver_pending; pairs with their seq_cst readiness check.
+        atom(ch.control->redeliver_pending).fetch_add(n, std::memory_order_seq_cst);
+        wake_sleepers(data_wait(ch.control));
+    }
+    return n;
+}
+
+} // namespace shmbus::detail

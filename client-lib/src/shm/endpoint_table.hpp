@@ -1,0 +1,143 @@
+// The publisher and subscriber tables in the control region, waiting and waking, and the
+// reclaim of what a dead endpoint held. Shared by Publisher, Subscriber and
+// ChannelSupervisor so that there is one implementation of each rule.
+//
+// Failure policy: the tables are in memory every participant can write. Nothing read from
+// them is trusted beyond its bounds; a garbage entry can at worst make a channel misbehave,
+// never make this process fault.
+#pragma once
+
+#include "shm/atomics.hpp"
+#include "shm/futex.hpp"
+#include "shm/segment.hpp"
+
+#include <shmbus/endpoint.hpp>
+#include <shmbus/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+
+namespace shmbus::detail {
+
+/// Takes an entry of `table` (size `count`): `wanted` if >= 0, else the first free one.
+/// Returns its index. Errc::limit_reached when all are taken.
+Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
+                                     std::int32_t wanted, WaitMode mode, const char* what,
+                                     const std::string& channel) noexcept;
+/// Marks entry `index` free again.
+void release_endpoint(EndpointRecord& record) noexcept;
+
+/// Owner tag of a publisher / subscriber entry in claim states.
+inline std::uint32_t owner_tag(std::uint32_t index) noexcept {
+    return index + 1;
+}
+
+/// A futex word with its waiter count and statistics counters.
+struct WaitChannel {
+    std::uint32_t* seq;
+    std::uint32_t* waiters;
+    std::uint64_t* waits;
+    std::uint64_t* wakes;
+};
+
+inline WaitChannel data_wait(ControlBlock* c) noexcept {
+    return {&c->data_seq, &c->data_waiters, &c->data_waits, &c->data_wakes};
+}
+inline WaitChannel space_wait(ControlBlock* c) noexcept {
+    return {&c->space_seq, &c->space_waiters, &c->space_waits, &c->space_wakes};
+}
+
+/// Wakes the sleepers of `w`, if any. Call after a seq_cst operation (or fence) that made
+/// the new state visible: the seq_cst load of the waiter count pairs with the sleeper's
+/// seq_cst increment (Dekker), so either it sees our state or we see it waiting.
+inline void wake_sleepers(const WaitChannel& w) noexcept {
+    if (atom(*w.waiters).load(std::memory_order_seq_cst) != 0) {
+        atom(*w.seq).fetch_add(1, std::memory_order_release);
+        futex_wake_all(w.seq);
+        atom(*w.wakes).fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+/// A deadline on the steady clock; `forever` for blocking calls without limit.
+struct Deadline {
+    std::chrono::steady_clock::time_point at;
+    bool forever;
+    static Deadline after(std::chrono::nanoseconds timeout) noexcept {
+        // Anything beyond ~100 years is "no limit" (and would overflow time_point).
+        if (timeout > std::chrono::hours(24 * 365 * 100)) {
+            return {{}, true};
+        }
+        return {std::chrono::steady_clock::now() + timeout, false};
+    }
+    [[nodiscard]] std::chrono::nanoseconds remaining() const noexcept {
+        if (forever) {
+            return std::chrono::nanoseconds(-1);
+        }
+        return std::max(std::chrono::nanoseconds(0), at - std::chrono::steady_clock::now());
+    }
+    [[nodiscard]] bool passed() const noexcept {
+        return !forever && std::chrono::steady_clock::now() >= at;
+    }
+};
+
+inline constexpr std::uint32_t kDefaultSpins = 4096;
+inline constexpr int kYields = 8;
+
+/// Waits until `ready()` (a cheap, side-effect-free check using seq_cst loads) returns true,
+/// the way `mode` says. Returns false when the deadline passed first.
+template <typename Ready>
+bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_t spins,
+                const Deadline& deadline) noexcept {
+    if (mode != WaitMode::blocking) {
+        const std::uint32_t limit = spins == 0 ? kDefaultSpins : spins;
+        for (std::uint32_t i = 1;; ++i) {
+            if (ready()) {
+                return true;
+            }
+            if ((i & 255) == 0 && deadline.passed()) {
+                return false;
+            }
+            if (mode == WaitMode::adaptive && i >= limit) {
+                break;
+            }
+            cpu_relax();
+        }
+        for (int i = 0; i < kYields; ++i) {
+            if (ready()) {
+                return true;
+            }
+            sched_yield();
+        }
+    }
+    for (;;) {
+        const std::uint32_t seq = atom(*w.seq).load(std::memory_order_acquire);
+        // Announce the sleep before the last check; pairs with wake_sleepers()'s load.
+        atom(*w.waiters).fetch_add(1, std::memory_order_seq_cst);
+        if (ready()) {
+            atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
+            return true;
+        }
+        const auto remaining = deadline.remaining();
+        if (remaining.count() == 0) {
+            atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
+            return false;
+        }
+        atom(*w.waits).fetch_add(1, std::memory_order_relaxed);
+        futex_wait(w.seq, seq, remaining);
+        atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
+        if (ready()) {
+            return true;
+        }
+        if (deadline.passed()) {
+            return false;
+        }
+    }
+}
+
+/// Publishes as abandoned every slot `owner` reserved and never committed. Returns how many.
+std::uint64_t abandon_reserved(const AttachedChannel& ch, std::uint32_t owner) noexcept;
+/// Queue with cells: returns every cell `owner` took and never released to the other
+/// consumers. Returns how many.
+std::uint64_t redeliver_taken(const AttachedChannel& ch, std::uint32_t owner) noexcept;
+
+} // namespace shmbus::detail

@@ -1,0 +1,171 @@
+// The shared-memory layout of a channel: an ABI between processes, so every struct here is
+// standard-layout, made of fixed-width integers, addressed by offsets, and checked below.
+//
+// A channel is two memfds (see docs/memory-layout.md for the drawing):
+//
+//   control region (writable by every participant, trusted by none)
+//     RegionHeader                      written once by the creator
+//     ControlBlock                      reader cursor, futex words, slow-path counters
+//     EndpointRecord[max_publishers]    publisher table
+//     EndpointRecord[max_subscribers]   subscriber table
+//     uint64_t cell[slot_count]         MPMC queue only: per-slot claim state
+//
+//   payload region (writable by publishers only; readers map it PROT_READ)
+//     RegionHeader                      written once by the creator
+//     PayloadBlock                      publish/claim index
+//     Slot[slot_count]                  SlotHeader + slot_size bytes, `stride` apart
+//
+// Atomic fields are plain integers accessed through std::atomic_ref (see atomics.hpp): the
+// memory belongs to the kernel object, not to any one process's C++ object model.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/version.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace shmbus::detail {
+
+inline constexpr std::size_t kCacheLine = 64;
+
+inline constexpr std::uint64_t kControlMagic = 0x4C5254435355424DULL; // "MBUSCTRL"
+inline constexpr std::uint64_t kPayloadMagic = 0x444159505355424DULL; // "MBUSPYAD"
+
+enum class RegionType : std::uint32_t { control = 1, payload = 2 };
+
+/// First bytes of both regions. Written by the creator before sealing; read-only after.
+/// A reader validates every field and then works from its own copy, never re-reading it.
+struct RegionHeader {
+    std::uint64_t magic;
+    std::uint32_t layout_version;
+    std::uint32_t region_type; // RegionType
+    std::uint32_t kind;        // ChannelKind
+    std::uint32_t overflow;    // Overflow
+    std::uint32_t max_publishers;
+    std::uint32_t max_subscribers;
+    std::uint64_t slot_size;
+    std::uint64_t slot_count;
+    std::uint64_t slot_stride;
+    std::uint64_t control_bytes;
+    std::uint64_t payload_bytes;
+    std::uint64_t creation_id;
+    char name[kMaxNameLength + 1]; // NUL-terminated
+    std::uint8_t reserved[256 - 80 - (kMaxNameLength + 1)];
+};
+static_assert(std::is_standard_layout_v<RegionHeader>);
+static_assert(sizeof(RegionHeader) == 256);
+static_assert(offsetof(RegionHeader, name) == 80);
+
+/// Control-region state after the header. Each group sits on its own cache line so that
+/// writers of one group never invalidate the lines another party polls.
+struct ControlBlock {
+    // Written by consumers on every release: SPSC tail / MPMC dequeue position.
+    alignas(kCacheLine) std::uint64_t consumer_pos;
+    // Readers sleep on data_seq; writers bump it and wake when data_waiters != 0.
+    alignas(kCacheLine) std::uint32_t data_seq;
+    std::uint32_t data_waiters;
+    // Writers (block policy) sleep on space_seq; readers wake them.
+    alignas(kCacheLine) std::uint32_t space_seq;
+    std::uint32_t space_waiters;
+    // Slow-path counters: changed only on rare events, read by tools.
+    alignas(kCacheLine) std::uint64_t abandoned;
+    std::uint64_t redelivered;
+    std::uint64_t corrupted;
+    std::uint64_t redeliver_pending; // MPMC: cells waiting to be taken again
+    std::uint64_t high_water;
+    std::uint64_t dropped; // broadcast drop: messages lost, summed over subscribers
+    alignas(kCacheLine) std::uint64_t data_waits;
+    std::uint64_t data_wakes;
+    alignas(kCacheLine) std::uint64_t space_waits;
+    std::uint64_t space_wakes;
+};
+static_assert(std::is_standard_layout_v<ControlBlock>);
+static_assert(sizeof(ControlBlock) % kCacheLine == 0);
+static_assert(offsetof(ControlBlock, data_seq) - offsetof(ControlBlock, consumer_pos) >=
+              kCacheLine);
+static_assert(offsetof(ControlBlock, space_seq) - offsetof(ControlBlock, data_seq) >= kCacheLine);
+
+enum class EndpointState : std::uint32_t { free = 0, active = 1, reclaiming = 2 };
+
+/// One entry of the publisher or subscriber table, one cache line each.
+struct EndpointRecord {
+    std::uint32_t state; // EndpointState
+    std::uint32_t pid;   // informational: pids are reused, never decide on them
+    std::uint32_t wait_mode;
+    std::uint32_t generation; // bumped on every attach
+    std::uint64_t cursor;     // broadcast subscriber: next position to read
+    std::uint64_t lost;       // broadcast subscriber: messages lost in all
+    std::uint8_t reserved[kCacheLine - 32];
+};
+static_assert(std::is_standard_layout_v<EndpointRecord>);
+static_assert(sizeof(EndpointRecord) == kCacheLine);
+
+/// Payload-region state after the header: written by publishers only.
+struct PayloadBlock {
+    // SPSC: publish index. MPMC and broadcast: next position to claim.
+    alignas(kCacheLine) std::uint64_t head;
+    std::uint8_t pad[kCacheLine - 8];
+};
+static_assert(sizeof(PayloadBlock) == kCacheLine);
+
+/// Start of every slot. `state` is used by broadcast channels (claim/commit marker and
+/// seqlock); queues keep their claim state in the control region's cells instead.
+struct SlotHeader {
+    std::uint64_t length;
+    std::uint64_t state;
+};
+static_assert(std::is_standard_layout_v<SlotHeader>);
+static_assert(sizeof(SlotHeader) == 16);
+
+inline constexpr std::uint32_t kSlotLengthOffset = offsetof(SlotHeader, length);
+inline constexpr std::uint32_t kSlotDataOffset = sizeof(SlotHeader);
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free); // shared across processes
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic_ref<std::uint64_t>::required_alignment == alignof(std::uint64_t));
+
+/// Where everything is, computed from the geometry alone (never read from the segment).
+struct Geometry {
+    std::uint64_t slot_size;
+    std::uint64_t slot_count;
+    std::uint64_t stride;
+    std::uint32_t max_publishers;
+    std::uint32_t max_subscribers;
+    bool has_cells;
+
+    std::uint64_t control_block_offset() const { return sizeof(RegionHeader); }
+    std::uint64_t publishers_offset() const {
+        return control_block_offset() + sizeof(ControlBlock);
+    }
+    std::uint64_t subscribers_offset() const {
+        return publishers_offset() + std::uint64_t{max_publishers} * sizeof(EndpointRecord);
+    }
+    std::uint64_t cells_offset() const {
+        return subscribers_offset() + std::uint64_t{max_subscribers} * sizeof(EndpointRecord);
+    }
+    std::uint64_t control_bytes() const {
+        return round_up(cells_offset() + (has_cells ? slot_count * 8 : 0), 4096);
+    }
+    std::uint64_t payload_block_offset() const { return sizeof(RegionHeader); }
+    std::uint64_t slots_offset() const { return payload_block_offset() + sizeof(PayloadBlock); }
+    std::uint64_t payload_bytes() const {
+        return round_up(slots_offset() + slot_count * stride, 4096);
+    }
+
+    static std::uint64_t round_up(std::uint64_t v, std::uint64_t to) {
+        return (v + to - 1) / to * to;
+    }
+    static std::uint64_t stride_for(std::uint64_t slot_size) {
+        return round_up(sizeof(SlotHeader) + slot_size, kCacheLine);
+    }
+};
+
+/// Whether a queue of this shape runs the single-producer single-consumer algorithm.
+inline bool is_spsc(ChannelKind kind, std::uint32_t max_publishers, std::uint32_t max_subscribers) {
+    return kind == ChannelKind::queue && max_publishers == 1 && max_subscribers == 1;
+}
+
+} // namespace shmbus::detail

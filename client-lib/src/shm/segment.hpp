@@ -1,0 +1,84 @@
+// Segments: creating a channel's two sealed memfds, and mapping and verifying them.
+//
+// Owns: the mappings of one attachment (Mapping unmaps in its destructor). Creation writes
+// the headers once, before the sizes are sealed; after that, headers are only read, and
+// every reader works from its own validated copy (`Geometry`, `ChannelInfo`) so that a
+// process scribbling on a header later cannot make another read out of bounds.
+//
+// Failure policy: everything is a value. A descriptor that is not a sealed memfd of the
+// expected size is refused (a truncatable file could SIGBUS us later).
+#pragma once
+
+#include "shm/layout.hpp"
+
+#include <shmbus/channel.hpp>
+#include <shmbus/error.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace shmbus::detail {
+
+/// One mmap()ed range, unmapped on destruction. Empty: data() == nullptr.
+class Mapping {
+public:
+    Mapping() noexcept = default;
+    Mapping(void* addr, std::size_t size) noexcept : addr_{addr}, size_{size} {}
+    Mapping(Mapping&& o) noexcept
+        : addr_{std::exchange(o.addr_, nullptr)}, size_{std::exchange(o.size_, 0)} {}
+    Mapping& operator=(Mapping&& o) noexcept;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping();
+
+    [[nodiscard]] std::byte* data() const noexcept { return static_cast<std::byte*>(addr_); }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+private:
+    void* addr_{nullptr};
+    std::size_t size_{0};
+};
+
+/// Validates `spec` and computes its geometry. Errc::invalid_argument naming the field.
+Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept;
+
+/// A channel mapped into this process, with pointers into both regions computed from the
+/// validated geometry.
+struct AttachedChannel {
+    ChannelInfo info;
+    Geometry geo{};
+    Mapping control_map;
+    Mapping payload_map;
+    bool payload_writable{false};
+
+    ControlBlock* control{nullptr};
+    EndpointRecord* publishers{nullptr};
+    EndpointRecord* subscribers{nullptr};
+    std::uint64_t* cells{nullptr}; // MPMC queue only
+    PayloadBlock* payload{nullptr};
+    std::byte* slots{nullptr};
+
+    [[nodiscard]] SlotHeader* slot(std::uint64_t pos) const noexcept {
+        return reinterpret_cast<SlotHeader*>(slots + (pos & (geo.slot_count - 1)) * geo.stride);
+    }
+    [[nodiscard]] std::uint64_t& cell(std::uint64_t pos) const noexcept {
+        return cells[pos & (geo.slot_count - 1)];
+    }
+};
+
+enum class PayloadAccess {
+    read_only, // subscribers: payload PROT_READ, control writable
+    writable,  // publishers, supervisors: both writable
+    as_opened, // payload writable if its descriptor is
+    inspect,   // tools: both regions PROT_READ
+};
+
+/// Creates both regions of a channel (see create_channel()).
+Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_bytes) noexcept;
+
+/// Maps and verifies `files`. `access` says whether the payload must be writable
+/// (publishers, supervisors), is mapped read-only (subscribers) or as the descriptor allows.
+Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess access) noexcept;
+
+} // namespace shmbus::detail

@@ -1,0 +1,166 @@
+// ChannelSupervisor: statistics, the endpoint table, and reclaiming dead endpoints.
+//
+// Who calls it: the daemon, when a client's control connection closes (the client is then
+// known dead — no pids, no heartbeats), and tests. Reclaim marks the entry `reclaiming`
+// first, so that a late operation of the dead endpoint (there is none, but the memory is
+// untrusted) and a second reclaim cannot both succeed; then it repairs the claim states the
+// endpoint owned, frees the entry, and wakes whoever may have waited on it.
+#include <shmbus/supervisor.hpp>
+
+#include "shm/endpoint_table.hpp"
+
+#include <string>
+
+namespace shmbus {
+
+using namespace detail;
+
+struct ChannelSupervisor::Impl {
+    AttachedChannel ch;
+
+    Result<EndpointRecord*> begin_reclaim(EndpointRecord* table, std::uint32_t count,
+                                          std::uint32_t index, const char* what) noexcept {
+        if (index >= count) {
+            return make_error(Errc::invalid_argument, "channel '" + ch.info.name + "': " + what +
+                                                          " index " + std::to_string(index) +
+                                                          " is beyond the table of " +
+                                                          std::to_string(count));
+        }
+        auto expected = static_cast<std::uint32_t>(EndpointState::active);
+        // acq_rel: we see everything the dead endpoint wrote before it died.
+        if (!atom(table[index].state)
+                 .compare_exchange_strong(expected,
+                                          static_cast<std::uint32_t>(EndpointState::reclaiming),
+                                          std::memory_order_acq_rel)) {
+            return make_error(Errc::not_found, "channel '" + ch.info.name + "': " + what + " " +
+                                                   std::to_string(index) + " is not attached");
+        }
+        return &table[index];
+    }
+};
+
+ChannelSupervisor::ChannelSupervisor(std::unique_ptr<Impl> impl) noexcept
+    : impl_{std::move(impl)} {}
+ChannelSupervisor::ChannelSupervisor(ChannelSupervisor&&) noexcept = default;
+ChannelSupervisor& ChannelSupervisor::operator=(ChannelSupervisor&&) noexcept = default;
+ChannelSupervisor::~ChannelSupervisor() = default;
+
+Result<ChannelSupervisor> ChannelSupervisor::attach(ChannelFiles files) noexcept {
+    auto ch = attach_channel(files, PayloadAccess::writable);
+    if (!ch) {
+        return ch.take_error();
+    }
+    auto impl = std::make_unique<Impl>();
+    impl->ch = std::move(*ch);
+    return ChannelSupervisor{std::move(impl)};
+}
+
+const ChannelInfo& ChannelSupervisor::info() const noexcept {
+    return impl_->ch.info;
+}
+
+namespace {
+ChannelStats stats_of(const AttachedChannel& ch) noexcept {
+    auto load = [](const std::uint64_t& v) {
+        return atom(const_cast<std::uint64_t&>(v)).load(std::memory_order_relaxed);
+    };
+    auto active = [](const EndpointRecord& r) {
+        return atom(const_cast<std::uint32_t&>(r.state)).load(std::memory_order_relaxed) ==
+               static_cast<std::uint32_t>(EndpointState::active);
+    };
+    ChannelStats s;
+    const ControlBlock& c = *ch.control;
+    s.published = load(ch.payload->head);
+    s.abandoned = load(c.abandoned);
+    s.redelivered = load(c.redelivered);
+    s.corrupted = load(c.corrupted);
+    s.dropped = load(c.dropped);
+    s.high_water = load(c.high_water);
+    s.data_waits = load(c.data_waits);
+    s.data_wakes = load(c.data_wakes);
+    s.space_waits = load(c.space_waits);
+    s.space_wakes = load(c.space_wakes);
+    std::uint64_t slowest = s.published;
+    for (std::uint32_t i = 0; i < ch.geo.max_publishers; ++i) {
+        s.publishers += active(ch.publishers[i]) ? 1 : 0;
+    }
+    for (std::uint32_t i = 0; i < ch.geo.max_subscribers; ++i) {
+        if (active(ch.subscribers[i])) {
+            ++s.subscribers;
+            const std::uint64_t cur = load(ch.subscribers[i].cursor);
+            if (cur < slowest) {
+                slowest = cur;
+            }
+        }
+    }
+    if (ch.info.kind == ChannelKind::queue) {
+        s.consumed = load(c.consumer_pos);
+        slowest = s.consumed;
+    }
+    s.depth = s.published >= slowest ? s.published - slowest : 0;
+    return s;
+}
+} // namespace
+
+ChannelStats ChannelSupervisor::stats() const noexcept {
+    return stats_of(impl_->ch);
+}
+
+std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
+    std::vector<EndpointEntry> out;
+    const AttachedChannel& ch = impl_->ch;
+    auto add = [&](const EndpointRecord* table, std::uint32_t count, Role role) {
+        for (std::uint32_t i = 0; i < count; ++i) {
+            auto& r = const_cast<EndpointRecord&>(table[i]);
+            if (atom(r.state).load(std::memory_order_acquire) !=
+                static_cast<std::uint32_t>(EndpointState::active)) {
+                continue;
+            }
+            out.push_back({role, i, atom(r.pid).load(std::memory_order_relaxed),
+                           atom(r.cursor).load(std::memory_order_relaxed),
+                           atom(r.lost).load(std::memory_order_relaxed)});
+        }
+    };
+    add(ch.publishers, ch.geo.max_publishers, Role::publisher);
+    add(ch.subscribers, ch.geo.max_subscribers, Role::subscriber);
+    return out;
+}
+
+Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) noexcept {
+    AttachedChannel& ch = impl_->ch;
+    auto rec = impl_->begin_reclaim(ch.publishers, ch.geo.max_publishers, index, "publisher");
+    if (!rec) {
+        return rec.take_error();
+    }
+    ReclaimReport report;
+    report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+    release_endpoint(**rec);
+    report.detached = true;
+    return report;
+}
+
+Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index) noexcept {
+    AttachedChannel& ch = impl_->ch;
+    auto rec = impl_->begin_reclaim(ch.subscribers, ch.geo.max_subscribers, index, "subscriber");
+    if (!rec) {
+        return rec.take_error();
+    }
+    ReclaimReport report;
+    report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+    release_endpoint(**rec);
+    report.detached = true;
+    // Block-policy publishers may be asleep waiting for this subscriber's cursor.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    wake_sleepers(space_wait(ch.control));
+    return report;
+}
+
+Result<ChannelStats> read_stats(const ChannelFiles& files) noexcept {
+    auto ch = attach_channel(files, PayloadAccess::inspect);
+    if (!ch) {
+        return ch.take_error();
+    }
+    return stats_of(*ch);
+}
+
+} // namespace shmbus
