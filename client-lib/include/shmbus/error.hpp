@@ -93,6 +93,7 @@ public:
     const T* operator->() const noexcept { return &value(); }
     T& operator*() & noexcept { return value(); }
     const T& operator*() const& noexcept { return value(); }
+    T&& operator*() && noexcept { return std::move(*this).value(); }
 
     [[nodiscard]] const Error& error() const noexcept { return check_error(), storage_.error; }
     [[nodiscard]] Error&& take_error() noexcept { return check_error(), std::move(storage_.error); }
