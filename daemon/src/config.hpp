@@ -1,0 +1,216 @@
+// The daemon's configuration: what shmbusd.yaml and its drop-ins say, as a plain struct.
+//
+// Three steps, kept apart so that each can be tested and reused on its own:
+//  1. parse_config() turns YAML text into a Config and validates it. It is a pure function:
+//     no I/O, no global state, the same answer for the same text. It reports *every* error it
+//     finds, GCC-style ("shmbusd.yaml:14:5: error: unknown key 'slot_sise' (did you mean
+//     'slot_size'?)"), so that an operator fixes a file in one pass. The daemon at start and on
+//     reload, `shmbusd --check-config` and `shmbusctl check-config` all call it.
+//  2. resolve_accounts() turns user and group names into ids through an injectable resolver
+//     (getpwnam/getgrnam in production). Unknown names are reported at the line that names them.
+//  3. load_config() is the only step that touches the file system: it reads the main file and
+//     the drop-ins of the conf.d/ directory beside it, then calls parse_config().
+//     choose_config_path() picks the file (system, user, or --config).
+//
+// yaml-cpp is fenced inside config.cpp: no YAML type appears here, and every YAML::Exception
+// becomes a ConfigError. The rest of the daemon sees only Config.
+//
+// Failure policy: a configuration with any error is rejected whole (ParseOutcome::config is
+// empty); the caller keeps what it had (on reload) or refuses to start (exit code 78,
+// EX_CONFIG). Nothing here logs or exits. Thread-safety: every function is reentrant.
+//
+// Reference for users: docs/configuration.md. Keep it in step with this module.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/error.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmbus::daemon {
+
+/// Where a value was written: file as given to the parser, 1-based line and column.
+/// line == 0 means "not from a file" (a built-in default, or an error about a whole file).
+struct ConfigLocation {
+    std::string file;
+    std::uint32_t line{0};
+    std::uint32_t column{0};
+};
+
+/// One problem found in the configuration. line == 0 for errors about a whole file (cannot
+/// be read, ...); then column is 0 too.
+struct ConfigError {
+    std::string file;
+    std::uint32_t line{0};
+    std::uint32_t column{0};
+    std::string message; ///< without the "error: " prefix, e.g. "unknown key 'x'"
+};
+
+/// "file:line:column: error: message", or "file: error: message" when line == 0.
+[[nodiscard]] std::string to_string(const ConfigError& error);
+
+/// How much the daemon logs.
+enum class LogLevel { trace, debug, info, warning, error };
+
+[[nodiscard]] std::string_view to_string(LogLevel level) noexcept;
+
+/// One user or group named in an access list.
+struct AccountRef {
+    std::string name;                ///< as written; for a numeric entry, its digits
+    std::optional<std::uint32_t> id; ///< set when written as a number, or by resolve_accounts()
+    ConfigLocation where;
+};
+
+/// Who may do something: the listed users and the members of the listed groups. Empty lists
+/// admit nobody beyond those the daemon always admits (root and its own user).
+struct AccessList {
+    bool anyone{false}; ///< `users: ["*"]`: every local user
+    std::vector<AccountRef> users;
+    std::vector<AccountRef> groups;
+};
+
+/// Who may publish on and subscribe to one channel.
+struct ChannelAcl {
+    AccessList publish;
+    AccessList subscribe;
+};
+
+/// max_subscribers of a broadcast channel that does not set it (a queue's default is 1, as in
+/// ChannelSpec: with one publisher that selects the single-producer single-consumer ring).
+inline constexpr std::uint32_t kDefaultBroadcastSubscribers = 16;
+
+/// A channel the daemon creates at start (the `channels:` list).
+struct ChannelConfig {
+    ChannelSpec spec; ///< validated: name, sizes and overflow are acceptable to create_channel()
+    ChannelAcl acl;
+    ConfigLocation where; ///< of the channel's `name:` value
+};
+
+/// Limits that apply to each connected client.
+struct ClientLimits {
+    std::uint32_t max_open_channels{64};     ///< endpoints (publishers + subscribers) open at once
+    std::uint32_t max_inflight_requests{32}; ///< control requests awaiting a reply
+    std::uint32_t max_dynamic_channels{16};  ///< channels it has created and that still exist
+};
+
+/// Daemon-wide limits.
+struct Limits {
+    std::uint32_t max_clients{256};
+    std::uint32_t max_channels{256}; ///< configured and dynamic channels together
+    /// Memory all channel segments together may reserve.
+    std::uint64_t max_total_segment_bytes{std::uint64_t{1} << 30};
+    ClientLimits per_client;
+};
+
+/// Whether and how clients may create channels at run time.
+struct DynamicChannelPolicy {
+    bool allowed{true};
+    AccessList creators; ///< who may create, besides root and the daemon's user
+    /// Values of a create request that leaves them out (defaults.name is unused).
+    ChannelSpec defaults{};
+    std::uint64_t max_slot_size{std::uint64_t{1} << 20};
+    std::uint64_t max_slot_count{std::uint64_t{1} << 16};
+};
+
+/// Everything shmbusd.yaml can say. A default-constructed Config is what an empty file means.
+struct Config {
+    /// Control socket; unset: the daemon picks it from its runtime directory.
+    std::optional<std::filesystem::path> socket_path;
+    /// State file directory; unset: the daemon's runtime directory.
+    std::optional<std::filesystem::path> state_directory;
+    LogLevel log_level{LogLevel::info};
+    AccessList admins; ///< may reload and see everything, besides root and the daemon's user
+    Limits limits;
+    DynamicChannelPolicy dynamic_channels;
+    std::vector<ChannelConfig> channels; ///< in file order, drop-ins after the main file
+    /// Where each setting outside `channels:` was last set, by dotted key ("limits.max_clients",
+    /// "daemon.admin.users"); a key that is absent kept its built-in default.
+    std::map<std::string, ConfigLocation, std::less<>> set_at;
+};
+
+/// What parsing produced: a Config when there are no errors, else every error found.
+struct ParseOutcome {
+    std::optional<Config> config; ///< set if and only if errors is empty
+    std::vector<ConfigError> errors;
+
+    [[nodiscard]] bool ok() const noexcept { return errors.empty(); }
+};
+
+/// One YAML document to parse and where it came from (used in messages).
+struct ConfigSource {
+    std::string origin; ///< file name as the user should see it
+    std::string text;
+};
+
+/// Parses and validates one configuration file's `text`; `origin` names it in errors. Pure:
+/// no I/O. Reports every error at once (a YAML syntax error ends the reading of that text).
+/// Does not resolve user or group names: see resolve_accounts().
+[[nodiscard]] ParseOutcome parse_config(std::string_view text, std::string_view origin);
+
+/// Parses `sources` in order and merges them as load_config() does with a main file and its
+/// drop-ins: channels are appended (a name defined twice is an error naming both places);
+/// any other setting given again replaces the earlier value (lists replaced whole). Pure.
+[[nodiscard]] ParseOutcome parse_config(std::span<const ConfigSource> sources);
+
+/// A user or group id, or nothing when the name is unknown; an Error when the lookup itself
+/// failed (NSS unreachable, ...).
+using AccountLookup = std::function<Result<std::optional<std::uint32_t>>(const std::string& name)>;
+
+/// How names become ids. Injectable so that tests do not depend on /etc/passwd.
+struct AccountResolver {
+    AccountLookup user;
+    AccountLookup group;
+};
+
+/// getpwnam_r / getgrnam_r: the system's user and group databases (NSS).
+[[nodiscard]] AccountResolver system_accounts();
+
+/// Sets the id of every named user and group in `config` (admins, dynamic channel creators,
+/// channel ACLs). Returns one error per name that does not resolve, at the place it is
+/// written. Entries already holding an id are left alone. Calls `resolver` once per entry.
+[[nodiscard]] std::vector<ConfigError> resolve_accounts(Config& config,
+                                                        const AccountResolver& resolver);
+
+/// Which daemon instance a configuration is for.
+enum class Instance {
+    system, ///< the system service: /etc/shmbusd/shmbusd.yaml
+    user,   ///< a per-user daemon: $XDG_CONFIG_HOME/shmbus/shmbusd.yaml
+};
+
+/// The main configuration file to load, and whether it must exist.
+struct ConfigPath {
+    std::filesystem::path path;
+    /// true for a path the user gave (--config) and for the system file: missing is an
+    /// error. false for the default user file: missing means built-in defaults.
+    bool required{true};
+};
+
+/// Reads an environment variable; std::nullopt when it is unset.
+using Environment = std::function<std::optional<std::string>(std::string_view name)>;
+
+/// The process environment (getenv).
+[[nodiscard]] Environment process_environment();
+
+/// Picks the main configuration file: `explicit_path` (--config) if given; else
+/// /etc/shmbusd/shmbusd.yaml for Instance::system; else $XDG_CONFIG_HOME/shmbus/shmbusd.yaml,
+/// falling back to $HOME/.config/shmbus/shmbusd.yaml when XDG_CONFIG_HOME is unset, empty or
+/// relative. Errc::not_found when a user instance has neither variable set to an absolute path.
+[[nodiscard]] Result<ConfigPath>
+choose_config_path(Instance instance, const std::optional<std::filesystem::path>& explicit_path,
+                   const Environment& environment);
+
+/// Reads `config.path` and then every `*.yaml` file of the `conf.d/` directory beside it, in
+/// byte order of their names (files starting with '.' are skipped), and parses them as
+/// parse_config(sources) does. A missing main file is an error when `config.required`; a
+/// missing conf.d/ is not. Read errors are ConfigErrors with line 0.
+[[nodiscard]] ParseOutcome load_config(const ConfigPath& config);
+
+} // namespace shmbus::daemon
