@@ -1,5 +1,6 @@
 // Public channel functions: creation, inspection, descriptor duplication, names.
 #include <shmbus/channel.hpp>
+#include <shmbus/endpoint.hpp>
 #include <shmbus/version.hpp>
 
 #include "shm/segment.hpp"
@@ -37,6 +38,15 @@ std::string_view to_string(Role role) noexcept {
         return "publisher";
     case Role::subscriber:
         return "subscriber";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(WaitMode mode) noexcept {
+    switch (mode) {
+    case WaitMode::spin: return "spin";
+    case WaitMode::adaptive: return "adaptive";
+    case WaitMode::blocking: return "blocking";
     }
     return "unknown";
 }

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <unistd.h>
 
 namespace shmbus {
 
@@ -50,9 +51,10 @@ struct Publisher::Impl {
     bool pending{false};
     std::uint64_t pending_first{0};
     std::size_t pending_count{0};
+    pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
 
     ~Impl() {
-        if (ch.control == nullptr) {
+        if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
         if (pending && algo != Algorithm::spsc) {
@@ -332,6 +334,7 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
     impl->ch = std::move(*ch);
     impl->options = options;
     impl->index = *index;
+    impl->attached_by = getpid();
     impl->owner = owner_tag(*index);
     impl->cap = impl->ch.geo.slot_count;
     impl->drop = impl->ch.info.overflow == Overflow::drop;

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <unistd.h>
 
 namespace shmbus {
 
@@ -49,9 +50,10 @@ struct Subscriber::Impl {
     bool pending{false};
     std::uint64_t pending_first{0};
     std::size_t pending_count{0};
+    pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
 
     ~Impl() {
-        if (ch.control == nullptr) {
+        if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
         if (algo == Algorithm::mpmc) {
@@ -432,6 +434,7 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
     impl->ch = std::move(*ch);
     impl->options = options;
     impl->index = *index;
+    impl->attached_by = getpid();
     impl->owner = owner_tag(*index);
     impl->cap = impl->ch.geo.slot_count;
     impl->drop = impl->ch.info.overflow == Overflow::drop;

@@ -8,6 +8,10 @@
 // Thread-safety: one endpoint is used by one thread at a time. Several endpoints of one
 // channel, in one or several processes, may run concurrently within the channel's
 // max_publishers / max_subscribers.
+//
+// An endpoint belongs to the process that attached it. A child that inherits it through
+// fork() must not use it (attach its own from the ChannelFiles instead), and destroying the
+// inherited copy does not detach the parent's table entry.
 #pragma once
 
 #include <shmbus/channel.hpp>
