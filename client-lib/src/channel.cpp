@@ -44,9 +44,12 @@ std::string_view to_string(Role role) noexcept {
 
 std::string_view to_string(WaitMode mode) noexcept {
     switch (mode) {
-    case WaitMode::spin: return "spin";
-    case WaitMode::adaptive: return "adaptive";
-    case WaitMode::blocking: return "blocking";
+    case WaitMode::spin:
+        return "spin";
+    case WaitMode::adaptive:
+        return "adaptive";
+    case WaitMode::blocking:
+        return "blocking";
     }
     return "unknown";
 }

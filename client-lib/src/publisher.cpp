@@ -62,7 +62,6 @@ struct Publisher::Impl {
                 finish(pending_first + i, kOwnerAbandoned);
             }
             atom(ch.control->abandoned).fetch_add(pending_count, std::memory_order_relaxed);
-            std::atomic_thread_fence(std::memory_order_seq_cst);
             wake_sleepers(data_wait(ch.control));
         }
         release_endpoint(ch.publishers[index]);
@@ -258,15 +257,14 @@ struct Publisher::Impl {
         pending = false;
         if (algo == Algorithm::spsc) {
             head += b.count_;
-            // seq_cst exchange: publishes the slots to the consumer's acquire load of head and
-            // orders this store before our load of data_waiters in wake_sleepers().
-            atom(ch.payload->head).exchange(head, std::memory_order_seq_cst);
+            // release: publishes the slots to the consumer's acquire load of head.
+            // wake_sleepers() below orders it before the waiter check.
+            atom(ch.payload->head).store(head, std::memory_order_release);
         } else {
             bool reclaimed = false;
             for (std::size_t i = 0; i < b.count_; ++i) {
                 reclaimed |= !finish(b.first_ + i, 0);
             }
-            std::atomic_thread_fence(std::memory_order_seq_cst); // before checking for sleepers
             if (reclaimed) {
                 wake_sleepers(data_wait(ch.control));
                 return make_error(Errc::closed, "channel '" + ch.info.name +
@@ -289,7 +287,6 @@ struct Publisher::Impl {
                 finish(b.first_ + i, kOwnerAbandoned);
             }
             atom(ch.control->abandoned).fetch_add(b.count_, std::memory_order_relaxed);
-            std::atomic_thread_fence(std::memory_order_seq_cst);
             wake_sleepers(data_wait(ch.control));
         }
         b.count_ = 0;

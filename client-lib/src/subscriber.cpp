@@ -61,7 +61,6 @@ struct Subscriber::Impl {
             redeliver_taken(ch, owner);
         }
         release_endpoint(ch.subscribers[index]);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
         wake_sleepers(space_wait(ch.control)); // a block publisher may be waiting for us
     }
 
@@ -91,9 +90,9 @@ struct Subscriber::Impl {
             atom(word).store(pos, std::memory_order_release);
             return;
         }
-        // seq_cst exchange: releases the slots to the writer's acquire load and orders this
-        // store before our load of space_waiters.
-        atom(word).exchange(pos, std::memory_order_seq_cst);
+        // release: our reads of the slots happen-before the writer's acquire of the cursor.
+        // wake_sleepers() below orders it before the waiter check.
+        atom(word).store(pos, std::memory_order_release);
         wake_sleepers(space_wait(ch.control));
     }
 
@@ -203,7 +202,6 @@ struct Subscriber::Impl {
                 if (tag == kOwnerAbandoned || len > ch.geo.slot_size) {
                     // Abandoned by a dead producer (already counted), or corrupt: skip it.
                     release_cell(p);
-                    std::atomic_thread_fence(std::memory_order_seq_cst);
                     wake_sleepers(space_wait(ch.control));
                     if (tag != kOwnerAbandoned) {
                         if (got != 0) {
@@ -354,7 +352,6 @@ struct Subscriber::Impl {
             for (std::size_t i = 0; i < n; ++i) {
                 release_cell(b.first_ + i);
             }
-            std::atomic_thread_fence(std::memory_order_seq_cst); // before checking for sleepers
             wake_sleepers(space_wait(ch.control));
             return ok();
         case Algorithm::broadcast: {
@@ -362,7 +359,7 @@ struct Subscriber::Impl {
             if (drop) {
                 // Seqlock check: pairs with the publisher's release fence before it rewrote
                 // a slot; if the state moved on, what we read may be torn.
-                std::atomic_thread_fence(std::memory_order_acquire);
+                seqlock_read_fence();
                 for (std::size_t i = 0; i < n; ++i) {
                     const std::uint64_t p = b.first_ + i;
                     const std::uint64_t s = atom(ch.slot(p)->state).load(std::memory_order_relaxed);

@@ -150,7 +150,6 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
     release_endpoint(**rec);
     report.detached = true;
     // Block-policy publishers may be asleep waiting for this subscriber's cursor.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     wake_sleepers(space_wait(ch.control));
     return report;
 }

@@ -99,7 +99,6 @@ std::uint64_t abandon_reserved(const AttachedChannel& ch, std::uint32_t owner) n
     }
     if (n != 0) {
         atom(ch.control->abandoned).fetch_add(n, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst); // before checking for sleepers
         wake_sleepers(data_wait(ch.control));
     }
     return n;

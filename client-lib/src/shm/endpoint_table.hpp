@@ -47,15 +47,28 @@ inline WaitChannel space_wait(ControlBlock* c) noexcept {
     return {&c->space_seq, &c->space_waiters, &c->space_waits, &c->space_wakes};
 }
 
-/// Wakes the sleepers of `w`, if any. Call after a seq_cst operation (or fence) that made
-/// the new state visible: the seq_cst load of the waiter count pairs with the sleeper's
-/// seq_cst increment (Dekker), so either it sees our state or we see it waiting.
+/// Wakes the sleepers of `w`, if any. Call after the store that made the new state visible.
+/// Reading the waiter count with a read-modify-write orders it after that store and pairs
+/// with the sleeper's increment in wait_until() (Dekker, without a fence): if our RMW comes
+/// first in the count's modification order, the sleeper's later RMW synchronizes with ours
+/// and its re-check sees our state; if the sleeper's comes first, we see it and wake it.
 inline void wake_sleepers(const WaitChannel& w) noexcept {
-    if (atom(*w.waiters).load(std::memory_order_seq_cst) != 0) {
+    if (atom(*w.waiters).fetch_add(0, std::memory_order_seq_cst) != 0) {
         atom(*w.seq).fetch_add(1, std::memory_order_release);
         futex_wake_all(w.seq);
         atom(*w.wakes).fetch_add(1, std::memory_order_relaxed);
     }
+}
+
+/// Orders the plain reads of a seqlock-protected slot before the re-read of its state.
+/// x86 never reorders loads with loads, so only the compiler must be stopped there (and
+/// GCC's ThreadSanitizer does not support atomic_thread_fence).
+inline void seqlock_read_fence() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    std::atomic_signal_fence(std::memory_order_acquire);
+#else
+    std::atomic_thread_fence(std::memory_order_acquire);
+#endif
 }
 
 /// A deadline on the steady clock; `forever` for blocking calls without limit.
