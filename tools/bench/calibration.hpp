@@ -1,0 +1,28 @@
+// Calibrations: the floors this machine sets, measured in the same run as everything else.
+//
+// futex-raw: two processes ping-pong through one futex word in a MAP_SHARED anonymous
+// mapping, always sleeping and always waking (no spinning): the cheapest possible
+// cross-process wake-up, against which shmbus's blocking ("futex") mode is judged.
+//
+// memcpy: one process copies a buffer to another of the same size in a loop, on one core:
+// 64 KiB (cache-resident) and 64 MiB (memory-bound) buffers, against which the zero-copy
+// bandwidth of large messages is judged.
+#pragma once
+
+#include "scenario.hpp"
+#include "team.hpp"
+
+#include <string>
+#include <vector>
+
+namespace bench {
+
+/// Runs the raw futex ping-pong once. Returns an error sentence, or empty.
+[[nodiscard]] std::string run_futex_raw(const Scenario& s, const RunSettings& settings,
+                                        std::vector<Report>& reports);
+
+/// Runs the single-core memcpy loop once over `s.msg_size` bytes. Returns an error, or empty.
+[[nodiscard]] std::string run_memcpy(const Scenario& s, const RunSettings& settings,
+                                     std::vector<Report>& reports);
+
+} // namespace bench

@@ -1,0 +1,439 @@
+// Reports: see report.hpp. Tables are built once as rows of strings and rendered either
+// as aligned text or as Markdown. nlohmann::ordered_json is used here only; its exceptions
+// (invalid UTF-8 in an error text, say) are avoided by replacing bad bytes on dump.
+
+#include "report.hpp"
+
+#include "format.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <ostream>
+#include <sstream>
+
+namespace bench {
+namespace {
+
+struct Table {
+    std::string title;
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+};
+
+bool is_pairwise(const Scenario& s) {
+    return s.kind == Kind::none || s.kind == Kind::queue_spsc;
+}
+
+std::string subs_cell(const Scenario& s) {
+    if (s.transport != Transport::shmbus) {
+        return "1";
+    }
+    if (s.kind == Kind::queue_mpmc) {
+        return std::to_string(s.publishers) + "x" + std::to_string(s.subscribers);
+    }
+    return std::to_string(s.subscribers);
+}
+
+std::string size_cell(const Scenario& s) {
+    return s.transport == Transport::futex_raw ? "-" : format_size(s.msg_size);
+}
+
+Table latency_table(const std::vector<Summary>& all) {
+    Table t{"Latency (one-way = RTT/2; median [min..max] of runs)",
+            {"transport", "size", "subs", "p50", "p90", "p99", "p99.9", "max", "mean"},
+            {}};
+    for (const Summary& s : all) {
+        if (s.skipped || s.scenario.test != Test::latency) {
+            continue;
+        }
+        if (s.good_runs() == 0) {
+            t.rows.push_back({s.scenario.label(), size_cell(s.scenario), subs_cell(s.scenario),
+                              "failed", "", "", "", "", ""});
+            continue;
+        }
+        t.rows.push_back({s.scenario.label(), size_cell(s.scenario), subs_cell(s.scenario),
+                          format_spread(s.p50_ns, Unit::ns), format_median(s.p90_ns, Unit::ns),
+                          format_spread(s.p99_ns, Unit::ns), format_median(s.p999_ns, Unit::ns),
+                          format_median(s.max_ns, Unit::ns), format_median(s.mean_ns, Unit::ns)});
+    }
+    return t;
+}
+
+Table stream_table(const std::vector<Summary>& all, Test test) {
+    Table t;
+    if (test == Test::throughput) {
+        t.title = "Throughput (per reader; CPU per message; median [min..max] of runs)";
+        t.header = {"transport", "size",     "batch",    "subs", "msgs/s",
+                    "bytes/s",   "cpu send", "cpu recv", "lost"};
+    } else {
+        t.title = "Bandwidth (large messages, filled and checksummed in place)";
+        t.header = {"transport", "size",     "batch",    "subs", "bytes/s",
+                    "msgs/s",    "cpu send", "cpu recv", "lost"};
+    }
+    for (const Summary& s : all) {
+        if (s.skipped || s.scenario.test != test) {
+            continue;
+        }
+        std::vector<std::string> row{s.scenario.label(), size_cell(s.scenario),
+                                     std::to_string(s.scenario.batch), subs_cell(s.scenario)};
+        if (s.scenario.transport == Transport::memcpy_) {
+            row[3] = "-";
+        }
+        if (s.good_runs() == 0) {
+            row.insert(row.end(), {"failed", "", "", "", ""});
+        } else if (test == Test::throughput) {
+            row.insert(row.end(), {format_spread(s.msgs_per_s, Unit::rate),
+                                   format_median(s.bytes_per_s, Unit::bytes),
+                                   format_median(s.cpu_send_ns_per_msg, Unit::ns),
+                                   format_median(s.cpu_recv_ns_per_msg, Unit::ns),
+                                   format_median(s.lost, Unit::count)});
+        } else {
+            row.insert(row.end(), {format_spread(s.bytes_per_s, Unit::bytes),
+                                   format_median(s.msgs_per_s, Unit::rate),
+                                   format_median(s.cpu_send_ns_per_msg, Unit::ns),
+                                   format_median(s.cpu_recv_ns_per_msg, Unit::ns),
+                                   format_median(s.lost, Unit::count)});
+        }
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
+Table targets_table(const std::vector<Target>& targets) {
+    Table t{"Targets", {"target", "goal", "measured", "status", "from"}, {}};
+    for (const Target& g : targets) {
+        const std::string status = !g.met ? "not measured" : (*g.met ? "met" : "MISSED");
+        t.rows.push_back({g.name, g.goal, g.ratio ? format_ratio(*g.ratio) : "-", status, g.basis});
+    }
+    return t;
+}
+
+std::vector<std::string> notes(const std::vector<Summary>& all) {
+    std::vector<std::string> out;
+    for (const Summary& s : all) {
+        const std::string what =
+            s.scenario.label() + " " + std::string{to_string(s.scenario.test)} + " " +
+            size_cell(s.scenario) + " batch " + std::to_string(s.scenario.batch) + " subs " +
+            subs_cell(s.scenario);
+        if (s.skipped) {
+            out.push_back("skipped: " + what + ": " + *s.skipped);
+        } else if (s.good_runs() < s.runs.size()) {
+            out.push_back("failed " + std::to_string(s.runs.size() - s.good_runs()) + " of " +
+                          std::to_string(s.runs.size()) + " runs: " + what + ": " +
+                          s.first_error());
+        }
+    }
+    return out;
+}
+
+/// Display width of UTF-8 text (µ is two bytes, one column).
+std::size_t width(const std::string& s) {
+    return static_cast<std::size_t>(std::count_if(
+        s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+void render_text(std::ostream& out, const Table& t) {
+    if (t.rows.empty()) {
+        return;
+    }
+    std::vector<std::size_t> w(t.header.size(), 0);
+    for (std::size_t i = 0; i < t.header.size(); ++i) {
+        w[i] = width(t.header[i]);
+        for (const auto& row : t.rows) {
+            w[i] = std::max(w[i], width(row[i]));
+        }
+    }
+    const auto line = [&](const std::vector<std::string>& cells) {
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+            const std::string pad(w[i] - width(cells[i]), ' ');
+            // Text columns left, figures right.
+            out << (i == 0 ? cells[i] + pad : pad + cells[i]) << (i + 1 < cells.size() ? "  " : "");
+        }
+        out << '\n';
+    };
+    out << t.title << '\n';
+    line(t.header);
+    for (const auto& row : t.rows) {
+        line(row);
+    }
+    out << '\n';
+}
+
+void render_markdown(std::ostream& out, const Table& t, bool first_columns_text = true) {
+    if (t.rows.empty()) {
+        return;
+    }
+    out << "### " << t.title << "\n\n|";
+    for (const auto& h : t.header) {
+        out << ' ' << h << " |";
+    }
+    out << "\n|";
+    for (std::size_t i = 0; i < t.header.size(); ++i) {
+        out << (i == 0 || !first_columns_text ? " --- |" : " ---: |");
+    }
+    out << '\n';
+    for (const auto& row : t.rows) {
+        out << '|';
+        for (const auto& c : row) {
+            out << ' ' << c << " |";
+        }
+        out << '\n';
+    }
+    out << '\n';
+}
+
+nlohmann::ordered_json nullable(const std::optional<Spread>& s, double Spread::*field) {
+    return s ? nlohmann::ordered_json((*s).*field) : nlohmann::ordered_json(nullptr);
+}
+
+void put_metric(nlohmann::ordered_json& row, const std::string& key,
+                const std::optional<Spread>& s) {
+    row[key] = nullable(s, &Spread::median);
+    row[key + "_min"] = nullable(s, &Spread::min);
+    row[key + "_max"] = nullable(s, &Spread::max);
+}
+
+void put_count(nlohmann::ordered_json& row, const std::string& key,
+               const std::optional<Spread>& s) {
+    const auto as_int = [&](double Spread::*f) {
+        return s ? nlohmann::ordered_json(static_cast<std::uint64_t>(std::llround((*s).*f)))
+                 : nlohmann::ordered_json(nullptr);
+    };
+    row[key] = as_int(&Spread::median);
+    row[key + "_min"] = as_int(&Spread::min);
+    row[key + "_max"] = as_int(&Spread::max);
+}
+
+nlohmann::ordered_json name_or_null(std::string_view name) {
+    return name.empty() ? nlohmann::ordered_json(nullptr)
+                        : nlohmann::ordered_json(std::string{name});
+}
+
+std::string quoted(const std::string& s) {
+    return '"' + s + '"';
+}
+
+std::string number(const std::optional<Spread>& s, double scale) {
+    if (!s) {
+        return "NaN";
+    }
+    std::ostringstream o;
+    o << s->median / scale;
+    return o.str();
+}
+
+/// Wide data: one row per size, one column per label; `pick` selects the summaries.
+template <typename Pick, typename Metric>
+std::string wide(const std::vector<Summary>& all, Pick pick, Metric metric, double scale) {
+    std::vector<std::string> labels;
+    std::map<std::uint64_t, std::map<std::string, std::string>> cells;
+    for (const Summary& s : all) {
+        if (s.skipped || !pick(s.scenario)) {
+            continue;
+        }
+        const std::string label = s.scenario.label();
+        if (std::find(labels.begin(), labels.end(), label) == labels.end()) {
+            labels.push_back(label);
+        }
+        cells[s.scenario.msg_size][label] = number(metric(s), scale);
+    }
+    std::ostringstream o;
+    o << "size";
+    for (const auto& l : labels) {
+        o << ' ' << quoted(l);
+    }
+    o << '\n';
+    for (const auto& [size, row] : cells) {
+        o << size;
+        for (const auto& l : labels) {
+            const auto it = row.find(l);
+            o << ' ' << (it == row.end() ? std::string{"NaN"} : it->second);
+        }
+        o << '\n';
+    }
+    return o.str();
+}
+
+std::string write_file(const std::filesystem::path& path, const std::string& text) {
+    std::ofstream out{path};
+    out << text;
+    out.close();
+    return out ? std::string{} : "cannot write " + path.string();
+}
+
+} // namespace
+
+void print_report(std::ostream& out, const std::vector<Summary>& summaries,
+                  const std::vector<Target>& targets) {
+    render_text(out, latency_table(summaries));
+    render_text(out, stream_table(summaries, Test::throughput));
+    render_text(out, stream_table(summaries, Test::bandwidth));
+    render_text(out, targets_table(targets));
+    for (const std::string& n : notes(summaries)) {
+        out << n << '\n';
+    }
+}
+
+std::string markdown_report(const RunInfo& info, const std::vector<Summary>& summaries,
+                            const std::vector<Target>& targets) {
+    std::ostringstream o;
+    o << "## shmbus-bench: suite " << info.suite << "\n\n";
+    o << "- CPU: " << info.machine.cpu_model << ", " << info.machine.cores << " cores online, "
+      << info.machine.usable_cores << " usable\n";
+    o << "- Kernel: " << info.machine.kernel << "\n";
+    o << "- Clock source: " << info.machine.clocksource << "\n";
+    o << "- Compiler: " << info.machine.compiler << ", build type " << info.machine.build_type
+      << "\n";
+    o << "- Runs per configuration: " << info.settings.runs << ", "
+      << std::chrono::duration<double>(info.settings.duration).count() << " s each; processes "
+      << (info.settings.pin ? "pinned one per core" : "not pinned") << "\n\n";
+    o << "```\n" << info.command << "\n```\n\n";
+    render_markdown(o, latency_table(summaries));
+    render_markdown(o, stream_table(summaries, Test::throughput));
+    render_markdown(o, stream_table(summaries, Test::bandwidth));
+    render_markdown(o, targets_table(targets), false);
+    const auto n = notes(summaries);
+    if (!n.empty()) {
+        o << "### Notes\n\n";
+        for (const std::string& line : n) {
+            o << "- " << line << '\n';
+        }
+        o << '\n';
+    }
+    return o.str();
+}
+
+std::string json_report(const RunInfo& info, const std::vector<Summary>& summaries,
+                        const std::vector<Target>& targets) {
+    nlohmann::ordered_json doc;
+    doc["machine"] = {
+        {"cpu_model", info.machine.cpu_model},       {"cores", info.machine.cores},
+        {"usable_cores", info.machine.usable_cores}, {"kernel", info.machine.kernel},
+        {"compiler", info.machine.compiler},         {"build_type", info.machine.build_type},
+        {"clocksource", info.machine.clocksource},
+    };
+    doc["command"] = info.command;
+    doc["suite"] = info.suite;
+    doc["settings"] = {
+        {"runs", info.settings.runs},
+        {"duration_s", std::chrono::duration<double>(info.settings.duration).count()},
+        {"pinned", info.settings.pin},
+    };
+    nlohmann::ordered_json results = nlohmann::ordered_json::array();
+    for (const Summary& s : summaries) {
+        const Scenario& sc = s.scenario;
+        nlohmann::ordered_json row;
+        row["transport"] = std::string{to_string(sc.transport)};
+        row["kind"] = name_or_null(to_string(sc.kind));
+        row["wait"] = name_or_null(to_string(sc.wait));
+        row["test"] = std::string{to_string(sc.test)};
+        row["msg_size"] = sc.msg_size;
+        row["batch"] = sc.batch;
+        row["subscribers"] = sc.subscribers;
+        row["publishers"] = sc.publishers;
+        row["runs"] = s.good_runs();
+        row["status"] = s.skipped ? "skipped" : (s.good_runs() > 0 ? "ok" : "failed");
+        row["error"] = s.skipped
+                           ? nlohmann::ordered_json(*s.skipped)
+                           : (s.first_error().empty() ? nlohmann::ordered_json(nullptr)
+                                                      : nlohmann::ordered_json(s.first_error()));
+        put_metric(row, "p50_ns", s.p50_ns);
+        put_metric(row, "p90_ns", s.p90_ns);
+        put_metric(row, "p99_ns", s.p99_ns);
+        put_metric(row, "p999_ns", s.p999_ns);
+        put_metric(row, "max_ns", s.max_ns);
+        put_metric(row, "mean_ns", s.mean_ns);
+        put_metric(row, "msgs_per_s", s.msgs_per_s);
+        put_metric(row, "bytes_per_s", s.bytes_per_s);
+        put_metric(row, "cpu_ns_per_msg", s.cpu_ns_per_msg);
+        put_metric(row, "cpu_send_ns_per_msg", s.cpu_send_ns_per_msg);
+        put_metric(row, "cpu_recv_ns_per_msg", s.cpu_recv_ns_per_msg);
+        put_metric(row, "min_sub_msgs_per_s", s.min_sub_msgs_per_s);
+        put_count(row, "lost", s.lost);
+        results.push_back(std::move(row));
+    }
+    doc["results"] = std::move(results);
+    nlohmann::ordered_json goals = nlohmann::ordered_json::array();
+    for (const Target& t : targets) {
+        goals.push_back({
+            {"name", t.name},
+            {"goal", t.goal},
+            {"ratio", t.ratio ? nlohmann::ordered_json(*t.ratio) : nlohmann::ordered_json(nullptr)},
+            {"met", t.met ? nlohmann::ordered_json(*t.met) : nlohmann::ordered_json(nullptr)},
+            {"basis", t.basis},
+        });
+    }
+    doc["targets"] = std::move(goals);
+    return doc.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+}
+
+std::string write_plot_data(const std::string& dir, const std::vector<Summary>& summaries) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+        return "cannot create " + dir + ": " + ec.message();
+    }
+    const fs::path base{dir};
+
+    // Percentiles at 128 B, one pair of processes, plus the raw futex floor.
+    std::ostringstream lat;
+    lat << "# label p50_us p90_us p99_us p999_us\n";
+    for (const Summary& s : summaries) {
+        const Scenario& sc = s.scenario;
+        const bool pick = sc.test == Test::latency && is_pairwise(sc) &&
+                          (sc.msg_size == 128 || sc.transport == Transport::futex_raw);
+        if (s.skipped || !pick || s.good_runs() == 0) {
+            continue;
+        }
+        lat << quoted(sc.label()) << ' ' << number(s.p50_ns, 1e3) << ' ' << number(s.p90_ns, 1e3)
+            << ' ' << number(s.p99_ns, 1e3) << ' ' << number(s.p999_ns, 1e3) << '\n';
+    }
+
+    // Messages per second at 128 B, one message per publish and 64.
+    std::vector<std::string> labels;
+    std::map<std::string, std::pair<std::string, std::string>> rates;
+    for (const Summary& s : summaries) {
+        const Scenario& sc = s.scenario;
+        if (s.skipped || sc.test != Test::throughput || !is_pairwise(sc) || sc.msg_size != 128) {
+            continue;
+        }
+        if (rates.find(sc.label()) == rates.end()) {
+            labels.push_back(sc.label());
+            rates[sc.label()] = {"NaN", "NaN"};
+        }
+        (sc.batch == 1 ? rates[sc.label()].first : rates[sc.label()].second) =
+            number(s.msgs_per_s, 1e6);
+    }
+    std::ostringstream tp;
+    tp << "# label batch1_Mmsgs_per_s batch64_Mmsgs_per_s\n";
+    for (const auto& l : labels) {
+        tp << quoted(l) << ' ' << rates[l].first << ' ' << rates[l].second << '\n';
+    }
+
+    const auto pairwise_latency = [](const Scenario& sc) {
+        return sc.test == Test::latency && is_pairwise(sc) && sc.transport != Transport::futex_raw;
+    };
+    const auto bandwidth = [](const Scenario& sc) { return sc.test == Test::bandwidth; };
+
+    for (const auto& [name, text] :
+         {std::pair{"latency_128.dat", lat.str()}, std::pair{"throughput_128.dat", tp.str()},
+          std::pair{"latency_size.dat", wide(
+                                            summaries, pairwise_latency,
+                                            [](const Summary& s) { return s.p50_ns; }, 1e3)},
+          std::pair{"bandwidth.dat", wide(
+                                         summaries, bandwidth,
+                                         [](const Summary& s) { return s.bytes_per_s; }, 1e9)}}) {
+        if (std::string e = write_file(base / name, text); !e.empty()) {
+            return e;
+        }
+    }
+    return {};
+}
+
+} // namespace bench

@@ -1,0 +1,316 @@
+// Scenarios and suites: see scenario.hpp. The suite lists below are the benchmark's
+// published method; docs/benchmarks.md describes them, so change both together.
+
+#include "scenario.hpp"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+namespace bench {
+namespace {
+
+constexpr std::array kTransportNames{
+    std::pair{Transport::shmbus, "shmbus"},
+    std::pair{Transport::fifo, "fifo"},
+    std::pair{Transport::uds_stream, "uds-stream"},
+    std::pair{Transport::uds_seqpacket, "uds-seqpacket"},
+    std::pair{Transport::tcp, "tcp"},
+    std::pair{Transport::posix_mq, "posix-mq"},
+    std::pair{Transport::futex_raw, "futex-raw"},
+    std::pair{Transport::memcpy_, "memcpy"},
+};
+constexpr std::array kKindNames{
+    std::pair{Kind::none, ""},
+    std::pair{Kind::queue_spsc, "queue-spsc"},
+    std::pair{Kind::queue_mpmc, "queue-mpmc"},
+    std::pair{Kind::broadcast_block, "broadcast-block"},
+    std::pair{Kind::broadcast_drop, "broadcast-drop"},
+};
+constexpr std::array kWaitNames{
+    std::pair{Wait::none, ""},
+    std::pair{Wait::spin, "spin"},
+    std::pair{Wait::adaptive, "adaptive"},
+    std::pair{Wait::futex, "futex"},
+};
+constexpr std::array kTestNames{
+    std::pair{Test::latency, "latency"},
+    std::pair{Test::throughput, "throughput"},
+    std::pair{Test::bandwidth, "bandwidth"},
+};
+
+template <typename E, std::size_t N>
+std::string_view name_of(const std::array<std::pair<E, const char*>, N>& table, E e) noexcept {
+    for (const auto& [value, name] : table) {
+        if (value == e) {
+            return name;
+        }
+    }
+    return "?";
+}
+
+template <typename E, std::size_t N>
+std::optional<E> value_of(const std::array<std::pair<E, const char*>, N>& table,
+                          std::string_view s) noexcept {
+    for (const auto& [value, name] : table) {
+        if (!s.empty() && s == name) {
+            return value;
+        }
+    }
+    return std::nullopt;
+}
+
+constexpr std::uint64_t kKiB = 1024ULL;
+constexpr std::uint64_t kMiB = 1024 * kKiB;
+
+// The fd baselines that carry a message stream.
+constexpr std::array kBaselines{Transport::fifo, Transport::uds_stream, Transport::uds_seqpacket,
+                                Transport::tcp, Transport::posix_mq};
+
+Scenario shm(Kind kind, Wait wait, Test test, std::uint64_t size, std::uint32_t batch = 1,
+             std::uint32_t subscribers = 1) {
+    Scenario s{Transport::shmbus, kind, wait, test, size, batch, subscribers, 1};
+    if (kind == Kind::queue_mpmc) {
+        s.publishers = 2;
+        s.subscribers = 2;
+    }
+    return s;
+}
+
+Scenario base(Transport t, Test test, std::uint64_t size, std::uint32_t batch = 1) {
+    return Scenario{t, Kind::none, Wait::none, test, size, batch, 1, 1};
+}
+
+Scenario futex_calibration() {
+    return Scenario{Transport::futex_raw, Kind::none, Wait::none, Test::latency, 0, 1, 1, 1};
+}
+
+Scenario memcpy_calibration(std::uint64_t size) {
+    return Scenario{Transport::memcpy_, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
+}
+
+std::vector<Scenario> tiny_suite() {
+    return {
+        shm(Kind::queue_spsc, Wait::spin, Test::latency, 128),
+        shm(Kind::queue_spsc, Wait::adaptive, Test::latency, 128),
+        base(Transport::fifo, Test::latency, 128),
+        futex_calibration(),
+        shm(Kind::queue_spsc, Wait::spin, Test::throughput, 128, 64),
+        base(Transport::uds_stream, Test::throughput, 128, 1),
+        shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB),
+        memcpy_calibration(64 * kKiB),
+    };
+}
+
+std::vector<Scenario> quick_suite() {
+    std::vector<Scenario> v;
+    constexpr std::array kWaits{Wait::spin, Wait::adaptive, Wait::futex};
+    constexpr std::array kQuickBaselines{Transport::fifo, Transport::uds_seqpacket, Transport::tcp};
+    for (Wait w : kWaits) {
+        v.push_back(shm(Kind::queue_spsc, w, Test::latency, 128));
+    }
+    for (Transport t : kQuickBaselines) {
+        v.push_back(base(t, Test::latency, 128));
+    }
+    v.push_back(futex_calibration());
+    for (std::uint32_t batch : {1U, 64U}) {
+        for (Wait w : kWaits) {
+            v.push_back(shm(Kind::queue_spsc, w, Test::throughput, 128, batch));
+        }
+        for (Transport t : kQuickBaselines) {
+            v.push_back(base(t, Test::throughput, 128, batch));
+        }
+    }
+    for (std::uint32_t subs : {1U, 3U}) {
+        v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
+    }
+    v.push_back(shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB));
+    v.push_back(memcpy_calibration(64 * kKiB));
+    v.push_back(memcpy_calibration(64 * kMiB));
+    return v;
+}
+
+std::vector<Scenario> full_suite() {
+    std::vector<Scenario> v;
+    constexpr std::array kWaits{Wait::spin, Wait::adaptive, Wait::futex};
+    constexpr std::array<std::uint64_t, 6> kLatencySizes{8, 128, kKiB, 4 * kKiB, 64 * kKiB, kMiB};
+    constexpr std::array<std::uint64_t, 3> kThroughputSizes{8, 128, kKiB};
+    constexpr std::array<std::uint64_t, 3> kBandwidthSizes{4 * kKiB, 64 * kKiB, kMiB};
+    constexpr std::array kMulti{Kind::queue_mpmc, Kind::broadcast_block, Kind::broadcast_drop};
+
+    // Latency: every transport over the size range, then the multi-endpoint kinds.
+    for (std::uint64_t size : kLatencySizes) {
+        for (Wait w : kWaits) {
+            v.push_back(shm(Kind::queue_spsc, w, Test::latency, size));
+        }
+        for (Transport t : kBaselines) {
+            v.push_back(base(t, Test::latency, size));
+        }
+    }
+    v.push_back(futex_calibration());
+    for (Kind k : kMulti) {
+        for (Wait w : kWaits) {
+            if (k == Kind::queue_mpmc) {
+                v.push_back(shm(k, w, Test::latency, 128));
+                continue;
+            }
+            for (std::uint32_t subs : {1U, 2U, 3U}) {
+                v.push_back(shm(k, w, Test::latency, 128, 1, subs));
+            }
+        }
+    }
+
+    // Throughput: one message per publish and 64 per publish.
+    for (std::uint32_t batch : {1U, 64U}) {
+        for (std::uint64_t size : kThroughputSizes) {
+            for (Wait w : kWaits) {
+                v.push_back(shm(Kind::queue_spsc, w, Test::throughput, size, batch));
+            }
+            for (Transport t : kBaselines) {
+                v.push_back(base(t, Test::throughput, size, batch));
+            }
+        }
+        for (Kind k : kMulti) {
+            for (Wait w : kWaits) {
+                if (k == Kind::queue_mpmc) {
+                    v.push_back(shm(k, w, Test::throughput, 128, batch));
+                    continue;
+                }
+                for (std::uint32_t subs : {1U, 2U, 3U}) {
+                    v.push_back(shm(k, w, Test::throughput, 128, batch, subs));
+                }
+            }
+        }
+    }
+
+    // Large messages: zero-copy in shmbus, write()/read() for the baselines.
+    for (std::uint64_t size : kBandwidthSizes) {
+        for (Wait w : kWaits) {
+            v.push_back(shm(Kind::queue_spsc, w, Test::bandwidth, size));
+        }
+        for (Transport t : kBaselines) {
+            v.push_back(base(t, Test::bandwidth, size));
+        }
+        v.push_back(memcpy_calibration(size));
+    }
+    v.push_back(memcpy_calibration(64 * kMiB));
+    return v;
+}
+
+template <typename T>
+bool admits(const std::vector<T>& allowed, T value) {
+    return allowed.empty() || std::find(allowed.begin(), allowed.end(), value) != allowed.end();
+}
+
+} // namespace
+
+std::string_view to_string(Transport t) noexcept {
+    return name_of(kTransportNames, t);
+}
+std::string_view to_string(Kind k) noexcept {
+    return name_of(kKindNames, k);
+}
+std::string_view to_string(Wait w) noexcept {
+    return name_of(kWaitNames, w);
+}
+std::string_view to_string(Test t) noexcept {
+    return name_of(kTestNames, t);
+}
+
+std::optional<Transport> transport_from_string(std::string_view s) noexcept {
+    return value_of(kTransportNames, s);
+}
+std::optional<Kind> kind_from_string(std::string_view s) noexcept {
+    return value_of(kKindNames, s);
+}
+std::optional<Wait> wait_from_string(std::string_view s) noexcept {
+    return value_of(kWaitNames, s);
+}
+std::optional<Test> test_from_string(std::string_view s) noexcept {
+    return value_of(kTestNames, s);
+}
+
+std::string Scenario::label() const {
+    std::string s{to_string(transport)};
+    if (kind != Kind::none) {
+        s += ' ';
+        s += to_string(kind);
+    }
+    if (wait != Wait::none) {
+        s += ' ';
+        s += to_string(wait);
+    }
+    return s;
+}
+
+std::uint32_t Scenario::processes() const noexcept {
+    switch (transport) {
+    case Transport::memcpy_:
+        return 1;
+    case Transport::shmbus:
+        if (test == Test::latency && kind == Kind::queue_mpmc) {
+            return 4; // two pingers, two pongers
+        }
+        return publishers + subscribers;
+    default:
+        return 2;
+    }
+}
+
+std::uint32_t Scenario::deliveries() const noexcept {
+    const bool broadcast = kind == Kind::broadcast_block || kind == Kind::broadcast_drop;
+    return broadcast ? subscribers : 1;
+}
+
+std::optional<Suite> make_suite(std::string_view name) {
+    Suite suite;
+    suite.name = std::string{name};
+    if (name == "tiny") {
+        suite.scenarios = tiny_suite();
+        suite.settings.duration = std::chrono::milliseconds{40};
+    } else if (name == "quick") {
+        suite.scenarios = quick_suite();
+        suite.settings.duration = std::chrono::milliseconds{250};
+    } else if (name == "full") {
+        suite.scenarios = full_suite();
+        suite.settings.duration = std::chrono::milliseconds{400};
+    } else {
+        return std::nullopt;
+    }
+    return suite;
+}
+
+std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
+                                    const Filters& filters) {
+    std::vector<Scenario> out;
+    for (const Scenario& s : scenarios) {
+        if (admits(filters.transports, s.transport) && admits(filters.kinds, s.kind) &&
+            admits(filters.waits, s.wait) && admits(filters.tests, s.test) &&
+            admits(filters.sizes, s.msg_size)) {
+            out.push_back(s);
+        }
+    }
+    return out;
+}
+
+std::optional<std::string> skip_reason(const Scenario& s, unsigned cores) {
+    if (s.wait == Wait::spin && s.processes() > cores) {
+        return "busy-spinning needs one core per process (" + std::to_string(s.processes()) +
+               " processes, " + std::to_string(cores) + " cores)";
+    }
+    if (s.transport == Transport::posix_mq && s.batch > 1) {
+        return "POSIX message queues have no batched send";
+    }
+    if (s.transport == Transport::posix_mq && s.msg_size > 8 * kKiB) {
+        return "larger than the default POSIX mq message limit (fs.mqueue.msgsize_max, 8 KiB)";
+    }
+    if (s.transport == Transport::uds_seqpacket && s.msg_size > 64 * kKiB) {
+        return "a datagram this large exceeds the default socket send buffer";
+    }
+    if (s.msg_size < 8 && s.transport != Transport::futex_raw) {
+        return "messages carry an 8-byte sequence or timestamp: 8 bytes at least";
+    }
+    return std::nullopt;
+}
+
+} // namespace bench

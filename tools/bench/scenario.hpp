@@ -1,0 +1,106 @@
+// Scenarios: what one benchmark configuration is, and which ones a suite runs.
+//
+// A Scenario names a transport (shmbus or a baseline), the channel kind and wait mode for
+// shmbus, the test pattern and the message geometry. Suites are fixed lists of scenarios;
+// the command line filters them. Nothing here measures anything: this module is plain data
+// and pure functions, so the plan can be printed (--list) and tested without running it.
+//
+// Names are the ones the JSON output and the documentation use ("uds-seqpacket",
+// "broadcast-drop", "futex"), parsed back by the from_string functions for the filters.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bench {
+
+enum class Transport {
+    shmbus,
+    fifo,
+    uds_stream,
+    uds_seqpacket,
+    tcp,
+    posix_mq,
+    futex_raw, ///< calibration: raw futex ping-pong between two processes
+    memcpy_,   ///< calibration: single-core memcpy bandwidth
+};
+
+/// The shmbus channel kind and variant; none for baselines and calibrations.
+enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop };
+
+/// The shmbus wait mode; "futex" is WaitMode::blocking. none for everything else.
+enum class Wait { none, spin, adaptive, futex };
+
+enum class Test {
+    latency,    ///< ping-pong, one-way = RTT / 2, full sample sets
+    throughput, ///< one-way stream of small messages, one or `batch` per publish
+    bandwidth,  ///< one-way stream of large messages filled and checksummed in place
+};
+
+[[nodiscard]] std::string_view to_string(Transport t) noexcept;
+[[nodiscard]] std::string_view to_string(Kind k) noexcept;
+[[nodiscard]] std::string_view to_string(Wait w) noexcept;
+[[nodiscard]] std::string_view to_string(Test t) noexcept;
+[[nodiscard]] std::optional<Transport> transport_from_string(std::string_view s) noexcept;
+[[nodiscard]] std::optional<Kind> kind_from_string(std::string_view s) noexcept;
+[[nodiscard]] std::optional<Wait> wait_from_string(std::string_view s) noexcept;
+[[nodiscard]] std::optional<Test> test_from_string(std::string_view s) noexcept;
+
+/// One measured configuration.
+struct Scenario {
+    Transport transport{Transport::fifo};
+    Kind kind{Kind::none};
+    Wait wait{Wait::none};
+    Test test{Test::latency};
+    std::uint64_t msg_size{128};
+    std::uint32_t batch{1};       ///< messages per publish (per write() for baselines)
+    std::uint32_t subscribers{1}; ///< readers (consumers on a queue)
+    std::uint32_t publishers{1};  ///< writers (producers on a queue)
+
+    /// "shmbus queue-spsc spin", "fifo", "memcpy": the row label of tables and plots.
+    [[nodiscard]] std::string label() const;
+    /// Processes this scenario forks.
+    [[nodiscard]] std::uint32_t processes() const noexcept;
+    /// How many readers see each message: subscribers on a broadcast channel, else 1.
+    [[nodiscard]] std::uint32_t deliveries() const noexcept;
+};
+
+/// How long and how often each scenario runs.
+struct RunSettings {
+    std::chrono::nanoseconds duration{std::chrono::milliseconds{300}}; ///< per run
+    std::uint32_t runs{3};
+    bool pin{true};
+    std::size_t max_samples{std::size_t{1} << 22}; ///< latency samples kept per pinger
+};
+
+/// A suite: its scenarios and its default run settings.
+struct Suite {
+    std::string name;
+    std::vector<Scenario> scenarios;
+    RunSettings settings;
+};
+
+/// "tiny" (smoke test, a few seconds), "quick" (under a minute), "full" (a few minutes).
+[[nodiscard]] std::optional<Suite> make_suite(std::string_view name);
+
+/// Command-line filters; an empty list lets everything through.
+struct Filters {
+    std::vector<Transport> transports;
+    std::vector<Kind> kinds;
+    std::vector<Wait> waits;
+    std::vector<Test> tests;
+    std::vector<std::uint64_t> sizes;
+};
+
+[[nodiscard]] std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
+                                                  const Filters& filters);
+
+/// Why `s` cannot run on `cores` usable cores (busy-spinning needs one core per process, a
+/// baseline has a size limit), or nullopt if it can.
+[[nodiscard]] std::optional<std::string> skip_reason(const Scenario& s, unsigned cores);
+
+} // namespace bench

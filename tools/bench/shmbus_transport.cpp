@@ -1,0 +1,307 @@
+// The shmbus transport: see shmbus_transport.hpp. Ring geometry per test:
+//   latency     up to 64 slots, at most ~4 MiB per ring (messages go one at a time),
+//   throughput  1024 slots (room for 16 batches of 64),
+//   bandwidth   ~2 MiB of slots, at least 4: large enough that the writer runs ahead of
+//               the reader, small enough to stay in the shared cache as zero-copy intends.
+
+#include "shmbus_transport.hpp"
+
+#include "patterns.hpp"
+
+#include <shmbus/channel.hpp>
+#include <shmbus/endpoint.hpp>
+#include <shmbus/error.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include <unistd.h>
+
+namespace bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A blocking call that waits this long for room means a peer is gone: fail the run.
+constexpr std::chrono::nanoseconds kStuck = 10s;
+// Blocking receives return this often when idle so readers can see the writers finish.
+constexpr std::chrono::nanoseconds kIdlePoll = 2ms;
+
+shmbus::WaitMode wait_mode(Wait w) {
+    switch (w) {
+    case Wait::spin:
+        return shmbus::WaitMode::spin;
+    case Wait::futex:
+        return shmbus::WaitMode::blocking;
+    default:
+        return shmbus::WaitMode::adaptive;
+    }
+}
+
+class ShmWriter {
+public:
+    static shmbus::Result<ShmWriter> open(const shmbus::ChannelFiles& files, Wait wait) {
+        auto dup = files.duplicate_for(shmbus::Role::publisher);
+        if (!dup) {
+            return dup.take_error();
+        }
+        auto pub = shmbus::Publisher::attach(std::move(dup).value(),
+                                             shmbus::EndpointOptions{.wait = wait_mode(wait)});
+        if (!pub) {
+            return pub.take_error();
+        }
+        return ShmWriter{std::move(pub).value(), wait == Wait::spin};
+    }
+
+    std::size_t acquire(std::size_t n) {
+        std::int64_t stuck_at = 0;
+        for (std::uint64_t spins = 1;; ++spins) {
+            auto r = spin_ ? pub_.try_reserve(n) : pub_.reserve(n, kStuck);
+            if (r) {
+                batch_ = std::move(r).value();
+                return batch_.size();
+            }
+            if (r.code() != shmbus::Errc::would_block) {
+                error_ = r.error().message();
+                return 0;
+            }
+            // Spinning on a full ring: give up as the blocking form would, after kStuck.
+            if (spins % 4096 == 0) {
+                const std::int64_t now = now_ns();
+                stuck_at = stuck_at == 0 ? now + kStuck.count() : stuck_at;
+                if (now >= stuck_at) {
+                    error_ = "no free slot for " + std::to_string(kStuck.count() / 1'000'000) +
+                             " ms (is a reader gone?)";
+                    return 0;
+                }
+            }
+        }
+    }
+    std::span<std::byte> slot(std::size_t i) { return batch_.data(i); }
+    void set_length(std::size_t i, std::uint64_t len) { batch_.set_length(i, len); }
+    bool publish() {
+        auto r = pub_.commit(batch_);
+        if (!r) {
+            error_ = r.error().message();
+            return false;
+        }
+        return true;
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    ShmWriter(shmbus::Publisher pub, bool spin) : pub_{std::move(pub)}, spin_{spin} {}
+    shmbus::Publisher pub_;
+    shmbus::WriteBatch batch_;
+    bool spin_;
+    std::string error_;
+};
+
+class ShmReader {
+public:
+    static shmbus::Result<ShmReader> open(const shmbus::ChannelFiles& files, Wait wait) {
+        auto dup = files.duplicate_for(shmbus::Role::subscriber);
+        if (!dup) {
+            return dup.take_error();
+        }
+        auto sub = shmbus::Subscriber::attach(std::move(dup).value(),
+                                              shmbus::EndpointOptions{.wait = wait_mode(wait)});
+        if (!sub) {
+            return sub.take_error();
+        }
+        return ShmReader{std::move(sub).value(), wait == Wait::spin};
+    }
+
+    /// Messages ready now (spin) or within kIdlePoll (blocking forms); 0 when none.
+    std::size_t take(std::size_t n) {
+        auto r = spin_ ? sub_.try_receive(n) : sub_.receive(n, kIdlePoll);
+        if (r) {
+            batch_ = std::move(r).value();
+            return batch_.size();
+        }
+        if (r.code() != shmbus::Errc::would_block && r.code() != shmbus::Errc::timed_out) {
+            error_ = r.error().message();
+        }
+        return 0;
+    }
+    bool failed() const { return !error_.empty(); }
+    std::span<const std::byte> message(std::size_t i) const { return batch_.message(i).data; }
+    Released release() {
+        auto r = sub_.release(batch_);
+        if (r) {
+            return Released::ok;
+        }
+        if (r.code() == shmbus::Errc::lost) {
+            return Released::lost;
+        }
+        error_ = r.error().message();
+        return Released::error;
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    ShmReader(shmbus::Subscriber sub, bool spin) : sub_{std::move(sub)}, spin_{spin} {}
+    shmbus::Subscriber sub_;
+    shmbus::ReadBatch batch_;
+    bool spin_;
+    std::string error_;
+};
+
+std::uint64_t ring_slots(std::uint64_t slot_size, std::uint64_t ring_bytes, std::uint64_t lo,
+                         std::uint64_t hi) {
+    const std::uint64_t want = std::clamp<std::uint64_t>(ring_bytes / slot_size, lo, hi);
+    return std::bit_floor(want);
+}
+
+bool is_broadcast(Kind k) {
+    return k == Kind::broadcast_block || k == Kind::broadcast_drop;
+}
+
+shmbus::ChannelSpec spec_for(Kind kind, std::uint64_t slot_size, std::uint64_t slot_count,
+                             std::uint32_t publishers, std::uint32_t subscribers) {
+    static int serial = 0;
+    shmbus::ChannelSpec spec;
+    spec.name = "bench." + std::to_string(::getpid()) + "." + std::to_string(++serial);
+    spec.kind = is_broadcast(kind) ? shmbus::ChannelKind::broadcast : shmbus::ChannelKind::queue;
+    spec.overflow = kind == Kind::broadcast_drop ? shmbus::Overflow::drop : shmbus::Overflow::block;
+    spec.slot_size = slot_size;
+    spec.slot_count = slot_count;
+    spec.max_publishers = publishers;
+    spec.max_subscribers = subscribers;
+    return spec;
+}
+
+/// Spawns a child that opens a writer and a reader (either may be absent) and runs `fn`.
+template <typename Fn>
+std::string spawn_role(Team& team, const shmbus::ChannelFiles* out_files,
+                       const shmbus::ChannelFiles* in_files, Wait wait, Fn fn) {
+    return team.spawn([=](StartGate& gate) {
+        std::optional<ShmWriter> out;
+        std::optional<ShmReader> in;
+        if (out_files != nullptr) {
+            auto w = ShmWriter::open(*out_files, wait);
+            if (!w) {
+                Report r;
+                r.error = "attach publisher: " + w.error().message();
+                return r;
+            }
+            out.emplace(std::move(w).value());
+        }
+        if (in_files != nullptr) {
+            auto rd = ShmReader::open(*in_files, wait);
+            if (!rd) {
+                Report r;
+                r.error = "attach subscriber: " + rd.error().message();
+                return r;
+            }
+            in.emplace(std::move(rd).value());
+        }
+        return fn(out ? &*out : nullptr, in ? &*in : nullptr, gate);
+    });
+}
+
+std::string run_latency(const Scenario& s, const RunSettings& settings, const PatternParams& p,
+                        std::vector<Report>& reports) {
+    const std::uint64_t slots = ring_slots(s.msg_size, 4ULL << 20, 4, 64);
+    const bool mpmc = s.kind == Kind::queue_mpmc;
+    const std::uint32_t pingers = mpmc ? 2 : 1;
+    const std::uint32_t pongers = mpmc ? 2 : 1;
+    auto ping = shmbus::create_channel(spec_for(s.kind, s.msg_size, slots, pingers, s.subscribers));
+    if (!ping) {
+        return "create ping channel: " + ping.error().message();
+    }
+    auto pong = shmbus::create_channel(spec_for(s.kind, s.msg_size, slots, pongers, pingers));
+    if (!pong) {
+        return "create pong channel: " + pong.error().message();
+    }
+    const shmbus::ChannelFiles* ping_files = &ping.value();
+    const shmbus::ChannelFiles* pong_files = &pong.value();
+
+    Team team{settings.pin};
+    std::string error;
+    // Spawn order sets the cores: a pinger and its ponger get different ones.
+    for (std::uint32_t i = 0; i < pongers && error.empty(); ++i) {
+        error = spawn_role(team, ping_files, pong_files, s.wait,
+                           [p](ShmWriter* out, ShmReader* in, StartGate& gate) {
+                               return run_pinger(*out, *in, gate, p);
+                           });
+        if (error.empty()) {
+            error = spawn_role(team, pong_files, ping_files, s.wait,
+                               [p](ShmWriter* out, ShmReader* in, StartGate& gate) {
+                                   return run_ponger(*out, *in, gate, p);
+                               });
+        }
+    }
+    for (std::uint32_t i = 1; i < s.subscribers && !mpmc && error.empty(); ++i) {
+        error = spawn_role(team, nullptr, ping_files, s.wait,
+                           [p](ShmWriter*, ShmReader* in, StartGate& gate) {
+                               return run_receiver(*in, gate, p, Report::Role::listener);
+                           });
+    }
+    if (!error.empty()) {
+        return error;
+    }
+    return team.run(settings.duration + std::chrono::seconds{20}, reports);
+}
+
+std::string run_stream(const Scenario& s, const RunSettings& settings, const PatternParams& p,
+                       std::vector<Report>& reports) {
+    const std::uint64_t slots = s.test == Test::bandwidth
+                                    ? ring_slots(s.msg_size, 2ULL << 20, 4, 1024)
+                                    : std::max<std::uint64_t>(1024, 16ULL * s.batch);
+    auto channel =
+        shmbus::create_channel(spec_for(s.kind, s.msg_size, slots, s.publishers, s.subscribers));
+    if (!channel) {
+        return "create channel: " + channel.error().message();
+    }
+    const shmbus::ChannelFiles* files = &channel.value();
+    Team team{settings.pin};
+    std::string error;
+    // Alternate writers and readers so that each pair lands on different cores.
+    const std::uint32_t roles = std::max(s.publishers, s.subscribers);
+    for (std::uint32_t i = 0; i < roles && error.empty(); ++i) {
+        if (i < s.publishers) {
+            error = spawn_role(team, files, nullptr, s.wait,
+                               [p](ShmWriter* out, ShmReader*, StartGate& gate) {
+                                   return run_sender(*out, gate, p);
+                               });
+        }
+        if (i < s.subscribers && error.empty()) {
+            error = spawn_role(team, nullptr, files, s.wait,
+                               [p](ShmWriter*, ShmReader* in, StartGate& gate) {
+                                   return run_receiver(*in, gate, p);
+                               });
+        }
+    }
+    if (!error.empty()) {
+        return error;
+    }
+    return team.run(settings.duration + std::chrono::seconds{20}, reports);
+}
+
+} // namespace
+
+std::string run_shmbus(const Scenario& s, const RunSettings& settings,
+                       std::vector<Report>& reports) {
+    SharedBoard board;
+    if (!board.valid()) {
+        return std::string{"mmap: "} + std::strerror(errno);
+    }
+    PatternParams p = make_params(s, settings, board.get());
+    if (s.test == Test::latency) {
+        if (s.kind == Kind::queue_mpmc) {
+            p.writers = 2; // the pingers
+            p.markers = 2; // one per ponger
+        } else {
+            p.writers = 1;
+            p.markers = 1;
+        }
+        return run_latency(s, settings, p, reports);
+    }
+    return run_stream(s, settings, p, reports);
+}
+
+} // namespace bench

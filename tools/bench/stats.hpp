@@ -1,0 +1,67 @@
+// Statistics: percentiles over a full latency sample set, and median [min..max] over runs.
+//
+// A run yields one RunResult: latency percentiles computed from every sample (no
+// histogram bucketing, no sampling), or rates and CPU cost for the streaming tests. A
+// scenario repeated N times is summarised metric by metric as the median of the runs,
+// with the smallest and largest run beside it, so that one disturbed run is visible
+// instead of averaged away. Metrics that a test does not produce stay empty (null in JSON).
+#pragma once
+
+#include "scenario.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+/// What one run of one scenario measured. Unset metrics do not apply to the test.
+struct RunResult {
+    std::string error; ///< empty when the run succeeded
+    // Latency (one-way = RTT / 2), in nanoseconds.
+    std::optional<double> p50_ns, p90_ns, p99_ns, p999_ns, max_ns, mean_ns;
+    std::uint64_t samples{0};
+    // Streaming tests.
+    std::optional<double> msgs_per_s, bytes_per_s;
+    std::optional<double> cpu_send_ns_per_msg, cpu_recv_ns_per_msg, cpu_ns_per_msg;
+    std::optional<double> min_sub_msgs_per_s; ///< the slowest reader's own receive rate
+    std::uint64_t lost{0};
+
+    [[nodiscard]] bool ok() const noexcept { return error.empty(); }
+};
+
+/// Fills the latency fields of `r` from `samples` (one-way nanoseconds); sorts them.
+void summarise_latency(std::vector<std::uint32_t>& samples, RunResult& r);
+
+/// A metric over the runs of a scenario.
+struct Spread {
+    double median{0};
+    double min{0};
+    double max{0};
+};
+
+/// Median [min..max] of the values present; nullopt if no run produced the metric.
+[[nodiscard]] std::optional<Spread> spread_of(const std::vector<std::optional<double>>& values);
+
+/// Every run of one scenario, and their spread per metric.
+struct Summary {
+    Scenario scenario;
+    std::optional<std::string> skipped; ///< why the scenario did not run
+    std::vector<RunResult> runs;
+    std::optional<Spread> p50_ns, p90_ns, p99_ns, p999_ns, max_ns, mean_ns;
+    std::optional<Spread> msgs_per_s, bytes_per_s;
+    std::optional<Spread> cpu_send_ns_per_msg, cpu_recv_ns_per_msg, cpu_ns_per_msg;
+    std::optional<Spread> min_sub_msgs_per_s;
+    std::optional<Spread> lost;
+
+    /// Runs that succeeded.
+    [[nodiscard]] std::uint32_t good_runs() const noexcept;
+    /// The first error of a failed run, or empty.
+    [[nodiscard]] std::string first_error() const;
+};
+
+/// Builds the per-metric spreads of `summary.runs` that succeeded.
+void summarise_runs(Summary& summary);
+
+} // namespace bench

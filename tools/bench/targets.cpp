@@ -1,0 +1,122 @@
+// Targets: see targets.hpp. The goals are the issue's, verbatim in the names.
+
+#include "targets.hpp"
+
+#include "format.hpp"
+
+#include <functional>
+
+namespace bench {
+namespace {
+
+using Pick = std::function<bool(const Scenario&)>;
+
+const Summary* find(const std::vector<Summary>& all, const Pick& pick) {
+    for (const Summary& s : all) {
+        if (!s.skipped && s.good_runs() > 0 && pick(s.scenario)) {
+            return &s;
+        }
+    }
+    return nullptr;
+}
+
+Pick shm_spsc(Wait w, Test t, std::uint64_t size, std::uint32_t batch = 1) {
+    return [=](const Scenario& s) {
+        return s.transport == Transport::shmbus && s.kind == Kind::queue_spsc && s.wait == w &&
+               s.test == t && s.msg_size == size && s.batch == batch;
+    };
+}
+
+Pick baseline(Transport tr, Test t, std::uint64_t size, std::uint32_t batch = 1) {
+    return [=](const Scenario& s) {
+        return s.transport == tr && s.test == t && s.msg_size == size && s.batch == batch;
+    };
+}
+
+Pick broadcast_block(std::uint32_t subscribers) {
+    return [=](const Scenario& s) {
+        return s.transport == Transport::shmbus && s.kind == Kind::broadcast_block &&
+               s.wait == Wait::adaptive && s.test == Test::throughput && s.msg_size == 128 &&
+               s.batch == 1 && s.subscribers == subscribers;
+    };
+}
+
+/// A target "numerator / denominator >= goal" (or "<= goal" when `at_most`).
+Target ratio_target(std::string name, double goal, bool at_most, const std::optional<Spread>* num,
+                    const std::optional<Spread>* den, Unit unit, const std::string& num_name,
+                    const std::string& den_name) {
+    Target t;
+    t.name = std::move(name);
+    t.goal = (at_most ? "<= " : ">= ") + format_ratio(goal);
+    if (num == nullptr || den == nullptr || !*num || !*den || (*den)->median <= 0) {
+        t.basis = "not measured in this run";
+        return t;
+    }
+    t.ratio = (*num)->median / (*den)->median;
+    t.met = at_most ? *t.ratio <= goal : *t.ratio >= goal;
+    t.basis = num_name + " " + format_value((*num)->median, unit) + " / " + den_name + " " +
+              format_value((*den)->median, unit);
+    return t;
+}
+
+} // namespace
+
+std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
+    std::vector<Target> out;
+    const Summary* fifo_lat = find(all, baseline(Transport::fifo, Test::latency, 128));
+    const Summary* spin_lat = find(all, shm_spsc(Wait::spin, Test::latency, 128));
+    const Summary* adaptive_lat = find(all, shm_spsc(Wait::adaptive, Test::latency, 128));
+    const Summary* futex_lat = find(all, shm_spsc(Wait::futex, Test::latency, 128));
+    const Summary* raw_futex = find(all, [](const Scenario& s) {
+        return s.transport == Transport::futex_raw && s.test == Test::latency;
+    });
+    const auto p50 = [](const Summary* s) { return s != nullptr ? &s->p50_ns : nullptr; };
+    const auto p99 = [](const Summary* s) { return s != nullptr ? &s->p99_ns : nullptr; };
+    const auto rate = [](const Summary* s) { return s != nullptr ? &s->msgs_per_s : nullptr; };
+    const auto bytes = [](const Summary* s) { return s != nullptr ? &s->bytes_per_s : nullptr; };
+
+    out.push_back(ratio_target("busy-spin p50 >= 300x lower than FIFO p50 (128 B)", 300, false,
+                               p50(fifo_lat), p50(spin_lat), Unit::ns, "fifo", "spin"));
+    out.push_back(ratio_target("busy-spin p99 >= 200x lower than FIFO p99 (128 B)", 200, false,
+                               p99(fifo_lat), p99(spin_lat), Unit::ns, "fifo", "spin"));
+    out.push_back(ratio_target("futex p50 <= 1.2x raw futex ping-pong p50", 1.2, true,
+                               p50(futex_lat), p50(raw_futex), Unit::ns, "shmbus futex",
+                               "futex-raw"));
+    out.push_back(ratio_target("adaptive p50 <= 3x spin p50 (128 B)", 3, true, p50(adaptive_lat),
+                               p50(spin_lat), Unit::ns, "adaptive", "spin"));
+
+    const Summary* spin_tp1 = find(all, shm_spsc(Wait::spin, Test::throughput, 128, 1));
+    const Summary* fifo_tp1 = find(all, baseline(Transport::fifo, Test::throughput, 128, 1));
+    const Summary* spin_tp64 = find(all, shm_spsc(Wait::spin, Test::throughput, 128, 64));
+    const Summary* fifo_tp64 = find(all, baseline(Transport::fifo, Test::throughput, 128, 64));
+    out.push_back(ratio_target("1 msg per publish >= 15x FIFO msgs/s (128 B)", 15, false,
+                               rate(spin_tp1), rate(fifo_tp1), Unit::rate, "shmbus spin", "fifo"));
+    out.push_back(ratio_target("batched (64) >= 1.3x FIFO writing 64 per write (128 B)", 1.3, false,
+                               rate(spin_tp64), rate(fifo_tp64), Unit::rate, "shmbus spin",
+                               "fifo"));
+
+    const Summary* zero_copy = find(all, shm_spsc(Wait::spin, Test::bandwidth, 64 * 1024));
+    const Summary* memcpy_big = find(all, [](const Scenario& s) {
+        return s.transport == Transport::memcpy_ && s.msg_size == 64ULL * 1024 * 1024;
+    });
+    out.push_back(ratio_target("64 KiB zero-copy >= 0.75x single-core 64 MiB memcpy", 0.75, false,
+                               bytes(zero_copy), bytes(memcpy_big), Unit::bytes, "zero-copy",
+                               "memcpy"));
+
+    // Broadcast: two conditions, one line.
+    const Summary* one = find(all, broadcast_block(1));
+    const Summary* three = find(all, broadcast_block(3));
+    Target b = ratio_target(
+        "broadcast block, 1 pub 3 subs, adaptive: 0 lost, each sub >= 25% of 1-sub rate", 0.25,
+        false, three != nullptr ? &three->min_sub_msgs_per_s : nullptr, rate(one), Unit::rate,
+        "slowest of 3", "1 sub");
+    if (b.met && three->lost) {
+        const double lost = three->lost->max;
+        b.basis += ", lost " + format_count(lost);
+        b.met = *b.met && lost == 0;
+    }
+    out.push_back(std::move(b));
+    return out;
+}
+
+} // namespace bench

@@ -1,0 +1,29 @@
+// Targets: the performance goals of the issue, checked against a run's summaries.
+//
+// Each target compares the medians of two scenarios of the same run (so both saw the same
+// machine state) and says whether the ratio meets the goal. A target whose scenarios were
+// not part of the run (filtered out, skipped, failed) is reported as not measured, never
+// as met. The shmbus side of the throughput and bandwidth targets is the SPSC queue in
+// spin mode; docs/benchmarks.md says so beside the figures.
+#pragma once
+
+#include "stats.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bench {
+
+struct Target {
+    std::string name;            ///< "busy-spin p50 vs FIFO p50 (128 B)"
+    std::string goal;            ///< ">= 300x"
+    std::optional<double> ratio; ///< the measured ratio, oriented like the goal
+    std::optional<bool> met;     ///< nullopt: not measured in this run
+    std::string basis;           ///< the two figures the ratio comes from
+};
+
+/// Evaluates every target of the issue over `summaries`.
+[[nodiscard]] std::vector<Target> evaluate_targets(const std::vector<Summary>& summaries);
+
+} // namespace bench
