@@ -1,0 +1,146 @@
+// Checks the shape of a shmbus-bench JSON report (the bench_smoke test): every key the
+// documentation promises is there with the right type, null exactly where a metric does
+// not apply to the row's test, and at least one configuration ran. Timings are not
+// judged: a benchmark is never a timed test.
+//
+// Usage: bench_smoke_check REPORT.json. Prints every problem found; exit status 1 if any.
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+namespace {
+
+using nlohmann::json;
+
+class Checker {
+public:
+    void require(bool ok, const std::string& what) {
+        if (!ok) {
+            std::cerr << "bench_smoke_check: " << what << '\n';
+            ++problems_;
+        }
+    }
+    [[nodiscard]] int problems() const { return problems_; }
+
+private:
+    int problems_{0};
+};
+
+bool one_of(const json& v, std::initializer_list<const char*> names) {
+    if (!v.is_string()) {
+        return false;
+    }
+    for (const char* n : names) {
+        if (v.get<std::string>() == n) {
+            return true;
+        }
+    }
+    return false;
+}
+
+constexpr std::array kLatencyKeys{"p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"};
+constexpr std::array kStreamKeys{"msgs_per_s", "bytes_per_s", "cpu_ns_per_msg"};
+
+void check_row(Checker& c, const json& row, const std::string& at) {
+    if (!row.is_object()) {
+        c.require(false, at + " is not an object");
+        return;
+    }
+    c.require(
+        one_of(row.value("transport", json{}), {"shmbus", "fifo", "uds-stream", "uds-seqpacket",
+                                                "tcp", "posix-mq", "futex-raw", "memcpy"}),
+        at + ".transport is not a known transport");
+    const json kind = row.value("kind", json{"missing"});
+    c.require(kind.is_null() ||
+                  one_of(kind, {"queue-spsc", "queue-mpmc", "broadcast-block", "broadcast-drop"}),
+              at + ".kind is neither null nor a known kind");
+    const json wait = row.value("wait", json{"missing"});
+    c.require(wait.is_null() || one_of(wait, {"spin", "adaptive", "futex"}),
+              at + ".wait is neither null nor a known wait mode");
+    const json test = row.value("test", json{});
+    c.require(one_of(test, {"latency", "throughput", "bandwidth"}), at + ".test is unknown");
+    for (const char* key : {"msg_size", "batch", "subscribers", "runs"}) {
+        c.require(row.contains(key) && row[key].is_number_unsigned(),
+                  at + "." + key + " is not an unsigned integer");
+    }
+    const json status = row.value("status", json{});
+    c.require(one_of(status, {"ok", "failed", "skipped"}), at + ".status is unknown");
+
+    const bool ok = status == "ok";
+    const bool latency = test == "latency";
+    const auto check_metric = [&](const std::string& key, bool expect_value) {
+        for (const std::string& k : {key, key + "_min", key + "_max"}) {
+            if (!row.contains(k)) {
+                c.require(false, at + "." + k + " is missing");
+                continue;
+            }
+            const json& v = row[k];
+            c.require(v.is_null() || v.is_number(), at + "." + k + " is neither null nor a number");
+            if (ok) {
+                c.require(expect_value ? v.is_number() : v.is_null(),
+                          at + "." + k +
+                              (expect_value
+                                   ? " should be a number for a " + test.get<std::string>() + " row"
+                                   : " should be null for a " + test.get<std::string>() + " row"));
+            }
+        }
+    };
+    for (const char* key : kLatencyKeys) {
+        check_metric(key, latency);
+    }
+    for (const char* key : kStreamKeys) {
+        check_metric(key, !latency);
+    }
+    c.require(row.contains("lost") && (row["lost"].is_null() || row["lost"].is_number_unsigned()),
+              at + ".lost is neither null nor an unsigned integer");
+    if (ok) {
+        c.require(row["runs"].is_number_unsigned() && row["runs"].get<unsigned>() >= 1,
+                  at + ".runs is 0 for a row that ran");
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 2) {
+        std::cerr << "usage: bench_smoke_check REPORT.json\n";
+        return 2;
+    }
+    Checker c;
+    try {
+        std::ifstream in{argv[1]};
+        c.require(static_cast<bool>(in), std::string{"cannot open "} + argv[1]);
+        const json doc = json::parse(in);
+        c.require(doc.is_object(), "the report is not a JSON object");
+        const json machine = doc.value("machine", json{});
+        c.require(machine.is_object(), "machine is missing");
+        for (const char* key : {"cpu_model", "kernel", "compiler", "build_type"}) {
+            c.require(machine.contains(key) && machine[key].is_string(),
+                      std::string{"machine."} + key + " is not a string");
+        }
+        c.require(machine.contains("cores") && machine["cores"].is_number_unsigned(),
+                  "machine.cores is not an unsigned integer");
+        c.require(doc.contains("command") && doc["command"].is_string() &&
+                      !doc["command"].get<std::string>().empty(),
+                  "command is not a non-empty string");
+        const json results = doc.value("results", json{});
+        c.require(results.is_array() && !results.empty(), "results is not a non-empty array");
+        int ran = 0;
+        for (std::size_t i = 0; results.is_array() && i < results.size(); ++i) {
+            check_row(c, results[i], "results[" + std::to_string(i) + "]");
+            ran += results[i].value("status", "") == "ok" ? 1 : 0;
+        }
+        c.require(ran > 0, "no configuration ran");
+        c.require(doc.contains("targets") && doc["targets"].is_array(), "targets is missing");
+    } catch (const json::exception& e) {
+        c.require(false, std::string{"invalid JSON: "} + e.what());
+    }
+    if (c.problems() == 0) {
+        std::cout << "bench_smoke_check: report shape is valid\n";
+    }
+    return c.problems() == 0 ? 0 : 1;
+}
