@@ -371,12 +371,15 @@ struct Subscriber::Impl {
             tail += n;
             publish_cursor(tail);
             if (overwritten != 0) {
-                count_lost(overwritten);
-                lost_pending -= overwritten; // reported here, not again with the next batch
+                // The caller must discard the whole batch (it cannot tell which messages were
+                // torn), so the whole batch is what it lost.
+                count_lost(n);
+                lost_pending -= n; // reported here, not again with the next batch
                 return make_error(Errc::lost, "channel '" + ch.info.name +
                                                   "': " + std::to_string(overwritten) + " of " +
                                                   std::to_string(n) +
-                                                  " messages were overwritten while being read");
+                                                  " messages were overwritten while being read; "
+                                                  "the batch is discarded and counted as lost");
             }
             return ok();
         }

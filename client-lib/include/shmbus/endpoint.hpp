@@ -203,8 +203,8 @@ public:
     [[nodiscard]] Result<ReadBatch> receive(std::size_t max_count,
                                             std::chrono::nanoseconds timeout) noexcept;
     /// Frees the batch's slots. With the drop policy, Errc::lost if a publisher overwrote
-    /// any of them while they were read (the data read must then be discarded); the loss is
-    /// counted.
+    /// any of them while they were read: the data read must then be discarded, and every
+    /// message of the batch is counted as lost (lost(), the channel's dropped counter).
     [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept;
 
     /// Copies the next message into `buffer` and releases it. Never returns a torn message:
