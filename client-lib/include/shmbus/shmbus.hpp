@@ -2,6 +2,7 @@
 #pragma once
 
 #include <shmbus/channel.hpp>
+#include <shmbus/client.hpp>
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/supervisor.hpp>

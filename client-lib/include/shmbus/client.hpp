@@ -1,0 +1,131 @@
+// Client: the connection to shmbusd. Finds channels by name, receives their segments over
+// the control socket, and returns the same Publisher / Subscriber endpoints as the data
+// plane. Also the read side of the discovery table, for tools such as shmbusctl.
+//
+// After open_*(), messages flow through shared memory without the daemon: a daemon restart
+// does not interrupt them, and the client reconnects in the background of its next request.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/endpoint.hpp>
+#include <shmbus/error.hpp>
+#include <shmbus/export.hpp>
+#include <shmbus/supervisor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmbus {
+
+/// The socket a client uses when none is given: $SHMBUS_SOCKET if set; else
+/// $XDG_RUNTIME_DIR/shmbus/shmbusd.sock if that exists; else /run/shmbusd/shmbusd.sock.
+[[nodiscard]] SHMBUS_EXPORT std::string default_socket_path();
+
+struct ClientOptions {
+    std::string socket_path;     ///< empty: default_socket_path()
+    std::string client_name;     ///< shown in logs and `shmbusctl clients`; empty: program name
+    std::chrono::milliseconds request_timeout{5000};
+};
+
+/// One channel in the discovery table.
+struct ChannelSummary {
+    ChannelInfo info;
+    ChannelStats stats;
+    bool dynamic{false}; ///< created at run time rather than by the configuration
+};
+
+/// One endpoint attached to a channel.
+struct EndpointDetail {
+    Role role{Role::subscriber};
+    std::uint32_t index{0};
+    std::uint64_t client_id{0};
+    std::uint32_t pid{0};
+    std::uint32_t uid{0};
+    std::string client_name;
+    std::uint64_t cursor{0}; ///< broadcast subscriber: next sequence it reads
+    std::uint64_t lost{0};   ///< broadcast subscriber: messages it lost
+};
+
+struct ChannelDetail {
+    ChannelSummary summary;
+    std::vector<EndpointDetail> endpoints;
+};
+
+/// One connected client.
+struct ClientSummary {
+    std::uint64_t client_id{0};
+    std::uint32_t pid{0};
+    std::uint32_t uid{0};
+    std::uint32_t gid{0};
+    std::string name;
+    std::uint32_t endpoints{0};         ///< channel endpoints it holds
+    std::int64_t connected_since_ms{0}; ///< Unix time, milliseconds
+};
+
+struct DaemonStatus {
+    std::string daemon_version;
+    std::uint32_t pid{0};
+    std::uint64_t uptime_ms{0};
+    std::vector<std::string> config_files;
+    std::string socket_path;
+    std::string state_directory;
+    std::uint32_t clients{0};
+    std::uint32_t channels{0};
+    std::uint64_t segment_bytes{0};
+    std::uint16_t protocol_major{0};
+    std::uint16_t protocol_minor{0};
+};
+
+/// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be
+/// used from other threads and outlive it.
+class SHMBUS_EXPORT Client {
+public:
+    /// Connects and negotiates the protocol. Errc::not_found if no daemon listens on the
+    /// socket (the message names the path), Errc::version_mismatch naming both versions,
+    /// Errc::permission_denied if the socket refuses this user.
+    [[nodiscard]] static Result<Client> connect(const ClientOptions& options = {}) noexcept;
+
+    Client(Client&&) noexcept;
+    Client& operator=(Client&&) noexcept;
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+    ~Client();
+
+    /// Opens `channel` for writing. Errc::not_found if the daemon has no such channel,
+    /// Errc::permission_denied if this user may not publish on it, Errc::limit_reached when
+    /// it has its maximum of publishers.
+    [[nodiscard]] Result<Publisher> open_publisher(std::string_view channel,
+                                                   const EndpointOptions& options = {}) noexcept;
+    /// Opens `channel` for reading (a consumer, on a queue). Errors as open_publisher().
+    [[nodiscard]] Result<Subscriber> open_subscriber(std::string_view channel,
+                                                     const EndpointOptions& options = {}) noexcept;
+    /// Creates a dynamic channel, where the daemon's configuration allows it.
+    [[nodiscard]] Result<void> create_channel(const ChannelSpec& spec) noexcept;
+
+    [[nodiscard]] Result<std::vector<ChannelSummary>> list_channels() noexcept;
+    [[nodiscard]] Result<ChannelDetail> channel_info(std::string_view channel) noexcept;
+    [[nodiscard]] Result<std::vector<ClientSummary>> list_clients() noexcept;
+    [[nodiscard]] Result<DaemonStatus> status() noexcept;
+    /// Asks the daemon to reload its configuration (admin only). The message says what
+    /// changed; a configuration with errors is refused whole with every error listed.
+    [[nodiscard]] Result<std::string> reload() noexcept;
+    /// Round trip to the daemon.
+    [[nodiscard]] Result<std::chrono::nanoseconds> ping() noexcept;
+
+    /// The socket this client is connected to.
+    [[nodiscard]] const std::string& socket_path() const noexcept;
+    /// This connection's id in the daemon's tables.
+    [[nodiscard]] std::uint64_t client_id() const noexcept;
+
+    struct Impl;
+
+private:
+    explicit Client(std::shared_ptr<Impl> impl) noexcept;
+    std::shared_ptr<Impl> impl_;
+};
+
+} // namespace shmbus

@@ -1,0 +1,190 @@
+// The control protocol between libshmbus clients (and shmbusctl) and shmbusd.
+//
+// Transport: a Unix SOCK_SEQPACKET socket, so every message is one datagram and the kernel
+// keeps message boundaries. Segment descriptors travel beside a message as SCM_RIGHTS
+// ancillary data (open_reply carries [control, payload]; reclaim_offer carries the same).
+//
+// Every message is a 16-byte header followed by a body of at most kMaxBodyBytes:
+//
+//   u32 magic (kMagic)  u16 protocol major  u16 type  u32 request id  u32 body bytes
+//
+// Integers are little-endian and fixed-width; strings are u32 length + bytes (no NUL), each
+// at most kMaxStringBytes; lists are u32 count + elements, each list at most kMaxListItems.
+// A request's reply carries the same request id. Every request is answered by its reply
+// type or by `error` (Errc code + readable message); nothing is left unanswered.
+//
+// Decoding is a pure function over untrusted bytes: any truncation, overlong field,
+// unknown type, trailing garbage or out-of-range enum is Errc::protocol_error naming the
+// message type and field; nothing is read out of bounds and nothing throws.
+//
+// Versioning: the major version changes only with incompatible layouts; a peer refuses
+// another major with Errc::version_mismatch naming both. Minor versions only append fields
+// at the end of a body (older decoders ignore them) or add message types.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/client.hpp>
+#include <shmbus/error.hpp>
+#include <shmbus/supervisor.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace shmbus::proto {
+
+inline constexpr std::uint32_t kMagic = 0x53554253;         // "SBUS" little-endian
+inline constexpr std::uint16_t kProtocolMajor = 1;
+inline constexpr std::uint16_t kProtocolMinor = 0;
+inline constexpr std::size_t kHeaderBytes = 16;
+inline constexpr std::size_t kMaxBodyBytes = 128 * 1024;     // set SO_SNDBUF/SO_RCVBUF above this
+inline constexpr std::size_t kMaxMessageBytes = kHeaderBytes + kMaxBodyBytes;
+inline constexpr std::size_t kMaxStringBytes = 4096;
+inline constexpr std::size_t kMaxListItems = 4096;
+inline constexpr std::size_t kMaxFds = 2;                    // descriptors beside one message
+
+enum class MsgType : std::uint16_t {
+    hello = 1,
+    hello_reply = 2,
+    open = 3,
+    open_reply = 4,
+    close = 5,
+    create = 6,
+    list_channels = 7,
+    channel_list = 8,
+    channel_info = 9,
+    channel_detail = 10,
+    list_clients = 11,
+    client_list = 12,
+    reload = 13,
+    ping = 14,
+    pong = 15,
+    status = 16,
+    status_reply = 17,
+    reclaim_offer = 18,
+    ok = 100,    ///< success without data (close, create, reload, reclaim_offer)
+    error = 101, ///< failure of any request
+};
+
+/// "hello", "open_reply", ...; "unknown" otherwise.
+std::string_view msg_type_name(MsgType type) noexcept;
+
+// ---- requests ----
+
+struct Hello {
+    std::uint16_t major{kProtocolMajor};
+    std::uint16_t minor{kProtocolMinor};
+    std::uint32_t layout_version{0};
+    std::string client_name; ///< free text for logs and `shmbusctl clients`
+};
+
+struct Open {
+    std::string channel;
+    Role role{Role::subscriber};
+    std::uint32_t wait_mode{0}; ///< WaitMode the endpoint will use (informational)
+};
+
+struct Close {
+    std::string channel;
+    Role role{Role::subscriber};
+    std::uint32_t endpoint_index{0};
+};
+
+struct Create {
+    ChannelSpec spec; ///< a dynamic channel; allowed only where the config says so
+};
+
+struct ListChannels {};
+struct ChannelInfoRequest {
+    std::string channel;
+};
+struct ListClients {};
+struct Reload {};
+struct Ping {
+    std::uint64_t token{0};
+};
+struct Status {};
+
+/// A reconnecting client offers back the descriptors it holds (daemon restart without
+/// systemd); the daemon accepts them only if their inode matches its state file.
+struct ReclaimOffer {
+    std::string channel;
+    std::uint64_t creation_id{0};
+    Role role{Role::subscriber};
+    std::uint32_t endpoint_index{0};
+};
+
+// ---- replies ----
+
+struct HelloReply {
+    std::uint16_t major{kProtocolMajor};
+    std::uint16_t minor{kProtocolMinor};
+    std::uint32_t layout_version{0};
+    std::uint32_t daemon_pid{0};
+    std::uint64_t client_id{0};
+    std::string daemon_version;
+};
+
+/// Sent with two descriptors: control (read-write) and payload (read-write for
+/// publishers, read-only for subscribers).
+struct OpenReply {
+    ChannelInfo info;
+    std::uint32_t endpoint_index{0};
+};
+
+using shmbus::ChannelDetail;
+using shmbus::ChannelSummary;
+using shmbus::ClientSummary;
+using shmbus::EndpointDetail;
+
+struct ChannelList {
+    std::vector<ChannelSummary> channels;
+};
+
+struct ClientList {
+    std::vector<ClientSummary> clients;
+};
+
+struct Pong {
+    std::uint64_t token{0};
+};
+
+using StatusReply = shmbus::DaemonStatus;
+
+struct Ok {
+    std::string message; ///< optional human summary (e.g. what a reload changed)
+};
+
+struct ErrorReply {
+    Errc code{Errc::protocol_error};
+    std::string message;
+};
+
+using Body = std::variant<Hello, Open, Close, Create, ListChannels, ChannelInfoRequest,
+                          ListClients, Reload, Ping, Status, ReclaimOffer, HelloReply, OpenReply,
+                          ChannelList, ChannelDetail, ClientList, Pong, StatusReply, Ok,
+                          ErrorReply>;
+
+struct Message {
+    std::uint32_t request_id{0};
+    Body body;
+};
+
+/// The wire type of a body.
+MsgType type_of(const Body& body) noexcept;
+
+/// Encodes `message` (header + body). Errc::invalid_argument if a string or list exceeds
+/// the protocol's limits or the result would exceed kMaxMessageBytes.
+Result<std::vector<std::byte>> encode(const Message& message);
+
+/// Decodes one datagram. Errc::protocol_error naming the type and field for malformed
+/// input; Errc::version_mismatch for another protocol major (naming both).
+Result<Message> decode(std::span<const std::byte> datagram);
+
+/// Converts an ErrorReply into the Error the API returns.
+inline Error to_error(const ErrorReply& e) { return make_error(e.code, e.message); }
+
+} // namespace shmbus::proto
