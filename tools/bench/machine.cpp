@@ -68,4 +68,13 @@ Machine probe_machine() {
     return m;
 }
 
+std::string load_average() {
+    const std::string line = first_line("/proc/loadavg");
+    std::size_t end = 0;
+    for (int fields = 0; fields < 3 && end != std::string::npos; ++fields) {
+        end = line.find(' ', end + (fields > 0 ? 1 : 0));
+    }
+    return line.substr(0, end);
+}
+
 } // namespace bench

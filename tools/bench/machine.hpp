@@ -21,4 +21,8 @@ struct Machine {
 /// Describes the machine this process runs on.
 [[nodiscard]] Machine probe_machine();
 
+/// The 1-, 5- and 15-minute load averages ("0.12 0.30 0.25"), to show how busy the machine
+/// was around a run; empty if /proc/loadavg is unreadable.
+[[nodiscard]] std::string load_average();
+
 } // namespace bench

@@ -194,6 +194,7 @@ int run(int argc, char** argv) {
         return 0;
     }
 
+    info.load_before = load_average();
     const Progress progress;
     std::vector<Summary> summaries;
     bool all_ok = true;
@@ -212,6 +213,7 @@ int run(int argc, char** argv) {
         summaries.push_back(std::move(sum));
     }
     progress.done();
+    info.load_after = load_average();
 
     const std::vector<Target> targets = evaluate_targets(summaries);
     print_report(std::cout, summaries, targets);

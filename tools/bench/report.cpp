@@ -291,7 +291,9 @@ std::string markdown_report(const RunInfo& info, const std::vector<Summary>& sum
       << "\n";
     o << "- Runs per configuration: " << info.settings.runs << ", "
       << std::chrono::duration<double>(info.settings.duration).count() << " s each; processes "
-      << (info.settings.pin ? "pinned one per core" : "not pinned") << "\n\n";
+      << (info.settings.pin ? "pinned one per core" : "not pinned") << "\n";
+    o << "- Load average (1, 5, 15 min) before: " << info.load_before
+      << "; after: " << info.load_after << "\n\n";
     o << "```\n" << info.command << "\n```\n\n";
     render_markdown(o, latency_table(summaries));
     render_markdown(o, stream_table(summaries, Test::throughput));
@@ -324,6 +326,7 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         {"duration_s", std::chrono::duration<double>(info.settings.duration).count()},
         {"pinned", info.settings.pin},
     };
+    doc["load_average"] = {{"before", info.load_before}, {"after", info.load_after}};
     nlohmann::ordered_json results = nlohmann::ordered_json::array();
     for (const Summary& s : summaries) {
         const Scenario& sc = s.scenario;

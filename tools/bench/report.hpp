@@ -23,6 +23,8 @@ struct RunInfo {
     std::string command; ///< argv joined with spaces
     std::string suite;
     RunSettings settings;
+    std::string load_before; ///< load averages when the run started
+    std::string load_after;  ///< and when it ended
 };
 
 /// Writes the tables, the targets and the notes (skipped, failed) for people.

@@ -27,8 +27,14 @@ using namespace std::chrono_literals;
 
 // A blocking call that waits this long for room means a peer is gone: fail the run.
 constexpr std::chrono::nanoseconds kStuck = 10s;
-// Blocking receives return this often when idle so readers can see the writers finish.
+// Stream readers' blocking receives return this often when idle, so that the readers of a
+// queue with several consumers see the writers finish even without an end marker.
 constexpr std::chrono::nanoseconds kIdlePoll = 2ms;
+// Ping-pong receives wait without limit: a finite timeout arms a kernel timer on every
+// sleep (a VM exit on many hypervisors), which the raw futex floor does not pay either.
+// Every ponger gets its own end marker, so these waits always end; the parent's deadline
+// covers a peer that dies.
+constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
 
 shmbus::WaitMode wait_mode(Wait w) {
     switch (w) {
@@ -102,7 +108,8 @@ private:
 
 class ShmReader {
 public:
-    static shmbus::Result<ShmReader> open(const shmbus::ChannelFiles& files, Wait wait) {
+    static shmbus::Result<ShmReader> open(const shmbus::ChannelFiles& files, Wait wait,
+                                          std::chrono::nanoseconds timeout) {
         auto dup = files.duplicate_for(shmbus::Role::subscriber);
         if (!dup) {
             return dup.take_error();
@@ -112,12 +119,12 @@ public:
         if (!sub) {
             return sub.take_error();
         }
-        return ShmReader{std::move(sub).value(), wait == Wait::spin};
+        return ShmReader{std::move(sub).value(), wait == Wait::spin, timeout};
     }
 
-    /// Messages ready now (spin) or within kIdlePoll (blocking forms); 0 when none.
+    /// Messages ready now (spin) or within the timeout (blocking forms); 0 when none.
     std::size_t take(std::size_t n) {
-        auto r = spin_ ? sub_.try_receive(n) : sub_.receive(n, kIdlePoll);
+        auto r = spin_ ? sub_.try_receive(n) : sub_.receive(n, timeout_);
         if (r) {
             batch_ = std::move(r).value();
             return batch_.size();
@@ -143,10 +150,12 @@ public:
     const std::string& error() const { return error_; }
 
 private:
-    ShmReader(shmbus::Subscriber sub, bool spin) : sub_{std::move(sub)}, spin_{spin} {}
+    ShmReader(shmbus::Subscriber sub, bool spin, std::chrono::nanoseconds timeout)
+        : sub_{std::move(sub)}, spin_{spin}, timeout_{timeout} {}
     shmbus::Subscriber sub_;
     shmbus::ReadBatch batch_;
     bool spin_;
+    std::chrono::nanoseconds timeout_;
     std::string error_;
 };
 
@@ -177,7 +186,8 @@ shmbus::ChannelSpec spec_for(Kind kind, std::uint64_t slot_size, std::uint64_t s
 /// Spawns a child that opens a writer and a reader (either may be absent) and runs `fn`.
 template <typename Fn>
 std::string spawn_role(Team& team, const shmbus::ChannelFiles* out_files,
-                       const shmbus::ChannelFiles* in_files, Wait wait, Fn fn) {
+                       const shmbus::ChannelFiles* in_files, Wait wait,
+                       std::chrono::nanoseconds timeout, Fn fn) {
     return team.spawn([=](StartGate& gate) {
         std::optional<ShmWriter> out;
         std::optional<ShmReader> in;
@@ -191,7 +201,7 @@ std::string spawn_role(Team& team, const shmbus::ChannelFiles* out_files,
             out.emplace(std::move(w).value());
         }
         if (in_files != nullptr) {
-            auto rd = ShmReader::open(*in_files, wait);
+            auto rd = ShmReader::open(*in_files, wait, timeout);
             if (!rd) {
                 Report r;
                 r.error = "attach subscriber: " + rd.error().message();
@@ -224,19 +234,19 @@ std::string run_latency(const Scenario& s, const RunSettings& settings, const Pa
     std::string error;
     // Spawn order sets the cores: a pinger and its ponger get different ones.
     for (std::uint32_t i = 0; i < pongers && error.empty(); ++i) {
-        error = spawn_role(team, ping_files, pong_files, s.wait,
+        error = spawn_role(team, ping_files, pong_files, s.wait, kForever,
                            [p](ShmWriter* out, ShmReader* in, StartGate& gate) {
                                return run_pinger(*out, *in, gate, p);
                            });
         if (error.empty()) {
-            error = spawn_role(team, pong_files, ping_files, s.wait,
+            error = spawn_role(team, pong_files, ping_files, s.wait, kForever,
                                [p](ShmWriter* out, ShmReader* in, StartGate& gate) {
                                    return run_ponger(*out, *in, gate, p);
                                });
         }
     }
     for (std::uint32_t i = 1; i < s.subscribers && !mpmc && error.empty(); ++i) {
-        error = spawn_role(team, nullptr, ping_files, s.wait,
+        error = spawn_role(team, nullptr, ping_files, s.wait, kForever,
                            [p](ShmWriter*, ShmReader* in, StartGate& gate) {
                                return run_receiver(*in, gate, p, Report::Role::listener);
                            });
@@ -264,13 +274,13 @@ std::string run_stream(const Scenario& s, const RunSettings& settings, const Pat
     const std::uint32_t roles = std::max(s.publishers, s.subscribers);
     for (std::uint32_t i = 0; i < roles && error.empty(); ++i) {
         if (i < s.publishers) {
-            error = spawn_role(team, files, nullptr, s.wait,
+            error = spawn_role(team, files, nullptr, s.wait, kIdlePoll,
                                [p](ShmWriter* out, ShmReader*, StartGate& gate) {
                                    return run_sender(*out, gate, p);
                                });
         }
         if (i < s.subscribers && error.empty()) {
-            error = spawn_role(team, nullptr, files, s.wait,
+            error = spawn_role(team, nullptr, files, s.wait, kIdlePoll,
                                [p](ShmWriter*, ShmReader* in, StartGate& gate) {
                                    return run_receiver(*in, gate, p);
                                });
