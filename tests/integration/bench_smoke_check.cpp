@@ -50,10 +50,10 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         c.require(false, at + " is not an object");
         return;
     }
-    c.require(
-        one_of(row.value("transport", json{}), {"shmbus", "fifo", "uds-stream", "uds-seqpacket",
-                                                "tcp", "posix-mq", "futex-raw", "memcpy"}),
-        at + ".transport is not a known transport");
+    c.require(one_of(row.value("transport", json{}),
+                     {"shmbus", "fifo", "uds-stream", "uds-seqpacket", "tcp", "posix-mq",
+                      "futex-raw", "memcpy", "raw-ring"}),
+              at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});
     c.require(kind.is_null() ||
                   one_of(kind, {"queue-spsc", "queue-mpmc", "broadcast-block", "broadcast-drop"}),

@@ -7,12 +7,16 @@
 
 #include "calibration.hpp"
 
+#include "patterns.hpp"
+
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -113,6 +117,119 @@ Report memcpy_loop(std::uint64_t size, StartGate& gate, const RunSettings& setti
     return r;
 }
 
+// --- raw ring ------------------------------------------------------------------------------
+
+constexpr std::size_t kLine = 64;
+
+/// The ring's indices, each on its own cache line so that the two sides never share one.
+struct RawRingIndices {
+    alignas(kLine) std::atomic<std::uint64_t> head{0}; // next slot to publish; writer only
+    alignas(kLine) std::atomic<std::uint64_t> tail{0}; // next slot to free; reader only
+};
+
+/// A MAP_SHARED anonymous mapping holding one ring; inherited by forked children.
+class RawRing {
+public:
+    RawRing(std::uint64_t slot_size, std::uint64_t slots)
+        : stride_{(slot_size + sizeof(std::uint64_t) + kLine - 1) / kLine * kLine}, slots_{slots},
+          bytes_{sizeof(RawRingIndices) + stride_ * slots} {
+        void* p =
+            ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            base_ = static_cast<std::byte*>(p);
+            new (base_) RawRingIndices{};
+        }
+    }
+    RawRing(const RawRing&) = delete;
+    RawRing& operator=(const RawRing&) = delete;
+    ~RawRing() {
+        if (base_ != nullptr) {
+            ::munmap(base_, bytes_);
+        }
+    }
+    [[nodiscard]] bool valid() const { return base_ != nullptr; }
+    [[nodiscard]] RawRingIndices& indices() const {
+        return *reinterpret_cast<RawRingIndices*>(base_);
+    }
+    /// Slot of sequence `seq`: an 8-byte length, then the message.
+    [[nodiscard]] std::byte* slot(std::uint64_t seq) const {
+        return base_ + sizeof(RawRingIndices) + (seq % slots_) * stride_;
+    }
+    [[nodiscard]] std::uint64_t slots() const { return slots_; }
+
+private:
+    std::uint64_t stride_;
+    std::uint64_t slots_;
+    std::size_t bytes_;
+    std::byte* base_{nullptr};
+};
+
+class RawWriter {
+public:
+    RawWriter(const RawRing& ring, std::uint64_t size) : ring_{ring}, size_{size} {}
+    std::size_t acquire(std::size_t n) {
+        RawRingIndices& ix = ring_.indices();
+        while (head_ - cached_tail_ >= ring_.slots()) {
+            cached_tail_ = ix.tail.load(std::memory_order_acquire); // pairs with release()
+        }
+        count_ = std::min<std::uint64_t>(n, ring_.slots() - (head_ - cached_tail_));
+        return count_;
+    }
+    std::span<std::byte> slot(std::size_t i) {
+        return {ring_.slot(head_ + i) + sizeof(std::uint64_t), size_};
+    }
+    void set_length(std::size_t i, std::uint64_t len) {
+        std::memcpy(ring_.slot(head_ + i), &len, sizeof len);
+    }
+    bool publish() {
+        head_ += count_;
+        ring_.indices().head.store(head_, std::memory_order_release); // pairs with take()
+        return true;
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    const RawRing& ring_;
+    std::uint64_t size_;
+    std::uint64_t head_{0};
+    std::uint64_t cached_tail_{0};
+    std::size_t count_{0};
+    std::string error_;
+};
+
+class RawReader {
+public:
+    explicit RawReader(const RawRing& ring) : ring_{ring} {}
+    std::size_t take(std::size_t n) {
+        if (cached_head_ == tail_) {
+            // pairs with publish()'s release store
+            cached_head_ = ring_.indices().head.load(std::memory_order_acquire);
+        }
+        count_ = std::min<std::uint64_t>(n, cached_head_ - tail_);
+        return count_;
+    }
+    bool failed() const { return false; }
+    std::span<const std::byte> message(std::size_t i) const {
+        const std::byte* s = ring_.slot(tail_ + i);
+        std::uint64_t len = 0;
+        std::memcpy(&len, s, sizeof len);
+        return {s + sizeof len, static_cast<std::size_t>(len)};
+    }
+    Released release() {
+        tail_ += count_;
+        ring_.indices().tail.store(tail_, std::memory_order_release); // pairs with acquire()
+        return Released::ok;
+    }
+    const std::string& error() const { return error_; }
+
+private:
+    const RawRing& ring_;
+    std::uint64_t tail_{0};
+    std::uint64_t cached_head_{0};
+    std::size_t count_{0};
+    std::string error_;
+};
+
 } // namespace
 
 std::string run_futex_raw(const Scenario&, const RunSettings& settings,
@@ -127,6 +244,58 @@ std::string run_futex_raw(const Scenario&, const RunSettings& settings,
         team.spawn([&](StartGate& gate) { return futex_pinger(word, gate, settings); });
     if (error.empty()) {
         error = team.spawn([&](StartGate& gate) { return futex_ponger(word, gate); });
+    }
+    if (!error.empty()) {
+        return error;
+    }
+    return team.run(settings.duration + std::chrono::seconds{20}, reports);
+}
+
+std::string run_raw_ring(const Scenario& s, const RunSettings& settings,
+                         std::vector<Report>& reports) {
+    SharedBoard board;
+    // The same geometry as the shmbus SPSC queue in each test (see shmbus_transport.cpp).
+    const auto slots_for = [&](std::uint64_t ring_bytes, std::uint64_t lo, std::uint64_t hi) {
+        return std::bit_floor(std::clamp<std::uint64_t>(ring_bytes / s.msg_size, lo, hi));
+    };
+    std::uint64_t slots = std::max<std::uint64_t>(1024, 16ULL * s.batch);
+    if (s.test == Test::latency) {
+        slots = slots_for(4ULL << 20, 4, 64);
+    } else if (s.test == Test::bandwidth) {
+        slots = slots_for(2ULL << 20, 4, 1024);
+    }
+    const RawRing forward{s.msg_size, slots};
+    const RawRing backward{s.msg_size, s.test == Test::latency ? slots : 1};
+    if (!board.valid() || !forward.valid() || !backward.valid()) {
+        return std::string{"mmap: "} + std::strerror(errno);
+    }
+    const PatternParams p = make_params(s, settings, board.get());
+    Team team{settings.pin};
+    std::string error;
+    if (s.test == Test::latency) {
+        error = team.spawn([&](StartGate& gate) {
+            RawWriter out{forward, s.msg_size};
+            RawReader in{backward};
+            return run_pinger(out, in, gate, p);
+        });
+        if (error.empty()) {
+            error = team.spawn([&](StartGate& gate) {
+                RawWriter out{backward, s.msg_size};
+                RawReader in{forward};
+                return run_ponger(out, in, gate, p);
+            });
+        }
+    } else {
+        error = team.spawn([&](StartGate& gate) {
+            RawWriter out{forward, s.msg_size};
+            return run_sender(out, gate, p);
+        });
+        if (error.empty()) {
+            error = team.spawn([&](StartGate& gate) {
+                RawReader in{forward};
+                return run_receiver(in, gate, p);
+            });
+        }
     }
     if (!error.empty()) {
         return error;

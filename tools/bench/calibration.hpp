@@ -4,6 +4,12 @@
 // mapping, always sleeping and always waking (no spinning): the cheapest possible
 // cross-process wake-up, against which shmbus's blocking ("futex") mode is judged.
 //
+// raw-ring: the benchmark's patterns over a minimal SPSC ring in a MAP_SHARED anonymous
+// mapping: cached indices on their own cache lines, busy polling, no validation, no
+// wake-ups, no counters. It is what any shared-memory queue must at least pay on this
+// machine (cache-line transfers between the cores), so shmbus minus raw-ring is the cost of
+// the library, and raw-ring minus memcpy the cost of crossing cores.
+//
 // memcpy: one process copies a buffer to another of the same size in a loop, on one core:
 // 64 KiB (cache-resident) and 64 MiB (memory-bound) buffers, against which the zero-copy
 // bandwidth of large messages is judged.
@@ -20,6 +26,10 @@ namespace bench {
 /// Runs the raw futex ping-pong once. Returns an error sentence, or empty.
 [[nodiscard]] std::string run_futex_raw(const Scenario& s, const RunSettings& settings,
                                         std::vector<Report>& reports);
+
+/// Runs scenario `s` once over the raw shared-memory ring. Returns an error, or empty.
+[[nodiscard]] std::string run_raw_ring(const Scenario& s, const RunSettings& settings,
+                                       std::vector<Report>& reports);
 
 /// Runs the single-core memcpy loop once over `s.msg_size` bytes. Returns an error, or empty.
 [[nodiscard]] std::string run_memcpy(const Scenario& s, const RunSettings& settings,

@@ -122,6 +122,9 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     case Transport::memcpy_:
         error = run_memcpy(s, settings, reports);
         break;
+    case Transport::raw_ring:
+        error = run_raw_ring(s, settings, reports);
+        break;
     default:
         error = run_baseline(s, settings, reports);
         break;

@@ -19,6 +19,7 @@ constexpr std::array kTransportNames{
     std::pair{Transport::posix_mq, "posix-mq"},
     std::pair{Transport::futex_raw, "futex-raw"},
     std::pair{Transport::memcpy_, "memcpy"},
+    std::pair{Transport::raw_ring, "raw-ring"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -85,6 +86,10 @@ Scenario futex_calibration() {
     return Scenario{Transport::futex_raw, Kind::none, Wait::none, Test::latency, 0, 1, 1, 1};
 }
 
+Scenario raw_ring(Test test, std::uint64_t size, std::uint32_t batch = 1) {
+    return Scenario{Transport::raw_ring, Kind::none, Wait::none, test, size, batch, 1, 1};
+}
+
 Scenario memcpy_calibration(std::uint64_t size) {
     return Scenario{Transport::memcpy_, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
 }
@@ -97,6 +102,7 @@ std::vector<Scenario> tiny_suite() {
         futex_calibration(),
         shm(Kind::queue_spsc, Wait::spin, Test::throughput, 128, 64),
         base(Transport::uds_stream, Test::throughput, 128, 1),
+        raw_ring(Test::throughput, 128, 1),
         shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB),
         memcpy_calibration(64 * kKiB),
     };
@@ -113,6 +119,7 @@ std::vector<Scenario> quick_suite() {
         v.push_back(base(t, Test::latency, 128));
     }
     v.push_back(futex_calibration());
+    v.push_back(raw_ring(Test::latency, 128));
     for (std::uint32_t batch : {1U, 64U}) {
         for (Wait w : kWaits) {
             v.push_back(shm(Kind::queue_spsc, w, Test::throughput, 128, batch));
@@ -120,11 +127,13 @@ std::vector<Scenario> quick_suite() {
         for (Transport t : kQuickBaselines) {
             v.push_back(base(t, Test::throughput, 128, batch));
         }
+        v.push_back(raw_ring(Test::throughput, 128, batch));
     }
     for (std::uint32_t subs : {1U, 3U}) {
         v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
     }
     v.push_back(shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB));
+    v.push_back(raw_ring(Test::bandwidth, 64 * kKiB));
     v.push_back(memcpy_calibration(64 * kKiB));
     v.push_back(memcpy_calibration(64 * kMiB));
     return v;
@@ -146,6 +155,7 @@ std::vector<Scenario> full_suite() {
         for (Transport t : kBaselines) {
             v.push_back(base(t, Test::latency, size));
         }
+        v.push_back(raw_ring(Test::latency, size));
     }
     v.push_back(futex_calibration());
     for (Kind k : kMulti) {
@@ -169,6 +179,7 @@ std::vector<Scenario> full_suite() {
             for (Transport t : kBaselines) {
                 v.push_back(base(t, Test::throughput, size, batch));
             }
+            v.push_back(raw_ring(Test::throughput, size, batch));
         }
         for (Kind k : kMulti) {
             for (Wait w : kWaits) {
@@ -191,6 +202,7 @@ std::vector<Scenario> full_suite() {
         for (Transport t : kBaselines) {
             v.push_back(base(t, Test::bandwidth, size));
         }
+        v.push_back(raw_ring(Test::bandwidth, size));
         v.push_back(memcpy_calibration(size));
     }
     v.push_back(memcpy_calibration(64 * kMiB));
@@ -294,7 +306,8 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
 }
 
 std::optional<std::string> skip_reason(const Scenario& s, unsigned cores) {
-    if (s.wait == Wait::spin && s.processes() > cores) {
+    const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;
+    if (spins && s.processes() > cores) {
         return "busy-spinning needs one core per process (" + std::to_string(s.processes()) +
                " processes, " + std::to_string(cores) + " cores)";
     }

@@ -27,6 +27,7 @@ enum class Transport {
     posix_mq,
     futex_raw, ///< calibration: raw futex ping-pong between two processes
     memcpy_,   ///< calibration: single-core memcpy bandwidth
+    raw_ring,  ///< calibration: a minimal busy-polled SPSC ring in plain shared memory
 };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.
