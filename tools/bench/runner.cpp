@@ -103,7 +103,7 @@ RunResult reduce_reports(const Scenario& s, std::vector<Report>& reports) {
     if (s.test == Test::latency) {
         return reduce_latency(reports);
     }
-    if (s.transport == Transport::memcpy_) {
+    if (s.transport == Transport::memory_copy) {
         return reduce_solo(s, reports);
     }
     return reduce_stream(s, reports);
@@ -119,7 +119,7 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     case Transport::futex_raw:
         error = run_futex_raw(s, settings, reports);
         break;
-    case Transport::memcpy_:
+    case Transport::memory_copy:
         error = run_memcpy(s, settings, reports);
         break;
     case Transport::raw_ring:

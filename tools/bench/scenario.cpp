@@ -18,7 +18,7 @@ constexpr std::array kTransportNames{
     std::pair{Transport::tcp, "tcp"},
     std::pair{Transport::posix_mq, "posix-mq"},
     std::pair{Transport::futex_raw, "futex-raw"},
-    std::pair{Transport::memcpy_, "memcpy"},
+    std::pair{Transport::memory_copy, "memcpy"},
     std::pair{Transport::raw_ring, "raw-ring"},
 };
 constexpr std::array kKindNames{
@@ -91,7 +91,7 @@ Scenario raw_ring(Test test, std::uint64_t size, std::uint32_t batch = 1) {
 }
 
 Scenario memcpy_calibration(std::uint64_t size) {
-    return Scenario{Transport::memcpy_, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
+    return Scenario{Transport::memory_copy, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
 }
 
 std::vector<Scenario> tiny_suite() {
@@ -110,6 +110,7 @@ std::vector<Scenario> tiny_suite() {
 
 std::vector<Scenario> quick_suite() {
     std::vector<Scenario> v;
+    v.reserve(32);
     constexpr std::array kWaits{Wait::spin, Wait::adaptive, Wait::futex};
     constexpr std::array kQuickBaselines{Transport::fifo, Transport::uds_seqpacket, Transport::tcp};
     for (Wait w : kWaits) {
@@ -141,6 +142,7 @@ std::vector<Scenario> quick_suite() {
 
 std::vector<Scenario> full_suite() {
     std::vector<Scenario> v;
+    v.reserve(256);
     constexpr std::array kWaits{Wait::spin, Wait::adaptive, Wait::futex};
     constexpr std::array<std::uint64_t, 6> kLatencySizes{8, 128, kKiB, 4 * kKiB, 64 * kKiB, kMiB};
     constexpr std::array<std::uint64_t, 3> kThroughputSizes{8, 128, kKiB};
@@ -257,7 +259,7 @@ std::string Scenario::label() const {
 
 std::uint32_t Scenario::processes() const noexcept {
     switch (transport) {
-    case Transport::memcpy_:
+    case Transport::memory_copy:
         return 1;
     case Transport::shmbus:
         if (test == Test::latency && kind == Kind::queue_mpmc) {

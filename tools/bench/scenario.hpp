@@ -25,9 +25,9 @@ enum class Transport {
     uds_seqpacket,
     tcp,
     posix_mq,
-    futex_raw, ///< calibration: raw futex ping-pong between two processes
-    memcpy_,   ///< calibration: single-core memcpy bandwidth
-    raw_ring,  ///< calibration: a minimal busy-polled SPSC ring in plain shared memory
+    futex_raw,   ///< calibration: raw futex ping-pong between two processes
+    memory_copy, ///< calibration: single-core memcpy bandwidth
+    raw_ring,    ///< calibration: a minimal busy-polled SPSC ring in plain shared memory
 };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.

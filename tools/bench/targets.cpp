@@ -95,9 +95,9 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
                                rate(spin_tp64), rate(fifo_tp64), Unit::rate, "shmbus spin",
                                "fifo"));
 
-    const Summary* zero_copy = find(all, shm_spsc(Wait::spin, Test::bandwidth, 64 * 1024));
+    const Summary* zero_copy = find(all, shm_spsc(Wait::spin, Test::bandwidth, 64ULL * 1024));
     const Summary* memcpy_big = find(all, [](const Scenario& s) {
-        return s.transport == Transport::memcpy_ && s.msg_size == 64ULL * 1024 * 1024;
+        return s.transport == Transport::memory_copy && s.msg_size == 64ULL * 1024 * 1024;
     });
     out.push_back(ratio_target("64 KiB zero-copy >= 0.75x single-core 64 MiB memcpy", 0.75, false,
                                bytes(zero_copy), bytes(memcpy_big), Unit::bytes, "zero-copy",

@@ -198,7 +198,7 @@ void Team::kill_all() noexcept {
     }
 }
 
-std::string Team::spawn(RoleBody body) {
+std::string Team::spawn(const RoleBody& body) {
     if (ready_r_ < 0 || go_w_ < 0) {
         return "cannot create the start barrier pipes";
     }

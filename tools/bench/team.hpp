@@ -93,7 +93,7 @@ public:
 
     /// Forks a child running `body`, pinned to the next usable core when pinning.
     /// Returns an error sentence, or empty.
-    [[nodiscard]] std::string spawn(RoleBody body);
+    [[nodiscard]] std::string spawn(const RoleBody& body);
 
     /// Opens the gate once every child is ready and collects every Report, waiting at most
     /// `limit` in all. `reports` is in spawn order. Returns an error sentence, or empty.
