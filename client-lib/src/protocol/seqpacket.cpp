@@ -1,0 +1,247 @@
+// Sending and receiving control messages with SCM_RIGHTS; the rules are in seqpacket.hpp.
+#include "protocol/seqpacket.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <poll.h>
+#include <string>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+namespace shmbus::proto {
+
+namespace {
+
+/// Room for more descriptors than any message may carry, so that a peer sending a few too
+/// many has them installed here (and then closed by us) instead of truncating the control
+/// data; beyond this the kernel drops them itself and sets MSG_CTRUNC.
+constexpr std::size_t kReceiveFdRoom = 16;
+
+/// Milliseconds until `deadline` for poll(): 0 once passed, rounded up so that a wait
+/// ending within the next millisecond does not turn into a busy loop.
+int poll_timeout(std::chrono::steady_clock::time_point deadline) noexcept {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) {
+        return 0;
+    }
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+Error peer_gone(int err) {
+    return make_error(Errc::closed, "the peer closed the control connection", err);
+}
+
+std::string plural(std::size_t n, std::string_view word) {
+    return std::to_string(n) + " " + std::string{word} + (n == 1 ? "" : "s");
+}
+
+Result<void> send_encoded(int fd, MsgType type, const std::vector<std::byte>& bytes,
+                          std::span<const int> fds) {
+    iovec iov{};
+    iov.iov_base = const_cast<std::byte*>(bytes.data());
+    iov.iov_len = bytes.size();
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
+    if (!fds.empty()) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t n = -1;
+    do {
+        n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        const int err = errno;
+        const std::string what = "sending " + std::string{msg_type_name(type)};
+        switch (err) {
+        case EPIPE:
+        case ECONNRESET:
+        case ENOTCONN:
+            return peer_gone(err);
+        case EAGAIN:
+            return make_error(Errc::would_block, what + ": the socket's send buffer is full", err);
+        case EMSGSIZE:
+            return make_error(Errc::limit_reached,
+                              what + ": " + std::to_string(bytes.size()) +
+                                  " bytes do not fit the socket's send buffer",
+                              err);
+        default:
+            return make_error(Errc::system_error, what, err);
+        }
+    }
+    if (static_cast<std::size_t>(n) != bytes.size()) {
+        // SOCK_SEQPACKET sends a datagram whole or not at all.
+        return make_error(Errc::system_error, "sendmsg sent " + std::to_string(n) + " of " +
+                                                  std::to_string(bytes.size()) + " bytes");
+    }
+    return ok();
+}
+
+/// Takes ownership of every descriptor in `msg`'s SCM_RIGHTS data.
+void collect_fds(msghdr& msg, std::vector<UniqueFd>& out) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+            c->cmsg_len < CMSG_LEN(0)) {
+            continue;
+        }
+        const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        const unsigned char* data = CMSG_DATA(c);
+        for (std::size_t i = 0; i < n; ++i) {
+            int fd = -1;
+            std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
+            out.emplace_back(fd);
+        }
+    }
+}
+
+Result<Received> receive(int fd, std::chrono::steady_clock::time_point deadline) {
+    // One buffer per call: the control plane is not a hot path, and a thread-local buffer
+    // would pin 128 KiB in every thread that ever talked to the daemon.
+    const std::unique_ptr<std::byte[]> buffer{new std::byte[kMaxMessageBytes]};
+    for (;;) {
+        pollfd p{fd, POLLIN | POLLRDHUP, 0};
+        const int ready = ::poll(&p, 1, poll_timeout(deadline));
+        if (ready < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return make_error(Errc::system_error, "poll on the control socket", errno);
+        }
+        if (ready == 0) {
+            return make_error(Errc::timed_out, "no message arrived before the deadline");
+        }
+        if ((p.revents & POLLNVAL) != 0) {
+            return make_error(Errc::system_error, "the control socket is not open", EBADF);
+        }
+
+        iovec iov{buffer.get(), kMaxMessageBytes};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kReceiveFdRoom)]{};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0) {
+            const int err = errno;
+            if (err == EINTR || err == EAGAIN) {
+                continue; // woken for nothing (another reader took it): wait again
+            }
+            if (err == ECONNRESET) {
+                return peer_gone(err);
+            }
+            return make_error(Errc::system_error, "recvmsg on the control socket", err);
+        }
+        Received out;
+        collect_fds(msg, out.fds); // owned from here on: closed on every error path below
+        if ((msg.msg_flags & MSG_TRUNC) != 0) {
+            return make_error(Errc::protocol_error, "a datagram larger than " +
+                                                        std::to_string(kMaxMessageBytes) +
+                                                        " bytes was refused");
+        }
+        if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+            return make_error(Errc::protocol_error,
+                              "a datagram came with more descriptors than any message carries "
+                              "(more than " +
+                                  std::to_string(kReceiveFdRoom) + "); all were closed");
+        }
+        if (n == 0) {
+            if ((p.revents & (POLLHUP | POLLRDHUP)) != 0) {
+                return peer_gone(0);
+            }
+            return make_error(Errc::protocol_error, "an empty datagram was refused");
+        }
+        auto decoded = decode({buffer.get(), static_cast<std::size_t>(n)});
+        if (!decoded) {
+            return decoded.take_error();
+        }
+        const MsgType type = type_of(decoded->body);
+        const std::size_t expected = descriptors_for(type);
+        if (out.fds.size() != expected) {
+            return make_error(Errc::protocol_error,
+                              std::string{msg_type_name(type)} + " came with " +
+                                  plural(out.fds.size(), "descriptor") + ", it carries " +
+                                  std::to_string(expected) + "; all were closed");
+        }
+        out.message = std::move(*decoded);
+        return out;
+    }
+}
+
+} // namespace
+
+std::size_t descriptors_for(MsgType type) noexcept {
+    return type == MsgType::open_reply || type == MsgType::reclaim_offer ? kMaxFds : 0;
+}
+
+Result<void> size_socket_buffers(int fd) noexcept {
+    constexpr int kWanted = static_cast<int>(2 * kMaxMessageBytes);
+    for (const int option : {SO_SNDBUF, SO_RCVBUF}) {
+        if (::setsockopt(fd, SOL_SOCKET, option, &kWanted, sizeof(kWanted)) != 0) {
+            return make_error(Errc::system_error,
+                              option == SO_SNDBUF ? "setting SO_SNDBUF" : "setting SO_RCVBUF",
+                              errno);
+        }
+    }
+    // The kernel caps the request at net.core.wmem_max (and reports twice what it grants).
+    // An AF_UNIX datagram must fit the sender's buffer less a little bookkeeping.
+    int granted = 0;
+    socklen_t len = sizeof(granted);
+    if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &granted, &len) != 0) {
+        return make_error(Errc::system_error, "reading SO_SNDBUF", errno);
+    }
+    if (static_cast<std::size_t>(granted) < kMaxMessageBytes + 4096) {
+        return make_error(Errc::limit_reached,
+                          "the kernel grants a control socket send buffer of " +
+                              std::to_string(granted) + " bytes, too small for a " +
+                              std::to_string(kMaxMessageBytes) +
+                              "-byte message (raise net.core.wmem_max)");
+    }
+    return ok();
+}
+
+Result<void> send_message(int fd, const Message& message, std::span<const int> fds) noexcept {
+    try {
+        const MsgType type = type_of(message.body);
+        if (fds.size() != descriptors_for(type)) {
+            return make_error(Errc::invalid_argument,
+                              std::string{msg_type_name(type)} + " carries " +
+                                  std::to_string(descriptors_for(type)) + " descriptors, " +
+                                  std::to_string(fds.size()) + " given");
+        }
+        for (const int d : fds) {
+            if (d < 0) {
+                return make_error(Errc::invalid_argument, std::string{msg_type_name(type)} +
+                                                              ": cannot send an empty descriptor");
+            }
+        }
+        auto bytes = encode(message);
+        if (!bytes) {
+            return bytes.take_error();
+        }
+        return send_encoded(fd, type, *bytes, fds);
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<Received> receive_message(int fd, std::chrono::steady_clock::time_point deadline) noexcept {
+    try {
+        return receive(fd, deadline);
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+} // namespace shmbus::proto

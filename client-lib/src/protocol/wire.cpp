@@ -1,0 +1,771 @@
+// Encoding and decoding of the control protocol; the rules are in wire.hpp and
+// docs/protocol.md.
+//
+// Every body is described once, by a `fields()` function per struct that lists its fields in
+// wire order. The same function drives both directions: a Writer serialises, a Reader
+// parses, so an encoder and a decoder that disagree about a field cannot be written.
+//
+// Reader: a bounds-checked cursor over untrusted bytes. Every read checks the bytes left
+// before touching them; the first failure is remembered (naming the message type and the
+// dotted path of the field, "open_reply: field 'info.name'") and every later read is a
+// no-op, so a fields() function reads straight through and the caller checks once. Lists
+// grow element by element as elements decode, never from a count the peer claims, so a
+// hostile count cannot make us allocate.
+//
+// Writer: appends little-endian fixed-width integers; refuses a string, a list or a
+// message beyond the protocol's limits, and an enum value the protocol does not define,
+// with Errc::invalid_argument naming the field, so that we never send what a peer rejects.
+//
+// Extension bytes: a body longer than the fields this decoder knows is accepted and the
+// excess ignored, because a newer minor version appends fields there. Bytes beyond the
+// header's body length are a framing error (the datagram and its header disagree).
+//
+// Nothing here throws except std::bad_alloc from the standard containers.
+#include "protocol/wire.hpp"
+
+#include <array>
+#include <bit>
+#include <concepts>
+#include <limits>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace shmbus::proto {
+
+std::string_view msg_type_name(MsgType type) noexcept {
+    switch (type) {
+    case MsgType::hello:
+        return "hello";
+    case MsgType::hello_reply:
+        return "hello_reply";
+    case MsgType::open:
+        return "open";
+    case MsgType::open_reply:
+        return "open_reply";
+    case MsgType::close:
+        return "close";
+    case MsgType::create:
+        return "create";
+    case MsgType::list_channels:
+        return "list_channels";
+    case MsgType::channel_list:
+        return "channel_list";
+    case MsgType::channel_info:
+        return "channel_info";
+    case MsgType::channel_detail:
+        return "channel_detail";
+    case MsgType::list_clients:
+        return "list_clients";
+    case MsgType::client_list:
+        return "client_list";
+    case MsgType::reload:
+        return "reload";
+    case MsgType::ping:
+        return "ping";
+    case MsgType::pong:
+        return "pong";
+    case MsgType::status:
+        return "status";
+    case MsgType::status_reply:
+        return "status_reply";
+    case MsgType::reclaim_offer:
+        return "reclaim_offer";
+    case MsgType::ok:
+        return "ok";
+    case MsgType::error:
+        return "error";
+    }
+    return "unknown";
+}
+
+namespace {
+
+// The wire type of each alternative of Body, in the variant's order.
+constexpr std::array<MsgType, std::variant_size_v<Body>> kTypeOfAlternative{
+    MsgType::hello,        MsgType::open,          MsgType::close,
+    MsgType::create,       MsgType::list_channels, MsgType::channel_info,
+    MsgType::list_clients, MsgType::reload,        MsgType::ping,
+    MsgType::status,       MsgType::reclaim_offer, MsgType::hello_reply,
+    MsgType::open_reply,   MsgType::channel_list,  MsgType::channel_detail,
+    MsgType::client_list,  MsgType::pong,          MsgType::status_reply,
+    MsgType::ok,           MsgType::error,
+};
+static_assert(std::is_same_v<std::variant_alternative_t<0, Body>, Hello>);
+static_assert(std::is_same_v<std::variant_alternative_t<12, Body>, OpenReply>);
+static_assert(std::is_same_v<std::variant_alternative_t<19, Body>, ErrorReply>);
+
+constexpr std::size_t kNoIndex = std::numeric_limits<std::size_t>::max();
+
+/// Where a field sits in a body: a chain of parents on the stack, rendered as
+/// "info.name" or "channels[3].info.name" only when something fails.
+struct FieldPath {
+    const FieldPath* parent{nullptr};
+    std::string_view name;
+    std::size_t index{kNoIndex}; ///< set for a list element
+};
+
+void render(const FieldPath& path, std::string& out) {
+    if (path.parent != nullptr) {
+        render(*path.parent, out);
+    }
+    if (!path.name.empty()) {
+        if (!out.empty()) {
+            out += '.';
+        }
+        out += path.name;
+    }
+    if (path.index != kNoIndex) {
+        out += '[';
+        out += std::to_string(path.index);
+        out += ']';
+    }
+}
+
+// ---- enums: which values the protocol defines ----
+
+bool defined(ChannelKind v) noexcept {
+    return v == ChannelKind::queue || v == ChannelKind::broadcast;
+}
+bool defined(Overflow v) noexcept {
+    return v == Overflow::block || v == Overflow::drop;
+}
+bool defined(Role v) noexcept {
+    return v == Role::publisher || v == Role::subscriber;
+}
+bool defined(Errc v) noexcept {
+    // errc_name() knows every code error.hpp defines, so this follows new codes by itself.
+    return errc_name(v) != "unknown_error";
+}
+std::string_view enum_name(ChannelKind) noexcept {
+    return "ChannelKind";
+}
+std::string_view enum_name(Overflow) noexcept {
+    return "Overflow";
+}
+std::string_view enum_name(Role) noexcept {
+    return "Role";
+}
+std::string_view enum_name(Errc) noexcept {
+    return "Errc";
+}
+
+template <typename E>
+concept WireEnum = std::is_enum_v<E> && requires(E e) {
+    { defined(e) } -> std::same_as<bool>;
+};
+
+template <typename T>
+concept WireInteger = std::integral<T> && !std::same_as<T, bool>;
+
+template <typename T>
+struct IsVector : std::false_type {};
+template <typename T>
+struct IsVector<std::vector<T>> : std::true_type {};
+
+// ---- Writer ----
+
+class Writer {
+public:
+    Writer(std::vector<std::byte>& out, std::string_view message_name)
+        : out_{out}, message_name_{message_name} {}
+
+    template <WireInteger T>
+    void field(const T& v, const FieldPath& path) {
+        put(static_cast<std::make_unsigned_t<T>>(v), path);
+    }
+
+    void field(const bool& v, const FieldPath& path) {
+        put(static_cast<std::uint8_t>(v ? 1 : 0), path);
+    }
+
+    template <WireEnum E>
+    void field(const E& v, const FieldPath& path) {
+        if (!defined(v)) {
+            fail(path, "holds " + std::to_string(static_cast<std::underlying_type_t<E>>(v)) +
+                           ", which is not a valid " + std::string{enum_name(v)});
+            return;
+        }
+        put(static_cast<std::underlying_type_t<E>>(v), path);
+    }
+
+    void field(const std::string& s, const FieldPath& path) {
+        if (s.size() > kMaxStringBytes) {
+            fail(path, "is " + std::to_string(s.size()) + " bytes, above the limit of " +
+                           std::to_string(kMaxStringBytes));
+            return;
+        }
+        put(static_cast<std::uint32_t>(s.size()), path);
+        if (room(s.size(), path)) {
+            const auto* p = reinterpret_cast<const std::byte*>(s.data());
+            out_.insert(out_.end(), p, p + s.size());
+        }
+    }
+
+    template <typename T>
+    void field(const std::vector<T>& items, const FieldPath& path) {
+        if (items.size() > kMaxListItems) {
+            fail(path, "has " + std::to_string(items.size()) + " items, above the limit of " +
+                           std::to_string(kMaxListItems));
+            return;
+        }
+        put(static_cast<std::uint32_t>(items.size()), path);
+        for (std::size_t i = 0; i < items.size() && ok(); ++i) {
+            field(items[i], FieldPath{&path, {}, i});
+        }
+    }
+
+    template <typename T>
+    requires std::is_class_v<T> &&
+        (!IsVector<T>::value) void field(const T& v, const FieldPath& path) {
+        fields(*this, v, path);
+    }
+
+    /// Refuses to send a value the protocol does not allow.
+    void require(bool condition, const FieldPath& path, std::string_view problem) {
+        if (!condition && ok()) {
+            fail(path, std::string{problem});
+        }
+    }
+
+    [[nodiscard]] bool ok() const noexcept { return !error_.has_value(); }
+    [[nodiscard]] Error take_error() { return std::move(*error_); }
+
+private:
+    template <std::unsigned_integral U>
+    void put(U v, const FieldPath& path) {
+        if (!room(sizeof(U), path)) {
+            return;
+        }
+        for (std::size_t i = 0; i < sizeof(U); ++i) {
+            out_.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xffU));
+        }
+    }
+
+    bool room(std::size_t bytes, const FieldPath& path) {
+        if (!ok()) {
+            return false;
+        }
+        if (out_.size() + bytes > kMaxMessageBytes) {
+            fail(path, "does not fit: the message would exceed " +
+                           std::to_string(kMaxMessageBytes) + " bytes");
+            return false;
+        }
+        return true;
+    }
+
+    void fail(const FieldPath& path, const std::string& problem) {
+        if (!ok()) {
+            return;
+        }
+        std::string where;
+        render(path, where);
+        error_ = make_error(Errc::invalid_argument, "cannot encode " + std::string{message_name_} +
+                                                        ": field '" + where + "' " + problem);
+    }
+
+    std::vector<std::byte>& out_;
+    std::string_view message_name_;
+    std::optional<Error> error_;
+};
+
+// ---- Reader ----
+
+class Reader {
+public:
+    Reader(std::span<const std::byte> bytes, std::string_view message_name)
+        : bytes_{bytes}, message_name_{message_name} {}
+
+    template <WireInteger T>
+    void field(T& v, const FieldPath& path) {
+        std::make_unsigned_t<T> u{};
+        if (get(u, path)) {
+            v = static_cast<T>(u);
+        }
+    }
+
+    void field(bool& v, const FieldPath& path) {
+        std::uint8_t u{};
+        if (!get(u, path)) {
+            return;
+        }
+        if (u > 1) {
+            fail(path, "holds " + std::to_string(u) + ", which is not a boolean (0 or 1)");
+            return;
+        }
+        v = u == 1;
+    }
+
+    template <WireEnum E>
+    void field(E& v, const FieldPath& path) {
+        std::underlying_type_t<E> u{};
+        if (!get(u, path)) {
+            return;
+        }
+        if (!defined(static_cast<E>(u))) {
+            fail(path, "holds " + std::to_string(u) + ", which is not a valid " +
+                           std::string{enum_name(E{})});
+            return;
+        }
+        v = static_cast<E>(u);
+    }
+
+    void field(std::string& s, const FieldPath& path) {
+        std::uint32_t length = 0;
+        if (!get(length, path)) {
+            return;
+        }
+        if (length > kMaxStringBytes) {
+            fail(path, "claims " + std::to_string(length) + " bytes, above the limit of " +
+                           std::to_string(kMaxStringBytes));
+            return;
+        }
+        const std::byte* p = take(length, path);
+        if (p != nullptr) {
+            s.assign(reinterpret_cast<const char*>(p), length);
+        }
+    }
+
+    template <typename T>
+    void field(std::vector<T>& items, const FieldPath& path) {
+        std::uint32_t count = 0;
+        if (!get(count, path)) {
+            return;
+        }
+        if (count > kMaxListItems) {
+            fail(path, "claims " + std::to_string(count) + " items, above the limit of " +
+                           std::to_string(kMaxListItems));
+            return;
+        }
+        items.clear();
+        // Grown as elements decode: a count the bytes cannot back allocates nothing.
+        for (std::uint32_t i = 0; i < count && ok(); ++i) {
+            T item{};
+            field(item, FieldPath{&path, {}, i});
+            if (ok()) {
+                items.push_back(std::move(item));
+            }
+        }
+    }
+
+    template <typename T>
+    requires std::is_class_v<T> &&(!IsVector<T>::value) void field(T& v, const FieldPath& path) {
+        fields(*this, v, path);
+    }
+
+    /// Rejects a decoded value the protocol does not allow.
+    void require(bool condition, const FieldPath& path, std::string_view problem) {
+        if (!condition && ok()) {
+            fail(path, std::string{problem});
+        }
+    }
+
+    [[nodiscard]] bool ok() const noexcept { return !error_.has_value(); }
+    [[nodiscard]] Error take_error() { return std::move(*error_); }
+
+private:
+    /// The next `n` bytes, or nullptr (and the failure recorded) if fewer remain.
+    const std::byte* take(std::size_t n, const FieldPath& path) {
+        if (!ok()) {
+            return nullptr;
+        }
+        const std::size_t left = bytes_.size() - pos_;
+        if (n > left) {
+            fail(path, "is truncated: " + std::to_string(n) + (n == 1 ? " byte" : " bytes") +
+                           " needed, " + std::to_string(left) + " left");
+            return nullptr;
+        }
+        const std::byte* p = bytes_.data() + pos_;
+        pos_ += n;
+        return p;
+    }
+
+    template <std::unsigned_integral U>
+    bool get(U& v, const FieldPath& path) {
+        const std::byte* p = take(sizeof(U), path);
+        if (p == nullptr) {
+            return false;
+        }
+        U out = 0;
+        for (std::size_t i = 0; i < sizeof(U); ++i) {
+            out =
+                static_cast<U>(out | (static_cast<U>(std::to_integer<unsigned>(p[i])) << (8 * i)));
+        }
+        v = out;
+        return true;
+    }
+
+    void fail(const FieldPath& path, const std::string& problem) {
+        if (!ok()) {
+            return;
+        }
+        std::string where;
+        render(path, where);
+        error_ = make_error(Errc::protocol_error,
+                            std::string{message_name_} + ": field '" + where + "' " + problem);
+    }
+
+    std::span<const std::byte> bytes_;
+    std::size_t pos_{0};
+    std::string_view message_name_;
+    std::optional<Error> error_;
+};
+
+// ---- the fields of every body, in wire order ----
+//
+// `T` is the struct or its const form: one list serves the Writer and the Reader. Minor
+// versions append at the end of a top-level body only (never inside a nested struct or a
+// list element, whose end an older decoder cannot see).
+
+template <typename T, typename U>
+concept Is = std::same_as<std::remove_const_t<T>, U>;
+
+template <typename Io, Is<ChannelInfo> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.name, {&p, "name"});
+    io.field(v.kind, {&p, "kind"});
+    io.field(v.overflow, {&p, "overflow"});
+    io.field(v.slot_size, {&p, "slot_size"});
+    io.field(v.slot_count, {&p, "slot_count"});
+    io.field(v.max_publishers, {&p, "max_publishers"});
+    io.field(v.max_subscribers, {&p, "max_subscribers"});
+    io.field(v.creation_id, {&p, "creation_id"});
+    io.field(v.control_bytes, {&p, "control_bytes"});
+    io.field(v.payload_bytes, {&p, "payload_bytes"});
+}
+
+template <typename Io, Is<ChannelStats> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.published, {&p, "published"});
+    io.field(v.consumed, {&p, "consumed"});
+    io.field(v.dropped, {&p, "dropped"});
+    io.field(v.abandoned, {&p, "abandoned"});
+    io.field(v.redelivered, {&p, "redelivered"});
+    io.field(v.corrupted, {&p, "corrupted"});
+    io.field(v.data_waits, {&p, "data_waits"});
+    io.field(v.data_wakes, {&p, "data_wakes"});
+    io.field(v.space_waits, {&p, "space_waits"});
+    io.field(v.space_wakes, {&p, "space_wakes"});
+    io.field(v.depth, {&p, "depth"});
+    io.field(v.high_water, {&p, "high_water"});
+    io.field(v.publishers, {&p, "publishers"});
+    io.field(v.subscribers, {&p, "subscribers"});
+}
+
+template <typename Io, Is<ChannelSpec> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.name, {&p, "name"});
+    io.field(v.kind, {&p, "kind"});
+    io.field(v.slot_size, {&p, "slot_size"});
+    io.field(v.slot_count, {&p, "slot_count"});
+    io.field(v.overflow, {&p, "overflow"});
+    io.field(v.max_publishers, {&p, "max_publishers"});
+    io.field(v.max_subscribers, {&p, "max_subscribers"});
+}
+
+template <typename Io, Is<ChannelSummary> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.info, {&p, "info"});
+    io.field(v.stats, {&p, "stats"});
+    io.field(v.dynamic, {&p, "dynamic"});
+}
+
+template <typename Io, Is<EndpointDetail> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.role, {&p, "role"});
+    io.field(v.index, {&p, "index"});
+    io.field(v.client_id, {&p, "client_id"});
+    io.field(v.pid, {&p, "pid"});
+    io.field(v.uid, {&p, "uid"});
+    io.field(v.client_name, {&p, "client_name"});
+    io.field(v.cursor, {&p, "cursor"});
+    io.field(v.lost, {&p, "lost"});
+}
+
+template <typename Io, Is<ChannelDetail> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.summary, {&p, "summary"});
+    io.field(v.endpoints, {&p, "endpoints"});
+}
+
+template <typename Io, Is<ClientSummary> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.client_id, {&p, "client_id"});
+    io.field(v.pid, {&p, "pid"});
+    io.field(v.uid, {&p, "uid"});
+    io.field(v.gid, {&p, "gid"});
+    io.field(v.name, {&p, "name"});
+    io.field(v.endpoints, {&p, "endpoints"});
+    io.field(v.connected_since_ms, {&p, "connected_since_ms"});
+}
+
+template <typename Io, Is<DaemonStatus> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.daemon_version, {&p, "daemon_version"});
+    io.field(v.pid, {&p, "pid"});
+    io.field(v.uptime_ms, {&p, "uptime_ms"});
+    io.field(v.config_files, {&p, "config_files"});
+    io.field(v.socket_path, {&p, "socket_path"});
+    io.field(v.state_directory, {&p, "state_directory"});
+    io.field(v.clients, {&p, "clients"});
+    io.field(v.channels, {&p, "channels"});
+    io.field(v.segment_bytes, {&p, "segment_bytes"});
+    io.field(v.protocol_major, {&p, "protocol_major"});
+    io.field(v.protocol_minor, {&p, "protocol_minor"});
+}
+
+template <typename Io, Is<Hello> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.major, {&p, "major"});
+    io.field(v.minor, {&p, "minor"});
+    io.field(v.layout_version, {&p, "layout_version"});
+    io.field(v.client_name, {&p, "client_name"});
+}
+
+template <typename Io, Is<Open> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.channel, {&p, "channel"});
+    io.field(v.role, {&p, "role"});
+    io.field(v.wait_mode, {&p, "wait_mode"});
+    io.require(v.wait_mode <= static_cast<std::uint32_t>(WaitMode::blocking), {&p, "wait_mode"},
+               "is not a WaitMode (0 spin, 1 adaptive, 2 blocking)");
+}
+
+template <typename Io, Is<Close> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.channel, {&p, "channel"});
+    io.field(v.role, {&p, "role"});
+    io.field(v.endpoint_index, {&p, "endpoint_index"});
+}
+
+template <typename Io, Is<Create> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.spec, {&p, "spec"});
+}
+
+template <typename Io, Is<ChannelInfoRequest> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.channel, {&p, "channel"});
+}
+
+template <typename Io, Is<Ping> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.token, {&p, "token"});
+}
+
+template <typename Io, Is<Pong> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.token, {&p, "token"});
+}
+
+template <typename Io, Is<ReclaimOffer> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.channel, {&p, "channel"});
+    io.field(v.creation_id, {&p, "creation_id"});
+    io.field(v.role, {&p, "role"});
+    io.field(v.endpoint_index, {&p, "endpoint_index"});
+}
+
+template <typename Io, Is<HelloReply> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.major, {&p, "major"});
+    io.field(v.minor, {&p, "minor"});
+    io.field(v.layout_version, {&p, "layout_version"});
+    io.field(v.daemon_pid, {&p, "daemon_pid"});
+    io.field(v.client_id, {&p, "client_id"});
+    io.field(v.daemon_version, {&p, "daemon_version"});
+}
+
+template <typename Io, Is<OpenReply> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.info, {&p, "info"});
+    io.field(v.endpoint_index, {&p, "endpoint_index"});
+}
+
+template <typename Io, Is<ChannelList> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.channels, {&p, "channels"});
+}
+
+template <typename Io, Is<ClientList> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.clients, {&p, "clients"});
+}
+
+template <typename Io, Is<Ok> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.message, {&p, "message"});
+}
+
+template <typename Io, Is<ErrorReply> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.code, {&p, "code"});
+    io.field(v.message, {&p, "message"});
+}
+
+// Requests without a body.
+template <typename Io, typename T>
+requires Is<T, ListChannels> || Is<T, ListClients> || Is<T, Reload> || Is<T, Status>
+void fields(Io&, T&, const FieldPath&) {}
+
+// ---- header ----
+
+std::uint32_t load_u32(const std::byte* p) noexcept {
+    return std::to_integer<std::uint32_t>(p[0]) | std::to_integer<std::uint32_t>(p[1]) << 8 |
+           std::to_integer<std::uint32_t>(p[2]) << 16 | std::to_integer<std::uint32_t>(p[3]) << 24;
+}
+
+std::uint16_t load_u16(const std::byte* p) noexcept {
+    return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) |
+                                      std::to_integer<unsigned>(p[1]) << 8);
+}
+
+void store_u32(std::byte* p, std::uint32_t v) noexcept {
+    for (int i = 0; i < 4; ++i) {
+        p[i] = static_cast<std::byte>((v >> (8 * i)) & 0xffU);
+    }
+}
+
+std::string hex32(std::uint32_t v) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out = "0x";
+    for (int shift = 28; shift >= 0; shift -= 4) {
+        out += kDigits[(v >> shift) & 0xfU];
+    }
+    return out;
+}
+
+/// Decodes the body of `type` into the alternative T of Body.
+template <typename T>
+Result<Message> decode_body(std::uint32_t request_id, MsgType type,
+                            std::span<const std::byte> body) {
+    Reader reader{body, msg_type_name(type)};
+    T value{};
+    fields(reader, value, FieldPath{});
+    if (!reader.ok()) {
+        return reader.take_error();
+    }
+    // Bytes left over are fields appended by a newer minor version: ignored on purpose.
+    return Message{request_id, Body{std::in_place_type<T>, std::move(value)}};
+}
+
+} // namespace
+
+MsgType type_of(const Body& body) noexcept {
+    const std::size_t i = body.index();
+    return i < kTypeOfAlternative.size() ? kTypeOfAlternative[i] : MsgType{0};
+}
+
+Result<std::vector<std::byte>> encode(const Message& message) {
+    if (message.body.valueless_by_exception()) {
+        return make_error(Errc::invalid_argument, "cannot encode a message without a body");
+    }
+    const MsgType type = type_of(message.body);
+    std::vector<std::byte> out;
+    out.reserve(256);
+    Writer writer{out, msg_type_name(type)};
+    const FieldPath header{nullptr, "header"};
+    writer.field(kMagic, header);
+    writer.field(kProtocolMajor, header);
+    writer.field(static_cast<std::uint16_t>(type), header);
+    writer.field(message.request_id, header);
+    writer.field(std::uint32_t{0}, header); // body bytes, patched below
+    std::visit([&](const auto& body) { fields(writer, body, FieldPath{}); }, message.body);
+    if (!writer.ok()) {
+        return writer.take_error();
+    }
+    const std::size_t body_bytes = out.size() - kHeaderBytes;
+    if (body_bytes > kMaxBodyBytes) {
+        return make_error(Errc::invalid_argument,
+                          "cannot encode " + std::string{msg_type_name(type)} + ": body of " +
+                              std::to_string(body_bytes) + " bytes exceeds the limit of " +
+                              std::to_string(kMaxBodyBytes));
+    }
+    store_u32(out.data() + 12, static_cast<std::uint32_t>(body_bytes));
+    return out;
+}
+
+Result<Message> decode(std::span<const std::byte> datagram) {
+    if (datagram.size() < kHeaderBytes) {
+        return make_error(Errc::protocol_error, "datagram of " + std::to_string(datagram.size()) +
+                                                    " bytes is shorter than the " +
+                                                    std::to_string(kHeaderBytes) + "-byte header");
+    }
+    const std::byte* h = datagram.data();
+    const std::uint32_t magic = load_u32(h);
+    const std::uint16_t major = load_u16(h + 4);
+    const std::uint16_t raw_type = load_u16(h + 6);
+    const std::uint32_t request_id = load_u32(h + 8);
+    const std::uint32_t body_bytes = load_u32(h + 12);
+    if (magic != kMagic) {
+        return make_error(Errc::protocol_error, "bad magic " + hex32(magic) + ", expected " +
+                                                    hex32(kMagic) + " (not a shmbus peer?)");
+    }
+    if (major != kProtocolMajor) {
+        return make_error(Errc::version_mismatch,
+                          "the peer speaks control protocol " + std::to_string(major) +
+                              ", this side speaks " + std::to_string(kProtocolMajor));
+    }
+    const auto type = static_cast<MsgType>(raw_type);
+    if (msg_type_name(type) == "unknown") {
+        return make_error(Errc::protocol_error, "unknown message type " + std::to_string(raw_type));
+    }
+    if (body_bytes > kMaxBodyBytes) {
+        return make_error(Errc::protocol_error, std::string{msg_type_name(type)} + ": body of " +
+                                                    std::to_string(body_bytes) +
+                                                    " bytes exceeds the limit of " +
+                                                    std::to_string(kMaxBodyBytes));
+    }
+    if (body_bytes != datagram.size() - kHeaderBytes) {
+        return make_error(Errc::protocol_error,
+                          std::string{msg_type_name(type)} + ": the header announces " +
+                              std::to_string(body_bytes) + " body bytes, the datagram carries " +
+                              std::to_string(datagram.size() - kHeaderBytes));
+    }
+    const auto body = datagram.subspan(kHeaderBytes);
+    switch (type) {
+    case MsgType::hello:
+        return decode_body<Hello>(request_id, type, body);
+    case MsgType::hello_reply:
+        return decode_body<HelloReply>(request_id, type, body);
+    case MsgType::open:
+        return decode_body<Open>(request_id, type, body);
+    case MsgType::open_reply:
+        return decode_body<OpenReply>(request_id, type, body);
+    case MsgType::close:
+        return decode_body<Close>(request_id, type, body);
+    case MsgType::create:
+        return decode_body<Create>(request_id, type, body);
+    case MsgType::list_channels:
+        return decode_body<ListChannels>(request_id, type, body);
+    case MsgType::channel_list:
+        return decode_body<ChannelList>(request_id, type, body);
+    case MsgType::channel_info:
+        return decode_body<ChannelInfoRequest>(request_id, type, body);
+    case MsgType::channel_detail:
+        return decode_body<ChannelDetail>(request_id, type, body);
+    case MsgType::list_clients:
+        return decode_body<ListClients>(request_id, type, body);
+    case MsgType::client_list:
+        return decode_body<ClientList>(request_id, type, body);
+    case MsgType::reload:
+        return decode_body<Reload>(request_id, type, body);
+    case MsgType::ping:
+        return decode_body<Ping>(request_id, type, body);
+    case MsgType::pong:
+        return decode_body<Pong>(request_id, type, body);
+    case MsgType::status:
+        return decode_body<Status>(request_id, type, body);
+    case MsgType::status_reply:
+        return decode_body<StatusReply>(request_id, type, body);
+    case MsgType::reclaim_offer:
+        return decode_body<ReclaimOffer>(request_id, type, body);
+    case MsgType::ok:
+        return decode_body<Ok>(request_id, type, body);
+    case MsgType::error:
+        return decode_body<ErrorReply>(request_id, type, body);
+    }
+    return make_error(Errc::protocol_error, "unknown message type " + std::to_string(raw_type));
+}
+
+} // namespace shmbus::proto
