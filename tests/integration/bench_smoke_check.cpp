@@ -72,20 +72,23 @@ void check_row(Checker& c, const json& row, const std::string& at) {
 
     const bool ok = status == "ok";
     const bool latency = test == "latency";
+    const std::string row_kind = test.is_string() ? test.get<std::string>() : "?";
     const auto check_metric = [&](const std::string& key, bool expect_value) {
         for (const std::string& k : {key, key + "_min", key + "_max"}) {
+            std::string where = at;
+            where += '.';
+            where += k;
             if (!row.contains(k)) {
-                c.require(false, at + "." + k + " is missing");
+                c.require(false, where + " is missing");
                 continue;
             }
             const json& v = row[k];
-            c.require(v.is_null() || v.is_number(), at + "." + k + " is neither null nor a number");
+            c.require(v.is_null() || v.is_number(), where + " is neither null nor a number");
             if (ok) {
-                c.require(expect_value ? v.is_number() : v.is_null(),
-                          at + "." + k +
-                              (expect_value
-                                   ? " should be a number for a " + test.get<std::string>() + " row"
-                                   : " should be null for a " + test.get<std::string>() + " row"));
+                where += expect_value ? " should be a number for a " : " should be null for a ";
+                where += row_kind;
+                where += " row";
+                c.require(expect_value ? v.is_number() : v.is_null(), where);
             }
         }
     };
