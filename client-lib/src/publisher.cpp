@@ -18,10 +18,12 @@
 // Thread-safety: one thread at a time per Publisher. At most one batch outstanding.
 #include <shmbus/endpoint.hpp>
 
+#include "endpoint_hooks.hpp"
 #include "shm/endpoint_table.hpp"
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <unistd.h>
 
@@ -53,6 +55,9 @@ struct Publisher::Impl {
     std::size_t pending_count{0};
     pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
 
+    // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
+    std::function<void()> on_detach;
+
     ~Impl() {
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
@@ -65,6 +70,9 @@ struct Publisher::Impl {
             wake_sleepers(data_wait(ch.control));
         }
         release_endpoint(ch.publishers[index]);
+        if (on_detach) {
+            on_detach();
+        }
     }
 
     Error corrupted(const std::string& what) const {
@@ -316,6 +324,10 @@ Publisher::Publisher(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl
 Publisher::Publisher(Publisher&&) noexcept = default;
 Publisher& Publisher::operator=(Publisher&&) noexcept = default;
 Publisher::~Publisher() = default;
+
+void EndpointHooks::set_on_detach(Publisher& endpoint, std::function<void()> hook) noexcept {
+    endpoint.impl_->on_detach = std::move(hook);
+}
 
 Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
     auto ch = attach_channel(files, PayloadAccess::writable);

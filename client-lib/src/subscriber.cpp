@@ -17,10 +17,12 @@
 // Thread-safety: one thread at a time per Subscriber. At most one batch outstanding.
 #include <shmbus/endpoint.hpp>
 
+#include "endpoint_hooks.hpp"
 #include "shm/endpoint_table.hpp"
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <unistd.h>
 
@@ -52,6 +54,9 @@ struct Subscriber::Impl {
     std::size_t pending_count{0};
     pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
 
+    // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
+    std::function<void()> on_detach;
+
     ~Impl() {
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
@@ -62,6 +67,9 @@ struct Subscriber::Impl {
         }
         release_endpoint(ch.subscribers[index]);
         wake_sleepers(space_wait(ch.control)); // a block publisher may be waiting for us
+        if (on_detach) {
+            on_detach();
+        }
     }
 
     EndpointRecord& record() const noexcept { return ch.subscribers[index]; }
@@ -419,6 +427,10 @@ Subscriber::Subscriber(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(im
 Subscriber::Subscriber(Subscriber&&) noexcept = default;
 Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
 Subscriber::~Subscriber() = default;
+
+void EndpointHooks::set_on_detach(Subscriber& endpoint, std::function<void()> hook) noexcept {
+    endpoint.impl_->on_detach = std::move(hook);
+}
 
 Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
     auto ch = attach_channel(files, PayloadAccess::read_only);

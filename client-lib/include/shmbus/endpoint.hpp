@@ -28,6 +28,10 @@
 
 namespace shmbus {
 
+namespace detail {
+struct EndpointHooks; // internal (src/endpoint_hooks.hpp): the Client's detach hook
+} // namespace detail
+
 /// How an endpoint waits in its blocking calls (receive, and reserve/send on a full ring).
 enum class WaitMode : std::uint32_t {
     spin = 0,     ///< busy-poll: lowest latency, one core at 100 % while waiting
@@ -173,6 +177,7 @@ public:
     struct Impl;
 
 private:
+    friend struct detail::EndpointHooks;
     explicit Publisher(std::unique_ptr<Impl> impl) noexcept;
     std::unique_ptr<Impl> impl_;
 };
@@ -225,6 +230,7 @@ public:
     struct Impl;
 
 private:
+    friend struct detail::EndpointHooks;
     explicit Subscriber(std::unique_ptr<Impl> impl) noexcept;
     std::unique_ptr<Impl> impl_;
 };
