@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <fstream>
 #include <iostream>
@@ -195,6 +196,10 @@ int run(int argc, char** argv) {
     }
 
     info.load_before = load_average();
+    if (std::atof(info.load_before.c_str()) >= 0.5) {
+        std::cerr << "shmbus-bench: warning: load average " << info.load_before
+                  << " before starting: other processes will disturb the figures\n";
+    }
     const Progress progress;
     std::vector<Summary> summaries;
     bool all_ok = true;
