@@ -1,0 +1,689 @@
+// Client: one control connection to shmbusd (docs/protocol.md).
+//
+// Owns: the control socket, and a duplicate of the descriptors of every endpoint it opened
+// that is still alive, so that it can offer them back to a daemon that restarted without
+// systemd's descriptor store (ReclaimOffer). The endpoints themselves are owned by the
+// caller and may outlive the Client; each carries a detach hook (endpoint_hooks.hpp) holding
+// a weak_ptr to Impl, which sends Close when the endpoint goes, if the Client still exists.
+//
+// Threads: the Client is used by one thread at a time (client.hpp), but endpoints are
+// destroyed on any thread, so their hooks send Close concurrently with requests. `mutex`
+// guards the socket descriptor (its replacement and every send) and the endpoint records.
+// It is held only for a send or a bookkeeping step, never while waiting for a reply or
+// sleeping between reconnect attempts, so an endpoint's destructor never waits on a request.
+// Only the Client's thread receives on the socket and replaces it.
+//
+// Requests: one outstanding at a time, with increasing ids; the reply is the message with
+// the same id. Anything else that arrives meanwhile is discarded: replies to requests that
+// timed out, and the replies to Close, which is sent fire-and-forget. An `error` with id 0 is
+// the daemon refusing a datagram it could not decode, and answers the current request.
+//
+// Failure policy: when a request finds the connection closed (EPIPE, ECONNRESET, EOF), the
+// Client reconnects with backoff (10 ms doubling to 1 s) within that request's timeout,
+// says hello again, offers back every live endpoint, and retries the request once. The data
+// path never depends on any of this. Nothing throws out of the Client: allocation failure
+// becomes Errc::no_memory.
+#include <shmbus/client.hpp>
+#include <shmbus/version.hpp>
+
+#include "endpoint_hooks.hpp"
+#include "protocol/seqpacket.hpp"
+#include "protocol/wire.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <fcntl.h>
+#include <mutex>
+#include <new>
+#include <span>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace shmbus {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr std::chrono::milliseconds kFirstBackoff = 10ms;
+constexpr std::chrono::milliseconds kMaxBackoff = 1s;
+constexpr const char* kSystemSocket = "/run/shmbusd/shmbusd.sock";
+
+Error out_of_memory() {
+    return make_error(Errc::no_memory, "out of memory");
+}
+
+Error moved_from() {
+    return make_error(Errc::closed, "this Client was moved from");
+}
+
+std::string quoted(std::string_view s) {
+    return "'" + std::string{s} + "'";
+}
+
+/// The same error with `prefix` in front of its detail.
+Error prefixed(Error e, const std::string& prefix) {
+    e.detail = prefix + e.detail;
+    return e;
+}
+
+/// Duplicates both descriptors as they are (same access mode), close-on-exec.
+Result<ChannelFiles> duplicate(const ChannelFiles& files) {
+    UniqueFd control{::fcntl(files.control.get(), F_DUPFD_CLOEXEC, 0)};
+    if (!control) {
+        return make_error(Errc::system_error, "duplicating a channel descriptor", errno);
+    }
+    UniqueFd payload{::fcntl(files.payload.get(), F_DUPFD_CLOEXEC, 0)};
+    if (!payload) {
+        return make_error(Errc::system_error, "duplicating a channel descriptor", errno);
+    }
+    return ChannelFiles{std::move(control), std::move(payload)};
+}
+
+/// A connected control socket to `path`. SO_SNDTIMEO = `timeout` bounds both connect() on a
+/// full listen backlog (AF_UNIX waits for room) and every later send to a daemon that has
+/// stopped reading.
+Result<UniqueFd> connect_socket(const std::string& path, std::chrono::milliseconds timeout) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+        return make_error(Errc::invalid_argument, "socket path " + quoted(path) + " must be 1 to " +
+                                                      std::to_string(sizeof(addr.sun_path) - 1) +
+                                                      " bytes long");
+    }
+    path.copy(addr.sun_path, path.size());
+    UniqueFd fd{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    if (!fd) {
+        return make_error(Errc::system_error, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+    }
+    if (auto sized = proto::size_socket_buffers(fd.get()); !sized) {
+        return sized.take_error();
+    }
+    const auto ms = std::max<std::chrono::milliseconds::rep>(timeout.count(), 1);
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(ms / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+        return make_error(Errc::system_error, "setting SO_SNDTIMEO", errno);
+    }
+    int rc = 0;
+    do {
+        rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        const int err = errno;
+        switch (err) {
+        case ENOENT:
+        case ECONNREFUSED:
+        case ENOTDIR:
+            return make_error(Errc::not_found,
+                              "no shmbusd is listening on " + path + " (is it running?)", err);
+        case EACCES:
+        case EPERM:
+            return make_error(Errc::permission_denied,
+                              "this user may not connect to shmbusd's socket " + path, err);
+        case EAGAIN:
+            return make_error(Errc::timed_out,
+                              "shmbusd at " + path + " did not accept the connection within " +
+                                  std::to_string(ms) + " ms",
+                              err);
+        default:
+            return make_error(Errc::system_error, "connecting to " + path, err);
+        }
+    }
+    return fd;
+}
+
+/// Conditions a reconnect cannot outwait.
+bool is_permanent(Errc code) noexcept {
+    return code == Errc::version_mismatch || code == Errc::permission_denied ||
+           code == Errc::invalid_argument || code == Errc::protocol_error ||
+           code == Errc::no_memory;
+}
+
+/// One endpoint this Client opened and that is still alive.
+struct OpenEndpoint {
+    std::uint64_t key{0}; ///< unique within the Client; what the detach hook refers to
+    std::string channel;
+    Role role{Role::subscriber};
+    std::uint32_t endpoint_index{0};
+    std::uint64_t creation_id{0};
+    ChannelFiles files; ///< duplicates, offered back to a restarted daemon
+};
+
+} // namespace
+
+std::string default_socket_path() {
+    if (const char* s = std::getenv("SHMBUS_SOCKET"); s != nullptr && *s != '\0') {
+        return s;
+    }
+    if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x == '/') {
+        std::string user = std::string{x} + "/shmbus/shmbusd.sock";
+        struct stat st {};
+        if (::stat(user.c_str(), &st) == 0) {
+            return user;
+        }
+    }
+    return kSystemSocket;
+}
+
+struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
+    std::string socket_path;
+    std::string client_name;
+    std::chrono::milliseconds timeout{5000};
+    std::uint64_t client_id{0}; // written and read by the Client's thread only
+
+    std::mutex mutex;
+    UniqueFd sock;                       // guarded by mutex; replaced by the Client's thread only
+    std::vector<OpenEndpoint> endpoints; // guarded by mutex
+    std::uint64_t next_key{1};           // guarded by mutex
+    std::atomic<std::uint32_t> next_request{1};
+
+    std::uint32_t new_request_id() noexcept {
+        std::uint32_t id = next_request.fetch_add(1, std::memory_order_relaxed);
+        if (id == 0) { // 0 means "no particular request" in a daemon's error: never use it
+            id = next_request.fetch_add(1, std::memory_order_relaxed);
+        }
+        return id;
+    }
+
+    /// Sends `body` as a new request; for a ReclaimOffer, with the descriptors of the
+    /// endpoint `reclaim_key`. Returns the request id. Errc::closed when not connected.
+    Result<std::uint32_t> send(const proto::Body& body, std::string_view what,
+                               std::uint64_t reclaim_key = 0) {
+        const std::lock_guard lock{mutex};
+        if (!sock) {
+            return make_error(Errc::closed, "not connected");
+        }
+        std::array<int, 2> fds{-1, -1};
+        std::span<const int> pass;
+        if (reclaim_key != 0) {
+            const auto it =
+                std::find_if(endpoints.begin(), endpoints.end(),
+                             [&](const OpenEndpoint& e) { return e.key == reclaim_key; });
+            if (it == endpoints.end()) {
+                return make_error(Errc::not_found, "the endpoint was closed meanwhile");
+            }
+            fds = {it->files.control.get(), it->files.payload.get()};
+            pass = fds;
+        }
+        const std::uint32_t id = new_request_id();
+        auto sent = proto::send_message(sock.get(), proto::Message{id, body}, pass);
+        if (!sent) {
+            if (sent.code() == Errc::would_block) {
+                return make_error(Errc::timed_out, "shmbusd at " + socket_path +
+                                                       " did not take the " + std::string{what} +
+                                                       " request within " +
+                                                       std::to_string(timeout.count()) + " ms");
+            }
+            return sent.take_error();
+        }
+        return id;
+    }
+
+    /// Waits for the reply to request `id`. An ErrorReply becomes its Error.
+    Result<proto::Received> await(std::uint32_t id, std::string_view what,
+                                  Clock::time_point deadline) {
+        for (;;) {
+            auto got = proto::receive_message(sock.get(), deadline);
+            if (!got) {
+                if (got.code() == Errc::timed_out) {
+                    return make_error(Errc::timed_out, "shmbusd at " + socket_path +
+                                                           " did not answer " + quoted(what) +
+                                                           " within " +
+                                                           std::to_string(timeout.count()) + " ms");
+                }
+                if (got.code() == Errc::closed) {
+                    return got.take_error();
+                }
+                return prefixed(got.take_error(), "shmbusd at " + socket_path + ": ");
+            }
+            const std::uint32_t got_id = got->message.request_id;
+            const auto* error = std::get_if<proto::ErrorReply>(&got->message.body);
+            if (got_id == id || (got_id == 0 && error != nullptr)) {
+                if (error != nullptr) {
+                    return proto::to_error(*error);
+                }
+                return std::move(*got);
+            }
+            // A reply to a Close, or to a request that timed out earlier: not ours.
+        }
+    }
+
+    /// One request and its reply on the current connection, without reconnecting.
+    Result<proto::Received> exchange(const proto::Body& body, std::string_view what,
+                                     Clock::time_point deadline) {
+        auto id = send(body, what);
+        if (!id) {
+            return id.take_error();
+        }
+        return await(*id, what, deadline);
+    }
+
+    /// A request: reconnects once if the connection turns out to be closed, then retries.
+    Result<proto::Received> call(const proto::Body& body, std::string_view what) {
+        const auto deadline = Clock::now() + timeout;
+        auto r = exchange(body, what, deadline);
+        if (r || r.code() != Errc::closed) {
+            return r;
+        }
+        if (auto back = reconnect(deadline); !back) {
+            return back.take_error();
+        }
+        return exchange(body, what, deadline);
+    }
+
+    /// Hello on a fresh connection: checks both versions and learns our client id.
+    Result<void> handshake(Clock::time_point deadline) {
+        const proto::Hello hello{proto::kProtocolMajor, proto::kProtocolMinor, kLayoutVersion,
+                                 client_name};
+        auto r = exchange(hello, "hello", deadline);
+        if (!r) {
+            Error e = r.take_error();
+            if (e.code == Errc::version_mismatch && e.detail.rfind("shmbusd at ", 0) != 0) {
+                return prefixed(std::move(e), "shmbusd at " + socket_path + ": ");
+            }
+            return e;
+        }
+        const auto* reply = std::get_if<proto::HelloReply>(&r->message.body);
+        if (reply == nullptr) {
+            return unexpected("hello", r->message);
+        }
+        if (reply->major != proto::kProtocolMajor) {
+            return make_error(Errc::version_mismatch,
+                              "shmbusd at " + socket_path + " speaks control protocol " +
+                                  std::to_string(reply->major) + "." +
+                                  std::to_string(reply->minor) + ", this library " +
+                                  std::to_string(proto::kProtocolMajor) + "." +
+                                  std::to_string(proto::kProtocolMinor));
+        }
+        if (reply->layout_version != kLayoutVersion) {
+            return make_error(Errc::version_mismatch,
+                              "shmbusd at " + socket_path + " uses shared-memory layout " +
+                                  std::to_string(reply->layout_version) + ", this library " +
+                                  std::to_string(kLayoutVersion));
+        }
+        client_id = reply->client_id;
+        return ok();
+    }
+
+    /// Connects again after the daemon went away, within `deadline`, backing off between
+    /// attempts; then says hello and offers back every live endpoint.
+    Result<void> reconnect(Clock::time_point deadline) {
+        {
+            const std::lock_guard lock{mutex};
+            sock.reset();
+        }
+        auto backoff = kFirstBackoff;
+        Error last = make_error(Errc::closed);
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+            auto fd = connect_socket(socket_path, std::max(left, 1ms));
+            if (fd) {
+                {
+                    const std::lock_guard lock{mutex};
+                    sock = std::move(*fd);
+                }
+                auto greeted = handshake(deadline);
+                if (greeted) {
+                    offer_endpoints(deadline);
+                    return ok();
+                }
+                last = greeted.take_error();
+                const std::lock_guard lock{mutex};
+                sock.reset();
+            } else {
+                last = fd.take_error();
+            }
+            if (is_permanent(last.code)) {
+                return last;
+            }
+            const auto now = Clock::now();
+            if (now >= deadline) {
+                return make_error(Errc::closed, "the connection to shmbusd at " + socket_path +
+                                                    " was lost and could not be restored within " +
+                                                    std::to_string(timeout.count()) +
+                                                    " ms (last attempt: " + last.message() + ")");
+            }
+            std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
+            backoff = std::min(backoff * 2, kMaxBackoff);
+        }
+    }
+
+    /// Offers the descriptors of every live endpoint to a (restarted) daemon. The daemon
+    /// takes back those it recognises; a refusal changes nothing for the endpoint, whose
+    /// messages flow through shared memory either way.
+    void offer_endpoints(Clock::time_point deadline) {
+        std::vector<std::uint64_t> keys;
+        {
+            const std::lock_guard lock{mutex};
+            for (const OpenEndpoint& e : endpoints) {
+                keys.push_back(e.key);
+            }
+        }
+        for (const std::uint64_t key : keys) {
+            proto::ReclaimOffer offer;
+            {
+                const std::lock_guard lock{mutex};
+                const auto it = std::find_if(endpoints.begin(), endpoints.end(),
+                                             [&](const OpenEndpoint& e) { return e.key == key; });
+                if (it == endpoints.end()) {
+                    continue;
+                }
+                offer =
+                    proto::ReclaimOffer{it->channel, it->creation_id, it->role, it->endpoint_index};
+            }
+            auto id = send(offer, "reclaim_offer", key);
+            if (!id) {
+                if (id.code() == Errc::not_found) {
+                    continue; // closed meanwhile
+                }
+                return;
+            }
+            if (auto r = await(*id, "reclaim_offer", deadline); !r && r.code() == Errc::closed) {
+                return;
+            }
+        }
+    }
+
+    /// Fire-and-forget Close for `key`, from an endpoint's detach hook (any thread).
+    void endpoint_detached(std::uint64_t key) noexcept {
+        try {
+            const std::lock_guard lock{mutex};
+            const auto it = std::find_if(endpoints.begin(), endpoints.end(),
+                                         [&](const OpenEndpoint& e) { return e.key == key; });
+            if (it == endpoints.end()) {
+                return;
+            }
+            const proto::Close close{it->channel, it->role, it->endpoint_index};
+            endpoints.erase(it);
+            if (sock) {
+                // Its reply is discarded by whichever request reads it. If the connection is
+                // down, the daemon reclaims the entry with the rest of the old connection.
+                (void)proto::send_message(sock.get(), proto::Message{new_request_id(), close});
+            }
+        } catch (const std::bad_alloc&) {
+            // In a destructor: nothing to report to. The daemon reclaims the entry when this
+            // connection ends.
+        }
+    }
+
+    /// Tells the daemon at once that an endpoint it assigned will not be used after all.
+    void release_assigned(const std::string& channel, Role role, std::uint32_t index) {
+        const std::lock_guard lock{mutex};
+        if (sock) {
+            (void)proto::send_message(
+                sock.get(), proto::Message{new_request_id(), proto::Close{channel, role, index}});
+        }
+    }
+
+    Error unexpected(std::string_view what, const proto::Message& got) const {
+        return make_error(Errc::protocol_error,
+                          "shmbusd at " + socket_path + " answered " + quoted(what) + " with " +
+                              std::string{proto::msg_type_name(proto::type_of(got.body))});
+    }
+
+    template <typename Endpoint>
+    Result<Endpoint> open(std::string_view channel, Role role, const EndpointOptions& options) {
+        auto r =
+            call(proto::Open{std::string{channel}, role, static_cast<std::uint32_t>(options.wait)},
+                 "open");
+        if (!r) {
+            return r.take_error();
+        }
+        const auto* reply = std::get_if<proto::OpenReply>(&r->message.body);
+        if (reply == nullptr) {
+            return unexpected("open", r->message);
+        }
+        const std::uint32_t index = reply->endpoint_index;
+        if (index > static_cast<std::uint32_t>(INT32_MAX)) {
+            release_assigned(std::string{channel}, role, index);
+            return make_error(Errc::protocol_error,
+                              "shmbusd assigned endpoint index " + std::to_string(index));
+        }
+        ChannelFiles files{std::move(r->fds[0]), std::move(r->fds[1])};
+        auto keep = duplicate(files);
+        if (!keep) {
+            release_assigned(std::string{channel}, role, index);
+            return keep.take_error();
+        }
+        EndpointOptions assigned = options;
+        assigned.endpoint_index = static_cast<std::int32_t>(index);
+        auto endpoint = Endpoint::attach(std::move(files), assigned);
+        if (!endpoint) {
+            release_assigned(std::string{channel}, role, index);
+            return endpoint.take_error();
+        }
+        std::uint64_t key = 0;
+        {
+            const std::lock_guard lock{mutex};
+            key = next_key++;
+            endpoints.push_back(OpenEndpoint{key, std::string{channel}, role,
+                                             endpoint->endpoint_index(),
+                                             endpoint->info().creation_id, std::move(*keep)});
+        }
+        detail::EndpointHooks::set_on_detach(*endpoint, [weak = weak_from_this(), key]() noexcept {
+            if (const auto self = weak.lock()) {
+                self->endpoint_detached(key);
+            }
+        });
+        return endpoint;
+    }
+};
+
+Client::Client(std::shared_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
+
+Result<Client> Client::connect(const ClientOptions& options) noexcept {
+    try {
+        if (options.request_timeout <= std::chrono::milliseconds::zero()) {
+            return make_error(Errc::invalid_argument, "request_timeout must be positive");
+        }
+        auto impl = std::make_shared<Impl>();
+        impl->socket_path =
+            options.socket_path.empty() ? default_socket_path() : options.socket_path;
+        impl->client_name =
+            options.client_name.empty() ? program_invocation_short_name : options.client_name;
+        impl->timeout = options.request_timeout;
+        const auto deadline = Clock::now() + impl->timeout;
+        auto fd = connect_socket(impl->socket_path, impl->timeout);
+        if (!fd) {
+            return fd.take_error();
+        }
+        impl->sock = std::move(*fd);
+        if (auto greeted = impl->handshake(deadline); !greeted) {
+            return greeted.take_error();
+        }
+        return Client{std::move(impl)};
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<Publisher> Client::open_publisher(std::string_view channel,
+                                         const EndpointOptions& options) noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        return impl_->open<Publisher>(channel, Role::publisher, options);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<Subscriber> Client::open_subscriber(std::string_view channel,
+                                           const EndpointOptions& options) noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        return impl_->open<Subscriber>(channel, Role::subscriber, options);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<void> Client::create_channel(const ChannelSpec& spec) noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        auto r = impl_->call(proto::Create{spec}, "create");
+        if (!r) {
+            return r.take_error();
+        }
+        if (!std::holds_alternative<proto::Ok>(r->message.body)) {
+            return impl_->unexpected("create", r->message);
+        }
+        return ok();
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<std::vector<ChannelSummary>> Client::list_channels() noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        auto r = impl_->call(proto::ListChannels{}, "list_channels");
+        if (!r) {
+            return r.take_error();
+        }
+        auto* reply = std::get_if<proto::ChannelList>(&r->message.body);
+        if (reply == nullptr) {
+            return impl_->unexpected("list_channels", r->message);
+        }
+        return std::move(reply->channels);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<ChannelDetail> Client::channel_info(std::string_view channel) noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        auto r = impl_->call(proto::ChannelInfoRequest{std::string{channel}}, "channel_info");
+        if (!r) {
+            return r.take_error();
+        }
+        auto* reply = std::get_if<ChannelDetail>(&r->message.body);
+        if (reply == nullptr) {
+            return impl_->unexpected("channel_info", r->message);
+        }
+        return std::move(*reply);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<std::vector<ClientSummary>> Client::list_clients() noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        auto r = impl_->call(proto::ListClients{}, "list_clients");
+        if (!r) {
+            return r.take_error();
+        }
+        auto* reply = std::get_if<proto::ClientList>(&r->message.body);
+        if (reply == nullptr) {
+            return impl_->unexpected("list_clients", r->message);
+        }
+        return std::move(reply->clients);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<DaemonStatus> Client::status() noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        auto r = impl_->call(proto::Status{}, "status");
+        if (!r) {
+            return r.take_error();
+        }
+        auto* reply = std::get_if<proto::StatusReply>(&r->message.body);
+        if (reply == nullptr) {
+            return impl_->unexpected("status", r->message);
+        }
+        return std::move(*reply);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<std::string> Client::reload() noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        auto r = impl_->call(proto::Reload{}, "reload");
+        if (!r) {
+            return r.take_error();
+        }
+        auto* reply = std::get_if<proto::Ok>(&r->message.body);
+        if (reply == nullptr) {
+            return impl_->unexpected("reload", r->message);
+        }
+        return std::move(reply->message);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<std::chrono::nanoseconds> Client::ping() noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
+        }
+        static std::atomic<std::uint64_t> tokens{1};
+        const std::uint64_t token = tokens.fetch_add(1, std::memory_order_relaxed);
+        const auto start = Clock::now();
+        auto r = impl_->call(proto::Ping{token}, "ping");
+        const auto elapsed = Clock::now() - start;
+        if (!r) {
+            return r.take_error();
+        }
+        const auto* reply = std::get_if<proto::Pong>(&r->message.body);
+        if (reply == nullptr) {
+            return impl_->unexpected("ping", r->message);
+        }
+        if (reply->token != token) {
+            return make_error(Errc::protocol_error, "shmbusd answered ping " +
+                                                        std::to_string(token) + " with pong " +
+                                                        std::to_string(reply->token));
+        }
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+const std::string& Client::socket_path() const noexcept {
+    static const std::string kNone;
+    return impl_ ? impl_->socket_path : kNone;
+}
+
+std::uint64_t Client::client_id() const noexcept {
+    return impl_ ? impl_->client_id : 0;
+}
+
+} // namespace shmbus
