@@ -14,8 +14,10 @@
 // type or by `error` (Errc code + readable message); nothing is left unanswered.
 //
 // Decoding is a pure function over untrusted bytes: any truncation, overlong field,
-// unknown type, trailing garbage or out-of-range enum is Errc::protocol_error naming the
-// message type and field; nothing is read out of bounds and nothing throws.
+// unknown type, out-of-range enum, or bytes beyond the body length the header announces is
+// Errc::protocol_error naming the message type and field; nothing is read out of bounds and
+// nothing throws. Bytes after the known fields but within the body are extension bytes (see
+// below) and are ignored.
 //
 // Versioning: the major version changes only with incompatible layouts; a peer refuses
 // another major with Errc::version_mismatch naming both. Minor versions only append fields
