@@ -1,0 +1,118 @@
+// The daemon's state apart from its I/O: the running configuration, the channel registry,
+// the table of connected clients, and the operations that span them — creating the
+// configured channels at start, reclaiming a client that went away, and reload.
+//
+// Owns: Config (the running one; replaced whole by a successful reload), ChannelRegistry,
+// and one ClientRecord per connection. The event loop owns the connections and tells this
+// object when one opens and closes; sessions read and change it through its methods.
+//
+// Reload policy: a configuration with errors changes nothing and the error lists every
+// problem. Otherwise every part that can apply does: limits, admins, log level and the
+// dynamic-channel policy at once; ACL changes for the next opens; new channels are created;
+// removed channels are marked draining and disappear once nobody holds them; a channel whose
+// kind or geometry changed is re-created if nobody holds it, else refused for that channel
+// (the old one keeps running) with a message saying why. The summary says what changed.
+//
+// Thread: the event loop's thread only. Failure policy: values; logging is done here for
+// daemon-wide events (reclaims, reload), with the client's pid/uid/name and the channel.
+#pragma once
+
+#include "access_control.hpp"
+#include "channel_registry.hpp"
+#include "config.hpp"
+#include "runtime_paths.hpp"
+
+#include <shmbus/client.hpp>
+#include <shmbus/error.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace shmbus::daemon {
+
+/// One connected client.
+struct ClientRecord {
+    std::uint64_t id{0};
+    Credentials credentials;
+    std::string name; ///< from its Hello; empty until then
+    std::int64_t connected_since_ms{0};
+};
+
+/// "client 7 (pid 42, uid 1000, 'demo')" for log lines.
+[[nodiscard]] std::string describe(const ClientRecord& client);
+
+class DaemonState {
+public:
+    DaemonState(Config config, ConfigPath config_path, RuntimePaths paths,
+                std::uint32_t daemon_uid);
+    DaemonState(const DaemonState&) = delete;
+    DaemonState& operator=(const DaemonState&) = delete;
+
+    /// Creates every configured channel that does not exist yet (adopted segments count).
+    /// Errors name the channel; the caller refuses to start.
+    [[nodiscard]] Result<void> create_configured_channels();
+
+    [[nodiscard]] const Config& config() const noexcept { return config_; }
+    [[nodiscard]] const ConfigPath& config_path() const noexcept { return config_path_; }
+    [[nodiscard]] const RuntimePaths& paths() const noexcept { return paths_; }
+    [[nodiscard]] std::uint32_t daemon_uid() const noexcept { return daemon_uid_; }
+    [[nodiscard]] ChannelRegistry& registry() noexcept { return registry_; }
+    [[nodiscard]] const ChannelRegistry& registry() const noexcept { return registry_; }
+
+    /// Registers a new connection; its id is never reused. Errc::limit_reached beyond
+    /// limits.max_clients.
+    [[nodiscard]] Result<ClientRecord*> add_client(const Credentials& credentials);
+    [[nodiscard]] ClientRecord* find_client(std::uint64_t id) noexcept;
+    [[nodiscard]] const std::map<std::uint64_t, ClientRecord>& clients() const noexcept {
+        return clients_;
+    }
+    /// The client's connection closed: reclaims every endpoint it held, logs what was
+    /// repaired, removes channels nobody holds any more, forgets the client.
+    void remove_client(std::uint64_t id);
+    /// Forgets the client without reclaiming (graceful stop: clients keep their endpoints).
+    void forget_client(std::uint64_t id);
+
+    /// Creates a dynamic channel for `client`: policy, creator ACL, sizes, per-client and
+    /// global limits. The new channel admits its creator's uid for both roles.
+    [[nodiscard]] Result<void> create_dynamic(const ClientRecord& client, ChannelSpec spec);
+
+    /// Loads the configuration again and applies it. The Ok value is a summary of what
+    /// changed; the error lists every configuration error (the running one is kept).
+    [[nodiscard]] Result<std::string> reload();
+    /// Applies an already loaded, resolved configuration (reload's second half).
+    [[nodiscard]] std::string apply(Config next);
+
+    /// The Status reply.
+    [[nodiscard]] DaemonStatus status() const;
+    /// "3 clients, 2 channels" for STATUS=.
+    [[nodiscard]] std::string status_line() const;
+
+    /// Called after anything that changes the client or channel count (STATUS= updates).
+    std::function<void()> on_change;
+
+private:
+    Config config_;
+    ConfigPath config_path_;
+    RuntimePaths paths_;
+    std::uint32_t daemon_uid_;
+    ChannelRegistry registry_;
+    std::map<std::uint64_t, ClientRecord> clients_;
+    std::uint64_t next_client_id_{1};
+    std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
+
+    void changed() {
+        if (on_change) {
+            on_change();
+        }
+    }
+    [[nodiscard]] Result<void> check_room_for(const ChannelSpec& spec) const;
+};
+
+/// load_config() + resolve_accounts(system_accounts()): the configuration or every error.
+[[nodiscard]] ParseOutcome load_resolved_config(const ConfigPath& path);
+
+} // namespace shmbus::daemon

@@ -1,0 +1,489 @@
+// The libuv loop of shmbusd. See event_loop.hpp for what it owns and its stop sequence.
+//
+// Handle lifetimes: the loop, the listener poll, the signals and the watchdog timer are
+// members of Impl, which outlives uv_loop_close(). Each Connection is heap-allocated, and
+// deleted only in the close callback of its poll handle — never while libuv may still touch
+// it; its descriptor is closed by the Connection's destructor, after the poll stopped.
+#include "event_loop.hpp"
+
+#include "client_session.hpp"
+#include "logging.hpp"
+
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <map>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace shmbus::daemon {
+
+namespace {
+
+constexpr int kListenBacklog = 128;
+constexpr int kMaxFdsPerMessage = 16; // more than a peer may send: anything beyond is an error
+constexpr int kMessagesPerWakeup = 32;
+constexpr int kAcceptsPerWakeup = 64;
+
+std::string uv_message(int rc) {
+    return uv_strerror(rc);
+}
+
+} // namespace
+
+struct Connection;
+
+struct EventLoop::Impl {
+    DaemonState& state;
+    uv_loop_t loop{};
+    uv_poll_t listener{};
+    uv_signal_t sighup{};
+    uv_signal_t sigterm{};
+    uv_signal_t sigint{};
+    uv_timer_t watchdog{};
+    bool watchdog_started{false};
+    UniqueFd listen_fd;
+    bool activated{false};
+    bool created_socket_file{false};
+    dev_t socket_dev{0};
+    ino_t socket_ino{0};
+    bool stopping{false};
+    std::map<std::uint64_t, Connection*> connections;
+    std::vector<std::byte> recv_buffer = std::vector<std::byte>(proto::kMaxMessageBytes);
+
+    explicit Impl(DaemonState& s) : state{s} {}
+
+    Result<void> bind_socket();
+    void on_listener_readable();
+    void accept_one(int fd);
+    void on_connection_event(Connection& c, int status, int events);
+    void read_requests(Connection& c);
+    void flush(Connection& c);
+    void close_connection(Connection& c, bool reclaim);
+    void update_poll(Connection& c);
+    void stop();
+    void reload();
+    void notify_status_line() { notify_status(state.status_line()); }
+};
+
+struct Connection {
+    uv_poll_t poll{};
+    UniqueFd fd;
+    EventLoop::Impl* owner{nullptr};
+    ClientSession session;
+    std::deque<Reply> outgoing;
+    bool closing{false};
+    bool disconnect_after_flush{false};
+
+    Connection(EventLoop::Impl* o, UniqueFd f, std::uint64_t id)
+        : fd{std::move(f)}, owner{o}, session{o->state, id} {
+        poll.data = this;
+    }
+};
+
+Result<void> EventLoop::Impl::bind_socket() {
+    const std::string path = state.paths().socket.native();
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) {
+        return make_error(Errc::invalid_argument, "socket path '" + path + "' is too long");
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
+    if (!fd) {
+        return make_error(Errc::system_error, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+    }
+    auto* sa = reinterpret_cast<const sockaddr*>(&addr);
+    if (::bind(fd.get(), sa, sizeof addr) != 0) {
+        if (errno != EADDRINUSE) {
+            return make_error(Errc::system_error, "cannot bind '" + path + "'", errno);
+        }
+        // A file is there. Only a socket nobody listens on may be replaced.
+        UniqueFd probe{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+        const int rc = ::connect(probe.get(), sa, sizeof addr);
+        const int err = errno;
+        if (rc == 0) {
+            return make_error(Errc::already_exists,
+                              "another daemon is listening on '" + path + "'");
+        }
+        if (err != ECONNREFUSED) {
+            return make_error(Errc::system_error, "'" + path + "' exists and is not a stale socket",
+                              err);
+        }
+        log_info("removing stale socket '" + path + "' (nobody listens on it)");
+        ::unlink(path.c_str());
+        if (::bind(fd.get(), sa, sizeof addr) != 0) {
+            return make_error(Errc::system_error, "cannot bind '" + path + "'", errno);
+        }
+    }
+    created_socket_file = true;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+        socket_dev = st.st_dev;
+        socket_ino = st.st_ino;
+    }
+    if (::chmod(path.c_str(), 0666) != 0) {
+        return make_error(Errc::system_error, "chmod '" + path + "'", errno);
+    }
+    if (::listen(fd.get(), kListenBacklog) != 0) {
+        return make_error(Errc::system_error, "listen on '" + path + "'", errno);
+    }
+    listen_fd = std::move(fd);
+    return ok();
+}
+
+void EventLoop::Impl::on_listener_readable() {
+    for (int i = 0; i < kAcceptsPerWakeup && !stopping; ++i) {
+        const int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED) {
+                log_error(std::string{"accept: "} + std::strerror(errno));
+            }
+            return;
+        }
+        accept_one(fd);
+    }
+}
+
+void EventLoop::Impl::accept_one(int raw_fd) {
+    UniqueFd fd{raw_fd};
+    auto creds = peer_credentials(fd.get());
+    if (!creds) {
+        log_warning("refused a connection: " + creds.error().message());
+        return;
+    }
+    auto record = state.add_client(*creds);
+    if (!record) {
+        log_warning("refused a connection from " + describe(*creds) + ": " +
+                        record.error().message(),
+                    client_fields(creds->pid, creds->uid, {}));
+        auto bytes = proto::encode(
+            proto::Message{0, proto::ErrorReply{record.error().code, record.error().detail}});
+        if (bytes) {
+            (void)::send(fd.get(), bytes->data(), bytes->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        return;
+    }
+    const std::uint64_t id = (*record)->id;
+    // Replies go out in one datagram; make sure the largest fits the send buffer.
+    const int sndbuf = static_cast<int>(2 * proto::kMaxMessageBytes);
+    (void)::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    auto* c = new Connection(this, std::move(fd), id);
+    if (int rc = uv_poll_init(&loop, &c->poll, c->fd.get()); rc != 0) {
+        log_error("uv_poll_init for " + describe(**record) + ": " + uv_message(rc));
+        state.forget_client(id);
+        delete c; // never initialised: libuv does not know it
+        return;
+    }
+    connections.emplace(id, c);
+    log_debug("accepted " + describe(**record));
+    update_poll(*c);
+    notify_status_line();
+}
+
+void EventLoop::Impl::update_poll(Connection& c) {
+    // With replies pending, wait for room to send them and read nothing more: back-pressure.
+    const int events =
+        c.outgoing.empty() ? (UV_READABLE | UV_DISCONNECT) : (UV_WRITABLE | UV_DISCONNECT);
+    uv_poll_start(&c.poll, events, [](uv_poll_t* handle, int status, int ev) {
+        auto* conn = static_cast<Connection*>(handle->data);
+        conn->owner->on_connection_event(*conn, status, ev);
+    });
+}
+
+void EventLoop::Impl::on_connection_event(Connection& c, int status, int events) {
+    if (c.closing) {
+        return;
+    }
+    if (status < 0) {
+        if (ClientRecord* r = state.find_client(c.session.client_id())) {
+            log_info(describe(*r) + ": connection error: " + uv_message(status));
+        }
+        close_connection(c, true);
+        return;
+    }
+    if ((events & UV_WRITABLE) != 0) {
+        flush(c);
+        if (c.closing) {
+            return;
+        }
+    }
+    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && c.outgoing.empty()) {
+        read_requests(c);
+    } else if ((events & UV_DISCONNECT) != 0) {
+        close_connection(c, true);
+    }
+}
+
+void EventLoop::Impl::read_requests(Connection& c) {
+    for (int i = 0; i < kMessagesPerWakeup && !c.closing && c.outgoing.empty(); ++i) {
+        iovec iov{recv_buffer.data(), recv_buffer.size()};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        const ssize_t n = ::recvmsg(c.fd.get(), &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                return;
+            }
+            close_connection(c, true);
+            return;
+        }
+        std::vector<UniqueFd> fds;
+        for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t k = 0; k < count; ++k) {
+                    int fd = -1;
+                    std::memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+                    fds.emplace_back(fd);
+                }
+            }
+        }
+        if (n == 0 && fds.empty()) {
+            close_connection(c, true); // orderly shutdown by the peer
+            return;
+        }
+        Reply reply;
+        if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+            ClientRecord* r = state.find_client(c.session.client_id());
+            log_warning((r != nullptr ? describe(*r) : std::string{"a client"}) +
+                        " passed more descriptors than any message carries; disconnected");
+            close_connection(c, true);
+            return;
+        }
+        if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > recv_buffer.size()) {
+            reply = c.session.oversized(static_cast<std::size_t>(n));
+            reply.disconnect = reply.disconnect || !fds.empty();
+        } else {
+            reply =
+                c.session.handle({recv_buffer.data(), static_cast<std::size_t>(n)}, std::move(fds));
+        }
+        c.disconnect_after_flush = c.disconnect_after_flush || reply.disconnect;
+        if (!reply.bytes.empty()) {
+            c.outgoing.push_back(std::move(reply));
+        }
+        flush(c);
+    }
+}
+
+void EventLoop::Impl::flush(Connection& c) {
+    while (!c.outgoing.empty()) {
+        Reply& r = c.outgoing.front();
+        iovec iov{r.bytes.data(), r.bytes.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+        if (!r.fds.empty()) {
+            const std::size_t bytes = sizeof(int) * r.fds.size();
+            msg.msg_control = control;
+            msg.msg_controllen = CMSG_SPACE(bytes);
+            cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(bytes);
+            for (std::size_t k = 0; k < r.fds.size(); ++k) {
+                const int fd = r.fds[k].get();
+                std::memcpy(CMSG_DATA(cm) + k * sizeof(int), &fd, sizeof fd);
+            }
+        }
+        const ssize_t n = ::sendmsg(c.fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                update_poll(c);
+                return;
+            }
+            close_connection(c, true);
+            return;
+        }
+        c.outgoing.pop_front(); // our copies of the passed descriptors close here
+    }
+    if (c.disconnect_after_flush) {
+        close_connection(c, true);
+        return;
+    }
+    update_poll(c);
+}
+
+void EventLoop::Impl::close_connection(Connection& c, bool reclaim) {
+    if (c.closing) {
+        return;
+    }
+    c.closing = true;
+    const std::uint64_t id = c.session.client_id();
+    connections.erase(id);
+    if (reclaim) {
+        state.remove_client(id);
+    } else {
+        state.forget_client(id);
+    }
+    uv_poll_stop(&c.poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c.poll),
+             [](uv_handle_t* h) { delete static_cast<Connection*>(h->data); });
+    if (!stopping) {
+        notify_status_line();
+    }
+}
+
+void EventLoop::Impl::stop() {
+    if (stopping) {
+        return;
+    }
+    stopping = true;
+    notify_stopping();
+    log_info("stopping: " + state.status_line());
+    while (!connections.empty()) {
+        close_connection(*connections.begin()->second, false);
+    }
+    auto close_handle = [](auto* h) {
+        if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h))) {
+            uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+        }
+    };
+    uv_poll_stop(&listener);
+    close_handle(&listener);
+    close_handle(&sighup);
+    close_handle(&sigterm);
+    close_handle(&sigint);
+    if (watchdog_started) {
+        uv_timer_stop(&watchdog);
+        close_handle(&watchdog);
+    }
+    if (created_socket_file) {
+        // Remove the file only if it is still the socket we bound (not a successor's).
+        const std::string path = state.paths().socket.native();
+        struct stat st {};
+        if (::stat(path.c_str(), &st) == 0 && st.st_dev == socket_dev && st.st_ino == socket_ino) {
+            ::unlink(path.c_str());
+        }
+    }
+}
+
+void EventLoop::Impl::reload() {
+    notify_reloading();
+    // Both outcomes are logged line by line by DaemonState::reload().
+    (void)state.reload();
+    notify_ready();
+    notify_status_line();
+}
+
+EventLoop::EventLoop(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
+
+EventLoop::~EventLoop() = default;
+
+bool EventLoop::socket_activated() const noexcept {
+    return impl_->activated;
+}
+
+Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
+                                                   std::vector<PassedFd>& passed) {
+    auto impl = std::make_unique<Impl>(state);
+    for (auto& p : passed) {
+        if (p.fd && is_listening_seqpacket(p.fd.get())) {
+            impl->listen_fd = std::move(p.fd);
+            impl->activated = true;
+            log_info("using the listening socket passed by the service manager ('" + p.name + "')");
+            break;
+        }
+    }
+    if (!impl->activated) {
+        if (auto bound = impl->bind_socket(); !bound) {
+            return bound.take_error();
+        }
+    }
+    // A passed socket may be blocking; the loop needs it not to be.
+    (void)::fcntl(impl->listen_fd.get(), F_SETFL,
+                  ::fcntl(impl->listen_fd.get(), F_GETFL) | O_NONBLOCK);
+
+    if (int rc = uv_loop_init(&impl->loop); rc != 0) {
+        return make_error(Errc::system_error, "uv_loop_init: " + uv_message(rc));
+    }
+    Impl* self = impl.get();
+    impl->loop.data = self;
+    // From here on every handle is initialised before anything can fail, so that a failure
+    // is never left with half the handles unknown to stop().
+    uv_poll_init(&impl->loop, &impl->listener, impl->listen_fd.get());
+    uv_signal_init(&impl->loop, &impl->sighup);
+    uv_signal_init(&impl->loop, &impl->sigterm);
+    uv_signal_init(&impl->loop, &impl->sigint);
+    impl->listener.data = self;
+    impl->sighup.data = self;
+    impl->sigterm.data = self;
+    impl->sigint.data = self;
+    uv_poll_start(&impl->listener, UV_READABLE, [](uv_poll_t* h, int status, int) {
+        auto* s = static_cast<Impl*>(h->data);
+        if (status < 0) {
+            log_error("listening socket: " + uv_message(status));
+            return;
+        }
+        s->on_listener_readable();
+    });
+    uv_signal_start(
+        &impl->sighup,
+        [](uv_signal_t* h, int) {
+            log_info("SIGHUP: reloading the configuration");
+            static_cast<Impl*>(h->data)->reload();
+        },
+        SIGHUP);
+    auto on_stop = [](uv_signal_t* h, int signum) {
+        log_info(std::string{"received "} + (signum == SIGTERM ? "SIGTERM" : "SIGINT"));
+        static_cast<Impl*>(h->data)->stop();
+    };
+    uv_signal_start(&impl->sigterm, on_stop, SIGTERM);
+    uv_signal_start(&impl->sigint, on_stop, SIGINT);
+    if (auto interval = watchdog_interval()) {
+        const auto half_ms = static_cast<std::uint64_t>(interval->count() / 2000);
+        uv_timer_init(&impl->loop, &impl->watchdog);
+        impl->watchdog.data = self;
+        uv_timer_start(
+            &impl->watchdog, [](uv_timer_t*) { notify_watchdog(); }, half_ms == 0 ? 1 : half_ms,
+            half_ms == 0 ? 1 : half_ms);
+        impl->watchdog_started = true;
+        log_debug("watchdog: pinging every " + std::to_string(half_ms) + " ms");
+    }
+    state.on_change = [self] {
+        if (!self->stopping) {
+            self->notify_status_line();
+        }
+    };
+    return std::unique_ptr<EventLoop>(new EventLoop(std::move(impl)));
+}
+
+Result<void> EventLoop::run() {
+    uv_run(&impl_->loop, UV_RUN_DEFAULT);
+    impl_->state.on_change = nullptr;
+    const int rc = uv_loop_close(&impl_->loop);
+    impl_->listen_fd.reset();
+    if (rc != 0) {
+        uv_walk(
+            &impl_->loop,
+            [](uv_handle_t* h, void*) {
+                log_error(std::string{"handle still open at exit: "} +
+                          uv_handle_type_name(uv_handle_get_type(h)));
+            },
+            nullptr);
+        return make_error(Errc::system_error, "uv_loop_close: " + uv_message(rc));
+    }
+    return ok();
+}
+
+void EventLoop::stop() {
+    impl_->stop();
+}
+
+void EventLoop::reload() {
+    impl_->reload();
+}
+
+} // namespace shmbus::daemon

@@ -1,0 +1,167 @@
+// shmbusd: the shmbus broker daemon. Parses the command line, loads the configuration,
+// picks the runtime paths, creates the configured channels, and runs the event loop until
+// SIGTERM/SIGINT.
+//
+// Exit codes: 0 after a graceful stop (and for --check-config on a valid configuration,
+// --version, --help); 78 (EX_CONFIG) for a configuration with errors, each printed GCC-style
+// on stderr; 64 (EX_USAGE) for bad options; 1 for any other failure to start (socket in use,
+// no memory for a segment, ...), with a log line saying what and where.
+//
+// Thread: main() is the only thread; the event loop runs on it.
+#include "channel_registry.hpp"
+#include "config.hpp"
+#include "daemon_state.hpp"
+#include "event_loop.hpp"
+#include "logging.hpp"
+#include "runtime_paths.hpp"
+#include "systemd_notify.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace {
+
+constexpr int kExitConfig = 78; // EX_CONFIG
+constexpr int kExitUsage = 64;  // EX_USAGE
+
+using namespace shmbus::daemon;
+
+int run(int argc, char** argv) {
+    CLI::App app{"shmbusd: the shmbus broker daemon. Owns shared-memory channels and hands "
+                 "them to clients over a Unix control socket.",
+                 "shmbusd"};
+    std::string config_file;
+    std::string socket_path;
+    std::string state_dir;
+    std::string log_level_text;
+    bool check_only = false;
+    bool show_version = false;
+    app.add_option("--config", config_file,
+                   "configuration file (default: /etc/shmbusd/shmbusd.yaml as root, "
+                   "$XDG_CONFIG_HOME/shmbus/shmbusd.yaml otherwise)");
+    app.add_option("--socket", socket_path,
+                   "control socket (default: daemon.socket, else shmbusd.sock in the runtime "
+                   "directory)");
+    app.add_option("--state-dir", state_dir,
+                   "directory of the state file (default: daemon.state_directory, else the "
+                   "runtime directory)");
+    app.add_option("--log-level", log_level_text, "trace, debug, info, warning or error")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error"}));
+    app.add_flag("--check-config", check_only,
+                 "validate the configuration, print every error, exit 0 or 78");
+    app.add_flag("--version", show_version, "print the version and exit");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? 0 : kExitUsage;
+    }
+    if (show_version) {
+        std::printf("shmbusd %s\n", SHMBUS_VERSION_STRING);
+        return 0;
+    }
+
+    const Instance instance = geteuid() == 0 ? Instance::system : Instance::user;
+    const Environment env = process_environment();
+    std::optional<std::filesystem::path> explicit_config;
+    if (!config_file.empty()) {
+        explicit_config = config_file;
+    }
+    auto config_path = choose_config_path(instance, explicit_config, env);
+    if (!config_path) {
+        std::fprintf(stderr, "shmbusd: %s\n", config_path.error().message().c_str());
+        return kExitConfig;
+    }
+    ParseOutcome outcome = load_resolved_config(*config_path);
+    if (!outcome.ok() || !outcome.config) {
+        for (const auto& e : outcome.errors) {
+            std::fprintf(stderr, "%s\n", to_string(e).c_str());
+        }
+        return kExitConfig;
+    }
+    if (check_only) {
+        std::fprintf(stderr, "%s: configuration is valid (%zu channels)\n",
+                     config_path->path.c_str(), outcome.config->channels.size());
+        return 0;
+    }
+    Config config = std::move(*outcome.config);
+    if (!log_level_text.empty()) {
+        config.log_level = parse_log_level(log_level_text).value_or(config.log_level);
+    }
+    init_logging(config.log_level);
+
+    std::optional<std::filesystem::path> cli_socket;
+    std::optional<std::filesystem::path> cli_state;
+    if (!socket_path.empty()) {
+        cli_socket = socket_path;
+    }
+    if (!state_dir.empty()) {
+        cli_state = state_dir;
+    }
+    auto paths = choose_runtime_paths(instance, cli_socket, cli_state, config, env);
+    if (!paths) {
+        log_error(paths.error().message());
+        return kExitUsage;
+    }
+    for (const auto& dir : {paths->socket.parent_path(), paths->state_directory}) {
+        if (auto made = ensure_private_directory(dir); !made) {
+            log_error(made.error().message());
+            return 1;
+        }
+    }
+    if (instance == Instance::system && !cli_socket && !config.socket_path) {
+        // Other users reach the system socket; the directory must let them through.
+        (void)::chmod(paths->socket.parent_path().c_str(), 0755);
+    }
+
+    DaemonState state{std::move(config), *config_path, *paths,
+                      static_cast<std::uint32_t>(geteuid())};
+    std::vector<PassedFd> passed = take_passed_fds();
+    if (auto created = state.create_configured_channels(); !created) {
+        log_error("cannot create the configured channels: " + created.error().message());
+        return 1;
+    }
+    auto loop = EventLoop::open(state, passed);
+    if (!loop) {
+        log_error(loop.error().message());
+        return 1;
+    }
+    for (const auto& p : passed) {
+        if (p.fd) {
+            log_warning("closing descriptor '" + p.name +
+                        "' passed by the service manager: not a socket or segment of ours");
+        }
+    }
+    passed.clear();
+    log_info("shmbusd " + std::string{SHMBUS_VERSION_STRING} + " listening on " +
+             paths->socket.native() + " (" + state.status_line() + ", config " +
+             config_path->path.native() + ")");
+    notify_ready();
+    notify_status(state.status_line());
+    auto ran = (*loop)->run();
+    loop->reset();
+    if (!ran) {
+        log_error(ran.error().message());
+        return 1;
+    }
+    log_info("stopped");
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        // Only allocation failures can get here; say so rather than terminate() silently.
+        std::fprintf(stderr, "shmbusd: fatal: %s\n", e.what());
+        return 1;
+    }
+}
