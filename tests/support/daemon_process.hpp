@@ -1,0 +1,431 @@
+// DaemonProcess: the real shmbusd, started for one test on its own temporary directory,
+// socket and configuration, and stopped (or killed) at the end.
+//
+// Readiness is the daemon's own word, never a sleep: the test binds a datagram socket and
+// passes it as NOTIFY_SOCKET, and start() returns once READY=1 arrives (every datagram is
+// kept, so tests can also wait for STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1). Every wait
+// has a generous deadline; a deadline that passes is a failure that says what was awaited.
+//
+// Ownership: a DaemonProcess owns its child process (SIGKILLed and reaped by the destructor
+// if the test did not stop it), the notify socket and the temporary directory (removed with
+// everything in it). Helpers to talk to the daemon over the control protocol are below.
+//
+// Threads: one per DaemonProcess, draining the notify socket as systemd does — a datagram
+// socket nobody reads fills after net.unix.max_dgram_qlen (10) messages and then blocks the
+// daemon's sd_notify(). The daemon is exec'd, so it is exactly the binary under test
+// (SHMBUSD_PATH, a compile definition of the test).
+#pragma once
+
+#include <protocol/seqpacket.hpp>
+#include <protocol/wire.hpp>
+#include <shmbus/unique_fd.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <optional>
+#include <poll.h>
+#include <stdexcept>
+#include <string>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#ifndef SHMBUSD_PATH
+#error "SHMBUSD_PATH must name the shmbusd binary under test"
+#endif
+
+namespace shmbus::test {
+
+/// How long to wait for something that should happen soon (sanitizer builds are slow).
+inline constexpr std::chrono::seconds kDaemonDeadline{60};
+
+inline std::chrono::steady_clock::time_point deadline_in(std::chrono::milliseconds ms) {
+    return std::chrono::steady_clock::now() + ms;
+}
+inline std::chrono::steady_clock::time_point generous_deadline() {
+    return std::chrono::steady_clock::now() + kDaemonDeadline;
+}
+
+inline int ms_left(std::chrono::steady_clock::time_point deadline) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return left.count() < 0 ? 0 : static_cast<int>(left.count());
+}
+
+/// A temporary directory, removed with its contents on destruction.
+class TempDir {
+public:
+    TempDir() {
+        std::string tmpl =
+            (std::filesystem::temp_directory_path() / "shmbusd-test-XXXXXX").native();
+        if (::mkdtemp(tmpl.data()) == nullptr) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path_ = tmpl;
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+inline void write_file(const std::filesystem::path& p, const std::string& text) {
+    std::ofstream out(p);
+    out << text;
+}
+
+/// How a process ended: exit code, or the signal that killed it.
+struct Exit {
+    int code{-1};
+    int signal{0};
+};
+
+/// Waits for `pid` to end until `deadline` (pidfd + poll: no sleeping loop).
+inline std::optional<Exit> wait_for_exit(pid_t pid,
+                                         std::chrono::steady_clock::time_point deadline) {
+    UniqueFd pidfd{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
+    if (pidfd) {
+        pollfd p{pidfd.get(), POLLIN, 0};
+        while (::poll(&p, 1, ms_left(deadline)) < 0 && errno == EINTR) {
+        }
+        if ((p.revents & POLLIN) == 0) {
+            return std::nullopt;
+        }
+    }
+    int raw = 0;
+    if (::waitpid(pid, &raw, 0) != pid) {
+        return std::nullopt;
+    }
+    Exit e;
+    if (WIFEXITED(raw)) {
+        e.code = WEXITSTATUS(raw);
+    } else if (WIFSIGNALED(raw)) {
+        e.signal = WTERMSIG(raw);
+    }
+    return e;
+}
+
+/// Runs shmbusd with `args` and extra environment to completion (for --check-config and
+/// friends); stderr is captured into `stderr_text`.
+inline Exit run_shmbusd(const std::vector<std::string>& args, std::string* stderr_text = nullptr) {
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        throw std::runtime_error("pipe2 failed");
+    }
+    UniqueFd read_end{pipe_fds[0]};
+    UniqueFd write_end{pipe_fds[1]};
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(write_end.get(), STDERR_FILENO);
+        std::vector<char*> argv;
+        std::string bin = SHMBUSD_PATH;
+        argv.push_back(bin.data());
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        ::execv(bin.c_str(), argv.data());
+        _exit(127);
+    }
+    write_end.reset();
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        const ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    if (stderr_text != nullptr) {
+        *stderr_text = text;
+    }
+    auto e = wait_for_exit(pid, generous_deadline());
+    return e.value_or(Exit{});
+}
+
+/// A running shmbusd for one test.
+class DaemonProcess {
+public:
+    /// A daemon for `config_yaml`; start() runs it.
+    explicit DaemonProcess(std::string config_yaml) {
+        options_.config_yaml = std::move(config_yaml);
+        config_path_ = dir_.path() / "shmbusd.yaml";
+        socket_path_ = dir_.path() / "shmbusd.sock";
+        state_dir_ = dir_.path() / "state";
+        notify_path_ = dir_.path() / "notify";
+        write_file(config_path_, options_.config_yaml);
+        notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, notify_path_.c_str(), sizeof addr.sun_path - 1);
+        if (::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            throw std::runtime_error("cannot bind the notify socket");
+        }
+        int pipe_fds[2];
+        if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+            throw std::runtime_error("pipe2 failed");
+        }
+        stop_read_.reset(pipe_fds[0]);
+        stop_write_.reset(pipe_fds[1]);
+        reader_ = std::thread([this] { drain_notifications(); });
+    }
+    DaemonProcess(const DaemonProcess&) = delete;
+    DaemonProcess& operator=(const DaemonProcess&) = delete;
+    ~DaemonProcess() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            (void)wait_for_exit(pid_, generous_deadline());
+        }
+        stop_write_.reset(); // wakes the reader: end of file on its stop pipe
+        reader_.join();
+    }
+
+    /// More command-line arguments (before start()).
+    DaemonProcess& with_args(std::vector<std::string> args) {
+        options_.extra_args = std::move(args);
+        return *this;
+    }
+    /// More environment, "NAME=value" (before start()).
+    DaemonProcess& with_env(std::vector<std::string> env) {
+        options_.extra_env = std::move(env);
+        return *this;
+    }
+    /// Passes `fd` as a socket-activated listening socket (LISTEN_FDS=1) and no --socket.
+    DaemonProcess& with_listen_fd(int fd) {
+        options_.listen_fd = fd;
+        options_.bind_own_socket = false;
+        return *this;
+    }
+    /// Does not pass --socket (give one in with_args()).
+    DaemonProcess& without_own_socket() {
+        options_.bind_own_socket = false;
+        return *this;
+    }
+
+    /// Starts the daemon and waits for READY=1. False (with the reason in `why`) if it exited
+    /// or did not become ready in time.
+    bool start(std::string* why = nullptr) {
+        std::vector<std::string> args = {SHMBUSD_PATH, "--config", config_path_.native(),
+                                         "--state-dir", state_dir_.native()};
+        if (options_.bind_own_socket) {
+            args.push_back("--socket");
+            args.push_back(socket_path_.native());
+        }
+        for (const auto& a : options_.extra_args) {
+            args.push_back(a);
+        }
+        std::vector<std::string> env;
+        for (char** e = environ; *e != nullptr; ++e) {
+            const std::string_view v{*e};
+            if (v.rfind("NOTIFY_SOCKET=", 0) != 0 && v.rfind("LISTEN_", 0) != 0 &&
+                v.rfind("WATCHDOG_", 0) != 0 && v.rfind("JOURNAL_STREAM=", 0) != 0) {
+                env.emplace_back(v);
+            }
+        }
+        env.push_back("NOTIFY_SOCKET=" + notify_path_.native());
+        for (const auto& e : options_.extra_env) {
+            env.push_back(e);
+        }
+        const pid_t pid = ::fork();
+        if (pid < 0) {
+            throw std::runtime_error("fork failed");
+        }
+        if (pid == 0) {
+            if (options_.listen_fd >= 0) {
+                if (options_.listen_fd != 3) {
+                    ::dup2(options_.listen_fd, 3);
+                } else {
+                    ::fcntl(3, F_SETFD, 0);
+                }
+                env.push_back("LISTEN_FDS=1");
+                env.push_back("LISTEN_FDNAMES=shmbusd.sock");
+                env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
+            }
+            std::vector<char*> argv;
+            for (auto& a : args) {
+                argv.push_back(a.data());
+            }
+            argv.push_back(nullptr);
+            std::vector<char*> envp;
+            for (auto& e : env) {
+                envp.push_back(e.data());
+            }
+            envp.push_back(nullptr);
+            ::execve(argv[0], argv.data(), envp.data());
+            _exit(127);
+        }
+        pid_ = pid;
+        if (!wait_for_notification("READY=1", generous_deadline())) {
+            if (why != nullptr) {
+                *why = "shmbusd did not send READY=1 in time (or exited)";
+            }
+            return false;
+        }
+        return true;
+    }
+
+    /// Waits until a notification containing `needle` has arrived after the last one this
+    /// returned true for.
+    bool wait_for_notification(const std::string& needle,
+                               std::chrono::steady_clock::time_point deadline) {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            for (; seen_ < notifications_.size(); ++seen_) {
+                if (notifications_[seen_].find(needle) != std::string::npos) {
+                    ++seen_;
+                    return true;
+                }
+            }
+            if (arrived_.wait_until(lock, deadline) == std::cv_status::timeout) {
+                return false;
+            }
+        }
+    }
+    /// Notifications received so far.
+    [[nodiscard]] std::vector<std::string> notifications() const {
+        std::lock_guard lock(mutex_);
+        return notifications_;
+    }
+
+    /// SIGTERM, then waits for the exit. Nothing if it did not exit in time.
+    std::optional<Exit> stop() { return signal_and_wait(SIGTERM); }
+    std::optional<Exit> kill_hard() { return signal_and_wait(SIGKILL); }
+    std::optional<Exit> signal_and_wait(int sig) {
+        if (pid_ <= 0) {
+            return std::nullopt;
+        }
+        ::kill(pid_, sig);
+        auto e = wait_for_exit(pid_, generous_deadline());
+        if (e) {
+            pid_ = -1;
+        }
+        return e;
+    }
+    void send_signal(int sig) const { ::kill(pid_, sig); }
+
+    [[nodiscard]] pid_t pid() const { return pid_; }
+    [[nodiscard]] const std::filesystem::path& socket_path() const { return socket_path_; }
+    [[nodiscard]] const std::filesystem::path& config_path() const { return config_path_; }
+    [[nodiscard]] const std::filesystem::path& dir() const { return dir_.path(); }
+    /// Descriptors the daemon has open (/proc/PID/fd).
+    [[nodiscard]] std::size_t open_descriptors() const {
+        std::size_t n = 0;
+        for ([[maybe_unused]] const auto& e :
+             std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd")) {
+            ++n;
+        }
+        return n;
+    }
+
+private:
+    void drain_notifications() {
+        for (;;) {
+            pollfd p[2] = {{notify_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                return;
+            }
+            if (p[1].revents != 0) {
+                return;
+            }
+            char buf[4096];
+            const ssize_t n = ::recv(notify_.get(), buf, sizeof buf, MSG_DONTWAIT);
+            if (n > 0) {
+                std::lock_guard lock(mutex_);
+                notifications_.emplace_back(buf, static_cast<std::size_t>(n));
+                arrived_.notify_all();
+            }
+        }
+    }
+
+    struct Options {
+        std::string config_yaml;
+        std::vector<std::string> extra_args;
+        std::vector<std::string> extra_env;
+        int listen_fd{-1};
+        bool bind_own_socket{true};
+    };
+    Options options_;
+    TempDir dir_;
+    std::filesystem::path config_path_;
+    std::filesystem::path socket_path_;
+    std::filesystem::path state_dir_;
+    std::filesystem::path notify_path_;
+    UniqueFd notify_;
+    UniqueFd stop_read_;
+    UniqueFd stop_write_;
+    mutable std::mutex mutex_;
+    std::condition_variable arrived_;
+    std::thread reader_;
+    pid_t pid_{-1};
+    std::vector<std::string> notifications_;
+    std::size_t seen_{0};
+};
+
+/// Connects a SOCK_SEQPACKET socket to `path`; empty on failure.
+inline UniqueFd connect_control(const std::filesystem::path& path) {
+    UniqueFd fd{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        std::fprintf(stderr, "connect_control: %s: %s\n", path.c_str(), std::strerror(errno));
+        return UniqueFd{};
+    }
+    return fd;
+}
+
+/// Sends `body` as request `id` and waits for the reply.
+inline Result<proto::Received> request(int fd, proto::Body body, std::uint32_t id = 1) {
+    if (auto sent = proto::send_message(fd, proto::Message{id, std::move(body)}); !sent) {
+        return sent.take_error();
+    }
+    return proto::receive_message(fd, generous_deadline());
+}
+
+/// Connects and says hello as `name`; empty on failure.
+inline UniqueFd connect_and_greet(const std::filesystem::path& path, const std::string& name) {
+    UniqueFd fd = connect_control(path);
+    if (!fd) {
+        return fd;
+    }
+    proto::Hello hello;
+    hello.layout_version = 1;
+    hello.client_name = name;
+    auto r = request(fd.get(), hello);
+    if (!r || !std::holds_alternative<proto::HelloReply>(r->message.body)) {
+        std::fprintf(stderr, "connect_and_greet: no hello_reply: %s\n",
+                     r ? std::string{proto::msg_type_name(proto::type_of(r->message.body))}.c_str()
+                       : r.error().message().c_str());
+        return UniqueFd{};
+    }
+    return fd;
+}
+
+} // namespace shmbus::test
