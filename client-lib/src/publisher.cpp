@@ -1,10 +1,11 @@
 // Publisher: the writing side of every channel kind.
 //
 // Three algorithms, chosen once at attach from the channel's shape:
-//  - spsc: queue with one producer and one consumer. The producer owns `head` (payload) and
-//    keeps it in a local; it reads the consumer's `consumer_pos` only when its cached copy
-//    says the ring is full (the rigtorp/SPSCQueue cached-index idea). One release of `head`
-//    publishes a whole batch. No compare-and-swap anywhere.
+//  - spsc: queue with one producer and one consumer. The producer keeps `head` in a local
+//    and reads the consumer's `consumer_pos` only when its cached copy says the ring is full
+//    (the rigtorp/SPSCQueue cached-index idea). Committing marks each slot's state
+//    committed(p) in the slot header (a line written anyway) and then stores `head` once per
+//    batch, for tools and a successor. No compare-and-swap anywhere.
 //  - mpmc: queue with several producers or consumers. A slot is claimed by one CAS on its
 //    claim state in the control region (free(p) -> reserved(p, me)) and `head` is then
 //    advanced by CAS, by the claimer or by any producer that finds it lagging. Committing is
@@ -264,9 +265,16 @@ struct Publisher::Impl {
         }
         pending = false;
         if (algo == Algorithm::spsc) {
+            // release: each slot's bytes happen-before the consumer's acquire of its state.
+            // The consumer polls the state in the slot header, a line we write anyway, so a
+            // message costs no extra cache-line transfer for an index.
+            for (std::size_t i = 0; i < b.count_; ++i) {
+                atom(ch.slot(head + i)->state)
+                    .store(make_state(head + i, SlotPhase::committed), std::memory_order_release);
+            }
             head += b.count_;
-            // release: publishes the slots to the consumer's acquire load of head.
-            // wake_sleepers() below orders it before the waiter check.
+            // head is for tools and for a successor producer; wake_sleepers() below orders
+            // the stores before the waiter check.
             atom(ch.payload->head).store(head, std::memory_order_release);
         } else {
             bool reclaimed = false;
@@ -355,11 +363,19 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
         impl->algo = Algorithm::mpmc;
     }
     if (impl->algo == Algorithm::spsc) {
-        // We are the only producer: resume from the published index (a predecessor's
-        // unpublished reservation is simply overwritten).
-        const std::uint64_t h = atom(impl->ch.payload->head).load(std::memory_order_acquire);
+        // We are the only producer: resume from the published index, past any slots a
+        // predecessor committed but died before announcing in head (consumers may already
+        // have read them). Its uncommitted reservation is simply overwritten.
+        std::uint64_t h = atom(impl->ch.payload->head).load(std::memory_order_acquire);
         const std::uint64_t t =
             atom(impl->ch.control->consumer_pos).load(std::memory_order_acquire);
+        for (std::uint64_t i = 0; i < impl->cap; ++i) {
+            if (atom(impl->ch.slot(h)->state).load(std::memory_order_acquire) !=
+                make_state(h, SlotPhase::committed)) {
+                break;
+            }
+            ++h;
+        }
         if (t > h || h - t > impl->cap) {
             return impl->corrupted("publish index " + std::to_string(h) + " and consumer_pos " +
                                    std::to_string(t) + " are inconsistent");

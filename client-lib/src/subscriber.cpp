@@ -1,7 +1,8 @@
 // Subscriber: the reading side of every channel kind (a consumer, on a queue).
 //
-//  - spsc: the consumer owns `consumer_pos` (control) and keeps it in a local; it reads the
-//    producer's `head` (payload, read-only to us) only when its cached copy runs out.
+//  - spsc: the consumer owns `consumer_pos` (control) and keeps it in a local; a message is
+//    ready when its slot's state says committed(position), so the consumer polls a line the
+//    producer writes anyway; the producer's `head` is read only to tell empty from damaged.
 //  - mpmc: a message is taken by one CAS on its claim state, committed(p) -> reading(p, me),
 //    then the shared dequeue position is advanced by CAS (by us or by whoever finds it
 //    lagging); releasing stores free(p + slot_count). A dead consumer's taken messages are
@@ -44,8 +45,7 @@ struct Subscriber::Impl {
     std::uint64_t cap{0};
     bool drop{false};
 
-    std::uint64_t tail{0};        // spsc: next position to read; broadcast: cursor
-    std::uint64_t cached_head{0}; // spsc: last publish index seen
+    std::uint64_t tail{0}; // spsc: next position to read; broadcast: cursor
     std::uint64_t lost_total{0};
     std::uint64_t lost_pending{0}; // lost since the last message handed out
 
@@ -113,34 +113,44 @@ struct Subscriber::Impl {
 
     // ---- spsc ----
     Result<std::size_t> take_spsc(std::size_t max_count) noexcept {
-        std::uint64_t avail = cached_head - tail;
-        if (avail == 0) {
-            // acquire: pairs with the producer's exchange of head; the slots below it are full.
-            const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
-            if (h < tail || h - tail > cap) {
-                return corrupted("publish index " + std::to_string(h) + " is outside [" +
-                                 std::to_string(tail) + ", " + std::to_string(tail + cap) + "]");
+        std::size_t n = 0;
+        for (; n < max_count; ++n) {
+            const std::uint64_t p = tail + n;
+            // acquire: pairs with the producer's release of committed(p); the slot is full.
+            if (atom(ch.slot(p)->state).load(std::memory_order_acquire) !=
+                make_state(p, SlotPhase::committed)) {
+                break;
             }
-            cached_head = h;
-            avail = h - tail;
-            if (avail == 0) {
-                return make_error(Errc::would_block);
-            }
-        }
-        const std::size_t n = std::min<std::uint64_t>(max_count, avail);
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::uint64_t len = length_of(tail + i);
+            const std::uint64_t len = length_of(p);
             if (len > ch.geo.slot_size) {
-                if (i != 0) {
-                    return i; // hand out the good ones; the bad one is reported next call
+                if (n != 0) {
+                    break; // hand out the good ones; the bad one is reported next call
                 }
                 ++tail;
                 publish_cursor(tail);
-                return bad_length(tail - 1, len);
+                return bad_length(p, len);
             }
         }
-        pending_first = tail;
-        return n;
+        if (n != 0) {
+            pending_first = tail;
+            return n;
+        }
+        // Nothing committed at tail. Empty, unless the producer has announced positions past
+        // it: then (its state stores precede head's) the slot state is damaged.
+        const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
+        if (h <= tail || h - tail > cap) {
+            return make_error(Errc::would_block);
+        }
+        const std::uint64_t s = atom(ch.slot(tail)->state).load(std::memory_order_acquire);
+        if (s == make_state(tail, SlotPhase::committed)) {
+            return take_spsc(max_count);
+        }
+        ++tail;
+        publish_cursor(tail);
+        return corrupted("state of slot " + std::to_string((tail - 1) & (cap - 1)) +
+                         " does not mark message " + std::to_string(tail - 1) +
+                         " committed although the producer is at " + std::to_string(h) +
+                         "; the message was skipped");
     }
 
     // ---- mpmc ----
@@ -399,7 +409,8 @@ struct Subscriber::Impl {
     bool data_hint() noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return atom(ch.payload->head).load(std::memory_order_seq_cst) != tail;
+            return atom(ch.slot(tail)->state).load(std::memory_order_seq_cst) ==
+                   make_state(tail, SlotPhase::committed);
         case Algorithm::mpmc: {
             if (atom(ch.control->redeliver_pending).load(std::memory_order_seq_cst) != 0) {
                 return true;
@@ -466,12 +477,12 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
         s.algo = Algorithm::spsc;
         const std::uint64_t t = atom(s.ch.control->consumer_pos).load(std::memory_order_acquire);
         const std::uint64_t h = atom(s.ch.payload->head).load(std::memory_order_acquire);
-        if (t > h || h - t > s.cap) {
+        // t may run ahead of h by slots a dead producer committed but never announced.
+        if (t > h + s.cap || (h > t && h - t > s.cap)) {
             return s.corrupted("consumer_pos " + std::to_string(t) + " and publish index " +
                                std::to_string(h) + " are inconsistent");
         }
         s.tail = t;
-        s.cached_head = t;
     } else {
         s.algo = Algorithm::mpmc;
     }
