@@ -203,8 +203,10 @@ void EventLoop::Impl::on_connection_event(Connection& c, int status, int events)
         return;
     }
     if (status < 0) {
+        // libuv reports EPOLLERR as UV_EBADF: for a Unix socket, the peer went away with a
+        // reply unread (ECONNRESET). Either way the client is gone.
         if (ClientRecord* r = state.find_client(c.session.client_id())) {
-            log_info(describe(*r) + ": connection error: " + uv_message(status));
+            log_debug(describe(*r) + ": connection lost (" + uv_message(status) + ")");
         }
         close_connection(c, true);
         return;
