@@ -3,8 +3,14 @@
 // Owns: the control socket, and a duplicate of the descriptors of every endpoint it opened
 // that is still alive, so that it can offer them back to a daemon that restarted without
 // systemd's descriptor store (ReclaimOffer). The endpoints themselves are owned by the
-// caller and may outlive the Client; each carries a detach hook (endpoint_hooks.hpp) holding
-// a weak_ptr to Impl, which sends Close when the endpoint goes, if the Client still exists.
+// caller and may outlive the Client; each carries a detach hook (endpoint_hooks.hpp) that
+// sends Close when the endpoint goes.
+//
+// Lifetime: the hooks hold the Impl *strongly*, so the connection lasts until the Client
+// and every endpoint it opened are gone. It must: shmbusd reclaims everything a connection
+// held when it closes (DESIGN.md, Liveness), and reclaiming an endpoint that is still in use
+// would hand its table entry to someone else. The cost is that a connection kept only by its
+// endpoints has nobody to reconnect it after a daemon restart; keep the Client for that.
 //
 // Threads: the Client is used by one thread at a time (client.hpp), but endpoints are
 // destroyed on any thread, so their hooks send Close concurrently with requests. `mutex`
@@ -396,7 +402,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
     }
 
-    /// Fire-and-forget Close for `key`, from an endpoint's detach hook (any thread).
+    /// Fire-and-forget Close for `key`, from an endpoint's detach hook (any thread). May be
+    /// the last use of this Impl: the hook's reference goes right after.
     void endpoint_detached(std::uint64_t key) noexcept {
         try {
             const std::lock_guard lock{mutex};
@@ -472,11 +479,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                                              endpoint->endpoint_index(),
                                              endpoint->info().creation_id, std::move(*keep)});
         }
-        detail::EndpointHooks::set_on_detach(*endpoint, [weak = weak_from_this(), key]() noexcept {
-            if (const auto self = weak.lock()) {
-                self->endpoint_detached(key);
-            }
-        });
+        // Strong: the connection must outlive the endpoint (see the top of this file).
+        detail::EndpointHooks::set_on_detach(
+            *endpoint,
+            [self = shared_from_this(), key]() noexcept { self->endpoint_detached(key); });
         return endpoint;
     }
 };
