@@ -1,0 +1,301 @@
+// shmbus::Client against the real shmbusd: the public API end to end, the way applications
+// use it. The daemon is the built binary, started per test on its own socket, state
+// directory and configuration (tests/support/daemon_process.hpp); where a process boundary
+// matters, a forked child connects with a Client of its own.
+//
+// Synchronisation is always on an event: READY=1 from the daemon, a reply, a message on the
+// channel, a process exit. No sleeps. A child never uses Catch2: it reports through its exit
+// code (0 = all well, otherwise which step failed) and leaves with _exit().
+#include "daemon_process.hpp"
+#include "test_support.hpp"
+
+#include <shmbus/shmbus.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <unistd.h>
+
+using namespace shmbus;
+using namespace shmbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kChannels = R"(
+channels:
+  - name: telemetry
+    kind: broadcast
+    slot_size: 256
+    slot_count: 8
+    overflow: block
+    max_publishers: 1
+    max_subscribers: 2
+    acl:
+      publish:   {users: ["*"]}
+      subscribe: {users: ["*"]}
+  - name: jobs
+    kind: queue
+    slot_size: 64
+    slot_count: 16
+    max_publishers: 2
+    max_subscribers: 2
+    acl:
+      publish:   {users: ["*"]}
+      subscribe: {users: ["*"]}
+)";
+
+constexpr auto kMessageWait = std::chrono::seconds{60};
+
+ClientOptions options_for(const DaemonProcess& d, const std::string& name = "test_client") {
+    ClientOptions o;
+    o.socket_path = d.socket_path().native();
+    o.client_name = name;
+    o.request_timeout = 30s;
+    return o;
+}
+
+Client connect_to(const DaemonProcess& d, const std::string& name = "test_client") {
+    auto c = Client::connect(options_for(d, name));
+    INFO((c ? std::string{} : c.error().message()));
+    REQUIRE(c);
+    return std::move(*c);
+}
+
+/// In a forked child: connects, publishes `count` stamped messages on `channel`, exits.
+/// Exit codes: 0 all sent, 2 connect failed, 3 open failed, 4 a send failed.
+[[noreturn]] void publish_in_child(const DaemonProcess& d, const std::string& channel,
+                                   std::uint64_t count, std::size_t size) {
+    auto client = Client::connect(options_for(d, "child-publisher"));
+    if (!client) {
+        std::fprintf(stderr, "child: %s\n", client.error().message().c_str());
+        _exit(2);
+    }
+    auto pub = client->open_publisher(channel);
+    if (!pub) {
+        std::fprintf(stderr, "child: %s\n", pub.error().message().c_str());
+        _exit(3);
+    }
+    std::vector<std::byte> buf(size);
+    for (std::uint64_t i = 0; i < count; ++i) {
+        stamp(buf, i);
+        if (auto sent = pub->send(buf, kMessageWait); !sent) {
+            std::fprintf(stderr, "child: %s\n", sent.error().message().c_str());
+            _exit(4);
+        }
+    }
+    _exit(0);
+}
+
+/// Receives `count` messages stamped 0, 1, ... in order; the number received intact.
+std::uint64_t receive_in_order(Subscriber& sub, std::uint64_t count) {
+    std::vector<std::byte> buf(4096);
+    std::uint64_t good = 0;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        auto got = sub.receive_copy(buf, kMessageWait);
+        if (!got) {
+            UNSCOPED_INFO("message " << i << ": " << got.error().message());
+            break;
+        }
+        if (check_stamp(std::span{buf}.first(got->size)) == i) {
+            ++good;
+        }
+    }
+    return good;
+}
+
+bool has_endpoint(const ChannelDetail& d, Role role, std::uint64_t client_id) {
+    return std::any_of(d.endpoints.begin(), d.endpoints.end(), [&](const EndpointDetail& e) {
+        return e.role == role && e.client_id == client_id;
+    });
+}
+
+} // namespace
+
+TEST_CASE("a Client connects to shmbusd, says hello and reads the discovery table") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client client = connect_to(d, "reader-of-tables");
+    CHECK(client.client_id() != 0);
+    CHECK(client.socket_path() == d.socket_path().native());
+
+    auto rtt = client.ping();
+    REQUIRE(rtt);
+
+    auto status = client.status();
+    REQUIRE(status);
+    CHECK(status->pid == static_cast<std::uint32_t>(d.pid()));
+    CHECK(status->protocol_major == 1);
+
+    auto channels = client.list_channels();
+    REQUIRE(channels);
+    std::vector<std::string> names;
+    for (const ChannelSummary& s : *channels) {
+        names.push_back(s.info.name);
+    }
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"jobs", "telemetry"});
+
+    auto clients = client.list_clients();
+    REQUIRE(clients);
+    const bool listed = std::any_of(clients->begin(), clients->end(), [&](const ClientSummary& c) {
+        return c.client_id == client.client_id() && c.name == "reader-of-tables" &&
+               c.pid == static_cast<std::uint32_t>(::getpid());
+    });
+    CHECK(listed);
+}
+
+TEST_CASE("a publisher in one process and a subscriber in another exchange messages") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client client = connect_to(d);
+    auto sub = client.open_subscriber("telemetry");
+    INFO((sub ? std::string{} : sub.error().message()));
+    REQUIRE(sub);
+    CHECK(sub->info().kind == ChannelKind::broadcast);
+
+    const std::uint64_t count = scaled(2000, 200);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        publish_in_child(d, "telemetry", count, 200);
+    }
+    CHECK(receive_in_order(*sub, count) == count);
+    const auto exit = wait_for_exit(child, generous_deadline());
+    REQUIRE(exit);
+    CHECK(exit->code == 0);
+}
+
+TEST_CASE("a producer in one process feeds a consumer in another through a queue") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client client = connect_to(d);
+    auto consumer = client.open_subscriber("jobs");
+    REQUIRE(consumer);
+    CHECK(consumer->info().kind == ChannelKind::queue);
+
+    const std::uint64_t count = scaled(2000, 200);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        publish_in_child(d, "jobs", count, 64);
+    }
+    CHECK(receive_in_order(*consumer, count) == count);
+    const auto exit = wait_for_exit(child, generous_deadline());
+    REQUIRE(exit);
+    CHECK(exit->code == 0);
+}
+
+TEST_CASE("opening a channel the daemon does not have is not_found naming it") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client client = connect_to(d);
+    auto pub = client.open_publisher("no-such-channel");
+    REQUIRE_FALSE(pub);
+    CHECK(pub.code() == Errc::not_found);
+    CHECK_THAT(pub.error().detail, Catch::Contains("no-such-channel"));
+}
+
+TEST_CASE("connecting where no daemon runs is not_found naming the socket path") {
+    TempDir dir;
+    ClientOptions o;
+    o.socket_path = (dir.path() / "shmbusd.sock").native();
+    auto c = Client::connect(o);
+    REQUIRE_FALSE(c);
+    CHECK(c.code() == Errc::not_found);
+    CHECK(c.error().detail == "no shmbusd is listening on " + o.socket_path + " (is it running?)");
+}
+
+TEST_CASE("connecting after the daemon stopped is not_found naming the socket path") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    REQUIRE(d.stop().has_value());
+    auto c = Client::connect(options_for(d));
+    REQUIRE_FALSE(c);
+    CHECK(c.code() == Errc::not_found);
+    CHECK_THAT(c.error().detail, Catch::Contains(d.socket_path().native()));
+}
+
+TEST_CASE("destroying an endpoint tells the daemon, which frees the entry") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client client = connect_to(d);
+    {
+        auto pub = client.open_publisher("telemetry");
+        REQUIRE(pub);
+        auto detail = client.channel_info("telemetry");
+        REQUIRE(detail);
+        CHECK(has_endpoint(*detail, Role::publisher, client.client_id()));
+
+        // max_publishers is 1: a second one is refused while the first lives.
+        auto second = client.open_publisher("telemetry");
+        REQUIRE_FALSE(second);
+        CHECK(second.code() == Errc::limit_reached);
+    }
+    // The Close went out before this request, on the same connection: it is processed first.
+    auto detail = client.channel_info("telemetry");
+    REQUIRE(detail);
+    CHECK_FALSE(has_endpoint(*detail, Role::publisher, client.client_id()));
+    auto again = client.open_publisher("telemetry");
+    INFO((again ? std::string{} : again.error().message()));
+    CHECK(again);
+}
+
+TEST_CASE("an endpoint that outlives its Client keeps its entry in the daemon's table") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client observer = connect_to(d, "observer");
+    std::optional<Publisher> pub;
+    std::uint64_t owner = 0;
+    {
+        Client client = connect_to(d, "owner");
+        owner = client.client_id();
+        auto p = client.open_publisher("telemetry");
+        REQUIRE(p);
+        pub.emplace(std::move(*p));
+    }
+    // Had the connection closed with the Client, the daemon would have reclaimed the entry
+    // and could hand it to a second publisher while the first still writes.
+    auto detail = observer.channel_info("telemetry");
+    REQUIRE(detail);
+    CHECK(has_endpoint(*detail, Role::publisher, owner));
+    auto second = observer.open_publisher("telemetry");
+    REQUIRE_FALSE(second);
+    CHECK(second.code() == Errc::limit_reached);
+}
+
+TEST_CASE("messages keep flowing while shmbusd restarts, and the next request reconnects") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    Client client = connect_to(d);
+    auto sub = client.open_subscriber("telemetry");
+    REQUIRE(sub);
+    auto pub = client.open_publisher("telemetry");
+    REQUIRE(pub);
+
+    SECTION("after SIGTERM") {
+        REQUIRE(d.stop().has_value());
+    }
+    SECTION("after SIGKILL") {
+        REQUIRE(d.kill_hard().has_value());
+    }
+
+    // With no daemon at all, the data path does not notice.
+    std::vector<std::byte> buf(64);
+    stamp(buf, 0);
+    REQUIRE(pub->send(buf, kMessageWait));
+    REQUIRE(d.start());
+    stamp(buf, 1);
+    REQUIRE(pub->send(buf, kMessageWait));
+    CHECK(receive_in_order(*sub, 2) == 2);
+
+    // The next request finds the old connection closed, reconnects and succeeds.
+    auto rtt = client.ping();
+    INFO((rtt ? std::string{} : rtt.error().message()));
+    REQUIRE(rtt);
+    CHECK(client.client_id() != 0);
+    auto status = client.status();
+    REQUIRE(status);
+    CHECK(status->pid == static_cast<std::uint32_t>(d.pid()));
+}
