@@ -82,11 +82,17 @@ Result<RegisteredChannel*> ChannelRegistry::adopt(ChannelFiles files, ChannelAcl
     }
     RegisteredChannel* raw = made->get();
     channels_.emplace(name, std::move(*made));
+    if (on_added) {
+        on_added(*raw);
+    }
     return raw;
 }
 
 void ChannelRegistry::remove(std::string_view name) {
     if (auto it = channels_.find(name); it != channels_.end()) {
+        if (on_removed) {
+            on_removed(*it->second);
+        }
         channels_.erase(it);
     }
 }
@@ -231,14 +237,40 @@ std::vector<std::string> ChannelRegistry::collect_unused() {
     for (auto it = channels_.begin(); it != channels_.end();) {
         const RegisteredChannel& ch = *it->second;
         const bool orphan = ch.origin.dynamic && ch.origin.creator_client == 0;
-        if ((ch.draining || orphan) && ch.claims.empty()) {
+        if ((ch.draining || orphan) && ch.claims.empty() && ch.supervisor.endpoints().empty()) {
             removed.push_back(it->first);
+            if (on_removed) {
+                on_removed(ch);
+            }
             it = channels_.erase(it);
         } else {
             ++it;
         }
     }
     return removed;
+}
+
+Result<void> ChannelRegistry::add_claim(RegisteredChannel& channel, EndpointClaim claim) {
+    for (const auto& c : channel.claims) {
+        if (c.role == claim.role && c.index == claim.index) {
+            if (c.client_id == claim.client_id) {
+                return ok();
+            }
+            return make_error(Errc::already_exists, "channel '" + channel.info.name +
+                                                        "': " + std::string{to_string(claim.role)} +
+                                                        " " + std::to_string(claim.index) +
+                                                        " is held by another client");
+        }
+    }
+    const std::uint32_t table =
+        claim.role == Role::publisher ? channel.info.max_publishers : channel.info.max_subscribers;
+    if (claim.index >= table) {
+        return make_error(Errc::invalid_argument, "channel '" + channel.info.name + "' has no " +
+                                                      std::string{to_string(claim.role)} + " " +
+                                                      std::to_string(claim.index));
+    }
+    channel.claims.push_back(std::move(claim));
+    return ok();
 }
 
 std::uint32_t ChannelRegistry::endpoints_of(std::uint64_t client_id) const noexcept {

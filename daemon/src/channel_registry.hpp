@@ -16,7 +16,8 @@
 // reclaims the endpoint in the segment (ChannelSupervisor::reclaim_publisher/subscriber;
 // not_found means the client detached cleanly) and drops the claim. A channel that is
 // `draining` (removed from the configuration while in use) or a dynamic channel whose
-// creator is gone disappears once no claim holds it (collect_unused()).
+// creator is gone disappears once no claim holds it and no entry of its tables is attached
+// (collect_unused()).
 //
 // Thread: the event loop's thread only. Failure policy: values; the registry never logs —
 // the caller logs what the returned reports say.
@@ -29,6 +30,7 @@
 #include <shmbus/supervisor.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -127,6 +129,14 @@ public:
     /// Removes draining channels and creator-less dynamic channels that nobody holds; returns
     /// their names.
     [[nodiscard]] std::vector<std::string> collect_unused();
+
+    /// Adds a claim for an endpoint a client already holds (it offered its descriptors back
+    /// after reconnecting). Errc::already_exists if another client claims that entry.
+    [[nodiscard]] Result<void> add_claim(RegisteredChannel& channel, EndpointClaim claim);
+
+    /// Called after a channel is registered and before one is forgotten (the fd store).
+    std::function<void(const RegisteredChannel&)> on_added;
+    std::function<void(const RegisteredChannel&)> on_removed;
 
     /// Endpoints `client_id` holds, over all channels.
     [[nodiscard]] std::uint32_t endpoints_of(std::uint64_t client_id) const noexcept;

@@ -2,6 +2,7 @@
 #include "client_session.hpp"
 
 #include "logging.hpp"
+#include "segment_store.hpp"
 
 #include <shmbus/version.hpp>
 
@@ -333,14 +334,36 @@ Reply ClientSession::on_reload(std::uint32_t id) {
 
 Reply ClientSession::on_reclaim_offer(std::uint32_t id, const proto::ReclaimOffer& m,
                                       std::vector<UniqueFd> fds) {
-    if (!reclaim_offer_handler) {
+    // The offer re-associates an endpoint the client kept across a reconnect with this
+    // connection, so that it is reclaimed if the client dies. It is believed only if the
+    // descriptors are the very files this daemon holds for the channel.
+    ClientRecord& c = client();
+    RegisteredChannel* ch = state_.registry().find(m.channel);
+    if (ch == nullptr || ch->info.creation_id != m.creation_id) {
         return error(id, Errc::not_found,
-                     "the daemon keeps no record of channel '" + m.channel + "' to match");
+                     "the daemon has no channel '" + m.channel + "' with creation id " +
+                         std::to_string(m.creation_id));
     }
-    auto accepted = reclaim_offer_handler(client(), m, std::move(fds));
-    if (!accepted) {
-        return error(id, accepted.error());
+    if (fds.size() != 2 || !same_file(fds[0].get(), ch->files.control.get()) ||
+        !same_file(fds[1].get(), ch->files.payload.get())) {
+        log_warning(describe(c) + " offered descriptors that are not channel '" + m.channel +
+                        "'s segments; refused",
+                    fields_of(c, m.channel));
+        return error(id, Errc::permission_denied,
+                     "the offered descriptors are not channel '" + m.channel + "'s segments");
     }
+    if (m.role != Role::publisher && m.role != Role::subscriber) {
+        return error(id, Errc::invalid_argument, "unknown role");
+    }
+    auto added = state_.registry().add_claim(*ch, EndpointClaim{c.id, m.role, m.endpoint_index,
+                                                                c.credentials.pid,
+                                                                c.credentials.uid, c.name});
+    if (!added) {
+        return error(id, added.error());
+    }
+    log_info(describe(c) + " took back " + std::string{to_string(m.role)} + " " +
+                 std::to_string(m.endpoint_index) + " on '" + m.channel + "'",
+             fields_of(c, m.channel));
     return reply(id, proto::Ok{});
 }
 

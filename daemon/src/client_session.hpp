@@ -55,11 +55,6 @@ public:
     /// The reply to a datagram that was larger than the protocol allows (cut by the kernel).
     [[nodiscard]] Reply oversized(std::size_t bytes_received);
 
-    /// Hook for ReclaimOffer (restart without systemd); unset: offers are refused.
-    std::function<Result<void>(const ClientRecord&, const proto::ReclaimOffer&,
-                               std::vector<UniqueFd>)>
-        reclaim_offer_handler;
-
 private:
     DaemonState& state_;
     std::uint64_t client_id_;

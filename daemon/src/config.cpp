@@ -24,6 +24,7 @@
 // load_config() and the helpers below it are the only code here that does I/O.
 #include "config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <grp.h>
@@ -38,6 +39,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -933,6 +935,66 @@ private:
     Config& config_;
 };
 
+/// A first pass over a YAML stream's events, before building any node tree, for two things
+/// YAML::LoadAll() gets wrong in yaml-cpp 0.7 (Debian bookworm):
+///  - a stray ',' outside a flow collection (", x", "{a: 1}, x") is never consumed: the parser
+///    reports an empty document at the same place again and again, and LoadAll() loops for
+///    ever, allocating a node each time (jbeder/yaml-cpp#1040, fixed upstream in 2024 by
+///    #1319). A document that starts where the previous one started is that loop: we stop and
+///    report it. Termination: every other document starts further on in a finite text.
+///  - a second document, which a configuration file must not have (only the first would be
+///    read).
+class StreamScan final : public YAML::EventHandler {
+public:
+    /// Where the parser stopped making progress, if it did.
+    std::optional<YAML::Mark> stuck;
+    /// Where the first document after the first one with any content starts, if there is one.
+    std::optional<YAML::Mark> second_document;
+
+    /// Scans `text`. Throws YAML::Exception on a syntax error.
+    void scan(const std::string& text) {
+        std::istringstream stream(text);
+        YAML::Parser parser(stream);
+        while (!stuck && !second_document && parser.HandleNextDocument(*this)) {
+        }
+    }
+
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        if (documents_ > 0 && mark.pos == last_start_.pos) {
+            stuck = mark;
+        }
+        last_start_ = mark;
+        ++documents_;
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override { content(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                  const std::string& /*value*/) override {
+        content(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/,
+                         YAML::anchor_t /*anchor*/, YAML::EmitterStyle::value /*style*/) override {
+        content(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                    YAML::EmitterStyle::value /*style*/) override {
+        content(mark);
+    }
+    void OnMapEnd() override {}
+
+private:
+    void content(const YAML::Mark& mark) {
+        if (documents_ > 1 && !second_document) {
+            second_document = mark;
+        }
+    }
+
+    std::size_t documents_{0};
+    YAML::Mark last_start_;
+};
+
 /// Reads one source onto `state`. A YAML syntax error ends this source only.
 void read_source(const ConfigSource& source, MergeState& state) {
     DocumentReader reader(source.origin, state);
@@ -950,18 +1012,21 @@ void read_source(const ConfigSource& source, MergeState& state) {
         return;
     }
     try {
-        const std::vector<YAML::Node> documents = YAML::LoadAll(source.text);
-        if (documents.empty()) {
+        StreamScan scan;
+        scan.scan(source.text);
+        if (scan.stuck) {
+            const auto pos = static_cast<std::size_t>(std::max(scan.stuck->pos, 0));
+            reader.error(reader.at(*scan.stuck),
+                         "unexpected " + quote(std::string_view(source.text).substr(pos, 1)));
             return;
         }
-        for (std::size_t i = 1; i < documents.size(); ++i) {
-            if (!documents[i].IsNull()) {
-                reader.error(reader.at(documents[i].Mark()),
-                             "a configuration file holds one YAML document; remove this second "
-                             "one or move it to its own file");
-            }
+        if (scan.second_document) {
+            reader.error(reader.at(*scan.second_document),
+                         "a configuration file holds one YAML document; remove this second one "
+                         "or move it to its own file");
         }
-        reader.read(documents.front());
+        // Load() builds the first document only: never the LoadAll() loop described above.
+        reader.read(YAML::Load(source.text));
     } catch (const YAML::Exception& e) {
         reader.error(reader.at(e.mark), e.msg.empty() ? std::string{"invalid YAML"} : e.msg);
     }

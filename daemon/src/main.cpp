@@ -14,6 +14,7 @@
 #include "event_loop.hpp"
 #include "logging.hpp"
 #include "runtime_paths.hpp"
+#include "segment_store.hpp"
 #include "systemd_notify.hpp"
 
 #include <CLI/CLI.hpp>
@@ -123,6 +124,11 @@ int run(int argc, char** argv) {
     DaemonState state{std::move(config), *config_path, *paths,
                       static_cast<std::uint32_t>(geteuid())};
     std::vector<PassedFd> passed = take_passed_fds();
+    // Under systemd every segment goes to the descriptor store as it is created, and comes
+    // back from it at the next start (segment_store.hpp).
+    state.registry().on_added = [](const RegisteredChannel& ch) { store_channel(ch); };
+    state.registry().on_removed = [](const RegisteredChannel& ch) { forget_stored_channel(ch); };
+    (void)adopt_stored_channels(passed, state.config(), state.registry());
     if (auto created = state.create_configured_channels(); !created) {
         log_error("cannot create the configured channels: " + created.error().message());
         return 1;
