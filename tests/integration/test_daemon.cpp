@@ -643,3 +643,80 @@ TEST_CASE("a stale socket file is replaced, a live daemon's socket is not taken"
     REQUIRE(next.start());
     CHECK(connect_and_greet(first.socket_path(), "after-restart"));
 }
+
+TEST_CASE("under systemd, channels survive a daemon restart through the descriptor store") {
+    DaemonProcess first{kTwoChannels};
+    REQUIRE(first.start());
+    UniqueFd fd = connect_and_greet(first.socket_path(), "survivor");
+    auto pr = open_endpoint(fd.get(), "telemetry", Role::publisher, 1);
+    auto sr = open_endpoint(fd.get(), "telemetry", Role::subscriber, 2);
+    REQUIRE(body_as<proto::OpenReply>(pr) != nullptr);
+    REQUIRE(body_as<proto::OpenReply>(sr) != nullptr);
+    const std::uint64_t creation_id = body_as<proto::OpenReply>(pr)->info.creation_id;
+    const std::uint32_t sub_index = body_as<proto::OpenReply>(sr)->endpoint_index;
+    // Keep a copy of the subscriber's descriptors to offer back, as libshmbus does.
+    ChannelFiles sub_files = files_of(*sr);
+    auto offered = sub_files.duplicate_for(Role::subscriber);
+    REQUIRE(offered);
+    EndpointOptions po;
+    po.endpoint_index = static_cast<std::int32_t>(body_as<proto::OpenReply>(pr)->endpoint_index);
+    auto pub = Publisher::attach(files_of(*pr), po);
+    EndpointOptions so;
+    so.endpoint_index = static_cast<std::int32_t>(sub_index);
+    auto sub = Subscriber::attach(std::move(sub_files), so);
+    REQUIRE(pub);
+    REQUIRE(sub);
+
+    auto stored = first.stored_fds();
+    REQUIRE(stored.size() == 4); // two channels, two regions each
+    REQUIRE(first.kill_hard());
+    fd.reset();
+
+    std::vector<std::pair<int, std::string>> passed;
+    for (const auto& [name, sfd] : stored) {
+        passed.emplace_back(sfd.get(), name);
+    }
+    DaemonProcess second{kTwoChannels};
+    second.with_passed_fds(passed);
+    REQUIRE(second.start());
+
+    // Messages flowed all along; the new daemon serves the very same segments.
+    const std::array<std::byte, 8> msg{};
+    REQUIRE(pub->send(msg, 10s));
+    std::array<std::byte, 256> buf{};
+    REQUIRE(sub->receive_copy(buf, 10s));
+    UniqueFd again = connect_and_greet(second.socket_path(), "survivor-again");
+    auto info = request(again.get(), proto::ChannelInfoRequest{"telemetry"});
+    const auto* detail = body_as<proto::ChannelDetail>(info);
+    REQUIRE(detail != nullptr);
+    CHECK(detail->summary.info.creation_id == creation_id);
+    CHECK(detail->summary.stats.subscribers == 1);
+    // A new subscriber does not get the index the surviving one still holds.
+    auto newcomer = open_endpoint(again.get(), "telemetry", Role::subscriber, 3);
+    REQUIRE(body_as<proto::OpenReply>(newcomer) != nullptr);
+    CHECK(body_as<proto::OpenReply>(newcomer)->endpoint_index != sub_index);
+
+    SECTION("offering the segments back re-associates the endpoint") {
+        const int offer_fds[2] = {offered->control.get(), offered->payload.get()};
+        REQUIRE(
+            proto::send_message(again.get(),
+                                proto::Message{4, proto::ReclaimOffer{"telemetry", creation_id,
+                                                                      Role::subscriber, sub_index}},
+                                offer_fds));
+        auto reply = proto::receive_message(again.get(), generous_deadline());
+        CHECK(body_as<proto::Ok>(reply) != nullptr);
+    }
+    SECTION("an offer of other files is refused") {
+        auto other = create_channel(
+            ChannelSpec{"impostor", ChannelKind::queue, 64, 8, Overflow::block, 1, 1});
+        REQUIRE(other);
+        const int offer_fds[2] = {other->control.get(), other->payload.get()};
+        REQUIRE(
+            proto::send_message(again.get(),
+                                proto::Message{5, proto::ReclaimOffer{"telemetry", creation_id,
+                                                                      Role::subscriber, sub_index}},
+                                offer_fds));
+        auto reply = proto::receive_message(again.get(), generous_deadline());
+        CHECK(error_code(reply) == Errc::permission_denied);
+    }
+}

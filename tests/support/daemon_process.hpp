@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <poll.h>
@@ -216,8 +217,15 @@ public:
     }
     /// Passes `fd` as a socket-activated listening socket (LISTEN_FDS=1) and no --socket.
     DaemonProcess& with_listen_fd(int fd) {
-        options_.listen_fd = fd;
+        options_.passed.clear();
+        options_.passed.emplace_back(fd, "shmbusd.sock");
         options_.bind_own_socket = false;
+        return *this;
+    }
+    /// Passes descriptors as the service manager does (LISTEN_FDS, LISTEN_FDNAMES), from 3 on.
+    /// They must stay open until start() returns.
+    DaemonProcess& with_passed_fds(std::vector<std::pair<int, std::string>> fds) {
+        options_.passed = std::move(fds);
         return *this;
     }
     /// Does not pass --socket (give one in with_args()).
@@ -255,14 +263,19 @@ public:
             throw std::runtime_error("fork failed");
         }
         if (pid == 0) {
-            if (options_.listen_fd >= 0) {
-                if (options_.listen_fd != 3) {
-                    ::dup2(options_.listen_fd, 3);
-                } else {
-                    ::fcntl(3, F_SETFD, 0);
+            if (!options_.passed.empty()) {
+                // Move every descriptor above the target range first, then into 3, 4, ...
+                std::vector<int> high;
+                for (const auto& [fd, name] : options_.passed) {
+                    high.push_back(::fcntl(fd, F_DUPFD, 100));
                 }
-                env.push_back("LISTEN_FDS=1");
-                env.push_back("LISTEN_FDNAMES=shmbusd.sock");
+                std::string names;
+                for (std::size_t k = 0; k < high.size(); ++k) {
+                    ::dup2(high[k], static_cast<int>(3 + k));
+                    names += (k == 0 ? "" : ":") + options_.passed[k].second;
+                }
+                env.push_back("LISTEN_FDS=" + std::to_string(high.size()));
+                env.push_back("LISTEN_FDNAMES=" + names);
                 env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
             }
             std::vector<char*> argv;
@@ -304,6 +317,15 @@ public:
                 return false;
             }
         }
+    }
+    /// The descriptor store the daemon filled (FDSTORE=1), as name → descriptor (duplicates).
+    [[nodiscard]] std::vector<std::pair<std::string, UniqueFd>> stored_fds() const {
+        std::lock_guard lock(mutex_);
+        std::vector<std::pair<std::string, UniqueFd>> out;
+        for (const auto& [name, fd] : store_) {
+            out.emplace_back(name, UniqueFd{::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3)});
+        }
+        return out;
     }
     /// Notifications received so far.
     [[nodiscard]] std::vector<std::string> notifications() const {
@@ -355,12 +377,43 @@ private:
                 return;
             }
             char buf[4096];
-            const ssize_t n = ::recv(notify_.get(), buf, sizeof buf, MSG_DONTWAIT);
-            if (n > 0) {
-                std::lock_guard lock(mutex_);
-                notifications_.emplace_back(buf, static_cast<std::size_t>(n));
-                arrived_.notify_all();
+            iovec iov{buf, sizeof buf};
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+            msghdr msg{};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof control;
+            const ssize_t n = ::recvmsg(notify_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+            if (n <= 0) {
+                continue;
             }
+            std::vector<UniqueFd> fds;
+            for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                    const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                    for (std::size_t k = 0; k < count; ++k) {
+                        int fd = -1;
+                        std::memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+                        fds.emplace_back(fd);
+                    }
+                }
+            }
+            std::string text(buf, static_cast<std::size_t>(n));
+            std::lock_guard lock(mutex_);
+            // The descriptor store, as systemd keeps it: FDSTORE=1 adds, FDSTOREREMOVE=1 drops.
+            const auto name_at = text.find("FDNAME=");
+            if (name_at != std::string::npos) {
+                std::string name = text.substr(name_at + 7);
+                name = name.substr(0, name.find('\n'));
+                if (text.find("FDSTOREREMOVE=1") != std::string::npos) {
+                    store_.erase(name);
+                } else if (text.find("FDSTORE=1") != std::string::npos && !fds.empty()) {
+                    store_[name] = std::move(fds.front());
+                }
+            }
+            notifications_.push_back(std::move(text));
+            arrived_.notify_all();
         }
     }
 
@@ -368,7 +421,7 @@ private:
         std::string config_yaml;
         std::vector<std::string> extra_args;
         std::vector<std::string> extra_env;
-        int listen_fd{-1};
+        std::vector<std::pair<int, std::string>> passed;
         bool bind_own_socket{true};
     };
     Options options_;
@@ -382,6 +435,7 @@ private:
     UniqueFd stop_write_;
     mutable std::mutex mutex_;
     std::condition_variable arrived_;
+    std::map<std::string, UniqueFd> store_;
     std::thread reader_;
     pid_t pid_{-1};
     std::vector<std::string> notifications_;
