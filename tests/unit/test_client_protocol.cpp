@@ -12,6 +12,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -577,6 +578,63 @@ TEST_CASE("destroying an endpoint sends close with its channel, role and index")
         conn.reply(ping_id, Pong{p.token});
         CHECK(ready(ping));
     }
+}
+
+TEST_CASE("endpoints destroyed on another thread during requests each send one close") {
+    TempDir dir;
+    ScriptedDaemon d{dir};
+    Connection conn;
+    Client client = connected(d, conn);
+    constexpr std::uint32_t kEndpoints = 8;
+    constexpr int kPings = 200;
+    const Handout channel = Handout::make(kEndpoints);
+    std::vector<Publisher> pubs;
+    for (std::uint32_t i = 0; i < kEndpoints; ++i) {
+        auto pending = in_background([&] { return client.open_publisher(channel.info.name); });
+        std::uint32_t id = 0;
+        (void)conn.expect<Open>(id);
+        channel.send(conn, id, Role::publisher, i);
+        auto pub = ready(pending);
+        REQUIRE(pub);
+        pubs.push_back(std::move(*pub));
+    }
+
+    auto pinger = in_background([&]() -> std::optional<Error> {
+        for (int i = 0; i < kPings; ++i) {
+            if (auto r = client.ping(); !r) {
+                return r.take_error();
+            }
+        }
+        return std::nullopt;
+    });
+    auto destroyer = in_background([&] {
+        while (!pubs.empty()) {
+            pubs.pop_back();
+        }
+    });
+
+    std::vector<int> closed(kEndpoints, 0);
+    int pongs = 0;
+    std::uint32_t closes = 0;
+    while (pongs < kPings || closes < kEndpoints) {
+        Received got = conn.next();
+        if (const auto* p = std::get_if<Ping>(&got.message.body)) {
+            conn.reply(got.message.request_id, Pong{p->token});
+            ++pongs;
+        } else {
+            const auto* c = std::get_if<Close>(&got.message.body);
+            REQUIRE(c != nullptr);
+            REQUIRE(c->endpoint_index < kEndpoints);
+            ++closed[c->endpoint_index];
+            ++closes;
+            conn.reply(got.message.request_id, Ok{});
+        }
+    }
+    ready(destroyer);
+    const std::optional<Error> failure = ready(pinger);
+    INFO((failure ? failure->message() : std::string{}));
+    CHECK_FALSE(failure);
+    CHECK(std::all_of(closed.begin(), closed.end(), [](int n) { return n == 1; }));
 }
 
 TEST_CASE("an endpoint that outlives its Client keeps the connection until it closes") {
