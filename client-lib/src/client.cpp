@@ -684,8 +684,8 @@ Result<std::chrono::nanoseconds> Client::ping() noexcept {
 }
 
 const std::string& Client::socket_path() const noexcept {
-    static const std::string kNone;
-    return impl_ ? impl_->socket_path : kNone;
+    static const std::string none; // a moved-from Client's
+    return impl_ ? impl_->socket_path : none;
 }
 
 std::uint64_t Client::client_id() const noexcept {
