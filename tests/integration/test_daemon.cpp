@@ -101,7 +101,7 @@ TEST_CASE("shmbusd --version prints the version and exits 0") {
     CHECK(e.code == 0);
 }
 
-TEST_CASE("--check-config exits 0 for a valid configuration") {
+TEST_CASE("shmbusd --check-config exits 0 for a valid configuration") {
     TempDir dir;
     write_file(dir.path() / "ok.yaml", kTwoChannels);
     std::string err;
@@ -110,7 +110,7 @@ TEST_CASE("--check-config exits 0 for a valid configuration") {
     CHECK(e.code == 0);
 }
 
-TEST_CASE("--check-config exits 78 and prints every error as file:line:column") {
+TEST_CASE("shmbusd --check-config exits 78 and prints every error as file:line:column") {
     TempDir dir;
     const auto file = dir.path() / "bad.yaml";
     write_file(file, "channels:\n  - name: x\n    kind: queu\n    slot_sise: 3\n");
