@@ -389,19 +389,30 @@ TEST_CASE("a user outside a channel's acl gets permission_denied and no descript
         auto sub = open_endpoint(fd.get(), "telemetry", Role::subscriber, 1);
         auto pub = open_endpoint(fd.get(), "telemetry", Role::publisher, 2);
         auto jobs = open_endpoint(fd.get(), "jobs", Role::subscriber, 3);
-        char result[4] = {
+        // The read-only payload cannot be reopened for writing through /proc by another uid.
+        bool reopen_refused = false;
+        if (sub && sub->fds.size() == 2) {
+            const std::string path = "/proc/self/fd/" + std::to_string(sub->fds[1].get());
+            const int rw = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+            reopen_refused = rw < 0 && errno == EACCES;
+            if (rw >= 0) {
+                ::close(rw);
+            }
+        }
+        char result[5] = {
             static_cast<char>(body_as<proto::OpenReply>(sub) != nullptr && sub->fds.size() == 2),
             static_cast<char>(error_code(pub) == Errc::permission_denied && pub->fds.empty()),
             static_cast<char>(error_code(jobs) == Errc::permission_denied && jobs->fds.empty()),
-            static_cast<char>(error_message(pub).find("uid 65534") != std::string::npos)};
+            static_cast<char>(error_message(pub).find("uid 65534") != std::string::npos),
+            static_cast<char>(reopen_refused)};
         (void)!::write(report_write.get(), result, sizeof result);
         _exit(0);
     }
     report_write.reset();
-    char result[4]{};
+    char result[5]{};
     pollfd p{report_read.get(), POLLIN, 0};
     REQUIRE(::poll(&p, 1, ms_left(generous_deadline())) == 1);
-    REQUIRE(::read(report_read.get(), result, sizeof result) == 4);
+    REQUIRE(::read(report_read.get(), result, sizeof result) == 5);
     auto exit = wait_for_exit(child, generous_deadline());
     REQUIRE(exit);
     CHECK(exit->code == 0);
@@ -409,6 +420,7 @@ TEST_CASE("a user outside a channel's acl gets permission_denied and no descript
     CHECK(result[1] == 1); // publish: denied, no descriptors
     CHECK(result[2] == 1); // a channel without acl: only root and the daemon's user
     CHECK(result[3] == 1); // the message names the uid
+    CHECK(result[4] == 1); // the read-only payload cannot be reopened read-write
 }
 
 TEST_CASE("kill -9 of a subscriber while a block publisher streams: the publisher resumes") {
