@@ -517,6 +517,13 @@ TEST_CASE("a file with a NUL byte or a second YAML document is refused") {
           "second one or move it to its own file");
 }
 
+TEST_CASE("a stray comma is a syntax error, not an endless loop in yaml-cpp") {
+    // yaml-cpp 0.7 never consumes such a ',' and LoadAll() loops for ever (yaml-cpp#1040).
+    CHECK(only_error(", x\n") == "shmbusd.yaml:1:1: error: unexpected ','");
+    CHECK(only_error("{limits: {}}, x\n") == "shmbusd.yaml:1:13: error: unexpected ','");
+    CHECK(only_error("limits: {}\n---\n, x\n") == "shmbusd.yaml:3:1: error: unexpected ','");
+}
+
 TEST_CASE("control characters and long values are escaped and cut in messages") {
     const std::string message = only_error("\"ke\\x1b[31my" + std::string(100, 'y') + "\": 1\n");
     CHECK(message.find('\x1b') == std::string::npos);
