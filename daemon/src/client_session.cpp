@@ -2,7 +2,6 @@
 #include "client_session.hpp"
 
 #include "logging.hpp"
-#include "segment_store.hpp"
 
 #include <shmbus/version.hpp>
 
@@ -183,6 +182,12 @@ Reply ClientSession::on_hello(std::uint32_t id, const proto::Hello& m) {
 Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
     ClientRecord& c = client();
     RegisteredChannel* ch = state_.registry().find(m.channel);
+    if (ch == nullptr && state_.awaiting(m.channel)) {
+        return error(id, Errc::would_block,
+                     "channel '" + m.channel +
+                         "' is being taken back from its clients after a daemon restart; "
+                         "try again in a few seconds");
+    }
     if (ch == nullptr || ch->draining) {
         return error(id, Errc::not_found,
                      "no channel '" + m.channel + "'" +
@@ -223,6 +228,7 @@ Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
     log_info(describe(c) + " opened '" + m.channel + "' as " + std::string{to_string(m.role)} +
                  " " + std::to_string(*index),
              fields_of(c, m.channel));
+    state_.save_state();
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(files->control));
     fds.push_back(std::move(files->payload));
@@ -241,6 +247,7 @@ Reply ClientSession::on_close(std::uint32_t id, const proto::Close& m) {
     for (const auto& name : state_.registry().collect_unused()) {
         log_info("channel '" + name + "' removed: nobody holds it any more", channel_fields(name));
     }
+    state_.save_state();
     return reply(id, proto::Ok{});
 }
 
@@ -334,36 +341,15 @@ Reply ClientSession::on_reload(std::uint32_t id) {
 
 Reply ClientSession::on_reclaim_offer(std::uint32_t id, const proto::ReclaimOffer& m,
                                       std::vector<UniqueFd> fds) {
-    // The offer re-associates an endpoint the client kept across a reconnect with this
-    // connection, so that it is reclaimed if the client dies. It is believed only if the
-    // descriptors are the very files this daemon holds for the channel.
     ClientRecord& c = client();
-    RegisteredChannel* ch = state_.registry().find(m.channel);
-    if (ch == nullptr || ch->info.creation_id != m.creation_id) {
-        return error(id, Errc::not_found,
-                     "the daemon has no channel '" + m.channel + "' with creation id " +
-                         std::to_string(m.creation_id));
-    }
-    if (fds.size() != 2 || !same_file(fds[0].get(), ch->files.control.get()) ||
-        !same_file(fds[1].get(), ch->files.payload.get())) {
-        log_warning(describe(c) + " offered descriptors that are not channel '" + m.channel +
-                        "'s segments; refused",
+    auto accepted = state_.take_back(c, m, std::move(fds));
+    if (!accepted) {
+        log_warning(describe(c) + " offered back " + std::string{to_string(m.role)} + " " +
+                        std::to_string(m.endpoint_index) + " on '" + m.channel +
+                        "': refused: " + accepted.error().message(),
                     fields_of(c, m.channel));
-        return error(id, Errc::permission_denied,
-                     "the offered descriptors are not channel '" + m.channel + "'s segments");
+        return error(id, accepted.error());
     }
-    if (m.role != Role::publisher && m.role != Role::subscriber) {
-        return error(id, Errc::invalid_argument, "unknown role");
-    }
-    auto added = state_.registry().add_claim(*ch, EndpointClaim{c.id, m.role, m.endpoint_index,
-                                                                c.credentials.pid,
-                                                                c.credentials.uid, c.name});
-    if (!added) {
-        return error(id, added.error());
-    }
-    log_info(describe(c) + " took back " + std::string{to_string(m.role)} + " " +
-                 std::to_string(m.endpoint_index) + " on '" + m.channel + "'",
-             fields_of(c, m.channel));
     return reply(id, proto::Ok{});
 }
 

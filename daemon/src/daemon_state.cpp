@@ -3,6 +3,8 @@
 
 #include "logging.hpp"
 
+#include <cerrno>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -111,6 +113,9 @@ Result<void> DaemonState::check_room_for(const ChannelSpec& spec) const {
 
 Result<void> DaemonState::create_configured_channels() {
     for (const auto& cc : config_.channels) {
+        if (awaiting(cc.spec.name)) {
+            continue; // its clients may offer it back; created at the end of the grace period
+        }
         if (RegisteredChannel* existing = registry_.find(cc.spec.name)) {
             existing->acl = cc.acl;
             continue;
@@ -127,6 +132,7 @@ Result<void> DaemonState::create_configured_channels() {
                      ", " + std::to_string((*made)->bytes()) + " bytes)",
                  channel_fields(cc.spec.name));
     }
+    save_state();
     changed();
     return ok();
 }
@@ -184,6 +190,9 @@ void DaemonState::remove_client(std::uint64_t id) {
     clients_.erase(it);
     for (const auto& name : registry_.collect_unused()) {
         log_info("channel '" + name + "' removed: nobody holds it any more", channel_fields(name));
+    }
+    if (!reclaimed.empty()) {
+        save_state();
     }
     changed();
 }
@@ -249,6 +258,7 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
     log_info(describe(client) + " created dynamic channel '" + spec.name + "' (" +
                  std::to_string((*made)->bytes()) + " bytes)",
              client_fields(client.credentials.pid, client.credentials.uid, client.name, spec.name));
+    save_state();
     changed();
     return ok();
 }
@@ -345,8 +355,193 @@ std::string DaemonState::apply(Config next) {
         summary += "\n" + l;
         log_info("reload: " + l);
     }
+    save_state();
     changed();
     return summary;
+}
+
+bool DaemonState::restore_from_state_file(const std::vector<std::string>& adopted) {
+    auto saved = read_state_file(paths_.state_directory);
+    if (!saved) {
+        log_warning("ignoring the state file: " + saved.error().message());
+        return false;
+    }
+    if (!*saved) {
+        return false;
+    }
+    const auto was_adopted = [&](const std::string& name) {
+        return std::find(adopted.begin(), adopted.end(), name) != adopted.end();
+    };
+    for (const auto& c : (*saved)->channels) {
+        if (!was_adopted(c.name)) {
+            awaited_[c.name].record = c;
+        }
+    }
+    for (const auto& e : (*saved)->endpoints) {
+        if (auto it = awaited_.find(e.channel); it != awaited_.end()) {
+            it->second.endpoints.push_back(e);
+        } else if (was_adopted(e.channel)) {
+            unclaimed_.push_back(e);
+        }
+    }
+    if (awaited_.empty() && unclaimed_.empty()) {
+        return false;
+    }
+    log_info("state file of the previous run: " + std::to_string(awaited_.size()) +
+             " channels and " + std::to_string(unclaimed_.size()) +
+             " endpoints may be taken back by their clients during the grace period");
+    return true;
+}
+
+bool DaemonState::awaiting(std::string_view name) const noexcept {
+    return awaited_.find(name) != awaited_.end();
+}
+
+void DaemonState::end_grace() {
+    for (auto& [name, awaited] : awaited_) {
+        log_info("no client offered channel '" + name + "' back during the grace period" +
+                     (awaited.endpoints.empty() ? "" : " (its recorded clients are gone)"),
+                 channel_fields(name));
+    }
+    awaited_.clear();
+    for (const auto& e : unclaimed_) {
+        RegisteredChannel* ch = registry_.find(e.channel);
+        if (ch == nullptr) {
+            continue;
+        }
+        const auto r = registry_.reclaim_claim(
+            *ch, EndpointClaim{0, e.role, e.index, e.pid, e.uid, e.client_name});
+        if (r.was_attached) {
+            log_info("reclaimed " + std::string{to_string(e.role)} + " " + std::to_string(e.index) +
+                         " on '" + e.channel + "' of pid " + std::to_string(e.pid) + " ('" +
+                         e.client_name + "'): no client claimed it after the restart",
+                     channel_fields(e.channel));
+        }
+    }
+    unclaimed_.clear();
+    if (auto created = create_configured_channels(); !created) {
+        log_error("after the grace period: " + created.error().message());
+    }
+    for (const auto& name : registry_.collect_unused()) {
+        log_info("channel '" + name + "' removed: nobody holds it any more", channel_fields(name));
+    }
+    save_state();
+    changed();
+}
+
+namespace {
+
+// A descriptor of this process reopened read-write: the daemon owns its segments (mode 0600,
+// its uid), so it may, whatever access the offering client was given.
+Result<UniqueFd> reopen_writable(int fd) {
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    UniqueFd out{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+    if (!out) {
+        return make_error(Errc::system_error, "reopening an offered segment read-write", errno);
+    }
+    return out;
+}
+
+} // namespace
+
+Result<void> DaemonState::take_back(const ClientRecord& client, const proto::ReclaimOffer& m,
+                                    std::vector<UniqueFd> fds) {
+    if (fds.size() != 2) {
+        return make_error(Errc::protocol_error, "a reclaim_offer carries two descriptors");
+    }
+    if (m.role != Role::publisher && m.role != Role::subscriber) {
+        return make_error(Errc::invalid_argument, "unknown role");
+    }
+    const auto control = identity_of(fds[0].get());
+    const auto payload = identity_of(fds[1].get());
+    RegisteredChannel* ch = registry_.find(m.channel);
+    if (auto it = awaited_.find(m.channel); ch == nullptr && it != awaited_.end()) {
+        const ChannelRecord& rec = it->second.record;
+        if (rec.creation_id != m.creation_id || !control || !payload ||
+            !(*control == rec.control) || !(*payload == rec.payload)) {
+            return make_error(Errc::permission_denied,
+                              "the offered descriptors are not channel '" + m.channel +
+                                  "'s segments as the state file records them");
+        }
+        auto rw_control = reopen_writable(fds[0].get());
+        auto rw_payload = reopen_writable(fds[1].get());
+        if (!rw_control || !rw_payload) {
+            return rw_control ? rw_payload.take_error() : rw_control.take_error();
+        }
+        const ChannelConfig* wanted = nullptr;
+        for (const auto& cc : config_.channels) {
+            if (cc.spec.name == m.channel) {
+                wanted = &cc;
+            }
+        }
+        ChannelAcl acl;
+        ChannelOrigin origin;
+        if (wanted != nullptr) {
+            acl = wanted->acl;
+        } else {
+            acl = ChannelAcl{only_user(rec.creator_uid), only_user(rec.creator_uid)};
+            origin = ChannelOrigin{true, 0, rec.creator_uid};
+        }
+        auto made = registry_.adopt(ChannelFiles{std::move(*rw_control), std::move(*rw_payload)},
+                                    std::move(acl), origin);
+        if (!made) {
+            return made.take_error();
+        }
+        if ((*made)->info.creation_id != rec.creation_id) {
+            registry_.remove(m.channel);
+            return make_error(Errc::corrupted,
+                              "channel '" + m.channel + "': the segment's creation id changed");
+        }
+        log_info(
+            describe(client) + " gave channel '" + m.channel + "' back after the restart (" +
+                std::to_string(it->second.endpoints.size()) + " recorded endpoints)",
+            client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
+        for (auto& e : it->second.endpoints) {
+            unclaimed_.push_back(std::move(e));
+        }
+        awaited_.erase(it);
+        ch = *made;
+    } else {
+        if (ch == nullptr || ch->info.creation_id != m.creation_id) {
+            return make_error(Errc::not_found, "the daemon has no channel '" + m.channel +
+                                                   "' with creation id " +
+                                                   std::to_string(m.creation_id));
+        }
+        const auto ours_control = identity_of(ch->files.control.get());
+        const auto ours_payload = identity_of(ch->files.payload.get());
+        if (!control || !payload || !ours_control || !ours_payload ||
+            !(*control == *ours_control) || !(*payload == *ours_payload)) {
+            return make_error(Errc::permission_denied, "the offered descriptors are not channel '" +
+                                                           m.channel + "'s segments");
+        }
+    }
+    if (auto added = registry_.add_claim(*ch, EndpointClaim{client.id, m.role, m.endpoint_index,
+                                                            client.credentials.pid,
+                                                            client.credentials.uid, client.name});
+        !added) {
+        return added;
+    }
+    std::erase_if(unclaimed_, [&](const EndpointRecordLine& e) {
+        return e.channel == m.channel && e.role == m.role && e.index == m.endpoint_index;
+    });
+    log_info(describe(client) + " took back " + std::string{to_string(m.role)} + " " +
+                 std::to_string(m.endpoint_index) + " on '" + m.channel + "'",
+             client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
+    save_state();
+    return ok();
+}
+
+void DaemonState::save_state() {
+    if (auto written = write_state_file(paths_.state_directory, snapshot(registry_)); !written) {
+        if (!state_write_failed_) {
+            log_warning("cannot keep the state file (restart without systemd will not take "
+                        "channels back): " +
+                        written.error().message());
+        }
+        state_write_failed_ = true;
+    } else {
+        state_write_failed_ = false;
+    }
 }
 
 DaemonStatus DaemonState::status() const {

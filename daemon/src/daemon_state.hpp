@@ -21,6 +21,10 @@
 #include "channel_registry.hpp"
 #include "config.hpp"
 #include "runtime_paths.hpp"
+#include "state_file.hpp"
+
+#include <protocol/wire.hpp>
+#include <shmbus/unique_fd.hpp>
 
 #include <shmbus/client.hpp>
 #include <shmbus/error.hpp>
@@ -86,6 +90,29 @@ public:
     /// Applies an already loaded, resolved configuration (reload's second half).
     [[nodiscard]] std::string apply(Config next);
 
+    /// Restart without a descriptor store: reads the state file and remembers, for every
+    /// recorded channel not in `adopted` (taken back from the descriptor store), that its
+    /// clients may offer it back, and for every recorded endpoint that it may be claimed.
+    /// Returns true when a grace period must run (end_grace() when it is over).
+    bool restore_from_state_file(const std::vector<std::string>& adopted);
+    /// Whether a grace period is running (end_grace() not called yet).
+    [[nodiscard]] bool in_grace() const noexcept {
+        return !awaited_.empty() || !unclaimed_.empty();
+    }
+    /// Whether `name` is a recorded channel no client has offered back yet.
+    [[nodiscard]] bool awaiting(std::string_view name) const noexcept;
+    /// The grace period is over: recorded endpoints nobody claimed are reclaimed as dead;
+    /// configured channels nobody offered back are created anew.
+    void end_grace();
+    /// A reconnecting client offers the descriptors of an endpoint it holds. Accepted only if
+    /// they are the files of the channel as this daemon (or, after a restart, its state
+    /// file) knows them, with the same creation id; then the endpoint is this client's.
+    [[nodiscard]] Result<void> take_back(const ClientRecord& client,
+                                         const proto::ReclaimOffer& offer,
+                                         std::vector<UniqueFd> fds);
+    /// Writes the state file (channels, their files' identities, endpoint claims).
+    void save_state();
+
     /// The Status reply.
     [[nodiscard]] DaemonStatus status() const;
     /// "3 clients, 2 channels" for STATUS=.
@@ -103,6 +130,15 @@ private:
     std::map<std::uint64_t, ClientRecord> clients_;
     std::uint64_t next_client_id_{1};
     std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
+    /// Recorded channels not yet offered back, with their recorded endpoints.
+    struct AwaitedChannel {
+        ChannelRecord record;
+        std::vector<EndpointRecordLine> endpoints;
+    };
+    std::map<std::string, AwaitedChannel, std::less<>> awaited_;
+    /// Recorded endpoints of channels the daemon has again, not yet claimed by a client.
+    std::vector<EndpointRecordLine> unclaimed_;
+    bool state_write_failed_{false};
 
     void changed() {
         if (on_change) {

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
@@ -30,6 +31,8 @@ constexpr int kListenBacklog = 128;
 constexpr int kMaxFdsPerMessage = 16; // more than a peer may send: anything beyond is an error
 constexpr int kMessagesPerWakeup = 32;
 constexpr int kAcceptsPerWakeup = 64;
+/// How long endpoint records of the previous run wait for their clients to claim them.
+constexpr std::chrono::milliseconds kRestartGrace{2000};
 
 std::string uv_message(int rc) {
     return uv_strerror(rc);
@@ -48,6 +51,8 @@ struct EventLoop::Impl {
     uv_signal_t sigint{};
     uv_timer_t watchdog{};
     bool watchdog_started{false};
+    uv_timer_t grace{};
+    bool grace_running{false};
     UniqueFd listen_fd;
     bool activated{false};
     bool created_socket_file{false};
@@ -362,6 +367,11 @@ void EventLoop::Impl::stop() {
         uv_timer_stop(&watchdog);
         close_handle(&watchdog);
     }
+    if (grace_running) {
+        uv_timer_stop(&grace);
+        close_handle(&grace);
+        grace_running = false;
+    }
     if (created_socket_file) {
         // Remove the file only if it is still the socket we bound (not a successor's).
         const std::string path = state.paths().socket.native();
@@ -453,6 +463,21 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
             half_ms == 0 ? 1 : half_ms);
         impl->watchdog_started = true;
         log_debug("watchdog: pinging every " + std::to_string(half_ms) + " ms");
+    }
+    if (state.in_grace()) {
+        // One shot: the restart's grace period for clients to offer their endpoints back.
+        uv_timer_init(&impl->loop, &impl->grace);
+        impl->grace.data = self;
+        impl->grace_running = true;
+        uv_timer_start(
+            &impl->grace,
+            [](uv_timer_t* h) {
+                auto* s = static_cast<Impl*>(h->data);
+                s->state.end_grace();
+                s->grace_running = false;
+                uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+            },
+            static_cast<std::uint64_t>(kRestartGrace.count()), 0);
     }
     state.on_change = [self] {
         if (!self->stopping) {

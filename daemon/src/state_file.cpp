@@ -1,0 +1,211 @@
+// The state file: format, parse, snapshot, atomic write. See state_file.hpp.
+#include "state_file.hpp"
+
+#include <cerrno>
+#include <charconv>
+#include <fcntl.h>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace shmbus::daemon {
+
+namespace {
+
+constexpr const char* kHeader = "shmbusd-state 1";
+constexpr std::size_t kMaxStateBytes = 16 * 1024 * 1024;
+
+template <typename T>
+bool parse_number(std::string_view s, T& out) {
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc{} && p == s.data() + s.size();
+}
+
+std::vector<std::string_view> split(std::string_view line, std::size_t max_fields) {
+    std::vector<std::string_view> out;
+    while (!line.empty() && out.size() + 1 < max_fields) {
+        const auto sp = line.find(' ');
+        out.push_back(line.substr(0, sp));
+        if (sp == std::string_view::npos) {
+            return out;
+        }
+        line.remove_prefix(sp + 1);
+    }
+    out.push_back(line);
+    return out;
+}
+
+Error bad_line(std::size_t n, const std::string& what) {
+    return make_error(Errc::corrupted, "state file line " + std::to_string(n) + ": " + what);
+}
+
+} // namespace
+
+std::optional<FileIdentity> identity_of(int fd) noexcept {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        return std::nullopt;
+    }
+    return FileIdentity{static_cast<std::uint64_t>(st.st_dev),
+                        static_cast<std::uint64_t>(st.st_ino)};
+}
+
+std::string format_state(const SavedState& state) {
+    std::ostringstream out;
+    out << kHeader << '\n';
+    for (const auto& c : state.channels) {
+        out << "channel " << c.name << ' ' << c.creation_id << ' ' << c.control.dev << ' '
+            << c.control.ino << ' ' << c.payload.dev << ' ' << c.payload.ino << ' '
+            << (c.dynamic ? 1 : 0) << ' ' << c.creator_uid << '\n';
+    }
+    for (const auto& e : state.endpoints) {
+        std::string name;
+        for (char ch : e.client_name) {
+            name += (ch == '\n' || ch == '\r') ? '?' : ch;
+        }
+        out << "endpoint " << e.channel << ' ' << to_string(e.role) << ' ' << e.index << ' '
+            << e.pid << ' ' << e.uid << ' ' << name << '\n';
+    }
+    return out.str();
+}
+
+Result<SavedState> parse_state(std::string_view text) {
+    SavedState state;
+    std::size_t n = 0;
+    bool header = false;
+    while (!text.empty()) {
+        const auto nl = text.find('\n');
+        if (nl == std::string_view::npos) {
+            return bad_line(n + 1, "truncated (no end of line)");
+        }
+        const std::string_view line = text.substr(0, nl);
+        text.remove_prefix(nl + 1);
+        ++n;
+        if (!header) {
+            if (line != kHeader) {
+                return bad_line(n, "not a shmbusd state file of version 1");
+            }
+            header = true;
+            continue;
+        }
+        if (line.rfind("channel ", 0) == 0) {
+            // Nine fields; anything trailing stays in the last one and fails its parse.
+            const auto f = split(line, 9);
+            ChannelRecord c;
+            unsigned dynamic = 0;
+            if (f.size() != 9 || f[1].empty() || f[1].size() > kMaxNameLength ||
+                !parse_number(f[2], c.creation_id) || !parse_number(f[3], c.control.dev) ||
+                !parse_number(f[4], c.control.ino) || !parse_number(f[5], c.payload.dev) ||
+                !parse_number(f[6], c.payload.ino) || !parse_number(f[7], dynamic) || dynamic > 1 ||
+                !parse_number(f[8], c.creator_uid)) {
+                return bad_line(n, "malformed channel record");
+            }
+            c.name = std::string{f[1]};
+            c.dynamic = dynamic == 1;
+            state.channels.push_back(std::move(c));
+        } else if (line.rfind("endpoint ", 0) == 0) {
+            const auto f = split(line, 7);
+            EndpointRecordLine e;
+            if (f.size() != 7 || f[1].empty() || f[1].size() > kMaxNameLength ||
+                (f[2] != "publisher" && f[2] != "subscriber") || !parse_number(f[3], e.index) ||
+                e.index >= kMaxEndpoints || !parse_number(f[4], e.pid) ||
+                !parse_number(f[5], e.uid)) {
+                return bad_line(n, "malformed endpoint record");
+            }
+            e.channel = std::string{f[1]};
+            e.role = f[2] == "publisher" ? Role::publisher : Role::subscriber;
+            e.client_name = std::string{f[6]};
+            state.endpoints.push_back(std::move(e));
+        } else {
+            return bad_line(n, "unknown record");
+        }
+    }
+    if (!header) {
+        return bad_line(1, "empty");
+    }
+    return state;
+}
+
+SavedState snapshot(const ChannelRegistry& registry) {
+    SavedState s;
+    for (const RegisteredChannel* ch : registry.channels()) {
+        ChannelRecord c;
+        c.name = ch->info.name;
+        c.creation_id = ch->info.creation_id;
+        c.control = identity_of(ch->files.control.get()).value_or(FileIdentity{});
+        c.payload = identity_of(ch->files.payload.get()).value_or(FileIdentity{});
+        c.dynamic = ch->origin.dynamic;
+        c.creator_uid = ch->origin.creator_uid;
+        s.channels.push_back(std::move(c));
+        for (const auto& claim : ch->claims) {
+            s.endpoints.push_back(EndpointRecordLine{ch->info.name, claim.role, claim.index,
+                                                     claim.pid, claim.uid, claim.client_name});
+        }
+    }
+    return s;
+}
+
+Result<void> write_state_file(const std::filesystem::path& dir, const SavedState& state) {
+    const std::string text = format_state(state);
+    const std::filesystem::path final_path = dir / kStateFileName;
+    const std::filesystem::path tmp = dir / (std::string{kStateFileName} + ".new");
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return make_error(Errc::system_error, "cannot write '" + tmp.native() + "'", errno);
+    }
+    std::size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            const int err = errno;
+            ::close(fd);
+            return make_error(Errc::system_error, "cannot write '" + tmp.native() + "'", err);
+        }
+        done += static_cast<std::size_t>(w);
+    }
+    ::fchmod(fd, 0600);
+    ::close(fd);
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+        return make_error(Errc::system_error, "cannot rename to '" + final_path.native() + "'",
+                          errno);
+    }
+    return ok();
+}
+
+Result<std::optional<SavedState>> read_state_file(const std::filesystem::path& dir) {
+    const std::filesystem::path path = dir / kStateFileName;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return std::optional<SavedState>{};
+        }
+        return make_error(Errc::system_error, "cannot read '" + path.native() + "'", errno);
+    }
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        const ssize_t r = ::read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        text.append(buf, static_cast<std::size_t>(r));
+        if (text.size() > kMaxStateBytes) {
+            ::close(fd);
+            return make_error(Errc::corrupted, "'" + path.native() + "' is too large");
+        }
+    }
+    ::close(fd);
+    auto parsed = parse_state(text);
+    if (!parsed) {
+        return parsed.take_error();
+    }
+    return std::optional<SavedState>{std::move(*parsed)};
+}
+
+} // namespace shmbus::daemon
