@@ -732,3 +732,69 @@ TEST_CASE("under systemd, channels survive a daemon restart through the descript
         CHECK(error_code(reply) == Errc::permission_denied);
     }
 }
+
+TEST_CASE("without systemd, a restarted daemon takes a channel back from a client's offer and "
+          "reclaims the endpoints nobody claims") {
+    DaemonProcess first{kTwoChannels};
+    REQUIRE(first.start());
+    UniqueFd fd = connect_and_greet(first.socket_path(), "keeper");
+    auto pr = open_endpoint(fd.get(), "telemetry", Role::publisher, 1);
+    auto sr = open_endpoint(fd.get(), "telemetry", Role::subscriber, 2);
+    REQUIRE(body_as<proto::OpenReply>(pr) != nullptr);
+    REQUIRE(body_as<proto::OpenReply>(sr) != nullptr);
+    const std::uint64_t creation_id = body_as<proto::OpenReply>(pr)->info.creation_id;
+    const std::uint32_t pub_index = body_as<proto::OpenReply>(pr)->endpoint_index;
+    ChannelFiles pub_files = files_of(*pr);
+    auto offered = pub_files.duplicate_for(Role::publisher);
+    REQUIRE(offered);
+    EndpointOptions po;
+    po.endpoint_index = static_cast<std::int32_t>(pub_index);
+    auto pub = Publisher::attach(std::move(pub_files), po);
+    EndpointOptions so;
+    so.endpoint_index = static_cast<std::int32_t>(body_as<proto::OpenReply>(sr)->endpoint_index);
+    auto sub = Subscriber::attach(files_of(*sr), so); // its owner will never come back
+    REQUIRE(pub);
+    REQUIRE(sub);
+    REQUIRE(first.kill_hard());
+    fd.reset();
+
+    // The same state directory, no descriptor store: the state file is all it has.
+    DaemonProcess second{kTwoChannels};
+    second.with_state_dir(first.state_dir());
+    REQUIRE(second.start());
+    UniqueFd again = connect_and_greet(second.socket_path(), "keeper-again");
+    const int offer_fds[2] = {offered->control.get(), offered->payload.get()};
+    REQUIRE(proto::send_message(again.get(),
+                                proto::Message{3, proto::ReclaimOffer{"telemetry", creation_id,
+                                                                      Role::publisher, pub_index}},
+                                offer_fds));
+    auto reply = proto::receive_message(again.get(), generous_deadline());
+    INFO(error_message(reply));
+    REQUIRE(body_as<proto::Ok>(reply) != nullptr);
+
+    // New subscribers meet the old publisher on the very same segments.
+    auto newcomer = open_endpoint(again.get(), "telemetry", Role::subscriber, 4);
+    const auto* nr = body_as<proto::OpenReply>(newcomer);
+    REQUIRE(nr != nullptr);
+    CHECK(nr->info.creation_id == creation_id);
+
+    // The subscriber nobody claimed is reclaimed when the grace period ends: the daemon's
+    // table then shows only the claimed publisher and the newcomer.
+    const auto deadline = generous_deadline();
+    std::uint32_t attached = 0;
+    do {
+        auto info = request(again.get(), proto::ChannelInfoRequest{"telemetry"}, 5);
+        REQUIRE(body_as<proto::ChannelDetail>(info) != nullptr);
+        attached = body_as<proto::ChannelDetail>(info)->summary.stats.subscribers;
+        if (attached == 0) {
+            break;
+        }
+        // Wait for the next status change rather than spinning on requests.
+        (void)second.wait_for_notification("STATUS=", deadline_in(500ms));
+    } while (std::chrono::steady_clock::now() < deadline);
+    CHECK(attached == 0);
+    const std::array<std::byte, 8> msg{};
+    for (int i = 0; i < 20; ++i) {
+        REQUIRE(pub->send(msg, 30s)); // the dead subscriber no longer holds the block policy
+    }
+}

@@ -228,6 +228,12 @@ public:
         options_.passed = std::move(fds);
         return *this;
     }
+    /// Uses `dir` as the state directory (to restart "the same" daemon in a new process).
+    DaemonProcess& with_state_dir(std::filesystem::path dir) {
+        state_dir_ = std::move(dir);
+        return *this;
+    }
+    [[nodiscard]] const std::filesystem::path& state_dir() const { return state_dir_; }
     /// Does not pass --socket (give one in with_args()).
     DaemonProcess& without_own_socket() {
         options_.bind_own_socket = false;
