@@ -11,6 +11,10 @@ if (!exists("datadir")) datadir = "."
 if (!exists("outdir")) outdir = "."
 
 set terminal pngcairo size 1200,650 font ",10" noenhanced
+# Ten distinct colours: a full run has nine or ten series per plot.
+set linetype 9 lc rgb "#8c564b" lw 1 pt 9
+set linetype 10 lc rgb "#7f7f7f" lw 1 pt 10
+set linetype cycle 10
 set grid ytics mxtics mytics
 set key top left
 
@@ -50,7 +54,7 @@ set autoscale
 stats datadir."/latency_size.dat" skip 1 nooutput
 columns = STATS_columns
 plot for [i=2:columns] datadir."/latency_size.dat" using 1:i title columnheader(i) \
-     with linespoints lw 2 pt 7 ps 0.8
+     with linespoints lw 2 pt (i % 7 + 4) ps 0.9
 
 # --- bandwidth against size ----------------------------------------------------------------
 set output outdir."/bandwidth.png"
@@ -60,4 +64,4 @@ set ylabel "GB/s (log scale)"
 stats datadir."/bandwidth.dat" skip 1 nooutput
 columns = STATS_columns
 plot for [i=2:columns] datadir."/bandwidth.dat" using 1:i title columnheader(i) \
-     with linespoints lw 2 pt 7 ps 0.8
+     with linespoints lw 2 pt (i % 7 + 4) ps 0.9
