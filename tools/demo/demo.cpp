@@ -5,8 +5,8 @@
 // By default the demo creates the channel itself and hands its descriptors to its children
 // by fork(). With --via-daemon, every process connects to shmbusd on its own (shmbus::Client)
 // and opens the configured channel 'demo' by name, as applications do; the channel's
-// overflow policy is then the configuration's (drop, in config/shmbusd.yaml), and the
-// subscribers report what they lost. It uses only the public API.
+// overflow policy is then the configuration's (block, in config/shmbusd.yaml: lossless;
+// under drop the subscribers report exactly what they lost). It uses only the public API.
 #include <shmbus/shmbus.hpp>
 
 #include <algorithm>
