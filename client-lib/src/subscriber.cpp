@@ -473,6 +473,12 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
         s.tail = atom(s.ch.payload->head).load(std::memory_order_seq_cst);
         atom(cursor).store(s.tail, std::memory_order_seq_cst);
         atom(s.record().lost).store(0, std::memory_order_relaxed);
+        if (!s.drop) {
+            // Between claiming the entry and the stores above, a block publisher may have
+            // read the cursor the entry's previous owner left (or 0) and gone to sleep for
+            // lack of room: our real cursor just gave it room, so wake it.
+            wake_sleepers(space_wait(s.ch.control));
+        }
     } else if (s.ch.cells == nullptr) {
         s.algo = Algorithm::spsc;
         const std::uint64_t t = atom(s.ch.control->consumer_pos).load(std::memory_order_acquire);
