@@ -1,0 +1,445 @@
+// status, list, info, clients, stats, ping, reload: see inspect.hpp.
+#include "inspect.hpp"
+
+#include "format.hpp"
+#include "json_view.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <optional>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace shmbusctl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// One reading of the discovery table and when it was taken.
+struct Sample {
+    std::vector<shmbus::ChannelSummary> channels;
+    Clock::time_point at;
+};
+
+std::optional<Sample> take_sample(shmbus::Client& client, int& exit_code) {
+    auto list = client.list_channels();
+    if (!list) {
+        exit_code = fail("cannot list channels", list.error(), ErrorSite::other);
+        return std::nullopt;
+    }
+    return Sample{std::move(*list), Clock::now()};
+}
+
+/// Messages per second published on each channel between two samples; a channel absent
+/// from `before`, or recreated since (another creation id), has no rate.
+std::map<std::string, double> rates_between(const Sample& before, const Sample& after) {
+    std::map<std::string, double> rates;
+    const double seconds = std::chrono::duration<double>(after.at - before.at).count();
+    if (seconds <= 0) {
+        return rates;
+    }
+    for (const auto& a : after.channels) {
+        for (const auto& b : before.channels) {
+            if (a.info.name == b.info.name && a.info.creation_id == b.info.creation_id) {
+                const std::uint64_t delta = a.stats.published >= b.stats.published
+                                                ? a.stats.published - b.stats.published
+                                                : 0;
+                rates[a.info.name] = static_cast<double>(delta) / seconds;
+            }
+        }
+    }
+    return rates;
+}
+
+std::optional<double> rate_of(const std::map<std::string, double>& rates, const std::string& name) {
+    const auto it = rates.find(name);
+    return it == rates.end() ? std::nullopt : std::optional<double>{it->second};
+}
+
+/// Sleeps `seconds`; false if a signal (SIGINT) ended the sleep early.
+bool pause_for(double seconds) {
+    const auto ns = static_cast<long long>(seconds * 1e9);
+    timespec ts{static_cast<time_t>(ns / 1000000000LL), static_cast<long>(ns % 1000000000LL)};
+    while (::nanosleep(&ts, &ts) != 0) {
+        if (interrupted()) {
+            return false;
+        }
+    }
+    return !interrupted();
+}
+
+std::string geometry(const shmbus::ChannelInfo& info) {
+    return human_bytes(info.slot_size) + "×" + std::to_string(info.slot_count);
+}
+
+std::string policy(const shmbus::ChannelInfo& info) {
+    return info.kind == shmbus::ChannelKind::queue ? "block"
+                                                   : std::string{shmbus::to_string(info.overflow)};
+}
+
+/// "consumed" on a queue; a broadcast delivers to each subscriber separately (see `info`).
+std::string consumed_cell(const shmbus::ChannelSummary& c) {
+    return c.info.kind == shmbus::ChannelKind::queue ? std::to_string(c.stats.consumed) : "-";
+}
+
+Tint alarm_if(std::uint64_t v) {
+    return v > 0 ? Tint::red : Tint::none;
+}
+
+void print_channel_table(const GlobalOptions& options, const Sample& sample,
+                         const std::map<std::string, double>& rates) {
+    Table table({{"channel"},
+                 {"kind"},
+                 {"slots"},
+                 {"policy"},
+                 {"pub", Table::Align::right},
+                 {"sub", Table::Align::right},
+                 {"published", Table::Align::right},
+                 {"consumed", Table::Align::right},
+                 {"dropped", Table::Align::right},
+                 {"abandoned", Table::Align::right},
+                 {"depth", Table::Align::right},
+                 {"rate", Table::Align::right}});
+    for (const auto& c : sample.channels) {
+        table.add_row(
+            {c.info.name, std::string{shmbus::to_string(c.info.kind)}, geometry(c.info),
+             policy(c.info),
+             std::to_string(c.stats.publishers) + "/" + std::to_string(c.info.max_publishers),
+             std::to_string(c.stats.subscribers) + "/" + std::to_string(c.info.max_subscribers),
+             std::to_string(c.stats.published), consumed_cell(c), std::to_string(c.stats.dropped),
+             std::to_string(c.stats.abandoned), std::to_string(c.stats.depth),
+             human_rate(rate_of(rates, c.info.name))},
+            {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
+             Tint::none, alarm_if(c.stats.dropped), alarm_if(c.stats.abandoned)});
+    }
+    table.print(stdout, options.no_legend, options.colour);
+}
+
+} // namespace
+
+int run_status(const GlobalOptions& options) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    auto status = client->status();
+    if (!status) {
+        return fail("cannot read the daemon's status", status.error(), ErrorSite::other);
+    }
+    const shmbus::DaemonStatus& s = *status;
+    if (options.json) {
+        print_json(status_json(s));
+        return kExitOk;
+    }
+    std::string configs;
+    for (const auto& f : s.config_files) {
+        configs += (configs.empty() ? "" : ", ") + f;
+    }
+    std::fprintf(stdout, "%s shmbusd %s\n", tinted("●", Tint::green, options.colour).c_str(),
+                 s.daemon_version.c_str());
+    print_fields(
+        stdout,
+        {{"State", "running since " + human_duration(s.uptime_ms) + " ago"},
+         {"PID", std::to_string(s.pid)},
+         {"Protocol", std::to_string(s.protocol_major) + "." + std::to_string(s.protocol_minor)},
+         {"Config", configs.empty() ? "(built-in defaults)" : configs},
+         {"Socket", s.socket_path},
+         {"State dir", s.state_directory},
+         {"Clients", std::to_string(s.clients)},
+         {"Channels", std::to_string(s.channels)},
+         {"Memory", human_bytes(s.segment_bytes) + " in segments"}},
+        options.colour);
+    return kExitOk;
+}
+
+int run_list(const GlobalOptions& options, double interval_s) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    auto first = take_sample(*client, rc);
+    if (!first) {
+        return rc;
+    }
+    Sample shown = std::move(*first);
+    std::map<std::string, double> rates;
+    if (interval_s > 0) {
+        catch_interrupts();
+        if (pause_for(interval_s)) {
+            auto second = take_sample(*client, rc);
+            if (!second) {
+                return rc;
+            }
+            rates = rates_between(shown, *second);
+            shown = std::move(*second);
+        }
+    }
+    if (options.json) {
+        nlohmann::json doc;
+        doc["interval_s"] = rates.empty() ? nlohmann::json(nullptr) : nlohmann::json(interval_s);
+        doc["channels"] = nlohmann::json::array();
+        for (const auto& c : shown.channels) {
+            doc["channels"].push_back(channel_json(c, rate_of(rates, c.info.name)));
+        }
+        print_json(doc);
+        return kExitOk;
+    }
+    print_channel_table(options, shown, rates);
+    if (!options.no_legend) {
+        std::fprintf(stdout, "\n%zu channel%s listed.\n", shown.channels.size(),
+                     shown.channels.size() == 1 ? "" : "s");
+    }
+    return kExitOk;
+}
+
+int run_info(const GlobalOptions& options, const std::string& channel) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    auto detail = client->channel_info(channel);
+    if (!detail) {
+        return fail("channel '" + channel + "'", detail.error(), ErrorSite::channel);
+    }
+    const shmbus::ChannelSummary& c = detail->summary;
+    if (options.json) {
+        nlohmann::json doc = channel_json(c, std::nullopt);
+        doc.erase("rate_per_s");
+        doc["endpoints"] = nlohmann::json::array();
+        for (const auto& e : detail->endpoints) {
+            doc["endpoints"].push_back(endpoint_json(e, c));
+        }
+        print_json(doc);
+        return kExitOk;
+    }
+    const shmbus::ChannelInfo& i = c.info;
+    const shmbus::ChannelStats& s = c.stats;
+    char id[24];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(i.creation_id));
+    std::vector<std::pair<std::string, std::string>> fields = {
+        {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
+        {"Kind", std::string{shmbus::to_string(i.kind)} + ", overflow " + policy(i)},
+        {"Slots", std::to_string(i.slot_count) + " × " + human_bytes(i.slot_size)},
+        {"Memory",
+         human_bytes(i.payload_bytes) + " payload + " + human_bytes(i.control_bytes) + " control"},
+        {"Publishers", std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
+        {"Subscribers", std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
+        {"Published", std::to_string(s.published)},
+        {"Consumed", consumed_cell(c)},
+        {"Dropped", tinted(std::to_string(s.dropped), alarm_if(s.dropped), options.colour)},
+        {"Abandoned", tinted(std::to_string(s.abandoned), alarm_if(s.abandoned), options.colour)},
+        {"Redelivered", std::to_string(s.redelivered)},
+        {"Corrupted", tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
+        {"Depth", std::to_string(s.depth) + " (high water " + std::to_string(s.high_water) +
+                      " of " + std::to_string(i.slot_count) + ")"},
+        {"Waits", "readers slept " + std::to_string(s.data_waits) + " (woken " +
+                      std::to_string(s.data_wakes) + "), writers slept " +
+                      std::to_string(s.space_waits) + " (woken " + std::to_string(s.space_wakes) +
+                      ")"},
+        {"Creation id", id},
+    };
+    print_fields(stdout, fields, options.colour);
+    std::fprintf(stdout, "\n");
+    Table table({{"role"},
+                 {"index", Table::Align::right},
+                 {"pid", Table::Align::right},
+                 {"uid", Table::Align::right},
+                 {"client"},
+                 {"cursor", Table::Align::right},
+                 {"lag", Table::Align::right},
+                 {"lost", Table::Align::right}});
+    const bool broadcast = i.kind == shmbus::ChannelKind::broadcast;
+    for (const auto& e : detail->endpoints) {
+        const bool reader = broadcast && e.role == shmbus::Role::subscriber;
+        table.add_row({std::string{shmbus::to_string(e.role)}, std::to_string(e.index),
+                       std::to_string(e.pid), std::to_string(e.uid), e.client_name,
+                       reader ? std::to_string(e.cursor) : "-",
+                       reader ? std::to_string(subscriber_lag(e, c)) : "-",
+                       reader ? std::to_string(e.lost) : "-"},
+                      {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
+                       Tint::none, alarm_if(reader ? e.lost : 0)});
+    }
+    table.print(stdout, options.no_legend, options.colour);
+    if (!options.no_legend) {
+        std::fprintf(stdout, "\n%zu endpoint%s attached.\n", table.rows(),
+                     table.rows() == 1 ? "" : "s");
+    }
+    return kExitOk;
+}
+
+int run_clients(const GlobalOptions& options) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    auto clients = client->list_clients();
+    if (!clients) {
+        return fail("cannot list clients", clients.error(), ErrorSite::other);
+    }
+    // Which channels each client holds: from every channel's endpoint table.
+    std::map<std::uint64_t, std::vector<std::string>> held;
+    if (auto list = client->list_channels(); list) {
+        for (const auto& c : *list) {
+            auto detail = client->channel_info(c.info.name);
+            if (!detail) {
+                continue; // removed meanwhile (reload)
+            }
+            for (const auto& e : detail->endpoints) {
+                held[e.client_id].push_back(c.info.name + ":" +
+                                            (e.role == shmbus::Role::publisher ? "pub" : "sub"));
+            }
+        }
+    }
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    if (options.json) {
+        nlohmann::json doc;
+        doc["clients"] = nlohmann::json::array();
+        for (const auto& c : *clients) {
+            nlohmann::json j = client_json(c);
+            j["channels"] = nlohmann::json::array();
+            for (const auto& h : held[c.client_id]) {
+                j["channels"].push_back(h);
+            }
+            doc["clients"].push_back(std::move(j));
+        }
+        print_json(doc);
+        return kExitOk;
+    }
+    Table table({{"id", Table::Align::right},
+                 {"pid", Table::Align::right},
+                 {"uid", Table::Align::right},
+                 {"name"},
+                 {"endpoints", Table::Align::right},
+                 {"channels"},
+                 {"connected since"}});
+    for (const auto& c : *clients) {
+        std::string channels;
+        for (const auto& h : held[c.client_id]) {
+            channels += (channels.empty() ? "" : ",") + h;
+        }
+        const std::int64_t age = now_ms > c.connected_since_ms ? now_ms - c.connected_since_ms : 0;
+        table.add_row({std::to_string(c.client_id), std::to_string(c.pid), std::to_string(c.uid),
+                       c.name, std::to_string(c.endpoints), channels.empty() ? "-" : channels,
+                       local_time(c.connected_since_ms) + " (" +
+                           human_duration(static_cast<std::uint64_t>(age)) + " ago)"});
+    }
+    table.print(stdout, options.no_legend, options.colour);
+    if (!options.no_legend) {
+        std::fprintf(stdout, "\n%zu client%s connected.\n", table.rows(),
+                     table.rows() == 1 ? "" : "s");
+    }
+    return kExitOk;
+}
+
+int run_stats(const GlobalOptions& options, double interval_s, std::uint64_t count) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    catch_interrupts();
+    // On a terminal the table is redrawn in place; into a pipe, one block per sample.
+    const bool live = !options.json && ::isatty(::fileno(stdout)) == 1;
+    auto previous = take_sample(*client, rc);
+    if (!previous) {
+        return rc;
+    }
+    for (std::uint64_t shown = 0; count == 0 || shown < count; ++shown) {
+        if (!pause_for(interval_s)) {
+            break;
+        }
+        auto current = take_sample(*client, rc);
+        if (!current) {
+            return rc;
+        }
+        const auto rates = rates_between(*previous, *current);
+        const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+        if (options.json) {
+            nlohmann::json doc;
+            doc["time_ms"] = now_ms;
+            doc["interval_s"] = interval_s;
+            doc["channels"] = nlohmann::json::array();
+            for (const auto& c : current->channels) {
+                doc["channels"].push_back(channel_json(c, rate_of(rates, c.info.name)));
+            }
+            print_json(doc);
+        } else {
+            if (live) {
+                std::fputs("\x1b[H\x1b[2J", stdout); // home, clear: redraw in place like top
+            } else if (shown > 0) {
+                std::fputs("\n", stdout);
+            }
+            std::fprintf(stdout, "%s  every %gs  %zu channel%s\n", local_time(now_ms).c_str(),
+                         interval_s, current->channels.size(),
+                         current->channels.size() == 1 ? "" : "s");
+            print_channel_table(options, *current, rates);
+        }
+        std::fflush(stdout);
+        previous = std::move(current);
+    }
+    return kExitOk;
+}
+
+int run_ping(const GlobalOptions& options, std::uint64_t count) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    nlohmann::json rtts = nlohmann::json::array();
+    for (std::uint64_t i = 0; i < count; ++i) {
+        auto rtt = client->ping();
+        if (!rtt) {
+            return fail("ping", rtt.error(), ErrorSite::other);
+        }
+        const double us = static_cast<double>(rtt->count()) / 1000.0;
+        if (options.json) {
+            rtts.push_back(us);
+        } else {
+            std::fprintf(stdout, "reply from shmbusd at %s: time=%.1f µs\n",
+                         client->socket_path().c_str(), us);
+        }
+    }
+    if (options.json) {
+        print_json({{"socket", client->socket_path()}, {"round_trip_us", rtts}});
+    }
+    return kExitOk;
+}
+
+int run_reload(const GlobalOptions& options) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    auto summary = client->reload();
+    if (!summary) {
+        const int code = summary.code() == shmbus::Errc::invalid_argument
+                             ? kExitConfig
+                             : exit_code_for(summary.error(), ErrorSite::other);
+        std::fprintf(stderr, "shmbusctl: reload refused: %s\n", summary.error().message().c_str());
+        return code;
+    }
+    if (options.json) {
+        print_json({{"reloaded", true}, {"changes", *summary}});
+    } else {
+        std::fprintf(stdout, "%s\n",
+                     summary->empty() ? "configuration reloaded: nothing changed"
+                                      : summary->c_str());
+    }
+    return kExitOk;
+}
+
+} // namespace shmbusctl

@@ -1,0 +1,105 @@
+// The --json documents: see json_view.hpp. Field names here are documented in
+// docs/shmbusctl.md; change both together, and only by adding.
+#include "json_view.hpp"
+
+#include <cstdio>
+#include <string>
+
+namespace shmbusctl {
+
+nlohmann::json channel_json(const shmbus::ChannelSummary& channel,
+                            std::optional<double> rate_per_s) {
+    const shmbus::ChannelInfo& i = channel.info;
+    const shmbus::ChannelStats& s = channel.stats;
+    nlohmann::json j;
+    j["name"] = i.name;
+    j["kind"] = std::string{shmbus::to_string(i.kind)};
+    j["overflow"] = std::string{shmbus::to_string(i.overflow)};
+    j["slot_size"] = i.slot_size;
+    j["slot_count"] = i.slot_count;
+    j["max_publishers"] = i.max_publishers;
+    j["max_subscribers"] = i.max_subscribers;
+    j["creation_id"] = i.creation_id;
+    j["control_bytes"] = i.control_bytes;
+    j["payload_bytes"] = i.payload_bytes;
+    j["dynamic"] = channel.dynamic;
+    j["publishers"] = s.publishers;
+    j["subscribers"] = s.subscribers;
+    j["published"] = s.published;
+    j["consumed"] = s.consumed;
+    j["dropped"] = s.dropped;
+    j["abandoned"] = s.abandoned;
+    j["redelivered"] = s.redelivered;
+    j["corrupted"] = s.corrupted;
+    j["data_waits"] = s.data_waits;
+    j["data_wakes"] = s.data_wakes;
+    j["space_waits"] = s.space_waits;
+    j["space_wakes"] = s.space_wakes;
+    j["depth"] = s.depth;
+    j["high_water"] = s.high_water;
+    j["rate_per_s"] = rate_per_s ? nlohmann::json(*rate_per_s) : nlohmann::json(nullptr);
+    return j;
+}
+
+std::uint64_t subscriber_lag(const shmbus::EndpointDetail& endpoint,
+                             const shmbus::ChannelSummary& channel) noexcept {
+    if (endpoint.role != shmbus::Role::subscriber ||
+        channel.info.kind != shmbus::ChannelKind::broadcast) {
+        return 0;
+    }
+    const std::uint64_t published = channel.stats.published;
+    return published > endpoint.cursor ? published - endpoint.cursor : 0;
+}
+
+nlohmann::json endpoint_json(const shmbus::EndpointDetail& e,
+                             const shmbus::ChannelSummary& channel) {
+    nlohmann::json j;
+    j["role"] = std::string{shmbus::to_string(e.role)};
+    j["index"] = e.index;
+    j["client_id"] = e.client_id;
+    j["pid"] = e.pid;
+    j["uid"] = e.uid;
+    j["client_name"] = e.client_name;
+    const bool reader =
+        e.role == shmbus::Role::subscriber && channel.info.kind == shmbus::ChannelKind::broadcast;
+    j["cursor"] = reader ? nlohmann::json(e.cursor) : nlohmann::json(nullptr);
+    j["lag"] = reader ? nlohmann::json(subscriber_lag(e, channel)) : nlohmann::json(nullptr);
+    j["lost"] = reader ? nlohmann::json(e.lost) : nlohmann::json(nullptr);
+    return j;
+}
+
+nlohmann::json client_json(const shmbus::ClientSummary& c) {
+    nlohmann::json j;
+    j["client_id"] = c.client_id;
+    j["pid"] = c.pid;
+    j["uid"] = c.uid;
+    j["gid"] = c.gid;
+    j["name"] = c.name;
+    j["endpoints"] = c.endpoints;
+    j["connected_since_ms"] = c.connected_since_ms;
+    return j;
+}
+
+nlohmann::json status_json(const shmbus::DaemonStatus& s) {
+    nlohmann::json j;
+    j["daemon_version"] = s.daemon_version;
+    j["protocol_version"] =
+        std::to_string(s.protocol_major) + "." + std::to_string(s.protocol_minor);
+    j["pid"] = s.pid;
+    j["uptime_ms"] = s.uptime_ms;
+    j["config_files"] = s.config_files;
+    j["socket"] = s.socket_path;
+    j["state_directory"] = s.state_directory;
+    j["clients"] = s.clients;
+    j["channels"] = s.channels;
+    j["segment_bytes"] = s.segment_bytes;
+    return j;
+}
+
+void print_json(const nlohmann::json& document) {
+    const std::string text =
+        document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::fprintf(stdout, "%s\n", text.c_str());
+}
+
+} // namespace shmbusctl

@@ -1,0 +1,164 @@
+// shmbusctl: the operator's command-line tool for shmbusd (docs/shmbusctl.md).
+//
+// This file is the command line: CLI11 declares the global options and the subcommands,
+// and each subcommand calls one run_*() function that returns the exit code. CLI11 reports
+// usage errors by exception; they are caught here and become exit code 2 — nothing else in
+// the program throws. Single-threaded.
+#include "check_config.hpp"
+#include "context.hpp"
+#include "format.hpp"
+#include "inspect.hpp"
+#include "json_view.hpp"
+#include "traffic.hpp"
+
+#include <shmbus/version.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+namespace {
+
+using namespace shmbusctl;
+
+int print_version(const GlobalOptions& options) {
+    if (options.json) {
+        print_json({{"shmbusctl", SHMBUS_VERSION_STRING},
+                    {"library", shmbus::library_version()},
+                    {"layout_version", shmbus::kLayoutVersion}});
+    } else {
+        std::printf("shmbusctl %s\nlibshmbus %s, shared-memory layout %u\n", SHMBUS_VERSION_STRING,
+                    shmbus::library_version(), shmbus::kLayoutVersion);
+    }
+    return kExitOk;
+}
+
+int run(int argc, char** argv) {
+    CLI::App app{"shmbusctl: inspect and operate shmbusd, the shmbus message bus daemon.",
+                 "shmbusctl"};
+    app.require_subcommand(1);
+    app.fallthrough(); // global options are accepted after the subcommand too
+
+    GlobalOptions options;
+    options.colour = colour_allowed(stdout);
+    app.add_option("--socket", options.socket_path,
+                   "shmbusd's control socket (default: $SHMBUS_SOCKET, else the user's or the "
+                   "system daemon's)")
+        ->envname("SHMBUS_SOCKET");
+    app.add_flag("--json", options.json, "print one JSON document instead of a table");
+    app.add_flag("--no-legend", options.no_legend, "leave out column headers and footers");
+
+    int result = kExitOk;
+    auto* status = app.add_subcommand("status", "the daemon: version, pid, uptime, paths, totals");
+    status->callback([&] { result = run_status(options); });
+
+    double list_interval = 0.2;
+    auto* list = app.add_subcommand("list", "one row per channel: geometry, endpoints, counters");
+    list->add_option("--interval", list_interval,
+                     "seconds between the two samples that give each rate; 0: one sample, no "
+                     "rate")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    list->callback([&] { result = run_list(options, list_interval); });
+
+    std::string info_channel;
+    auto* info = app.add_subcommand("info", "everything known about one channel and its endpoints");
+    info->add_option("CHANNEL", info_channel, "channel name")->required();
+    info->callback([&] { result = run_info(options, info_channel); });
+
+    auto* clients = app.add_subcommand("clients", "connected clients and what they hold");
+    clients->callback([&] { result = run_clients(options); });
+
+    double stats_interval = 1.0;
+    std::uint64_t stats_count = 0;
+    auto* stats = app.add_subcommand("stats", "live counters and rates, refreshed each interval");
+    stats->add_option("--interval,-i", stats_interval, "seconds between samples")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    stats->add_option("--count,-n", stats_count, "samples to show; 0: until interrupted")
+        ->capture_default_str();
+    stats->callback([&] { result = run_stats(options, stats_interval, stats_count); });
+
+    TailOptions tail;
+    std::string tail_format = "text";
+    auto* tail_cmd = app.add_subcommand("tail", "subscribe and print messages as they arrive");
+    tail_cmd->add_option("CHANNEL", tail.channel, "channel name")->required();
+    tail_cmd->add_option("--count,-n", tail.count, "stop after N messages; 0: until interrupted")
+        ->capture_default_str();
+    tail_cmd->add_option("--format,-f", tail_format, "text, hex or json")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"text", "hex", "json"}));
+    tail_cmd
+        ->add_option("--timeout", tail.timeout_s,
+                     "fail (exit 1) after S seconds without a message; 0: wait forever")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    tail_cmd->callback([&] {
+        tail.format = tail_format == "hex"    ? TailFormat::hex
+                      : tail_format == "json" ? TailFormat::json
+                                              : TailFormat::text;
+        if (options.json) {
+            tail.format = TailFormat::json;
+        }
+        result = run_tail(options, tail);
+    });
+
+    PubOptions pub;
+    auto* pub_cmd = app.add_subcommand(
+        "pub", "publish the given messages, each line of stdin, or N generated messages");
+    pub_cmd->add_option("CHANNEL", pub.channel, "channel name")->required();
+    pub_cmd->add_option("MESSAGE", pub.messages, "messages to send (default: lines of stdin)");
+    pub_cmd->add_option("--count,-n", pub.count,
+                        "send N messages: the given ones in turn, or generated ones");
+    pub_cmd->add_option("--rate,-r", pub.rate, "messages per second (default: as fast as possible)")
+        ->check(CLI::PositiveNumber);
+    pub_cmd->add_option("--size,-s", pub.size, "bytes per generated message (default: 64)")
+        ->check(CLI::PositiveNumber);
+    pub_cmd->add_flag("--hex", pub.hex, "messages are hex digits (\"00ff10\", \"de ad be ef\")");
+    pub_cmd->add_flag("--verbose,-v", pub.verbose, "print each message sent");
+    pub_cmd
+        ->add_option("--timeout", pub.timeout_s, "longest wait in seconds for room in a full ring")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    pub_cmd->callback([&] { result = run_pub(options, pub); });
+
+    std::uint64_t ping_count = 1;
+    auto* ping = app.add_subcommand("ping", "round trip to the daemon");
+    ping->add_option("--count,-n", ping_count, "pings to send")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    ping->callback([&] { result = run_ping(options, ping_count); });
+
+    auto* reload = app.add_subcommand("reload", "make the daemon re-read its configuration "
+                                                "(admin)");
+    reload->callback([&] { result = run_reload(options); });
+
+    std::string config_file;
+    auto* check = app.add_subcommand(
+        "check-config", "validate a configuration file exactly as shmbusd --check-config does");
+    check->add_option("FILE", config_file, "file to check (default: the file shmbusd would read)");
+    check->callback([&] { result = run_check_config(options, config_file); });
+
+    auto* version = app.add_subcommand("version", "versions of shmbusctl and the library");
+    version->callback([&] { result = print_version(options); });
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? kExitOk : kExitUsage;
+    }
+    return result;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "shmbusctl: %s\n", e.what());
+        return kExitFailed;
+    }
+}
