@@ -398,7 +398,11 @@ Result<WriteBatch> Publisher::reserve(std::size_t max_count,
         if (r || r.code() != Errc::would_block) {
             return r;
         }
-        if (!wait_until([this] { return impl_->room_hint(); }, space_wait(impl_->ch.control),
+        // The hint can say "room" while the attempt says "would block" (a drop channel whose
+        // next slot a dead publisher still holds, a damaged segment): the deadline is
+        // checked here, not only while waiting.
+        if (deadline.passed() ||
+            !wait_until([this] { return impl_->room_hint(); }, space_wait(impl_->ch.control),
                         impl_->options.wait, impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no free slot within the timeout "

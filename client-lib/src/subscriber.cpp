@@ -507,7 +507,10 @@ Result<ReadBatch> Subscriber::receive(std::size_t max_count,
         if (r || r.code() != Errc::would_block) {
             return r;
         }
-        if (!wait_until([this] { return impl_->data_hint(); }, data_wait(impl_->ch.control),
+        // The hint can say "ready" while the attempt says "would block" (a damaged segment,
+        // a slot held by a dead writer): the deadline is checked here, not only while waiting.
+        if (deadline.passed() ||
+            !wait_until([this] { return impl_->data_hint(); }, data_wait(impl_->ch.control),
                         impl_->options.wait, impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no message within the timeout");
