@@ -119,6 +119,9 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
         return bad("overflow", "is " + std::to_string(h.overflow));
     }
     spec.overflow = static_cast<Overflow>(h.overflow);
+    if (spec.kind == ChannelKind::queue && spec.overflow == Overflow::drop) {
+        return bad("kind", "is queue while field 'overflow' is drop (a queue always blocks)");
+    }
     spec.slot_size = h.slot_size;
     spec.slot_count = h.slot_count;
     spec.max_publishers = h.max_publishers;
@@ -127,16 +130,26 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
     if (!geo) {
         return make_error(Errc::corrupted, std::string(region) + " header: " + geo.error().detail);
     }
+    // The sizes are derived from other fields: name those too, since either may be the
+    // damaged one.
     if (h.slot_stride != geo->stride) {
-        return bad("slot_stride", "is " + std::to_string(h.slot_stride) + ", expected " +
-                                      std::to_string(geo->stride));
+        return bad("slot_stride", "is " + std::to_string(h.slot_stride) +
+                                      ", but field 'slot_size' (" + std::to_string(h.slot_size) +
+                                      ") needs " + std::to_string(geo->stride));
     }
     if (h.control_bytes != geo->control_bytes()) {
-        return bad("control_bytes", "is " + std::to_string(h.control_bytes) + ", expected " +
-                                        std::to_string(geo->control_bytes()));
+        return bad("control_bytes",
+                   "is " + std::to_string(h.control_bytes) + ", but fields 'kind' (" +
+                       std::to_string(h.kind) + "), 'slot_count' (" + std::to_string(h.slot_count) +
+                       "), 'max_publishers' (" + std::to_string(h.max_publishers) +
+                       ") and 'max_subscribers' (" + std::to_string(h.max_subscribers) + ") need " +
+                       std::to_string(geo->control_bytes()));
     }
     if (h.payload_bytes != geo->payload_bytes()) {
-        return bad("payload_bytes", "is " + std::to_string(h.payload_bytes) + ", expected " +
+        return bad("payload_bytes", "is " + std::to_string(h.payload_bytes) +
+                                        ", but fields 'slot_count' (" +
+                                        std::to_string(h.slot_count) + ") and 'slot_size' (" +
+                                        std::to_string(h.slot_size) + ") need " +
                                         std::to_string(geo->payload_bytes()));
     }
     const std::uint64_t expected =
@@ -279,13 +292,22 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
     }
     const RegionHeader& c = control->header;
     const RegionHeader& p = payload->header;
-    if (c.creation_id != p.creation_id || c.kind != p.kind || c.overflow != p.overflow ||
-        c.slot_size != p.slot_size || c.slot_count != p.slot_count ||
-        c.max_publishers != p.max_publishers || c.max_subscribers != p.max_subscribers ||
-        std::strcmp(c.name, p.name) != 0) {
+    // Name the first field the two headers disagree on: two channels' regions differ in
+    // creation_id; one damaged header may differ in anything.
+    const char* differing = c.creation_id != p.creation_id           ? "creation_id"
+                            : c.kind != p.kind                       ? "kind"
+                            : c.overflow != p.overflow               ? "overflow"
+                            : c.slot_size != p.slot_size             ? "slot_size"
+                            : c.slot_count != p.slot_count           ? "slot_count"
+                            : c.max_publishers != p.max_publishers   ? "max_publishers"
+                            : c.max_subscribers != p.max_subscribers ? "max_subscribers"
+                            : std::strcmp(c.name, p.name) != 0       ? "name"
+                                                                     : nullptr;
+    if (differing != nullptr) {
         return make_error(Errc::corrupted, "control and payload regions of " + quoted(c.name) +
-                                               " belong to different channels "
-                                               "(creation ids or geometry differ)");
+                                               " disagree on field '" + differing +
+                                               "': they belong to different channels, or one "
+                                               "header is damaged");
     }
     AttachedChannel a;
     a.geo = control->geo;
