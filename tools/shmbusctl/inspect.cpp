@@ -266,6 +266,12 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
                       {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
                        Tint::none, alarm_if(reader ? e.lost : 0)});
     }
+    if (table.rows() == 0) {
+        if (!options.no_legend) {
+            std::fprintf(stdout, "No endpoints attached.\n");
+        }
+        return kExitOk;
+    }
     table.print(stdout, options.no_legend, options.colour);
     if (!options.no_legend) {
         std::fprintf(stdout, "\n%zu endpoint%s attached.\n", table.rows(),

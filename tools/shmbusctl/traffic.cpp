@@ -58,13 +58,17 @@ std::vector<std::byte> bytes_of(std::string_view text) {
     return out;
 }
 
-/// "12.3ms" below a second, else "42s", "3m12s".
+/// "85µs", "12.3ms" below a second, else "42s", "3m12s".
 std::string elapsed_text(double seconds) {
     if (seconds >= 1) {
         return human_duration(static_cast<std::uint64_t>(seconds * 1000));
     }
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1fms", seconds * 1000.0);
+    if (seconds < 1e-3) {
+        std::snprintf(buf, sizeof buf, "%.0fµs", seconds * 1e6);
+    } else {
+        std::snprintf(buf, sizeof buf, "%.1fms", seconds * 1000.0);
+    }
     return buf;
 }
 
