@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The Debian packages from install to purge, on this machine (as root; systemd need not run):
+#   1. builds them (packaging/build-deb.sh) unless --debs DIR names built ones; lintian must
+#      report no error;
+#   2. installs them with apt-get; checks the user shmbus, the conffile, the units (verify);
+#   3. builds examples/consumer against the installed library, with find_package(shmbus) and
+#      with pkg-config;
+#   4. runs the installed /usr/sbin/shmbusd the way shmbusd.service does (its ExecStart= line,
+#      as user shmbus, umask 0077, /run/shmbusd made as RuntimeDirectory= would) and has both
+#      consumer builds exchange messages through it; then again socket-activated like
+#      shmbusd.socket (systemd-socket-activate); each time stops it with SIGTERM, exit 0;
+#   5. purges the packages and checks that nothing is left: no files of theirs, no
+#      /etc/shmbusd, no /usr/include/shmbus. The system user shmbus stays (Debian does not
+#      remove system users: files it owned may remain).
+#
+# usage: tests/packaging/test-packages.sh [--debs DIR] [--worktree]
+#        --worktree is passed to build-deb.sh (try uncommitted packaging changes).
+# Changes this machine: installs then purges shmbusd, libshmbus0, libshmbus-dev.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/../.." && pwd)"
+debs=""
+build_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --debs) debs="$2"; shift 2 ;;
+    --worktree) build_args+=(--worktree); shift ;;
+    *) echo "usage: $0 [--debs DIR] [--worktree]" >&2; exit 64 ;;
+    esac
+done
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test-packages: run as root (installs and purges packages)" >&2
+    exit 1
+fi
+if [ -e /run/shmbusd/shmbusd.sock ]; then
+    echo "test-packages: /run/shmbusd/shmbusd.sock exists: a shmbusd runs here; not touching it" >&2
+    exit 1
+fi
+
+packages=(shmbusd libshmbus0 libshmbus-dev)
+work="$(mktemp -d "${TMPDIR:-/tmp}/shmbus-pkgtest.XXXXXX")"
+chmod 0755 "$work"
+daemon_pid=""
+made_run_dir=0
+cleanup() {
+    if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+        kill -KILL "$daemon_pid" 2>/dev/null || true
+    fi
+    if [ "$made_run_dir" = 1 ]; then
+        rm -rf /run/shmbusd
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+step() { echo "== test-packages: $*"; }
+fail() { echo "test-packages: FAIL: $*" >&2; exit 1; }
+
+# 1. Build and lint.
+if [ -z "$debs" ]; then
+    step "building the packages"
+    debs="$work/debs"
+    "$here/packaging/build-deb.sh" "${build_args[@]}" "$debs"
+fi
+debs="$(cd "$debs" && pwd)"
+for p in "${packages[@]}"; do
+    ls "$debs"/"${p}"_*.deb >/dev/null 2>&1 || fail "no ${p}_*.deb in $debs"
+done
+step "lintian (errors fail; warnings are listed in docs/operations.md)"
+lintian --fail-on error "$debs"/*.changes ||
+    fail "lintian reports errors"
+
+# 2. Install.
+step "installing"
+user_existed=0
+getent passwd shmbus >/dev/null && user_existed=1
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "$debs"/shmbusd_*.deb "$debs"/libshmbus0_*.deb "$debs"/libshmbus-dev_*.deb
+getent passwd shmbus >/dev/null || fail "the user shmbus was not created"
+getent group shmbus >/dev/null || fail "the group shmbus was not created"
+dpkg-query -W -f='${Conffiles}\n' shmbusd | grep -q '/etc/shmbusd/shmbusd.yaml' ||
+    fail "/etc/shmbusd/shmbusd.yaml is not a conffile"
+unit_dir=/lib/systemd/system
+for f in /usr/sbin/shmbusd /etc/shmbusd/shmbusd.yaml "$unit_dir/shmbusd.service" \
+    "$unit_dir/shmbusd.socket" /usr/lib/systemd/user/shmbusd.service \
+    /usr/lib/sysusers.d/shmbus.conf /usr/include/shmbus/shmbus.hpp; do
+    [ -e "$f" ] || fail "$f is not installed"
+done
+[ ! -e /usr/include/shmbus/src ] || fail "internal headers installed"
+/usr/sbin/shmbusd --check-config --config /etc/shmbusd/shmbusd.yaml
+(cd "$unit_dir" && systemd-analyze verify shmbusd.service shmbusd.socket) ||
+    fail "systemd-analyze verify on the installed units"
+
+# 3. Build the consumer example against the installed library, both ways.
+step "building examples/consumer with find_package(shmbus)"
+cmake -S "$here/examples/consumer" -B "$work/consumer-cmake" -G Ninja >/dev/null
+cmake --build "$work/consumer-cmake"
+consumer_cmake="$work/consumer-cmake/shmbus-consumer-example"
+step "building examples/consumer with pkg-config"
+mkdir -p "$work/consumer-make"
+make -C "$here/examples/consumer" OUT="$work/consumer-make/shmbus-consumer-example"
+consumer_make="$work/consumer-make/shmbus-consumer-example"
+for c in "$consumer_cmake" "$consumer_make"; do
+    ldd "$c" | grep -q '/libshmbus\.so\.0' || fail "$c does not link the installed libshmbus.so.0"
+done
+
+# 4. Run the installed daemon as the unit would.
+read -r -a exec_start <<<"$(sed -n 's/^ExecStart=//p' "$unit_dir/shmbusd.service")"
+[ "${exec_start[0]}" = /usr/sbin/shmbusd ] || fail "unexpected ExecStart: ${exec_start[*]}"
+socket=/run/shmbusd/shmbusd.sock
+make_runtime_dir() { # as RuntimeDirectory=shmbusd with RuntimeDirectoryMode=0755
+    rm -rf /run/shmbusd
+    install -d -o shmbus -g shmbus -m 0755 /run/shmbusd
+    made_run_dir=1
+}
+# User=shmbus, Group=shmbus, no supplementary groups, UMask=0077. Run it with `&`: the
+# background subshell execs, so that $! is the daemon's own pid.
+as_shmbus() {
+    umask 0077
+    exec setpriv --reuid=shmbus --regid=shmbus --clear-groups --reset-env -- "$@"
+}
+wait_for_socket() {
+    for _ in $(seq 200); do
+        [ -S "$socket" ] && return 0
+        kill -0 "$daemon_pid" 2>/dev/null || fail "shmbusd exited before it was ready"
+        sleep 0.05
+    done
+    fail "$socket did not appear within 10 s"
+}
+stop_daemon() {
+    kill -TERM "$daemon_pid"
+    local rc=0
+    wait "$daemon_pid" || rc=$?
+    daemon_pid=""
+    [ "$rc" -eq 0 ] || fail "shmbusd exited with $rc after SIGTERM"
+}
+exchange() {
+    "$consumer_cmake" --socket "$socket" --count 2000
+    "$consumer_make" --socket "$socket" --count 2000
+}
+
+step "running ${exec_start[*]} as shmbus"
+make_runtime_dir
+as_shmbus "${exec_start[@]}" &
+daemon_pid=$!
+wait_for_socket
+[ "$(stat -c %U "$socket")" = shmbus ] || fail "the socket is not owned by shmbus"
+exchange
+stop_daemon
+[ ! -e "$socket" ] || fail "shmbusd left its socket behind"
+
+step "running it socket-activated, as shmbusd.socket would"
+make_runtime_dir
+as_shmbus systemd-socket-activate --seqpacket --listen="$socket" "${exec_start[@]}" &
+daemon_pid=$!
+wait_for_socket
+exchange
+stop_daemon
+
+# 5. Purge and look for leftovers.
+step "purging"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${packages[@]}"
+rm -rf /run/shmbusd
+made_run_dir=0
+for p in "${packages[@]}"; do
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed'; then
+        fail "$p is still known to dpkg: $(dpkg-query -W -f='${Status}' "$p")"
+    fi
+done
+for f in /usr/sbin/shmbusd /etc/shmbusd /usr/include/shmbus "$unit_dir/shmbusd.service" \
+    "$unit_dir/shmbusd.socket" /usr/lib/systemd/user/shmbusd.service \
+    /usr/lib/sysusers.d/shmbus.conf /etc/systemd/system/sockets.target.wants/shmbusd.socket; do
+    [ ! -e "$f" ] || fail "$f is left after purge"
+done
+leftovers="$(find /usr/lib /usr/share /etc /var/lib/dpkg/info \
+    \( -name 'libshmbus*' -o -name 'shmbus*' -o -path '*/cmake/shmbus' \) 2>/dev/null || true)"
+[ -z "$leftovers" ] || fail "left after purge:
+$leftovers"
+if getent passwd shmbus >/dev/null; then
+    echo "test-packages: the system user shmbus remains after purge (Debian keeps system users)"
+fi
+
+step "ok"
