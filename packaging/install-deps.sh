@@ -8,6 +8,10 @@ packages=(
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
     catch2 libcli11-dev nlohmann-json3-dev
     gnuplot-nox
+    # Debian packages and systemd units (packaging/build-deb.sh, tests/packaging/): debhelper
+    # 13 with dh_installsysusers, lintian, and systemd for systemd-analyze and
+    # systemd-socket-activate (it need not be PID 1).
+    debhelper dpkg-dev fakeroot lintian systemd
 )
 
 missing=()

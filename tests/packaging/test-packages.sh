@@ -71,8 +71,6 @@ lintian --fail-on error "$debs"/*.changes ||
 
 # 2. Install.
 step "installing"
-user_existed=0
-getent passwd shmbus >/dev/null && user_existed=1
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "$debs"/shmbusd_*.deb "$debs"/libshmbus0_*.deb "$debs"/libshmbus-dev_*.deb
 getent passwd shmbus >/dev/null || fail "the user shmbus was not created"
