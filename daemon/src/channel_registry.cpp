@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <sys/stat.h>
 
 namespace shmbus::daemon {
 
@@ -69,16 +68,8 @@ Result<RegisteredChannel*> ChannelRegistry::create(const ChannelSpec& spec, Chan
     if (!files) {
         return files.take_error();
     }
-    // A memfd is created with mode 0777, and anyone holding a descriptor can reopen it through
-    // /proc/self/fd/N with any access its mode allows: a subscriber given a read-only payload
-    // descriptor could reopen it O_RDWR and scribble on what others read. Mode 0600 leaves
-    // such a reopen to the daemon's own user (who may do anything to the channel anyway).
-    for (const UniqueFd* fd : {&files->control, &files->payload}) {
-        if (::fchmod(fd->get(), 0600) != 0) {
-            return make_error(Errc::system_error,
-                              "channel '" + spec.name + "': fchmod of a segment to 0600", errno);
-        }
-    }
+    // create_channel() made both memfds mode 0600 (a subscriber of another user cannot reopen
+    // its read-only payload read-write through /proc).
     return adopt(std::move(*files), std::move(acl), origin);
 }
 

@@ -30,6 +30,16 @@ TEST_CASE("a valid spec creates two sealed memfds whose headers verify") {
     CHECK(static_cast<std::uint64_t>(st.st_size) == info->control_bytes);
 }
 
+TEST_CASE("channel memfds are mode 0600, so another user cannot reopen them writable") {
+    auto files = create_channel(spec("mode", ChannelKind::broadcast, 64, 16));
+    REQUIRE(files);
+    for (const UniqueFd* fd : {&files->control, &files->payload}) {
+        struct stat st {};
+        REQUIRE(fstat(fd->get(), &st) == 0);
+        CHECK((st.st_mode & 07777) == 0600);
+    }
+}
+
 TEST_CASE("channel_bytes matches the sizes of the created regions") {
     const auto s = spec("bytes", ChannelKind::broadcast, 1000, 256, 2, 3);
     auto bytes = channel_bytes(s);

@@ -54,6 +54,13 @@ Result<UniqueFd> create_region(const std::string& name, RegionType type, const R
     if (!fd) {
         return sys_error("memfd_create for " + quoted(name));
     }
+    // A memfd is born with mode 0777, and whoever holds a descriptor can reopen it through
+    // /proc/self/fd/N with any access the mode allows: a subscriber of another user, given a
+    // read-only payload descriptor, could reopen it read-write. 0600 leaves such reopening to
+    // the creator's own user.
+    if (fchmod(fd.get(), 0600) != 0) {
+        return sys_error("fchmod of the new segment of " + quoted(name) + " to 0600");
+    }
     if (ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) {
         const int err = errno;
         return make_error(
