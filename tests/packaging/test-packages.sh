@@ -75,7 +75,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "$debs"/shmbusd_*.deb "$debs"/libshmbus0_*.deb "$debs"/libshmbus-dev_*.deb
 getent passwd shmbus >/dev/null || fail "the user shmbus was not created"
 getent group shmbus >/dev/null || fail "the group shmbus was not created"
-dpkg-query -W -f='${Conffiles}\n' shmbusd | grep -q '/etc/shmbusd/shmbusd.yaml' ||
+dpkg-query -W -f='${Conffiles}\n' shmbusd | grep '/etc/shmbusd/shmbusd.yaml' >/dev/null ||
     fail "/etc/shmbusd/shmbusd.yaml is not a conffile"
 unit_dir=/lib/systemd/system
 for f in /usr/sbin/shmbusd /etc/shmbusd/shmbusd.yaml "$unit_dir/shmbusd.service" \
@@ -98,7 +98,7 @@ mkdir -p "$work/consumer-make"
 make -C "$here/examples/consumer" OUT="$work/consumer-make/shmbus-consumer-example"
 consumer_make="$work/consumer-make/shmbus-consumer-example"
 for c in "$consumer_cmake" "$consumer_make"; do
-    ldd "$c" | grep -q '/libshmbus\.so\.0' || fail "$c does not link the installed libshmbus.so.0"
+    ldd "$c" | grep '/libshmbus\.so\.0' >/dev/null || fail "$c does not link the installed libshmbus.so.0"
 done
 
 # 4. Run the installed daemon as the unit would.
@@ -160,7 +160,7 @@ DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "${packages[@]}"
 rm -rf /run/shmbusd
 made_run_dir=0
 for p in "${packages[@]}"; do
-    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed'; then
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -v 'not-installed' >/dev/null; then
         fail "$p is still known to dpkg: $(dpkg-query -W -f='${Status}' "$p")"
     fi
 done
