@@ -178,7 +178,11 @@ struct Subscriber::Impl {
                 return std::size_t{1};
             }
         }
-        atom(ch.control->redeliver_pending).store(0, std::memory_order_relaxed);
+        // Found none: a count not yet matched by a visible cell belongs to a message being
+        // returned or taken right now. Never reset it: a reset here could erase the count of
+        // a message returned behind this scan, which nobody would then look for again. The
+        // count is exact (each return adds one after its CAS, each take subtracts one after
+        // its CAS), so it comes back to zero by itself.
         return std::size_t{0};
     }
 
@@ -541,11 +545,15 @@ Result<Received> copy_one(Subscriber& sub, Subscriber::Impl& impl, std::span<std
             impl.pending = false;
             if (impl.algo == Algorithm::mpmc) {
                 std::uint64_t s = make_state(m.sequence, SlotPhase::reading, impl.owner);
-                atom(impl.ch.cell(m.sequence))
-                    .compare_exchange_strong(
-                        s, make_state(m.sequence, SlotPhase::committed, kOwnerRedeliver),
-                        std::memory_order_acq_rel);
-                atom(impl.ch.control->redeliver_pending).fetch_add(1, std::memory_order_seq_cst);
+                // Count it only if we returned it (a supervisor that reclaimed us may have
+                // returned it already, and counted it then).
+                if (atom(impl.ch.cell(m.sequence))
+                        .compare_exchange_strong(
+                            s, make_state(m.sequence, SlotPhase::committed, kOwnerRedeliver),
+                            std::memory_order_acq_rel)) {
+                    atom(impl.ch.control->redeliver_pending)
+                        .fetch_add(1, std::memory_order_seq_cst);
+                }
             }
             return make_error(Errc::message_too_large,
                               "channel '" + impl.ch.info.name + "': message " +
