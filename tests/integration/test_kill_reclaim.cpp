@@ -30,8 +30,10 @@
 #include <sys/ptrace.h>
 
 #include <array>
+#include <atomic>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace shmbus;
@@ -660,4 +662,59 @@ TEST_CASE("a block publisher put to sleep by a joining subscriber's stale cursor
     // Nothing holds the publisher back any more: it must wake and publish.
     CHECK(receive_record<std::uint64_t>(published.read_end.get()) == kCap);
     munmap(map, geo.control_bytes());
+}
+
+// The reduced case of a lost redelivery: consumers look for returned messages only while
+// the channel's redeliver_pending count is not zero, and a consumer whose scan found none
+// reset the count to zero, erasing the count of a message returned behind its scan. The
+// message then stayed in its cell, found by nobody, and the queue jammed a lap later. Here
+// consumer A's buffer is too small for every other message, so each of those goes back for
+// redelivery (the path a reclaimed consumer's messages take) while B scans for them.
+TEST_CASE("a message returned for redelivery while another consumer scans for one is never lost") {
+    auto files = create_channel(spec("redeliver-race", ChannelKind::queue, 64, 8, 1, 2));
+    REQUIRE(files);
+    auto pub = Publisher::attach(*files->duplicate_for(Role::publisher));
+    auto a = Subscriber::attach(*files->duplicate_for(Role::subscriber));
+    auto b = Subscriber::attach(*files->duplicate_for(Role::subscriber));
+    REQUIRE(pub);
+    REQUIRE(a);
+    REQUIRE(b);
+    const std::uint64_t total = scaled(2'000'000, 100'000);
+    constexpr std::size_t kSmall = 8;
+    constexpr std::size_t kLarge = 60;
+    std::atomic<std::uint64_t> received{0};
+    std::atomic<std::uint64_t> returned{0};
+    std::atomic<bool> stop{false};
+    auto consume = [&](Subscriber& sub, std::size_t buffer) {
+        std::vector<std::byte> buf(buffer);
+        while (!stop.load(std::memory_order_relaxed)) {
+            auto r = sub.receive_copy(buf, std::chrono::milliseconds(10));
+            if (r) {
+                received.fetch_add(1, std::memory_order_relaxed);
+            } else if (r.code() == Errc::message_too_large) {
+                returned.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+    };
+    std::thread small_buffer([&] { consume(*a, kSmall); });
+    std::thread large_buffer([&] { consume(*b, kLarge); });
+    std::vector<std::byte> msg(kLarge);
+    std::uint64_t sent = 0;
+    std::string failure;
+    for (; sent < total; ++sent) {
+        auto r = pub->send({msg.data(), sent % 2 == 0 ? kSmall : kLarge}, kGenerousDeadline);
+        if (!r) {
+            failure = r.error().message(); // a message nobody takes jams the ring
+            break;
+        }
+    }
+    const bool all_received = failure.empty() && wait_for([&] { return received.load() == sent; });
+    stop = true;
+    small_buffer.join();
+    large_buffer.join();
+    INFO(failure);
+    INFO("sent " << sent << ", received " << received.load() << ", returned for redelivery "
+                 << returned.load());
+    CHECK(sent == total);
+    CHECK(all_received);
 }
