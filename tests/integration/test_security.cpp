@@ -7,7 +7,8 @@
 //  - A subscriber's payload descriptor is read-only: it cannot be mapped writable, a
 //    read-only mapping cannot be made writable, a private writable copy changes nothing
 //    others read, and a process of another user cannot reopen it for writing through
-//    /proc/self/fd. A publisher cannot attach through it.
+//    /proc/self/fd (create_channel makes the memfds 0600). A publisher cannot attach
+//    through it.
 //  - Creation fails with a clear error, never later with a SIGBUS, when memory is short:
 //    above the configured ceiling (limit_reached), above RLIMIT_FSIZE (no_memory), above a
 //    memory cgroup's limit (no_memory; needs root and a writable cgroup v2 hierarchy with
@@ -307,17 +308,19 @@ TEST_CASE("a subscriber's private writable mapping of its payload changes nothin
 }
 
 TEST_CASE("a subscriber of another user cannot reopen its read-only payload descriptor for "
-          "writing once the segments are mode 0600, as shmbusd makes them") {
+          "writing") {
     if (!can_switch_user()) {
         WARN("needs root to run the subscriber as another user; not run");
         return;
     }
     auto files = create_channel(spec("ro-reopen", ChannelKind::broadcast, kSlotSize, kSlotCount));
     REQUIRE(files);
-    // create_channel() leaves memfd_create's mode 0777; the daemon narrows it
-    // (daemon/src/channel_registry.cpp) before handing out any descriptor.
-    REQUIRE(fchmod(files->control.get(), 0600) == 0);
-    REQUIRE(fchmod(files->payload.get(), 0600) == 0);
+    // memfd_create() makes a file of mode 0777; create_channel() narrows both to 0600.
+    struct stat mode {};
+    REQUIRE(fstat(files->payload.get(), &mode) == 0);
+    CHECK((mode.st_mode & 0777) == 0600);
+    REQUIRE(fstat(files->control.get(), &mode) == 0);
+    CHECK((mode.st_mode & 0777) == 0600);
     auto ro = files->duplicate_for(Role::subscriber);
     REQUIRE(ro);
     Pipe report = Pipe::make();
@@ -572,7 +575,7 @@ TEST_CASE("a memfd of mode 0600 cannot be reopened through /proc/self/fd by anot
     UniqueFd fd{memfd_create("mode", MFD_CLOEXEC)};
     REQUIRE(fd);
     // memfd_create makes the file mode 0777: whoever holds a descriptor, even read-only, can
-    // reopen it read-write through /proc. Hence the daemon's 0600.
+    // reopen it read-write through /proc. Hence create_channel's 0600.
     struct stat st {};
     REQUIRE(fstat(fd.get(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0777);
