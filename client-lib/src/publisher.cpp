@@ -33,18 +33,10 @@ namespace shmbus {
 using namespace detail;
 
 namespace {
-enum class Algorithm { spsc, mpmc, broadcast };
 constexpr int kMaxClaimAttempts = 1 << 16;
 } // namespace
 
-struct Publisher::Impl {
-    AttachedChannel ch;
-    EndpointOptions options;
-    Algorithm algo{Algorithm::spsc};
-    std::uint32_t index{0};
-    std::uint32_t owner{0};
-    std::uint64_t cap{0};
-    bool drop{false};
+struct Publisher::Impl : EndpointCore {
 
     std::uint64_t head{0};        // spsc: next position to write (only we write head)
     std::uint64_t cached_tail{0}; // spsc: last consumer_pos seen
@@ -54,10 +46,6 @@ struct Publisher::Impl {
     bool pending{false};
     std::uint64_t pending_first{0};
     std::size_t pending_count{0};
-    pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
-
-    // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
-    std::function<void()> on_detach;
 
     ~Impl() {
         if (ch.control == nullptr || getpid() != attached_by) {
@@ -338,29 +326,9 @@ void EndpointHooks::set_on_detach(Publisher& endpoint, std::function<void()> hoo
 }
 
 Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
-    auto ch = attach_channel(files, PayloadAccess::writable);
-    if (!ch) {
-        return ch.take_error();
-    }
-    auto index = claim_endpoint(ch->publishers, ch->geo.max_publishers, options.endpoint_index,
-                                options.wait, "publisher", ch->info.name);
-    if (!index) {
-        return index.take_error();
-    }
     auto impl = std::make_unique<Impl>();
-    impl->ch = std::move(*ch);
-    impl->options = options;
-    impl->index = *index;
-    impl->attached_by = getpid();
-    impl->owner = owner_tag(*index);
-    impl->cap = impl->ch.geo.slot_count;
-    impl->drop = impl->ch.info.overflow == Overflow::drop;
-    if (impl->ch.info.kind == ChannelKind::broadcast) {
-        impl->algo = Algorithm::broadcast;
-    } else if (impl->ch.cells == nullptr) {
-        impl->algo = Algorithm::spsc;
-    } else {
-        impl->algo = Algorithm::mpmc;
+    if (auto opened = open_endpoint(*impl, files, Role::publisher, options); !opened) {
+        return opened.take_error();
     }
     if (impl->algo == Algorithm::spsc) {
         // We are the only producer: resume from the published index, past any slots a

@@ -32,18 +32,10 @@ namespace shmbus {
 using namespace detail;
 
 namespace {
-enum class Algorithm { spsc, mpmc, broadcast };
 constexpr int kMaxAttempts = 1 << 16;
 } // namespace
 
-struct Subscriber::Impl {
-    AttachedChannel ch;
-    EndpointOptions options;
-    Algorithm algo{Algorithm::spsc};
-    std::uint32_t index{0};
-    std::uint32_t owner{0};
-    std::uint64_t cap{0};
-    bool drop{false};
+struct Subscriber::Impl : EndpointCore {
 
     std::uint64_t tail{0}; // spsc: next position to read; broadcast: cursor
     std::uint64_t lost_total{0};
@@ -52,10 +44,6 @@ struct Subscriber::Impl {
     bool pending{false};
     std::uint64_t pending_first{0};
     std::size_t pending_count{0};
-    pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
-
-    // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
-    std::function<void()> on_detach;
 
     ~Impl() {
         if (ch.control == nullptr || getpid() != attached_by) {
@@ -448,26 +436,12 @@ void EndpointHooks::set_on_detach(Subscriber& endpoint, std::function<void()> ho
 }
 
 Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
-    auto ch = attach_channel(files, PayloadAccess::read_only);
-    if (!ch) {
-        return ch.take_error();
-    }
-    auto index = claim_endpoint(ch->subscribers, ch->geo.max_subscribers, options.endpoint_index,
-                                options.wait, "subscriber", ch->info.name);
-    if (!index) {
-        return index.take_error();
-    }
     auto impl = std::make_unique<Impl>();
-    impl->ch = std::move(*ch);
-    impl->options = options;
-    impl->index = *index;
-    impl->attached_by = getpid();
-    impl->owner = owner_tag(*index);
-    impl->cap = impl->ch.geo.slot_count;
-    impl->drop = impl->ch.info.overflow == Overflow::drop;
+    if (auto opened = open_endpoint(*impl, files, Role::subscriber, options); !opened) {
+        return opened.take_error();
+    }
     Impl& s = *impl;
-    if (s.ch.info.kind == ChannelKind::broadcast) {
-        s.algo = Algorithm::broadcast;
+    if (s.algo == Algorithm::broadcast) {
         // Join at the newest message. Announce a cursor first, then re-read the claim index:
         // the seq_cst pair with the publishers' slowest_cursor() scan guarantees that either
         // they see us, or we start beyond anything they could overwrite unseen.
@@ -483,8 +457,7 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
             // lack of room: our real cursor just gave it room, so wake it.
             wake_sleepers(space_wait(s.ch.control));
         }
-    } else if (s.ch.cells == nullptr) {
-        s.algo = Algorithm::spsc;
+    } else if (s.algo == Algorithm::spsc) {
         const std::uint64_t t = atom(s.ch.control->consumer_pos).load(std::memory_order_acquire);
         const std::uint64_t h = atom(s.ch.payload->head).load(std::memory_order_acquire);
         // t may run ahead of h by slots a dead producer committed but never announced.
@@ -493,8 +466,6 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
                                std::to_string(h) + " are inconsistent");
         }
         s.tail = t;
-    } else {
-        s.algo = Algorithm::mpmc;
     }
     return Subscriber{std::move(impl)};
 }

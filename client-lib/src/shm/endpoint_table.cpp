@@ -53,6 +53,38 @@ void release_endpoint(EndpointRecord& record) noexcept {
         .store(static_cast<std::uint32_t>(EndpointState::free), std::memory_order_release);
 }
 
+Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role role,
+                           const EndpointOptions& options) noexcept {
+    const bool publisher = role == Role::publisher;
+    auto ch = attach_channel(files, publisher ? PayloadAccess::writable : PayloadAccess::read_only);
+    if (!ch) {
+        return ch.take_error();
+    }
+    auto index =
+        publisher ? claim_endpoint(ch->publishers, ch->geo.max_publishers, options.endpoint_index,
+                                   options.wait, "publisher", ch->info.name)
+                  : claim_endpoint(ch->subscribers, ch->geo.max_subscribers, options.endpoint_index,
+                                   options.wait, "subscriber", ch->info.name);
+    if (!index) {
+        return index.take_error();
+    }
+    core.ch = std::move(*ch);
+    core.options = options;
+    core.index = *index;
+    core.attached_by = getpid();
+    core.owner = owner_tag(*index);
+    core.cap = core.ch.geo.slot_count;
+    core.drop = core.ch.info.overflow == Overflow::drop;
+    if (core.ch.info.kind == ChannelKind::broadcast) {
+        core.algo = Algorithm::broadcast;
+    } else if (core.ch.cells == nullptr) {
+        core.algo = Algorithm::spsc;
+    } else {
+        core.algo = Algorithm::mpmc;
+    }
+    return ok();
+}
+
 namespace {
 
 /// Rewrites every claim state `from(state)` selects; `words(i)` yields the i-th state word.

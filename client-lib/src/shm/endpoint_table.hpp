@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <sys/types.h>
 
 namespace shmbus::detail {
 
@@ -26,6 +28,29 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
                                      const std::string& channel) noexcept;
 /// Marks entry `index` free again.
 void release_endpoint(EndpointRecord& record) noexcept;
+
+/// The data-path algorithm a channel's shape selects (publisher.cpp, subscriber.cpp).
+enum class Algorithm { spsc, mpmc, broadcast };
+
+/// What every endpoint holds, whichever side it is: its mapping, its table entry and the
+/// constants derived from the channel. Publisher::Impl and Subscriber::Impl extend it.
+struct EndpointCore {
+    AttachedChannel ch;
+    EndpointOptions options;
+    Algorithm algo{Algorithm::spsc};
+    std::uint32_t index{0};
+    std::uint32_t owner{0};
+    std::uint64_t cap{0};
+    bool drop{false};
+    pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
+    // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
+    std::function<void()> on_detach;
+};
+
+/// Maps `files` (payload writable for publishers, read-only for subscribers), takes an entry
+/// of `role`'s table and fills `core`. On error `core` is left empty (ch.control == nullptr).
+Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role role,
+                           const EndpointOptions& options) noexcept;
 
 /// Owner tag of a publisher / subscriber entry in claim states.
 inline std::uint32_t owner_tag(std::uint32_t index) noexcept {
