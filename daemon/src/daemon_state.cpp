@@ -532,6 +532,19 @@ Result<void> DaemonState::take_back(const ClientRecord& client, const proto::Rec
 }
 
 void DaemonState::save_state() {
+    state_dirty_ = true;
+    if (on_state_dirty) {
+        on_state_dirty();
+        return;
+    }
+    flush_state();
+}
+
+void DaemonState::flush_state() {
+    if (!state_dirty_) {
+        return;
+    }
+    state_dirty_ = false;
     if (auto written = write_state_file(paths_.state_directory, snapshot(registry_)); !written) {
         if (!state_write_failed_) {
             log_warning("cannot keep the state file (restart without systemd will not take "

@@ -53,6 +53,8 @@ struct EventLoop::Impl {
     bool watchdog_started{false};
     uv_timer_t grace{};
     bool grace_running{false};
+    uv_check_t state_writer{};
+    bool state_write_pending{false};
     UniqueFd listen_fd;
     bool activated{false};
     bool created_socket_file{false};
@@ -372,6 +374,10 @@ void EventLoop::Impl::stop() {
         close_handle(&grace);
         grace_running = false;
     }
+    state.flush_state();
+    state_write_pending = false;
+    uv_check_stop(&state_writer);
+    close_handle(&state_writer);
     if (created_socket_file) {
         // Remove the file only if it is still the socket we bound (not a successor's).
         const std::string path = state.paths().socket.native();
@@ -429,6 +435,8 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
     uv_signal_init(&impl->loop, &impl->sighup);
     uv_signal_init(&impl->loop, &impl->sigterm);
     uv_signal_init(&impl->loop, &impl->sigint);
+    uv_check_init(&impl->loop, &impl->state_writer);
+    impl->state_writer.data = self;
     impl->listener.data = self;
     impl->sighup.data = self;
     impl->sigterm.data = self;
@@ -484,12 +492,31 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
             self->notify_status_line();
         }
     };
+    // Runs after this iteration's I/O callbacks: every reply of the burst has been handled,
+    // so the file is written once for all of them.
+    state.on_state_dirty = [self] {
+        if (self->stopping || self->state_write_pending) {
+            if (self->stopping) {
+                self->state.flush_state();
+            }
+            return;
+        }
+        self->state_write_pending = true;
+        uv_check_start(&self->state_writer, [](uv_check_t* h) {
+            auto* s = static_cast<Impl*>(h->data);
+            s->state_write_pending = false;
+            uv_check_stop(h);
+            s->state.flush_state();
+        });
+    };
     return std::unique_ptr<EventLoop>(new EventLoop(std::move(impl)));
 }
 
 Result<void> EventLoop::run() {
     uv_run(&impl_->loop, UV_RUN_DEFAULT);
     impl_->state.on_change = nullptr;
+    impl_->state.on_state_dirty = nullptr;
+    impl_->state.flush_state();
     const int rc = uv_loop_close(&impl_->loop);
     impl_->listen_fd.reset();
     if (rc != 0) {

@@ -10,6 +10,9 @@
 //  - SIGHUP (reload), SIGTERM and SIGINT (graceful stop) as uv_signal handles;
 //  - the watchdog timer, only when systemd set WATCHDOG_USEC (no other timer: the daemon
 //    sleeps in epoll when idle);
+//  - a check handle that writes the state file once per loop iteration, after the requests
+//    of that iteration were handled, and only when one of them changed it (started on
+//    demand, so an idle daemon has nothing to run);
 //  - one Connection per accepted client: its descriptor, its uv_poll, its ClientSession and
 //    the replies not yet sent. Memory is freed in the poll's close callback.
 //
