@@ -1,34 +1,39 @@
 // Client: one control connection to shmbusd (docs/protocol.md).
 //
-// Owns: the control socket, and a duplicate of the descriptors of every endpoint it opened
-// that is still alive, so that it can offer them back to a daemon that restarted without
-// systemd's descriptor store (ReclaimOffer). The endpoints themselves are owned by the
-// caller and may outlive the Client; each carries a detach hook (endpoint_hooks.hpp) that
-// sends Close when the endpoint goes.
+// Owns: the control socket, a duplicate of the descriptors of every endpoint it opened that
+// is still alive, so that it can offer them back to a daemon that restarted without
+// systemd's descriptor store (ReclaimOffer), and the watcher thread that restores a lost
+// connection. The endpoints themselves are owned by the caller and may outlive the Client;
+// each carries a detach hook (endpoint_hooks.hpp) that sends Close when the endpoint goes.
 //
 // Lifetime: the hooks hold the Impl *strongly*, so the connection lasts until the Client
 // and every endpoint it opened are gone. It must: shmbusd reclaims everything a connection
 // held when it closes (DESIGN.md, Liveness), and reclaiming an endpoint that is still in use
-// would hand its table entry to someone else. The cost is that a connection kept only by its
-// endpoints has nobody to reconnect it after a daemon restart; keep the Client for that.
+// would hand its table entry to someone else. The watcher holds no reference: the Impl's
+// destructor stops and joins it (it never runs on the watcher, which owns no reference).
 //
 // Threads: the Client is used by one thread at a time (client.hpp), but endpoints are
-// destroyed on any thread, so their hooks send Close concurrently with requests. `mutex`
-// guards the socket descriptor (its replacement and every send) and the endpoint records.
-// It is held only for a send or a bookkeeping step, never while waiting for a reply or
-// sleeping between reconnect attempts, so an endpoint's destructor never waits on a request.
-// Only the Client's thread receives on the socket and replaces it.
+// destroyed on any thread, so their hooks send Close concurrently with requests, and the
+// watcher reconnects concurrently with both. Two locks, always taken in this order:
+//  - `request_mutex` makes a request (send, await its reply, maybe reconnect) and a
+//    watcher's reconnect attempt exclusive: only its holder receives on the socket or
+//    replaces it;
+//  - `mutex` guards the socket descriptor (its replacement and every send), its generation
+//    and the endpoint records. It is held only for a send or a bookkeeping step, never while
+//    waiting, so an endpoint's destructor never waits on a request.
 //
 // Requests: one outstanding at a time, with increasing ids; the reply is the message with
 // the same id. Anything else that arrives meanwhile is discarded: replies to requests that
 // timed out, and the replies to Close, which is sent fire-and-forget. An `error` with id 0 is
 // the daemon refusing a datagram it could not decode, and answers the current request.
 //
-// Failure policy: when a request finds the connection closed (EPIPE, ECONNRESET, EOF), the
-// Client reconnects with backoff (10 ms doubling to 1 s) within that request's timeout,
-// says hello again, offers back every live endpoint, and retries the request once. The data
-// path never depends on any of this. Nothing throws out of the Client: allocation failure
-// becomes Errc::no_memory.
+// Failure policy: the watcher polls a duplicate of the socket for hang-up only (never for
+// input, which is the requester's), so it learns of a daemon's death within one wake-up.
+// It then reconnects with backoff (10 ms doubling to 1 s, for as long as the Client lives),
+// says hello again and offers back every live endpoint; one log line when the connection is
+// lost, one when it is back. A request that finds the connection closed does the same within
+// its own timeout and retries once. The data path never depends on any of this. Nothing
+// throws out of the Client: allocation failure becomes Errc::no_memory.
 #include <shmbus/client.hpp>
 #include <shmbus/version.hpp>
 
@@ -41,16 +46,21 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
 #include <mutex>
 #include <new>
+#include <poll.h>
 #include <span>
 #include <string>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <system_error>
 #include <thread>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -63,6 +73,8 @@ using namespace std::chrono_literals;
 
 constexpr std::chrono::milliseconds kFirstBackoff = 10ms;
 constexpr std::chrono::milliseconds kMaxBackoff = 1s;
+/// While connect() waits for a daemon to appear: a new daemon is found within this.
+constexpr std::chrono::milliseconds kMaxWaitBackoff = 250ms;
 constexpr const char* kSystemSocket = "/run/shmbusd/shmbusd.sock";
 
 Error out_of_memory() {
@@ -71,6 +83,14 @@ Error out_of_memory() {
 
 Error moved_from() {
     return make_error(Errc::closed, "this Client was moved from");
+}
+
+/// "250 ms", "5 s".
+std::string format_ms(std::chrono::milliseconds d) {
+    if (d.count() % 1000 == 0) {
+        return std::to_string(d.count() / 1000) + " s";
+    }
+    return std::to_string(d.count()) + " ms";
 }
 
 std::string quoted(std::string_view s) {
@@ -187,13 +207,178 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::string socket_path;
     std::string client_name;
     std::chrono::milliseconds timeout{5000};
-    std::uint64_t client_id{0}; // written and read by the Client's thread only
+    std::function<void(std::string_view)> log_sink;
+    // Written by whoever holds request_mutex; read by client_id() on the Client's thread.
+    std::atomic<std::uint64_t> client_id{0};
 
+    std::mutex request_mutex;
     std::mutex mutex;
-    UniqueFd sock;                       // guarded by mutex; replaced by the Client's thread only
+    UniqueFd sock;                       // guarded by mutex; replaced under request_mutex too
+    std::uint64_t sock_generation{0};    // guarded by mutex; bumped whenever sock changes
     std::vector<OpenEndpoint> endpoints; // guarded by mutex
     std::uint64_t next_key{1};           // guarded by mutex
     std::atomic<std::uint32_t> next_request{1};
+
+    UniqueFd wake; // eventfd: the watcher looks at the socket again, or stops
+    std::atomic<bool> stopping{false};
+    std::thread watcher;
+    pid_t watcher_pid{0}; // the process the watcher runs in (a fork() child has none)
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() { stop_watcher(); }
+
+    void log(const std::string& line) const noexcept {
+        try {
+            if (log_sink) {
+                log_sink(line);
+            } else {
+                std::fprintf(stderr, "shmbus: %s\n", line.c_str());
+            }
+        } catch (...) {
+            // A throwing sink must not take the Client down; the line is lost, nothing else.
+        }
+    }
+
+    /// Replaces the socket (empty: disconnected) and tells the watcher.
+    void set_socket(UniqueFd fd) {
+        {
+            const std::lock_guard lock{mutex};
+            sock = std::move(fd);
+            ++sock_generation;
+        }
+        poke();
+    }
+
+    void poke() const noexcept {
+        if (wake) {
+            const std::uint64_t one = 1;
+            (void)!::write(wake.get(), &one, sizeof one);
+        }
+    }
+
+    /// Starts the watcher thread (ClientOptions::reconnect_in_background).
+    Result<void> start_watcher() {
+        wake = UniqueFd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+        if (!wake) {
+            return make_error(Errc::system_error, "eventfd for the reconnect thread", errno);
+        }
+        try {
+            watcher = std::thread{[this] { watch(); }};
+        } catch (const std::system_error& e) {
+            return make_error(Errc::system_error, "starting the reconnect thread",
+                              e.code().value());
+        }
+        watcher_pid = ::getpid();
+        return ok();
+    }
+
+    void stop_watcher() noexcept {
+        if (!watcher.joinable()) {
+            return;
+        }
+        if (watcher_pid != ::getpid()) {
+            watcher.detach(); // a fork() child's copy: the thread is not in this process
+            return;
+        }
+        stopping.store(true, std::memory_order_relaxed); // the eventfd write orders it
+        poke();
+        {
+            // Wakes a reconnect attempt blocked on the socket (its reply never comes).
+            const std::lock_guard lock{mutex};
+            if (sock) {
+                (void)::shutdown(sock.get(), SHUT_RDWR);
+            }
+        }
+        watcher.join();
+    }
+
+    /// Sleeps `d`, or less if poked. False when the Client is going away.
+    bool pause(std::chrono::milliseconds d) const noexcept {
+        pollfd p{wake.get(), POLLIN, 0};
+        (void)::poll(&p, 1, static_cast<int>(d.count()));
+        std::uint64_t n = 0;
+        (void)!::read(wake.get(), &n, sizeof n);
+        return !stopping.load(std::memory_order_relaxed);
+    }
+
+    /// The watcher thread: waits for the connection to hang up, then restores it.
+    void watch() noexcept {
+        try {
+            watch_loop();
+        } catch (const std::bad_alloc&) {
+            log("out of memory in the reconnect thread; the connection to shmbusd at " +
+                socket_path + " is restored by the next request only");
+        }
+    }
+
+    void watch_loop() {
+        std::uint64_t seen = 0;
+        UniqueFd mine; // a duplicate of the socket of generation `seen`
+        auto backoff = kFirstBackoff;
+        bool lost = false;
+        std::string last_failure;
+        while (!stopping.load(std::memory_order_relaxed)) {
+            {
+                const std::lock_guard lock{mutex};
+                if (!mine || seen != sock_generation) {
+                    seen = sock_generation;
+                    mine = sock ? UniqueFd{::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0)} : UniqueFd{};
+                }
+            }
+            if (mine) {
+                std::array<pollfd, 2> p{pollfd{mine.get(), POLLRDHUP, 0},
+                                        pollfd{wake.get(), POLLIN, 0}};
+                if (::poll(p.data(), p.size(), -1) < 0 || (p[1].revents & POLLIN) != 0) {
+                    std::uint64_t n = 0;
+                    (void)!::read(wake.get(), &n, sizeof n);
+                    continue; // EINTR, or the socket changed, or we stop: look again
+                }
+                if ((p[0].revents & (POLLHUP | POLLRDHUP | POLLERR)) == 0) {
+                    continue;
+                }
+            }
+            // The connection of generation `seen` is gone (or there is none).
+            mine.reset();
+            Result<void> back = make_error(Errc::closed);
+            {
+                const std::lock_guard requests{request_mutex};
+                {
+                    const std::lock_guard lock{mutex};
+                    if (seen != sock_generation && sock) {
+                        continue; // a request restored it meanwhile
+                    }
+                }
+                if (stopping.load(std::memory_order_relaxed)) {
+                    return;
+                }
+                if (!lost) {
+                    lost = true;
+                    log("lost the connection to shmbusd at " + socket_path +
+                        "; reconnecting in the background (channels keep working)");
+                }
+                back = reconnect_once(Clock::now() + timeout);
+            }
+            if (back) {
+                log("reconnected to shmbusd at " + socket_path + " as client " +
+                    std::to_string(client_id.load(std::memory_order_relaxed)));
+                lost = false;
+                last_failure.clear();
+                backoff = kFirstBackoff;
+                continue;
+            }
+            if (is_permanent(back.code()) && back.error().message() != last_failure) {
+                last_failure = back.error().message();
+                log("cannot reconnect to shmbusd at " + socket_path + ": " + last_failure +
+                    " (still trying)");
+            }
+            if (!pause(backoff)) {
+                return;
+            }
+            backoff = std::min(backoff * 2, kMaxBackoff);
+        }
+    }
 
     std::uint32_t new_request_id() noexcept {
         std::uint32_t id = next_request.fetch_add(1, std::memory_order_relaxed);
@@ -278,6 +463,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
     /// A request: reconnects once if the connection turns out to be closed, then retries.
     Result<proto::Received> call(const proto::Body& body, std::string_view what) {
+        const std::lock_guard requests{request_mutex};
         const auto deadline = Clock::now() + timeout;
         auto r = exchange(body, what, deadline);
         if (r || r.code() != Errc::closed) {
@@ -319,38 +505,38 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                                   std::to_string(reply->layout_version) + ", this library " +
                                   std::to_string(kLayoutVersion));
         }
-        client_id = reply->client_id;
+        client_id.store(reply->client_id, std::memory_order_relaxed);
+        return ok();
+    }
+
+    /// One attempt to connect again: connect, hello, offer back every live endpoint. The
+    /// caller holds request_mutex.
+    Result<void> reconnect_once(Clock::time_point deadline) {
+        set_socket(UniqueFd{});
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+        auto fd = connect_socket(socket_path, std::max(left, 1ms));
+        if (!fd) {
+            return fd.take_error();
+        }
+        set_socket(std::move(*fd));
+        if (auto greeted = handshake(deadline); !greeted) {
+            set_socket(UniqueFd{});
+            return greeted;
+        }
+        offer_endpoints(deadline);
         return ok();
     }
 
     /// Connects again after the daemon went away, within `deadline`, backing off between
-    /// attempts; then says hello and offers back every live endpoint.
+    /// attempts. The caller holds request_mutex.
     Result<void> reconnect(Clock::time_point deadline) {
-        {
-            const std::lock_guard lock{mutex};
-            sock.reset();
-        }
         auto backoff = kFirstBackoff;
-        Error last = make_error(Errc::closed);
         for (;;) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-            auto fd = connect_socket(socket_path, std::max(left, 1ms));
-            if (fd) {
-                {
-                    const std::lock_guard lock{mutex};
-                    sock = std::move(*fd);
-                }
-                auto greeted = handshake(deadline);
-                if (greeted) {
-                    offer_endpoints(deadline);
-                    return ok();
-                }
-                last = greeted.take_error();
-                const std::lock_guard lock{mutex};
-                sock.reset();
-            } else {
-                last = fd.take_error();
+            auto back = reconnect_once(deadline);
+            if (back) {
+                return back;
             }
+            Error last = back.take_error();
             if (is_permanent(last.code)) {
                 return last;
             }
@@ -363,6 +549,33 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             }
             std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
             backoff = std::min(backoff * 2, kMaxBackoff);
+        }
+    }
+
+    /// The first connection: waits up to `wait` for a daemon to listen, saying so once.
+    Result<UniqueFd> first_connect(std::chrono::milliseconds wait) {
+        auto fd = connect_socket(socket_path, timeout);
+        if (fd || fd.code() != Errc::not_found || wait <= 0ms) {
+            return fd;
+        }
+        const bool forever = wait >= std::chrono::hours{24 * 365};
+        const auto deadline = forever ? Clock::time_point::max() : Clock::now() + wait;
+        log("waiting " + (forever ? std::string{"for ever"} : "up to " + format_ms(wait)) +
+            " for shmbusd to listen on " + socket_path);
+        auto backoff = kFirstBackoff;
+        for (;;) {
+            const auto now = Clock::now();
+            if (now >= deadline) {
+                return make_error(Errc::not_found, "no shmbusd listened on " + socket_path +
+                                                       " within " + format_ms(wait) +
+                                                       " (is it running?)");
+            }
+            std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
+            backoff = std::min(backoff * 2, kMaxWaitBackoff);
+            fd = connect_socket(socket_path, timeout);
+            if (fd || fd.code() != Errc::not_found) {
+                return fd;
+            }
         }
     }
 
@@ -503,14 +716,20 @@ Result<Client> Client::connect(const ClientOptions& options) noexcept {
         impl->client_name =
             options.client_name.empty() ? program_invocation_short_name : options.client_name;
         impl->timeout = options.request_timeout;
-        const auto deadline = Clock::now() + impl->timeout;
-        auto fd = connect_socket(impl->socket_path, impl->timeout);
+        impl->log_sink = options.log;
+        auto fd = impl->first_connect(options.wait_for_daemon);
         if (!fd) {
             return fd.take_error();
         }
-        impl->sock = std::move(*fd);
+        impl->set_socket(std::move(*fd));
+        const auto deadline = Clock::now() + impl->timeout;
         if (auto greeted = impl->handshake(deadline); !greeted) {
             return greeted.take_error();
+        }
+        if (options.reconnect_in_background) {
+            if (auto started = impl->start_watcher(); !started) {
+                return started.take_error();
+            }
         }
         return Client{std::move(impl)};
     } catch (const std::bad_alloc&) {
@@ -689,7 +908,7 @@ const std::string& Client::socket_path() const noexcept {
 }
 
 std::uint64_t Client::client_id() const noexcept {
-    return impl_ ? impl_->client_id : 0;
+    return impl_ ? impl_->client_id.load(std::memory_order_relaxed) : 0;
 }
 
 } // namespace shmbus

@@ -7,6 +7,7 @@
 // channel, a process exit. No sleeps. A child never uses Catch2: it reports through its exit
 // code (0 = all well, otherwise which step failed) and leaves with _exit().
 #include "daemon_process.hpp"
+#include "process.hpp"
 #include "test_support.hpp"
 
 #include <shmbus/shmbus.hpp>
@@ -14,7 +15,12 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <condition_variable>
+#include <csignal>
+#include <functional>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <unistd.h>
 
 using namespace shmbus;
@@ -298,4 +304,214 @@ TEST_CASE("messages keep flowing while shmbusd restarts, and the next request re
     auto status = client.status();
     REQUIRE(status);
     CHECK(status->pid == static_cast<std::uint32_t>(d.pid()));
+}
+
+namespace {
+
+/// What a Client says through ClientOptions::log, for a test to wait on.
+class LogLines {
+public:
+    [[nodiscard]] std::function<void(std::string_view)> sink() {
+        return [this](std::string_view line) {
+            const std::lock_guard lock{mutex_};
+            lines_.emplace_back(line);
+            changed_.notify_all();
+        };
+    }
+    /// Waits until `count` lines containing `needle` have been said.
+    bool wait_for(std::string_view needle, std::size_t count = 1) {
+        std::unique_lock lock{mutex_};
+        return changed_.wait_until(lock, generous_deadline(),
+                                   [&] { return count_locked(needle) >= count; });
+    }
+    [[nodiscard]] std::size_t count(std::string_view needle) {
+        const std::lock_guard lock{mutex_};
+        return count_locked(needle);
+    }
+    [[nodiscard]] std::string all() {
+        const std::lock_guard lock{mutex_};
+        std::string out;
+        for (const auto& l : lines_) {
+            out += l + "\n";
+        }
+        return out;
+    }
+
+private:
+    std::size_t count_locked(std::string_view needle) const {
+        return static_cast<std::size_t>(
+            std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
+                return l.find(needle) != std::string::npos;
+            }));
+    }
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<std::string> lines_;
+};
+
+/// The daemon's id of the connected client called `name`; 0 if there is none.
+std::uint64_t id_of_client(Client& observer, std::string_view name) {
+    auto clients = observer.list_clients();
+    REQUIRE(clients);
+    for (const auto& s : *clients) {
+        if (s.name == name) {
+            return s.client_id;
+        }
+    }
+    return 0;
+}
+
+ClientOptions logged_options(const DaemonProcess& d, LogLines& lines, const std::string& name) {
+    ClientOptions o = options_for(d, name);
+    o.log = lines.sink();
+    return o;
+}
+
+} // namespace
+
+TEST_CASE("an idle client restores its connection on its own after a restart and is listed "
+          "again") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    LogLines lines;
+    auto c = Client::connect(logged_options(d, lines, "idle"));
+    REQUIRE(c);
+    auto sub = c->open_subscriber("telemetry");
+    REQUIRE(sub);
+    auto pub = c->open_publisher("jobs");
+    REQUIRE(pub);
+    const bool keep_client = GENERATE(true, false);
+    const int stop_signal = GENERATE(SIGKILL, SIGTERM);
+    if (!keep_client) {
+        const Client gone = std::move(*c); // only the endpoints hold the connection now
+    }
+    REQUIRE(d.signal_and_wait(stop_signal).has_value());
+    REQUIRE(d.start());
+    // No request from this client: its background thread notices and reconnects.
+    INFO(lines.all());
+    REQUIRE(lines.wait_for("reconnected to shmbusd"));
+    CHECK(lines.count("lost the connection") == 1);
+
+    Client observer = connect_to(d, "observer");
+    const std::uint64_t idle = id_of_client(observer, "idle");
+    REQUIRE(idle != 0);
+    auto telemetry = observer.channel_info("telemetry");
+    REQUIRE(telemetry);
+    CHECK(has_endpoint(*telemetry, Role::subscriber, idle));
+    auto jobs = observer.channel_info("jobs");
+    REQUIRE(jobs);
+    CHECK(has_endpoint(*jobs, Role::publisher, idle));
+}
+
+TEST_CASE("kill -9 of shmbusd mid-stream in block mode loses nothing; both sides carry on and "
+          "are listed again") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    LogLines lines;
+    auto c = Client::connect(logged_options(d, lines, "stream-subscriber"));
+    REQUIRE(c);
+    auto sub = c->open_subscriber("telemetry");
+    REQUIRE(sub);
+    const std::uint64_t total = 200'000;
+    Pipe reconnected = Pipe::make();
+    Pipe may_exit = Pipe::make();
+    // The publisher child tells us when its own background reconnect is done.
+    Child publisher = Child::spawn([&] {
+        reconnected.read_end.reset();
+        may_exit.write_end.reset();
+        LogLines said;
+        auto client = Client::connect(logged_options(d, said, "stream-publisher"));
+        if (!client) {
+            return 2;
+        }
+        auto pub = client->open_publisher("telemetry");
+        if (!pub) {
+            return 3;
+        }
+        std::vector<std::byte> buf(64);
+        for (std::uint64_t i = 0; i < total; ++i) {
+            stamp(buf, i);
+            if (!pub->send(buf, kMessageWait)) {
+                return 4;
+            }
+        }
+        if (!said.wait_for("reconnected to shmbusd")) {
+            return 5;
+        }
+        if (!send_record(reconnected.write_end.get(), std::uint32_t{1})) {
+            return 6;
+        }
+        // Stays attached until the parent has seen it listed.
+        return receive_record<std::uint32_t>(may_exit.read_end.get()).has_value() ? 0 : 7;
+    });
+    reconnected.write_end.reset();
+    may_exit.read_end.reset();
+
+    std::vector<std::byte> buf(4096);
+    std::uint64_t good = 0;
+    bool restarted = false;
+    for (std::uint64_t i = 0; i < total; ++i) {
+        auto got = sub->receive_copy(buf, kMessageWait);
+        if (!got) {
+            UNSCOPED_INFO("message " << i << ": " << got.error().message());
+            break;
+        }
+        good += check_stamp(std::span{buf}.first(got->size)) == i ? 1 : 0;
+        if (i == total / 4) {
+            // The publisher is blocked on the 8-slot ring right now, or soon will be.
+            REQUIRE(d.kill_hard().has_value());
+            REQUIRE(d.start());
+            restarted = true;
+        }
+    }
+    CHECK(restarted);
+    CHECK(good == total);
+    CHECK(sub->lost() == 0);
+
+    // Both sides re-registered on their own (each says so once it has offered its endpoints).
+    REQUIRE(lines.wait_for("reconnected to shmbusd"));
+    CHECK(receive_record<std::uint32_t>(reconnected.read_end.get()).has_value());
+    Client observer = connect_to(d, "observer");
+    auto info = observer.channel_info("telemetry");
+    REQUIRE(info);
+    CHECK(has_endpoint(*info, Role::subscriber, id_of_client(observer, "stream-subscriber")));
+    CHECK(has_endpoint(*info, Role::publisher, id_of_client(observer, "stream-publisher")));
+    CHECK(send_record(may_exit.write_end.get(), std::uint32_t{1}));
+    auto exit = publisher.wait(Deadline{});
+    REQUIRE(exit);
+    CHECK(exit->exited_ok());
+}
+
+TEST_CASE("a client started before shmbusd waits for it, saying so once") {
+    DaemonProcess d{kChannels};
+    LogLines lines;
+    ClientOptions o = logged_options(d, lines, "early");
+    o.wait_for_daemon = std::chrono::milliseconds::max();
+    std::optional<Result<Client>> early;
+    std::thread starter{[&] { early.emplace(Client::connect(o)); }};
+    const bool waiting = lines.wait_for("waiting for ever for shmbusd");
+    const bool started = waiting && d.start();
+    starter.join();
+    REQUIRE(waiting);
+    REQUIRE(started);
+    REQUIRE(early.has_value());
+    INFO((*early ? std::string{} : early->error().message()));
+    REQUIRE(*early);
+    CHECK(lines.count("waiting") == 1);
+    CHECK((*early)->open_subscriber("telemetry").has_value());
+}
+
+TEST_CASE("a client that waits for shmbusd in vain gets not_found naming the socket and the "
+          "wait") {
+    TempDir dir;
+    LogLines lines;
+    ClientOptions o;
+    o.socket_path = (dir.path() / "nobody.sock").native();
+    o.wait_for_daemon = 30ms;
+    o.log = lines.sink();
+    auto c = Client::connect(o);
+    REQUIRE_FALSE(c);
+    CHECK(c.code() == Errc::not_found);
+    CHECK_THAT(c.error().message(), Catch::Contains(o.socket_path) && Catch::Contains("30 ms"));
+    CHECK(lines.count("waiting up to 30 ms") == 1);
 }

@@ -3,7 +3,9 @@
 // plane. Also the read side of the discovery table, for tools such as shmbusctl.
 //
 // After open_*(), messages flow through shared memory without the daemon: a daemon restart
-// does not interrupt them, and the client reconnects in the background of its next request.
+// does not interrupt them. The client notices a lost connection at once, reconnects on its
+// own with backoff and offers its endpoints back to the restarted daemon, so that they are
+// listed again without the application making any request.
 #pragma once
 
 #include <shmbus/channel.hpp>
@@ -14,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,9 +29,22 @@ namespace shmbus {
 [[nodiscard]] SHMBUS_EXPORT std::string default_socket_path();
 
 struct ClientOptions {
-    std::string socket_path;     ///< empty: default_socket_path()
-    std::string client_name;     ///< shown in logs and `shmbusctl clients`; empty: program name
+    std::string socket_path; ///< empty: default_socket_path()
+    std::string client_name; ///< shown in logs and `shmbusctl clients`; empty: program name
     std::chrono::milliseconds request_timeout{5000};
+    /// How long connect() waits for a daemon that is not listening yet (no socket file, or
+    /// nobody accepting on it), saying so once through `log`. Zero: Errc::not_found at once.
+    /// std::chrono::milliseconds::max(): wait for ever. Lets applications start before
+    /// shmbusd in any order.
+    std::chrono::milliseconds wait_for_daemon{0};
+    /// Watch the connection from a background thread and restore it as soon as it is lost
+    /// (a daemon restart), offering every live endpoint back. Off: the connection is only
+    /// restored by the next request.
+    bool reconnect_in_background{true};
+    /// Where the library's rare lines go: waiting for the daemon, connection lost, connection
+    /// restored. Called from the Client's thread or its background thread, never while it
+    /// holds a lock. Empty: one line on stderr each, prefixed "shmbus: ".
+    std::function<void(std::string_view)> log;
 };
 
 /// One channel in the discovery table.
