@@ -15,28 +15,13 @@
 #include <cstring>
 #include <vector>
 
-#include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace bench {
 namespace {
 
 constexpr std::size_t kWarmup = 200;
-
-std::uint32_t* word_of(std::atomic<std::uint32_t>& a) {
-    // std::atomic<uint32_t> is lock-free and laid out as the integer (asserted in team.hpp).
-    return reinterpret_cast<std::uint32_t*>(&a);
-}
-
-void futex_wait(std::atomic<std::uint32_t>& a, std::uint32_t expected) {
-    ::syscall(SYS_futex, word_of(a), FUTEX_WAIT, expected, nullptr, nullptr, 0);
-}
-
-void futex_wake(std::atomic<std::uint32_t>& a) {
-    ::syscall(SYS_futex, word_of(a), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
 
 Report futex_pinger(std::atomic<std::uint32_t>& word, StartGate& gate,
                     const RunSettings& settings) {

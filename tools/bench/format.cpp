@@ -13,42 +13,33 @@ struct Scaled {
     const char* suffix;
 };
 
+/// The largest of 10^9, 10^6, 10^3 and 1 that `a` reaches, with its suffix.
+Scaled decimal(double a, const char* giga, const char* mega, const char* kilo, const char* one) {
+    if (a >= 1e9) {
+        return {1e9, giga};
+    }
+    if (a >= 1e6) {
+        return {1e6, mega};
+    }
+    if (a >= 1e3) {
+        return {1e3, kilo};
+    }
+    return {1, one};
+}
+
 Scaled scale_for(double v, Unit unit) {
     const double a = std::fabs(v);
     switch (unit) {
     case Unit::ns:
-        if (a >= 1e9) {
-            return {1e9, " s"};
-        }
-        if (a >= 1e6) {
-            return {1e6, " ms"};
-        }
-        if (a >= 1e3) {
-            return {1e3, " µs"};
-        }
-        return {1, " ns"};
+        return decimal(a, " s", " ms", " µs", " ns");
     case Unit::rate:
-        if (a >= 1e9) {
-            return {1e9, " G/s"};
-        }
-        if (a >= 1e6) {
-            return {1e6, " M/s"};
-        }
-        if (a >= 1e3) {
-            return {1e3, " k/s"};
-        }
-        return {1, " /s"};
+        return decimal(a, " G/s", " M/s", " k/s", " /s");
     case Unit::bytes:
-        if (a >= 1e9) {
-            return {1e9, " GB/s"};
-        }
-        if (a >= 1e6) {
-            return {1e6, " MB/s"};
-        }
-        if (a >= 1e3) {
-            return {1e3, " kB/s"};
-        }
-        return {1, " B/s"};
+        return decimal(a, " GB/s", " MB/s", " kB/s", " B/s");
+    case Unit::memory:
+        return decimal(a, " GB", " MB", " kB", " B");
+    case Unit::percent:
+        return {1, " %"};
     case Unit::count:
         break;
     }
@@ -60,6 +51,8 @@ std::string three_digits(double v) {
     const double a = std::fabs(v);
     if (a >= 100 || v == 0) {
         std::snprintf(buf, sizeof buf, "%.0f", v);
+    } else if (a < 0.01) {
+        std::snprintf(buf, sizeof buf, "%.3g", v); // 0.00123: a near-idle CPU's percent
     } else if (a >= 10) {
         std::snprintf(buf, sizeof buf, "%.1f", v);
     } else {

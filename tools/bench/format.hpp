@@ -12,13 +12,15 @@
 namespace bench {
 
 enum class Unit {
-    ns,    ///< a duration in nanoseconds
-    rate,  ///< messages per second
-    bytes, ///< bytes per second
-    count, ///< a plain number
+    ns,      ///< a duration in nanoseconds
+    rate,    ///< messages per second
+    bytes,   ///< bytes per second
+    count,   ///< a plain number
+    memory,  ///< a size in bytes (decimal units: "9.87 MB")
+    percent, ///< a percentage ("0.12 %")
 };
 
-/// "12.3 µs", "4.56 M/s", "1.23 GB/s", "42".
+/// "12.3 µs", "4.56 M/s", "1.23 GB/s", "42", "9.87 MB", "0.12 %".
 [[nodiscard]] std::string format_value(double value, Unit unit);
 /// "12.3 [12.1..13.0] µs": the median and the range of the runs, in the median's unit.
 [[nodiscard]] std::string format_spread(const std::optional<Spread>& s, Unit unit);

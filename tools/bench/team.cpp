@@ -12,11 +12,13 @@
 #include <exception>
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,7 +74,7 @@ bool parse_report(const std::vector<char>& bytes, Report& r) {
     }
     std::memcpy(&h, bytes.data(), sizeof h);
     const std::size_t need = sizeof h + h.error_bytes + h.sample_count * sizeof(std::uint32_t);
-    if (h.role > static_cast<std::uint8_t>(Report::Role::solo) || bytes.size() != need) {
+    if (h.role > static_cast<std::uint8_t>(Report::Role::holder) || bytes.size() != need) {
         return false;
     }
     r.role = static_cast<Report::Role>(h.role);
@@ -131,6 +133,17 @@ std::vector<int> usable_cpus() {
         cpus.push_back(0);
     }
     return cpus;
+}
+
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept {
+    // std::atomic<uint32_t> is lock-free and laid out as the integer (asserted in team.hpp).
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected, nullptr,
+              nullptr, 0);
+}
+
+void futex_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, count, nullptr,
+              nullptr, 0);
 }
 
 void StartGate::wait() noexcept {
@@ -249,7 +262,8 @@ std::string Team::spawn(const RoleBody& body) {
     return {};
 }
 
-std::string Team::run(std::chrono::nanoseconds limit, std::vector<Report>& reports) {
+std::string Team::run(std::chrono::nanoseconds limit, std::vector<Report>& reports,
+                      const std::function<void()>& on_open) {
     const std::int64_t deadline = now_ns() + limit.count();
     const auto remaining_ms = [&] {
         return static_cast<int>(std::max<std::int64_t>(0, (deadline - now_ns()) / 1'000'000));
@@ -274,6 +288,9 @@ std::string Team::run(std::chrono::nanoseconds limit, std::vector<Report>& repor
         }
     }
     close_fd(go_w_); // opens the gate
+    if (on_open) {
+        on_open();
+    }
 
     // Drain every result pipe to its end.
     std::vector<std::vector<char>> bytes(children_.size());

@@ -13,6 +13,11 @@
 // static destructors. The parent collects the reports with a deadline and kills every child
 // (SIGKILL) when it passes, so a transport that hangs fails that run and nothing else.
 // Children also die with the parent (PR_SET_PDEATHSIG).
+//
+// Some figures are the parent's to take while the children hold still (the daemon's memory
+// with every client connected): Team::run calls an optional function right after it opens
+// the gate, and the children wait on a Board word (futex_wait) until the parent releases
+// them (futex_wake).
 #pragma once
 
 #include <atomic>
@@ -33,7 +38,16 @@ namespace bench {
 
 /// What a child role did during a run. Plain data, sent to the parent as bytes.
 struct Report {
-    enum class Role : std::uint8_t { pinger, ponger, listener, sender, receiver, solo };
+    enum class Role : std::uint8_t {
+        pinger,
+        ponger,
+        listener,
+        sender,
+        receiver,
+        solo,
+        opener, ///< opens channels through shmbusd, one sample per open
+        holder, ///< keeps clients connected to shmbusd until released
+    };
     Role role{Role::solo};
     std::string error;                  ///< empty on success
     std::int64_t t_start_ns{0};         ///< when the measured part started (after the gate)
@@ -63,8 +77,16 @@ private:
 struct Board {
     std::atomic<std::uint32_t> writers_done{0};
     std::atomic<std::uint32_t> futex_word{0}; ///< the raw futex calibration's word
+    std::atomic<std::uint32_t> released{0};   ///< 1 once holders may let go (control plane)
 };
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free); // shared across processes
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t)); // a futex word
+
+/// Sleeps while `word` holds `expected` (FUTEX_WAIT; may return early, so re-check). The
+/// word is shared between processes, so the call is not FUTEX_PRIVATE.
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected) noexcept;
+/// Wakes up to `count` processes sleeping on `word` (FUTEX_WAKE).
+void futex_wake(std::atomic<std::uint32_t>& word, int count = 1) noexcept;
 
 /// Owns a Board in a MAP_SHARED anonymous mapping that forked children inherit.
 class SharedBoard {
@@ -95,9 +117,11 @@ public:
     /// Returns an error sentence, or empty.
     [[nodiscard]] std::string spawn(const RoleBody& body);
 
-    /// Opens the gate once every child is ready and collects every Report, waiting at most
-    /// `limit` in all. `reports` is in spawn order. Returns an error sentence, or empty.
-    [[nodiscard]] std::string run(std::chrono::nanoseconds limit, std::vector<Report>& reports);
+    /// Opens the gate once every child is ready, calls `on_open` (if any) right after, and
+    /// collects every Report, waiting at most `limit` in all. `reports` is in spawn order.
+    /// Returns an error sentence, or empty.
+    [[nodiscard]] std::string run(std::chrono::nanoseconds limit, std::vector<Report>& reports,
+                                  const std::function<void()>& on_open = {});
 
 private:
     struct Child {
