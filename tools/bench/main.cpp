@@ -1,6 +1,7 @@
 // shmbus-bench: latency, throughput and bandwidth of shmbus channels, measured side by side
 // with the kernel's IPC (FIFOs, Unix sockets, TCP loopback, POSIX message queues) and the
-// machine's floors (raw futex wake-up, memcpy), in one run.
+// machine's floors (raw futex wake-up, memcpy), in one run; and the control plane: channel
+// opens per second through a real shmbusd, the daemon's memory and its idle CPU.
 //
 // This file is the command line: it picks a suite, applies the filters, runs every
 // scenario the configured number of times (each run in freshly forked processes), and
@@ -16,6 +17,7 @@
 #include "report.hpp"
 #include "runner.hpp"
 #include "scenario.hpp"
+#include "shmbusd_process.hpp"
 #include "targets.hpp"
 #include "team.hpp"
 
@@ -117,13 +119,14 @@ int run(int argc, char** argv) {
     bool no_pin = false;
     bool list = false;
     std::string json_path, markdown_path, plot_dir;
+    std::string shmbusd_path;
 
     app.add_option("--suite", suite_name, "tiny (seconds), quick (< 1 min) or full (minutes)")
         ->check(CLI::IsMember({"tiny", "quick", "full"}));
     app.add_flag("--smoke", smoke, "Same as --suite tiny: a few seconds, for the smoke test");
     app.add_option("--transport", transports,
                    "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
-                   "futex-raw, memcpy")
+                   "futex-raw, memcpy, raw-ring, shmbusd (the control plane)")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "
@@ -131,7 +134,9 @@ int run(int argc, char** argv) {
         ->delimiter(',');
     app.add_option("--wait", waits, "Only these shmbus wait modes: spin, adaptive, futex")
         ->delimiter(',');
-    app.add_option("--test", tests, "Only these tests: latency, throughput, bandwidth")
+    app.add_option("--test", tests,
+                   "Only these tests: latency, throughput, bandwidth, control-open, daemon-rss, "
+                   "daemon-idle-cpu")
         ->delimiter(',');
     app.add_option("--size", sizes, "Only these message sizes (128, 4K, 64KiB, 1M)")
         ->delimiter(',');
@@ -143,6 +148,9 @@ int run(int argc, char** argv) {
     app.add_option("--json", json_path, "Write the results as JSON to this file");
     app.add_option("--markdown", markdown_path, "Write the results as Markdown tables");
     app.add_option("--plot-data", plot_dir, "Write gnuplot data files into this directory");
+    app.add_option("--shmbusd", shmbusd_path,
+                   "The shmbusd the control-plane tests start (default: the one built with "
+                   "shmbus-bench, else shmbusd on PATH)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -171,6 +179,13 @@ int run(int argc, char** argv) {
         settings.duration = std::chrono::nanoseconds{static_cast<std::int64_t>(*duration_s * 1e9)};
     }
     settings.pin = !no_pin;
+    std::string shmbusd_error;
+    settings.shmbusd = find_shmbusd(shmbusd_path, shmbusd_error);
+    if (!shmbusd_error.empty()) {
+        std::cerr << "shmbus-bench: " << shmbusd_error << '\n';
+        return 2;
+    }
+    const bool have_shmbusd = !settings.shmbusd.empty();
     const std::vector<Scenario> plan = apply_filters(suite->scenarios, filters);
     if (plan.empty()) {
         std::cerr << "shmbus-bench: the filters leave nothing of suite " << suite_name << '\n';
@@ -187,10 +202,14 @@ int run(int argc, char** argv) {
 
     if (list) {
         for (const Scenario& s : plan) {
-            const auto skip = skip_reason(s, info.machine.usable_cores);
-            std::cout << s.label() << ' ' << to_string(s.test) << ' ' << format_size(s.msg_size)
-                      << " batch " << s.batch << " subs " << s.subscribers
-                      << (skip ? " (skipped: " + *skip + ")" : std::string{}) << '\n';
+            const auto skip = skip_reason(s, info.machine.usable_cores, have_shmbusd);
+            std::cout << s.label() << ' ' << to_string(s.test) << ' ' << format_size(s.msg_size);
+            if (s.control_plane()) {
+                std::cout << " channels " << s.channels << " clients " << s.clients;
+            } else {
+                std::cout << " batch " << s.batch << " subs " << s.subscribers;
+            }
+            std::cout << (skip ? " (skipped: " + *skip + ")" : std::string{}) << '\n';
         }
         return 0;
     }
@@ -206,7 +225,7 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < plan.size(); ++i) {
         Summary sum;
         sum.scenario = plan[i];
-        sum.skipped = skip_reason(plan[i], info.machine.usable_cores);
+        sum.skipped = skip_reason(plan[i], info.machine.usable_cores, have_shmbusd);
         if (!sum.skipped) {
             for (std::uint32_t r = 1; r <= settings.runs; ++r) {
                 progress.show(i + 1, plan.size(), plan[i], r, settings.runs);

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -104,11 +105,92 @@ Table stream_table(const std::vector<Summary>& all, Test test) {
     return t;
 }
 
+/// A table of the control-plane rows of `test`: label, channels, clients, then the figure
+/// cells `cells(summary)` gives, one per header entry after the third.
+template <typename Cells>
+Table control_table(const std::vector<Summary>& all, Test test, std::string title,
+                    std::vector<std::string> header, Cells cells) {
+    Table t{std::move(title), std::move(header), {}};
+    for (const Summary& s : all) {
+        if (s.skipped || s.scenario.test != test) {
+            continue;
+        }
+        std::vector<std::string> row{s.scenario.label(), std::to_string(s.scenario.channels),
+                                     std::to_string(s.scenario.clients)};
+        if (s.good_runs() == 0) {
+            row.emplace_back("failed");
+        } else {
+            for (std::string& c : cells(s)) {
+                row.push_back(std::move(c));
+            }
+        }
+        row.resize(t.header.size());
+        t.rows.push_back(std::move(row));
+    }
+    return t;
+}
+
+Table opens_table(const std::vector<Summary>& all) {
+    return control_table(
+        all, Test::control_open,
+        "Channel opens through shmbusd (connect, hello, open, fd received, mapped, close; one "
+        "cycle per sample; median [min..max] of runs)",
+        {"transport", "channels", "clients", "opens/s", "p50", "p90", "p99", "p99.9", "max",
+         "cpu client", "cpu daemon"},
+        [](const Summary& s) {
+            return std::vector<std::string>{format_spread(s.opens_per_s, Unit::rate),
+                                            format_spread(s.p50_ns, Unit::ns),
+                                            format_median(s.p90_ns, Unit::ns),
+                                            format_spread(s.p99_ns, Unit::ns),
+                                            format_median(s.p999_ns, Unit::ns),
+                                            format_median(s.max_ns, Unit::ns),
+                                            format_median(s.client_cpu_ns_per_open, Unit::ns),
+                                            format_median(s.daemon_cpu_ns_per_open, Unit::ns)};
+        });
+}
+
+Table memory_table(const std::vector<Summary>& all) {
+    return control_table(
+        all, Test::daemon_rss,
+        "shmbusd memory (every client connected with one endpoint open; median [min..max] of "
+        "runs)",
+        {"transport", "channels", "clients", "VmRSS", "VmHWM", "anon", "file", "shmem",
+         "VmRSS before clients"},
+        [](const Summary& s) {
+            return std::vector<std::string>{format_spread(s.rss_bytes, Unit::memory),
+                                            format_median(s.hwm_bytes, Unit::memory),
+                                            format_median(s.rss_anon_bytes, Unit::memory),
+                                            format_median(s.rss_file_bytes, Unit::memory),
+                                            format_median(s.rss_shmem_bytes, Unit::memory),
+                                            format_median(s.rss_base_bytes, Unit::memory)};
+        });
+}
+
+Table idle_table(const std::vector<Summary>& all) {
+    return control_table(
+        all, Test::daemon_idle_cpu,
+        "shmbusd idle CPU (every client connected and idle; median [min..max] of runs)",
+        {"transport", "channels", "clients", "cpu", "wakeups/s"}, [](const Summary& s) {
+            return std::vector<std::string>{format_spread(s.cpu_percent, Unit::percent),
+                                            format_median(s.wakeups_per_s, Unit::rate)};
+        });
+}
+
+/// Every table, in the order the reports show them.
+std::vector<Table> all_tables(const std::vector<Summary>& summaries) {
+    return {latency_table(summaries),
+            stream_table(summaries, Test::throughput),
+            stream_table(summaries, Test::bandwidth),
+            opens_table(summaries),
+            memory_table(summaries),
+            idle_table(summaries)};
+}
+
 Table targets_table(const std::vector<Target>& targets) {
     Table t{"Targets", {"target", "goal", "measured", "status", "from"}, {}};
     for (const Target& g : targets) {
         const std::string status = !g.met ? "not measured" : (*g.met ? "met" : "MISSED");
-        t.rows.push_back({g.name, g.goal, g.ratio ? format_ratio(*g.ratio) : "-", status, g.basis});
+        t.rows.push_back({g.name, g.goal, g.measured.empty() ? "-" : g.measured, status, g.basis});
     }
     return t;
 }
@@ -116,10 +198,13 @@ Table targets_table(const std::vector<Target>& targets) {
 std::vector<std::string> notes(const std::vector<Summary>& all) {
     std::vector<std::string> out;
     for (const Summary& s : all) {
+        const Scenario& sc = s.scenario;
         const std::string what =
-            s.scenario.label() + " " + std::string{to_string(s.scenario.test)} + " " +
-            size_cell(s.scenario) + " batch " + std::to_string(s.scenario.batch) + " subs " +
-            subs_cell(s.scenario);
+            sc.label() + " " + std::string{to_string(sc.test)} + " " +
+            (sc.control_plane()
+                 ? "channels " + std::to_string(sc.channels) + " clients " +
+                       std::to_string(sc.clients)
+                 : size_cell(sc) + " batch " + std::to_string(sc.batch) + " subs " + subs_cell(sc));
         if (s.skipped) {
             out.push_back("skipped: " + what + ": " + *s.skipped);
         } else if (s.good_runs() < s.runs.size()) {
@@ -270,9 +355,9 @@ std::string write_file(const std::filesystem::path& path, const std::string& tex
 
 void print_report(std::ostream& out, const std::vector<Summary>& summaries,
                   const std::vector<Target>& targets) {
-    render_text(out, latency_table(summaries));
-    render_text(out, stream_table(summaries, Test::throughput));
-    render_text(out, stream_table(summaries, Test::bandwidth));
+    for (const Table& t : all_tables(summaries)) {
+        render_text(out, t);
+    }
     render_text(out, targets_table(targets));
     for (const std::string& n : notes(summaries)) {
         out << n << '\n';
@@ -295,9 +380,9 @@ std::string markdown_report(const RunInfo& info, const std::vector<Summary>& sum
     o << "- Load average (1, 5, 15 min) before: " << info.load_before
       << "; after: " << info.load_after << "\n\n";
     o << "```\n" << info.command << "\n```\n\n";
-    render_markdown(o, latency_table(summaries));
-    render_markdown(o, stream_table(summaries, Test::throughput));
-    render_markdown(o, stream_table(summaries, Test::bandwidth));
+    for (const Table& t : all_tables(summaries)) {
+        render_markdown(o, t);
+    }
     render_markdown(o, targets_table(targets), false);
     const auto n = notes(summaries);
     if (!n.empty()) {
@@ -358,6 +443,22 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         put_metric(row, "cpu_recv_ns_per_msg", s.cpu_recv_ns_per_msg);
         put_metric(row, "min_sub_msgs_per_s", s.min_sub_msgs_per_s);
         put_count(row, "lost", s.lost);
+        const auto control_count = [&](std::uint32_t n) {
+            return sc.control_plane() ? nlohmann::ordered_json(n) : nlohmann::ordered_json(nullptr);
+        };
+        row["channels"] = control_count(sc.channels);
+        row["clients"] = control_count(sc.clients);
+        put_metric(row, "opens_per_s", s.opens_per_s);
+        put_metric(row, "client_cpu_ns_per_open", s.client_cpu_ns_per_open);
+        put_metric(row, "daemon_cpu_ns_per_open", s.daemon_cpu_ns_per_open);
+        put_metric(row, "rss_bytes", s.rss_bytes);
+        put_metric(row, "hwm_bytes", s.hwm_bytes);
+        put_metric(row, "rss_anon_bytes", s.rss_anon_bytes);
+        put_metric(row, "rss_file_bytes", s.rss_file_bytes);
+        put_metric(row, "rss_shmem_bytes", s.rss_shmem_bytes);
+        put_metric(row, "rss_base_bytes", s.rss_base_bytes);
+        put_metric(row, "cpu_percent", s.cpu_percent);
+        put_metric(row, "wakeups_per_s", s.wakeups_per_s);
         results.push_back(std::move(row));
     }
     doc["results"] = std::move(results);
@@ -367,6 +468,7 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
             {"name", t.name},
             {"goal", t.goal},
             {"ratio", t.ratio ? nlohmann::ordered_json(*t.ratio) : nlohmann::ordered_json(nullptr)},
+            {"value", t.value ? nlohmann::ordered_json(*t.value) : nlohmann::ordered_json(nullptr)},
             {"met", t.met ? nlohmann::ordered_json(*t.met) : nlohmann::ordered_json(nullptr)},
             {"basis", t.basis},
         });

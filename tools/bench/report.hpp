@@ -3,8 +3,9 @@
 // Every output is built from the same summaries and targets, so they never disagree. The
 // JSON row shape is a published interface (docs/benchmarks.md, the plot script and the
 // smoke test read it): one object per scenario with the keys transport, kind, wait, test,
-// msg_size, batch, subscribers, publishers, runs, status, error, each metric as the median
-// of the runs plus <metric>_min and <metric>_max, null where a metric does not apply.
+// msg_size, batch, subscribers, publishers, runs, status, error, channels and clients (the
+// control plane's; null elsewhere), each metric as the median of the runs plus <metric>_min
+// and <metric>_max, null where a metric does not apply.
 #pragma once
 
 #include "machine.hpp"

@@ -4,6 +4,7 @@
 
 #include "baselines.hpp"
 #include "calibration.hpp"
+#include "control_plane.hpp"
 #include "shmbus_transport.hpp"
 
 #include <algorithm>
@@ -110,6 +111,9 @@ RunResult reduce_reports(const Scenario& s, std::vector<Report>& reports) {
 }
 
 RunResult run_once(const Scenario& s, const RunSettings& settings) {
+    if (s.control_plane()) {
+        return run_control_plane(s, settings);
+    }
     std::vector<Report> reports;
     std::string error;
     switch (s.transport) {

@@ -20,6 +20,7 @@ constexpr std::array kTransportNames{
     std::pair{Transport::futex_raw, "futex-raw"},
     std::pair{Transport::memory_copy, "memcpy"},
     std::pair{Transport::raw_ring, "raw-ring"},
+    std::pair{Transport::shmbusd, "shmbusd"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -35,9 +36,9 @@ constexpr std::array kWaitNames{
     std::pair{Wait::futex, "futex"},
 };
 constexpr std::array kTestNames{
-    std::pair{Test::latency, "latency"},
-    std::pair{Test::throughput, "throughput"},
-    std::pair{Test::bandwidth, "bandwidth"},
+    std::pair{Test::latency, "latency"},       std::pair{Test::throughput, "throughput"},
+    std::pair{Test::bandwidth, "bandwidth"},   std::pair{Test::control_open, "control-open"},
+    std::pair{Test::daemon_rss, "daemon-rss"}, std::pair{Test::daemon_idle_cpu, "daemon-idle-cpu"},
 };
 
 template <typename E, std::size_t N>
@@ -94,6 +95,34 @@ Scenario memcpy_calibration(std::uint64_t size) {
     return Scenario{Transport::memory_copy, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
 }
 
+// The channels of the control-plane tests have 1 KiB slots (the configuration's default).
+constexpr std::uint64_t kControlSlotSize = kKiB;
+
+/// `openers` processes, each opening and closing a subscriber in a loop, against a daemon
+/// with `channels` channels.
+Scenario control_open(std::uint32_t channels, std::uint32_t openers) {
+    Scenario s{Transport::shmbusd, Kind::none, Wait::none, Test::control_open,
+               kControlSlotSize,   1,          openers,    0};
+    s.channels = channels;
+    s.clients = openers;
+    return s;
+}
+
+/// `clients` clients connected to a daemon with `channels` channels: the first of them
+/// publish (one per channel), the others subscribe, one endpoint each.
+Scenario daemon_footprint(Test test, std::uint32_t channels, std::uint32_t clients) {
+    const std::uint32_t publishers = std::min(channels, clients);
+    Scenario s{Transport::shmbusd, Kind::none, Wait::none,           test,
+               kControlSlotSize,   1,          clients - publishers, publishers};
+    s.channels = channels;
+    s.clients = clients;
+    return s;
+}
+
+// The figures: 100 channels and 200 connected clients.
+constexpr std::uint32_t kTargetChannels = 100;
+constexpr std::uint32_t kTargetClients = 200;
+
 std::vector<Scenario> tiny_suite() {
     return {
         shm(Kind::queue_spsc, Wait::spin, Test::latency, 128),
@@ -105,6 +134,9 @@ std::vector<Scenario> tiny_suite() {
         raw_ring(Test::throughput, 128, 1),
         shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB),
         memcpy_calibration(64 * kKiB),
+        control_open(1, 1),
+        daemon_footprint(Test::daemon_rss, 4, 8),
+        daemon_footprint(Test::daemon_idle_cpu, 4, 8),
     };
 }
 
@@ -137,6 +169,8 @@ std::vector<Scenario> quick_suite() {
     v.push_back(raw_ring(Test::bandwidth, 64 * kKiB));
     v.push_back(memcpy_calibration(64 * kKiB));
     v.push_back(memcpy_calibration(64 * kMiB));
+    v.push_back(control_open(1, 1));
+    v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
     return v;
 }
 
@@ -208,6 +242,14 @@ std::vector<Scenario> full_suite() {
         v.push_back(memcpy_calibration(size));
     }
     v.push_back(memcpy_calibration(64 * kMiB));
+
+    // The control plane: one opener, several at once, and one against a fuller daemon.
+    for (std::uint32_t openers : {1U, 2U, 4U}) {
+        v.push_back(control_open(1, openers));
+    }
+    v.push_back(control_open(kTargetChannels, 1));
+    v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
+    v.push_back(daemon_footprint(Test::daemon_idle_cpu, kTargetChannels, kTargetClients));
     return v;
 }
 
@@ -261,6 +303,11 @@ std::uint32_t Scenario::processes() const noexcept {
     switch (transport) {
     case Transport::memory_copy:
         return 1;
+    case Transport::shmbusd:
+        if (test == Test::control_open) {
+            return clients;
+        }
+        return (clients + kClientsPerHolder - 1) / kClientsPerHolder;
     case Transport::shmbus:
         if (test == Test::latency && kind == Kind::queue_mpmc) {
             return 4; // two pingers, two pongers
@@ -307,7 +354,10 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
     return out;
 }
 
-std::optional<std::string> skip_reason(const Scenario& s, unsigned cores) {
+std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd) {
+    if (s.control_plane() && !have_shmbusd) {
+        return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
+    }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;
     if (spins && s.processes() > cores) {
         return "busy-spinning needs one core per process (" + std::to_string(s.processes()) +

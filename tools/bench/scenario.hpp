@@ -1,9 +1,11 @@
 // Scenarios: what one benchmark configuration is, and which ones a suite runs.
 //
 // A Scenario names a transport (shmbus or a baseline), the channel kind and wait mode for
-// shmbus, the test pattern and the message geometry. Suites are fixed lists of scenarios;
-// the command line filters them. Nothing here measures anything: this module is plain data
-// and pure functions, so the plan can be printed (--list) and tested without running it.
+// shmbus, the test pattern and the message geometry. The control-plane tests (transport
+// "shmbusd") name instead how many channels the daemon has and how many clients connect.
+// Suites are fixed lists of scenarios; the command line filters them. Nothing here measures
+// anything: this module is plain data and pure functions, so the plan can be printed (--list) and
+// tested without running it.
 //
 // Names are the ones the JSON output and the documentation use ("uds-seqpacket",
 // "broadcast-drop", "futex"), parsed back by the from_string functions for the filters.
@@ -28,6 +30,7 @@ enum class Transport {
     futex_raw,   ///< calibration: raw futex ping-pong between two processes
     memory_copy, ///< calibration: single-core memcpy bandwidth
     raw_ring,    ///< calibration: a minimal busy-polled SPSC ring in plain shared memory
+    shmbusd,     ///< the control plane: a real shmbusd started for the run
 };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.
@@ -37,9 +40,12 @@ enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop 
 enum class Wait { none, spin, adaptive, futex };
 
 enum class Test {
-    latency,    ///< ping-pong, one-way = RTT / 2, full sample sets
-    throughput, ///< one-way stream of small messages, one or `batch` per publish
-    bandwidth,  ///< one-way stream of large messages filled and checksummed in place
+    latency,         ///< ping-pong, one-way = RTT / 2, full sample sets
+    throughput,      ///< one-way stream of small messages, one or `batch` per publish
+    bandwidth,       ///< one-way stream of large messages filled and checksummed in place
+    control_open,    ///< shmbusd: connect, hello, open, fd received, mapped, close; repeated
+    daemon_rss,      ///< shmbusd: its memory with `channels` channels and `clients` clients
+    daemon_idle_cpu, ///< shmbusd: its CPU time while those clients are connected and idle
 };
 
 [[nodiscard]] std::string_view to_string(Transport t) noexcept;
@@ -51,6 +57,12 @@ enum class Test {
 [[nodiscard]] std::optional<Wait> wait_from_string(std::string_view s) noexcept;
 [[nodiscard]] std::optional<Test> test_from_string(std::string_view s) noexcept;
 
+/// Clients one process keeps connected in the daemon-rss and daemon-idle-cpu tests: each
+/// client holds its socket and, per endpoint, the mapped segments' descriptors and the
+/// duplicates the library keeps to offer back after a daemon restart, so 50 stay far below
+/// the usual limit of 1024 descriptors per process.
+inline constexpr std::uint32_t kClientsPerHolder = 50;
+
 /// One measured configuration.
 struct Scenario {
     Transport transport{Transport::fifo};
@@ -61,6 +73,12 @@ struct Scenario {
     std::uint32_t batch{1};       ///< messages per publish (per write() for baselines)
     std::uint32_t subscribers{1}; ///< readers (consumers on a queue)
     std::uint32_t publishers{1};  ///< writers (producers on a queue)
+    // Control plane (transport shmbusd) only; 0 elsewhere.
+    std::uint32_t channels{0}; ///< channels in the daemon's configuration
+    std::uint32_t clients{0};  ///< connected clients: openers (control-open) or held open
+
+    /// Whether this is a control-plane test (transport shmbusd).
+    [[nodiscard]] bool control_plane() const noexcept { return transport == Transport::shmbusd; }
 
     /// "shmbus queue-spsc spin", "fifo", "memcpy": the row label of tables and plots.
     [[nodiscard]] std::string label() const;
@@ -76,6 +94,7 @@ struct RunSettings {
     std::uint32_t runs{3};
     bool pin{true};
     std::size_t max_samples{std::size_t{1} << 22}; ///< latency samples kept per pinger
+    std::string shmbusd; ///< the daemon binary the control-plane tests start; empty: none
 };
 
 /// A suite: its scenarios and its default run settings.
@@ -101,7 +120,9 @@ struct Filters {
                                                   const Filters& filters);
 
 /// Why `s` cannot run on `cores` usable cores (busy-spinning needs one core per process, a
-/// baseline has a size limit), or nullopt if it can.
-[[nodiscard]] std::optional<std::string> skip_reason(const Scenario& s, unsigned cores);
+/// baseline has a size limit, a control-plane test needs a shmbusd binary and
+/// `have_shmbusd` says there is none), or nullopt if it can.
+[[nodiscard]] std::optional<std::string> skip_reason(const Scenario& s, unsigned cores,
+                                                     bool have_shmbusd = true);
 
 } // namespace bench

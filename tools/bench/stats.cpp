@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 
 namespace bench {
 namespace {
@@ -95,6 +96,25 @@ void summarise_runs(Summary& s) {
     s.lost = spread_over(s.runs, [](const RunResult& r) -> std::optional<double> {
         return static_cast<double>(r.lost);
     });
+    // The control plane's metrics, field by field: one pointer-to-member table.
+    using Field = std::optional<double> RunResult::*;
+    using Target = std::optional<Spread> Summary::*;
+    static constexpr std::pair<Field, Target> kControl[] = {
+        {&RunResult::opens_per_s, &Summary::opens_per_s},
+        {&RunResult::client_cpu_ns_per_open, &Summary::client_cpu_ns_per_open},
+        {&RunResult::daemon_cpu_ns_per_open, &Summary::daemon_cpu_ns_per_open},
+        {&RunResult::rss_bytes, &Summary::rss_bytes},
+        {&RunResult::hwm_bytes, &Summary::hwm_bytes},
+        {&RunResult::rss_anon_bytes, &Summary::rss_anon_bytes},
+        {&RunResult::rss_file_bytes, &Summary::rss_file_bytes},
+        {&RunResult::rss_shmem_bytes, &Summary::rss_shmem_bytes},
+        {&RunResult::rss_base_bytes, &Summary::rss_base_bytes},
+        {&RunResult::cpu_percent, &Summary::cpu_percent},
+        {&RunResult::wakeups_per_s, &Summary::wakeups_per_s},
+    };
+    for (const auto& [field, target] : kControl) {
+        s.*target = spread_over(s.runs, [field](const RunResult& r) { return r.*field; });
+    }
 }
 
 } // namespace bench

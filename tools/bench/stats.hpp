@@ -27,6 +27,13 @@ struct RunResult {
     std::optional<double> cpu_send_ns_per_msg, cpu_recv_ns_per_msg, cpu_ns_per_msg;
     std::optional<double> min_sub_msgs_per_s; ///< the slowest reader's own receive rate
     std::uint64_t lost{0};
+    // Control plane (shmbusd). control-open fills the latency fields too, per open.
+    std::optional<double> opens_per_s;
+    std::optional<double> client_cpu_ns_per_open, daemon_cpu_ns_per_open;
+    std::optional<double> rss_bytes, hwm_bytes, rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;
+    std::optional<double> rss_base_bytes; ///< VmRSS once ready, before any client connected
+    std::optional<double> cpu_percent;    ///< of one core, over the idle interval
+    std::optional<double> wakeups_per_s;  ///< times the daemon was scheduled in, per second
 
     [[nodiscard]] bool ok() const noexcept { return error.empty(); }
 };
@@ -54,6 +61,9 @@ struct Summary {
     std::optional<Spread> cpu_send_ns_per_msg, cpu_recv_ns_per_msg, cpu_ns_per_msg;
     std::optional<Spread> min_sub_msgs_per_s;
     std::optional<Spread> lost;
+    std::optional<Spread> opens_per_s, client_cpu_ns_per_open, daemon_cpu_ns_per_open;
+    std::optional<Spread> rss_bytes, hwm_bytes, rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;
+    std::optional<Spread> rss_base_bytes, cpu_percent, wakeups_per_s;
 
     /// Runs that succeeded.
     [[nodiscard]] std::uint32_t good_runs() const noexcept;

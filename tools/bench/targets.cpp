@@ -53,10 +53,66 @@ Target ratio_target(std::string name, double goal, bool at_most, const std::opti
         return t;
     }
     t.ratio = (*num)->median / (*den)->median;
+    t.measured = format_ratio(*t.ratio);
     t.met = at_most ? *t.ratio <= goal : *t.ratio >= goal;
     t.basis = num_name + " " + format_value((*num)->median, unit) + " / " + den_name + " " +
               format_value((*den)->median, unit);
     return t;
+}
+
+Pick control(Test test, std::uint32_t channels, std::uint32_t clients) {
+    return [=](const Scenario& s) {
+        return s.control_plane() && s.test == test && s.channels == channels &&
+               s.clients == clients;
+    };
+}
+
+/// A target "figure >= goal" (or "<= goal" when `at_most`) on the median of `figure`.
+Target absolute_target(std::string name, std::string goal_text, double goal, bool at_most,
+                       const std::optional<Spread>* figure, Unit unit) {
+    Target t;
+    t.name = std::move(name);
+    t.goal = std::move(goal_text);
+    if (figure == nullptr || !*figure) {
+        t.basis = "not measured in this run";
+        return t;
+    }
+    t.value = (*figure)->median;
+    t.measured = format_value(*t.value, unit);
+    t.met = at_most ? *t.value <= goal : *t.value >= goal;
+    t.basis = "median of " + format_spread(*figure, unit);
+    return t;
+}
+
+void control_plane_targets(const std::vector<Summary>& all, std::vector<Target>& out) {
+    const Summary* opens = find(all, control(Test::control_open, 1, 1));
+    out.push_back(absolute_target(
+        "channel opens (connect, hello, open, fd received, mapped), one client", ">= 5000/s", 5000,
+        false, opens != nullptr ? &opens->opens_per_s : nullptr, Unit::rate));
+    if (opens != nullptr && opens->daemon_cpu_ns_per_open) {
+        out.back().basis += "; daemon CPU " +
+                            format_value(opens->daemon_cpu_ns_per_open->median, Unit::ns) +
+                            " per open";
+    }
+
+    const Summary* rss = find(all, control(Test::daemon_rss, 100, 200));
+    out.push_back(absolute_target("daemon RSS with 100 channels and 200 connected clients",
+                                  "<= 10 MB", 10e6, true,
+                                  rss != nullptr ? &rss->rss_bytes : nullptr, Unit::memory));
+    if (rss != nullptr && rss->hwm_bytes) {
+        out.back().basis += "; VmHWM " + format_value(rss->hwm_bytes->median, Unit::memory);
+    }
+
+    // "0 %": nothing polls, so the daemon does not run at all. 0.01 % of a core (100 µs a
+    // second) leaves room for the last reply of the set-up still on its way out.
+    const Summary* idle = find(all, control(Test::daemon_idle_cpu, 100, 200));
+    out.push_back(absolute_target("0% CPU when idle (100 channels, 200 clients connected)",
+                                  "<= 0.01 %", 0.01, true,
+                                  idle != nullptr ? &idle->cpu_percent : nullptr, Unit::percent));
+    if (idle != nullptr && idle->wakeups_per_s) {
+        out.back().basis +=
+            "; " + format_value(idle->wakeups_per_s->median, Unit::rate) + " wake-ups";
+    }
 }
 
 } // namespace
@@ -116,6 +172,7 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
         b.met = *b.met && lost == 0;
     }
     out.push_back(std::move(b));
+    control_plane_targets(all, out);
     return out;
 }
 

@@ -1,7 +1,9 @@
 // Targets: the performance goals of the issue, checked against a run's summaries.
 //
 // Each target compares the medians of two scenarios of the same run (so both saw the same
-// machine state) and says whether the ratio meets the goal. A target whose scenarios were
+// machine state) and says whether the ratio meets the goal; the control plane's targets
+// are absolute instead (opens per second, bytes of memory, percent of a core), checked
+// against the median of one scenario. A target whose scenarios were
 // not part of the run (filtered out, skipped, failed) is reported as not measured, never
 // as met. The shmbus side of the throughput and bandwidth targets is the SPSC queue in
 // spin mode; docs/benchmarks.md says so beside the figures.
@@ -19,6 +21,8 @@ struct Target {
     std::string name;            ///< "busy-spin p50 vs FIFO p50 (128 B)"
     std::string goal;            ///< ">= 300x"
     std::optional<double> ratio; ///< the measured ratio, oriented like the goal
+    std::optional<double> value; ///< the measured figure, for an absolute target
+    std::string measured;        ///< ratio or value for people ("1.25x", "4.87 k/s"); or empty
     std::optional<bool> met;     ///< nullopt: not measured in this run
     std::string basis;           ///< the two figures the ratio comes from
 };
