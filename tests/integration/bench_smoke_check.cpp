@@ -1,7 +1,8 @@
 // Checks the shape of a shmbus-bench JSON report (the bench_smoke test): every key the
 // documentation promises is there with the right type, null exactly where a metric does
-// not apply to the row's test, and at least one configuration ran. Timings are not
-// judged: a benchmark is never a timed test.
+// not apply to the row's test, at least one configuration ran, and every test of the tiny
+// suite (the control plane's included) has its row. Timings are not judged: a benchmark is
+// never a timed test.
 //
 // Usage: bench_smoke_check REPORT.json. Prints every problem found; exit status 1 if any.
 
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -44,6 +46,17 @@ bool one_of(const json& v, std::initializer_list<const char*> names) {
 
 constexpr std::array kLatencyKeys{"p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"};
 constexpr std::array kStreamKeys{"msgs_per_s", "bytes_per_s", "cpu_ns_per_msg"};
+// The control plane's metrics, and the test whose rows have them.
+constexpr std::array<std::pair<const char*, const char*>, 6> kControlKeys{{
+    {"opens_per_s", "control-open"},
+    {"client_cpu_ns_per_open", "control-open"},
+    {"rss_bytes", "daemon-rss"},
+    {"hwm_bytes", "daemon-rss"},
+    {"rss_base_bytes", "daemon-rss"},
+    {"cpu_percent", "daemon-idle-cpu"},
+}};
+constexpr std::array kTests{"latency",      "throughput", "bandwidth",
+                            "control-open", "daemon-rss", "daemon-idle-cpu"};
 
 void check_row(Checker& c, const json& row, const std::string& at) {
     if (!row.is_object()) {
@@ -52,7 +65,7 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     }
     c.require(one_of(row.value("transport", json{}),
                      {"shmbus", "fifo", "uds-stream", "uds-seqpacket", "tcp", "posix-mq",
-                      "futex-raw", "memcpy", "raw-ring"}),
+                      "futex-raw", "memcpy", "raw-ring", "shmbusd"}),
               at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});
     c.require(kind.is_null() ||
@@ -62,16 +75,26 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     c.require(wait.is_null() || one_of(wait, {"spin", "adaptive", "futex"}),
               at + ".wait is neither null nor a known wait mode");
     const json test = row.value("test", json{});
-    c.require(one_of(test, {"latency", "throughput", "bandwidth"}), at + ".test is unknown");
+    c.require(one_of(test, {"latency", "throughput", "bandwidth", "control-open", "daemon-rss",
+                            "daemon-idle-cpu"}),
+              at + ".test is unknown");
     for (const char* key : {"msg_size", "batch", "subscribers", "runs"}) {
         c.require(row.contains(key) && row[key].is_number_unsigned(),
                   at + "." + key + " is not an unsigned integer");
+    }
+    const bool control = row.value("transport", json{}) == "shmbusd";
+    for (const char* key : {"channels", "clients"}) {
+        const json v = row.value(key, json{"missing"});
+        c.require(control ? v.is_number_unsigned() : v.is_null(),
+                  at + "." + key +
+                      (control ? " is not an unsigned integer" : " is not null outside shmbusd"));
     }
     const json status = row.value("status", json{});
     c.require(one_of(status, {"ok", "failed", "skipped"}), at + ".status is unknown");
 
     const bool ok = status == "ok";
-    const bool latency = test == "latency";
+    const bool latency = test == "latency" || test == "control-open";
+    const bool stream = test == "throughput" || test == "bandwidth";
     const std::string row_kind = test.is_string() ? test.get<std::string>() : "?";
     const auto check_metric = [&](const std::string& key, bool expect_value) {
         for (const std::string& k : {key, key + "_min", key + "_max"}) {
@@ -96,7 +119,10 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         check_metric(key, latency);
     }
     for (const char* key : kStreamKeys) {
-        check_metric(key, !latency);
+        check_metric(key, stream);
+    }
+    for (const auto& [key, owner] : kControlKeys) {
+        check_metric(key, test == owner);
     }
     c.require(row.contains("lost") && (row["lost"].is_null() || row["lost"].is_number_unsigned()),
               at + ".lost is neither null nor an unsigned integer");
@@ -138,7 +164,29 @@ int main(int argc, char** argv) {
             ran += results[i].value("status", "") == "ok" ? 1 : 0;
         }
         c.require(ran > 0, "no configuration ran");
-        c.require(doc.contains("targets") && doc["targets"].is_array(), "targets is missing");
+        for (const char* t : kTests) {
+            bool found = false;
+            for (std::size_t i = 0; results.is_array() && i < results.size(); ++i) {
+                found = found || results[i].value("test", json{}) == t;
+            }
+            c.require(found, std::string{"no row of test "} + t);
+        }
+        const json targets = doc.value("targets", json{});
+        c.require(targets.is_array(), "targets is missing");
+        for (std::size_t i = 0; targets.is_array() && i < targets.size(); ++i) {
+            const json& t = targets[i];
+            const std::string at = "targets[" + std::to_string(i) + "]";
+            c.require(t.is_object() && t.value("name", json{}).is_string() &&
+                          t.value("goal", json{}).is_string() &&
+                          t.value("basis", json{}).is_string(),
+                      at + " lacks its name, goal or basis");
+            for (const char* key : {"ratio", "value"}) {
+                c.require(t.contains(key) && (t[key].is_null() || t[key].is_number()),
+                          at + "." + key + " is neither null nor a number");
+            }
+            c.require(t.contains("met") && (t["met"].is_null() || t["met"].is_boolean()),
+                      at + ".met is neither null nor a boolean");
+        }
     } catch (const json::exception& e) {
         c.require(false, std::string{"invalid JSON: "} + e.what());
     }

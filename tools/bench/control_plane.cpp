@@ -156,7 +156,7 @@ RunResult run_opens(const Scenario& s, const RunSettings& settings, const Shmbus
 RunResult run_footprint(const Scenario& s, const RunSettings& settings,
                         const ShmbusdProcess& daemon) {
     RunResult r;
-    if (const auto base = read_memory(daemon.pid())) {
+    if (const auto base = read_memory(daemon.pid()); base && s.test == Test::daemon_rss) {
         r.rss_base_bytes = static_cast<double>(base->rss);
     }
     SharedBoard board;
