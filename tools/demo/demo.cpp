@@ -193,6 +193,7 @@ shmbus::ClientOptions client_options(const Options& o, const char* name) {
     shmbus::ClientOptions c;
     c.socket_path = o.socket;
     c.client_name = name;
+    c.wait_for_daemon = std::chrono::seconds{10}; // start in any order with shmbusd
     return c;
 }
 
