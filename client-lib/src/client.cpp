@@ -60,6 +60,7 @@
 #include <sys/un.h>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -647,6 +648,17 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
     }
 
+    Result<void> create(const proto::Create& m) {
+        auto r = call(m, "create");
+        if (!r) {
+            return r.take_error();
+        }
+        if (!std::holds_alternative<proto::Ok>(r->message.body)) {
+            return unexpected("create", r->message);
+        }
+        return ok();
+    }
+
     Error unexpected(std::string_view what, const proto::Message& got) const {
         return make_error(Errc::protocol_error,
                           "shmbusd at " + socket_path + " answered " + quoted(what) + " with " +
@@ -766,14 +778,37 @@ Result<void> Client::create_channel(const ChannelSpec& spec) noexcept {
         if (!impl_) {
             return moved_from();
         }
-        auto r = impl_->call(proto::Create{spec}, "create");
-        if (!r) {
-            return r.take_error();
+        return impl_->create(proto::Create{spec, proto::kAllSpecFields});
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    }
+}
+
+Result<void> Client::create_channel(const ChannelRequest& request) noexcept {
+    try {
+        if (!impl_) {
+            return moved_from();
         }
-        if (!std::holds_alternative<proto::Ok>(r->message.body)) {
-            return impl_->unexpected("create", r->message);
-        }
-        return ok();
+        proto::Create m;
+        m.spec.name = request.name;
+        m.given = 0;
+        // A field left out travels with its bit clear (a number also as 0, which is how a
+        // 1.0 daemon knows it is left out); the daemon fills it in.
+        auto take = [&](const auto& field, auto& into, std::uint32_t bit) {
+            if (field) {
+                into = *field;
+                m.given |= bit;
+            } else if constexpr (std::is_integral_v<std::remove_reference_t<decltype(into)>>) {
+                into = 0;
+            }
+        };
+        take(request.kind, m.spec.kind, proto::kSpecKind);
+        take(request.slot_size, m.spec.slot_size, proto::kSpecSlotSize);
+        take(request.slot_count, m.spec.slot_count, proto::kSpecSlotCount);
+        take(request.overflow, m.spec.overflow, proto::kSpecOverflow);
+        take(request.max_publishers, m.spec.max_publishers, proto::kSpecMaxPublishers);
+        take(request.max_subscribers, m.spec.max_subscribers, proto::kSpecMaxSubscribers);
+        return impl_->create(m);
     } catch (const std::bad_alloc&) {
         return out_of_memory();
     }

@@ -252,7 +252,7 @@ Reply ClientSession::on_close(std::uint32_t id, const proto::Close& m) {
 }
 
 Reply ClientSession::on_create(std::uint32_t id, const proto::Create& m) {
-    auto created = state_.create_dynamic(client(), m.spec);
+    auto created = state_.create_dynamic(client(), m.spec, m.given);
     if (!created) {
         return error(id, created.error());
     }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <set>
+#include <type_traits>
 
 namespace shmbus::daemon {
 
@@ -201,7 +202,8 @@ void DaemonState::forget_client(std::uint64_t id) {
     clients_.erase(id);
 }
 
-Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec spec) {
+Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec spec,
+                                         std::uint32_t given) {
     const DynamicChannelPolicy& policy = config_.dynamic_channels;
     if (!policy.allowed) {
         return make_error(Errc::permission_denied,
@@ -212,19 +214,24 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
                           "uid " + std::to_string(client.credentials.uid) +
                               " may not create channels (dynamic_channels.users/groups)");
     }
-    // Zero means "left out": the policy's defaults fill it in.
-    if (spec.slot_size == 0) {
-        spec.slot_size = policy.defaults.slot_size;
+    // Left out (its bit clear, or a 0 from a 1.0 client): the policy's defaults fill it in.
+    auto fill = [given](auto& field, const auto& fallback, std::uint32_t bit) {
+        if ((given & bit) == 0 || field == std::remove_reference_t<decltype(field)>{}) {
+            field = fallback;
+        }
+    };
+    const ChannelSpec& d = policy.defaults;
+    if ((given & proto::kSpecKind) == 0) {
+        spec.kind = d.kind;
     }
-    if (spec.slot_count == 0) {
-        spec.slot_count = policy.defaults.slot_count;
+    if ((given & proto::kSpecOverflow) == 0) {
+        // A queue always blocks: a broadcast default of drop does not apply to it.
+        spec.overflow = spec.kind == ChannelKind::queue ? Overflow::block : d.overflow;
     }
-    if (spec.max_publishers == 0) {
-        spec.max_publishers = policy.defaults.max_publishers;
-    }
-    if (spec.max_subscribers == 0) {
-        spec.max_subscribers = policy.defaults.max_subscribers;
-    }
+    fill(spec.slot_size, d.slot_size, proto::kSpecSlotSize);
+    fill(spec.slot_count, d.slot_count, proto::kSpecSlotCount);
+    fill(spec.max_publishers, d.max_publishers, proto::kSpecMaxPublishers);
+    fill(spec.max_subscribers, d.max_subscribers, proto::kSpecMaxSubscribers);
     if (spec.slot_size > policy.max_slot_size) {
         return make_error(Errc::limit_reached, "slot_size " + std::to_string(spec.slot_size) +
                                                    " is above dynamic_channels.max_slot_size " +

@@ -81,8 +81,11 @@ public:
     void forget_client(std::uint64_t id);
 
     /// Creates a dynamic channel for `client`: policy, creator ACL, sizes, per-client and
-    /// global limits. The new channel admits its creator's uid for both roles.
-    [[nodiscard]] Result<void> create_dynamic(const ClientRecord& client, ChannelSpec spec);
+    /// global limits. Fields of `spec` not in `given` (proto::SpecField bits), and numeric
+    /// fields that are 0, take dynamic_channels.defaults. The new channel admits its
+    /// creator's uid for both roles.
+    [[nodiscard]] Result<void> create_dynamic(const ClientRecord& client, ChannelSpec spec,
+                                              std::uint32_t given = proto::kAllSpecFields);
 
     /// Loads the configuration again and applies it. The Ok value is a summary of what
     /// changed; the error lists every configuration error (the running one is kept).

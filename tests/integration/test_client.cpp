@@ -515,3 +515,56 @@ TEST_CASE("a client that waits for shmbusd in vain gets not_found naming the soc
     CHECK_THAT(c.error().message(), Catch::Contains(o.socket_path) && Catch::Contains("30 ms"));
     CHECK(lines.count("waiting up to 30 ms") == 1);
 }
+
+TEST_CASE("a created channel takes the daemon's dynamic_channels.defaults for what the request "
+          "leaves out") {
+    DaemonProcess d{R"(
+dynamic_channels:
+  defaults:
+    kind: broadcast
+    slot_size: 128
+    slot_count: 8
+    overflow: drop
+    max_subscribers: 3
+)"};
+    REQUIRE(d.start());
+    Client client = connect_to(d);
+    auto info_of = [&](const std::string& name) {
+        auto detail = client.channel_info(name);
+        INFO((detail ? std::string{} : detail.error().message()));
+        REQUIRE(detail);
+        return detail->summary.info;
+    };
+
+    auto created = client.create_channel(ChannelRequest{.name = "all-defaults"});
+    INFO((created ? std::string{} : created.error().message()));
+    REQUIRE(created);
+    const ChannelInfo all = info_of("all-defaults");
+    CHECK(all.kind == ChannelKind::broadcast);
+    CHECK(all.overflow == Overflow::drop);
+    CHECK(all.slot_size == 128);
+    CHECK(all.slot_count == 8);
+    CHECK(all.max_subscribers == 3);
+
+    // A queue always blocks, whatever the broadcast default says.
+    REQUIRE(client.create_channel(
+        ChannelRequest{.name = "a-queue", .kind = ChannelKind::queue, .slot_count = 16}));
+    const ChannelInfo queue = info_of("a-queue");
+    CHECK(queue.kind == ChannelKind::queue);
+    CHECK(queue.overflow == Overflow::block);
+    CHECK(queue.slot_count == 16);
+    CHECK(queue.slot_size == 128);
+
+    // A full spec is taken as it is, kind and overflow included.
+    ChannelSpec spec;
+    spec.name = "explicit";
+    spec.kind = ChannelKind::queue;
+    spec.slot_size = 64;
+    spec.slot_count = 4;
+    REQUIRE(client.create_channel(spec));
+    const ChannelInfo given = info_of("explicit");
+    CHECK(given.kind == ChannelKind::queue);
+    CHECK(given.slot_size == 64);
+    CHECK(given.slot_count == 4);
+    CHECK(given.max_publishers == 1);
+}

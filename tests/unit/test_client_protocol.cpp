@@ -278,8 +278,9 @@ TEST_CASE("a daemon of another protocol major is refused naming both versions") 
     auto c = ready(pending);
     REQUIRE_FALSE(c);
     CHECK(c.code() == Errc::version_mismatch);
-    CHECK(c.error().detail ==
-          "shmbusd at " + d.path() + " speaks control protocol 2.5, this library 1.0");
+    CHECK(c.error().detail == "shmbusd at " + d.path() +
+                                  " speaks control protocol 2.5, this library 1." +
+                                  std::to_string(proto::kProtocolMinor));
 }
 
 TEST_CASE("a daemon whose header is of another major is refused naming both versions") {

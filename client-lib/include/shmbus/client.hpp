@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,18 @@ struct ClientOptions {
     /// restored. Called from the Client's thread or its background thread, never while it
     /// holds a lock. Empty: one line on stderr each, prefixed "shmbus: ".
     std::function<void(std::string_view)> log;
+};
+
+/// A dynamic channel as a client asks for it: what is left out takes the daemon's
+/// `dynamic_channels.defaults` (docs/configuration.md).
+struct ChannelRequest {
+    std::string name{}; ///< 1..63 bytes of [A-Za-z0-9_.:/-]
+    std::optional<ChannelKind> kind{};
+    std::optional<std::uint64_t> slot_size{};
+    std::optional<std::uint64_t> slot_count{};
+    std::optional<Overflow> overflow{};
+    std::optional<std::uint32_t> max_publishers{};
+    std::optional<std::uint32_t> max_subscribers{};
 };
 
 /// One channel in the discovery table.
@@ -119,7 +132,12 @@ public:
     /// Opens `channel` for reading (a consumer, on a queue). Errors as open_publisher().
     [[nodiscard]] Result<Subscriber> open_subscriber(std::string_view channel,
                                                      const EndpointOptions& options = {}) noexcept;
-    /// Creates a dynamic channel, where the daemon's configuration allows it.
+    /// Creates a dynamic channel, where the daemon's configuration allows it; fields left
+    /// out take its `dynamic_channels.defaults`. Errc::permission_denied when this user may
+    /// not create, Errc::limit_reached naming the limit (sizes, per-client count, total
+    /// memory), Errc::already_exists, Errc::invalid_argument naming the field.
+    [[nodiscard]] Result<void> create_channel(const ChannelRequest& request) noexcept;
+    /// The same with every field given as in `spec` (a zero size or count is left out).
     [[nodiscard]] Result<void> create_channel(const ChannelSpec& spec) noexcept;
 
     [[nodiscard]] Result<std::vector<ChannelSummary>> list_channels() noexcept;

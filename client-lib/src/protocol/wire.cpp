@@ -222,6 +222,9 @@ public:
     }
 
     /// Refuses to send a value the protocol does not allow.
+    /// A field appended by a later minor version: always written.
+    [[nodiscard]] static constexpr bool extension_present() noexcept { return true; }
+
     void require(bool condition, const FieldPath& path, std::string_view problem) {
         if (!condition && ok()) {
             fail(path, std::string{problem});
@@ -354,6 +357,10 @@ public:
     }
 
     /// Rejects a decoded value the protocol does not allow.
+    /// Whether the body goes on past the fields read so far: a field appended by a later
+    /// minor version is read only then, and an older peer's body ends before it.
+    [[nodiscard]] bool extension_present() const noexcept { return ok() && pos_ < bytes_.size(); }
+
     void require(bool condition, const FieldPath& path, std::string_view problem) {
         if (!condition && ok()) {
             fail(path, std::string{problem});
@@ -541,6 +548,11 @@ void fields(Io& io, T& v, const FieldPath& p) {
 template <typename Io, Is<Create> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.spec, {&p, "spec"});
+    if (io.extension_present()) { // protocol 1.1
+        io.field(v.given, {&p, "given"});
+        io.require((v.given & ~kAllSpecFields) == 0, {&p, "given"},
+                   "has bits no protocol version defines");
+    }
 }
 
 template <typename Io, Is<ChannelInfoRequest> T>

@@ -40,7 +40,7 @@ namespace shmbus::proto {
 
 inline constexpr std::uint32_t kMagic = 0x53554253;         // "SBUS" little-endian
 inline constexpr std::uint16_t kProtocolMajor = 1;
-inline constexpr std::uint16_t kProtocolMinor = 0;
+inline constexpr std::uint16_t kProtocolMinor = 1;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxBodyBytes = std::size_t{128} * 1024; // set SO_SNDBUF/SO_RCVBUF above this
 inline constexpr std::size_t kMaxMessageBytes = kHeaderBytes + kMaxBodyBytes;
@@ -95,8 +95,23 @@ struct Close {
     std::uint32_t endpoint_index{0};
 };
 
+/// Create::given: which fields of the spec the client set (protocol 1.1).
+enum SpecField : std::uint32_t {
+    kSpecKind = 1U << 0,
+    kSpecSlotSize = 1U << 1,
+    kSpecSlotCount = 1U << 2,
+    kSpecOverflow = 1U << 3,
+    kSpecMaxPublishers = 1U << 4,
+    kSpecMaxSubscribers = 1U << 5,
+};
+inline constexpr std::uint32_t kAllSpecFields = 0x3f;
+
 struct Create {
-    ChannelSpec spec; ///< a dynamic channel; allowed only where the config says so
+    ChannelSpec spec;  ///< a dynamic channel; allowed only where the config says so
+    /// SpecField bits of the fields the client set; the others take the daemon's
+    /// dynamic_channels.defaults, and so does a numeric field that is 0 (what a 1.0 client,
+    /// which does not send `given`, means by leaving one out). Appended in 1.1.
+    std::uint32_t given{kAllSpecFields};
 };
 
 struct ListChannels {};
