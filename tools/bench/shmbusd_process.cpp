@@ -357,7 +357,7 @@ std::string ShmbusdProcess::start(const std::string& binary, const ChannelSet& c
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, notify_path.c_str(), sizeof addr.sun_path - 1);
     if (::bind(notify, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        const std::string e = errno_text("bind " + notify_path.native());
+        std::string e = errno_text("bind " + notify_path.native());
         ::close(notify);
         return e;
     }

@@ -112,8 +112,9 @@ void summarise_runs(Summary& s) {
         {&RunResult::cpu_percent, &Summary::cpu_percent},
         {&RunResult::wakeups_per_s, &Summary::wakeups_per_s},
     };
-    for (const auto& [field, target] : kControl) {
-        s.*target = spread_over(s.runs, [field](const RunResult& r) { return r.*field; });
+    for (const auto& entry : kControl) {
+        const Field field = entry.first;
+        s.*entry.second = spread_over(s.runs, [field](const RunResult& r) { return r.*field; });
     }
 }
 
