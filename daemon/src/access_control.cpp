@@ -14,6 +14,26 @@ namespace shmbus::daemon {
 
 namespace {
 
+// SO_PEERGROUPS (Linux 4.13): the supplementary groups of the credentials the peer connected
+// with, from the socket itself, like SO_PEERCRED. No /proc read, no race with the peer's exit
+// or a reused pid. False where the kernel does not have it.
+bool groups_from_socket(int fd, std::vector<std::uint32_t>& out) {
+    std::vector<gid_t> groups(64);
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        auto len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+            groups.resize(len / sizeof(gid_t));
+            out.assign(groups.begin(), groups.end());
+            return true;
+        }
+        if (errno != ERANGE) {
+            return false;
+        }
+        groups.resize(len / sizeof(gid_t) + 1); // the kernel said how much it needs
+    }
+    return false;
+}
+
 // "Groups:\t4 24 27\n" from /proc/PID/status; false if the file or line is missing.
 bool groups_from_proc(std::uint32_t pid, std::vector<std::uint32_t>& out) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -66,8 +86,12 @@ Result<Credentials> peer_credentials(int fd) {
     who.pid = static_cast<std::uint32_t>(cred.pid);
     who.uid = cred.uid;
     who.gid = cred.gid;
-    // /proc tells the groups of the process itself (setgroups() included); the database is
-    // the fallback when the process is gone or lives in another pid namespace (pid 0).
+    // The socket tells the groups the peer connected with (setgroups() included); /proc
+    // those of the process on an older kernel; the database is the last resort when the
+    // process is gone or lives in another pid namespace (pid 0).
+    if (groups_from_socket(fd, who.groups)) {
+        return who;
+    }
     if (cred.pid <= 0 || !groups_from_proc(who.pid, who.groups)) {
         groups_from_database(who.uid, who.gid, who.groups);
     }

@@ -1,9 +1,10 @@
 // Who a client is, and what it may do.
 //
 // A client's identity is what the kernel says about the peer of its control connection
-// (SO_PEERCRED: pid, uid, gid at connect() time) plus its supplementary groups, read from
-// /proc/PID/status ("Groups:"), or from the group database for its uid (getgrouplist) when
-// /proc cannot tell (the process already exited, or another pid namespace). Nothing a client
+// (SO_PEERCRED: pid, uid, gid at connect() time) plus its supplementary groups at connect()
+// time (SO_PEERGROUPS); on a kernel without it, from /proc/PID/status ("Groups:"), or from
+// the group database for its uid (getgrouplist) when /proc cannot tell (the process already
+// exited, or another pid namespace). Nothing a client
 // *says* about itself decides anything; its name and pid are for logs only.
 //
 // The decisions are pure functions of the configuration's access lists and these

@@ -4,7 +4,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <array>
+#include <fcntl.h>
+#include <grp.h>
+#include <string>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace shmbus;
@@ -75,7 +82,7 @@ TEST_CASE("admins are root, the daemon's user and daemon.admin") {
     CHECK(is_admin(config, user(1000, 100, {10}), kDaemonUid));
 }
 
-TEST_CASE("SO_PEERCRED reports the peer's pid and uid, and /proc its groups") {
+TEST_CASE("SO_PEERCRED reports the peer's pid and uid, and SO_PEERGROUPS its groups") {
     int fds[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) == 0);
     auto who = peer_credentials(fds[0]);
@@ -89,4 +96,60 @@ TEST_CASE("SO_PEERCRED reports the peer's pid and uid, and /proc its groups") {
     REQUIRE(::getgroups(static_cast<int>(mine.size()), mine.data()) ==
             static_cast<int>(mine.size()));
     CHECK(who->groups.size() == mine.size());
+}
+
+TEST_CASE("SO_PEERGROUPS reports the groups a peer connected with, not those it has later") {
+    if (::geteuid() != 0) {
+        WARN("needs root to call setgroups() in a child; skipped");
+        return;
+    }
+    char dir_template[] = "/tmp/shmbus-peergroups-XXXXXX";
+    REQUIRE(::mkdtemp(dir_template) != nullptr);
+    const std::string path = std::string{dir_template} + "/s";
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, path.size());
+    const int listener = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    REQUIRE(listener >= 0);
+    REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener, 1) == 0);
+    int go[2];
+    REQUIRE(::pipe2(go, O_CLOEXEC) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // Connects with groups 4242 and 4343, then takes other groups and waits to be told
+        // to leave, so that /proc would show the new ones while the socket keeps the old.
+        ::close(go[1]);
+        const std::array<gid_t, 2> first{4242, 4343};
+        const std::array<gid_t, 1> later{5555};
+        const int s = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (::setgroups(first.size(), first.data()) != 0 ||
+            ::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::setgroups(later.size(), later.data()) != 0 || ::send(s, "x", 1, 0) != 1) {
+            _exit(1);
+        }
+        char byte = 0;
+        (void)!::read(go[0], &byte, 1);
+        _exit(0);
+    }
+    ::close(go[0]);
+    const int conn = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    REQUIRE(conn >= 0);
+    char byte = 0;
+    REQUIRE(::recv(conn, &byte, 1, 0) == 1); // the child has taken its later groups now
+    auto who = peer_credentials(conn);
+    ::close(go[1]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    ::close(conn);
+    ::close(listener);
+    ::unlink(path.c_str());
+    ::rmdir(dir_template);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE(who);
+    std::vector<std::uint32_t> groups = who->groups;
+    std::sort(groups.begin(), groups.end());
+    CHECK(groups == std::vector<std::uint32_t>{4242, 4343});
 }
