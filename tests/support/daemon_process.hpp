@@ -10,10 +10,12 @@
 // if the test did not stop it), the notify socket and the temporary directory (removed with
 // everything in it). Helpers to talk to the daemon over the control protocol are below.
 //
-// Threads: one per DaemonProcess, draining the notify socket as systemd does — a datagram
-// socket nobody reads fills after net.unix.max_dgram_qlen (10) messages and then blocks the
-// daemon's sd_notify(). The daemon is exec'd, so it is exactly the binary under test
-// (SHMBUSD_PATH, a compile definition of the test).
+// Threads: one per DatagramSink (the notify socket of every DaemonProcess, and any other
+// datagram socket a test stands in for, such as the journal's), draining it as systemd does —
+// a datagram socket nobody reads fills after net.unix.max_dgram_qlen (10) messages and then
+// blocks the daemon's sd_notify() or sd_journal_send(). The daemon is exec'd, so it is exactly
+// the binary under test (SHMBUSD_PATH, a compile definition of the test), possibly through a
+// launcher such as systemd-socket-activate.
 #pragma once
 
 #include <protocol/seqpacket.hpp>
@@ -30,13 +32,18 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <poll.h>
 #include <stdexcept>
 #include <string>
+#include <sys/inotify.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -168,6 +175,141 @@ inline Exit run_shmbusd(const std::vector<std::string>& args, std::string* stder
     return e.value_or(Exit{});
 }
 
+/// Waits until `path` exists (inotify on its directory, so no polling). False at the deadline.
+inline bool wait_for_path(const std::filesystem::path& path,
+                          std::chrono::steady_clock::time_point deadline) {
+    UniqueFd watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
+    if (!watch ||
+        ::inotify_add_watch(watch.get(), path.parent_path().c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+        throw std::runtime_error("inotify on " + path.parent_path().native() + " failed");
+    }
+    // Looked at after the watch exists, so a file created in between is not missed.
+    while (!std::filesystem::exists(path)) {
+        pollfd p{watch.get(), POLLIN, 0};
+        const int rc = ::poll(&p, 1, ms_left(deadline));
+        if (rc < 0 && errno == EINTR) {
+            continue;
+        }
+        if (rc <= 0) {
+            return std::filesystem::exists(path);
+        }
+        alignas(inotify_event) char events[4096];
+        while (::read(watch.get(), events, sizeof events) > 0) {
+        }
+    }
+    return true;
+}
+
+/// A datagram socket bound at a path, read by a thread of its own as a service manager (or
+/// journald) would read it. Every datagram is kept, with the descriptors that came with it
+/// handed to `on_arrival` (called under the sink's lock, on its thread).
+class DatagramSink {
+public:
+    using OnArrival = std::function<void(const std::string& text, std::vector<UniqueFd>& fds)>;
+
+    explicit DatagramSink(const std::filesystem::path& path, OnArrival on_arrival = {})
+        : on_arrival_{std::move(on_arrival)} {
+        sock_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+        if (::bind(sock_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            throw std::runtime_error("cannot bind a datagram socket at " + path.native());
+        }
+        int pipe_fds[2];
+        if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+            throw std::runtime_error("pipe2 failed");
+        }
+        stop_read_.reset(pipe_fds[0]);
+        stop_write_.reset(pipe_fds[1]);
+        reader_ = std::thread([this] { drain(); });
+    }
+    DatagramSink(const DatagramSink&) = delete;
+    DatagramSink& operator=(const DatagramSink&) = delete;
+    ~DatagramSink() {
+        stop_write_.reset(); // wakes the reader: end of file on its stop pipe
+        reader_.join();
+    }
+
+    /// Waits until a datagram containing `needle` has arrived after the last one this
+    /// returned; that datagram, or nothing at the deadline.
+    std::optional<std::string> wait_for(const std::string& needle,
+                                        std::chrono::steady_clock::time_point deadline) {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            for (; seen_ < received_.size(); ++seen_) {
+                if (received_[seen_].find(needle) != std::string::npos) {
+                    return received_[seen_++];
+                }
+            }
+            if (arrived_.wait_until(lock, deadline) == std::cv_status::timeout) {
+                return std::nullopt;
+            }
+        }
+    }
+    /// Every datagram received so far.
+    [[nodiscard]] std::vector<std::string> received() const {
+        std::lock_guard lock(mutex_);
+        return received_;
+    }
+
+private:
+    void drain() {
+        std::vector<char> buf(256 * 1024); // journal entries may be large
+        for (;;) {
+            pollfd p[2] = {{sock_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
+            if (::poll(p, 2, -1) < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                return;
+            }
+            if (p[1].revents != 0) {
+                return;
+            }
+            iovec iov{buf.data(), buf.size()};
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+            msghdr msg{};
+            msg.msg_iov = &iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control;
+            msg.msg_controllen = sizeof control;
+            const ssize_t n = ::recvmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+            if (n < 0) {
+                continue;
+            }
+            std::vector<UniqueFd> fds;
+            for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                    const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                    for (std::size_t k = 0; k < count; ++k) {
+                        int fd = -1;
+                        std::memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+                        fds.emplace_back(fd);
+                    }
+                }
+            }
+            std::string text(buf.data(), static_cast<std::size_t>(n));
+            std::lock_guard lock(mutex_);
+            if (on_arrival_) {
+                on_arrival_(text, fds);
+            }
+            received_.push_back(std::move(text));
+            arrived_.notify_all();
+        }
+    }
+
+    OnArrival on_arrival_;
+    UniqueFd sock_;
+    UniqueFd stop_read_;
+    UniqueFd stop_write_;
+    mutable std::mutex mutex_;
+    std::condition_variable arrived_;
+    std::vector<std::string> received_;
+    std::size_t seen_{0};
+    std::thread reader_;
+};
+
 /// A running shmbusd for one test.
 class DaemonProcess {
 public:
@@ -179,20 +321,10 @@ public:
         state_dir_ = dir_.path() / "state";
         notify_path_ = dir_.path() / "notify";
         write_file(config_path_, options_.config_yaml);
-        notify_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::strncpy(addr.sun_path, notify_path_.c_str(), sizeof addr.sun_path - 1);
-        if (::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            throw std::runtime_error("cannot bind the notify socket");
-        }
-        int pipe_fds[2];
-        if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-            throw std::runtime_error("pipe2 failed");
-        }
-        stop_read_.reset(pipe_fds[0]);
-        stop_write_.reset(pipe_fds[1]);
-        reader_ = std::thread([this] { drain_notifications(); });
+        notify_ = std::make_unique<DatagramSink>(
+            notify_path_, [this](const std::string& text, std::vector<UniqueFd>& fds) {
+                keep_stored_fd(text, fds);
+            });
     }
     DaemonProcess(const DaemonProcess&) = delete;
     DaemonProcess& operator=(const DaemonProcess&) = delete;
@@ -201,8 +333,7 @@ public:
             ::kill(pid_, SIGKILL);
             (void)wait_for_exit(pid_, generous_deadline());
         }
-        stop_write_.reset(); // wakes the reader: end of file on its stop pipe
-        reader_.join();
+        notify_.reset(); // stops its reader before the store it fills goes
     }
 
     /// More command-line arguments (before start()).
@@ -239,12 +370,80 @@ public:
         options_.bind_own_socket = false;
         return *this;
     }
+    /// Runs shmbusd through `launcher` (a program's absolute path and its arguments; shmbusd's
+    /// own command line follows them), as `systemd-socket-activate ... shmbusd ...` does.
+    DaemonProcess& with_launcher(std::vector<std::string> launcher) {
+        options_.launcher = std::move(launcher);
+        return *this;
+    }
+    /// Sends the daemon's stderr to stderr_path() instead of the test's. The file exists from
+    /// here on, so that a test can name it (JOURNAL_STREAM) before start().
+    DaemonProcess& with_stderr_file() {
+        stderr_file_.reset(::open(stderr_path().c_str(),
+                                  O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600));
+        if (!stderr_file_) {
+            throw std::runtime_error("cannot create " + stderr_path().native());
+        }
+        return *this;
+    }
+    [[nodiscard]] std::filesystem::path stderr_path() const { return dir_.path() / "stderr"; }
+    /// What the daemon (and its launcher) wrote to stderr_path() so far.
+    [[nodiscard]] std::string stderr_text() const {
+        std::ifstream in(stderr_path());
+        return std::string{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    }
+    /// Waits until stderr_path() contains `needle` (inotify on the file, so no polling).
+    bool wait_for_stderr(const std::string& needle,
+                         std::chrono::steady_clock::time_point deadline) const {
+        UniqueFd watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
+        if (!watch || ::inotify_add_watch(watch.get(), stderr_path().c_str(), IN_MODIFY) < 0) {
+            throw std::runtime_error("inotify on " + stderr_path().native() + " failed");
+        }
+        // Read after the watch exists, so a line written in between is not missed.
+        while (stderr_text().find(needle) == std::string::npos) {
+            pollfd p{watch.get(), POLLIN, 0};
+            const int rc = ::poll(&p, 1, ms_left(deadline));
+            if (rc < 0 && errno == EINTR) {
+                continue;
+            }
+            if (rc <= 0) {
+                return stderr_text().find(needle) != std::string::npos;
+            }
+            alignas(inotify_event) char events[4096];
+            while (::read(watch.get(), events, sizeof events) > 0) {
+            }
+        }
+        return true;
+    }
+    /// Runs `setup` in the child between fork() and exec (a namespace, a mount). It prints
+    /// why it fails and _exit()s on its own; it must not touch the parent's threads' state.
+    DaemonProcess& with_child_setup(std::function<void()> setup) {
+        options_.child_setup = std::move(setup);
+        return *this;
+    }
 
     /// Starts the daemon and waits for READY=1. False (with the reason in `why`) if it exited
     /// or did not become ready in time.
     bool start(std::string* why = nullptr) {
-        std::vector<std::string> args = {SHMBUSD_PATH, "--config", config_path_.native(),
-                                         "--state-dir", state_dir_.native()};
+        launch();
+        if (!wait_for_notification("READY=1", generous_deadline())) {
+            if (why != nullptr) {
+                *why = "shmbusd did not send READY=1 in time (or exited)";
+            }
+            return false;
+        }
+        return true;
+    }
+
+    /// Starts the process without waiting for READY=1 (a socket-activating launcher starts
+    /// shmbusd only at the first connection).
+    void launch() {
+        std::vector<std::string> args = options_.launcher;
+        for (const std::string& a :
+             {std::string{SHMBUSD_PATH}, std::string{"--config"}, config_path_.native(),
+              std::string{"--state-dir"}, state_dir_.native()}) {
+            args.push_back(a);
+        }
         if (options_.bind_own_socket) {
             args.push_back("--socket");
             args.push_back(socket_path_.native());
@@ -269,6 +468,12 @@ public:
             throw std::runtime_error("fork failed");
         }
         if (pid == 0) {
+            if (stderr_file_) {
+                ::dup2(stderr_file_.get(), STDERR_FILENO);
+            }
+            if (options_.child_setup) {
+                options_.child_setup();
+            }
             if (!options_.passed.empty()) {
                 // Move every descriptor above the target range first, then into 3, 4, ...
                 std::vector<int> high;
@@ -298,35 +503,17 @@ public:
             _exit(127);
         }
         pid_ = pid;
-        if (!wait_for_notification("READY=1", generous_deadline())) {
-            if (why != nullptr) {
-                *why = "shmbusd did not send READY=1 in time (or exited)";
-            }
-            return false;
-        }
-        return true;
     }
 
     /// Waits until a notification containing `needle` has arrived after the last one this
     /// returned true for.
     bool wait_for_notification(const std::string& needle,
                                std::chrono::steady_clock::time_point deadline) {
-        std::unique_lock lock(mutex_);
-        for (;;) {
-            for (; seen_ < notifications_.size(); ++seen_) {
-                if (notifications_[seen_].find(needle) != std::string::npos) {
-                    ++seen_;
-                    return true;
-                }
-            }
-            if (arrived_.wait_until(lock, deadline) == std::cv_status::timeout) {
-                return false;
-            }
-        }
+        return notify_->wait_for(needle, deadline).has_value();
     }
     /// The descriptor store the daemon filled (FDSTORE=1), as name → descriptor (duplicates).
     [[nodiscard]] std::vector<std::pair<std::string, UniqueFd>> stored_fds() const {
-        std::lock_guard lock(mutex_);
+        std::lock_guard lock(store_mutex_);
         std::vector<std::pair<std::string, UniqueFd>> out;
         for (const auto& [name, fd] : store_) {
             out.emplace_back(name, UniqueFd{::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3)});
@@ -334,10 +521,7 @@ public:
         return out;
     }
     /// Notifications received so far.
-    [[nodiscard]] std::vector<std::string> notifications() const {
-        std::lock_guard lock(mutex_);
-        return notifications_;
-    }
+    [[nodiscard]] std::vector<std::string> notifications() const { return notify_->received(); }
 
     /// SIGTERM, then waits for the exit. Nothing if it did not exit in time.
     std::optional<Exit> stop() { return signal_and_wait(SIGTERM); }
@@ -359,6 +543,8 @@ public:
     [[nodiscard]] const std::filesystem::path& socket_path() const { return socket_path_; }
     [[nodiscard]] const std::filesystem::path& config_path() const { return config_path_; }
     [[nodiscard]] const std::filesystem::path& dir() const { return dir_.path(); }
+    /// The datagram socket given as NOTIFY_SOCKET.
+    [[nodiscard]] const std::filesystem::path& notify_path() const { return notify_path_; }
     /// Descriptors the daemon has open (/proc/PID/fd).
     [[nodiscard]] std::size_t open_descriptors() const {
         std::size_t n = 0;
@@ -370,56 +556,19 @@ public:
     }
 
 private:
-    void drain_notifications() {
-        for (;;) {
-            pollfd p[2] = {{notify_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
-            if (::poll(p, 2, -1) < 0) {
-                if (errno == EINTR) {
-                    continue;
-                }
-                return;
-            }
-            if (p[1].revents != 0) {
-                return;
-            }
-            char buf[4096];
-            iovec iov{buf, sizeof buf};
-            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
-            msghdr msg{};
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof control;
-            const ssize_t n = ::recvmsg(notify_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-            if (n <= 0) {
-                continue;
-            }
-            std::vector<UniqueFd> fds;
-            for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                    const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                    for (std::size_t k = 0; k < count; ++k) {
-                        int fd = -1;
-                        std::memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
-                        fds.emplace_back(fd);
-                    }
-                }
-            }
-            std::string text(buf, static_cast<std::size_t>(n));
-            std::lock_guard lock(mutex_);
-            // The descriptor store, as systemd keeps it: FDSTORE=1 adds, FDSTOREREMOVE=1 drops.
-            const auto name_at = text.find("FDNAME=");
-            if (name_at != std::string::npos) {
-                std::string name = text.substr(name_at + 7);
-                name = name.substr(0, name.find('\n'));
-                if (text.find("FDSTOREREMOVE=1") != std::string::npos) {
-                    store_.erase(name);
-                } else if (text.find("FDSTORE=1") != std::string::npos && !fds.empty()) {
-                    store_[name] = std::move(fds.front());
-                }
-            }
-            notifications_.push_back(std::move(text));
-            arrived_.notify_all();
+    // The descriptor store, as systemd keeps it: FDSTORE=1 adds, FDSTOREREMOVE=1 drops.
+    void keep_stored_fd(const std::string& text, std::vector<UniqueFd>& fds) {
+        const auto name_at = text.find("FDNAME=");
+        if (name_at == std::string::npos) {
+            return;
+        }
+        std::string name = text.substr(name_at + 7);
+        name = name.substr(0, name.find('\n'));
+        std::lock_guard lock(store_mutex_);
+        if (text.find("FDSTOREREMOVE=1") != std::string::npos) {
+            store_.erase(name);
+        } else if (text.find("FDSTORE=1") != std::string::npos && !fds.empty()) {
+            store_[name] = std::move(fds.front());
         }
     }
 
@@ -429,6 +578,8 @@ private:
         std::vector<std::string> extra_env;
         std::vector<std::pair<int, std::string>> passed;
         bool bind_own_socket{true};
+        std::vector<std::string> launcher;
+        std::function<void()> child_setup;
     };
     Options options_;
     TempDir dir_;
@@ -436,16 +587,11 @@ private:
     std::filesystem::path socket_path_;
     std::filesystem::path state_dir_;
     std::filesystem::path notify_path_;
-    UniqueFd notify_;
-    UniqueFd stop_read_;
-    UniqueFd stop_write_;
-    mutable std::mutex mutex_;
-    std::condition_variable arrived_;
+    UniqueFd stderr_file_;
+    mutable std::mutex store_mutex_;
     std::map<std::string, UniqueFd> store_;
-    std::thread reader_;
+    std::unique_ptr<DatagramSink> notify_;
     pid_t pid_{-1};
-    std::vector<std::string> notifications_;
-    std::size_t seen_{0};
 };
 
 /// Connects a SOCK_SEQPACKET socket to `path`; empty on failure.
