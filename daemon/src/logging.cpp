@@ -1,4 +1,4 @@
-// Logging: spdlog on stderr, or sd_journal_send() with structured fields. See logging.hpp.
+// Logging: spdlog on stderr, or sd_journal_sendv() with structured fields. See logging.hpp.
 //
 // The logger is process-wide state, set by init_logging() on the loop's thread before the
 // loop runs and used only from that thread afterwards. spdlog's stderr sink is the
@@ -9,11 +9,13 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-journal.h>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <syslog.h>
 
 namespace shmbus::daemon {
@@ -112,48 +114,32 @@ void log(LogLevel level, std::string_view message, const LogFields& fields) {
         return;
     }
     if (s.journal) {
-        // Fields are passed as "KEY=value" strings; absent ones become an empty CHANNEL= etc.
-        // which journald stores as empty — so give them only when known.
-        const std::string msg = "MESSAGE=" + std::string{message};
-        const std::string prio = "PRIORITY=" + std::to_string(to_syslog_priority(level));
-        const std::string channel =
-            fields.channel.empty() ? std::string{} : "CHANNEL=" + std::string{fields.channel};
-        const std::string pid =
-            fields.client_pid ? "CLIENT_PID=" + std::to_string(*fields.client_pid) : std::string{};
-        const std::string uid =
-            fields.client_uid ? "CLIENT_UID=" + std::to_string(*fields.client_uid) : std::string{};
-        const std::string name = fields.client_name.empty()
-                                     ? std::string{}
-                                     : "CLIENT_NAME=" + std::string{fields.client_name};
-        const char* extra[4];
-        int n = 0;
-        for (const std::string* f : {&channel, &pid, &uid, &name}) {
-            if (!f->empty()) {
-                extra[n++] = f->c_str();
-            }
+        // Each field is one iovec, passed as it is. Never sd_journal_send(): it treats every
+        // field as a printf format, and messages carry client-chosen text (a client's name
+        // with "%n" or "%s" would make it write or read through pointers never passed).
+        // Fields that are not known are left out rather than sent empty.
+        std::array<std::string, 7> entry;
+        std::size_t n = 0;
+        entry[n++] = "MESSAGE=" + std::string{message};
+        entry[n++] = "PRIORITY=" + std::to_string(to_syslog_priority(level));
+        entry[n++] = "SYSLOG_IDENTIFIER=shmbusd";
+        if (!fields.channel.empty()) {
+            entry[n++] = "CHANNEL=" + std::string{fields.channel};
         }
-        // sd_journal_send is variadic and NULL-terminated; pass the fields we have.
-        switch (n) {
-        case 0:
-            sd_journal_send(msg.c_str(), prio.c_str(), "SYSLOG_IDENTIFIER=shmbusd", nullptr);
-            break;
-        case 1:
-            sd_journal_send(msg.c_str(), prio.c_str(), "SYSLOG_IDENTIFIER=shmbusd", extra[0],
-                            nullptr);
-            break;
-        case 2:
-            sd_journal_send(msg.c_str(), prio.c_str(), "SYSLOG_IDENTIFIER=shmbusd", extra[0],
-                            extra[1], nullptr);
-            break;
-        case 3:
-            sd_journal_send(msg.c_str(), prio.c_str(), "SYSLOG_IDENTIFIER=shmbusd", extra[0],
-                            extra[1], extra[2], nullptr);
-            break;
-        default:
-            sd_journal_send(msg.c_str(), prio.c_str(), "SYSLOG_IDENTIFIER=shmbusd", extra[0],
-                            extra[1], extra[2], extra[3], nullptr);
-            break;
+        if (fields.client_pid) {
+            entry[n++] = "CLIENT_PID=" + std::to_string(*fields.client_pid);
         }
+        if (fields.client_uid) {
+            entry[n++] = "CLIENT_UID=" + std::to_string(*fields.client_uid);
+        }
+        if (!fields.client_name.empty()) {
+            entry[n++] = "CLIENT_NAME=" + std::string{fields.client_name};
+        }
+        std::array<iovec, 7> iov{};
+        for (std::size_t k = 0; k < n; ++k) {
+            iov[k] = iovec{entry[k].data(), entry[k].size()};
+        }
+        (void)sd_journal_sendv(iov.data(), static_cast<int>(n)); // a refused entry is dropped
         return;
     }
     if (!s.stderr_logger) {

@@ -1,14 +1,15 @@
 // The daemon's log: readable lines on stderr, or structured journald entries under systemd.
 //
 // Owns: the one logger of the process (a static, set up by init_logging() before the loop
-// starts). This is the only module that includes spdlog sinks or sd_journal_send(); the rest
+// starts). This is the only module that includes spdlog sinks or sd-journal.h; the rest
 // of the daemon calls log() with a message and the fields it knows.
 //
 // Destination: when the daemon's stderr is the journal stream systemd set up (JOURNAL_STREAM
-// names stderr's device:inode), entries go to journald through sd_journal_send() with
+// names stderr's device:inode), entries go to journald through sd_journal_sendv() with
 // MESSAGE=, PRIORITY=, and CHANNEL=, CLIENT_PID=, CLIENT_UID=, CLIENT_NAME= where known, so
-// `journalctl -u shmbusd CHANNEL=jobs` works. Otherwise spdlog writes one line per entry to
-// stderr: "2024-05-01 12:00:00.123 info client 7 (pid 42, uid 1000, 'demo') ...".
+// `journalctl -u shmbusd CHANNEL=jobs` works; values are sent verbatim, never as formats.
+// Otherwise spdlog writes one line per entry to stderr:
+// "2024-05-01 12:00:00.123 info client 7 (pid 42, uid 1000, 'demo') ...".
 //
 // Thread: the event loop's thread only (the daemon has no other). Failure policy: logging
 // never fails the caller; a journal that refuses an entry is ignored.
