@@ -53,8 +53,14 @@ struct EventLoop::Impl {
     bool watchdog_started{false};
     uv_timer_t grace{};
     bool grace_running{false};
-    uv_check_t state_writer{};
+    uv_check_t after_iteration{}; // started while something below is pending
+    bool check_started{false};
     bool state_write_pending{false};
+    bool status_pending{false};
+    std::string last_status; // the STATUS= text last sent
+    /// Connections whose replies wait for this iteration's state-file write (by id: one may
+    /// close meanwhile).
+    std::vector<std::uint64_t> flush_after_write;
     UniqueFd listen_fd;
     bool activated{false};
     bool created_socket_file{false};
@@ -76,7 +82,14 @@ struct EventLoop::Impl {
     void update_poll(Connection& c);
     void stop();
     void reload();
-    void notify_status_line() { notify_status(state.status_line()); }
+    /// STATUS= once per loop iteration at most, and only when its text changed: an open
+    /// cycle changes the counts several times, and each datagram wakes the service manager.
+    void notify_status_line() {
+        status_pending = true;
+        schedule_after_iteration();
+    }
+    void schedule_after_iteration();
+    void run_after_iteration();
 };
 
 struct Connection {
@@ -282,6 +295,13 @@ void EventLoop::Impl::read_requests(Connection& c) {
         if (!reply.bytes.empty()) {
             c.outgoing.push_back(std::move(reply));
         }
+        if (state_write_pending) {
+            // Group commit: a reply that changed the state file leaves only once the file
+            // is written, after this iteration's requests, so that a daemon killed right
+            // after an open still has its record. The connection reads no more meanwhile.
+            flush_after_write.push_back(c.session.client_id());
+            return;
+        }
         flush(c);
     }
 }
@@ -376,14 +396,51 @@ void EventLoop::Impl::stop() {
     }
     state.flush_state();
     state_write_pending = false;
-    uv_check_stop(&state_writer);
-    close_handle(&state_writer);
+    status_pending = false;
+    uv_check_stop(&after_iteration);
+    check_started = false;
+    close_handle(&after_iteration);
     if (created_socket_file) {
         // Remove the file only if it is still the socket we bound (not a successor's).
         const std::string path = state.paths().socket.native();
         struct stat st {};
         if (::stat(path.c_str(), &st) == 0 && st.st_dev == socket_dev && st.st_ino == socket_ino) {
             ::unlink(path.c_str());
+        }
+    }
+}
+
+// The check handle runs after this iteration's I/O callbacks: every request of the burst
+// has been handled, so the state file is written and STATUS= sent once for all of them.
+void EventLoop::Impl::schedule_after_iteration() {
+    if (stopping || check_started) {
+        return;
+    }
+    check_started = true;
+    uv_check_start(&after_iteration,
+                   [](uv_check_t* h) { static_cast<Impl*>(h->data)->run_after_iteration(); });
+}
+
+void EventLoop::Impl::run_after_iteration() {
+    check_started = false;
+    uv_check_stop(&after_iteration);
+    if (state_write_pending) {
+        state_write_pending = false;
+        state.flush_state();
+    }
+    std::vector<std::uint64_t> waiting;
+    waiting.swap(flush_after_write);
+    for (const std::uint64_t id : waiting) {
+        if (auto it = connections.find(id); it != connections.end() && !it->second->closing) {
+            flush(*it->second);
+        }
+    }
+    if (status_pending) {
+        status_pending = false;
+        std::string line = state.status_line();
+        if (line != last_status) {
+            notify_status(line);
+            last_status = std::move(line);
         }
     }
 }
@@ -435,8 +492,8 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
     uv_signal_init(&impl->loop, &impl->sighup);
     uv_signal_init(&impl->loop, &impl->sigterm);
     uv_signal_init(&impl->loop, &impl->sigint);
-    uv_check_init(&impl->loop, &impl->state_writer);
-    impl->state_writer.data = self;
+    uv_check_init(&impl->loop, &impl->after_iteration);
+    impl->after_iteration.data = self;
     impl->listener.data = self;
     impl->sighup.data = self;
     impl->sigterm.data = self;
@@ -492,22 +549,13 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
             self->notify_status_line();
         }
     };
-    // Runs after this iteration's I/O callbacks: every reply of the burst has been handled,
-    // so the file is written once for all of them.
     state.on_state_dirty = [self] {
-        if (self->stopping || self->state_write_pending) {
-            if (self->stopping) {
-                self->state.flush_state();
-            }
+        if (self->stopping) {
+            self->state.flush_state();
             return;
         }
         self->state_write_pending = true;
-        uv_check_start(&self->state_writer, [](uv_check_t* h) {
-            auto* s = static_cast<Impl*>(h->data);
-            s->state_write_pending = false;
-            uv_check_stop(h);
-            s->state.flush_state();
-        });
+        self->schedule_after_iteration();
     };
     return std::unique_ptr<EventLoop>(new EventLoop(std::move(impl)));
 }
