@@ -89,25 +89,25 @@ DaemonState::DaemonState(Config config, ConfigPath config_path, RuntimePaths pat
     : config_{std::move(config)}, config_path_{std::move(config_path)}, paths_{std::move(paths)},
       daemon_uid_{daemon_uid} {}
 
-Result<void> DaemonState::check_room_for(const ChannelSpec& spec) const {
-    if (registry_.size() >= config_.limits.max_channels) {
+Result<void> DaemonState::check_room_for(const ChannelSpec& spec, const Limits& limits) const {
+    if (registry_.size() >= limits.max_channels) {
         return make_error(Errc::limit_reached, "cannot create channel '" + spec.name +
                                                    "': the daemon has " +
                                                    std::to_string(registry_.size()) +
                                                    " channels, limits.max_channels is " +
-                                                   std::to_string(config_.limits.max_channels));
+                                                   std::to_string(limits.max_channels));
     }
     auto bytes = channel_bytes(spec);
     if (!bytes) {
         return bytes.take_error();
     }
     const std::uint64_t total = registry_.total_bytes();
-    if (total + *bytes > config_.limits.max_total_segment_bytes) {
+    if (total + *bytes > limits.max_total_segment_bytes) {
         return make_error(Errc::limit_reached,
                           "cannot create channel '" + spec.name + "': it needs " +
                               std::to_string(*bytes) + " bytes, " + std::to_string(total) +
                               " are in use and limits.max_total_segment_bytes is " +
-                              std::to_string(config_.limits.max_total_segment_bytes));
+                              std::to_string(limits.max_total_segment_bytes));
     }
     return ok();
 }
@@ -121,7 +121,7 @@ Result<void> DaemonState::create_configured_channels() {
             existing->acl = cc.acl;
             continue;
         }
-        if (auto room = check_room_for(cc.spec); !room) {
+        if (auto room = check_room_for(cc.spec, config_.limits); !room) {
             return room.take_error();
         }
         auto made = registry_.create(cc.spec, cc.acl, ChannelOrigin{},
@@ -252,7 +252,7 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
     if (registry_.find(spec.name) != nullptr) {
         return make_error(Errc::already_exists, "channel '" + spec.name + "' exists already");
     }
-    if (auto room = check_room_for(spec); !room) {
+    if (auto room = check_room_for(spec, config_.limits); !room) {
         return room.take_error();
     }
     ChannelAcl acl{only_user(client.credentials.uid), only_user(client.credentials.uid)};
@@ -315,7 +315,7 @@ std::string DaemonState::apply(Config next) {
                 continue;
             }
             registry_.remove(cc.spec.name);
-            if (auto room = check_room_for(cc.spec); !room) {
+            if (auto room = check_room_for(cc.spec, next.limits); !room) {
                 lines.push_back("channel '" + cc.spec.name +
                                 "' removed but not re-created: " + room.error().message());
                 continue;
@@ -327,7 +327,7 @@ std::string DaemonState::apply(Config next) {
                                        "' removed but not re-created: " + made.error().message());
             continue;
         }
-        if (auto room = check_room_for(cc.spec); !room) {
+        if (auto room = check_room_for(cc.spec, next.limits); !room) {
             lines.push_back("channel '" + cc.spec.name +
                             "' not created: " + room.error().message());
             continue;

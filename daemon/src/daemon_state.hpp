@@ -156,7 +156,8 @@ private:
             on_change();
         }
     }
-    [[nodiscard]] Result<void> check_room_for(const ChannelSpec& spec) const;
+    /// Whether `spec` fits `limits` (the running ones, or a reload's new ones).
+    [[nodiscard]] Result<void> check_room_for(const ChannelSpec& spec, const Limits& limits) const;
 };
 
 /// load_config() + resolve_accounts(system_accounts()): the configuration or every error.
