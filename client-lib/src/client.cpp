@@ -51,6 +51,7 @@
 #include <fcntl.h>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <poll.h>
 #include <span>
 #include <string>
@@ -476,11 +477,39 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         return exchange(body, what, deadline);
     }
 
+    /// The daemon's error still queued on a connection it closed, if there is one.
+    std::optional<Error> refusal_after_close() {
+        int fd = -1;
+        {
+            const std::lock_guard lock{mutex};
+            fd = sock.get();
+        }
+        if (fd < 0) {
+            return std::nullopt;
+        }
+        auto got = proto::receive_message(fd, Clock::now());
+        if (!got) {
+            return std::nullopt;
+        }
+        if (const auto* error = std::get_if<proto::ErrorReply>(&got->message.body)) {
+            return proto::to_error(*error);
+        }
+        return std::nullopt;
+    }
+
     /// Hello on a fresh connection: checks both versions and learns our client id.
     Result<void> handshake(Clock::time_point deadline) {
         const proto::Hello hello{proto::kProtocolMajor, proto::kProtocolMinor, kLayoutVersion,
                                  client_name};
         auto r = exchange(hello, "hello", deadline);
+        if (!r && r.code() == Errc::closed) {
+            // A daemon that refuses the connection (limits.max_clients) says why and closes
+            // without reading our hello: the send then fails with EPIPE, or the receive with
+            // ECONNRESET, while its error is still queued for us. Read it.
+            if (auto refusal = refusal_after_close(); refusal) {
+                return *refusal;
+            }
+        }
         if (!r) {
             Error e = r.take_error();
             if (e.code == Errc::version_mismatch && e.detail.rfind("shmbusd at ", 0) != 0) {

@@ -451,16 +451,13 @@ TEST_CASE("a refused client whose hello was already queued reads a reset first, 
     CHECK(error->message == "the daemon serves 1 clients, limits.max_clients is 1");
 }
 
-// Known bug, marked [!shouldfail] until fixed: Client::connect() sends hello and, when the
-// receive fails with ECONNRESET (the daemon closed the refused connection with the hello
-// unread, as the test above shows) or the send fails with EPIPE (it closed before the
-// hello), returns Errc::closed instead of reading on to the daemon's limit_reached, which is
-// still queued. Whether a client meets this is a race with the daemon's close; the test
-// takes the losing side every time: the client is held stopped, its hello queued, until the
-// daemon has refused and closed. Remove the tag once the handshake reads the queued error
-// after a reset or EPIPE.
-TEST_CASE("Client::connect beyond limits.max_clients reports limit_reached naming the limit",
-          "[!shouldfail]") {
+// Client::connect() sends hello; the daemon closes the refused connection with the hello
+// unread (as the test above shows), so the receive fails with ECONNRESET or the send with
+// EPIPE, while the daemon's limit_reached is still queued: the handshake reads it on. Whether
+// a client meets this is a race with the daemon's close; the test takes the losing side
+// every time: the client is held stopped, its hello queued, until the daemon has refused and
+// closed.
+TEST_CASE("Client::connect beyond limits.max_clients reports limit_reached naming the limit") {
     DaemonProcess d{"limits:\n  max_clients: 1\n"};
     d.with_stderr_file();
     REQUIRE(d.start());
@@ -615,13 +612,10 @@ TEST_CASE("a reload adding a channel beyond limits.max_channels creates none and
     CHECK(has_channel(client, "scratch"));
 }
 
-// Known bug, marked [!shouldfail] until fixed: DaemonState::apply() checks the room for each
-// added channel against the running configuration's limits (config_), which it replaces with
-// the new one only at the end, so a reload that raises a limit and adds channels at once is
-// judged by the old limit. Remove the tag when apply() checks against `next.limits`.
+// DaemonState::apply() judges each added channel by the new configuration's limits, not the
+// running ones it is about to replace.
 TEST_CASE("a reload that raises limits.max_channels and adds a channel creates it under the new "
-          "limit",
-          "[!shouldfail]") {
+          "limit") {
     DaemonProcess d{"limits:\n  max_channels: 1\n" + kOneChannel};
     REQUIRE(d.start());
     Client client = connect_to(d, "admin");
