@@ -71,7 +71,8 @@ Result<std::uint64_t> channel_bytes(const ChannelSpec& spec) noexcept {
 }
 
 Result<ChannelInfo> inspect_channel(const ChannelFiles& files) noexcept {
-    auto attached = detail::attach_channel(files, detail::PayloadAccess::inspect);
+    auto attached =
+        detail::attach_channel(files, detail::PayloadAccess::inspect, detail::Prefault::no);
     if (!attached) {
         return attached.take_error();
     }

@@ -46,7 +46,7 @@ ChannelSupervisor& ChannelSupervisor::operator=(ChannelSupervisor&&) noexcept = 
 ChannelSupervisor::~ChannelSupervisor() = default;
 
 Result<ChannelSupervisor> ChannelSupervisor::attach(ChannelFiles files) noexcept {
-    auto ch = attach_channel(files, PayloadAccess::writable);
+    auto ch = attach_channel(files, PayloadAccess::writable, Prefault::no);
     if (!ch) {
         return ch.take_error();
     }
@@ -155,7 +155,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
 }
 
 Result<ChannelStats> read_stats(const ChannelFiles& files) noexcept {
-    auto ch = attach_channel(files, PayloadAccess::inspect);
+    auto ch = attach_channel(files, PayloadAccess::inspect, Prefault::no);
     if (!ch) {
         return ch.take_error();
     }

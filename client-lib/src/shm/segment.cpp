@@ -174,7 +174,7 @@ struct MappedRegion {
     Geometry geo;
 };
 
-Result<MappedRegion> map_region(int fd, RegionType type, bool writable) {
+Result<MappedRegion> map_region(int fd, RegionType type, bool writable, Prefault prefault) {
     const char* region = type == RegionType::control ? "control" : "payload";
     if (fd < 0) {
         return make_error(Errc::invalid_argument, std::string("no ") + region + " descriptor");
@@ -196,7 +196,10 @@ Result<MappedRegion> map_region(int fd, RegionType type, bool writable) {
     }
     const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
     // MAP_POPULATE prefaults every page: the first message is as fast as the millionth.
-    void* addr = mmap(nullptr, size, prot, MAP_SHARED | MAP_POPULATE, fd, 0);
+    // A supervisor (the daemon holds every channel) touches only headers, tables and the
+    // slots of a dead endpoint; prefaulting would charge it every page of every channel.
+    const int populate = prefault == Prefault::yes ? MAP_POPULATE : 0;
+    void* addr = mmap(nullptr, size, prot, MAP_SHARED | populate, fd, 0);
     if (addr == MAP_FAILED) {
         const int err = errno;
         return make_error(
@@ -282,9 +285,10 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
     return g;
 }
 
-Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess access) noexcept {
-    auto control =
-        map_region(files.control.get(), RegionType::control, access != PayloadAccess::inspect);
+Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess access,
+                                       Prefault prefault) noexcept {
+    auto control = map_region(files.control.get(), RegionType::control,
+                              access != PayloadAccess::inspect, prefault);
     if (!control) {
         return control.take_error();
     }
@@ -293,7 +297,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
         const int flags = fcntl(files.payload.get(), F_GETFL);
         writable = flags >= 0 && (flags & O_ACCMODE) == O_RDWR;
     }
-    auto payload = map_region(files.payload.get(), RegionType::payload, writable);
+    auto payload = map_region(files.payload.get(), RegionType::payload, writable, prefault);
     if (!payload) {
         return payload.take_error();
     }

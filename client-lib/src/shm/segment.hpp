@@ -77,8 +77,15 @@ enum class PayloadAccess {
 /// Creates both regions of a channel (see create_channel()).
 Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_bytes) noexcept;
 
+/// Whether attach_channel() faults every page in up front.
+enum class Prefault {
+    yes, // endpoints: the first message is as fast as the millionth
+    no,  // supervisors and tools: they touch a few pages, and only those count in their RSS
+};
+
 /// Maps and verifies `files`. `access` says whether the payload must be writable
 /// (publishers, supervisors), is mapped read-only (subscribers) or as the descriptor allows.
-Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess access) noexcept;
+Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess access,
+                                       Prefault prefault = Prefault::yes) noexcept;
 
 } // namespace shmbus::detail
