@@ -81,7 +81,7 @@ public:
     void forget_client(std::uint64_t id);
 
     /// Creates a dynamic channel for `client`: policy, creator ACL, sizes, per-client and
-    /// global limits. Fields of `spec` not in `given` (proto::SpecField bits), and numeric
+    /// global limits. Fields of `spec` not in `given` (proto::kSpec* bits), and numeric
     /// fields that are 0, take dynamic_channels.defaults. The new channel admits its
     /// creator's uid for both roles.
     [[nodiscard]] Result<void> create_dynamic(const ClientRecord& client, ChannelSpec spec,

@@ -95,20 +95,18 @@ struct Close {
     std::uint32_t endpoint_index{0};
 };
 
-/// Create::given: which fields of the spec the client set (protocol 1.1).
-enum SpecField : std::uint32_t {
-    kSpecKind = 1U << 0,
-    kSpecSlotSize = 1U << 1,
-    kSpecSlotCount = 1U << 2,
-    kSpecOverflow = 1U << 3,
-    kSpecMaxPublishers = 1U << 4,
-    kSpecMaxSubscribers = 1U << 5,
-};
+// Create::given: which fields of the spec the client set (protocol 1.1), one bit each.
+inline constexpr std::uint32_t kSpecKind = 1U << 0;
+inline constexpr std::uint32_t kSpecSlotSize = 1U << 1;
+inline constexpr std::uint32_t kSpecSlotCount = 1U << 2;
+inline constexpr std::uint32_t kSpecOverflow = 1U << 3;
+inline constexpr std::uint32_t kSpecMaxPublishers = 1U << 4;
+inline constexpr std::uint32_t kSpecMaxSubscribers = 1U << 5;
 inline constexpr std::uint32_t kAllSpecFields = 0x3f;
 
 struct Create {
     ChannelSpec spec;  ///< a dynamic channel; allowed only where the config says so
-    /// SpecField bits of the fields the client set; the others take the daemon's
+    /// kSpec* bits of the fields the client set; the others take the daemon's
     /// dynamic_channels.defaults, and so does a numeric field that is 0 (what a 1.0 client,
     /// which does not send `given`, means by leaving one out). Appended in 1.1.
     std::uint32_t given{kAllSpecFields};
