@@ -87,6 +87,23 @@ Error moved_from() {
     return make_error(Errc::closed, "this Client was moved from");
 }
 
+/// The waits between connection attempts: 10 ms, doubling up to `max`.
+class Backoff {
+public:
+    explicit Backoff(std::chrono::milliseconds max) noexcept : max_{max} {}
+    /// The next wait, never longer than `left`.
+    [[nodiscard]] Clock::duration next(Clock::duration left) noexcept {
+        const Clock::duration d = std::min<Clock::duration>(step_, left);
+        step_ = std::min(step_ * 2, max_);
+        return d;
+    }
+    void reset() noexcept { step_ = kFirstBackoff; }
+
+private:
+    std::chrono::milliseconds step_{kFirstBackoff};
+    std::chrono::milliseconds max_;
+};
+
 /// "250 ms", "5 s".
 std::string format_ms(std::chrono::milliseconds d) {
     if (d.count() % 1000 == 0) {
@@ -297,12 +314,17 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
 
     /// Sleeps `d`, or less if poked. False when the Client is going away.
-    bool pause(std::chrono::milliseconds d) const noexcept {
+    bool pause(Clock::duration d) const noexcept {
         pollfd p{wake.get(), POLLIN, 0};
-        (void)::poll(&p, 1, static_cast<int>(d.count()));
+        (void)::poll(&p, 1,
+                     static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(d).count()));
+        drain_wake();
+        return !stopping.load(std::memory_order_relaxed);
+    }
+
+    void drain_wake() const noexcept {
         std::uint64_t n = 0;
         (void)!::read(wake.get(), &n, sizeof n);
-        return !stopping.load(std::memory_order_relaxed);
     }
 
     /// The watcher thread: waits for the connection to hang up, then restores it.
@@ -318,7 +340,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     void watch_loop() {
         std::uint64_t seen = 0;
         UniqueFd mine; // a duplicate of the socket of generation `seen`
-        auto backoff = kFirstBackoff;
+        Backoff backoff{kMaxBackoff};
         bool lost = false;
         std::string last_failure;
         while (!stopping.load(std::memory_order_relaxed)) {
@@ -333,8 +355,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 std::array<pollfd, 2> p{pollfd{mine.get(), POLLRDHUP, 0},
                                         pollfd{wake.get(), POLLIN, 0}};
                 if (::poll(p.data(), p.size(), -1) < 0 || (p[1].revents & POLLIN) != 0) {
-                    std::uint64_t n = 0;
-                    (void)!::read(wake.get(), &n, sizeof n);
+                    drain_wake();
                     continue; // EINTR, or the socket changed, or we stop: look again
                 }
                 if ((p[0].revents & (POLLHUP | POLLRDHUP | POLLERR)) == 0) {
@@ -367,7 +388,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                     std::to_string(client_id.load(std::memory_order_relaxed)));
                 lost = false;
                 last_failure.clear();
-                backoff = kFirstBackoff;
+                backoff.reset();
                 continue;
             }
             if (is_permanent(back.code()) && back.error().message() != last_failure) {
@@ -375,10 +396,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 log("cannot reconnect to shmbusd at " + socket_path + ": " + last_failure +
                     " (still trying)");
             }
-            if (!pause(backoff)) {
+            if (!pause(backoff.next(kMaxBackoff))) {
                 return;
             }
-            backoff = std::min(backoff * 2, kMaxBackoff);
         }
     }
 
@@ -560,7 +580,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     /// Connects again after the daemon went away, within `deadline`, backing off between
     /// attempts. The caller holds request_mutex.
     Result<void> reconnect(Clock::time_point deadline) {
-        auto backoff = kFirstBackoff;
+        Backoff backoff{kMaxBackoff};
         for (;;) {
             auto back = reconnect_once(deadline);
             if (back) {
@@ -577,8 +597,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                                                     std::to_string(timeout.count()) +
                                                     " ms (last attempt: " + last.message() + ")");
             }
-            std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
-            backoff = std::min(backoff * 2, kMaxBackoff);
+            std::this_thread::sleep_for(backoff.next(deadline - now));
         }
     }
 
@@ -592,7 +611,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         const auto deadline = forever ? Clock::time_point::max() : Clock::now() + wait;
         log("waiting " + (forever ? std::string{"for ever"} : "up to " + format_ms(wait)) +
             " for shmbusd to listen on " + socket_path);
-        auto backoff = kFirstBackoff;
+        Backoff backoff{kMaxWaitBackoff};
         for (;;) {
             const auto now = Clock::now();
             if (now >= deadline) {
@@ -600,8 +619,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                                                        " within " + format_ms(wait) +
                                                        " (is it running?)");
             }
-            std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
-            backoff = std::min(backoff * 2, kMaxWaitBackoff);
+            std::this_thread::sleep_for(backoff.next(deadline - now));
             fd = connect_socket(socket_path, timeout);
             if (fd || fd.code() != Errc::not_found) {
                 return fd;
