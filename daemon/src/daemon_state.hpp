@@ -120,6 +120,8 @@ public:
     void save_state();
     /// Writes the state file if save_state() was called since the last write.
     void flush_state();
+    /// Whether save_state() was called since the last write.
+    [[nodiscard]] bool state_write_pending() const noexcept { return state_dirty_; }
 
     /// The Status reply.
     [[nodiscard]] DaemonStatus status() const;

@@ -53,9 +53,7 @@ struct EventLoop::Impl {
     bool watchdog_started{false};
     uv_timer_t grace{};
     bool grace_running{false};
-    uv_check_t after_iteration{}; // started while something below is pending
-    bool check_started{false};
-    bool state_write_pending{false};
+    uv_check_t after_iteration{}; // active while a state write or STATUS= is pending
     bool status_pending{false};
     std::string last_status; // the STATUS= text last sent
     /// Connections whose replies wait for this iteration's state-file write (by id: one may
@@ -295,7 +293,7 @@ void EventLoop::Impl::read_requests(Connection& c) {
         if (!reply.bytes.empty()) {
             c.outgoing.push_back(std::move(reply));
         }
-        if (state_write_pending) {
+        if (state.state_write_pending()) {
             // Group commit: a reply that changed the state file leaves only once the file
             // is written, after this iteration's requests, so that a daemon killed right
             // after an open still has its record. The connection reads no more meanwhile.
@@ -395,10 +393,8 @@ void EventLoop::Impl::stop() {
         grace_running = false;
     }
     state.flush_state();
-    state_write_pending = false;
     status_pending = false;
     uv_check_stop(&after_iteration);
-    check_started = false;
     close_handle(&after_iteration);
     if (created_socket_file) {
         // Remove the file only if it is still the socket we bound (not a successor's).
@@ -413,21 +409,16 @@ void EventLoop::Impl::stop() {
 // The check handle runs after this iteration's I/O callbacks: every request of the burst
 // has been handled, so the state file is written and STATUS= sent once for all of them.
 void EventLoop::Impl::schedule_after_iteration() {
-    if (stopping || check_started) {
+    if (stopping || uv_is_active(reinterpret_cast<uv_handle_t*>(&after_iteration)) != 0) {
         return;
     }
-    check_started = true;
     uv_check_start(&after_iteration,
                    [](uv_check_t* h) { static_cast<Impl*>(h->data)->run_after_iteration(); });
 }
 
 void EventLoop::Impl::run_after_iteration() {
-    check_started = false;
     uv_check_stop(&after_iteration);
-    if (state_write_pending) {
-        state_write_pending = false;
-        state.flush_state();
-    }
+    state.flush_state();
     std::vector<std::uint64_t> waiting;
     waiting.swap(flush_after_write);
     for (const std::uint64_t id : waiting) {
@@ -554,7 +545,6 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
             self->state.flush_state();
             return;
         }
-        self->state_write_pending = true;
         self->schedule_after_iteration();
     };
     return std::unique_ptr<EventLoop>(new EventLoop(std::move(impl)));
