@@ -5,6 +5,11 @@
 // first, so that a late operation of the dead endpoint (there is none, but the memory is
 // untrusted) and a second reclaim cannot both succeed; then it repairs the claim states the
 // endpoint owned, frees the entry, and wakes whoever may have waited on it.
+//
+// Footprint: the daemon holds a supervisor for every channel and reads a few cache lines of
+// each now and then. Each call leaves no page of the channel mapped in this process
+// (AttachedChannel::drop_pages), so the daemon's RSS does not grow with the channels'
+// sizes nor with the kernel's fault-around.
 #include <shmbus/supervisor.hpp>
 
 #include "shm/endpoint_table.hpp"
@@ -50,6 +55,7 @@ Result<ChannelSupervisor> ChannelSupervisor::attach(ChannelFiles files) noexcept
     if (!ch) {
         return ch.take_error();
     }
+    ch->drop_pages(); // the header checks touched the first pages of both regions
     auto impl = std::make_unique<Impl>();
     impl->ch = std::move(*ch);
     return ChannelSupervisor{std::move(impl)};
@@ -60,6 +66,17 @@ const ChannelInfo& ChannelSupervisor::info() const noexcept {
 }
 
 namespace {
+class PagesDroppedOnReturn {
+public:
+    explicit PagesDroppedOnReturn(const AttachedChannel& ch) noexcept : ch_{ch} {}
+    PagesDroppedOnReturn(const PagesDroppedOnReturn&) = delete;
+    PagesDroppedOnReturn& operator=(const PagesDroppedOnReturn&) = delete;
+    ~PagesDroppedOnReturn() { ch_.drop_pages(); }
+
+private:
+    const AttachedChannel& ch_;
+};
+
 ChannelStats stats_of(const AttachedChannel& ch) noexcept {
     auto load = [](const std::uint64_t& v) {
         return atom(const_cast<std::uint64_t&>(v)).load(std::memory_order_relaxed);
@@ -103,12 +120,14 @@ ChannelStats stats_of(const AttachedChannel& ch) noexcept {
 } // namespace
 
 ChannelStats ChannelSupervisor::stats() const noexcept {
+    const PagesDroppedOnReturn drop{impl_->ch};
     return stats_of(impl_->ch);
 }
 
 std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
     std::vector<EndpointEntry> out;
     const AttachedChannel& ch = impl_->ch;
+    const PagesDroppedOnReturn drop{ch};
     auto add = [&](const EndpointRecord* table, std::uint32_t count, Role role) {
         for (std::uint32_t i = 0; i < count; ++i) {
             auto& r = const_cast<EndpointRecord&>(table[i]);
@@ -128,6 +147,7 @@ std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
 
 Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) noexcept {
     AttachedChannel& ch = impl_->ch;
+    const PagesDroppedOnReturn drop{ch};
     auto rec = impl_->begin_reclaim(ch.publishers, ch.geo.max_publishers, index, "publisher");
     if (!rec) {
         return rec.take_error();
@@ -141,6 +161,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
 
 Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index) noexcept {
     AttachedChannel& ch = impl_->ch;
+    const PagesDroppedOnReturn drop{ch};
     auto rec = impl_->begin_reclaim(ch.subscribers, ch.geo.max_subscribers, index, "subscriber");
     if (!rec) {
         return rec.take_error();

@@ -229,6 +229,13 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     return *this;
 }
 
+void Mapping::drop_pages() const noexcept {
+    if (addr_ != nullptr) {
+        // Shared file pages stay in the memfd; only this process's page table entries go.
+        (void)madvise(addr_, size_, MADV_DONTNEED);
+    }
+}
+
 Mapping::~Mapping() {
     if (addr_ != nullptr) {
         munmap(addr_, size_);
