@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 
 namespace shmbus::daemon {
 
@@ -53,6 +54,8 @@ Result<std::unique_ptr<RegisteredChannel>> make_registered(ChannelFiles files, C
                                                                     std::move(files),
                                                                     std::move(*supervisor),
                                                                     {},
+                                                                    false,
+                                                                    {},
                                                                     false});
 }
 
@@ -70,7 +73,11 @@ Result<RegisteredChannel*> ChannelRegistry::create(const ChannelSpec& spec, Chan
     }
     // create_channel() made both memfds mode 0600 (a subscriber of another user cannot reopen
     // its read-only payload read-write through /proc).
-    return adopt(std::move(*files), std::move(acl), origin);
+    auto made = adopt(std::move(*files), std::move(acl), origin);
+    if (made) {
+        (*made)->from_previous_run = false; // new: nobody is attached
+    }
+    return made;
 }
 
 Result<RegisteredChannel*> ChannelRegistry::adopt(ChannelFiles files, ChannelAcl acl,
@@ -84,6 +91,7 @@ Result<RegisteredChannel*> ChannelRegistry::adopt(ChannelFiles files, ChannelAcl
         return make_error(Errc::already_exists, "channel '" + name + "' exists already");
     }
     RegisteredChannel* raw = made->get();
+    raw->from_previous_run = true;
     channels_.emplace(name, std::move(*made));
     if (on_added) {
         on_added(*raw);
@@ -136,6 +144,27 @@ std::uint64_t ChannelRegistry::total_bytes() const noexcept {
     return total;
 }
 
+Result<ChannelFiles> RegisteredChannel::files_for(Role role) {
+    if (role == Role::publisher) {
+        return files.duplicate_for(Role::publisher);
+    }
+    if (!subscriber_files.control) {
+        // Opening /proc/self/fd/N costs a path walk; a dup() of the result costs nothing.
+        auto made = files.duplicate_for(Role::subscriber);
+        if (!made) {
+            return made.take_error();
+        }
+        subscriber_files = std::move(*made);
+    }
+    UniqueFd control{::fcntl(subscriber_files.control.get(), F_DUPFD_CLOEXEC, 0)};
+    UniqueFd payload{::fcntl(subscriber_files.payload.get(), F_DUPFD_CLOEXEC, 0)};
+    if (!control || !payload) {
+        return make_error(Errc::system_error,
+                          "duplicating the descriptors of channel '" + info.name + "'", errno);
+    }
+    return ChannelFiles{std::move(control), std::move(payload)};
+}
+
 Result<std::uint32_t> ChannelRegistry::assign_endpoint(RegisteredChannel& channel, Role role,
                                                        EndpointClaim who) {
     const std::uint32_t table =
@@ -147,10 +176,13 @@ Result<std::uint32_t> ChannelRegistry::assign_endpoint(RegisteredChannel& channe
         }
     }
     // Entries attached without a claim of ours (a client that outlived a daemon restart and
-    // has not offered its descriptors back yet) are not handed out either.
-    for (const auto& e : channel.supervisor.endpoints()) {
-        if (e.role == role) {
-            taken.push_back(e.index);
+    // has not offered its descriptors back yet) are not handed out either. Only a channel
+    // of the previous run can have them: every other entry was handed out with a claim.
+    if (channel.from_previous_run) {
+        for (const auto& e : channel.supervisor.endpoints()) {
+            if (e.role == role) {
+                taken.push_back(e.index);
+            }
         }
     }
     const auto index = lowest_free_index(table, taken);

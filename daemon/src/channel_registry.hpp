@@ -66,10 +66,20 @@ struct RegisteredChannel {
     ChannelSupervisor supervisor; ///< attached to its own duplicate of `files`
     std::vector<EndpointClaim> claims;
     bool draining{false}; ///< removed from the configuration, kept while claimed
+    /// `files` with the payload read-only (a new open file description, so that mmap with
+    /// PROT_WRITE fails on it), made at the first subscriber open and duplicated after.
+    ChannelFiles subscriber_files;
+    /// Taken back from an earlier run (adopt()): its table may hold attached entries no
+    /// client has claimed yet, so opens must not hand those indexes out. Cleared once the
+    /// restart's grace period has swept them.
+    bool from_previous_run{false};
 
     [[nodiscard]] std::uint64_t bytes() const noexcept {
         return info.control_bytes + info.payload_bytes;
     }
+    /// Descriptors to pass to a client opening the channel as `role`: duplicates of
+    /// `files` for a publisher, of `subscriber_files` for a subscriber.
+    [[nodiscard]] Result<ChannelFiles> files_for(Role role);
 };
 
 /// What reclaiming one endpoint found.

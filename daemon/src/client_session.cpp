@@ -216,7 +216,7 @@ Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
                          " endpoints open; limits.per_client.max_open_channels is " +
                          std::to_string(limit));
     }
-    auto files = ch->files.duplicate_for(m.role);
+    auto files = ch->files_for(m.role);
     if (!files) {
         return error(id, files.error());
     }
@@ -228,7 +228,6 @@ Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
     log_info(describe(c) + " opened '" + m.channel + "' as " + std::string{to_string(m.role)} +
                  " " + std::to_string(*index),
              fields_of(c, m.channel));
-    state_.save_state();
     std::vector<UniqueFd> fds;
     fds.push_back(std::move(files->control));
     fds.push_back(std::move(files->payload));
@@ -244,10 +243,7 @@ Reply ClientSession::on_close(std::uint32_t id, const proto::Close& m) {
     log_debug(describe(c) + " closed " + std::string{to_string(m.role)} + " " +
                   std::to_string(m.endpoint_index) + " on '" + m.channel + "'",
               fields_of(c, m.channel));
-    for (const auto& name : state_.registry().collect_unused()) {
-        log_info("channel '" + name + "' removed: nobody holds it any more", channel_fields(name));
-    }
-    state_.save_state();
+    state_.remove_unused_channels();
     return reply(id, proto::Ok{});
 }
 

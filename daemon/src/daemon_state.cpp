@@ -189,12 +189,7 @@ void DaemonState::remove_client(std::uint64_t id) {
     }
     log_info(describe(client) + " disconnected", who);
     clients_.erase(it);
-    for (const auto& name : registry_.collect_unused()) {
-        log_info("channel '" + name + "' removed: nobody holds it any more", channel_fields(name));
-    }
-    if (!reclaimed.empty()) {
-        save_state();
-    }
+    remove_unused_channels();
     changed();
 }
 
@@ -368,35 +363,38 @@ std::string DaemonState::apply(Config next) {
 }
 
 bool DaemonState::restore_from_state_file(const std::vector<std::string>& adopted) {
-    auto saved = read_state_file(paths_.state_directory);
-    if (!saved) {
-        log_warning("ignoring the state file: " + saved.error().message());
-        return false;
-    }
-    if (!*saved) {
-        return false;
-    }
     const auto was_adopted = [&](const std::string& name) {
         return std::find(adopted.begin(), adopted.end(), name) != adopted.end();
     };
-    for (const auto& c : (*saved)->channels) {
-        if (!was_adopted(c.name)) {
-            awaited_[c.name].record = c;
+    std::size_t attached = 0;
+    for (const auto& name : adopted) {
+        if (RegisteredChannel* ch = registry_.find(name)) {
+            const std::size_t n = ch->supervisor.endpoints().size();
+            if (n > 0) {
+                attached += n;
+                swept_at_grace_end_.insert(name);
+            } else {
+                ch->from_previous_run = false; // nobody attached: nothing to keep apart
+            }
         }
     }
-    for (const auto& e : (*saved)->endpoints) {
-        if (auto it = awaited_.find(e.channel); it != awaited_.end()) {
-            it->second.endpoints.push_back(e);
-        } else if (was_adopted(e.channel)) {
-            unclaimed_.push_back(e);
+    auto saved = read_state_file(paths_.state_directory);
+    if (!saved) {
+        log_warning("ignoring the state file: " + saved.error().message());
+    } else if (*saved) {
+        for (const auto& c : (*saved)->channels) {
+            if (!was_adopted(c.name)) {
+                awaited_[c.name] = c;
+            }
         }
     }
-    if (awaited_.empty() && unclaimed_.empty()) {
+    if (!in_grace()) {
         return false;
     }
-    log_info("state file of the previous run: " + std::to_string(awaited_.size()) +
-             " channels and " + std::to_string(unclaimed_.size()) +
-             " endpoints may be taken back by their clients during the grace period");
+    log_info("after the restart: " + std::to_string(attached) +
+             " endpoints of the previous run attached to the segments taken back, and " +
+             std::to_string(awaited_.size()) +
+             " channels of the state file that clients may offer back, during the grace period");
     return true;
 }
 
@@ -405,35 +403,59 @@ bool DaemonState::awaiting(std::string_view name) const noexcept {
 }
 
 void DaemonState::end_grace() {
-    for (auto& [name, awaited] : awaited_) {
-        log_info("no client offered channel '" + name + "' back during the grace period" +
-                     (awaited.endpoints.empty() ? "" : " (its recorded clients are gone)"),
+    for (const auto& [name, record] : awaited_) {
+        log_info("no client offered channel '" + name + "' back during the grace period",
                  channel_fields(name));
     }
     awaited_.clear();
-    for (const auto& e : unclaimed_) {
-        RegisteredChannel* ch = registry_.find(e.channel);
+    for (const auto& name : swept_at_grace_end_) {
+        RegisteredChannel* ch = registry_.find(name);
         if (ch == nullptr) {
             continue;
         }
-        const auto r = registry_.reclaim_claim(
-            *ch, EndpointClaim{0, e.role, e.index, e.pid, e.uid, e.client_name});
-        if (r.was_attached) {
-            log_info("reclaimed " + std::string{to_string(e.role)} + " " + std::to_string(e.index) +
-                         " on '" + e.channel + "' of pid " + std::to_string(e.pid) + " ('" +
-                         e.client_name + "'): no client claimed it after the restart",
-                     channel_fields(e.channel));
+        ch->from_previous_run = false; // what is still attached after this is claimed
+        for (const auto& e : ch->supervisor.endpoints()) {
+            const bool claimed =
+                std::any_of(ch->claims.begin(), ch->claims.end(), [&](const EndpointClaim& c) {
+                    return c.role == e.role && c.index == e.index;
+                });
+            if (claimed) {
+                continue;
+            }
+            const auto r =
+                registry_.reclaim_claim(*ch, EndpointClaim{0, e.role, e.index, e.pid, 0, {}});
+            if (r.error) {
+                log_error("reclaiming " + std::string{to_string(e.role)} + " " +
+                              std::to_string(e.index) + " on '" + name +
+                              "' after the restart failed: " + r.error->message(),
+                          channel_fields(name));
+            } else if (r.was_attached) {
+                log_info("reclaimed " + std::string{to_string(e.role)} + " " +
+                             std::to_string(e.index) + " on '" + name + "' (last attached by pid " +
+                             std::to_string(e.pid) +
+                             "): no client claimed it during the grace period (" +
+                             std::to_string(r.report.abandoned_slots) + " abandoned, " +
+                             std::to_string(r.report.redelivered_slots) + " redelivered)",
+                         channel_fields(name));
+            }
         }
     }
-    unclaimed_.clear();
+    swept_at_grace_end_.clear();
     if (auto created = create_configured_channels(); !created) {
         log_error("after the grace period: " + created.error().message());
     }
-    for (const auto& name : registry_.collect_unused()) {
+    remove_unused_channels();
+    changed();
+}
+
+void DaemonState::remove_unused_channels() {
+    const auto removed = registry_.collect_unused();
+    for (const auto& name : removed) {
         log_info("channel '" + name + "' removed: nobody holds it any more", channel_fields(name));
     }
-    save_state();
-    changed();
+    if (!removed.empty()) {
+        save_state();
+    }
 }
 
 namespace {
@@ -463,7 +485,7 @@ Result<void> DaemonState::take_back(const ClientRecord& client, const proto::Rec
     const auto payload = identity_of(fds[1].get());
     RegisteredChannel* ch = registry_.find(m.channel);
     if (auto it = awaited_.find(m.channel); ch == nullptr && it != awaited_.end()) {
-        const ChannelRecord& rec = it->second.record;
+        const ChannelRecord& rec = it->second;
         if (rec.creation_id != m.creation_id || !control || !payload ||
             !(*control == rec.control) || !(*payload == rec.payload)) {
             return make_error(Errc::permission_denied,
@@ -501,12 +523,11 @@ Result<void> DaemonState::take_back(const ClientRecord& client, const proto::Rec
         }
         log_info(
             describe(client) + " gave channel '" + m.channel + "' back after the restart (" +
-                std::to_string(it->second.endpoints.size()) + " recorded endpoints)",
+                std::to_string((*made)->supervisor.endpoints().size()) + " endpoints attached)",
             client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
-        for (auto& e : it->second.endpoints) {
-            unclaimed_.push_back(std::move(e));
-        }
         awaited_.erase(it);
+        swept_at_grace_end_.insert(m.channel);
+        save_state(); // the channel is this daemon's again
         ch = *made;
     } else {
         if (ch == nullptr || ch->info.creation_id != m.creation_id) {
@@ -528,13 +549,9 @@ Result<void> DaemonState::take_back(const ClientRecord& client, const proto::Rec
         !added) {
         return added;
     }
-    std::erase_if(unclaimed_, [&](const EndpointRecordLine& e) {
-        return e.channel == m.channel && e.role == m.role && e.index == m.endpoint_index;
-    });
     log_info(describe(client) + " took back " + std::string{to_string(m.role)} + " " +
                  std::to_string(m.endpoint_index) + " on '" + m.channel + "'",
              client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
-    save_state();
     return ok();
 }
 

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,9 @@ public:
     /// The client's connection closed: reclaims every endpoint it held, logs what was
     /// repaired, removes channels nobody holds any more, forgets the client.
     void remove_client(std::uint64_t id);
+    /// Removes the channels nobody holds any more that may go (draining, or dynamic with no
+    /// creator), logging each; the state file follows.
+    void remove_unused_channels();
     /// Forgets the client without reclaiming (graceful stop: clients keep their endpoints).
     void forget_client(std::uint64_t id);
 
@@ -93,19 +97,20 @@ public:
     /// Applies an already loaded, resolved configuration (reload's second half).
     [[nodiscard]] std::string apply(Config next);
 
-    /// Restart without a descriptor store: reads the state file and remembers, for every
-    /// recorded channel not in `adopted` (taken back from the descriptor store), that its
-    /// clients may offer it back, and for every recorded endpoint that it may be claimed.
-    /// Returns true when a grace period must run (end_grace() when it is over).
+    /// After a restart: channels in `adopted` (taken back from the descriptor store) may
+    /// still have endpoints of the previous run attached; without a descriptor store, the
+    /// state file says which channels the previous run had, and their clients may offer them
+    /// back. Returns true when a grace period must run (end_grace() when it is over).
     bool restore_from_state_file(const std::vector<std::string>& adopted);
     /// Whether a grace period is running (end_grace() not called yet).
     [[nodiscard]] bool in_grace() const noexcept {
-        return !awaited_.empty() || !unclaimed_.empty();
+        return !awaited_.empty() || !swept_at_grace_end_.empty();
     }
     /// Whether `name` is a recorded channel no client has offered back yet.
     [[nodiscard]] bool awaiting(std::string_view name) const noexcept;
-    /// The grace period is over: recorded endpoints nobody claimed are reclaimed as dead;
-    /// configured channels nobody offered back are created anew.
+    /// The grace period is over: endpoints of the previous run that no client claimed (the
+    /// attached entries of a taken-back channel's table without a claim) are reclaimed as
+    /// dead; configured channels nobody offered back are created anew.
     void end_grace();
     /// A reconnecting client offers the descriptors of an endpoint it holds. Accepted only if
     /// they are the files of the channel as this daemon (or, after a restart, its state
@@ -113,7 +118,7 @@ public:
     [[nodiscard]] Result<void> take_back(const ClientRecord& client,
                                          const proto::ReclaimOffer& offer,
                                          std::vector<UniqueFd> fds);
-    /// The state file (channels, their files' identities, endpoint claims) is out of date.
+    /// The state file (channels and their files' identities) is out of date.
     /// Written at once, unless on_state_dirty is set: then the owner calls flush_state()
     /// when the burst of requests at hand is handled, so that 1,000 opens in one loop
     /// iteration cost one write, not 1,000.
@@ -142,14 +147,11 @@ private:
     std::map<std::uint64_t, ClientRecord> clients_;
     std::uint64_t next_client_id_{1};
     std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
-    /// Recorded channels not yet offered back, with their recorded endpoints.
-    struct AwaitedChannel {
-        ChannelRecord record;
-        std::vector<EndpointRecordLine> endpoints;
-    };
-    std::map<std::string, AwaitedChannel, std::less<>> awaited_;
-    /// Recorded endpoints of channels the daemon has again, not yet claimed by a client.
-    std::vector<EndpointRecordLine> unclaimed_;
+    /// Recorded channels not yet offered back.
+    std::map<std::string, ChannelRecord, std::less<>> awaited_;
+    /// Channels of the previous run the daemon has again: at the end of the grace period,
+    /// their attached endpoints without a claim are reclaimed.
+    std::set<std::string, std::less<>> swept_at_grace_end_;
     bool state_write_failed_{false};
     bool state_dirty_{false};
 

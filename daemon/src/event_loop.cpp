@@ -31,8 +31,11 @@ constexpr int kListenBacklog = 128;
 constexpr int kMaxFdsPerMessage = 16; // more than a peer may send: anything beyond is an error
 constexpr int kMessagesPerWakeup = 32;
 constexpr int kAcceptsPerWakeup = 64;
-/// How long endpoint records of the previous run wait for their clients to claim them.
+/// How long endpoints of the previous run wait for their clients to claim them.
 constexpr std::chrono::milliseconds kRestartGrace{2000};
+/// STATUS= at most this often: a burst of connections then costs the service manager one
+/// datagram a second, not two per connection.
+constexpr std::uint64_t kStatusIntervalMs = 1000;
 
 std::string uv_message(int rc) {
     return uv_strerror(rc);
@@ -55,7 +58,10 @@ struct EventLoop::Impl {
     bool grace_running{false};
     uv_check_t after_iteration{}; // active while a state write or STATUS= is pending
     bool status_pending{false};
-    std::string last_status; // the STATUS= text last sent
+    std::string last_status;   // the STATUS= text last sent
+    uv_timer_t status_timer{}; // active while a STATUS= waits for kStatusIntervalMs to pass
+    std::uint64_t last_status_ms{0};
+    bool status_sent{false};
     /// Connections whose replies wait for this iteration's state-file write (by id: one may
     /// close meanwhile).
     std::vector<std::uint64_t> flush_after_write;
@@ -80,14 +86,16 @@ struct EventLoop::Impl {
     void update_poll(Connection& c);
     void stop();
     void reload();
-    /// STATUS= once per loop iteration at most, and only when its text changed: an open
-    /// cycle changes the counts several times, and each datagram wakes the service manager.
+    /// STATUS= only when its text changed, and at most once every kStatusIntervalMs (the
+    /// first change after a quiet second goes at once): an open cycle changes the counts
+    /// several times, and each datagram wakes the service manager.
     void notify_status_line() {
         status_pending = true;
         schedule_after_iteration();
     }
     void schedule_after_iteration();
     void run_after_iteration();
+    void send_status_line();
 };
 
 struct Connection {
@@ -98,6 +106,7 @@ struct Connection {
     std::deque<Reply> outgoing;
     bool closing{false};
     bool disconnect_after_flush{false};
+    int poll_events{0}; // what uv_poll_start was last asked for
 
     Connection(EventLoop::Impl* o, UniqueFd f, std::uint64_t id)
         : fd{std::move(f)}, owner{o}, session{o->state, id} {
@@ -210,6 +219,10 @@ void EventLoop::Impl::update_poll(Connection& c) {
     // With replies pending, wait for room to send them and read nothing more: back-pressure.
     const int events =
         c.outgoing.empty() ? (UV_READABLE | UV_DISCONNECT) : (UV_WRITABLE | UV_DISCONNECT);
+    if (events == c.poll_events) {
+        return; // restarting the same watch would cost an epoll_ctl every iteration
+    }
+    c.poll_events = events;
     uv_poll_start(&c.poll, events, [](uv_poll_t* handle, int status, int ev) {
         auto* conn = static_cast<Connection*>(handle->data);
         conn->owner->on_connection_event(*conn, status, ev);
@@ -396,6 +409,8 @@ void EventLoop::Impl::stop() {
     status_pending = false;
     uv_check_stop(&after_iteration);
     close_handle(&after_iteration);
+    uv_timer_stop(&status_timer);
+    close_handle(&status_timer);
     if (created_socket_file) {
         // Remove the file only if it is still the socket we bound (not a successor's).
         const std::string path = state.paths().socket.native();
@@ -426,13 +441,33 @@ void EventLoop::Impl::run_after_iteration() {
             flush(*it->second);
         }
     }
-    if (status_pending) {
-        status_pending = false;
-        std::string line = state.status_line();
-        if (line != last_status) {
-            notify_status(line);
-            last_status = std::move(line);
-        }
+    if (!status_pending || uv_is_active(reinterpret_cast<uv_handle_t*>(&status_timer)) != 0) {
+        return;
+    }
+    const std::uint64_t now = uv_now(&loop);
+    if (!status_sent || now - last_status_ms >= kStatusIntervalMs) {
+        send_status_line();
+        return;
+    }
+    uv_timer_start(
+        &status_timer,
+        [](uv_timer_t* h) {
+            auto* s = static_cast<Impl*>(h->data);
+            if (!s->stopping && s->status_pending) {
+                s->send_status_line();
+            }
+        },
+        kStatusIntervalMs - (now - last_status_ms), 0);
+}
+
+void EventLoop::Impl::send_status_line() {
+    status_pending = false;
+    std::string line = state.status_line();
+    if (line != last_status) {
+        notify_status(line);
+        last_status = std::move(line);
+        last_status_ms = uv_now(&loop);
+        status_sent = true;
     }
 }
 
@@ -485,6 +520,8 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
     uv_signal_init(&impl->loop, &impl->sigint);
     uv_check_init(&impl->loop, &impl->after_iteration);
     impl->after_iteration.data = self;
+    uv_timer_init(&impl->loop, &impl->status_timer);
+    impl->status_timer.data = self;
     impl->listener.data = self;
     impl->sighup.data = self;
     impl->sigterm.data = self;

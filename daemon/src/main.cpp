@@ -129,8 +129,9 @@ int run(int argc, char** argv) {
     state.registry().on_added = [](const RegisteredChannel& ch) { store_channel(ch); };
     state.registry().on_removed = [](const RegisteredChannel& ch) { forget_stored_channel(ch); };
     const auto adopted = adopt_stored_channels(passed, state.config(), state.registry());
-    // Endpoints recorded by the previous run (and, without a descriptor store, its channels)
-    // may be claimed back by their clients during a grace period (state_file.hpp).
+    // Endpoints of the previous run still attached to the segments (and, without a descriptor
+    // store, the channels its state file names) may be claimed back by their clients during
+    // a grace period (state_file.hpp).
     (void)state.restore_from_state_file(adopted);
     if (auto created = state.create_configured_channels(); !created) {
         log_error("cannot create the configured channels: " + created.error().message());

@@ -58,14 +58,6 @@ std::string format_state(const SavedState& state) {
             << c.control.ino << ' ' << c.payload.dev << ' ' << c.payload.ino << ' '
             << (c.dynamic ? 1 : 0) << ' ' << c.creator_uid << '\n';
     }
-    for (const auto& e : state.endpoints) {
-        std::string name;
-        for (char ch : e.client_name) {
-            name += (ch == '\n' || ch == '\r') ? '?' : ch;
-        }
-        out << "endpoint " << e.channel << ' ' << to_string(e.role) << ' ' << e.index << ' '
-            << e.pid << ' ' << e.uid << ' ' << name << '\n';
-    }
     return out.str();
 }
 
@@ -104,18 +96,8 @@ Result<SavedState> parse_state(std::string_view text) {
             c.dynamic = dynamic == 1;
             state.channels.push_back(std::move(c));
         } else if (line.rfind("endpoint ", 0) == 0) {
-            const auto f = split(line, 7);
-            EndpointRecordLine e;
-            if (f.size() != 7 || f[1].empty() || f[1].size() > kMaxNameLength ||
-                (f[2] != "publisher" && f[2] != "subscriber") || !parse_number(f[3], e.index) ||
-                e.index >= kMaxEndpoints || !parse_number(f[4], e.pid) ||
-                !parse_number(f[5], e.uid)) {
-                return bad_line(n, "malformed endpoint record");
-            }
-            e.channel = std::string{f[1]};
-            e.role = f[2] == "publisher" ? Role::publisher : Role::subscriber;
-            e.client_name = std::string{f[6]};
-            state.endpoints.push_back(std::move(e));
+            // Written by earlier versions; the channels' endpoint tables say the same.
+            continue;
         } else {
             return bad_line(n, "unknown record");
         }
@@ -137,10 +119,6 @@ SavedState snapshot(const ChannelRegistry& registry) {
         c.dynamic = ch->origin.dynamic;
         c.creator_uid = ch->origin.creator_uid;
         s.channels.push_back(std::move(c));
-        for (const auto& claim : ch->claims) {
-            s.endpoints.push_back(EndpointRecordLine{ch->info.name, claim.role, claim.index,
-                                                     claim.pid, claim.uid, claim.client_name});
-        }
     }
     return s;
 }

@@ -2,14 +2,18 @@
 // their clients when no service manager kept the segments (no descriptor store).
 //
 // Contents, one record per line, text, written whole to a temporary file and renamed over
-// `shmbusd.state` in the state directory (mode 0600, so only the daemon's user reads who
-// holds what):
+// `shmbusd.state` in the state directory (mode 0600):
 //   shmbusd-state 1
 //   channel <name> <creation_id> <control dev> <control ino> <payload dev> <payload ino>
 //           <dynamic 0|1> <creator uid>
-//   endpoint <channel> <publisher|subscriber> <index> <pid> <uid> <client name, to end of line>
 // The device and inode numbers identify the very memory files: a reconnecting client's
 // offer (reclaim_offer) is believed only if fstat() of its descriptors gives the same pair.
+//
+// Only channels are recorded, so the file changes when a channel is created or removed and
+// not on every open and close. Which endpoints were attached needs no record: each channel's
+// own endpoint table says so, and a restarted daemon reclaims at the end of its grace period
+// every attached entry that no reconnecting client claimed. `endpoint` lines, written by
+// earlier versions, are accepted and ignored.
 //
 // format_state() and parse_state() are pure; parse_state() treats the file as untrusted
 // (it lives in a directory the daemon's user owns, but may be truncated by a crash) and
@@ -48,18 +52,8 @@ struct ChannelRecord {
     std::uint32_t creator_uid{0};
 };
 
-struct EndpointRecordLine {
-    std::string channel;
-    Role role{Role::subscriber};
-    std::uint32_t index{0};
-    std::uint32_t pid{0};
-    std::uint32_t uid{0};
-    std::string client_name;
-};
-
 struct SavedState {
     std::vector<ChannelRecord> channels;
-    std::vector<EndpointRecordLine> endpoints;
 };
 
 /// File name inside the state directory.

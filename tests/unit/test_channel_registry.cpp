@@ -58,17 +58,34 @@ TEST_CASE("endpoint indices are assigned lowest first, per role, up to the table
     CHECK(registry.endpoints_of(1) == 2);
 }
 
-TEST_CASE("an index attached in the segment without a claim is not handed out") {
-    ChannelRegistry registry;
-    auto ch = registry.create(small_queue("foreign"), {}, {}, kDefaultMaxChannelBytes);
-    REQUIRE(ch);
-    auto files = (*ch)->files.duplicate_for(Role::subscriber);
+TEST_CASE("a channel of the previous run does not hand out an index attached without a claim") {
+    // Segments a client kept across a daemon restart: entry 0 is attached, unclaimed.
+    auto segments = create_channel(small_queue("foreign"), kDefaultMaxChannelBytes);
+    REQUIRE(segments);
+    auto files = segments->duplicate_for(Role::subscriber);
     REQUIRE(files);
     auto stranger = Subscriber::attach(std::move(*files), {}); // takes entry 0 on its own
     REQUIRE(stranger);
+    ChannelRegistry registry;
+    auto ch = registry.adopt(std::move(*segments), {}, {});
+    REQUIRE(ch);
+    CHECK((*ch)->from_previous_run);
     auto a = registry.assign_endpoint(**ch, Role::subscriber, client(1));
     REQUIRE(a);
     CHECK(*a == 1);
+}
+
+TEST_CASE("a new channel hands out indexes from its claims alone") {
+    ChannelRegistry registry;
+    auto ch = registry.create(small_queue("fresh"), {}, {}, kDefaultMaxChannelBytes);
+    REQUIRE(ch);
+    CHECK_FALSE((*ch)->from_previous_run);
+    auto a = registry.assign_endpoint(**ch, Role::subscriber, client(1));
+    auto b = registry.assign_endpoint(**ch, Role::subscriber, client(2));
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(*a == 0);
+    CHECK(*b == 1);
 }
 
 TEST_CASE("reclaiming a client frees its attached endpoints and its claims, not others'") {
