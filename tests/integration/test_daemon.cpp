@@ -214,7 +214,7 @@ TEST_CASE("a client of another protocol major is refused naming both versions") 
                                      Catch::Contains(std::to_string(proto::kProtocolMajor)));
 }
 
-TEST_CASE("open passes two descriptors; a subscriber's payload is read-only; messages flow") {
+TEST_CASE("open passes two descriptors, a subscriber's payload is read-only, and messages flow") {
     DaemonProcess d{kTwoChannels};
     REQUIRE(d.start());
     UniqueFd fd = connect_and_greet(d.socket_path(), "flow");
@@ -573,7 +573,7 @@ TEST_CASE("a dynamic channel is created on request within the limits") {
     CHECK(body_as<proto::OpenReply>(r) != nullptr);
 }
 
-TEST_CASE("reload on SIGHUP adds a channel; a bad file keeps the running configuration") {
+TEST_CASE("reload on SIGHUP adds a channel, and a bad file keeps the running configuration") {
     DaemonProcess d{kTwoChannels};
     REQUIRE(d.start());
     UniqueFd fd = connect_and_greet(d.socket_path(), "reloader");

@@ -522,7 +522,7 @@ TEST_CASE("an open beyond limits.per_client.max_open_channels is limit_reached n
 }
 
 TEST_CASE("a create beyond limits.per_client.max_dynamic_channels is limit_reached naming the "
-          "limit; every client has its own allowance") {
+          "limit, and every client has its own allowance") {
     DaemonProcess d{"limits:\n  per_client:\n    max_dynamic_channels: 1\n"};
     REQUIRE(d.start());
     Client alice = connect_to(d, "alice");
@@ -630,7 +630,7 @@ TEST_CASE("a reload that raises limits.max_channels and adds a channel creates i
 
 // ---- reload is for admins --------------------------------------------------------------------
 
-TEST_CASE("reload by a uid that is not an admin is permission_denied and changes nothing; an "
+TEST_CASE("reload by a uid that is not an admin is permission_denied and changes nothing, an "
           "admin's reload applies") {
     if (::geteuid() != 0) {
         WARN("not root: cannot run a client as another uid; skipped");
