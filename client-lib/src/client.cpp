@@ -2,15 +2,16 @@
 //
 // Owns: the control socket, a duplicate of the descriptors of every endpoint it opened that
 // is still alive, so that it can offer them back to a daemon that restarted without
-// systemd's descriptor store (ReclaimOffer), and the watcher thread that restores a lost
-// connection. The endpoints themselves are owned by the caller and may outlive the Client;
-// each carries a detach hook (endpoint_hooks.hpp) that sends Close when the endpoint goes.
+// systemd's descriptor store (ReclaimOffer). One watcher thread per process (class Watcher)
+// restores lost connections for every Client that asked for it. The endpoints themselves are owned
+// by the caller and may outlive the Client; each carries a detach hook (endpoint_hooks.hpp) that
+// sends Close when the endpoint goes.
 //
 // Lifetime: the hooks hold the Impl *strongly*, so the connection lasts until the Client
 // and every endpoint it opened are gone. It must: shmbusd reclaims everything a connection
 // held when it closes (DESIGN.md, Liveness), and reclaiming an endpoint that is still in use
-// would hand its table entry to someone else. The watcher holds no reference: the Impl's
-// destructor stops and joins it (it never runs on the watcher, which owns no reference).
+// would hand its table entry to someone else. The watcher holds a weak reference, made
+// strong only while it restores the connection; the Impl's destructor unregisters it.
 //
 // Threads: the Client is used by one thread at a time (client.hpp), but endpoints are
 // destroyed on any thread, so their hooks send Close concurrently with requests, and the
@@ -49,10 +50,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
+#include <list>
 #include <mutex>
 #include <new>
 #include <optional>
 #include <poll.h>
+#include <pthread.h>
 #include <span>
 #include <string>
 #include <sys/eventfd.h>
@@ -222,6 +225,29 @@ std::string default_socket_path() {
     return kSystemSocket;
 }
 
+namespace {
+
+/// The watcher thread's view of one connection; touched by that thread only.
+struct WatchState {
+    std::uint64_t seen{0}; // the socket generation `mine` duplicates
+    UniqueFd mine;         // polled for hang-up
+    Backoff backoff{kMaxBackoff};
+    bool lost{false};
+    bool retrying{false}; // the connection is gone: restore it at retry_at
+    Clock::time_point retry_at{};
+    std::string last_failure;
+};
+
+/// The watcher thread (see the top of this file): started with the first connection that
+/// wants it, then shared by every connection of the process.
+Result<void> watcher_add(const std::shared_ptr<Client::Impl>& impl);
+/// The Impl is going away: the watcher never touches it after this returns.
+void watcher_forget(const Client::Impl* impl) noexcept;
+/// A socket changed: the watcher looks at every connection again.
+void watcher_poke() noexcept;
+
+} // namespace
+
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::string socket_path;
     std::string client_name;
@@ -238,15 +264,16 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::uint64_t next_key{1};           // guarded by mutex
     std::atomic<std::uint32_t> next_request{1};
 
-    UniqueFd wake; // eventfd: the watcher looks at the socket again, or stops
-    std::atomic<bool> stopping{false};
-    std::thread watcher;
-    pid_t watcher_pid{0}; // the process the watcher runs in (a fork() child has none)
+    bool watched{false}; // registered with the process's watcher thread
 
     Impl() = default;
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
-    ~Impl() { stop_watcher(); }
+    ~Impl() {
+        if (watched) {
+            watcher_forget(this);
+        }
+    }
 
     void log(const std::string& line) const noexcept {
         try {
@@ -271,134 +298,60 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
 
     void poke() const noexcept {
-        if (wake) {
-            const std::uint64_t one = 1;
-            (void)!::write(wake.get(), &one, sizeof one);
+        if (watched) {
+            watcher_poke();
         }
     }
 
-    /// Starts the watcher thread (ClientOptions::reconnect_in_background).
-    Result<void> start_watcher() {
-        wake = UniqueFd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
-        if (!wake) {
-            return make_error(Errc::system_error, "eventfd for the reconnect thread", errno);
-        }
-        try {
-            watcher = std::thread{[this] { watch(); }};
-        } catch (const std::system_error& e) {
-            return make_error(Errc::system_error, "starting the reconnect thread",
-                              e.code().value());
-        }
-        watcher_pid = ::getpid();
-        return ok();
-    }
-
-    void stop_watcher() noexcept {
-        if (!watcher.joinable()) {
-            return;
-        }
-        if (watcher_pid != ::getpid()) {
-            watcher.detach(); // a fork() child's copy: the thread is not in this process
-            return;
-        }
-        stopping.store(true, std::memory_order_relaxed); // the eventfd write orders it
-        poke();
+    /// One step of the watcher thread for this connection, whose socket of generation
+    /// `st.seen` hung up (or there was none): connect again, or say when to try next.
+    void restore(WatchState& st) {
+        Result<void> back = make_error(Errc::closed);
         {
-            // Wakes a reconnect attempt blocked on the socket (its reply never comes).
-            const std::lock_guard lock{mutex};
-            if (sock) {
-                (void)::shutdown(sock.get(), SHUT_RDWR);
-            }
-        }
-        watcher.join();
-    }
-
-    /// Sleeps `d`, or less if poked. False when the Client is going away.
-    bool pause(Clock::duration d) const noexcept {
-        pollfd p{wake.get(), POLLIN, 0};
-        (void)::poll(&p, 1,
-                     static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(d).count()));
-        drain_wake();
-        return !stopping.load(std::memory_order_relaxed);
-    }
-
-    void drain_wake() const noexcept {
-        std::uint64_t n = 0;
-        (void)!::read(wake.get(), &n, sizeof n);
-    }
-
-    /// The watcher thread: waits for the connection to hang up, then restores it.
-    void watch() noexcept {
-        try {
-            watch_loop();
-        } catch (const std::bad_alloc&) {
-            log("out of memory in the reconnect thread; the connection to shmbusd at " +
-                socket_path + " is restored by the next request only");
-        }
-    }
-
-    void watch_loop() {
-        std::uint64_t seen = 0;
-        UniqueFd mine; // a duplicate of the socket of generation `seen`
-        Backoff backoff{kMaxBackoff};
-        bool lost = false;
-        std::string last_failure;
-        while (!stopping.load(std::memory_order_relaxed)) {
+            const std::lock_guard requests{request_mutex};
             {
                 const std::lock_guard lock{mutex};
-                if (!mine || seen != sock_generation) {
-                    seen = sock_generation;
-                    mine = sock ? UniqueFd{::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0)} : UniqueFd{};
-                }
-            }
-            if (mine) {
-                std::array<pollfd, 2> p{pollfd{mine.get(), POLLRDHUP, 0},
-                                        pollfd{wake.get(), POLLIN, 0}};
-                if (::poll(p.data(), p.size(), -1) < 0 || (p[1].revents & POLLIN) != 0) {
-                    drain_wake();
-                    continue; // EINTR, or the socket changed, or we stop: look again
-                }
-                if ((p[0].revents & (POLLHUP | POLLRDHUP | POLLERR)) == 0) {
-                    continue;
-                }
-            }
-            // The connection of generation `seen` is gone (or there is none).
-            mine.reset();
-            Result<void> back = make_error(Errc::closed);
-            {
-                const std::lock_guard requests{request_mutex};
-                {
-                    const std::lock_guard lock{mutex};
-                    if (seen != sock_generation && sock) {
-                        continue; // a request restored it meanwhile
-                    }
-                }
-                if (stopping.load(std::memory_order_relaxed)) {
+                if (st.seen != sock_generation && sock) {
+                    st.retrying = false; // a request restored it meanwhile
                     return;
                 }
-                if (!lost) {
-                    lost = true;
-                    log("lost the connection to shmbusd at " + socket_path +
-                        "; reconnecting in the background (channels keep working)");
-                }
-                back = reconnect_once(Clock::now() + timeout);
             }
-            if (back) {
-                log("reconnected to shmbusd at " + socket_path + " as client " +
-                    std::to_string(client_id.load(std::memory_order_relaxed)));
-                lost = false;
-                last_failure.clear();
-                backoff.reset();
-                continue;
+            if (!st.lost) {
+                st.lost = true;
+                log("lost the connection to shmbusd at " + socket_path +
+                    "; reconnecting in the background (channels keep working)");
             }
-            if (is_permanent(back.code()) && back.error().message() != last_failure) {
-                last_failure = back.error().message();
-                log("cannot reconnect to shmbusd at " + socket_path + ": " + last_failure +
-                    " (still trying)");
-            }
-            if (!pause(backoff.next(kMaxBackoff))) {
-                return;
-            }
+            back = reconnect_once(Clock::now() + timeout);
+        }
+        if (back) {
+            log("reconnected to shmbusd at " + socket_path + " as client " +
+                std::to_string(client_id.load(std::memory_order_relaxed)));
+            st.lost = false;
+            st.last_failure.clear();
+            st.backoff.reset();
+            st.retrying = false;
+            return;
+        }
+        if (is_permanent(back.code()) && back.error().message() != st.last_failure) {
+            st.last_failure = back.error().message();
+            log("cannot reconnect to shmbusd at " + socket_path + ": " + st.last_failure +
+                " (still trying)");
+        }
+        st.retry_at = Clock::now() + st.backoff.next(kMaxBackoff);
+    }
+
+    /// A duplicate of the current socket for the watcher to poll, when it is not the one of
+    /// generation `st.seen` any more.
+    void refresh(WatchState& st) {
+        const std::lock_guard lock{mutex};
+        if (st.mine && st.seen == sock_generation) {
+            return;
+        }
+        st.seen = sock_generation;
+        st.mine = sock ? UniqueFd{::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0)} : UniqueFd{};
+        if (!st.mine && !st.retrying) {
+            st.retrying = true; // no socket: restore it
+            st.retry_at = Clock::now();
         }
     }
 
@@ -759,6 +712,192 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
 };
 
+namespace {
+
+// One thread for every Client of the process, not one per connection: a connection costs
+// no thread start and stop, and an idle process one thread asleep in poll().
+//
+// Entries are added by connect() and marked forgotten by ~Impl(), under `mutex`; only the
+// thread erases them (closing its duplicate socket only once it no longer polls it). It
+// holds an Impl strongly only while restoring it, so ~Impl() may run on this thread, after
+// the step, when the Client and its endpoints were dropped meanwhile. A fork() child gets
+// a watcher of its own with its first connection (the parent's thread is not in it).
+class Watcher {
+public:
+    static Watcher* current() noexcept { return instance.load(std::memory_order_acquire); }
+
+    static Result<Watcher*> get_or_start() {
+        if (Watcher* w = current()) {
+            return w;
+        }
+        static std::once_flag atfork;
+        std::call_once(atfork, [] {
+            (void)::pthread_atfork(nullptr, nullptr,
+                                   [] { instance.store(nullptr, std::memory_order_relaxed); });
+        });
+        auto made = std::make_unique<Watcher>();
+        made->wake_ = UniqueFd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+        if (!made->wake_) {
+            return make_error(Errc::system_error, "eventfd for the reconnect thread", errno);
+        }
+        Watcher* expected = nullptr;
+        if (!instance.compare_exchange_strong(expected, made.get(), std::memory_order_acq_rel)) {
+            return expected; // another thread started one first
+        }
+        Watcher* w = made.release(); // lives as long as the process: never joined
+        try {
+            std::thread{[w] { w->run(); }}.detach();
+        } catch (const std::system_error& e) {
+            return make_error(Errc::system_error, "starting the reconnect thread",
+                              e.code().value());
+        }
+        return w;
+    }
+
+    void add(const std::shared_ptr<Client::Impl>& impl) {
+        {
+            const std::lock_guard lock{mutex_};
+            entries_.push_back(Entry{impl.get(), impl, {}, false});
+        }
+        poke();
+    }
+
+    void forget(const Client::Impl* impl) noexcept {
+        {
+            const std::lock_guard lock{mutex_};
+            for (auto& e : entries_) {
+                if (e.key == impl && !e.forgotten) {
+                    e.forgotten = true;
+                    break;
+                }
+            }
+        }
+        poke();
+    }
+
+    void poke() const noexcept {
+        const std::uint64_t one = 1;
+        (void)!::write(wake_.get(), &one, sizeof one);
+    }
+
+private:
+    struct Entry {
+        const Client::Impl* key;
+        std::weak_ptr<Client::Impl> impl;
+        WatchState st;
+        bool forgotten;
+    };
+    static inline std::atomic<Watcher*> instance{nullptr};
+    std::mutex mutex_;
+    std::list<Entry> entries_; // guarded by mutex_; erased by run() only
+    UniqueFd wake_;
+
+    void run() noexcept {
+        std::vector<Entry*> live;
+        std::vector<pollfd> fds;
+        std::vector<Entry*> polled;
+        for (;;) {
+            try {
+                step(live, fds, polled);
+            } catch (const std::bad_alloc&) {
+                // Out of memory: try again after a pause rather than end the thread.
+                pollfd p{wake_.get(), POLLIN, 0};
+                (void)::poll(&p, 1, static_cast<int>(kMaxBackoff.count()));
+            }
+        }
+    }
+
+    void step(std::vector<Entry*>& live, std::vector<pollfd>& fds, std::vector<Entry*>& polled) {
+        live.clear();
+        {
+            const std::lock_guard lock{mutex_};
+            entries_.remove_if([](const Entry& e) { return e.forgotten; });
+            for (auto& e : entries_) {
+                live.push_back(&e);
+            }
+        }
+        fds.assign(1, pollfd{wake_.get(), POLLIN, 0});
+        polled.clear();
+        auto now = Clock::now();
+        Clock::time_point next = Clock::time_point::max();
+        for (Entry* e : live) {
+            if (auto impl = e->impl.lock()) {
+                impl->refresh(e->st);
+            }
+            if (e->st.retrying) {
+                next = std::min(next, e->st.retry_at);
+            } else if (e->st.mine) {
+                fds.push_back(pollfd{e->st.mine.get(), POLLRDHUP, 0});
+                polled.push_back(e);
+            }
+        }
+        int timeout_ms = -1;
+        if (next != Clock::time_point::max()) {
+            timeout_ms =
+                next <= now ? 0
+                            : static_cast<int>(
+                                  std::chrono::ceil<std::chrono::milliseconds>(next - now).count());
+        }
+        const int n = ::poll(fds.data(), fds.size(), timeout_ms);
+        if ((fds[0].revents & POLLIN) != 0) {
+            std::uint64_t count = 0;
+            (void)!::read(wake_.get(), &count, sizeof count);
+        }
+        if (n > 0) {
+            for (std::size_t i = 0; i < polled.size(); ++i) {
+                if ((fds[i + 1].revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0) {
+                    Entry* e = polled[i];
+                    e->st.mine.reset();
+                    e->st.retrying = true;
+                    e->st.retry_at = Clock::now();
+                }
+            }
+        }
+        now = Clock::now();
+        for (Entry* e : live) {
+            if (!e->st.retrying || e->st.retry_at > now) {
+                continue;
+            }
+            bool forgotten = false;
+            {
+                const std::lock_guard lock{mutex_};
+                forgotten = e->forgotten;
+            }
+            if (forgotten) {
+                continue;
+            }
+            if (auto impl = e->impl.lock()) {
+                impl->restore(e->st);
+            }
+            // The last reference may have gone here: ~Impl() then marks e forgotten.
+        }
+    }
+};
+
+Result<void> watcher_add(const std::shared_ptr<Client::Impl>& impl) {
+    auto w = Watcher::get_or_start();
+    if (!w) {
+        return w.take_error();
+    }
+    impl->watched = true;
+    (*w)->add(impl);
+    return ok();
+}
+
+void watcher_forget(const Client::Impl* impl) noexcept {
+    if (Watcher* w = Watcher::current()) {
+        w->forget(impl);
+    }
+}
+
+void watcher_poke() noexcept {
+    if (Watcher* w = Watcher::current()) {
+        w->poke();
+    }
+}
+
+} // namespace
+
 Client::Client(std::shared_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
@@ -786,7 +925,7 @@ Result<Client> Client::connect(const ClientOptions& options) noexcept {
             return greeted.take_error();
         }
         if (options.reconnect_in_background) {
-            if (auto started = impl->start_watcher(); !started) {
+            if (auto started = watcher_add(impl); !started) {
                 return started.take_error();
             }
         }

@@ -369,6 +369,13 @@ std::uint64_t id_of_client(Client& observer, std::string_view name) {
     return 0;
 }
 
+/// Whether the daemon lists client `id` as `role` on `channel`.
+bool listed_as(Client& observer, std::string_view channel, Role role, std::uint64_t id) {
+    auto info = observer.channel_info(channel);
+    REQUIRE(info);
+    return has_endpoint(*info, role, id);
+}
+
 ClientOptions logged_options(const DaemonProcess& d, LogLines& lines, const std::string& name) {
     ClientOptions o = options_for(d, name);
     o.log = lines.sink();
@@ -403,15 +410,44 @@ TEST_CASE("an idle client restores its connection on its own after a restart and
     Client observer = connect_to(d, "observer");
     const std::uint64_t idle = id_of_client(observer, "idle");
     REQUIRE(idle != 0);
-    auto telemetry = observer.channel_info("telemetry");
-    REQUIRE(telemetry);
-    CHECK(has_endpoint(*telemetry, Role::subscriber, idle));
-    auto jobs = observer.channel_info("jobs");
-    REQUIRE(jobs);
-    CHECK(has_endpoint(*jobs, Role::publisher, idle));
+    CHECK(listed_as(observer, "telemetry", Role::subscriber, idle));
+    CHECK(listed_as(observer, "jobs", Role::publisher, idle));
 }
 
-TEST_CASE("kill -9 of shmbusd mid-stream in block mode loses nothing; both sides carry on and "
+TEST_CASE("every idle client of a process is restored by the one background thread") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    LogLines lines;
+    auto a = Client::connect(logged_options(d, lines, "idle-a"));
+    auto b = Client::connect(logged_options(d, lines, "idle-b"));
+    REQUIRE(a);
+    REQUIRE(b);
+    auto sub = a->open_subscriber("telemetry");
+    auto pub = b->open_publisher("jobs");
+    REQUIRE(sub);
+    REQUIRE(pub);
+    {
+        // A connection made and dropped before the restart is not restored.
+        auto brief = Client::connect(logged_options(d, lines, "brief"));
+        REQUIRE(brief);
+    }
+    REQUIRE(d.signal_and_wait(SIGKILL).has_value());
+    REQUIRE(d.start());
+    INFO(lines.all());
+    REQUIRE(lines.wait_for("reconnected to shmbusd", 2));
+    CHECK(lines.count("lost the connection") == 2);
+
+    Client observer = connect_to(d, "observer");
+    const std::uint64_t ida = id_of_client(observer, "idle-a");
+    const std::uint64_t idb = id_of_client(observer, "idle-b");
+    REQUIRE(ida != 0);
+    REQUIRE(idb != 0);
+    CHECK(id_of_client(observer, "brief") == 0);
+    CHECK(listed_as(observer, "telemetry", Role::subscriber, ida));
+    CHECK(listed_as(observer, "jobs", Role::publisher, idb));
+}
+
+TEST_CASE("kill -9 of shmbusd mid-stream in block mode loses nothing, both sides carry on and "
           "are listed again") {
     DaemonProcess d{kChannels};
     REQUIRE(d.start());

@@ -39,8 +39,10 @@ struct ClientOptions {
     /// shmbusd in any order.
     std::chrono::milliseconds wait_for_daemon{0};
     /// Watch the connection from a background thread and restore it as soon as it is lost
-    /// (a daemon restart), offering every live endpoint back. Off: the connection is only
-    /// restored by the next request.
+    /// (a daemon restart), offering every live endpoint back. One thread serves every
+    /// connection of the process; it starts with the first and is never stopped (after a
+    /// fork(), the child starts its own). Off: the connection is only restored by the next
+    /// request.
     bool reconnect_in_background{true};
     /// Where the library's rare lines go: waiting for the daemon, connection lost, connection
     /// restored. Called from the Client's thread or its background thread, never while it
