@@ -748,6 +748,9 @@ public:
         try {
             std::thread{[w] { w->run(); }}.detach();
         } catch (const std::system_error& e) {
+            // The next connection tries again; w stays allocated, as another thread may
+            // have registered with it meanwhile.
+            instance.store(nullptr, std::memory_order_release);
             return make_error(Errc::system_error, "starting the reconnect thread",
                               e.code().value());
         }
