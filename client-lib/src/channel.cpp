@@ -79,6 +79,18 @@ Result<ChannelInfo> inspect_channel(const ChannelFiles& files) noexcept {
     return std::move(attached->info);
 }
 
+Result<ChannelFiles> ChannelFiles::duplicate() const noexcept {
+    UniqueFd c{fcntl(control.get(), F_DUPFD_CLOEXEC, 0)};
+    if (!c) {
+        return make_error(Errc::system_error, "duplicating a channel descriptor", errno);
+    }
+    UniqueFd p{fcntl(payload.get(), F_DUPFD_CLOEXEC, 0)};
+    if (!p) {
+        return make_error(Errc::system_error, "duplicating a channel descriptor", errno);
+    }
+    return ChannelFiles{std::move(c), std::move(p)};
+}
+
 Result<ChannelFiles> ChannelFiles::duplicate_for(Role role) const noexcept {
     if (!control || !payload) {
         return make_error(Errc::invalid_argument, "duplicate_for: these channel files are empty");

@@ -125,19 +125,6 @@ Error prefixed(Error e, const std::string& prefix) {
     return e;
 }
 
-/// Duplicates both descriptors as they are (same access mode), close-on-exec.
-Result<ChannelFiles> duplicate(const ChannelFiles& files) {
-    UniqueFd control{::fcntl(files.control.get(), F_DUPFD_CLOEXEC, 0)};
-    if (!control) {
-        return make_error(Errc::system_error, "duplicating a channel descriptor", errno);
-    }
-    UniqueFd payload{::fcntl(files.payload.get(), F_DUPFD_CLOEXEC, 0)};
-    if (!payload) {
-        return make_error(Errc::system_error, "duplicating a channel descriptor", errno);
-    }
-    return ChannelFiles{std::move(control), std::move(payload)};
-}
-
 /// A connected control socket to `path`. SO_SNDTIMEO = `timeout` bounds both connect() on a
 /// full listen backlog (AF_UNIX waits for room) and every later send to a daemon that has
 /// stopped reading.
@@ -684,7 +671,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                               "shmbusd assigned endpoint index " + std::to_string(index));
         }
         ChannelFiles files{std::move(r->fds[0]), std::move(r->fds[1])};
-        auto keep = duplicate(files);
+        auto keep = files.duplicate();
         if (!keep) {
             release_assigned(std::string{channel}, role, index);
             return keep.take_error();
@@ -861,14 +848,7 @@ private:
             if (!e->st.retrying || e->st.retry_at > now) {
                 continue;
             }
-            bool forgotten = false;
-            {
-                const std::lock_guard lock{mutex_};
-                forgotten = e->forgotten;
-            }
-            if (forgotten) {
-                continue;
-            }
+            // A forgotten entry's Impl is being destroyed: lock() gives nothing.
             if (auto impl = e->impl.lock()) {
                 impl->restore(e->st);
             }

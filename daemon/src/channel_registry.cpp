@@ -73,15 +73,16 @@ Result<RegisteredChannel*> ChannelRegistry::create(const ChannelSpec& spec, Chan
     }
     // create_channel() made both memfds mode 0600 (a subscriber of another user cannot reopen
     // its read-only payload read-write through /proc).
-    auto made = adopt(std::move(*files), std::move(acl), origin);
-    if (made) {
-        (*made)->from_previous_run = false; // new: nobody is attached
-    }
-    return made;
+    return add(std::move(*files), std::move(acl), origin, false);
 }
 
 Result<RegisteredChannel*> ChannelRegistry::adopt(ChannelFiles files, ChannelAcl acl,
                                                   ChannelOrigin origin) {
+    return add(std::move(files), std::move(acl), origin, true);
+}
+
+Result<RegisteredChannel*> ChannelRegistry::add(ChannelFiles files, ChannelAcl acl,
+                                                ChannelOrigin origin, bool from_previous_run) {
     auto made = make_registered(std::move(files), std::move(acl), origin);
     if (!made) {
         return made.take_error();
@@ -91,7 +92,7 @@ Result<RegisteredChannel*> ChannelRegistry::adopt(ChannelFiles files, ChannelAcl
         return make_error(Errc::already_exists, "channel '" + name + "' exists already");
     }
     RegisteredChannel* raw = made->get();
-    raw->from_previous_run = true;
+    raw->from_previous_run = from_previous_run;
     channels_.emplace(name, std::move(*made));
     if (on_added) {
         on_added(*raw);
@@ -156,13 +157,7 @@ Result<ChannelFiles> RegisteredChannel::files_for(Role role) {
         }
         subscriber_files = std::move(*made);
     }
-    UniqueFd control{::fcntl(subscriber_files.control.get(), F_DUPFD_CLOEXEC, 0)};
-    UniqueFd payload{::fcntl(subscriber_files.payload.get(), F_DUPFD_CLOEXEC, 0)};
-    if (!control || !payload) {
-        return make_error(Errc::system_error,
-                          "duplicating the descriptors of channel '" + info.name + "'", errno);
-    }
-    return ChannelFiles{std::move(control), std::move(payload)};
+    return subscriber_files.duplicate();
 }
 
 Result<std::uint32_t> ChannelRegistry::assign_endpoint(RegisteredChannel& channel, Role role,

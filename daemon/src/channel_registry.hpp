@@ -155,6 +155,10 @@ public:
 
 private:
     std::map<std::string, std::unique_ptr<RegisteredChannel>, std::less<>> channels_;
+
+    /// create() and adopt(): registers the channel in `files`.
+    [[nodiscard]] Result<RegisteredChannel*> add(ChannelFiles files, ChannelAcl acl,
+                                                 ChannelOrigin origin, bool from_previous_run);
 };
 
 } // namespace shmbus::daemon

@@ -370,12 +370,8 @@ bool DaemonState::restore_from_state_file(const std::vector<std::string>& adopte
     for (const auto& name : adopted) {
         if (RegisteredChannel* ch = registry_.find(name)) {
             const std::size_t n = ch->supervisor.endpoints().size();
-            if (n > 0) {
-                attached += n;
-                swept_at_grace_end_.insert(name);
-            } else {
-                ch->from_previous_run = false; // nobody attached: nothing to keep apart
-            }
+            attached += n;
+            ch->from_previous_run = n > 0; // nobody attached: nothing to keep apart
         }
     }
     auto saved = read_state_file(paths_.state_directory);
@@ -398,6 +394,13 @@ bool DaemonState::restore_from_state_file(const std::vector<std::string>& adopte
     return true;
 }
 
+bool DaemonState::in_grace() const {
+    const auto channels = registry_.channels();
+    return !awaited_.empty() ||
+           std::any_of(channels.begin(), channels.end(),
+                       [](const RegisteredChannel* ch) { return ch->from_previous_run; });
+}
+
 bool DaemonState::awaiting(std::string_view name) const noexcept {
     return awaited_.find(name) != awaited_.end();
 }
@@ -408,12 +411,12 @@ void DaemonState::end_grace() {
                  channel_fields(name));
     }
     awaited_.clear();
-    for (const auto& name : swept_at_grace_end_) {
-        RegisteredChannel* ch = registry_.find(name);
-        if (ch == nullptr) {
+    for (RegisteredChannel* ch : registry_.channels()) {
+        if (!ch->from_previous_run) {
             continue;
         }
         ch->from_previous_run = false; // what is still attached after this is claimed
+        const std::string& name = ch->info.name;
         for (const auto& e : ch->supervisor.endpoints()) {
             const bool claimed =
                 std::any_of(ch->claims.begin(), ch->claims.end(), [&](const EndpointClaim& c) {
@@ -440,7 +443,6 @@ void DaemonState::end_grace() {
             }
         }
     }
-    swept_at_grace_end_.clear();
     if (auto created = create_configured_channels(); !created) {
         log_error("after the grace period: " + created.error().message());
     }
@@ -526,7 +528,6 @@ Result<void> DaemonState::take_back(const ClientRecord& client, const proto::Rec
                 std::to_string((*made)->supervisor.endpoints().size()) + " endpoints attached)",
             client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
         awaited_.erase(it);
-        swept_at_grace_end_.insert(m.channel);
         save_state(); // the channel is this daemon's again
         ch = *made;
     } else {

@@ -33,7 +33,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -103,9 +102,7 @@ public:
     /// back. Returns true when a grace period must run (end_grace() when it is over).
     bool restore_from_state_file(const std::vector<std::string>& adopted);
     /// Whether a grace period is running (end_grace() not called yet).
-    [[nodiscard]] bool in_grace() const noexcept {
-        return !awaited_.empty() || !swept_at_grace_end_.empty();
-    }
+    [[nodiscard]] bool in_grace() const;
     /// Whether `name` is a recorded channel no client has offered back yet.
     [[nodiscard]] bool awaiting(std::string_view name) const noexcept;
     /// The grace period is over: endpoints of the previous run that no client claimed (the
@@ -147,11 +144,9 @@ private:
     std::map<std::uint64_t, ClientRecord> clients_;
     std::uint64_t next_client_id_{1};
     std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
-    /// Recorded channels not yet offered back.
+    /// Recorded channels not yet offered back. The channels of the previous run the daemon
+    /// has again are marked RegisteredChannel::from_previous_run until end_grace().
     std::map<std::string, ChannelRecord, std::less<>> awaited_;
-    /// Channels of the previous run the daemon has again: at the end of the grace period,
-    /// their attached endpoints without a claim are reclaimed.
-    std::set<std::string, std::less<>> swept_at_grace_end_;
     bool state_write_failed_{false};
     bool state_dirty_{false};
 

@@ -58,10 +58,9 @@ struct EventLoop::Impl {
     bool grace_running{false};
     uv_check_t after_iteration{}; // active while a state write or STATUS= is pending
     bool status_pending{false};
-    std::string last_status;   // the STATUS= text last sent
-    uv_timer_t status_timer{}; // active while a STATUS= waits for kStatusIntervalMs to pass
-    std::uint64_t last_status_ms{0};
-    bool status_sent{false};
+    std::string last_status;         // the STATUS= text last sent
+    uv_timer_t status_timer{};       // active while a STATUS= waits for kStatusIntervalMs to pass
+    std::uint64_t last_status_ms{0}; // when last_status was sent
     /// Connections whose replies wait for this iteration's state-file write (by id: one may
     /// close meanwhile).
     std::vector<std::uint64_t> flush_after_write;
@@ -445,7 +444,7 @@ void EventLoop::Impl::run_after_iteration() {
         return;
     }
     const std::uint64_t now = uv_now(&loop);
-    if (!status_sent || now - last_status_ms >= kStatusIntervalMs) {
+    if (last_status.empty() || now - last_status_ms >= kStatusIntervalMs) {
         send_status_line();
         return;
     }
@@ -467,7 +466,6 @@ void EventLoop::Impl::send_status_line() {
         notify_status(line);
         last_status = std::move(line);
         last_status_ms = uv_now(&loop);
-        status_sent = true;
     }
 }
 

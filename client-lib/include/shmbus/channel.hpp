@@ -89,6 +89,9 @@ struct SHMBUS_EXPORT ChannelFiles {
     /// (EMFILE, ...), Errc::permission_denied if a writable copy is asked of a read-only
     /// payload. Thread-safe.
     [[nodiscard]] Result<ChannelFiles> duplicate_for(Role role) const noexcept;
+    /// Duplicates both descriptors as they are (same access mode), close-on-exec.
+    /// Errc::system_error if the kernel refuses. Thread-safe.
+    [[nodiscard]] Result<ChannelFiles> duplicate() const noexcept;
 };
 
 /// Creates a channel: validates `spec`, creates the two memfds, reserves their memory up
