@@ -13,11 +13,13 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <deque>
 #include <fcntl.h>
 #include <map>
 #include <string>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -49,9 +51,8 @@ struct EventLoop::Impl {
     DaemonState& state;
     uv_loop_t loop{};
     uv_poll_t listener{};
-    uv_signal_t sighup{};
-    uv_signal_t sigterm{};
-    uv_signal_t sigint{};
+    UniqueFd signal_fd; // SIGHUP, SIGTERM, SIGINT, blocked and read here (signalfd)
+    uv_poll_t signals{};
     uv_timer_t watchdog{};
     bool watchdog_started{false};
     uv_timer_t grace{};
@@ -78,6 +79,7 @@ struct EventLoop::Impl {
     Result<void> bind_socket();
     void on_listener_readable();
     void accept_one(int fd);
+    void on_signals_readable();
     void on_connection_event(Connection& c, int status, int events);
     void read_requests(Connection& c);
     void flush(Connection& c);
@@ -392,9 +394,8 @@ void EventLoop::Impl::stop() {
     };
     uv_poll_stop(&listener);
     close_handle(&listener);
-    close_handle(&sighup);
-    close_handle(&sigterm);
-    close_handle(&sigint);
+    uv_poll_stop(&signals);
+    close_handle(&signals);
     if (watchdog_started) {
         uv_timer_stop(&watchdog);
         close_handle(&watchdog);
@@ -459,6 +460,21 @@ void EventLoop::Impl::run_after_iteration() {
         kStatusIntervalMs - (now - last_status_ms), 0);
 }
 
+void EventLoop::Impl::on_signals_readable() {
+    signalfd_siginfo info{};
+    while (!stopping && ::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
+        const auto signum = static_cast<int>(info.ssi_signo);
+        if (signum == SIGHUP) {
+            log_info("SIGHUP: reloading the configuration");
+            reload();
+        } else {
+            log_info(std::string{"received "} + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
+                     " from pid " + std::to_string(info.ssi_pid));
+            stop();
+        }
+    }
+}
+
 void EventLoop::Impl::send_status_line() {
     status_pending = false;
     std::string line = state.status_line();
@@ -501,6 +517,23 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
             return bound.take_error();
         }
     }
+    // The signals are blocked and read from a descriptor the loop polls, so their handling
+    // runs on the loop like any other event: no asynchronous handler, no window in which one
+    // is lost. They stay blocked until the process exits (a second SIGTERM during the stop
+    // is read by nobody and harmless). The daemon starts no thread, so the mask of this one
+    // is the process's.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (int rc = ::pthread_sigmask(SIG_BLOCK, &mask, nullptr); rc != 0) {
+        return make_error(Errc::system_error, std::string{"pthread_sigmask: "} + std::strerror(rc));
+    }
+    impl->signal_fd.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!impl->signal_fd) {
+        return make_error(Errc::system_error, std::string{"signalfd: "} + std::strerror(errno));
+    }
     // A passed socket may be blocking; the loop needs it not to be.
     (void)::fcntl(impl->listen_fd.get(), F_SETFL,
                   ::fcntl(impl->listen_fd.get(), F_GETFL) | O_NONBLOCK);
@@ -513,17 +546,13 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
     // From here on every handle is initialised before anything can fail, so that a failure
     // is never left with half the handles unknown to stop().
     uv_poll_init(&impl->loop, &impl->listener, impl->listen_fd.get());
-    uv_signal_init(&impl->loop, &impl->sighup);
-    uv_signal_init(&impl->loop, &impl->sigterm);
-    uv_signal_init(&impl->loop, &impl->sigint);
+    uv_poll_init(&impl->loop, &impl->signals, impl->signal_fd.get());
     uv_check_init(&impl->loop, &impl->after_iteration);
     impl->after_iteration.data = self;
     uv_timer_init(&impl->loop, &impl->status_timer);
     impl->status_timer.data = self;
     impl->listener.data = self;
-    impl->sighup.data = self;
-    impl->sigterm.data = self;
-    impl->sigint.data = self;
+    impl->signals.data = self;
     uv_poll_start(&impl->listener, UV_READABLE, [](uv_poll_t* h, int status, int) {
         auto* s = static_cast<Impl*>(h->data);
         if (status < 0) {
@@ -532,19 +561,14 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
         }
         s->on_listener_readable();
     });
-    uv_signal_start(
-        &impl->sighup,
-        [](uv_signal_t* h, int) {
-            log_info("SIGHUP: reloading the configuration");
-            static_cast<Impl*>(h->data)->reload();
-        },
-        SIGHUP);
-    auto on_stop = [](uv_signal_t* h, int signum) {
-        log_info(std::string{"received "} + (signum == SIGTERM ? "SIGTERM" : "SIGINT"));
-        static_cast<Impl*>(h->data)->stop();
-    };
-    uv_signal_start(&impl->sigterm, on_stop, SIGTERM);
-    uv_signal_start(&impl->sigint, on_stop, SIGINT);
+    uv_poll_start(&impl->signals, UV_READABLE, [](uv_poll_t* h, int status, int) {
+        auto* s = static_cast<Impl*>(h->data);
+        if (status < 0) {
+            log_error("signal descriptor: " + uv_message(status));
+            return;
+        }
+        s->on_signals_readable();
+    });
     if (auto interval = watchdog_interval()) {
         const auto half_ms = static_cast<std::uint64_t>(interval->count() / 2000);
         uv_timer_init(&impl->loop, &impl->watchdog);

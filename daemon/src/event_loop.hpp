@@ -7,7 +7,8 @@
 //    to it fails with ECONNREFUSED, so a running daemon is never robbed of its socket. The
 //    file is chmod 0666: who may do what is decided per request from SO_PEERCRED, and a
 //    user instance's runtime directory (0700) already keeps other users out;
-//  - SIGHUP (reload), SIGTERM and SIGINT (graceful stop) as uv_signal handles;
+//  - SIGHUP (reload), SIGTERM and SIGINT (graceful stop): blocked, and read from a signalfd
+//    the loop polls (handled on the loop, never in an asynchronous handler);
 //  - the watchdog timer, only when systemd set WATCHDOG_USEC (no other timer: the daemon
 //    sleeps in epoll when idle);
 //  - a check handle that writes the state file once per loop iteration, after the requests
