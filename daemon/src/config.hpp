@@ -97,7 +97,7 @@ struct ChannelConfig {
 /// Limits that apply to each connected client.
 struct ClientLimits {
     std::uint32_t max_open_channels{64};     ///< endpoints (publishers + subscribers) open at once
-    std::uint32_t max_inflight_requests{32}; ///< control requests awaiting a reply
+    std::uint32_t max_inflight_requests{32}; ///< replies held for a client that does not read them
     std::uint32_t max_dynamic_channels{16};  ///< channels it has created and that still exist
 };
 

@@ -80,6 +80,7 @@ struct EventLoop::Impl {
     void on_listener_readable();
     void accept_one(int fd);
     void on_signals_readable();
+    bool may_read(Connection& c);
     void on_connection_event(Connection& c, int status, int events);
     void read_requests(Connection& c);
     void flush(Connection& c);
@@ -107,7 +108,8 @@ struct Connection {
     std::deque<Reply> outgoing;
     bool closing{false};
     bool disconnect_after_flush{false};
-    int poll_events{0}; // what uv_poll_start was last asked for
+    bool stalled{false}; // reading stopped: limits.per_client.max_inflight_requests replies wait
+    int poll_events{0};  // what uv_poll_start was last asked for
 
     Connection(EventLoop::Impl* o, UniqueFd f, std::uint64_t id)
         : fd{std::move(f)}, owner{o}, session{o->state, id} {
@@ -216,10 +218,45 @@ void EventLoop::Impl::accept_one(int raw_fd) {
     notify_status_line();
 }
 
+bool EventLoop::Impl::may_read(Connection& c) {
+    if (c.disconnect_after_flush) {
+        return false; // nothing after the reply that ends the connection
+    }
+    const std::size_t limit = state.config().limits.per_client.max_inflight_requests;
+    if (c.outgoing.size() < limit) {
+        if (c.stalled && c.outgoing.empty()) {
+            c.stalled = false;
+            if (ClientRecord* r = state.find_client(c.session.client_id())) {
+                log_info(describe(*r) + " read its replies; reading its requests again");
+            }
+        }
+        return true;
+    }
+    if (!c.stalled) {
+        c.stalled = true;
+        if (ClientRecord* r = state.find_client(c.session.client_id())) {
+            log_warning(describe(*r) + " has " + std::to_string(c.outgoing.size()) +
+                            " replies it does not read (limits.per_client.max_inflight_requests "
+                            "is " +
+                            std::to_string(limit) +
+                            "); its further requests wait until it reads them",
+                        client_fields(r->credentials.pid, r->credentials.uid, r->name));
+        }
+    }
+    return false;
+}
+
 void EventLoop::Impl::update_poll(Connection& c) {
-    // With replies pending, wait for room to send them and read nothing more: back-pressure.
-    const int events =
-        c.outgoing.empty() ? (UV_READABLE | UV_DISCONNECT) : (UV_WRITABLE | UV_DISCONNECT);
+    // Replies the kernel would not take wait here, up to max_inflight_requests of them; the
+    // client's requests are read meanwhile. Beyond that, wait only for room to send them and
+    // read nothing more: back-pressure, which stalls that client and nobody else.
+    int events = UV_DISCONNECT;
+    if (!c.outgoing.empty()) {
+        events |= UV_WRITABLE;
+    }
+    if (may_read(c)) {
+        events |= UV_READABLE;
+    }
     if (events == c.poll_events) {
         return; // restarting the same watch would cost an epoll_ctl every iteration
     }
@@ -249,7 +286,7 @@ void EventLoop::Impl::on_connection_event(Connection& c, int status, int events)
             return;
         }
     }
-    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && c.outgoing.empty()) {
+    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && may_read(c)) {
         read_requests(c);
     } else if ((events & UV_DISCONNECT) != 0) {
         close_connection(c, true);
@@ -257,7 +294,7 @@ void EventLoop::Impl::on_connection_event(Connection& c, int status, int events)
 }
 
 void EventLoop::Impl::read_requests(Connection& c) {
-    for (int i = 0; i < kMessagesPerWakeup && !c.closing && c.outgoing.empty(); ++i) {
+    for (int i = 0; i < kMessagesPerWakeup && !c.closing && may_read(c); ++i) {
         iovec iov{recv_buffer.data(), recv_buffer.size()};
         alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
         msghdr msg{};

@@ -22,8 +22,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -519,6 +522,67 @@ TEST_CASE("an open beyond limits.per_client.max_open_channels is limit_reached n
     auto after_close = client.open_subscriber("jobs");
     INFO((after_close ? std::string{} : after_close.error().message()));
     CHECK(after_close);
+}
+
+TEST_CASE("a client that does not read its replies has at most "
+          "limits.per_client.max_inflight_requests of them held, stalls only itself, and gets "
+          "every reply in order once it reads") {
+    DaemonProcess d{"limits:\n  per_client:\n    max_inflight_requests: 4\n" + kChannels};
+    d.with_stderr_file();
+    REQUIRE(d.start());
+    UniqueFd deaf = connect_and_greet(d.socket_path(), "deaf");
+    REQUIRE(deaf);
+    REQUIRE(::fcntl(deaf.get(), F_SETFL, ::fcntl(deaf.get(), F_GETFL) | O_NONBLOCK) == 0);
+
+    // Pings without reading a reply, until the daemon says it stopped reading this client.
+    // A send that would block waits for room or for a new line on the daemon's stderr.
+    UniqueFd watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
+    REQUIRE(watch);
+    REQUIRE(::inotify_add_watch(watch.get(), d.stderr_path().c_str(), IN_MODIFY) >= 0);
+    const std::string stalled = "'deaf') has 4 replies it does not read "
+                                "(limits.per_client.max_inflight_requests is 4)";
+    const auto deadline = generous_deadline();
+    std::uint32_t sent = 0;
+    while (d.stderr_text().find(stalled) == std::string::npos) {
+        auto s = proto::send_message(deaf.get(), proto::Message{sent + 10, proto::Ping{sent}});
+        if (s) {
+            ++sent;
+            continue;
+        }
+        REQUIRE(s.code() == Errc::would_block);
+        std::array<pollfd, 2> p{pollfd{deaf.get(), POLLOUT, 0}, pollfd{watch.get(), POLLIN, 0}};
+        REQUIRE(::poll(p.data(), p.size(), ms_left(deadline)) > 0);
+        alignas(inotify_event) std::array<char, 4096> events{};
+        while (::read(watch.get(), events.data(), events.size()) > 0) {
+        }
+    }
+    INFO("pings sent before the daemon stopped reading: " << sent);
+    CHECK(sent > 4);
+
+    // Another client is served meanwhile.
+    UniqueFd other = connect_and_greet(d.socket_path(), "other");
+    REQUIRE(other);
+    auto pong = request(other.get(), proto::Ping{77}, 5);
+    REQUIRE(pong);
+    const auto* other_pong = std::get_if<proto::Pong>(&pong->message.body);
+    REQUIRE(other_pong != nullptr);
+    CHECK(other_pong->token == 77);
+
+    // Reading, the deaf client gets every reply, in order, and is read again.
+    for (std::uint32_t k = 0; k < sent; ++k) {
+        auto r = proto::receive_message(deaf.get(), deadline);
+        REQUIRE(r);
+        CHECK(r->message.request_id == k + 10);
+        const auto* p = std::get_if<proto::Pong>(&r->message.body);
+        REQUIRE(p != nullptr);
+        CHECK(p->token == k);
+    }
+    CHECK(d.wait_for_stderr("'deaf') read its replies; reading its requests again", deadline));
+    REQUIRE(::fcntl(deaf.get(), F_SETFL, ::fcntl(deaf.get(), F_GETFL) & ~O_NONBLOCK) == 0);
+    auto last = request(deaf.get(), proto::Ping{sent}, 9);
+    REQUIRE(last);
+    CHECK(last->message.request_id == 9);
+    CHECK(std::holds_alternative<proto::Pong>(last->message.body));
 }
 
 TEST_CASE("a create beyond limits.per_client.max_dynamic_channels is limit_reached naming the "
