@@ -330,15 +330,35 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     /// A duplicate of the current socket for the watcher to poll, when it is not the one of
     /// generation `st.seen` any more.
     void refresh(WatchState& st) {
-        const std::lock_guard lock{mutex};
-        if (st.mine && st.seen == sock_generation) {
-            return;
+        bool restored_by_request = false;
+        {
+            const std::lock_guard lock{mutex};
+            if (st.mine && st.seen == sock_generation) {
+                return;
+            }
+            st.seen = sock_generation;
+            st.mine = sock ? UniqueFd{::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0)} : UniqueFd{};
+            if (!st.mine) {
+                if (!st.retrying) {
+                    st.retrying = true; // no socket: restore it
+                    st.retry_at = Clock::now();
+                }
+                return;
+            }
+            // A socket newer than the one that hung up: a request has connected again
+            // meanwhile. Restoring now would replace that connection, and the daemon would
+            // reclaim the endpoints it had just offered back.
+            restored_by_request = st.retrying;
+            st.retrying = false;
         }
-        st.seen = sock_generation;
-        st.mine = sock ? UniqueFd{::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0)} : UniqueFd{};
-        if (!st.mine && !st.retrying) {
-            st.retrying = true; // no socket: restore it
-            st.retry_at = Clock::now();
+        if (restored_by_request) {
+            st.backoff.reset();
+            st.last_failure.clear();
+            if (st.lost) {
+                st.lost = false;
+                log("reconnected to shmbusd at " + socket_path + " as client " +
+                    std::to_string(client_id.load(std::memory_order_relaxed)));
+            }
         }
     }
 
