@@ -381,6 +381,17 @@ bool DaemonState::restore_from_state_file(const std::vector<std::string>& adopte
         for (const auto& c : (*saved)->channels) {
             if (!was_adopted(c.name)) {
                 awaited_[c.name] = c;
+                continue;
+            }
+            // A dynamic channel from the descriptor store: the store keeps no creator, the
+            // state file does. Its creator's uid may open it again, as before the restart.
+            RegisteredChannel* ch = registry_.find(c.name);
+            if (ch != nullptr && ch->origin.dynamic && ch->info.creation_id == c.creation_id) {
+                ch->acl = ChannelAcl{only_user(c.creator_uid), only_user(c.creator_uid)};
+                ch->origin.creator_uid = c.creator_uid;
+                log_debug("dynamic channel '" + c.name + "' taken back for its creator, uid " +
+                              std::to_string(c.creator_uid),
+                          channel_fields(c.name));
             }
         }
     }

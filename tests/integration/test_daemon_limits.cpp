@@ -585,6 +585,82 @@ TEST_CASE("a client that does not read its replies has at most "
     CHECK(std::holds_alternative<proto::Pong>(last->message.body));
 }
 
+TEST_CASE("a dynamic channel taken back from the descriptor store admits its creator's uid "
+          "again, and no other") {
+    if (::geteuid() != 0) {
+        WARN("not root: cannot run a client as another uid; skipped");
+        return;
+    }
+    DaemonProcess d{"dynamic_channels:\n  users: [\"*\"]\n" + kChannels};
+    REQUIRE(d.start());
+    REQUIRE(::chmod(d.dir().c_str(), 0755) == 0);
+    Client root = connect_to(d, "root");
+
+    // The creator, another uid, stays connected until root holds the channel too, so that
+    // the channel outlives it. Exit codes: 0 created, 2 no connection, 3 create refused.
+    std::array<int, 2> go{};
+    REQUIRE(::pipe2(go.data(), O_CLOEXEC) == 0);
+    UniqueFd go_read{go[0]};
+    UniqueFd go_write{go[1]};
+    Child creator = as_user(kOutsider, [&] {
+        go_write.reset();
+        auto c = Client::connect(options_for(d.socket_path(), "creator"));
+        if (!c) {
+            return child_exit(2, c.error().message());
+        }
+        ChannelSpec spec = small_queue("theirs");
+        spec.max_subscribers = 4;
+        if (auto made = c->create_channel(spec); !made) {
+            return child_exit(3, made.error().message());
+        }
+        char byte = 0;
+        (void)::read(go_read.get(), &byte, 1); // end of file: the parent holds the channel
+        return 0;
+    });
+    go_read.reset();
+    REQUIRE(eventually([&] { return has_channel(root, "theirs"); }));
+    auto held = root.open_subscriber("theirs");
+    REQUIRE(held);
+    go_write.reset();
+    auto created = creator.wait();
+    REQUIRE(created);
+    REQUIRE(created->describe() == "exited with status 0");
+
+    // Restart under "systemd": the stored descriptors come back, the state file stays.
+    auto stored = d.stored_fds();
+    std::vector<std::pair<int, std::string>> passed;
+    for (const auto& [name, fd] : stored) {
+        passed.emplace_back(fd.get(), name);
+    }
+    REQUIRE(d.kill_hard());
+    d.with_passed_fds(passed);
+    REQUIRE(d.start());
+    REQUIRE(root.status()); // reconnects and offers its subscriber back first
+
+    // Exit codes: 0 as expected, 2 no connection, 3 an unexpected outcome.
+    auto open_as = [&](uid_t uid, bool expect_admitted) {
+        return as_user(uid, [&, expect_admitted] {
+            auto c = Client::connect(options_for(d.socket_path(), "after-restart"));
+            if (!c) {
+                return child_exit(2, c.error().message());
+            }
+            auto sub = c->open_subscriber("theirs");
+            if (expect_admitted) {
+                return sub ? 0 : child_exit(3, sub.error().message());
+            }
+            return !sub && sub.code() == Errc::permission_denied
+                       ? 0
+                       : child_exit(3, sub ? std::string{"admitted"} : sub.error().message());
+        });
+    };
+    auto again = open_as(kOutsider, true).wait();
+    REQUIRE(again);
+    CHECK(again->describe() == "exited with status 0");
+    auto other = open_as(kListedAdmin, false).wait();
+    REQUIRE(other);
+    CHECK(other->describe() == "exited with status 0");
+}
+
 TEST_CASE("a create beyond limits.per_client.max_dynamic_channels is limit_reached naming the "
           "limit, and every client has its own allowance") {
     DaemonProcess d{"limits:\n  per_client:\n    max_dynamic_channels: 1\n"};
