@@ -141,17 +141,24 @@ TEST_CASE("the daemon reports READY=1 and a STATUS= line once its socket and cha
     CHECK(d.wait_for_notification("STATUS=0 clients, 2 channels", generous_deadline()));
 }
 
-TEST_CASE("graceful stop sends STOPPING=1, removes the socket and exits 0") {
+TEST_CASE("graceful stop on SIGTERM or SIGINT sends STOPPING=1, removes the socket and exits 0") {
+    const int sig = GENERATE(SIGTERM, SIGINT);
     DaemonProcess d{kTwoChannels};
+    d.with_stderr_file();
     REQUIRE(d.start());
     UniqueFd client = connect_and_greet(d.socket_path(), "bystander");
     REQUIRE(client);
-    auto e = d.stop();
+    auto e = d.signal_and_wait(sig);
     REQUIRE(e);
     CHECK(e->code == 0);
     CHECK(e->signal == 0);
     CHECK(d.wait_for_notification("STOPPING=1", generous_deadline()));
     CHECK_FALSE(std::filesystem::exists(d.socket_path()));
+    // Read from the signal descriptor, with the sender named; the loop closed cleanly.
+    CHECK_THAT(d.stderr_text(),
+               Catch::Contains(std::string{"received "} + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                               " from pid " + std::to_string(::getpid())));
+    CHECK_THAT(d.stderr_text(), Catch::Contains("stopped"));
 }
 
 TEST_CASE("hello, ping, status and list_channels are answered") {
