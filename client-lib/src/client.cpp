@@ -311,12 +311,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             back = reconnect_once(Clock::now() + timeout);
         }
         if (back) {
-            log("reconnected to shmbusd at " + socket_path + " as client " +
-                std::to_string(client_id.load(std::memory_order_relaxed)));
-            st.lost = false;
-            st.last_failure.clear();
-            st.backoff.reset();
-            st.retrying = false;
+            restored(st);
             return;
         }
         if (is_permanent(back.code()) && back.error().message() != st.last_failure) {
@@ -327,10 +322,22 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         st.retry_at = Clock::now() + st.backoff.next(kMaxBackoff);
     }
 
+    /// The connection is back (restored by the watcher or by a request): the next loss is
+    /// reported and retried afresh.
+    void restored(WatchState& st) {
+        if (st.lost) {
+            log("reconnected to shmbusd at " + socket_path + " as client " +
+                std::to_string(client_id.load(std::memory_order_relaxed)));
+        }
+        st.lost = false;
+        st.last_failure.clear();
+        st.backoff.reset();
+        st.retrying = false;
+    }
+
     /// A duplicate of the current socket for the watcher to poll, when it is not the one of
     /// generation `st.seen` any more.
     void refresh(WatchState& st) {
-        bool restored_by_request = false;
         {
             const std::lock_guard lock{mutex};
             if (st.mine && st.seen == sock_generation) {
@@ -345,21 +352,14 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 }
                 return;
             }
-            // A socket newer than the one that hung up: a request has connected again
-            // meanwhile. Restoring now would replace that connection, and the daemon would
-            // reclaim the endpoints it had just offered back.
-            restored_by_request = st.retrying;
-            st.retrying = false;
-        }
-        if (restored_by_request) {
-            st.backoff.reset();
-            st.last_failure.clear();
-            if (st.lost) {
-                st.lost = false;
-                log("reconnected to shmbusd at " + socket_path + " as client " +
-                    std::to_string(client_id.load(std::memory_order_relaxed)));
+            if (!st.retrying) {
+                return;
             }
         }
+        // A socket newer than the one that hung up: a request has connected again meanwhile.
+        // Restoring now would replace that connection, and the daemon would reclaim the
+        // endpoints it had just offered back.
+        restored(st);
     }
 
     std::uint32_t new_request_id() noexcept {

@@ -80,7 +80,9 @@ struct EventLoop::Impl {
     void on_listener_readable();
     void accept_one(int fd);
     void on_signals_readable();
-    bool may_read(Connection& c);
+    [[nodiscard]] bool may_read(const Connection& c) const;
+    void note_stall(Connection& c);
+    void start_poll(uv_poll_t& handle);
     void on_connection_event(Connection& c, int status, int events);
     void read_requests(Connection& c);
     void flush(Connection& c);
@@ -218,38 +220,39 @@ void EventLoop::Impl::accept_one(int raw_fd) {
     notify_status_line();
 }
 
-bool EventLoop::Impl::may_read(Connection& c) {
-    if (c.disconnect_after_flush) {
-        return false; // nothing after the reply that ends the connection
+bool EventLoop::Impl::may_read(const Connection& c) const {
+    // Nothing after the reply that ends the connection; otherwise up to
+    // max_inflight_requests replies may wait for room in the client's socket.
+    return !c.disconnect_after_flush &&
+           c.outgoing.size() < state.config().limits.per_client.max_inflight_requests;
+}
+
+void EventLoop::Impl::note_stall(Connection& c) {
+    const bool stalled = !c.disconnect_after_flush && !may_read(c);
+    if (stalled == c.stalled || (!stalled && !c.outgoing.empty())) {
+        return; // no change, or some of the held replies are still unread
     }
-    const std::size_t limit = state.config().limits.per_client.max_inflight_requests;
-    if (c.outgoing.size() < limit) {
-        if (c.stalled && c.outgoing.empty()) {
-            c.stalled = false;
-            if (ClientRecord* r = state.find_client(c.session.client_id())) {
-                log_info(describe(*r) + " read its replies; reading its requests again");
-            }
-        }
-        return true;
+    c.stalled = stalled;
+    ClientRecord* r = state.find_client(c.session.client_id());
+    if (r == nullptr) {
+        return;
     }
-    if (!c.stalled) {
-        c.stalled = true;
-        if (ClientRecord* r = state.find_client(c.session.client_id())) {
-            log_warning(describe(*r) + " has " + std::to_string(c.outgoing.size()) +
-                            " replies it does not read (limits.per_client.max_inflight_requests "
-                            "is " +
-                            std::to_string(limit) +
-                            "); its further requests wait until it reads them",
-                        client_fields(r->credentials.pid, r->credentials.uid, r->name));
-        }
+    if (!stalled) {
+        log_info(describe(*r) + " read its replies; reading its requests again");
+        return;
     }
-    return false;
+    log_warning(describe(*r) + " has " + std::to_string(c.outgoing.size()) +
+                    " replies it does not read (limits.per_client.max_inflight_requests is " +
+                    std::to_string(state.config().limits.per_client.max_inflight_requests) +
+                    "); its further requests wait until it reads them",
+                client_fields(r->credentials.pid, r->credentials.uid, r->name));
 }
 
 void EventLoop::Impl::update_poll(Connection& c) {
     // Replies the kernel would not take wait here, up to max_inflight_requests of them; the
     // client's requests are read meanwhile. Beyond that, wait only for room to send them and
     // read nothing more: back-pressure, which stalls that client and nobody else.
+    note_stall(c);
     int events = UV_DISCONNECT;
     if (!c.outgoing.empty()) {
         events |= UV_WRITABLE;
@@ -497,6 +500,24 @@ void EventLoop::Impl::run_after_iteration() {
         kStatusIntervalMs - (now - last_status_ms), 0);
 }
 
+void EventLoop::Impl::start_poll(uv_poll_t& handle) {
+    // The listening socket and the signal descriptor: readable is all they report.
+    uv_poll_start(&handle, UV_READABLE, [](uv_poll_t* h, int status, int) {
+        auto* s = static_cast<Impl*>(h->data);
+        const bool listener = h == &s->listener;
+        if (status < 0) {
+            log_error(std::string{listener ? "listening socket" : "signal descriptor"} + ": " +
+                      uv_message(status));
+            return;
+        }
+        if (listener) {
+            s->on_listener_readable();
+        } else {
+            s->on_signals_readable();
+        }
+    });
+}
+
 void EventLoop::Impl::on_signals_readable() {
     signalfd_siginfo info{};
     while (!stopping && ::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
@@ -590,22 +611,8 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
     impl->status_timer.data = self;
     impl->listener.data = self;
     impl->signals.data = self;
-    uv_poll_start(&impl->listener, UV_READABLE, [](uv_poll_t* h, int status, int) {
-        auto* s = static_cast<Impl*>(h->data);
-        if (status < 0) {
-            log_error("listening socket: " + uv_message(status));
-            return;
-        }
-        s->on_listener_readable();
-    });
-    uv_poll_start(&impl->signals, UV_READABLE, [](uv_poll_t* h, int status, int) {
-        auto* s = static_cast<Impl*>(h->data);
-        if (status < 0) {
-            log_error("signal descriptor: " + uv_message(status));
-            return;
-        }
-        s->on_signals_readable();
-    });
+    impl->start_poll(impl->listener);
+    impl->start_poll(impl->signals);
     if (auto interval = watchdog_interval()) {
         const auto half_ms = static_cast<std::uint64_t>(interval->count() / 2000);
         uv_timer_init(&impl->loop, &impl->watchdog);
