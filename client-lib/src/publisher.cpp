@@ -64,7 +64,7 @@ struct Publisher::Impl : EndpointCore {
         }
     }
 
-    Error corrupted(const std::string& what) const {
+    [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const {
         atom(ch.control->corrupted).fetch_add(1, std::memory_order_relaxed);
         return make_error(Errc::corrupted, "channel '" + ch.info.name + "': " + what);
     }
@@ -109,6 +109,19 @@ struct Publisher::Impl : EndpointCore {
         return min;
     }
 
+    [[gnu::cold, gnu::noinline]] Error consumer_outside(std::uint64_t t) const {
+        return corrupted("consumer_pos " + std::to_string(t) + " is outside the ring [" +
+                         std::to_string(head > cap ? head - cap : 0) + ", " + std::to_string(head) +
+                         "]");
+    }
+
+    [[gnu::cold, gnu::noinline]] Error too_large(std::uint64_t len) const {
+        return make_error(Errc::message_too_large,
+                          "channel '" + ch.info.name + "': message of " + std::to_string(len) +
+                              " bytes does not fit its slot size of " +
+                              std::to_string(ch.geo.slot_size) + " bytes (raise slot_size)");
+    }
+
     Result<std::size_t> reserve_spsc(std::size_t max_count) noexcept {
         std::uint64_t free = cap - (head - cached_tail);
         if (free == 0) {
@@ -116,9 +129,7 @@ struct Publisher::Impl : EndpointCore {
             // are no longer being read.
             const std::uint64_t t = atom(ch.control->consumer_pos).load(std::memory_order_acquire);
             if (t > head || head - t > cap) {
-                return corrupted("consumer_pos " + std::to_string(t) + " is outside the ring [" +
-                                 std::to_string(head > cap ? head - cap : 0) + ", " +
-                                 std::to_string(head) + "]");
+                return consumer_outside(t);
             }
             cached_tail = t;
             free = cap - (head - t);
@@ -206,11 +217,10 @@ struct Publisher::Impl : EndpointCore {
 
     Result<WriteBatch> try_reserve(std::size_t max_count) noexcept {
         if (max_count == 0) {
-            return make_error(Errc::invalid_argument, "try_reserve: max_count must be at least 1");
+            return misuse("try_reserve: max_count must be at least 1");
         }
         if (pending) {
-            return make_error(
-                Errc::invalid_argument,
+            return misuse(
                 "try_reserve: a reserved batch is outstanding; commit or abandon it first");
         }
         auto got = algo == Algorithm::spsc ? reserve_spsc(max_count) : reserve_claimed(max_count);
@@ -237,18 +247,13 @@ struct Publisher::Impl : EndpointCore {
 
     Result<void> commit(WriteBatch& b) noexcept {
         if (!outstanding(b)) {
-            return make_error(Errc::invalid_argument,
-                              "commit: this batch is not the outstanding reservation");
+            return misuse("commit: this batch is not the outstanding reservation");
         }
         for (std::size_t i = 0; i < b.count_; ++i) {
             const std::uint64_t len =
                 atom(ch.slot(b.first_ + i)->length).load(std::memory_order_relaxed);
             if (len > ch.geo.slot_size) {
-                return make_error(
-                    Errc::message_too_large,
-                    "channel '" + ch.info.name + "': message of " + std::to_string(len) +
-                        " bytes does not fit its slot size of " + std::to_string(ch.geo.slot_size) +
-                        " bytes (raise slot_size)");
+                return too_large(len);
             }
         }
         pending = false;

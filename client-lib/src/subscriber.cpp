@@ -62,7 +62,7 @@ struct Subscriber::Impl : EndpointCore {
 
     EndpointRecord& record() const noexcept { return ch.subscribers[index]; }
 
-    Error corrupted(const std::string& what) const {
+    [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const {
         atom(ch.control->corrupted).fetch_add(1, std::memory_order_relaxed);
         return make_error(Errc::corrupted, "channel '" + ch.info.name + "': " + what);
     }
@@ -71,7 +71,7 @@ struct Subscriber::Impl : EndpointCore {
         return atom(ch.slot(pos)->length).load(std::memory_order_relaxed);
     }
 
-    Error bad_length(std::uint64_t pos, std::uint64_t len) const {
+    [[gnu::cold, gnu::noinline]] Error bad_length(std::uint64_t pos, std::uint64_t len) const {
         return corrupted("message " + std::to_string(pos) + ": length " + std::to_string(len) +
                          " exceeds the slot size " + std::to_string(ch.geo.slot_size) +
                          "; the message was skipped");
@@ -100,38 +100,56 @@ struct Subscriber::Impl : EndpointCore {
     }
 
     // ---- spsc ----
-    Result<std::size_t> take_spsc(std::size_t max_count) noexcept {
+    /// The messages committed from `tail` on, up to `max_count`, whose lengths fit: the
+    /// whole of a receive in the common case, kept small so that it is inlined.
+    std::size_t committed_spsc(std::size_t max_count) const noexcept {
         std::size_t n = 0;
         for (; n < max_count; ++n) {
             const std::uint64_t p = tail + n;
             // acquire: pairs with the producer's release of committed(p); the slot is full.
             if (atom(ch.slot(p)->state).load(std::memory_order_acquire) !=
-                make_state(p, SlotPhase::committed)) {
+                    make_state(p, SlotPhase::committed) ||
+                length_of(p) > ch.geo.slot_size) {
                 break;
             }
-            const std::uint64_t len = length_of(p);
-            if (len > ch.geo.slot_size) {
-                if (n != 0) {
-                    break; // hand out the good ones; the bad one is reported next call
-                }
-                ++tail;
-                publish_cursor(tail);
-                return bad_length(p, len);
-            }
         }
-        if (n != 0) {
+        return n;
+    }
+
+    [[gnu::always_inline]] Result<std::size_t> take_spsc(std::size_t max_count) noexcept {
+        const std::size_t n = committed_spsc(max_count);
+        if (n != 0) [[likely]] {
             pending_first = tail;
             return n;
         }
-        // Nothing committed at tail. Empty, unless the producer has announced positions past
-        // it: then (its state stores precede head's) the slot state is damaged.
+        // Nothing good at tail. Empty, unless the slot holds a committed message too long
+        // for it, or the producer has announced positions past it: then (its state stores
+        // precede head's) the slot state is damaged.
         const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
         if (h <= tail || h - tail > cap) {
-            return make_error(Errc::would_block);
+            if (atom(ch.slot(tail)->state).load(std::memory_order_acquire) !=
+                make_state(tail, SlotPhase::committed)) [[likely]] {
+                return make_error(Errc::would_block);
+            }
         }
+        return spsc_anomaly(max_count);
+    }
+
+    /// take_spsc() found no message at tail although the slot or head says there is one.
+    [[gnu::cold, gnu::noinline]] Result<std::size_t> spsc_anomaly(std::size_t max_count) noexcept {
         const std::uint64_t s = atom(ch.slot(tail)->state).load(std::memory_order_acquire);
         if (s == make_state(tail, SlotPhase::committed)) {
-            return take_spsc(max_count);
+            const std::uint64_t len = length_of(tail);
+            if (len > ch.geo.slot_size) {
+                ++tail;
+                publish_cursor(tail);
+                return bad_length(tail - 1, len);
+            }
+            return take_spsc(max_count); // committed meanwhile
+        }
+        const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
+        if (h <= tail || h - tail > cap) {
+            return make_error(Errc::would_block); // both looked again and now agree: empty
         }
         ++tail;
         publish_cursor(tail);
@@ -315,11 +333,10 @@ struct Subscriber::Impl : EndpointCore {
 
     Result<ReadBatch> try_receive(std::size_t max_count) noexcept {
         if (max_count == 0) {
-            return make_error(Errc::invalid_argument, "try_receive: max_count must be at least 1");
+            return misuse("try_receive: max_count must be at least 1");
         }
         if (pending) {
-            return make_error(Errc::invalid_argument,
-                              "try_receive: a received batch is outstanding; release it first");
+            return misuse("try_receive: a received batch is outstanding; release it first");
         }
         Result<std::size_t> got = algo == Algorithm::spsc   ? take_spsc(max_count)
                                   : algo == Algorithm::mpmc ? take_mpmc(max_count)
@@ -347,8 +364,7 @@ struct Subscriber::Impl : EndpointCore {
 
     Result<void> release(ReadBatch& b) noexcept {
         if (!pending || b.first_ != pending_first || b.count_ != pending_count) {
-            return make_error(Errc::invalid_argument,
-                              "release: this batch is not the outstanding one");
+            return misuse("release: this batch is not the outstanding one");
         }
         pending = false;
         const std::size_t n = b.count_;

@@ -6,6 +6,10 @@
 
 namespace shmbus::detail {
 
+Error misuse(const char* what) {
+    return make_error(Errc::invalid_argument, what);
+}
+
 Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
                                      std::int32_t wanted, WaitMode mode, const char* what,
                                      const std::string& channel) noexcept {

@@ -26,6 +26,10 @@ namespace shmbus::detail {
 Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
                                      std::int32_t wanted, WaitMode mode, const char* what,
                                      const std::string& channel) noexcept;
+/// Errc::invalid_argument with `what`: a call the API does not allow (outstanding batch,
+/// zero count). Out of line, so that building the message costs the data path nothing.
+[[gnu::cold, gnu::noinline]] Error misuse(const char* what);
+
 /// Marks entry `index` free again.
 void release_endpoint(EndpointRecord& record) noexcept;
 
