@@ -64,11 +64,6 @@ struct Publisher::Impl : EndpointCore {
         }
     }
 
-    [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const {
-        atom(ch.control->corrupted).fetch_add(1, std::memory_order_relaxed);
-        return make_error(Errc::corrupted, "channel '" + ch.info.name + "': " + what);
-    }
-
     std::uint64_t& claim_word(std::uint64_t pos) const noexcept {
         return algo == Algorithm::broadcast ? ch.slot(pos)->state : ch.cell(pos);
     }

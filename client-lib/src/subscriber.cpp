@@ -62,11 +62,6 @@ struct Subscriber::Impl : EndpointCore {
 
     EndpointRecord& record() const noexcept { return ch.subscribers[index]; }
 
-    [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const {
-        atom(ch.control->corrupted).fetch_add(1, std::memory_order_relaxed);
-        return make_error(Errc::corrupted, "channel '" + ch.info.name + "': " + what);
-    }
-
     std::uint64_t length_of(std::uint64_t pos) const noexcept {
         return atom(ch.slot(pos)->length).load(std::memory_order_relaxed);
     }

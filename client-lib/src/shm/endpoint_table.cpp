@@ -10,6 +10,11 @@ Error misuse(const char* what) {
     return make_error(Errc::invalid_argument, what);
 }
 
+Error EndpointCore::corrupted(const std::string& what) const {
+    atom(ch.control->corrupted).fetch_add(1, std::memory_order_relaxed);
+    return make_error(Errc::corrupted, "channel '" + ch.info.name + "': " + what);
+}
+
 Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
                                      std::int32_t wanted, WaitMode mode, const char* what,
                                      const std::string& channel) noexcept {

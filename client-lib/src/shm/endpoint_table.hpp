@@ -49,6 +49,10 @@ struct EndpointCore {
     pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
     // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
     std::function<void()> on_detach;
+
+    /// Counts a corruption of this channel and returns Errc::corrupted naming the channel
+    /// and `what`. Out of line: only the error paths of the data path call it.
+    [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const;
 };
 
 /// Maps `files` (payload writable for publishers, read-only for subscribers), takes an entry
