@@ -38,24 +38,20 @@ constexpr int kMaxClaimAttempts = 1 << 16;
 
 struct Publisher::Impl : EndpointCore {
 
-    std::uint64_t head{0};        // spsc: next position to write (only we write head)
-    std::uint64_t cached_tail{0}; // spsc: last consumer_pos seen
-    std::uint64_t cached_min{0};  // broadcast block: last slowest-subscriber cursor seen
-    std::uint64_t high_water{0};  // largest depth we reported
-
-    bool pending{false};
-    std::uint64_t pending_first{0};
-    std::size_t pending_count{0};
+    // In `port` (EndpointCore): pos, the next position to write (spsc: only we write head);
+    // cached_peer, the consumer_pos last seen (spsc); high_water, the largest depth reported;
+    // the outstanding batch.
+    std::uint64_t cached_min{0}; // broadcast block: last slowest-subscriber cursor seen
 
     ~Impl() {
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
-        if (pending && algo != Algorithm::spsc) {
-            for (std::size_t i = 0; i < pending_count; ++i) {
-                finish(pending_first + i, kOwnerAbandoned);
+        if (port.pending && algo != Algorithm::spsc) {
+            for (std::size_t i = 0; i < port.pending_count; ++i) {
+                finish(port.pending_first + i, kOwnerAbandoned);
             }
-            atom(ch.control->abandoned).fetch_add(pending_count, std::memory_order_relaxed);
+            atom(ch.control->abandoned).fetch_add(port.pending_count, std::memory_order_relaxed);
             wake_sleepers(data_wait(ch.control));
         }
         release_endpoint(ch.publishers[index]);
@@ -78,8 +74,8 @@ struct Publisher::Impl : EndpointCore {
     }
 
     void note_depth(std::uint64_t depth) noexcept {
-        if (depth > high_water) {
-            high_water = depth;
+        if (depth > port.high_water) {
+            port.high_water = depth;
             atom(ch.control->high_water).store(depth, std::memory_order_relaxed);
         }
     }
@@ -106,8 +102,8 @@ struct Publisher::Impl : EndpointCore {
 
     [[gnu::cold, gnu::noinline]] Error consumer_outside(std::uint64_t t) const {
         return corrupted("consumer_pos " + std::to_string(t) + " is outside the ring [" +
-                         std::to_string(head > cap ? head - cap : 0) + ", " + std::to_string(head) +
-                         "]");
+                         std::to_string(port.pos > cap ? port.pos - cap : 0) + ", " +
+                         std::to_string(port.pos) + "]");
     }
 
     [[gnu::cold, gnu::noinline]] Error too_large(std::uint64_t len) const {
@@ -118,21 +114,21 @@ struct Publisher::Impl : EndpointCore {
     }
 
     Result<std::size_t> reserve_spsc(std::size_t max_count) noexcept {
-        std::uint64_t free = cap - (head - cached_tail);
+        std::uint64_t free = cap - (port.pos - port.cached_peer);
         if (free == 0) {
             // acquire: pairs with the consumer's exchange of consumer_pos; the slots below it
             // are no longer being read.
             const std::uint64_t t = atom(ch.control->consumer_pos).load(std::memory_order_acquire);
-            if (t > head || head - t > cap) {
+            if (t > port.pos || port.pos - t > cap) {
                 return consumer_outside(t);
             }
-            cached_tail = t;
-            free = cap - (head - t);
+            port.cached_peer = t;
+            free = cap - (port.pos - t);
             if (free == 0) {
                 return make_error(Errc::would_block);
             }
         }
-        pending_first = head;
+        port.pending_first = port.pos;
         note_depth(cap - free + 1);
         return std::min<std::uint64_t>(max_count, free);
     }
@@ -144,7 +140,7 @@ struct Publisher::Impl : EndpointCore {
         for (int attempt = 0; attempt < kMaxClaimAttempts && got < max_count; ++attempt) {
             // acquire: pairs with other claimers' CAS of head, so we see their claims.
             const std::uint64_t p = atom(head_word).load(std::memory_order_acquire);
-            if (got != 0 && p != pending_first + got) {
+            if (got != 0 && p != port.pending_first + got) {
                 break; // someone took the next position: the batch ends here
             }
             if (algo == Algorithm::broadcast && !drop && p - cached_min >= cap) {
@@ -170,7 +166,7 @@ struct Publisher::Impl : EndpointCore {
                     atom(head_word).compare_exchange_strong(
                         expected, p + 1, std::memory_order_release, std::memory_order_relaxed);
                     if (got == 0) {
-                        pending_first = p;
+                        port.pending_first = p;
                     }
                     ++got;
                 }
@@ -202,7 +198,7 @@ struct Publisher::Impl : EndpointCore {
         }
         if (algo != Algorithm::broadcast) {
             const std::uint64_t c = atom(ch.control->consumer_pos).load(std::memory_order_relaxed);
-            const std::uint64_t h = pending_first + got;
+            const std::uint64_t h = port.pending_first + got;
             if (h >= c && h - c <= cap) {
                 note_depth(h - c);
             }
@@ -214,7 +210,7 @@ struct Publisher::Impl : EndpointCore {
         if (max_count == 0) {
             return misuse("try_reserve: max_count must be at least 1");
         }
-        if (pending) {
+        if (port.pending) {
             return misuse(
                 "try_reserve: a reserved batch is outstanding; commit or abandon it first");
         }
@@ -222,22 +218,13 @@ struct Publisher::Impl : EndpointCore {
         if (!got) {
             return got.take_error();
         }
-        pending = true;
-        pending_count = *got;
-        WriteBatch b;
-        b.base_ = ch.slots;
-        b.stride_ = ch.geo.stride;
-        b.mask_ = cap - 1;
-        b.slot_size_ = ch.geo.slot_size;
-        b.first_ = pending_first;
-        b.data_offset_ = kSlotDataOffset;
-        b.length_offset_ = kSlotLengthOffset;
-        b.count_ = pending_count;
-        return b;
+        port.pending = true;
+        port.pending_count = *got;
+        return WriteBatch{port, port.pending_first, port.pending_count};
     }
 
     bool outstanding(const WriteBatch& b) const noexcept {
-        return pending && b.first_ == pending_first && b.count_ == pending_count;
+        return port.pending && b.first_ == port.pending_first && b.count_ == port.pending_count;
     }
 
     Result<void> commit(WriteBatch& b) noexcept {
@@ -251,19 +238,20 @@ struct Publisher::Impl : EndpointCore {
                 return too_large(len);
             }
         }
-        pending = false;
+        port.pending = false;
         if (algo == Algorithm::spsc) {
             // release: each slot's bytes happen-before the consumer's acquire of its state.
             // The consumer polls the state in the slot header, a line we write anyway, so a
             // message costs no extra cache-line transfer for an index.
             for (std::size_t i = 0; i < b.count_; ++i) {
-                atom(ch.slot(head + i)->state)
-                    .store(make_state(head + i, SlotPhase::committed), std::memory_order_release);
+                atom(ch.slot(port.pos + i)->state)
+                    .store(make_state(port.pos + i, SlotPhase::committed),
+                           std::memory_order_release);
             }
-            head += b.count_;
+            port.pos += b.count_;
             // head is for tools and for a successor producer; wake_sleepers() below orders
             // the stores before the waiter check.
-            atom(ch.payload->head).store(head, std::memory_order_release);
+            atom(ch.payload->head).store(port.pos, std::memory_order_release);
         } else {
             bool reclaimed = false;
             for (std::size_t i = 0; i < b.count_; ++i) {
@@ -285,7 +273,7 @@ struct Publisher::Impl : EndpointCore {
         if (!outstanding(b)) {
             return;
         }
-        pending = false;
+        port.pending = false;
         if (algo != Algorithm::spsc) {
             for (std::size_t i = 0; i < b.count_; ++i) {
                 finish(b.first_ + i, kOwnerAbandoned);
@@ -301,7 +289,7 @@ struct Publisher::Impl : EndpointCore {
     bool room_hint() noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return head - atom(ch.control->consumer_pos).load(std::memory_order_seq_cst) < cap;
+            return port.pos - atom(ch.control->consumer_pos).load(std::memory_order_seq_cst) < cap;
         case Algorithm::mpmc: {
             const std::uint64_t p = atom(ch.payload->head).load(std::memory_order_seq_cst);
             return state_distance(atom(ch.cell(p)).load(std::memory_order_seq_cst), p) !=
@@ -316,9 +304,15 @@ struct Publisher::Impl : EndpointCore {
     }
 };
 
-Publisher::Publisher(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
-Publisher::Publisher(Publisher&&) noexcept = default;
-Publisher& Publisher::operator=(Publisher&&) noexcept = default;
+Publisher::Publisher(std::unique_ptr<Impl> impl) noexcept
+    : impl_{std::move(impl)}, port_{&impl_->port} {}
+Publisher::Publisher(Publisher&& other) noexcept
+    : impl_{std::move(other.impl_)}, port_{std::exchange(other.port_, nullptr)} {}
+Publisher& Publisher::operator=(Publisher&& other) noexcept {
+    impl_ = std::move(other.impl_);
+    port_ = std::exchange(other.port_, nullptr);
+    return *this;
+}
 Publisher::~Publisher() = default;
 
 void EndpointHooks::set_on_detach(Publisher& endpoint, std::function<void()> hook) noexcept {
@@ -348,13 +342,14 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
             return impl->corrupted("publish index " + std::to_string(h) + " and consumer_pos " +
                                    std::to_string(t) + " are inconsistent");
         }
-        impl->head = h;
-        impl->cached_tail = t;
+        impl->port.pos = h;
+        impl->port.cached_peer = t;
+        impl->port.spsc = true;
     }
     return Publisher{std::move(impl)};
 }
 
-Result<WriteBatch> Publisher::try_reserve(std::size_t max_count) noexcept {
+Result<WriteBatch> Publisher::reserve_slow(std::size_t max_count) noexcept {
     return impl_->try_reserve(max_count);
 }
 
@@ -362,7 +357,7 @@ Result<WriteBatch> Publisher::reserve(std::size_t max_count,
                                       std::chrono::nanoseconds timeout) noexcept {
     const Deadline deadline = Deadline::after(timeout);
     for (;;) {
-        auto r = impl_->try_reserve(max_count);
+        auto r = try_reserve(max_count);
         if (r || r.code() != Errc::would_block) {
             return r;
         }
@@ -379,8 +374,12 @@ Result<WriteBatch> Publisher::reserve(std::size_t max_count,
     }
 }
 
-Result<void> Publisher::commit(WriteBatch& batch) noexcept {
+Result<void> Publisher::commit_slow(WriteBatch& batch) noexcept {
     return impl_->commit(batch);
+}
+
+void Publisher::wake_readers() noexcept {
+    wake_sleepers(data_wait(impl_->ch.control));
 }
 
 void Publisher::abandon(WriteBatch& batch) noexcept {
@@ -410,7 +409,7 @@ Result<void> Publisher::try_send(std::span<const std::byte> message) noexcept {
                               " bytes does not fit its slot size of " +
                               std::to_string(impl_->ch.geo.slot_size) + " bytes (raise slot_size)");
     }
-    return copy_and_commit(*this, impl_->try_reserve(1), message);
+    return copy_and_commit(*this, try_reserve(1), message);
 }
 
 Result<void> Publisher::send(std::span<const std::byte> message,

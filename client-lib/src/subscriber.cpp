@@ -37,13 +37,10 @@ constexpr int kMaxAttempts = 1 << 16;
 
 struct Subscriber::Impl : EndpointCore {
 
-    std::uint64_t tail{0}; // spsc: next position to read; broadcast: cursor
+    // In `port` (EndpointCore): pos, the next position to read (spsc) or the cursor
+    // (broadcast); the outstanding batch.
     std::uint64_t lost_total{0};
     std::uint64_t lost_pending{0}; // lost since the last message handed out
-
-    bool pending{false};
-    std::uint64_t pending_first{0};
-    std::size_t pending_count{0};
 
     ~Impl() {
         if (ch.control == nullptr || getpid() != attached_by) {
@@ -100,7 +97,7 @@ struct Subscriber::Impl : EndpointCore {
     std::size_t committed_spsc(std::size_t max_count) const noexcept {
         std::size_t n = 0;
         for (; n < max_count; ++n) {
-            const std::uint64_t p = tail + n;
+            const std::uint64_t p = port.pos + n;
             // acquire: pairs with the producer's release of committed(p); the slot is full.
             if (atom(ch.slot(p)->state).load(std::memory_order_acquire) !=
                     make_state(p, SlotPhase::committed) ||
@@ -114,16 +111,16 @@ struct Subscriber::Impl : EndpointCore {
     [[gnu::always_inline]] Result<std::size_t> take_spsc(std::size_t max_count) noexcept {
         const std::size_t n = committed_spsc(max_count);
         if (n != 0) [[likely]] {
-            pending_first = tail;
+            port.pending_first = port.pos;
             return n;
         }
         // Nothing good at tail. Empty, unless the slot holds a committed message too long
         // for it, or the producer has announced positions past it: then (its state stores
         // precede head's) the slot state is damaged.
         const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
-        if (h <= tail || h - tail > cap) {
-            if (atom(ch.slot(tail)->state).load(std::memory_order_acquire) !=
-                make_state(tail, SlotPhase::committed)) [[likely]] {
+        if (h <= port.pos || h - port.pos > cap) {
+            if (atom(ch.slot(port.pos)->state).load(std::memory_order_acquire) !=
+                make_state(port.pos, SlotPhase::committed)) [[likely]] {
                 return make_error(Errc::would_block);
             }
         }
@@ -132,24 +129,24 @@ struct Subscriber::Impl : EndpointCore {
 
     /// take_spsc() found no message at tail although the slot or head says there is one.
     [[gnu::cold, gnu::noinline]] Result<std::size_t> spsc_anomaly(std::size_t max_count) noexcept {
-        const std::uint64_t s = atom(ch.slot(tail)->state).load(std::memory_order_acquire);
-        if (s == make_state(tail, SlotPhase::committed)) {
-            const std::uint64_t len = length_of(tail);
+        const std::uint64_t s = atom(ch.slot(port.pos)->state).load(std::memory_order_acquire);
+        if (s == make_state(port.pos, SlotPhase::committed)) {
+            const std::uint64_t len = length_of(port.pos);
             if (len > ch.geo.slot_size) {
-                ++tail;
-                publish_cursor(tail);
-                return bad_length(tail - 1, len);
+                ++port.pos;
+                publish_cursor(port.pos);
+                return bad_length(port.pos - 1, len);
             }
             return take_spsc(max_count); // committed meanwhile
         }
         const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
-        if (h <= tail || h - tail > cap) {
+        if (h <= port.pos || h - port.pos > cap) {
             return make_error(Errc::would_block); // both looked again and now agree: empty
         }
-        ++tail;
-        publish_cursor(tail);
-        return corrupted("state of slot " + std::to_string((tail - 1) & (cap - 1)) +
-                         " does not mark message " + std::to_string(tail - 1) +
+        ++port.pos;
+        publish_cursor(port.pos);
+        return corrupted("state of slot " + std::to_string((port.pos - 1) & (cap - 1)) +
+                         " does not mark message " + std::to_string(port.pos - 1) +
                          " committed although the producer is at " + std::to_string(h) +
                          "; the message was skipped");
     }
@@ -175,7 +172,7 @@ struct Subscriber::Impl : EndpointCore {
                     release_cell(pos);
                     return bad_length(pos, len);
                 }
-                pending_first = pos;
+                port.pending_first = pos;
                 return std::size_t{1};
             }
         }
@@ -203,7 +200,7 @@ struct Subscriber::Impl : EndpointCore {
         std::size_t got = 0;
         for (int attempt = 0; attempt < kMaxAttempts && got < max_count; ++attempt) {
             const std::uint64_t p = atom(dq).load(std::memory_order_acquire);
-            if (got != 0 && p != pending_first + got) {
+            if (got != 0 && p != port.pending_first + got) {
                 break;
             }
             std::uint64_t& word = ch.cell(p);
@@ -238,7 +235,7 @@ struct Subscriber::Impl : EndpointCore {
                     continue;
                 }
                 if (got == 0) {
-                    pending_first = p;
+                    port.pending_first = p;
                 }
                 ++got;
                 continue;
@@ -271,7 +268,7 @@ struct Subscriber::Impl : EndpointCore {
         const auto icap = static_cast<std::int64_t>(cap);
         std::size_t got = 0;
         for (int attempt = 0; attempt < kMaxAttempts && got < max_count; ++attempt) {
-            const std::uint64_t p = tail + got;
+            const std::uint64_t p = port.pos + got;
             // acquire: pairs with the publisher's release of committed(p).
             const std::uint64_t s = atom(ch.slot(p)->state).load(std::memory_order_acquire);
             const std::int64_t d = state_distance(s, p);
@@ -282,8 +279,8 @@ struct Subscriber::Impl : EndpointCore {
                     if (got != 0) {
                         break; // hand out what we have; deal with this one next call
                     }
-                    ++tail;
-                    publish_cursor(tail);
+                    ++port.pos;
+                    publish_cursor(port.pos);
                     if (state_owner(s) != kOwnerAbandoned) {
                         return bad_length(p, len);
                     }
@@ -300,29 +297,29 @@ struct Subscriber::Impl : EndpointCore {
                 // the oldest position still in the ring is lost.
                 const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
                 std::uint64_t resume = h > cap ? h - cap : 0;
-                if (resume <= tail) {
-                    resume = tail + 1;
+                if (resume <= port.pos) {
+                    resume = port.pos + 1;
                 }
-                if (resume - tail > (std::uint64_t{1} << 47)) {
+                if (resume - port.pos > (std::uint64_t{1} << 47)) {
                     return corrupted("publish index " + std::to_string(h) +
-                                     " is far ahead of cursor " + std::to_string(tail));
+                                     " is far ahead of cursor " + std::to_string(port.pos));
                 }
-                count_lost(resume - tail);
-                tail = resume;
-                publish_cursor(tail);
+                count_lost(resume - port.pos);
+                port.pos = resume;
+                publish_cursor(port.pos);
                 continue;
             }
             if (got != 0) {
                 break;
             }
-            ++tail;
-            publish_cursor(tail);
+            ++port.pos;
+            publish_cursor(port.pos);
             return corrupted("state of slot " + std::to_string(p & (cap - 1)) +
                              " refers to position " + std::to_string(state_pos(s)) +
                              " while this subscriber reads " + std::to_string(p) +
                              "; the message was skipped");
         }
-        pending_first = tail;
+        port.pending_first = port.pos;
         return got;
     }
 
@@ -330,7 +327,7 @@ struct Subscriber::Impl : EndpointCore {
         if (max_count == 0) {
             return misuse("try_receive: max_count must be at least 1");
         }
-        if (pending) {
+        if (port.pending) {
             return misuse("try_receive: a received batch is outstanding; release it first");
         }
         Result<std::size_t> got = algo == Algorithm::spsc   ? take_spsc(max_count)
@@ -342,32 +339,23 @@ struct Subscriber::Impl : EndpointCore {
         if (*got == 0) {
             return make_error(Errc::would_block);
         }
-        pending = true;
-        pending_count = *got;
-        ReadBatch b;
-        b.base_ = ch.slots;
-        b.stride_ = ch.geo.stride;
-        b.mask_ = cap - 1;
-        b.slot_size_ = ch.geo.slot_size;
-        b.first_ = pending_first;
-        b.lost_before_ = std::exchange(lost_pending, 0);
-        b.data_offset_ = kSlotDataOffset;
-        b.length_offset_ = kSlotLengthOffset;
-        b.count_ = pending_count;
-        return b;
+        port.pending = true;
+        port.pending_count = *got;
+        return ReadBatch{port, port.pending_first, port.pending_count,
+                         std::exchange(lost_pending, 0)};
     }
 
     Result<void> release(ReadBatch& b) noexcept {
-        if (!pending || b.first_ != pending_first || b.count_ != pending_count) {
+        if (!port.pending || b.first_ != port.pending_first || b.count_ != port.pending_count) {
             return misuse("release: this batch is not the outstanding one");
         }
-        pending = false;
+        port.pending = false;
         const std::size_t n = b.count_;
         b.count_ = 0;
         switch (algo) {
         case Algorithm::spsc:
-            tail += n;
-            publish_cursor(tail);
+            port.pos += n;
+            publish_cursor(port.pos);
             return ok();
         case Algorithm::mpmc:
             for (std::size_t i = 0; i < n; ++i) {
@@ -389,8 +377,8 @@ struct Subscriber::Impl : EndpointCore {
                     }
                 }
             }
-            tail += n;
-            publish_cursor(tail);
+            port.pos += n;
+            publish_cursor(port.pos);
             if (overwritten != 0) {
                 // The caller must discard the whole batch (it cannot tell which messages were
                 // torn), so the whole batch is what it lost.
@@ -412,8 +400,8 @@ struct Subscriber::Impl : EndpointCore {
     bool data_hint() noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return atom(ch.slot(tail)->state).load(std::memory_order_seq_cst) ==
-                   make_state(tail, SlotPhase::committed);
+            return atom(ch.slot(port.pos)->state).load(std::memory_order_seq_cst) ==
+                   make_state(port.pos, SlotPhase::committed);
         case Algorithm::mpmc: {
             if (atom(ch.control->redeliver_pending).load(std::memory_order_seq_cst) != 0) {
                 return true;
@@ -427,8 +415,8 @@ struct Subscriber::Impl : EndpointCore {
             return !unwritten && d != -static_cast<std::int64_t>(cap);
         }
         case Algorithm::broadcast: {
-            const std::uint64_t s = atom(ch.slot(tail)->state).load(std::memory_order_seq_cst);
-            const std::int64_t d = state_distance(s, tail);
+            const std::uint64_t s = atom(ch.slot(port.pos)->state).load(std::memory_order_seq_cst);
+            const std::int64_t d = state_distance(s, port.pos);
             return !((d == 0 && state_phase(s) != SlotPhase::committed) ||
                      d == -static_cast<std::int64_t>(cap));
         }
@@ -437,9 +425,15 @@ struct Subscriber::Impl : EndpointCore {
     }
 };
 
-Subscriber::Subscriber(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
-Subscriber::Subscriber(Subscriber&&) noexcept = default;
-Subscriber& Subscriber::operator=(Subscriber&&) noexcept = default;
+Subscriber::Subscriber(std::unique_ptr<Impl> impl) noexcept
+    : impl_{std::move(impl)}, port_{&impl_->port} {}
+Subscriber::Subscriber(Subscriber&& other) noexcept
+    : impl_{std::move(other.impl_)}, port_{std::exchange(other.port_, nullptr)} {}
+Subscriber& Subscriber::operator=(Subscriber&& other) noexcept {
+    impl_ = std::move(other.impl_);
+    port_ = std::exchange(other.port_, nullptr);
+    return *this;
+}
 Subscriber::~Subscriber() = default;
 
 void EndpointHooks::set_on_detach(Subscriber& endpoint, std::function<void()> hook) noexcept {
@@ -459,8 +453,8 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
         std::uint64_t& cursor = s.record().cursor;
         atom(cursor).store(atom(s.ch.payload->head).load(std::memory_order_seq_cst),
                            std::memory_order_seq_cst);
-        s.tail = atom(s.ch.payload->head).load(std::memory_order_seq_cst);
-        atom(cursor).store(s.tail, std::memory_order_seq_cst);
+        s.port.pos = atom(s.ch.payload->head).load(std::memory_order_seq_cst);
+        atom(cursor).store(s.port.pos, std::memory_order_seq_cst);
         atom(s.record().lost).store(0, std::memory_order_relaxed);
         if (!s.drop) {
             // Between claiming the entry and the stores above, a block publisher may have
@@ -476,12 +470,13 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
             return s.corrupted("consumer_pos " + std::to_string(t) + " and publish index " +
                                std::to_string(h) + " are inconsistent");
         }
-        s.tail = t;
+        s.port.pos = t;
+        s.port.spsc = true;
     }
     return Subscriber{std::move(impl)};
 }
 
-Result<ReadBatch> Subscriber::try_receive(std::size_t max_count) noexcept {
+Result<ReadBatch> Subscriber::receive_slow(std::size_t max_count) noexcept {
     return impl_->try_receive(max_count);
 }
 
@@ -489,7 +484,7 @@ Result<ReadBatch> Subscriber::receive(std::size_t max_count,
                                       std::chrono::nanoseconds timeout) noexcept {
     const Deadline deadline = Deadline::after(timeout);
     for (;;) {
-        auto r = impl_->try_receive(max_count);
+        auto r = try_receive(max_count);
         if (r || r.code() != Errc::would_block) {
             return r;
         }
@@ -504,8 +499,12 @@ Result<ReadBatch> Subscriber::receive(std::size_t max_count,
     }
 }
 
-Result<void> Subscriber::release(ReadBatch& batch) noexcept {
+Result<void> Subscriber::release_slow(ReadBatch& batch) noexcept {
     return impl_->release(batch);
+}
+
+void Subscriber::wake_writers() noexcept {
+    wake_sleepers(space_wait(impl_->ch.control));
 }
 
 namespace {
@@ -524,7 +523,7 @@ Result<Received> copy_one(Subscriber& sub, Subscriber::Impl& impl, std::span<std
         const Message m = b.message(0);
         if (m.data.size() > buffer.size()) {
             // Keep the message for a larger buffer: give the batch back unreleased.
-            impl.pending = false;
+            impl.port.pending = false;
             if (impl.algo == Algorithm::mpmc) {
                 std::uint64_t s = make_state(m.sequence, SlotPhase::reading, impl.owner);
                 // Count it only if we returned it (a supervisor that reclaimed us may have
@@ -559,7 +558,7 @@ Result<Received> copy_one(Subscriber& sub, Subscriber::Impl& impl, std::span<std
 } // namespace
 
 Result<Received> Subscriber::try_receive_copy(std::span<std::byte> buffer) noexcept {
-    return copy_one(*this, *impl_, buffer, [this] { return impl_->try_receive(1); });
+    return copy_one(*this, *impl_, buffer, [this] { return try_receive(1); });
 }
 
 Result<Received> Subscriber::receive_copy(std::span<std::byte> buffer,

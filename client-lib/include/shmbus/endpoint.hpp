@@ -5,6 +5,9 @@
 // try_reserve() -> fill data(i) and set_length(i) -> commit(). Zero-copy reads:
 // try_receive() -> read message(i) in place -> release().
 //
+// The common case of a single-producer single-consumer queue runs inline, in the caller's
+// code (detail::DataPort); every other case calls into the library.
+//
 // Thread-safety: one endpoint is used by one thread at a time. Several endpoints of one
 // channel, in one or several processes, may run concurrently within the channel's
 // max_publishers / max_subscribers.
@@ -30,6 +33,75 @@ namespace shmbus {
 
 namespace detail {
 struct EndpointHooks; // internal (src/endpoint_hooks.hpp): the Client's detach hook
+
+/// The part of an endpoint that the inline data path of this header works on. The library
+/// fills it at attach and keeps its own batch bookkeeping here, for every channel kind. The
+/// inline code takes only the common case of a single-producer single-consumer queue
+/// (`spsc`) with room or a message ready, and calls into the library for everything else: the
+/// other algorithms, a full or empty ring, a sleeper to wake, a value that fails its check,
+/// and every error. What it knows of the segment (where the slots are, how a committed
+/// state is spelled) it reads from here, never from constants compiled into the application:
+/// a library with another layout fills in other values, or leaves `spsc` false.
+/// Part of the ABI of libshmbus.so.0.
+struct DataPort {
+    // Set at attach, constant after.
+    std::byte* slots{nullptr};
+    std::uint64_t stride{0};
+    std::uint64_t mask{0}; // slot_count - 1
+    std::uint64_t slot_size{0};
+    std::uint64_t* head{nullptr};         // the publish index, in the payload region
+    std::uint64_t* consumer_pos{nullptr}; // the consumer's position, in the control region
+    std::uint32_t* peer_waiters{nullptr}; // how many of those this side wakes are asleep
+    std::uint64_t state_pos_mask{0};      // committed state of position p:
+    std::uint64_t state_committed{0};     //   ((p & state_pos_mask) << state_shift)
+    std::uint32_t state_shift{0};         //   | state_committed; as created: | state_free
+    std::uint64_t state_free{0};
+    std::uint32_t length_offset{0}; // offsets of the fields of a slot
+    std::uint32_t state_offset{0};
+    std::uint32_t data_offset{0};
+    bool spsc{false}; // the inline path applies to this endpoint
+    // Changed by the data path, inline or not.
+    bool pending{false}; // a batch is outstanding
+    std::size_t pending_count{0};
+    std::uint64_t pending_first{0};
+    std::uint64_t pos{0}; // SPSC publisher: next to write; SPSC or broadcast reader: next to read
+    std::uint64_t cached_peer{0}; // SPSC publisher: the consumer position last read
+    std::uint64_t high_water{0};  // publisher: the largest ring depth reported
+    std::uint64_t empty_polls{0}; // SPSC reader: try_receive() calls that found nothing
+
+    [[nodiscard]] std::byte* slot(std::uint64_t p) const noexcept {
+        return slots + (p & mask) * stride;
+    }
+    [[nodiscard]] std::atomic_ref<std::uint64_t> word(std::uint64_t p,
+                                                      std::uint32_t offset) const noexcept {
+        return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(slot(p) + offset));
+    }
+    [[nodiscard]] std::uint64_t committed(std::uint64_t p) const noexcept {
+        return ((p & state_pos_mask) << state_shift) | state_committed;
+    }
+    [[nodiscard]] std::uint64_t unwritten(std::uint64_t p) const noexcept {
+        return ((p & state_pos_mask) << state_shift) | state_free;
+    }
+    /// Messages committed from `pos` on, at most `max_count`, whose lengths fit their slot.
+    [[nodiscard]] std::size_t ready(std::size_t max_count) const noexcept {
+        std::size_t n = 0;
+        for (; n < max_count; ++n) {
+            const std::uint64_t p = pos + n;
+            // acquire: pairs with the producer's release of committed(p); the slot is full.
+            if (word(p, state_offset).load(std::memory_order_acquire) != committed(p) ||
+                word(p, length_offset).load(std::memory_order_relaxed) > slot_size) {
+                break;
+            }
+        }
+        return n;
+    }
+    /// Reads the sleeper count with a read-modify-write, which orders it after the store
+    /// that made the new state visible (see wake_sleepers() in the library).
+    [[nodiscard]] bool peer_asleep() const noexcept {
+        return std::atomic_ref<std::uint32_t>(*peer_waiters)
+                   .fetch_add(0, std::memory_order_seq_cst) != 0;
+    }
+};
 } // namespace detail
 
 /// How an endpoint waits in its blocking calls (receive, and reserve/send on a full ring).
@@ -54,6 +126,8 @@ struct EndpointOptions {
 /// A view into the ring: valid until commit() or the Publisher's destruction.
 class WriteBatch {
 public:
+    /// An empty batch (size 0), to move a reserved one into.
+    WriteBatch() = default;
     /// Number of slots reserved (>= 1).
     [[nodiscard]] std::size_t size() const noexcept { return count_; }
     /// Bytes each slot can hold (the channel's slot size).
@@ -73,6 +147,9 @@ public:
 
 private:
     friend class Publisher;
+    WriteBatch(const detail::DataPort& p, std::uint64_t first, std::size_t count) noexcept
+        : base_{p.slots}, stride_{p.stride}, mask_{p.mask}, slot_size_{p.slot_size}, first_{first},
+          data_offset_{p.data_offset}, length_offset_{p.length_offset}, count_{count} {}
     [[nodiscard]] std::byte* slot(std::size_t i) const noexcept {
         return base_ + ((first_ + i) & mask_) * stride_;
     }
@@ -95,6 +172,8 @@ struct Message {
 /// Messages taken by Subscriber::try_receive(), read in place until release().
 class ReadBatch {
 public:
+    /// An empty batch (size 0), to move a received one into.
+    ReadBatch() = default;
     /// Number of messages (>= 1).
     [[nodiscard]] std::size_t size() const noexcept { return count_; }
     /// Message `i` (i < size()). Its length was validated on receipt and is clamped again
@@ -114,6 +193,11 @@ public:
 
 private:
     friend class Subscriber;
+    ReadBatch(const detail::DataPort& p, std::uint64_t first, std::size_t count,
+              std::uint64_t lost_before) noexcept
+        : base_{p.slots}, stride_{p.stride}, mask_{p.mask}, slot_size_{p.slot_size}, first_{first},
+          lost_before_{lost_before}, data_offset_{p.data_offset},
+          length_offset_{p.length_offset}, count_{count} {}
     const std::byte* base_{nullptr};
     std::uint64_t stride_{0};
     std::uint64_t mask_{0};
@@ -151,14 +235,54 @@ public:
     /// Reserves up to `max_count` consecutive slots (at least one). Errc::would_block when
     /// the ring is full (block policy), Errc::invalid_argument for max_count 0 or while a
     /// batch is outstanding, Errc::corrupted naming the field if the segment is damaged.
-    [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept;
+    [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept {
+        detail::DataPort& p = *port_;
+        // Room by the cached consumer position, and no new ring depth to report.
+        if (p.spsc && !p.pending && max_count != 0 && p.pos - p.cached_peer < p.high_water)
+            [[likely]] {
+            const std::size_t n =
+                std::min<std::uint64_t>(max_count, p.mask + 1 - (p.pos - p.cached_peer));
+            p.pending = true;
+            p.pending_first = p.pos;
+            p.pending_count = n;
+            return WriteBatch{p, p.pos, n};
+        }
+        return reserve_slow(max_count);
+    }
     /// As try_reserve(), waiting up to `timeout` for room; Errc::timed_out then.
     [[nodiscard]] Result<WriteBatch> reserve(std::size_t max_count,
                                              std::chrono::nanoseconds timeout) noexcept;
     /// Publishes every slot of `batch`, with one index update where the algorithm allows,
     /// and wakes sleeping readers. Errc::message_too_large (and nothing published) if a
     /// length exceeds the slot size.
-    [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept;
+    [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept {
+        detail::DataPort& p = *port_;
+        if (p.spsc && p.pending && batch.first_ == p.pos && batch.count_ == p.pending_count)
+            [[likely]] {
+            const std::size_t n = batch.count_;
+            for (std::size_t i = 0; i < n; ++i) {
+                if (p.word(p.pos + i, p.length_offset).load(std::memory_order_relaxed) >
+                    p.slot_size) {
+                    return commit_slow(batch); // says which length is too large
+                }
+            }
+            // release: each slot's bytes happen-before the consumer's acquire of its state.
+            for (std::size_t i = 0; i < n; ++i) {
+                p.word(p.pos + i, p.state_offset)
+                    .store(p.committed(p.pos + i), std::memory_order_release);
+            }
+            p.pos += n;
+            p.pending = false;
+            batch.count_ = 0;
+            // For tools and a successor producer; peer_asleep() orders it before the check.
+            std::atomic_ref<std::uint64_t>(*p.head).store(p.pos, std::memory_order_release);
+            if (p.peer_asleep()) [[unlikely]] {
+                wake_readers();
+            }
+            return {};
+        }
+        return commit_slow(batch);
+    }
     /// Gives the reserved slots back unpublished (readers skip them, counted as abandoned).
     void abandon(WriteBatch& batch) noexcept;
 
@@ -179,7 +303,12 @@ public:
 private:
     friend struct detail::EndpointHooks;
     explicit Publisher(std::unique_ptr<Impl> impl) noexcept;
+    // The out-of-line data path: every algorithm, every case the inline one leaves.
+    [[nodiscard]] Result<WriteBatch> reserve_slow(std::size_t max_count) noexcept;
+    [[nodiscard]] Result<void> commit_slow(WriteBatch& batch) noexcept;
+    void wake_readers() noexcept;
     std::unique_ptr<Impl> impl_;
+    detail::DataPort* port_{nullptr}; // inside *impl_
 };
 
 /// Reads messages from a channel: every message of a broadcast channel from its own cursor,
@@ -203,14 +332,51 @@ public:
     /// Takes up to `max_count` consecutive messages to read in place. Errc::would_block when
     /// none is ready; Errc::corrupted (naming sequence and field) for a message that fails
     /// validation, which is then skipped and counted.
-    [[nodiscard]] Result<ReadBatch> try_receive(std::size_t max_count = 1) noexcept;
+    [[nodiscard]] Result<ReadBatch> try_receive(std::size_t max_count = 1) noexcept {
+        detail::DataPort& p = *port_;
+        if (p.spsc && !p.pending && max_count != 0) [[likely]] {
+            const std::size_t n = p.ready(max_count);
+            if (n != 0) [[likely]] {
+                p.pending = true;
+                p.pending_first = p.pos;
+                p.pending_count = n;
+                return ReadBatch{p, p.pos, n, 0};
+            }
+            // Empty when the slot still holds the previous lap's message (or, on the first
+            // lap, is as the channel was created). Anything else, and every 256th empty poll
+            // so that a damaged state that merely looks old is found too, goes to the
+            // library, which also reads the producer's index: an empty poll then touches
+            // only the one line the producer writes next.
+            const std::uint64_t s = p.word(p.pos, p.state_offset).load(std::memory_order_relaxed);
+            if ((++p.empty_polls & 255) != 0 &&
+                (s == p.committed(p.pos - p.mask - 1) || s == p.unwritten(p.pos))) [[likely]] {
+                return make_error(Errc::would_block);
+            }
+        }
+        return receive_slow(max_count);
+    }
     /// As try_receive(), waiting up to `timeout`; Errc::timed_out then.
     [[nodiscard]] Result<ReadBatch> receive(std::size_t max_count,
                                             std::chrono::nanoseconds timeout) noexcept;
     /// Frees the batch's slots. With the drop policy, Errc::lost if a publisher overwrote
     /// any of them while they were read: the data read must then be discarded, and every
     /// message of the batch is counted as lost (lost(), the channel's dropped counter).
-    [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept;
+    [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept {
+        detail::DataPort& p = *port_;
+        if (p.spsc && p.pending && batch.first_ == p.pos && batch.count_ == p.pending_count)
+            [[likely]] {
+            p.pos += batch.count_;
+            p.pending = false;
+            batch.count_ = 0;
+            // release: our reads of the slots happen-before the producer's acquire of it.
+            std::atomic_ref<std::uint64_t>(*p.consumer_pos).store(p.pos, std::memory_order_release);
+            if (p.peer_asleep()) [[unlikely]] {
+                wake_writers();
+            }
+            return {};
+        }
+        return release_slow(batch);
+    }
 
     /// Copies the next message into `buffer` and releases it. Never returns a torn message:
     /// on the drop policy a message overwritten during the copy counts as lost and the next
@@ -232,7 +398,12 @@ public:
 private:
     friend struct detail::EndpointHooks;
     explicit Subscriber(std::unique_ptr<Impl> impl) noexcept;
+    // The out-of-line data path: every algorithm, every case the inline one leaves.
+    [[nodiscard]] Result<ReadBatch> receive_slow(std::size_t max_count) noexcept;
+    [[nodiscard]] Result<void> release_slow(ReadBatch& batch) noexcept;
+    void wake_writers() noexcept;
     std::unique_ptr<Impl> impl_;
+    detail::DataPort* port_{nullptr}; // inside *impl_
 };
 
 /// Aliases for the queue roles.

@@ -42,6 +42,7 @@ enum class SlotPhase : std::uint64_t {
 };
 
 inline constexpr std::uint64_t kPositionBits = 48;
+inline constexpr std::uint32_t kStateShift = 16;
 inline constexpr std::uint64_t kPositionMask = (std::uint64_t{1} << kPositionBits) - 1;
 inline constexpr std::uint32_t kOwnerMask = 0x3FFF;
 inline constexpr std::uint32_t kOwnerAbandoned = 0x3FFF;
@@ -49,11 +50,11 @@ inline constexpr std::uint32_t kOwnerRedeliver = 0x3FFE;
 
 inline constexpr std::uint64_t make_state(std::uint64_t pos, SlotPhase phase,
                                           std::uint32_t owner = 0) noexcept {
-    return ((pos & kPositionMask) << 16) | (static_cast<std::uint64_t>(phase) << 14) |
+    return ((pos & kPositionMask) << kStateShift) | (static_cast<std::uint64_t>(phase) << 14) |
            (owner & kOwnerMask);
 }
 inline constexpr std::uint64_t state_pos(std::uint64_t s) noexcept {
-    return s >> 16;
+    return s >> kStateShift;
 }
 inline constexpr SlotPhase state_phase(std::uint64_t s) noexcept {
     return static_cast<SlotPhase>((s >> 14) & 3);

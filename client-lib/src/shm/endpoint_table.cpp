@@ -91,6 +91,22 @@ Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role r
     } else {
         core.algo = Algorithm::mpmc;
     }
+    DataPort& p = core.port;
+    p.slots = core.ch.slots;
+    p.stride = core.ch.geo.stride;
+    p.mask = core.cap - 1;
+    p.slot_size = core.ch.geo.slot_size;
+    p.head = &core.ch.payload->head;
+    p.consumer_pos = &core.ch.control->consumer_pos;
+    p.peer_waiters = publisher ? &core.ch.control->data_waiters : &core.ch.control->space_waiters;
+    p.state_pos_mask = kPositionMask;
+    p.state_committed = make_state(0, SlotPhase::committed);
+    p.state_free = make_state(0, SlotPhase::free);
+    p.state_shift = kStateShift;
+    p.length_offset = kSlotLengthOffset;
+    p.state_offset = kSlotStateOffset;
+    p.data_offset = kSlotDataOffset;
+    p.spsc = false; // set by the attach of an spsc endpoint once its position is known
     return ok();
 }
 

@@ -47,6 +47,8 @@ struct EndpointCore {
     std::uint64_t cap{0};
     bool drop{false};
     pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
+    // The slot geometry and the batch bookkeeping the header's inline path shares with us.
+    DataPort port;
     // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
     std::function<void()> on_detach;
 

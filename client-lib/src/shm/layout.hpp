@@ -121,6 +121,7 @@ static_assert(std::is_standard_layout_v<SlotHeader>);
 static_assert(sizeof(SlotHeader) == 16);
 
 inline constexpr std::uint32_t kSlotLengthOffset = offsetof(SlotHeader, length);
+inline constexpr std::uint32_t kSlotStateOffset = offsetof(SlotHeader, state);
 inline constexpr std::uint32_t kSlotDataOffset = sizeof(SlotHeader);
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free); // shared across processes
