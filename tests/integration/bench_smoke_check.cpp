@@ -1,7 +1,8 @@
 // Checks the shape of a shmbus-bench JSON report (the bench_smoke test): every key the
 // documentation promises is there with the right type, null exactly where a metric does
-// not apply to the row's test, at least one configuration ran, and every test of the tiny
-// suite (the control plane's included) has its row. Timings are not judged: a benchmark is
+// not apply to the row's test, at least one configuration ran, every test of the tiny
+// suite (the control plane's included) has its row, and the latency targets carry their
+// raw-ring ratio. Timings are not judged: a benchmark is
 // never a timed test.
 //
 // Usage: bench_smoke_check REPORT.json. Prints every problem found; exit status 1 if any.
@@ -124,6 +125,11 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     for (const auto& [key, owner] : kControlKeys) {
         check_metric(key, test == owner);
     }
+    // Measured only where a run is pinned to two cores or more: present, but may be null.
+    for (const char* k : {"line_rtt_ns", "line_rtt_ns_min", "line_rtt_ns_max"}) {
+        c.require(row.contains(k) && (row[k].is_null() || row[k].is_number()),
+                  at + "." + k + " is missing or neither null nor a number");
+    }
     c.require(row.contains("lost") && (row["lost"].is_null() || row["lost"].is_number_unsigned()),
               at + ".lost is neither null nor an unsigned integer");
     if (ok) {
@@ -173,6 +179,7 @@ int main(int argc, char** argv) {
         }
         const json targets = doc.value("targets", json{});
         c.require(targets.is_array(), "targets is missing");
+        bool floor_given = false;
         for (std::size_t i = 0; targets.is_array() && i < targets.size(); ++i) {
             const json& t = targets[i];
             const std::string at = "targets[" + std::to_string(i) + "]";
@@ -180,13 +187,18 @@ int main(int argc, char** argv) {
                           t.value("goal", json{}).is_string() &&
                           t.value("basis", json{}).is_string(),
                       at + " lacks its name, goal or basis");
-            for (const char* key : {"ratio", "value"}) {
+            for (const char* key : {"ratio", "value", "floor_ratio"}) {
                 c.require(t.contains(key) && (t[key].is_null() || t[key].is_number()),
                           at + "." + key + " is neither null nor a number");
             }
             c.require(t.contains("met") && (t["met"].is_null() || t["met"].is_boolean()),
                       at + ".met is neither null nor a boolean");
+            floor_given =
+                floor_given || (t.contains("floor_ratio") && t["floor_ratio"].is_number());
         }
+        // The tiny suite measures FIFO, shmbus spin and raw-ring latency at 128 B, so the
+        // latency targets have their raw-ring ratio.
+        c.require(floor_given, "no target has a raw-ring floor_ratio");
     } catch (const json::exception& e) {
         c.require(false, std::string{"invalid JSON: "} + e.what());
     }

@@ -102,6 +102,53 @@ Report memcpy_loop(std::uint64_t size, StartGate& gate, const RunSettings& setti
     return r;
 }
 
+// --- line round trip ------------------------------------------------------------------------
+
+constexpr std::uint64_t kLineStop = ~std::uint64_t{0};
+constexpr std::uint64_t kLineBatch = 2000; // round trips per batch: 0.1-1 ms
+constexpr std::size_t kLineBatches = 5;    // after one warm-up batch
+
+/// Stores the odd counts and waits for the even ones; a sample is one batch's mean trip.
+Report line_pinger(std::atomic<std::uint64_t>& line, StartGate& gate) {
+    Report r;
+    r.role = Report::Role::pinger;
+    gate.wait();
+    std::uint64_t count = 0;
+    for (std::size_t b = 0; b <= kLineBatches; ++b) {
+        const std::int64_t t0 = now_ns();
+        for (std::uint64_t i = 0; i < kLineBatch; ++i) {
+            line.store(++count, std::memory_order_release); // pairs with the ponger's load
+            const std::uint64_t want = ++count;
+            while (line.load(std::memory_order_acquire) != want) { // the ponger's store
+            }
+        }
+        const std::int64_t t1 = now_ns();
+        if (b > 0) {
+            r.samples.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                (t1 - t0) / static_cast<std::int64_t>(kLineBatch), 0, std::int64_t{UINT32_MAX})));
+        }
+    }
+    line.store(kLineStop, std::memory_order_release);
+    return r;
+}
+
+Report line_ponger(std::atomic<std::uint64_t>& line, StartGate& gate) {
+    Report r;
+    r.role = Report::Role::ponger;
+    gate.wait();
+    for (std::uint64_t seen = 0;;) {
+        std::uint64_t v = 0;
+        while ((v = line.load(std::memory_order_acquire)) == seen) { // the pinger's store
+        }
+        if (v == kLineStop) {
+            break;
+        }
+        seen = v + 1;
+        line.store(seen, std::memory_order_release); // pairs with the pinger's load
+    }
+    return r;
+}
+
 // --- raw ring ------------------------------------------------------------------------------
 
 constexpr std::size_t kLine = 64;
@@ -234,6 +281,28 @@ std::string run_futex_raw(const Scenario&, const RunSettings& settings,
         return error;
     }
     return team.run(settings.duration + std::chrono::seconds{20}, reports);
+}
+
+std::optional<double> measure_line_rtt(const RunSettings& settings) {
+    if (!settings.pin || usable_cpus().size() < 2) {
+        return std::nullopt;
+    }
+    SharedBoard board;
+    if (!board.valid()) {
+        return std::nullopt;
+    }
+    std::atomic<std::uint64_t>& line = board.get().line;
+    Team team{true};
+    std::vector<Report> reports;
+    if (!team.spawn([&](StartGate& gate) { return line_pinger(line, gate); }).empty() ||
+        !team.spawn([&](StartGate& gate) { return line_ponger(line, gate); }).empty() ||
+        !team.run(std::chrono::seconds{5}, reports).empty() || reports.empty() ||
+        reports[0].samples.size() != kLineBatches) {
+        return std::nullopt;
+    }
+    std::vector<std::uint32_t>& v = reports[0].samples;
+    std::nth_element(v.begin(), v.begin() + kLineBatches / 2, v.end());
+    return static_cast<double>(v[kLineBatches / 2]);
 }
 
 std::string run_raw_ring(const Scenario& s, const RunSettings& settings,

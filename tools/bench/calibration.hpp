@@ -10,6 +10,12 @@
 // machine (cache-line transfers between the cores), so shmbus minus raw-ring is the cost of
 // the library, and raw-ring minus memcpy the cost of crossing cores.
 //
+// line RTT: two processes on the run's first two cores pass one cache line back and forth
+// (each stores the next count when it sees the other's): how long moving a line between
+// those cores takes right now. Measured just before every cross-process run and reported
+// beside its figures, because on a virtual machine the host can move the virtual CPUs to
+// cores that are closer or further apart between two runs, and every ring's speed follows.
+//
 // memcpy: one process copies a buffer to another of the same size in a loop, on one core:
 // 64 KiB (cache-resident) and 64 MiB (memory-bound) buffers, against which the zero-copy
 // bandwidth of large messages is judged.
@@ -18,6 +24,7 @@
 #include "scenario.hpp"
 #include "team.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +37,11 @@ namespace bench {
 /// Runs scenario `s` once over the raw shared-memory ring. Returns an error, or empty.
 [[nodiscard]] std::string run_raw_ring(const Scenario& s, const RunSettings& settings,
                                        std::vector<Report>& reports);
+
+/// The round trip of one cache line between the first two cores a run is pinned to, in
+/// nanoseconds: the median of a few short batches. nullopt when not pinning (the scheduler
+/// would place the probe elsewhere than the run) or when the probe failed.
+[[nodiscard]] std::optional<double> measure_line_rtt(const RunSettings& settings);
 
 /// Runs the single-core memcpy loop once over `s.msg_size` bytes. Returns an error, or empty.
 [[nodiscard]] std::string run_memcpy(const Scenario& s, const RunSettings& settings,

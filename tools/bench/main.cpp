@@ -4,7 +4,7 @@
 // opens per second through a real shmbusd, the daemon's memory and its idle CPU.
 //
 // This file is the command line: it picks a suite, applies the filters, runs every
-// scenario the configured number of times (each run in freshly forked processes), and
+// scenario the configured number of times, in rounds (each run in freshly forked processes), and
 // writes the reports. Options are parsed by CLI11 (Debian libcli11-dev): the one place
 // that may throw, fenced here together with the JSON writer, so a bad option or an
 // unwritable file is a message and an exit status, never a crash.
@@ -80,9 +80,9 @@ public:
     void show(std::size_t index, std::size_t total, const Scenario& s, std::uint32_t run,
               std::uint32_t runs) const {
         if (on_) {
-            std::fprintf(stderr, "\r\033[K[%zu/%zu] %s %s %s batch %u, run %u/%u", index, total,
-                         s.label().c_str(), std::string{to_string(s.test)}.c_str(),
-                         format_size(s.msg_size).c_str(), s.batch, run, runs);
+            std::fprintf(stderr, "\r\033[Kround %u/%u [%zu/%zu] %s %s %s batch %u", run, runs,
+                         index, total, s.label().c_str(), std::string{to_string(s.test)}.c_str(),
+                         format_size(s.msg_size).c_str(), s.batch);
             std::fflush(stderr);
         }
     }
@@ -220,21 +220,29 @@ int run(int argc, char** argv) {
                   << " before starting: other processes will disturb the figures\n";
     }
     const Progress progress;
-    std::vector<Summary> summaries;
-    bool all_ok = true;
+    std::vector<Summary> summaries(plan.size());
     for (std::size_t i = 0; i < plan.size(); ++i) {
-        Summary sum;
-        sum.scenario = plan[i];
-        sum.skipped = skip_reason(plan[i], info.machine.usable_cores, have_shmbusd);
-        if (!sum.skipped) {
-            for (std::uint32_t r = 1; r <= settings.runs; ++r) {
+        summaries[i].scenario = plan[i];
+        summaries[i].skipped = skip_reason(plan[i], info.machine.usable_cores, have_shmbusd);
+    }
+    // Rounds: every scenario runs once per round, so the runs of one scenario are spread over
+    // the whole invocation and two scenarios that a target compares are sampled at the same
+    // times. On a machine whose speed changes from one minute to the next, this is what makes
+    // their ratio a comparison of transports rather than of moments.
+    for (std::uint32_t r = 1; r <= settings.runs; ++r) {
+        for (std::size_t i = 0; i < plan.size(); ++i) {
+            if (!summaries[i].skipped) {
                 progress.show(i + 1, plan.size(), plan[i], r, settings.runs);
-                sum.runs.push_back(run_once(plan[i], settings));
+                summaries[i].runs.push_back(run_once(plan[i], settings));
             }
+        }
+    }
+    bool all_ok = true;
+    for (Summary& sum : summaries) {
+        if (!sum.skipped) {
             summarise_runs(sum);
             all_ok = all_ok && sum.good_runs() == sum.runs.size();
         }
-        summaries.push_back(std::move(sum));
     }
     progress.done();
     info.load_after = load_average();

@@ -46,7 +46,7 @@ std::string size_cell(const Scenario& s) {
 
 Table latency_table(const std::vector<Summary>& all) {
     Table t{"Latency (one-way = RTT/2; median [min..max] of runs)",
-            {"transport", "size", "subs", "p50", "p90", "p99", "p99.9", "max", "mean"},
+            {"transport", "size", "subs", "p50", "p90", "p99", "p99.9", "max", "mean", "line rtt"},
             {}};
     for (const Summary& s : all) {
         if (s.skipped || s.scenario.test != Test::latency) {
@@ -54,13 +54,14 @@ Table latency_table(const std::vector<Summary>& all) {
         }
         if (s.good_runs() == 0) {
             t.rows.push_back({s.scenario.label(), size_cell(s.scenario), subs_cell(s.scenario),
-                              "failed", "", "", "", "", ""});
+                              "failed", "", "", "", "", "", ""});
             continue;
         }
         t.rows.push_back({s.scenario.label(), size_cell(s.scenario), subs_cell(s.scenario),
                           format_spread(s.p50_ns, Unit::ns), format_median(s.p90_ns, Unit::ns),
                           format_spread(s.p99_ns, Unit::ns), format_median(s.p999_ns, Unit::ns),
-                          format_median(s.max_ns, Unit::ns), format_median(s.mean_ns, Unit::ns)});
+                          format_median(s.max_ns, Unit::ns), format_median(s.mean_ns, Unit::ns),
+                          format_spread(s.line_rtt_ns, Unit::ns)});
     }
     return t;
 }
@@ -70,11 +71,11 @@ Table stream_table(const std::vector<Summary>& all, Test test) {
     if (test == Test::throughput) {
         t.title = "Throughput (per reader; CPU per message; median [min..max] of runs)";
         t.header = {"transport", "size",     "batch",    "subs", "msgs/s",
-                    "bytes/s",   "cpu send", "cpu recv", "lost"};
+                    "bytes/s",   "cpu send", "cpu recv", "lost", "line rtt"};
     } else {
         t.title = "Bandwidth (large messages, filled and checksummed in place)";
         t.header = {"transport", "size",     "batch",    "subs", "bytes/s",
-                    "msgs/s",    "cpu send", "cpu recv", "lost"};
+                    "msgs/s",    "cpu send", "cpu recv", "lost", "line rtt"};
     }
     for (const Summary& s : all) {
         if (s.skipped || s.scenario.test != test) {
@@ -86,19 +87,21 @@ Table stream_table(const std::vector<Summary>& all, Test test) {
             row[3] = "-";
         }
         if (s.good_runs() == 0) {
-            row.insert(row.end(), {"failed", "", "", "", ""});
+            row.insert(row.end(), {"failed", "", "", "", "", ""});
         } else if (test == Test::throughput) {
             row.insert(row.end(), {format_spread(s.msgs_per_s, Unit::rate),
                                    format_median(s.bytes_per_s, Unit::bytes),
                                    format_median(s.cpu_send_ns_per_msg, Unit::ns),
                                    format_median(s.cpu_recv_ns_per_msg, Unit::ns),
-                                   format_median(s.lost, Unit::count)});
+                                   format_median(s.lost, Unit::count),
+                                   format_spread(s.line_rtt_ns, Unit::ns)});
         } else {
             row.insert(row.end(), {format_spread(s.bytes_per_s, Unit::bytes),
                                    format_median(s.msgs_per_s, Unit::rate),
                                    format_median(s.cpu_send_ns_per_msg, Unit::ns),
                                    format_median(s.cpu_recv_ns_per_msg, Unit::ns),
-                                   format_median(s.lost, Unit::count)});
+                                   format_median(s.lost, Unit::count),
+                                   format_spread(s.line_rtt_ns, Unit::ns)});
         }
         t.rows.push_back(std::move(row));
     }
@@ -187,10 +190,11 @@ std::vector<Table> all_tables(const std::vector<Summary>& summaries) {
 }
 
 Table targets_table(const std::vector<Target>& targets) {
-    Table t{"Targets", {"target", "goal", "measured", "status", "from"}, {}};
+    Table t{"Targets", {"target", "goal", "measured", "status", "raw-ring", "from"}, {}};
     for (const Target& g : targets) {
         const std::string status = !g.met ? "not measured" : (*g.met ? "met" : "MISSED");
-        t.rows.push_back({g.name, g.goal, g.measured.empty() ? "-" : g.measured, status, g.basis});
+        t.rows.push_back({g.name, g.goal, g.measured.empty() ? "-" : g.measured, status,
+                          g.floor_ratio ? format_ratio(*g.floor_ratio) : "-", g.basis});
     }
     return t;
 }
@@ -457,6 +461,7 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         put_metric(row, "rss_file_bytes", s.rss_file_bytes);
         put_metric(row, "rss_shmem_bytes", s.rss_shmem_bytes);
         put_metric(row, "rss_base_bytes", s.rss_base_bytes);
+        put_metric(row, "line_rtt_ns", s.line_rtt_ns);
         put_metric(row, "cpu_percent", s.cpu_percent);
         put_metric(row, "wakeups_per_s", s.wakeups_per_s);
         results.push_back(std::move(row));
@@ -470,6 +475,8 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
             {"ratio", t.ratio ? nlohmann::ordered_json(*t.ratio) : nlohmann::ordered_json(nullptr)},
             {"value", t.value ? nlohmann::ordered_json(*t.value) : nlohmann::ordered_json(nullptr)},
             {"met", t.met ? nlohmann::ordered_json(*t.met) : nlohmann::ordered_json(nullptr)},
+            {"floor_ratio", t.floor_ratio ? nlohmann::ordered_json(*t.floor_ratio)
+                                          : nlohmann::ordered_json(nullptr)},
             {"basis", t.basis},
         });
     }

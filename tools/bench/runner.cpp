@@ -114,6 +114,9 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     if (s.control_plane()) {
         return run_control_plane(s, settings);
     }
+    // Every run with a second core in it: how far apart the cores are right now.
+    const std::optional<double> line_rtt =
+        s.transport == Transport::memory_copy ? std::nullopt : measure_line_rtt(settings);
     std::vector<Report> reports;
     std::string error;
     switch (s.transport) {
@@ -133,12 +136,14 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
         error = run_baseline(s, settings, reports);
         break;
     }
+    RunResult r;
     if (!error.empty()) {
-        RunResult r;
         r.error = error;
         return r;
     }
-    return reduce_reports(s, reports);
+    r = reduce_reports(s, reports);
+    r.line_rtt_ns = line_rtt;
+    return r;
 }
 
 } // namespace bench

@@ -128,6 +128,7 @@ std::vector<Scenario> tiny_suite() {
         shm(Kind::queue_spsc, Wait::spin, Test::latency, 128),
         shm(Kind::queue_spsc, Wait::adaptive, Test::latency, 128),
         base(Transport::fifo, Test::latency, 128),
+        raw_ring(Test::latency, 128),
         futex_calibration(),
         shm(Kind::queue_spsc, Wait::spin, Test::throughput, 128, 64),
         base(Transport::uds_stream, Test::throughput, 128, 1),

@@ -96,7 +96,8 @@ void summarise_runs(Summary& s) {
     s.lost = spread_over(s.runs, [](const RunResult& r) -> std::optional<double> {
         return static_cast<double>(r.lost);
     });
-    // The control plane's metrics, field by field: one pointer-to-member table.
+    // The control plane's metrics and the line RTT, field by field: one pointer-to-member
+    // table.
     using Field = std::optional<double> RunResult::*;
     using Target = std::optional<Spread> Summary::*;
     static constexpr std::pair<Field, Target> kControl[] = {
@@ -111,6 +112,7 @@ void summarise_runs(Summary& s) {
         {&RunResult::rss_base_bytes, &Summary::rss_base_bytes},
         {&RunResult::cpu_percent, &Summary::cpu_percent},
         {&RunResult::wakeups_per_s, &Summary::wakeups_per_s},
+        {&RunResult::line_rtt_ns, &Summary::line_rtt_ns},
     };
     for (const auto& entry : kControl) {
         const Field field = entry.first;

@@ -34,6 +34,8 @@ struct RunResult {
     std::optional<double> rss_base_bytes; ///< VmRSS once ready, before any client connected
     std::optional<double> cpu_percent;    ///< of one core, over the idle interval
     std::optional<double> wakeups_per_s;  ///< times the daemon was scheduled in, per second
+    /// A cache line's round trip between the run's first two cores, just before the run.
+    std::optional<double> line_rtt_ns;
 
     [[nodiscard]] bool ok() const noexcept { return error.empty(); }
 };
@@ -64,6 +66,7 @@ struct Summary {
     std::optional<Spread> opens_per_s, client_cpu_ns_per_open, daemon_cpu_ns_per_open;
     std::optional<Spread> rss_bytes, hwm_bytes, rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;
     std::optional<Spread> rss_base_bytes, cpu_percent, wakeups_per_s;
+    std::optional<Spread> line_rtt_ns;
 
     /// Runs that succeeded.
     [[nodiscard]] std::uint32_t good_runs() const noexcept;

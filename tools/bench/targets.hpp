@@ -6,7 +6,9 @@
 // against the median of one scenario. A target whose scenarios were
 // not part of the run (filtered out, skipped, failed) is reported as not measured, never
 // as met. The shmbus side of the throughput and bandwidth targets is the SPSC queue in
-// spin mode; docs/benchmarks.md says so beside the figures.
+// spin mode; docs/benchmarks.md says so beside the figures. Where the shmbus side has a
+// raw-ring counterpart in the run, the target also carries that ratio, so a report shows
+// whether a missed goal is within reach of any ring on the machine.
 #pragma once
 
 #include "stats.hpp"
@@ -25,6 +27,10 @@ struct Target {
     std::string measured;        ///< ratio or value for people ("1.25x", "4.87 k/s"); or empty
     std::optional<bool> met;     ///< nullopt: not measured in this run
     std::string basis;           ///< the two figures the ratio comes from
+    /// The same ratio with the `raw-ring` calibration in shmbus's place: what the bare ring,
+    /// the floor of any shared-memory queue on this machine, reaches. nullopt for targets
+    /// without a raw-ring counterpart or when it was not measured.
+    std::optional<double> floor_ratio;
 };
 
 /// Evaluates every target of the issue over `summaries`.

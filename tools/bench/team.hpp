@@ -78,6 +78,8 @@ struct Board {
     std::atomic<std::uint32_t> writers_done{0};
     std::atomic<std::uint32_t> futex_word{0}; ///< the raw futex calibration's word
     std::atomic<std::uint32_t> released{0};   ///< 1 once holders may let go (control plane)
+    /// The line-RTT probe's word, on a cache line of its own (see measure_line_rtt()).
+    alignas(64) std::atomic<std::uint64_t> line{0};
 };
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free); // shared across processes
 static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t)); // a futex word
