@@ -40,7 +40,8 @@ namespace bench {
 
 /// The round trip of one cache line between the first two cores a run is pinned to, in
 /// nanoseconds: the median of a few short batches. nullopt when not pinning (the scheduler
-/// would place the probe elsewhere than the run) or when the probe failed.
+/// would place the probe elsewhere than the run), when the probe failed, or when not even
+/// one batch finished within its budget (50 ms: cores busy with other work).
 [[nodiscard]] std::optional<double> measure_line_rtt(const RunSettings& settings);
 
 /// Runs the single-core memcpy loop once over `s.msg_size` bytes. Returns an error, or empty.
