@@ -130,6 +130,23 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         c.require(row.contains(k) && (row[k].is_null() || row[k].is_number()),
                   at + "." + k + " is missing or neither null nor a number");
     }
+    const json details = row.value("run_details", json{});
+    c.require(details.is_array(), at + ".run_details is not an array");
+    for (std::size_t i = 0; details.is_array() && i < details.size(); ++i) {
+        const json& d = details[i];
+        const std::string where = at + ".run_details[" + std::to_string(i) + "]";
+        c.require(d.is_object() && d.value("ok", json{}).is_boolean(),
+                  where + ".ok is not a boolean");
+        for (const char* k :
+             {"p50_ns", "p99_ns", "msgs_per_s", "bytes_per_s", "opens_per_s", "line_rtt_ns"}) {
+            c.require(d.is_object() && d.contains(k) && (d[k].is_null() || d[k].is_number()),
+                      where + "." + k + " is missing or neither null nor a number");
+        }
+    }
+    if (ok && details.is_array()) {
+        c.require(details.size() >= row["runs"].get<std::size_t>(),
+                  at + ".run_details has fewer entries than runs");
+    }
     c.require(row.contains("lost") && (row["lost"].is_null() || row["lost"].is_number_unsigned()),
               at + ".lost is neither null nor an unsigned integer");
     if (ok) {

@@ -298,6 +298,28 @@ void put_count(nlohmann::ordered_json& row, const std::string& key,
     row[key + "_max"] = as_int(&Spread::max);
 }
 
+/// The runs of one row in the order they ran (round 1 first): the headline figures of each,
+/// so that a run can be matched with its line RTT (the median and range alone cannot say
+/// which run was which).
+nlohmann::ordered_json run_details(const Summary& s) {
+    const auto value = [](const std::optional<double>& v) {
+        return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+    };
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const RunResult& r : s.runs) {
+        out.push_back({
+            {"ok", r.ok()},
+            {"p50_ns", value(r.p50_ns)},
+            {"p99_ns", value(r.p99_ns)},
+            {"msgs_per_s", value(r.msgs_per_s)},
+            {"bytes_per_s", value(r.bytes_per_s)},
+            {"opens_per_s", value(r.opens_per_s)},
+            {"line_rtt_ns", value(r.line_rtt_ns)},
+        });
+    }
+    return out;
+}
+
 nlohmann::ordered_json name_or_null(std::string_view name) {
     return name.empty() ? nlohmann::ordered_json(nullptr)
                         : nlohmann::ordered_json(std::string{name});
@@ -462,6 +484,7 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         put_metric(row, "rss_shmem_bytes", s.rss_shmem_bytes);
         put_metric(row, "rss_base_bytes", s.rss_base_bytes);
         put_metric(row, "line_rtt_ns", s.line_rtt_ns);
+        row["run_details"] = run_details(s);
         put_metric(row, "cpu_percent", s.cpu_percent);
         put_metric(row, "wakeups_per_s", s.wakeups_per_s);
         results.push_back(std::move(row));
