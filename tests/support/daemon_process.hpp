@@ -18,6 +18,8 @@
 // launcher such as systemd-socket-activate.
 #pragma once
 
+#include "process.hpp"
+
 #include <protocol/seqpacket.hpp>
 #include <protocol/wire.hpp>
 #include <shmbus/unique_fd.hpp>
@@ -463,11 +465,13 @@ public:
         for (const auto& e : options_.extra_env) {
             env.push_back(e);
         }
+        const pid_t parent = ::getpid();
         const pid_t pid = ::fork();
         if (pid < 0) {
             throw std::runtime_error("fork failed");
         }
         if (pid == 0) {
+            die_with_parent(parent);
             if (stderr_file_) {
                 ::dup2(stderr_file_.get(), STDERR_FILENO);
             }

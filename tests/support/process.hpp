@@ -2,7 +2,8 @@
 // that always end at a deadline.
 //
 // Ownership: a Child owns its process. If the test leaves a Child without having waited for
-// it (a failed REQUIRE, an exception), the destructor SIGKILLs and reaps it, so no test
+// it (a failed REQUIRE, an exception), the destructor SIGKILLs and reaps it, and if the test
+// process itself dies (a signal), the child dies with it (PR_SET_PDEATHSIG), so no test
 // leaves a process behind. A Pipe owns both ends; each end is closed on its own as soon as
 // the side that does not use it has forked.
 //
@@ -34,6 +35,7 @@
 #include <poll.h>
 #include <span>
 #include <string>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -219,6 +221,16 @@ struct ExitStatus {
 /// Exit code of a child whose body threw.
 inline constexpr int kChildThrew = 97;
 
+/// In a child right after fork(): dies (SIGKILL) when the test process that forked it does,
+/// so that a test killed by a signal leaves no child behind holding the test runner's output
+/// pipe open. `parent` is the forking process's pid, taken before fork(): if it already died,
+/// the child leaves at once.
+inline void die_with_parent(pid_t parent) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
+        ::_exit(127);
+    }
+}
+
 /// A forked child process running a function. Kills and reaps on destruction unless it
 /// was already waited for.
 class Child {
@@ -246,12 +258,14 @@ public:
     static Child spawn(std::function<int()> body) {
         std::fflush(stdout);
         std::fflush(stderr);
+        const pid_t parent = ::getpid();
         const pid_t pid = ::fork();
         if (pid < 0) {
             std::perror("fork");
             std::abort();
         }
         if (pid == 0) {
+            die_with_parent(parent);
             int rc = kChildThrew;
             try {
                 rc = body();
