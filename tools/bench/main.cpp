@@ -77,10 +77,10 @@ std::optional<std::uint64_t> parse_size(const std::string& s) {
 class Progress {
 public:
     Progress() : on_{::isatty(STDERR_FILENO) == 1} {}
-    void show(std::size_t index, std::size_t total, const Scenario& s, std::uint32_t run,
-              std::uint32_t runs) const {
+    void show(std::size_t index, std::size_t total, const Scenario& s, std::uint32_t round,
+              std::uint32_t rounds) const {
         if (on_) {
-            std::fprintf(stderr, "\r\033[Kround %u/%u [%zu/%zu] %s %s %s batch %u", run, runs,
+            std::fprintf(stderr, "\r\033[Kround %u/%u [%zu/%zu] %s %s %s batch %u", round, rounds,
                          index, total, s.label().c_str(), std::string{to_string(s.test)}.c_str(),
                          format_size(s.msg_size).c_str(), s.batch);
             std::fflush(stderr);

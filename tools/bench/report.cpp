@@ -88,17 +88,16 @@ Table stream_table(const std::vector<Summary>& all, Test test) {
         }
         if (s.good_runs() == 0) {
             row.insert(row.end(), {"failed", "", "", "", "", ""});
-        } else if (test == Test::throughput) {
-            row.insert(row.end(), {format_spread(s.msgs_per_s, Unit::rate),
-                                   format_median(s.bytes_per_s, Unit::bytes),
-                                   format_median(s.cpu_send_ns_per_msg, Unit::ns),
-                                   format_median(s.cpu_recv_ns_per_msg, Unit::ns),
-                                   format_median(s.lost, Unit::count),
-                                   format_spread(s.line_rtt_ns, Unit::ns)});
         } else {
-            row.insert(row.end(), {format_spread(s.bytes_per_s, Unit::bytes),
-                                   format_median(s.msgs_per_s, Unit::rate),
-                                   format_median(s.cpu_send_ns_per_msg, Unit::ns),
+            // The headline figure (with its range) first, the other beside it.
+            if (test == Test::throughput) {
+                row.insert(row.end(), {format_spread(s.msgs_per_s, Unit::rate),
+                                       format_median(s.bytes_per_s, Unit::bytes)});
+            } else {
+                row.insert(row.end(), {format_spread(s.bytes_per_s, Unit::bytes),
+                                       format_median(s.msgs_per_s, Unit::rate)});
+            }
+            row.insert(row.end(), {format_median(s.cpu_send_ns_per_msg, Unit::ns),
                                    format_median(s.cpu_recv_ns_per_msg, Unit::ns),
                                    format_median(s.lost, Unit::count),
                                    format_spread(s.line_rtt_ns, Unit::ns)});

@@ -136,12 +136,12 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
         error = run_baseline(s, settings, reports);
         break;
     }
-    RunResult r;
     if (!error.empty()) {
+        RunResult r;
         r.error = error;
         return r;
     }
-    r = reduce_reports(s, reports);
+    RunResult r = reduce_reports(s, reports);
     r.line_rtt_ns = line_rtt;
     return r;
 }
