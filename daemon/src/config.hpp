@@ -25,6 +25,7 @@
 #include <shmbus/channel.hpp>
 #include <shmbus/error.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -101,6 +102,16 @@ struct ClientLimits {
     std::uint32_t max_dynamic_channels{16};  ///< channels it has created and that still exist
 };
 
+/// Limits that apply to all clients of one uid together, so that one local user cannot lock
+/// the others out (as dbus-broker's per-user quotas). Root and the admins are not counted.
+struct UidLimits {
+    std::uint32_t max_connections{64};      ///< control connections open at once
+    std::uint32_t max_open_channels{256};   ///< endpoints (publishers + subscribers) open at once
+    std::uint32_t max_dynamic_channels{32}; ///< channels its clients created that still exist
+    /// Segment memory of the dynamic channels its clients created.
+    std::uint64_t max_segment_bytes{std::uint64_t{256} << 20};
+};
+
 /// Daemon-wide limits.
 struct Limits {
     std::uint32_t max_clients{256};
@@ -108,6 +119,12 @@ struct Limits {
     /// Memory all channel segments together may reserve.
     std::uint64_t max_total_segment_bytes{std::uint64_t{1} << 30};
     ClientLimits per_client;
+    UidLimits per_uid;
+    /// Connections of max_clients that only root and the admins may use, so that they can
+    /// always reach a daemon that everyone else has filled.
+    std::uint32_t admin_reserve{8};
+    /// A connection that has not completed hello within this time is closed.
+    std::chrono::milliseconds hello_timeout{5000};
 };
 
 /// Whether and how clients may create channels at run time.
