@@ -7,6 +7,34 @@
 
 namespace shmbus::daemon {
 
+ChannelAcl dynamic_channel_acl(std::uint32_t creator_uid) {
+    AccessList only;
+    only.users.push_back(AccountRef{std::to_string(creator_uid), creator_uid, {}});
+    return ChannelAcl{only, only};
+}
+
+Result<void> check_room(const ChannelSpec& spec, std::size_t channels, std::uint64_t bytes,
+                        const Limits& limits) {
+    if (channels >= limits.max_channels) {
+        return make_error(Errc::limit_reached, "cannot create channel '" + spec.name +
+                                                   "': the daemon has " + std::to_string(channels) +
+                                                   " channels, limits.max_channels is " +
+                                                   std::to_string(limits.max_channels));
+    }
+    auto needed = channel_bytes(spec);
+    if (!needed) {
+        return needed.take_error();
+    }
+    if (bytes + *needed > limits.max_total_segment_bytes) {
+        return make_error(Errc::limit_reached,
+                          "cannot create channel '" + spec.name + "': it needs " +
+                              std::to_string(*needed) + " bytes, " + std::to_string(bytes) +
+                              " are in use and limits.max_total_segment_bytes is " +
+                              std::to_string(limits.max_total_segment_bytes));
+    }
+    return ok();
+}
+
 std::optional<std::uint32_t> lowest_free_index(std::uint32_t table_size,
                                                const std::vector<std::uint32_t>& taken) {
     std::vector<bool> used(table_size, false);
@@ -191,6 +219,12 @@ Result<std::uint32_t> ChannelRegistry::assign_endpoint(RegisteredChannel& channe
     who.role = role;
     who.index = *index;
     channel.claims.push_back(std::move(who));
+    if (channel.stand_in) {
+        channel.stand_in = false;
+        if (on_stand_in_opened) {
+            on_stand_in_opened(channel);
+        }
+    }
     return *index;
 }
 

@@ -73,6 +73,11 @@ struct RegisteredChannel {
     /// client has claimed yet, so opens must not hand those indexes out. Cleared once the
     /// restart's grace period has swept them.
     bool from_previous_run{false};
+    /// Created at start in place of a channel of the previous run that its clients may still
+    /// offer back (restart_recovery.hpp): listed and openable at once, and replaced by the
+    /// offered segments as long as nobody has opened it. The first open makes it the channel
+    /// for good (assign_endpoint() clears the flag).
+    bool stand_in{false};
 
     [[nodiscard]] std::uint64_t bytes() const noexcept {
         return info.control_bytes + info.payload_bytes;
@@ -90,6 +95,15 @@ struct ReclaimedEndpoint {
     ReclaimReport report;
     std::optional<Error> error; ///< a reclaim that failed for another reason than not_found
 };
+
+/// The acl of a dynamic channel: its creator's uid, for both roles (root and the daemon's
+/// user may open every channel anyway).
+[[nodiscard]] ChannelAcl dynamic_channel_acl(std::uint32_t creator_uid);
+
+/// Whether a channel of `spec` fits `limits` next to `channels` channels that reserve
+/// `bytes` bytes. Errc::limit_reached naming the channel, the limit and what is in use.
+[[nodiscard]] Result<void> check_room(const ChannelSpec& spec, std::size_t channels,
+                                      std::uint64_t bytes, const Limits& limits);
 
 /// The lowest index in [0, table_size) not in `taken`, or nothing when all are taken.
 [[nodiscard]] std::optional<std::uint32_t>
@@ -123,6 +137,7 @@ public:
 
     /// Claims the lowest free endpoint index of `role` on `channel` for `who` (whose role and
     /// index fields are filled in). Errc::limit_reached naming the channel and its maximum.
+    /// The first claim on a stand-in makes it the channel for good (on_stand_in_opened).
     [[nodiscard]] Result<std::uint32_t> assign_endpoint(RegisteredChannel& channel, Role role,
                                                         EndpointClaim who);
     /// The client says it closed (detached) endpoint `index`. The claim is dropped if the
@@ -147,6 +162,8 @@ public:
     /// Called after a channel is registered and before one is forgotten (the fd store).
     std::function<void(const RegisteredChannel&)> on_added;
     std::function<void(const RegisteredChannel&)> on_removed;
+    /// Called when a stand-in gets its first endpoint and so stops standing in.
+    std::function<void(const RegisteredChannel&)> on_stand_in_opened;
 
     /// Endpoints `client_id` holds, over all channels.
     [[nodiscard]] std::uint32_t endpoints_of(std::uint64_t client_id) const noexcept;

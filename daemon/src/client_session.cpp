@@ -183,10 +183,11 @@ Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
     ClientRecord& c = client();
     RegisteredChannel* ch = state_.registry().find(m.channel);
     if (ch == nullptr && state_.awaiting(m.channel)) {
-        return error(id, Errc::would_block,
-                     "channel '" + m.channel +
-                         "' is being taken back from its clients after a daemon restart; "
-                         "try again in a few seconds");
+        // A dynamic channel of the previous run (a configured one has a stand-in meanwhile).
+        return error(id, Errc::not_found,
+                     "no channel '" + m.channel +
+                         "' yet: the clients of a channel of that name from before the daemon "
+                         "restarted may still offer it back during the grace period");
     }
     if (ch == nullptr || ch->draining) {
         return error(id, Errc::not_found,

@@ -2,13 +2,10 @@
 #include "daemon_state.hpp"
 
 #include "logging.hpp"
+#include "reload_plan.hpp"
 
-#include <cerrno>
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <set>
 #include <type_traits>
 
 namespace shmbus::daemon {
@@ -19,39 +16,6 @@ std::int64_t unix_ms_now() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
-}
-
-bool same_geometry(const ChannelSpec& a, const ChannelSpec& b) {
-    return a.kind == b.kind && a.slot_size == b.slot_size && a.slot_count == b.slot_count &&
-           a.overflow == b.overflow && a.max_publishers == b.max_publishers &&
-           a.max_subscribers == b.max_subscribers;
-}
-
-std::string geometry_change(const ChannelSpec& from, const ChannelSpec& to) {
-    std::vector<std::string> parts;
-    auto add = [&](const char* key, const std::string& a, const std::string& b) {
-        if (a != b) {
-            parts.push_back(std::string{key} + " " + a + " -> " + b);
-        }
-    };
-    add("kind", std::string{to_string(from.kind)}, std::string{to_string(to.kind)});
-    add("slot_size", std::to_string(from.slot_size), std::to_string(to.slot_size));
-    add("slot_count", std::to_string(from.slot_count), std::to_string(to.slot_count));
-    add("overflow", std::string{to_string(from.overflow)}, std::string{to_string(to.overflow)});
-    add("max_publishers", std::to_string(from.max_publishers), std::to_string(to.max_publishers));
-    add("max_subscribers", std::to_string(from.max_subscribers),
-        std::to_string(to.max_subscribers));
-    std::string out;
-    for (const auto& p : parts) {
-        out += (out.empty() ? "" : ", ") + p;
-    }
-    return out;
-}
-
-AccessList only_user(std::uint32_t uid) {
-    AccessList list;
-    list.users.push_back(AccountRef{std::to_string(uid), uid, {}});
-    return list;
 }
 
 std::string join_errors(const std::vector<ConfigError>& errors) {
@@ -85,52 +49,48 @@ ParseOutcome load_resolved_config(const ConfigPath& path) {
 }
 
 DaemonState::DaemonState(Config config, ConfigPath config_path, RuntimePaths paths,
-                         std::uint32_t daemon_uid)
+                         StateFile state_file, std::uint32_t daemon_uid)
     : config_{std::move(config)}, config_path_{std::move(config_path)}, paths_{std::move(paths)},
-      daemon_uid_{daemon_uid} {}
+      daemon_uid_{daemon_uid}, recovery_{registry_, std::move(state_file)} {
+    // A stand-in opened by a new client is the channel from now on: the state file records
+    // its own segments instead of the previous run's.
+    registry_.on_stand_in_opened = [this](const RegisteredChannel&) { save_state(); };
+}
 
 Result<void> DaemonState::check_room_for(const ChannelSpec& spec, const Limits& limits) const {
-    if (registry_.size() >= limits.max_channels) {
-        return make_error(Errc::limit_reached, "cannot create channel '" + spec.name +
-                                                   "': the daemon has " +
-                                                   std::to_string(registry_.size()) +
-                                                   " channels, limits.max_channels is " +
-                                                   std::to_string(limits.max_channels));
-    }
-    auto bytes = channel_bytes(spec);
-    if (!bytes) {
-        return bytes.take_error();
-    }
-    const std::uint64_t total = registry_.total_bytes();
-    if (total + *bytes > limits.max_total_segment_bytes) {
-        return make_error(Errc::limit_reached,
-                          "cannot create channel '" + spec.name + "': it needs " +
-                              std::to_string(*bytes) + " bytes, " + std::to_string(total) +
-                              " are in use and limits.max_total_segment_bytes is " +
-                              std::to_string(limits.max_total_segment_bytes));
-    }
-    return ok();
+    return check_room(spec, registry_.size(), registry_.total_bytes(), limits);
 }
 
 Result<void> DaemonState::create_configured_channels() {
     for (const auto& cc : config_.channels) {
-        if (awaiting(cc.spec.name)) {
-            continue; // its clients may offer it back; created at the end of the grace period
-        }
         if (RegisteredChannel* existing = registry_.find(cc.spec.name)) {
             existing->acl = cc.acl;
             continue;
         }
+        // Its clients may still offer the previous run's segments back: a stand-in serves
+        // meanwhile, and gives way to them unless a new client opens it first.
+        const bool stand_in = awaiting(cc.spec.name);
         if (auto room = check_room_for(cc.spec, config_.limits); !room) {
-            return room.take_error();
+            if (!stand_in) {
+                return room.take_error();
+            }
+            log_warning("no stand-in for channel '" + cc.spec.name +
+                            "' during the grace period: " + room.error().message(),
+                        channel_fields(cc.spec.name));
+            continue;
         }
         auto made = registry_.create(cc.spec, cc.acl, ChannelOrigin{},
                                      config_.limits.max_total_segment_bytes);
         if (!made) {
             return made.take_error();
         }
-        log_info("created channel '" + cc.spec.name + "' (" + std::string{to_string(cc.spec.kind)} +
-                     ", " + std::to_string((*made)->bytes()) + " bytes)",
+        (*made)->stand_in = stand_in;
+        log_info((stand_in ? "created a stand-in for channel '" : "created channel '") +
+                     cc.spec.name + "' (" + std::string{to_string(cc.spec.kind)} + ", " +
+                     std::to_string((*made)->bytes()) + " bytes)" +
+                     (stand_in ? ": clients of the previous run may still offer its segments "
+                                 "back during the grace period"
+                               : ""),
                  channel_fields(cc.spec.name));
     }
     save_state();
@@ -250,8 +210,7 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
     if (auto room = check_room_for(spec, config_.limits); !room) {
         return room.take_error();
     }
-    ChannelAcl acl{only_user(client.credentials.uid), only_user(client.credentials.uid)};
-    auto made = registry_.create(spec, std::move(acl),
+    auto made = registry_.create(spec, dynamic_channel_acl(client.credentials.uid),
                                  ChannelOrigin{true, client.id, client.credentials.uid},
                                  config_.limits.max_total_segment_bytes);
     if (!made) {
@@ -279,74 +238,57 @@ Result<std::string> DaemonState::reload() {
 }
 
 std::string DaemonState::apply(Config next) {
+    const ReloadPlan plan = plan_reload(registry_, config_, next);
     std::vector<std::string> lines;
-    std::set<std::string, std::less<>> wanted;
-    std::vector<ChannelConfig> refused;
-    for (const auto& cc : next.channels) {
-        wanted.insert(cc.spec.name);
-        RegisteredChannel* existing = registry_.find(cc.spec.name);
-        if (existing != nullptr && existing->origin.dynamic) {
-            lines.push_back("channel '" + cc.spec.name +
-                            "' not applied: a dynamic channel of that name exists");
-            continue;
-        }
-        if (existing != nullptr && same_geometry(existing->spec, cc.spec)) {
-            if (existing->draining) {
-                existing->draining = false;
-                lines.push_back("channel '" + cc.spec.name + "' kept (no longer draining)");
-            }
+    auto create = [&](const ChannelConfig& cc) {
+        return registry_.create(cc.spec, cc.acl, ChannelOrigin{},
+                                next.limits.max_total_segment_bytes);
+    };
+    for (const ChannelChange& change : plan.channels) {
+        const ChannelConfig& cc = change.config;
+        const std::string& name = cc.spec.name;
+        RegisteredChannel* existing = registry_.find(name);
+        switch (change.action) {
+        case ReloadAction::keep:
+        case ReloadAction::undrain:
+            existing->draining = false;
             existing->acl = cc.acl;
-            continue;
-        }
-        if (existing != nullptr) {
-            const std::string change = geometry_change(existing->spec, cc.spec);
-            const bool in_use =
-                !existing->claims.empty() || !existing->supervisor.endpoints().empty();
-            if (in_use) {
-                lines.push_back("channel '" + cc.spec.name + "' not changed (" + change +
-                                "): it has " + std::to_string(existing->claims.size()) +
-                                " endpoints open; the old channel keeps running");
-                existing->acl = cc.acl;
+            break;
+        case ReloadAction::refuse_in_use:
+            existing->acl = cc.acl;
+            break;
+        case ReloadAction::recreate:
+            registry_.remove(name);
+            if (auto made = create(cc); !made) {
+                lines.push_back("channel '" + name +
+                                "' removed but not re-created: " + made.error().message());
                 continue;
             }
-            registry_.remove(cc.spec.name);
-            if (auto room = check_room_for(cc.spec, next.limits); !room) {
-                lines.push_back("channel '" + cc.spec.name +
-                                "' removed but not re-created: " + room.error().message());
+            break;
+        case ReloadAction::remove_no_room:
+            registry_.remove(name);
+            break;
+        case ReloadAction::create:
+            if (auto made = create(cc); !made) {
+                lines.push_back("channel '" + name + "' not created: " + made.error().message());
                 continue;
             }
-            auto made = registry_.create(cc.spec, cc.acl, ChannelOrigin{},
-                                         next.limits.max_total_segment_bytes);
-            lines.push_back(made ? "channel '" + cc.spec.name + "' re-created (" + change + ")"
-                                 : "channel '" + cc.spec.name +
-                                       "' removed but not re-created: " + made.error().message());
-            continue;
+            break;
+        case ReloadAction::drain:
+            existing->draining = true;
+            break;
+        case ReloadAction::dynamic_clash:
+        case ReloadAction::create_no_room:
+            break;
         }
-        if (auto room = check_room_for(cc.spec, next.limits); !room) {
-            lines.push_back("channel '" + cc.spec.name +
-                            "' not created: " + room.error().message());
-            continue;
-        }
-        auto made =
-            registry_.create(cc.spec, cc.acl, ChannelOrigin{}, next.limits.max_total_segment_bytes);
-        lines.push_back(made ? "channel '" + cc.spec.name + "' created"
-                             : "channel '" + cc.spec.name +
-                                   "' not created: " + made.error().message());
-    }
-    for (RegisteredChannel* ch : registry_.channels()) {
-        if (!ch->origin.dynamic && !ch->draining && wanted.count(ch->info.name) == 0) {
-            ch->draining = true;
-            lines.push_back("channel '" + ch->info.name + "' removed from the configuration" +
-                            (ch->claims.empty() ? "" : "; it goes when its last client closes it"));
+        if (std::string line = describe(change); !line.empty()) {
+            lines.push_back(std::move(line));
         }
     }
-    for (const auto& name : registry_.collect_unused()) {
-        (void)name;
-    }
-    if (next.log_level != config_.log_level) {
+    if (plan.log_level) {
         lines.push_back("log_level " + std::string{to_string(config_.log_level)} + " -> " +
-                        std::string{to_string(next.log_level)});
-        set_log_level(next.log_level);
+                        std::string{to_string(*plan.log_level)});
+        set_log_level(*plan.log_level);
     }
     config_ = std::move(next);
     std::string summary = "configuration reloaded";
@@ -357,107 +299,24 @@ std::string DaemonState::apply(Config next) {
         summary += "\n" + l;
         log_info("reload: " + l);
     }
+    // Channels removed from the configuration that nobody holds go now, each logged.
+    remove_unused_channels();
     save_state();
     changed();
     return summary;
 }
 
-bool DaemonState::restore_from_state_file(const std::vector<std::string>& adopted) {
-    const auto was_adopted = [&](const std::string& name) {
-        return std::find(adopted.begin(), adopted.end(), name) != adopted.end();
-    };
-    std::size_t attached = 0;
-    for (const auto& name : adopted) {
-        if (RegisteredChannel* ch = registry_.find(name)) {
-            const std::size_t n = ch->supervisor.endpoints().size();
-            attached += n;
-            ch->from_previous_run = n > 0; // nobody attached: nothing to keep apart
-        }
-    }
-    auto saved = read_state_file(paths_.state_directory);
-    if (!saved) {
-        log_warning("ignoring the state file: " + saved.error().message());
-    } else if (*saved) {
-        for (const auto& c : (*saved)->channels) {
-            if (!was_adopted(c.name)) {
-                awaited_[c.name] = c;
-                continue;
-            }
-            // A dynamic channel from the descriptor store: the store keeps no creator, the
-            // state file does. Its creator's uid may open it again, as before the restart.
-            RegisteredChannel* ch = registry_.find(c.name);
-            if (ch != nullptr && ch->origin.dynamic && ch->info.creation_id == c.creation_id) {
-                ch->acl = ChannelAcl{only_user(c.creator_uid), only_user(c.creator_uid)};
-                ch->origin.creator_uid = c.creator_uid;
-                log_debug("dynamic channel '" + c.name + "' taken back for its creator, uid " +
-                              std::to_string(c.creator_uid),
-                          channel_fields(c.name));
-            }
-        }
-    }
-    if (!in_grace()) {
-        return false;
-    }
-    log_info("after the restart: " + std::to_string(attached) +
-             " endpoints of the previous run attached to the segments taken back, and " +
-             std::to_string(awaited_.size()) +
-             " channels of the state file that clients may offer back, during the grace period");
-    return true;
-}
-
-bool DaemonState::in_grace() const {
-    const auto channels = registry_.channels();
-    return !awaited_.empty() ||
-           std::any_of(channels.begin(), channels.end(),
-                       [](const RegisteredChannel* ch) { return ch->from_previous_run; });
-}
-
-bool DaemonState::awaiting(std::string_view name) const noexcept {
-    return awaited_.find(name) != awaited_.end();
+bool DaemonState::restore_after_restart(const std::vector<std::string>& adopted) {
+    return recovery_.restore(adopted);
 }
 
 void DaemonState::end_grace() {
-    for (const auto& [name, record] : awaited_) {
-        log_info("no client offered channel '" + name + "' back during the grace period",
-                 channel_fields(name));
-    }
-    awaited_.clear();
-    for (RegisteredChannel* ch : registry_.channels()) {
-        if (!ch->from_previous_run) {
-            continue;
-        }
-        ch->from_previous_run = false; // what is still attached after this is claimed
-        const std::string& name = ch->info.name;
-        for (const auto& e : ch->supervisor.endpoints()) {
-            const bool claimed =
-                std::any_of(ch->claims.begin(), ch->claims.end(), [&](const EndpointClaim& c) {
-                    return c.role == e.role && c.index == e.index;
-                });
-            if (claimed) {
-                continue;
-            }
-            const auto r =
-                registry_.reclaim_claim(*ch, EndpointClaim{0, e.role, e.index, e.pid, 0, {}});
-            if (r.error) {
-                log_error("reclaiming " + std::string{to_string(e.role)} + " " +
-                              std::to_string(e.index) + " on '" + name +
-                              "' after the restart failed: " + r.error->message(),
-                          channel_fields(name));
-            } else if (r.was_attached) {
-                log_info("reclaimed " + std::string{to_string(e.role)} + " " +
-                             std::to_string(e.index) + " on '" + name + "' (last attached by pid " +
-                             std::to_string(e.pid) +
-                             "): no client claimed it during the grace period (" +
-                             std::to_string(r.report.abandoned_slots) + " abandoned, " +
-                             std::to_string(r.report.redelivered_slots) + " redelivered)",
-                         channel_fields(name));
-            }
-        }
-    }
+    recovery_.end_grace();
     if (auto created = create_configured_channels(); !created) {
         log_error("after the grace period: " + created.error().message());
     }
     remove_unused_channels();
+    save_state(); // stand-ins are recorded as themselves now
     changed();
 }
 
@@ -471,99 +330,31 @@ void DaemonState::remove_unused_channels() {
     }
 }
 
-namespace {
-
-// A descriptor of this process reopened read-write: the daemon owns its segments (mode 0600,
-// its uid), so it may, whatever access the offering client was given.
-Result<UniqueFd> reopen_writable(int fd) {
-    const std::string path = "/proc/self/fd/" + std::to_string(fd);
-    UniqueFd out{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
-    if (!out) {
-        return make_error(Errc::system_error, "reopening an offered segment read-write", errno);
-    }
-    return out;
-}
-
-} // namespace
-
 Result<void> DaemonState::take_back(const ClientRecord& client, const proto::ReclaimOffer& m,
                                     std::vector<UniqueFd> fds) {
-    if (fds.size() != 2) {
-        return make_error(Errc::protocol_error, "a reclaim_offer carries two descriptors");
-    }
     if (m.role != Role::publisher && m.role != Role::subscriber) {
         return make_error(Errc::invalid_argument, "unknown role");
     }
-    const auto control = identity_of(fds[0].get());
-    const auto payload = identity_of(fds[1].get());
-    RegisteredChannel* ch = registry_.find(m.channel);
-    if (auto it = awaited_.find(m.channel); ch == nullptr && it != awaited_.end()) {
-        const ChannelRecord& rec = it->second;
-        if (rec.creation_id != m.creation_id || !control || !payload ||
-            !(*control == rec.control) || !(*payload == rec.payload)) {
-            return make_error(Errc::permission_denied,
-                              "the offered descriptors are not channel '" + m.channel +
-                                  "'s segments as the state file records them");
-        }
-        auto rw_control = reopen_writable(fds[0].get());
-        auto rw_payload = reopen_writable(fds[1].get());
-        if (!rw_control || !rw_payload) {
-            return rw_control ? rw_payload.take_error() : rw_control.take_error();
-        }
-        const ChannelConfig* wanted = nullptr;
-        for (const auto& cc : config_.channels) {
-            if (cc.spec.name == m.channel) {
-                wanted = &cc;
-            }
-        }
-        ChannelAcl acl;
-        ChannelOrigin origin;
-        if (wanted != nullptr) {
-            acl = wanted->acl;
-        } else {
-            acl = ChannelAcl{only_user(rec.creator_uid), only_user(rec.creator_uid)};
-            origin = ChannelOrigin{true, 0, rec.creator_uid};
-        }
-        auto made = registry_.adopt(ChannelFiles{std::move(*rw_control), std::move(*rw_payload)},
-                                    std::move(acl), origin);
-        if (!made) {
-            return made.take_error();
-        }
-        if ((*made)->info.creation_id != rec.creation_id) {
-            registry_.remove(m.channel);
-            return make_error(Errc::corrupted,
-                              "channel '" + m.channel + "': the segment's creation id changed");
-        }
-        log_info(
-            describe(client) + " gave channel '" + m.channel + "' back after the restart (" +
-                std::to_string((*made)->supervisor.endpoints().size()) + " endpoints attached)",
-            client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
-        awaited_.erase(it);
-        save_state(); // the channel is this daemon's again
-        ch = *made;
-    } else {
-        if (ch == nullptr || ch->info.creation_id != m.creation_id) {
-            return make_error(Errc::not_found, "the daemon has no channel '" + m.channel +
-                                                   "' with creation id " +
-                                                   std::to_string(m.creation_id));
-        }
-        const auto ours_control = identity_of(ch->files.control.get());
-        const auto ours_payload = identity_of(ch->files.payload.get());
-        if (!control || !payload || !ours_control || !ours_payload ||
-            !(*control == *ours_control) || !(*payload == *ours_payload)) {
-            return make_error(Errc::permission_denied, "the offered descriptors are not channel '" +
-                                                           m.channel + "'s segments");
-        }
+    const LogFields fields =
+        client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel);
+    auto offered = recovery_.take_back(m, fds, config_, describe(client), fields);
+    if (!offered) {
+        return offered.take_error();
     }
-    if (auto added = registry_.add_claim(*ch, EndpointClaim{client.id, m.role, m.endpoint_index,
-                                                            client.credentials.pid,
-                                                            client.credentials.uid, client.name});
+    if (offered->given_back) {
+        save_state(); // the channel is this daemon's again
+        changed();
+    }
+    if (auto added = registry_.add_claim(*offered->channel,
+                                         EndpointClaim{client.id, m.role, m.endpoint_index,
+                                                       client.credentials.pid,
+                                                       client.credentials.uid, client.name});
         !added) {
         return added;
     }
     log_info(describe(client) + " took back " + std::string{to_string(m.role)} + " " +
                  std::to_string(m.endpoint_index) + " on '" + m.channel + "'",
-             client_fields(client.credentials.pid, client.credentials.uid, client.name, m.channel));
+             fields);
     return ok();
 }
 
@@ -581,7 +372,16 @@ void DaemonState::flush_state() {
         return;
     }
     state_dirty_ = false;
-    if (auto written = write_state_file(paths_.state_directory, snapshot(registry_)); !written) {
+    write_state(recovery_.running_state());
+}
+
+void DaemonState::write_state_at_stop() {
+    state_dirty_ = false;
+    write_state(recovery_.state_at_stop());
+}
+
+void DaemonState::write_state(const SavedState& state) {
+    if (auto written = recovery_.file().write(state); !written) {
         if (!state_write_failed_) {
             log_warning("cannot keep the state file (restart without systemd will not take "
                         "channels back): " +

@@ -1,17 +1,19 @@
 // The daemon's state apart from its I/O: the running configuration, the channel registry,
 // the table of connected clients, and the operations that span them — creating the
-// configured channels at start, reclaiming a client that went away, and reload.
+// configured channels at start, reclaiming a client that went away, reload, and (through
+// RestartRecovery, restart_recovery.hpp) taking channels back after a restart.
 //
 // Owns: Config (the running one; replaced whole by a successful reload), ChannelRegistry,
-// and one ClientRecord per connection. The event loop owns the connections and tells this
-// object when one opens and closes; sessions read and change it through its methods.
+// RestartRecovery (with the locked state file), and one ClientRecord per connection. The
+// event loop owns the connections and tells this object when one opens and closes; sessions
+// read and change it through its methods.
 //
 // Reload policy: a configuration with errors changes nothing and the error lists every
 // problem. Otherwise every part that can apply does: limits, admins, log level and the
-// dynamic-channel policy at once; ACL changes for the next opens; new channels are created;
-// removed channels are marked draining and disappear once nobody holds them; a channel whose
-// kind or geometry changed is re-created if nobody holds it, else refused for that channel
-// (the old one keeps running) with a message saying why. The summary says what changed.
+// dynamic-channel policy at once; ACL changes for the next opens; what happens to each
+// channel is planned first (reload_plan.hpp: created, kept, re-created, refused because it is
+// in use, marked draining) and then carried out; channels that go are logged by name. The
+// summary says what changed.
 //
 // Thread: the event loop's thread only. Failure policy: values; logging is done here for
 // daemon-wide events (reclaims, reload), with the client's pid/uid/name and the channel.
@@ -20,6 +22,7 @@
 #include "access_control.hpp"
 #include "channel_registry.hpp"
 #include "config.hpp"
+#include "restart_recovery.hpp"
 #include "runtime_paths.hpp"
 #include "state_file.hpp"
 
@@ -51,12 +54,14 @@ struct ClientRecord {
 
 class DaemonState {
 public:
-    DaemonState(Config config, ConfigPath config_path, RuntimePaths paths,
+    DaemonState(Config config, ConfigPath config_path, RuntimePaths paths, StateFile state_file,
                 std::uint32_t daemon_uid);
     DaemonState(const DaemonState&) = delete;
     DaemonState& operator=(const DaemonState&) = delete;
 
-    /// Creates every configured channel that does not exist yet (adopted segments count).
+    /// Creates every configured channel that does not exist yet (adopted segments count); one
+    /// that clients of the previous run may still offer back gets a stand-in
+    /// (restart_recovery.hpp), or, without room for it, waits for the end of the grace period.
     /// Errors name the channel; the caller refuses to start.
     [[nodiscard]] Result<void> create_configured_channels();
 
@@ -96,18 +101,19 @@ public:
     /// Applies an already loaded, resolved configuration (reload's second half).
     [[nodiscard]] std::string apply(Config next);
 
-    /// After a restart: channels in `adopted` (taken back from the descriptor store) may
-    /// still have endpoints of the previous run attached; without a descriptor store, the
-    /// state file says which channels the previous run had, and their clients may offer them
-    /// back. Returns true when a grace period must run (end_grace() when it is over).
-    bool restore_from_state_file(const std::vector<std::string>& adopted);
+    /// After a restart (RestartRecovery::restore()): channels in `adopted` (taken back from the
+    /// descriptor store) may still have endpoints of the previous run attached; the state file
+    /// says which other channels the previous run had, and their clients may offer them back.
+    /// Returns true when a grace period must run (end_grace() when it is over).
+    bool restore_after_restart(const std::vector<std::string>& adopted);
     /// Whether a grace period is running (end_grace() not called yet).
-    [[nodiscard]] bool in_grace() const;
+    [[nodiscard]] bool in_grace() const { return recovery_.in_grace(); }
     /// Whether `name` is a recorded channel no client has offered back yet.
-    [[nodiscard]] bool awaiting(std::string_view name) const noexcept;
-    /// The grace period is over: endpoints of the previous run that no client claimed (the
-    /// attached entries of a taken-back channel's table without a claim) are reclaimed as
-    /// dead; configured channels nobody offered back are created anew.
+    [[nodiscard]] bool awaiting(std::string_view name) const noexcept {
+        return recovery_.awaiting(name);
+    }
+    /// The grace period is over (RestartRecovery::end_grace()); configured channels that have
+    /// neither the offered segments nor a stand-in are created anew.
     void end_grace();
     /// A reconnecting client offers the descriptors of an endpoint it holds. Accepted only if
     /// they are the files of the channel as this daemon (or, after a restart, its state
@@ -124,6 +130,9 @@ public:
     void flush_state();
     /// Whether save_state() was called since the last write.
     [[nodiscard]] bool state_write_pending() const noexcept { return state_dirty_; }
+    /// After a graceful stop: writes only what a client could still offer back to the next
+    /// daemon (RestartRecovery::state_at_stop()); nothing removes the state file.
+    void write_state_at_stop();
 
     /// The Status reply.
     [[nodiscard]] DaemonStatus status() const;
@@ -144,9 +153,7 @@ private:
     std::map<std::uint64_t, ClientRecord> clients_;
     std::uint64_t next_client_id_{1};
     std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
-    /// Recorded channels not yet offered back. The channels of the previous run the daemon
-    /// has again are marked RegisteredChannel::from_previous_run until end_grace().
-    std::map<std::string, ChannelRecord, std::less<>> awaited_;
+    RestartRecovery recovery_;
     bool state_write_failed_{false};
     bool state_dirty_{false};
 
@@ -157,6 +164,8 @@ private:
     }
     /// Whether `spec` fits `limits` (the running ones, or a reload's new ones).
     [[nodiscard]] Result<void> check_room_for(const ChannelSpec& spec, const Limits& limits) const;
+    /// Writes `state` to the state file, warning once while writes fail.
+    void write_state(const SavedState& state);
 };
 
 /// load_config() + resolve_accounts(system_accounts()): the configuration or every error.

@@ -121,7 +121,15 @@ int run(int argc, char** argv) {
         (void)::chmod(paths->socket.parent_path().c_str(), 0755);
     }
 
-    DaemonState state{std::move(config), *config_path, *paths,
+    // One daemon per state file: a second one that would share it stops here, naming the
+    // first, before it reads or writes anything (state_file.hpp).
+    auto state_file =
+        StateFile::lock(paths->state_directory / state_file_name(paths->socket), paths->socket);
+    if (!state_file) {
+        log_error(state_file.error().message());
+        return 1;
+    }
+    DaemonState state{std::move(config), *config_path, *paths, std::move(*state_file),
                       static_cast<std::uint32_t>(geteuid())};
     std::vector<PassedFd> passed = take_passed_fds();
     // Under systemd every segment goes to the descriptor store as it is created, and comes
@@ -131,8 +139,8 @@ int run(int argc, char** argv) {
     const auto adopted = adopt_stored_channels(passed, state.config(), state.registry());
     // Endpoints of the previous run still attached to the segments (and, without a descriptor
     // store, the channels its state file names) may be claimed back by their clients during
-    // a grace period (state_file.hpp).
-    (void)state.restore_from_state_file(adopted);
+    // a grace period (restart_recovery.hpp).
+    (void)state.restore_after_restart(adopted);
     if (auto created = state.create_configured_channels(); !created) {
         log_error("cannot create the configured channels: " + created.error().message());
         return 1;
@@ -156,6 +164,9 @@ int run(int argc, char** argv) {
     notify_status(state.status_line());
     auto ran = (*loop)->run();
     loop->reset();
+    // The clients keep their endpoints across the stop; the next daemon waits only for the
+    // channels they hold.
+    state.write_state_at_stop();
     if (!ran) {
         log_error(ran.error().message());
         return 1;

@@ -32,6 +32,10 @@ choose_runtime_paths(Instance instance, const std::optional<std::filesystem::pat
         paths.state_directory = *cli_state_directory;
     } else if (config.state_directory) {
         paths.state_directory = *config.state_directory;
+    } else if (cli_socket || config.socket_path) {
+        // A socket of its own makes an instance of its own: its state lives beside it, never
+        // in the runtime directory another instance uses.
+        paths.state_directory = paths.socket.parent_path();
     } else if (runtime) {
         paths.state_directory = *runtime;
     } else if (!paths.socket.empty()) {

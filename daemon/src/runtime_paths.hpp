@@ -1,7 +1,9 @@
 // Where a daemon instance keeps its control socket and its state file.
 //
 // Precedence, for each path: the command line (--socket, --state-dir), then the configuration
-// (daemon.socket, daemon.state_directory), then the instance's runtime directory:
+// (daemon.socket, daemon.state_directory), then — for the state directory — the socket's own
+// directory when the socket was given (so that daemons on different sockets never share a
+// state file, state_file.hpp), then the instance's runtime directory:
 //   system instance (root): /run/shmbusd/ (systemd's RuntimeDirectory=shmbusd)
 //   a plain user:           $XDG_RUNTIME_DIR/shmbus/
 // The client library looks in the same places (shmbus::default_socket_path()), so a client

@@ -108,25 +108,32 @@ Result<SavedState> parse_state(std::string_view text) {
     return state;
 }
 
-SavedState snapshot(const ChannelRegistry& registry) {
-    SavedState s;
-    for (const RegisteredChannel* ch : registry.channels()) {
-        ChannelRecord c;
-        c.name = ch->info.name;
-        c.creation_id = ch->info.creation_id;
-        c.control = identity_of(ch->files.control.get()).value_or(FileIdentity{});
-        c.payload = identity_of(ch->files.payload.get()).value_or(FileIdentity{});
-        c.dynamic = ch->origin.dynamic;
-        c.creator_uid = ch->origin.creator_uid;
-        s.channels.push_back(std::move(c));
-    }
-    return s;
+ChannelRecord record_of(const RegisteredChannel& channel) {
+    ChannelRecord c;
+    c.name = channel.info.name;
+    c.creation_id = channel.info.creation_id;
+    c.control = identity_of(channel.files.control.get()).value_or(FileIdentity{});
+    c.payload = identity_of(channel.files.payload.get()).value_or(FileIdentity{});
+    c.dynamic = channel.origin.dynamic;
+    c.creator_uid = channel.origin.creator_uid;
+    return c;
 }
 
-Result<void> write_state_file(const std::filesystem::path& dir, const SavedState& state) {
+std::string state_file_name(const std::filesystem::path& socket) {
+    std::string name = socket.filename().native();
+    constexpr std::string_view kSocketSuffix = ".sock";
+    if (name.size() > kSocketSuffix.size() &&
+        name.compare(name.size() - kSocketSuffix.size(), kSocketSuffix.size(), kSocketSuffix) ==
+            0) {
+        name.resize(name.size() - kSocketSuffix.size());
+    }
+    return name + ".state";
+}
+
+Result<void> write_state_file(const std::filesystem::path& file, const SavedState& state) {
     const std::string text = format_state(state);
-    const std::filesystem::path final_path = dir / kStateFileName;
-    const std::filesystem::path tmp = dir / (std::string{kStateFileName} + ".new");
+    const std::filesystem::path& final_path = file;
+    const std::filesystem::path tmp = file.native() + ".new";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         return make_error(Errc::system_error, "cannot write '" + tmp.native() + "'", errno);
@@ -153,8 +160,8 @@ Result<void> write_state_file(const std::filesystem::path& dir, const SavedState
     return ok();
 }
 
-Result<std::optional<SavedState>> read_state_file(const std::filesystem::path& dir) {
-    const std::filesystem::path path = dir / kStateFileName;
+Result<std::optional<SavedState>> read_state_file(const std::filesystem::path& file) {
+    const std::filesystem::path& path = file;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         if (errno == ENOENT) {
@@ -184,6 +191,59 @@ Result<std::optional<SavedState>> read_state_file(const std::filesystem::path& d
         return parsed.take_error();
     }
     return std::optional<SavedState>{std::move(*parsed)};
+}
+
+Result<StateFile> StateFile::lock(std::filesystem::path file, const std::filesystem::path& socket) {
+    const std::string lock_path = file.native() + ".lock";
+    UniqueFd fd{::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)};
+    if (!fd) {
+        return make_error(Errc::system_error, "cannot open the lock file '" + lock_path + "'",
+                          errno);
+    }
+    struct flock want {};
+    want.l_type = F_WRLCK;
+    want.l_whence = SEEK_SET;
+    if (::fcntl(fd.get(), F_SETLK, &want) != 0) {
+        const int err = errno;
+        if (err != EACCES && err != EAGAIN) {
+            return make_error(Errc::system_error, "cannot lock '" + lock_path + "'", err);
+        }
+        struct flock held = want;
+        const bool known = ::fcntl(fd.get(), F_GETLK, &held) == 0 && held.l_type != F_UNLCK;
+        std::string holder_socket;
+        char buf[512];
+        const ssize_t n = ::pread(fd.get(), buf, sizeof buf, 0);
+        if (n > 0) {
+            holder_socket.assign(buf, static_cast<std::size_t>(n));
+            holder_socket = holder_socket.substr(0, holder_socket.find('\n'));
+        }
+        return make_error(
+            Errc::already_exists,
+            "another shmbusd" +
+                (known ? " (pid " + std::to_string(held.l_pid) +
+                             (holder_socket.empty() ? "" : ", socket " + holder_socket) + ")"
+                       : std::string{}) +
+                " keeps its state in '" + file.native() +
+                "': give this daemon a socket or a state directory of its own "
+                "(--socket, --state-dir)");
+    }
+    // Who holds it, for the message above in another daemon. Best effort: the lock is what
+    // counts.
+    const std::string line = socket.native() + "\n";
+    if (::ftruncate(fd.get(), 0) == 0) {
+        (void)!::pwrite(fd.get(), line.data(), line.size(), 0);
+    }
+    return StateFile{std::move(file), std::move(fd)};
+}
+
+Result<void> StateFile::write(const SavedState& state) const {
+    if (!state.channels.empty()) {
+        return write_state_file(path_, state);
+    }
+    if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
+        return make_error(Errc::system_error, "cannot remove '" + path_.native() + "'", errno);
+    }
+    return ok();
 }
 
 } // namespace shmbus::daemon

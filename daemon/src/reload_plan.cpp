@@ -1,0 +1,136 @@
+// Reload as a plan. See reload_plan.hpp for the rules.
+#include "reload_plan.hpp"
+
+#include <set>
+
+namespace shmbus::daemon {
+
+namespace {
+
+bool same_geometry(const ChannelSpec& a, const ChannelSpec& b) {
+    return a.kind == b.kind && a.slot_size == b.slot_size && a.slot_count == b.slot_count &&
+           a.overflow == b.overflow && a.max_publishers == b.max_publishers &&
+           a.max_subscribers == b.max_subscribers;
+}
+
+std::string geometry_change(const ChannelSpec& from, const ChannelSpec& to) {
+    std::vector<std::string> parts;
+    auto add = [&](const char* key, const std::string& a, const std::string& b) {
+        if (a != b) {
+            parts.push_back(std::string{key} + " " + a + " -> " + b);
+        }
+    };
+    add("kind", std::string{to_string(from.kind)}, std::string{to_string(to.kind)});
+    add("slot_size", std::to_string(from.slot_size), std::to_string(to.slot_size));
+    add("slot_count", std::to_string(from.slot_count), std::to_string(to.slot_count));
+    add("overflow", std::string{to_string(from.overflow)}, std::string{to_string(to.overflow)});
+    add("max_publishers", std::to_string(from.max_publishers), std::to_string(to.max_publishers));
+    add("max_subscribers", std::to_string(from.max_subscribers),
+        std::to_string(to.max_subscribers));
+    std::string out;
+    for (const auto& p : parts) {
+        out += (out.empty() ? "" : ", ") + p;
+    }
+    return out;
+}
+
+/// Why a channel whose geometry changed cannot be re-created now; empty if it can.
+std::string why_held(const RegisteredChannel& ch) {
+    if (!ch.claims.empty() || !ch.supervisor.endpoints().empty()) {
+        return "it has " + std::to_string(ch.claims.size()) + " endpoints open";
+    }
+    if (ch.stand_in) {
+        return "clients of the daemon's previous run may still offer its segments back";
+    }
+    return {};
+}
+
+} // namespace
+
+ReloadPlan plan_reload(const ChannelRegistry& registry, const Config& current, const Config& next) {
+    ReloadPlan plan;
+    // What the registry will hold once the steps so far are carried out.
+    std::size_t channels = registry.size();
+    std::uint64_t bytes = registry.total_bytes();
+    std::set<std::string, std::less<>> wanted;
+    for (const auto& cc : next.channels) {
+        wanted.insert(cc.spec.name);
+        ChannelChange change;
+        change.config = cc;
+        const RegisteredChannel* existing = registry.find(cc.spec.name);
+        if (existing != nullptr && existing->origin.dynamic) {
+            change.action = ReloadAction::dynamic_clash;
+        } else if (existing != nullptr && same_geometry(existing->spec, cc.spec)) {
+            change.action = existing->draining ? ReloadAction::undrain : ReloadAction::keep;
+        } else if (existing != nullptr) {
+            change.detail = geometry_change(existing->spec, cc.spec);
+            change.why_not = why_held(*existing);
+            if (!change.why_not.empty()) {
+                change.action = ReloadAction::refuse_in_use;
+            } else {
+                channels -= 1;
+                bytes -= existing->bytes();
+                if (auto room = check_room(cc.spec, channels, bytes, next.limits); !room) {
+                    change.action = ReloadAction::remove_no_room;
+                    change.why_not = room.error().message();
+                } else {
+                    change.action = ReloadAction::recreate;
+                }
+            }
+        } else if (auto room = check_room(cc.spec, channels, bytes, next.limits); !room) {
+            change.action = ReloadAction::create_no_room;
+            change.why_not = room.error().message();
+        } else {
+            change.action = ReloadAction::create;
+        }
+        if (change.action == ReloadAction::recreate || change.action == ReloadAction::create) {
+            channels += 1;
+            if (auto needed = channel_bytes(cc.spec)) {
+                bytes += *needed; // check_room() computed it already: it cannot fail here
+            }
+        }
+        plan.channels.push_back(std::move(change));
+    }
+    for (const RegisteredChannel* ch : registry.channels()) {
+        if (!ch->origin.dynamic && !ch->draining && wanted.count(ch->info.name) == 0) {
+            ChannelChange change;
+            change.action = ReloadAction::drain;
+            change.config.spec.name = ch->info.name;
+            change.held = !ch->claims.empty();
+            plan.channels.push_back(std::move(change));
+        }
+    }
+    if (next.log_level != current.log_level) {
+        plan.log_level = next.log_level;
+    }
+    return plan;
+}
+
+std::string describe(const ChannelChange& change) {
+    const std::string channel = "channel '" + change.config.spec.name + "'";
+    switch (change.action) {
+    case ReloadAction::keep:
+        return {};
+    case ReloadAction::undrain:
+        return channel + " kept (no longer draining)";
+    case ReloadAction::dynamic_clash:
+        return channel + " not applied: a dynamic channel of that name exists";
+    case ReloadAction::refuse_in_use:
+        return channel + " not changed (" + change.detail + "): " + change.why_not +
+               "; the old channel keeps running";
+    case ReloadAction::recreate:
+        return channel + " re-created (" + change.detail + ")";
+    case ReloadAction::remove_no_room:
+        return channel + " removed but not re-created: " + change.why_not;
+    case ReloadAction::create:
+        return channel + " created";
+    case ReloadAction::create_no_room:
+        return channel + " not created: " + change.why_not;
+    case ReloadAction::drain:
+        return channel + " removed from the configuration" +
+               (change.held ? "; it goes when its last client closes it" : "");
+    }
+    return {};
+}
+
+} // namespace shmbus::daemon
