@@ -367,6 +367,11 @@ public:
         return *this;
     }
     [[nodiscard]] const std::filesystem::path& state_dir() const { return state_dir_; }
+    /// Does not pass --state-dir: the daemon picks its state directory itself.
+    DaemonProcess& without_state_dir() {
+        options_.pass_state_dir = false;
+        return *this;
+    }
     /// Does not pass --socket (give one in with_args()).
     DaemonProcess& without_own_socket() {
         options_.bind_own_socket = false;
@@ -442,9 +447,12 @@ public:
     void launch() {
         std::vector<std::string> args = options_.launcher;
         for (const std::string& a :
-             {std::string{SHMBUSD_PATH}, std::string{"--config"}, config_path_.native(),
-              std::string{"--state-dir"}, state_dir_.native()}) {
+             {std::string{SHMBUSD_PATH}, std::string{"--config"}, config_path_.native()}) {
             args.push_back(a);
+        }
+        if (options_.pass_state_dir) {
+            args.push_back("--state-dir");
+            args.push_back(state_dir_.native());
         }
         if (options_.bind_own_socket) {
             args.push_back("--socket");
@@ -582,6 +590,7 @@ private:
         std::vector<std::string> extra_env;
         std::vector<std::pair<int, std::string>> passed;
         bool bind_own_socket{true};
+        bool pass_state_dir{true};
         std::vector<std::string> launcher;
         std::function<void()> child_setup;
     };
