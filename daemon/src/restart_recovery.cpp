@@ -213,8 +213,10 @@ RestartRecovery::take_back(const proto::ReclaimOffer& m, std::vector<UniqueFd>& 
         acl = dynamic_channel_acl(rec.creator_uid);
         origin = ChannelOrigin{true, 0, rec.creator_uid};
     }
-    if (ch != nullptr) {
-        registry_.remove(m.channel); // the stand-in: nobody has opened it
+    const bool replaces_stand_in = ch != nullptr;
+    if (replaces_stand_in) {
+        registry_.remove(m.channel); // nobody has opened it: nothing is lost
+        ch = nullptr;
     }
     auto made = registry_.adopt(std::move(files), std::move(acl), origin);
     if (!made) {
@@ -222,7 +224,7 @@ RestartRecovery::take_back(const proto::ReclaimOffer& m, std::vector<UniqueFd>& 
     }
     log_info(who + " gave channel '" + m.channel + "' back after the restart (" +
                  std::to_string((*made)->supervisor.endpoints().size()) + " endpoints attached" +
-                 (ch != nullptr ? ", in place of the segments made at start" : "") + ")",
+                 (replaces_stand_in ? ", in place of the segments made at start" : "") + ")",
              fields);
     awaited_.erase(it);
     return Offered{*made, true};
