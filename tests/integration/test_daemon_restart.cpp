@@ -352,14 +352,18 @@ TEST_CASE("a second daemon that would share a state file refuses to start, namin
     REQUIRE(first.start());
     // Another socket of the same name in another directory, told to keep its state where the
     // first one keeps its own.
-    std::string err;
     TempDir elsewhere;
-    const Exit clash = run_shmbusd({"--config", first.config_path().native(), "--socket",
-                                    (elsewhere.path() / "shmbusd.sock").native(), "--state-dir",
-                                    first.state_dir().native()},
-                                   &err);
-    CHECK(clash.code == 1);
-    CHECK_THAT(err, Catch::Contains("another shmbusd (pid " + std::to_string(first.pid())) &&
-                        Catch::Contains(first.socket_path().native()));
+    DaemonProcess second{kChannels};
+    second.with_state_dir(first.state_dir())
+        .with_args({"--socket", (elsewhere.path() / "shmbusd.sock").native()})
+        .without_own_socket()
+        .with_stderr_file();
+    second.launch();
+    const auto exited = second.signal_and_wait(0); // no signal: waits for it to leave
+    REQUIRE(exited);
+    CHECK(exited->code == 1);
+    CHECK_THAT(second.stderr_text(),
+               Catch::Contains("another shmbusd (pid " + std::to_string(first.pid())) &&
+                   Catch::Contains(first.socket_path().native()));
     CHECK_FALSE(std::filesystem::exists(elsewhere.path() / "shmbusd.sock"));
 }
