@@ -4,6 +4,8 @@
 #include "logging.hpp"
 #include "reload_plan.hpp"
 
+#include <assert.hpp>
+
 #include <unistd.h>
 
 #include <type_traits>
@@ -248,6 +250,10 @@ std::string DaemonState::apply(Config next) {
         const ChannelConfig& cc = change.config;
         const std::string& name = cc.spec.name;
         RegisteredChannel* existing = registry_.find(name);
+        // The plan was made from this registry a moment ago, one step per name.
+        SHMBUS_ASSERT(existing != nullptr || change.action == ReloadAction::create ||
+                          change.action == ReloadAction::create_no_room,
+                      "a reload step names a channel the registry does not have");
         switch (change.action) {
         case ReloadAction::keep:
         case ReloadAction::undrain:
