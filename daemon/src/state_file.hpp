@@ -16,7 +16,7 @@
 // earlier versions, are accepted and ignored.
 //
 // One daemon, one state file. Its name comes from the control socket's ("shmbusd.sock" ->
-// "shmbusd.state"), and StateFile holds a lock on it (an fcntl write lock on "<name>.lock"
+// "shmbusd.state"), and StateFile holds a lock on it (an fcntl write lock on "<state file>.lock"
 // beside it) for the daemon's whole life: a second daemon that would share it refuses to
 // start, naming the first one's pid and socket, before it reads or writes anything. The
 // kernel drops the lock when the holder dies, however it dies.
