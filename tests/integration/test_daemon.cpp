@@ -345,19 +345,8 @@ TEST_CASE("descriptors passed beside a request are closed and that client discon
     REQUIRE(::pipe2(pipe_fds, O_CLOEXEC) == 0);
     UniqueFd p0{pipe_fds[0]};
     UniqueFd p1{pipe_fds[1]};
-    iovec iov{bytes->data(), bytes->size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))]{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
-    std::memcpy(CMSG_DATA(cm), pipe_fds, 2 * sizeof(int));
-    REQUIRE(::sendmsg(bad.get(), &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes->size()));
+    // Past send_message(), which would refuse descriptors beside a ping.
+    REQUIRE(proto::send_datagram(bad.get(), *bytes, pipe_fds));
 
     auto reply = proto::receive_message(bad.get(), generous_deadline());
     CHECK(error_code(reply) == Errc::protocol_error);

@@ -24,6 +24,7 @@
 #include <protocol/wire.hpp>
 #include <shmbus/unique_fd.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -257,7 +258,7 @@ public:
 
 private:
     void drain() {
-        std::vector<char> buf(256 * 1024); // journal entries may be large
+        std::vector<std::byte> buf(256 * 1024); // journal entries may be large
         for (;;) {
             pollfd p[2] = {{sock_.get(), POLLIN, 0}, {stop_read_.get(), POLLIN, 0}};
             if (::poll(p, 2, -1) < 0) {
@@ -269,29 +270,13 @@ private:
             if (p[1].revents != 0) {
                 return;
             }
-            iovec iov{buf.data(), buf.size()};
-            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
-            msghdr msg{};
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof control;
-            const ssize_t n = ::recvmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-            if (n < 0) {
-                continue;
+            auto got = proto::read_datagram(sock_.get(), buf);
+            if (!got) {
+                continue; // woken for nothing, or an error the next poll reports again
             }
-            std::vector<UniqueFd> fds;
-            for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                    const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                    for (std::size_t k = 0; k < count; ++k) {
-                        int fd = -1;
-                        std::memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
-                        fds.emplace_back(fd);
-                    }
-                }
-            }
-            std::string text(buf.data(), static_cast<std::size_t>(n));
+            std::vector<UniqueFd> fds = std::move(got->fds);
+            const std::size_t n = std::min(got->size, buf.size());
+            std::string text(reinterpret_cast<const char*>(buf.data()), n);
             std::lock_guard lock(mutex_);
             if (on_arrival_) {
                 on_arrival_(text, fds);

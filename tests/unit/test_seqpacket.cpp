@@ -67,21 +67,9 @@ bool write_end_closed_everywhere(const Pipe& p) {
 
 /// Sends raw `bytes` with `fds`, bypassing send_message()'s checks, as a hostile peer would.
 void send_raw(int sock, const std::vector<std::byte>& bytes, const std::vector<int>& fds) {
-    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    if (!fds.empty()) {
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    REQUIRE(::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+    const auto sent = send_datagram(sock, bytes, fds);
+    INFO((sent ? std::string{} : sent.error().message()));
+    REQUIRE(sent);
 }
 
 std::vector<std::byte> encoded(const Message& m) {
@@ -304,6 +292,132 @@ TEST_CASE("socket buffers hold two maximal messages") {
     auto first = receive_message(sockets.b.get(), soon());
     REQUIRE(first);
     CHECK(std::get<ChannelList>(first->message.body).channels.size() == 30);
+}
+
+} // namespace shmbus::proto
+
+namespace shmbus::proto {
+namespace {
+
+/// read_message() on what is queued now: a buffer of kMaxMessageBytes, as the daemon keeps.
+Incoming read_now(int fd) {
+    std::vector<std::byte> buffer(kMaxMessageBytes);
+    return read_message(fd, buffer);
+}
+
+/// The Refusal `in` holds (a copy: `in` is usually a temporary).
+Refusal refusal_of(const Incoming& in) {
+    const auto* r = std::get_if<Refusal>(&in);
+    REQUIRE(r != nullptr);
+    return *r;
+}
+
+} // namespace
+
+TEST_CASE("read_message without a datagram queued is would_block at once") {
+    auto sockets = seqpacket_pair();
+    const auto start = std::chrono::steady_clock::now();
+    const Incoming in = read_now(sockets.b.get());
+    REQUIRE(std::holds_alternative<Error>(in));
+    CHECK(std::get<Error>(in).code == Errc::would_block);
+    CHECK(std::chrono::steady_clock::now() - start < 5s); // it did not wait for one
+}
+
+TEST_CASE("read_message hands over a message and its descriptors") {
+    auto sockets = seqpacket_pair();
+    auto pipe = make_pipe();
+    const std::array<int, 2> fds{pipe.write_end.get(), pipe.read_end.get()};
+    REQUIRE(
+        send_message(sockets.a.get(), Message{5, ReclaimOffer{"c", 1, Role::publisher, 0}}, fds));
+    Incoming in = read_now(sockets.b.get());
+    auto* got = std::get_if<Received>(&in);
+    REQUIRE(got != nullptr);
+    CHECK(got->message.request_id == 5);
+    CHECK(got->fds.size() == 2);
+}
+
+TEST_CASE("a malformed body is told apart from a wrong descriptor count, and only "
+          "descriptors where they do not belong end the connection") {
+    auto sockets = seqpacket_pair();
+    auto pipe = make_pipe();
+    const int w = pipe.write_end.get();
+
+    SECTION("a malformed body without descriptors is answered, the connection stays") {
+        auto bytes = encoded({1, Ping{1}});
+        bytes.resize(bytes.size() - 1);
+        send_raw(sockets.a.get(), bytes, {});
+        const Refusal r = refusal_of(read_now(sockets.b.get()));
+        CHECK(r.fault == Fault::malformed);
+        CHECK(r.error.code == Errc::protocol_error);
+        CHECK(r.request_id == 0);
+        CHECK(r.bytes == bytes.size());
+        CHECK_FALSE(r.ends_connection());
+    }
+    SECTION("a malformed body with descriptors ends the connection") {
+        auto bytes = encoded({1, OpenReply{}});
+        bytes.resize(bytes.size() - 1);
+        send_raw(sockets.a.get(), bytes, {w, w});
+        const Refusal r = refusal_of(read_now(sockets.b.get()));
+        CHECK(r.fault == Fault::malformed);
+        CHECK(r.descriptors == 2);
+        CHECK(r.ends_connection());
+    }
+    SECTION("a well-formed message with descriptors its type does not carry") {
+        send_raw(sockets.a.get(), encoded({7, Ping{1}}), {w});
+        const Refusal r = refusal_of(read_now(sockets.b.get()));
+        CHECK(r.fault == Fault::descriptor_count);
+        CHECK(r.request_id == 7); // the reply can name the request
+        CHECK(r.error.detail == "ping came with 1 descriptor, it carries 0; all were closed");
+        CHECK(r.ends_connection());
+    }
+    SECTION("a reclaim_offer with one descriptor of its two") {
+        send_raw(sockets.a.get(), encoded({8, ReclaimOffer{"c", 1, Role::publisher, 0}}), {w});
+        const Refusal r = refusal_of(read_now(sockets.b.get()));
+        CHECK(r.fault == Fault::descriptor_count);
+        CHECK(r.error.detail ==
+              "reclaim_offer came with 1 descriptor, it carries 2; all were closed");
+        CHECK(r.ends_connection());
+    }
+    SECTION("more descriptors than a read takes") {
+        send_raw(sockets.a.get(), encoded({1, OpenReply{}}), std::vector<int>(64, w));
+        const Refusal r = refusal_of(read_now(sockets.b.get()));
+        CHECK(r.fault == Fault::excess_descriptors);
+        CHECK(r.ends_connection());
+    }
+    SECTION("an oversized datagram without descriptors is answered, the connection stays") {
+        std::vector<std::byte> huge(kMaxMessageBytes + 100, std::byte{0x55});
+        send_raw(sockets.a.get(), huge, {});
+        const Refusal r = refusal_of(read_now(sockets.b.get()));
+        CHECK(r.fault == Fault::oversized);
+        CHECK(r.bytes == huge.size()); // the size as sent, not as cut
+        CHECK_FALSE(r.ends_connection());
+    }
+    pipe.write_end.reset();
+    CHECK(write_end_closed_everywhere(pipe));
+}
+
+TEST_CASE("read_datagram hands over bytes and descriptors without judging them") {
+    auto sockets = seqpacket_pair();
+    auto pipe = make_pipe();
+    const std::vector<std::byte> text{std::byte{'h'}, std::byte{'i'}};
+    send_raw(sockets.a.get(), text,
+             {pipe.write_end.get(), pipe.write_end.get(), pipe.write_end.get()});
+    std::array<std::byte, 1> small{};
+    auto got = read_datagram(sockets.b.get(), small);
+    REQUIRE(got);
+    CHECK(got->size == 2);
+    CHECK(got->cut); // one byte of two fitted
+    CHECK(small[0] == std::byte{'h'});
+    CHECK(got->fds.size() == 3);
+    CHECK_FALSE(got->excess_descriptors);
+}
+
+TEST_CASE("a message buffer smaller than the protocol's largest message is refused") {
+    auto sockets = seqpacket_pair();
+    std::vector<std::byte> buffer(kMaxMessageBytes - 1);
+    const Incoming in = read_message(sockets.b.get(), buffer);
+    REQUIRE(std::holds_alternative<Error>(in));
+    CHECK(std::get<Error>(in).code == Errc::invalid_argument);
 }
 
 } // namespace shmbus::proto

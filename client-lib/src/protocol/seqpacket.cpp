@@ -1,4 +1,4 @@
-// Sending and receiving control messages with SCM_RIGHTS; the rules are in seqpacket.hpp.
+// Datagrams and control messages with SCM_RIGHTS; the rules are in seqpacket.hpp.
 #include "protocol/seqpacket.hpp"
 
 #include <algorithm>
@@ -18,15 +18,11 @@ namespace shmbus::proto {
 
 namespace {
 
-/// Room for more descriptors than any message may carry, so that a peer sending a few too
-/// many has them installed here (and then closed by us) instead of truncating the control
-/// data; beyond this the kernel drops them itself and sets MSG_CTRUNC.
-constexpr std::size_t kReceiveFdRoom = 16;
-/// How long receive() polls without sleeping before it blocks. A daemon answers a hello or
-/// an open in 20 to 80 us; blocking at once adds a sleep and a wake-up to every request
-/// (an idle CPU halted, then an interrupt to wake it: on a 2-vCPU VM, channel opens went
-/// from about 3.5 k/s to about 6 k/s). Each empty poll is followed by sched_yield(), so a
-/// spinning client gives its CPU to anything runnable there, the daemon or other clients,
+/// How long receive_message() polls without sleeping before it blocks. A daemon answers a
+/// hello or an open in 20 to 80 us; blocking at once adds a sleep and a wake-up to every
+/// request (an idle CPU halted, then an interrupt to wake it: on a 2-vCPU VM, channel opens
+/// went from about 3.5 k/s to about 6 k/s). Each empty poll is followed by sched_yield(), so
+/// a spinning client gives its CPU to anything runnable there, the daemon or other clients,
 /// instead of competing with them. A request that takes longer costs at most this much CPU.
 constexpr std::chrono::microseconds kReplySpin{100};
 
@@ -49,15 +45,30 @@ std::string plural(std::size_t n, std::string_view word) {
     return std::to_string(n) + " " + std::string{word} + (n == 1 ? "" : "s");
 }
 
-Result<void> send_encoded(int fd, MsgType type, const std::vector<std::byte>& bytes,
-                          std::span<const int> fds) {
+Error no_memory() {
+    return make_error(Errc::no_memory, "out of memory");
+}
+
+/// The kernel's limit on descriptors in one SCM_RIGHTS message (SCM_MAX_FD).
+constexpr std::size_t kMaxSentFds = 253;
+
+Result<void> send(int fd, std::span<const std::byte> bytes, std::span<const int> fds) {
+    if (fds.size() > kMaxSentFds) {
+        return make_error(Errc::invalid_argument, "cannot send " +
+                                                      plural(fds.size(), "descriptor") +
+                                                      " in one datagram (the kernel takes " +
+                                                      std::to_string(kMaxSentFds) + ")");
+    }
+    if (std::any_of(fds.begin(), fds.end(), [](int d) { return d < 0; })) {
+        return make_error(Errc::invalid_argument, "cannot send an empty descriptor");
+    }
     iovec iov{};
     iov.iov_base = const_cast<std::byte*>(bytes.data());
     iov.iov_len = bytes.size();
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)]{};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSentFds)]{};
     if (!fds.empty()) {
         msg.msg_control = control;
         msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
@@ -73,21 +84,19 @@ Result<void> send_encoded(int fd, MsgType type, const std::vector<std::byte>& by
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         const int err = errno;
-        const std::string what = "sending " + std::string{msg_type_name(type)};
         switch (err) {
         case EPIPE:
         case ECONNRESET:
         case ENOTCONN:
             return peer_gone(err);
         case EAGAIN:
-            return make_error(Errc::would_block, what + ": the socket's send buffer is full", err);
+            return make_error(Errc::would_block, "the socket's send buffer is full", err);
         case EMSGSIZE:
-            return make_error(Errc::limit_reached,
-                              what + ": " + std::to_string(bytes.size()) +
-                                  " bytes do not fit the socket's send buffer",
-                              err);
+            return make_error(
+                Errc::limit_reached,
+                std::to_string(bytes.size()) + " bytes do not fit the socket's send buffer", err);
         default:
-            return make_error(Errc::system_error, what, err);
+            return make_error(Errc::system_error, "sendmsg", err);
         }
     }
     if (static_cast<std::size_t>(n) != bytes.size()) {
@@ -113,6 +122,91 @@ void collect_fds(msghdr& msg, std::vector<UniqueFd>& out) {
             out.emplace_back(fd);
         }
     }
+}
+
+Result<Datagram> read_one(int fd, std::span<std::byte> buffer) {
+    iovec iov{buffer.data(), buffer.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxReceivedFds)]{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = -1;
+    do {
+        // MSG_TRUNC: the length as sent, even when it did not fit the buffer.
+        n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        const int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return make_error(Errc::would_block);
+        }
+        if (err == ECONNRESET) {
+            return peer_gone(err);
+        }
+        if (err == EBADF) {
+            return make_error(Errc::system_error, "the control socket is not open", err);
+        }
+        return make_error(Errc::system_error, "recvmsg on the control socket", err);
+    }
+    Datagram out;
+    collect_fds(msg, out.fds); // owned from here on: closed wherever the caller drops them
+    out.size = static_cast<std::size_t>(n);
+    out.cut = (msg.msg_flags & MSG_TRUNC) != 0 || out.size > buffer.size();
+    out.excess_descriptors = (msg.msg_flags & MSG_CTRUNC) != 0;
+    if (n == 0 && out.fds.empty() && !out.excess_descriptors) {
+        return peer_gone(0);
+    }
+    return out;
+}
+
+Refusal refuse(Fault fault, const Datagram& d, Error error, std::uint32_t request_id = 0) {
+    return Refusal{fault, std::move(error), request_id, d.size, d.fds.size()};
+}
+
+Incoming decode_datagram(Datagram d, std::span<const std::byte> buffer) {
+    if (d.excess_descriptors) {
+        return refuse(Fault::excess_descriptors, d,
+                      make_error(Errc::protocol_error,
+                                 "a datagram came with more descriptors than any message "
+                                 "carries (more than " +
+                                     std::to_string(kMaxReceivedFds) + "); all were closed"));
+    }
+    if (d.cut) {
+        return refuse(Fault::oversized, d,
+                      make_error(Errc::protocol_error, "a datagram larger than " +
+                                                           std::to_string(kMaxMessageBytes) +
+                                                           " bytes was refused"));
+    }
+    auto decoded = decode(buffer.first(d.size));
+    if (!decoded) {
+        return refuse(Fault::malformed, d, decoded.take_error());
+    }
+    const MsgType type = type_of(decoded->body);
+    const std::size_t expected = descriptors_for(type);
+    if (d.fds.size() != expected) {
+        return refuse(Fault::descriptor_count, d,
+                      make_error(Errc::protocol_error,
+                                 std::string{msg_type_name(type)} + " came with " +
+                                     plural(d.fds.size(), "descriptor") + ", it carries " +
+                                     std::to_string(expected) + "; all were closed"),
+                      decoded->request_id);
+    }
+    return Received{std::move(*decoded), std::move(d.fds)};
+}
+
+Incoming read_and_decode(int fd, std::span<std::byte> buffer) {
+    if (buffer.size() < kMaxMessageBytes) {
+        return make_error(Errc::invalid_argument,
+                          "a message buffer must hold " + std::to_string(kMaxMessageBytes) +
+                              " bytes, not " + std::to_string(buffer.size()));
+    }
+    auto d = read_one(fd, buffer);
+    if (!d) {
+        return d.take_error();
+    }
+    return decode_datagram(std::move(*d), buffer);
 }
 
 Result<Received> receive(int fd, std::chrono::steady_clock::time_point deadline) {
@@ -143,58 +237,18 @@ Result<Received> receive(int fd, std::chrono::steady_clock::time_point deadline)
         if ((p.revents & POLLNVAL) != 0) {
             return make_error(Errc::system_error, "the control socket is not open", EBADF);
         }
-
-        iovec iov{buffer.get(), kMaxMessageBytes};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kReceiveFdRoom)]{};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof(control);
-        const ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (n < 0) {
-            const int err = errno;
-            if (err == EINTR || err == EAGAIN) {
-                continue; // woken for nothing (another reader took it): wait again
-            }
-            if (err == ECONNRESET) {
-                return peer_gone(err);
-            }
-            return make_error(Errc::system_error, "recvmsg on the control socket", err);
+        Incoming in = read_and_decode(fd, {buffer.get(), kMaxMessageBytes});
+        if (auto* received = std::get_if<Received>(&in)) {
+            return std::move(*received);
         }
-        Received out;
-        collect_fds(msg, out.fds); // owned from here on: closed on every error path below
-        if ((msg.msg_flags & MSG_TRUNC) != 0) {
-            return make_error(Errc::protocol_error, "a datagram larger than " +
-                                                        std::to_string(kMaxMessageBytes) +
-                                                        " bytes was refused");
+        if (auto* refusal = std::get_if<Refusal>(&in)) {
+            return std::move(refusal->error);
         }
-        if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-            return make_error(Errc::protocol_error,
-                              "a datagram came with more descriptors than any message carries "
-                              "(more than " +
-                                  std::to_string(kReceiveFdRoom) + "); all were closed");
+        auto& error = std::get<Error>(in);
+        if (error.code != Errc::would_block) {
+            return std::move(error);
         }
-        if (n == 0) {
-            if ((p.revents & (POLLHUP | POLLRDHUP)) != 0) {
-                return peer_gone(0);
-            }
-            return make_error(Errc::protocol_error, "an empty datagram was refused");
-        }
-        auto decoded = decode({buffer.get(), static_cast<std::size_t>(n)});
-        if (!decoded) {
-            return decoded.take_error();
-        }
-        const MsgType type = type_of(decoded->body);
-        const std::size_t expected = descriptors_for(type);
-        if (out.fds.size() != expected) {
-            return make_error(Errc::protocol_error,
-                              std::string{msg_type_name(type)} + " came with " +
-                                  plural(out.fds.size(), "descriptor") + ", it carries " +
-                                  std::to_string(expected) + "; all were closed");
-        }
-        out.message = std::move(*decoded);
-        return out;
+        // Woken for nothing (another reader took it): wait again.
     }
 }
 
@@ -202,6 +256,11 @@ Result<Received> receive(int fd, std::chrono::steady_clock::time_point deadline)
 
 std::size_t descriptors_for(MsgType type) noexcept {
     return type == MsgType::open_reply || type == MsgType::reclaim_offer ? kMaxFds : 0;
+}
+
+bool Refusal::ends_connection() const noexcept {
+    return fault == Fault::excess_descriptors || fault == Fault::descriptor_count ||
+           descriptors > 0;
 }
 
 Result<void> size_socket_buffers(int fd) noexcept {
@@ -230,28 +289,53 @@ Result<void> size_socket_buffers(int fd) noexcept {
     return ok();
 }
 
+Result<void> send_datagram(int fd, std::span<const std::byte> bytes,
+                           std::span<const int> fds) noexcept {
+    try {
+        return send(fd, bytes, fds);
+    } catch (const std::bad_alloc&) {
+        return no_memory();
+    }
+}
+
+Result<Datagram> read_datagram(int fd, std::span<std::byte> buffer) noexcept {
+    try {
+        return read_one(fd, buffer);
+    } catch (const std::bad_alloc&) {
+        return no_memory();
+    }
+}
+
 Result<void> send_message(int fd, const Message& message, std::span<const int> fds) noexcept {
     try {
         const MsgType type = type_of(message.body);
+        const std::string what{msg_type_name(type)};
         if (fds.size() != descriptors_for(type)) {
             return make_error(Errc::invalid_argument,
-                              std::string{msg_type_name(type)} + " carries " +
-                                  std::to_string(descriptors_for(type)) + " descriptors, " +
-                                  std::to_string(fds.size()) + " given");
-        }
-        for (const int d : fds) {
-            if (d < 0) {
-                return make_error(Errc::invalid_argument, std::string{msg_type_name(type)} +
-                                                              ": cannot send an empty descriptor");
-            }
+                              what + " carries " + std::to_string(descriptors_for(type)) +
+                                  " descriptors, " + std::to_string(fds.size()) + " given");
         }
         auto bytes = encode(message);
         if (!bytes) {
             return bytes.take_error();
         }
-        return send_encoded(fd, type, *bytes, fds);
+        auto sent = send(fd, *bytes, fds);
+        if (!sent && sent.code() != Errc::closed) {
+            Error e = sent.take_error();
+            e.detail = "sending " + what + ": " + e.detail;
+            return e;
+        }
+        return sent;
     } catch (const std::bad_alloc&) {
-        return make_error(Errc::no_memory, "out of memory");
+        return no_memory();
+    }
+}
+
+Incoming read_message(int fd, std::span<std::byte> buffer) noexcept {
+    try {
+        return read_and_decode(fd, buffer);
+    } catch (const std::bad_alloc&) {
+        return no_memory();
     }
 }
 
@@ -259,7 +343,7 @@ Result<Received> receive_message(int fd, std::chrono::steady_clock::time_point d
     try {
         return receive(fd, deadline);
     } catch (const std::bad_alloc&) {
-        return make_error(Errc::no_memory, "out of memory");
+        return no_memory();
     }
 }
 
