@@ -118,6 +118,17 @@ bool is_admin(const Config& config, const Credentials& who, std::uint32_t daemon
     return admits(config.admins, who, daemon_uid);
 }
 
+bool may_see_channel(const Config& config, const ChannelAcl& acl, const Credentials& who,
+                     std::uint32_t daemon_uid) noexcept {
+    return is_admin(config, who, daemon_uid) || may_open(acl, Role::publisher, who, daemon_uid) ||
+           may_open(acl, Role::subscriber, who, daemon_uid);
+}
+
+bool may_see_client(const Config& config, std::uint32_t owner_uid, const Credentials& who,
+                    std::uint32_t daemon_uid) noexcept {
+    return owner_uid == who.uid || is_admin(config, who, daemon_uid);
+}
+
 bool may_create(const Config& config, const Credentials& who, std::uint32_t daemon_uid) noexcept {
     return admits(config.dynamic_channels.creators, who, daemon_uid);
 }

@@ -12,6 +12,9 @@
 // are always admitted; otherwise a listed uid, a listed group among the client's primary and
 // supplementary groups, or "*" admits. Access lists must have been resolved to ids
 // (resolve_accounts()); an entry without an id admits nobody.
+//
+// What a client is shown follows the same lists: an admin sees everything; anyone else sees
+// only the channels it may open, and the pids and names of its own uid's clients only.
 #pragma once
 
 #include "config.hpp"
@@ -47,6 +50,16 @@ struct Credentials {
 /// Whether `who` may run admin requests (reload): root, the daemon's user, daemon.admin.
 [[nodiscard]] bool is_admin(const Config& config, const Credentials& who,
                             std::uint32_t daemon_uid) noexcept;
+
+/// Whether list and info show `who` a channel with `acl`: an admin every channel, anyone
+/// else the channels it may open in some role.
+[[nodiscard]] bool may_see_channel(const Config& config, const ChannelAcl& acl,
+                                   const Credentials& who, std::uint32_t daemon_uid) noexcept;
+
+/// Whether list, info and the client list show `who` the pid and name of a client of
+/// `owner_uid`: an admin every client's, anyone else those of its own uid.
+[[nodiscard]] bool may_see_client(const Config& config, std::uint32_t owner_uid,
+                                  const Credentials& who, std::uint32_t daemon_uid) noexcept;
 
 /// Whether `who` may create dynamic channels (the policy must also allow it).
 [[nodiscard]] bool may_create(const Config& config, const Credentials& who,

@@ -337,14 +337,25 @@ Result<void> ChannelRegistry::add_claim(RegisteredChannel& channel, EndpointClai
     return ok();
 }
 
-std::uint32_t ChannelRegistry::endpoints_of(std::uint64_t client_id) const noexcept {
+namespace {
+
+/// Claims over every channel of `channels` for which `pick` is true.
+template <typename Channels, typename Pick>
+std::uint32_t count_claims(const Channels& channels, Pick pick) noexcept {
     std::uint32_t n = 0;
-    for (const auto& [name, ch] : channels_) {
+    for (const auto& [name, ch] : channels) {
         for (const auto& c : ch->claims) {
-            n += c.client_id == client_id ? 1 : 0;
+            n += pick(c) ? 1 : 0;
         }
     }
     return n;
+}
+
+} // namespace
+
+std::uint32_t ChannelRegistry::endpoints_of(std::uint64_t client_id) const noexcept {
+    return count_claims(channels_,
+                        [&](const EndpointClaim& c) { return c.client_id == client_id; });
 }
 
 std::uint32_t ChannelRegistry::dynamic_channels_of(std::uint64_t client_id) const noexcept {
@@ -353,6 +364,21 @@ std::uint32_t ChannelRegistry::dynamic_channels_of(std::uint64_t client_id) cons
         n += ch->origin.dynamic && ch->origin.creator_client == client_id ? 1 : 0;
     }
     return n;
+}
+
+std::uint32_t ChannelRegistry::endpoints_of_uid(std::uint32_t uid) const noexcept {
+    return count_claims(channels_, [&](const EndpointClaim& c) { return c.uid == uid; });
+}
+
+DynamicUsage ChannelRegistry::dynamic_usage_of_uid(std::uint32_t uid) const noexcept {
+    DynamicUsage usage;
+    for (const auto& [name, ch] : channels_) {
+        if (ch->origin.dynamic && ch->origin.creator_uid == uid) {
+            ++usage.channels;
+            usage.bytes += ch->bytes();
+        }
+    }
+    return usage;
 }
 
 } // namespace shmbus::daemon

@@ -87,6 +87,12 @@ struct RegisteredChannel {
     [[nodiscard]] Result<ChannelFiles> files_for(Role role);
 };
 
+/// Dynamic channels created by one uid's clients, and the bytes of their segments.
+struct DynamicUsage {
+    std::uint32_t channels{0};
+    std::uint64_t bytes{0};
+};
+
 /// What reclaiming one endpoint found.
 struct ReclaimedEndpoint {
     std::string channel;
@@ -169,6 +175,10 @@ public:
     [[nodiscard]] std::uint32_t endpoints_of(std::uint64_t client_id) const noexcept;
     /// Dynamic channels `client_id` created that still exist.
     [[nodiscard]] std::uint32_t dynamic_channels_of(std::uint64_t client_id) const noexcept;
+    /// Endpoints the clients of `uid` hold, over all channels (per-uid quotas).
+    [[nodiscard]] std::uint32_t endpoints_of_uid(std::uint32_t uid) const noexcept;
+    /// Dynamic channels the clients of `uid` created that still exist, and their bytes.
+    [[nodiscard]] DynamicUsage dynamic_usage_of_uid(std::uint32_t uid) const noexcept;
 
 private:
     std::map<std::string, std::unique_ptr<RegisteredChannel>, std::less<>> channels_;

@@ -2,6 +2,7 @@
 #include "client_session.hpp"
 
 #include "logging.hpp"
+#include "uid_quota.hpp"
 
 #include <shmbus/version.hpp>
 
@@ -71,41 +72,33 @@ Reply ClientSession::error(std::uint32_t request_id, const Error& e) {
     return error(request_id, e.code, e.detail.empty() ? e.message() : e.detail);
 }
 
-Reply ClientSession::oversized(std::size_t bytes_received) {
+Reply ClientSession::over_limit(std::uint32_t request_id, const Error& e) {
     const ClientRecord& c = client();
-    log_warning(describe(c) + " sent a message of more than " +
-                    std::to_string(proto::kMaxMessageBytes) + " bytes (" +
-                    std::to_string(bytes_received) + " received); refused",
-                fields_of(c));
-    return error(0, Errc::protocol_error,
-                 "message larger than the protocol's " + std::to_string(proto::kMaxMessageBytes) +
-                     " bytes");
+    refusals_.warn(c.credentials.uid, "refused a request of " + describe(c) + ": " + e.detail,
+                   fields_of(c));
+    return error(request_id, e);
 }
 
-Reply ClientSession::handle(std::span<const std::byte> datagram, std::vector<UniqueFd> fds) {
-    auto decoded = proto::decode(datagram);
-    if (!decoded) {
-        const ClientRecord& c = client();
-        log_warning(describe(c) + " sent a malformed message: " + decoded.error().message(),
-                    fields_of(c));
-        Reply r = error(0, decoded.error().code, decoded.error().detail);
-        r.disconnect = !fds.empty() || decoded.code() == Errc::version_mismatch;
-        return r;
-    }
-    proto::Message& msg = *decoded;
+bool ClientSession::admin() {
+    return is_admin(state_.config(), client().credentials, state_.daemon_uid());
+}
+
+Reply ClientSession::refused(const proto::Refusal& refusal) {
+    const ClientRecord& c = client();
+    const bool ends = refusal.ends_connection() || refusal.error.code == Errc::version_mismatch;
+    const std::string what = refusal.fault == proto::Fault::malformed
+                                 ? " sent a malformed message: "
+                                 : " sent a datagram that was refused: ";
+    log_warning(describe(c) + what + refusal.error.detail + (ends ? "; disconnected" : ""),
+                fields_of(c));
+    Reply r = error(refusal.request_id, refusal.error);
+    r.disconnect = r.disconnect || ends;
+    return r;
+}
+
+Reply ClientSession::handle(proto::Received received) {
+    proto::Message& msg = received.message;
     const std::uint32_t id = msg.request_id;
-    if (!fds.empty() && !std::holds_alternative<proto::ReclaimOffer>(msg.body)) {
-        const ClientRecord& c = client();
-        log_warning(describe(c) + " passed " + std::to_string(fds.size()) +
-                        " descriptors beside a " +
-                        std::string{proto::msg_type_name(proto::type_of(msg.body))} +
-                        "; closed them and disconnected the client",
-                    fields_of(c));
-        Reply r =
-            error(id, Errc::protocol_error, "descriptors are accepted only beside a reclaim_offer");
-        r.disconnect = true;
-        return r;
-    }
     if (!greeted_ && !std::holds_alternative<proto::Hello>(msg.body)) {
         return error(id, Errc::protocol_error,
                      "send hello first (got " +
@@ -135,7 +128,7 @@ Reply ClientSession::handle(std::span<const std::byte> datagram, std::vector<Uni
             } else if constexpr (std::is_same_v<T, proto::Status>) {
                 return on_status(id);
             } else if constexpr (std::is_same_v<T, proto::ReclaimOffer>) {
-                return on_reclaim_offer(id, body, std::move(fds));
+                return on_reclaim_offer(id, body, std::move(received.fds));
             } else {
                 return error(id, Errc::protocol_error,
                              "'" + std::string{proto::msg_type_name(proto::type_of(msg.body))} +
@@ -212,10 +205,18 @@ Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
     const std::uint32_t held = state_.registry().endpoints_of(c.id);
     const std::uint32_t limit = state_.config().limits.per_client.max_open_channels;
     if (held >= limit) {
-        return error(id, Errc::limit_reached,
-                     "this client has " + std::to_string(held) +
-                         " endpoints open; limits.per_client.max_open_channels is " +
-                         std::to_string(limit));
+        return over_limit(
+            id, make_error(Errc::limit_reached, "this client has " + std::to_string(held) +
+                                                    " endpoints open; "
+                                                    "limits.per_client.max_open_channels is " +
+                                                    std::to_string(limit)));
+    }
+    if (!admin()) {
+        const std::uint32_t of_uid = state_.registry().endpoints_of_uid(c.credentials.uid);
+        if (auto quota = admit_endpoint(state_.config().limits.per_uid, c.credentials.uid, of_uid);
+            !quota) {
+            return over_limit(id, quota.error());
+        }
     }
     auto files = ch->files_for(m.role);
     if (!files) {
@@ -251,15 +252,18 @@ Reply ClientSession::on_close(std::uint32_t id, const proto::Close& m) {
 Reply ClientSession::on_create(std::uint32_t id, const proto::Create& m) {
     auto created = state_.create_dynamic(client(), m.spec, m.given);
     if (!created) {
-        return error(id, created.error());
+        return created.code() == Errc::limit_reached ? over_limit(id, created.error())
+                                                     : error(id, created.error());
     }
     return reply(id, proto::Ok{"channel '" + m.spec.name + "' created"});
 }
 
 Reply ClientSession::on_list_channels(std::uint32_t id) {
+    const ClientRecord& me = client();
     proto::ChannelList list;
     for (const RegisteredChannel* ch : state_.registry().channels()) {
-        if (!ch->draining) {
+        if (!ch->draining &&
+            may_see_channel(state_.config(), ch->acl, me.credentials, state_.daemon_uid())) {
             list.channels.push_back(summarize(*ch));
         }
     }
@@ -267,9 +271,16 @@ Reply ClientSession::on_list_channels(std::uint32_t id) {
 }
 
 Reply ClientSession::on_channel_info(std::uint32_t id, const proto::ChannelInfoRequest& m) {
+    const ClientRecord& me = client();
+    const Config& config = state_.config();
     const RegisteredChannel* ch = state_.registry().find(m.channel);
-    if (ch == nullptr) {
-        return error(id, Errc::not_found, "no channel '" + m.channel + "'");
+    if (ch == nullptr || !may_see_channel(config, ch->acl, me.credentials, state_.daemon_uid())) {
+        // The same answer whether the channel exists or is hidden from this user.
+        return error(id, Errc::not_found,
+                     "no channel '" + m.channel + "'" +
+                         (admin()
+                              ? std::string{}
+                              : " that uid " + std::to_string(me.credentials.uid) + " may open"));
     }
     ChannelDetail detail;
     detail.summary = summarize(*ch);
@@ -278,10 +289,12 @@ Reply ClientSession::on_channel_info(std::uint32_t id, const proto::ChannelInfoR
         EndpointDetail d;
         d.role = claim.role;
         d.index = claim.index;
-        d.client_id = claim.client_id;
-        d.pid = claim.pid;
         d.uid = claim.uid;
-        d.client_name = claim.client_name;
+        if (may_see_client(config, claim.uid, me.credentials, state_.daemon_uid())) {
+            d.client_id = claim.client_id;
+            d.pid = claim.pid;
+            d.client_name = claim.client_name;
+        }
         for (const auto& e : entries) {
             if (e.role == claim.role && e.index == claim.index) {
                 d.cursor = e.cursor;
@@ -295,10 +308,10 @@ Reply ClientSession::on_channel_info(std::uint32_t id, const proto::ChannelInfoR
 
 Reply ClientSession::on_list_clients(std::uint32_t id) {
     const ClientRecord& me = client();
-    const bool admin = is_admin(state_.config(), me.credentials, state_.daemon_uid());
     proto::ClientList list;
     for (const auto& [cid, rec] : state_.clients()) {
-        if (!admin && rec.credentials.uid != me.credentials.uid) {
+        if (!may_see_client(state_.config(), rec.credentials.uid, me.credentials,
+                            state_.daemon_uid())) {
             continue;
         }
         ClientSummary s;
@@ -323,7 +336,7 @@ Reply ClientSession::on_status(std::uint32_t id) {
 
 Reply ClientSession::on_reload(std::uint32_t id) {
     const ClientRecord& c = client();
-    if (!is_admin(state_.config(), c.credentials, state_.daemon_uid())) {
+    if (!admin()) {
         return error(id, Errc::permission_denied,
                      "reload is an admin operation; uid " + std::to_string(c.credentials.uid) +
                          " is not root, the daemon's user, or in daemon.admin");

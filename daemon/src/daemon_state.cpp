@@ -3,11 +3,13 @@
 
 #include "logging.hpp"
 #include "reload_plan.hpp"
+#include "uid_quota.hpp"
 
 #include <assert.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <type_traits>
 
 namespace shmbus::daemon {
@@ -101,11 +103,14 @@ Result<void> DaemonState::create_configured_channels() {
 }
 
 Result<ClientRecord*> DaemonState::add_client(const Credentials& credentials) {
-    if (clients_.size() >= config_.limits.max_clients) {
-        return make_error(Errc::limit_reached, "the daemon serves " +
-                                                   std::to_string(clients_.size()) +
-                                                   " clients, limits.max_clients is " +
-                                                   std::to_string(config_.limits.max_clients));
+    const auto of_uid = static_cast<std::uint32_t>(
+        std::count_if(clients_.begin(), clients_.end(),
+                      [&](const auto& c) { return c.second.credentials.uid == credentials.uid; }));
+    if (auto room =
+            admit_connection(config_.limits, credentials.uid,
+                             is_admin(config_, credentials, daemon_uid_), clients_.size(), of_uid);
+        !room) {
+        return room.take_error();
     }
     const std::uint64_t id = next_client_id_++;
     auto [it, inserted] = clients_.emplace(id, ClientRecord{id, credentials, {}, unix_ms_now()});
@@ -208,6 +213,18 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
     }
     if (registry_.find(spec.name) != nullptr) {
         return make_error(Errc::already_exists, "channel '" + spec.name + "' exists already");
+    }
+    if (!is_admin(config_, client.credentials, daemon_uid_)) {
+        const DynamicUsage used = registry_.dynamic_usage_of_uid(client.credentials.uid);
+        auto bytes = channel_bytes(spec);
+        if (!bytes) {
+            return bytes.take_error();
+        }
+        if (auto quota = admit_dynamic_channel(config_.limits.per_uid, client.credentials.uid,
+                                               used.channels, used.bytes, spec.name, *bytes);
+            !quota) {
+            return quota.take_error();
+        }
     }
     if (auto room = check_room_for(spec, config_.limits); !room) {
         return room.take_error();

@@ -73,7 +73,7 @@ public:
     [[nodiscard]] const ChannelRegistry& registry() const noexcept { return registry_; }
 
     /// Registers a new connection; its id is never reused. Errc::limit_reached beyond
-    /// limits.max_clients.
+    /// limits.max_clients, its share of it, or its uid's quota (admit_connection()).
     [[nodiscard]] Result<ClientRecord*> add_client(const Credentials& credentials);
     [[nodiscard]] ClientRecord* find_client(std::uint64_t id) noexcept;
     [[nodiscard]] const std::map<std::uint64_t, ClientRecord>& clients() const noexcept {
@@ -88,10 +88,10 @@ public:
     /// Forgets the client without reclaiming (graceful stop: clients keep their endpoints).
     void forget_client(std::uint64_t id);
 
-    /// Creates a dynamic channel for `client`: policy, creator ACL, sizes, per-client and
-    /// global limits. Fields of `spec` not in `given` (proto::kSpec* bits), and numeric
-    /// fields that are 0, take dynamic_channels.defaults. The new channel admits its
-    /// creator's uid for both roles.
+    /// Creates a dynamic channel for `client`: policy, creator ACL, sizes, per-client,
+    /// per-uid (admit_dynamic_channel()) and global limits. Fields of `spec` not in `given`
+    /// (proto::kSpec* bits), and numeric fields that are 0, take dynamic_channels.defaults. The new
+    /// channel admits its creator's uid for both roles.
     [[nodiscard]] Result<void> create_dynamic(const ClientRecord& client, ChannelSpec spec,
                                               std::uint32_t given = proto::kAllSpecFields);
 

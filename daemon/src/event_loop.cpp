@@ -1,36 +1,51 @@
 // The libuv loop of shmbusd. See event_loop.hpp for what it owns and its stop sequence.
 //
-// Handle lifetimes: the loop, the listener poll, the signals and the watchdog timer are
-// members of Impl, which outlives uv_loop_close(). Each Connection is heap-allocated, and
-// deleted only in the close callback of its poll handle — never while libuv may still touch
-// it; its descriptor is closed by the Connection's destructor, after the poll stopped.
+// Handle lifetimes: the loop, the listener poll, the signals and the timers are members of
+// Impl, which outlives uv_loop_close(). Each Connection is heap-allocated, and deleted only in
+// the close callback of its poll handle — never while libuv may still touch it; its
+// descriptor is closed by the Connection's destructor, after the poll stopped.
+//
+// libuv calls (uv_callback.hpp): every return code is checked; a failure is logged naming the
+// call, and ends what depended on it (a connection whose poll cannot start is closed; a
+// handle that cannot be set up at start fails open(), which closes what it had set up). Every
+// callback handed to libuv is a static noexcept trampoline (the *_cb functions below) that
+// runs its handler through guarded(): no exception unwinds through libuv's C frames. After one
+// escaped a connection's handler, that connection is closed; the loop goes on.
+//
+// Datagrams are read and sent by protocol/seqpacket, which also decides which refused
+// datagrams end a connection; this file only acts on its answers.
 #include "event_loop.hpp"
 
 #include "client_session.hpp"
+#include "listening_socket.hpp"
 #include "logging.hpp"
+#include "refusal_log.hpp"
+#include "uv_callback.hpp"
+
+#include <protocol/seqpacket.hpp>
 
 #include <uv.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <deque>
-#include <fcntl.h>
 #include <map>
+#include <span>
 #include <string>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
+#include <utility>
+#include <variant>
 
 namespace shmbus::daemon {
 
 namespace {
 
-constexpr int kListenBacklog = 128;
-constexpr int kMaxFdsPerMessage = 16; // more than a peer may send: anything beyond is an error
 constexpr int kMessagesPerWakeup = 32;
 constexpr int kAcceptsPerWakeup = 64;
 /// How long endpoints of the previous run wait for their clients to claim them.
@@ -50,6 +65,7 @@ struct Connection;
 struct EventLoop::Impl {
     DaemonState& state;
     uv_loop_t loop{};
+    bool loop_open{false}; // uv_loop_init() succeeded and uv_loop_close() has not
     uv_poll_t listener{};
     UniqueFd signal_fd; // SIGHUP, SIGTERM, SIGINT, blocked and read here (signalfd)
     uv_poll_t signals{};
@@ -62,27 +78,36 @@ struct EventLoop::Impl {
     std::string last_status;         // the STATUS= text last sent
     uv_timer_t status_timer{};       // active while a STATUS= waits for kStatusIntervalMs to pass
     std::uint64_t last_status_ms{0}; // when last_status was sent
+    /// Connections that have not completed hello, by accept time (uv_now) and id, oldest
+    /// first; hello_timer runs while any is left, due when the oldest's time is up.
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> awaiting_hello;
+    uv_timer_t hello_timer{};
+    /// Warnings about refusals, one line per uid per interval; refusal_timer runs while it
+    /// has refusals counted and not yet reported.
+    RefusalLog refusals;
+    uv_timer_t refusal_timer{};
     /// Connections whose replies wait for this iteration's state-file write (by id: one may
     /// close meanwhile).
     std::vector<std::uint64_t> flush_after_write;
-    UniqueFd listen_fd;
-    bool activated{false};
-    bool created_socket_file{false};
-    dev_t socket_dev{0};
-    ino_t socket_ino{0};
+    ListeningSocket listening;
     bool stopping{false};
     std::map<std::uint64_t, Connection*> connections;
     std::vector<std::byte> recv_buffer = std::vector<std::byte>(proto::kMaxMessageBytes);
 
-    explicit Impl(DaemonState& s) : state{s} {}
+    Impl(DaemonState& s, ListeningSocket l) : state{s}, listening{std::move(l)} {}
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    /// A loop that open() could not finish, or whose run() never ran: its handles closed and
+    /// the loop too, so that libuv holds nothing of this object.
+    ~Impl();
 
-    Result<void> bind_socket();
+    /// Initialises the handles and starts the loop's watches (open()'s libuv part).
+    Result<void> start_handles();
     void on_listener_readable();
     void accept_one(int fd);
     void on_signals_readable();
     [[nodiscard]] bool may_read(const Connection& c) const;
     void note_stall(Connection& c);
-    void start_poll(uv_poll_t& handle);
     void on_connection_event(Connection& c, int status, int events);
     void read_requests(Connection& c);
     void flush(Connection& c);
@@ -100,6 +125,25 @@ struct EventLoop::Impl {
     void schedule_after_iteration();
     void run_after_iteration();
     void send_status_line();
+    void on_status_timer();
+    /// (Re)starts hello_timer for the oldest connection still waiting for its hello.
+    void schedule_hello_timeout();
+    void on_hello_timer();
+    /// (Re)starts refusal_timer for the next summary of counted refusals.
+    void schedule_refusal_summary();
+    void on_grace_timer();
+
+    // The callbacks handed to libuv: noexcept trampolines to the handlers above.
+    static void listener_cb(uv_poll_t* h, int status, int events) noexcept;
+    static void connection_cb(uv_poll_t* h, int status, int events) noexcept;
+    static void connection_closed_cb(uv_handle_t* h) noexcept;
+    static void after_iteration_cb(uv_check_t* h) noexcept;
+    static void status_timer_cb(uv_timer_t* h) noexcept;
+    static void watchdog_cb(uv_timer_t* h) noexcept;
+    static void grace_cb(uv_timer_t* h) noexcept;
+    static void hello_timer_cb(uv_timer_t* h) noexcept;
+    static void refusal_timer_cb(uv_timer_t* h) noexcept;
+    static void log_open_handle_cb(uv_handle_t* h, void* arg) noexcept;
 };
 
 struct Connection {
@@ -114,65 +158,14 @@ struct Connection {
     int poll_events{0};  // what uv_poll_start was last asked for
 
     Connection(EventLoop::Impl* o, UniqueFd f, std::uint64_t id)
-        : fd{std::move(f)}, owner{o}, session{o->state, id} {
+        : fd{std::move(f)}, owner{o}, session{o->state, o->refusals, id} {
         poll.data = this;
     }
 };
 
-Result<void> EventLoop::Impl::bind_socket() {
-    const std::string path = state.paths().socket.native();
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
-        return make_error(Errc::invalid_argument, "socket path '" + path + "' is too long");
-    }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    UniqueFd fd{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
-    if (!fd) {
-        return make_error(Errc::system_error, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
-    }
-    auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-    if (::bind(fd.get(), sa, sizeof addr) != 0) {
-        if (errno != EADDRINUSE) {
-            return make_error(Errc::system_error, "cannot bind '" + path + "'", errno);
-        }
-        // A file is there. Only a socket nobody listens on may be replaced.
-        UniqueFd probe{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
-        const int rc = ::connect(probe.get(), sa, sizeof addr);
-        const int err = errno;
-        if (rc == 0) {
-            return make_error(Errc::already_exists,
-                              "another daemon is listening on '" + path + "'");
-        }
-        if (err != ECONNREFUSED) {
-            return make_error(Errc::system_error, "'" + path + "' exists and is not a stale socket",
-                              err);
-        }
-        log_info("removing stale socket '" + path + "' (nobody listens on it)");
-        ::unlink(path.c_str());
-        if (::bind(fd.get(), sa, sizeof addr) != 0) {
-            return make_error(Errc::system_error, "cannot bind '" + path + "'", errno);
-        }
-    }
-    created_socket_file = true;
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) {
-        socket_dev = st.st_dev;
-        socket_ino = st.st_ino;
-    }
-    if (::chmod(path.c_str(), 0666) != 0) {
-        return make_error(Errc::system_error, "chmod '" + path + "'", errno);
-    }
-    if (::listen(fd.get(), kListenBacklog) != 0) {
-        return make_error(Errc::system_error, "listen on '" + path + "'", errno);
-    }
-    listen_fd = std::move(fd);
-    return ok();
-}
-
 void EventLoop::Impl::on_listener_readable() {
     for (int i = 0; i < kAcceptsPerWakeup && !stopping; ++i) {
-        const int fd = ::accept4(listen_fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int fd = ::accept4(listening.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
                 errno != ECONNABORTED) {
@@ -193,14 +186,14 @@ void EventLoop::Impl::accept_one(int raw_fd) {
     }
     auto record = state.add_client(*creds);
     if (!record) {
-        log_warning("refused a connection from " + describe(*creds) + ": " +
-                        record.error().message(),
-                    client_fields(creds->pid, creds->uid, {}));
-        auto bytes = proto::encode(
+        refusals.warn(creds->uid,
+                      "refused a connection from " + describe(*creds) + ": " +
+                          record.error().message(),
+                      client_fields(creds->pid, creds->uid, {}));
+        // The socket does not block: an answer that does not fit is dropped with the socket.
+        (void)proto::send_message(
+            fd.get(),
             proto::Message{0, proto::ErrorReply{record.error().code, record.error().detail}});
-        if (bytes) {
-            (void)::send(fd.get(), bytes->data(), bytes->size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
         return;
     }
     const std::uint64_t id = (*record)->id;
@@ -208,14 +201,18 @@ void EventLoop::Impl::accept_one(int raw_fd) {
     const int sndbuf = static_cast<int>(2 * proto::kMaxMessageBytes);
     (void)::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     auto* c = new Connection(this, std::move(fd), id);
-    if (int rc = uv_poll_init(&loop, &c->poll, c->fd.get()); rc != 0) {
-        log_error("uv_poll_init for " + describe(**record) + ": " + uv_message(rc));
+    if (!uv_ok(uv_poll_init(&loop, &c->poll, c->fd.get()),
+               "uv_poll_init for " + describe(**record))) {
         state.forget_client(id);
         delete c; // never initialised: libuv does not know it
         return;
     }
     connections.emplace(id, c);
     log_debug("accepted " + describe(**record));
+    awaiting_hello.emplace_back(uv_now(&loop), id);
+    if (uv_is_active(as_handle(&hello_timer)) == 0) {
+        schedule_hello_timeout();
+    }
     update_poll(*c);
     notify_status_line();
 }
@@ -263,11 +260,16 @@ void EventLoop::Impl::update_poll(Connection& c) {
     if (events == c.poll_events) {
         return; // restarting the same watch would cost an epoll_ctl every iteration
     }
+    if (const int rc = uv_poll_start(&c.poll, events, connection_cb); rc != 0) {
+        // Without its watch the connection would never be heard again: end it.
+        if (ClientRecord* r = state.find_client(c.session.client_id())) {
+            log_error("uv_poll_start for " + describe(*r) + ": " + uv_message(rc) +
+                      "; closing the connection");
+        }
+        close_connection(c, true);
+        return;
+    }
     c.poll_events = events;
-    uv_poll_start(&c.poll, events, [](uv_poll_t* handle, int status, int ev) {
-        auto* conn = static_cast<Connection*>(handle->data);
-        conn->owner->on_connection_event(*conn, status, ev);
-    });
 }
 
 void EventLoop::Impl::on_connection_event(Connection& c, int status, int events) {
@@ -298,50 +300,24 @@ void EventLoop::Impl::on_connection_event(Connection& c, int status, int events)
 
 void EventLoop::Impl::read_requests(Connection& c) {
     for (int i = 0; i < kMessagesPerWakeup && !c.closing && may_read(c); ++i) {
-        iovec iov{recv_buffer.data(), recv_buffer.size()};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        const ssize_t n = ::recvmsg(c.fd.get(), &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        proto::Incoming in = proto::read_message(c.fd.get(), recv_buffer);
+        Reply reply;
+        if (auto* received = std::get_if<proto::Received>(&in)) {
+            reply = c.session.handle(std::move(*received));
+        } else if (const auto* refusal = std::get_if<proto::Refusal>(&in)) {
+            reply = c.session.refused(*refusal);
+        } else {
+            const Error& e = std::get<Error>(in);
+            if (e.code == Errc::would_block) {
                 return;
             }
-            close_connection(c, true);
-            return;
-        }
-        std::vector<UniqueFd> fds;
-        for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                const std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t k = 0; k < count; ++k) {
-                    int fd = -1;
-                    std::memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
-                    fds.emplace_back(fd);
+            if (e.code != Errc::closed) {
+                if (ClientRecord* r = state.find_client(c.session.client_id())) {
+                    log_debug(describe(*r) + ": " + e.message());
                 }
             }
-        }
-        if (n == 0 && fds.empty()) {
-            close_connection(c, true); // orderly shutdown by the peer
+            close_connection(c, true); // the peer closed, or the socket failed
             return;
-        }
-        Reply reply;
-        if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-            ClientRecord* r = state.find_client(c.session.client_id());
-            log_warning((r != nullptr ? describe(*r) : std::string{"a client"}) +
-                        " passed more descriptors than any message carries; disconnected");
-            close_connection(c, true);
-            return;
-        }
-        if ((msg.msg_flags & MSG_TRUNC) != 0 || static_cast<std::size_t>(n) > recv_buffer.size()) {
-            reply = c.session.oversized(static_cast<std::size_t>(n));
-            reply.disconnect = reply.disconnect || !fds.empty();
-        } else {
-            reply =
-                c.session.handle({recv_buffer.data(), static_cast<std::size_t>(n)}, std::move(fds));
         }
         c.disconnect_after_flush = c.disconnect_after_flush || reply.disconnect;
         if (!reply.bytes.empty()) {
@@ -361,27 +337,14 @@ void EventLoop::Impl::read_requests(Connection& c) {
 void EventLoop::Impl::flush(Connection& c) {
     while (!c.outgoing.empty()) {
         Reply& r = c.outgoing.front();
-        iovec iov{r.bytes.data(), r.bytes.size()};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
-        if (!r.fds.empty()) {
-            const std::size_t bytes = sizeof(int) * r.fds.size();
-            msg.msg_control = control;
-            msg.msg_controllen = CMSG_SPACE(bytes);
-            cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(bytes);
-            for (std::size_t k = 0; k < r.fds.size(); ++k) {
-                const int fd = r.fds[k].get();
-                std::memcpy(CMSG_DATA(cm) + k * sizeof(int), &fd, sizeof fd);
-            }
+        std::array<int, proto::kMaxFds> fds{};
+        const std::size_t n = std::min(r.fds.size(), fds.size());
+        for (std::size_t k = 0; k < n; ++k) {
+            fds[k] = r.fds[k].get();
         }
-        const ssize_t n = ::sendmsg(c.fd.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        auto sent = proto::send_datagram(c.fd.get(), r.bytes, std::span{fds}.first(n));
+        if (!sent) {
+            if (sent.code() == Errc::would_block) {
                 update_poll(c);
                 return;
             }
@@ -403,18 +366,84 @@ void EventLoop::Impl::close_connection(Connection& c, bool reclaim) {
     }
     c.closing = true;
     const std::uint64_t id = c.session.client_id();
+    // libuv's part first: whatever happens below, the handle is closed and the Connection
+    // freed in its close callback.
     connections.erase(id);
+    (void)uv_ok(uv_poll_stop(&c.poll), "uv_poll_stop");
+    uv_close(as_handle(&c.poll), connection_closed_cb);
     if (reclaim) {
         state.remove_client(id);
     } else {
         state.forget_client(id);
     }
-    uv_poll_stop(&c.poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c.poll),
-             [](uv_handle_t* h) { delete static_cast<Connection*>(h->data); });
     if (!stopping) {
         notify_status_line();
     }
+}
+
+void EventLoop::Impl::schedule_hello_timeout() {
+    // Connections that said hello, or are gone, wait for nothing.
+    while (!awaiting_hello.empty()) {
+        auto it = connections.find(awaiting_hello.front().second);
+        if (it != connections.end() && !it->second->closing && !it->second->session.greeted()) {
+            break;
+        }
+        awaiting_hello.pop_front();
+    }
+    if (stopping || awaiting_hello.empty()) {
+        return;
+    }
+    const auto timeout = static_cast<std::uint64_t>(state.config().limits.hello_timeout.count());
+    const std::uint64_t due = awaiting_hello.front().first + timeout;
+    const std::uint64_t now = uv_now(&loop);
+    (void)uv_ok(uv_timer_start(&hello_timer, hello_timer_cb, due > now ? due - now : 0, 0),
+                "uv_timer_start (hello timeout)");
+}
+
+void EventLoop::Impl::on_hello_timer() {
+    const auto timeout = state.config().limits.hello_timeout;
+    const std::uint64_t now = uv_now(&loop);
+    while (!awaiting_hello.empty() && !stopping) {
+        const auto [accepted_ms, id] = awaiting_hello.front();
+        auto it = connections.find(id);
+        if (it == connections.end() || it->second->closing || it->second->session.greeted()) {
+            awaiting_hello.pop_front();
+            continue;
+        }
+        if (accepted_ms + static_cast<std::uint64_t>(timeout.count()) > now) {
+            break;
+        }
+        awaiting_hello.pop_front();
+        Connection& c = *it->second;
+        const std::string limit =
+            "limits.hello_timeout (" + std::to_string(timeout.count()) + " ms)";
+        if (const ClientRecord* r = state.find_client(id)) {
+            refusals.warn(r->credentials.uid,
+                          "closed the connection of " + describe(*r) + ": no hello within " + limit,
+                          client_fields(r->credentials.pid, r->credentials.uid, r->name));
+        }
+        // The socket does not block: the answer goes now or not at all, and the connection
+        // is closed either way (a client that never reads gets nothing more from us).
+        (void)proto::send_message(
+            c.fd.get(),
+            proto::Message{
+                0, proto::ErrorReply{Errc::timed_out, "no hello within " + limit +
+                                                          "; the daemon closed the connection"}});
+        close_connection(c, true);
+    }
+    schedule_hello_timeout();
+}
+
+void EventLoop::Impl::schedule_refusal_summary() {
+    const auto next = refusals.next_due();
+    if (stopping || !next) {
+        return;
+    }
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(*next - std::chrono::steady_clock::now());
+    (void)uv_ok(uv_timer_start(&refusal_timer, refusal_timer_cb,
+                               left.count() > 0 ? static_cast<std::uint64_t>(left.count()) : 0, 0),
+                "uv_timer_start (refusal summary)");
 }
 
 void EventLoop::Impl::stop() {
@@ -427,52 +456,49 @@ void EventLoop::Impl::stop() {
     while (!connections.empty()) {
         close_connection(*connections.begin()->second, false);
     }
+    awaiting_hello.clear();
+    refusals.on_counted = nullptr;
+    refusals.flush_due(true); // what was counted is reported, not lost with the process
     auto close_handle = [](auto* h) {
-        if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h))) {
-            uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+        if (uv_is_closing(as_handle(h)) == 0) {
+            uv_close(as_handle(h), nullptr);
         }
     };
-    uv_poll_stop(&listener);
+    (void)uv_ok(uv_poll_stop(&listener), "uv_poll_stop (listening socket)");
     close_handle(&listener);
-    uv_poll_stop(&signals);
+    (void)uv_ok(uv_poll_stop(&signals), "uv_poll_stop (signals)");
     close_handle(&signals);
     if (watchdog_started) {
-        uv_timer_stop(&watchdog);
+        (void)uv_ok(uv_timer_stop(&watchdog), "uv_timer_stop (watchdog)");
         close_handle(&watchdog);
     }
     if (grace_running) {
-        uv_timer_stop(&grace);
+        (void)uv_ok(uv_timer_stop(&grace), "uv_timer_stop (grace period)");
         close_handle(&grace);
         grace_running = false;
     }
     state.flush_state();
     status_pending = false;
-    uv_check_stop(&after_iteration);
+    (void)uv_ok(uv_check_stop(&after_iteration), "uv_check_stop");
     close_handle(&after_iteration);
-    uv_timer_stop(&status_timer);
-    close_handle(&status_timer);
-    if (created_socket_file) {
-        // Remove the file only if it is still the socket we bound (not a successor's).
-        const std::string path = state.paths().socket.native();
-        struct stat st {};
-        if (::stat(path.c_str(), &st) == 0 && st.st_dev == socket_dev && st.st_ino == socket_ino) {
-            ::unlink(path.c_str());
-        }
+    for (uv_timer_t* t : {&status_timer, &hello_timer, &refusal_timer}) {
+        (void)uv_ok(uv_timer_stop(t), "uv_timer_stop");
+        close_handle(t);
     }
+    listening.remove_file();
 }
 
 // The check handle runs after this iteration's I/O callbacks: every request of the burst
 // has been handled, so the state file is written and STATUS= sent once for all of them.
 void EventLoop::Impl::schedule_after_iteration() {
-    if (stopping || uv_is_active(reinterpret_cast<uv_handle_t*>(&after_iteration)) != 0) {
+    if (stopping || uv_is_active(as_handle(&after_iteration)) != 0) {
         return;
     }
-    uv_check_start(&after_iteration,
-                   [](uv_check_t* h) { static_cast<Impl*>(h->data)->run_after_iteration(); });
+    (void)uv_ok(uv_check_start(&after_iteration, after_iteration_cb), "uv_check_start");
 }
 
 void EventLoop::Impl::run_after_iteration() {
-    uv_check_stop(&after_iteration);
+    (void)uv_ok(uv_check_stop(&after_iteration), "uv_check_stop");
     state.flush_state();
     std::vector<std::uint64_t> waiting;
     waiting.swap(flush_after_write);
@@ -481,7 +507,7 @@ void EventLoop::Impl::run_after_iteration() {
             flush(*it->second);
         }
     }
-    if (!status_pending || uv_is_active(reinterpret_cast<uv_handle_t*>(&status_timer)) != 0) {
+    if (!status_pending || uv_is_active(as_handle(&status_timer)) != 0) {
         return;
     }
     const std::uint64_t now = uv_now(&loop);
@@ -489,33 +515,17 @@ void EventLoop::Impl::run_after_iteration() {
         send_status_line();
         return;
     }
-    uv_timer_start(
-        &status_timer,
-        [](uv_timer_t* h) {
-            auto* s = static_cast<Impl*>(h->data);
-            if (!s->stopping && s->status_pending) {
-                s->send_status_line();
-            }
-        },
-        kStatusIntervalMs - (now - last_status_ms), 0);
+    if (!uv_ok(uv_timer_start(&status_timer, status_timer_cb,
+                              kStatusIntervalMs - (now - last_status_ms), 0),
+               "uv_timer_start (STATUS=)")) {
+        send_status_line(); // early rather than never
+    }
 }
 
-void EventLoop::Impl::start_poll(uv_poll_t& handle) {
-    // The listening socket and the signal descriptor: readable is all they report.
-    uv_poll_start(&handle, UV_READABLE, [](uv_poll_t* h, int status, int) {
-        auto* s = static_cast<Impl*>(h->data);
-        const bool listener = h == &s->listener;
-        if (status < 0) {
-            log_error(std::string{listener ? "listening socket" : "signal descriptor"} + ": " +
-                      uv_message(status));
-            return;
-        }
-        if (listener) {
-            s->on_listener_readable();
-        } else {
-            s->on_signals_readable();
-        }
-    });
+void EventLoop::Impl::on_status_timer() {
+    if (!stopping && status_pending) {
+        send_status_line();
+    }
 }
 
 void EventLoop::Impl::on_signals_readable() {
@@ -551,30 +561,192 @@ void EventLoop::Impl::reload() {
     notify_status_line();
 }
 
+void EventLoop::Impl::on_grace_timer() {
+    grace_running = false;
+    uv_close(as_handle(&grace), nullptr);
+    state.end_grace();
+}
+
+// ---- the callbacks handed to libuv ----
+
+void EventLoop::Impl::listener_cb(uv_poll_t* h, int status, int) noexcept {
+    auto* s = static_cast<Impl*>(h->data);
+    const bool listener = h == &s->listener;
+    (void)guarded(listener ? "the listening socket" : "the signal descriptor", [&] {
+        if (status < 0) {
+            // Both report only readable; an error here is the kernel's, not a peer's.
+            log_error(std::string{listener ? "listening socket" : "signal descriptor"} + ": " +
+                      uv_message(status));
+            return;
+        }
+        if (listener) {
+            s->on_listener_readable();
+        } else {
+            s->on_signals_readable();
+        }
+    });
+}
+
+void EventLoop::Impl::connection_cb(uv_poll_t* h, int status, int events) noexcept {
+    auto* c = static_cast<Connection*>(h->data);
+    if (guarded("a client connection",
+                [&] { c->owner->on_connection_event(*c, status, events); })) {
+        return;
+    }
+    // What the handler left half done is that client's: end its connection, reclaiming.
+    (void)guarded("closing a client connection", [&] { c->owner->close_connection(*c, true); });
+}
+
+void EventLoop::Impl::connection_closed_cb(uv_handle_t* h) noexcept {
+    delete static_cast<Connection*>(h->data);
+}
+
+void EventLoop::Impl::after_iteration_cb(uv_check_t* h) noexcept {
+    (void)guarded("the end of a loop iteration",
+                  [&] { static_cast<Impl*>(h->data)->run_after_iteration(); });
+}
+
+void EventLoop::Impl::status_timer_cb(uv_timer_t* h) noexcept {
+    (void)guarded("the STATUS= timer", [&] { static_cast<Impl*>(h->data)->on_status_timer(); });
+}
+
+void EventLoop::Impl::watchdog_cb(uv_timer_t*) noexcept {
+    (void)guarded("the watchdog timer", [] { notify_watchdog(); });
+}
+
+void EventLoop::Impl::grace_cb(uv_timer_t* h) noexcept {
+    (void)guarded("the grace period's timer",
+                  [&] { static_cast<Impl*>(h->data)->on_grace_timer(); });
+}
+
+void EventLoop::Impl::hello_timer_cb(uv_timer_t* h) noexcept {
+    (void)guarded("the hello timeout", [&] { static_cast<Impl*>(h->data)->on_hello_timer(); });
+}
+
+void EventLoop::Impl::refusal_timer_cb(uv_timer_t* h) noexcept {
+    (void)guarded("the refusal summary timer", [&] {
+        auto* s = static_cast<Impl*>(h->data);
+        s->refusals.flush_due();
+        s->schedule_refusal_summary();
+    });
+}
+
+void EventLoop::Impl::log_open_handle_cb(uv_handle_t* h, void*) noexcept {
+    (void)guarded("listing open handles", [&] {
+        log_error(std::string{"handle still open at exit: "} +
+                  uv_handle_type_name(uv_handle_get_type(h)));
+    });
+}
+
+Result<void> EventLoop::Impl::start_handles() {
+    if (!uv_ok(uv_loop_init(&loop), "uv_loop_init")) {
+        return make_error(Errc::system_error, "uv_loop_init failed (logged)");
+    }
+    loop_open = true;
+    loop.data = this;
+    // Every handle is initialised before any watch starts, so that a failure leaves only
+    // handles that ~Impl() closes.
+    struct Init {
+        int rc;
+        const char* what;
+    };
+    const Init inits[] = {
+        {uv_poll_init(&loop, &listener, listening.fd()), "uv_poll_init (listening socket)"},
+        {uv_poll_init(&loop, &signals, signal_fd.get()), "uv_poll_init (signals)"},
+        {uv_check_init(&loop, &after_iteration), "uv_check_init"},
+        {uv_timer_init(&loop, &status_timer), "uv_timer_init (STATUS=)"},
+        {uv_timer_init(&loop, &hello_timer), "uv_timer_init (hello timeout)"},
+        {uv_timer_init(&loop, &refusal_timer), "uv_timer_init (refusal summary)"},
+    };
+    for (const Init& i : inits) {
+        if (i.rc != 0) {
+            return make_error(Errc::system_error, std::string{i.what} + ": " + uv_message(i.rc));
+        }
+    }
+    for (uv_handle_t* h :
+         {as_handle(&listener), as_handle(&signals), as_handle(&after_iteration),
+          as_handle(&status_timer), as_handle(&hello_timer), as_handle(&refusal_timer)}) {
+        h->data = this;
+    }
+    if (const int rc = uv_poll_start(&listener, UV_READABLE, listener_cb); rc != 0) {
+        return make_error(Errc::system_error,
+                          "uv_poll_start (listening socket): " + uv_message(rc));
+    }
+    if (const int rc = uv_poll_start(&signals, UV_READABLE, listener_cb); rc != 0) {
+        return make_error(Errc::system_error, "uv_poll_start (signals): " + uv_message(rc));
+    }
+    if (auto interval = watchdog_interval()) {
+        const auto half_ms = static_cast<std::uint64_t>(interval->count() / 2000);
+        const std::uint64_t every = half_ms == 0 ? 1 : half_ms;
+        if (const int rc = uv_timer_init(&loop, &watchdog); rc != 0) {
+            return make_error(Errc::system_error, "uv_timer_init (watchdog): " + uv_message(rc));
+        }
+        watchdog.data = this;
+        watchdog_started = true;
+        if (const int rc = uv_timer_start(&watchdog, watchdog_cb, every, every); rc != 0) {
+            return make_error(Errc::system_error, "uv_timer_start (watchdog): " + uv_message(rc));
+        }
+        log_debug("watchdog: pinging every " + std::to_string(every) + " ms");
+    }
+    if (state.in_grace()) {
+        // One shot: the restart's grace period for clients to offer their endpoints back.
+        if (const int rc = uv_timer_init(&loop, &grace); rc != 0) {
+            return make_error(Errc::system_error,
+                              "uv_timer_init (grace period): " + uv_message(rc));
+        }
+        grace.data = this;
+        grace_running = true;
+        if (const int rc = uv_timer_start(&grace, grace_cb,
+                                          static_cast<std::uint64_t>(kRestartGrace.count()), 0);
+            rc != 0) {
+            return make_error(Errc::system_error,
+                              "uv_timer_start (grace period): " + uv_message(rc));
+        }
+    }
+    refusals.on_counted = [this] {
+        if (uv_is_active(as_handle(&refusal_timer)) == 0) {
+            schedule_refusal_summary();
+        }
+    };
+    return ok();
+}
+
+EventLoop::Impl::~Impl() {
+    if (!loop_open) {
+        return;
+    }
+    // open() failed after uv_loop_init(): no connection exists yet, and no handle has a
+    // close callback that needs this object beyond the loop run below.
+    refusals.on_counted = nullptr;
+    uv_walk(
+        &loop,
+        [](uv_handle_t* h, void*) noexcept {
+            if (uv_is_closing(h) == 0) {
+                uv_close(h, nullptr);
+            }
+        },
+        nullptr);
+    (void)uv_run(&loop, UV_RUN_DEFAULT); // runs the close callbacks
+    if (const int rc = uv_loop_close(&loop); rc != 0) {
+        report_escape("closing a loop that did not start", uv_strerror(rc));
+    }
+}
+
 EventLoop::EventLoop(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
 
 EventLoop::~EventLoop() = default;
 
 bool EventLoop::socket_activated() const noexcept {
-    return impl_->activated;
+    return impl_->listening.activated();
 }
 
 Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
                                                    std::vector<PassedFd>& passed) {
-    auto impl = std::make_unique<Impl>(state);
-    for (auto& p : passed) {
-        if (p.fd && is_listening_seqpacket(p.fd.get())) {
-            impl->listen_fd = std::move(p.fd);
-            impl->activated = true;
-            log_info("using the listening socket passed by the service manager ('" + p.name + "')");
-            break;
-        }
+    auto listening = ListeningSocket::open(state.paths().socket, passed);
+    if (!listening) {
+        return listening.take_error();
     }
-    if (!impl->activated) {
-        if (auto bound = impl->bind_socket(); !bound) {
-            return bound.take_error();
-        }
-    }
+    auto impl = std::make_unique<Impl>(state, std::move(*listening));
     // The signals are blocked and read from a descriptor the loop polls, so their handling
     // runs on the loop like any other event: no asynchronous handler, no window in which one
     // is lost. They stay blocked until the process exits (a second SIGTERM during the stop
@@ -592,52 +764,10 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
     if (!impl->signal_fd) {
         return make_error(Errc::system_error, std::string{"signalfd: "} + std::strerror(errno));
     }
-    // A passed socket may be blocking; the loop needs it not to be.
-    (void)::fcntl(impl->listen_fd.get(), F_SETFL,
-                  ::fcntl(impl->listen_fd.get(), F_GETFL) | O_NONBLOCK);
-
-    if (int rc = uv_loop_init(&impl->loop); rc != 0) {
-        return make_error(Errc::system_error, "uv_loop_init: " + uv_message(rc));
+    if (auto started = impl->start_handles(); !started) {
+        return started.take_error(); // ~Impl() closes what was set up
     }
     Impl* self = impl.get();
-    impl->loop.data = self;
-    // From here on every handle is initialised before anything can fail, so that a failure
-    // is never left with half the handles unknown to stop().
-    uv_poll_init(&impl->loop, &impl->listener, impl->listen_fd.get());
-    uv_poll_init(&impl->loop, &impl->signals, impl->signal_fd.get());
-    uv_check_init(&impl->loop, &impl->after_iteration);
-    impl->after_iteration.data = self;
-    uv_timer_init(&impl->loop, &impl->status_timer);
-    impl->status_timer.data = self;
-    impl->listener.data = self;
-    impl->signals.data = self;
-    impl->start_poll(impl->listener);
-    impl->start_poll(impl->signals);
-    if (auto interval = watchdog_interval()) {
-        const auto half_ms = static_cast<std::uint64_t>(interval->count() / 2000);
-        uv_timer_init(&impl->loop, &impl->watchdog);
-        impl->watchdog.data = self;
-        uv_timer_start(
-            &impl->watchdog, [](uv_timer_t*) { notify_watchdog(); }, half_ms == 0 ? 1 : half_ms,
-            half_ms == 0 ? 1 : half_ms);
-        impl->watchdog_started = true;
-        log_debug("watchdog: pinging every " + std::to_string(half_ms) + " ms");
-    }
-    if (state.in_grace()) {
-        // One shot: the restart's grace period for clients to offer their endpoints back.
-        uv_timer_init(&impl->loop, &impl->grace);
-        impl->grace.data = self;
-        impl->grace_running = true;
-        uv_timer_start(
-            &impl->grace,
-            [](uv_timer_t* h) {
-                auto* s = static_cast<Impl*>(h->data);
-                s->state.end_grace();
-                s->grace_running = false;
-                uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
-            },
-            static_cast<std::uint64_t>(kRestartGrace.count()), 0);
-    }
     state.on_change = [self] {
         if (!self->stopping) {
             self->notify_status_line();
@@ -654,22 +784,19 @@ Result<std::unique_ptr<EventLoop>> EventLoop::open(DaemonState& state,
 }
 
 Result<void> EventLoop::run() {
-    uv_run(&impl_->loop, UV_RUN_DEFAULT);
+    // uv_run()'s result says only whether handles were still active when it returned: with
+    // UV_RUN_DEFAULT it returns once none is, and uv_loop_close() below tells the rest.
+    (void)uv_run(&impl_->loop, UV_RUN_DEFAULT);
     impl_->state.on_change = nullptr;
     impl_->state.on_state_dirty = nullptr;
     impl_->state.flush_state();
     const int rc = uv_loop_close(&impl_->loop);
-    impl_->listen_fd.reset();
+    impl_->listening.close();
     if (rc != 0) {
-        uv_walk(
-            &impl_->loop,
-            [](uv_handle_t* h, void*) {
-                log_error(std::string{"handle still open at exit: "} +
-                          uv_handle_type_name(uv_handle_get_type(h)));
-            },
-            nullptr);
+        uv_walk(&impl_->loop, Impl::log_open_handle_cb, nullptr);
         return make_error(Errc::system_error, "uv_loop_close: " + uv_message(rc));
     }
+    impl_->loop_open = false;
     return ok();
 }
 

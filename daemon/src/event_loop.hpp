@@ -2,20 +2,23 @@
 //
 // Owns (every handle embedded here or in a Connection; each is uv_close()d before its
 // memory is freed, and stop() leads to uv_loop_close() == 0):
-//  - the listening SOCK_SEQPACKET socket: taken from socket activation (sd_listen_fds) when
-//    systemd passed one, else bound here — a stale socket file is unlinked only if connect()
-//    to it fails with ECONNREFUSED, so a running daemon is never robbed of its socket. The
-//    file is chmod 0666: who may do what is decided per request from SO_PEERCRED, and a
-//    user instance's runtime directory (0700) already keeps other users out;
+//  - the listening SOCK_SEQPACKET socket (ListeningSocket: passed by socket activation, or
+//    bound at the configured path without robbing a running daemon of its socket);
 //  - SIGHUP (reload), SIGTERM and SIGINT (graceful stop): blocked, and read from a signalfd
 //    the loop polls (handled on the loop, never in an asynchronous handler);
-//  - the watchdog timer, only when systemd set WATCHDOG_USEC (no other timer: the daemon
-//    sleeps in epoll when idle);
+//  - timers that run only while they have something to do, so that an idle daemon sleeps in
+//    epoll: the watchdog (when systemd set WATCHDOG_USEC), the restart's grace period, the
+//    next STATUS= of a burst, the hello timeout (while a connection has not said hello
+//    within limits.hello_timeout, it is told timed_out and closed) and the summary of
+//    refusals counted by the RefusalLog (one warning line per uid per interval);
 //  - a check handle that writes the state file once per loop iteration, after the requests
 //    of that iteration were handled, and only when one of them changed it (started on
 //    demand, so an idle daemon has nothing to run);
 //  - one Connection per accepted client: its descriptor, its uv_poll, its ClientSession and
-//    the replies not yet sent. Memory is freed in the poll's close callback.
+//    the replies not yet sent. Memory is freed in the poll's close callback. A connection
+//    is refused (told why, naming the limit, then closed) beyond limits.max_clients, the
+//    share of it left by limits.admin_reserve to anyone but root and the admins, or its
+//    uid's limits.per_uid.max_connections (uid_quota.hpp).
 //
 // Liveness: a connection that reports EOF, hang-up or an error is closed at once and
 // DaemonState::remove_client() reclaims every endpoint the client held — within one loop

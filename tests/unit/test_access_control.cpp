@@ -60,6 +60,30 @@ TEST_CASE("'*' admits every user") {
     CHECK(admits(list, user(65534), kDaemonUid));
 }
 
+TEST_CASE("a non-admin is shown the channels it may open in some role, an admin every one") {
+    Config config;
+    config.admins.users.push_back(id(2000));
+    ChannelAcl acl;
+    acl.subscribe.users.push_back(id(1000)); // may subscribe only
+    CHECK(may_see_channel(config, acl, user(1000), kDaemonUid));
+    CHECK_FALSE(may_see_channel(config, acl, user(1001), kDaemonUid));
+    CHECK(may_see_channel(config, acl, user(2000), kDaemonUid)); // a listed admin
+    CHECK(may_see_channel(config, acl, user(0), kDaemonUid));
+    CHECK(may_see_channel(config, acl, user(kDaemonUid), kDaemonUid));
+    ChannelAcl publish_only;
+    publish_only.publish.groups.push_back(id(42));
+    CHECK(may_see_channel(config, publish_only, user(1001, 42), kDaemonUid));
+}
+
+TEST_CASE("a non-admin is shown the pids and names of its own uid's clients only") {
+    Config config;
+    config.admins.groups.push_back(id(7));
+    CHECK(may_see_client(config, 1000, user(1000), kDaemonUid));
+    CHECK_FALSE(may_see_client(config, 1001, user(1000), kDaemonUid));
+    CHECK(may_see_client(config, 1001, user(1000, 100, {7}), kDaemonUid)); // admin by group
+    CHECK(may_see_client(config, 1001, user(0), kDaemonUid));
+}
+
 TEST_CASE("a name that was never resolved to an id admits nobody") {
     AccessList list;
     list.users.push_back(AccountRef{"alice", std::nullopt, {}});
