@@ -4,6 +4,8 @@
 #include "logging.hpp"
 #include "uid_quota.hpp"
 
+#include <assert.hpp>
+
 #include <shmbus/version.hpp>
 
 #include <unistd.h>
@@ -39,11 +41,7 @@ ChannelSummary summarize(const RegisteredChannel& channel) {
 
 ClientRecord& ClientSession::client() {
     ClientRecord* c = state_.find_client(client_id_);
-    // The record lives as long as the connection, which owns this session.
-    if (c == nullptr) {
-        log_error("session of unknown client " + std::to_string(client_id_));
-        std::abort();
-    }
+    SHMBUS_ASSERT(c != nullptr, "a session's client record lives as long as its connection");
     return *c;
 }
 
