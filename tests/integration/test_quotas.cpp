@@ -433,7 +433,7 @@ TEST_CASE("a uid's dynamic channels stop at limits.per_uid.max_dynamic_channels 
 }
 
 TEST_CASE("a user who is not an admin is shown only the channels it may open and only its "
-          "own clients' pids and names; root is shown everything") {
+          "own clients' pids and names, and root is shown everything") {
     if (!root()) {
         WARN("not root: cannot run clients as other uids; skipped");
         return;
