@@ -48,12 +48,17 @@ bool guarded(const char* where, Handler&& handler) noexcept {
     return false;
 }
 
-/// Whether libuv call `what` succeeded (rc == 0); logs the failure with uv_strerror().
+/// libuv's text for error code `rc`.
+inline std::string uv_message(int rc) {
+    return uv_strerror(rc);
+}
+
+/// Whether libuv call `what` succeeded (rc == 0); logs the failure with uv_message().
 inline bool uv_ok(int rc, std::string_view what) {
     if (rc == 0) {
         return true;
     }
-    log_error(std::string{what} + ": " + uv_strerror(rc));
+    log_error(std::string{what} + ": " + uv_message(rc));
     return false;
 }
 
