@@ -16,6 +16,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <sys/socket.h>
@@ -67,13 +68,14 @@ void EventLoop::Impl::accept_one(int raw_fd) {
     // Replies go out in one datagram; make sure the largest fits the send buffer.
     const int sndbuf = static_cast<int>(2 * proto::kMaxMessageBytes);
     (void)::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    auto* c = new Connection(this, std::move(fd), id);
-    if (!uv_ok(uv_poll_init(&loop, &c->poll, c->fd.get()),
+    auto owned = std::make_unique<Connection>(this, std::move(fd), id);
+    if (!uv_ok(uv_poll_init(&loop, &owned->poll, owned->fd.get()),
                "uv_poll_init for " + describe(**record))) {
         state.forget_client(id);
-        delete c; // never initialised: libuv does not know it
-        return;
+        return; // never initialised: libuv does not know it, `owned` frees it
     }
+    // From here on libuv knows the handle: the Connection is freed in its close callback.
+    Connection* c = owned.release();
     connections.emplace(id, c);
     log_debug("accepted " + describe(**record));
     awaiting_hello.emplace_back(uv_now(&loop), id);
