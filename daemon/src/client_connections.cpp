@@ -79,6 +79,7 @@ void EventLoop::Impl::accept_one(int raw_fd) {
     connections.emplace(id, c);
     log_debug("accepted " + describe(**record));
     awaiting_hello.emplace_back(uv_now(&loop), id);
+    ++ungreeted;
     if (uv_is_active(as_handle(&hello_timer)) == 0) {
         schedule_hello_timeout();
     }
@@ -173,6 +174,9 @@ void EventLoop::Impl::read_requests(Connection& c) {
         Reply reply;
         if (auto* received = std::get_if<proto::Received>(&in)) {
             reply = c.session.handle(std::move(*received));
+            if (c.awaiting_hello && c.session.greeted()) {
+                hello_done(c);
+            }
         } else if (const auto* refusal = std::get_if<proto::Refusal>(&in)) {
             reply = c.session.refused(*refusal);
         } else {
@@ -234,6 +238,9 @@ void EventLoop::Impl::close_connection(Connection& c, bool reclaim) {
         return;
     }
     c.closing = true;
+    if (c.awaiting_hello) {
+        hello_done(c);
+    }
     const std::uint64_t id = c.session.client_id();
     // libuv's part first: whatever happens below, the handle is closed and the Connection
     // freed in its close callback.
@@ -247,6 +254,14 @@ void EventLoop::Impl::close_connection(Connection& c, bool reclaim) {
     }
     if (!stopping) {
         notify_status_line();
+    }
+}
+
+void EventLoop::Impl::hello_done(Connection& c) {
+    c.awaiting_hello = false;
+    if (--ungreeted == 0) {
+        awaiting_hello.clear();
+        (void)uv_ok(uv_timer_stop(&hello_timer), "uv_timer_stop (hello timeout)");
     }
 }
 

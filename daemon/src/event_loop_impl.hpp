@@ -56,8 +56,12 @@ struct EventLoop::Impl {
     uv_timer_t status_timer{};       // active while a STATUS= waits for kStatusIntervalMs to pass
     std::uint64_t last_status_ms{0}; // when last_status was sent
     /// Connections that have not completed hello, by accept time (uv_now) and id, oldest
-    /// first; hello_timer runs while any is left, due when the oldest's time is up.
+    /// first; hello_timer runs while any is left, due when the oldest's time is up. Entries
+    /// of connections that have greeted or gone are dropped lazily, but once none is left
+    /// waiting (`ungreeted` is 0) the queue is cleared and the timer stopped at once, so that
+    /// a daemon whose clients have all said hello runs no timer.
     std::deque<std::pair<std::uint64_t, std::uint64_t>> awaiting_hello;
+    std::size_t ungreeted{0};
     uv_timer_t hello_timer{};
     /// Warnings about refusals, one line per uid per interval; refusal_timer runs while it
     /// has refusals counted and not yet reported.
@@ -103,6 +107,8 @@ struct EventLoop::Impl {
     void run_after_iteration();
     void send_status_line();
     void on_status_timer();
+    /// `c` has said hello, or goes before it did: one fewer to wait for.
+    void hello_done(Connection& c);
     /// (Re)starts hello_timer for the oldest connection still waiting for its hello.
     void schedule_hello_timeout();
     void on_hello_timer();
@@ -131,6 +137,7 @@ struct Connection {
     std::deque<Reply> outgoing;
     bool closing{false};
     bool disconnect_after_flush{false};
+    bool awaiting_hello{true}; // counted in EventLoop::Impl::ungreeted
     bool stalled{false}; // reading stopped: limits.per_client.max_inflight_requests replies wait
     int poll_events{0};  // what uv_poll_start was last asked for
 
