@@ -12,8 +12,11 @@
 //     the drop-ins of the conf.d/ directory beside it, then calls parse_config().
 //     choose_config_path() picks the file (system, user, or --config).
 //
-// yaml-cpp is fenced inside config.cpp: no YAML type appears here, and every YAML::Exception
-// becomes a ConfigError. The rest of the daemon sees only Config.
+// The code lives in this directory, in three units: values.* (numbers, sizes, names and the
+// words of messages about them), yaml_reader.* (the only includer of yaml-cpp: one YAML text
+// onto a Config) and load.cpp (files, conf.d/ drop-ins, the merge, accounts); schema.hpp holds
+// the keys and ranges. No YAML type appears here, and every YAML::Exception becomes a
+// ConfigError. The rest of the daemon sees only Config.
 //
 // Failure policy: a configuration with any error is rejected whole (ParseOutcome::config is
 // empty); the caller keeps what it had (on reload) or refuses to start (exit code 78,

@@ -1,0 +1,57 @@
+// What shmbusd.yaml may say: the keys of each mapping, the words of each choice, and the range
+// of each number. One table per fact, read by yaml_reader.cpp (which key holds what) and by
+// load.cpp (names of log levels); docs/configuration.md lists the same and must follow it.
+#pragma once
+
+#include "config.hpp"
+#include "values.hpp"
+
+#include <shmbus/channel.hpp>
+
+#include <array>
+#include <string_view>
+
+namespace shmbus::daemon {
+
+// ---- Ranges of numbers ----------------------------------------------------------------------
+
+inline constexpr Range kSlotSizeRange{1, kMaxSlotSize, true};
+inline constexpr Range kSlotCountRange{2, kMaxSlotCount, false};
+inline constexpr Range kEndpointRange{1, kMaxEndpoints, false};
+inline constexpr Range kClientCountRange{1, 65536, false};
+inline constexpr Range kChannelCountRange{1, 65536, false};
+inline constexpr Range kTotalBytesRange{64 * kKiB, kTiB, true};
+inline constexpr Range kOpenChannelsRange{1, 65536, false};
+inline constexpr Range kInflightRange{1, 4096, false};
+inline constexpr Range kDynamicPerClientRange{0, 65536, false};
+
+// ---- The keys each mapping accepts ---------------------------------------------------------
+
+inline constexpr std::array<std::string_view, 4> kTopKeys{"daemon", "limits", "dynamic_channels",
+                                                          "channels"};
+inline constexpr std::array<std::string_view, 4> kDaemonKeys{"socket", "state_directory",
+                                                             "log_level", "admin"};
+inline constexpr std::array<std::string_view, 2> kAccessKeys{"users", "groups"};
+inline constexpr std::array<std::string_view, 4> kLimitKeys{
+    "max_clients", "max_channels", "max_total_segment_bytes", "per_client"};
+inline constexpr std::array<std::string_view, 3> kClientLimitKeys{
+    "max_open_channels", "max_inflight_requests", "max_dynamic_channels"};
+inline constexpr std::array<std::string_view, 6> kDynamicKeys{
+    "allowed", "users", "groups", "defaults", "max_slot_size", "max_slot_count"};
+inline constexpr std::array<std::string_view, 6> kSpecKeys{
+    "kind", "slot_size", "slot_count", "overflow", "max_publishers", "max_subscribers"};
+inline constexpr std::array<std::string_view, 8> kChannelKeys{
+    "name",     "kind",           "slot_size",       "slot_count",
+    "overflow", "max_publishers", "max_subscribers", "acl"};
+inline constexpr std::array<std::string_view, 2> kAclKeys{"publish", "subscribe"};
+
+inline constexpr std::array<std::string_view, 2> kKindNames{"queue", "broadcast"};
+inline constexpr std::array<ChannelKind, 2> kKinds{ChannelKind::queue, ChannelKind::broadcast};
+inline constexpr std::array<std::string_view, 2> kOverflowNames{"block", "drop"};
+inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::drop};
+inline constexpr std::array<std::string_view, 5> kLogLevelNames{"trace", "debug", "info", "warning",
+                                                                "error"};
+inline constexpr std::array<LogLevel, 5> kLogLevels{
+    LogLevel::trace, LogLevel::debug, LogLevel::info, LogLevel::warning, LogLevel::error};
+
+} // namespace shmbus::daemon
