@@ -40,18 +40,6 @@ std::string describe(const ClientRecord& client) {
     return s + ")";
 }
 
-ParseOutcome load_resolved_config(const ConfigPath& path) {
-    ParseOutcome outcome = load_config(path);
-    if (outcome.ok() && outcome.config) {
-        auto errors = resolve_accounts(*outcome.config, system_accounts());
-        if (!errors.empty()) {
-            outcome.config.reset();
-            outcome.errors = std::move(errors);
-        }
-    }
-    return outcome;
-}
-
 DaemonState::DaemonState(Config config, ConfigPath config_path, RuntimePaths paths,
                          StateFile state_file, std::uint32_t daemon_uid)
     : config_{std::move(config)}, config_path_{std::move(config_path)}, paths_{std::move(paths)},

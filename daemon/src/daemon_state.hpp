@@ -168,7 +168,4 @@ private:
     void write_state(const SavedState& state);
 };
 
-/// load_config() + resolve_accounts(system_accounts()): the configuration or every error.
-[[nodiscard]] ParseOutcome load_resolved_config(const ConfigPath& path);
-
 } // namespace shmbus::daemon

@@ -74,23 +74,19 @@ int run(int argc, char** argv) {
     if (!config_file.empty()) {
         explicit_config = config_file;
     }
-    auto config_path = choose_config_path(instance, explicit_config, env);
-    if (!config_path) {
-        std::fprintf(stderr, "shmbusd: %s\n", config_path.error().message().c_str());
+    auto checked = check_config_file(instance, explicit_config, env);
+    if (!checked) {
+        std::fprintf(stderr, "shmbusd: %s\n", checked.error().message().c_str());
         return kExitConfig;
     }
-    ParseOutcome outcome = load_resolved_config(*config_path);
-    if (!outcome.ok() || !outcome.config) {
-        for (const auto& e : outcome.errors) {
-            std::fprintf(stderr, "%s\n", to_string(e).c_str());
-        }
-        return kExitConfig;
+    // The very function `shmbusctl check-config` calls: the same answer, in the same words.
+    ParseOutcome& outcome = checked->outcome;
+    const bool valid = outcome.ok() && outcome.config;
+    if (!valid || check_only) {
+        std::fprintf(stderr, "%s\n", describe(*checked).c_str());
+        return valid ? 0 : kExitConfig;
     }
-    if (check_only) {
-        std::fprintf(stderr, "%s: configuration is valid (%zu channels)\n",
-                     config_path->path.c_str(), outcome.config->channels.size());
-        return 0;
-    }
+    const ConfigPath& config_path = checked->path;
     Config config = std::move(*outcome.config);
     if (!log_level_text.empty()) {
         config.log_level = parse_log_level(log_level_text).value_or(config.log_level);
@@ -129,7 +125,7 @@ int run(int argc, char** argv) {
         log_error(state_file.error().message());
         return 1;
     }
-    DaemonState state{std::move(config), *config_path, *paths, std::move(*state_file),
+    DaemonState state{std::move(config), config_path, *paths, std::move(*state_file),
                       static_cast<std::uint32_t>(geteuid())};
     std::vector<PassedFd> passed = take_passed_fds();
     // Under systemd every segment goes to the descriptor store as it is created, and comes
@@ -159,7 +155,7 @@ int run(int argc, char** argv) {
     passed.clear();
     log_info("shmbusd " + std::string{SHMBUS_VERSION_STRING} + " listening on " +
              paths->socket.native() + " (" + state.status_line() + ", config " +
-             config_path->path.native() + ")");
+             config_path.path.native() + ")");
     notify_ready();
     notify_status(state.status_line());
     auto ran = (*loop)->run();

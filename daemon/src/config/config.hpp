@@ -10,7 +10,12 @@
 //     (getpwnam/getgrnam in production). Unknown names are reported at the line that names them.
 //  3. load_config() is the only step that touches the file system: it reads the main file and
 //     the drop-ins of the conf.d/ directory beside it, then calls parse_config().
-//     choose_config_path() picks the file (system, user, or --config).
+//     choose_config_path() picks the file (system, user, or --config), and check_config_file()
+//     does all three as shmbusd, its --check-config and `shmbusctl check-config` need it.
+//
+// This module and runtime_paths.hpp are a library of their own, libshmbusd-config (a private
+// shared library of the shmbusd package), so that shmbusctl checks a file with the daemon's
+// very code while linking neither yaml-cpp nor the rest of the daemon.
 //
 // The code lives in this directory, in three units: values.* (numbers, sizes, names and the
 // words of messages about them), yaml_reader.* (the only includer of yaml-cpp: one YAML text
@@ -39,6 +44,10 @@
 #include <string_view>
 #include <vector>
 
+/// What libshmbusd-config exports (the functions of config.hpp and runtime_paths.hpp); the
+/// rest of it is hidden, so that its helpers can never interpose on a program's own.
+#define SHMBUS_CONFIG_EXPORT __attribute__((visibility("default")))
+
 namespace shmbus::daemon {
 
 /// Where a value was written: file as given to the parser, 1-based line and column.
@@ -59,12 +68,12 @@ struct ConfigError {
 };
 
 /// "file:line:column: error: message", or "file: error: message" when line == 0.
-[[nodiscard]] std::string to_string(const ConfigError& error);
+[[nodiscard]] SHMBUS_CONFIG_EXPORT std::string to_string(const ConfigError& error);
 
 /// How much the daemon logs.
 enum class LogLevel { trace, debug, info, warning, error };
 
-[[nodiscard]] std::string_view to_string(LogLevel level) noexcept;
+[[nodiscard]] SHMBUS_CONFIG_EXPORT std::string_view to_string(LogLevel level) noexcept;
 
 /// One user or group named in an access list.
 struct AccountRef {
@@ -173,12 +182,13 @@ struct ConfigSource {
 /// Parses and validates one configuration file's `text`; `origin` names it in errors. Pure:
 /// no I/O. Reports every error at once (a YAML syntax error ends the reading of that text).
 /// Does not resolve user or group names: see resolve_accounts().
-[[nodiscard]] ParseOutcome parse_config(std::string_view text, std::string_view origin);
+[[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome parse_config(std::string_view text,
+                                                             std::string_view origin);
 
 /// Parses `sources` in order and merges them as load_config() does with a main file and its
 /// drop-ins: channels are appended (a name defined twice is an error naming both places);
 /// any other setting given again replaces the earlier value (lists replaced whole). Pure.
-[[nodiscard]] ParseOutcome parse_config(std::span<const ConfigSource> sources);
+[[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome parse_config(std::span<const ConfigSource> sources);
 
 /// A user or group id, or nothing when the name is unknown; an Error when the lookup itself
 /// failed (NSS unreachable, ...).
@@ -191,13 +201,13 @@ struct AccountResolver {
 };
 
 /// getpwnam_r / getgrnam_r: the system's user and group databases (NSS).
-[[nodiscard]] AccountResolver system_accounts();
+[[nodiscard]] SHMBUS_CONFIG_EXPORT AccountResolver system_accounts();
 
 /// Sets the id of every named user and group in `config` (admins, dynamic channel creators,
 /// channel ACLs). Returns one error per name that does not resolve, at the place it is
 /// written. Entries already holding an id are left alone. Calls `resolver` once per entry.
-[[nodiscard]] std::vector<ConfigError> resolve_accounts(Config& config,
-                                                        const AccountResolver& resolver);
+[[nodiscard]] SHMBUS_CONFIG_EXPORT std::vector<ConfigError>
+resolve_accounts(Config& config, const AccountResolver& resolver);
 
 /// Which daemon instance a configuration is for.
 enum class Instance {
@@ -217,13 +227,13 @@ struct ConfigPath {
 using Environment = std::function<std::optional<std::string>(std::string_view name)>;
 
 /// The process environment (getenv).
-[[nodiscard]] Environment process_environment();
+[[nodiscard]] SHMBUS_CONFIG_EXPORT Environment process_environment();
 
 /// Picks the main configuration file: `explicit_path` (--config) if given; else
 /// /etc/shmbusd/shmbusd.yaml for Instance::system; else $XDG_CONFIG_HOME/shmbus/shmbusd.yaml,
 /// falling back to $HOME/.config/shmbus/shmbusd.yaml when XDG_CONFIG_HOME is unset, empty or
 /// relative. Errc::not_found when a user instance has neither variable set to an absolute path.
-[[nodiscard]] Result<ConfigPath>
+[[nodiscard]] SHMBUS_CONFIG_EXPORT Result<ConfigPath>
 choose_config_path(Instance instance, const std::optional<std::filesystem::path>& explicit_path,
                    const Environment& environment);
 
@@ -231,6 +241,28 @@ choose_config_path(Instance instance, const std::optional<std::filesystem::path>
 /// byte order of their names (files starting with '.' are skipped), and parses them as
 /// parse_config(sources) does. A missing main file is an error when `config.required`; a
 /// missing conf.d/ is not. Read errors are ConfigErrors with line 0.
-[[nodiscard]] ParseOutcome load_config(const ConfigPath& config);
+[[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome load_config(const ConfigPath& config);
+
+/// load_config() + resolve_accounts(system_accounts()): the configuration or every error.
+[[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome load_resolved_config(const ConfigPath& path);
+
+/// A configuration file checked: which main file was read, and what it gave.
+struct ConfigCheck {
+    ConfigPath path;
+    ParseOutcome outcome; ///< accounts resolved; the configuration, or every error
+};
+
+/// Everything shmbusd does with its configuration before it touches the system: picks the main
+/// file (choose_config_path()), reads it and its drop-ins and resolves user and group names
+/// (load_resolved_config()). shmbusd at start and for --check-config, and `shmbusctl
+/// check-config`, call this one function, so that they always give the same answer.
+/// Errc::not_found when no file can be chosen (see choose_config_path()).
+[[nodiscard]] SHMBUS_CONFIG_EXPORT Result<ConfigCheck>
+check_config_file(Instance instance, const std::optional<std::filesystem::path>& explicit_path,
+                  const Environment& environment);
+
+/// What both tools print on stderr about `check`: "FILE: configuration is valid (N channels)",
+/// or every error GCC-style, one a line. No final newline.
+[[nodiscard]] SHMBUS_CONFIG_EXPORT std::string describe(const ConfigCheck& check);
 
 } // namespace shmbus::daemon

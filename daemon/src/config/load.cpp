@@ -365,4 +365,39 @@ ParseOutcome load_config(const ConfigPath& config) {
     return outcome;
 }
 
+ParseOutcome load_resolved_config(const ConfigPath& path) {
+    ParseOutcome outcome = load_config(path);
+    if (outcome.ok() && outcome.config) {
+        auto errors = resolve_accounts(*outcome.config, system_accounts());
+        if (!errors.empty()) {
+            outcome.config.reset();
+            outcome.errors = std::move(errors);
+        }
+    }
+    return outcome;
+}
+
+Result<ConfigCheck> check_config_file(Instance instance,
+                                      const std::optional<std::filesystem::path>& explicit_path,
+                                      const Environment& environment) {
+    auto path = choose_config_path(instance, explicit_path, environment);
+    if (!path) {
+        return path.take_error();
+    }
+    ParseOutcome outcome = load_resolved_config(*path);
+    return ConfigCheck{std::move(*path), std::move(outcome)};
+}
+
+std::string describe(const ConfigCheck& check) {
+    if (check.outcome.ok() && check.outcome.config) {
+        return check.path.path.native() + ": configuration is valid (" +
+               std::to_string(check.outcome.config->channels.size()) + " channels)";
+    }
+    std::string out;
+    for (const ConfigError& error : check.outcome.errors) {
+        out += (out.empty() ? "" : "\n") + to_string(error);
+    }
+    return out;
+}
+
 } // namespace shmbus::daemon

@@ -34,13 +34,14 @@ struct RuntimePaths {
 
 /// Picks the socket and the state directory. Errc::not_found when a user instance has no
 /// absolute XDG_RUNTIME_DIR and neither the command line nor the configuration names a path.
-[[nodiscard]] Result<RuntimePaths>
+[[nodiscard]] SHMBUS_CONFIG_EXPORT Result<RuntimePaths>
 choose_runtime_paths(Instance instance, const std::optional<std::filesystem::path>& cli_socket,
                      const std::optional<std::filesystem::path>& cli_state_directory,
                      const Config& config, const Environment& environment);
 
 /// Creates `dir` (and missing parents) with mode 0700 if it does not exist. An existing
 /// directory is kept as it is. Errc::system_error naming the path otherwise.
-[[nodiscard]] Result<void> ensure_private_directory(const std::filesystem::path& dir);
+[[nodiscard]] SHMBUS_CONFIG_EXPORT Result<void>
+ensure_private_directory(const std::filesystem::path& dir);
 
 } // namespace shmbus::daemon
