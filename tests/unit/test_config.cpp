@@ -326,7 +326,7 @@ channels:
 TEST_CASE("an unknown key with nothing close lists the keys that are expected") {
     CHECK(only_error("limits:\n  whatever: 1\n") ==
           "shmbusd.yaml:2:3: error: unknown key 'whatever' (expected max_clients, max_channels, "
-          "max_total_segment_bytes or per_client)");
+          "max_total_segment_bytes, per_client, per_uid, admin_reserve or hello_timeout)");
     CHECK(only_error("bridges: []\n") ==
           "shmbusd.yaml:1:1: error: unknown key 'bridges' (expected daemon, limits, "
           "dynamic_channels or channels)");

@@ -133,7 +133,9 @@ struct Limits {
     ClientLimits per_client;
     UidLimits per_uid;
     /// Connections of max_clients that only root and the admins may use, so that they can
-    /// always reach a daemon that everyone else has filled.
+    /// always reach a daemon that everyone else has filled. Less than max_clients; when the
+    /// file does not set it, parse_config() lowers this default to max_clients / 2 if that is
+    /// less, so that a small max_clients needs no reserve of its own.
     std::uint32_t admin_reserve{8};
     /// A connection that has not completed hello within this time is closed.
     std::chrono::milliseconds hello_timeout{5000};

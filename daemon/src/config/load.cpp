@@ -48,6 +48,37 @@ ConfigLocation where_set(const Config& config, std::string_view key, std::string
     return ConfigLocation{sources.empty() ? std::string{} : sources.front().origin, 0, 0};
 }
 
+/// The connections of limits.max_clients: the admins' reserve and what one uid may hold.
+template <typename Report>
+void check_connection_limits(Config& config, std::span<const ConfigSource> sources,
+                             const Report& report) {
+    Limits& limits = config.limits;
+    const bool reserve_set = config.set_at.contains("limits.admin_reserve");
+    if (!reserve_set) {
+        // The default must not refuse a small max_clients: it takes at most half of it.
+        limits.admin_reserve = std::min(limits.admin_reserve, limits.max_clients / 2);
+    } else if (limits.admin_reserve >= limits.max_clients) {
+        report(where_set(config, "limits.admin_reserve", "limits.max_clients", sources),
+               "'limits.admin_reserve' (" + std::to_string(limits.admin_reserve) +
+                   ") must be less than 'limits.max_clients' (" +
+                   std::to_string(limits.max_clients) +
+                   "), or only root and the admins could ever connect");
+        return;
+    }
+    const std::uint32_t open_to_all = limits.max_clients - limits.admin_reserve;
+    if (config.set_at.contains("limits.per_uid.max_connections") &&
+        limits.per_uid.max_connections > open_to_all) {
+        report(where_set(config, "limits.per_uid.max_connections", "limits.max_clients", sources),
+               "'limits.per_uid.max_connections' (" +
+                   std::to_string(limits.per_uid.max_connections) +
+                   ") is more than the connections open to users who are not admins "
+                   "('limits.max_clients' " +
+                   std::to_string(limits.max_clients) + " - 'limits.admin_reserve' " +
+                   std::to_string(limits.admin_reserve) + " = " + std::to_string(open_to_all) +
+                   "), so it would never apply");
+    }
+}
+
 /// The checks that need the merged configuration of all sources.
 void check_merged(MergeState& state, std::span<const ConfigSource> sources) {
     Config& config = state.config;
@@ -82,6 +113,8 @@ void check_merged(MergeState& state, std::span<const ConfigSource> sources) {
                    ") is larger than 'max_slot_count' (" + std::to_string(dynamic.max_slot_count) +
                    ")");
     }
+
+    check_connection_limits(config, sources, report);
 
     if (config.channels.size() > config.limits.max_channels) {
         const ChannelConfig& first_extra = config.channels[config.limits.max_channels];

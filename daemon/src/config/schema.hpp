@@ -13,7 +13,8 @@
 
 namespace shmbus::daemon {
 
-// ---- Ranges of numbers ----------------------------------------------------------------------
+// ---- Ranges of numbers and durations
+// ----------------------------------------------------------------------
 
 inline constexpr Range kSlotSizeRange{1, kMaxSlotSize, true};
 inline constexpr Range kSlotCountRange{2, kMaxSlotCount, false};
@@ -24,6 +25,13 @@ inline constexpr Range kTotalBytesRange{64 * kKiB, kTiB, true};
 inline constexpr Range kOpenChannelsRange{1, 65536, false};
 inline constexpr Range kInflightRange{1, 4096, false};
 inline constexpr Range kDynamicPerClientRange{0, 65536, false};
+inline constexpr Range kUidConnectionsRange{1, 65536, false};
+inline constexpr Range kUidOpenChannelsRange{1, 1048576, false};
+inline constexpr Range kUidDynamicChannelsRange{0, 65536, false};
+inline constexpr Range kUidSegmentBytesRange{0, kTiB, true};
+inline constexpr Range kAdminReserveRange{0, 65535, false};
+inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100},
+                                                  std::chrono::minutes{5}};
 
 // ---- The keys each mapping accepts ---------------------------------------------------------
 
@@ -32,10 +40,13 @@ inline constexpr std::array<std::string_view, 4> kTopKeys{"daemon", "limits", "d
 inline constexpr std::array<std::string_view, 4> kDaemonKeys{"socket", "state_directory",
                                                              "log_level", "admin"};
 inline constexpr std::array<std::string_view, 2> kAccessKeys{"users", "groups"};
-inline constexpr std::array<std::string_view, 4> kLimitKeys{
-    "max_clients", "max_channels", "max_total_segment_bytes", "per_client"};
+inline constexpr std::array<std::string_view, 7> kLimitKeys{
+    "max_clients",   "max_channels", "max_total_segment_bytes", "per_client", "per_uid",
+    "admin_reserve", "hello_timeout"};
 inline constexpr std::array<std::string_view, 3> kClientLimitKeys{
     "max_open_channels", "max_inflight_requests", "max_dynamic_channels"};
+inline constexpr std::array<std::string_view, 4> kUidLimitKeys{
+    "max_connections", "max_open_channels", "max_dynamic_channels", "max_segment_bytes"};
 inline constexpr std::array<std::string_view, 6> kDynamicKeys{
     "allowed", "users", "groups", "defaults", "max_slot_size", "max_slot_count"};
 inline constexpr std::array<std::string_view, 6> kSpecKeys{

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstdint>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <shmbus/channel.hpp>
@@ -25,13 +26,43 @@ bool is_power_of_two(std::uint64_t n) noexcept {
     return n != 0 && (n & (n - 1)) == 0;
 }
 
-enum class NumberStatus { ok, not_a_number, negative, too_large, unknown_unit };
+enum class NumberStatus { ok, not_a_number, negative, too_large, unknown_unit, missing_unit };
 
 struct Number {
     NumberStatus status{NumberStatus::not_a_number};
     std::uint64_t value{0};
     std::string_view unit; ///< the unit as written, for NumberStatus::unknown_unit
 };
+
+/// A unit: its name and how many of the base unit (bytes, milliseconds) it holds.
+struct Unit {
+    std::string_view name;
+    std::uint64_t factor;
+};
+
+/// Largest first, the last of factor 1, as in_exact_unit() needs.
+constexpr std::array<Unit, 5> kSizeUnits{
+    {{"TiB", kTiB}, {"GiB", kGiB}, {"MiB", kMiB}, {"KiB", kKiB}, {"B", 1}}};
+
+/// The names of kDurationUnits, for suggestions.
+constexpr std::array<std::string_view, 4> kDurationUnitNames{"h", "min", "s", "ms"};
+
+/// Largest first, the last of factor 1, as in_exact_unit() needs.
+constexpr std::array<Unit, 4> kDurationUnits{
+    {{"h", 3'600'000}, {"min", 60'000}, {"s", 1'000}, {"ms", 1}}};
+
+/// `value` (in the base unit) in the largest of `units` that divides it exactly, so that no
+/// rounding hides the value that was rejected.
+std::string in_exact_unit(std::uint64_t value, std::span<const Unit> units,
+                          std::string_view separator) {
+    for (const Unit& unit : units) {
+        if (value >= unit.factor && value % unit.factor == 0) {
+            return std::to_string(value / unit.factor) + std::string(separator) +
+                   std::string(unit.name);
+        }
+    }
+    return std::to_string(value) + std::string(separator) + std::string(units.back().name);
+}
 
 bool all_digits(std::string_view text) noexcept {
     return !text.empty() &&
@@ -57,8 +88,9 @@ Number parse_integer(std::string_view text) {
     return {NumberStatus::ok, value, {}};
 }
 
-/// A size in bytes, with an optional binary unit (see check_number()).
-Number parse_size(std::string_view text) {
+/// "4 KiB" -> {4, "KiB"}: the leading digits as a number, and the letters after them (spaces
+/// between are allowed). not_a_number when anything else follows the digits.
+std::pair<Number, std::string_view> split_unit(std::string_view text) {
     std::size_t digits = 0;
     while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
         ++digits;
@@ -67,32 +99,50 @@ Number parse_size(std::string_view text) {
     while (!unit.empty() && unit.front() == ' ') {
         unit.remove_prefix(1);
     }
-    Number number = parse_integer(text.substr(0, digits));
-    if (digits == 0 || number.status != NumberStatus::ok) {
-        return digits == 0 ? parse_integer(text) : number;
+    if (digits == 0) {
+        return {parse_integer(text), {}};
     }
-    if (unit.empty()) {
-        return number;
+    const Number number = parse_integer(text.substr(0, digits));
+    if (number.status == NumberStatus::ok && !std::all_of(unit.begin(), unit.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        })) {
+        return {Number{NumberStatus::not_a_number, 0, {}}, {}};
     }
-    if (!std::all_of(unit.begin(), unit.end(),
-                     [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); })) {
-        return {NumberStatus::not_a_number, 0, {}};
-    }
-    struct Unit {
-        std::string_view name;
-        std::uint64_t size;
-    };
-    constexpr std::array<Unit, 5> kUnits{
-        {{"B", 1}, {"KiB", kKiB}, {"MiB", kMiB}, {"GiB", kGiB}, {"TiB", kTiB}}};
-    for (const Unit& u : kUnits) {
+    return {number, unit};
+}
+
+/// `number` times the factor of `unit` (one of `units`, any case), in the base unit.
+Number scaled(const Number& number, std::string_view unit, std::span<const Unit> units) {
+    for (const Unit& u : units) {
         if (equal_ignoring_case(unit, u.name)) {
-            if (number.value > UINT64_MAX / u.size) {
+            if (number.value > UINT64_MAX / u.factor) {
                 return {NumberStatus::too_large, 0, {}};
             }
-            return {NumberStatus::ok, number.value * u.size, {}};
+            return {NumberStatus::ok, number.value * u.factor, {}};
         }
     }
     return {NumberStatus::unknown_unit, number.value, unit};
+}
+
+/// A size in bytes, with an optional binary unit (see check_number()).
+Number parse_size(std::string_view text) {
+    const auto [number, unit] = split_unit(text);
+    if (number.status != NumberStatus::ok || unit.empty()) {
+        return number;
+    }
+    return scaled(number, unit, kSizeUnits);
+}
+
+/// A duration in milliseconds, with a unit it must have (see check_duration()).
+Number parse_duration(std::string_view text) {
+    const auto [number, unit] = split_unit(text);
+    if (number.status != NumberStatus::ok) {
+        return number;
+    }
+    if (unit.empty()) {
+        return {NumberStatus::missing_unit, number.value, {}};
+    }
+    return scaled(number, unit, kDurationUnits);
 }
 
 /// The binary unit a decimal-looking unit most likely meant: "MB" -> "MiB", "k" -> "KiB".
@@ -235,18 +285,7 @@ std::string join_choices(std::span<const std::string_view> choices, std::string_
 }
 
 std::string format_size(std::uint64_t bytes) {
-    struct Unit {
-        std::uint64_t size;
-        std::string_view name;
-    };
-    constexpr std::array<Unit, 4> kUnits{
-        {{kTiB, "TiB"}, {kGiB, "GiB"}, {kMiB, "MiB"}, {kKiB, "KiB"}}};
-    for (const Unit& unit : kUnits) {
-        if (bytes >= unit.size && bytes % unit.size == 0) {
-            return std::to_string(bytes / unit.size) + " " + std::string(unit.name);
-        }
-    }
-    return std::to_string(bytes) + " B";
+    return in_exact_unit(bytes, kSizeUnits, " ");
 }
 
 // ---- Checked values -------------------------------------------------------------------------
@@ -278,11 +317,56 @@ Result<std::uint64_t> check_number(std::string_view text, const Range& range) {
         }
         return make_error(Errc::invalid_argument, message + "; sizes use B, KiB, MiB, GiB or TiB");
     }
+    case NumberStatus::missing_unit: // sizes never miss a unit: bytes
     case NumberStatus::not_a_number:
         break;
     }
     return make_error(Errc::invalid_argument,
                       "must be " + std::string(number_expected(range)) + ", got " + quote(text));
+}
+
+std::string format_duration(std::chrono::milliseconds duration) {
+    return in_exact_unit(static_cast<std::uint64_t>(duration.count()), kDurationUnits, "");
+}
+
+Result<std::chrono::milliseconds> check_duration(std::string_view text,
+                                                 const DurationRange& range) {
+    const Number number = parse_duration(text);
+    const std::string allowed =
+        "must be between " + format_duration(range.min) + " and " + format_duration(range.max);
+    const std::string units = "; durations use ms, s, min or h";
+    const std::chrono::milliseconds value{static_cast<std::int64_t>(
+        std::min<std::uint64_t>(number.value, static_cast<std::uint64_t>(INT64_MAX)))};
+    switch (number.status) {
+    case NumberStatus::ok:
+        if (value < range.min || value > range.max) {
+            return make_error(Errc::invalid_argument, allowed + ", got " + format_duration(value));
+        }
+        return value;
+    case NumberStatus::negative:
+    case NumberStatus::too_large:
+        return make_error(Errc::invalid_argument, allowed + ", got " + quote(text));
+    case NumberStatus::missing_unit:
+        return make_error(Errc::invalid_argument, "needs a unit: " + quote(text) +
+                                                      " could be seconds or milliseconds (write '" +
+                                                      std::to_string(number.value) + "s' or '" +
+                                                      std::to_string(number.value) + "ms')");
+    case NumberStatus::unknown_unit: {
+        std::string message = "has an unknown unit " + quote(number.unit);
+        if (equal_ignoring_case(number.unit, "m")) {
+            message += " (did you mean '" + std::to_string(number.value) + "min' or '" +
+                       std::to_string(number.value) + "ms'?)";
+        } else if (const auto unit = closest_match(number.unit, kDurationUnitNames)) {
+            message +=
+                " (did you mean '" + std::to_string(number.value) + std::string(*unit) + "'?)";
+        }
+        return make_error(Errc::invalid_argument, message + units);
+    }
+    case NumberStatus::not_a_number:
+        break;
+    }
+    return make_error(Errc::invalid_argument,
+                      "must be a duration such as 5s or 500ms, got " + quote(text) + units);
 }
 
 Result<void> check_power_of_two(std::uint64_t value) {

@@ -1,5 +1,5 @@
-// The values a configuration file holds, as text: numbers, sizes, names, and the
-// words of the messages about them (quoting, "did you mean", exact sizes).
+// The values a configuration file holds, as text: numbers, sizes, durations, names, and the
+// words of the messages about them (quoting, "did you mean", exact sizes and durations).
 //
 // Internal to the configuration loader (yaml_reader.cpp and load.cpp): nothing here knows YAML,
 // files or the Config struct, so each rule is written once and tested through parse_config().
@@ -7,6 +7,7 @@
 // exception, and the caller words the error with the key and the place.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -52,6 +53,10 @@ closest_match(std::string_view word, std::span<const std::string_view> candidate
 /// the value that was rejected.
 [[nodiscard]] std::string format_size(std::uint64_t bytes);
 
+/// 300000 ms -> "5min", 1500 ms -> "1500ms": the largest unit that divides exactly, written as
+/// a configuration file would.
+[[nodiscard]] std::string format_duration(std::chrono::milliseconds duration);
+
 // ---- Checked values -------------------------------------------------------------------------
 // Each check_*() returns the value, or an Error whose detail is the sentence that says what is
 // wrong. For check_number() that sentence follows the key's name ("must be between 1 and 65536,
@@ -73,6 +78,19 @@ struct Range {
 /// "1TiB" (units ignore case); decimal units (kB, MB) are refused with a suggestion rather
 /// than guessed.
 [[nodiscard]] Result<std::uint64_t> check_number(std::string_view text, const Range& range);
+
+/// Allowed values of a duration setting.
+struct DurationRange {
+    std::chrono::milliseconds min;
+    std::chrono::milliseconds max;
+};
+
+/// `text` as a duration within `range`: a whole number and a unit, "500ms", "5s", "5 s",
+/// "2min", "1h" (units ignore case). A bare number is refused ("5" could mean seconds or
+/// milliseconds), and so is "m" (minutes or milliseconds?), each with a suggestion; so are
+/// fractions ("1.5s": write "1500ms").
+[[nodiscard]] Result<std::chrono::milliseconds> check_duration(std::string_view text,
+                                                               const DurationRange& range);
 
 /// "must be a power of two, got 3 (nearest: 2 or 4)" unless `value` is one.
 [[nodiscard]] Result<void> check_power_of_two(std::uint64_t value);

@@ -227,6 +227,20 @@ private:
                      : std::nullopt;
     }
 
+    std::optional<std::chrono::milliseconds> read_duration(const Entry& e,
+                                                           const DurationRange& range) {
+        const auto text = scalar(e, "a duration, such as 5s or 500ms");
+        if (!text) {
+            return std::nullopt;
+        }
+        auto duration = check_duration(*text, range);
+        if (!duration) {
+            error(value_at(e), key_name(e) + " " + duration.error().detail);
+            return std::nullopt;
+        }
+        return *duration;
+    }
+
     /// A slot count: in range and a power of two.
     std::optional<std::uint64_t> read_slot_count(const Entry& e) {
         const auto value = read_number(e, kSlotCountRange);
@@ -390,6 +404,15 @@ private:
             } else if (e.name == "per_client") {
                 read_client_limits(e);
                 continue;
+            } else if (e.name == "per_uid") {
+                read_uid_limits(e);
+                continue;
+            } else if (e.name == "admin_reserve") {
+                limits.admin_reserve =
+                    read_u32(e, kAdminReserveRange).value_or(limits.admin_reserve);
+            } else if (e.name == "hello_timeout") {
+                limits.hello_timeout =
+                    read_duration(e, kHelloTimeoutRange).value_or(limits.hello_timeout);
             }
             record("limits." + std::string(e.name), e);
         }
@@ -409,6 +432,26 @@ private:
                     read_u32(e, kDynamicPerClientRange).value_or(limits.max_dynamic_channels);
             }
             record("limits.per_client." + std::string(e.name), e);
+        }
+    }
+
+    void read_uid_limits(const Entry& section) {
+        UidLimits& limits = config_.limits.per_uid;
+        for (const Entry& e : sub_entries(section, kUidLimitKeys)) {
+            if (e.name == "max_connections") {
+                limits.max_connections =
+                    read_u32(e, kUidConnectionsRange).value_or(limits.max_connections);
+            } else if (e.name == "max_open_channels") {
+                limits.max_open_channels =
+                    read_u32(e, kUidOpenChannelsRange).value_or(limits.max_open_channels);
+            } else if (e.name == "max_dynamic_channels") {
+                limits.max_dynamic_channels =
+                    read_u32(e, kUidDynamicChannelsRange).value_or(limits.max_dynamic_channels);
+            } else if (e.name == "max_segment_bytes") {
+                limits.max_segment_bytes =
+                    read_number(e, kUidSegmentBytesRange).value_or(limits.max_segment_bytes);
+            }
+            record("limits.per_uid." + std::string(e.name), e);
         }
     }
 
