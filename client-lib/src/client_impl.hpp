@@ -1,0 +1,167 @@
+// Client::Impl: one control connection to shmbusd and what it must remember across a daemon
+// restart (docs/protocol.md).
+//
+// Owns: the control socket and a duplicate of the
+// descriptors of every endpoint it opened that is still alive, so that it can offer them back
+// to a daemon that restarted without systemd's descriptor store (ReclaimOffer). The endpoints
+// themselves are owned by the caller and may outlive the Client; each carries a detach hook
+// (endpoint_hooks.hpp) that sends Close when the endpoint goes.
+//
+// Lifetime: the hooks hold the Impl *strongly*, so the connection lasts until the Client and
+// every endpoint it opened are gone. It must: shmbusd reclaims everything a connection held
+// when it closes (DESIGN.md, Liveness), and reclaiming an endpoint that is still in use would
+// hand its table entry to someone else. The reconnect watcher (client_watcher.hpp) holds a
+// weak reference, made strong only while it restores the connection; ~Impl() unregisters it.
+//
+// Threads: the Client is used by one thread at a time (client.hpp), but endpoints are
+// destroyed on any thread, so their hooks send Close concurrently with requests, and the
+// watcher reconnects concurrently with both. Two locks, always taken in this order:
+//  - `request_mutex` makes a request (send, await its reply, maybe reconnect) and a
+//    watcher's reconnect attempt exclusive: only its holder receives on the socket or
+//    replaces it;
+//  - `mutex` guards the socket descriptor (its replacement and every send), its generation
+//    and the endpoint records. It is held only for a send or a bookkeeping step, never while
+//    waiting, so an endpoint's destructor never waits on a request.
+//
+// Requests: one outstanding at a time, with increasing ids; the reply is the message with the
+// same id. Anything else that arrives meanwhile is discarded: replies to requests that timed
+// out, and the replies to Close, which is sent fire-and-forget. An `error` with id 0 is the
+// daemon refusing a datagram it could not decode, and answers the current request.
+//
+// Failure policy: a request that finds the connection closed reconnects within its own
+// timeout and retries once. A reconnect says hello again and offers back every live
+// endpoint; one log line when the watcher finds the connection lost, one when it is back. The
+// data path never depends on any of this. Nothing throws out of the Client but
+// std::bad_alloc, which client.cpp turns into Errc::no_memory.
+#pragma once
+
+#include "client_connection.hpp"
+#include "client_watcher.hpp"
+#include "protocol/seqpacket.hpp"
+#include "protocol/wire.hpp"
+
+#include <shmbus/client.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace shmbus {
+
+namespace detail {
+
+/// One endpoint this Client opened and that is still alive.
+struct OpenEndpoint {
+    std::uint64_t key{0}; ///< unique within the Client; what the detach hook refers to
+    std::string channel;
+    Role role{Role::subscriber};
+    std::uint32_t endpoint_index{0};
+    std::uint64_t creation_id{0};
+    ChannelFiles files; ///< duplicates, offered back to a restarted daemon
+};
+
+} // namespace detail
+
+struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
+    using Clock = detail::Clock;
+
+    std::string socket_path;
+    std::string client_name;
+    std::chrono::milliseconds timeout{5000};
+    std::function<void(std::string_view)> log_sink;
+    // Written by whoever holds request_mutex; read by client_id() on the Client's thread.
+    std::atomic<std::uint64_t> client_id{0};
+
+    std::mutex request_mutex;
+    std::mutex mutex;
+    UniqueFd sock;                    // guarded by mutex; replaced under request_mutex too
+    std::uint64_t sock_generation{0}; // guarded by mutex; bumped whenever sock changes
+    std::vector<detail::OpenEndpoint> endpoints; // guarded by mutex
+    std::uint64_t next_key{1};                   // guarded by mutex
+    std::atomic<std::uint32_t> next_request{1};
+
+    bool watched{false}; // registered with the process's watcher thread
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl();
+
+    // ---- requests (the Client's thread) ----
+
+    /// One request whose answer must be a `Reply`: `project` applied to it (the whole reply
+    /// by default), the daemon's error, or Errc::protocol_error naming what came instead.
+    /// Descriptors passed with the reply go to `fds` when given.
+    template <typename Reply, typename Project = std::identity>
+    auto request(const proto::Body& body, std::string_view what, Project project = {},
+                 std::vector<UniqueFd>* fds = nullptr)
+        -> Result<std::remove_cvref_t<std::invoke_result_t<Project, Reply&&>>> {
+        auto r = call(body, what);
+        if (!r) {
+            return r.take_error();
+        }
+        auto* reply = std::get_if<Reply>(&r->message.body);
+        if (reply == nullptr) {
+            return unexpected(what, r->message);
+        }
+        if (fds != nullptr) {
+            *fds = std::move(r->fds);
+        }
+        return std::invoke(project, std::move(*reply));
+    }
+
+    /// Opens `channel` as `role` and attaches the endpoint the daemon assigned.
+    template <typename Endpoint>
+    Result<Endpoint> open(std::string_view channel, Role role, const EndpointOptions& options);
+
+    /// A request: reconnects once if the connection turns out to be closed, then retries.
+    Result<proto::Received> call(const proto::Body& body, std::string_view what);
+
+    /// Hello on a fresh connection: checks both versions and learns our client id.
+    Result<void> handshake(Clock::time_point deadline);
+    /// The first connection: waits up to `wait` for a daemon to listen, saying so once.
+    Result<UniqueFd> first_connect(std::chrono::milliseconds wait);
+    /// Replaces the socket (empty: disconnected) and tells the watcher.
+    void set_socket(UniqueFd fd);
+
+    Error unexpected(std::string_view what, const proto::Message& got) const;
+
+    // ---- the reconnect watcher's side (client_watcher.cpp) ----
+
+    /// One step of the watcher thread for this connection, whose socket of generation
+    /// `st.seen` hung up (or there was none): connect again, or say when to try next.
+    void restore(detail::WatchState& st);
+    /// A duplicate of the current socket for the watcher to poll, when it is not the one of
+    /// generation `st.seen` any more.
+    void refresh(detail::WatchState& st);
+
+private:
+    void log(const std::string& line) const noexcept;
+    void poke() const noexcept;
+    /// The connection is back (restored by the watcher or by a request): the next loss is
+    /// reported and retried afresh.
+    void restored(detail::WatchState& st);
+    std::uint32_t new_request_id() noexcept;
+    Result<std::uint32_t> send(const proto::Body& body, std::string_view what,
+                               std::uint64_t reclaim_key = 0);
+    Result<proto::Received> await(std::uint32_t id, std::string_view what,
+                                  Clock::time_point deadline);
+    Result<proto::Received> exchange(const proto::Body& body, std::string_view what,
+                                     Clock::time_point deadline);
+    std::optional<Error> refusal_after_close();
+    Result<void> reconnect_once(Clock::time_point deadline);
+    Result<void> reconnect(Clock::time_point deadline);
+    void offer_endpoints(Clock::time_point deadline);
+    void endpoint_detached(std::uint64_t key) noexcept;
+    void release_assigned(const std::string& channel, Role role, std::uint32_t index);
+};
+
+} // namespace shmbus
