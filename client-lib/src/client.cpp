@@ -18,6 +18,7 @@
 #include <string>
 #include <sys/stat.h>
 #include <type_traits>
+#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,9 @@ auto with_connection(const std::shared_ptr<Client::Impl>& impl, F&& f) noexcept
     try {
         if (!impl) {
             return make_error(Errc::closed, "this Client was moved from");
+        }
+        if (auto mine = impl->usable(); !mine) {
+            return mine.take_error();
         }
         return f(*impl);
     } catch (const std::bad_alloc&) {
@@ -88,6 +92,7 @@ Result<Client> Client::connect(const ClientOptions& options) noexcept {
             options.client_name.empty() ? program_invocation_short_name : options.client_name;
         impl->timeout = options.request_timeout;
         impl->log_sink = options.log;
+        impl->owner_pid = ::getpid();
         auto fd = impl->first_connect(options.wait_for_daemon);
         if (!fd) {
             return fd.take_error();

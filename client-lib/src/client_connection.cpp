@@ -1,4 +1,5 @@
-// The control connection below the protocol. See client_connection.hpp.
+// The control connection below the protocol. See client_connection.hpp for the rules,
+// in particular what a fork()ed child does with the descriptors it inherits.
 #include "client_connection.hpp"
 
 #include "protocol/seqpacket.hpp"
@@ -6,13 +7,117 @@
 #include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
+#include <mutex>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <vector>
 
 namespace shmbus::detail {
 
-Result<UniqueFd> connect_socket(const std::string& path, std::chrono::milliseconds timeout) {
+namespace {
+
+// Every open ControlFd of the process. Guarded by `table_mutex`, which the atfork prepare
+// handler holds across fork() so that the child sees a table that matches its descriptors.
+std::mutex table_mutex;
+std::vector<int>& table() {
+    static std::vector<int>* fds = new std::vector<int>; // never destroyed: used at exit
+    return *fds;
+}
+
+/// In the child, single-threaded, with table_mutex held by the forking thread: turns every
+/// listed descriptor into an unconnected socket of its own. Only async-signal-safe calls.
+void disconnect_in_child() noexcept {
+    std::vector<int>& fds = table();
+    if (!fds.empty()) {
+        int dead = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (dead < 0) {
+            // No descriptor left (EMFILE): closing one of ours makes its number the lowest
+            // free one, which socket() then returns.
+            ::close(fds.front());
+            dead = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        }
+        if (dead >= 0) {
+            bool dead_is_listed = false;
+            for (const int fd : fds) {
+                if (fd == dead) {
+                    dead_is_listed = true;
+                } else {
+                    (void)::dup3(dead, fd, O_CLOEXEC);
+                }
+            }
+            if (!dead_is_listed) {
+                ::close(dead);
+            }
+        } else {
+            // Not even that: close them all rather than keep the parent's connection alive.
+            // A stale ControlFd may then close a descriptor the child reuses; the child
+            // cannot make a socket anyway.
+            for (const int fd : fds) {
+                ::close(fd);
+            }
+        }
+    }
+    table_mutex.unlock();
+}
+
+void register_fork_handlers() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        (void)table(); // made before any fork, so that the child handler allocates nothing
+        (void)::pthread_atfork([] { table_mutex.lock(); }, [] { table_mutex.unlock(); },
+                               disconnect_in_child);
+    });
+}
+
+/// Lists `fd`; the caller holds table_mutex and has reserved room (so this cannot throw).
+void list(int fd) noexcept {
+    table().push_back(fd);
+}
+
+} // namespace
+
+Result<ControlFd> ControlFd::open_socket() {
+    register_fork_handlers();
+    const std::lock_guard lock{table_mutex};
+    table().reserve(table().size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return make_error(Errc::system_error, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+    }
+    list(fd);
+    return ControlFd{fd};
+}
+
+ControlFd ControlFd::duplicate(const ControlFd& other) {
+    if (!other) {
+        return ControlFd{};
+    }
+    const std::lock_guard lock{table_mutex};
+    table().reserve(table().size() + 1);
+    const int fd = ::fcntl(other.get(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        return ControlFd{};
+    }
+    list(fd);
+    return ControlFd{fd};
+}
+
+void ControlFd::reset() noexcept {
+    if (fd_ < 0) {
+        return;
+    }
+    const std::lock_guard lock{table_mutex};
+    std::vector<int>& fds = table();
+    if (const auto it = std::find(fds.begin(), fds.end(), fd_); it != fds.end()) {
+        fds.erase(it);
+    }
+    ::close(fd_);
+    fd_ = -1;
+}
+
+Result<ControlFd> connect_socket(const std::string& path, std::chrono::milliseconds timeout) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -21,23 +126,23 @@ Result<UniqueFd> connect_socket(const std::string& path, std::chrono::millisecon
                                                       " bytes long");
     }
     path.copy(addr.sun_path, path.size());
-    UniqueFd fd{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+    auto fd = ControlFd::open_socket();
     if (!fd) {
-        return make_error(Errc::system_error, "socket(AF_UNIX, SOCK_SEQPACKET)", errno);
+        return fd;
     }
-    if (auto sized = proto::size_socket_buffers(fd.get()); !sized) {
+    if (auto sized = proto::size_socket_buffers(fd->get()); !sized) {
         return sized.take_error();
     }
     const auto ms = std::max<std::chrono::milliseconds::rep>(timeout.count(), 1);
     timeval tv{};
     tv.tv_sec = static_cast<time_t>(ms / 1000);
     tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+    if (::setsockopt(fd->get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
         return make_error(Errc::system_error, "setting SO_SNDTIMEO", errno);
     }
     int rc = 0;
     do {
-        rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+        rc = ::connect(fd->get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
     } while (rc != 0 && errno == EINTR);
     if (rc != 0) {
         const int err = errno;

@@ -1,15 +1,26 @@
-// The control connection of a Client, below the protocol: how the socket is opened, and how
-// long to wait between attempts.
+// The control connection of a Client, below the protocol: the socket, how it is opened, how
+// long to wait between attempts, and to which process it belongs.
 //
-// Owns: nothing beyond what it returns; connect_socket() hands over a connected socket.
-// Backoff is a plain value, one per waiting loop, used by one thread.
+// Owns: every descriptor of a control connection in the process, as a ControlFd. A connection
+// belongs to the process that opened it: shmbusd reclaims a client's endpoints when the last
+// descriptor of its connection closes (DESIGN.md, Liveness), so a fork()ed child that kept a
+// copy would keep a dead parent's endpoints alive, and a block-policy publisher would wait for
+// ever. Each ControlFd is therefore listed in a process-wide table, and a pthread_atfork child
+// handler replaces every listed descriptor in the child with an unconnected socket (dup3 onto
+// the same number): the child holds no reference to the parent's connection, and the number
+// stays taken, so a stale ControlFd never closes something the child opened later. Sends and
+// receives on such a descriptor fail; Client::Impl refuses requests in a child before that.
+//
+// Threads: the table is guarded by one mutex, held only around socket()/dup/close and the
+// table update, never while connecting or waiting; the atfork prepare handler takes it, so a
+// fork() never copies a descriptor that is opened but not yet listed (or closed but still
+// listed). Backoff is a plain value, one per waiting loop.
 //
 // Failure policy: connect_socket() turns each errno into the Errc an application can act on
 // and names the socket path; nothing here throws but std::bad_alloc.
 #pragma once
 
 #include <shmbus/error.hpp>
-#include <shmbus/unique_fd.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -43,12 +54,50 @@ private:
     std::chrono::milliseconds max_;
 };
 
+/// One descriptor of a control connection (-1: empty). Move-only; closes on destruction.
+/// Listed in the process's table while open, so that a fork()ed child never keeps it (see
+/// the top of this file).
+class ControlFd {
+public:
+    ControlFd() noexcept = default;
+    ControlFd(ControlFd&& other) noexcept : fd_{other.release()} {}
+    ControlFd& operator=(ControlFd&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = other.release();
+        }
+        return *this;
+    }
+    ControlFd(const ControlFd&) = delete;
+    ControlFd& operator=(const ControlFd&) = delete;
+    ~ControlFd() { reset(); }
+
+    /// A new SOCK_SEQPACKET Unix socket, close-on-exec. Errc::system_error naming errno.
+    [[nodiscard]] static Result<ControlFd> open_socket();
+    /// A duplicate of `fd` (close-on-exec); empty if `fd` is empty or dup fails.
+    [[nodiscard]] static ControlFd duplicate(const ControlFd& fd);
+
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    /// Closes the descriptor, if any.
+    void reset() noexcept;
+
+private:
+    explicit ControlFd(int fd) noexcept : fd_{fd} {}
+    int release() noexcept {
+        const int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
+    int fd_{-1};
+};
+
 /// A connected control socket to `path`. SO_SNDTIMEO = `timeout` bounds both connect() on a
 /// full listen backlog (AF_UNIX waits for room) and every later send to a daemon that has
 /// stopped reading. Errc::not_found when nobody listens there, Errc::permission_denied,
 /// Errc::timed_out, Errc::invalid_argument for a path that does not fit a sockaddr_un.
-[[nodiscard]] Result<UniqueFd> connect_socket(const std::string& path,
-                                              std::chrono::milliseconds timeout);
+[[nodiscard]] Result<ControlFd> connect_socket(const std::string& path,
+                                               std::chrono::milliseconds timeout);
 
 /// Conditions a reconnect cannot outwait.
 [[nodiscard]] bool is_permanent(Errc code) noexcept;

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <span>
 #include <thread>
+#include <unistd.h>
 
 namespace shmbus {
 
@@ -35,6 +36,18 @@ Client::Impl::~Impl() {
     }
 }
 
+Result<void> Client::Impl::usable() const {
+    const pid_t me = ::getpid();
+    if (me == owner_pid) {
+        return ok();
+    }
+    return make_error(Errc::closed, "this Client was connected to shmbusd at " + socket_path +
+                                        " by process " + std::to_string(owner_pid) + "; process " +
+                                        std::to_string(me) +
+                                        " inherited it through fork() and cannot use it: "
+                                        "connect a Client of its own");
+}
+
 void Client::Impl::log(const std::string& line) const noexcept {
     try {
         if (log_sink) {
@@ -47,7 +60,7 @@ void Client::Impl::log(const std::string& line) const noexcept {
     }
 }
 
-void Client::Impl::set_socket(UniqueFd fd) {
+void Client::Impl::set_socket(detail::ControlFd fd) {
     {
         const std::lock_guard lock{mutex};
         sock = std::move(fd);
@@ -110,7 +123,7 @@ void Client::Impl::refresh(detail::WatchState& st) {
             return;
         }
         st.seen = sock_generation;
-        st.mine = sock ? UniqueFd{::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0)} : UniqueFd{};
+        st.mine = detail::ControlFd::duplicate(sock);
         if (!st.mine) {
             if (!st.retrying) {
                 st.retrying = true; // no socket: restore it
@@ -282,7 +295,7 @@ Result<void> Client::Impl::handshake(Clock::time_point deadline) {
 /// One attempt to connect again: connect, hello, offer back every live endpoint. The
 /// caller holds request_mutex.
 Result<void> Client::Impl::reconnect_once(Clock::time_point deadline) {
-    set_socket(UniqueFd{});
+    set_socket(detail::ControlFd{});
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     auto fd = connect_socket(socket_path, std::max(left, 1ms));
     if (!fd) {
@@ -290,7 +303,7 @@ Result<void> Client::Impl::reconnect_once(Clock::time_point deadline) {
     }
     set_socket(std::move(*fd));
     if (auto greeted = handshake(deadline); !greeted) {
-        set_socket(UniqueFd{});
+        set_socket(detail::ControlFd{});
         return greeted;
     }
     offer_endpoints(deadline);
@@ -321,7 +334,7 @@ Result<void> Client::Impl::reconnect(Clock::time_point deadline) {
     }
 }
 
-Result<UniqueFd> Client::Impl::first_connect(std::chrono::milliseconds wait) {
+Result<detail::ControlFd> Client::Impl::first_connect(std::chrono::milliseconds wait) {
     auto fd = connect_socket(socket_path, timeout);
     if (fd || fd.code() != Errc::not_found || wait <= 0ms) {
         return fd;

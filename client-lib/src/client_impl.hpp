@@ -1,7 +1,7 @@
 // Client::Impl: one control connection to shmbusd and what it must remember across a daemon
 // restart (docs/protocol.md).
 //
-// Owns: the control socket and a duplicate of the
+// Owns: the control socket (a ControlFd, client_connection.hpp) and a duplicate of the
 // descriptors of every endpoint it opened that is still alive, so that it can offer them back
 // to a daemon that restarted without systemd's descriptor store (ReclaimOffer). The endpoints
 // themselves are owned by the caller and may outlive the Client; each carries a detach hook
@@ -12,6 +12,8 @@
 // when it closes (DESIGN.md, Liveness), and reclaiming an endpoint that is still in use would
 // hand its table entry to someone else. The reconnect watcher (client_watcher.hpp) holds a
 // weak reference, made strong only while it restores the connection; ~Impl() unregisters it.
+// The connection belongs to the process that opened it: in a fork()ed child its socket is
+// already dead (client_connection.hpp) and every request is refused with Errc::closed.
 //
 // Threads: the Client is used by one thread at a time (client.hpp), but endpoints are
 // destroyed on any thread, so their hooks send Close concurrently with requests, and the
@@ -49,6 +51,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -77,12 +80,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::string client_name;
     std::chrono::milliseconds timeout{5000};
     std::function<void(std::string_view)> log_sink;
+    pid_t owner_pid{0}; // the process that connected; a fork()ed child may not use this
     // Written by whoever holds request_mutex; read by client_id() on the Client's thread.
     std::atomic<std::uint64_t> client_id{0};
 
     std::mutex request_mutex;
     std::mutex mutex;
-    UniqueFd sock;                    // guarded by mutex; replaced under request_mutex too
+    detail::ControlFd sock;           // guarded by mutex; replaced under request_mutex too
     std::uint64_t sock_generation{0}; // guarded by mutex; bumped whenever sock changes
     std::vector<detail::OpenEndpoint> endpoints; // guarded by mutex
     std::uint64_t next_key{1};                   // guarded by mutex
@@ -94,6 +98,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
     ~Impl();
+
+    /// Errc::closed when called in another process than the one that connected (a fork()).
+    [[nodiscard]] Result<void> usable() const;
 
     // ---- requests (the Client's thread) ----
 
@@ -128,9 +135,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     /// Hello on a fresh connection: checks both versions and learns our client id.
     Result<void> handshake(Clock::time_point deadline);
     /// The first connection: waits up to `wait` for a daemon to listen, saying so once.
-    Result<UniqueFd> first_connect(std::chrono::milliseconds wait);
+    Result<detail::ControlFd> first_connect(std::chrono::milliseconds wait);
     /// Replaces the socket (empty: disconnected) and tells the watcher.
-    void set_socket(UniqueFd fd);
+    void set_socket(detail::ControlFd fd);
 
     Error unexpected(std::string_view what, const proto::Message& got) const;
 

@@ -30,7 +30,7 @@ namespace shmbus::detail {
 /// The watcher thread's view of one connection; touched by that thread only.
 struct WatchState {
     std::uint64_t seen{0}; // the socket generation `mine` duplicates
-    UniqueFd mine;         // polled for hang-up
+    ControlFd mine;        // polled for hang-up
     Backoff backoff{kMaxBackoff};
     bool lost{false};
     bool retrying{false}; // the connection is gone: restore it at retry_at

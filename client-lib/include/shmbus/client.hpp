@@ -112,7 +112,10 @@ struct DaemonStatus {
 };
 
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be
-/// used from other threads and outlive it.
+/// used from other threads and outlive it. It belongs to the process that connected it: a
+/// child made by fork() holds no part of the connection (so the daemon reclaims the parent's
+/// endpoints when the parent dies), and every call on the child's copy fails with
+/// Errc::closed; the child connects a Client of its own.
 class SHMBUS_EXPORT Client {
 public:
     /// Connects and negotiates the protocol. Errc::not_found if no daemon listens on the
