@@ -45,7 +45,9 @@ auto with_connection(const std::shared_ptr<Client::Impl>& impl, F&& f) noexcept
         if (auto mine = impl->usable(); !mine) {
             return mine.take_error();
         }
-        return f(*impl);
+        auto result = f(*impl);
+        impl->say_queued(); // what a reconnect during the call has to say
+        return result;
     } catch (const std::bad_alloc&) {
         return out_of_memory();
     }

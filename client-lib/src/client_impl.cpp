@@ -48,6 +48,37 @@ Result<void> Client::Impl::usable() const {
                                         "connect a Client of its own");
 }
 
+void Client::Impl::queue_line(std::string line) {
+    unsaid.push_back(std::move(line));
+}
+
+void Client::Impl::say_queued() noexcept {
+    std::vector<std::string> lines;
+    std::optional<detail::OfferOutcome> reconnected;
+    {
+        const std::lock_guard lock{mutex};
+        lines.swap(unsaid);
+        reconnected = std::exchange(unreported_reconnect, std::nullopt);
+    }
+    for (const std::string& line : lines) {
+        log(line);
+    }
+    if (!reconnected) {
+        return;
+    }
+    try {
+        const auto endpoints_word = [](std::uint32_t n) {
+            return std::to_string(n) + (n == 1 ? " endpoint" : " endpoints");
+        };
+        log("reconnected to shmbusd at " + socket_path + " as client " +
+            std::to_string(client_id.load(std::memory_order_relaxed)) + ": " +
+            endpoints_word(reconnected->taken_back) + " taken back, " +
+            std::to_string(reconnected->refused) + " refused");
+    } catch (const std::bad_alloc&) {
+        // The line is lost, nothing else: the connection is back either way.
+    }
+}
+
 void Client::Impl::log(const std::string& line) const noexcept {
     try {
         if (log_sink) {
@@ -88,11 +119,13 @@ void Client::Impl::restore(detail::WatchState& st) {
         }
         if (!st.lost) {
             st.lost = true;
-            log("lost the connection to shmbusd at " + socket_path +
-                "; reconnecting in the background (channels keep working)");
+            const std::lock_guard lock{mutex};
+            queue_line("lost the connection to shmbusd at " + socket_path +
+                       "; reconnecting in the background (channels keep working)");
         }
         back = reconnect_once(Clock::now() + timeout);
     }
+    say_queued();
     if (back) {
         restored(st);
         return;
@@ -106,10 +139,6 @@ void Client::Impl::restore(detail::WatchState& st) {
 }
 
 void Client::Impl::restored(detail::WatchState& st) {
-    if (st.lost) {
-        log("reconnected to shmbusd at " + socket_path + " as client " +
-            std::to_string(client_id.load(std::memory_order_relaxed)));
-    }
     st.lost = false;
     st.last_failure.clear();
     st.backoff.reset();
@@ -306,7 +335,9 @@ Result<void> Client::Impl::reconnect_once(Clock::time_point deadline) {
         set_socket(detail::ControlFd{});
         return greeted;
     }
-    offer_endpoints(deadline);
+    const detail::OfferOutcome outcome = offer_endpoints(deadline);
+    const std::lock_guard lock{mutex};
+    unreported_reconnect = outcome;
     return ok();
 }
 
@@ -359,10 +390,12 @@ Result<detail::ControlFd> Client::Impl::first_connect(std::chrono::milliseconds 
     }
 }
 
-/// Offers the descriptors of every live endpoint to a (restarted) daemon. The daemon
-/// takes back those it recognises; a refusal changes nothing for the endpoint, whose
-/// messages flow through shared memory either way.
-void Client::Impl::offer_endpoints(Clock::time_point deadline) {
+/// Offers the descriptors of every live endpoint to a (restarted) daemon, which takes back
+/// those it recognises. A refused endpoint is no longer the daemon's: its record goes (it is
+/// not offered again, and its Close would name an entry the daemon does not know) and the
+/// refusal is queued for the log. The caller holds request_mutex.
+detail::OfferOutcome Client::Impl::offer_endpoints(Clock::time_point deadline) {
+    detail::OfferOutcome outcome;
     std::vector<std::uint64_t> keys;
     {
         const std::lock_guard lock{mutex};
@@ -386,12 +419,29 @@ void Client::Impl::offer_endpoints(Clock::time_point deadline) {
             if (id.code() == Errc::not_found) {
                 continue; // closed meanwhile
             }
-            return;
+            return outcome;
         }
-        if (auto r = await(*id, "reclaim_offer", deadline); !r && r.code() == Errc::closed) {
-            return;
+        auto r = await(*id, "reclaim_offer", deadline);
+        if (r) {
+            ++outcome.taken_back;
+            continue;
         }
+        if (r.code() == Errc::closed) {
+            return outcome; // the connection went: offered again with the next one
+        }
+        if (r.code() == Errc::timed_out) {
+            continue; // no answer is no refusal
+        }
+        ++outcome.refused;
+        const std::lock_guard lock{mutex};
+        std::erase_if(endpoints, [&](const OpenEndpoint& e) { return e.key == key; });
+        queue_line("shmbusd at " + socket_path + " refused to take back the " +
+                   std::string{to_string(offer.role)} + " (endpoint " +
+                   std::to_string(offer.endpoint_index) + ") of channel " + quoted(offer.channel) +
+                   ": " + r.error().message() +
+                   "; the daemon no longer serves this endpoint: open the channel again");
     }
+    return outcome;
 }
 
 /// Fire-and-forget Close for `key`, from an endpoint's detach hook (any thread). May be

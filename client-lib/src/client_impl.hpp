@@ -21,9 +21,11 @@
 //  - `request_mutex` makes a request (send, await its reply, maybe reconnect) and a
 //    watcher's reconnect attempt exclusive: only its holder receives on the socket or
 //    replaces it;
-//  - `mutex` guards the socket descriptor (its replacement and every send), its generation
-//    and the endpoint records. It is held only for a send or a bookkeeping step, never while
-//    waiting, so an endpoint's destructor never waits on a request.
+//  - `mutex` guards the socket descriptor (its replacement and every send), its generation,
+//    the endpoint records and what is still to be logged. It is held only for a send or a
+//    bookkeeping step, never while waiting, so an endpoint's destructor never waits on a
+//    request.
+// The log sink is called with neither held: lines are queued and said once both are gone.
 //
 // Requests: one outstanding at a time, with increasing ids; the reply is the message with the
 // same id. Anything else that arrives meanwhile is discarded: replies to requests that timed
@@ -32,7 +34,9 @@
 //
 // Failure policy: a request that finds the connection closed reconnects within its own
 // timeout and retries once. A reconnect says hello again and offers back every live
-// endpoint; one log line when the watcher finds the connection lost, one when it is back. The
+// endpoint; an offer the daemon refuses is logged (channel, role, why) and the endpoint's
+// record dropped, since the daemon no longer knows it. One log line when the watcher finds the
+// connection lost, and one when it is back, counting the endpoints taken back and refused. The
 // data path never depends on any of this. Nothing throws out of the Client but
 // std::bad_alloc, which client.cpp turns into Errc::no_memory.
 #pragma once
@@ -71,6 +75,12 @@ struct OpenEndpoint {
     ChannelFiles files; ///< duplicates, offered back to a restarted daemon
 };
 
+/// What a reconnect's offers came to.
+struct OfferOutcome {
+    std::uint32_t taken_back{0};
+    std::uint32_t refused{0};
+};
+
 } // namespace detail
 
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
@@ -90,6 +100,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::uint64_t sock_generation{0}; // guarded by mutex; bumped whenever sock changes
     std::vector<detail::OpenEndpoint> endpoints; // guarded by mutex
     std::uint64_t next_key{1};                   // guarded by mutex
+    std::vector<std::string> unsaid;             // guarded by mutex: lines for the log sink
+    // Guarded by mutex: the last reconnect's offers, until its "reconnected" line is said.
+    std::optional<detail::OfferOutcome> unreported_reconnect;
     std::atomic<std::uint32_t> next_request{1};
 
     bool watched{false}; // registered with the process's watcher thread
@@ -150,8 +163,14 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     /// generation `st.seen` any more.
     void refresh(detail::WatchState& st);
 
+    /// Says every queued line, then the "reconnected" line of the last reconnect if nobody
+    /// has said it yet. Call with neither lock held.
+    void say_queued() noexcept;
+
 private:
     void log(const std::string& line) const noexcept;
+    /// Queues `line` for say_queued(); the caller holds `mutex`.
+    void queue_line(std::string line);
     void poke() const noexcept;
     /// The connection is back (restored by the watcher or by a request): the next loss is
     /// reported and retried afresh.
@@ -166,7 +185,7 @@ private:
     std::optional<Error> refusal_after_close();
     Result<void> reconnect_once(Clock::time_point deadline);
     Result<void> reconnect(Clock::time_point deadline);
-    void offer_endpoints(Clock::time_point deadline);
+    detail::OfferOutcome offer_endpoints(Clock::time_point deadline);
     void endpoint_detached(std::uint64_t key) noexcept;
     void release_assigned(const std::string& channel, Role role, std::uint32_t index);
 };

@@ -15,10 +15,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <poll.h>
 #include <sys/socket.h>
@@ -149,9 +152,11 @@ ClientOptions options_for(const ScriptedDaemon& d, std::chrono::milliseconds tim
 
 /// A Client connected to `d`, the hello answered by `conn` (returned through `conn`).
 Client connected(ScriptedDaemon& d, Connection& conn, std::chrono::milliseconds timeout = 30s,
-                 std::uint64_t client_id = 7) {
-    auto pending = std::async(std::launch::async,
-                              [o = options_for(d, timeout)] { return Client::connect(o); });
+                 std::uint64_t client_id = 7, std::function<void(std::string_view)> log = {}) {
+    ClientOptions options = options_for(d, timeout);
+    options.log = std::move(log);
+    auto pending =
+        std::async(std::launch::async, [o = std::move(options)] { return Client::connect(o); });
     conn = d.accept();
     conn.greet(client_id);
     auto client = pending.get();
@@ -159,6 +164,33 @@ Client connected(ScriptedDaemon& d, Connection& conn, std::chrono::milliseconds 
     REQUIRE(client);
     return std::move(*client);
 }
+
+/// What a Client logs. The sink runs on the Client's threads; the test waits here.
+class Said {
+public:
+    [[nodiscard]] std::function<void(std::string_view)> sink() {
+        return [this](std::string_view line) {
+            const std::lock_guard lock{mutex_};
+            text_ += std::string{line} + "\n";
+            changed_.notify_all();
+        };
+    }
+    /// Whether a line containing `needle` has been said (waiting for it with a deadline).
+    bool has(const std::string& needle) {
+        std::unique_lock lock{mutex_};
+        return changed_.wait_for(lock, kGenerous,
+                                 [&] { return text_.find(needle) != std::string::npos; });
+    }
+    [[nodiscard]] std::string all() {
+        const std::lock_guard lock{mutex_};
+        return text_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::string text_;
+};
 
 template <typename F>
 auto in_background(F f) {
@@ -753,6 +785,70 @@ TEST_CASE("a daemon refusing a reclaim offer does not fail the request") {
     (void)again.expect<Status>(id);
     again.reply(id, DaemonStatus{});
     CHECK(ready(status));
+}
+
+TEST_CASE("a refused offer is logged naming channel, role and why, counted, and not offered "
+          "again") {
+    TempDir dir;
+    ScriptedDaemon d{dir};
+    Connection conn;
+    Said said;
+    Client client = connected(d, conn, 30s, 7, said.sink());
+    const Handout channel = Handout::make();
+    const std::string& name = channel.info.name;
+    std::uint32_t id = 0;
+    auto opening_pub = in_background([&] { return client.open_publisher(name); });
+    (void)conn.expect<Open>(id);
+    channel.send(conn, id, Role::publisher, 2);
+    auto pub = ready(opening_pub);
+    REQUIRE(pub);
+    auto opening_sub = in_background([&] { return client.open_subscriber(name); });
+    (void)conn.expect<Open>(id);
+    channel.send(conn, id, Role::subscriber, 0);
+    auto sub = ready(opening_sub);
+    REQUIRE(sub);
+    conn.fd.reset();
+    d.crash();
+    d.start();
+
+    // The request or the background thread, whichever comes first, reconnects and offers.
+    auto status = in_background([&] { return client.status(); });
+    Connection again = d.accept();
+    again.greet(8);
+    std::vector<UniqueFd> fds;
+    CHECK(again.expect<ReclaimOffer>(id, &fds).role == Role::publisher);
+    again.reply(id, Ok{});
+    CHECK(again.expect<ReclaimOffer>(id, &fds).role == Role::subscriber);
+    again.reply(id, ErrorReply{Errc::not_found,
+                               "the daemon has no channel '" + name + "' with creation id 5"});
+    (void)again.expect<Status>(id);
+    again.reply(id, DaemonStatus{});
+    CHECK(ready(status)); // a refusal does not fail the request
+    INFO(said.all());
+    CHECK(said.has("shmbusd at " + d.path() + " refused to take back the subscriber (endpoint 0) " +
+                   "of channel '" + name + "': not_found: the daemon has no channel '" + name +
+                   "' with creation id 5"));
+    CHECK(said.has("reconnected to shmbusd at " + d.path() +
+                   " as client 8: 1 endpoint taken back, 1 refused"));
+
+    // The daemon does not know the refused endpoint: it is not offered again, and its
+    // destruction sends no close.
+    again.fd.reset();
+    d.crash();
+    d.start();
+    auto ping = in_background([&] { return client.ping(); });
+    Connection third = d.accept();
+    third.greet(9);
+    CHECK(third.expect<ReclaimOffer>(id, &fds).role == Role::publisher);
+    third.reply(id, Ok{});
+    const Ping p = third.expect<Ping>(id);
+    third.reply(id, Pong{p.token});
+    CHECK(ready(ping));
+    CHECK(said.has("as client 9: 1 endpoint taken back, 0 refused"));
+    sub = make_error(Errc::closed); // the subscriber goes first, then the publisher
+    pub = make_error(Errc::closed);
+    const Close close = third.expect<Close>(id);
+    CHECK(close.role == Role::publisher);
 }
 
 TEST_CASE("a daemon that does not come back makes the request fail at its deadline") {
