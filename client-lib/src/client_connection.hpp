@@ -36,6 +36,8 @@ inline constexpr std::chrono::milliseconds kFirstBackoff{10};
 inline constexpr std::chrono::milliseconds kMaxBackoff{1000};
 /// While connect() waits for a daemon to appear: a new daemon is found within this.
 inline constexpr std::chrono::milliseconds kMaxWaitBackoff{250};
+/// While an open waits for a channel the daemon is taking back after a restart.
+inline constexpr std::chrono::milliseconds kMaxRetryBackoff{250};
 
 /// The waits between attempts: 10 ms, doubling up to `max`.
 class Backoff {

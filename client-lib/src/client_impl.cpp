@@ -249,8 +249,45 @@ Result<proto::Received> Client::Impl::exchange(const proto::Body& body, std::str
 }
 
 Result<proto::Received> Client::Impl::call(const proto::Body& body, std::string_view what) {
-    const std::lock_guard requests{request_mutex};
     const auto deadline = Clock::now() + timeout;
+    // The daemon answers an open or create of a channel it is still taking back from the
+    // clients of its previous run with would_block: the channel is there in a moment, so ask
+    // again rather than hand the application a would_block it cannot act on.
+    const bool may_wait_for_channel =
+        std::holds_alternative<proto::Open>(body) || std::holds_alternative<proto::Create>(body);
+    Backoff backoff{detail::kMaxRetryBackoff};
+    std::optional<std::string> waiting_for; // the daemon's last would_block: why we ask again
+    auto still_waiting = [&] {
+        return make_error(Errc::timed_out, "shmbusd at " + socket_path + " still answered " +
+                                               quoted(what) + " with would_block after " +
+                                               format_ms(timeout) + ": " + *waiting_for);
+    };
+    for (;;) {
+        auto r = call_once(body, what, deadline);
+        if (!may_wait_for_channel) {
+            return r;
+        }
+        if (r.code() == Errc::timed_out && waiting_for) {
+            return still_waiting(); // the last attempt ran out of time: say why we waited
+        }
+        if (r.code() != Errc::would_block) {
+            return r;
+        }
+        waiting_for = r.error().detail;
+        // A pause that would reach the deadline leaves no time to ask again: give up now.
+        const auto left = deadline - Clock::now();
+        const auto pause = backoff.next(left);
+        if (pause >= left) {
+            return still_waiting();
+        }
+        std::this_thread::sleep_for(pause);
+    }
+}
+
+/// One request and its reply, reconnecting once if the connection turns out to be closed.
+Result<proto::Received> Client::Impl::call_once(const proto::Body& body, std::string_view what,
+                                                Clock::time_point deadline) {
+    const std::lock_guard requests{request_mutex};
     auto r = exchange(body, what, deadline);
     if (r || r.code() != Errc::closed) {
         return r;

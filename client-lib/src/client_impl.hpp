@@ -30,7 +30,10 @@
 // Requests: one outstanding at a time, with increasing ids; the reply is the message with the
 // same id. Anything else that arrives meanwhile is discarded: replies to requests that timed
 // out, and the replies to Close, which is sent fire-and-forget. An `error` with id 0 is the
-// daemon refusing a datagram it could not decode, and answers the current request.
+// daemon refusing a datagram it could not decode, and answers the current request. An open or
+// create that the daemon answers with would_block (a channel it is still taking back after a
+// restart) is asked again with backoff until the request's timeout, and never handed to the
+// application as would_block: Errc::timed_out then, with the daemon's reason.
 //
 // Failure policy: a request that finds the connection closed reconnects within its own
 // timeout and retries once. A reconnect says hello again and offers back every live
@@ -142,7 +145,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     template <typename Endpoint>
     Result<Endpoint> open(std::string_view channel, Role role, const EndpointOptions& options);
 
-    /// A request: reconnects once if the connection turns out to be closed, then retries.
+    /// A request: reconnects once if the connection turns out to be closed, then retries;
+    /// an open or create answered with would_block is asked again until the timeout.
     Result<proto::Received> call(const proto::Body& body, std::string_view what);
 
     /// Hello on a fresh connection: checks both versions and learns our client id.
@@ -182,6 +186,8 @@ private:
                                   Clock::time_point deadline);
     Result<proto::Received> exchange(const proto::Body& body, std::string_view what,
                                      Clock::time_point deadline);
+    Result<proto::Received> call_once(const proto::Body& body, std::string_view what,
+                                      Clock::time_point deadline);
     std::optional<Error> refusal_after_close();
     Result<void> reconnect_once(Clock::time_point deadline);
     Result<void> reconnect(Clock::time_point deadline);

@@ -7,6 +7,7 @@
 // channel, a process exit. No sleeps. A child never uses Catch2: it reports through its exit
 // code (0 = all well, otherwise which step failed) and leaves with _exit().
 #include "daemon_process.hpp"
+#include "log_lines.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -15,10 +16,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <condition_variable>
 #include <csignal>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unistd.h>
@@ -315,47 +314,6 @@ TEST_CASE("messages keep flowing while shmbusd restarts, and the next request re
 }
 
 namespace {
-
-/// What a Client says through ClientOptions::log, for a test to wait on.
-class LogLines {
-public:
-    [[nodiscard]] std::function<void(std::string_view)> sink() {
-        return [this](std::string_view line) {
-            const std::lock_guard lock{mutex_};
-            lines_.emplace_back(line);
-            changed_.notify_all();
-        };
-    }
-    /// Waits until `count` lines containing `needle` have been said.
-    bool wait_for(std::string_view needle, std::size_t count = 1) {
-        std::unique_lock lock{mutex_};
-        return changed_.wait_until(lock, generous_deadline(),
-                                   [&] { return count_locked(needle) >= count; });
-    }
-    [[nodiscard]] std::size_t count(std::string_view needle) {
-        const std::lock_guard lock{mutex_};
-        return count_locked(needle);
-    }
-    [[nodiscard]] std::string all() {
-        const std::lock_guard lock{mutex_};
-        std::string out;
-        for (const auto& l : lines_) {
-            out += l + "\n";
-        }
-        return out;
-    }
-
-private:
-    std::size_t count_locked(std::string_view needle) const {
-        return static_cast<std::size_t>(
-            std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
-                return l.find(needle) != std::string::npos;
-            }));
-    }
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    std::vector<std::string> lines_;
-};
 
 /// The daemon's id of the connected client called `name`; 0 if there is none.
 std::uint64_t id_of_client(Client& observer, std::string_view name) {

@@ -7,6 +7,7 @@
 // The Client blocks in its requests, so each request runs on a std::async thread and the
 // test thread plays the daemon; only the test thread uses Catch2 assertions. Every wait has
 // a generous deadline and ends on the event itself (a datagram, a connection, a future).
+#include "log_lines.hpp"
 #include "protocol/seqpacket.hpp"
 #include "test_support.hpp"
 
@@ -15,13 +16,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
-#include <mutex>
 #include <optional>
 #include <poll.h>
 #include <sys/socket.h>
@@ -164,33 +163,6 @@ Client connected(ScriptedDaemon& d, Connection& conn, std::chrono::milliseconds 
     REQUIRE(client);
     return std::move(*client);
 }
-
-/// What a Client logs. The sink runs on the Client's threads; the test waits here.
-class Said {
-public:
-    [[nodiscard]] std::function<void(std::string_view)> sink() {
-        return [this](std::string_view line) {
-            const std::lock_guard lock{mutex_};
-            text_ += std::string{line} + "\n";
-            changed_.notify_all();
-        };
-    }
-    /// Whether a line containing `needle` has been said (waiting for it with a deadline).
-    bool has(const std::string& needle) {
-        std::unique_lock lock{mutex_};
-        return changed_.wait_for(lock, kGenerous,
-                                 [&] { return text_.find(needle) != std::string::npos; });
-    }
-    [[nodiscard]] std::string all() {
-        const std::lock_guard lock{mutex_};
-        return text_;
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    std::string text_;
-};
 
 template <typename F>
 auto in_background(F f) {
@@ -353,13 +325,15 @@ TEST_CASE("an error reply becomes the request's Error with the daemon's code and
     ScriptedDaemon d{dir};
     Connection conn;
     Client client = connected(d, conn);
+    // would_block too: only an open or a create asks again (see below).
+    const Errc code = GENERATE(Errc::permission_denied, Errc::would_block);
     auto pending = in_background([&] { return client.reload(); });
     std::uint32_t id = 0;
     (void)conn.expect<Reload>(id);
-    conn.reply(id, ErrorReply{Errc::permission_denied, "reload is for admins"});
+    conn.reply(id, ErrorReply{code, "reload is for admins"});
     auto r = ready(pending);
     REQUIRE_FALSE(r);
-    CHECK(r.code() == Errc::permission_denied);
+    CHECK(r.code() == code);
     CHECK(r.error().detail == "reload is for admins");
 }
 
@@ -792,7 +766,7 @@ TEST_CASE("a refused offer is logged naming channel, role and why, counted, and 
     TempDir dir;
     ScriptedDaemon d{dir};
     Connection conn;
-    Said said;
+    test::LogLines said;
     Client client = connected(d, conn, 30s, 7, said.sink());
     const Handout channel = Handout::make();
     const std::string& name = channel.info.name;
@@ -825,11 +799,12 @@ TEST_CASE("a refused offer is logged naming channel, role and why, counted, and 
     again.reply(id, DaemonStatus{});
     CHECK(ready(status)); // a refusal does not fail the request
     INFO(said.all());
-    CHECK(said.has("shmbusd at " + d.path() + " refused to take back the subscriber (endpoint 0) " +
-                   "of channel '" + name + "': not_found: the daemon has no channel '" + name +
-                   "' with creation id 5"));
-    CHECK(said.has("reconnected to shmbusd at " + d.path() +
-                   " as client 8: 1 endpoint taken back, 1 refused"));
+    CHECK(said.wait_for("shmbusd at " + d.path() +
+                        " refused to take back the subscriber (endpoint 0) " + "of channel '" +
+                        name + "': not_found: the daemon has no channel '" + name +
+                        "' with creation id 5"));
+    CHECK(said.wait_for("reconnected to shmbusd at " + d.path() +
+                        " as client 8: 1 endpoint taken back, 1 refused"));
 
     // The daemon does not know the refused endpoint: it is not offered again, and its
     // destruction sends no close.
@@ -844,11 +819,60 @@ TEST_CASE("a refused offer is logged naming channel, role and why, counted, and 
     const Ping p = third.expect<Ping>(id);
     third.reply(id, Pong{p.token});
     CHECK(ready(ping));
-    CHECK(said.has("as client 9: 1 endpoint taken back, 0 refused"));
+    CHECK(said.wait_for("as client 9: 1 endpoint taken back, 0 refused"));
     sub = make_error(Errc::closed); // the subscriber goes first, then the publisher
     pub = make_error(Errc::closed);
     const Close close = third.expect<Close>(id);
     CHECK(close.role == Role::publisher);
+}
+
+TEST_CASE("an open the daemon answers with would_block is asked again until it succeeds") {
+    TempDir dir;
+    ScriptedDaemon d{dir};
+    Connection conn;
+    Client client = connected(d, conn);
+    const Handout channel = Handout::make();
+    auto pending = in_background([&] { return client.open_subscriber(channel.info.name); });
+    std::uint32_t first = 0;
+    std::uint32_t id = 0;
+    (void)conn.expect<Open>(first);
+    conn.reply(first, ErrorReply{Errc::would_block, "channel is being taken back"});
+    (void)conn.expect<Open>(id);
+    CHECK(id > first);
+    conn.reply(id, ErrorReply{Errc::would_block, "channel is being taken back"});
+    const Open again = conn.expect<Open>(id);
+    CHECK(again.channel == channel.info.name);
+    CHECK(again.role == Role::subscriber);
+    channel.send(conn, id, Role::subscriber, 0);
+    auto sub = ready(pending);
+    INFO((sub ? std::string{} : sub.error().message()));
+    CHECK(sub);
+}
+
+TEST_CASE("an open the daemon keeps answering with would_block times out with its reason") {
+    TempDir dir;
+    ScriptedDaemon d{dir};
+    Connection conn;
+    Client client = connected(d, conn, 300ms);
+    auto pending = in_background([&] { return client.open_publisher("jobs"); });
+    int asked = 0;
+    while (pending.wait_for(0s) != std::future_status::ready) {
+        auto got = receive_message(conn.fd.get(), std::chrono::steady_clock::now() + 50ms);
+        if (!got) {
+            continue;
+        }
+        REQUIRE(std::holds_alternative<Open>(got->message.body));
+        ++asked;
+        conn.reply(got->message.request_id,
+                   ErrorReply{Errc::would_block, "channel 'jobs' is being taken back"});
+    }
+    auto pub = ready(pending);
+    REQUIRE_FALSE(pub);
+    CHECK(pub.code() == Errc::timed_out);
+    CHECK(contains(pub.error().detail, "shmbusd at " + d.path() +
+                                           " still answered 'open' with would_block after 300 ms"
+                                           ": channel 'jobs' is being taken back"));
+    CHECK(asked >= 2);
 }
 
 TEST_CASE("a daemon that does not come back makes the request fail at its deadline") {
