@@ -39,9 +39,9 @@
 // timeout and retries once. A reconnect says hello again and offers back every live
 // endpoint; an offer the daemon refuses is logged (channel, role, why) and the endpoint's
 // record dropped, since the daemon no longer knows it. One log line when the watcher finds the
-// connection lost, and one when it is back, counting the endpoints taken back and refused. The
-// data path never depends on any of this. Nothing throws out of the Client but
-// std::bad_alloc, which client.cpp turns into Errc::no_memory.
+// connection lost, and one for every reconnect, whoever made it, counting the endpoints taken
+// back and refused. The data path never depends on any of this. Nothing throws out of the Client
+// but std::bad_alloc, which client.cpp turns into Errc::no_memory.
 #pragma once
 
 #include "client_connection.hpp"

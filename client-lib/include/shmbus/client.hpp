@@ -45,8 +45,10 @@ struct ClientOptions {
     /// request.
     bool reconnect_in_background{true};
     /// Where the library's rare lines go: waiting for the daemon, connection lost, connection
-    /// restored. Called from the Client's thread or its background thread, never while it
-    /// holds a lock. Empty: one line on stderr each, prefixed "shmbus: ".
+    /// restored (with how many endpoints the daemon took back and refused), each endpoint
+    /// a restarted daemon refused to take back (channel, role, why). Called from the Client's
+    /// thread or its background thread, never while it holds a lock. Empty: one line on stderr
+    /// each, prefixed "shmbus: ".
     std::function<void(std::string_view)> log;
 };
 
