@@ -250,9 +250,9 @@ Result<proto::Received> Client::Impl::exchange(const proto::Body& body, std::str
 
 Result<proto::Received> Client::Impl::call(const proto::Body& body, std::string_view what) {
     const auto deadline = Clock::now() + timeout;
-    // The daemon answers an open or create of a channel it is still taking back from the
-    // clients of its previous run with would_block: the channel is there in a moment, so ask
-    // again rather than hand the application a would_block it cannot act on.
+    // A daemon may answer an open or create of a channel it is still taking back from the
+    // clients of its previous run with would_block (earlier ones did): the channel is there in
+    // a moment, so ask again rather than hand the application a would_block it cannot act on.
     const bool may_wait_for_channel =
         std::holds_alternative<proto::Open>(body) || std::holds_alternative<proto::Create>(body);
     Backoff backoff{detail::kMaxRetryBackoff};

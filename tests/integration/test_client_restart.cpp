@@ -129,7 +129,8 @@ TEST_CASE("an open while the restarted daemon takes back channels whose clients 
         // The client and its endpoint end while no daemon runs: nobody will offer them back.
     }
     REQUIRE(d.start());
-    // The state file names 'telemetry': the daemon awaits its clients for its grace period.
+    // The state file names 'telemetry', whose clients are gone: within its grace period the
+    // daemon serves a stand-in, and a daemon that answered would_block instead is asked again.
     Client late = connect_to(d, "late");
     auto sub = late.open_subscriber("telemetry");
     INFO((sub ? std::string{} : sub.error().message()));

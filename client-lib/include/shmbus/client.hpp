@@ -133,10 +133,10 @@ public:
 
     /// Opens `channel` for writing. Errc::not_found if the daemon has no such channel,
     /// Errc::permission_denied if this user may not publish on it, Errc::limit_reached when
-    /// it has its maximum of publishers. While a restarted daemon is still taking the channel
-    /// back from the clients of its previous run, waits for it (asking again with backoff)
-    /// up to request_timeout, then Errc::timed_out with the daemon's reason; never
-    /// Errc::would_block. The same holds for create_channel().
+    /// it has its maximum of publishers. A daemon that answers would_block (one still taking
+    /// the channel back from the clients of its previous run) is asked again with backoff up
+    /// to request_timeout, then Errc::timed_out with its reason: never Errc::would_block. The
+    /// same holds for create_channel().
     [[nodiscard]] Result<Publisher> open_publisher(std::string_view channel,
                                                    const EndpointOptions& options = {}) noexcept;
     /// Opens `channel` for reading (a consumer, on a queue). Errors as open_publisher().
