@@ -734,33 +734,6 @@ TEST_CASE("after a daemon restart a request reconnects, offers back its endpoint
     CHECK(pub->try_send(msg));
 }
 
-TEST_CASE("a daemon refusing a reclaim offer does not fail the request") {
-    TempDir dir;
-    ScriptedDaemon d{dir};
-    Connection conn;
-    Client client = connected(d, conn);
-    const Handout channel = Handout::make();
-    auto pending = in_background([&] { return client.open_subscriber(channel.info.name); });
-    std::uint32_t id = 0;
-    (void)conn.expect<Open>(id);
-    channel.send(conn, id, Role::subscriber, 0);
-    auto sub = ready(pending);
-    REQUIRE(sub);
-    conn.fd.reset();
-    d.crash();
-    d.start();
-
-    auto status = in_background([&] { return client.status(); });
-    Connection again = d.accept();
-    again.greet();
-    std::vector<UniqueFd> fds;
-    (void)again.expect<ReclaimOffer>(id, &fds);
-    again.reply(id, ErrorReply{Errc::not_found, "no record of that endpoint"});
-    (void)again.expect<Status>(id);
-    again.reply(id, DaemonStatus{});
-    CHECK(ready(status));
-}
-
 TEST_CASE("a refused offer is logged naming channel, role and why, counted, and not offered "
           "again") {
     TempDir dir;
