@@ -1,6 +1,8 @@
-// Names and messages of Errc / Error.
+// Names and messages of Errc / Error, and the report of a Result used for what it does not hold.
 #include <shmbus/error.hpp>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace shmbus {
@@ -54,5 +56,20 @@ std::string Error::message() const {
     }
     return out;
 }
+
+namespace detail {
+
+void bad_result_access(const Error* error) noexcept {
+    if (error == nullptr) {
+        std::fputs("shmbus: Result::error() called on a result that holds a value\n", stderr);
+    } else {
+        std::fprintf(stderr, "shmbus: Result::value() called on an error result: %s\n",
+                     error->message().c_str());
+    }
+    std::fflush(stderr);
+    std::abort();
+}
+
+} // namespace detail
 
 } // namespace shmbus

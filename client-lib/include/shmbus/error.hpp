@@ -51,8 +51,16 @@ struct Error {
     return Error{code, sys_errno, std::move(detail)};
 }
 
+namespace detail {
+/// Reports a Result used for what it does not hold, a bug in the calling code, on stderr and
+/// aborts: value() of an error result (`error` is then its Error, whose message is printed),
+/// or error() / take_error() of a result holding a value (`error` is then null).
+[[noreturn]] SHMBUS_EXPORT void bad_result_access(const Error* error) noexcept;
+} // namespace detail
+
 /// Holds either a value or an Error. Small, `[[nodiscard]]`, never throws on its own.
-/// Accessing value() of an error result (or error() of a value) is a bug and aborts.
+/// Accessing value() of an error result is a bug: it prints the error's message on stderr
+/// and aborts; so does error() of a result that holds a value.
 template <typename T>
 class [[nodiscard]] Result {
 public:
@@ -102,13 +110,13 @@ public:
 
 private:
     void check_value() const noexcept {
-        if (!ok_) {
-            __builtin_trap();
+        if (!ok_) [[unlikely]] {
+            detail::bad_result_access(&storage_.error);
         }
     }
     void check_error() const noexcept {
-        if (ok_) {
-            __builtin_trap();
+        if (ok_) [[unlikely]] {
+            detail::bad_result_access(nullptr);
         }
     }
     void destroy() noexcept {
@@ -136,14 +144,14 @@ public:
     [[nodiscard]] bool has_value() const noexcept { return ok_; }
     explicit operator bool() const noexcept { return ok_; }
     [[nodiscard]] const Error& error() const noexcept {
-        if (ok_) {
-            __builtin_trap();
+        if (ok_) [[unlikely]] {
+            detail::bad_result_access(nullptr);
         }
         return error_;
     }
     [[nodiscard]] Error&& take_error() noexcept {
-        if (ok_) {
-            __builtin_trap();
+        if (ok_) [[unlikely]] {
+            detail::bad_result_access(nullptr);
         }
         return std::move(error_);
     }
