@@ -1,11 +1,10 @@
 // Publisher: the writing side of every channel kind.
 //
 // Three algorithms, chosen once at attach from the channel's shape:
-//  - spsc: queue with one producer and one consumer. The producer keeps `head` in a local
-//    and reads the consumer's `consumer_pos` only when its cached copy says the ring is full
-//    (the rigtorp/SPSCQueue cached-index idea). Committing marks each slot's state
-//    committed(p) in the slot header (a line written anyway) and then stores `head` once per
-//    batch, for tools and a successor. No compare-and-swap anywhere.
+//  - spsc: queue with one producer and one consumer, in <shmbus/detail/spsc_ring.hpp>, whose
+//    functions the inline path of endpoint.hpp and this file both call. What is left here is
+//    what the inline path hands over: re-reading the consumer's position when the cached
+//    one says the ring is full (and checking it), recording a new ring depth, and the errors.
 //  - mpmc: queue with several producers or consumers. A slot is claimed by one CAS on its
 //    claim state in the control region (free(p) -> reserved(p, me)) and `head` is then
 //    advanced by CAS, by the claimer or by any producer that finds it lagging. Committing is
@@ -16,9 +15,17 @@
 //    under the block policy, when every subscriber's cursor has passed it. The state doubles
 //    as a seqlock: a subscriber that sees it change while reading knows the data was torn.
 //
+// Every length and index read from the segment is untrusted: a bad one is an Errc::corrupted
+// naming it. What this file asserts (SHMBUS_ASSERT) is only its own bookkeeping.
+//
+// Memory ordering: the SPSC pairs are listed once in spsc_ring.hpp ([slot], [room], [head],
+// [sleep]); waking is wake_sleepers()'s handshake (endpoint_table.hpp); the claimed
+// algorithms' pairs are said at each site below.
+//
 // Thread-safety: one thread at a time per Publisher. At most one batch outstanding.
 #include <shmbus/endpoint.hpp>
 
+#include "assert.hpp"
 #include "endpoint_hooks.hpp"
 #include "shm/endpoint_table.hpp"
 
@@ -51,6 +58,7 @@ struct Publisher::Impl : EndpointCore {
             for (std::size_t i = 0; i < port.pending_count; ++i) {
                 finish(port.pending_first + i, kOwnerAbandoned);
             }
+            // relaxed: a statistic.
             atom(ch.control->abandoned).fetch_add(port.pending_count, std::memory_order_relaxed);
             wake_sleepers(data_wait(ch.control));
         }
@@ -67,15 +75,21 @@ struct Publisher::Impl : EndpointCore {
     /// reserved(pos, me) -> committed(pos, tag). False if someone reclaimed our slot.
     bool finish(std::uint64_t pos, std::uint32_t tag) noexcept {
         std::uint64_t expected = make_state(pos, SlotPhase::reserved, owner);
-        // release: the slot's bytes and length happen-before a reader's acquire of the state.
+        // release: the slot's bytes and length happen-before a reader's acquire of the state
+        // (take_mpmc()'s, take_broadcast()'s).
         return atom(claim_word(pos))
             .compare_exchange_strong(expected, make_state(pos, SlotPhase::committed, tag),
                                      std::memory_order_release, std::memory_order_relaxed);
     }
 
+    /// Records a ring depth in the channel's high-water statistic if it is a new maximum.
+    /// The SPSC inline path reserves without coming here only below the recorded mark
+    /// (DataPort::room_within_high_water()), which therefore never exceeds the capacity.
     void note_depth(std::uint64_t depth) noexcept {
+        SHMBUS_ASSERT(depth <= cap, "a ring depth is at most the ring's capacity");
         if (depth > port.high_water) {
             port.high_water = depth;
+            // relaxed: a statistic for tools.
             atom(ch.control->high_water).store(depth, std::memory_order_relaxed);
         }
     }
@@ -85,12 +99,14 @@ struct Publisher::Impl : EndpointCore {
         std::uint64_t min = fallback;
         for (std::uint32_t i = 0; i < ch.geo.max_subscribers; ++i) {
             const EndpointRecord& r = ch.subscribers[i];
-            if (atom(const_cast<std::uint32_t&>(r.state)).load(std::memory_order_seq_cst) !=
+            // seq_cst, both loads: the publisher half of the join handshake whose subscriber
+            // half (seq_cst stores of the cursor around a re-read of head) is in
+            // Subscriber::attach(), which explains it.
+            if (atom_load(r.state, std::memory_order_seq_cst) !=
                 static_cast<std::uint32_t>(EndpointState::active)) {
                 continue;
             }
-            const std::uint64_t c =
-                atom(const_cast<std::uint64_t&>(r.cursor)).load(std::memory_order_seq_cst);
+            const std::uint64_t c = atom_load(r.cursor, std::memory_order_seq_cst);
             // A cursor ahead of the claim index is garbage (or a subscriber racing its own
             // join); it cannot hold us back.
             if (c < min) {
@@ -113,24 +129,22 @@ struct Publisher::Impl : EndpointCore {
                               std::to_string(ch.geo.slot_size) + " bytes (raise slot_size)");
     }
 
+    /// The SPSC reservation the inline path left to us: the cached consumer position says
+    /// the ring is full (re-read it), or the reservation reaches a depth to record.
     Result<std::size_t> reserve_spsc(std::size_t max_count) noexcept {
-        std::uint64_t free = cap - (port.pos - port.cached_peer);
-        if (free == 0) {
-            // acquire: pairs with the consumer's exchange of consumer_pos; the slots below it
-            // are no longer being read.
-            const std::uint64_t t = atom(ch.control->consumer_pos).load(std::memory_order_acquire);
-            if (t > port.pos || port.pos - t > cap) {
+        if (port.depth_by_cache() == cap) {
+            const std::uint64_t t = port.load_consumer_pos();
+            if (!port.consumer_pos_plausible(t)) {
                 return consumer_outside(t);
             }
             port.cached_peer = t;
-            free = cap - (port.pos - t);
-            if (free == 0) {
+            if (port.depth_by_cache() == cap) {
                 return make_error(Errc::would_block);
             }
         }
         port.pending_first = port.pos;
-        note_depth(cap - free + 1);
-        return std::min<std::uint64_t>(max_count, free);
+        note_depth(port.depth_by_cache() + 1);
+        return port.reservable(max_count);
     }
 
     /// Claims up to `max_count` consecutive positions (mpmc and broadcast).
@@ -138,7 +152,7 @@ struct Publisher::Impl : EndpointCore {
         std::uint64_t& head_word = ch.payload->head;
         std::size_t got = 0;
         for (int attempt = 0; attempt < kMaxClaimAttempts && got < max_count; ++attempt) {
-            // acquire: pairs with other claimers' CAS of head, so we see their claims.
+            // acquire: pairs with other claimers' release CAS of head, so we see their claims.
             const std::uint64_t p = atom(head_word).load(std::memory_order_acquire);
             if (got != 0 && p != port.pending_first + got) {
                 break; // someone took the next position: the batch ends here
@@ -150,6 +164,8 @@ struct Publisher::Impl : EndpointCore {
                 }
             }
             std::uint64_t& word = claim_word(p);
+            // acquire: pairs with the release that last wrote the state (a consumer freeing
+            // the cell, a publisher's commit); it only selects, the CAS below decides.
             std::uint64_t s = atom(word).load(std::memory_order_acquire);
             const std::int64_t d = state_distance(s, p);
             const SlotPhase phase = state_phase(s);
@@ -158,11 +174,15 @@ struct Publisher::Impl : EndpointCore {
                 (algo == Algorithm::broadcast && d == -static_cast<std::int64_t>(cap) &&
                  phase == SlotPhase::committed);
             if (claimable) {
-                // acq_rel on success: we own the slot; pairs with the reader that freed it.
+                // acq_rel on success: we own the slot. Acquire pairs with the consumer's
+                // release that freed it (release_cell()) or the last commit; it also keeps our
+                // rewrite of a broadcast slot after the state change that a reader's seqlock
+                // check (Subscriber's release()) looks for.
                 if (atom(word).compare_exchange_strong(s, make_state(p, SlotPhase::reserved, owner),
                                                        std::memory_order_acq_rel,
                                                        std::memory_order_relaxed)) {
                     std::uint64_t expected = p;
+                    // release: pairs with the acquire loads of head here and in readers.
                     atom(head_word).compare_exchange_strong(
                         expected, p + 1, std::memory_order_release, std::memory_order_relaxed);
                     if (got == 0) {
@@ -173,7 +193,8 @@ struct Publisher::Impl : EndpointCore {
                 continue;
             }
             if (d == 0 || (d > 0 && d % static_cast<std::int64_t>(cap) == 0)) {
-                // Position p is already claimed (or long done): help head past it.
+                // Position p is already claimed (or long done): help head past it (release:
+                // as the claimer's CAS above).
                 std::uint64_t expected = p;
                 atom(head_word).compare_exchange_strong(expected, p + 1, std::memory_order_release,
                                                         std::memory_order_relaxed);
@@ -181,11 +202,14 @@ struct Publisher::Impl : EndpointCore {
             }
             if (d == -static_cast<std::int64_t>(cap)) {
                 // The previous lap's message is still unread (queue) or still being written.
+                // Re-read head (acquire, as at the top) to tell a full ring from a lost race.
                 if (atom(head_word).load(std::memory_order_acquire) == p) {
                     break;
                 }
                 continue;
             }
+            // A state from no lap we can be at: damaged, unless head moved on (acquire, as at
+            // the top) and we merely read a stale position.
             if (atom(head_word).load(std::memory_order_acquire) == p) {
                 return got != 0 ? Result<std::size_t>(got)
                                 : corrupted("claim state of slot " + std::to_string(p & (cap - 1)) +
@@ -197,6 +221,7 @@ struct Publisher::Impl : EndpointCore {
             return make_error(Errc::would_block);
         }
         if (algo != Algorithm::broadcast) {
+            // relaxed: only for the high-water statistic; an implausible value is ignored.
             const std::uint64_t c = atom(ch.control->consumer_pos).load(std::memory_order_relaxed);
             const std::uint64_t h = port.pending_first + got;
             if (h >= c && h - c <= cap) {
@@ -218,40 +243,25 @@ struct Publisher::Impl : EndpointCore {
         if (!got) {
             return got.take_error();
         }
-        port.pending = true;
-        port.pending_count = *got;
+        SHMBUS_ASSERT(*got >= 1 && *got <= max_count && *got <= cap,
+                      "a reservation hands out between 1 and max_count slots of the ring");
+        port.begin_batch(port.pending_first, *got);
         return WriteBatch{port, port.pending_first, port.pending_count};
     }
 
-    bool outstanding(const WriteBatch& b) const noexcept {
-        return port.pending && b.first_ == port.pending_first && b.count_ == port.pending_count;
-    }
-
     Result<void> commit(WriteBatch& b) noexcept {
-        if (!outstanding(b)) {
+        if (!port.is_outstanding(b.first_, b.count_)) {
             return misuse("commit: this batch is not the outstanding reservation");
         }
-        for (std::size_t i = 0; i < b.count_; ++i) {
+        if (const std::size_t i = port.first_unfit_length(b.first_, b.count_); i != b.count_) {
+            // relaxed: our own store, read back (as in first_unfit_length()).
             const std::uint64_t len =
-                atom(ch.slot(b.first_ + i)->length).load(std::memory_order_relaxed);
-            if (len > ch.geo.slot_size) {
-                return too_large(len);
-            }
+                port.word(b.first_ + i, port.length_offset).load(std::memory_order_relaxed);
+            return too_large(len);
         }
-        port.pending = false;
+        port.end_batch();
         if (algo == Algorithm::spsc) {
-            // release: each slot's bytes happen-before the consumer's acquire of its state.
-            // The consumer polls the state in the slot header, a line we write anyway, so a
-            // message costs no extra cache-line transfer for an index.
-            for (std::size_t i = 0; i < b.count_; ++i) {
-                atom(ch.slot(port.pos + i)->state)
-                    .store(make_state(port.pos + i, SlotPhase::committed),
-                           std::memory_order_release);
-            }
-            port.pos += b.count_;
-            // head is for tools and for a successor producer; wake_sleepers() below orders
-            // the stores before the waiter check.
-            atom(ch.payload->head).store(port.pos, std::memory_order_release);
+            port.publish(b.count_);
         } else {
             bool reclaimed = false;
             for (std::size_t i = 0; i < b.count_; ++i) {
@@ -270,33 +280,38 @@ struct Publisher::Impl : EndpointCore {
     }
 
     void abandon(WriteBatch& b) noexcept {
-        if (!outstanding(b)) {
+        if (!port.is_outstanding(b.first_, b.count_)) {
             return;
         }
-        port.pending = false;
+        port.end_batch();
         if (algo != Algorithm::spsc) {
             for (std::size_t i = 0; i < b.count_; ++i) {
                 finish(b.first_ + i, kOwnerAbandoned);
             }
+            // relaxed: a statistic.
             atom(ch.control->abandoned).fetch_add(b.count_, std::memory_order_relaxed);
             wake_sleepers(data_wait(ch.control));
         }
         b.count_ = 0;
     }
 
-    /// True when try_reserve() may succeed now (used while waiting; seq_cst loads pair with
-    /// the readers' seq_cst release and wake).
+    /// True when try_reserve() may succeed now: wait_until()'s condition. Its loads are
+    /// acquire, pairing with the stores a reader makes before waking us (wake_sleepers()'s
+    /// handshake); the broadcast scan keeps its seq_cst (slowest_cursor()).
     bool room_hint() noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return port.pos - atom(ch.control->consumer_pos).load(std::memory_order_seq_cst) < cap;
+            return port.pos - port.load_consumer_pos() < cap; // acquire: [room]
         case Algorithm::mpmc: {
-            const std::uint64_t p = atom(ch.payload->head).load(std::memory_order_seq_cst);
-            return state_distance(atom(ch.cell(p)).load(std::memory_order_seq_cst), p) !=
+            // acquire: pairs with the claimers' release CAS of head and a consumer's release
+            // of the cell (release_cell()).
+            const std::uint64_t p = atom(ch.payload->head).load(std::memory_order_acquire);
+            return state_distance(atom(ch.cell(p)).load(std::memory_order_acquire), p) !=
                    -static_cast<std::int64_t>(cap);
         }
         case Algorithm::broadcast: {
-            const std::uint64_t p = atom(ch.payload->head).load(std::memory_order_seq_cst);
+            // acquire: pairs with the claimers' release CAS of head.
+            const std::uint64_t p = atom(ch.payload->head).load(std::memory_order_acquire);
             return drop || p - slowest_cursor(p) < cap;
         }
         }
@@ -328,23 +343,19 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
         // We are the only producer: resume from the published index, past any slots a
         // predecessor committed but died before announcing in head (consumers may already
         // have read them). Its uncommitted reservation is simply overwritten.
-        std::uint64_t h = atom(impl->ch.payload->head).load(std::memory_order_acquire);
-        const std::uint64_t t =
-            atom(impl->ch.control->consumer_pos).load(std::memory_order_acquire);
-        for (std::uint64_t i = 0; i < impl->cap; ++i) {
-            if (atom(impl->ch.slot(h)->state).load(std::memory_order_acquire) !=
-                make_state(h, SlotPhase::committed)) {
-                break;
-            }
-            ++h;
+        DataPort& p = impl->port;
+        // acquire: [head], the predecessor's last publish().
+        p.pos = atom(*p.head).load(std::memory_order_acquire);
+        const std::uint64_t t = p.load_consumer_pos();
+        for (std::uint64_t i = 0; i < impl->cap && p.is_committed(p.pos); ++i) {
+            ++p.pos;
         }
-        if (t > h || h - t > impl->cap) {
-            return impl->corrupted("publish index " + std::to_string(h) + " and consumer_pos " +
+        if (!p.consumer_pos_plausible(t)) {
+            return impl->corrupted("publish index " + std::to_string(p.pos) + " and consumer_pos " +
                                    std::to_string(t) + " are inconsistent");
         }
-        impl->port.pos = h;
-        impl->port.cached_peer = t;
-        impl->port.spsc = true;
+        p.cached_peer = t;
+        p.spsc = true;
     }
     return Publisher{std::move(impl)};
 }

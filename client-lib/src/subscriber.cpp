@@ -1,8 +1,10 @@
 // Subscriber: the reading side of every channel kind (a consumer, on a queue).
 //
-//  - spsc: the consumer owns `consumer_pos` (control) and keeps it in a local; a message is
-//    ready when its slot's state says committed(position), so the consumer polls a line the
-//    producer writes anyway; the producer's `head` is read only to tell empty from damaged.
+//  - spsc: queue with one producer and one consumer, in <shmbus/detail/spsc_ring.hpp>, whose
+//    functions the inline path of endpoint.hpp and this file both call. What is left here is
+//    what the inline path hands over: a slot that is not ready and does not look empty (read
+//    the producer's `head` to tell an empty ring from a damaged state), skipping a damaged
+//    message, and waking a producer that sleeps.
 //  - mpmc: a message is taken by one CAS on its claim state, committed(p) -> reading(p, me),
 //    then the shared dequeue position is advanced by CAS (by us or by whoever finds it
 //    lagging); releasing stores free(p + slot_count). A dead consumer's taken messages are
@@ -13,11 +15,17 @@
 //    re-read after reading (seqlock) so torn data is never passed off as a message.
 //
 // Every length and index read from the segment is checked before it is used; a bad message
-// is skipped, counted in `corrupted`, and reported once as Errc::corrupted.
+// is skipped, counted in `corrupted`, and reported once as Errc::corrupted. What this file
+// asserts (SHMBUS_ASSERT) is only its own bookkeeping.
+//
+// Memory ordering: the SPSC pairs are listed once in spsc_ring.hpp ([slot], [room], [head],
+// [sleep]); waking is wake_sleepers()'s handshake (endpoint_table.hpp); the other
+// algorithms' pairs are said at each site below.
 //
 // Thread-safety: one thread at a time per Subscriber. At most one batch outstanding.
 #include <shmbus/endpoint.hpp>
 
+#include "assert.hpp"
 #include "endpoint_hooks.hpp"
 #include "shm/endpoint_table.hpp"
 
@@ -59,6 +67,8 @@ struct Subscriber::Impl : EndpointCore {
 
     EndpointRecord& record() const noexcept { return ch.subscribers[index]; }
 
+    /// The length word of `pos`'s slot: untrusted. relaxed: read after the acquire of the
+    /// slot's state that made the message ours (or, broadcast, seqlock-checked after).
     std::uint64_t length_of(std::uint64_t pos) const noexcept {
         return atom(ch.slot(pos)->length).load(std::memory_order_relaxed);
     }
@@ -69,82 +79,77 @@ struct Subscriber::Impl : EndpointCore {
                          "; the message was skipped");
     }
 
-    /// Publishes our cursor (spsc: consumer_pos; broadcast: our entry) and wakes writers
-    /// that wait for room.
+    /// SPSC: frees `count` slots from our position for the producer and wakes it if it
+    /// sleeps for room.
+    void consume_spsc(std::size_t count) noexcept {
+        port.consume(count);
+        wake_sleepers(space_wait(ch.control)); // [sleep]
+    }
+
+    /// Broadcast: publishes our cursor in our entry and wakes writers that wait for room.
     void publish_cursor(std::uint64_t pos) noexcept {
-        std::uint64_t& word = algo == Algorithm::spsc ? ch.control->consumer_pos : record().cursor;
-        if (algo == Algorithm::broadcast && drop) {
-            // Nobody waits for a drop-policy subscriber; the cursor is for tools only.
-            atom(word).store(pos, std::memory_order_release);
+        SHMBUS_ASSERT(algo == Algorithm::broadcast, "only a broadcast subscriber has a cursor");
+        if (drop) {
+            // Nobody waits for a drop-policy subscriber; the cursor is for tools only, which
+            // read it relaxed (the release is kept from the block case; nothing pairs with it).
+            atom(record().cursor).store(pos, std::memory_order_release);
             return;
         }
-        // release: our reads of the slots happen-before the writer's acquire of the cursor.
-        // wake_sleepers() below orders it before the waiter check.
-        atom(word).store(pos, std::memory_order_release);
+        // release: our reads of the slots happen-before the block publisher's reclaim of
+        // them (the seq_cst loads of slowest_cursor(), which acquire). wake_sleepers() below
+        // orders it before the waiter check.
+        atom(record().cursor).store(pos, std::memory_order_release);
         wake_sleepers(space_wait(ch.control));
     }
 
     void count_lost(std::uint64_t n) noexcept {
         lost_total += n;
         lost_pending += n;
+        // relaxed: statistics for tools.
         atom(record().lost).store(lost_total, std::memory_order_relaxed);
         atom(ch.control->dropped).fetch_add(n, std::memory_order_relaxed);
     }
 
     // ---- spsc ----
-    /// The messages committed from `tail` on, up to `max_count`, whose lengths fit: the
-    /// whole of a receive in the common case, kept small so that it is inlined.
-    std::size_t committed_spsc(std::size_t max_count) const noexcept {
-        std::size_t n = 0;
-        for (; n < max_count; ++n) {
-            const std::uint64_t p = port.pos + n;
-            // acquire: pairs with the producer's release of committed(p); the slot is full.
-            if (atom(ch.slot(p)->state).load(std::memory_order_acquire) !=
-                    make_state(p, SlotPhase::committed) ||
-                length_of(p) > ch.geo.slot_size) {
-                break;
-            }
-        }
-        return n;
+    /// Whether the producer has announced position `pos` (its head is past it, within a
+    /// ring): the producer marks states before it stores head, so a slot at such a position
+    /// that is not committed is damaged. acquire: [head].
+    bool producer_announced(std::uint64_t pos, std::uint64_t& h) const noexcept {
+        h = atom(*port.head).load(std::memory_order_acquire);
+        return h > pos && h - pos <= cap;
     }
 
     [[gnu::always_inline]] Result<std::size_t> take_spsc(std::size_t max_count) noexcept {
-        const std::size_t n = committed_spsc(max_count);
+        const std::size_t n = port.ready(max_count);
         if (n != 0) [[likely]] {
             port.pending_first = port.pos;
             return n;
         }
-        // Nothing good at tail. Empty, unless the slot holds a committed message too long
-        // for it, or the producer has announced positions past it: then (its state stores
-        // precede head's) the slot state is damaged.
-        const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
-        if (h <= port.pos || h - port.pos > cap) {
-            if (atom(ch.slot(port.pos)->state).load(std::memory_order_acquire) !=
-                make_state(port.pos, SlotPhase::committed)) [[likely]] {
-                return make_error(Errc::would_block);
-            }
+        // Nothing good at our position. Empty, unless the slot holds a committed message too
+        // long for it, or the producer has announced positions past it.
+        std::uint64_t h = 0;
+        if (!producer_announced(port.pos, h) && !port.is_committed(port.pos)) [[likely]] {
+            return make_error(Errc::would_block);
         }
         return spsc_anomaly(max_count);
     }
 
-    /// take_spsc() found no message at tail although the slot or head says there is one.
+    /// take_spsc() found no message at our position although the slot or head says there is
+    /// one.
     [[gnu::cold, gnu::noinline]] Result<std::size_t> spsc_anomaly(std::size_t max_count) noexcept {
-        const std::uint64_t s = atom(ch.slot(port.pos)->state).load(std::memory_order_acquire);
-        if (s == make_state(port.pos, SlotPhase::committed)) {
+        if (port.is_committed(port.pos)) {
             const std::uint64_t len = length_of(port.pos);
             if (len > ch.geo.slot_size) {
-                ++port.pos;
-                publish_cursor(port.pos);
+                consume_spsc(1);
                 return bad_length(port.pos - 1, len);
             }
             return take_spsc(max_count); // committed meanwhile
         }
-        const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
-        if (h <= port.pos || h - port.pos > cap) {
+        std::uint64_t h = 0;
+        if (!producer_announced(port.pos, h)) {
             return make_error(Errc::would_block); // both looked again and now agree: empty
         }
-        ++port.pos;
-        publish_cursor(port.pos);
+        consume_spsc(1);
         return corrupted("state of slot " + std::to_string((port.pos - 1) & (cap - 1)) +
                          " does not mark message " + std::to_string(port.pos - 1) +
                          " committed although the producer is at " + std::to_string(h) +
@@ -156,6 +161,8 @@ struct Subscriber::Impl : EndpointCore {
     Result<std::size_t> take_redelivered() noexcept {
         for (std::uint64_t i = 0; i < cap; ++i) {
             std::uint64_t& w = ch.cells[i];
+            // acquire: pairs with the release half of the CAS that returned it (the
+            // supervisor's rewrite_states(), or copy_one()); it only selects, the CAS decides.
             std::uint64_t s = atom(w).load(std::memory_order_acquire);
             if (state_phase(s) != SlotPhase::committed || state_owner(s) != kOwnerRedeliver) {
                 continue;
@@ -164,6 +171,7 @@ struct Subscriber::Impl : EndpointCore {
             // acq_rel: take it; pairs with the supervisor's CAS that returned it.
             if (atom(w).compare_exchange_strong(s, make_state(pos, SlotPhase::reading, owner),
                                                 std::memory_order_acq_rel)) {
+                // relaxed: a hint only; the cells are the truth (see below).
                 atom(ch.control->redeliver_pending).fetch_sub(1, std::memory_order_relaxed);
                 // The 48-bit position addresses the same slot; sequence numbers of redelivered
                 // messages are reported modulo 2^48.
@@ -185,11 +193,13 @@ struct Subscriber::Impl : EndpointCore {
     }
 
     void release_cell(std::uint64_t pos) noexcept {
-        // release: our reads of the slot happen-before a producer's claim of the next lap.
+        // release: our reads of the slot happen-before a producer's claim of the next lap
+        // (the acquire half of its CAS in reserve_claimed()).
         atom(ch.cell(pos)).store(make_state(pos + cap, SlotPhase::free), std::memory_order_release);
     }
 
     Result<std::size_t> take_mpmc(std::size_t max_count) noexcept {
+        // relaxed: a hint whether to scan; take_redelivered()'s acquire loads decide.
         if (atom(ch.control->redeliver_pending).load(std::memory_order_relaxed) != 0) {
             auto r = take_redelivered();
             if (!r || *r != 0) {
@@ -199,23 +209,29 @@ struct Subscriber::Impl : EndpointCore {
         std::uint64_t& dq = ch.control->consumer_pos;
         std::size_t got = 0;
         for (int attempt = 0; attempt < kMaxAttempts && got < max_count; ++attempt) {
+            // acquire: pairs with the other consumers' release CAS of the dequeue position.
             const std::uint64_t p = atom(dq).load(std::memory_order_acquire);
             if (got != 0 && p != port.pending_first + got) {
                 break;
             }
             std::uint64_t& word = ch.cell(p);
+            // acquire: pairs with the producer's release in finish() (committed) or another
+            // consumer's release_cell(); it only selects, the CAS below decides.
             std::uint64_t s = atom(word).load(std::memory_order_acquire);
             const std::int64_t d = state_distance(s, p);
             const SlotPhase phase = state_phase(s);
             if (d == 0 && phase == SlotPhase::committed) {
                 const std::uint32_t tag = state_owner(s);
-                // acq_rel: pairs with the producer's release of the committed state.
+                // acq_rel: the acquire half pairs with the producer's release in finish(), so
+                // the slot's bytes are complete; the release half with a supervisor that
+                // returns the message if we die (rewrite_states()).
                 if (!atom(word).compare_exchange_strong(s, make_state(p, SlotPhase::reading, owner),
                                                         std::memory_order_acq_rel,
                                                         std::memory_order_relaxed)) {
                     continue;
                 }
                 std::uint64_t expected = p;
+                // release: pairs with the acquire loads of the dequeue position above.
                 atom(dq).compare_exchange_strong(expected, p + 1, std::memory_order_release,
                                                  std::memory_order_relaxed);
                 const std::uint64_t len = length_of(p);
@@ -242,7 +258,8 @@ struct Subscriber::Impl : EndpointCore {
             }
             if ((d == 0 && phase == SlotPhase::reading) ||
                 (d == static_cast<std::int64_t>(cap) && phase == SlotPhase::free)) {
-                // Taken by another consumer, or taken and released: help dq along.
+                // Taken by another consumer, or taken and released: help dq along (release,
+                // as the taker's CAS above).
                 std::uint64_t expected = p;
                 atom(dq).compare_exchange_strong(expected, p + 1, std::memory_order_release,
                                                  std::memory_order_relaxed);
@@ -251,6 +268,8 @@ struct Subscriber::Impl : EndpointCore {
             if (d == 0 || d == -static_cast<std::int64_t>(cap)) {
                 break; // not committed yet (free or being written)
             }
+            // A state from no lap we can be at: damaged, unless the dequeue position moved on
+            // (acquire, as at the top) and we merely read a stale one.
             if (atom(dq).load(std::memory_order_acquire) == p) {
                 if (got != 0) {
                     break;
@@ -294,7 +313,8 @@ struct Subscriber::Impl : EndpointCore {
             }
             if (d > 0 && got == 0) {
                 // Overrun: the slot already holds a later lap. Everything from `tail` up to
-                // the oldest position still in the ring is lost.
+                // the oldest position still in the ring is lost. acquire: pairs with the
+                // claimers' release CAS of head.
                 const std::uint64_t h = atom(ch.payload->head).load(std::memory_order_acquire);
                 std::uint64_t resume = h > cap ? h - cap : 0;
                 if (resume <= port.pos) {
@@ -339,23 +359,41 @@ struct Subscriber::Impl : EndpointCore {
         if (*got == 0) {
             return make_error(Errc::would_block);
         }
-        port.pending = true;
-        port.pending_count = *got;
+        SHMBUS_ASSERT(*got <= max_count && *got <= cap,
+                      "a receive hands out at most max_count messages of the ring");
+        port.begin_batch(port.pending_first, *got);
         return ReadBatch{port, port.pending_first, port.pending_count,
                          std::exchange(lost_pending, 0)};
     }
 
+    /// Broadcast drop: how many of the `count` positions from `first` no longer hold their
+    /// message (a publisher lapped us). The seqlock check: called after the slots were read;
+    /// seqlock_read_fence() orders those reads before the re-read of the states. It pairs
+    /// with the publisher's claim CAS (acq_rel, reserve_claimed()), after which it rewrites
+    /// the slot: a rewrite we may have seen implies a state we see changed.
+    std::size_t overwritten(std::uint64_t first, std::size_t count) const noexcept {
+        seqlock_read_fence();
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            // relaxed: ordered by the fence above.
+            if (atom(ch.slot(first + i)->state).load(std::memory_order_relaxed) !=
+                make_state(first + i, SlotPhase::committed)) {
+                ++n;
+            }
+        }
+        return n;
+    }
+
     Result<void> release(ReadBatch& b) noexcept {
-        if (!port.pending || b.first_ != port.pending_first || b.count_ != port.pending_count) {
+        if (!port.is_outstanding(b.first_, b.count_)) {
             return misuse("release: this batch is not the outstanding one");
         }
-        port.pending = false;
+        port.end_batch();
         const std::size_t n = b.count_;
         b.count_ = 0;
         switch (algo) {
         case Algorithm::spsc:
-            port.pos += n;
-            publish_cursor(port.pos);
+            consume_spsc(n);
             return ok();
         case Algorithm::mpmc:
             for (std::size_t i = 0; i < n; ++i) {
@@ -364,28 +402,16 @@ struct Subscriber::Impl : EndpointCore {
             wake_sleepers(space_wait(ch.control));
             return ok();
         case Algorithm::broadcast: {
-            std::uint64_t overwritten = 0;
-            if (drop) {
-                // Seqlock check: pairs with the publisher's release fence before it rewrote
-                // a slot; if the state moved on, what we read may be torn.
-                seqlock_read_fence();
-                for (std::size_t i = 0; i < n; ++i) {
-                    const std::uint64_t p = b.first_ + i;
-                    const std::uint64_t s = atom(ch.slot(p)->state).load(std::memory_order_relaxed);
-                    if (s != make_state(p, SlotPhase::committed)) {
-                        ++overwritten;
-                    }
-                }
-            }
+            const std::size_t lapped = drop ? overwritten(b.first_, n) : 0;
             port.pos += n;
             publish_cursor(port.pos);
-            if (overwritten != 0) {
+            if (lapped != 0) {
                 // The caller must discard the whole batch (it cannot tell which messages were
                 // torn), so the whole batch is what it lost.
                 count_lost(n);
                 lost_pending -= n; // reported here, not again with the next batch
                 return make_error(Errc::lost, "channel '" + ch.info.name +
-                                                  "': " + std::to_string(overwritten) + " of " +
+                                                  "': " + std::to_string(lapped) + " of " +
                                                   std::to_string(n) +
                                                   " messages were overwritten while being read; "
                                                   "the batch is discarded and counted as lost");
@@ -396,18 +422,22 @@ struct Subscriber::Impl : EndpointCore {
         return ok();
     }
 
-    /// True when try_receive() may find something (used while waiting).
+    /// True when try_receive() may find something: wait_until()'s condition. Its loads are
+    /// acquire, pairing with the stores a writer makes before waking us (wake_sleepers()'s
+    /// handshake).
     bool data_hint() noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return atom(ch.slot(port.pos)->state).load(std::memory_order_seq_cst) ==
-                   make_state(port.pos, SlotPhase::committed);
+            return port.is_committed(port.pos); // acquire: [slot]
         case Algorithm::mpmc: {
-            if (atom(ch.control->redeliver_pending).load(std::memory_order_seq_cst) != 0) {
+            // acquire: pairs with the release increments of redeliver_taken() and copy_one().
+            if (atom(ch.control->redeliver_pending).load(std::memory_order_acquire) != 0) {
                 return true;
             }
-            const std::uint64_t p = atom(ch.control->consumer_pos).load(std::memory_order_seq_cst);
-            const std::uint64_t s = atom(ch.cell(p)).load(std::memory_order_seq_cst);
+            // acquire: pairs with the consumers' release CAS of the dequeue position, and the
+            // producer's release in finish().
+            const std::uint64_t p = atom(ch.control->consumer_pos).load(std::memory_order_acquire);
+            const std::uint64_t s = atom(ch.cell(p)).load(std::memory_order_acquire);
             const std::int64_t d = state_distance(s, p);
             const SlotPhase phase = state_phase(s);
             const bool unwritten =
@@ -415,7 +445,8 @@ struct Subscriber::Impl : EndpointCore {
             return !unwritten && d != -static_cast<std::int64_t>(cap);
         }
         case Algorithm::broadcast: {
-            const std::uint64_t s = atom(ch.slot(port.pos)->state).load(std::memory_order_seq_cst);
+            // acquire: pairs with the publisher's release in finish().
+            const std::uint64_t s = atom(ch.slot(port.pos)->state).load(std::memory_order_acquire);
             const std::int64_t d = state_distance(s, port.pos);
             return !((d == 0 && state_phase(s) != SlotPhase::committed) ||
                      d == -static_cast<std::int64_t>(cap));
@@ -449,13 +480,15 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
     if (s.algo == Algorithm::broadcast) {
         // Join at the newest message. Announce a cursor first, then re-read the claim index:
         // the seq_cst pair with the publishers' slowest_cursor() scan guarantees that either
-        // they see us, or we start beyond anything they could overwrite unseen.
+        // they see us, or we start beyond anything they could overwrite unseen. This is the
+        // one comment on that handshake; slowest_cursor()'s seq_cst loads point here. All
+        // four accesses are seq_cst, so they and the scan's loads are in one total order.
         std::uint64_t& cursor = s.record().cursor;
         atom(cursor).store(atom(s.ch.payload->head).load(std::memory_order_seq_cst),
                            std::memory_order_seq_cst);
         s.port.pos = atom(s.ch.payload->head).load(std::memory_order_seq_cst);
         atom(cursor).store(s.port.pos, std::memory_order_seq_cst);
-        atom(s.record().lost).store(0, std::memory_order_relaxed);
+        atom(s.record().lost).store(0, std::memory_order_relaxed); // a statistic
         if (!s.drop) {
             // Between claiming the entry and the stores above, a block publisher may have
             // read the cursor the entry's previous owner left (or 0) and gone to sleep for
@@ -463,8 +496,10 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
             wake_sleepers(space_wait(s.ch.control));
         }
     } else if (s.algo == Algorithm::spsc) {
-        const std::uint64_t t = atom(s.ch.control->consumer_pos).load(std::memory_order_acquire);
-        const std::uint64_t h = atom(s.ch.payload->head).load(std::memory_order_acquire);
+        // acquire: the position our predecessor left (its consume(), a [room] release).
+        const std::uint64_t t = atom(*s.port.consumer_pos).load(std::memory_order_acquire);
+        // acquire: [head].
+        const std::uint64_t h = atom(*s.port.head).load(std::memory_order_acquire);
         // t may run ahead of h by slots a dead producer committed but never announced.
         if (t > h + s.cap || (h > t && h - t > s.cap)) {
             return s.corrupted("consumer_pos " + std::to_string(t) + " and publish index " +
@@ -523,17 +558,19 @@ Result<Received> copy_one(Subscriber& sub, Subscriber::Impl& impl, std::span<std
         const Message m = b.message(0);
         if (m.data.size() > buffer.size()) {
             // Keep the message for a larger buffer: give the batch back unreleased.
-            impl.port.pending = false;
+            impl.port.end_batch();
             if (impl.algo == Algorithm::mpmc) {
                 std::uint64_t s = make_state(m.sequence, SlotPhase::reading, impl.owner);
                 // Count it only if we returned it (a supervisor that reclaimed us may have
-                // returned it already, and counted it then).
+                // returned it already, and counted it then). acq_rel: as rewrite_states(),
+                // whose returns this is one more of.
                 if (atom(impl.ch.cell(m.sequence))
                         .compare_exchange_strong(
                             s, make_state(m.sequence, SlotPhase::committed, kOwnerRedeliver),
                             std::memory_order_acq_rel)) {
+                    // release: as redeliver_taken()'s increment.
                     atom(impl.ch.control->redeliver_pending)
-                        .fetch_add(1, std::memory_order_seq_cst);
+                        .fetch_add(1, std::memory_order_release);
                 }
             }
             return make_error(Errc::message_too_large,

@@ -32,7 +32,11 @@ struct ChannelSupervisor::Impl {
                                                           std::to_string(count));
         }
         auto expected = static_cast<std::uint32_t>(EndpointState::active);
-        // acq_rel: we see everything the dead endpoint wrote before it died.
+        // acq_rel: the acquire half pairs with the endpoint's acq_rel claim of the entry
+        // (claim_endpoint()); its later writes to claim states are acquired word by word in
+        // rewrite_states(). The release half pairs with the next claim of the entry, after
+        // our release_endpoint(). Whether the endpoint is dead the caller knows from the
+        // kernel (its connection closed), not from this word.
         if (!atom(table[index].state)
                  .compare_exchange_strong(expected,
                                           static_cast<std::uint32_t>(EndpointState::reclaiming),
@@ -77,12 +81,13 @@ private:
     const AttachedChannel& ch_;
 };
 
+/// Counters for tools: every load is relaxed. Each value is a snapshot on its own; nothing
+/// is read on the strength of another, so nothing needs ordering (and a tool must not slow
+/// the data path with fences).
 ChannelStats stats_of(const AttachedChannel& ch) noexcept {
-    auto load = [](const std::uint64_t& v) {
-        return atom(const_cast<std::uint64_t&>(v)).load(std::memory_order_relaxed);
-    };
+    auto load = [](const std::uint64_t& v) { return atom_load(v, std::memory_order_relaxed); };
     auto active = [](const EndpointRecord& r) {
-        return atom(const_cast<std::uint32_t&>(r.state)).load(std::memory_order_relaxed) ==
+        return atom_load(r.state, std::memory_order_relaxed) ==
                static_cast<std::uint32_t>(EndpointState::active);
     };
     ChannelStats s;
@@ -130,14 +135,16 @@ std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
     const PagesDroppedOnReturn drop{ch};
     auto add = [&](const EndpointRecord* table, std::uint32_t count, Role role) {
         for (std::uint32_t i = 0; i < count; ++i) {
-            auto& r = const_cast<EndpointRecord&>(table[i]);
-            if (atom(r.state).load(std::memory_order_acquire) !=
+            const EndpointRecord& r = table[i];
+            // acquire: pairs with the acq_rel claim of the entry (claim_endpoint()). The pid,
+            // cursor and count the endpoint writes after it are informational: relaxed.
+            if (atom_load(r.state, std::memory_order_acquire) !=
                 static_cast<std::uint32_t>(EndpointState::active)) {
                 continue;
             }
-            out.push_back({role, i, atom(r.pid).load(std::memory_order_relaxed),
-                           atom(r.cursor).load(std::memory_order_relaxed),
-                           atom(r.lost).load(std::memory_order_relaxed)});
+            out.push_back({role, i, atom_load(r.pid, std::memory_order_relaxed),
+                           atom_load(r.cursor, std::memory_order_relaxed),
+                           atom_load(r.lost, std::memory_order_relaxed)});
         }
     };
     add(ch.publishers, ch.geo.max_publishers, Role::publisher);

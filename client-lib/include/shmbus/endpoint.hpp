@@ -6,7 +6,9 @@
 // try_receive() -> read message(i) in place -> release().
 //
 // The common case of a single-producer single-consumer queue runs inline, in the caller's
-// code (detail::DataPort); every other case calls into the library.
+// code, through the one implementation of that algorithm (detail::DataPort in
+// <shmbus/detail/spsc_ring.hpp>, which the library's out-of-line path calls too); every other
+// case calls into the library.
 //
 // Thread-safety: one endpoint is used by one thread at a time. Several endpoints of one
 // channel, in one or several processes, may run concurrently within the channel's
@@ -18,6 +20,7 @@
 #pragma once
 
 #include <shmbus/channel.hpp>
+#include <shmbus/detail/spsc_ring.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/export.hpp>
 
@@ -33,75 +36,6 @@ namespace shmbus {
 
 namespace detail {
 struct EndpointHooks; // internal (src/endpoint_hooks.hpp): the Client's detach hook
-
-/// The part of an endpoint that the inline data path of this header works on. The library
-/// fills it at attach and keeps its own batch bookkeeping here, for every channel kind. The
-/// inline code takes only the common case of a single-producer single-consumer queue
-/// (`spsc`) with room or a message ready, and calls into the library for everything else: the
-/// other algorithms, a full or empty ring, a sleeper to wake, a value that fails its check,
-/// and every error. What it knows of the segment (where the slots are, how a committed
-/// state is spelled) it reads from here, never from constants compiled into the application:
-/// a library with another layout fills in other values, or leaves `spsc` false.
-/// Part of the ABI of libshmbus.so.0.
-struct DataPort {
-    // Set at attach, constant after.
-    std::byte* slots{nullptr};
-    std::uint64_t stride{0};
-    std::uint64_t mask{0}; // slot_count - 1
-    std::uint64_t slot_size{0};
-    std::uint64_t* head{nullptr};         // the publish index, in the payload region
-    std::uint64_t* consumer_pos{nullptr}; // the consumer's position, in the control region
-    std::uint32_t* peer_waiters{nullptr}; // how many of those this side wakes are asleep
-    std::uint64_t state_pos_mask{0};      // committed state of position p:
-    std::uint64_t state_committed{0};     //   ((p & state_pos_mask) << state_shift)
-    std::uint32_t state_shift{0};         //   | state_committed; as created: | state_free
-    std::uint64_t state_free{0};
-    std::uint32_t length_offset{0}; // offsets of the fields of a slot
-    std::uint32_t state_offset{0};
-    std::uint32_t data_offset{0};
-    bool spsc{false}; // the inline path applies to this endpoint
-    // Changed by the data path, inline or not.
-    bool pending{false}; // a batch is outstanding
-    std::size_t pending_count{0};
-    std::uint64_t pending_first{0};
-    std::uint64_t pos{0}; // SPSC publisher: next to write; SPSC or broadcast reader: next to read
-    std::uint64_t cached_peer{0}; // SPSC publisher: the consumer position last read
-    std::uint64_t high_water{0};  // publisher: the largest ring depth reported
-    std::uint64_t empty_polls{0}; // SPSC reader: try_receive() calls that found nothing
-
-    [[nodiscard]] std::byte* slot(std::uint64_t p) const noexcept {
-        return slots + (p & mask) * stride;
-    }
-    [[nodiscard]] std::atomic_ref<std::uint64_t> word(std::uint64_t p,
-                                                      std::uint32_t offset) const noexcept {
-        return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(slot(p) + offset));
-    }
-    [[nodiscard]] std::uint64_t committed(std::uint64_t p) const noexcept {
-        return ((p & state_pos_mask) << state_shift) | state_committed;
-    }
-    [[nodiscard]] std::uint64_t unwritten(std::uint64_t p) const noexcept {
-        return ((p & state_pos_mask) << state_shift) | state_free;
-    }
-    /// Messages committed from `pos` on, at most `max_count`, whose lengths fit their slot.
-    [[nodiscard]] std::size_t ready(std::size_t max_count) const noexcept {
-        std::size_t n = 0;
-        for (; n < max_count; ++n) {
-            const std::uint64_t p = pos + n;
-            // acquire: pairs with the producer's release of committed(p); the slot is full.
-            if (word(p, state_offset).load(std::memory_order_acquire) != committed(p) ||
-                word(p, length_offset).load(std::memory_order_relaxed) > slot_size) {
-                break;
-            }
-        }
-        return n;
-    }
-    /// Reads the sleeper count with a read-modify-write, which orders it after the store
-    /// that made the new state visible (see wake_sleepers() in the library).
-    [[nodiscard]] bool peer_asleep() const noexcept {
-        return std::atomic_ref<std::uint32_t>(*peer_waiters)
-                   .fetch_add(0, std::memory_order_seq_cst) != 0;
-    }
-};
 } // namespace detail
 
 /// How an endpoint waits in its blocking calls (receive, and reserve/send on a full ring).
@@ -138,8 +72,8 @@ public:
     }
     /// Sets the length of message `i`; must be <= capacity() (checked by commit()).
     void set_length(std::size_t i, std::uint64_t length) const noexcept {
-        // The length word belongs to this writer until commit() publishes it.
-        std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(slot(i) + length_offset_))
+        // relaxed: the length word belongs to this writer until commit() publishes it.
+        detail::atom(*reinterpret_cast<std::uint64_t*>(slot(i) + length_offset_))
             .store(length, std::memory_order_relaxed);
     }
     /// Sequence number message `i` will carry.
@@ -180,11 +114,11 @@ public:
     /// here, so a writer that scribbles on it later cannot make a reader overrun its slot.
     [[nodiscard]] Message message(std::size_t i) const noexcept {
         const std::byte* s = base_ + ((first_ + i) & mask_) * stride_;
+        // relaxed: validated after the acquire of the slot's state at receipt; a later
+        // change by a writer is clamped here and reported by release() (drop policy).
         const std::uint64_t len =
-            std::min(std::atomic_ref<std::uint64_t>(
-                         *const_cast<std::uint64_t*>(
-                             reinterpret_cast<const std::uint64_t*>(s + length_offset_)))
-                         .load(std::memory_order_relaxed),
+            std::min(detail::atom_load(*reinterpret_cast<const std::uint64_t*>(s + length_offset_),
+                                       std::memory_order_relaxed),
                      slot_size_);
         return {{s + data_offset_, static_cast<std::size_t>(len)}, first_ + i};
     }
@@ -237,14 +171,9 @@ public:
     /// batch is outstanding, Errc::corrupted naming the field if the segment is damaged.
     [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        // Room by the cached consumer position, and no new ring depth to report.
-        if (p.spsc && !p.pending && max_count != 0 && p.pos - p.cached_peer < p.high_water)
-            [[likely]] {
-            const std::size_t n =
-                std::min<std::uint64_t>(max_count, p.mask + 1 - (p.pos - p.cached_peer));
-            p.pending = true;
-            p.pending_first = p.pos;
-            p.pending_count = n;
+        if (p.spsc && !p.pending && max_count != 0 && p.room_within_high_water()) [[likely]] {
+            const std::size_t n = p.reservable(max_count);
+            p.begin_batch(p.pos, n);
             return WriteBatch{p, p.pos, n};
         }
         return reserve_slow(max_count);
@@ -257,25 +186,11 @@ public:
     /// length exceeds the slot size.
     [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && p.pending && batch.first_ == p.pos && batch.count_ == p.pending_count)
-            [[likely]] {
-            const std::size_t n = batch.count_;
-            for (std::size_t i = 0; i < n; ++i) {
-                if (p.word(p.pos + i, p.length_offset).load(std::memory_order_relaxed) >
-                    p.slot_size) {
-                    return commit_slow(batch); // says which length is too large
-                }
-            }
-            // release: each slot's bytes happen-before the consumer's acquire of its state.
-            for (std::size_t i = 0; i < n; ++i) {
-                p.word(p.pos + i, p.state_offset)
-                    .store(p.committed(p.pos + i), std::memory_order_release);
-            }
-            p.pos += n;
-            p.pending = false;
+        if (p.spsc && p.is_outstanding(batch.first_, batch.count_) &&
+            p.first_unfit_length(batch.first_, batch.count_) == batch.count_) [[likely]] {
+            p.publish(batch.count_);
+            p.end_batch();
             batch.count_ = 0;
-            // For tools and a successor producer; peer_asleep() orders it before the check.
-            std::atomic_ref<std::uint64_t>(*p.head).store(p.pos, std::memory_order_release);
             if (p.peer_asleep()) [[unlikely]] {
                 wake_readers();
             }
@@ -337,19 +252,14 @@ public:
         if (p.spsc && !p.pending && max_count != 0) [[likely]] {
             const std::size_t n = p.ready(max_count);
             if (n != 0) [[likely]] {
-                p.pending = true;
-                p.pending_first = p.pos;
-                p.pending_count = n;
+                p.begin_batch(p.pos, n);
                 return ReadBatch{p, p.pos, n, 0};
             }
-            // Empty when the slot still holds the previous lap's message (or, on the first
-            // lap, is as the channel was created). Anything else, and every 256th empty poll
-            // so that a damaged state that merely looks old is found too, goes to the
-            // library, which also reads the producer's index: an empty poll then touches
-            // only the one line the producer writes next.
-            const std::uint64_t s = p.word(p.pos, p.state_offset).load(std::memory_order_relaxed);
-            if ((++p.empty_polls & 255) != 0 &&
-                (s == p.committed(p.pos - p.mask - 1) || s == p.unwritten(p.pos))) [[likely]] {
+            // Every 256th empty poll goes to the library even when the slot looks empty, so
+            // that a damaged state that merely looks old is found too; the library also
+            // reads the producer's index. Any other empty poll touches only the one line the
+            // producer writes next.
+            if ((++p.empty_polls & 255) != 0 && p.looks_empty()) [[likely]] {
                 return make_error(Errc::would_block);
             }
         }
@@ -363,13 +273,10 @@ public:
     /// message of the batch is counted as lost (lost(), the channel's dropped counter).
     [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && p.pending && batch.first_ == p.pos && batch.count_ == p.pending_count)
-            [[likely]] {
-            p.pos += batch.count_;
-            p.pending = false;
+        if (p.spsc && p.is_outstanding(batch.first_, batch.count_)) [[likely]] {
+            p.end_batch();
+            p.consume(batch.count_);
             batch.count_ = 0;
-            // release: our reads of the slots happen-before the producer's acquire of it.
-            std::atomic_ref<std::uint64_t>(*p.consumer_pos).store(p.pos, std::memory_order_release);
             if (p.peer_asleep()) [[unlikely]] {
                 wake_writers();
             }

@@ -1,19 +1,18 @@
 // Atomic access to integers that live in shared memory, and the encoding of slot states.
 //
 // Segment memory is not a C++ object of any one process, so its fields are plain integers
-// reached through std::atomic_ref. Every call site names the ordering it needs and says
-// whom it pairs with; these helpers only shorten the spelling.
+// reached through std::atomic_ref: atom(field) for any access, atom_load(field, order) for a
+// load through a const path. Both live in <shmbus/detail/shared_word.hpp>, included here,
+// because the inline data path of the public header uses them too. Every call site names the
+// ordering it needs and says whom it pairs with; the helpers only shorten the spelling.
 #pragma once
+
+#include <shmbus/detail/shared_word.hpp>
 
 #include <atomic>
 #include <cstdint>
 
 namespace shmbus::detail {
-
-template <typename T>
-inline std::atomic_ref<T> atom(T& field) noexcept {
-    return std::atomic_ref<T>(field);
-}
 
 /// Hint to the CPU that this is a spin-wait loop (frees the sibling hyperthread).
 inline void cpu_relax() noexcept {
@@ -34,6 +33,10 @@ inline void cpu_relax() noexcept {
 //
 // The owner tag is what lets a third party find, after a process died, exactly the slots
 // that process held: the claim and its ownership are one compare-and-swap.
+//
+// The SPSC ring (<shmbus/detail/spsc_ring.hpp>), whose inline half is compiled into
+// applications, spells its states from DataPort fields that open_endpoint() fills from
+// make_state() (and checks at compile time): the encoding is changed here and nowhere else.
 enum class SlotPhase : std::uint64_t {
     free = 0,      // position may be claimed by a writer
     reserved = 1,  // a writer (owner) is filling it

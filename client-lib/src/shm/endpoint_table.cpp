@@ -20,7 +20,8 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
                                      const std::string& channel) noexcept {
     auto try_take = [&](std::uint32_t i) {
         auto expected = static_cast<std::uint32_t>(EndpointState::free);
-        // acq_rel: we see the previous owner's last writes; our later writes follow the claim.
+        // acq_rel: we see the previous owner's last writes (pairs with release_endpoint()'s
+        // release store, or a supervisor's); our later writes follow the claim.
         if (!atom(table[i].state)
                  .compare_exchange_strong(expected,
                                           static_cast<std::uint32_t>(EndpointState::active),
@@ -57,10 +58,39 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
 }
 
 void release_endpoint(EndpointRecord& record) noexcept {
-    // release: our last cursor/state writes happen-before the next owner's claim.
+    // release: our last cursor/state writes happen-before the next owner's claim (its
+    // acq_rel CAS in claim_endpoint()).
     atom(record.state)
         .store(static_cast<std::uint32_t>(EndpointState::free), std::memory_order_release);
 }
+
+namespace {
+
+/// Writes the state encoding of atomics.hpp into the fields from which the SPSC ring
+/// (<shmbus/detail/spsc_ring.hpp>) spells committed and unwritten states.
+constexpr void spell_states(DataPort& p) noexcept {
+    p.state_pos_mask = kPositionMask;
+    p.state_committed = make_state(0, SlotPhase::committed);
+    p.state_free = make_state(0, SlotPhase::free);
+    p.state_shift = kStateShift;
+}
+
+constexpr bool port_spells_states_as_make_state() noexcept {
+    DataPort p;
+    spell_states(p);
+    for (const std::uint64_t pos : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{4095},
+                                    kPositionMask, kPositionMask + 1, ~std::uint64_t{0}}) {
+        if (p.committed(pos) != make_state(pos, SlotPhase::committed) ||
+            p.unwritten(pos) != make_state(pos, SlotPhase::free)) {
+            return false;
+        }
+    }
+    return true;
+}
+static_assert(port_spells_states_as_make_state(),
+              "DataPort's committed()/unwritten() must spell what make_state() does");
+
+} // namespace
 
 Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role role,
                            const EndpointOptions& options) noexcept {
@@ -99,10 +129,7 @@ Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role r
     p.head = &core.ch.payload->head;
     p.consumer_pos = &core.ch.control->consumer_pos;
     p.peer_waiters = publisher ? &core.ch.control->data_waiters : &core.ch.control->space_waiters;
-    p.state_pos_mask = kPositionMask;
-    p.state_committed = make_state(0, SlotPhase::committed);
-    p.state_free = make_state(0, SlotPhase::free);
-    p.state_shift = kStateShift;
+    spell_states(p);
     p.length_offset = kSlotLengthOffset;
     p.state_offset = kSlotStateOffset;
     p.data_offset = kSlotDataOffset;
@@ -118,10 +145,14 @@ std::uint64_t rewrite_states(std::uint64_t slot_count, Words&& words, Select&& s
     std::uint64_t n = 0;
     for (std::uint64_t i = 0; i < slot_count; ++i) {
         std::uint64_t& w = words(i);
+        // acquire: pairs with the owner's release of its claim (the slot as it left it); the
+        // load only selects, the CAS below decides.
         std::uint64_t s = atom(w).load(std::memory_order_acquire);
         std::uint64_t replacement = 0;
         while (select(s, replacement)) {
-            // acq_rel: pairs with the readers' acquire load of the state.
+            // acq_rel: the release half pairs with the readers' acquire load of the state
+            // (they pass over an abandoned slot, or take a returned message); the acquire
+            // half with the owner's last store of it.
             if (atom(w).compare_exchange_weak(s, replacement, std::memory_order_acq_rel)) {
                 ++n;
                 break;
@@ -155,7 +186,7 @@ std::uint64_t abandon_reserved(const AttachedChannel& ch, std::uint32_t owner) n
             select);
     }
     if (n != 0) {
-        atom(ch.control->abandoned).fetch_add(n, std::memory_order_relaxed);
+        atom(ch.control->abandoned).fetch_add(n, std::memory_order_relaxed); // a statistic
         wake_sleepers(data_wait(ch.control));
     }
     return n;
@@ -175,9 +206,10 @@ std::uint64_t redeliver_taken(const AttachedChannel& ch, std::uint32_t owner) no
     const std::uint64_t n = rewrite_states(
         ch.geo.slot_count, [&](std::uint64_t i) -> std::uint64_t& { return ch.cells[i]; }, select);
     if (n != 0) {
-        atom(ch.control->redelivered).fetch_add(n, std::memory_order_relaxed);
-        // seq_cst: consumers poll redeliver_pending; pairs with their seq_cst readiness check.
-        atom(ch.control->redeliver_pending).fetch_add(n, std::memory_order_seq_cst);
+        atom(ch.control->redelivered).fetch_add(n, std::memory_order_relaxed); // a statistic
+        // release: a consumer whose data_hint() acquires the count sees the cells returned
+        // above; a sleeping one is woken by wake_sleepers()'s handshake.
+        atom(ch.control->redeliver_pending).fetch_add(n, std::memory_order_release);
         wake_sleepers(data_wait(ch.control));
     }
     return n;

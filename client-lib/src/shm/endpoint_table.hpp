@@ -83,14 +83,24 @@ inline WaitChannel space_wait(ControlBlock* c) noexcept {
 }
 
 /// Wakes the sleepers of `w`, if any. Call after the store that made the new state visible.
-/// Reading the waiter count with a read-modify-write orders it after that store and pairs
-/// with the sleeper's increment in wait_until() (Dekker, without a fence): if our RMW comes
-/// first in the count's modification order, the sleeper's later RMW synchronizes with ours
-/// and its re-check sees our state; if the sleeper's comes first, we see it and wake it.
+///
+/// The sleeper handshake, the one comment every waiter-count site points at (DataPort's
+/// [sleep] too). The waker stores the new state, then reads the waiter count with a
+/// read-modify-write (fetch_add(0), acq_rel); the sleeper in wait_until() increments the
+/// count (acq_rel), then re-checks its condition. The RMWs of one word are totally ordered
+/// (its modification order), and each reads the value the one before wrote. If the waker's
+/// comes first, it heads a release sequence that the sleeper's RMW reads from, so the
+/// sleeper's RMW synchronizes with it and the re-check (acquire loads, or even relaxed ones)
+/// sees the new state: it does not sleep. If the sleeper's comes first, the waker reads a
+/// count above zero and wakes it. Either way no wake-up is lost, without a fence and without
+/// seq_cst; the futex word `seq`, read before the increment, covers a wake-up that comes
+/// between the re-check and FUTEX_WAIT.
 inline void wake_sleepers(const WaitChannel& w) noexcept {
-    if (atom(*w.waiters).fetch_add(0, std::memory_order_seq_cst) != 0) {
+    if (atom(*w.waiters).fetch_add(0, std::memory_order_acq_rel) != 0) {
+        // release: pairs with the acquire load of `seq` in wait_until().
         atom(*w.seq).fetch_add(1, std::memory_order_release);
         futex_wake_all(w.seq);
+        // relaxed: a statistic.
         atom(*w.wakes).fetch_add(1, std::memory_order_relaxed);
     }
 }
@@ -131,8 +141,9 @@ struct Deadline {
 inline constexpr std::uint32_t kDefaultSpins = 4096;
 inline constexpr int kYields = 8;
 
-/// Waits until `ready()` (a cheap, side-effect-free check using seq_cst loads) returns true,
-/// the way `mode` says. Returns false when the deadline passed first.
+/// Waits until `ready()` (a cheap, side-effect-free check; acquire loads suffice, see
+/// wake_sleepers()) returns true, the way `mode` says. Returns false when the deadline passed
+/// first.
 template <typename Ready>
 bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_t spins,
                 const Deadline& deadline) noexcept {
@@ -158,20 +169,23 @@ bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_
         }
     }
     for (;;) {
+        // acquire: pairs with wake_sleepers()'s bump; FUTEX_WAIT returns at once if it moved.
         const std::uint32_t seq = atom(*w.seq).load(std::memory_order_acquire);
-        // Announce the sleep before the last check; pairs with wake_sleepers()'s load.
-        atom(*w.waiters).fetch_add(1, std::memory_order_seq_cst);
+        // Announce the sleep before the last check: the handshake at wake_sleepers().
+        atom(*w.waiters).fetch_add(1, std::memory_order_acq_rel);
         if (ready()) {
+            // relaxed: leaving; an RMW, so it continues the count's release sequence.
             atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
             return true;
         }
         const auto remaining = deadline.remaining();
         if (remaining.count() == 0) {
-            atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
+            atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed); // leaving, as above
             return false;
         }
-        atom(*w.waits).fetch_add(1, std::memory_order_relaxed);
+        atom(*w.waits).fetch_add(1, std::memory_order_relaxed); // a statistic
         futex_wait(w.seq, seq, remaining);
+        // relaxed: leaving, as above.
         atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
         if (ready()) {
             return true;
