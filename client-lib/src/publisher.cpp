@@ -137,6 +137,12 @@ struct Publisher::Impl : EndpointCore {
             if (!port.consumer_pos_plausible(t)) {
                 return consumer_outside(t);
             }
+            // The slots between the old and the new consumer position are free for the next
+            // lap: mark their lengths unset now, off the inline path (and away from the slot
+            // the consumer polls, which is never among them).
+            if (t > port.cached_peer) {
+                port.mark_lengths_unset(port.cached_peer + cap, t + cap);
+            }
             port.cached_peer = t;
             if (port.depth_by_cache() == cap) {
                 return make_error(Errc::would_block);
@@ -245,8 +251,20 @@ struct Publisher::Impl : EndpointCore {
         }
         SHMBUS_ASSERT(*got >= 1 && *got <= max_count && *got <= cap,
                       "a reservation hands out between 1 and max_count slots of the ring");
+        if (algo != Algorithm::spsc) {
+            // Claimed just now: mark the lengths unset (SPSC slots were marked when they were
+            // freed; see reserve_spsc()).
+            port.mark_lengths_unset(port.pending_first, port.pending_first + *got);
+        }
         port.begin_batch(port.pending_first, *got);
         return WriteBatch{port, port.pending_first, port.pending_count};
+    }
+
+    [[gnu::cold, gnu::noinline]] Error unset_length(std::size_t i, const WriteBatch& b) const {
+        return make_error(Errc::invalid_argument,
+                          "channel '" + ch.info.name + "': commit: message " + std::to_string(i) +
+                              " of the batch (sequence " + std::to_string(b.sequence(i)) +
+                              ") has no length; call set_length() for every reserved slot");
     }
 
     Result<void> commit(WriteBatch& b) noexcept {
@@ -257,7 +275,7 @@ struct Publisher::Impl : EndpointCore {
             // relaxed: our own store, read back (as in first_unfit_length()).
             const std::uint64_t len =
                 port.word(b.first_ + i, port.length_offset).load(std::memory_order_relaxed);
-            return too_large(len);
+            return len == DataPort::kLengthUnset ? unset_length(i, b) : too_large(len);
         }
         port.end_batch();
         if (algo == Algorithm::spsc) {
@@ -355,6 +373,8 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
                                    std::to_string(t) + " are inconsistent");
         }
         p.cached_peer = t;
+        // Every free slot's length unset (see reserve_spsc()).
+        p.mark_lengths_unset(p.pos, t + impl->cap);
         p.spsc = true;
     }
     return Publisher{std::move(impl)};

@@ -294,6 +294,15 @@ struct Subscriber::Impl : EndpointCore {
             const SlotPhase phase = state_phase(s);
             if (d == 0 && phase == SlotPhase::committed) {
                 const std::uint64_t len = length_of(p);
+                if (drop && len > ch.geo.slot_size && overwritten(p, 1) != 0) {
+                    // A publisher lapped us between the state and the length (it marks the
+                    // length of a slot it claims unset): an overrun, not damage, which the
+                    // next round counts as lost.
+                    if (got != 0) {
+                        break;
+                    }
+                    continue;
+                }
                 if (state_owner(s) == kOwnerAbandoned || len > ch.geo.slot_size) {
                     if (got != 0) {
                         break; // hand out what we have; deal with this one next call
@@ -382,6 +391,11 @@ struct Subscriber::Impl : EndpointCore {
             }
         }
         return n;
+    }
+
+    /// Whether message `pos`, handed out in place, may have been torn by a publisher.
+    bool torn(std::uint64_t pos) const noexcept {
+        return algo == Algorithm::broadcast && drop && overwritten(pos, 1) != 0;
     }
 
     Result<void> release(ReadBatch& b) noexcept {
@@ -556,7 +570,10 @@ Result<Received> copy_one(Subscriber& sub, Subscriber::Impl& impl, std::span<std
         ReadBatch& b = *r;
         lost += b.lost_before();
         const Message m = b.message(0);
-        if (m.data.size() > buffer.size()) {
+        const bool fits = m.data.size() <= buffer.size();
+        // A length that does not fit may be a publisher's rewrite of a lapped slot (drop
+        // policy): then it is not the message's, and release() below reports it lost.
+        if (!fits && !impl.torn(m.sequence)) {
             // Keep the message for a larger buffer: give the batch back unreleased.
             impl.port.end_batch();
             if (impl.algo == Algorithm::mpmc) {
@@ -579,11 +596,12 @@ Result<Received> copy_one(Subscriber& sub, Subscriber::Impl& impl, std::span<std
                                   std::to_string(m.data.size()) + " bytes, the buffer only " +
                                   std::to_string(buffer.size()));
         }
-        if (!m.data.empty()) {
+        if (fits && !m.data.empty()) {
             std::memcpy(buffer.data(), m.data.data(), m.data.size());
         }
         auto rel = sub.release(b);
         if (rel) {
+            SHMBUS_ASSERT(fits, "a message found torn is never released as intact");
             return Received{m.data.size(), m.sequence, lost};
         }
         if (rel.code() != Errc::lost) {

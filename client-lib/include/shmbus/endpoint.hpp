@@ -70,7 +70,12 @@ public:
     [[nodiscard]] std::span<std::byte> data(std::size_t i) const noexcept {
         return {slot(i) + data_offset_, static_cast<std::size_t>(slot_size_)};
     }
-    /// Sets the length of message `i`; must be <= capacity() (checked by commit()).
+    /// Sets the length of message `i`; must be <= capacity() (checked by commit()). Every
+    /// message of the batch needs one: commit() refuses a batch with a message whose length
+    /// was never set, rather than publish the length that slot had a lap before. For that,
+    /// every slot try_reserve() hands out has its length marked unset; the library marks
+    /// slots when it learns they are free again (when it re-reads the readers' positions, off
+    /// the inline fast path), so neither try_reserve() nor commit() pays for it.
     void set_length(std::size_t i, std::uint64_t length) const noexcept {
         // relaxed: the length word belongs to this writer until commit() publishes it.
         detail::atom(*reinterpret_cast<std::uint64_t*>(slot(i) + length_offset_))
@@ -166,9 +171,10 @@ public:
     /// Leaves the publisher table. A reservation not committed is published as abandoned.
     ~Publisher();
 
-    /// Reserves up to `max_count` consecutive slots (at least one). Errc::would_block when
-    /// the ring is full (block policy), Errc::invalid_argument for max_count 0 or while a
-    /// batch is outstanding, Errc::corrupted naming the field if the segment is damaged.
+    /// Reserves up to `max_count` consecutive slots (at least one), each with its length
+    /// unset (see WriteBatch::set_length()). Errc::would_block when the ring is full (block
+    /// policy), Errc::invalid_argument for max_count 0 or while a batch is outstanding,
+    /// Errc::corrupted naming the field if the segment is damaged.
     [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
         if (p.spsc && !p.pending && max_count != 0 && p.room_within_high_water()) [[likely]] {
@@ -182,8 +188,10 @@ public:
     [[nodiscard]] Result<WriteBatch> reserve(std::size_t max_count,
                                              std::chrono::nanoseconds timeout) noexcept;
     /// Publishes every slot of `batch`, with one index update where the algorithm allows,
-    /// and wakes sleeping readers. Errc::message_too_large (and nothing published) if a
-    /// length exceeds the slot size.
+    /// and wakes sleeping readers. Nothing is published, and the batch stays outstanding
+    /// (set the length and commit again, or abandon it), on Errc::message_too_large (naming
+    /// the sizes) when a length exceeds the slot size and on Errc::invalid_argument (naming
+    /// the message) when a message's length was never set.
     [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept {
         detail::DataPort& p = *port_;
         if (p.spsc && p.is_outstanding(batch.first_, batch.count_) &&

@@ -79,6 +79,12 @@ struct DataPort {
     std::uint64_t high_water{0};  // publisher: the largest ring depth recorded (<= capacity)
     std::uint64_t empty_polls{0}; // SPSC reader: try_receive() calls that found nothing
 
+    /// What the library stores in the length word of every slot before it hands the slot out
+    /// again, so that a slot committed without set_length() is refused instead of published
+    /// with the length of the message it held a lap before. Larger than any slot, so commit's
+    /// check that every length fits its slot is the check that it was set.
+    static constexpr std::uint64_t kLengthUnset = ~std::uint64_t{0};
+
     // ---- where things are ----
     [[nodiscard]] std::uint64_t capacity() const noexcept { return mask + 1; }
     [[nodiscard]] std::byte* slot(std::uint64_t p) const noexcept {
@@ -108,8 +114,21 @@ struct DataPort {
     [[nodiscard]] bool is_outstanding(std::uint64_t first, std::size_t count) const noexcept {
         return pending && first == pending_first && count == pending_count;
     }
+    /// Marks the lengths of the slots of positions [from, to) unset (kLengthUnset). Called
+    /// by the library only, never by the inline path: for SPSC when it learns that the
+    /// consumer has freed those slots (a refresh of `cached_peer`, and at attach), so that the
+    /// inline reservation stores nothing into the line the consumer is polling; for the other
+    /// algorithms when it claims them.
+    void mark_lengths_unset(std::uint64_t from, std::uint64_t to) noexcept {
+        for (std::uint64_t p = from; p < to; ++p) {
+            // relaxed: the slot is the writer's until commit, whose release publishes this
+            // word with the others; a lapped broadcast reader that sees it re-checks the
+            // slot's state.
+            word(p, length_offset).store(kLengthUnset, std::memory_order_relaxed);
+        }
+    }
     /// Index of the first of `count` slots from `first` whose length does not fit its slot
-    /// (too large), or `count` if all fit.
+    /// (too large, or never set), or `count` if all fit.
     [[nodiscard]] std::size_t first_unfit_length(std::uint64_t first,
                                                  std::size_t count) const noexcept {
         for (std::size_t i = 0; i < count; ++i) {
