@@ -12,10 +12,11 @@
 // answer comes or a generous deadline passes. Nothing is timed.
 //
 // What needs root (another uid, a mount namespace standing in for journald's socket) is
-// skipped with a warning when the test does not run as root, as is socket activation when
-// systemd-socket-activate is not installed.
+// skipped (ctest: not run, with the reason) when the test does not run as root, as is socket
+// activation when systemd-socket-activate is not installed.
 #include "daemon_process.hpp"
 #include "process.hpp"
+#include "skip.hpp"
 #include "test_support.hpp"
 
 #include <shmbus/shmbus.hpp>
@@ -588,8 +589,7 @@ TEST_CASE("a client that does not read its replies has at most "
 TEST_CASE("a dynamic channel taken back from the descriptor store admits its creator's uid "
           "again, and no other") {
     if (::geteuid() != 0) {
-        WARN("not root: cannot run a client as another uid; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run a client as another uid");
     }
     DaemonProcess d{"dynamic_channels:\n  users: [\"*\"]\n" + kChannels};
     REQUIRE(d.start());
@@ -773,8 +773,7 @@ TEST_CASE("a reload that raises limits.max_channels and adds a channel creates i
 TEST_CASE("reload by a uid that is not an admin is permission_denied and changes nothing, an "
           "admin's reload applies") {
     if (::geteuid() != 0) {
-        WARN("not root: cannot run a client as another uid; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run a client as another uid");
     }
     const std::string admins =
         "daemon:\n  admin:\n    users: [\"" + std::to_string(kListedAdmin) + "\"]\n";
@@ -840,8 +839,7 @@ TEST_CASE("through systemd-socket-activate, shmbusd starts at the first client a
           "the socket it was passed") {
     const auto tool = find_program("systemd-socket-activate");
     if (!tool) {
-        WARN("systemd-socket-activate is not installed (Debian package systemd); skipped");
-        return;
+        SHMBUS_SKIP("systemd-socket-activate is not installed (Debian package systemd)");
     }
     DaemonProcess d{kChannels};
     const auto socket = d.dir() / "activated.sock";
@@ -888,8 +886,7 @@ TEST_CASE("through systemd-socket-activate, shmbusd starts at the first client a
 TEST_CASE("with JOURNAL_STREAM on its stderr, the daemon sends native journal entries with the "
           "client's fields") {
     if (::geteuid() != 0 || !can_unshare_mounts()) {
-        WARN("cannot make a mount namespace (needs root): no stand-in journal socket; skipped");
-        return;
+        SHMBUS_SKIP("needs root and a mount namespace for a stand-in journal socket");
     }
     JournaledDaemon j{kChannels};
     REQUIRE(j.daemon.start());
@@ -927,8 +924,7 @@ TEST_CASE("with JOURNAL_STREAM on its stderr, the daemon sends native journal en
 TEST_CASE("a client name full of printf directives reaches the journal verbatim and the daemon "
           "keeps running") {
     if (::geteuid() != 0 || !can_unshare_mounts()) {
-        WARN("cannot make a mount namespace (needs root): no stand-in journal socket; skipped");
-        return;
+        SHMBUS_SKIP("needs root and a mount namespace for a stand-in journal socket");
     }
     JournaledDaemon j{kChannels};
     REQUIRE(j.daemon.start());

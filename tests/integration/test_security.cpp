@@ -12,9 +12,10 @@
 //  - Creation fails with a clear error, never later with a SIGBUS, when memory is short:
 //    above the configured ceiling (limit_reached), above RLIMIT_FSIZE (no_memory), above a
 //    memory cgroup's limit (no_memory; needs root and a writable cgroup v2 hierarchy with
-//    the memory controller, else the test says why it cannot run and passes).
+//    the memory controller, else it is skipped with the reason).
 //  - One test per kernel behaviour the design relies on.
 #include "process.hpp"
+#include "skip.hpp"
 #include "test_support.hpp"
 #include "traffic.hpp"
 
@@ -310,8 +311,7 @@ TEST_CASE("a subscriber's private writable mapping of its payload changes nothin
 TEST_CASE("a subscriber of another user cannot reopen its read-only payload descriptor for "
           "writing") {
     if (!can_switch_user()) {
-        WARN("needs root to run the subscriber as another user; not run");
-        return;
+        SHMBUS_SKIP("needs root to run the subscriber as another user");
     }
     auto files = create_channel(spec("ro-reopen", ChannelKind::broadcast, kSlotSize, kSlotCount));
     REQUIRE(files);
@@ -457,16 +457,14 @@ TEST_CASE("in a memory cgroup too small for it channel creation fails with no_me
     }
     if (geteuid() != 0 || enabled.find("memory") == std::string::npos ||
         access(root.c_str(), W_OK) != 0) {
-        WARN("needs root and a writable cgroup v2 hierarchy at /sys/fs/cgroup with the memory "
-             "controller enabled for its children (controllers: '"
-             << controllers << "', enabled: '" << enabled << "'); not run");
-        return;
+        SHMBUS_SKIP("needs root and a writable cgroup v2 hierarchy at /sys/fs/cgroup with the "
+                    "memory controller enabled for its children (controllers: '"
+                    << controllers << "', enabled: '" << enabled << "')");
     }
     const fs::path group = root / unique_name("shmbus-memcg");
     std::error_code ec;
     if (!fs::create_directory(group, ec)) {
-        WARN("cannot create " << group << ": " << ec.message() << "; not run");
-        return;
+        SHMBUS_SKIP("cannot create the cgroup " << group << ": " << ec.message());
     }
     struct RemoveGroup {
         fs::path path;
@@ -569,8 +567,7 @@ TEST_CASE("a descriptor reopened O_RDONLY through /proc/self/fd cannot be mapped
 
 TEST_CASE("a memfd of mode 0600 cannot be reopened through /proc/self/fd by another user") {
     if (!can_switch_user()) {
-        WARN("needs root to run a process as another user; not run");
-        return;
+        SHMBUS_SKIP("needs root to run a process as another user");
     }
     UniqueFd fd{memfd_create("mode", MFD_CLOEXEC)};
     REQUIRE(fd);

@@ -8,6 +8,7 @@
 // Synchronisation is on events: READY=1 from the daemon, a subscriber appearing in
 // `info --json` (polled with a deadline), a process exit. No sleeps.
 #include "daemon_process.hpp"
+#include "skip.hpp"
 
 #include <shmbus/shmbus.hpp>
 
@@ -424,13 +425,12 @@ TEST_CASE("info and clients show each endpoint with its role, pid, uid and clien
 }
 
 TEST_CASE("a lagging tail on a drop channel reports exactly what it lost") {
-    DaemonProcess d{kConfig};
-    REQUIRE(d.start());
     // `private` (root only; the tests run as root or skip this) drops when 8 behind.
     if (::geteuid() != 0) {
-        WARN("not root: 'private' admits only root and the daemon's user; skipped");
-        return;
+        SHMBUS_SKIP("needs root: 'private' admits only root and the daemon's user");
     }
+    DaemonProcess d{kConfig};
+    REQUIRE(d.start());
     auto client = Client::connect(options_for(d, "test-publisher"));
     REQUIRE(client);
     auto pub = client->open_publisher("private");
@@ -544,8 +544,7 @@ TEST_CASE("shmbusctl exits 4 for a channel that does not exist") {
 
 TEST_CASE("shmbusctl exits 77 when the channel's acl or the admin list refuses the user") {
     if (::geteuid() != 0) {
-        WARN("not root: cannot run shmbusctl as another uid; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run shmbusctl as another uid");
     }
     DaemonProcess d{kConfig};
     REQUIRE(d.start());
