@@ -9,6 +9,7 @@
 #include "daemon_process.hpp"
 #include "log_lines.hpp"
 #include "process.hpp"
+#include "test_channels.hpp"
 #include "test_support.hpp"
 
 #include <shmbus/shmbus.hpp>
@@ -28,28 +29,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kChannels = R"(
-channels:
-  - name: telemetry
-    kind: broadcast
-    slot_size: 256
-    slot_count: 8
-    overflow: block
-    max_publishers: 1
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: jobs
-    kind: queue
-    slot_size: 64
-    slot_count: 16
-    max_publishers: 2
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-)";
+const std::string kChannels = standard_channels_yaml();
 
 constexpr auto kMessageWait = std::chrono::seconds{60};
 

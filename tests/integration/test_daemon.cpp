@@ -7,6 +7,7 @@
 // the control socket, a byte on a pipe, a process exit. No sleeps.
 #include "daemon_process.hpp"
 #include "skip.hpp"
+#include "test_channels.hpp"
 
 #include <shmbus/shmbus.hpp>
 
@@ -24,25 +25,19 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kTwoChannels = R"(
-channels:
-  - name: telemetry
-    kind: broadcast
-    slot_size: 256
-    slot_count: 8
-    overflow: block
-    max_publishers: 1
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["0"]}
-      subscribe: {users: ["*"]}
-  - name: jobs
-    kind: queue
-    slot_size: 64
-    slot_count: 16
-    max_publishers: 2
-    max_subscribers: 2
-)";
+/// `telemetry` publishable by root (uid 0) only; `jobs` with no acl (root and the daemon's
+/// user only).
+TestChannel root_publishes(TestChannel c) {
+    c.publishers = {"0"};
+    return c;
+}
+TestChannel without_acl(TestChannel c) {
+    c.publishers.clear();
+    c.subscribers.clear();
+    return c;
+}
+const std::string kTwoChannels =
+    channels_yaml({root_publishes(telemetry_channel()), without_acl(jobs_channel())});
 
 template <typename T>
 const T* body_as(const Result<proto::Received>& r) {
@@ -598,9 +593,9 @@ TEST_CASE("reload refuses a geometry change of a channel in use and keeps it run
     UniqueFd fd = connect_and_greet(d.socket_path(), "holder");
     auto held = open_endpoint(fd.get(), "jobs", Role::subscriber);
     REQUIRE(body_as<proto::OpenReply>(held) != nullptr);
-    std::string changed = kTwoChannels;
-    changed.replace(changed.find("slot_size: 64"), 13, "slot_size: 128");
-    write_file(d.config_path(), changed);
+    TestChannel wider = without_acl(jobs_channel());
+    wider.slot_size = 128;
+    write_file(d.config_path(), channels_yaml({root_publishes(telemetry_channel()), wider}));
     auto reload = request(fd.get(), proto::Reload{});
     const auto* ok = body_as<proto::Ok>(reload);
     REQUIRE(ok != nullptr);

@@ -17,6 +17,7 @@
 #include "daemon_process.hpp"
 #include "process.hpp"
 #include "skip.hpp"
+#include "test_channels.hpp"
 #include "test_support.hpp"
 
 #include <shmbus/shmbus.hpp>
@@ -46,27 +47,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kChannels = R"(
-channels:
-  - name: jobs
-    kind: queue
-    slot_size: 64
-    slot_count: 16
-    max_publishers: 2
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: telemetry
-    kind: broadcast
-    slot_size: 64
-    slot_count: 16
-    max_publishers: 2
-    max_subscribers: 4
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-)";
+const std::string kChannels = standard_channels_yaml();
 
 /// One small configured channel, for tests about room for more.
 const std::string kOneChannel =

@@ -9,6 +9,7 @@
 // `info --json` (polled with a deadline), a process exit. No sleeps.
 #include "daemon_process.hpp"
 #include "skip.hpp"
+#include "test_channels.hpp"
 
 #include <shmbus/shmbus.hpp>
 
@@ -30,32 +31,24 @@ using json = nlohmann::json;
 
 namespace {
 
-// `private` has no acl: only root and the daemon's own user may open it.
-const std::string kConfig = R"(
-channels:
-  - name: telemetry
-    kind: broadcast
-    slot_size: 256
-    slot_count: 64
-    overflow: block
-    max_publishers: 1
-    max_subscribers: 4
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: jobs
-    kind: queue
-    slot_size: 64
-    slot_count: 16
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: private
-    kind: broadcast
-    slot_size: 64
-    slot_count: 8
-    overflow: drop
-)";
+// `telemetry` deep enough for a thousand messages to a tail and 4 subscribers; `jobs` a
+// single-producer single-consumer queue; `private` has no acl (only root and the daemon's own
+// user may open it) and drops when 8 behind.
+const std::string kConfig = [] {
+    TestChannel telemetry = telemetry_channel();
+    telemetry.slot_count = 64;
+    telemetry.max_subscribers = 4;
+    TestChannel jobs = jobs_channel();
+    jobs.max_publishers = 1;
+    jobs.max_subscribers = 1;
+    TestChannel restricted = telemetry_channel();
+    restricted.name = "private";
+    restricted.slot_size = 64;
+    restricted.overflow = "drop";
+    restricted.publishers.clear();
+    restricted.subscribers.clear();
+    return channels_yaml({telemetry, jobs, restricted});
+}();
 
 /// What a finished shmbusctl printed and how it ended.
 struct Outcome {
