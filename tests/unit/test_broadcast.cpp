@@ -1,9 +1,12 @@
 // Broadcast channels through the public API, in one process: fan-out, join at the newest
 // message, block and drop policies, exact loss accounting, and dead-subscriber detach.
+#include "process.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -200,15 +203,36 @@ TEST_CASE("threads on a block broadcast channel: every subscriber gets every mes
     }
     auto pub = publisher(f);
     std::atomic<bool> failed{false};
+    // What each thread saw go wrong first (each writes only its own entry).
+    std::vector<std::string> why(4);
     std::vector<std::uint64_t> counts(3, 0);
     std::vector<std::thread> threads;
+    const Deadline deadline;
     for (int i = 0; i < 3; ++i) {
         threads.emplace_back([&, i] {
             std::uint64_t expect = 0;
             std::byte buf[32];
+            const std::string who = "subscriber " + std::to_string(i) + ": ";
             while (expect < n && !failed.load()) {
-                auto r = subs[i].receive_copy(buf, 10s);
-                if (!r || r->lost_before != 0 || check_stamp({buf, r->size}) != expect) {
+                if (deadline.passed()) {
+                    why[i] = who + "id " + std::to_string(expect) + " never arrived";
+                    break;
+                }
+                auto r = subs[i].receive_copy(buf, 100ms);
+                if (!r && r.code() == Errc::timed_out) {
+                    continue;
+                }
+                if (!r) {
+                    why[i] = who + "waiting for id " + std::to_string(expect) + ": " +
+                             r.error().message();
+                } else if (r->lost_before != 0) {
+                    why[i] = who + std::to_string(r->lost_before) + " lost before id " +
+                             std::to_string(expect);
+                } else if (const auto id = check_stamp({buf, r->size}); id != expect) {
+                    why[i] = who + "id " + std::to_string(id) + " where " + std::to_string(expect) +
+                             " was due";
+                }
+                if (!why[i].empty()) {
                     failed = true;
                     break;
                 }
@@ -221,7 +245,8 @@ TEST_CASE("threads on a block broadcast channel: every subscriber gets every mes
         std::byte msg[32];
         for (std::uint64_t id = 0; id < n && !failed.load(); ++id) {
             stamp(msg, id);
-            if (!pub.send(msg, 10s)) {
+            if (auto r = pub.send(msg, 10s); !r) {
+                why[3] = "publisher: sending id " + std::to_string(id) + ": " + r.error().message();
                 failed = true;
             }
         }
@@ -229,7 +254,10 @@ TEST_CASE("threads on a block broadcast channel: every subscriber gets every mes
     for (auto& t : threads) {
         t.join();
     }
-    CHECK_FALSE(failed.load());
+    for (const auto& w : why) {
+        INFO(w);
+        CHECK(w.empty());
+    }
     for (auto c : counts) {
         CHECK(c == n);
     }

@@ -1,12 +1,19 @@
 // Queue channels through the public API, in one process: every API form, ordering,
 // sequence numbers, full and empty rings, oversize messages, and threaded exactly-once
 // delivery (the multi-process versions live in tests/integration).
+//
+// The threaded tests end at a deadline, not at the ctest timeout: a consumer that has not
+// seen every message by then stops, and the test fails naming the ids that never arrived.
+#include "process.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -56,6 +63,29 @@ public:
         return true;
     }
     [[nodiscard]] std::size_t distinct() const { return seen_.size(); }
+    /// The ids in [first, first + count) seen other than once, as "id 7 never arrived, id 9
+    /// arrived 2 times", at most `at_most` of them and how many more; empty if none.
+    [[nodiscard]] std::string anomalies(std::uint64_t first, std::uint64_t count,
+                                        std::size_t at_most = 8) const {
+        std::string text;
+        std::size_t found = 0;
+        for (std::uint64_t id = first; id < first + count; ++id) {
+            const auto it = seen_.find(id);
+            const int times = it == seen_.end() ? 0 : it->second;
+            if (times == 1) {
+                continue;
+            }
+            if (++found <= at_most) {
+                text += (text.empty() ? "" : ", ") + std::string{"id "} + std::to_string(id) +
+                        (times == 0 ? " never arrived"
+                                    : " arrived " + std::to_string(times) + " times");
+            }
+        }
+        if (found > at_most) {
+            text += ", and " + std::to_string(found - at_most) + " more";
+        }
+        return text;
+    }
 
 private:
     std::map<std::uint64_t, int> seen_;
@@ -313,15 +343,25 @@ void run_threaded_queue(std::uint32_t producers, std::uint32_t consumers, std::u
     const std::uint64_t total = per * producers;
     std::atomic<std::uint64_t> received{0};
     std::atomic<bool> failed{false};
+    std::mutex why_mutex;
+    std::string why; // the first failure of a thread, for the report
+    const auto fail = [&](std::string what) {
+        std::lock_guard lock(why_mutex);
+        if (why.empty()) {
+            why = std::move(what);
+        }
+        failed = true;
+    };
     std::vector<std::vector<std::uint64_t>> seen(consumers);
     std::vector<std::thread> threads;
+    const Deadline deadline;
     for (std::uint32_t c = 0; c < consumers; ++c) {
         threads.emplace_back([&, c] {
-            while (received.load() < total && !failed.load()) {
+            while (received.load() < total && !failed.load() && !deadline.passed()) {
                 auto b = subs[c].receive(8, 20ms);
                 if (!b) {
                     if (b.code() != Errc::timed_out) {
-                        failed = true;
+                        fail("consumer " + std::to_string(c) + ": " + b.error().message());
                     }
                     continue;
                 }
@@ -329,8 +369,8 @@ void run_threaded_queue(std::uint32_t producers, std::uint32_t consumers, std::u
                     seen[c].push_back(check_stamp(b->message(i).data));
                 }
                 received += b->size();
-                if (!subs[c].release(*b)) {
-                    failed = true;
+                if (auto r = subs[c].release(*b); !r) {
+                    fail("consumer " + std::to_string(c) + ": release: " + r.error().message());
                 }
             }
         });
@@ -339,9 +379,11 @@ void run_threaded_queue(std::uint32_t producers, std::uint32_t consumers, std::u
         threads.emplace_back([&, p] {
             std::byte msg[32];
             for (std::uint64_t k = 0; k < per && !failed.load(); ++k) {
-                stamp(msg, p * per + k);
-                if (!pubs[p].send(msg, 10s)) {
-                    failed = true;
+                const std::uint64_t id = p * per + k;
+                stamp(msg, id);
+                if (auto r = pubs[p].send(msg, 10s); !r) {
+                    fail("producer " + std::to_string(p) + ": sending id " + std::to_string(id) +
+                         ": " + r.error().message());
                 }
             }
         });
@@ -349,13 +391,16 @@ void run_threaded_queue(std::uint32_t producers, std::uint32_t consumers, std::u
     for (auto& t : threads) {
         t.join();
     }
-    REQUIRE_FALSE(failed.load());
     DeliveryLedger ledger;
     for (const auto& v : seen) {
         for (auto id : v) {
             ledger.saw(id);
         }
     }
+    INFO(received.load() << " of " << total << " messages received before the deadline ("
+                         << kGenerousDeadline.count() << " s)" << (why.empty() ? "" : "; ") << why
+                         << "; " << ledger.anomalies(0, total));
+    REQUIRE_FALSE(failed.load());
     CHECK(ledger.distinct() == total);
     CHECK(ledger.each_exactly_once(0, total));
     if (producers == 1) {
