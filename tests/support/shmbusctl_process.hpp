@@ -183,7 +183,10 @@ inline std::vector<std::string> at(const DaemonProcess& d, std::vector<std::stri
     return args;
 }
 
-/// Polls `info --json` until `channel` has `count` subscribers named shmbusctl.
+/// Polls `info --json` until `channel` has `count` subscribers named shmbusctl, attached.
+/// The daemon lists an endpoint from the moment it answers the open; a broadcast tail joins
+/// at the newest message only when it attaches, a moment later, which the segment's count of
+/// subscribers shows. Until then a message published would pass it by.
 inline bool wait_for_tails(const DaemonProcess& d, const std::string& channel, std::size_t count) {
     const auto deadline = generous_deadline();
     while (std::chrono::steady_clock::now() < deadline) {
@@ -193,14 +196,15 @@ inline bool wait_for_tails(const DaemonProcess& d, const std::string& channel, s
             return false;
         }
         std::size_t seen = 0;
+        std::size_t opened = 0;
         const nlohmann::json doc = info.document(); // kept: the loop below refers into it
         for (const auto& e : doc.at("endpoints")) {
-            if (e.at("role").get<std::string>() == "subscriber" &&
-                e.at("client_name").get<std::string>() == "shmbusctl") {
-                ++seen;
+            if (e.at("role").get<std::string>() == "subscriber") {
+                ++opened;
+                seen += e.at("client_name").get<std::string>() == "shmbusctl" ? 1 : 0;
             }
         }
-        if (seen >= count) {
+        if (seen >= count && doc.at("subscribers").get<std::size_t>() >= opened) {
             return true;
         }
     }
