@@ -94,6 +94,9 @@ int run(int argc, char** argv) {
                      "fail (exit 1) after S seconds without a message; 0: wait forever")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    tail_cmd->add_flag("--summary", tail.summary,
+                       "at the end, print how many messages were received and lost even when "
+                       "none was lost (a loss is always reported)");
     tail_cmd->callback([&] {
         tail.format = tail_format == "hex"    ? TailFormat::hex
                       : tail_format == "json" ? TailFormat::json

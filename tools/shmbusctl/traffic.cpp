@@ -100,21 +100,38 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
     std::vector<std::byte> buffer(static_cast<std::size_t>(info.slot_size));
     std::uint64_t received = 0;
     std::uint64_t lost = 0;
+    // Every way out once subscribed says what was received and lost, whatever ends the tail
+    // (the count, an interrupt, --timeout, an error), so that no loss goes unreported.
+    const auto summarise = [&] {
+        std::fflush(stdout);
+        if (lost > 0 || tail.summary) {
+            std::fprintf(stderr, "shmbusctl: %llu message(s) received, %llu lost\n",
+                         static_cast<unsigned long long>(received),
+                         static_cast<unsigned long long>(lost));
+        }
+    };
     auto last = Clock::now();
     while (!interrupted() && (tail.count == 0 || received < tail.count)) {
         auto r = sub->receive_copy(buffer, kTick);
-        if (!r) {
-            if (r.code() == shmbus::Errc::timed_out) {
-                std::fflush(stdout);
-                if (tail.timeout_s > 0 &&
-                    Clock::now() - last > std::chrono::duration<double>(tail.timeout_s)) {
-                    return fail("tail '" + tail.channel + "': no message for " +
-                                    std::to_string(tail.timeout_s) + " s",
-                                kExitFailed);
-                }
+        if (!r && r.code() == shmbus::Errc::timed_out) {
+            std::fflush(stdout);
+            if (tail.timeout_s <= 0 ||
+                Clock::now() - last <= std::chrono::duration<double>(tail.timeout_s)) {
                 continue;
             }
-            std::fflush(stdout);
+            // One last look before giving up: a tail that was stopped (SIGSTOP, a suspended
+            // machine) sees its wait time out at once on resuming, with messages waiting.
+            r = sub->try_receive_copy(buffer);
+            if (!r && r.code() == shmbus::Errc::would_block) {
+                summarise();
+                char seconds[32];
+                std::snprintf(seconds, sizeof seconds, "%g", tail.timeout_s);
+                return fail("tail '" + tail.channel + "': no message for " + seconds + " s",
+                            kExitFailed);
+            }
+        }
+        if (!r) {
+            summarise();
             return fail("tail '" + tail.channel + "'", r.error(), ErrorSite::other);
         }
         last = Clock::now();
@@ -139,12 +156,7 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
             std::fflush(stdout);
         }
     }
-    std::fflush(stdout);
-    if (lost > 0) {
-        std::fprintf(stderr, "shmbusctl: %llu message(s) received, %llu lost\n",
-                     static_cast<unsigned long long>(received),
-                     static_cast<unsigned long long>(lost));
-    }
+    summarise();
     return kExitOk;
 }
 

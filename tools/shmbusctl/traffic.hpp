@@ -21,6 +21,7 @@ struct TailOptions {
     std::uint64_t count{0}; ///< stop after this many messages; 0: until interrupted
     TailFormat format{TailFormat::text};
     double timeout_s{0}; ///< give up (exit 1) after this long without a message; 0: never
+    bool summary{false}; ///< print "N received, M lost" at the end even when nothing was lost
 };
 
 int run_tail(const GlobalOptions& options, const TailOptions& tail);
