@@ -221,8 +221,6 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
     }
     const shmbus::ChannelInfo& i = c.info;
     const shmbus::ChannelStats& s = c.stats;
-    char id[24];
-    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(i.creation_id));
     std::vector<std::pair<std::string, std::string>> fields = {
         {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
         {"Kind", std::string{shmbus::to_string(i.kind)} + ", overflow " + policy(i)},
@@ -243,7 +241,7 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
                       std::to_string(s.data_wakes) + "), writers slept " +
                       std::to_string(s.space_waits) + " (woken " + std::to_string(s.space_wakes) +
                       ")"},
-        {"Creation id", id},
+        {"Creation id", std::to_string(i.creation_id)}, // as in --json and the daemon's log
     };
     print_fields(stdout, fields, options.colour);
     std::fprintf(stdout, "\n");

@@ -19,7 +19,9 @@ nlohmann::json channel_json(const shmbus::ChannelSummary& channel,
     j["slot_count"] = i.slot_count;
     j["max_publishers"] = i.max_publishers;
     j["max_subscribers"] = i.max_subscribers;
-    j["creation_id"] = i.creation_id;
+    // A string: a random 64-bit value that JSON readers holding numbers as doubles (jq,
+    // JavaScript) would round above 2^53 (docs/shmbusctl.md).
+    j["creation_id"] = std::to_string(i.creation_id);
     j["control_bytes"] = i.control_bytes;
     j["payload_bytes"] = i.payload_bytes;
     j["dynamic"] = channel.dynamic;
