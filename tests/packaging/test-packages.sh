@@ -7,8 +7,10 @@
 #      with pkg-config;
 #   4. runs the installed /usr/sbin/shmbusd the way shmbusd.service does (its ExecStart= line,
 #      as user shmbus, umask 0077, /run/shmbusd made as RuntimeDirectory= would) and has both
-#      consumer builds exchange messages through it; then again socket-activated like
-#      shmbusd.socket (systemd-socket-activate); each time stops it with SIGTERM, exit 0;
+#      consumer builds exchange messages through it, and an ordinary user it adds to the group
+#      shmbus (removed at the end) publish to and tail 'demo' with the shipped configuration;
+#      then again socket-activated like shmbusd.socket (systemd-socket-activate); each time
+#      stops it with SIGTERM, exit 0;
 #   5. purges the packages and checks that nothing is left: no files of theirs, no
 #      /etc/shmbusd, no /usr/include/shmbus. The system user shmbus stays (Debian does not
 #      remove system users: files it owned may remain).
@@ -42,9 +44,14 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/shmbus-pkgtest.XXXXXX")"
 chmod 0755 "$work"
 daemon_pid=""
 made_run_dir=0
+member=shmbus-pkgtest
+made_member=0
 cleanup() {
     if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
         kill -KILL "$daemon_pid" 2>/dev/null || true
+    fi
+    if [ "$made_member" = 1 ]; then
+        userdel "$member" 2>/dev/null || true
     fi
     if [ "$made_run_dir" = 1 ]; then
         rm -rf /run/shmbusd
@@ -135,6 +142,35 @@ exchange() {
     "$consumer_cmake" --socket "$socket" --count 2000
     "$consumer_make" --socket "$socket" --count 2000
 }
+# An ordinary user in the group shmbus (as docs/operations.md tells an operator to add one),
+# with the shipped /etc/shmbusd/shmbusd.yaml: tail 'demo' as that user, publish to it as that
+# user, and the tail receives the message.
+as_member() {
+    setpriv --reuid="$member" --regid="$member" --init-groups --reset-env -- "$@"
+}
+member_pub_tail() {
+    local out="$work/member-tail.out"
+    as_member shmbusctl --socket "$socket" tail demo --count 1 --timeout 30 >"$out" 2>&1 &
+    local tail_pid=$!
+    local subscribed=0
+    for _ in $(seq 200); do
+        if as_member shmbusctl --socket "$socket" info demo --json | grep -q '"subscribers":1'; then
+            subscribed=1
+            break
+        fi
+        sleep 0.05
+    done
+    [ "$subscribed" = 1 ] || fail "the tail of $member on 'demo' did not subscribe: $(cat "$out")"
+    as_member shmbusctl --socket "$socket" pub demo "hello from $member" ||
+        fail "$member (group shmbus) cannot publish on 'demo'"
+    wait "$tail_pid" || fail "the tail of $member on 'demo' failed: $(cat "$out")"
+    grep -q "hello from $member" "$out" || fail "the tail of $member did not receive: $(cat "$out")"
+}
+
+step "adding the user $member to the group shmbus"
+! getent passwd "$member" >/dev/null || fail "the user $member exists already"
+useradd --no-create-home --shell /usr/sbin/nologin --groups shmbus "$member"
+made_member=1
 
 step "running ${exec_start[*]} as shmbus"
 make_runtime_dir
@@ -143,6 +179,8 @@ daemon_pid=$!
 wait_for_socket
 [ "$(stat -c %U "$socket")" = shmbus ] || fail "the socket is not owned by shmbus"
 exchange
+step "a member of the group shmbus publishes and tails 'demo' with the shipped configuration"
+member_pub_tail
 stop_daemon
 [ ! -e "$socket" ] || fail "shmbusd left its socket behind"
 
