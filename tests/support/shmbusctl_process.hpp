@@ -3,8 +3,8 @@
 // The program is the built binary (SHMBUSCTL_PATH, a compile definition of the test), run
 // exactly as an operator runs it, with its stdout and stderr captured by a thread of the test
 // (so that a long `tail` never blocks on a full pipe) and a deadline on its exit. Run as
-// another uid, it is a staged copy that uid can reach (other_user.hpp; SHMBUS_LIBRARY_FILE
-// and SHMBUS_LIBRARY_SONAME name the library the copy takes along).
+// another uid, it is a staged copy that uid can reach (other_user.hpp; SHMBUS_LIBRARY_* and
+// SHMBUS_CONFIG_LIBRARY_* name the libraries the copy takes along).
 //
 // wait_for_tails() polls `info --json` until tails have subscribed, for tests that publish to
 // them.
@@ -53,9 +53,11 @@ struct OtherUid {
     const StagedProgram& program;
 };
 
-/// A copy of shmbusctl for another uid, with the library it may load.
+/// A copy of shmbusctl for another uid, with the shared libraries of ours it loads.
 inline StagedProgram staged_shmbusctl() {
-    return StagedProgram{SHMBUSCTL_PATH, {{SHMBUS_LIBRARY_FILE, SHMBUS_LIBRARY_SONAME}}};
+    return StagedProgram{SHMBUSCTL_PATH,
+                         {{SHMBUS_LIBRARY_FILE, SHMBUS_LIBRARY_SONAME},
+                          {SHMBUS_CONFIG_LIBRARY_FILE, SHMBUS_CONFIG_LIBRARY_SONAME}}};
 }
 
 /// A shmbusctl process: started at construction, its output drained by a thread (so that a
