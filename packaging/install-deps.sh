@@ -8,6 +8,8 @@ packages=(
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
     catch2 libcli11-dev nlohmann-json3-dev
     gnuplot-nox
+    # The libFuzzer targets (the fuzz preset, tests/fuzz/): clang 14 and its libFuzzer.
+    clang-14 libfuzzer-14-dev
     # Debian packages and systemd units (packaging/build-deb.sh, tests/packaging/): debhelper
     # 13 with dh_installsysusers, lintian, and systemd for systemd-analyze and
     # systemd-socket-activate (it need not be PID 1).
