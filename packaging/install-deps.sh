@@ -14,6 +14,8 @@ packages=(
     # 13 with dh_installsysusers, lintian, and systemd for systemd-analyze and
     # systemd-socket-activate (it need not be PID 1).
     debhelper dpkg-dev fakeroot lintian systemd
+    # The packages under systemd as PID 1 (tests/systemd/): a bookworm root, booted.
+    mmdebstrap systemd-container
 )
 
 missing=()
