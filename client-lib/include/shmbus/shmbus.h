@@ -1,0 +1,337 @@
+/* shmbus.h: the C ABI of libshmbus.
+ *
+ * A stable, C11 interface to the same library as the C++ API (shmbus/shmbus.hpp), for C
+ * programs and for other languages' bindings (cffi, ctypes, pybind11, ...). It compiles as
+ * C11 and as C++; it includes nothing but <stddef.h> and <stdint.h>.
+ *
+ * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber. Every function
+ * that can fail returns an int: 0 (SHMBUS_OK) on success, else one of the shmbus_errc
+ * codes below, whose values are those of shmbus::Errc. The sentence that says what went
+ * wrong (which channel, which size, which path) is kept per thread: call
+ * shmbus_last_error_message() on the same thread, after the failing call and before the
+ * next call that fails. A thread-local last error rather than an error out-parameter
+ * keeps every signature short and every binding simple (a binding checks the return code
+ * and, only when it is not 0, fetches the message on the same thread, which it is on even
+ * when it released its interpreter lock around the call); the data path does not pay for
+ * an error object it does not need.
+ *
+ * Zero copy: shmbus_publisher_reserve() hands out pointers to ring slots to fill in place,
+ * shmbus_publisher_commit() publishes them with their lengths; shmbus_subscriber_receive()
+ * hands out pointers to messages to read in place, shmbus_subscriber_release() frees them.
+ * One batch per endpoint is outstanding at a time; its pointers are valid until commit,
+ * abandon or release, or until the endpoint is closed. The copying forms (send,
+ * receive_copy) do both steps in one call.
+ *
+ * Timeouts are in nanoseconds: 0 tries once (SHMBUS_E_WOULD_BLOCK when it cannot proceed
+ * at once; this is the inline fast path), a positive value waits at most that long
+ * (SHMBUS_E_TIMED_OUT then), a negative value (SHMBUS_WAIT_FOREVER) waits without limit.
+ *
+ * No exception and no signal ever leaves this interface: every failure is a code.
+ *
+ * Thread-safety, as in C++: a client is used by one thread at a time; an endpoint is used
+ * by one thread at a time; different handles may be used concurrently from different
+ * threads. Endpoints may outlive the client that opened them. Handles belong to the process
+ * that created them: a child of fork() must not use them.
+ *
+ * ABI: the functions are versioned symbols (node SHMBUS_0.1). A later release adds
+ * functions under a new node and never changes the signature of an existing one or the
+ * layout of a struct declared here; a struct that needs more fields comes as a new struct
+ * with new functions. Binaries built against this header keep working with later 0.x
+ * releases of libshmbus.so.0.
+ */
+#ifndef SHMBUS_SHMBUS_H
+#define SHMBUS_SHMBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(SHMBUS_BUILDING_LIBRARY)
+#define SHMBUS_C_EXPORT __attribute__((visibility("default")))
+#else
+#define SHMBUS_C_EXPORT
+#endif
+
+#ifdef __cplusplus
+#define SHMBUS_C_NOEXCEPT noexcept
+extern "C" {
+#else
+#define SHMBUS_C_NOEXCEPT
+#endif
+
+/* ---- Errors --------------------------------------------------------------------------- */
+
+/** Result codes: 0 is success; the others equal shmbus::Errc and never change. */
+typedef enum shmbus_errc {
+    SHMBUS_OK = 0,
+    SHMBUS_E_WOULD_BLOCK = 1,       /**< nothing to read, or no free slot, right now */
+    SHMBUS_E_TIMED_OUT = 2,         /**< a blocking call reached its deadline */
+    SHMBUS_E_INVALID_ARGUMENT = 3,  /**< the caller passed something unusable */
+    SHMBUS_E_MESSAGE_TOO_LARGE = 4, /**< the message does not fit the slot or buffer */
+    SHMBUS_E_CORRUPTED = 5,         /**< a value read from shared memory failed validation */
+    SHMBUS_E_VERSION_MISMATCH = 6,  /**< the segment or daemon speaks another version */
+    SHMBUS_E_NO_MEMORY = 7,         /**< memory could not be reserved */
+    SHMBUS_E_LIMIT_REACHED = 8,     /**< a configured limit was hit */
+    SHMBUS_E_PERMISSION_DENIED = 9, /**< the caller may not do this */
+    SHMBUS_E_NOT_FOUND = 10,        /**< no such channel, endpoint or daemon */
+    SHMBUS_E_SYSTEM_ERROR = 11,     /**< a system call failed: shmbus_last_error_errno() */
+    SHMBUS_E_CLOSED = 12,           /**< the endpoint or connection was closed */
+    SHMBUS_E_LOST = 13,             /**< messages were overwritten before they were read */
+    SHMBUS_E_ALREADY_EXISTS = 14,   /**< a channel or endpoint of that name exists */
+    SHMBUS_E_PROTOCOL_ERROR = 15    /**< a peer sent a malformed or unexpected message */
+} shmbus_errc;
+
+/** The message of the last call on this thread that failed, as
+ *  "not_found: no channel 'x' ..." (code name, then what went wrong). "" if no call on this
+ *  thread has failed yet. Valid until the next failing call on this thread. Thread-safe. */
+SHMBUS_C_EXPORT const char* shmbus_last_error_message(void) SHMBUS_C_NOEXCEPT;
+/** The code of the last failing call on this thread (SHMBUS_OK if none). Thread-safe. */
+SHMBUS_C_EXPORT int shmbus_last_error_code(void) SHMBUS_C_NOEXCEPT;
+/** The errno of the last failing call on this thread where a system call failed, else 0.
+ *  Thread-safe. */
+SHMBUS_C_EXPORT int shmbus_last_error_errno(void) SHMBUS_C_NOEXCEPT;
+/** A short, stable name for `code` ("would_block", "lost", ...; "ok" for 0, "unknown"
+ *  for a value that is no code). Static storage. Thread-safe. */
+SHMBUS_C_EXPORT const char* shmbus_errc_name(int code) SHMBUS_C_NOEXCEPT;
+/** The library's version, "MAJOR.MINOR.PATCH". Static storage. Thread-safe. */
+SHMBUS_C_EXPORT const char* shmbus_version(void) SHMBUS_C_NOEXCEPT;
+
+/* ---- Enumerations ----------------------------------------------------------------------- */
+
+/** How an endpoint waits in its blocking calls (shmbus::WaitMode). */
+typedef enum shmbus_wait_mode {
+    SHMBUS_WAIT_SPIN = 0,     /**< busy-poll: lowest latency, one core busy while waiting */
+    SHMBUS_WAIT_ADAPTIVE = 1, /**< spin briefly, then yield, then sleep on a futex */
+    SHMBUS_WAIT_BLOCKING = 2  /**< sleep on the futex at once */
+} shmbus_wait_mode;
+
+/** How messages are delivered (shmbus::ChannelKind). */
+typedef enum shmbus_channel_kind {
+    SHMBUS_KIND_QUEUE = 1,    /**< each message is taken by exactly one consumer */
+    SHMBUS_KIND_BROADCAST = 2 /**< every subscriber sees every message */
+} shmbus_channel_kind;
+
+/** What a broadcast writer does when a subscriber is a ring behind (shmbus::Overflow). */
+typedef enum shmbus_overflow {
+    SHMBUS_OVERFLOW_BLOCK = 0, /**< wait for the slowest subscriber: lossless */
+    SHMBUS_OVERFLOW_DROP = 1   /**< overwrite; the subscriber learns how many it lost */
+} shmbus_overflow;
+
+/** A timeout that never expires. */
+#define SHMBUS_WAIT_FOREVER ((int64_t)-1)
+/** Longest channel name, in bytes (without the terminating NUL). */
+#define SHMBUS_MAX_NAME_LENGTH 63
+
+/* ---- Connection ------------------------------------------------------------------------- */
+
+typedef struct shmbus_client shmbus_client;
+typedef struct shmbus_publisher shmbus_publisher;
+typedef struct shmbus_subscriber shmbus_subscriber;
+
+/** Receives the library's rare log lines (waiting for the daemon, connection lost or
+ *  restored): `line` is `length` bytes, not NUL-terminated, valid during the call. Called
+ *  from the client's thread or the library's background thread, never under a lock. */
+typedef void (*shmbus_log_fn)(void* user, const char* line, size_t length);
+
+/** Options of shmbus_connect() (shmbus::ClientOptions). Fill with
+ *  shmbus_client_options_init(), then change what you need. */
+typedef struct shmbus_client_options {
+    const char* socket_path;    /**< NULL or "": $SHMBUS_SOCKET, else the default socket */
+    const char* client_name;    /**< shown in `shmbusctl clients`; NULL or "": program name */
+    int64_t request_timeout_ms; /**< requests to the daemon (default 5000) */
+    /** How long to wait for a daemon that is not listening yet: 0 fails at once with
+     *  SHMBUS_E_NOT_FOUND, negative waits for ever (default 0). */
+    int64_t wait_for_daemon_ms;
+    /** Non-zero: restore a lost connection from a background thread (default 1). */
+    int reconnect_in_background;
+    shmbus_log_fn log; /**< NULL: one line on stderr each, prefixed "shmbus: " */
+    void* log_user;    /**< passed to `log` */
+} shmbus_client_options;
+
+/** Fills `options` with the defaults. Thread-safe. */
+SHMBUS_C_EXPORT void shmbus_client_options_init(shmbus_client_options* options) SHMBUS_C_NOEXCEPT;
+
+/** Connects to shmbusd and negotiates the protocol; `options` may be NULL (defaults). On
+ *  success stores the new client in *client. Errors: SHMBUS_E_NOT_FOUND if no daemon listens
+ *  on the socket (the message names the path), SHMBUS_E_VERSION_MISMATCH,
+ *  SHMBUS_E_PERMISSION_DENIED, SHMBUS_E_INVALID_ARGUMENT for a NULL `client`.
+ *  Thread-safe. */
+SHMBUS_C_EXPORT int shmbus_connect(const shmbus_client_options* options,
+                                   shmbus_client** client) SHMBUS_C_NOEXCEPT;
+/** Closes the connection and frees `client` (NULL: nothing). Endpoints it opened stay
+ *  usable. Not concurrently with another call on `client`. */
+SHMBUS_C_EXPORT void shmbus_client_close(shmbus_client* client) SHMBUS_C_NOEXCEPT;
+/** The socket `client` is connected to. Valid until the client is closed. */
+SHMBUS_C_EXPORT const char*
+shmbus_client_socket_path(const shmbus_client* client) SHMBUS_C_NOEXCEPT;
+
+/* ---- Endpoints -------------------------------------------------------------------------- */
+
+/** Options of one endpoint (shmbus::EndpointOptions). Fill with
+ *  shmbus_endpoint_options_init(). */
+typedef struct shmbus_endpoint_options {
+    uint32_t wait;            /**< a shmbus_wait_mode (default SHMBUS_WAIT_ADAPTIVE) */
+    uint32_t spin_iterations; /**< spins before yielding (adaptive); 0 picks the default */
+    int32_t endpoint_index;   /**< endpoint table entry to take; -1 (default): any free */
+} shmbus_endpoint_options;
+
+/** Fills `options` with the defaults. Thread-safe. */
+SHMBUS_C_EXPORT void
+shmbus_endpoint_options_init(shmbus_endpoint_options* options) SHMBUS_C_NOEXCEPT;
+
+/** Opens `channel` (NUL-terminated) for writing; `options` may be NULL. Errors:
+ *  SHMBUS_E_NOT_FOUND (no such channel), SHMBUS_E_PERMISSION_DENIED, SHMBUS_E_LIMIT_REACHED
+ *  (max_publishers attached), SHMBUS_E_INVALID_ARGUMENT (NULL argument, unknown wait mode).
+ *  One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_open_publisher(shmbus_client* client, const char* channel,
+                                          const shmbus_endpoint_options* options,
+                                          shmbus_publisher** publisher) SHMBUS_C_NOEXCEPT;
+/** Opens `channel` for reading (a consumer, on a queue). Errors as shmbus_open_publisher().
+ *  On a broadcast channel the subscriber starts at the next message published. */
+SHMBUS_C_EXPORT int shmbus_open_subscriber(shmbus_client* client, const char* channel,
+                                           const shmbus_endpoint_options* options,
+                                           shmbus_subscriber** subscriber) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `publisher` (NULL: nothing). A reservation not committed is
+ *  published as abandoned. */
+SHMBUS_C_EXPORT void shmbus_publisher_close(shmbus_publisher* publisher) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `subscriber` (NULL: nothing). On a queue, messages received
+ *  but not released are returned for another consumer. */
+SHMBUS_C_EXPORT void shmbus_subscriber_close(shmbus_subscriber* subscriber) SHMBUS_C_NOEXCEPT;
+
+/* ---- Writing ---------------------------------------------------------------------------- */
+
+/** One reserved slot: `capacity` writable bytes at `data`; the message will carry
+ *  `sequence`. */
+typedef struct shmbus_slot {
+    void* data;
+    uint64_t capacity;
+    uint64_t sequence;
+} shmbus_slot;
+
+/** Reserves up to `max_count` (>= 1) consecutive slots, at least one, waiting up to
+ *  `timeout_ns` for room, and describes them in slots[0 .. *count). Fill them, then
+ *  shmbus_publisher_commit() or shmbus_publisher_abandon(). Errors: SHMBUS_E_WOULD_BLOCK
+ *  (timeout 0, ring full), SHMBUS_E_TIMED_OUT, SHMBUS_E_INVALID_ARGUMENT (max_count 0, NULL
+ *  argument, a reservation outstanding), SHMBUS_E_CORRUPTED (damaged segment).
+ *  One thread at a time per publisher. */
+SHMBUS_C_EXPORT int shmbus_publisher_reserve(shmbus_publisher* publisher, shmbus_slot* slots,
+                                             size_t max_count, int64_t timeout_ns,
+                                             size_t* count) SHMBUS_C_NOEXCEPT;
+/** Publishes the outstanding reservation: message i is lengths[i] bytes of slot i; `count`
+ *  must be the number reserved. Wakes sleeping readers. Errors: SHMBUS_E_MESSAGE_TOO_LARGE
+ *  (a length exceeds the capacity: nothing is published and the reservation stays, to
+ *  commit again or abandon), SHMBUS_E_INVALID_ARGUMENT (no reservation, wrong count, NULL
+ *  lengths; the reservation stays). */
+SHMBUS_C_EXPORT int shmbus_publisher_commit(shmbus_publisher* publisher, const uint64_t* lengths,
+                                            size_t count) SHMBUS_C_NOEXCEPT;
+/** Gives the outstanding reservation back unpublished (readers skip the slots, counted as
+ *  abandoned). Nothing if none is outstanding. */
+SHMBUS_C_EXPORT void shmbus_publisher_abandon(shmbus_publisher* publisher) SHMBUS_C_NOEXCEPT;
+/** Copies `size` bytes at `data` into a slot and publishes them, waiting up to
+ *  `timeout_ns` for room. Errors: SHMBUS_E_MESSAGE_TOO_LARGE (naming both sizes),
+ *  SHMBUS_E_WOULD_BLOCK, SHMBUS_E_TIMED_OUT, SHMBUS_E_INVALID_ARGUMENT (a reservation is
+ *  outstanding, NULL data with a non-zero size). */
+SHMBUS_C_EXPORT int shmbus_publisher_send(shmbus_publisher* publisher, const void* data,
+                                          size_t size, int64_t timeout_ns) SHMBUS_C_NOEXCEPT;
+
+/* ---- Reading ---------------------------------------------------------------------------- */
+
+/** One message read in place: `length` bytes at `data`, numbered `sequence`. */
+typedef struct shmbus_message {
+    const void* data;
+    uint64_t length;
+    uint64_t sequence;
+} shmbus_message;
+
+/** Takes up to `max_count` (>= 1) consecutive messages, waiting up to `timeout_ns` for the
+ *  first, and describes them in messages[0 .. *count). Read them in place, then
+ *  shmbus_subscriber_release(). `lost_before` (may be NULL) receives how many messages this
+ *  subscriber lost (overwritten, drop policy) just before this batch. Errors:
+ *  SHMBUS_E_WOULD_BLOCK (timeout 0, nothing ready), SHMBUS_E_TIMED_OUT,
+ *  SHMBUS_E_INVALID_ARGUMENT (max_count 0, NULL argument, a batch outstanding),
+ *  SHMBUS_E_CORRUPTED (a message failed validation: it is skipped and counted; call again).
+ *  One thread at a time per subscriber. */
+SHMBUS_C_EXPORT int shmbus_subscriber_receive(shmbus_subscriber* subscriber,
+                                              shmbus_message* messages, size_t max_count,
+                                              int64_t timeout_ns, size_t* count,
+                                              uint64_t* lost_before) SHMBUS_C_NOEXCEPT;
+/** Frees the outstanding batch. SHMBUS_E_LOST (drop policy) if a publisher overwrote any of
+ *  its messages while they were read: the data read must be discarded, and every message of
+ *  the batch is counted as lost; `lost` (may be NULL) then receives how many (else 0). The
+ *  batch is released either way. SHMBUS_E_INVALID_ARGUMENT if no batch is outstanding. */
+SHMBUS_C_EXPORT int shmbus_subscriber_release(shmbus_subscriber* subscriber,
+                                              uint64_t* lost) SHMBUS_C_NOEXCEPT;
+
+/** What shmbus_subscriber_receive_copy() delivered. */
+typedef struct shmbus_received {
+    uint64_t size;        /**< bytes copied into the buffer */
+    uint64_t sequence;    /**< the message's sequence number */
+    uint64_t lost_before; /**< messages lost just before this one (drop policy) */
+} shmbus_received;
+
+/** Copies the next message into `buffer` (`capacity` bytes) and releases it, waiting up to
+ *  `timeout_ns`. Never delivers a torn message. `received` (may be NULL) describes it.
+ *  Errors: SHMBUS_E_MESSAGE_TOO_LARGE (buffer too small; the message stays),
+ *  SHMBUS_E_WOULD_BLOCK, SHMBUS_E_TIMED_OUT, SHMBUS_E_INVALID_ARGUMENT (a batch outstanding,
+ *  NULL buffer with a non-zero capacity). */
+SHMBUS_C_EXPORT int shmbus_subscriber_receive_copy(shmbus_subscriber* subscriber, void* buffer,
+                                                   size_t capacity, int64_t timeout_ns,
+                                                   shmbus_received* received) SHMBUS_C_NOEXCEPT;
+/** Messages this subscriber has lost in all (drop policy). */
+SHMBUS_C_EXPORT uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber)
+    SHMBUS_C_NOEXCEPT;
+
+/* ---- Channels --------------------------------------------------------------------------- */
+
+/** A channel's identity and geometry (shmbus::ChannelInfo). */
+typedef struct shmbus_channel_info {
+    char name[SHMBUS_MAX_NAME_LENGTH + 1]; /**< NUL-terminated */
+    uint32_t kind;                         /**< a shmbus_channel_kind */
+    uint32_t overflow;                     /**< a shmbus_overflow */
+    uint64_t slot_size;                    /**< largest message, bytes */
+    uint64_t slot_count;                   /**< ring depth */
+    uint32_t max_publishers;
+    uint32_t max_subscribers;
+    uint64_t creation_id;
+} shmbus_channel_info;
+
+/** A channel's counters (shmbus::ChannelStats). */
+typedef struct shmbus_channel_stats {
+    uint64_t published, consumed, dropped, abandoned, redelivered, corrupted;
+    uint64_t data_waits, data_wakes, space_waits, space_wakes;
+    uint64_t depth, high_water;
+    uint32_t publishers, subscribers;
+} shmbus_channel_stats;
+
+/** One channel of the daemon's discovery table (shmbus::ChannelSummary). */
+typedef struct shmbus_channel_summary {
+    shmbus_channel_info info;
+    shmbus_channel_stats stats;
+    int dynamic; /**< non-zero: created at run time rather than by the configuration */
+} shmbus_channel_summary;
+
+/** The channel `publisher` writes to. Thread-safe with the publisher's data path. */
+SHMBUS_C_EXPORT void shmbus_publisher_info(const shmbus_publisher* publisher,
+                                           shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** The channel `subscriber` reads from. */
+SHMBUS_C_EXPORT void shmbus_subscriber_info(const shmbus_subscriber* subscriber,
+                                            shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+
+/** Lists the daemon's channels: stores their number in *count and the first
+ *  min(*count, capacity) of them in summaries[] (`summaries` may be NULL with capacity 0, to
+ *  learn the number). Errors: SHMBUS_E_CLOSED / SHMBUS_E_NOT_FOUND when the daemon cannot be
+ *  reached, SHMBUS_E_INVALID_ARGUMENT (NULL count). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_list_channels(shmbus_client* client,
+                                                shmbus_channel_summary* summaries, size_t capacity,
+                                                size_t* count) SHMBUS_C_NOEXCEPT;
+/** Describes one channel. Errors: SHMBUS_E_NOT_FOUND (no such channel), as
+ *  shmbus_client_list_channels() otherwise. */
+SHMBUS_C_EXPORT int shmbus_client_channel_info(shmbus_client* client, const char* channel,
+                                               shmbus_channel_summary* summary) SHMBUS_C_NOEXCEPT;
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#undef SHMBUS_C_NOEXCEPT
+
+#endif /* SHMBUS_SHMBUS_H */

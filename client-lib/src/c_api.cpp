@@ -1,0 +1,474 @@
+// The C ABI (include/shmbus/shmbus.h) on the public C++ API.
+//
+// Each handle holds its C++ object; an endpoint handle also holds its one outstanding batch,
+// so that the zero-copy calls allocate nothing and take the inline data path of
+// shmbus/endpoint.hpp. Every entry point is noexcept: what can allocate (options, names,
+// lists) catches std::bad_alloc and answers SHMBUS_E_NO_MEMORY.
+#include <shmbus/shmbus.h>
+#include <shmbus/shmbus.hpp>
+#include <shmbus/version.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+using shmbus::Errc;
+
+// The C codes are shmbus::Errc, value for value.
+static_assert(SHMBUS_E_WOULD_BLOCK == static_cast<int>(Errc::would_block));
+static_assert(SHMBUS_E_TIMED_OUT == static_cast<int>(Errc::timed_out));
+static_assert(SHMBUS_E_INVALID_ARGUMENT == static_cast<int>(Errc::invalid_argument));
+static_assert(SHMBUS_E_MESSAGE_TOO_LARGE == static_cast<int>(Errc::message_too_large));
+static_assert(SHMBUS_E_CORRUPTED == static_cast<int>(Errc::corrupted));
+static_assert(SHMBUS_E_VERSION_MISMATCH == static_cast<int>(Errc::version_mismatch));
+static_assert(SHMBUS_E_NO_MEMORY == static_cast<int>(Errc::no_memory));
+static_assert(SHMBUS_E_LIMIT_REACHED == static_cast<int>(Errc::limit_reached));
+static_assert(SHMBUS_E_PERMISSION_DENIED == static_cast<int>(Errc::permission_denied));
+static_assert(SHMBUS_E_NOT_FOUND == static_cast<int>(Errc::not_found));
+static_assert(SHMBUS_E_SYSTEM_ERROR == static_cast<int>(Errc::system_error));
+static_assert(SHMBUS_E_CLOSED == static_cast<int>(Errc::closed));
+static_assert(SHMBUS_E_LOST == static_cast<int>(Errc::lost));
+static_assert(SHMBUS_E_ALREADY_EXISTS == static_cast<int>(Errc::already_exists));
+static_assert(SHMBUS_E_PROTOCOL_ERROR == static_cast<int>(Errc::protocol_error));
+static_assert(SHMBUS_WAIT_SPIN == static_cast<int>(shmbus::WaitMode::spin));
+static_assert(SHMBUS_WAIT_ADAPTIVE == static_cast<int>(shmbus::WaitMode::adaptive));
+static_assert(SHMBUS_WAIT_BLOCKING == static_cast<int>(shmbus::WaitMode::blocking));
+static_assert(SHMBUS_KIND_QUEUE == static_cast<int>(shmbus::ChannelKind::queue));
+static_assert(SHMBUS_KIND_BROADCAST == static_cast<int>(shmbus::ChannelKind::broadcast));
+static_assert(SHMBUS_OVERFLOW_BLOCK == static_cast<int>(shmbus::Overflow::block));
+static_assert(SHMBUS_OVERFLOW_DROP == static_cast<int>(shmbus::Overflow::drop));
+static_assert(SHMBUS_MAX_NAME_LENGTH == shmbus::kMaxNameLength);
+
+struct shmbus_client {
+    shmbus::Client client;
+};
+
+struct shmbus_publisher {
+    shmbus::Publisher publisher;
+    shmbus::WriteBatch batch; // the outstanding reservation; size() 0 when none
+};
+
+struct shmbus_subscriber {
+    shmbus::Subscriber subscriber;
+    shmbus::ReadBatch batch; // the outstanding batch; size() 0 when none
+};
+
+namespace {
+
+// The last failure of this thread.
+thread_local int t_code = 0;
+thread_local int t_errno = 0;
+thread_local std::string t_message;
+
+int fail(const shmbus::Error& error) noexcept {
+    t_code = static_cast<int>(error.code);
+    t_errno = error.sys_errno;
+    try {
+        if (error.detail.empty() && error.sys_errno == 0) {
+            t_message.assign(shmbus::errc_name(error.code)); // short: no allocation
+        } else {
+            t_message = error.message();
+        }
+    } catch (...) {
+        t_message.clear(); // no memory for the sentence: the code still says what failed
+    }
+    return t_code;
+}
+
+int fail(Errc code, const char* detail) noexcept {
+    try {
+        return fail(shmbus::make_error(code, detail));
+    } catch (...) {
+        return fail(shmbus::Error{code, 0, {}});
+    }
+}
+
+int no_memory() noexcept {
+    return fail(shmbus::Error{Errc::no_memory, 0, {}});
+}
+
+std::chrono::nanoseconds to_timeout(int64_t timeout_ns) noexcept {
+    return timeout_ns < 0 ? std::chrono::nanoseconds::max() : std::chrono::nanoseconds(timeout_ns);
+}
+
+void copy_info(const shmbus::ChannelInfo& from, shmbus_channel_info* to) noexcept {
+    *to = shmbus_channel_info{};
+    const std::size_t n = std::min(from.name.size(), std::size_t{SHMBUS_MAX_NAME_LENGTH});
+    std::memcpy(to->name, from.name.data(), n);
+    to->name[n] = '\0';
+    to->kind = static_cast<uint32_t>(from.kind);
+    to->overflow = static_cast<uint32_t>(from.overflow);
+    to->slot_size = from.slot_size;
+    to->slot_count = from.slot_count;
+    to->max_publishers = from.max_publishers;
+    to->max_subscribers = from.max_subscribers;
+    to->creation_id = from.creation_id;
+}
+
+void copy_summary(const shmbus::ChannelSummary& from, shmbus_channel_summary* to) noexcept {
+    *to = shmbus_channel_summary{};
+    copy_info(from.info, &to->info);
+    const shmbus::ChannelStats& s = from.stats;
+    to->stats =
+        shmbus_channel_stats{s.published, s.consumed,   s.dropped,    s.abandoned,   s.redelivered,
+                             s.corrupted, s.data_waits, s.data_wakes, s.space_waits, s.space_wakes,
+                             s.depth,     s.high_water, s.publishers, s.subscribers};
+    to->dynamic = from.dynamic ? 1 : 0;
+}
+
+// Options of an endpoint, checked: an unknown wait mode is named rather than passed on.
+int endpoint_options(const shmbus_endpoint_options* in, shmbus::EndpointOptions& out) noexcept {
+    if (in == nullptr) {
+        return SHMBUS_OK;
+    }
+    if (in->wait > SHMBUS_WAIT_BLOCKING) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_endpoint_options.wait is not a shmbus_wait_mode (0, 1 or 2)");
+    }
+    out.wait = static_cast<shmbus::WaitMode>(in->wait);
+    out.spin_iterations = in->spin_iterations;
+    out.endpoint_index = in->endpoint_index;
+    return SHMBUS_OK;
+}
+
+// Opens a publisher or subscriber handle: checks the arguments, converts the options.
+template <typename Handle>
+int open_endpoint(shmbus_client* client, const char* channel,
+                  const shmbus_endpoint_options* options, Handle** handle,
+                  const char* function) noexcept {
+    if (client == nullptr || channel == nullptr || handle == nullptr) {
+        try {
+            return fail(shmbus::make_error(
+                Errc::invalid_argument,
+                std::string(function) + ": client, channel and the handle must not be NULL"));
+        } catch (const std::bad_alloc&) {
+            return no_memory();
+        }
+    }
+    *handle = nullptr;
+    shmbus::EndpointOptions o;
+    if (const int rc = endpoint_options(options, o); rc != SHMBUS_OK) {
+        return rc;
+    }
+    auto opened = [&] {
+        if constexpr (std::is_same_v<Handle, shmbus_publisher>) {
+            return client->client.open_publisher(channel, o);
+        } else {
+            return client->client.open_subscriber(channel, o);
+        }
+    }();
+    if (!opened) {
+        return fail(opened.error());
+    }
+    *handle = new (std::nothrow) Handle{std::move(opened).value(), {}};
+    return *handle == nullptr ? no_memory() : SHMBUS_OK;
+}
+
+} // namespace
+
+extern "C" {
+
+const char* shmbus_last_error_message(void) noexcept {
+    return t_message.c_str();
+}
+
+int shmbus_last_error_code(void) noexcept {
+    return t_code;
+}
+
+int shmbus_last_error_errno(void) noexcept {
+    return t_errno;
+}
+
+const char* shmbus_errc_name(int code) noexcept {
+    if (code == SHMBUS_OK) {
+        return "ok";
+    }
+    if (code < SHMBUS_E_WOULD_BLOCK || code > SHMBUS_E_PROTOCOL_ERROR) {
+        return "unknown";
+    }
+    // errc_name() returns views of string literals: NUL-terminated, static.
+    return shmbus::errc_name(static_cast<Errc>(code)).data();
+}
+
+const char* shmbus_version(void) noexcept {
+    return shmbus::library_version();
+}
+
+void shmbus_client_options_init(shmbus_client_options* options) noexcept {
+    if (options == nullptr) {
+        return;
+    }
+    const shmbus::ClientOptions defaults;
+    *options = shmbus_client_options{};
+    options->request_timeout_ms = defaults.request_timeout.count();
+    options->wait_for_daemon_ms = defaults.wait_for_daemon.count();
+    options->reconnect_in_background = defaults.reconnect_in_background ? 1 : 0;
+}
+
+int shmbus_connect(const shmbus_client_options* options, shmbus_client** client) noexcept {
+    if (client == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_connect: client is NULL");
+    }
+    *client = nullptr;
+    try {
+        shmbus::ClientOptions o;
+        if (options != nullptr) {
+            if (options->socket_path != nullptr) {
+                o.socket_path = options->socket_path;
+            }
+            if (options->client_name != nullptr) {
+                o.client_name = options->client_name;
+            }
+            if (options->request_timeout_ms <= 0) {
+                return fail(Errc::invalid_argument,
+                            "shmbus_client_options.request_timeout_ms must be positive");
+            }
+            o.request_timeout = std::chrono::milliseconds(options->request_timeout_ms);
+            o.wait_for_daemon = options->wait_for_daemon_ms < 0
+                                    ? std::chrono::milliseconds::max()
+                                    : std::chrono::milliseconds(options->wait_for_daemon_ms);
+            o.reconnect_in_background = options->reconnect_in_background != 0;
+            if (options->log != nullptr) {
+                o.log = [fn = options->log, user = options->log_user](std::string_view line) {
+                    fn(user, line.data(), line.size());
+                };
+            }
+        }
+        auto connected = shmbus::Client::connect(o);
+        if (!connected) {
+            return fail(connected.error());
+        }
+        *client = new shmbus_client{std::move(connected).value()};
+        return SHMBUS_OK;
+    } catch (const std::bad_alloc&) {
+        return no_memory();
+    }
+}
+
+void shmbus_client_close(shmbus_client* client) noexcept {
+    delete client;
+}
+
+const char* shmbus_client_socket_path(const shmbus_client* client) noexcept {
+    return client == nullptr ? "" : client->client.socket_path().c_str();
+}
+
+void shmbus_endpoint_options_init(shmbus_endpoint_options* options) noexcept {
+    if (options == nullptr) {
+        return;
+    }
+    const shmbus::EndpointOptions defaults;
+    options->wait = static_cast<uint32_t>(defaults.wait);
+    options->spin_iterations = defaults.spin_iterations;
+    options->endpoint_index = defaults.endpoint_index;
+}
+
+int shmbus_open_publisher(shmbus_client* client, const char* channel,
+                          const shmbus_endpoint_options* options,
+                          shmbus_publisher** publisher) noexcept {
+    return open_endpoint(client, channel, options, publisher, "shmbus_open_publisher");
+}
+
+int shmbus_open_subscriber(shmbus_client* client, const char* channel,
+                           const shmbus_endpoint_options* options,
+                           shmbus_subscriber** subscriber) noexcept {
+    return open_endpoint(client, channel, options, subscriber, "shmbus_open_subscriber");
+}
+
+void shmbus_publisher_close(shmbus_publisher* publisher) noexcept {
+    delete publisher;
+}
+
+void shmbus_subscriber_close(shmbus_subscriber* subscriber) noexcept {
+    delete subscriber;
+}
+
+int shmbus_publisher_reserve(shmbus_publisher* publisher, shmbus_slot* slots, size_t max_count,
+                             int64_t timeout_ns, size_t* count) noexcept {
+    if (publisher == nullptr || slots == nullptr || count == nullptr) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    "shmbus_publisher_reserve: publisher, slots and count must not be NULL");
+    }
+    *count = 0;
+    auto reserved = timeout_ns == 0
+                        ? publisher->publisher.try_reserve(max_count)
+                        : publisher->publisher.reserve(max_count, to_timeout(timeout_ns));
+    if (!reserved) [[unlikely]] {
+        return fail(reserved.error());
+    }
+    shmbus::WriteBatch& batch = publisher->batch;
+    batch = std::move(reserved).value();
+    const std::size_t n = batch.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        slots[i] = shmbus_slot{batch.data(i).data(), batch.capacity(), batch.sequence(i)};
+    }
+    *count = n;
+    return SHMBUS_OK;
+}
+
+int shmbus_publisher_commit(shmbus_publisher* publisher, const uint64_t* lengths,
+                            size_t count) noexcept {
+    if (publisher == nullptr || lengths == nullptr) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    "shmbus_publisher_commit: publisher and lengths must not be NULL");
+    }
+    shmbus::WriteBatch& batch = publisher->batch;
+    if (batch.size() == 0 || count != batch.size()) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    batch.size() == 0
+                        ? "shmbus_publisher_commit: no reservation is outstanding"
+                        : "shmbus_publisher_commit: count is not the number of slots reserved");
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+        batch.set_length(i, lengths[i]);
+    }
+    if (auto r = publisher->publisher.commit(batch); !r) [[unlikely]] {
+        return fail(r.error());
+    }
+    return SHMBUS_OK;
+}
+
+void shmbus_publisher_abandon(shmbus_publisher* publisher) noexcept {
+    if (publisher != nullptr && publisher->batch.size() != 0) {
+        publisher->publisher.abandon(publisher->batch);
+        publisher->batch = shmbus::WriteBatch{};
+    }
+}
+
+int shmbus_publisher_send(shmbus_publisher* publisher, const void* data, size_t size,
+                          int64_t timeout_ns) noexcept {
+    if (publisher == nullptr || (data == nullptr && size != 0)) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    "shmbus_publisher_send: publisher is NULL, or data is NULL with a size");
+    }
+    const std::span<const std::byte> message{static_cast<const std::byte*>(data), size};
+    auto r = timeout_ns == 0 ? publisher->publisher.try_send(message)
+                             : publisher->publisher.send(message, to_timeout(timeout_ns));
+    return r ? SHMBUS_OK : fail(r.error());
+}
+
+int shmbus_subscriber_receive(shmbus_subscriber* subscriber, shmbus_message* messages,
+                              size_t max_count, int64_t timeout_ns, size_t* count,
+                              uint64_t* lost_before) noexcept {
+    if (subscriber == nullptr || messages == nullptr || count == nullptr) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    "shmbus_subscriber_receive: subscriber, messages and count must not be NULL");
+    }
+    *count = 0;
+    auto received = timeout_ns == 0
+                        ? subscriber->subscriber.try_receive(max_count)
+                        : subscriber->subscriber.receive(max_count, to_timeout(timeout_ns));
+    if (!received) {
+        return fail(received.error());
+    }
+    shmbus::ReadBatch& batch = subscriber->batch;
+    batch = std::move(received).value();
+    const std::size_t n = batch.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        const shmbus::Message m = batch.message(i);
+        messages[i] = shmbus_message{m.data.data(), m.data.size(), m.sequence};
+    }
+    *count = n;
+    if (lost_before != nullptr) {
+        *lost_before = batch.lost_before();
+    }
+    return SHMBUS_OK;
+}
+
+int shmbus_subscriber_release(shmbus_subscriber* subscriber, uint64_t* lost) noexcept {
+    if (lost != nullptr) {
+        *lost = 0;
+    }
+    if (subscriber == nullptr || subscriber->batch.size() == 0) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    subscriber == nullptr ? "shmbus_subscriber_release: subscriber is NULL"
+                                          : "shmbus_subscriber_release: no batch is outstanding");
+    }
+    const std::size_t n = subscriber->batch.size();
+    if (auto r = subscriber->subscriber.release(subscriber->batch); !r) [[unlikely]] {
+        if (r.code() == Errc::lost && lost != nullptr) {
+            *lost = n;
+        }
+        subscriber->batch = shmbus::ReadBatch{};
+        return fail(r.error());
+    }
+    return SHMBUS_OK;
+}
+
+int shmbus_subscriber_receive_copy(shmbus_subscriber* subscriber, void* buffer, size_t capacity,
+                                   int64_t timeout_ns, shmbus_received* received) noexcept {
+    if (subscriber == nullptr || (buffer == nullptr && capacity != 0)) [[unlikely]] {
+        return fail(Errc::invalid_argument, "shmbus_subscriber_receive_copy: subscriber is NULL, "
+                                            "or buffer is NULL with a capacity");
+    }
+    const std::span<std::byte> out{static_cast<std::byte*>(buffer), capacity};
+    auto r = timeout_ns == 0 ? subscriber->subscriber.try_receive_copy(out)
+                             : subscriber->subscriber.receive_copy(out, to_timeout(timeout_ns));
+    if (!r) {
+        return fail(r.error());
+    }
+    if (received != nullptr) {
+        *received = shmbus_received{r->size, r->sequence, r->lost_before};
+    }
+    return SHMBUS_OK;
+}
+
+uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber) noexcept {
+    return subscriber == nullptr ? 0 : subscriber->subscriber.lost();
+}
+
+void shmbus_publisher_info(const shmbus_publisher* publisher, shmbus_channel_info* info) noexcept {
+    if (publisher != nullptr && info != nullptr) {
+        copy_info(publisher->publisher.info(), info);
+    }
+}
+
+void shmbus_subscriber_info(const shmbus_subscriber* subscriber,
+                            shmbus_channel_info* info) noexcept {
+    if (subscriber != nullptr && info != nullptr) {
+        copy_info(subscriber->subscriber.info(), info);
+    }
+}
+
+int shmbus_client_list_channels(shmbus_client* client, shmbus_channel_summary* summaries,
+                                size_t capacity, size_t* count) noexcept {
+    if (client == nullptr || count == nullptr || (summaries == nullptr && capacity != 0)) {
+        return fail(Errc::invalid_argument, "shmbus_client_list_channels: client or count is "
+                                            "NULL, or summaries is NULL with a capacity");
+    }
+    *count = 0;
+    auto listed = client->client.list_channels();
+    if (!listed) {
+        return fail(listed.error());
+    }
+    const std::size_t n = std::min(capacity, listed->size());
+    for (std::size_t i = 0; i < n; ++i) {
+        copy_summary((*listed)[i], &summaries[i]);
+    }
+    *count = listed->size();
+    return SHMBUS_OK;
+}
+
+int shmbus_client_channel_info(shmbus_client* client, const char* channel,
+                               shmbus_channel_summary* summary) noexcept {
+    if (client == nullptr || channel == nullptr || summary == nullptr) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_client_channel_info: client, channel and summary must not be NULL");
+    }
+    auto detail = client->client.channel_info(channel);
+    if (!detail) {
+        return fail(detail.error());
+    }
+    copy_summary(detail->summary, summary);
+    return SHMBUS_OK;
+}
+
+} // extern "C"
