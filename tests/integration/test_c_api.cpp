@@ -17,8 +17,8 @@
 #include <unistd.h>
 #include <vector>
 
-#ifndef C_API_CLIENT_PATH
-#error "C_API_CLIENT_PATH must name the C test program"
+#if !defined(C_API_CLIENT_PATH) || !defined(C_API_DOC_EXAMPLE_PATH)
+#error "C_API_CLIENT_PATH and C_API_DOC_EXAMPLE_PATH must name the C programs"
 #endif
 
 using namespace shmbus;
@@ -82,7 +82,7 @@ Child run_c_client(const DaemonProcess& d, std::vector<std::string> args) {
 void require_exited_ok(Child& child) {
     auto st = child.wait(Deadline{kWait});
     REQUIRE(st);
-    INFO("c_api_client " << st->describe());
+    INFO("the C program " << st->describe());
     REQUIRE(st->exited_ok());
 }
 
@@ -104,6 +104,26 @@ TEST_CASE("a C program checks errors, timeouts and zero-copy through the C ABI")
     REQUIRE(d.start());
     Child child = run_c_client(d, {"selftest"});
     require_exited_ok(child);
+}
+
+TEST_CASE("the complete example of docs/c-api.md runs against shmbusd") {
+    DaemonProcess d{kChannels};
+    REQUIRE(d.start());
+    const std::string socket = d.socket_path().native();
+    Child child = Child::spawn([&socket] {
+        // The example finds the daemon as every client does: $SHMBUS_SOCKET first.
+        ::setenv("SHMBUS_SOCKET", socket.c_str(), 1);
+        ::execl(C_API_DOC_EXAMPLE_PATH, C_API_DOC_EXAMPLE_PATH, "cq", static_cast<char*>(nullptr));
+        std::perror("execl c_api_doc_example");
+        return 127;
+    });
+    require_exited_ok(child);
+    // It left the channel empty: it read back everything it wrote.
+    Client client = connect_to(d);
+    auto info = client.channel_info("cq");
+    REQUIRE(info);
+    CHECK(info->summary.stats.published >= 2); // in place (1 to 3) and copied
+    CHECK(info->summary.stats.depth == 0);
 }
 
 TEST_CASE("a C publisher reaches a C++ subscriber, in place and copied") {
