@@ -87,7 +87,8 @@ dpkg-query -W -f='${Conffiles}\n' shmbusd | grep '/etc/shmbusd/shmbusd.yaml' >/d
 unit_dir=/lib/systemd/system
 for f in /usr/sbin/shmbusd /etc/shmbusd/shmbusd.yaml "$unit_dir/shmbusd.service" \
     "$unit_dir/shmbusd.socket" /usr/lib/systemd/user/shmbusd.service \
-    /usr/lib/sysusers.d/shmbus.conf /usr/include/shmbus/shmbus.hpp; do
+    /usr/lib/sysusers.d/shmbus.conf /usr/include/shmbus/shmbus.hpp \
+    /usr/include/shmbus/shmbus.h; do
     [ -e "$f" ] || fail "$f is not installed"
 done
 [ ! -e /usr/include/shmbus/src ] || fail "internal headers installed"
