@@ -50,14 +50,23 @@ struct shmbus_client {
     shmbus::Client client;
 };
 
+// An endpoint handle keeps the Result of its last reserve or receive, built in place by the
+// call itself (no copy of the batch on the data path): its value is the outstanding batch
+// while that has a size.
 struct shmbus_publisher {
     shmbus::Publisher publisher;
-    shmbus::WriteBatch batch; // the outstanding reservation; size() 0 when none
+    shmbus::Result<shmbus::WriteBatch> last{shmbus::Error{Errc::closed, 0, {}}};
+    [[nodiscard]] shmbus::WriteBatch* outstanding() noexcept {
+        return last.has_value() && last->size() != 0 ? &*last : nullptr;
+    }
 };
 
 struct shmbus_subscriber {
     shmbus::Subscriber subscriber;
-    shmbus::ReadBatch batch; // the outstanding batch; size() 0 when none
+    shmbus::Result<shmbus::ReadBatch> last{shmbus::Error{Errc::closed, 0, {}}};
+    [[nodiscard]] shmbus::ReadBatch* outstanding() noexcept {
+        return last.has_value() && last->size() != 0 ? &*last : nullptr;
+    }
 };
 
 namespace {
@@ -92,6 +101,13 @@ int fail(Errc code, const char* detail) noexcept {
 
 int no_memory() noexcept {
     return fail(shmbus::Error{Errc::no_memory, 0, {}});
+}
+
+// Replaces `slot` by what `make` returns, constructed in place (a prvalue: no copy).
+template <typename T, typename Make>
+void emplace_result(shmbus::Result<T>& slot, Make&& make) noexcept {
+    slot.~Result();
+    ::new (static_cast<void*>(&slot)) shmbus::Result<T>(make());
 }
 
 std::chrono::nanoseconds to_timeout(int64_t timeout_ns) noexcept {
@@ -167,11 +183,16 @@ int open_endpoint(shmbus_client* client, const char* channel,
     if (!opened) {
         return fail(opened.error());
     }
-    *handle = new (std::nothrow) Handle{std::move(opened).value(), {}};
+    *handle = new (std::nothrow) Handle{std::move(opened).value()};
     return *handle == nullptr ? no_memory() : SHMBUS_OK;
 }
 
 } // namespace
+
+// The zero-copy calls take the inline data path of endpoint.hpp in full, as a C++ caller's
+// code does: without this the compiler may call the inline members out of line, which
+// doubles the cost of a message.
+#define SHMBUS_C_FAST [[gnu::flatten]]
 
 extern "C" {
 
@@ -291,21 +312,27 @@ void shmbus_subscriber_close(shmbus_subscriber* subscriber) noexcept {
     delete subscriber;
 }
 
-int shmbus_publisher_reserve(shmbus_publisher* publisher, shmbus_slot* slots, size_t max_count,
-                             int64_t timeout_ns, size_t* count) noexcept {
+SHMBUS_C_FAST int shmbus_publisher_reserve(shmbus_publisher* publisher, shmbus_slot* slots,
+                                           size_t max_count, int64_t timeout_ns,
+                                           size_t* count) noexcept {
     if (publisher == nullptr || slots == nullptr || count == nullptr) [[unlikely]] {
         return fail(Errc::invalid_argument,
                     "shmbus_publisher_reserve: publisher, slots and count must not be NULL");
     }
     *count = 0;
-    auto reserved = timeout_ns == 0
-                        ? publisher->publisher.try_reserve(max_count)
-                        : publisher->publisher.reserve(max_count, to_timeout(timeout_ns));
-    if (!reserved) [[unlikely]] {
-        return fail(reserved.error());
+    if (publisher->outstanding() != nullptr) [[unlikely]] {
+        return fail(
+            Errc::invalid_argument,
+            "shmbus_publisher_reserve: a reservation is outstanding (commit or abandon it)");
     }
-    shmbus::WriteBatch& batch = publisher->batch;
-    batch = std::move(reserved).value();
+    emplace_result(publisher->last, [&] {
+        return timeout_ns == 0 ? publisher->publisher.try_reserve(max_count)
+                               : publisher->publisher.reserve(max_count, to_timeout(timeout_ns));
+    });
+    if (!publisher->last) [[unlikely]] {
+        return fail(publisher->last.error());
+    }
+    const shmbus::WriteBatch& batch = *publisher->last;
     const std::size_t n = batch.size();
     for (std::size_t i = 0; i < n; ++i) {
         slots[i] = shmbus_slot{batch.data(i).data(), batch.capacity(), batch.sequence(i)};
@@ -314,19 +341,20 @@ int shmbus_publisher_reserve(shmbus_publisher* publisher, shmbus_slot* slots, si
     return SHMBUS_OK;
 }
 
-int shmbus_publisher_commit(shmbus_publisher* publisher, const uint64_t* lengths,
-                            size_t count) noexcept {
+SHMBUS_C_FAST int shmbus_publisher_commit(shmbus_publisher* publisher, const uint64_t* lengths,
+                                          size_t count) noexcept {
     if (publisher == nullptr || lengths == nullptr) [[unlikely]] {
         return fail(Errc::invalid_argument,
                     "shmbus_publisher_commit: publisher and lengths must not be NULL");
     }
-    shmbus::WriteBatch& batch = publisher->batch;
-    if (batch.size() == 0 || count != batch.size()) [[unlikely]] {
+    shmbus::WriteBatch* outstanding = publisher->outstanding();
+    if (outstanding == nullptr || count != outstanding->size()) [[unlikely]] {
         return fail(Errc::invalid_argument,
-                    batch.size() == 0
+                    outstanding == nullptr
                         ? "shmbus_publisher_commit: no reservation is outstanding"
                         : "shmbus_publisher_commit: count is not the number of slots reserved");
     }
+    shmbus::WriteBatch& batch = *outstanding;
     for (std::size_t i = 0; i < count; ++i) {
         batch.set_length(i, lengths[i]);
     }
@@ -337,9 +365,9 @@ int shmbus_publisher_commit(shmbus_publisher* publisher, const uint64_t* lengths
 }
 
 void shmbus_publisher_abandon(shmbus_publisher* publisher) noexcept {
-    if (publisher != nullptr && publisher->batch.size() != 0) {
-        publisher->publisher.abandon(publisher->batch);
-        publisher->batch = shmbus::WriteBatch{};
+    if (shmbus::WriteBatch* batch = publisher == nullptr ? nullptr : publisher->outstanding()) {
+        publisher->publisher.abandon(*batch);
+        *batch = shmbus::WriteBatch{};
     }
 }
 
@@ -355,22 +383,26 @@ int shmbus_publisher_send(shmbus_publisher* publisher, const void* data, size_t 
     return r ? SHMBUS_OK : fail(r.error());
 }
 
-int shmbus_subscriber_receive(shmbus_subscriber* subscriber, shmbus_message* messages,
-                              size_t max_count, int64_t timeout_ns, size_t* count,
-                              uint64_t* lost_before) noexcept {
+SHMBUS_C_FAST int shmbus_subscriber_receive(shmbus_subscriber* subscriber, shmbus_message* messages,
+                                            size_t max_count, int64_t timeout_ns, size_t* count,
+                                            uint64_t* lost_before) noexcept {
     if (subscriber == nullptr || messages == nullptr || count == nullptr) [[unlikely]] {
         return fail(Errc::invalid_argument,
                     "shmbus_subscriber_receive: subscriber, messages and count must not be NULL");
     }
     *count = 0;
-    auto received = timeout_ns == 0
-                        ? subscriber->subscriber.try_receive(max_count)
-                        : subscriber->subscriber.receive(max_count, to_timeout(timeout_ns));
-    if (!received) {
-        return fail(received.error());
+    if (subscriber->outstanding() != nullptr) [[unlikely]] {
+        return fail(Errc::invalid_argument,
+                    "shmbus_subscriber_receive: a batch is outstanding (release it first)");
     }
-    shmbus::ReadBatch& batch = subscriber->batch;
-    batch = std::move(received).value();
+    emplace_result(subscriber->last, [&] {
+        return timeout_ns == 0 ? subscriber->subscriber.try_receive(max_count)
+                               : subscriber->subscriber.receive(max_count, to_timeout(timeout_ns));
+    });
+    if (!subscriber->last) {
+        return fail(subscriber->last.error());
+    }
+    const shmbus::ReadBatch& batch = *subscriber->last;
     const std::size_t n = batch.size();
     for (std::size_t i = 0; i < n; ++i) {
         const shmbus::Message m = batch.message(i);
@@ -383,21 +415,23 @@ int shmbus_subscriber_receive(shmbus_subscriber* subscriber, shmbus_message* mes
     return SHMBUS_OK;
 }
 
-int shmbus_subscriber_release(shmbus_subscriber* subscriber, uint64_t* lost) noexcept {
+SHMBUS_C_FAST int shmbus_subscriber_release(shmbus_subscriber* subscriber,
+                                            uint64_t* lost) noexcept {
     if (lost != nullptr) {
         *lost = 0;
     }
-    if (subscriber == nullptr || subscriber->batch.size() == 0) [[unlikely]] {
+    shmbus::ReadBatch* batch = subscriber == nullptr ? nullptr : subscriber->outstanding();
+    if (batch == nullptr) [[unlikely]] {
         return fail(Errc::invalid_argument,
                     subscriber == nullptr ? "shmbus_subscriber_release: subscriber is NULL"
                                           : "shmbus_subscriber_release: no batch is outstanding");
     }
-    const std::size_t n = subscriber->batch.size();
-    if (auto r = subscriber->subscriber.release(subscriber->batch); !r) [[unlikely]] {
+    const std::size_t n = batch->size();
+    if (auto r = subscriber->subscriber.release(*batch); !r) [[unlikely]] {
         if (r.code() == Errc::lost && lost != nullptr) {
             *lost = n;
         }
-        subscriber->batch = shmbus::ReadBatch{};
+        *batch = shmbus::ReadBatch{};
         return fail(r.error());
     }
     return SHMBUS_OK;
