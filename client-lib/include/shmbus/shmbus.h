@@ -137,7 +137,7 @@ typedef void (*shmbus_log_fn)(void* user, const char* line, size_t length);
 typedef struct shmbus_client_options {
     const char* socket_path;    /**< NULL or "": $SHMBUS_SOCKET, else the default socket */
     const char* client_name;    /**< shown in `shmbusctl clients`; NULL or "": program name */
-    int64_t request_timeout_ms; /**< requests to the daemon (default 5000) */
+    int64_t request_timeout_ms; /**< requests to the daemon, > 0 (default 5000) */
     /** How long to wait for a daemon that is not listening yet: 0 fails at once with
      *  SHMBUS_E_NOT_FOUND, negative waits for ever (default 0). */
     int64_t wait_for_daemon_ms;
@@ -153,7 +153,8 @@ SHMBUS_C_EXPORT void shmbus_client_options_init(shmbus_client_options* options) 
 /** Connects to shmbusd and negotiates the protocol; `options` may be NULL (defaults). On
  *  success stores the new client in *client. Errors: SHMBUS_E_NOT_FOUND if no daemon listens
  *  on the socket (the message names the path), SHMBUS_E_VERSION_MISMATCH,
- *  SHMBUS_E_PERMISSION_DENIED, SHMBUS_E_INVALID_ARGUMENT for a NULL `client`.
+ *  SHMBUS_E_PERMISSION_DENIED, SHMBUS_E_INVALID_ARGUMENT for a NULL `client` or a
+ *  request_timeout_ms that is not positive.
  *  Thread-safe. */
 SHMBUS_C_EXPORT int shmbus_connect(const shmbus_client_options* options,
                                    shmbus_client** client) SHMBUS_C_NOEXCEPT;
