@@ -120,6 +120,34 @@ struct IsVector : std::false_type {};
 template <typename T>
 struct IsVector<std::vector<T>> : std::true_type {};
 
+// ---- little-endian loads and stores, for headers read before any Reader ----
+
+inline std::uint32_t load_u32(const std::byte* p) noexcept {
+    return std::to_integer<std::uint32_t>(p[0]) | std::to_integer<std::uint32_t>(p[1]) << 8 |
+           std::to_integer<std::uint32_t>(p[2]) << 16 | std::to_integer<std::uint32_t>(p[3]) << 24;
+}
+
+inline std::uint16_t load_u16(const std::byte* p) noexcept {
+    return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) |
+                                      std::to_integer<unsigned>(p[1]) << 8);
+}
+
+inline void store_u32(std::byte* p, std::uint32_t v) noexcept {
+    for (int i = 0; i < 4; ++i) {
+        p[i] = static_cast<std::byte>((v >> (8 * i)) & 0xffU);
+    }
+}
+
+/// "0x53554253": a magic number as a reader of hex dumps sees it.
+inline std::string hex32(std::uint32_t v) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out = "0x";
+    for (int shift = 28; shift >= 0; shift -= 4) {
+        out += kDigits[(v >> shift) & 0xfU];
+    }
+    return out;
+}
+
 // ---- Writer ----
 
 class Writer {

@@ -23,11 +23,6 @@ namespace {
 
 constexpr unsigned kRequiredSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
-bool valid_name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == ':' || c == '/' || c == '-';
-}
-
 std::string quoted(std::string_view name) {
     return "channel '" + std::string{name} + "'";
 }

@@ -44,6 +44,12 @@ private:
     std::size_t size_{0};
 };
 
+/// Whether `c` may appear in a channel name: [A-Za-z0-9_.:/-].
+inline bool valid_name_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '/' || c == '-';
+}
+
 /// Validates `spec` and computes its geometry. Errc::invalid_argument naming the field.
 Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept;
 
