@@ -16,7 +16,7 @@ seconds="${1:-60}"
 build="$(realpath -m "${2:-$source_dir/build/fuzz}")"
 shift $(($# > 2 ? 2 : $#))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_wire fuzz_config fuzz_segment)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_wire fuzz_config fuzz_segment fuzz_bridge_frame)
 
 # The repository's seeds of each target; fuzz_config also reads the shipped configuration.
 seed_dirs() {

@@ -1,0 +1,298 @@
+// The gateway's bridge frames: what two daemons (or a daemon and `shmbusctl bridge-stdio`)
+// say to each other over a link. docs/gateway.md is the reference; this header is its code.
+//
+// A link is a byte stream (TCP, a FIFO pair, a command's stdin/stdout). On it, every frame is
+// a 12-byte header followed by a body:
+//
+//   u32 magic (kMagic, "SBGW")  u16 type  u16 flags  u32 body bytes
+//
+// Integers are little-endian and fixed-width; strings are u32 length + bytes, lists u32 count
+// + elements, as in the control protocol (protocol/field_io.hpp does both). `flags` is 0 in
+// protocol 1; later versions use it (fragments, priority lanes) only once both ends have
+// agreed on such a version in the hello, so a version-1 decoder refuses any other value.
+//
+// Every body is described once by a fields() function (frame.cpp) that drives encoding and
+// decoding. Data frames are the exception: they carry message bytes that must not be copied
+// twice, so they are encoded as a prefix (header, stream, first sequence, count, lengths)
+// that the sender follows with the messages themselves in one writev, and decoded into a
+// DataView that points into the received bytes.
+//
+// This code is pure: bytes in, frames or an Error out. It knows no socket, no thread, no
+// channel and no handshake state; which frame is allowed when is the session's rule. Every
+// malformed input is Errc::protocol_error naming the frame and field (Errc::version_mismatch
+// for a hello whose version range excludes ours, naming both); nothing is read out of bounds,
+// nothing throws but std::bad_alloc, and nothing is allocated from a size the peer claims
+// before the bytes behind it have arrived.
+#pragma once
+
+#include <shmbus/channel.hpp>
+#include <shmbus/error.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace shmbus::gateway {
+
+inline constexpr std::uint32_t kMagic = 0x57474253; // "SBGW" little-endian
+/// The bridge protocol versions this build speaks, lowest and highest.
+inline constexpr std::uint16_t kVersionMin = 1;
+inline constexpr std::uint16_t kVersionMax = 1;
+inline constexpr std::size_t kHeaderBytes = 12;
+/// Largest body of any frame but data, in every phase of a link.
+inline constexpr std::size_t kMaxControlBody = std::size_t{64} * 1024;
+/// Largest data frame body either end may offer in its hello (16 MiB).
+inline constexpr std::size_t kMaxDataBodyLimit = std::size_t{16} * 1024 * 1024;
+/// Smallest data frame body an end may offer: room for one small message.
+inline constexpr std::size_t kMinDataBodyLimit = 4096;
+/// Data frame body assumed until the hellos have agreed on one.
+inline constexpr std::size_t kDefaultDataBody = std::size_t{1} * 1024 * 1024;
+/// Most messages in one data frame.
+inline constexpr std::uint32_t kMaxMessagesPerFrame = 4096;
+inline constexpr std::size_t kMaxStringBytes = 4096;
+inline constexpr std::size_t kMaxListItems = 4096;
+/// Random challenge and HMAC-SHA256 lengths.
+inline constexpr std::size_t kNonceBytes = 32;
+inline constexpr std::size_t kMacBytes = 32;
+
+enum class FrameType : std::uint16_t {
+    hello = 1,         ///< first frame each way: versions, limits, incarnation, challenge
+    auth = 2,          ///< the answer to the peer's challenge
+    offer = 3,         ///< the exporter proposes a stream of one channel
+    want = 4,          ///< the importer asks for the peer's channels matching a pattern
+    grant = 5,         ///< the importer accepts an offer: first credits, where to resume
+    refuse = 6,        ///< an offer or a want refused, with the reason
+    credit = 7,        ///< the importer frees room: more messages per stream
+    data = 8,          ///< messages of one stream
+    ping = 9,          ///< liveness and RTT when the link is idle
+    pong = 10,         ///< the answer to a ping
+    close_stream = 11, ///< one stream ends (channel gone, reload), the link stays
+    goodbye = 12,      ///< the link ends, with the reason
+};
+
+/// "hello", "data", ...; "unknown" otherwise.
+[[nodiscard]] std::string_view frame_type_name(FrameType type) noexcept;
+
+enum class ByteOrder : std::uint8_t {
+    little = 1,
+    big = 2,
+};
+
+enum class AuthMethod : std::uint8_t {
+    none = 0,        ///< the transport authenticates (ssh for exec:, file modes for fifo:)
+    hmac_sha256 = 1, ///< mutual challenge on a shared secret
+};
+
+/// Whether a refusal answers an offer or a want.
+enum class RefusedKind : std::uint8_t {
+    offer = 1,
+    want = 2,
+};
+
+// Enum validation for the field codec (found by argument-dependent lookup).
+[[nodiscard]] bool defined(FrameType v) noexcept;
+[[nodiscard]] bool defined(ByteOrder v) noexcept;
+[[nodiscard]] bool defined(AuthMethod v) noexcept;
+[[nodiscard]] bool defined(RefusedKind v) noexcept;
+[[nodiscard]] std::string_view enum_name(FrameType) noexcept;
+[[nodiscard]] std::string_view enum_name(ByteOrder) noexcept;
+[[nodiscard]] std::string_view enum_name(AuthMethod) noexcept;
+[[nodiscard]] std::string_view enum_name(RefusedKind) noexcept;
+
+/// This host's byte order.
+[[nodiscard]] ByteOrder host_byte_order() noexcept;
+
+struct Hello {
+    std::uint16_t version_min{kVersionMin}; ///< these two fields stay first in every version
+    std::uint16_t version_max{kVersionMax};
+    ByteOrder byte_order{ByteOrder::little}; ///< of the sender's host: payloads are raw bytes
+    std::uint32_t max_alignment{0};          ///< alignof(std::max_align_t) on the sender
+    std::uint64_t max_message_bytes{0};      ///< largest message the sender accepts
+    std::uint32_t max_data_body{0};          ///< largest data frame body the sender accepts
+    std::uint64_t incarnation{0};            ///< random per daemon start: a restart is new
+    AuthMethod auth{AuthMethod::none};
+    std::string nonce;  ///< kNonceBytes random bytes (empty if none)
+    std::string node;   ///< the sender's host or instance, for logs
+    std::string bridge; ///< the bridge's name on the sender, for logs
+};
+
+struct Auth {
+    std::string mac; ///< kMacBytes: HMAC-SHA256 over the transcript (docs/gateway.md)
+};
+
+struct Offer {
+    std::uint32_t stream{0};  ///< the exporter's id for this stream, unique on the link
+    std::uint32_t request{0}; ///< the want this answers, 0 if the exporter's own config
+    std::string wire_name;    ///< the channel's name on the link (after export `as`)
+    ChannelKind kind{ChannelKind::broadcast};
+    Overflow overflow{Overflow::drop};
+    std::uint64_t slot_size{0}; ///< largest message of the source channel
+    std::uint64_t slot_count{0};
+    std::uint64_t creation_id{0};   ///< the source channel's: a re-created one is a new stream
+    std::uint64_t next_sequence{0}; ///< the sequence the stream's next message will carry
+};
+
+struct Want {
+    std::uint32_t request{0}; ///< the importer's id, echoed by the offers and refusals
+    std::string pattern;      ///< wire names wanted: a channel name or a glob (* and ?)
+};
+
+struct Grant {
+    std::uint32_t stream{0};
+    std::uint32_t credits{0};         ///< messages the exporter may send now
+    std::uint64_t resume_sequence{0}; ///< next sequence the importer expects; 0 = from now
+};
+
+struct Refuse {
+    RefusedKind what{RefusedKind::offer};
+    std::uint32_t id{0}; ///< the offer's stream or the want's request
+    Errc code{Errc::permission_denied};
+    std::string reason;
+};
+
+struct CreditGrant {
+    std::uint32_t stream{0};
+    std::uint32_t messages{0};
+};
+
+struct Credit {
+    std::vector<CreditGrant> grants;
+};
+
+struct Ping {
+    std::uint64_t token{0};
+    std::uint64_t sent_ns{0}; ///< the sender's monotonic clock, echoed back
+};
+
+struct Pong {
+    std::uint64_t token{0};
+    std::uint64_t sent_ns{0};
+};
+
+struct CloseStream {
+    std::uint32_t stream{0};
+    Errc code{Errc::closed};
+    std::string reason;
+};
+
+struct Goodbye {
+    Errc code{Errc::closed};
+    std::string reason;
+};
+
+/// A received data frame: views into the bytes it was decoded from, valid as long as they.
+/// Decoding has checked that there are `count` lengths and that they add up exactly to the
+/// payload; message(i) is therefore always in bounds.
+class DataView {
+public:
+    DataView() = default;
+    DataView(std::uint32_t stream, std::uint64_t first_sequence, std::uint32_t count,
+             std::span<const std::byte> lengths, std::span<const std::byte> payload) noexcept;
+
+    [[nodiscard]] std::uint32_t stream() const noexcept { return stream_; }
+    [[nodiscard]] std::uint64_t first_sequence() const noexcept { return first_sequence_; }
+    [[nodiscard]] std::uint32_t count() const noexcept { return count_; }
+    [[nodiscard]] std::uint32_t length(std::uint32_t i) const noexcept;
+    [[nodiscard]] std::size_t payload_bytes() const noexcept { return payload_.size(); }
+
+    /// Walks the messages in order: `f(sequence, bytes)` for each.
+    template <typename F>
+    void for_each(F&& f) const {
+        std::size_t offset = 0;
+        for (std::uint32_t i = 0; i < count_; ++i) {
+            const std::uint32_t n = length(i);
+            f(first_sequence_ + i, payload_.subspan(offset, n));
+            offset += n;
+        }
+    }
+
+private:
+    std::uint32_t stream_{0};
+    std::uint64_t first_sequence_{0};
+    std::uint32_t count_{0};
+    std::span<const std::byte> lengths_;
+    std::span<const std::byte> payload_;
+};
+
+using Frame = std::variant<Hello, Auth, Offer, Want, Grant, Refuse, Credit, DataView, Ping, Pong,
+                           CloseStream, Goodbye>;
+
+/// The wire type of a frame.
+[[nodiscard]] FrameType type_of(const Frame& frame) noexcept;
+
+/// Encodes any frame but data: header + body. Errc::invalid_argument naming the field if a
+/// value is outside what the protocol allows (a string too long, an undefined enum, a body
+/// above kMaxControlBody).
+[[nodiscard]] Result<std::vector<std::byte>> encode(const Frame& frame);
+
+/// Encodes a data frame's header and fixed fields and the `lengths` of its messages into
+/// `out` (replacing its contents); the message bytes, concatenated in order, follow on the
+/// wire. Errc::invalid_argument if there are no messages or more than kMaxMessagesPerFrame,
+/// if the body would exceed `max_body`, or if the sequences would wrap.
+[[nodiscard]] Result<void> encode_data_prefix(std::uint32_t stream, std::uint64_t first_sequence,
+                                              std::span<const std::uint32_t> lengths,
+                                              std::size_t max_body, std::vector<std::byte>& out);
+
+/// A decoded frame header.
+struct FrameHeader {
+    FrameType type{FrameType::hello};
+    std::uint16_t flags{0};
+    std::uint32_t body_bytes{0};
+};
+
+/// Decodes and checks a header: magic, a known type, flags 0, and a body no larger than
+/// kMaxControlBody (data: `max_data_body`). Run before the body is read, so that an oversized
+/// frame is refused before anything is buffered for it.
+[[nodiscard]] Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes,
+                                                std::size_t max_data_body);
+
+/// Decodes the body of a frame of `type`. A DataView points into `body`.
+[[nodiscard]] Result<Frame> decode_body(FrameType type, std::span<const std::byte> body);
+
+/// Decodes exactly one whole frame (header and body, nothing after it).
+[[nodiscard]] Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body);
+
+/// Cuts a byte stream into frames. The owner appends what it read from the link; next()
+/// yields the frames that are complete. A frame returned by next() (a DataView in
+/// particular) points into this reader's buffer and stays valid until the next call to
+/// append(), writable() or next(). Memory is bounded by the largest frame allowed plus
+/// what one append adds. Not thread-safe; one reader per link direction.
+class FrameReader {
+public:
+    explicit FrameReader(std::size_t max_data_body = kDefaultDataBody) noexcept
+        : max_data_body_{max_data_body} {}
+
+    /// Changes the data frame limit (after the hellos agreed on one).
+    void set_max_data_body(std::size_t bytes) noexcept { max_data_body_ = bytes; }
+
+    /// Copies `bytes` in.
+    void append(std::span<const std::byte> bytes);
+
+    /// A region of at least `at_least` bytes to read into; commit() says how many arrived.
+    /// Avoids a copy when reading straight from a socket.
+    [[nodiscard]] std::span<std::byte> writable(std::size_t at_least);
+    void commit(std::size_t bytes) noexcept;
+
+    /// The next complete frame; an empty optional if more bytes are needed; an Error if the
+    /// stream is malformed (the link must then be closed: nothing after it can be trusted).
+    [[nodiscard]] Result<std::optional<Frame>> next();
+
+    /// Bytes held that do not yet make a whole frame.
+    [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
+
+private:
+    void compact();
+
+    std::vector<std::byte> buffer_;
+    std::size_t begin_{0}; ///< first byte not yet consumed
+    std::size_t end_{0};   ///< one past the last byte received
+    std::size_t max_data_body_;
+    std::optional<Error> failed_; ///< once broken, always broken
+};
+
+} // namespace shmbus::gateway
