@@ -1,0 +1,66 @@
+// Which channels a bridge moves, in which direction and under which names.
+//
+// A bridge's configuration has two lists. `export` names local channels whose messages go to
+// the peer; `import` names channels that come from the peer and become local channels. Each
+// entry is a channel name or a glob (`*` for any run of characters, `?` for one) with an
+// optional `as` that renames: every stream has a *wire name*, the name both ends use on the
+// link. An export maps a local name to its wire name (`camera/*` as `robot1/camera/*`: local
+// `camera/front` travels as `robot1/camera/front`); an import maps a wire name to a local one
+// (`jobs` as `ground/jobs`). The wildcards of `as` take, in order, what the wildcards of
+// `channel` matched, so `as` must have the same wildcards in the same order (checked by
+// validate_rule()).
+//
+// The same two lists are the listening end's allow lists: a peer may import only what this
+// end exports and export only into what this end imports. Every decision here is a pure
+// function of the lists and the names; a refusal names the channel and the list it is not in.
+#pragma once
+
+#include <shmbus/error.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shmbus::gateway {
+
+/// What an export does while the link is down: `drop` (the default: local publishers are
+/// never held up) or `block` (keep the cursor, up to the channel's depth, for a loss-free
+/// resume; after block_timeout the link is dropped and counted).
+enum class LinkDownPolicy {
+    drop,
+    block,
+};
+
+struct ChannelRule {
+    std::string channel; ///< a channel name or glob
+    std::string as;      ///< the name on the other side of the rule; empty = the same
+    LinkDownPolicy on_link_down{LinkDownPolicy::drop}; ///< exports only
+};
+
+/// Whether `pattern` (`*` any run, `?` one character) matches all of `name`. Fills
+/// `captures` (if given) with what each wildcard matched, in order.
+[[nodiscard]] bool glob_match(std::string_view pattern, std::string_view name,
+                              std::vector<std::string>* captures = nullptr);
+
+/// Whether `text` contains a wildcard.
+[[nodiscard]] bool is_glob(std::string_view text) noexcept;
+
+/// Checks that a rule can be applied: `channel` a channel name or glob, `as` (if set) one with
+/// the same wildcards in the same order. Errc::invalid_argument naming the problem.
+[[nodiscard]] Result<void> validate_rule(const ChannelRule& rule);
+
+/// The name `name` takes through `rule`, or nothing if the rule does not match it. The result
+/// is a channel name: a wildcard that matched characters a name may not hold cannot occur,
+/// because `name` is one.
+[[nodiscard]] std::optional<std::string> apply_rule(const ChannelRule& rule, std::string_view name);
+
+/// The first rule of `rules` that matches `name`, and the name it maps to.
+struct RuleMatch {
+    const ChannelRule* rule{nullptr};
+    std::string mapped;
+};
+[[nodiscard]] std::optional<RuleMatch> first_match(const std::vector<ChannelRule>& rules,
+                                                   std::string_view name);
+
+} // namespace shmbus::gateway
