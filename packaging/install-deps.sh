@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
     build-essential g++ cmake ninja-build pkg-config git
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
+    # OpenSSL (libcrypto): the gateway's HMAC-SHA256 challenge and, later, TLS links.
+    libssl-dev
     catch2 libcli11-dev nlohmann-json3-dev
     gnuplot-nox
     # The libFuzzer targets (the fuzz preset, tests/fuzz/): clang 14 and its libFuzzer.

@@ -1,0 +1,101 @@
+// Blocking link I/O with deadlines; the rules are in link_io.hpp.
+#include "gateway/link_io.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace shmbus::gateway {
+
+namespace {
+
+/// How long until `deadline`, as poll() wants it: at least 0, at most a day.
+int poll_timeout(Deadline deadline) noexcept {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    return static_cast<int>(std::clamp<std::int64_t>(left.count() + 1, 0, 86'400'000));
+}
+
+/// Waits for `events` on `fd`. Errc::timed_out at the deadline.
+Result<void> wait_for(int fd, short events, Deadline deadline) {
+    for (;;) {
+        pollfd p{fd, events, 0};
+        const int timeout = poll_timeout(deadline);
+        const int n = ::poll(&p, 1, timeout);
+        if (n > 0) {
+            return ok(); // readable, writable, or an error/hang-up the next call reports
+        }
+        if (n == 0) {
+            if (std::chrono::steady_clock::now() >= deadline) {
+                return make_error(Errc::timed_out, "the link did not become ready in time");
+            }
+            continue;
+        }
+        if (errno != EINTR) {
+            return make_error(Errc::system_error, "poll on the link failed", errno);
+        }
+    }
+}
+
+bool is_socket(int fd) noexcept {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+} // namespace
+
+Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline) {
+    const bool socket = is_socket(fd);
+    while (!bytes.empty()) {
+        const ssize_t n = socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
+                                 : ::write(fd, bytes.data(), bytes.size());
+        if (n > 0) {
+            bytes = bytes.subspan(static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (auto w = wait_for(fd, POLLOUT, deadline); !w) {
+                return w;
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            return make_error(Errc::closed, "the peer closed the link", errno);
+        }
+        return make_error(Errc::system_error, "writing to the link failed", n < 0 ? errno : 0);
+    }
+    return ok();
+}
+
+Result<std::size_t> read_into(int fd, FrameReader& reader, Deadline deadline) {
+    constexpr std::size_t kChunk = 64 * 1024;
+    for (;;) {
+        if (auto w = wait_for(fd, POLLIN, deadline); !w) {
+            return w.error();
+        }
+        auto room = reader.writable(kChunk);
+        const ssize_t n = ::read(fd, room.data(), room.size());
+        if (n > 0) {
+            reader.commit(static_cast<std::size_t>(n));
+            return static_cast<std::size_t>(n);
+        }
+        if (n == 0) {
+            return make_error(Errc::closed, "the peer closed the link");
+        }
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+            continue;
+        }
+        if (errno == ECONNRESET) {
+            return make_error(Errc::closed, "the peer reset the link", errno);
+        }
+        return make_error(Errc::system_error, "reading from the link failed", errno);
+    }
+}
+
+} // namespace shmbus::gateway
