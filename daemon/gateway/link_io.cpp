@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -69,6 +70,54 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadli
             return make_error(Errc::closed, "the peer closed the link", errno);
         }
         return make_error(Errc::system_error, "writing to the link failed", n < 0 ? errno : 0);
+    }
+    return ok();
+}
+
+Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
+    const bool socket = is_socket(fd);
+    while (!iov.empty()) {
+        if (iov.front().iov_len == 0) {
+            iov = iov.subspan(1);
+            continue;
+        }
+        const std::size_t pieces = std::min<std::size_t>(iov.size(), IOV_MAX);
+        ssize_t n = 0;
+        if (socket) {
+            msghdr msg{};
+            msg.msg_iov = iov.data();
+            msg.msg_iovlen = pieces;
+            n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        } else {
+            n = ::writev(fd, iov.data(), static_cast<int>(pieces));
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (auto w = wait_for(fd, POLLOUT, deadline); !w) {
+                    return w;
+                }
+                continue;
+            }
+            if (errno == EPIPE || errno == ECONNRESET) {
+                return make_error(Errc::closed, "the peer closed the link", errno);
+            }
+            return make_error(Errc::system_error, "writing to the link failed", errno);
+        }
+        // Advance past what went out: whole pieces, then into the first one left.
+        auto left = static_cast<std::size_t>(n);
+        while (left > 0 && !iov.empty()) {
+            iovec& first = iov.front();
+            const std::size_t take = std::min(left, first.iov_len);
+            first.iov_base = static_cast<char*>(first.iov_base) + take;
+            first.iov_len -= take;
+            left -= take;
+            if (first.iov_len == 0) {
+                iov = iov.subspan(1);
+            }
+        }
     }
     return ok();
 }

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <span>
+#include <sys/uio.h>
 
 namespace shmbus::gateway {
 
@@ -24,6 +25,11 @@ using Deadline = std::chrono::steady_clock::time_point;
 /// Writes all of `bytes` to `fd`. Errc::timed_out at `deadline`, Errc::closed if the peer
 /// has gone (EPIPE, ECONNRESET), Errc::system_error otherwise.
 [[nodiscard]] Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline);
+
+/// Writes all the bytes `iov` points to, in order, with as few system calls as the kernel
+/// allows (writev, or sendmsg on a socket; IOV_MAX pieces at a time). `iov` is consumed:
+/// its entries are advanced as bytes go out. Errors as write_all().
+[[nodiscard]] Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline);
 
 /// Waits until `fd` is readable and reads what is there (at least one byte) into `reader`.
 /// Returns the bytes read; Errc::closed at end of stream (the peer closed), Errc::timed_out at
