@@ -1,0 +1,234 @@
+// Keeping one bridge up; the policy is in bridge_runner.hpp.
+#include "gateway/bridge_runner.hpp"
+
+#include <random>
+#include <sys/socket.h>
+
+namespace shmbus::gateway {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kStableLink = std::chrono::minutes{1};
+constexpr auto kAcceptSlice = std::chrono::milliseconds{200}; // how soon accept sees stop()
+
+} // namespace
+
+std::string_view to_string(BridgeState state) noexcept {
+    switch (state) {
+    case BridgeState::listening:
+        return "listening";
+    case BridgeState::connecting:
+        return "connecting";
+    case BridgeState::handshaking:
+        return "handshaking";
+    case BridgeState::connected:
+        return "connected";
+    case BridgeState::backing_off:
+        return "backing off";
+    case BridgeState::stopped:
+        return "stopped";
+    }
+    return "unknown";
+}
+
+BridgeRunner::BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
+                           std::uint64_t incarnation, std::function<void(std::string_view)> log)
+    : config_{std::move(config)}, local_{std::move(local)}, node_{std::move(node)},
+      incarnation_{incarnation}, log_{std::move(log)} {
+    status_.name = config_.name;
+}
+
+BridgeRunner::~BridgeRunner() {
+    stop();
+}
+
+void BridgeRunner::start() {
+    std::lock_guard lock{mu_};
+    if (!thread_.joinable()) {
+        stopping_ = false;
+        thread_ = std::thread{[this] { run(); }};
+    }
+}
+
+void BridgeRunner::stop() {
+    {
+        std::lock_guard lock{mu_};
+        stopping_ = true;
+        if (session_ != nullptr) {
+            session_->stop();
+        }
+        cv_.notify_all();
+    }
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+BridgeStatus BridgeRunner::status() const {
+    std::lock_guard lock{mu_};
+    BridgeStatus s = status_;
+    if (session_ != nullptr) {
+        s.session = session_->stats();
+    }
+    return s;
+}
+
+void BridgeRunner::set_state(BridgeState state, const std::string& detail) {
+    bool changed = false;
+    {
+        std::lock_guard lock{mu_};
+        changed = status_.state != state;
+        status_.state = state;
+    }
+    if (changed && log_) {
+        log_("bridge '" + config_.name + "': " + std::string{to_string(state)} +
+             (detail.empty() ? "" : ": " + detail));
+    }
+}
+
+bool BridgeRunner::pause(std::chrono::milliseconds delay) {
+    std::unique_lock lock{mu_};
+    return !cv_.wait_for(lock, delay, [&] { return stopping_; });
+}
+
+void BridgeRunner::run_link(Link link) {
+    set_state(BridgeState::handshaking, link.peer);
+    HandshakeSettings hs;
+    hs.initiator = !config_.listen;
+    hs.bridge = config_.name;
+    hs.node = node_;
+    hs.incarnation = incarnation_;
+    hs.secret = config_.secret;
+    auto handshake = Handshake::start(hs);
+    if (!handshake) {
+        std::lock_guard lock{mu_};
+        status_.last_error = handshake.error().message();
+        return;
+    }
+    FrameReader reader;
+    auto params = run_handshake(link.in_fd(), link.out_fd(), handshake.value(), reader,
+                                Clock::now() + config_.handshake_timeout);
+    if (!params) {
+        std::lock_guard lock{mu_};
+        status_.last_error = params.error().message();
+        if (log_) {
+            log_("bridge '" + config_.name + "': peer " + link.peer +
+                 " refused: " + params.error().message());
+        }
+        return;
+    }
+    ClientOptions options = local_;
+    options.client_name = "bridge " + config_.name;
+    auto client = Client::connect(options);
+    if (!client) {
+        std::lock_guard lock{mu_};
+        status_.last_error = "the local daemon: " + client.error().message();
+        return;
+    }
+    SessionSettings settings;
+    settings.bridge = config_.name;
+    settings.initiator = !config_.listen;
+    settings.exports = config_.exports;
+    settings.imports = config_.imports;
+    settings.window = config_.window;
+    settings.log = log_;
+    BridgeSession session{std::move(settings), params.value(), client.value(),
+                          link.in_fd(),        link.out_fd(),  std::move(reader)};
+    {
+        std::lock_guard lock{mu_};
+        if (stopping_) {
+            return;
+        }
+        session_ = &session;
+        status_.peer = link.peer;
+        status_.peer_node = params.value().peer_node;
+        status_.peer_incarnation = params.value().peer_incarnation;
+        status_.version = params.value().version;
+    }
+    set_state(BridgeState::connected, link.peer + " (" + params.value().peer_node + ")");
+    const Error why = session.run();
+    std::lock_guard lock{mu_};
+    session_ = nullptr;
+    status_.last_error = why.message();
+    status_.session = SessionStats{};
+}
+
+void BridgeRunner::run() {
+    std::minstd_rand jitter{
+        static_cast<std::uint32_t>(incarnation_ ^ Clock::now().time_since_epoch().count())};
+    auto delay = config_.backoff_first;
+    for (;;) {
+        {
+            std::lock_guard lock{mu_};
+            if (stopping_) {
+                break;
+            }
+        }
+        Result<Link> link = make_error(Errc::closed, "no link");
+        if (config_.listen && config_.address.kind == LinkAddress::Kind::tcp) {
+            if (!listener_) {
+                auto l = TcpListener::listen(config_.address);
+                if (!l) {
+                    {
+                        std::lock_guard lock{mu_};
+                        status_.last_error = l.error().message();
+                    }
+                    set_state(BridgeState::backing_off, l.error().message());
+                    if (!pause(config_.backoff_cap)) {
+                        break;
+                    }
+                    continue;
+                }
+                listener_.emplace(std::move(l.value()));
+                std::lock_guard lock{mu_};
+                status_.listening_port = listener_->port();
+            }
+            set_state(BridgeState::listening, config_.address.text);
+            link = listener_->accept(Clock::now() + kAcceptSlice);
+            if (!link && link.error().code == Errc::timed_out) {
+                continue; // look at stop() again
+            }
+        } else {
+            set_state(BridgeState::connecting, config_.address.text);
+            link = connect_link(config_.address, Clock::now() + config_.handshake_timeout);
+        }
+        const auto began = Clock::now();
+        if (link) {
+            run_link(std::move(link.value()));
+        } else {
+            std::lock_guard lock{mu_};
+            status_.last_error = link.error().message();
+        }
+        {
+            std::lock_guard lock{mu_};
+            if (stopping_) {
+                break;
+            }
+            ++status_.reconnects;
+        }
+        if (config_.listen && config_.address.kind == LinkAddress::Kind::tcp) {
+            continue; // the next peer may come at once
+        }
+        if (Clock::now() - began >= kStableLink) {
+            delay = config_.backoff_first;
+        }
+        const auto base = delay.count();
+        const auto wait = std::chrono::milliseconds{
+            base / 2 +
+            static_cast<std::int64_t>(jitter() % static_cast<std::uint32_t>(base / 2 + 1))};
+        std::string last;
+        {
+            std::lock_guard lock{mu_};
+            last = status_.last_error;
+        }
+        set_state(BridgeState::backing_off, last);
+        if (!pause(wait)) {
+            break;
+        }
+        delay = std::min(delay * 2, config_.backoff_cap);
+    }
+    set_state(BridgeState::stopped);
+}
+
+} // namespace shmbus::gateway

@@ -1,0 +1,101 @@
+// One configured bridge, kept up: open the link, shake hands, run the session, and when the
+// link ends, wait and try again. docs/gateway.md ("Links").
+//
+// Owns one thread, started by start() and joined by stop() (or the destructor); nothing of
+// it runs on the control loop. A connecting bridge retries with capped exponential backoff
+// and jitter (0.5 s doubling to 30 s, each delay drawn between half and all of it, reset
+// after a link that stayed up for a minute); a listening one waits for the next peer. Each
+// state change is logged once, so a link that stays down costs one line and a timer, not a
+// line per attempt. The session is a client of the local daemon (ClientOptions), reconnected
+// per link.
+#pragma once
+
+#include "gateway/bridge_session.hpp"
+#include "gateway/link.hpp"
+
+#include <shmbus/client.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace shmbus::gateway {
+
+/// A bridge as the daemon's configuration describes it.
+struct BridgeConfig {
+    std::string name;
+    /// The answering end: it grants and refuses, the other end offers and asks. For tcp it
+    /// also listens; a FIFO pair is opened the same way by both ends.
+    bool listen{false};
+    LinkAddress address;
+    std::optional<std::string> secret;
+    std::vector<ChannelRule> exports;
+    std::vector<ChannelRule> imports;
+    std::uint32_t window{256};
+    std::chrono::milliseconds handshake_timeout{10000};
+    std::chrono::milliseconds backoff_first{500};
+    std::chrono::milliseconds backoff_cap{30000};
+};
+
+enum class BridgeState { listening, connecting, handshaking, connected, backing_off, stopped };
+
+/// "listening", "backing off", ...
+[[nodiscard]] std::string_view to_string(BridgeState state) noexcept;
+
+/// What `shmbusctl bridges` shows of one bridge.
+struct BridgeStatus {
+    std::string name;
+    BridgeState state{BridgeState::stopped};
+    std::string peer;
+    std::string peer_node;
+    std::uint64_t peer_incarnation{0};
+    std::uint16_t version{0};
+    std::uint64_t reconnects{0};
+    std::string last_error;
+    std::uint16_t listening_port{0}; ///< tcp listen: the port bound
+    SessionStats session;            ///< of the current link, if connected
+};
+
+class BridgeRunner {
+public:
+    /// `local`: how to reach the local daemon. `node` and `incarnation` go into every hello.
+    BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
+                 std::uint64_t incarnation, std::function<void(std::string_view)> log);
+    ~BridgeRunner();
+    BridgeRunner(const BridgeRunner&) = delete;
+    BridgeRunner& operator=(const BridgeRunner&) = delete;
+
+    void start();
+    /// Ends the current link (with a goodbye) and the thread. Idempotent.
+    void stop();
+    [[nodiscard]] BridgeStatus status() const;
+
+private:
+    void run();
+    void set_state(BridgeState state, const std::string& detail = {});
+    /// Waits `delay` or until stop(); false if stopped.
+    bool pause(std::chrono::milliseconds delay);
+    void run_link(Link link);
+
+    BridgeConfig config_;
+    ClientOptions local_;
+    std::string node_;
+    std::uint64_t incarnation_;
+    std::function<void(std::string_view)> log_;
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stopping_{false};
+    BridgeStatus status_;
+    BridgeSession* session_{nullptr}; ///< the live session, under mu_
+    std::optional<TcpListener> listener_;
+    std::thread thread_;
+};
+
+} // namespace shmbus::gateway

@@ -1,0 +1,295 @@
+// Link addresses and opening links; the rules are in link.hpp.
+#include "gateway/link.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+namespace shmbus::gateway {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Error bad(std::string_view text, const std::string& problem) {
+    return make_error(Errc::invalid_argument, "link '" + std::string{text} + "': " + problem);
+}
+
+int ms_until(Deadline deadline) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    return static_cast<int>(std::clamp<std::int64_t>(left, 0, 86'400'000));
+}
+
+void tune_socket(int fd) {
+    const int one = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+std::string address_text(const sockaddr* sa) {
+    char host[INET6_ADDRSTRLEN] = {};
+    std::uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+        ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        return std::string{host} + ":" + std::to_string(port);
+    }
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    port = ntohs(in6->sin6_port);
+    return "[" + std::string{host} + "]:" + std::to_string(port);
+}
+
+/// getaddrinfo for `address`; Errc::not_found naming the host.
+Result<addrinfo*> resolve(const LinkAddress& address, bool passive) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    addrinfo* list = nullptr;
+    const std::string port = std::to_string(address.port);
+    const int rc = ::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &list);
+    if (rc != 0) {
+        return make_error(Errc::not_found, "link '" + address.text + "': cannot resolve '" +
+                                               address.host + "': " + ::gai_strerror(rc));
+    }
+    return list;
+}
+
+Result<Link> connect_tcp(const LinkAddress& address, Deadline deadline) {
+    auto list = resolve(address, false);
+    if (!list) {
+        return list.take_error();
+    }
+    Error last = make_error(Errc::not_found, "link '" + address.text + "': no address");
+    for (addrinfo* ai = list.value(); ai != nullptr; ai = ai->ai_next) {
+        UniqueFd fd{::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                             ai->ai_protocol)};
+        if (!fd) {
+            last = make_error(Errc::system_error, "link '" + address.text + "': socket", errno);
+            continue;
+        }
+        int rc = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
+        if (rc != 0 && errno == EINPROGRESS) {
+            pollfd p{fd.get(), POLLOUT, 0};
+            rc = ::poll(&p, 1, ms_until(deadline));
+            if (rc == 0) {
+                last = make_error(Errc::timed_out, "link '" + address.text + "': connecting to " +
+                                                       address_text(ai->ai_addr) +
+                                                       " did not complete in time");
+                continue;
+            }
+            int err = 0;
+            socklen_t len = sizeof err;
+            (void)::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+            rc = err == 0 ? 0 : -1;
+            errno = err;
+        }
+        if (rc != 0) {
+            last = make_error(Errc::system_error,
+                              "link '" + address.text + "': connecting to " +
+                                  address_text(ai->ai_addr) + " failed",
+                              errno);
+            continue;
+        }
+        tune_socket(fd.get());
+        Link link;
+        link.peer = address_text(ai->ai_addr);
+        link.in = std::move(fd);
+        ::freeaddrinfo(list.value());
+        return link;
+    }
+    ::freeaddrinfo(list.value());
+    return last;
+}
+
+Result<Link> connect_fifo(const LinkAddress& address, Deadline deadline) {
+    // Reading side first and without waiting (O_NONBLOCK), then the writing side, which
+    // fails with ENXIO until the other end has opened its reading side: both ends do the
+    // same, so neither can wait for the other for ever.
+    UniqueFd in{::open(address.in_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC)};
+    if (!in) {
+        return make_error(errno == ENOENT ? Errc::not_found : Errc::system_error,
+                          "link '" + address.text + "': cannot open '" + address.in_path +
+                              "' for reading",
+                          errno);
+    }
+    struct stat st {};
+    if (::fstat(in.get(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
+        return make_error(Errc::invalid_argument, "link '" + address.text + "': '" +
+                                                      address.in_path +
+                                                      "' is not a named pipe (mkfifo)");
+    }
+    for (;;) {
+        UniqueFd out{::open(address.out_path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)};
+        if (out) {
+            Link link;
+            link.peer = address.out_path;
+            link.in = std::move(in);
+            link.out = std::move(out);
+            return link;
+        }
+        if (errno != ENXIO) {
+            return make_error(errno == ENOENT ? Errc::not_found : Errc::system_error,
+                              "link '" + address.text + "': cannot open '" + address.out_path +
+                                  "' for writing",
+                              errno);
+        }
+        if (Clock::now() >= deadline) {
+            return make_error(Errc::timed_out, "link '" + address.text + "': nobody opened '" +
+                                                   address.out_path + "' for reading in time");
+        }
+        // No event tells a writer that a reader arrived: poll the open at a short interval.
+        std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+}
+
+} // namespace
+
+Result<LinkAddress> parse_link(std::string_view text) {
+    LinkAddress a;
+    a.text = std::string{text};
+    if (text.starts_with("tcp://")) {
+        a.kind = LinkAddress::Kind::tcp;
+        std::string_view rest = text.substr(6);
+        std::string_view port;
+        if (rest.starts_with("[")) {
+            const auto close = rest.find(']');
+            if (close == std::string_view::npos) {
+                return bad(text, "an IPv6 address needs its closing ']'");
+            }
+            a.host = std::string{rest.substr(1, close - 1)};
+            rest = rest.substr(close + 1);
+            if (!rest.starts_with(":")) {
+                return bad(text, "missing ':PORT' after the address");
+            }
+            port = rest.substr(1);
+        } else {
+            const auto colon = rest.rfind(':');
+            if (colon == std::string_view::npos) {
+                return bad(text, "missing ':PORT'");
+            }
+            if (rest.substr(0, colon).find(':') != std::string_view::npos) {
+                return bad(text, "an IPv6 address goes in brackets: tcp://[::1]:7411");
+            }
+            a.host = std::string{rest.substr(0, colon)};
+            port = rest.substr(colon + 1);
+        }
+        if (a.host.empty()) {
+            return bad(text, "missing host (0.0.0.0 or [::] to listen on every address)");
+        }
+        unsigned value = 0;
+        const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+        if (port.empty() || ec != std::errc{} || end != port.data() + port.size() ||
+            value > 65535) {
+            return bad(text, "port '" + std::string{port} + "' is not a number from 0 to 65535");
+        }
+        a.port = static_cast<std::uint16_t>(value);
+        return a;
+    }
+    if (text.starts_with("fifo:")) {
+        a.kind = LinkAddress::Kind::fifo;
+        const std::string_view rest = text.substr(5);
+        const auto comma = rest.find(',');
+        if (comma == std::string_view::npos || comma == 0 || comma + 1 == rest.size()) {
+            return bad(text, "needs two paths separated by a comma: fifo:IN,OUT");
+        }
+        a.in_path = std::string{rest.substr(0, comma)};
+        a.out_path = std::string{rest.substr(comma + 1)};
+        if (a.in_path.front() != '/' || a.out_path.front() != '/') {
+            return bad(text, "FIFO paths must be absolute");
+        }
+        if (a.in_path == a.out_path) {
+            return bad(text, "reads and writes the same FIFO; give two");
+        }
+        return a;
+    }
+    return bad(text, "unknown kind; expected tcp://HOST:PORT or fifo:IN,OUT");
+}
+
+Result<Link> connect_link(const LinkAddress& address, Deadline deadline) {
+    return address.kind == LinkAddress::Kind::tcp ? connect_tcp(address, deadline)
+                                                  : connect_fifo(address, deadline);
+}
+
+Result<TcpListener> TcpListener::listen(const LinkAddress& address) {
+    if (address.kind != LinkAddress::Kind::tcp) {
+        return make_error(Errc::invalid_argument,
+                          "link '" + address.text + "': only tcp links listen on a socket");
+    }
+    auto list = resolve(address, true);
+    if (!list) {
+        return list.take_error();
+    }
+    Error last = make_error(Errc::not_found, "link '" + address.text + "': no address");
+    for (addrinfo* ai = list.value(); ai != nullptr; ai = ai->ai_next) {
+        UniqueFd fd{::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                             ai->ai_protocol)};
+        if (!fd) {
+            continue;
+        }
+        const int one = 1;
+        (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), 8) != 0) {
+            last = make_error(Errc::system_error,
+                              "link '" + address.text + "': cannot listen on " +
+                                  address_text(ai->ai_addr),
+                              errno);
+            continue;
+        }
+        sockaddr_storage bound{};
+        socklen_t len = sizeof bound;
+        (void)::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len);
+        const std::uint16_t port =
+            bound.ss_family == AF_INET
+                ? ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port)
+                : ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+        ::freeaddrinfo(list.value());
+        return TcpListener{std::move(fd), port};
+    }
+    ::freeaddrinfo(list.value());
+    return last;
+}
+
+Result<Link> TcpListener::accept(Deadline deadline) {
+    for (;;) {
+        pollfd p{fd_.get(), POLLIN, 0};
+        const int rc = ::poll(&p, 1, ms_until(deadline));
+        if (rc == 0) {
+            return make_error(Errc::timed_out, "no peer connected in time");
+        }
+        if (rc < 0 && errno != EINTR) {
+            return make_error(Errc::system_error, "poll on the listening socket failed", errno);
+        }
+        sockaddr_storage peer{};
+        socklen_t len = sizeof peer;
+        UniqueFd fd{::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &len,
+                              SOCK_CLOEXEC | SOCK_NONBLOCK)};
+        if (!fd) {
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            return make_error(Errc::system_error, "accept on the listening socket failed", errno);
+        }
+        tune_socket(fd.get());
+        Link link;
+        link.peer = address_text(reinterpret_cast<const sockaddr*>(&peer));
+        link.in = std::move(fd);
+        return link;
+    }
+}
+
+} // namespace shmbus::gateway

@@ -1,0 +1,311 @@
+// Bridges kept up by BridgeRunner between two real shmbusd processes on this machine: over
+// TCP loopback (IPv4, and IPv6 where the machine has it) and over a FIFO pair; a wrong
+// secret is refused and moves nothing; a connecting bridge whose peer goes away backs off
+// and reconnects by itself when the peer returns. Link addresses are parsed strictly.
+#include "daemon_process.hpp"
+#include "test_support.hpp"
+
+#include "gateway/bridge_runner.hpp"
+
+#include <shmbus/client.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <netinet/in.h>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <thread>
+#include <vector>
+
+using namespace shmbus;
+using namespace shmbus::gateway;
+using namespace shmbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kAcl = R"(
+    acl:
+      publish:   {users: ["*"]}
+      subscribe: {users: ["*"]}
+)";
+
+std::string broadcast(const std::string& name) {
+    return "  - name: " + name +
+           "\n    kind: broadcast\n    slot_size: 128\n    slot_count: 64\n"
+           "    overflow: block\n    max_publishers: 2\n    max_subscribers: 4\n" +
+           kAcl;
+}
+
+const std::string kRobot = "channels:\n" + broadcast("telemetry");
+const std::string kGround = "channels:\n" + broadcast("robot1/telemetry");
+
+ClientOptions options_for(const DaemonProcess& d) {
+    ClientOptions o;
+    o.socket_path = d.socket_path().native();
+    o.client_name = "test";
+    return o;
+}
+
+class LogLines {
+public:
+    std::function<void(std::string_view)> sink() {
+        return [this](std::string_view line) {
+            std::lock_guard lock{mu_};
+            lines_.emplace_back(line);
+        };
+    }
+    bool contains(const std::string& text) const {
+        std::lock_guard lock{mu_};
+        for (const auto& l : lines_) {
+            if (l.find(text) != std::string::npos) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    mutable std::mutex mu_;
+    std::vector<std::string> lines_;
+};
+
+BridgeConfig robot_bridge(const std::string& address) {
+    BridgeConfig c;
+    c.name = "to-ground";
+    c.listen = false;
+    auto a = parse_link(address);
+    REQUIRE(a.has_value());
+    c.address = a.value();
+    c.secret = "robot and ground share this";
+    c.exports = {{"telemetry", "robot1/telemetry", LinkDownPolicy::drop}};
+    c.backoff_first = 50ms;
+    c.backoff_cap = 200ms;
+    return c;
+}
+
+BridgeConfig ground_bridge(const std::string& address) {
+    BridgeConfig c;
+    c.name = "from-robot";
+    c.listen = true;
+    auto a = parse_link(address);
+    REQUIRE(a.has_value());
+    c.address = a.value();
+    c.secret = "robot and ground share this";
+    c.imports = {{"robot1/*", "", LinkDownPolicy::drop}};
+    return c;
+}
+
+template <typename Pred>
+bool wait_until(Pred pred) {
+    const auto deadline = generous_deadline();
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (pred()) {
+            return true;
+        }
+        std::this_thread::sleep_for(5ms); // polling a status that has no event to wait on
+    }
+    return false;
+}
+
+bool exporting(const BridgeRunner& r) {
+    const auto s = r.status();
+    if (s.state != BridgeState::connected) {
+        return false;
+    }
+    for (const auto& st : s.session.streams) {
+        if (st.exporting && st.credits > 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Publishes `count` stamped messages on the robot and checks they all arrive at the ground.
+void check_flow(const DaemonProcess& robot, const DaemonProcess& ground, std::uint64_t count) {
+    auto ground_app = Client::connect(options_for(ground));
+    REQUIRE(ground_app.has_value());
+    auto sub = ground_app.value().open_subscriber("robot1/telemetry");
+    REQUIRE(sub.has_value());
+    auto robot_app = Client::connect(options_for(robot));
+    REQUIRE(robot_app.has_value());
+    auto pub = robot_app.value().open_publisher("telemetry");
+    REQUIRE(pub.has_value());
+    std::vector<std::byte> buf(128);
+    for (std::uint64_t id = 0; id < count; ++id) {
+        stamp(buf, id);
+        REQUIRE(pub.value().send(buf, 60s).has_value());
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
+    }
+}
+
+} // namespace
+
+TEST_CASE("link addresses are parsed strictly, naming what is wrong") {
+    auto v4 = parse_link("tcp://127.0.0.1:7411");
+    REQUIRE(v4.has_value());
+    CHECK(v4.value().host == "127.0.0.1");
+    CHECK(v4.value().port == 7411);
+    auto v6 = parse_link("tcp://[::]:7411");
+    REQUIRE(v6.has_value());
+    CHECK(v6.value().host == "::");
+    auto fifo = parse_link("fifo:/run/a,/run/b");
+    REQUIRE(fifo.has_value());
+    CHECK(fifo.value().in_path == "/run/a");
+    CHECK(fifo.value().out_path == "/run/b");
+    const std::vector<std::pair<std::string, std::string>> bad{
+        {"tcp://host", "missing ':PORT'"},
+        {"tcp://:7411", "missing host"},
+        {"tcp://host:70000", "not a number from 0 to 65535"},
+        {"tcp://host:x1", "not a number"},
+        {"tcp://::1:7411", "in brackets"},
+        {"tcp://[::1:7411", "closing ']'"},
+        {"fifo:/a", "two paths"},
+        {"fifo:a,b", "absolute"},
+        {"fifo:/a,/a", "same FIFO"},
+        {"udp://host:1", "unknown kind"},
+    };
+    for (const auto& [text, problem] : bad) {
+        CAPTURE(text);
+        auto r = parse_link(text);
+        REQUIRE_FALSE(r.has_value());
+        CHECK_THAT(r.error().detail, Catch::Contains(problem) && Catch::Contains(text));
+    }
+}
+
+TEST_CASE("a bridge over TCP loopback moves a channel and shows its state") {
+    DaemonProcess robot{kRobot};
+    DaemonProcess ground{kGround};
+    robot.start();
+    ground.start();
+    LogLines log;
+    BridgeRunner listener{ground_bridge("tcp://127.0.0.1:0"), options_for(ground), "ground", 0x2002,
+                          log.sink()};
+    listener.start();
+    REQUIRE(wait_until([&] { return listener.status().listening_port != 0; }));
+    const auto port = std::to_string(listener.status().listening_port);
+    BridgeRunner connector{robot_bridge("tcp://127.0.0.1:" + port), options_for(robot), "robot1",
+                           0x1001, log.sink()};
+    connector.start();
+    REQUIRE(wait_until([&] { return exporting(connector); }));
+    check_flow(robot, ground, 2000);
+    const auto s = connector.status();
+    CHECK(s.peer == "127.0.0.1:" + port);
+    CHECK(s.peer_node == "ground");
+    CHECK(s.peer_incarnation == 0x2002);
+    CHECK(s.version == 1);
+    CHECK(log.contains("bridge 'to-ground': connected: 127.0.0.1:" + port + " (ground)"));
+    connector.stop();
+    listener.stop();
+    CHECK(connector.status().state == BridgeState::stopped);
+}
+
+TEST_CASE("a bridge over IPv6 loopback moves a channel") {
+    {
+        UniqueFd probe{::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_addr = in6addr_loopback;
+        if (!probe || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            WARN("SHMBUS-SKIP: no IPv6 loopback on this machine");
+            return;
+        }
+    }
+    DaemonProcess robot{kRobot};
+    DaemonProcess ground{kGround};
+    robot.start();
+    ground.start();
+    BridgeRunner listener{
+        ground_bridge("tcp://[::1]:0"), options_for(ground), "ground", 0x2002, {}};
+    listener.start();
+    REQUIRE(wait_until([&] { return listener.status().listening_port != 0; }));
+    BridgeRunner connector{
+        robot_bridge("tcp://[::1]:" + std::to_string(listener.status().listening_port)),
+        options_for(robot),
+        "robot1",
+        0x1001,
+        {}};
+    connector.start();
+    REQUIRE(wait_until([&] { return exporting(connector); }));
+    check_flow(robot, ground, 500);
+    CHECK_THAT(connector.status().peer, Catch::StartsWith("[::1]:"));
+}
+
+TEST_CASE("a bridge over a FIFO pair moves a channel") {
+    DaemonProcess robot{kRobot};
+    DaemonProcess ground{kGround};
+    robot.start();
+    ground.start();
+    TempDir dir;
+    const std::string up = (dir.path() / "up").native();
+    const std::string down = (dir.path() / "down").native();
+    REQUIRE(::mkfifo(up.c_str(), 0600) == 0);
+    REQUIRE(::mkfifo(down.c_str(), 0600) == 0);
+    // The robot writes up and reads down; the ground the other way round.
+    // `listen` makes the ground the answering end, though it opens its FIFOs as the robot does.
+    BridgeRunner ground_end{
+        ground_bridge("fifo:" + up + "," + down), options_for(ground), "ground", 0x2002, {}};
+    BridgeRunner robot_end{
+        robot_bridge("fifo:" + down + "," + up), options_for(robot), "robot1", 0x1001, {}};
+    ground_end.start();
+    robot_end.start();
+    REQUIRE(wait_until([&] { return exporting(robot_end); }));
+    check_flow(robot, ground, 500);
+}
+
+TEST_CASE("a wrong secret is refused on both ends and moves nothing") {
+    DaemonProcess robot{kRobot};
+    DaemonProcess ground{kGround};
+    robot.start();
+    ground.start();
+    LogLines log;
+    BridgeRunner listener{ground_bridge("tcp://127.0.0.1:0"), options_for(ground), "ground", 0x2002,
+                          log.sink()};
+    listener.start();
+    REQUIRE(wait_until([&] { return listener.status().listening_port != 0; }));
+    auto cfg = robot_bridge("tcp://127.0.0.1:" + std::to_string(listener.status().listening_port));
+    cfg.secret = "not the ground's secret";
+    BridgeRunner connector{cfg, options_for(robot), "robot1", 0x1001, log.sink()};
+    connector.start();
+    REQUIRE(wait_until([&] {
+        return log.contains("bridge 'from-robot': peer") && log.contains("authentication failed");
+    }));
+    REQUIRE(wait_until([&] { return connector.status().reconnects > 0; }));
+    CHECK_THAT(connector.status().last_error, Catch::Contains("authentication failed"));
+    CHECK(connector.status().state != BridgeState::connected);
+}
+
+TEST_CASE("a connecting bridge backs off while its peer is away and reconnects by itself") {
+    DaemonProcess robot{kRobot};
+    DaemonProcess ground{kGround};
+    robot.start();
+    ground.start();
+    LogLines log;
+    auto listener = std::make_unique<BridgeRunner>(
+        ground_bridge("tcp://127.0.0.1:0"), options_for(ground), "ground", 0x2002, log.sink());
+    listener->start();
+    REQUIRE(wait_until([&] { return listener->status().listening_port != 0; }));
+    const auto port = std::to_string(listener->status().listening_port);
+    BridgeRunner connector{robot_bridge("tcp://127.0.0.1:" + port), options_for(robot), "robot1",
+                           0x1001, log.sink()};
+    connector.start();
+    REQUIRE(wait_until([&] { return exporting(connector); }));
+
+    listener->stop(); // the peer goes away (its listening socket stays bound until reset)
+    listener.reset();
+    REQUIRE(wait_until([&] { return connector.status().state == BridgeState::backing_off; }));
+    CHECK(log.contains("bridge 'to-ground': backing off"));
+
+    listener = std::make_unique<BridgeRunner>(ground_bridge("tcp://127.0.0.1:" + port),
+                                              options_for(ground), "ground", 0x2003, log.sink());
+    listener->start();
+    REQUIRE(wait_until(
+        [&] { return exporting(connector) && connector.status().peer_incarnation == 0x2003; }));
+    CHECK(connector.status().reconnects >= 1);
+    check_flow(robot, ground, 200);
+}
