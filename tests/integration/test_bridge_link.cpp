@@ -3,6 +3,7 @@
 // secret is refused and moves nothing; a connecting bridge whose peer goes away backs off
 // and reconnects by itself when the peer returns. Link addresses are parsed strictly.
 #include "daemon_process.hpp"
+#include "log_lines.hpp"
 #include "test_support.hpp"
 
 #include "gateway/bridge_runner.hpp"
@@ -49,29 +50,6 @@ ClientOptions options_for(const DaemonProcess& d) {
     o.client_name = "test";
     return o;
 }
-
-class LogLines {
-public:
-    std::function<void(std::string_view)> sink() {
-        return [this](std::string_view line) {
-            std::lock_guard lock{mu_};
-            lines_.emplace_back(line);
-        };
-    }
-    bool contains(const std::string& text) const {
-        std::lock_guard lock{mu_};
-        for (const auto& l : lines_) {
-            if (l.find(text) != std::string::npos) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-private:
-    mutable std::mutex mu_;
-    std::vector<std::string> lines_;
-};
 
 BridgeConfig robot_bridge(const std::string& address) {
     BridgeConfig c;

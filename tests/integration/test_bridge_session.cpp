@@ -9,6 +9,7 @@
 // The daemons' configuration does not know bridges yet: the test builds the sessions itself
 // from plain structs, as the daemon's gateway will.
 #include "daemon_process.hpp"
+#include "log_lines.hpp"
 #include "test_support.hpp"
 
 #include "gateway/bridge_session.hpp"
@@ -70,34 +71,6 @@ Client connect_to(const DaemonProcess& d, const std::string& name) {
     REQUIRE(c.has_value());
     return std::move(c.value());
 }
-
-/// Lines a session logged, safe to read while it runs.
-class LogLines {
-public:
-    std::function<void(std::string_view)> sink() {
-        return [this](std::string_view line) {
-            std::lock_guard lock{mu_};
-            lines_.emplace_back(line);
-        };
-    }
-    std::vector<std::string> all() const {
-        std::lock_guard lock{mu_};
-        return lines_;
-    }
-    bool contains(const std::string& text) const {
-        std::lock_guard lock{mu_};
-        for (const auto& l : lines_) {
-            if (l.find(text) != std::string::npos) {
-                return true;
-            }
-        }
-        return false;
-    }
-
-private:
-    mutable std::mutex mu_;
-    std::vector<std::string> lines_;
-};
 
 /// One end of a link: its daemon client, handshake and session on a thread.
 struct End {
@@ -262,7 +235,7 @@ TEST_CASE("a bridged broadcast channel delivers every message in order, byte for
         if (!r) {
             std::string state;
             for (End* e : {link.robot.get(), link.ground.get()}) {
-                for (const auto& line : e->log.all()) {
+                for (const auto& line : e->log.lines()) {
                     state += "\n" + line;
                 }
             }

@@ -40,6 +40,13 @@ public:
         const std::lock_guard lock{mutex_};
         return count_locked(needle);
     }
+    /// Whether a line containing `needle` has been said.
+    [[nodiscard]] bool contains(std::string_view needle) { return count(needle) > 0; }
+    /// Every line said so far, in order.
+    [[nodiscard]] std::vector<std::string> lines() {
+        const std::lock_guard lock{mutex_};
+        return lines_;
+    }
     /// Every line said so far, one per line.
     [[nodiscard]] std::string all() {
         const std::lock_guard lock{mutex_};
