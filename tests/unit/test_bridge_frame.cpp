@@ -21,7 +21,9 @@ namespace {
 
 std::vector<std::byte> bytes_of(std::string_view s) {
     std::vector<std::byte> out(s.size());
-    std::memcpy(out.data(), s.data(), s.size());
+    if (!s.empty()) { // memcpy may not be given the null pointer of an empty vector
+        std::memcpy(out.data(), s.data(), s.size());
+    }
     return out;
 }
 
