@@ -1,6 +1,8 @@
 // Keeping one bridge up; the policy is in bridge_runner.hpp.
 #include "gateway/bridge_runner.hpp"
 
+#include <csignal>
+#include <pthread.h>
 #include <random>
 #include <sys/socket.h>
 
@@ -155,6 +157,13 @@ void BridgeRunner::run_link(Link link) {
 }
 
 void BridgeRunner::run() {
+    // A write to a FIFO whose reader has gone raises SIGPIPE in the writing thread (sockets
+    // are written with MSG_NOSIGNAL). Blocked here, for this thread and the session's
+    // threads it starts, the write fails with EPIPE instead, whatever the process does.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     std::minstd_rand jitter{
         static_cast<std::uint32_t>(incarnation_ ^ Clock::now().time_since_epoch().count())};
     auto delay = config_.backoff_first;

@@ -4,8 +4,8 @@
 //
 // Descriptors may be blocking or not: every call waits with poll() for readiness before it
 // reads or writes, and retries on EINTR and EAGAIN, so a slow peer costs waiting, never a
-// busy loop. SIGPIPE is not raised: sockets are written with MSG_NOSIGNAL, and pipes are
-// written only after the caller has set SIGPIPE to be ignored (the daemon does at start).
+// busy loop. SIGPIPE is not raised: sockets are written with MSG_NOSIGNAL, and pipes only
+// from threads that block SIGPIPE (BridgeRunner's do), so a gone reader is EPIPE.
 // Nothing here owns a descriptor.
 #pragma once
 
