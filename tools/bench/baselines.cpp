@@ -132,22 +132,36 @@ private:
     std::string error_;
 };
 
+// A batch of datagrams of one size: the buffer, one iovec per slot and the mmsghdr array that
+// sendmmsg() and recvmmsg() take, for the packet writer and reader alike. The headers point
+// into the buffer, so it is neither copied nor moved.
+struct PacketSlots {
+    PacketSlots(std::uint64_t size, std::size_t batch)
+        : buf(size * batch), iov(batch), msgs(batch) {
+        for (std::size_t i = 0; i < batch; ++i) {
+            iov[i] = iovec{buf.data() + i * size, size};
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+    }
+    PacketSlots(const PacketSlots&) = delete;
+    PacketSlots& operator=(const PacketSlots&) = delete;
+
+    std::vector<std::byte> buf;
+    std::vector<iovec> iov;
+    std::vector<mmsghdr> msgs;
+};
+
 class PacketWriter {
 public:
     PacketWriter(int fd, std::uint64_t size, std::size_t batch)
-        : fd_{fd}, size_{size}, batch_{batch}, buf_(size * batch), iov_(batch), msgs_(batch) {
-        for (std::size_t i = 0; i < batch; ++i) {
-            iov_[i] = iovec{buf_.data() + i * size, size};
-            msgs_[i].msg_hdr.msg_iov = &iov_[i];
-            msgs_[i].msg_hdr.msg_iovlen = 1;
-        }
-    }
+        : fd_{fd}, size_{size}, batch_{batch}, slots_{size, batch} {}
     std::size_t acquire(std::size_t n) { return count_ = std::min(n, batch_); }
-    std::span<std::byte> slot(std::size_t i) { return {buf_.data() + i * size_, size_}; }
-    void set_length(std::size_t i, std::uint64_t len) { iov_[i].iov_len = len; }
+    std::span<std::byte> slot(std::size_t i) { return {slots_.buf.data() + i * size_, size_}; }
+    void set_length(std::size_t i, std::uint64_t len) { slots_.iov[i].iov_len = len; }
     bool publish() {
         if (count_ == 1) {
-            while (::send(fd_, buf_.data(), iov_[0].iov_len, MSG_NOSIGNAL) < 0) {
+            while (::send(fd_, slots_.buf.data(), slots_.iov[0].iov_len, MSG_NOSIGNAL) < 0) {
                 if (errno != EINTR) {
                     error_ = errno_text("send");
                     return false;
@@ -157,8 +171,8 @@ public:
         }
         std::size_t sent = 0;
         while (sent < count_) { // sendmmsg() may stop early; send the rest
-            const int n = ::sendmmsg(fd_, msgs_.data() + sent, static_cast<unsigned>(count_ - sent),
-                                     MSG_NOSIGNAL);
+            const int n = ::sendmmsg(fd_, slots_.msgs.data() + sent,
+                                     static_cast<unsigned>(count_ - sent), MSG_NOSIGNAL);
             if (n < 0 && errno == EINTR) {
                 continue;
             }
@@ -176,9 +190,7 @@ private:
     int fd_;
     std::uint64_t size_;
     std::size_t batch_;
-    std::vector<std::byte> buf_;
-    std::vector<iovec> iov_;
-    std::vector<mmsghdr> msgs_;
+    PacketSlots slots_;
     std::size_t count_{0};
     std::string error_;
 };
@@ -186,20 +198,14 @@ private:
 class PacketReader {
 public:
     PacketReader(int fd, std::uint64_t size, std::size_t batch)
-        : fd_{fd}, size_{size}, batch_{batch}, buf_(size * batch), iov_(batch), msgs_(batch) {
-        for (std::size_t i = 0; i < batch; ++i) {
-            iov_[i] = iovec{buf_.data() + i * size, size};
-            msgs_[i].msg_hdr.msg_iov = &iov_[i];
-            msgs_[i].msg_hdr.msg_iovlen = 1;
-        }
-    }
+        : fd_{fd}, size_{size}, batch_{batch}, slots_{size, batch} {}
     std::size_t take(std::size_t n) {
         n = std::min(n, batch_);
         if (n == 1) {
             for (;;) {
-                const ssize_t got = ::recv(fd_, buf_.data(), size_, 0);
+                const ssize_t got = ::recv(fd_, slots_.buf.data(), size_, 0);
                 if (got > 0) {
-                    msgs_[0].msg_len = static_cast<unsigned>(got);
+                    slots_.msgs[0].msg_len = static_cast<unsigned>(got);
                     return 1;
                 }
                 if (got < 0 && errno == EINTR) {
@@ -210,8 +216,8 @@ public:
             }
         }
         for (;;) {
-            const int got =
-                ::recvmmsg(fd_, msgs_.data(), static_cast<unsigned>(n), MSG_WAITFORONE, nullptr);
+            const int got = ::recvmmsg(fd_, slots_.msgs.data(), static_cast<unsigned>(n),
+                                       MSG_WAITFORONE, nullptr);
             if (got > 0) {
                 return static_cast<std::size_t>(got);
             }
@@ -224,7 +230,7 @@ public:
     }
     bool failed() const { return !error_.empty(); }
     std::span<const std::byte> message(std::size_t i) const {
-        return {buf_.data() + i * size_, msgs_[i].msg_len};
+        return {slots_.buf.data() + i * size_, slots_.msgs[i].msg_len};
     }
     Released release() { return Released::ok; }
     const std::string& error() const { return error_; }
@@ -233,9 +239,7 @@ private:
     int fd_;
     std::uint64_t size_;
     std::size_t batch_;
-    std::vector<std::byte> buf_;
-    std::vector<iovec> iov_;
-    std::vector<mmsghdr> msgs_;
+    PacketSlots slots_;
     std::string error_;
 };
 
