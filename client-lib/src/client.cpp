@@ -79,24 +79,8 @@ std::string default_socket_path() {
 
 Client::Client(std::shared_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
 Client::Client(Client&&) noexcept = default;
-
-// The Impl may outlive its Client (its endpoints and the background thread hold it too); the
-// application's log function may not, so it is closed here.
-Client& Client::operator=(Client&& other) noexcept {
-    if (this != &other) {
-        if (impl_) {
-            impl_->close_log();
-        }
-        impl_ = std::move(other.impl_);
-    }
-    return *this;
-}
-
-Client::~Client() {
-    if (impl_) {
-        impl_->close_log();
-    }
-}
+Client& Client::operator=(Client&&) noexcept = default;
+Client::~Client() = default;
 
 Result<Client> Client::connect(const ClientOptions& options) noexcept {
     try {

@@ -79,15 +79,9 @@ void Client::Impl::say_queued() noexcept {
     }
 }
 
-void Client::Impl::close_log() noexcept {
-    const std::lock_guard lock{sink_mutex_};
-    sink_closed_ = true;
-}
-
 void Client::Impl::log(const std::string& line) const noexcept {
     try {
-        const std::lock_guard lock{sink_mutex_};
-        if (log_sink && !sink_closed_) {
+        if (log_sink) {
             log_sink(line);
         } else {
             std::fprintf(stderr, "shmbus: %s\n", line.c_str());

@@ -170,16 +170,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     /// Says every queued line, then the "reconnected" line of the last reconnect if nobody
     /// has said it yet. Call with neither lock held.
     void say_queued() noexcept;
-    /// The Client is being destroyed: log_sink is never called once this returns (a line
-    /// the background thread says later, for endpoints that outlive the Client, goes to
-    /// stderr). Waits for a call of the sink in progress on another thread.
-    void close_log() noexcept;
 
 private:
-    // Held while log_sink runs, so that close_log() can wait for it; recursive, so that a
-    // sink that calls back into the Client cannot deadlock on it.
-    mutable std::recursive_mutex sink_mutex_;
-    bool sink_closed_{false}; // guarded by sink_mutex_
     void log(const std::string& line) const noexcept;
     /// Queues `line` for say_queued(); the caller holds `mutex`.
     void queue_line(std::string line);

@@ -47,9 +47,8 @@ struct ClientOptions {
     /// Where the library's rare lines go: waiting for the daemon, connection lost, connection
     /// restored (with how many endpoints the daemon took back and refused), each endpoint
     /// a restarted daemon refused to take back (channel, role, why). Called from the Client's
-    /// thread or its background thread, never while it holds a request lock, and never after
-    /// the Client's destructor has returned (later lines of endpoints that outlive it go to
-    /// stderr). Empty: one line on stderr each, prefixed "shmbus: ".
+    /// thread or its background thread, never while it holds a lock. Empty: one line on stderr
+    /// each, prefixed "shmbus: ".
     std::function<void(std::string_view)> log;
 };
 
