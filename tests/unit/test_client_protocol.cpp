@@ -797,6 +797,10 @@ TEST_CASE("a refused offer is logged naming channel, role and why, counted, and 
     pub = make_error(Errc::closed);
     const Close close = third.expect<Close>(id);
     CHECK(close.role == Role::publisher);
+    // The Client goes while the daemon's end is still open: closing that end first would
+    // start a restore on the background thread that could still be logging to `said` when
+    // it is destroyed.
+    { const Client gone = std::move(client); }
 }
 
 TEST_CASE("an open the daemon answers with would_block is asked again until it succeeds") {
