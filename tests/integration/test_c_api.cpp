@@ -6,6 +6,7 @@
 // Synchronisation is on events only: READY=1, messages arriving, the child exiting.
 #include "daemon_process.hpp"
 #include "process.hpp"
+#include "test_channels.hpp"
 
 #include <shmbus/shmbus.h>
 #include <shmbus/shmbus.hpp>
@@ -27,38 +28,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kChannels = R"(
-channels:
-  - name: cq
-    kind: queue
-    slot_size: 128
-    slot_count: 16
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: c2cpp
-    kind: queue
-    slot_size: 128
-    slot_count: 16
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: cpp2c
-    kind: queue
-    slot_size: 128
-    slot_count: 16
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: drops
-    kind: broadcast
-    overflow: drop
-    slot_size: 64
-    slot_count: 4
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-)";
+const std::string kChannels = channels_yaml({
+    {.name = "cq", .kind = "queue", .slot_size = 128},
+    {.name = "c2cpp", .kind = "queue", .slot_size = 128},
+    {.name = "cpp2c", .kind = "queue", .slot_size = 128},
+    {.name = "drops", .kind = "broadcast", .slot_count = 4, .overflow = "drop"},
+});
 
 constexpr std::uint64_t kMessages = 500; // many laps of a 16-slot ring
 constexpr auto kWait = std::chrono::seconds{60};

@@ -8,6 +8,7 @@
 // with a deadline.
 #include "daemon_process.hpp"
 #include "log_lines.hpp"
+#include "test_channels.hpp"
 #include "test_support.hpp"
 
 #include <shmbus/shmbus.hpp>
@@ -22,28 +23,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kChannels = R"(
-channels:
-  - name: telemetry
-    kind: broadcast
-    slot_size: 64
-    slot_count: 8
-    overflow: block
-    max_publishers: 1
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: jobs
-    kind: queue
-    slot_size: 64
-    slot_count: 16
-    max_publishers: 2
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-)";
+const std::string kChannels = [] {
+    TestChannel telemetry = telemetry_channel();
+    telemetry.slot_size = 64;
+    return channels_yaml({telemetry, jobs_channel()});
+}();
 
 ClientOptions options_for(const DaemonProcess& d, const std::string& name, LogLines* lines) {
     ClientOptions o;

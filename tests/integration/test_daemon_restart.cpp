@@ -12,6 +12,7 @@
 #include "daemon_process.hpp"
 #include "process.hpp"
 #include "skip.hpp"
+#include "test_channels.hpp"
 
 #include <shmbus/shmbus.hpp>
 
@@ -33,28 +34,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kChannels = R"(
-channels:
-  - name: telemetry
-    kind: broadcast
-    slot_size: 256
-    slot_count: 8
-    overflow: block
-    max_publishers: 1
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-  - name: jobs
-    kind: queue
-    slot_size: 64
-    slot_count: 16
-    max_publishers: 2
-    max_subscribers: 2
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-)";
+const std::string kChannels = standard_channels_yaml();
 
 Client connect_to(const std::filesystem::path& socket, const std::string& name) {
     ClientOptions o;
