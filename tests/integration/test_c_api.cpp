@@ -14,6 +14,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <memory>
+#include <span>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -38,17 +40,19 @@ const std::string kChannels = channels_yaml({
 constexpr std::uint64_t kMessages = 500; // many laps of a 16-slot ring
 constexpr auto kWait = std::chrono::seconds{60};
 
-/// Runs the C program with `args` in a child process.
+/// Runs the C program with `args` in a child process. The argument vector is built before
+/// fork(), so the child only execs.
 Child run_c_client(const DaemonProcess& d, std::vector<std::string> args) {
     args.insert(args.begin(), d.socket_path().native());
     args.insert(args.begin(), C_API_CLIENT_PATH);
-    return Child::spawn([args] {
-        std::vector<char*> argv;
-        for (const std::string& a : args) {
-            argv.push_back(const_cast<char*>(a.c_str()));
-        }
-        argv.push_back(nullptr);
-        ::execv(argv[0], argv.data());
+    auto owned = std::make_shared<std::vector<std::string>>(std::move(args));
+    auto argv = std::make_shared<std::vector<char*>>();
+    for (std::string& a : *owned) {
+        argv->push_back(a.data());
+    }
+    argv->push_back(nullptr);
+    return Child::spawn([owned, argv] {
+        ::execv((*argv)[0], argv->data());
         std::perror("execv c_api_client");
         return 127;
     });
@@ -56,9 +60,33 @@ Child run_c_client(const DaemonProcess& d, std::vector<std::string> args) {
 
 void require_exited_ok(Child& child) {
     auto st = child.wait(Deadline{kWait});
-    REQUIRE(st);
+    if (!st) {
+        FAIL("the C program did not end within " << kWait.count() << " s: " << child.where());
+    }
     INFO("the C program " << st->describe());
     REQUIRE(st->exited_ok());
+}
+
+/// Receives one message into `buf` while the C program runs: fails at once, saying how
+/// the program ended, if it ends first, and says where it is if nothing comes in time.
+std::size_t receive_from_c(Subscriber& sub, std::span<std::byte> buf, Child& child,
+                           std::uint64_t n) {
+    const Deadline deadline{kWait};
+    for (;;) {
+        auto got = sub.receive_copy(buf, std::chrono::milliseconds{200});
+        if (got) {
+            return got->size;
+        }
+        INFO("message " << n << ": " << got.error().message());
+        REQUIRE(got.error().code == Errc::timed_out);
+        if (auto ended = child.wait(Deadline{std::chrono::nanoseconds::zero()})) {
+            FAIL("the C program ended before sending message " << n << ": " << ended->describe());
+        }
+        if (deadline.passed()) {
+            FAIL("no message " << n << " within " << kWait.count()
+                               << " s; the C program: " << child.where());
+        }
+    }
 }
 
 Client connect_to(const DaemonProcess& d) {
@@ -110,11 +138,9 @@ TEST_CASE("a C publisher reaches a C++ subscriber, in place and copied") {
     Child child = run_c_client(d, {"publish", "c2cpp", std::to_string(kMessages)});
     std::vector<std::byte> buf(128);
     for (std::uint64_t n = 0; n < kMessages; ++n) {
-        auto got = sub->receive_copy(buf, kWait);
-        INFO("message " << n << ": " << (got ? std::string{} : got.error().message()));
-        REQUIRE(got);
+        const std::size_t size = receive_from_c(*sub, buf, child, n);
         const std::string want = "c-" + std::to_string(n);
-        REQUIRE(std::string(reinterpret_cast<const char*>(buf.data()), got->size) == want);
+        REQUIRE(std::string(reinterpret_cast<const char*>(buf.data()), size) == want);
     }
     require_exited_ok(child);
 }

@@ -7,9 +7,12 @@
 // leaves a process behind. A Pipe owns both ends; each end is closed on its own as soon as
 // the side that does not use it has forked.
 //
-// Rules for what runs in a child (after fork, without exec): the test process is
-// single-threaded when it forks (Catch2 runs tests on the main thread), so the child may
-// allocate and use the library. A child never uses Catch2 assertions: it reports what it
+// Rules for what runs in a child (after fork, without exec): the test process may have
+// threads of its own when it forks (a Client's reconnect thread, a DaemonProcess's notify
+// reader); glibc keeps malloc and stdio usable in the child, and the library's own locks
+// have fork handlers, so the child may allocate and use the library, but a child that only
+// execs a program prepares its argument vector before fork(). A child never uses Catch2
+// assertions: it reports what it
 // saw through a pipe, prints why it failed to stderr, and leaves with _exit() so that no
 // destructor of the parent's state (endpoints it inherited, Catch2) runs twice.
 //
@@ -30,6 +33,8 @@
 #include <cstring>
 #include <exception>
 #include <fcntl.h>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <optional>
 #include <poll.h>
@@ -286,6 +291,35 @@ public:
 
     [[nodiscard]] pid_t pid() const { return pid_; }
     [[nodiscard]] bool running() const { return pid_ > 0 && !status_; }
+
+    /// Where a running child is, for a failure message: its program and, per thread, its
+    /// name, state and the kernel function it waits in ("" once it has been reaped).
+    [[nodiscard]] std::string where() const {
+        if (!running()) {
+            return "";
+        }
+        const std::string proc = "/proc/" + std::to_string(pid_);
+        std::string text = "pid " + std::to_string(pid_);
+        char exe[512];
+        const ssize_t n = ::readlink((proc + "/exe").c_str(), exe, sizeof exe - 1);
+        text += " running " + (n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : "?");
+        std::error_code ec;
+        for (const auto& task : std::filesystem::directory_iterator(proc + "/task", ec)) {
+            const auto first_line = [&task](const char* file) {
+                std::ifstream in(task.path() / file);
+                std::string line;
+                std::getline(in, line);
+                return line;
+            };
+            const std::string stat = first_line("stat");
+            const auto state_at = stat.rfind(") ");
+            text += "; thread " + task.path().filename().native() + " '" + first_line("comm") +
+                    "' state " +
+                    (state_at == std::string::npos ? "?" : stat.substr(state_at + 2, 1)) + " in " +
+                    first_line("wchan") + " (syscall " + first_line("syscall") + ")";
+        }
+        return text;
+    }
 
     /// Waits for the child to end, at most until `deadline`. Nothing if it is still running.
     std::optional<ExitStatus> wait(const Deadline& deadline = Deadline{}) {
