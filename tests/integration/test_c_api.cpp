@@ -67,24 +67,25 @@ void require_exited_ok(Child& child) {
     REQUIRE(st->exited_ok());
 }
 
-/// Receives one message into `buf` while the C program runs: fails at once, saying how
-/// the program ended, if it ends first, and says where it is if nothing comes in time.
-std::size_t receive_from_c(Subscriber& sub, std::span<std::byte> buf, Child& child,
-                           std::uint64_t n) {
+/// Tries `attempt(timeout)` (a receive or a send) in short slices while the C program runs,
+/// until it succeeds (its result): fails at once, saying how the program ended, if it ends first,
+/// and says where it is if nothing happens within kWait.
+template <typename Attempt>
+auto while_c_runs(Child& child, std::uint64_t n, Attempt attempt) {
     const Deadline deadline{kWait};
     for (;;) {
-        auto got = sub.receive_copy(buf, std::chrono::milliseconds{200});
-        if (got) {
-            return got->size;
+        auto r = attempt(std::chrono::milliseconds{200});
+        if (r) {
+            return r;
         }
-        INFO("message " << n << ": " << got.error().message());
-        REQUIRE(got.error().code == Errc::timed_out);
+        INFO("message " << n << ": " << r.error().message());
+        REQUIRE(r.error().code == Errc::timed_out);
         if (auto ended = child.wait(Deadline{std::chrono::nanoseconds::zero()})) {
-            FAIL("the C program ended before sending message " << n << ": " << ended->describe());
+            FAIL("the C program ended before message " << n << ": " << ended->describe());
         }
         if (deadline.passed()) {
-            FAIL("no message " << n << " within " << kWait.count()
-                               << " s; the C program: " << child.where());
+            FAIL("message " << n << " not through within " << kWait.count()
+                            << " s; the C program: " << child.where());
         }
     }
 }
@@ -138,7 +139,9 @@ TEST_CASE("a C publisher reaches a C++ subscriber, in place and copied") {
     Child child = run_c_client(d, {"publish", "c2cpp", std::to_string(kMessages)});
     std::vector<std::byte> buf(128);
     for (std::uint64_t n = 0; n < kMessages; ++n) {
-        const std::size_t size = receive_from_c(*sub, buf, child, n);
+        const std::size_t size = while_c_runs(child, n, [&](auto timeout) {
+                                     return sub->receive_copy(buf, timeout);
+                                 })->size;
         const std::string want = "c-" + std::to_string(n);
         REQUIRE(std::string(reinterpret_cast<const char*>(buf.data()), size) == want);
     }
@@ -154,9 +157,9 @@ TEST_CASE("a C++ publisher reaches a C subscriber, in place and copied") {
     Child child = run_c_client(d, {"subscribe", "cpp2c", std::to_string(kMessages)});
     for (std::uint64_t n = 0; n < kMessages; ++n) {
         const std::string text = "cpp-" + std::to_string(n);
-        auto sent = pub->send(std::as_bytes(std::span{text}), kWait);
-        INFO("message " << n << ": " << (sent ? std::string{} : sent.error().message()));
-        REQUIRE(sent);
+        REQUIRE(while_c_runs(child, n, [&](auto timeout) {
+            return pub->send(std::as_bytes(std::span{text}), timeout);
+        }));
     }
     require_exited_ok(child);
 }
