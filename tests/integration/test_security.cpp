@@ -11,8 +11,9 @@
 //    through it.
 //  - Creation fails with a clear error, never later with a SIGBUS, when memory is short:
 //    above the configured ceiling (limit_reached), above RLIMIT_FSIZE (no_memory), above a
-//    memory cgroup's limit (no_memory; needs root and a writable cgroup v2 hierarchy with
-//    the memory controller, else it is skipped with the reason).
+//    memory cgroup's limit (no_memory, never the OOM killer; needs root and a writable
+//    cgroup v2 hierarchy with the memory controller or a v1 memory hierarchy, else it is
+//    skipped with the reason).
 //  - One test per kernel behaviour the design relies on.
 #include "process.hpp"
 #include "skip.hpp"
@@ -37,8 +38,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 using namespace shmbus;
@@ -443,41 +446,82 @@ TEST_CASE("under a small RLIMIT_FSIZE channel creation fails with no_memory nami
     CHECK(std::string(o->detail).find(std::to_string(payload)) != std::string::npos);
 }
 
-TEST_CASE("in a memory cgroup too small for it channel creation fails with no_memory naming the "
-          "bytes") {
-    namespace fs = std::filesystem;
-    const fs::path root = "/sys/fs/cgroup";
-    std::string controllers;
-    std::string enabled;
-    {
-        std::ifstream c(root / "cgroup.controllers");
-        std::getline(c, controllers);
-        std::ifstream e(root / "cgroup.subtree_control");
-        std::getline(e, enabled);
+namespace {
+
+/// A memory cgroup of its own for one test, limited to `limit` bytes: under cgroup v2 at
+/// /sys/fs/cgroup, else under v1's memory hierarchy. Removed again by the destructor.
+class MemoryGroup {
+public:
+    /// The group, or the reason this machine cannot make one.
+    static std::variant<std::unique_ptr<MemoryGroup>, std::string> make(std::uint64_t limit) {
+        namespace fs = std::filesystem;
+        const auto first_line = [](const fs::path& p) {
+            std::ifstream in(p);
+            std::string line;
+            std::getline(in, line);
+            return line;
+        };
+        if (geteuid() != 0) {
+            return std::string{"needs root to make a memory cgroup"};
+        }
+        const std::string enabled = first_line("/sys/fs/cgroup/cgroup.subtree_control");
+        fs::path root;
+        const char* limit_file = nullptr;
+        if (enabled.find("memory") != std::string::npos) {
+            root = "/sys/fs/cgroup";
+            limit_file = "memory.max";
+        } else if (fs::exists("/sys/fs/cgroup/memory/memory.limit_in_bytes")) {
+            root = "/sys/fs/cgroup/memory";
+            limit_file = "memory.limit_in_bytes";
+        } else {
+            return "needs a cgroup v2 hierarchy at /sys/fs/cgroup with the memory controller "
+                   "enabled for its children (enabled: '" +
+                   enabled + "') or a cgroup v1 memory hierarchy at /sys/fs/cgroup/memory";
+        }
+        auto group =
+            std::unique_ptr<MemoryGroup>(new MemoryGroup{root / unique_name("shmbus-memcg")});
+        std::error_code ec;
+        if (access(root.c_str(), W_OK) != 0 || !fs::create_directory(group->path_, ec)) {
+            group->path_.clear();
+            return "cannot create a memory cgroup under " + root.native() + ": " +
+                   (ec ? ec.message() : std::string{"not writable"});
+        }
+        if (!group->write(limit_file, std::to_string(limit))) {
+            return "cannot set " + (group->path_ / limit_file).native();
+        }
+        group->write("memory.swap.max", "0"); // v2; absent without swap accounting
+        return group;
     }
-    if (geteuid() != 0 || enabled.find("memory") == std::string::npos ||
-        access(root.c_str(), W_OK) != 0) {
-        SHMBUS_SKIP("needs root and a writable cgroup v2 hierarchy at /sys/fs/cgroup with the "
-                    "memory controller enabled for its children (controllers: '"
-                    << controllers << "', enabled: '" << enabled << "')");
+    MemoryGroup(const MemoryGroup&) = delete;
+    MemoryGroup& operator=(const MemoryGroup&) = delete;
+    ~MemoryGroup() {
+        if (!path_.empty()) {
+            rmdir(path_.c_str());
+        }
     }
-    const fs::path group = root / unique_name("shmbus-memcg");
-    std::error_code ec;
-    if (!fs::create_directory(group, ec)) {
-        SHMBUS_SKIP("cannot create the cgroup " << group << ": " << ec.message());
-    }
-    struct RemoveGroup {
-        fs::path path;
-        ~RemoveGroup() { rmdir(path.c_str()); }
-    } remove_group{group};
-    const auto write_file = [](const fs::path& p, const std::string& v) {
-        std::ofstream f(p);
-        f << v;
+    /// Moves process `pid` into the group.
+    bool add(pid_t pid) const { return write("cgroup.procs", std::to_string(pid)); }
+
+private:
+    explicit MemoryGroup(std::filesystem::path path) : path_{std::move(path)} {}
+    bool write(const char* file, const std::string& value) const {
+        std::ofstream f(path_ / file);
+        f << value;
         f.flush();
         return f.good();
-    };
-    REQUIRE(write_file(group / "memory.max", std::to_string(8 << 20)));
-    write_file(group / "memory.swap.max", "0"); // absent without swap accounting
+    }
+    std::filesystem::path path_;
+};
+
+} // namespace
+
+TEST_CASE("in a memory cgroup too small for it channel creation fails with no_memory naming the "
+          "bytes") {
+    auto made = MemoryGroup::make(8 << 20);
+    if (auto* why = std::get_if<std::string>(&made)) {
+        SHMBUS_SKIP(*why);
+    }
+    const auto& group = std::get<std::unique_ptr<MemoryGroup>>(made);
 
     const ChannelSpec s = spec("memcg", ChannelKind::queue, 64 * 1024, 1024); // ~64 MiB
     Pipe go = Pipe::make();
@@ -492,7 +536,7 @@ TEST_CASE("in a memory cgroup too small for it channel creation fails with no_me
         return send_record(report_fd, try_create(s)) ? 0 : child_failure("cannot report");
     });
     report.write_end.reset();
-    REQUIRE(write_file(group / "cgroup.procs", std::to_string(limited.pid())));
+    REQUIRE(group->add(limited.pid()));
     const std::byte one{1};
     REQUIRE(write_all(go.write_end.get(), {&one, 1}));
     auto o = receive_record<CreateOutcome>(report.read_end.get());

@@ -10,9 +10,9 @@
 #               0 lost, 0 duplicated, both endpoints listed again within 2 s of each start;
 #   namespaces  a client in its own ipc, pid and mount namespaces (unshare) that sees only the
 #               socket's directory: byte-exact streams both ways;
-#   memory      shmbusd in a memory cgroup: a channel larger than what is left is refused with
-#               an error naming the channel and the bytes, nobody gets SIGBUS, and another
-#               channel keeps streaming.
+#   memory      shmbusd in a memory cgroup, OOM killer on: a channel larger than what is left
+#               is refused with an error naming the channel and the bytes, nobody gets SIGBUS
+#               or OOM-killed, and another channel keeps streaming.
 # Each part prints its figures; docs/reliability.md records those of a long run.
 #
 # usage: tests/soak/soak.sh [--long] [--build DIR] [PART...]
@@ -278,21 +278,28 @@ part_memory() {
         say "memory: SKIPPED: needs root (a memory cgroup of its own)"
         return 77
     fi
-    # cgroup v1: a child of our own memory cgroup, with the OOM killer off so that a charge
-    # over the limit fails with ENOMEM. cgroup v2 cannot turn the OOM killer off: there, a
-    # fallocate() over memory.max gets the daemon OOM-killed (docs/reliability.md), so this
-    # part does not run.
-    local v1_path
-    v1_path="$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)"
-    if [ -z "$v1_path" ] || [ ! -w "/sys/fs/cgroup/memory$v1_path" ]; then
-        say "memory: SKIPPED: no writable cgroup v1 memory controller (on cgroup v2 the OOM killer cannot be turned off for a cgroup)"
-        return 77
+    # A memory cgroup of its own, the OOM killer left on as under a unit's MemoryMax=: the
+    # daemon must refuse what does not fit before it charges a page, since at the limit the
+    # kernel kills instead of failing fallocate(). cgroup v2 at the root of the hierarchy,
+    # else a child of our own v1 memory cgroup.
+    local limit=$((96 << 20)) peak_file v1_path
+    if grep -qw memory /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null && [ -w /sys/fs/cgroup ]; then
+        cgroup="/sys/fs/cgroup/shmbus-soak-$$"
+        mkdir "$cgroup"
+        echo "$limit" >"$cgroup/memory.max"
+        echo 0 >"$cgroup/memory.swap.max" 2>/dev/null || true
+        peak_file="$cgroup/memory.peak"
+    else
+        v1_path="$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)"
+        if [ -z "$v1_path" ] || [ ! -w "/sys/fs/cgroup/memory$v1_path" ]; then
+            say "memory: SKIPPED: no writable memory cgroup (v2 at /sys/fs/cgroup with the memory controller, or v1)"
+            return 77
+        fi
+        cgroup="/sys/fs/cgroup/memory$v1_path/shmbus-soak-$$"
+        mkdir "$cgroup"
+        echo "$limit" >"$cgroup/memory.limit_in_bytes"
+        peak_file="$cgroup/memory.max_usage_in_bytes"
     fi
-    cgroup="/sys/fs/cgroup/memory$v1_path/shmbus-soak-$$"
-    mkdir "$cgroup"
-    local limit=$((96 << 20))
-    echo "$limit" >"$cgroup/memory.limit_in_bytes"
-    echo 1 >"$cgroup/memory.oom_control"
     # Runs as start_daemon's background job: joins the cgroup, then becomes the daemon.
     in_cgroup() { echo "$BASHPID" >"$cgroup/cgroup.procs" && exec "$@"; }
     start_daemon in_cgroup || return
@@ -306,9 +313,9 @@ part_memory() {
     grep -q "'huge'" <<<"$huge" && grep -q "[0-9] bytes" <<<"$huge" ||
         problem "the refusal does not name the channel and the bytes: $huge"
     finish_stream memory
-    kill -0 "$daemon_pid" 2>/dev/null || problem "shmbusd died (SIGBUS?): $(tail -3 "$work/shmbusd.log")"
+    kill -0 "$daemon_pid" 2>/dev/null || problem "shmbusd died (SIGBUS or the OOM killer?): $(tail -3 "$work/shmbusd.log")"
     local usage
-    usage="$(cat "$cgroup/memory.max_usage_in_bytes")"
+    usage="$(cat "$peak_file" 2>/dev/null || echo 0)"
     stop_daemon TERM
     [ "$last_daemon_status" = 0 ] || problem "shmbusd exited with status $last_daemon_status"
     say "memory: limit $((limit >> 20)) MiB, peak $((usage >> 20)) MiB; refused: ${huge#error=}; other channel: $stream_result"

@@ -1,13 +1,15 @@
 // Segment creation and verification.
 //
-// Creation order matters: memfd_create -> ftruncate -> fallocate (reserve every page now, so
-// a memory limit is an error here and never a SIGBUS on some later write) -> write headers
+// Creation order matters: memfd_create -> ftruncate -> room under the memory cgroup's limit
+// (memory_limit.hpp) -> fallocate (reserve every page now, so a memory limit is an error
+// here and never a SIGBUS on some later write) -> write headers
 // -> seal size and seals. Verification copies each header out of shared memory first, then
 // checks the copy: magic, version, region type, kind, geometry recomputed from first
 // principles and compared with what the header and fstat() claim, and the seals.
 #include "shm/segment.hpp"
 
 #include "shm/atomics.hpp"
+#include "shm/memory_limit.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -62,13 +64,22 @@ Result<UniqueFd> create_region(const std::string& name, RegionType type, const R
             err == EFBIG || err == ENOSPC || err == ENOMEM ? Errc::no_memory : Errc::system_error,
             "cannot size " + quoted(name) + " to " + std::to_string(bytes) + " bytes", err);
     }
+    const char* region = type == RegionType::control ? " (control region)" : " (payload region)";
+    // A memory cgroup whose OOM killer is on does not fail fallocate at its limit: it kills
+    // a process of the group (likely ours). So what cannot fit is refused here first.
+    if (const auto room = memory_room(); room && bytes > room->bytes_left) {
+        return make_error(Errc::no_memory,
+                          "cannot reserve " + std::to_string(bytes) + " bytes for " + quoted(name) +
+                              region + ": the memory cgroup " + room->group + " has " +
+                              std::to_string(room->bytes_left) + " bytes left of its " +
+                              std::to_string(room->limit) + "-byte limit",
+                          ENOMEM);
+    }
     // Reserve the pages now: a full tmpfs or memory cgroup fails here, not on first touch.
     if (const int err = posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); err != 0) {
         return make_error(
             Errc::no_memory,
-            "cannot reserve " + std::to_string(bytes) + " bytes for " + quoted(name) +
-                (type == RegionType::control ? " (control region)" : " (payload region)"),
-            err);
+            "cannot reserve " + std::to_string(bytes) + " bytes for " + quoted(name) + region, err);
     }
     void* addr =
         mmap(nullptr, sizeof(RegionHeader), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
