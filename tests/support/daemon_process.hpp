@@ -156,7 +156,7 @@ inline Exit run_shmbusd(const std::vector<std::string>& args, std::string* stder
         }
         argv.push_back(nullptr);
         ::execv(bin.c_str(), argv.data());
-        _exit(127);
+        exec_failed(bin.c_str());
     }
     write_end.reset();
     std::string text;
@@ -497,7 +497,7 @@ public:
             }
             envp.push_back(nullptr);
             ::execve(argv[0], argv.data(), envp.data());
-            _exit(127);
+            exec_failed(argv[0]);
         }
         pid_ = pid;
     }

@@ -231,9 +231,27 @@ inline constexpr int kChildThrew = 97;
 /// pipe open. `parent` is the forking process's pid, taken before fork(): if it already died,
 /// the child leaves at once.
 inline void die_with_parent(pid_t parent) {
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) {
+    const auto leave = [](const char* why) {
+        // write(2) only: this runs between fork() and exec, where stdio may not be usable.
+        (void)!::write(STDERR_FILENO, why, std::strlen(why));
         ::_exit(127);
+    };
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        leave("test child: prctl(PR_SET_PDEATHSIG) failed; leaving\n");
     }
+    if (::getppid() != parent) {
+        leave("test child: the test process that forked it is gone; leaving\n");
+    }
+}
+
+/// In a child after a failed exec: says which program could not run and why (write(2) only),
+/// then leaves with 127, as a shell does.
+[[noreturn]] inline void exec_failed(const char* program) {
+    const int err = errno;
+    const std::string text =
+        std::string{"test child: cannot exec "} + program + ": " + std::strerror(err) + "\n";
+    (void)!::write(STDERR_FILENO, text.data(), text.size());
+    ::_exit(127);
 }
 
 /// A forked child process running a function. Kills and reaps on destruction unless it

@@ -105,7 +105,7 @@ public:
             }
             argv.push_back(nullptr);
             ::execv(argv[0], argv.data());
-            _exit(127);
+            exec_failed(argv[0]);
         }
         ::close(out[1]);
         ::close(err[1]);
