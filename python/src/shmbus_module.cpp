@@ -366,17 +366,29 @@ Message* new_message(Endpoint* ep, Py_ssize_t index, void* data, std::uint64_t l
 /// Takes every view of the outstanding batch away. Fails with BufferError, leaving the batch
 /// held, while something other than the binding's own memoryviews still exports a slot.
 bool detach_views(Endpoint* ep) {
+    // Releasing a view can drop the last reference to its Message (the view's buffer held
+    // it): every live Message is held here until the end, so none dies under this loop.
+    std::vector<Message*> live;
+    live.reserve(static_cast<size_t>(ep->n_slots));
+    for (Py_ssize_t i = 0; i < ep->n_slots; ++i) {
+        if (Message* m = ep->slots[i]; m != nullptr) {
+            Py_INCREF(m);
+            live.push_back(m);
+        }
+    }
+    const auto drop_live = [&live] {
+        for (Message* m : live) {
+            Py_DECREF(m); // may free it: it unlinks itself from ep->slots unless detached
+        }
+    };
     Py_ssize_t held = 0;
     unsigned long long first = 0;
-    for (Py_ssize_t i = 0; i < ep->n_slots; ++i) {
-        Message* m = ep->slots[i];
-        if (m == nullptr) {
-            continue;
-        }
+    for (Message* m : live) {
         if (m->view != nullptr) {
             PyObject* r = PyObject_CallMethod(m->view, "release", nullptr);
             if (r == nullptr) {
                 if (!PyErr_ExceptionMatches(PyExc_BufferError)) {
+                    drop_live();
                     return false;
                 }
                 PyErr_Clear(); // a view of the view (numpy array, ...): counted below
@@ -393,17 +405,17 @@ bool detach_views(Endpoint* ep) {
                      "a slice, an array or a memoryview of their data: drop those (del) or copy "
                      "them (bytes(), .copy()) before the batch is %s",
                      held, ep->channel, first, ep->publisher ? "committed" : "released");
+        drop_live();
         return false;
     }
-    for (Py_ssize_t i = 0; i < ep->n_slots; ++i) {
-        if (ep->slots[i] != nullptr) {
-            ep->slots[i]->valid = false;
-            ep->slots[i]->index = -1;
-        }
+    for (Message* m : live) {
+        m->valid = false;
+        m->index = -1;
     }
     PyMem_Free(ep->slots);
     ep->slots = nullptr;
     ep->n_slots = 0;
+    drop_live();
     return true;
 }
 

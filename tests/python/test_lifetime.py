@@ -130,3 +130,20 @@ def test_a_subscriber_view_is_read_only(client: shmbus.Client) -> None:
     with sub.receive(1, timeout=DEADLINE) as batch:
         with pytest.raises(TypeError):
             batch[0].data[0] = 0
+
+
+def test_a_batch_dropped_while_a_view_of_its_view_lived_is_released_by_the_next_receive(
+    client: shmbus.Client,
+) -> None:
+    pub = client.open_publisher("jobs")
+    sub = client.open_subscriber("jobs")
+    pub.send(b"first", timeout=DEADLINE)
+    pub.send(b"second", timeout=DEADLINE)
+    batch = sub.receive(1, timeout=DEADLINE)
+    nested = memoryview(batch[0].data)  # holds the binding's view, which holds the message
+    del batch
+    gc.collect()
+    assert bytes(nested) == b"first"
+    nested.release()
+    # Only the binding's own view keeps the message now: the next call releases both.
+    assert sub.receive_copy(timeout=DEADLINE).data == b"second"
