@@ -1,7 +1,8 @@
 # Type stubs of shmbus._shmbus, the native core (python/src/shmbus_module.cpp). The package
 # shmbus re-exports these; the exception and record classes are in shmbus/__init__.py.
 from types import TracebackType
-from typing import Any, Iterator, Literal, Self
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, Self
 
 from . import ChannelInfo, ChannelSummary, Received
 
@@ -23,7 +24,7 @@ def connect(
 
 def errc_name(code: int) -> str: ...
 def _setup(
-    errors: dict[int, type[BaseException]],
+    errors: Mapping[int, type[BaseException]],
     info: type,
     stats: type,
     summary: type,

@@ -73,7 +73,7 @@ def test_a_consumer_killed_holding_a_batch_gives_its_messages_to_the_others(
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=DEADLINE)
     sub = client.open_subscriber("jobs")
-    got = []
+    got: list[bytes] = []
     while len(got) < 4:
         got += [bytes(m.data) for m in sub.receive(64, timeout=DEADLINE)]
     assert got == [b"job %d" % i for i in range(4)]

@@ -15,7 +15,7 @@ def test_messages_overwritten_before_a_receive_are_counted(client: shmbus.Client
     pub = client.open_publisher("drops")
     for i in range(10):  # a ring of 4: the first ones are overwritten
         pub.send(i.to_bytes(8, "little"), timeout=0)
-    got = []
+    got: list[int] = []
     lost_before = 0
     while len(got) + lost_before < 10:
         with sub.receive(64, timeout=DEADLINE) as batch:

@@ -23,7 +23,7 @@ def test_a_message_written_in_place_is_read_in_place(client: shmbus.Client) -> N
             r[i][: len(payload)] = payload
             r.set_length(i, len(payload))
         reserved = [r.sequence(i) for i in range(len(r))]
-    got = []
+    got: list[tuple[int, bytes]] = []
     while len(got) < len(reserved):
         for msg in sub.receive(64, timeout=DEADLINE):
             assert msg.data.readonly
@@ -115,7 +115,7 @@ def test_python_receives_what_a_cpp_program_publishes(
          "from c++ two"],
         capture_output=True, text=True, timeout=DEADLINE)
     assert done.returncode == 0, done.stderr
-    got = []
+    got: list[bytes] = []
     while len(got) < 2:
         for msg in sub.receive(64, timeout=DEADLINE):
             got.append(bytes(msg.data))
