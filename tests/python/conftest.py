@@ -190,13 +190,17 @@ def wait_until(predicate: Callable[[], bool], what: str, deadline: float = DEADL
 
 @contextmanager
 def reaped(child: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
-    """Kills and reaps `child` on the way out if it is still running (a failed test)."""
+    """Kills and reaps `child` on the way out if it is still running (a failed test), and
+    closes its pipes."""
     try:
         yield child
     finally:
         if child.poll() is None:
             child.kill()
-            child.wait()
+        child.wait()
+        for pipe in (child.stdin, child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def python_child(code: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:
