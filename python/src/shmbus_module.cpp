@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -1417,11 +1418,33 @@ PyObject* module_connect(PyObject*, PyObject* args, PyObject* kwargs) {
         Py_XDECREF(socket_bytes);
         return nullptr;
     }
-    options.wait_for_daemon_ms = wait_ns < 0 ? -1 : (wait_ns + 999'999) / 1'000'000;
     options.reconnect_in_background = reconnect;
+    // Waiting for a daemon is this loop's, not the library's, so that signal handlers run
+    // between tries as in every blocking call: each try fails at once when nobody listens.
+    options.wait_for_daemon_ms = 0;
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + std::chrono::nanoseconds(wait_ns > 0 ? wait_ns : 0);
     shmbus_client* handle = nullptr;
     bool unused_busy = false; // no object to mark yet
-    const int rc = without_gil(&unused_busy, [&] { return shmbus_connect(&options, &handle); });
+    int rc = SHMBUS_OK;
+    for (bool told = false;; told = true) {
+        rc = without_gil(&unused_busy, [&] { return shmbus_connect(&options, &handle); });
+        if (rc != SHMBUS_E_NOT_FOUND || wait_ns == 0 || (wait_ns > 0 && Clock::now() >= deadline)) {
+            break;
+        }
+        if (!told) { // one line, as the library's own wait says
+            PySys_WriteStderr("shmbus: waiting for shmbusd (%.900s)\n",
+                              shmbus_last_error_message());
+        }
+        without_gil(&unused_busy, [] {
+            std::this_thread::sleep_for(std::chrono::nanoseconds(kWaitSlice));
+            return 0;
+        });
+        if (PyErr_CheckSignals() < 0) {
+            Py_XDECREF(socket_bytes);
+            return nullptr;
+        }
+    }
     Py_XDECREF(socket_bytes);
     if (rc != SHMBUS_OK) {
         return raise_last(rc);
