@@ -59,8 +59,8 @@ class Client(_Scoped):
     def channel_info(self, name: str) -> ChannelSummary: ...
     def close(self) -> None: ...
 
-class Publisher(_Scoped):
-    """Writes to a channel. One thread at a time."""
+class _Endpoint(_Scoped):
+    """What a Publisher and a Subscriber both have (no such class exists at run time)."""
 
     @property
     def channel(self) -> str: ...
@@ -68,12 +68,17 @@ class Publisher(_Scoped):
     def info(self) -> ChannelInfo: ...
     @property
     def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Leaves the channel; BufferError while a view of a held batch lives."""
+
+class Publisher(_Endpoint):
+    """Writes to a channel. One thread at a time."""
+
     def send(self, data: Any, timeout: float | None = None) -> None:
         """Copies a bytes-like object into a slot and publishes it. timeout: None waits for
         room for ever, 0 tries once (WouldBlockError), else seconds (TimeoutError)."""
     def reserve(self, max_count: int = 1, timeout: float | None = None) -> Reservation:
         """Reserves 1 to max_count consecutive slots to fill in place."""
-    def close(self) -> None: ...
 
 class Reservation(_Scoped):
     """Slots reserved in place: r[i] is a writable memoryview of slot i (capacity bytes)."""
@@ -89,21 +94,14 @@ class Reservation(_Scoped):
     def commit(self) -> None: ...
     def abandon(self) -> None: ...
 
-class Subscriber(_Scoped):
+class Subscriber(_Endpoint):
     """Reads from a channel. One thread at a time."""
 
-    @property
-    def channel(self) -> str: ...
-    @property
-    def info(self) -> ChannelInfo: ...
-    @property
-    def closed(self) -> bool: ...
     @property
     def lost(self) -> int: ...
     def receive(self, max_count: int = 64, timeout: float | None = None) -> Batch:
         """Takes 1 to max_count messages in place, waiting for the first."""
     def receive_copy(self, timeout: float | None = None) -> Received: ...
-    def close(self) -> None: ...
 
 class Batch(_Scoped):
     """Messages received in place; released at the end of iteration, on leaving a with

@@ -5,16 +5,24 @@ would leave a view behind is refused."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
 
 import pytest
 from conftest import DEADLINE
 
 import shmbus
 
+Jobs = tuple[shmbus.Publisher, shmbus.Subscriber]
 
-def test_a_memoryview_used_after_release_raises(client: shmbus.Client) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+
+@pytest.fixture
+def jobs(client: shmbus.Client) -> Iterator[Jobs]:
+    """A publisher and a subscriber on the queue 'jobs'."""
+    yield client.open_publisher("jobs"), client.open_subscriber("jobs")
+
+
+def test_a_memoryview_used_after_release_raises(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"short-lived", timeout=DEADLINE)
     kept = []
     for msg in sub.receive(1, timeout=DEADLINE):
@@ -32,8 +40,8 @@ def test_a_memoryview_used_after_release_raises(client: shmbus.Client) -> None:
     assert msg.sequence == 0  # what is not in the slot stays readable
 
 
-def test_a_reservation_view_used_after_commit_raises(client: shmbus.Client) -> None:
-    pub = client.open_publisher("jobs")
+def test_a_reservation_view_used_after_commit_raises(jobs: Jobs) -> None:
+    pub, _ = jobs
     with pub.reserve(1, timeout=DEADLINE) as r:
         view = r[0]
         view[:2] = b"ok"
@@ -47,11 +55,8 @@ def test_a_reservation_view_used_after_commit_raises(client: shmbus.Client) -> N
         other[0] = 1
 
 
-def test_a_slice_kept_past_the_batch_refuses_the_release_until_dropped(
-    client: shmbus.Client,
-) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+def test_a_slice_kept_past_the_batch_refuses_the_release_until_dropped(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"0123456789", timeout=DEADLINE)
     pub.send(b"next", timeout=DEADLINE)
     batch = sub.receive(1, timeout=DEADLINE)
@@ -68,11 +73,8 @@ def test_a_slice_kept_past_the_batch_refuses_the_release_until_dropped(
     assert sub.receive_copy(timeout=DEADLINE).data == b"next"
 
 
-def test_a_batch_dropped_with_a_live_slice_is_released_once_the_slice_goes(
-    client: shmbus.Client,
-) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+def test_a_batch_dropped_with_a_live_slice_is_released_once_the_slice_goes(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"first", timeout=DEADLINE)
     pub.send(b"second", timeout=DEADLINE)
     batch = sub.receive(1, timeout=DEADLINE)
@@ -86,9 +88,8 @@ def test_a_batch_dropped_with_a_live_slice_is_released_once_the_slice_goes(
     assert sub.receive_copy(timeout=DEADLINE).data == b"second"
 
 
-def test_a_message_of_a_batch_that_died_cannot_be_viewed(client: shmbus.Client) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+def test_a_message_of_a_batch_that_died_cannot_be_viewed(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"gone", timeout=DEADLINE)
     msg = sub.receive(1, timeout=DEADLINE)[0]  # the batch is released as it dies
     with pytest.raises(BufferError, match="released"):
@@ -96,9 +97,8 @@ def test_a_message_of_a_batch_that_died_cannot_be_viewed(client: shmbus.Client) 
     assert msg.sequence == 0
 
 
-def test_a_view_of_the_view_refuses_the_release(client: shmbus.Client) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+def test_a_view_of_the_view_refuses_the_release(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"abcd", timeout=DEADLINE)
     batch = sub.receive(1, timeout=DEADLINE)
     nested = memoryview(batch[0].data)  # an export of the binding's memoryview itself
@@ -108,9 +108,8 @@ def test_a_view_of_the_view_refuses_the_release(client: shmbus.Client) -> None:
     batch.release()
 
 
-def test_close_refuses_while_a_view_lives_and_works_after(client: shmbus.Client) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+def test_close_refuses_while_a_view_lives_and_works_after(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"held", timeout=DEADLINE)
     batch = sub.receive(1, timeout=DEADLINE)
     part = batch[0].data[:2]
@@ -123,9 +122,8 @@ def test_close_refuses_while_a_view_lives_and_works_after(client: shmbus.Client)
     assert batch.released
 
 
-def test_a_subscriber_view_is_read_only(client: shmbus.Client) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+def test_a_subscriber_view_is_read_only(jobs: Jobs) -> None:
+    pub, sub = jobs
     pub.send(b"ro", timeout=DEADLINE)
     with sub.receive(1, timeout=DEADLINE) as batch:
         with pytest.raises(TypeError):
@@ -133,10 +131,9 @@ def test_a_subscriber_view_is_read_only(client: shmbus.Client) -> None:
 
 
 def test_a_batch_dropped_while_a_view_of_its_view_lived_is_released_by_the_next_receive(
-    client: shmbus.Client,
+    jobs: Jobs,
 ) -> None:
-    pub = client.open_publisher("jobs")
-    sub = client.open_subscriber("jobs")
+    pub, sub = jobs
     pub.send(b"first", timeout=DEADLINE)
     pub.send(b"second", timeout=DEADLINE)
     batch = sub.receive(1, timeout=DEADLINE)
