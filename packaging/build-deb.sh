@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian packages shmbusd, libshmbus0 and libshmbus-dev (binary only, unsigned).
+# Builds the Debian packages shmbusd, libshmbus0, libshmbus-dev and python3-shmbus (binary
+# only, unsigned).
 #
 # Works on a temporary copy of the tree: the committed files of HEAD (git archive), with
 # packaging/debian copied to ./debian, so nothing is written into the repository. With

@@ -10,6 +10,9 @@ packages=(
     libssl-dev
     catch2 libcli11-dev nlohmann-json3-dev
     gnuplot-nox
+    # The Python package (python/, built on the CPython C API) and its pytest suite
+    # (tests/python/); dh-python builds python3-shmbus.
+    python3-dev python3-pytest dh-python
     # The libFuzzer targets (the fuzz preset, tests/fuzz/): clang 14 and its libFuzzer.
     clang-14 libfuzzer-14-dev
     # Debian packages and systemd units (packaging/build-deb.sh, tests/packaging/): debhelper

@@ -2,22 +2,24 @@
 # The Debian packages from install to purge, on this machine (as root; systemd need not run):
 #   1. builds them (packaging/build-deb.sh) unless --debs DIR names built ones; lintian must
 #      report no error;
-#   2. installs them with apt-get; checks the user shmbus, the conffile, the units (verify);
+#   2. installs them with apt-get; checks the user shmbus, the conffile, the units (verify),
+#      and that python3 imports shmbus;
 #   3. builds examples/consumer against the installed library, with find_package(shmbus) and
 #      with pkg-config;
 #   4. runs the installed /usr/sbin/shmbusd the way shmbusd.service does (its ExecStart= line,
 #      as user shmbus, umask 0077, /run/shmbusd made as RuntimeDirectory= would) and has both
-#      consumer builds exchange messages through it, and an ordinary user it adds to the group
+#      consumer builds and a python3 script exchange messages through it, and an ordinary user it adds to the group
 #      shmbus (removed at the end) publish to and tail 'demo' with the shipped configuration;
 #      then again socket-activated like shmbusd.socket (systemd-socket-activate); each time
 #      stops it with SIGTERM, exit 0;
 #   5. purges the packages and checks that nothing is left: no files of theirs, no
-#      /etc/shmbusd, no /usr/include/shmbus. The system user shmbus stays (Debian does not
-#      remove system users: files it owned may remain).
+#      /etc/shmbusd, no /usr/include/shmbus, no shmbus in python3's dist-packages. The system
+#      user shmbus stays (Debian does not remove system users: files it owned may remain).
 #
 # usage: tests/packaging/test-packages.sh [--debs DIR] [--worktree]
 #        --worktree is passed to build-deb.sh (try uncommitted packaging changes).
-# Changes this machine: installs then purges shmbusd, libshmbus0, libshmbus-dev.
+# Changes this machine: installs then purges shmbusd, libshmbus0, libshmbus-dev,
+# python3-shmbus.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -39,7 +41,7 @@ if [ -e /run/shmbusd/shmbusd.sock ]; then
     exit 1
 fi
 
-packages=(shmbusd libshmbus0 libshmbus-dev)
+packages=(shmbusd libshmbus0 libshmbus-dev python3-shmbus)
 work="$(mktemp -d "${TMPDIR:-/tmp}/shmbus-pkgtest.XXXXXX")"
 chmod 0755 "$work"
 daemon_pid=""
@@ -79,7 +81,8 @@ lintian --fail-on error "$debs"/*.changes ||
 # 2. Install.
 step "installing"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "$debs"/shmbusd_*.deb "$debs"/libshmbus0_*.deb "$debs"/libshmbus-dev_*.deb
+    "$debs"/shmbusd_*.deb "$debs"/libshmbus0_*.deb "$debs"/libshmbus-dev_*.deb \
+    "$debs"/python3-shmbus_*.deb
 getent passwd shmbus >/dev/null || fail "the user shmbus was not created"
 getent group shmbus >/dev/null || fail "the group shmbus was not created"
 dpkg-query -W -f='${Conffiles}\n' shmbusd | grep '/etc/shmbusd/shmbusd.yaml' >/dev/null ||
@@ -92,6 +95,14 @@ for f in /usr/sbin/shmbusd /etc/shmbusd/shmbusd.yaml "$unit_dir/shmbusd.service"
     [ -e "$f" ] || fail "$f is not installed"
 done
 [ ! -e /usr/include/shmbus/src ] || fail "internal headers installed"
+# The Python package imports with the system python3, from outside any source tree, and
+# links the installed libshmbus.so.0.
+(cd / && python3 -c "import shmbus; print('python3-shmbus', shmbus.__version__)") ||
+    fail "python3 cannot import shmbus"
+python_ext="$(find /usr/lib/python3/dist-packages/shmbus -name '_shmbus.*.so')"
+[ -n "$python_ext" ] || fail "no _shmbus extension in /usr/lib/python3/dist-packages/shmbus"
+ldd "$python_ext" | grep '/libshmbus\.so\.0' >/dev/null ||
+    fail "$python_ext does not link the installed libshmbus.so.0"
 /usr/sbin/shmbusd --check-config --config /etc/shmbusd/shmbusd.yaml
 (cd "$unit_dir" && systemd-analyze verify shmbusd.service shmbusd.socket) ||
     fail "systemd-analyze verify on the installed units"
@@ -142,6 +153,20 @@ stop_daemon() {
 exchange() {
     "$consumer_cmake" --socket "$socket" --count 2000
     "$consumer_make" --socket "$socket" --count 2000
+    python_exchange
+}
+# The installed Python package publishes to 'demo' (shipped configuration) and reads it back,
+# in place, through the daemon run as the unit would.
+python_exchange() {
+    (cd / && python3 - "$socket" <<'PY') || fail "python3-shmbus cannot exchange through shmbusd"
+import sys, shmbus
+with shmbus.connect(sys.argv[1], name="test-packages") as c:
+    sub = c.open_subscriber("demo")
+    pub = c.open_publisher("demo")
+    pub.send(b"from python3-shmbus", timeout=30.0)
+    for msg in sub.receive(1, timeout=30.0):
+        assert bytes(msg.data) == b"from python3-shmbus", bytes(msg.data)
+PY
 }
 # An ordinary user in the group shmbus (as docs/operations.md tells an operator to add one),
 # with the shipped /etc/shmbusd/shmbusd.yaml: tail 'demo' as that user, publish to it as that
@@ -203,7 +228,8 @@ for p in "${packages[@]}"; do
         fail "$p is still known to dpkg: $(dpkg-query -W -f='${Status}' "$p")"
     fi
 done
-for f in /usr/sbin/shmbusd /etc/shmbusd /usr/include/shmbus "$unit_dir/shmbusd.service" \
+for f in /usr/sbin/shmbusd /etc/shmbusd /usr/include/shmbus /usr/lib/python3/dist-packages/shmbus \
+    "$unit_dir/shmbusd.service" \
     "$unit_dir/shmbusd.socket" /usr/lib/systemd/user/shmbusd.service \
     /usr/lib/sysusers.d/shmbus.conf /etc/systemd/system/sockets.target.wants/shmbusd.socket; do
     [ ! -e "$f" ] || fail "$f is left after purge"

@@ -1,0 +1,128 @@
+# Type stubs of shmbus._shmbus, the native core (python/src/shmbus_module.cpp). The package
+# shmbus re-exports these; the exception and record classes are in shmbus/__init__.py.
+from types import TracebackType
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, Self
+
+from . import ChannelInfo, ChannelSummary, Received
+
+library_version: str
+
+WaitMode = Literal["adaptive", "blocking", "spin"]
+
+def connect(
+    socket: str | bytes | None = None,
+    name: str | None = None,
+    request_timeout: float = 5.0,
+    wait_for_daemon: float | None = 0.0,
+    reconnect: bool = True,
+) -> Client:
+    """Connects to shmbusd. socket: None finds it as the library does ($SHMBUS_SOCKET, then
+    $XDG_RUNTIME_DIR/shmbus/shmbusd.sock, then /run/shmbusd/shmbusd.sock). wait_for_daemon:
+    seconds to wait for a daemon not listening yet (None: for ever). NotFoundError if none
+    listens."""
+
+def errc_name(code: int) -> str: ...
+def _setup(
+    errors: Mapping[int, type[BaseException]],
+    info: type,
+    stats: type,
+    summary: type,
+    received: type,
+) -> None: ...
+
+class _Scoped:
+    """A context manager: the with block's end closes, commits or releases the object."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+class Client(_Scoped):
+    """A connection to shmbusd. One thread at a time."""
+
+    @property
+    def socket_path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def open_publisher(
+        self, channel: str, wait: WaitMode = "adaptive", spin_iterations: int = 0
+    ) -> Publisher: ...
+    def open_subscriber(
+        self, channel: str, wait: WaitMode = "adaptive", spin_iterations: int = 0
+    ) -> Subscriber: ...
+    def list_channels(self) -> list[ChannelSummary]: ...
+    def channel_info(self, name: str) -> ChannelSummary: ...
+    def close(self) -> None: ...
+
+class _Endpoint(_Scoped):
+    """What a Publisher and a Subscriber both have (no such class exists at run time)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def info(self) -> ChannelInfo: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Leaves the channel; BufferError while a view of a held batch lives."""
+
+class Publisher(_Endpoint):
+    """Writes to a channel. One thread at a time."""
+
+    def send(self, data: Any, timeout: float | None = None) -> None:
+        """Copies a bytes-like object into a slot and publishes it. timeout: None waits for
+        room for ever, 0 tries once (WouldBlockError), else seconds (TimeoutError)."""
+    def reserve(self, max_count: int = 1, timeout: float | None = None) -> Reservation:
+        """Reserves 1 to max_count consecutive slots to fill in place."""
+
+class Reservation(_Scoped):
+    """Slots reserved in place: r[i] is a writable memoryview of slot i (capacity bytes)."""
+
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def done(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> memoryview: ...
+    def set_length(self, i: int, n: int) -> None: ...
+    def sequence(self, i: int) -> int: ...
+    def commit(self) -> None: ...
+    def abandon(self) -> None: ...
+
+class Subscriber(_Endpoint):
+    """Reads from a channel. One thread at a time."""
+
+    @property
+    def lost(self) -> int: ...
+    def receive(self, max_count: int = 64, timeout: float | None = None) -> Batch:
+        """Takes 1 to max_count messages in place, waiting for the first."""
+    def receive_copy(self, timeout: float | None = None) -> Received: ...
+
+class Batch(_Scoped):
+    """Messages received in place; released at the end of iteration, on leaving a with
+    block, by release(), or when the object dies."""
+
+    @property
+    def lost_before(self) -> int: ...
+    @property
+    def released(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> Message: ...
+    def __iter__(self) -> Iterator[Message]: ...
+    def __next__(self) -> Message: ...
+    def release(self) -> None: ...
+
+class Message:
+    """One message of a batch; exports its bytes through the buffer protocol while held."""
+
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def data(self) -> memoryview: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int) -> memoryview: ...

@@ -1,0 +1,52 @@
+"""Messages between Python and a C++ program through shmbusd, each way: shmbusctl (its `pub`
+and `tail`, on the C++ API) is the C++ side. Registered only when the tools are built."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import DEADLINE, Daemon, reaped, required_env, wait_until
+
+import shmbus
+
+
+def shmbusctl() -> str:
+    return required_env("SHMBUSCTL")
+
+
+def test_a_cpp_program_receives_what_python_publishes(
+    daemon: Daemon, client: shmbus.Client
+) -> None:
+    tail = subprocess.Popen(
+        [shmbusctl(), "--socket", str(daemon.socket), "tail", "interop", "--count", "2",
+         "--timeout", str(int(DEADLINE))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with reaped(tail):
+        wait_until(lambda: client.channel_info("interop").stats.subscribers == 1,
+                   "shmbusctl tail subscribes to 'interop'")
+        pub = client.open_publisher("interop")
+        with pub.reserve(1, timeout=DEADLINE) as r:
+            r[0][:15] = b"python in place"
+            r.set_length(0, 15)
+        pub.send(b"python by copy", timeout=DEADLINE)
+        out, err = tail.communicate(timeout=DEADLINE)
+    assert tail.returncode == 0, err
+    assert "python in place" in out
+    assert "python by copy" in out
+    assert out.index("python in place") < out.index("python by copy")
+
+
+def test_python_receives_what_a_cpp_program_publishes(
+    daemon: Daemon, client: shmbus.Client
+) -> None:
+    sub = client.open_subscriber("interop")
+    done = subprocess.run(
+        [shmbusctl(), "--socket", str(daemon.socket), "pub", "interop", "from c++ one",
+         "from c++ two"],
+        capture_output=True, text=True, timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    got: list[bytes] = []
+    while len(got) < 2:
+        for msg in sub.receive(64, timeout=DEADLINE):
+            got.append(bytes(msg.data))
+    assert got == [b"from c++ one", b"from c++ two"]
