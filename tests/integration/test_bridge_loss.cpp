@@ -5,7 +5,9 @@
 //   back (here: the robot's bridge restarts, a new incarnation);
 // - `on_link_down: block`: the export keeps its cursor, local publishers keep publishing
 //   within the channel's depth, and when the link returns nothing is lost, even though the
-//   ground's daemon was killed with SIGKILL and restarted meanwhile;
+//   ground's daemon was killed with SIGKILL and restarted meanwhile; what the ground's
+//   bridge had received but not published when it went down is sent again (a restarted peer
+//   remembers nothing, so a message may come twice, but none is skipped or reordered);
 // - a `block` hold older than block_timeout is given up, logged and counted, and the local
 //   publishers go on past the channel's depth.
 #include "bridge_test.hpp"
@@ -211,6 +213,68 @@ TEST_CASE("block: a link cut within the channel's depth loses nothing, across a 
     flow(pub, sub, 100 + kWhileDown, 300);
     CHECK(sub.lost() == 0);
     CHECK(connector.status().block_timeouts == 0);
+}
+
+TEST_CASE("block: what the remote bridge received but had not published is sent again "
+          "after it restarts, and nothing is skipped") {
+    DaemonProcess robot{kRobot};
+    auto ground = std::make_unique<DaemonProcess>(kGround);
+    ground->with_stderr_file();
+    REQUIRE(robot.start());
+    REQUIRE(ground->start());
+    LogLines log;
+    auto listener = start_ground(*ground, 0, 0x2002, log);
+    const auto port = listener->status().listening_port;
+    BridgeRunner connector{robot_bridge(port, LinkDownPolicy::block), options_for(robot), "robot1",
+                           0x1001, log.sink()};
+    connector.start();
+    REQUIRE(wait_until([&] { return exporting(connector); }));
+    Ends ends{robot, *ground};
+
+    // The ground's subscriber reads nothing yet: its ring (64) fills, the ground's bridge holds
+    // what it received but cannot publish, and the robot's export runs out of credits.
+    constexpr std::uint64_t kCount = 100;
+    for (std::uint64_t id = 0; id < kCount; ++id) {
+        publish(ends.pub, id);
+    }
+    REQUIRE(wait_until([&] {
+        const auto s = connector.status();
+        return !s.session.streams.empty() && s.session.streams.front().credits == 0;
+    }));
+
+    // The ground goes down hard with messages in its bridge, and comes back.
+    REQUIRE(ground->kill_hard());
+    listener.reset();
+    DaemonProcess successor{kGround};
+    successor.with_state_dir(ground->state_dir())
+        .with_args({"--socket", ground->socket_path().native()})
+        .without_own_socket()
+        .with_stderr_file();
+    REQUIRE(successor.start());
+    REQUIRE(successor.wait_for_stderr("gave channel 'robot1/telemetry' back", generous_deadline()));
+    listener = start_ground(*ground, port, 0x2003, log);
+
+    // Every id arrives, in order; a restarted ground remembers nothing, so what it had
+    // published without confirming may come a second time, but never out of order or lost.
+    std::uint64_t next = 0;
+    std::uint64_t repeats = 0;
+    while (next < kCount) {
+        std::uint64_t lost = 0;
+        const std::uint64_t id = receive(ends.sub, lost);
+        REQUIRE(lost == 0);
+        REQUIRE(id <= next);
+        if (id == next) {
+            ++next;
+        } else {
+            ++repeats;
+        }
+    }
+    CHECK(repeats <= kWindow);
+    CHECK(ends.sub.lost() == 0);
+    // With no credit left, exactly a window's worth was unconfirmed when the link was cut.
+    CHECK(log.contains("bridge 'to-ground': channel 'telemetry' resumes from where the last "
+                       "link left it (" +
+                       std::to_string(kWindow) + " messages to send again"));
 }
 
 TEST_CASE("block: a hold older than block_timeout is given up, logged and counted") {
