@@ -451,6 +451,36 @@ Result<void> Publisher::send(std::span<const std::byte> message,
     return copy_and_commit(*this, reserve(1, timeout), message);
 }
 
+Result<void> Publisher::record_gap(std::uint64_t count, std::chrono::nanoseconds timeout) noexcept {
+    if (impl_->algo != Algorithm::broadcast) {
+        return make_error(Errc::invalid_argument,
+                          "channel '" + impl_->ch.info.name +
+                              "': record_gap: only a broadcast channel's subscribers count loss");
+    }
+    if (count == 0 || count > (std::uint64_t{1} << 47)) {
+        return make_error(Errc::invalid_argument,
+                          "channel '" + impl_->ch.info.name + "': record_gap: a gap of " +
+                              std::to_string(count) + " messages (1 to 2^47)");
+    }
+    auto r = reserve(1, timeout);
+    if (!r) {
+        return r.take_error();
+    }
+    WriteBatch& b = *r;
+    impl_->port.end_batch();
+    // relaxed: the length word is ours until finish() publishes it (release).
+    impl_->port.word(b.first_, impl_->port.length_offset).store(count, std::memory_order_relaxed);
+    b.count_ = 0;
+    const bool ours = impl_->finish(b.first_, kOwnerGap);
+    wake_sleepers(data_wait(impl_->ch.control));
+    if (!ours) {
+        return make_error(Errc::closed, "channel '" + impl_->ch.info.name +
+                                            "': this publisher was reclaimed as dead; "
+                                            "its reservation was abandoned");
+    }
+    return ok();
+}
+
 const ChannelInfo& Publisher::info() const noexcept {
     return impl_->ch.info;
 }

@@ -294,7 +294,8 @@ struct Subscriber::Impl : EndpointCore {
             const SlotPhase phase = state_phase(s);
             if (d == 0 && phase == SlotPhase::committed) {
                 const std::uint64_t len = length_of(p);
-                if (drop && len > ch.geo.slot_size && overwritten(p, 1) != 0) {
+                const std::uint32_t tag = state_owner(s);
+                if (drop && len > ch.geo.slot_size && tag != kOwnerGap && overwritten(p, 1) != 0) {
                     // A publisher lapped us between the state and the length (it marks the
                     // length of a slot it claims unset): an overrun, not damage, which the
                     // next round counts as lost.
@@ -303,13 +304,22 @@ struct Subscriber::Impl : EndpointCore {
                     }
                     continue;
                 }
-                if (state_owner(s) == kOwnerAbandoned || len > ch.geo.slot_size) {
+                if (tag == kOwnerAbandoned || tag == kOwnerGap || len > ch.geo.slot_size) {
                     if (got != 0) {
                         break; // hand out what we have; deal with this one next call
                     }
+                    if (tag == kOwnerGap && drop && state_changed(p, s)) {
+                        continue; // lapped while we read the count: the overrun counts it
+                    }
                     ++port.pos;
                     publish_cursor(port.pos);
-                    if (state_owner(s) != kOwnerAbandoned) {
+                    if (tag == kOwnerGap) {
+                        // Messages lost upstream (Publisher::record_gap()); the count is
+                        // untrusted, so it is bounded as record_gap() bounds it.
+                        count_lost(std::min(len, std::uint64_t{1} << 47));
+                        continue;
+                    }
+                    if (tag != kOwnerAbandoned) {
                         return bad_length(p, len);
                     }
                     continue;
@@ -391,6 +401,14 @@ struct Subscriber::Impl : EndpointCore {
             }
         }
         return n;
+    }
+
+    /// Broadcast drop: whether slot `pos` no longer holds state `s` (the seqlock check of
+    /// overwritten(), for a slot whose state is not a plain commit).
+    bool state_changed(std::uint64_t pos, std::uint64_t s) const noexcept {
+        seqlock_read_fence();
+        // relaxed: ordered by the fence above.
+        return atom(ch.slot(pos)->state).load(std::memory_order_relaxed) != s;
     }
 
     /// Whether message `pos`, handed out in place, may have been torn by a publisher.

@@ -60,6 +60,12 @@ void BridgeRunner::stop() {
         if (session_ != nullptr) {
             session_->stop();
         }
+        if (live_fd_ >= 0) {
+            (void)::shutdown(live_fd_, SHUT_RDWR); // ENOTSOCK on a FIFO: see the header
+        }
+        if (live_child_ != nullptr) {
+            live_child_->terminate();
+        }
         cv_.notify_all();
     }
     if (thread_.joinable()) {
@@ -68,8 +74,14 @@ void BridgeRunner::stop() {
 }
 
 BridgeStatus BridgeRunner::status() const {
+    std::uint64_t block_timeouts = 0;
+    {
+        std::lock_guard memory{memory_->mu};
+        block_timeouts = memory_->block_timeouts;
+    }
     std::lock_guard lock{mu_};
     BridgeStatus s = status_;
+    s.block_timeouts = block_timeouts;
     if (session_ != nullptr) {
         s.session = session_->stats();
     }
@@ -90,11 +102,73 @@ void BridgeRunner::set_state(BridgeState state, const std::string& detail) {
 }
 
 bool BridgeRunner::pause(std::chrono::milliseconds delay) {
-    std::unique_lock lock{mu_};
-    return !cv_.wait_for(lock, delay, [&] { return stopping_; });
+    // A hold that falls due meanwhile is given up on time, not at the end of the wait.
+    for (;;) {
+        const auto step = expire_holds(delay);
+        std::unique_lock lock{mu_};
+        if (cv_.wait_for(lock, step, [&] { return stopping_; })) {
+            return false;
+        }
+        if (step >= delay) {
+            return true;
+        }
+        delay -= step;
+    }
+}
+
+std::chrono::milliseconds BridgeRunner::expire_holds(std::chrono::milliseconds cap) {
+    std::vector<std::string> released;
+    auto next = cap;
+    {
+        std::lock_guard lock{memory_->mu};
+        const auto now = Clock::now();
+        for (auto it = memory_->exports.begin(); it != memory_->exports.end();) {
+            const auto due = it->second.since + config_.block_timeout;
+            if (now >= due) {
+                released.push_back(it->first);
+                ++memory_->block_timeouts;
+                it = memory_->exports.erase(it); // closes the subscriber: publishers go on
+                continue;
+            }
+            next = std::min(next, std::chrono::ceil<std::chrono::milliseconds>(due - now));
+            ++it;
+        }
+    }
+    for (const auto& channel : released) {
+        if (log_) {
+            log_("bridge '" + config_.name + "': channel '" + channel +
+                 "' (on_link_down: block): the link stayed down for block_timeout (" +
+                 std::to_string(config_.block_timeout.count()) +
+                 " ms); local publishers are no longer held, and the peer will count what it "
+                 "missed");
+        }
+    }
+    return std::max(next, std::chrono::milliseconds{1});
 }
 
 void BridgeRunner::run_link(Link link) {
+    {
+        std::lock_guard lock{mu_};
+        if (stopping_) {
+            return;
+        }
+        live_fd_ = link.in_fd();
+        live_child_ = link.child.get();
+    }
+    run_session(link);
+    {
+        std::lock_guard lock{mu_};
+        live_fd_ = -1;
+        live_child_ = nullptr;
+    }
+    if (link.child) {
+        const std::string how = link.child->finish();
+        std::lock_guard lock{mu_};
+        status_.last_error += (status_.last_error.empty() ? "" : "; ") + how;
+    }
+}
+
+void BridgeRunner::run_session(Link& link) {
     set_state(BridgeState::handshaking, link.peer);
     HandshakeSettings hs;
     hs.initiator = !config_.listen;
@@ -120,13 +194,20 @@ void BridgeRunner::run_link(Link link) {
         }
         return;
     }
-    ClientOptions options = local_;
-    options.client_name = "bridge " + config_.name;
-    auto client = Client::connect(options);
-    if (!client) {
-        std::lock_guard lock{mu_};
-        status_.last_error = "the local daemon: " + client.error().message();
-        return;
+    if (!client_) {
+        ClientOptions options = local_;
+        options.client_name = "bridge " + config_.name;
+        auto client = Client::connect(options);
+        if (!client) {
+            const std::string why = "the local daemon: " + client.error().message();
+            if (log_) {
+                log_("bridge '" + config_.name + "': link to " + link.peer + " ended: " + why);
+            }
+            std::lock_guard lock{mu_};
+            status_.last_error = why;
+            return;
+        }
+        client_.emplace(std::move(client.value()));
     }
     SessionSettings settings;
     settings.bridge = config_.name;
@@ -134,8 +215,10 @@ void BridgeRunner::run_link(Link link) {
     settings.exports = config_.exports;
     settings.imports = config_.imports;
     settings.window = config_.window;
+    settings.memory = memory_;
+    settings.block_timeout = config_.block_timeout;
     settings.log = log_;
-    BridgeSession session{std::move(settings), params.value(), client.value(),
+    BridgeSession session{std::move(settings), params.value(), *client_,
                           link.in_fd(),        link.out_fd(),  std::move(reader)};
     {
         std::lock_guard lock{mu_};
@@ -194,13 +277,25 @@ void BridgeRunner::run() {
                 status_.listening_port = listener_->port();
             }
             set_state(BridgeState::listening, config_.address.text);
+            (void)expire_holds(kAcceptSlice);
             link = listener_->accept(Clock::now() + kAcceptSlice);
             if (!link && link.error().code == Errc::timed_out) {
                 continue; // look at stop() again
             }
+        } else if (config_.listen && config_.address.kind == LinkAddress::Kind::exec) {
+            const std::string why = "link '" + config_.address.text +
+                                    "': an exec: link is the connecting end (the command "
+                                    "answers); it cannot listen";
+            {
+                std::lock_guard lock{mu_};
+                status_.last_error = why;
+            }
+            set_state(BridgeState::stopped, why);
+            return;
         } else {
             set_state(BridgeState::connecting, config_.address.text);
-            link = connect_link(config_.address, Clock::now() + config_.handshake_timeout);
+            link = connect_link(config_.address, Clock::now() + config_.handshake_timeout,
+                                "bridge '" + config_.name + "'", log_);
         }
         const auto began = Clock::now();
         if (link) {

@@ -6,8 +6,25 @@
 // and jitter (0.5 s doubling to 30 s, each delay drawn between half and all of it, reset
 // after a link that stayed up for a minute); a listening one waits for the next peer. Each
 // state change is logged once, so a link that stays down costs one line and a timer, not a
-// line per attempt. The session is a client of the local daemon (ClientOptions), reconnected
-// per link.
+// line per attempt. The session is a client of the local daemon (ClientOptions), connected
+// once and kept from link to link (the library reconnects it if the daemon restarts), so that
+// the subscriber of an `on_link_down: block` export outlives its link. What the bridge's
+// streams must remember from one link to the next (where each
+// imported stream stood, so that a gap across a cut is counted exactly) is the runner's
+// StreamMemory, shared with each session.
+//
+// An exec: link is always the connecting end: the runner starts the command for each link and,
+// when the link ends, ends and reaps it; how it ended is part of the last error.
+//
+// While the link is down, the runner gives up a `block` export's hold once it is older than
+// block_timeout: the subscriber is closed (local publishers go on), the line is logged and
+// counted, and the peer counts what it missed when the link returns.
+//
+// stop() is prompt in every state: it wakes a backoff wait, an accept (within its slice), a
+// live session (its eventfd), and a link in its handshake: a socket (tcp, and exec:, whose
+// stdin/stdout is a socketpair) is shut down, an exec: command is sent SIGTERM. Only a FIFO
+// pair still in its handshake waits for the handshake's deadline (nothing wakes a reader of a
+// pipe another process holds open).
 #pragma once
 
 #include "gateway/bridge_session.hpp"
@@ -41,6 +58,9 @@ struct BridgeConfig {
     std::chrono::milliseconds handshake_timeout{10000};
     std::chrono::milliseconds backoff_first{500};
     std::chrono::milliseconds backoff_cap{30000};
+    /// How long an `on_link_down: block` export may hold its local publishers while its link
+    /// is down or its peer gives no credit; then the hold is given up, logged and counted.
+    std::chrono::milliseconds block_timeout{30000};
 };
 
 enum class BridgeState { listening, connecting, handshaking, connected, backing_off, stopped };
@@ -57,6 +77,7 @@ struct BridgeStatus {
     std::uint64_t peer_incarnation{0};
     std::uint16_t version{0};
     std::uint64_t reconnects{0};
+    std::uint64_t block_timeouts{0}; ///< `block` holds given up after block_timeout
     std::string last_error;
     std::uint16_t listening_port{0}; ///< tcp listen: the port bound
     SessionStats session;            ///< of the current link, if connected
@@ -81,7 +102,10 @@ private:
     void set_state(BridgeState state, const std::string& detail = {});
     /// Waits `delay` or until stop(); false if stopped.
     bool pause(std::chrono::milliseconds delay);
+    /// Runs one link to its end, then ends its command (exec:) and records how.
     void run_link(Link link);
+    /// The handshake and the session of one link.
+    void run_session(Link& link);
 
     BridgeConfig config_;
     ClientOptions local_;
@@ -95,6 +119,14 @@ private:
     BridgeStatus status_;
     BridgeSession* session_{nullptr}; ///< the live session, under mu_
     std::optional<TcpListener> listener_;
+    /// Gives up the `block` holds older than block_timeout (the bridge's thread); how long
+    /// until the next one would be due, at most `cap`.
+    std::chrono::milliseconds expire_holds(std::chrono::milliseconds cap);
+
+    std::optional<Client> client_;   ///< the bridge's thread only; outlives memory_'s holds
+    int live_fd_{-1};                ///< the link being set up, under mu_ (stop() shuts it down)
+    ExecChild* live_child_{nullptr}; ///< its command, under mu_ (stop() terminates it)
+    std::shared_ptr<StreamMemory> memory_{std::make_shared<StreamMemory>()};
     std::thread thread_;
 };
 

@@ -30,6 +30,9 @@ using namespace std::chrono_literals;
 constexpr std::size_t kDataFixedBytes = 16; // stream, first sequence, count
 constexpr auto kEndpointPoll = 50ms;        // how soon a stream's thread notices a stop
 constexpr auto kGoodbyeDeadline = 1s;
+/// An offer's next_sequence when the stream carries the channel's positions (+ 1): the
+/// first data frame says where it starts.
+constexpr std::uint64_t kChannelPositions = 0;
 
 std::uint64_t now_ns() {
     return static_cast<std::uint64_t>(
@@ -52,13 +55,19 @@ struct ExportStream {
     std::string wire_name;
     std::string local_name;
     std::optional<Subscriber> subscriber;
-    bool copy_out{false}; ///< drop policy: copy, release, then send (never send a torn slot)
+    bool copy_out{false};  ///< drop policy: copy, release, then send (never send a torn slot)
+    bool positions{false}; ///< broadcast: sequences are the channel's positions + 1
+    bool keep{false};      ///< on_link_down: block (broadcast only)
     std::uint64_t slot_size{0};
 
     std::mutex mu;
     std::condition_variable cv;
     std::uint32_t credits{0};
     bool closed{false};
+    bool granted{false};
+    std::uint64_t resume{0};             ///< the grant's resume_sequence
+    std::deque<SentMessage> unconfirmed; ///< keep: sent, credit not yet back
+    bool gave_up{false};                 ///< keep: no credit for block_timeout; not kept
 
     std::uint64_t next_sequence{1}; // the stream's thread only
     std::atomic<std::uint64_t> messages{0};
@@ -67,16 +76,29 @@ struct ExportStream {
     std::thread thread;
 };
 
+/// What an importing stream's thread publishes next: a message, or a gap of `gap` messages
+/// lost upstream.
+struct ImportItem {
+    std::uint64_t gap{0};
+    std::uint64_t next{0}; ///< the sequence that follows this item
+    std::vector<std::byte> bytes;
+};
+
 struct ImportStream {
     std::uint32_t id{0}; ///< the peer's stream id
     std::string wire_name;
     std::string local_name;
     std::optional<Publisher> publisher;
-    std::uint64_t expected{0}; // the run() thread only: next sequence due
+    std::uint64_t creation_id{0}; ///< of the peer's channel
+    bool positions{false};        ///< the offer said the stream carries channel positions
+    std::uint64_t expected{0};    // the run() thread only: next sequence due; 0 = any
+    /// The first sequence not yet published locally (the stream's thread writes it).
+    std::atomic<std::uint64_t> published_next{0};
+    bool gap_refused_logged{false}; // the stream's thread only
 
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::vector<std::byte>> queue;
+    std::deque<ImportItem> queue; ///< in sequence order, each message after the gap before it
     std::uint32_t outstanding{0}; ///< credits the exporter holds (granted, not yet used)
     bool closed{false};
 
@@ -168,11 +190,31 @@ struct BridgeSession::Impl {
 
     // ---- exporting ----
 
-    /// Opens `local_name` and offers it to the peer as `wire_name` (the run() thread).
-    void offer(const std::string& local_name, const std::string& wire_name, std::uint32_t request) {
+    /// The subscriber a `block` export kept over the last link's end, and what it sent that
+    /// the peer has not confirmed; nothing if it has none.
+    std::optional<KeptExport> take_kept(const std::string& local_name) {
+        if (!settings.memory) {
+            return std::nullopt;
+        }
+        std::lock_guard lock{settings.memory->mu};
+        auto it = settings.memory->exports.find(local_name);
+        if (it == settings.memory->exports.end()) {
+            return std::nullopt;
+        }
+        std::optional<KeptExport> kept{std::move(it->second)};
+        settings.memory->exports.erase(it);
+        return kept;
+    }
+
+    /// Opens `local_name` (or takes back the subscriber a `block` export kept) and offers it
+    /// to the peer as `wire_name` (the run() thread).
+    void offer(const std::string& local_name, const std::string& wire_name, std::uint32_t request,
+               LinkDownPolicy on_link_down) {
         EndpointOptions options;
         options.wait = WaitMode::adaptive;
-        auto sub = local.open_subscriber(local_name, options);
+        std::optional<KeptExport> kept = take_kept(local_name);
+        Result<Subscriber> sub = kept ? Result<Subscriber>{std::move(kept->subscriber)}
+                                      : local.open_subscriber(local_name, options);
         if (!sub) {
             log("cannot export channel '" + local_name + "': " + sub.error().message());
             if (request != 0) {
@@ -187,6 +229,19 @@ struct BridgeSession::Impl {
         s->wire_name = wire_name;
         s->local_name = local_name;
         s->copy_out = info.kind == ChannelKind::broadcast && info.overflow == Overflow::drop;
+        s->positions = info.kind == ChannelKind::broadcast;
+        s->keep = s->positions && on_link_down == LinkDownPolicy::block;
+        if (kept) {
+            s->unconfirmed = std::move(kept->unconfirmed);
+            log("channel '" + local_name + "' resumes from where the last link left it (" +
+                std::to_string(s->unconfirmed.size()) + " messages to send again if the peer " +
+                "lacks them)");
+        }
+        if (!s->positions && on_link_down == LinkDownPolicy::block) {
+            log("channel '" + local_name +
+                "' is a queue: on_link_down: block applies to broadcast channels; it is "
+                "exported as drop");
+        }
         s->slot_size = info.slot_size;
         Offer o{0,
                 request,
@@ -196,7 +251,7 @@ struct BridgeSession::Impl {
                 info.slot_size,
                 info.slot_count,
                 info.creation_id,
-                s->next_sequence};
+                s->positions ? kChannelPositions : s->next_sequence};
         s->subscriber.emplace(std::move(sub.value()));
         ExportStream* raw = s.get();
         {
@@ -209,21 +264,132 @@ struct BridgeSession::Impl {
         send(o);
     }
 
+    /// Waits for credits; how many may go in the next frame (at most `most`), or 0 when the
+    /// stream ends. A `block` stream waits at most block_timeout, then ends the link.
+    std::size_t wait_for_credits(ExportStream& s, std::size_t most) {
+        std::unique_lock lock{s.mu};
+        auto ready = [&] { return s.credits > 0 || s.closed || stopping.load(); };
+        if (!s.keep) {
+            s.cv.wait(lock, ready);
+        } else if (!s.cv.wait_for(lock, settings.block_timeout, ready)) {
+            s.gave_up = true;
+            lock.unlock();
+            const std::string why =
+                "channel '" + s.local_name + "' (on_link_down: block): the peer gave no credit " +
+                "for block_timeout (" + std::to_string(settings.block_timeout.count()) +
+                " ms); the link is dropped so that local publishers are not held up";
+            log(why);
+            if (settings.memory) {
+                std::lock_guard m{settings.memory->mu};
+                ++settings.memory->block_timeouts;
+            }
+            fail(make_error(Errc::timed_out, why));
+            return 0;
+        }
+        if (s.closed || stopping.load()) {
+            return 0;
+        }
+        return std::min<std::size_t>(s.credits, most);
+    }
+
+    /// Writes one data frame of copies (consecutive sequences from `first`). False if the
+    /// link failed.
+    bool send_copies(ExportStream& s, std::uint64_t first, std::span<const SentMessage> copies,
+                     std::vector<std::uint32_t>& lengths, std::vector<std::byte>& prefix,
+                     std::vector<iovec>& iov) {
+        lengths.clear();
+        iov.clear();
+        std::uint64_t total = 0;
+        for (const auto& c : copies) {
+            lengths.push_back(static_cast<std::uint32_t>(c.bytes.size()));
+            total += c.bytes.size();
+        }
+        if (auto p = encode_data_prefix(s.id, first, lengths, params.send_data_body, prefix); !p) {
+            fail(p.take_error());
+            return false;
+        }
+        iov.push_back({prefix.data(), prefix.size()});
+        for (const auto& c : copies) {
+            iov.push_back({const_cast<std::byte*>(c.bytes.data()), c.bytes.size()});
+        }
+        Result<void> w;
+        {
+            std::lock_guard lock{write_mu};
+            w = write_gather(out_fd, iov, Clock::now() + settings.dead_after_silence);
+        }
+        if (!w) {
+            fail(w.take_error());
+            return false;
+        }
+        mark_sent();
+        s.messages += copies.size();
+        s.bytes += total;
+        std::lock_guard lock{s.mu};
+        s.credits -= static_cast<std::uint32_t>(copies.size());
+        return true;
+    }
+
+    /// A `block` stream's first duty on a new link: send again what the peer has not
+    /// published, from the grant's resume_sequence (all of it if the peer remembers nothing).
+    /// False if the stream ends.
+    bool resend_unconfirmed(ExportStream& s, std::size_t most, std::vector<std::uint32_t>& lengths,
+                            std::vector<std::byte>& prefix, std::vector<iovec>& iov) {
+        std::vector<SentMessage> again;
+        {
+            std::unique_lock lock{s.mu};
+            s.cv.wait(lock, [&] { return s.granted || s.closed || stopping.load(); });
+            while (s.resume != 0 && !s.unconfirmed.empty() &&
+                   s.unconfirmed.front().sequence < s.resume) {
+                s.unconfirmed.pop_front(); // published by the peer; its credit was lost
+            }
+            again.assign(s.unconfirmed.begin(), s.unconfirmed.end());
+        }
+        std::size_t at = 0;
+        while (at < again.size()) {
+            const std::size_t allowed = wait_for_credits(s, most);
+            if (allowed == 0) {
+                return false;
+            }
+            std::size_t n = 1; // a run of consecutive sequences, at most `allowed`
+            while (at + n < again.size() && n < allowed &&
+                   again[at + n].sequence == again[at].sequence + n) {
+                ++n;
+            }
+            if (!send_copies(s, again[at].sequence, std::span{again}.subspan(at, n), lengths,
+                             prefix, iov)) {
+                return false;
+            }
+            at += n;
+        }
+        return true;
+    }
+
+    /// Keeps copies of the batch just copied out (`staging`, `lengths`) until the peer
+    /// confirms them.
+    void keep_copies(ExportStream& s, const std::vector<std::byte>& staging,
+                     const std::vector<std::uint32_t>& lengths) {
+        std::lock_guard lock{s.mu};
+        std::size_t at = 0;
+        for (std::size_t i = 0; i < lengths.size(); ++i) {
+            const auto* from = staging.data() + at;
+            s.unconfirmed.push_back(SentMessage{s.next_sequence + i, {from, from + lengths[i]}});
+            at += lengths[i];
+        }
+    }
+
     void run_export(ExportStream& s) {
         const std::size_t most = per_frame(s.slot_size, params.send_data_body);
         std::vector<std::uint32_t> lengths;
         std::vector<std::byte> prefix;
         std::vector<std::byte> staging;
         std::vector<iovec> iov;
+        if (s.keep && !resend_unconfirmed(s, most, lengths, prefix, iov)) {
+            return;
+        }
         while (!stopping.load()) {
-            std::size_t allowed = 0;
-            {
-                std::unique_lock lock{s.mu};
-                s.cv.wait(lock, [&] { return s.credits > 0 || s.closed || stopping.load(); });
-                if (s.closed || stopping.load()) {
-                    return;
-                }
-                allowed = std::min<std::size_t>(s.credits, most);
+            const std::size_t allowed = wait_for_credits(s, most);
+            if (allowed == 0) {
+                return;
             }
             auto batch = s.subscriber->receive(allowed, kEndpointPoll);
             if (!batch) {
@@ -241,6 +407,12 @@ struct BridgeSession::Impl {
             if (b.lost_before() > 0) {
                 s.next_sequence += b.lost_before();
                 s.lost += b.lost_before();
+            }
+            if (s.positions) {
+                // The channel's own numbering: every position skipped (lost, abandoned,
+                // discarded as torn, published while no link was up) is a gap the importer
+                // counts.
+                s.next_sequence = b.message(0).sequence + 1;
             }
             const std::size_t n = b.size();
             lengths.resize(n);
@@ -274,10 +446,21 @@ struct BridgeSession::Impl {
                     continue;
                 }
                 iov.push_back({staging.data(), staging.size()});
+                if (s.keep) {
+                    keep_copies(s, staging, lengths);
+                }
             } else {
                 for (std::size_t i = 0; i < n; ++i) {
                     const auto m = b.message(i).data;
                     iov.push_back({const_cast<std::byte*>(m.data()), m.size()});
+                }
+                if (s.keep) {
+                    std::lock_guard lock{s.mu};
+                    for (std::size_t i = 0; i < n; ++i) {
+                        const auto m = b.message(i).data;
+                        s.unconfirmed.push_back(
+                            SentMessage{s.next_sequence + i, {m.begin(), m.end()}});
+                    }
                 }
             }
             Result<void> w;
@@ -394,7 +577,13 @@ struct BridgeSession::Impl {
         s->wire_name = o.wire_name;
         s->local_name = local_name;
         s->publisher.emplace(std::move(pub.value()));
+        s->creation_id = o.creation_id;
+        s->positions = o.next_sequence == kChannelPositions;
         s->expected = o.next_sequence;
+        if (s->positions) {
+            s->expected = resume_point(o);
+        }
+        s->published_next.store(s->expected);
         s->outstanding = settings.window;
         ImportStream* raw = s.get();
         {
@@ -403,7 +592,66 @@ struct BridgeSession::Impl {
         }
         raw->thread = std::thread{[this, raw] { run_import(*raw); }};
         log("importing channel '" + o.wire_name + "' as '" + local_name + "'");
-        send(Grant{o.stream, settings.window, 0});
+        send(Grant{o.stream, settings.window, raw->expected});
+    }
+
+    /// Where an offered broadcast stream resumes: where the last link left it, if it is the
+    /// same channel (the same creation id, whether or not the peer restarted), else anywhere
+    /// (0: the first data frame sets it). The run() thread.
+    std::uint64_t resume_point(const Offer& o) {
+        if (!settings.memory) {
+            return 0;
+        }
+        std::lock_guard lock{settings.memory->mu};
+        auto it = settings.memory->imports.find(o.wire_name);
+        if (it == settings.memory->imports.end()) {
+            return 0;
+        }
+        const ImportMark& mark = it->second;
+        if (mark.creation_id != o.creation_id) {
+            log("channel '" + o.wire_name +
+                "' was created anew on the peer: its messages are numbered afresh");
+            return 0;
+        }
+        if (mark.peer_incarnation != params.peer_incarnation) {
+            log("channel '" + o.wire_name +
+                "' comes from a restarted peer; what it missed meanwhile is counted as lost");
+        }
+        return mark.next;
+    }
+
+    /// Hands each `block` export's subscriber and unconfirmed copies to the StreamMemory,
+    /// where its cursor keeps holding the local publishers until the next link or
+    /// block_timeout (the run() thread, once the streams' threads have ended).
+    void keep_exports() {
+        if (!settings.memory) {
+            return;
+        }
+        std::scoped_lock lock{settings.memory->mu, streams_mu};
+        for (auto& [id, s] : exports) {
+            if (s->keep && !s->gave_up && !s->closed && s->subscriber) {
+                settings.memory->exports.insert_or_assign(
+                    s->local_name,
+                    KeptExport{std::move(*s->subscriber), std::move(s->unconfirmed), Clock::now()});
+                s->subscriber.reset();
+            }
+        }
+    }
+
+    /// Remembers where each broadcast stream stood, for the next link (the run() thread, once
+    /// the streams' threads have ended).
+    void remember_imports() {
+        if (!settings.memory) {
+            return;
+        }
+        std::scoped_lock lock{settings.memory->mu, streams_mu};
+        for (const auto& [id, s] : imports) {
+            const std::uint64_t next = s->published_next.load();
+            if (s->positions && next != 0) {
+                settings.memory->imports[s->wire_name] =
+                    ImportMark{s->creation_id, params.peer_incarnation, next};
+            }
+        }
     }
 
     void on_data(const DataView& d) {
@@ -420,15 +668,17 @@ struct BridgeSession::Impl {
                             "data: stream " + std::to_string(d.stream()) + " was never granted"));
             return;
         }
-        if (d.first_sequence() < s->expected) {
+        if (s->expected != 0 && d.first_sequence() < s->expected) {
             fail(make_error(Errc::protocol_error,
                             "data: stream " + std::to_string(d.stream()) + " ('" + s->wire_name +
                                 "') went back from sequence " + std::to_string(s->expected) +
                                 " to " + std::to_string(d.first_sequence())));
             return;
         }
-        if (d.first_sequence() > s->expected) {
-            s->lost += d.first_sequence() - s->expected;
+        std::uint64_t gap = 0;
+        if (s->expected != 0 && d.first_sequence() > s->expected) {
+            gap = d.first_sequence() - s->expected;
+            s->lost += gap;
         }
         s->expected = d.first_sequence() + d.count();
         std::uint32_t held = 0;
@@ -437,8 +687,11 @@ struct BridgeSession::Impl {
             held = s->outstanding;
             if (d.count() <= held) {
                 s->outstanding -= d.count();
-                d.for_each([&](std::uint64_t, std::span<const std::byte> m) {
-                    s->queue.emplace_back(m.begin(), m.end());
+                if (gap != 0) {
+                    s->queue.push_back(ImportItem{gap, d.first_sequence(), {}});
+                }
+                d.for_each([&](std::uint64_t sequence, std::span<const std::byte> m) {
+                    s->queue.push_back(ImportItem{0, sequence + 1, {m.begin(), m.end()}});
                 });
                 s->cv.notify_one();
                 return;
@@ -450,10 +703,36 @@ struct BridgeSession::Impl {
                                                   " credits"));
     }
 
+    /// Tells the local subscribers that `count` messages were lost upstream, in order with
+    /// the messages (the stream's thread). False if the stream must stop.
+    bool publish_gap(ImportStream& s, std::uint64_t count) {
+        while (!stopping.load()) {
+            auto g = s.publisher->record_gap(count, kEndpointPoll);
+            if (g) {
+                return true;
+            }
+            if (g.error().code == Errc::timed_out) {
+                continue; // the local subscribers are slow: wait, as for a message
+            }
+            if (g.error().code == Errc::invalid_argument) {
+                // A queue has no way to tell its consumers; the gap is in the statistics.
+                if (!s.gap_refused_logged) {
+                    s.gap_refused_logged = true;
+                    log("importing '" + s.wire_name + "': " + std::to_string(count) +
+                        " messages lost upstream are counted here only: " + g.error().message());
+                }
+                return true;
+            }
+            log("importing '" + s.wire_name + "' stopped: " + g.error().message());
+            return false;
+        }
+        return false;
+    }
+
     void run_import(ImportStream& s) {
         const std::uint32_t return_at = std::max<std::uint32_t>(1, settings.window / 4);
         std::uint32_t unreturned = 0;
-        std::vector<std::vector<std::byte>> taken;
+        std::vector<ImportItem> taken;
         while (!stopping.load()) {
             {
                 std::unique_lock lock{s.mu};
@@ -472,9 +751,22 @@ struct BridgeSession::Impl {
                     s.queue.pop_front();
                 }
             }
-            std::size_t done = 0;
+            std::size_t done = 0;     // items of `taken` dealt with
+            std::size_t messages = 0; // of which messages (gaps take no credits)
             while (done < taken.size() && !stopping.load()) {
-                auto batch = s.publisher->reserve(taken.size() - done, kEndpointPoll);
+                if (taken[done].gap != 0) {
+                    if (!publish_gap(s, taken[done].gap)) {
+                        return;
+                    }
+                    s.published_next.store(taken[done].next);
+                    ++done;
+                    continue;
+                }
+                std::size_t run = 0; // messages up to the next gap
+                while (done + run < taken.size() && taken[done + run].gap == 0) {
+                    ++run;
+                }
+                auto batch = s.publisher->reserve(run, kEndpointPoll);
                 if (!batch) {
                     if (batch.error().code == Errc::timed_out ||
                         batch.error().code == Errc::would_block) {
@@ -486,7 +778,7 @@ struct BridgeSession::Impl {
                 WriteBatch& w = batch.value();
                 const std::size_t n = w.size(); // commit() empties the batch
                 for (std::size_t i = 0; i < n; ++i) {
-                    const auto& m = taken[done + i];
+                    const auto& m = taken[done + i].bytes;
                     std::memcpy(w.data(i).data(), m.data(), m.size());
                     w.set_length(i, m.size());
                     s.bytes += m.size();
@@ -495,10 +787,12 @@ struct BridgeSession::Impl {
                     log("importing '" + s.wire_name + "' stopped: " + c.error().message());
                     return;
                 }
+                s.published_next.store(taken[done + n - 1].next);
                 done += n;
+                messages += n;
                 s.messages += n;
             }
-            unreturned += static_cast<std::uint32_t>(done);
+            unreturned += static_cast<std::uint32_t>(messages);
             bool queue_empty = false;
             {
                 std::lock_guard lock{s.mu};
@@ -525,7 +819,7 @@ struct BridgeSession::Impl {
             } else {
                 for (const auto& c : channels.value()) {
                     if (auto m = first_match(settings.exports, c.info.name)) {
-                        offer(c.info.name, m->mapped, 0);
+                        offer(c.info.name, m->mapped, 0, m->rule->on_link_down);
                     }
                 }
             }
@@ -548,7 +842,7 @@ struct BridgeSession::Impl {
             for (const auto& c : channels.value()) {
                 auto m = first_match(settings.exports, c.info.name);
                 if (m && glob_match(w.pattern, m->mapped)) {
-                    offer(c.info.name, m->mapped, w.request);
+                    offer(c.info.name, m->mapped, w.request, m->rule->on_link_down);
                     ++offered;
                 }
             }
@@ -570,6 +864,8 @@ struct BridgeSession::Impl {
         ExportStream& s = *it->second;
         std::lock_guard sl{s.mu};
         s.credits += g.credits;
+        s.granted = true;
+        s.resume = g.resume_sequence;
         s.cv.notify_one();
         log("exporting channel '" + s.local_name + "' as '" + s.wire_name + "'");
     }
@@ -584,6 +880,9 @@ struct BridgeSession::Impl {
             ExportStream& s = *it->second;
             std::lock_guard sl{s.mu};
             s.credits += g.messages;
+            for (std::uint32_t i = 0; i < g.messages && !s.unconfirmed.empty(); ++i) {
+                s.unconfirmed.pop_front(); // published by the peer
+            }
             s.cv.notify_one();
         }
     }
@@ -748,6 +1047,8 @@ struct BridgeSession::Impl {
                 t->join();
             }
         }
+        remember_imports();
+        keep_exports();
         if (tell_peer) {
             if (auto bye = encode(Goodbye{why.code, why.detail})) {
                 std::lock_guard lock{write_mu};

@@ -20,11 +20,29 @@
 // memory per stream is bounded by its window and one slow stream runs out of credits alone
 // while the others keep flowing.
 //
-// Loss: an exporting stream numbers its messages itself (starting at 1) and skips the
-// numbers of messages its local subscriber lost (drop policy), so the importing side sees
-// every loss as a gap and counts it. On a drop channel the exporter copies a batch out and
-// releases it before sending, and discards the copy if the batch was overwritten meanwhile:
-// nothing torn is ever sent. Block and queue channels are sent straight from their slots.
+// Loss: a broadcast stream carries the channel's own positions (sequence + 1), which survive
+// a link cut and a daemon restart; a queue stream numbers its messages itself (from 1). Either
+// way every message the exporter's subscriber lost (drop policy) or discarded is a gap in the
+// numbers, so the importing side sees every loss as a gap, counts it, and hands it to its
+// local subscribers with Publisher::record_gap() (broadcast channels), in order with the
+// messages. The importer remembers, in the StreamMemory its runner keeps from link to link,
+// where each broadcast stream stood (the first sequence not yet published locally, the
+// channel's creation id): when the same channel is offered again, by the same peer or by a
+// restarted one, the messages it missed meanwhile are counted exactly; a channel with a new
+// creation id starts afresh. On a drop channel the exporter copies a batch out and releases
+// it before sending, and discards the copy if the batch was overwritten meanwhile: nothing
+// torn is ever sent. Block and queue channels are sent straight from their slots.
+//
+// `on_link_down: block` (exports of broadcast channels): the stream keeps a copy of every
+// message it sent until the peer returns its credit, which the peer does once the message is
+// published on its side. When the link ends, the session hands the subscriber and those
+// copies to the StreamMemory; the next link's offer of that channel takes them back and,
+// when the peer grants, sends again what the peer has not published (from the grant's
+// resume_sequence, or all of it to a peer that remembers nothing), then goes on from the
+// subscriber's cursor, which held the local publishers meanwhile: nothing is lost. A peer
+// that gives no credit for block_timeout ends the link, with a log line and a count, rather
+// than hold the local publishers for ever; the runner likewise gives the hold up after
+// block_timeout with the link down.
 //
 // Failure policy: a malformed or unexpected frame ends the link with a goodbye naming the
 // frame and the reason; a refused stream is logged on both ends and the others continue.
@@ -40,13 +58,48 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace shmbus::gateway {
+
+/// Where an imported broadcast stream stood when its last link ended.
+struct ImportMark {
+    std::uint64_t creation_id{0};      ///< of the peer's channel
+    std::uint64_t peer_incarnation{0}; ///< the peer daemon it came from
+    std::uint64_t next{0};             ///< the first sequence not published locally
+};
+
+/// A message an exporting `block` stream sent and the peer has not yet confirmed (returned
+/// its credit, which it does once its local publisher has committed it).
+struct SentMessage {
+    std::uint64_t sequence{0};
+    std::vector<std::byte> bytes;
+};
+
+/// An exported broadcast channel with `on_link_down: block` while its link is down: its
+/// subscriber, whose cursor holds the local publishers back once the ring is full, and what
+/// the peer may not have received, to be sent again on the next link.
+struct KeptExport {
+    Subscriber subscriber;
+    std::deque<SentMessage> unconfirmed;
+    std::chrono::steady_clock::time_point since; ///< when its link ended
+};
+
+/// What a bridge remembers of its streams from one link to the next. Owned by its runner
+/// (shared with each session); any thread, under `mu`.
+struct StreamMemory {
+    std::mutex mu;
+    std::map<std::string, ImportMark> imports; ///< by wire name
+    std::map<std::string, KeptExport> exports; ///< by local name
+    std::uint64_t block_timeouts{0};           ///< `block` holds given up after block_timeout
+};
 
 struct SessionSettings {
     std::string bridge;   ///< the bridge's name, in every log line
@@ -56,6 +109,11 @@ struct SessionSettings {
     std::uint32_t window{256}; ///< credits an importing stream grants (messages in flight)
     std::chrono::milliseconds ping_after_idle{1000};     ///< a ping when nothing was sent for this
     std::chrono::milliseconds dead_after_silence{10000}; ///< link dead if nothing arrives
+    /// How long a `block` export may hold its local publishers: with its link down (the
+    /// runner's rule), or with the link up and the peer giving no credit (the session's).
+    std::chrono::milliseconds block_timeout{30000};
+    /// Kept from link to link by the runner; none = every link starts afresh.
+    std::shared_ptr<StreamMemory> memory;
     /// Where the session's lines go (one per state change: a stream granted or refused, the
     /// link's end). Called from the session's threads.
     std::function<void(std::string_view)> log;

@@ -5,14 +5,19 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <charconv>
+#include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -157,7 +162,177 @@ Result<Link> connect_fifo(const LinkAddress& address, Deadline deadline) {
     }
 }
 
+/// Starts `address.command` under /bin/sh -c in a process group of its own, its stdin and
+/// stdout one end of a socketpair, its stderr a pipe.
+Result<Link> connect_exec(const LinkAddress& address, const std::string& label, LinkLog log) {
+    auto fail = [&](const char* what) {
+        return make_error(Errc::system_error, "link '" + address.text + "': " + what, errno);
+    };
+    int link_pair[2] = {-1, -1};
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, link_pair) != 0) {
+        return fail("socketpair for the command's stdin/stdout");
+    }
+    UniqueFd ours{link_pair[0]};
+    UniqueFd theirs{link_pair[1]};
+    int err_pipe[2] = {-1, -1};
+    if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+        return fail("pipe for the command's stderr");
+    }
+    UniqueFd err_read{err_pipe[0]};
+    UniqueFd err_write{err_pipe[1]};
+
+    // posix_spawn (vfork-like, safe from a threaded process): dup2 clears close-on-exec on
+    // 0, 1 and 2; everything else of ours stays closed in the command. The command starts
+    // with default signal dispositions and an empty mask: the bridge's threads block SIGPIPE,
+    // which must not leak into it.
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawnattr_init(&attr);
+    ::posix_spawn_file_actions_adddup2(&actions, theirs.get(), 0);
+    ::posix_spawn_file_actions_adddup2(&actions, theirs.get(), 1);
+    ::posix_spawn_file_actions_adddup2(&actions, err_write.get(), 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGHUP);
+    ::posix_spawnattr_setsigmask(&attr, &none);
+    ::posix_spawnattr_setsigdefault(&attr, &defaults);
+    ::posix_spawnattr_setpgroup(&attr, 0);
+    ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                          POSIX_SPAWN_SETSIGDEF);
+    std::string shell = "/bin/sh";
+    std::string dash_c = "-c";
+    std::string command = address.command;
+    char* argv[] = {shell.data(), dash_c.data(), command.data(), nullptr};
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, environ);
+    ::posix_spawn_file_actions_destroy(&actions);
+    ::posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+        errno = rc;
+        return fail("cannot start /bin/sh");
+    }
+    theirs.reset();
+    err_write.reset();
+    UniqueFd pidfd{static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))};
+    Link link;
+    link.peer = "command pid " + std::to_string(pid);
+    link.in = std::move(ours);
+    link.child = std::make_unique<ExecChild>(pid, std::move(pidfd), std::move(err_read), label,
+                                             std::move(log));
+    return link;
+}
+
 } // namespace
+
+ExecChild::ExecChild(pid_t pid, UniqueFd pidfd, UniqueFd stderr_fd, std::string label, LinkLog log)
+    : pid_{pid}, pidfd_{std::move(pidfd)}, stderr_fd_{std::move(stderr_fd)},
+      stop_log_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)}, label_{std::move(label)}, log_{std::move(
+                                                                                         log)} {
+    log_thread_ = std::thread{[this] { log_stderr(); }};
+}
+
+ExecChild::~ExecChild() {
+    (void)finish();
+}
+
+void ExecChild::terminate() noexcept {
+    // acquire: pairs with finish()'s release; after it, the command may be reaped and its pid
+    // (the group's id) reused, so only finish() signals the group.
+    if (!finishing_.load(std::memory_order_acquire)) {
+        (void)::kill(-pid_, SIGTERM);
+    }
+}
+
+void ExecChild::log_stderr() {
+    std::string pending;
+    auto emit = [&](bool all) {
+        for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+            if (log_) {
+                log_(label_ + ": command: " + pending.substr(0, nl));
+            }
+            pending.erase(0, nl + 1);
+        }
+        if (all && !pending.empty() && log_) {
+            log_(label_ + ": command: " + pending);
+            pending.clear();
+        }
+    };
+    char buf[4096];
+    bool stopping = false;
+    for (;;) {
+        pollfd fds[2] = {{stderr_fd_.get(), POLLIN, 0}, {stop_log_.get(), POLLIN, 0}};
+        // Once asked to stop, take only what is already there (a grandchild may hold the
+        // pipe open for ever).
+        const int n = ::poll(fds, stopping ? 1 : 2, stopping ? 0 : -1);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        if (!stopping && (fds[1].revents & POLLIN) != 0) {
+            stopping = true;
+            continue;
+        }
+        const ssize_t got = ::read(stderr_fd_.get(), buf, sizeof buf);
+        if (got <= 0) {
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            break;
+        }
+        pending.append(buf, static_cast<std::size_t>(got));
+        if (pending.size() > 4096) {
+            pending += '\n'; // a line that long is logged in pieces, never held without bound
+        }
+        emit(false);
+    }
+    emit(true);
+}
+
+std::string ExecChild::finish(std::chrono::milliseconds grace) {
+    if (ended_) {
+        return *ended_;
+    }
+    finishing_.store(true, std::memory_order_release); // pairs with terminate()'s acquire
+    // The whole group: ssh, or sh and what it started. A command that already exited is a
+    // zombie until reaped below, so its pid (and group id) cannot have been reused.
+    (void)::kill(-pid_, SIGTERM);
+    bool gone = false;
+    if (pidfd_) {
+        pollfd p{pidfd_.get(), POLLIN, 0};
+        gone = ::poll(&p, 1, static_cast<int>(grace.count())) > 0;
+    }
+    if (!gone) {
+        (void)::kill(-pid_, SIGKILL);
+    }
+    int status = 0;
+    pid_t r = -1;
+    do {
+        r = ::waitpid(pid_, &status, 0);
+    } while (r < 0 && errno == EINTR);
+    const std::uint64_t one = 1;
+    (void)!::write(stop_log_.get(), &one, sizeof one);
+    if (log_thread_.joinable()) {
+        log_thread_.join();
+    }
+    if (r != pid_) {
+        ended_ = "the command (pid " + std::to_string(pid_) + ") could not be reaped";
+    } else if (WIFEXITED(status)) {
+        ended_ = "the command exited with status " + std::to_string(WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        ended_ = "the command was killed by signal " + std::to_string(WTERMSIG(status));
+    } else {
+        ended_ = "the command ended";
+    }
+    return *ended_;
+}
 
 Result<LinkAddress> parse_link(std::string_view text) {
     LinkAddress a;
@@ -217,12 +392,35 @@ Result<LinkAddress> parse_link(std::string_view text) {
         }
         return a;
     }
-    return bad(text, "unknown kind; expected tcp://HOST:PORT or fifo:IN,OUT");
+    if (text.starts_with("exec:")) {
+        a.kind = LinkAddress::Kind::exec;
+        const std::string_view command = text.substr(5);
+        const auto first = command.find_first_not_of(" \t");
+        if (first == std::string_view::npos) {
+            return bad(text, "exec: needs a command (exec:ssh HOST shmbusctl bridge-stdio)");
+        }
+        for (const char c : command) {
+            if (c == '\0' || c == '\n' || c == '\r') {
+                return bad(text, "the command may not contain a NUL or a line break");
+            }
+        }
+        a.command = std::string{command.substr(first)};
+        return a;
+    }
+    return bad(text, "unknown kind; expected tcp://HOST:PORT, fifo:IN,OUT or exec:COMMAND");
 }
 
-Result<Link> connect_link(const LinkAddress& address, Deadline deadline) {
-    return address.kind == LinkAddress::Kind::tcp ? connect_tcp(address, deadline)
-                                                  : connect_fifo(address, deadline);
+Result<Link> connect_link(const LinkAddress& address, Deadline deadline, const std::string& label,
+                          LinkLog log) {
+    switch (address.kind) {
+    case LinkAddress::Kind::tcp:
+        return connect_tcp(address, deadline);
+    case LinkAddress::Kind::fifo:
+        return connect_fifo(address, deadline);
+    case LinkAddress::Kind::exec:
+        return connect_exec(address, label, std::move(log));
+    }
+    return bad(address.text, "unknown kind");
 }
 
 Result<TcpListener> TcpListener::listen(const LinkAddress& address) {

@@ -3,11 +3,21 @@
 //
 //   tcp://HOST:PORT          TCP, IPv4 or IPv6 ([::1]:7411); HOST a name or an address
 //   fifo:IN_PATH,OUT_PATH    a pair of named pipes: this end reads IN_PATH, writes OUT_PATH
+//   exec:COMMAND             a command (run by /bin/sh -c) whose stdin/stdout is the link
 //
 // parse_link() is pure and names what is wrong. A Link owns its descriptors (one for a socket,
-// two for a FIFO pair). connect_link() and TcpListener::accept() block up to a deadline: call
-// them on the bridge's own thread. Descriptors are close-on-exec; sockets get TCP_NODELAY
-// (frames are written whole, so Nagle would only add latency) and keepalive.
+// two for a FIFO pair) and, for exec:, the command's process. connect_link() and
+// TcpListener::accept() block up to a deadline: call them on the bridge's own thread.
+// Descriptors are close-on-exec; sockets get TCP_NODELAY (frames are written whole, so Nagle
+// would only add latency) and keepalive.
+//
+// exec: runs COMMAND in a process group of its own with a Unix stream socket as its stdin and
+// stdout (a socket rather than two pipes: one descriptor, writes without SIGPIPE, and a
+// shutdown() that wakes a reader at once) and its stderr in a pipe that a thread of the Link
+// reads, passing each line to the link's log with the bridge named. The command is the
+// connecting end; only the daemon runs it (the far end, `shmbusctl bridge-stdio`, answers).
+// When the Link ends, ExecChild::finish() ends the whole group (SIGTERM, then SIGKILL after a
+// short grace) and reaps the command, and says how it ended for the bridge's last error.
 #pragma once
 
 #include "gateway/link_io.hpp"
@@ -15,41 +25,89 @@
 #include <shmbus/error.hpp>
 #include <shmbus/unique_fd.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
+#include <thread>
 
 namespace shmbus::gateway {
 
 struct LinkAddress {
-    enum class Kind { tcp, fifo };
+    enum class Kind { tcp, fifo, exec };
     Kind kind{Kind::tcp};
     std::string host;      ///< tcp: a name or an address, without brackets
     std::uint16_t port{0}; ///< tcp
     std::string in_path;   ///< fifo: the pipe this end reads
     std::string out_path;  ///< fifo: the pipe this end writes
+    std::string command;   ///< exec: the shell command, run by /bin/sh -c
     std::string text;      ///< as written, for logs
 };
 
 /// Parses a link address. Errc::invalid_argument naming the problem ("tcp://host: missing
-/// port", "fifo: needs two paths separated by a comma").
+/// port", "fifo: needs two paths separated by a comma", "exec: needs a command").
 [[nodiscard]] Result<LinkAddress> parse_link(std::string_view text);
+
+/// Where a link's lines go (an exec: command's stderr). Called from the link's own thread.
+using LinkLog = std::function<void(std::string_view)>;
+
+/// The running command of an exec: link: its process group, and the thread that logs its
+/// stderr. Move-only; the destructor does what finish() does.
+class ExecChild {
+public:
+    ExecChild(pid_t pid, UniqueFd pidfd, UniqueFd stderr_fd, std::string label, LinkLog log);
+    ~ExecChild();
+    ExecChild(const ExecChild&) = delete;
+    ExecChild& operator=(const ExecChild&) = delete;
+
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// Asks the command's process group to end (SIGTERM); safe from any thread until
+    /// finish() begins (then a no-op: finish() signals the group itself), idempotent, does not
+    /// wait. Wakes a link that waits on the command.
+    void terminate() noexcept;
+    /// Ends the process group (SIGTERM, then SIGKILL after `grace`), reaps the command, joins
+    /// the stderr thread, and says how the command ended ("exited with status 3", "killed by
+    /// signal 9"). Idempotent: later calls return the same text.
+    std::string finish(std::chrono::milliseconds grace = std::chrono::milliseconds{500});
+
+private:
+    void log_stderr();
+
+    pid_t pid_;
+    UniqueFd pidfd_;
+    UniqueFd stderr_fd_;
+    UniqueFd stop_log_; ///< eventfd: ends the stderr thread even if a grandchild keeps it open
+    std::string label_;
+    LinkLog log_;
+    std::thread log_thread_;
+    std::atomic<bool> finishing_{false}; ///< finish() has begun: the group is its business
+    std::optional<std::string> ended_;   ///< finish()'s thread only
+};
 
 /// The descriptors of one live link.
 struct Link {
     UniqueFd in;      ///< read from here
     UniqueFd out;     ///< write here (the same socket as `in` for tcp: then `out` is empty)
-    std::string peer; ///< the peer's address, for logs ("192.0.2.7:7411", a path)
+    std::string peer; ///< the peer's address, for logs ("192.0.2.7:7411", a path, a pid)
+    std::unique_ptr<ExecChild> child; ///< exec: the command at the other end
 
     [[nodiscard]] int in_fd() const noexcept { return in.get(); }
     [[nodiscard]] int out_fd() const noexcept { return out.valid() ? out.get() : in.get(); }
 };
 
-/// Opens the link at `address` as its connecting end: a TCP connection, or a FIFO pair
-/// (waiting, until `deadline`, for the other end to open its side). Errc::timed_out,
+/// Opens the link at `address` as its connecting end: a TCP connection, a FIFO pair
+/// (waiting, until `deadline`, for the other end to open its side), or the started command of
+/// an exec: link, whose stderr lines go to `log` prefixed with `label`. Errc::timed_out,
 /// Errc::not_found (an unknown host or a missing FIFO), Errc::system_error (refused,
-/// unreachable: the errno says which), each naming the address.
-[[nodiscard]] Result<Link> connect_link(const LinkAddress& address, Deadline deadline);
+/// unreachable, the command could not be started: the errno says which), each naming the
+/// address.
+[[nodiscard]] Result<Link> connect_link(const LinkAddress& address, Deadline deadline,
+                                        const std::string& label = {}, LinkLog log = {});
 
 /// A listening TCP socket. Move-only.
 class TcpListener {

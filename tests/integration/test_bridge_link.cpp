@@ -2,6 +2,7 @@
 // TCP loopback (IPv4, and IPv6 where the machine has it) and over a FIFO pair; a wrong
 // secret is refused and moves nothing; a connecting bridge whose peer goes away backs off
 // and reconnects by itself when the peer returns. Link addresses are parsed strictly.
+#include "bridge_test.hpp"
 #include "daemon_process.hpp"
 #include "log_lines.hpp"
 #include "skip.hpp"
@@ -29,28 +30,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::string kAcl = R"(
-    acl:
-      publish:   {users: ["*"]}
-      subscribe: {users: ["*"]}
-)";
-
-std::string broadcast(const std::string& name) {
-    return "  - name: " + name +
-           "\n    kind: broadcast\n    slot_size: 128\n    slot_count: 64\n"
-           "    overflow: block\n    max_publishers: 2\n    max_subscribers: 4\n" +
-           kAcl;
-}
-
-const std::string kRobot = "channels:\n" + broadcast("telemetry");
-const std::string kGround = "channels:\n" + broadcast("robot1/telemetry");
-
-ClientOptions options_for(const DaemonProcess& d) {
-    ClientOptions o;
-    o.socket_path = d.socket_path().native();
-    o.client_name = "test";
-    return o;
-}
+const std::string kRobot = channels_yaml({bridged("telemetry")});
+const std::string kGround = channels_yaml({bridged("robot1/telemetry")});
 
 BridgeConfig robot_bridge(const std::string& address) {
     BridgeConfig c;
@@ -76,51 +57,6 @@ BridgeConfig ground_bridge(const std::string& address) {
     c.secret = "robot and ground share this";
     c.imports = {{"robot1/*", "", LinkDownPolicy::drop}};
     return c;
-}
-
-template <typename Pred>
-bool wait_until(Pred pred) {
-    const auto deadline = generous_deadline();
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(5ms); // polling a status that has no event to wait on
-    }
-    return false;
-}
-
-bool exporting(const BridgeRunner& r) {
-    const auto s = r.status();
-    if (s.state != BridgeState::connected) {
-        return false;
-    }
-    for (const auto& st : s.session.streams) {
-        if (st.exporting && st.credits > 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/// Publishes `count` stamped messages on the robot and checks they all arrive at the ground.
-void check_flow(const DaemonProcess& robot, const DaemonProcess& ground, std::uint64_t count) {
-    auto ground_app = Client::connect(options_for(ground));
-    REQUIRE(ground_app.has_value());
-    auto sub = ground_app.value().open_subscriber("robot1/telemetry");
-    REQUIRE(sub.has_value());
-    auto robot_app = Client::connect(options_for(robot));
-    REQUIRE(robot_app.has_value());
-    auto pub = robot_app.value().open_publisher("telemetry");
-    REQUIRE(pub.has_value());
-    std::vector<std::byte> buf(128);
-    for (std::uint64_t id = 0; id < count; ++id) {
-        stamp(buf, id);
-        REQUIRE(pub.value().send(buf, 60s).has_value());
-        auto r = sub.value().receive_copy(buf, 60s);
-        REQUIRE(r.has_value());
-        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
-    }
 }
 
 } // namespace

@@ -1,5 +1,6 @@
 // Broadcast channels through the public API, in one process: fan-out, join at the newest
 // message, block and drop policies, exact loss accounting, and dead-subscriber detach.
+#include "channel_endpoints.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -15,30 +16,6 @@ using namespace shmbus::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-ChannelFiles make(const ChannelSpec& s) {
-    auto files = create_channel(s);
-    REQUIRE(files);
-    return std::move(*files);
-}
-
-Publisher publisher(const ChannelFiles& f, WaitMode wait = WaitMode::adaptive) {
-    auto p = Publisher::attach(*f.duplicate_for(Role::publisher), {wait});
-    REQUIRE(p);
-    return std::move(*p);
-}
-
-Subscriber subscriber(const ChannelFiles& f, WaitMode wait = WaitMode::adaptive) {
-    auto s = Subscriber::attach(*f.duplicate_for(Role::subscriber), {wait});
-    REQUIRE(s);
-    return std::move(*s);
-}
-
-void send_id(Publisher& p, std::uint64_t id) {
-    std::byte msg[24];
-    stamp(msg, id);
-    REQUIRE(p.try_send(msg));
-}
 
 std::uint64_t receive_id(Subscriber& s, std::uint64_t* lost_before = nullptr) {
     std::byte buf[64];

@@ -3,7 +3,8 @@
 // This file is the command line: CLI11 declares the global options and the subcommands,
 // and each subcommand calls one run_*() function that returns the exit code. CLI11 reports
 // usage errors by exception; they are caught here and become exit code 2 — nothing else in
-// the program throws. Single-threaded.
+// the program throws. Single-threaded, but for bridge-stdio (the gateway's session threads).
+#include "bridge_stdio.hpp"
 #include "check_config.hpp"
 #include "context.hpp"
 #include "format.hpp"
@@ -142,6 +143,28 @@ int run(int argc, char** argv) {
         "check-config", "validate a configuration file exactly as shmbusd --check-config does");
     check->add_option("FILE", config_file, "file to check (default: the file shmbusd would read)");
     check->callback([&] { result = run_check_config(options, config_file); });
+
+    BridgeStdioOptions bridge;
+    auto* bridge_cmd = app.add_subcommand(
+        "bridge-stdio", "the far end of a bridge's exec: link: speak the bridge protocol on "
+                        "stdin/stdout as a client of the local daemon");
+    bridge_cmd->add_option("--name", bridge.name, "the bridge's name in logs on both ends")
+        ->capture_default_str();
+    bridge_cmd->add_option("--export", bridge.exports,
+                           "CHANNEL[=AS]: a local channel (or glob) the peer may import, and "
+                           "its name on the link; repeatable");
+    bridge_cmd->add_option("--import", bridge.imports,
+                           "CHANNEL[=AS]: a channel name (or glob) on the link the peer may "
+                           "export into, and its local name; repeatable. Without --export "
+                           "and --import, everything this user's ACLs allow");
+    bridge_cmd->add_option("--secret-file", bridge.secret_file,
+                           "the shared secret (mode 0600) when the daemon's bridge has one");
+    bridge_cmd
+        ->add_option("--handshake-timeout", bridge.handshake_timeout_s,
+                     "seconds the handshake may take")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    bridge_cmd->callback([&] { result = run_bridge_stdio(options, bridge); });
 
     auto* version = app.add_subcommand("version", "versions of shmbusctl and the library");
     version->callback([&] { result = print_version(options); });

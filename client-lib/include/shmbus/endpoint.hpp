@@ -216,6 +216,16 @@ public:
     [[nodiscard]] Result<void> send(std::span<const std::byte> message,
                                     std::chrono::nanoseconds timeout) noexcept;
 
+    /// Records that `count` messages were lost before they reached this publisher (a
+    /// bridge's link was cut, its source overwrote them): it takes one slot, waiting up to
+    /// `timeout` for room like send(), and every subscriber that reads past it counts
+    /// `count` lost messages there, exactly as if a publisher had overwritten them
+    /// (ReadBatch::lost_before(), Received::lost_before, lost(), the channel's dropped
+    /// counter). Broadcast channels only: Errc::invalid_argument on a queue, or for a count of
+    /// 0 or above 2^47; Errc::timed_out, Errc::invalid_argument while a batch is outstanding.
+    [[nodiscard]] Result<void> record_gap(std::uint64_t count,
+                                          std::chrono::nanoseconds timeout) noexcept;
+
     /// The channel this publisher writes to.
     [[nodiscard]] const ChannelInfo& info() const noexcept;
     /// This publisher's entry in the channel's publisher table.

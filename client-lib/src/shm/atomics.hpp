@@ -7,6 +7,7 @@
 // ordering it needs and says whom it pairs with; the helpers only shorten the spelling.
 #pragma once
 
+#include <shmbus/channel.hpp>
 #include <shmbus/detail/shared_word.hpp>
 
 #include <atomic>
@@ -29,7 +30,8 @@ inline void cpu_relax() noexcept {
 //
 //   bits 63..16  position (mod 2^48)
 //   bits 15..14  SlotPhase
-//   bits 13..0   owner tag: endpoint index + 1, or kOwnerAbandoned / kOwnerRedeliver
+//   bits 13..0   owner tag: endpoint index + 1, or kOwnerAbandoned / kOwnerRedeliver /
+//                kOwnerGap
 //
 // The owner tag is what lets a third party find, after a process died, exactly the slots
 // that process held: the claim and its ownership are one compare-and-swap.
@@ -40,7 +42,8 @@ inline void cpu_relax() noexcept {
 enum class SlotPhase : std::uint64_t {
     free = 0,      // position may be claimed by a writer
     reserved = 1,  // a writer (owner) is filling it
-    committed = 2, // readable; owner 0, or kOwnerAbandoned for a slot never filled
+    committed = 2, // readable; owner 0, kOwnerAbandoned for a slot never filled, or
+                   // kOwnerGap for a recorded gap (broadcast; the length is its count)
     reading = 3,   // queue: a consumer (owner) has taken it
 };
 
@@ -50,6 +53,11 @@ inline constexpr std::uint64_t kPositionMask = (std::uint64_t{1} << kPositionBit
 inline constexpr std::uint32_t kOwnerMask = 0x3FFF;
 inline constexpr std::uint32_t kOwnerAbandoned = 0x3FFF;
 inline constexpr std::uint32_t kOwnerRedeliver = 0x3FFE;
+/// Broadcast: a committed slot that stands for messages lost upstream of its publisher (a
+/// bridge's cut link); its length word holds how many. Publisher::record_gap() writes it,
+/// subscribers count it as lost. Above any endpoint tag (kMaxEndpoints + 1).
+inline constexpr std::uint32_t kOwnerGap = 0x3FFD;
+static_assert(kOwnerGap > shmbus::kMaxEndpoints + 1);
 
 inline constexpr std::uint64_t make_state(std::uint64_t pos, SlotPhase phase,
                                           std::uint32_t owner = 0) noexcept {
