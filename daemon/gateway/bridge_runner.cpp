@@ -1,10 +1,13 @@
 // Keeping one bridge up; the policy is in bridge_runner.hpp.
 #include "gateway/bridge_runner.hpp"
 
+#include <array>
 #include <csignal>
+#include <fcntl.h>
 #include <pthread.h>
 #include <random>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace shmbus::gateway {
 
@@ -13,6 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kStableLink = std::chrono::minutes{1};
 constexpr auto kAcceptSlice = std::chrono::milliseconds{200}; // how soon accept sees stop()
+constexpr auto kConnectSlice = std::chrono::seconds{1};       // how soon connect sees stop()
 
 } // namespace
 
@@ -35,10 +39,30 @@ std::string_view to_string(BridgeState state) noexcept {
 }
 
 BridgeRunner::BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
-                           std::uint64_t incarnation, std::function<void(std::string_view)> log)
+                           std::uint64_t incarnation, BridgeLog log)
     : config_{std::move(config)}, local_{std::move(local)}, node_{std::move(node)},
       incarnation_{incarnation}, log_{std::move(log)} {
     status_.name = config_.name;
+    peer_ = config_.address.text;
+}
+
+BridgeRunner::BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
+                           std::uint64_t incarnation, std::function<void(std::string_view)> log)
+    : BridgeRunner{std::move(config), std::move(local), std::move(node), incarnation,
+                   log ? BridgeLog{[log = std::move(log)](std::string_view message,
+                                                          std::string_view) { log(message); }}
+                       : BridgeLog{}} {}
+
+void BridgeRunner::emit(std::string_view message) {
+    if (!log_) {
+        return;
+    }
+    std::string peer;
+    {
+        std::lock_guard lock{peer_mu_};
+        peer = peer_;
+    }
+    log_(message, peer);
 }
 
 BridgeRunner::~BridgeRunner() {
@@ -47,7 +71,7 @@ BridgeRunner::~BridgeRunner() {
 
 void BridgeRunner::start() {
     std::lock_guard lock{mu_};
-    if (!thread_.joinable()) {
+    if (!thread_.joinable() && !stopped_) {
         stopping_ = false;
         thread_ = std::thread{[this] { run(); }};
     }
@@ -57,8 +81,24 @@ void BridgeRunner::stop() {
     {
         std::lock_guard lock{mu_};
         stopping_ = true;
+        stopped_ = true;
         if (session_ != nullptr) {
             session_->stop();
+        }
+        if (handshaking_ != nullptr) {
+            if (handshaking_->out.valid()) {
+                // A FIFO pair cannot be shut down: make the handshake read a frame header
+                // without the magic, so that it ends at once (the link is dropped anyway).
+                const int wake =
+                    ::open(config_.address.in_path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+                if (wake >= 0) {
+                    const std::array<char, kHeaderBytes> zeros{};
+                    (void)::write(wake, zeros.data(), zeros.size());
+                    ::close(wake);
+                }
+            } else {
+                (void)::shutdown(handshaking_->in_fd(), SHUT_RDWR);
+            }
         }
         cv_.notify_all();
     }
@@ -83,8 +123,8 @@ void BridgeRunner::set_state(BridgeState state, const std::string& detail) {
         changed = status_.state != state;
         status_.state = state;
     }
-    if (changed && log_) {
-        log_("bridge '" + config_.name + "': " + std::string{to_string(state)} +
+    if (changed) {
+        emit("bridge '" + config_.name + "': " + std::string{to_string(state)} +
              (detail.empty() ? "" : ": " + detail));
     }
 }
@@ -94,7 +134,25 @@ bool BridgeRunner::pause(std::chrono::milliseconds delay) {
     return !cv_.wait_for(lock, delay, [&] { return stopping_; });
 }
 
+Result<Link> BridgeRunner::connect_until_stopped() {
+    const auto deadline = Clock::now() + config_.handshake_timeout;
+    for (;;) {
+        auto link = connect_link(config_.address, std::min(deadline, Clock::now() + kConnectSlice));
+        if (link || link.error().code != Errc::timed_out || Clock::now() >= deadline) {
+            return link;
+        }
+        std::lock_guard lock{mu_};
+        if (stopping_) {
+            return link;
+        }
+    }
+}
+
 void BridgeRunner::run_link(Link link) {
+    {
+        std::lock_guard lock{peer_mu_};
+        peer_ = link.peer;
+    }
     set_state(BridgeState::handshaking, link.peer);
     HandshakeSettings hs;
     hs.initiator = !config_.listen;
@@ -108,16 +166,30 @@ void BridgeRunner::run_link(Link link) {
         status_.last_error = handshake.error().message();
         return;
     }
+    {
+        std::lock_guard lock{mu_};
+        if (stopping_) {
+            return;
+        }
+        handshaking_ = &link;
+    }
     FrameReader reader;
     auto params = run_handshake(link.in_fd(), link.out_fd(), handshake.value(), reader,
                                 Clock::now() + config_.handshake_timeout);
-    if (!params) {
+    {
         std::lock_guard lock{mu_};
-        status_.last_error = params.error().message();
-        if (log_) {
-            log_("bridge '" + config_.name + "': peer " + link.peer +
-                 " refused: " + params.error().message());
+        handshaking_ = nullptr;
+        if (stopping_) {
+            return;
         }
+    }
+    if (!params) {
+        {
+            std::lock_guard lock{mu_};
+            status_.last_error = params.error().message();
+        }
+        emit("bridge '" + config_.name + "': peer " + link.peer +
+             " refused: " + params.error().message());
         return;
     }
     ClientOptions options = local_;
@@ -134,7 +206,7 @@ void BridgeRunner::run_link(Link link) {
     settings.exports = config_.exports;
     settings.imports = config_.imports;
     settings.window = config_.window;
-    settings.log = log_;
+    settings.log = [this](std::string_view message) { emit(message); };
     BridgeSession session{std::move(settings), params.value(), client.value(),
                           link.in_fd(),        link.out_fd(),  std::move(reader)};
     {
@@ -200,11 +272,13 @@ void BridgeRunner::run() {
             }
         } else {
             set_state(BridgeState::connecting, config_.address.text);
-            link = connect_link(config_.address, Clock::now() + config_.handshake_timeout);
+            link = connect_until_stopped();
         }
         const auto began = Clock::now();
         if (link) {
             run_link(std::move(link.value()));
+            std::lock_guard lock{peer_mu_};
+            peer_ = config_.address.text;
         } else {
             std::lock_guard lock{mu_};
             status_.last_error = link.error().message();

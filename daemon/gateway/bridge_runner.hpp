@@ -8,6 +8,12 @@
 // state change is logged once, so a link that stays down costs one line and a timer, not a
 // line per attempt. The session is a client of the local daemon (ClientOptions), reconnected
 // per link.
+//
+// Stopping is prompt in every state: accept waits in slices of 200 ms, a connection attempt
+// in slices of a second (tried again until the handshake deadline), a handshake is cut by
+// shutting its socket down (or, on a FIFO pair, by a frame header without the magic), and a
+// session by BridgeSession::stop(). Every log line goes with the peer it is about: the
+// address of the live link, else the configured one.
 #pragma once
 
 #include "gateway/bridge_session.hpp"
@@ -43,6 +49,10 @@ struct BridgeConfig {
     std::chrono::milliseconds backoff_cap{30000};
 };
 
+/// Where a bridge's lines go: the message and the peer it is about. Called from the bridge's
+/// threads.
+using BridgeLog = std::function<void(std::string_view message, std::string_view peer)>;
+
 enum class BridgeState { listening, connecting, handshaking, connected, backing_off, stopped };
 
 /// "listening", "backing off", ...
@@ -66,13 +76,18 @@ class BridgeRunner {
 public:
     /// `local`: how to reach the local daemon. `node` and `incarnation` go into every hello.
     BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
+                 std::uint64_t incarnation, BridgeLog log);
+    /// The same, for a log that does not need the peer.
+    BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
                  std::uint64_t incarnation, std::function<void(std::string_view)> log);
     ~BridgeRunner();
     BridgeRunner(const BridgeRunner&) = delete;
     BridgeRunner& operator=(const BridgeRunner&) = delete;
 
+    /// Starts the thread. Does nothing once stop() was called: a stopped runner stays stopped.
     void start();
-    /// Ends the current link (with a goodbye) and the thread. Idempotent.
+    /// Ends the current link (with a goodbye) and the thread. Idempotent; any thread but the
+    /// runner's own.
     void stop();
     [[nodiscard]] BridgeStatus status() const;
 
@@ -82,18 +97,26 @@ private:
     /// Waits `delay` or until stop(); false if stopped.
     bool pause(std::chrono::milliseconds delay);
     void run_link(Link link);
+    /// connect_link() in slices that stop() can end.
+    Result<Link> connect_until_stopped();
+    /// Logs `message` with the current peer.
+    void emit(std::string_view message);
 
     BridgeConfig config_;
     ClientOptions local_;
     std::string node_;
     std::uint64_t incarnation_;
-    std::function<void(std::string_view)> log_;
+    BridgeLog log_;
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_{false};
+    bool stopped_{false}; ///< stop() was called: start() does nothing
     BridgeStatus status_;
-    BridgeSession* session_{nullptr}; ///< the live session, under mu_
+    BridgeSession* session_{nullptr};  ///< the live session, under mu_
+    const Link* handshaking_{nullptr}; ///< the link whose handshake runs, under mu_
+    std::mutex peer_mu_;               ///< a leaf: held only to copy peer_
+    std::string peer_;                 ///< the peer in log lines
     std::optional<TcpListener> listener_;
     std::thread thread_;
 };
