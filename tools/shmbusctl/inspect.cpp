@@ -493,7 +493,7 @@ int run_stats(const GlobalOptions& options, double interval_s, std::uint64_t cou
             std::fprintf(stdout, "%s  every %gs  %zu channel%s\n", local_time(now_ms).c_str(),
                          interval_s, current->channels.size(),
                          current->channels.size() == 1 ? "" : "s");
-            print_channel_table(options, *current, rates);
+            print_channel_table(options, *current, rates, bridged_channels(*client));
         }
         std::fflush(stdout);
         previous = std::move(current);
