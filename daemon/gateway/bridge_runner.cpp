@@ -39,19 +39,19 @@ std::string_view to_string(BridgeState state) noexcept {
 }
 
 BridgeRunner::BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
-                           std::uint64_t incarnation, BridgeLog log)
+                           std::uint64_t incarnation, std::function<void(std::string_view)> log)
     : config_{std::move(config)}, local_{std::move(local)}, node_{std::move(node)},
-      incarnation_{incarnation}, log_{std::move(log)} {
+      incarnation_{incarnation} {
     status_.name = config_.name;
     peer_ = config_.address.text;
+    if (log) {
+        log_ = [log = std::move(log)](std::string_view message, std::string_view) { log(message); };
+    }
 }
 
-BridgeRunner::BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
-                           std::uint64_t incarnation, std::function<void(std::string_view)> log)
-    : BridgeRunner{std::move(config), std::move(local), std::move(node), incarnation,
-                   log ? BridgeLog{[log = std::move(log)](std::string_view message,
-                                                          std::string_view) { log(message); }}
-                       : BridgeLog{}} {}
+void BridgeRunner::log_with_peer(BridgeLog log) {
+    log_ = std::move(log);
+}
 
 void BridgeRunner::emit(std::string_view message) {
     if (!log_) {

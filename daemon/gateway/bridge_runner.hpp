@@ -76,10 +76,9 @@ class BridgeRunner {
 public:
     /// `local`: how to reach the local daemon. `node` and `incarnation` go into every hello.
     BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
-                 std::uint64_t incarnation, BridgeLog log);
-    /// The same, for a log that does not need the peer.
-    BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
                  std::uint64_t incarnation, std::function<void(std::string_view)> log);
+    /// Sends every line with its peer to `log` instead of the constructor's. Before start().
+    void log_with_peer(BridgeLog log);
     ~BridgeRunner();
     BridgeRunner(const BridgeRunner&) = delete;
     BridgeRunner& operator=(const BridgeRunner&) = delete;

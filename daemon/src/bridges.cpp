@@ -80,11 +80,12 @@ Bridges::RunnerPtr Bridges::make_runner(const gateway::BridgeConfig& config) con
     local.log = [name](std::string_view line) {
         log_warning("bridge '" + name + "': " + std::string{line}, bridge_fields(name, {}));
     };
-    gateway::BridgeLog log = [name](std::string_view message, std::string_view peer) {
+    auto runner = std::make_shared<gateway::BridgeRunner>(
+        config, std::move(local), node_, incarnation_, std::function<void(std::string_view)>{});
+    runner->log_with_peer([name](std::string_view message, std::string_view peer) {
         log_info(message, bridge_fields(name, peer));
-    };
-    return std::make_shared<gateway::BridgeRunner>(config, std::move(local), node_, incarnation_,
-                                                   std::move(log));
+    });
+    return runner;
 }
 
 void Bridges::start(const std::vector<ConfiguredBridge>& bridges) {
