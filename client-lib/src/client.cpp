@@ -184,6 +184,13 @@ Result<DaemonStatus> Client::status() noexcept {
         impl_, [](Impl& c) { return c.request<proto::StatusReply>(proto::Status{}, "status"); });
 }
 
+Result<std::vector<BridgeSummary>> Client::list_bridges() noexcept {
+    return with_connection(impl_, [](Impl& c) {
+        return c.request<proto::BridgeList>(proto::ListBridges{}, "list_bridges",
+                                            &proto::BridgeList::bridges);
+    });
+}
+
 Result<std::string> Client::reload() noexcept {
     return with_connection(impl_, [](Impl& c) {
         return c.request<proto::Ok>(proto::Reload{}, "reload", &proto::Ok::message);

@@ -1,6 +1,7 @@
 // The daemon's state: configuration, registry, clients, reload. See daemon_state.hpp.
 #include "daemon_state.hpp"
 
+#include "bridges.hpp"
 #include "logging.hpp"
 #include "reload_plan.hpp"
 #include "uid_quota.hpp"
@@ -296,6 +297,16 @@ std::string DaemonState::apply(Config next) {
             lines.push_back(std::move(line));
         }
     }
+    if (bridges_ != nullptr) {
+        for (std::string& line : bridges_->apply(plan.bridges)) {
+            lines.push_back(std::move(line));
+        }
+    } else {
+        for (const BridgeChange& change : plan.bridges) {
+            lines.push_back("bridge '" + change.config.name +
+                            "' not applied: the gateway has not started");
+        }
+    }
     if (plan.log_level) {
         lines.push_back("log_level " + std::string{to_string(config_.log_level)} + " -> " +
                         std::string{to_string(*plan.log_level)});
@@ -304,7 +315,7 @@ std::string DaemonState::apply(Config next) {
     config_ = std::move(next);
     std::string summary = "configuration reloaded";
     if (lines.empty()) {
-        summary += ": no channel changed";
+        summary += ": nothing changed";
     }
     for (const auto& l : lines) {
         summary += "\n" + l;

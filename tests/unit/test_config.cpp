@@ -327,9 +327,9 @@ TEST_CASE("an unknown key with nothing close lists the keys that are expected") 
     CHECK(only_error("limits:\n  whatever: 1\n") ==
           "shmbusd.yaml:2:3: error: unknown key 'whatever' (expected max_clients, max_channels, "
           "max_total_segment_bytes, per_client, per_uid, admin_reserve or hello_timeout)");
-    CHECK(only_error("bridges: []\n") ==
-          "shmbusd.yaml:1:1: error: unknown key 'bridges' (expected daemon, limits, "
-          "dynamic_channels or channels)");
+    CHECK(only_error("gateway: []\n") ==
+          "shmbusd.yaml:1:1: error: unknown key 'gateway' (expected daemon, limits, "
+          "dynamic_channels, channels or bridges)");
 }
 
 TEST_CASE("did-you-mean catches typos, swapped letters, case and abbreviations") {
@@ -378,7 +378,7 @@ TEST_CASE("a value of the wrong type names what was expected and what was found"
           "not the value 'alice'");
     CHECK(only_error("- a\n- b\n") ==
           "shmbusd.yaml:1:1: error: the top level must be a mapping of sections (daemon, limits, "
-          "dynamic_channels and channels), not a list");
+          "dynamic_channels, channels and bridges), not a list");
     CHECK(only_error("? [a, b]\n: 1\n") ==
           "shmbusd.yaml:1:3: error: a key must be a name, not a list");
 }
@@ -573,7 +573,7 @@ unknown: 1
               "shmbusd.yaml:15:11: error: invalid channel name 'bad name': ' ' is not allowed (use "
               "letters, digits and _ . : / -)",
               "shmbusd.yaml:17:1: error: unknown key 'unknown' (expected daemon, limits, "
-              "dynamic_channels or channels)",
+              "dynamic_channels, channels or bridges)",
           });
 }
 

@@ -68,6 +68,9 @@ int run(int argc, char** argv) {
     info->add_option("CHANNEL", info_channel, "channel name")->required();
     info->callback([&] { result = run_info(options, info_channel); });
 
+    auto* bridges = app.add_subcommand("bridges", "the gateway's bridges: state, peer, counters");
+    bridges->callback([&] { result = run_bridges(options); });
+
     auto* clients = app.add_subcommand("clients", "connected clients and what they hold");
     clients->callback([&] { result = run_clients(options); });
 

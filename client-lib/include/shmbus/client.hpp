@@ -113,6 +113,35 @@ struct DaemonStatus {
     std::uint16_t protocol_minor{0};
 };
 
+/// One stream of a bridge: one channel moved one way.
+struct BridgeStreamSummary {
+    std::string local_name; ///< the channel on this daemon
+    std::string wire_name;  ///< its name on the link
+    bool exporting{false};  ///< this daemon sends it (else it receives it)
+    std::uint64_t messages{0};
+    std::uint64_t bytes{0};
+    std::uint64_t lost{0};    ///< messages lost, counted from sequence gaps
+    std::uint32_t credits{0}; ///< export: credits left; import: granted and not returned
+};
+
+/// One bridge of the daemon's gateway (docs/gateway.md).
+struct BridgeSummary {
+    std::string name;
+    /// "listening", "connecting", "handshaking", "connected", "backing off" or "stopped".
+    std::string state;
+    std::string address; ///< as configured (connect: or listen:)
+    bool listen{false};
+    std::string peer; ///< the live link's peer address; empty when there is none
+    std::string peer_node;
+    std::uint64_t peer_incarnation{0};
+    std::uint16_t version{0}; ///< bridge protocol version of the live link; 0 when none
+    std::uint16_t listening_port{0};
+    std::uint64_t reconnects{0};
+    std::uint64_t rtt_ns{0}; ///< the last ping's round trip; 0 before the first
+    std::string last_error;
+    std::vector<BridgeStreamSummary> streams; ///< of the live link
+};
+
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be
 /// used from other threads and outlive it. It belongs to the process that connected it: a
 /// child made by fork() holds no part of the connection (so the daemon reclaims the parent's
@@ -154,6 +183,9 @@ public:
     [[nodiscard]] Result<ChannelDetail> channel_info(std::string_view channel) noexcept;
     [[nodiscard]] Result<std::vector<ClientSummary>> list_clients() noexcept;
     [[nodiscard]] Result<DaemonStatus> status() noexcept;
+    /// The daemon's bridges and their streams (protocol 1.2). Errc::protocol_error naming
+    /// the request from a daemon that predates it.
+    [[nodiscard]] Result<std::vector<BridgeSummary>> list_bridges() noexcept;
     /// Asks the daemon to reload its configuration (admin only). The message says what
     /// changed; a configuration with errors is refused whole with every error listed.
     [[nodiscard]] Result<std::string> reload() noexcept;

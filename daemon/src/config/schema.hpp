@@ -32,11 +32,16 @@ inline constexpr Range kUidSegmentBytesRange{0, kTiB, true};
 inline constexpr Range kAdminReserveRange{0, 65535, false};
 inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::minutes{5}};
+inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
+                                                  std::chrono::hours{1}};
+/// A bridge's secret_file: enough bytes not to be guessed, few enough to be a key.
+inline constexpr std::size_t kMinSecretBytes = 16;
+inline constexpr std::size_t kMaxSecretBytes = 4096;
 
 // ---- The keys each mapping accepts ---------------------------------------------------------
 
-inline constexpr std::array<std::string_view, 4> kTopKeys{"daemon", "limits", "dynamic_channels",
-                                                          "channels"};
+inline constexpr std::array<std::string_view, 5> kTopKeys{"daemon", "limits", "dynamic_channels",
+                                                          "channels", "bridges"};
 inline constexpr std::array<std::string_view, 4> kDaemonKeys{"socket", "state_directory",
                                                              "log_level", "admin"};
 inline constexpr std::array<std::string_view, 2> kAccessKeys{"users", "groups"};
@@ -55,11 +60,18 @@ inline constexpr std::array<std::string_view, 8> kChannelKeys{
     "name",     "kind",           "slot_size",       "slot_count",
     "overflow", "max_publishers", "max_subscribers", "acl"};
 inline constexpr std::array<std::string_view, 2> kAclKeys{"publish", "subscribe"};
+inline constexpr std::array<std::string_view, 6> kBridgeKeys{"name",        "connect", "listen",
+                                                             "secret_file", "export",  "import"};
+inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
+                                                                 "block_timeout"};
 
 inline constexpr std::array<std::string_view, 2> kKindNames{"queue", "broadcast"};
 inline constexpr std::array<ChannelKind, 2> kKinds{ChannelKind::queue, ChannelKind::broadcast};
 inline constexpr std::array<std::string_view, 2> kOverflowNames{"block", "drop"};
 inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::drop};
+inline constexpr std::array<std::string_view, 2> kLinkDownNames{"drop", "block"};
+inline constexpr std::array<gateway::LinkDownPolicy, 2> kLinkDownPolicies{
+    gateway::LinkDownPolicy::drop, gateway::LinkDownPolicy::block};
 inline constexpr std::array<std::string_view, 5> kLogLevelNames{"trace", "debug", "info", "warning",
                                                                 "error"};
 inline constexpr std::array<LogLevel, 5> kLogLevels{

@@ -95,6 +95,8 @@ public:
                 read_dynamic(e);
             } else if (e.name == "channels") {
                 read_channels(e);
+            } else if (e.name == "bridges") {
+                read_bridges(e);
             }
         }
     }
@@ -596,6 +598,216 @@ private:
                 read_access_entry(a, list, {});
             }
         }
+    }
+
+    // ---- bridges: ------------------------------------------------------------------------
+
+    void read_bridges(const Entry& section) {
+        if (section.value.IsNull()) {
+            return;
+        }
+        if (!section.value.IsSequence()) {
+            error(value_at(section), "'bridges' must be a list of bridges (lines starting with "
+                                     "'- name:'), not " +
+                                         describe(section.value));
+            return;
+        }
+        for (const YAML::Node& item : section.value) {
+            read_bridge(item, section);
+        }
+    }
+
+    void read_bridge(const YAML::Node& item, const Entry& section) {
+        if (!item.IsMap()) {
+            error(item.IsNull() ? value_at(section) : at(item.Mark()),
+                  "each entry of 'bridges' must be a mapping with at least 'name' and 'connect' "
+                  "or 'listen', not " +
+                      describe(item));
+            return;
+        }
+        ConfiguredBridge bridge;
+        bool name_ok = false;
+        bool address_ok = false;
+        std::optional<ConfigLocation> connect_at;
+        std::optional<ConfigLocation> listen_at;
+        bool has_lists = false;
+        std::vector<std::string_view> suggested;
+        for (const Entry& e : entries(item, kBridgeKeys, &suggested)) {
+            if (e.name == "name") {
+                bridge.where = value_at(e);
+                if (const auto text = scalar(e, "a bridge name")) {
+                    if (auto checked = check_name(*text, "bridge name"); !checked) {
+                        error(value_at(e), checked.error().detail);
+                    } else {
+                        bridge.name = *text;
+                        name_ok = true;
+                    }
+                }
+            } else if (e.name == "connect" || e.name == "listen") {
+                (e.name == "connect" ? connect_at : listen_at) = value_at(e);
+                bridge.listen = e.name == "listen";
+                address_ok = read_link_address(e, bridge.address);
+            } else if (e.name == "secret_file") {
+                bridge.secret_where = value_at(e);
+                bridge.secret_file = read_absolute_path(e);
+            } else {
+                has_lists = true;
+                read_bridge_rules(e, e.name == "export" ? bridge.exports : bridge.imports,
+                                  e.name == "export");
+            }
+        }
+        const ConfigLocation item_at = at(item.Mark());
+        const auto misspelt = [&](std::string_view key) {
+            return std::find(suggested.begin(), suggested.end(), key) != suggested.end();
+        };
+        const std::string named = name_ok ? "bridge " + quote(bridge.name) : "bridge";
+        if (bridge.where.line == 0 && !misspelt("name")) {
+            error(item_at, "bridge has no 'name'");
+        }
+        if (connect_at && listen_at) {
+            error(*listen_at, named + " has both 'connect' and 'listen'; an end either connects "
+                                      "or listens (the peer has the other)");
+            address_ok = false;
+        } else if (!connect_at && !listen_at && !misspelt("connect") && !misspelt("listen")) {
+            error(item_at, named + " has neither 'connect' nor 'listen' (such as connect: "
+                                   "tcp://ground.example:7411)");
+        }
+        if (address_ok && bridge.address.kind == gateway::LinkAddress::Kind::tcp &&
+            !bridge.secret_file && bridge.secret_where.line == 0 && !misspelt("secret_file")) {
+            error(*(connect_at ? connect_at : listen_at),
+                  named + " links over tcp and needs a 'secret_file' (a 0600 file, the same on "
+                          "both ends)");
+        }
+        if (!has_lists && !misspelt("export") && !misspelt("import")) {
+            error(item_at, named + " has neither 'export' nor 'import': it would move nothing");
+        }
+        if (!name_ok || !address_ok) {
+            return;
+        }
+        for (const ConfiguredBridge& earlier : config_.bridges) {
+            if (earlier.name == bridge.name) {
+                error(bridge.where, "duplicate bridge name " + quote(bridge.name) +
+                                        " (first defined at " + other_place(earlier.where) + ")");
+                return;
+            }
+            if (const auto clash = shared_endpoint(earlier, bridge)) {
+                error(*(connect_at ? connect_at : listen_at), named + " " + *clash + " as bridge " +
+                                                                  quote(earlier.name) + " (at " +
+                                                                  other_place(earlier.where) + ")");
+                return;
+            }
+        }
+        config_.bridges.push_back(std::move(bridge));
+    }
+
+    /// What two bridges would fight over, if anything: a TCP port both listen on, or a FIFO.
+    static std::optional<std::string> shared_endpoint(const ConfiguredBridge& a,
+                                                      const ConfiguredBridge& b) {
+        using Kind = gateway::LinkAddress::Kind;
+        if (a.address.kind == Kind::tcp && b.address.kind == Kind::tcp && a.listen && b.listen &&
+            a.address.port != 0 && a.address.port == b.address.port &&
+            a.address.host == b.address.host) {
+            return "listens on the same address " + quote(b.address.text);
+        }
+        if (a.address.kind == Kind::fifo && b.address.kind == Kind::fifo) {
+            for (const auto* path : {&b.address.in_path, &b.address.out_path}) {
+                if (*path == a.address.in_path || *path == a.address.out_path) {
+                    return "uses the FIFO " + quote(*path);
+                }
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// `connect:` or `listen:` through the gateway's own parser, so that every address the
+    /// gateway can open (and only those) is accepted.
+    bool read_link_address(const Entry& e, gateway::LinkAddress& address) {
+        const auto text = scalar(e, "a link address, such as tcp://HOST:PORT or fifo:IN,OUT");
+        if (!text) {
+            return false;
+        }
+        auto parsed = gateway::parse_link(*text);
+        if (!parsed) {
+            error(value_at(e), key_name(e) + ": " + parsed.error().detail);
+            return false;
+        }
+        address = std::move(parsed.value());
+        return true;
+    }
+
+    /// `export:` or `import:`: a list of channel names or globs, or mappings with `channel`.
+    void read_bridge_rules(const Entry& e, std::vector<gateway::ChannelRule>& rules,
+                           bool exporting) {
+        if (e.value.IsNull()) {
+            return;
+        }
+        if (!e.value.IsSequence()) {
+            error(value_at(e), key_name(e) +
+                                   " must be a list of channel names or globs, or of mappings "
+                                   "such as {channel: jobs, as: ground/jobs}, not " +
+                                   describe(e.value));
+            return;
+        }
+        for (const YAML::Node& item : e.value) {
+            const ConfigLocation where = item.IsNull() ? value_at(e) : at(item.Mark());
+            gateway::ChannelRule rule;
+            if (item.IsScalar()) {
+                rule.channel = item.Scalar();
+            } else if (item.IsMap()) {
+                if (!read_bridge_rule(item, rule, exporting, where)) {
+                    continue;
+                }
+            } else {
+                error(where, "each entry of " + key_name(e) +
+                                 " must be a channel name or glob, or a mapping with 'channel', "
+                                 "not " +
+                                 describe(item));
+                continue;
+            }
+            if (auto valid = gateway::validate_rule(rule); !valid) {
+                error(where, key_name(e) + ": " + valid.error().detail);
+                continue;
+            }
+            rules.push_back(std::move(rule));
+        }
+    }
+
+    /// One `{channel, as, on_link_down, block_timeout}` entry; false after an error.
+    bool read_bridge_rule(const YAML::Node& item, gateway::ChannelRule& rule, bool exporting,
+                          const ConfigLocation& where) {
+        const std::size_t errors_before = state_.errors.size();
+        bool has_channel = false;
+        std::optional<ConfigLocation> timeout_at;
+        std::vector<std::string_view> suggested;
+        for (const Entry& f : entries(item, kBridgeRuleKeys, &suggested)) {
+            if (f.name == "channel" || f.name == "as") {
+                if (const auto text = scalar(f, "a channel name or glob")) {
+                    (f.name == "channel" ? rule.channel : rule.as) = *text;
+                    has_channel = has_channel || f.name == "channel";
+                }
+            } else if (!exporting) {
+                error(at(f.key.Mark()),
+                      key_name(f) + " applies to exports only: the exporting end decides what a "
+                                    "dead link does to its publishers");
+            } else if (f.name == "on_link_down") {
+                if (const auto index = read_choice(f, "link-down policy", kLinkDownNames)) {
+                    rule.on_link_down = kLinkDownPolicies[*index];
+                }
+            } else if (f.name == "block_timeout") {
+                timeout_at = value_at(f);
+                rule.block_timeout =
+                    read_duration(f, kBlockTimeoutRange).value_or(rule.block_timeout);
+            }
+        }
+        if (!has_channel && state_.errors.size() == errors_before &&
+            std::find(suggested.begin(), suggested.end(), "channel") == suggested.end()) {
+            error(where, "entry has no 'channel'");
+        }
+        if (timeout_at && rule.on_link_down != gateway::LinkDownPolicy::block &&
+            state_.errors.size() == errors_before) {
+            error(*timeout_at, "'block_timeout' applies only with 'on_link_down: block'");
+        }
+        return state_.errors.size() == errors_before;
     }
 
     std::string origin_;
