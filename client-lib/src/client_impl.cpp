@@ -470,13 +470,26 @@ detail::OfferOutcome Client::Impl::offer_endpoints(Clock::time_point deadline) {
             continue; // no answer is no refusal
         }
         ++outcome.refused;
-        const std::lock_guard lock{mutex};
-        std::erase_if(endpoints, [&](const OpenEndpoint& e) { return e.key == key; });
-        queue_line("shmbusd at " + socket_path + " refused to take back the " +
-                   std::string{to_string(offer.role)} + " (endpoint " +
-                   std::to_string(offer.endpoint_index) + ") of channel " + quoted(offer.channel) +
-                   ": " + r.error().message() +
-                   "; the daemon no longer serves this endpoint: open the channel again");
+        const std::string why = "shmbusd at " + socket_path + " refused to take back the " +
+                                std::string{to_string(offer.role)} + " (endpoint " +
+                                std::to_string(offer.endpoint_index) + ") of channel " +
+                                quoted(offer.channel) + ": " + r.error().message() +
+                                "; the daemon no longer serves this endpoint: open the "
+                                "channel again";
+        std::shared_ptr<detail::EndpointLink> link;
+        {
+            const std::lock_guard lock{mutex};
+            const auto it = std::find_if(endpoints.begin(), endpoints.end(),
+                                         [&](const OpenEndpoint& e) { return e.key == key; });
+            if (it != endpoints.end()) {
+                link = std::move(it->link);
+                endpoints.erase(it);
+            }
+            queue_line(why);
+        }
+        if (link) {
+            detail::refuse_endpoint(*link, why); // takes the endpoint's lock: ours are free
+        }
     }
     return outcome;
 }
@@ -555,12 +568,13 @@ Result<Endpoint> Client::Impl::open(std::string_view channel, Role role,
         return endpoint.take_error();
     }
     std::uint64_t key = 0;
+    auto link = detail::EndpointHooks::link(*endpoint);
     {
         const std::lock_guard lock{mutex};
         key = next_key++;
         endpoints.push_back(OpenEndpoint{key, std::string{channel}, role,
                                          endpoint->endpoint_index(), endpoint->info().creation_id,
-                                         std::move(*keep)});
+                                         std::move(*keep), std::move(link)});
     }
     // Strong: the connection must outlive the endpoint (see the top of client_impl.hpp).
     detail::EndpointHooks::set_on_detach(

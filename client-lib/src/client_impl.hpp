@@ -37,8 +37,10 @@
 //
 // Failure policy: a request that finds the connection closed reconnects within its own
 // timeout and retries once. A reconnect says hello again and offers back every live
-// endpoint; an offer the daemon refuses is logged (channel, role, why) and the endpoint's
-// record dropped, since the daemon no longer knows it. One log line when the watcher finds the
+// endpoint; an offer the daemon refuses is logged (channel, role, why), the endpoint's
+// record dropped, since the daemon no longer knows it, and the endpoint itself told
+// (endpoint_hooks.hpp: every later call on it returns Errc::closed saying why, rather than
+// work on a segment nobody serves). One log line when the watcher finds the
 // connection lost, and one for every reconnect, whoever made it, counting the endpoints taken
 // back and refused. The data path never depends on any of this. Nothing throws out of the Client
 // but std::bad_alloc, which client.cpp turns into Errc::no_memory.
@@ -46,6 +48,7 @@
 
 #include "client_connection.hpp"
 #include "client_watcher.hpp"
+#include "endpoint_hooks.hpp"
 #include "protocol/seqpacket.hpp"
 #include "protocol/wire.hpp"
 
@@ -54,6 +57,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -75,7 +79,8 @@ struct OpenEndpoint {
     Role role{Role::subscriber};
     std::uint32_t endpoint_index{0};
     std::uint64_t creation_id{0};
-    ChannelFiles files; ///< duplicates, offered back to a restarted daemon
+    ChannelFiles files;                 ///< duplicates, offered back to a restarted daemon
+    std::shared_ptr<EndpointLink> link; ///< to tell the endpoint when the daemon refuses it
 };
 
 /// What a reconnect's offers came to.
