@@ -109,7 +109,7 @@ Result<Client> Client::connect(const ClientOptions& options) noexcept {
                 return started.take_error();
             }
         }
-        return Client{std::move(impl)};
+        return Client{Impl::make_handle(std::move(impl))};
     } catch (const std::bad_alloc&) {
         return out_of_memory();
     }

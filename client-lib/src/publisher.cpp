@@ -238,6 +238,9 @@ struct Publisher::Impl : EndpointCore {
     }
 
     Result<WriteBatch> try_reserve(std::size_t max_count) noexcept {
+        if (refused()) [[unlikely]] {
+            return refusal();
+        }
         if (max_count == 0) {
             return misuse("try_reserve: max_count must be at least 1");
         }
@@ -270,6 +273,10 @@ struct Publisher::Impl : EndpointCore {
     Result<void> commit(WriteBatch& b) noexcept {
         if (!port.is_outstanding(b.first_, b.count_)) {
             return misuse("commit: this batch is not the outstanding reservation");
+        }
+        if (refused()) [[unlikely]] {
+            abandon(b); // nobody serves the segment: nothing more is published on it
+            return refusal();
         }
         if (const std::size_t i = port.first_unfit_length(b.first_, b.count_); i != b.count_) {
             // relaxed: our own store, read back (as in first_unfit_length()).
@@ -352,6 +359,10 @@ void EndpointHooks::set_on_detach(Publisher& endpoint, std::function<void()> hoo
     endpoint.impl_->on_detach = std::move(hook);
 }
 
+std::shared_ptr<EndpointLink> EndpointHooks::link(Publisher& endpoint) {
+    return link_of(*endpoint.impl_);
+}
+
 Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
     auto impl = std::make_unique<Impl>();
     if (auto opened = open_endpoint(*impl, files, Role::publisher, options); !opened) {
@@ -396,8 +407,9 @@ Result<WriteBatch> Publisher::reserve(std::size_t max_count,
         // next slot a dead publisher still holds, a damaged segment): the deadline is
         // checked here, not only while waiting.
         if (deadline.passed() ||
-            !wait_until([this] { return impl_->room_hint(); }, space_wait(impl_->ch.control),
-                        impl_->options.wait, impl_->options.spin_iterations, deadline)) {
+            !wait_until([this] { return impl_->refused() || impl_->room_hint(); },
+                        space_wait(impl_->ch.control), impl_->options.wait,
+                        impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no free slot within the timeout "
                                                    "(the ring is full: readers are behind)");

@@ -363,6 +363,9 @@ struct Subscriber::Impl : EndpointCore {
     }
 
     Result<ReadBatch> try_receive(std::size_t max_count) noexcept {
+        if (refused()) [[unlikely]] {
+            return refusal();
+        }
         if (max_count == 0) {
             return misuse("try_receive: max_count must be at least 1");
         }
@@ -420,6 +423,16 @@ struct Subscriber::Impl : EndpointCore {
         if (!port.is_outstanding(b.first_, b.count_)) {
             return misuse("release: this batch is not the outstanding one");
         }
+        if (refused()) [[unlikely]] {
+            // The batch is freed all the same, so that the endpoint's bookkeeping stays whole.
+            (void)free_batch(b);
+            return refusal();
+        }
+        return free_batch(b);
+    }
+
+    /// release()'s work on the outstanding batch `b`.
+    Result<void> free_batch(ReadBatch& b) noexcept {
         port.end_batch();
         const std::size_t n = b.count_;
         b.count_ = 0;
@@ -503,6 +516,10 @@ void EndpointHooks::set_on_detach(Subscriber& endpoint, std::function<void()> ho
     endpoint.impl_->on_detach = std::move(hook);
 }
 
+std::shared_ptr<EndpointLink> EndpointHooks::link(Subscriber& endpoint) {
+    return link_of(*endpoint.impl_);
+}
+
 Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
     auto impl = std::make_unique<Impl>();
     if (auto opened = open_endpoint(*impl, files, Role::subscriber, options); !opened) {
@@ -558,8 +575,9 @@ Result<ReadBatch> Subscriber::receive(std::size_t max_count,
         // The hint can say "ready" while the attempt says "would block" (a damaged segment,
         // a slot held by a dead writer): the deadline is checked here, not only while waiting.
         if (deadline.passed() ||
-            !wait_until([this] { return impl_->data_hint(); }, data_wait(impl_->ch.control),
-                        impl_->options.wait, impl_->options.spin_iterations, deadline)) {
+            !wait_until([this] { return impl_->refused() || impl_->data_hint(); },
+                        data_wait(impl_->ch.control), impl_->options.wait,
+                        impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no message within the timeout");
         }

@@ -5,6 +5,7 @@
 #include "baselines.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
+#include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
 
 #include <algorithm>
@@ -122,6 +123,9 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     switch (s.transport) {
     case Transport::shmbus:
         error = run_shmbus(s, settings, reports);
+        break;
+    case Transport::shmbus_c:
+        error = run_shmbus_c(s, settings, reports);
         break;
     case Transport::futex_raw:
         error = run_futex_raw(s, settings, reports);

@@ -12,6 +12,7 @@ namespace {
 
 constexpr std::array kTransportNames{
     std::pair{Transport::shmbus, "shmbus"},
+    std::pair{Transport::shmbus_c, "shmbus-c"},
     std::pair{Transport::fifo, "fifo"},
     std::pair{Transport::uds_stream, "uds-stream"},
     std::pair{Transport::uds_seqpacket, "uds-seqpacket"},
@@ -77,6 +78,12 @@ Scenario shm(Kind kind, Wait wait, Test test, std::uint64_t size, std::uint32_t 
         s.subscribers = 2;
     }
     return s;
+}
+
+/// The C ABI's row beside the C++ one: a single-producer single-consumer stream.
+Scenario shm_c(Wait wait, std::uint64_t size, std::uint32_t batch) {
+    return Scenario{
+        Transport::shmbus_c, Kind::queue_spsc, wait, Test::throughput, size, batch, 1, 1};
 }
 
 Scenario base(Transport t, Test test, std::uint64_t size, std::uint32_t batch = 1) {
@@ -163,6 +170,7 @@ std::vector<Scenario> quick_suite() {
         }
         v.push_back(raw_ring(Test::throughput, 128, batch));
     }
+    v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
     for (std::uint32_t subs : {1U, 3U}) {
         v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
     }
@@ -230,6 +238,8 @@ std::vector<Scenario> full_suite() {
             }
         }
     }
+
+    v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
 
     // Large messages: zero-copy in shmbus, write()/read() for the baselines.
     for (std::uint64_t size : kBandwidthSizes) {
@@ -356,7 +366,7 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
 }
 
 std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd) {
-    if (s.control_plane() && !have_shmbusd) {
+    if ((s.control_plane() || s.transport == Transport::shmbus_c) && !have_shmbusd) {
         return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
     }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;

@@ -22,6 +22,7 @@ namespace bench {
 
 enum class Transport {
     shmbus,
+    shmbus_c, ///< shmbus through the C ABI (shmbus.h), endpoints opened through a shmbusd
     fifo,
     uds_stream,
     uds_seqpacket,

@@ -47,8 +47,11 @@ struct ClientOptions {
     /// Where the library's rare lines go: waiting for the daemon, connection lost, connection
     /// restored (with how many endpoints the daemon took back and refused), each endpoint
     /// a restarted daemon refused to take back (channel, role, why). Called from the Client's
-    /// thread or its background thread, never while it holds a lock. Empty: one line on stderr
-    /// each, prefixed "shmbus: ".
+    /// thread or its background thread, never while it holds a lock, and never once the
+    /// Client and every endpoint it opened are gone: the destruction of the last of them
+    /// waits for a call in progress on the background thread, then destroys this function
+    /// (so do not let the last one go while holding a lock this function takes). Empty: one
+    /// line on stderr each, prefixed "shmbus: ".
     std::function<void(std::string_view)> log;
 };
 

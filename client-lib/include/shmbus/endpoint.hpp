@@ -177,7 +177,8 @@ public:
     /// Errc::corrupted naming the field if the segment is damaged.
     [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && !p.pending && max_count != 0 && p.room_within_high_water()) [[likely]] {
+        if (p.inline_path() && !p.pending && max_count != 0 && p.room_within_high_water())
+            [[likely]] {
             const std::size_t n = p.reservable(max_count);
             p.begin_batch(p.pos, n);
             return WriteBatch{p, p.pos, n};
@@ -194,7 +195,7 @@ public:
     /// the message) when a message's length was never set.
     [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && p.is_outstanding(batch.first_, batch.count_) &&
+        if (p.inline_path() && p.is_outstanding(batch.first_, batch.count_) &&
             p.first_unfit_length(batch.first_, batch.count_) == batch.count_) [[likely]] {
             p.publish(batch.count_);
             p.end_batch();
@@ -267,7 +268,7 @@ public:
     /// validation, which is then skipped and counted.
     [[nodiscard]] Result<ReadBatch> try_receive(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && !p.pending && max_count != 0) [[likely]] {
+        if (p.inline_path() && !p.pending && max_count != 0) [[likely]] {
             const std::size_t n = p.ready(max_count);
             if (n != 0) [[likely]] {
                 p.begin_batch(p.pos, n);
@@ -291,7 +292,7 @@ public:
     /// message of the batch is counted as lost (lost(), the channel's dropped counter).
     [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && p.is_outstanding(batch.first_, batch.count_)) [[likely]] {
+        if (p.inline_path() && p.is_outstanding(batch.first_, batch.count_)) [[likely]] {
             p.end_batch();
             p.consume(batch.count_);
             batch.count_ = 0;

@@ -129,7 +129,9 @@ typedef struct shmbus_subscriber shmbus_subscriber;
 
 /** Receives the library's rare log lines (waiting for the daemon, connection lost or
  *  restored): `line` is `length` bytes, not NUL-terminated, valid during the call. Called
- *  from the client's thread or the library's background thread, never under a lock. */
+ *  from the client's thread or the library's background thread, never under a lock, and
+ *  never once the client and every endpoint it opened are closed (the last close waits for
+ *  a call in progress). */
 typedef void (*shmbus_log_fn)(void* user, const char* line, size_t length);
 
 /** Options of shmbus_connect() (shmbus::ClientOptions). Fill with
@@ -328,6 +330,90 @@ SHMBUS_C_EXPORT int shmbus_client_list_channels(shmbus_client* client,
  *  shmbus_client_list_channels() otherwise. */
 SHMBUS_C_EXPORT int shmbus_client_channel_info(shmbus_client* client, const char* channel,
                                                shmbus_channel_summary* summary) SHMBUS_C_NOEXCEPT;
+
+/* ---- Administration --------------------------------------------------------------------- */
+
+/** A dynamic channel as a client asks for it (shmbus::ChannelRequest). Fill with
+ *  shmbus_channel_request_init(), which leaves every field out, then set what you need: what
+ *  is left out takes the daemon's `dynamic_channels.defaults`. */
+typedef struct shmbus_channel_request {
+    const char* name;         /**< 1..63 bytes of [A-Za-z0-9_.:/-], NUL-terminated */
+    uint32_t kind;            /**< a shmbus_channel_kind; 0: left out */
+    int32_t overflow;         /**< a shmbus_overflow; -1: left out */
+    uint64_t slot_size;       /**< bytes; 0: left out */
+    uint64_t slot_count;      /**< 0: left out */
+    uint32_t max_publishers;  /**< 0: left out */
+    uint32_t max_subscribers; /**< 0: left out */
+} shmbus_channel_request;
+
+/** Fills `request` with no name and every field left out. Thread-safe. */
+SHMBUS_C_EXPORT void shmbus_channel_request_init(shmbus_channel_request* request) SHMBUS_C_NOEXCEPT;
+
+/** Creates a dynamic channel, where the daemon's configuration allows it. Errors:
+ *  SHMBUS_E_PERMISSION_DENIED (this user may not create), SHMBUS_E_LIMIT_REACHED (naming the
+ *  limit: sizes, per-client count, total memory), SHMBUS_E_ALREADY_EXISTS,
+ *  SHMBUS_E_INVALID_ARGUMENT (naming the field: NULL argument or name, a kind or overflow
+ *  that is none of the enumeration's values, a value the daemon refuses). One thread at a
+ *  time per client. */
+SHMBUS_C_EXPORT int
+shmbus_client_create_channel(shmbus_client* client,
+                             const shmbus_channel_request* request) SHMBUS_C_NOEXCEPT;
+
+/** One connected client of the daemon (shmbus::ClientSummary). */
+typedef struct shmbus_client_summary {
+    uint64_t client_id;
+    uint32_t pid; /**< 0 where the daemon does not show it to this user */
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t endpoints;         /**< channel endpoints it holds */
+    int64_t connected_since_ms; /**< Unix time, milliseconds */
+    const char* name; /**< its client name ("" where not shown): see shmbus_client_list_clients() */
+} shmbus_client_summary;
+
+/** Lists the daemon's connected clients (a user who is not admin sees only its own): stores
+ *  their number in *count and the first min(*count, capacity) of them in summaries[]
+ *  (`summaries` may be NULL with capacity 0, to learn the number). The names they point to
+ *  belong to `client` and stay valid until its next shmbus_client_list_clients() or its
+ *  close. Errors as shmbus_client_list_channels(). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_list_clients(shmbus_client* client,
+                                               shmbus_client_summary* summaries, size_t capacity,
+                                               size_t* count) SHMBUS_C_NOEXCEPT;
+
+/** What the daemon says of itself (shmbus::DaemonStatus). Its strings belong to the client
+ *  that asked: valid until its next shmbus_client_status() or its close. */
+typedef struct shmbus_daemon_status {
+    const char* daemon_version;
+    uint32_t pid;
+    uint64_t uptime_ms;
+    const char* const* config_files; /**< config_file_count paths, in the order read */
+    size_t config_file_count;
+    const char* socket_path;
+    const char* state_directory;
+    uint32_t clients;
+    uint32_t channels;
+    uint64_t segment_bytes; /**< shared memory held by every channel */
+    uint16_t protocol_major;
+    uint16_t protocol_minor;
+} shmbus_daemon_status;
+
+/** Asks the daemon for its status and describes it in *status. Errors as
+ *  shmbus_client_list_channels() (SHMBUS_E_INVALID_ARGUMENT for a NULL status). One thread at
+ *  a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_status(shmbus_client* client,
+                                         shmbus_daemon_status* status) SHMBUS_C_NOEXCEPT;
+
+/** Asks the daemon to reload its configuration (admin only). On success *message (may be
+ *  NULL) points to the daemon's sentence saying what changed, which belongs to `client`
+ *  and stays valid until its next shmbus_client_reload() or its close. Errors:
+ *  SHMBUS_E_PERMISSION_DENIED (not an admin), SHMBUS_E_INVALID_ARGUMENT (a configuration
+ *  with errors, refused whole, every error in the message). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_reload(shmbus_client* client,
+                                         const char** message) SHMBUS_C_NOEXCEPT;
+
+/** A round trip to the daemon; *round_trip_ns (may be NULL) receives how long it took.
+ *  Errors as shmbus_client_list_channels(). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_ping(shmbus_client* client,
+                                       int64_t* round_trip_ns) SHMBUS_C_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -7,6 +7,7 @@
 // never make this process fault.
 #pragma once
 
+#include "endpoint_hooks.hpp"
 #include "shm/atomics.hpp"
 #include "shm/futex.hpp"
 #include "shm/segment.hpp"
@@ -17,6 +18,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <sys/types.h>
 
 namespace shmbus::detail {
@@ -51,11 +54,40 @@ struct EndpointCore {
     DataPort port;
     // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
     std::function<void()> on_detach;
+    // How the Client reaches us from another thread (endpoint_hooks.hpp); empty for an
+    // endpoint attached without a Client.
+    std::shared_ptr<EndpointLink> link;
+    // Set once, by refuse_endpoint() on any thread, when a restarted daemon refused to take
+    // this endpoint back; cleared never. Its release store publishes refused_why (written
+    // before it, never after) and the cleared port.spsc to the acquire loads in refused().
+    std::atomic<bool> refused_flag{false};
+    std::string refused_why;
+
+    EndpointCore() = default;
+    EndpointCore(const EndpointCore&) = delete;
+    EndpointCore& operator=(const EndpointCore&) = delete;
+    /// Cuts the link before anything is unmapped, so that a refusal arriving now finds no
+    /// endpoint.
+    ~EndpointCore();
+
+    /// Whether the daemon refused this endpoint: every call then answers refusal(). One
+    /// load; the inline path never calls it (a refusal clears port.spsc, which sends every
+    /// call here).
+    [[nodiscard]] bool refused() const noexcept {
+        // acquire: pairs with refuse_endpoint()'s release store; refused_why is then complete.
+        return refused_flag.load(std::memory_order_acquire);
+    }
+    /// Errc::closed with why the daemon refused this endpoint. Call after refused().
+    [[gnu::cold, gnu::noinline]] Error refusal() const;
 
     /// Counts a corruption of this channel and returns Errc::corrupted naming the channel
     /// and `what`. Out of line: only the error paths of the data path call it.
     [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const;
 };
+
+/// The link to `core` (endpoint_hooks.hpp), made on first use; on the endpoint's own thread.
+/// Throws std::bad_alloc.
+std::shared_ptr<EndpointLink> link_of(EndpointCore& core);
 
 /// Maps `files` (payload writable for publishers, read-only for subscribers), takes an entry
 /// of `role`'s table and fills `core`. On error `core` is left empty (ch.control == nullptr).
