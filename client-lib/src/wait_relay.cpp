@@ -57,7 +57,8 @@ Result<std::unique_ptr<WaitRelay>> WaitRelay::start(Ready ready, const Watch& fi
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         try {
-            relay->thread_ = std::thread{[r = relay.get()] { r->run(); }};
+            relay->thread_ = std::make_unique<std::thread>([r = relay.get()] { r->run(); });
+            relay->started_by_ = ::getpid();
         } catch (...) {
             pthread_sigmask(SIG_SETMASK, &old, nullptr);
             throw;
@@ -73,7 +74,13 @@ Result<std::unique_ptr<WaitRelay>> WaitRelay::start(Ready ready, const Watch& fi
 }
 
 WaitRelay::~WaitRelay() {
-    if (!thread_.joinable()) {
+    if (!thread_) {
+        return;
+    }
+    if (::getpid() != started_by_) {
+        // Inherited through fork(): the thread stayed in the parent. Its std::thread is left
+        // alone (destroying or joining it here would act on the parent's thread id).
+        (void)thread_.release();
         return;
     }
     // release: nothing to publish; the relay's acquire loads of the state see it. An
@@ -81,7 +88,7 @@ WaitRelay::~WaitRelay() {
     atom(state_).exchange(kStopping, std::memory_order_release);
     futex_wake_all(&state_);
     nudge(armed_); // it may sleep on the segment's futex
-    thread_.join();
+    thread_->join();
 }
 
 void WaitRelay::rearm(const Watch& now) noexcept {

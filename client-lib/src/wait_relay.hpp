@@ -51,6 +51,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <sys/types.h>
 #include <thread>
 
 namespace shmbus::detail {
@@ -75,7 +76,8 @@ public:
                                                                   const Watch& first) noexcept;
     WaitRelay(const WaitRelay&) = delete;
     WaitRelay& operator=(const WaitRelay&) = delete;
-    /// Stops the relay and joins it; closes the descriptor.
+    /// Stops the relay and joins it; closes the descriptor. In a child of fork(), which has
+    /// no relay thread, only closes the descriptor.
     ~WaitRelay();
 
     /// The descriptor the application polls. Owned by the relay.
@@ -94,7 +96,8 @@ private:
     Watch armed_; // the endpoint's thread only: the watch it gave last
     UniqueFd efd_;
     std::uint32_t state_;
-    std::thread thread_;
+    pid_t started_by_{0}; // a copy inherited through fork() has no thread to stop
+    std::unique_ptr<std::thread> thread_;
 };
 
 } // namespace shmbus::detail

@@ -2,7 +2,8 @@
 // endpoint has something to do and quiet once a call finds nothing left, under every wait
 // mode and channel algorithm; a blocked publisher's handle reports room; peer events make a
 // handle readable; and a writer pays a wake-up only while the reader's handle is armed
-// (the waits/wakes counters of the segment prove it). The epoll loop over shmbusd is in
+// (the waits/wakes counters of the segment prove it); an inherited copy in a child of fork()
+// is destroyed harmlessly. The epoll loop over shmbusd is in
 // tests/integration/test_wait_handle_epoll.cpp.
 #include "local_endpoints.hpp"
 #include "process.hpp"
@@ -13,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <optional>
 #include <poll.h>
 #include <thread>
 
@@ -211,4 +213,22 @@ TEST_CASE("an endpoint with an armed wait handle is destroyed without waiting fo
     auto again = attach_subscriber(f);
     send_one(pub, 3);
     CHECK(receive_one(again) == 3);
+}
+
+TEST_CASE("a child of fork() that destroys an inherited endpoint leaves the parent's handle "
+          "working") {
+    auto f = make_channel(spec("wh-fork", ChannelKind::queue, 16, 8));
+    auto pub = attach_publisher(f);
+    std::optional<Subscriber> sub{attach_subscriber(f)};
+    const int fd = handle_of(*sub);
+    auto child = Child::spawn([&sub]() -> int {
+        sub.reset(); // no relay thread here: must neither join nor touch the parent's
+        return 0;
+    });
+    auto status = child.wait();
+    REQUIRE(status);
+    CHECK(status->exited_ok());
+    send_one(pub, 5);
+    REQUIRE(becomes_readable(fd));
+    CHECK(receive_one(*sub) == 5);
 }

@@ -2,7 +2,6 @@
 #include "shm/peer_events.hpp"
 
 #include <algorithm>
-#include <atomic>
 
 namespace shmbus::detail {
 
@@ -26,15 +25,14 @@ void post_event(const AttachedChannel& ch, EventKind kind, Role role, std::uint3
     // segment says: any value only selects a record inside the ring).
     const std::uint64_t n = atom(ring.head).load(std::memory_order_relaxed);
     EventRecord& r = ring.records[n & kEventMask];
-    // The seqlock's opening: relaxed store of the odd stamp, then a release fence, so that a
-    // reader that sees any field below also sees the odd stamp on its re-read.
+    // The seqlock's opening: the odd stamp, then the fields with release stores, so that a
+    // reader whose acquire load sees any new field also sees the odd stamp on its re-read.
+    // (Release stores rather than a fence: ThreadSanitizer does not model fences.)
     atom(r.stamp).store(2 * n + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-    // relaxed: published by the release store of the even stamp below.
-    atom(r.kind).store(static_cast<std::uint32_t>(kind), std::memory_order_relaxed);
-    atom(r.role).store(static_cast<std::uint32_t>(role), std::memory_order_relaxed);
-    atom(r.endpoint_index).store(index, std::memory_order_relaxed);
-    atom(r.pid).store(pid, std::memory_order_relaxed);
+    atom(r.kind).store(static_cast<std::uint32_t>(kind), std::memory_order_release);
+    atom(r.role).store(static_cast<std::uint32_t>(role), std::memory_order_release);
+    atom(r.endpoint_index).store(index, std::memory_order_release);
+    atom(r.pid).store(pid, std::memory_order_release);
     // release: the fields happen-before a reader's acquire load of the stamp.
     atom(r.stamp).store(2 * n + 2, std::memory_order_release);
     // release: pairs with event_head()'s acquire; the record is complete before it counts.
@@ -78,13 +76,13 @@ std::size_t EventCursor::read(const AttachedChannel& ch, std::span<PeerEvent> ou
         const EventRecord& r = ring.records[next & kEventMask];
         // acquire: pairs with post_event()'s release store of the even stamp.
         const std::uint64_t s1 = atom_load(r.stamp, std::memory_order_acquire);
-        // relaxed: the seqlock's reads, checked by the re-read of the stamp below.
-        const std::uint32_t kind = atom_load(r.kind, std::memory_order_relaxed);
-        const std::uint32_t role = atom_load(r.role, std::memory_order_relaxed);
-        const std::uint32_t index = atom_load(r.endpoint_index, std::memory_order_relaxed);
-        const std::uint32_t pid = atom_load(r.pid, std::memory_order_relaxed);
-        seqlock_read_fence(); // pairs with post_event()'s release fence
-        // relaxed: ordered by the fence above.
+        // acquire: pair with post_event()'s release stores of the fields; a field from a later
+        // write makes its odd stamp visible to the re-read below, which they also order.
+        const std::uint32_t kind = atom_load(r.kind, std::memory_order_acquire);
+        const std::uint32_t role = atom_load(r.role, std::memory_order_acquire);
+        const std::uint32_t index = atom_load(r.endpoint_index, std::memory_order_acquire);
+        const std::uint32_t pid = atom_load(r.pid, std::memory_order_acquire);
+        // relaxed: ordered after the acquire loads above.
         const std::uint64_t s2 = atom_load(r.stamp, std::memory_order_relaxed);
         const std::uint64_t seq = next++;
         const bool is_publisher = role == static_cast<std::uint32_t>(Role::publisher);
