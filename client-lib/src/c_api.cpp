@@ -9,6 +9,7 @@
 #include <shmbus/version.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -24,6 +25,13 @@ using shmbus::Errc;
 
 // The C codes are shmbus::Errc, value for value.
 static_assert(SHMBUS_E_WOULD_BLOCK == static_cast<int>(Errc::would_block));
+static_assert(SHMBUS_EVENT_ATTACHED == static_cast<int>(shmbus::EventKind::attached));
+static_assert(SHMBUS_EVENT_DETACHED == static_cast<int>(shmbus::EventKind::detached));
+static_assert(SHMBUS_EVENT_DIED == static_cast<int>(shmbus::EventKind::died));
+static_assert(SHMBUS_EVENT_LAPPED == static_cast<int>(shmbus::EventKind::lapped));
+static_assert(SHMBUS_EVENT_EVENTS_LOST == static_cast<int>(shmbus::EventKind::events_lost));
+static_assert(SHMBUS_ROLE_PUBLISHER == static_cast<int>(shmbus::Role::publisher));
+static_assert(SHMBUS_ROLE_SUBSCRIBER == static_cast<int>(shmbus::Role::subscriber));
 static_assert(SHMBUS_E_TIMED_OUT == static_cast<int>(Errc::timed_out));
 static_assert(SHMBUS_E_INVALID_ARGUMENT == static_cast<int>(Errc::invalid_argument));
 static_assert(SHMBUS_E_MESSAGE_TOO_LARGE == static_cast<int>(Errc::message_too_large));
@@ -158,6 +166,7 @@ int endpoint_options(const shmbus_endpoint_options* in, shmbus::EndpointOptions&
     out.wait = static_cast<shmbus::WaitMode>(in->wait);
     out.spin_iterations = in->spin_iterations;
     out.endpoint_index = in->endpoint_index;
+    out.peer_events = in->peer_events != 0;
     return SHMBUS_OK;
 }
 
@@ -200,6 +209,47 @@ int open_endpoint(shmbus_client* client, const char* channel,
 // code does: without this the compiler may call the inline members out of line, which
 // doubles the cost of a message.
 #define SHMBUS_C_FAST [[gnu::flatten]]
+
+namespace {
+
+// Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
+template <typename Endpoint>
+size_t read_events(Endpoint& endpoint, shmbus_event* events, size_t capacity) noexcept {
+    if (events == nullptr) {
+        capacity = 0;
+    }
+    std::array<shmbus::PeerEvent, 16> chunk;
+    size_t n = 0;
+    do {
+        const size_t want = std::min(chunk.size(), capacity - n);
+        const size_t got = endpoint.events(std::span{chunk.data(), want});
+        for (size_t i = 0; i < got; ++i) {
+            const shmbus::PeerEvent& e = chunk[i];
+            events[n++] = shmbus_event{static_cast<uint32_t>(e.kind),
+                                       static_cast<uint32_t>(e.role),
+                                       e.endpoint_index,
+                                       e.pid,
+                                       e.count,
+                                       e.sequence};
+        }
+        if (got < want) {
+            break;
+        }
+    } while (n < capacity);
+    return n;
+}
+
+template <typename Endpoint>
+int wait_handle(Endpoint& endpoint, int* fd) noexcept {
+    auto r = endpoint.wait_handle();
+    if (!r) {
+        return fail(r.error());
+    }
+    *fd = *r;
+    return SHMBUS_OK;
+}
+
+} // namespace
 
 extern "C" {
 
@@ -297,6 +347,7 @@ void shmbus_endpoint_options_init(shmbus_endpoint_options* options) noexcept {
     options->wait = static_cast<uint32_t>(defaults.wait);
     options->spin_iterations = defaults.spin_iterations;
     options->endpoint_index = defaults.endpoint_index;
+    options->peer_events = defaults.peer_events ? 1 : 0;
 }
 
 int shmbus_open_publisher(shmbus_client* client, const char* channel,
@@ -464,6 +515,30 @@ int shmbus_subscriber_receive_copy(shmbus_subscriber* subscriber, void* buffer, 
 
 uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber) noexcept {
     return subscriber == nullptr ? 0 : subscriber->subscriber.lost();
+}
+
+size_t shmbus_publisher_events(shmbus_publisher* publisher, shmbus_event* events,
+                               size_t capacity) noexcept {
+    return publisher == nullptr ? 0 : read_events(publisher->publisher, events, capacity);
+}
+
+size_t shmbus_subscriber_events(shmbus_subscriber* subscriber, shmbus_event* events,
+                                size_t capacity) noexcept {
+    return subscriber == nullptr ? 0 : read_events(subscriber->subscriber, events, capacity);
+}
+
+int shmbus_publisher_wait_handle(shmbus_publisher* publisher, int* fd) noexcept {
+    if (publisher == nullptr || fd == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_publisher_wait_handle: NULL argument");
+    }
+    return wait_handle(publisher->publisher, fd);
+}
+
+int shmbus_subscriber_wait_handle(shmbus_subscriber* subscriber, int* fd) noexcept {
+    if (subscriber == nullptr || fd == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_subscriber_wait_handle: NULL argument");
+    }
+    return wait_handle(subscriber->subscriber, fd);
 }
 
 void shmbus_publisher_info(const shmbus_publisher* publisher, shmbus_channel_info* info) noexcept {

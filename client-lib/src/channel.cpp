@@ -54,6 +54,22 @@ std::string_view to_string(WaitMode mode) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(EventKind kind) noexcept {
+    switch (kind) {
+    case EventKind::attached:
+        return "attached";
+    case EventKind::detached:
+        return "detached";
+    case EventKind::died:
+        return "died";
+    case EventKind::lapped:
+        return "lapped";
+    case EventKind::events_lost:
+        return "events_lost";
+    }
+    return "unknown";
+}
+
 const char* library_version() noexcept {
     return SHMBUS_VERSION_STRING;
 }

@@ -101,6 +101,9 @@ int run(int argc, char** argv) {
     tail_cmd->add_flag("--summary", tail.summary,
                        "at the end, print how many messages were received and lost even when "
                        "none was lost (a loss is always reported)");
+    tail_cmd->add_flag("--events", tail.events,
+                       "print peer events too: publishers and subscribers attached, detached or "
+                       "died, and this subscriber lapped");
     tail_cmd->callback([&] {
         tail.format = tail_format == "hex"    ? TailFormat::hex
                       : tail_format == "json" ? TailFormat::json

@@ -22,6 +22,7 @@
 #include <shmbus/channel.hpp>
 #include <shmbus/detail/spsc_ring.hpp>
 #include <shmbus/error.hpp>
+#include <shmbus/events.hpp>
 #include <shmbus/export.hpp>
 
 #include <algorithm>
@@ -54,6 +55,8 @@ struct EndpointOptions {
     std::uint32_t spin_iterations{0};
     /// Endpoint table entry to take, as assigned by the daemon; -1 takes any free entry.
     std::int32_t endpoint_index{-1};
+    /// Report peer events (events()) from attach on, and count them in the wait handle.
+    bool peer_events{false};
 };
 
 /// Slots reserved by Publisher::try_reserve(), to fill in place and then commit().
@@ -226,6 +229,18 @@ public:
     /// 0 or above 2^47; Errc::timed_out, Errc::invalid_argument while a batch is outstanding.
     [[nodiscard]] Result<void> record_gap(std::uint64_t count,
                                           std::chrono::nanoseconds timeout) noexcept;
+    /// Reads up to `out.size()` peer events into `out` and returns how many (0 when none
+    /// waits, or when the endpoint did not ask for them with EndpointOptions::peer_events).
+    /// No system call; re-arms the wait handle when it returns fewer than `out.size()`.
+    [[nodiscard]] std::size_t events(std::span<PeerEvent> out) noexcept;
+    /// A descriptor that becomes readable when this publisher has something to do: room
+    /// after a try_reserve()/try_send() found the ring full (block policy), or peer events.
+    /// It stays readable until a call finds nothing left to do (a reserve that would block,
+    /// an events() that runs out); poll it only while you have messages waiting to go, or
+    /// call events() after each wake-up. For epoll, poll, select, libuv's uv_poll, asio, Qt.
+    /// Owned by the publisher (do not close it); the first call starts a relay thread
+    /// (docs/events-and-waiting.md). Errc::system_error if it cannot.
+    [[nodiscard]] Result<int> wait_handle() noexcept;
 
     /// The channel this publisher writes to.
     [[nodiscard]] const ChannelInfo& info() const noexcept;
@@ -311,6 +326,20 @@ public:
     /// As try_receive_copy(), waiting up to `timeout`.
     [[nodiscard]] Result<Received> receive_copy(std::span<std::byte> buffer,
                                                 std::chrono::nanoseconds timeout) noexcept;
+
+    /// Reads up to `out.size()` peer events into `out` and returns how many (0 when none
+    /// waits, or when the endpoint did not ask for them with EndpointOptions::peer_events).
+    /// A broadcast drop subscriber that was overrun gets a `lapped` event, once the receive
+    /// that found the overrun has counted it. No system call; re-arms the wait handle when it
+    /// returns fewer than `out.size()`.
+    [[nodiscard]] std::size_t events(std::span<PeerEvent> out) noexcept;
+    /// A descriptor that becomes readable when this subscriber has something to do: a
+    /// message to receive, or peer events when asked for. It stays readable until a call
+    /// finds nothing left to do (a receive that would block, an events() that runs out), so
+    /// drain the endpoint on each wake-up. For epoll, poll, select, libuv's uv_poll, asio,
+    /// Qt. Owned by the subscriber (do not close it); the first call starts a relay thread
+    /// (docs/events-and-waiting.md). Errc::system_error if it cannot.
+    [[nodiscard]] Result<int> wait_handle() noexcept;
 
     /// Messages this subscriber has lost in all (drop policy).
     [[nodiscard]] std::uint64_t lost() const noexcept;

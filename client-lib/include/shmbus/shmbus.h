@@ -175,6 +175,7 @@ typedef struct shmbus_endpoint_options {
     uint32_t wait;            /**< a shmbus_wait_mode (default SHMBUS_WAIT_ADAPTIVE) */
     uint32_t spin_iterations; /**< spins before yielding (adaptive); 0 picks the default */
     int32_t endpoint_index;   /**< endpoint table entry to take; -1 (default): any free */
+    uint32_t peer_events;     /**< non-zero: report peer events (default 0) */
 } shmbus_endpoint_options;
 
 /** Fills `options` with the defaults. Thread-safe. */
@@ -282,6 +283,52 @@ SHMBUS_C_EXPORT int shmbus_subscriber_receive_copy(shmbus_subscriber* subscriber
 /** Messages this subscriber has lost in all (drop policy). */
 SHMBUS_C_EXPORT uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber)
     SHMBUS_C_NOEXCEPT;
+
+/* ---- Peer events and wait handles ------------------------------------------------------- */
+
+/** What happened (shmbus::EventKind). The list grows: treat an unknown kind as ignorable. */
+typedef enum shmbus_event_kind {
+    SHMBUS_EVENT_ATTACHED = 1,   /**< a peer endpoint joined the channel */
+    SHMBUS_EVENT_DETACHED = 2,   /**< a peer endpoint left the channel cleanly */
+    SHMBUS_EVENT_DIED = 3,       /**< a peer's process ended without detaching; reclaimed */
+    SHMBUS_EVENT_LAPPED = 4,     /**< broadcast drop: this subscriber lost `count` messages */
+    SHMBUS_EVENT_EVENTS_LOST = 5 /**< `count` events were overwritten before they were read */
+} shmbus_event_kind;
+
+/** The side of a channel a peer is on (shmbus::Role). */
+typedef enum shmbus_role { SHMBUS_ROLE_PUBLISHER = 1, SHMBUS_ROLE_SUBSCRIBER = 2 } shmbus_role;
+
+/** One peer event (shmbus::PeerEvent). */
+typedef struct shmbus_event {
+    uint32_t kind;           /**< a shmbus_event_kind */
+    uint32_t role;           /**< attached/detached/died: the peer's shmbus_role */
+    uint32_t endpoint_index; /**< attached/detached/died: the peer's table entry */
+    uint32_t pid;            /**< attached/detached/died: its process, as the daemon saw it */
+    uint64_t count;          /**< lapped: messages lost; events_lost: events missed */
+    uint64_t sequence;       /**< the event's number on the channel (0 for local ones) */
+} shmbus_event;
+
+/** Reads up to `capacity` peer events into `events` and returns how many (0 when none waits,
+ *  or when the endpoint was opened without `peer_events`; 0 for a NULL handle). No system
+ *  call. Re-arms the wait handle when it returns fewer than `capacity`. */
+SHMBUS_C_EXPORT size_t shmbus_publisher_events(shmbus_publisher* publisher, shmbus_event* events,
+                                               size_t capacity) SHMBUS_C_NOEXCEPT;
+/** As shmbus_publisher_events(), for a subscriber. */
+SHMBUS_C_EXPORT size_t shmbus_subscriber_events(shmbus_subscriber* subscriber, shmbus_event* events,
+                                                size_t capacity) SHMBUS_C_NOEXCEPT;
+
+/** Stores in *fd a descriptor that becomes readable when the publisher has something to do:
+ *  room after a reserve or send found the ring full, or peer events. It stays readable until
+ *  a call finds nothing left to do (a reserve that would block, an events call that runs
+ *  out). Owned by the publisher: do not close it. For epoll, poll, select, libuv's uv_poll.
+ *  Errors: SHMBUS_E_INVALID_ARGUMENT (NULL argument), SHMBUS_E_SYSTEM_ERROR. */
+SHMBUS_C_EXPORT int shmbus_publisher_wait_handle(shmbus_publisher* publisher,
+                                                 int* fd) SHMBUS_C_NOEXCEPT;
+/** As shmbus_publisher_wait_handle(), for a subscriber: readable when a message waits, or
+ *  peer events; it stays readable until a receive would block and, with peer events, an
+ *  events call runs out — so drain the subscriber on each wake-up. */
+SHMBUS_C_EXPORT int shmbus_subscriber_wait_handle(shmbus_subscriber* subscriber,
+                                                  int* fd) SHMBUS_C_NOEXCEPT;
 
 /* ---- Channels --------------------------------------------------------------------------- */
 

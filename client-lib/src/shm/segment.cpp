@@ -354,6 +354,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
     a.subscribers = reinterpret_cast<EndpointRecord*>(cb + a.geo.subscribers_offset());
     a.cells =
         a.geo.has_cells ? reinterpret_cast<std::uint64_t*>(cb + a.geo.cells_offset()) : nullptr;
+    a.events = reinterpret_cast<EventRing*>(cb + a.geo.events_offset());
     std::byte* pb = a.payload_map.data();
     a.payload = reinterpret_cast<PayloadBlock*>(pb + a.geo.payload_block_offset());
     a.slots = pb + a.geo.slots_offset();

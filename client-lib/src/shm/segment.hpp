@@ -66,6 +66,7 @@ struct AttachedChannel {
     EndpointRecord* publishers{nullptr};
     EndpointRecord* subscribers{nullptr};
     std::uint64_t* cells{nullptr}; // MPMC queue only
+    EventRing* events{nullptr};
     PayloadBlock* payload{nullptr};
     std::byte* slots{nullptr};
 
