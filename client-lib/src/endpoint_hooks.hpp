@@ -9,6 +9,8 @@
 // it runs inside a destructor.
 #pragma once
 
+#include <shmbus/blackboard.hpp>
+#include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
 
 #include <functional>
@@ -20,6 +22,10 @@ struct EndpointHooks {
     static void set_on_detach(Publisher& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Subscriber& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Blackboard& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Counters& endpoint, std::function<void()> hook) noexcept;
 };
 
 } // namespace shmbus::detail
