@@ -18,6 +18,10 @@ std::string_view to_string(ChannelKind kind) noexcept {
         return "queue";
     case ChannelKind::broadcast:
         return "broadcast";
+    case ChannelKind::blackboard:
+        return "blackboard";
+    case ChannelKind::counters:
+        return "counters";
     }
     return "unknown";
 }

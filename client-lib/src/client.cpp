@@ -127,6 +127,18 @@ Result<Subscriber> Client::open_subscriber(std::string_view channel,
         impl_, [&](Impl& c) { return c.open<Subscriber>(channel, Role::subscriber, options); });
 }
 
+Result<Blackboard> Client::open_blackboard(std::string_view channel, Role role,
+                                           const EndpointOptions& options) noexcept {
+    return with_connection(impl_,
+                           [&](Impl& c) { return c.open<Blackboard>(channel, role, options); });
+}
+
+Result<Counters> Client::open_counters(std::string_view channel, Role role,
+                                       const EndpointOptions& options) noexcept {
+    return with_connection(impl_,
+                           [&](Impl& c) { return c.open<Counters>(channel, role, options); });
+}
+
 Result<void> Client::create_channel(const ChannelSpec& spec) noexcept {
     return with_connection(impl_, [&](Impl& c) {
         return as_void(c.request<proto::Ok>(proto::Create{spec, proto::kAllSpecFields}, "create"));

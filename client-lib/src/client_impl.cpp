@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <span>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 
 namespace shmbus {
@@ -596,7 +597,14 @@ Result<Endpoint> Client::Impl::open(std::string_view channel, Role role,
     }
     EndpointOptions assigned = options;
     assigned.endpoint_index = static_cast<std::int32_t>(index);
-    auto endpoint = Endpoint::attach(std::move(files), assigned);
+    auto endpoint = [&] {
+        // The shared-state kinds have one class for both roles.
+        if constexpr (std::is_same_v<Endpoint, Blackboard> || std::is_same_v<Endpoint, Counters>) {
+            return Endpoint::attach(std::move(files), role, assigned);
+        } else {
+            return Endpoint::attach(std::move(files), assigned);
+        }
+    }();
     if (!endpoint) {
         release_assigned(std::string{channel}, role, index);
         return endpoint.take_error();
@@ -624,5 +632,9 @@ template Result<Publisher> Client::Impl::open<Publisher>(std::string_view, Role,
                                                          const EndpointOptions&);
 template Result<Subscriber> Client::Impl::open<Subscriber>(std::string_view, Role,
                                                            const EndpointOptions&);
+template Result<Blackboard> Client::Impl::open<Blackboard>(std::string_view, Role,
+                                                           const EndpointOptions&);
+template Result<Counters> Client::Impl::open<Counters>(std::string_view, Role,
+                                                       const EndpointOptions&);
 
 } // namespace shmbus

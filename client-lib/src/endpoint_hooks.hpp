@@ -17,6 +17,8 @@
 // the link in its destructor, under the link's lock, before it unmaps anything.
 #pragma once
 
+#include <shmbus/blackboard.hpp>
+#include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
 
 #include <functional>
@@ -43,6 +45,10 @@ struct EndpointHooks {
     static std::shared_ptr<EndpointLink> link(Publisher& endpoint);
     /// The link to `endpoint`, made on first use. Throws std::bad_alloc.
     static std::shared_ptr<EndpointLink> link(Subscriber& endpoint);
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Blackboard& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Counters& endpoint, std::function<void()> hook) noexcept;
 };
 
 /// The daemon refused to take the endpoint behind `link` back: from now on every call on it

@@ -398,6 +398,9 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
     if (auto opened = open_endpoint(*impl, files, Role::publisher, options); !opened) {
         return opened.take_error();
     }
+    if (!is_ring_kind(impl->ch.info.kind)) {
+        return wrong_kind_for_ring(impl->ch.info);
+    }
     impl->waiting.start(*impl);
     if (impl->algo == Algorithm::spsc) {
         // We are the only producer: resume from the published index, past any slots a

@@ -547,6 +547,9 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
     if (auto opened = open_endpoint(*impl, files, Role::subscriber, options); !opened) {
         return opened.take_error();
     }
+    if (!is_ring_kind(impl->ch.info.kind)) {
+        return wrong_kind_for_ring(impl->ch.info);
+    }
     Impl& s = *impl;
     s.waiting.start(s);
     if (s.algo == Algorithm::broadcast) {

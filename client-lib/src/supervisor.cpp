@@ -19,6 +19,7 @@
 
 #include "shm/endpoint_table.hpp"
 #include "shm/peer_events.hpp"
+#include "shm/shared_state.hpp"
 
 #include <string>
 
@@ -166,7 +167,19 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
         return rec.take_error();
     }
     ReclaimReport report;
-    report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+    // What a dead writer can hold depends on the kind: ring slots it reserved, blackboard
+    // elements it was writing (now marked torn), counter cells it was naming (freed again).
+    switch (ch.info.kind) {
+    case ChannelKind::blackboard:
+        report.abandoned_slots = tear_locked_elements(ch, owner_tag(index));
+        break;
+    case ChannelKind::counters:
+        report.abandoned_slots = free_unnamed_cells(ch, owner_tag(index));
+        break;
+    default:
+        report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+        break;
+    }
     // relaxed: informational, as the endpoint wrote it at its claim.
     const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
     release_endpoint(**rec);
@@ -183,7 +196,10 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
         return rec.take_error();
     }
     ReclaimReport report;
-    report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+    // Readers of the shared-state kinds hold nothing in shared memory.
+    if (is_ring_kind(ch.info.kind)) {
+        report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+    }
     // relaxed: informational, as the endpoint wrote it at its claim.
     const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
     release_endpoint(**rec);

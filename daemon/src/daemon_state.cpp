@@ -176,10 +176,12 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
         spec.kind = d.kind;
     }
     if ((given & proto::kSpecOverflow) == 0) {
-        // A queue always blocks: a broadcast default of drop does not apply to it.
-        spec.overflow = spec.kind == ChannelKind::queue ? Overflow::block : d.overflow;
+        // Only broadcast may drop: a default of drop does not apply to other kinds.
+        spec.overflow = spec.kind == ChannelKind::broadcast ? d.overflow : Overflow::block;
     }
-    fill(spec.slot_size, d.slot_size, proto::kSpecSlotSize);
+    // A counters channel's slot size is fixed (a cell's name).
+    fill(spec.slot_size, spec.kind == ChannelKind::counters ? kCounterSlotSize : d.slot_size,
+         proto::kSpecSlotSize);
     fill(spec.slot_count, d.slot_count, proto::kSpecSlotCount);
     fill(spec.max_publishers, d.max_publishers, proto::kSpecMaxPublishers);
     fill(spec.max_subscribers, d.max_subscribers, proto::kSpecMaxSubscribers);

@@ -22,6 +22,8 @@ constexpr std::array kTransportNames{
     std::pair{Transport::memory_copy, "memcpy"},
     std::pair{Transport::raw_ring, "raw-ring"},
     std::pair{Transport::shmbusd, "shmbusd"},
+    std::pair{Transport::blackboard_read, "blackboard-read"},
+    std::pair{Transport::local_read, "local-read"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -102,6 +104,18 @@ Scenario memcpy_calibration(std::uint64_t size) {
     return Scenario{Transport::memory_copy, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
 }
 
+/// Reads per second of one `size`-byte blackboard element (`local`: of local memory).
+Scenario state_read(bool local, std::uint64_t size) {
+    return Scenario{local ? Transport::local_read : Transport::blackboard_read,
+                    Kind::none,
+                    Wait::none,
+                    Test::throughput,
+                    size,
+                    1,
+                    0,
+                    1};
+}
+
 // The channels of the control-plane tests have 1 KiB slots (the configuration's default).
 constexpr std::uint64_t kControlSlotSize = kKiB;
 
@@ -178,6 +192,8 @@ std::vector<Scenario> quick_suite() {
     v.push_back(raw_ring(Test::bandwidth, 64 * kKiB));
     v.push_back(memcpy_calibration(64 * kKiB));
     v.push_back(memcpy_calibration(64 * kMiB));
+    v.push_back(state_read(false, 64));
+    v.push_back(state_read(true, 64));
     v.push_back(control_open(1, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
     return v;
@@ -313,6 +329,8 @@ std::string Scenario::label() const {
 std::uint32_t Scenario::processes() const noexcept {
     switch (transport) {
     case Transport::memory_copy:
+    case Transport::blackboard_read:
+    case Transport::local_read:
         return 1;
     case Transport::shmbusd:
         if (test == Test::control_open) {

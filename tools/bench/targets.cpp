@@ -203,6 +203,14 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
         b.met = *b.met && lost == 0;
     }
     out.push_back(std::move(b));
+
+    // A read costs 1/rate: local rate over blackboard rate is how many times dearer it is.
+    const Summary* board_read =
+        find(all, baseline(Transport::blackboard_read, Test::throughput, 64));
+    const Summary* local_read = find(all, baseline(Transport::local_read, Test::throughput, 64));
+    out.push_back(ratio_target("consistent 64 B blackboard read <= 2x a plain 64 B local read", 2,
+                               true, rate(local_read), rate(board_read), Unit::rate, "local-read",
+                               "blackboard-read"));
     control_plane_targets(all, out);
     return out;
 }

@@ -10,6 +10,7 @@
 #include "format.hpp"
 #include "inspect.hpp"
 #include "json_view.hpp"
+#include "shared_state.hpp"
 #include "traffic.hpp"
 
 #include <shmbus/version.hpp>
@@ -132,6 +133,28 @@ int run(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     pub_cmd->callback([&] { result = run_pub(options, pub); });
+
+    GetOptions get;
+    auto* get_cmd = app.add_subcommand("get", "print one element of a blackboard channel");
+    get_cmd->add_option("CHANNEL", get.channel, "blackboard channel")->required();
+    get_cmd->add_option("INDEX", get.index, "element index, from 0")->required();
+    get_cmd->add_flag("--hex", get.hex, "print the element as hex digits");
+    get_cmd->callback([&] { result = run_get(options, get); });
+
+    SetOptions set;
+    auto* set_cmd = app.add_subcommand(
+        "set", "write one element of a blackboard channel (the rest of it becomes zeros)");
+    set_cmd->add_option("CHANNEL", set.channel, "blackboard channel")->required();
+    set_cmd->add_option("INDEX", set.index, "element index, from 0")->required();
+    set_cmd->add_option("DATA", set.data, "the element's new bytes")->required();
+    set_cmd->add_flag("--hex", set.hex, "DATA is hex digits (\"00ff10\", \"de ad be ef\")");
+    set_cmd->callback([&] { result = run_set(options, set); });
+
+    std::string counters_channel;
+    auto* counters_cmd =
+        app.add_subcommand("counters", "the cells of a counters channel and their values");
+    counters_cmd->add_option("CHANNEL", counters_channel, "counters channel")->required();
+    counters_cmd->callback([&] { result = run_counters(options, counters_channel); });
 
     std::uint64_t ping_count = 1;
     auto* ping = app.add_subcommand("ping", "round trip to the daemon");

@@ -8,7 +8,9 @@
 // listed again without the application making any request.
 #pragma once
 
+#include <shmbus/blackboard.hpp>
 #include <shmbus/channel.hpp>
+#include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/export.hpp>
@@ -174,6 +176,14 @@ public:
     /// Opens `channel` for reading (a consumer, on a queue). Errors as open_publisher().
     [[nodiscard]] Result<Subscriber> open_subscriber(std::string_view channel,
                                                      const EndpointOptions& options = {}) noexcept;
+    /// Opens blackboard `channel` as a writer (Role::publisher: the channel's `publish` ACL
+    /// applies) or a reader (Role::subscriber: `subscribe` ACL, read-only mapping). Errors as
+    /// open_publisher(); Errc::invalid_argument if the channel is not a blackboard.
+    [[nodiscard]] Result<Blackboard> open_blackboard(std::string_view channel, Role role,
+                                                     const EndpointOptions& options = {}) noexcept;
+    /// Opens counters `channel` as a writer or a reader, as open_blackboard().
+    [[nodiscard]] Result<Counters> open_counters(std::string_view channel, Role role,
+                                                 const EndpointOptions& options = {}) noexcept;
     /// Creates a dynamic channel, where the daemon's configuration allows it; fields left
     /// out take its `dynamic_channels.defaults`. Errc::permission_denied when this user may
     /// not create, Errc::limit_reached naming the limit (sizes, per-client count, total

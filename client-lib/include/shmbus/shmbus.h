@@ -106,8 +106,10 @@ typedef enum shmbus_wait_mode {
 
 /** How messages are delivered (shmbus::ChannelKind). */
 typedef enum shmbus_channel_kind {
-    SHMBUS_KIND_QUEUE = 1,    /**< each message is taken by exactly one consumer */
-    SHMBUS_KIND_BROADCAST = 2 /**< every subscriber sees every message */
+    SHMBUS_KIND_QUEUE = 1,      /**< each message is taken by exactly one consumer */
+    SHMBUS_KIND_BROADCAST = 2,  /**< every subscriber sees every message */
+    SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements (C++ API) */
+    SHMBUS_KIND_COUNTERS = 5    /**< named 64-bit atomic cells (C++ API) */
 } shmbus_channel_kind;
 
 /** What a broadcast writer does when a subscriber is a ring behind (shmbus::Overflow). */

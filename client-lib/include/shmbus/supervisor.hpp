@@ -42,7 +42,9 @@ struct EndpointEntry {
 
 /// What a reclaim found and repaired.
 struct ReclaimReport {
-    std::uint64_t abandoned_slots{0};   ///< reserved, never committed: now skipped by readers
+    /// Reserved, never committed: now skipped by readers. Blackboard: elements the writer was
+    /// writing, now marked torn. Counters: cells it was naming, now free again.
+    std::uint64_t abandoned_slots{0};
     std::uint64_t redelivered_slots{0}; ///< queue: taken, never released: back for others
     bool detached{false};               ///< the table entry was freed
 };

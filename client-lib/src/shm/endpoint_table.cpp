@@ -97,6 +97,14 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
                                                "s (raise max_" + what + "s)");
 }
 
+Error wrong_kind_for_ring(const ChannelInfo& info) {
+    return make_error(Errc::invalid_argument,
+                      "channel '" + info.name + "' is a " + std::string{to_string(info.kind)} +
+                          ", which holds shared state rather than messages: open it with " +
+                          (info.kind == ChannelKind::blackboard ? "Client::open_blackboard()"
+                                                                : "Client::open_counters()"));
+}
+
 void release_endpoint(EndpointRecord& record) noexcept {
     // release: our last cursor/state writes happen-before the next owner's claim (its
     // acq_rel CAS in claim_endpoint()).

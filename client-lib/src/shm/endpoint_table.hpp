@@ -12,6 +12,8 @@
 #include "shm/futex.hpp"
 #include "shm/segment.hpp"
 
+#include <shmbus/detail/seqlock.hpp>
+
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 
@@ -32,6 +34,10 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
 /// Errc::invalid_argument with `what`: a call the API does not allow (outstanding batch,
 /// zero count). Out of line, so that building the message costs the data path nothing.
 [[gnu::cold, gnu::noinline]] Error misuse(const char* what);
+
+/// Errc::invalid_argument: a Publisher or Subscriber asked of a blackboard or counters
+/// channel, naming the class that opens it.
+[[gnu::cold]] Error wrong_kind_for_ring(const ChannelInfo& info);
 
 /// Marks entry `index` free again.
 void release_endpoint(EndpointRecord& record) noexcept;
@@ -135,17 +141,6 @@ inline void wake_sleepers(const WaitChannel& w) noexcept {
         // relaxed: a statistic.
         atom(*w.wakes).fetch_add(1, std::memory_order_relaxed);
     }
-}
-
-/// Orders the plain reads of a seqlock-protected slot before the re-read of its state.
-/// x86 never reorders loads with loads, so only the compiler must be stopped there (and
-/// GCC's ThreadSanitizer does not support atomic_thread_fence).
-inline void seqlock_read_fence() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    std::atomic_signal_fence(std::memory_order_acquire);
-#else
-    std::atomic_thread_fence(std::memory_order_acquire);
-#endif
 }
 
 /// A deadline on the steady clock; `forever` for blocking calls without limit.

@@ -103,6 +103,13 @@ struct ChannelAcl {
 /// ChannelSpec: with one publisher that selects the single-producer single-consumer ring).
 inline constexpr std::uint32_t kDefaultBroadcastSubscribers = 16;
 
+/// Defaults of the shared-state kinds (blackboard, counters) for what a channel leaves out:
+/// 64 elements of 64 bytes (blackboard) or 64 cells (counters), several writers, and as many
+/// readers as a broadcast channel.
+inline constexpr std::uint64_t kDefaultElementSize = 64;
+inline constexpr std::uint64_t kDefaultElementCount = 64;
+inline constexpr std::uint32_t kDefaultSharedStateWriters = 8;
+
 /// A channel the daemon creates at start (the `channels:` list).
 struct ChannelConfig {
     ChannelSpec spec; ///< validated: name, sizes and overflow are acceptable to create_channel()

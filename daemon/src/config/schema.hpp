@@ -18,6 +18,8 @@ namespace shmbus::daemon {
 
 inline constexpr Range kSlotSizeRange{1, kMaxSlotSize, true};
 inline constexpr Range kSlotCountRange{2, kMaxSlotCount, false};
+// Blackboard elements and counter cells: any count from 1 (a ring needs kSlotCountRange).
+inline constexpr Range kElementCountRange{1, kMaxSlotCount, false};
 inline constexpr Range kEndpointRange{1, kMaxEndpoints, false};
 inline constexpr Range kClientCountRange{1, 65536, false};
 inline constexpr Range kChannelCountRange{1, 65536, false};
@@ -65,8 +67,19 @@ inline constexpr std::array<std::string_view, 6> kBridgeKeys{"name",        "con
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
                                                                  "block_timeout"};
 
-inline constexpr std::array<std::string_view, 2> kKindNames{"queue", "broadcast"};
-inline constexpr std::array<ChannelKind, 2> kKinds{ChannelKind::queue, ChannelKind::broadcast};
+inline constexpr std::array<std::string_view, 4> kKindNames{"queue", "broadcast", "blackboard",
+                                                            "counters"};
+inline constexpr std::array<ChannelKind, 4> kKinds{ChannelKind::queue, ChannelKind::broadcast,
+                                                   ChannelKind::blackboard, ChannelKind::counters};
+/// The configuration's word for `kind` (this library links no to_string() of libshmbus).
+inline constexpr std::string_view kind_name(ChannelKind kind) noexcept {
+    for (std::size_t i = 0; i < kKinds.size(); ++i) {
+        if (kKinds[i] == kind) {
+            return kKindNames[i];
+        }
+    }
+    return "unknown kind";
+}
 inline constexpr std::array<std::string_view, 2> kOverflowNames{"block", "drop"};
 inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::drop};
 inline constexpr std::array<std::string_view, 2> kLinkDownNames{"drop", "block"};

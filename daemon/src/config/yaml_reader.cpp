@@ -68,6 +68,9 @@ struct Entry {
 struct SpecSeen {
     bool kind{false};
     bool subscribers{false};
+    bool publishers{false};
+    std::optional<ConfigLocation> slot_size;     ///< where slot_size was written
+    std::optional<ConfigLocation> slot_count;    ///< where slot_count was written
     std::optional<ConfigLocation> overflow_drop; ///< where `overflow: drop` was written
 };
 
@@ -244,18 +247,6 @@ private:
     }
 
     /// A slot count: in range and a power of two.
-    std::optional<std::uint64_t> read_slot_count(const Entry& e) {
-        const auto value = read_number(e, kSlotCountRange);
-        if (!value) {
-            return std::nullopt;
-        }
-        if (auto checked = check_power_of_two(*value); !checked) {
-            error(value_at(e), key_name(e) + " " + checked.error().detail);
-            return std::nullopt;
-        }
-        return value;
-    }
-
     std::optional<bool> read_bool(const Entry& e) {
         const auto text = scalar(e, "true or false");
         if (!text) {
@@ -471,6 +462,7 @@ private:
                     read_spec_field(d, policy.defaults, seen);
                     record("dynamic_channels.defaults." + std::string(d.name), d);
                 }
+                finish_spec(policy.defaults, seen);
                 state_.dynamic_subscribers_set = state_.dynamic_subscribers_set || seen.subscribers;
                 continue;
             } else if (e.name == "max_slot_size") {
@@ -492,9 +484,18 @@ private:
                 spec.kind = kKinds[*index];
             }
         } else if (e.name == "slot_size") {
-            spec.slot_size = read_number(e, kSlotSizeRange).value_or(spec.slot_size);
+            if (const auto size = read_number(e, kSlotSizeRange)) {
+                spec.slot_size = *size;
+                seen.slot_size = value_at(e);
+            }
         } else if (e.name == "slot_count") {
-            spec.slot_count = read_slot_count(e).value_or(spec.slot_count);
+            // Which counts are valid depends on the kind, which may come later in the
+            // mapping: finish_spec() checks.
+            const bool ring = seen.kind && is_ring_kind(spec.kind);
+            if (const auto count = read_number(e, ring ? kSlotCountRange : kElementCountRange)) {
+                spec.slot_count = *count;
+                seen.slot_count = value_at(e);
+            }
         } else if (e.name == "overflow") {
             if (const auto index = read_choice(e, "overflow policy", kOverflowNames)) {
                 spec.overflow = kOverflows[*index];
@@ -503,10 +504,46 @@ private:
                 }
             }
         } else if (e.name == "max_publishers") {
+            seen.publishers = true;
             spec.max_publishers = read_u32(e, kEndpointRange).value_or(spec.max_publishers);
         } else if (e.name == "max_subscribers") {
             seen.subscribers = true;
             spec.max_subscribers = read_u32(e, kEndpointRange).value_or(spec.max_subscribers);
+        }
+    }
+
+    /// The rules of `spec`'s kind, once the whole mapping is read: a ring's slot_count is a
+    /// power of two from 2; the shared-state kinds take their own defaults for what was left
+    /// out, and a counters channel's slot_size is fixed.
+    void finish_spec(ChannelSpec& spec, const SpecSeen& seen) {
+        if (is_ring_kind(spec.kind)) {
+            if (seen.slot_count) {
+                if (auto in = check_number(std::to_string(spec.slot_count), kSlotCountRange); !in) {
+                    error(*seen.slot_count, "'slot_count' " + in.error().detail);
+                } else if (auto checked = check_power_of_two(spec.slot_count); !checked) {
+                    error(*seen.slot_count, "'slot_count' " + checked.error().detail);
+                }
+            }
+            return;
+        }
+        if (spec.kind == ChannelKind::counters) {
+            if (seen.slot_size && spec.slot_size != kCounterSlotSize) {
+                error(*seen.slot_size, "'slot_size' of a counters channel is fixed at " +
+                                           std::to_string(kCounterSlotSize) +
+                                           " (a cell's name); leave it out");
+            }
+            spec.slot_size = kCounterSlotSize;
+        } else if (!seen.slot_size) {
+            spec.slot_size = kDefaultElementSize;
+        }
+        if (!seen.slot_count) {
+            spec.slot_count = kDefaultElementCount;
+        }
+        if (!seen.publishers) {
+            spec.max_publishers = kDefaultSharedStateWriters;
+        }
+        if (!seen.subscribers) {
+            spec.max_subscribers = kDefaultBroadcastSubscribers;
         }
     }
 
@@ -556,15 +593,21 @@ private:
         }
         if (!seen.kind && !misspelt("kind")) {
             error(item_at, "channel" + (name_ok ? " " + quote(channel.spec.name) : std::string{}) +
-                               " has no 'kind' (expected queue or broadcast)");
+                               " has no 'kind' (expected " + join_choices(kKindNames, " or ") +
+                               ")");
         }
-        if (seen.overflow_drop && seen.kind && channel.spec.kind == ChannelKind::queue) {
-            error(*seen.overflow_drop, "overflow 'drop' is only valid on a broadcast channel; a "
-                                       "queue always blocks");
+        if (seen.overflow_drop && seen.kind && channel.spec.kind != ChannelKind::broadcast) {
+            error(*seen.overflow_drop,
+                  "overflow 'drop' is only valid on a broadcast channel; " +
+                      std::string{channel.spec.kind == ChannelKind::queue
+                                      ? "a queue always blocks"
+                                      : "a " + std::string{kind_name(channel.spec.kind)} +
+                                            " never drops"});
         }
         if (!seen.subscribers && channel.spec.kind == ChannelKind::broadcast) {
             channel.spec.max_subscribers = kDefaultBroadcastSubscribers;
         }
+        finish_spec(channel.spec, seen);
         if (!name_ok) {
             return;
         }
