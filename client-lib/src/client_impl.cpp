@@ -610,7 +610,13 @@ Result<Endpoint> Client::Impl::open(std::string_view channel, Role role,
         return endpoint.take_error();
     }
     std::uint64_t key = 0;
-    auto link = detail::EndpointHooks::link(*endpoint);
+    // Publishers and subscribers learn of a refused offer through their link (Errc::closed from
+    // then on); the shared-state kinds keep working on the segment they mapped and only lose
+    // their record, as the log line says.
+    std::shared_ptr<detail::EndpointLink> link;
+    if constexpr (std::is_same_v<Endpoint, Publisher> || std::is_same_v<Endpoint, Subscriber>) {
+        link = detail::EndpointHooks::link(*endpoint);
+    }
     {
         const std::lock_guard lock{mutex};
         key = next_key++;
