@@ -100,6 +100,19 @@ NatsBridgeConfig bridge(const std::string& name, const NatsServer& server) {
     return c;
 }
 
+/// A file-backed stream JOBS holding the subject shmbus.ground.jobs.
+void add_jobs_stream(jsCtx* js) {
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = "JOBS";
+    const char* subjects[] = {"shmbus.ground.jobs"};
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    jsErrCode code{};
+    REQUIRE(js_AddStream(nullptr, js, &sc, nullptr, &code) == NATS_OK);
+}
+
 #define REQUIRE_NATS_SERVER(var)                                                                   \
     const auto var = nats_server_program();                                                        \
     if (!var) {                                                                                    \
@@ -409,17 +422,8 @@ TEST_CASE("a durable JetStream import loses and repeats nothing across a restart
     PlainNats far{server.url()};
     jsCtx* js = nullptr;
     REQUIRE(natsConnection_JetStream(&js, far.nc, nullptr) == NATS_OK);
-    jsStreamConfig sc;
-    jsStreamConfig_Init(&sc);
-    sc.Name = "JOBS";
-    const char* subjects[] = {"shmbus.ground.jobs"};
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    sc.Storage = js_FileStorage;
+    add_jobs_stream(js);
     jsErrCode code{};
-    jsStreamInfo* si = nullptr;
-    REQUIRE(js_AddStream(&si, js, &sc, nullptr, &code) == NATS_OK);
-    jsStreamInfo_Destroy(si);
 
     const auto publish = [&](std::uint64_t from, std::uint64_t to) {
         std::vector<std::byte> out(kSlot);
@@ -479,4 +483,112 @@ TEST_CASE("a durable JetStream import loses and repeats nothing across a restart
     CHECK(next == 3000);
     CHECK(sub.value().try_receive_copy(buf).code() == Errc::would_block); // nothing repeated
     jsCtx_Destroy(js);
+}
+
+TEST_CASE("a durable JetStream import loses nothing when the NATS server is killed and "
+          "restarted mid-stream",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program, /*jetstream=*/true};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+    {
+        PlainNats admin{server.url()};
+        jsCtx* js = nullptr;
+        REQUIRE(natsConnection_JetStream(&js, admin.nc, nullptr) == NATS_OK);
+        add_jobs_stream(js);
+        jsCtx_Destroy(js);
+    }
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    config.ack_wait = 1000ms;
+    NatsBridgeRunner runner{config, options_for(ground), "ground", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+
+    // The far side publishes as an exporting daemon would (origin and sequence headers), and
+    // retries each message until the stream acknowledged it (Nats-Msg-Id de-duplicates).
+    const std::uint64_t count = 20000;
+    std::atomic<std::uint64_t> published{0};
+    std::atomic<bool> failed{false};
+    std::thread publisher{[&] {
+        natsOptions* opts = nullptr;
+        natsOptions_Create(&opts);
+        natsOptions_SetURL(opts, server.url().c_str());
+        natsOptions_SetMaxReconnect(opts, -1);
+        natsOptions_SetReconnectWait(opts, 50);
+        natsConnection* nc = nullptr;
+        if (natsConnection_Connect(&nc, opts) != NATS_OK) {
+            failed = true;
+            return;
+        }
+        jsCtx* js = nullptr;
+        natsConnection_JetStream(&js, nc, nullptr);
+        std::vector<std::byte> out(kSlot);
+        const auto deadline = generous_deadline();
+        for (std::uint64_t id = 0; id < count && !failed; ++id) {
+            stamp(out, id);
+            const std::string seq = std::to_string(id + 1);
+            const std::string msg_id = "far/1/jobs/" + seq;
+            for (;;) {
+                natsMsg* m = nullptr;
+                natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
+                               reinterpret_cast<const char*>(out.data()),
+                               static_cast<int>(out.size()));
+                natsMsgHeader_Set(m, "Shmbus-Node", "far");
+                natsMsgHeader_Set(m, "Shmbus-Incarnation", "1");
+                natsMsgHeader_Set(m, "Shmbus-Channel", "jobs");
+                natsMsgHeader_Set(m, "Shmbus-Seq", seq.c_str());
+                natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
+                jsPubAck* ack = nullptr;
+                jsErrCode code{};
+                const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
+                jsPubAck_Destroy(ack);
+                natsMsg_Destroy(m);
+                if (st == NATS_OK) {
+                    break;
+                }
+                if (std::chrono::steady_clock::now() > deadline) {
+                    failed = true;
+                    break;
+                }
+            }
+            published = id + 1;
+        }
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        natsOptions_Destroy(opts);
+    }};
+
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t next = 0;
+    bool in_order = true;
+    while (next < count) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        if (!r.has_value()) {
+            break;
+        }
+        in_order = in_order && check_stamp(std::span{buf}.first(r.value().size)) == next;
+        ++next;
+        if (next == count / 4) {
+            server.stop();
+            REQUIRE(server.start(&why));
+        }
+    }
+    publisher.join();
+    INFO(lines.text());
+    CHECK_FALSE(failed);
+    CHECK(next == count);
+    CHECK(in_order);
+    CHECK(stream(runner, false).lost == 0);
+    CHECK(runner.status().bridge.reconnects >= 1);
+    runner.stop();
 }
