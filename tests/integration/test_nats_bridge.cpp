@@ -100,8 +100,24 @@ NatsBridgeConfig bridge(const std::string& name, const NatsServer& server) {
     return c;
 }
 
+/// Publishes messages stamped 0..count-1 into `name` on `daemon`.
+void publish_stamped(const DaemonProcess& daemon, const std::string& name, std::uint64_t count) {
+    auto app = Client::connect(options_for(daemon));
+    REQUIRE(app.has_value());
+    auto pub = app.value().open_publisher(name);
+    REQUIRE(pub.has_value());
+    std::vector<std::byte> buf(kSlot);
+    for (std::uint64_t id = 0; id < count; ++id) {
+        stamp(buf, id);
+        REQUIRE(pub.value().send(buf, 60s).has_value());
+    }
+}
+
 /// A file-backed stream JOBS holding the subject shmbus.ground.jobs.
-void add_jobs_stream(jsCtx* js) {
+void add_jobs_stream(const std::string& url) {
+    PlainNats admin{url};
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, admin.nc, nullptr) == NATS_OK);
     jsStreamConfig sc;
     jsStreamConfig_Init(&sc);
     sc.Name = "JOBS";
@@ -110,7 +126,9 @@ void add_jobs_stream(jsCtx* js) {
     sc.SubjectsLen = 1;
     sc.Storage = js_FileStorage;
     jsErrCode code{};
-    REQUIRE(js_AddStream(nullptr, js, &sc, nullptr, &code) == NATS_OK);
+    const natsStatus added = js_AddStream(nullptr, js, &sc, nullptr, &code);
+    jsCtx_Destroy(js);
+    REQUIRE(added == NATS_OK);
 }
 
 #define REQUIRE_NATS_SERVER(var)                                                                   \
@@ -185,16 +203,8 @@ TEST_CASE("an export reaches a plain NATS subscriber with its sequence in a head
     REQUIRE(wait_until([&] { return connected(runner); }));
     INFO(lines.text());
 
-    auto app = Client::connect(options_for(robot));
-    REQUIRE(app.has_value());
-    auto pub = app.value().open_publisher("telemetry");
-    REQUIRE(pub.has_value());
     constexpr std::uint64_t kCount = 2000;
-    std::vector<std::byte> buf(kSlot);
-    for (std::uint64_t id = 0; id < kCount; ++id) {
-        stamp(buf, id);
-        REQUIRE(pub.value().send(buf, 60s).has_value());
-    }
+    publish_stamped(robot, "telemetry", kCount);
     for (std::uint64_t id = 0; id < kCount; ++id) {
         natsMsg* m = nullptr;
         REQUIRE(natsSubscription_NextMsg(&m, sub, 60000) == NATS_OK);
@@ -422,7 +432,7 @@ TEST_CASE("a durable JetStream import loses and repeats nothing across a restart
     PlainNats far{server.url()};
     jsCtx* js = nullptr;
     REQUIRE(natsConnection_JetStream(&js, far.nc, nullptr) == NATS_OK);
-    add_jobs_stream(js);
+    add_jobs_stream(server.url());
     jsErrCode code{};
 
     const auto publish = [&](std::uint64_t from, std::uint64_t to) {
@@ -494,13 +504,7 @@ TEST_CASE("a durable JetStream import loses nothing when the NATS server is kill
     REQUIRE(server.start(&why));
     DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
     REQUIRE(ground.start());
-    {
-        PlainNats admin{server.url()};
-        jsCtx* js = nullptr;
-        REQUIRE(natsConnection_JetStream(&js, admin.nc, nullptr) == NATS_OK);
-        add_jobs_stream(js);
-        jsCtx_Destroy(js);
-    }
+    add_jobs_stream(server.url());
     auto app = Client::connect(options_for(ground));
     REQUIRE(app.has_value());
     auto sub = app.value().open_subscriber("jobs");
@@ -591,4 +595,48 @@ TEST_CASE("a durable JetStream import loses nothing when the NATS server is kill
     CHECK(stream(runner, false).lost == 0);
     CHECK(runner.status().bridge.reconnects >= 1);
     runner.stop();
+}
+
+TEST_CASE("a JetStream export into a stream, read back by a durable import on another daemon",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program, /*jetstream=*/true};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess robot{"channels:\n" + channel("telemetry")};
+    REQUIRE(robot.start());
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+    add_jobs_stream(server.url());
+    Lines lines;
+    auto ec = bridge("fleet", server);
+    ec.jetstream = true;
+    ec.exports = {{"telemetry", "shmbus.ground.jobs"}};
+    NatsBridgeRunner exporter{ec, options_for(robot), "robot", 1, lines.sink()};
+    exporter.start();
+    REQUIRE(wait_until([&] { return connected(exporter); }));
+
+    const std::uint64_t count = 10000;
+    publish_stamped(robot, "telemetry", count);
+    // Published before any importer existed: the stream holds them for the durable consumer.
+    REQUIRE(wait_until([&] { return stream(exporter, true).messages == count; }));
+
+    auto ground_app = Client::connect(options_for(ground));
+    REQUIRE(ground_app.has_value());
+    auto sub = ground_app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+    auto ic = bridge("fleet", server);
+    ic.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    NatsBridgeRunner importer{ic, options_for(ground), "ground", 1, lines.sink()};
+    importer.start();
+    std::vector<std::byte> buf(kSlot);
+    for (std::uint64_t id = 0; id < count; ++id) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
+    }
+    INFO(lines.text());
+    CHECK(stream(exporter, true).lost == 0);
+    CHECK(stream(importer, false).lost == 0);
+    CHECK(importer.status().duplicates == 0);
 }
