@@ -287,7 +287,7 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
     const auto incarnation = parse_u64(header(m, kHeaderIncarnation));
     const auto sequence = parse_u64(header(m, kHeaderSequence));
     NatsImportStream::Origin* origin = nullptr;
-    if (node != nullptr && channel != nullptr && incarnation && sequence) {
+    if (node != nullptr && channel != nullptr && incarnation && sequence && *sequence > 0) {
         auto& o = s->origins[std::string{node} + '\0' + channel];
         if (o.incarnation != *incarnation) {
             o = {*incarnation, *sequence - 1}; // a new origin (or a restarted one): no gap yet
