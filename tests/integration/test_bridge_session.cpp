@@ -260,12 +260,9 @@ TEST_CASE("a bridged broadcast channel delivers every message in order, byte for
     CHECK(lost == 0);
     // The exporter counts a message once its write is done, which may come after the reader
     // has it: poll its statistics (they have no event to wait on) up to the deadline.
-    auto exported = stream(*link.robot, "robot1/telemetry", true);
-    for (const auto deadline = generous_deadline();
-         exported.messages < count && std::chrono::steady_clock::now() < deadline;
-         exported = stream(*link.robot, "robot1/telemetry", true)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds{5});
-    }
+    (void)wait_until(
+        [&] { return stream(*link.robot, "robot1/telemetry", true).messages >= count; });
+    const auto exported = stream(*link.robot, "robot1/telemetry", true);
     CHECK(exported.messages == count);
     CHECK(exported.lost == 0);
     CHECK(stream(*link.ground, "robot1/telemetry", false).lost == 0);

@@ -68,18 +68,6 @@ std::optional<BridgeSummary> bridge_of(const DaemonProcess& d, const std::string
     return std::nullopt;
 }
 
-template <typename Pred>
-bool wait_until(Pred pred) {
-    const auto deadline = generous_deadline();
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(10ms); // a bridge's status has no event to wait on
-    }
-    return false;
-}
-
 /// Waits until bridge `name` of `d` is connected with `streams` streams, every exporting
 /// one granted credits (so a message published now is sent).
 bool wait_streaming(const DaemonProcess& d, const std::string& name, std::size_t streams) {

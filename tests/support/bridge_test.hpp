@@ -38,20 +38,6 @@ inline ClientOptions options_for(const DaemonProcess& d, const std::string& name
     return o;
 }
 
-/// Polls `pred` until it holds or the generous deadline passes (for a bridge's status, which
-/// has no event to wait on).
-template <typename Pred>
-bool wait_until(Pred pred) {
-    const auto deadline = generous_deadline();
-    while (std::chrono::steady_clock::now() < deadline) {
-        if (pred()) {
-            return true;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds{5});
-    }
-    return false;
-}
-
 /// Whether `r` is connected and one of its exporting streams has been granted credits.
 inline bool exporting(const gateway::BridgeRunner& r) {
     const auto s = r.status();

@@ -71,6 +71,20 @@ inline std::chrono::steady_clock::time_point generous_deadline() {
     return std::chrono::steady_clock::now() + kDaemonDeadline;
 }
 
+/// Polls `pred` every 5 ms until it holds or the generous deadline passes: only for state
+/// with no event to wait on (a bridge's status, an endpoint's statistics).
+template <typename Pred>
+bool wait_until(Pred pred) {
+    const auto deadline = generous_deadline();
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (pred()) {
+            return true;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    }
+    return pred();
+}
+
 inline int ms_left(std::chrono::steady_clock::time_point deadline) {
     const auto left =
         std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
