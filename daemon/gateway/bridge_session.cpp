@@ -19,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 
 namespace shmbus::gateway {
 
@@ -732,6 +733,15 @@ struct BridgeSession::Impl {
     void run_import(ImportStream& s) {
         const std::uint32_t return_at = std::max<std::uint32_t>(1, settings.window / 4);
         std::uint32_t unreturned = 0;
+        // Gives the peer back the credits of what has been published locally.
+        auto return_credits = [&] {
+            {
+                std::lock_guard lock{s.mu};
+                s.outstanding += unreturned;
+            }
+            send(Credit{{{s.id, unreturned}}});
+            unreturned = 0;
+        };
         std::vector<ImportItem> taken;
         while (!stopping.load()) {
             {
@@ -770,7 +780,14 @@ struct BridgeSession::Impl {
                 if (!batch) {
                     if (batch.error().code == Errc::timed_out ||
                         batch.error().code == Errc::would_block) {
-                        continue; // the local subscribers are slow: wait, credits hold the peer
+                        // The local subscribers are slow: wait, the withheld credits hold the
+                        // peer. What this frame's earlier part published is confirmed now, so
+                        // that the peer's window is exactly what waits here.
+                        unreturned += static_cast<std::uint32_t>(std::exchange(messages, 0));
+                        if (unreturned > 0) {
+                            return_credits();
+                        }
+                        continue;
                     }
                     log("importing '" + s.wire_name + "' stopped: " + batch.error().message());
                     return;
@@ -799,12 +816,7 @@ struct BridgeSession::Impl {
                 queue_empty = s.queue.empty();
             }
             if (unreturned >= return_at || (queue_empty && unreturned > 0)) {
-                {
-                    std::lock_guard lock{s.mu};
-                    s.outstanding += unreturned;
-                }
-                send(Credit{{{s.id, unreturned}}});
-                unreturned = 0;
+                return_credits();
             }
         }
     }

@@ -34,7 +34,8 @@ namespace {
 
 const std::string kRobot = channels_yaml({bridged("telemetry")});
 const std::string kGround = channels_yaml({bridged("robot1/telemetry")});
-constexpr std::uint32_t kWindow = 16;
+// Not a divisor of the rings' 64: a frame may straddle the moment the ground's ring fills.
+constexpr std::uint32_t kWindow = 24;
 
 BridgeConfig robot_bridge(std::uint16_t port, LinkDownPolicy policy) {
     BridgeConfig c;

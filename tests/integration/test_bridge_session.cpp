@@ -4,10 +4,12 @@
 // channel; a queue crosses the other way on the same link; a request for a channel the
 // listening end does not export is refused by name, logged on both ends, and moves nothing;
 // an offer into a channel whose geometry differs is refused naming the item; one stalled
-// channel does not hold up another; and stop() ends both ends, each saying why.
+// channel does not hold up another; stop() ends both ends, each saying why; and, with the
+// robot's end played frame by frame by the test, the credits for the part of a frame that was
+// published come back while the rest waits for a slow subscriber (else the peer's window
+// shrinks by that part until the subscriber catches up).
 //
-// The daemons' configuration does not know bridges yet: the test builds the sessions itself
-// from plain structs, as the daemon's gateway will.
+// The tests build the sessions themselves from plain structs, as the daemon's bridges do.
 #include "daemon_process.hpp"
 #include "log_lines.hpp"
 #include "test_support.hpp"
@@ -23,9 +25,12 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <poll.h>
 #include <string>
 #include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 using namespace shmbus;
@@ -435,4 +440,159 @@ TEST_CASE("stopping one end ends the link on both, each saying why") {
     CHECK(ground_why.code == Errc::closed);
     CHECK_THAT(ground_why.detail, Catch::Contains("the peer ended the link: stopped"));
     CHECK(link.ground->log.contains("link ended"));
+}
+
+namespace {
+
+/// The robot's end played by the test itself, frame by frame, so that what the ground's
+/// session receives in one frame is exactly what the test sent.
+struct ScriptedPeer {
+    explicit ScriptedPeer(int fd) : fd{fd} {
+        HandshakeSettings hs;
+        hs.initiator = true;
+        hs.bridge = "to-ground";
+        hs.node = "robot1";
+        hs.incarnation = 0x1001;
+        hs.secret = "a shared secret for the test link";
+        auto h = Handshake::start(hs);
+        REQUIRE(h.has_value());
+        auto params = run_handshake(fd, fd, h.value(), reader, generous_deadline());
+        REQUIRE(params.has_value());
+        reader.set_max_data_body(params.value().receive_data_body);
+    }
+
+    void send(const Frame& frame) const {
+        auto bytes = encode(frame);
+        REQUIRE(bytes.has_value());
+        write_all(bytes.value());
+    }
+
+    void send_data(std::uint32_t stream, std::uint64_t first,
+                   const std::vector<std::vector<std::byte>>& messages) const {
+        std::vector<std::uint32_t> lengths;
+        std::vector<std::byte> wire;
+        for (const auto& m : messages) {
+            lengths.push_back(static_cast<std::uint32_t>(m.size()));
+        }
+        REQUIRE(encode_data_prefix(stream, first, lengths, kDefaultDataBody, wire).has_value());
+        for (const auto& m : messages) {
+            wire.insert(wire.end(), m.begin(), m.end());
+        }
+        write_all(wire);
+    }
+
+    /// The next frame of type T the session sends, skipping any other (its wants and offers)
+    /// and answering its pings; empty at the deadline.
+    template <typename T>
+    std::optional<T> next(std::chrono::steady_clock::time_point deadline) {
+        for (;;) {
+            auto f = reader.next();
+            REQUIRE(f.has_value());
+            if (f.value()) {
+                if (const T* t = std::get_if<T>(&*f.value())) {
+                    return *t;
+                }
+                if (const Ping* ping = std::get_if<Ping>(&*f.value())) {
+                    send(Pong{ping->token, ping->sent_ns}); // the link stays alive meanwhile
+                }
+                continue;
+            }
+            pollfd p{fd, POLLIN, 0};
+            const int left = ms_left(deadline);
+            if (left <= 0 || ::poll(&p, 1, left) <= 0) {
+                return std::nullopt;
+            }
+            auto room = reader.writable(4096);
+            const ssize_t n = ::read(fd, room.data(), room.size());
+            REQUIRE(n > 0);
+            reader.commit(static_cast<std::size_t>(n));
+        }
+    }
+
+    void write_all(std::span<const std::byte> bytes) const {
+        while (!bytes.empty()) {
+            const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+            REQUIRE(n > 0);
+            bytes = bytes.subspan(static_cast<std::size_t>(n));
+        }
+    }
+
+    int fd;
+    FrameReader reader;
+};
+
+std::vector<std::byte> stamped(std::uint64_t id) {
+    std::vector<std::byte> b(128);
+    stamp(b, id);
+    return b;
+}
+
+} // namespace
+
+TEST_CASE("credits for the part of a frame that was published come back while the rest waits "
+          "for a slow subscriber") {
+    DaemonProcess ground{kGround};
+    REQUIRE(ground.start());
+    Client ground_app = connect_to(ground, "ground-app");
+    auto sub = ground_app.open_subscriber("robot1/telemetry");
+    REQUIRE(sub.has_value());
+    auto local = ground_app.open_publisher("robot1/telemetry");
+    REQUIRE(local.has_value());
+    // The subscriber reads nothing yet: 54 local messages leave room for 10 of its 64.
+    constexpr std::uint64_t kLocal = 54;
+    for (std::uint64_t id = 0; id < kLocal; ++id) {
+        REQUIRE(local.value().send(stamped(id), 1s).has_value());
+    }
+
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    UniqueFd a{fds[0]};
+    UniqueFd b{fds[1]};
+    auto end = start_end(ground, b.get(), ground_settings(), 0x2002);
+    ScriptedPeer robot{a.get()};
+    robot.send(Offer{.stream = 1,
+                     .request = 0,
+                     .wire_name = "robot1/telemetry",
+                     .kind = ChannelKind::broadcast,
+                     .overflow = Overflow::block,
+                     .slot_size = 256,
+                     .slot_count = 64,
+                     .creation_id = 7,
+                     .next_sequence = 0});
+    auto grant = robot.next<Grant>(generous_deadline());
+    REQUIRE(grant.has_value());
+    REQUIRE(grant->credits >= 24);
+
+    // One frame of 24: 10 fit, 14 wait for the subscriber.
+    std::vector<std::vector<std::byte>> frame;
+    for (std::uint64_t id = kLocal; id < kLocal + 24; ++id) {
+        frame.push_back(stamped(id));
+    }
+    robot.send_data(1, 0, frame);
+    auto first = robot.next<Credit>(generous_deadline());
+    REQUIRE(first.has_value());
+    REQUIRE(first->grants.size() == 1);
+    CHECK(first->grants.front().stream == 1);
+    CHECK(first->grants.front().messages == 10);
+
+    // The subscriber reads: the rest is published, in order, and its credits follow.
+    std::vector<std::byte> buf(256);
+    for (std::uint64_t id = 0; id < kLocal + 24; ++id) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        INFO("message " << id << "; the ground's session logged: " << end->log.all());
+        REQUIRE(r.has_value());
+        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
+    }
+    std::uint32_t returned = 0;
+    while (returned < 14) {
+        auto more = robot.next<Credit>(generous_deadline());
+        REQUIRE(more.has_value());
+        for (const auto& g : more->grants) {
+            returned += g.messages;
+        }
+    }
+    CHECK(returned == 14);
+    CHECK(sub.value().lost() == 0);
+    ::shutdown(a.get(), SHUT_RDWR);
+    REQUIRE(end->ended.wait_for(60s) == std::future_status::ready);
 }
