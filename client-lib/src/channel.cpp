@@ -18,6 +18,8 @@ std::string_view to_string(ChannelKind kind) noexcept {
         return "queue";
     case ChannelKind::broadcast:
         return "broadcast";
+    case ChannelKind::rpc:
+        return "rpc";
     }
     return "unknown";
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <shmbus/endpoint.hpp>
+#include <shmbus/rpc.hpp>
 
 #include <functional>
 
@@ -20,6 +21,10 @@ struct EndpointHooks {
     static void set_on_detach(Publisher& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Subscriber& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Server& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Caller& endpoint, std::function<void()> hook) noexcept;
 };
 
 } // namespace shmbus::detail

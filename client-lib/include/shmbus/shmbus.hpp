@@ -5,6 +5,7 @@
 #include <shmbus/client.hpp>
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
+#include <shmbus/rpc.hpp>
 #include <shmbus/supervisor.hpp>
 #include <shmbus/unique_fd.hpp>
 #include <shmbus/version.hpp>

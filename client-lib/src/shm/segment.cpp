@@ -124,7 +124,8 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
     ChannelSpec spec;
     spec.name = h.name;
     if (h.kind != static_cast<std::uint32_t>(ChannelKind::queue) &&
-        h.kind != static_cast<std::uint32_t>(ChannelKind::broadcast)) {
+        h.kind != static_cast<std::uint32_t>(ChannelKind::broadcast) &&
+        h.kind != static_cast<std::uint32_t>(ChannelKind::rpc)) {
         return bad("kind", "is " + std::to_string(h.kind));
     }
     spec.kind = static_cast<ChannelKind>(h.kind);
@@ -139,6 +140,15 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
     spec.slot_count = h.slot_count;
     spec.max_publishers = h.max_publishers;
     spec.max_subscribers = h.max_subscribers;
+    if (spec.kind == ChannelKind::rpc) {
+        if (h.reply_slot_size == 0) {
+            return bad("reply_slot_size", "is 0 on an rpc channel");
+        }
+        spec.reply_slot_size = h.reply_slot_size;
+    } else if (h.reply_slot_size != 0) {
+        return bad("reply_slot_size", "is " + std::to_string(h.reply_slot_size) +
+                                          " on a channel of kind " + std::to_string(h.kind));
+    }
     auto geo = geometry_for(spec);
     if (!geo) {
         return make_error(Errc::corrupted, std::string(region) + " header: " + geo.error().detail);
@@ -155,7 +165,8 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
                    "is " + std::to_string(h.control_bytes) + ", but fields 'kind' (" +
                        std::to_string(h.kind) + "), 'slot_count' (" + std::to_string(h.slot_count) +
                        "), 'max_publishers' (" + std::to_string(h.max_publishers) +
-                       ") and 'max_subscribers' (" + std::to_string(h.max_subscribers) + ") need " +
+                       "), 'max_subscribers' (" + std::to_string(h.max_subscribers) +
+                       ") and 'reply_slot_size' (" + std::to_string(h.reply_slot_size) + ") need " +
                        std::to_string(geo->control_bytes()));
     }
     if (h.payload_bytes != geo->payload_bytes()) {
@@ -261,8 +272,16 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
                        "'; allowed are letters, digits and _ . : / -");
         }
     }
-    if (spec.kind != ChannelKind::queue && spec.kind != ChannelKind::broadcast) {
+    if (spec.kind != ChannelKind::queue && spec.kind != ChannelKind::broadcast &&
+        spec.kind != ChannelKind::rpc) {
         return bad("unknown kind");
+    }
+    if (spec.kind == ChannelKind::rpc && spec.overflow != Overflow::block) {
+        return bad("overflow 'drop' applies to broadcast channels only; an rpc channel never "
+                   "drops a call");
+    }
+    if (spec.kind != ChannelKind::rpc && spec.reply_slot_size != 0) {
+        return bad("reply_slot_size applies to rpc channels only");
     }
     if (spec.overflow != Overflow::block && spec.overflow != Overflow::drop) {
         return bad("unknown overflow policy");
@@ -295,6 +314,26 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
     g.max_subscribers = spec.max_subscribers;
     g.has_cells = spec.kind == ChannelKind::queue &&
                   !is_spsc(spec.kind, spec.max_publishers, spec.max_subscribers);
+    if (spec.kind == ChannelKind::rpc) {
+        const std::uint64_t reply =
+            spec.reply_slot_size == 0 ? spec.slot_size : spec.reply_slot_size;
+        if (reply > kMaxSlotSize) {
+            return bad("reply_slot_size " + std::to_string(reply) + " is outside 1.." +
+                       std::to_string(kMaxSlotSize));
+        }
+        g.rpc = true;
+        g.reply_slot_size = reply;
+        g.reply_stride = Geometry::stride_for(reply);
+        // Every caller has its own request and reply slots: refuse a product that would
+        // overflow the 64-bit sizes (create_segments() then applies the memory limit).
+        const std::uint64_t slots = g.call_slots();
+        const std::uint64_t widest = std::max(g.stride, g.reply_stride);
+        if (slots > (std::uint64_t{1} << 46) / widest) {
+            return bad("max_callers " + std::to_string(spec.max_publishers) + " x depth " +
+                       std::to_string(spec.slot_count) + " x slot size " +
+                       std::to_string(std::max(spec.slot_size, reply)) + " is too large");
+        }
+    }
     return g;
 }
 
@@ -325,6 +364,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
                             : c.slot_count != p.slot_count           ? "slot_count"
                             : c.max_publishers != p.max_publishers   ? "max_publishers"
                             : c.max_subscribers != p.max_subscribers ? "max_subscribers"
+                            : c.reply_slot_size != p.reply_slot_size ? "reply_slot_size"
                             : std::strcmp(c.name, p.name) != 0       ? "name"
                                                                      : nullptr;
     if (differing != nullptr) {
@@ -343,6 +383,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
     a.info.max_publishers = c.max_publishers;
     a.info.max_subscribers = c.max_subscribers;
     a.info.creation_id = c.creation_id;
+    a.info.reply_slot_size = a.geo.reply_slot_size;
     a.info.control_bytes = a.geo.control_bytes();
     a.info.payload_bytes = a.geo.payload_bytes();
     a.control_map = std::move(control->map);
@@ -354,6 +395,11 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
     a.subscribers = reinterpret_cast<EndpointRecord*>(cb + a.geo.subscribers_offset());
     a.cells =
         a.geo.has_cells ? reinterpret_cast<std::uint64_t*>(cb + a.geo.cells_offset()) : nullptr;
+    if (a.geo.rpc) {
+        a.rpc_callers = reinterpret_cast<RpcCallerBlock*>(cb + a.geo.rpc_callers_offset());
+        a.call_states = reinterpret_cast<std::uint64_t*>(cb + a.geo.rpc_states_offset());
+        a.replies = cb + a.geo.rpc_replies_offset();
+    }
     std::byte* pb = a.payload_map.data();
     a.payload = reinterpret_cast<PayloadBlock*>(pb + a.geo.payload_block_offset());
     a.slots = pb + a.geo.slots_offset();
@@ -382,6 +428,7 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     h.slot_size = spec.slot_size;
     h.slot_count = spec.slot_count;
     h.slot_stride = geo->stride;
+    h.reply_slot_size = geo->reply_slot_size;
     h.control_bytes = geo->control_bytes();
     h.payload_bytes = geo->payload_bytes();
     h.creation_id = random_creation_id();
@@ -401,7 +448,8 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     if (!attached) {
         return attached.take_error();
     }
-    for (std::uint64_t i = 0; i < geo->slot_count; ++i) {
+    // rpc: every call slot starts free (state 0), as the zeroed memory already says.
+    for (std::uint64_t i = 0; i < (geo->rpc ? 0 : geo->slot_count); ++i) {
         if (attached->cells != nullptr) {
             attached->cells[i] = make_state(i, SlotPhase::free);
         }

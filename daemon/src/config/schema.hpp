@@ -51,13 +51,21 @@ inline constexpr std::array<std::string_view, 6> kDynamicKeys{
     "allowed", "users", "groups", "defaults", "max_slot_size", "max_slot_count"};
 inline constexpr std::array<std::string_view, 6> kSpecKeys{
     "kind", "slot_size", "slot_count", "overflow", "max_publishers", "max_subscribers"};
-inline constexpr std::array<std::string_view, 8> kChannelKeys{
-    "name",     "kind",           "slot_size",       "slot_count",
-    "overflow", "max_publishers", "max_subscribers", "acl"};
-inline constexpr std::array<std::string_view, 2> kAclKeys{"publish", "subscribe"};
+inline constexpr std::array<std::string_view, 13> kChannelKeys{
+    "name",         "kind",           "slot_size",       "slot_count",
+    "overflow",     "max_publishers", "max_subscribers", "acl",
+    "request_size", "reply_size",     "depth",           "max_servers",
+    "max_callers"};
+/// The keys only an rpc channel takes, and the keys of the other kinds it does not.
+inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply_size", "depth",
+                                                          "max_servers", "max_callers"};
+inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
+                                                           "max_publishers", "max_subscribers"};
+inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
 
-inline constexpr std::array<std::string_view, 2> kKindNames{"queue", "broadcast"};
-inline constexpr std::array<ChannelKind, 2> kKinds{ChannelKind::queue, ChannelKind::broadcast};
+inline constexpr std::array<std::string_view, 3> kKindNames{"queue", "broadcast", "rpc"};
+inline constexpr std::array<ChannelKind, 3> kKinds{ChannelKind::queue, ChannelKind::broadcast,
+                                                   ChannelKind::rpc};
 inline constexpr std::array<std::string_view, 2> kOverflowNames{"block", "drop"};
 inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::drop};
 inline constexpr std::array<std::string_view, 5> kLogLevelNames{"trace", "debug", "info", "warning",
