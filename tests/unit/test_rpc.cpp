@@ -355,7 +355,8 @@ TEST_CASE("several servers share the requests and serve each exactly once") {
     CHECK(served[0].load() + served[1].load() == 4 * kCallsPerCaller);
 }
 
-TEST_CASE("a server that leaves holding calls fails them with closed; others keep serving") {
+TEST_CASE(
+    "a server that leaves holding calls fails them with closed, and the others keep serving") {
     const ChannelFiles f = make(rpc_spec("rpc.serverleaves"));
     Caller c = caller_of(f);
     Server keeper = server_of(f);
@@ -425,7 +426,7 @@ TEST_CASE("the supervisor's reclaim of a dead server fails its calls and wakes t
     CHECK(r.error().code == Errc::closed);
 }
 
-TEST_CASE("a caller that leaves gives its calls up; the reply to a taken one is dropped") {
+TEST_CASE("a caller that leaves gives its calls up, and the reply to a taken one is dropped") {
     const ChannelFiles f = make(rpc_spec("rpc.callerleaves"));
     Server s = server_of(f);
     Request held;
