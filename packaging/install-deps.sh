@@ -8,6 +8,8 @@ packages=(
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
     # OpenSSL (libcrypto): the gateway's HMAC-SHA256 challenge and, later, TLS links.
     libssl-dev
+    # NATS bridges (docs/nats.md): the C client, and the server the tests start themselves.
+    libnats-dev nats-server
     catch2 libcli11-dev nlohmann-json3-dev
     gnuplot-nox
     # The Python package (python/, built on the CPython C API) and its pytest suite

@@ -9,6 +9,7 @@
 #include <shmbus/version.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -18,11 +19,19 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 using shmbus::Errc;
 
 // The C codes are shmbus::Errc, value for value.
 static_assert(SHMBUS_E_WOULD_BLOCK == static_cast<int>(Errc::would_block));
+static_assert(SHMBUS_EVENT_ATTACHED == static_cast<int>(shmbus::EventKind::attached));
+static_assert(SHMBUS_EVENT_DETACHED == static_cast<int>(shmbus::EventKind::detached));
+static_assert(SHMBUS_EVENT_DIED == static_cast<int>(shmbus::EventKind::died));
+static_assert(SHMBUS_EVENT_LAPPED == static_cast<int>(shmbus::EventKind::lapped));
+static_assert(SHMBUS_EVENT_EVENTS_LOST == static_cast<int>(shmbus::EventKind::events_lost));
+static_assert(SHMBUS_ROLE_PUBLISHER == static_cast<int>(shmbus::Role::publisher));
+static_assert(SHMBUS_ROLE_SUBSCRIBER == static_cast<int>(shmbus::Role::subscriber));
 static_assert(SHMBUS_E_TIMED_OUT == static_cast<int>(Errc::timed_out));
 static_assert(SHMBUS_E_INVALID_ARGUMENT == static_cast<int>(Errc::invalid_argument));
 static_assert(SHMBUS_E_MESSAGE_TOO_LARGE == static_cast<int>(Errc::message_too_large));
@@ -42,12 +51,21 @@ static_assert(SHMBUS_WAIT_ADAPTIVE == static_cast<int>(shmbus::WaitMode::adaptiv
 static_assert(SHMBUS_WAIT_BLOCKING == static_cast<int>(shmbus::WaitMode::blocking));
 static_assert(SHMBUS_KIND_QUEUE == static_cast<int>(shmbus::ChannelKind::queue));
 static_assert(SHMBUS_KIND_BROADCAST == static_cast<int>(shmbus::ChannelKind::broadcast));
+static_assert(SHMBUS_KIND_BLACKBOARD == static_cast<int>(shmbus::ChannelKind::blackboard));
+static_assert(SHMBUS_KIND_COUNTERS == static_cast<int>(shmbus::ChannelKind::counters));
+static_assert(SHMBUS_KIND_RPC == static_cast<int>(shmbus::ChannelKind::rpc));
 static_assert(SHMBUS_OVERFLOW_BLOCK == static_cast<int>(shmbus::Overflow::block));
 static_assert(SHMBUS_OVERFLOW_DROP == static_cast<int>(shmbus::Overflow::drop));
 static_assert(SHMBUS_MAX_NAME_LENGTH == shmbus::kMaxNameLength);
 
+// A client handle also keeps what its administration calls hand out by pointer: the names
+// of the last client list, the strings of the last status, the message of the last reload.
 struct shmbus_client {
     shmbus::Client client;
+    std::vector<shmbus::ClientSummary> clients{};
+    shmbus::DaemonStatus status{};
+    std::vector<const char*> config_files{};
+    std::string reloaded{};
 };
 
 // An endpoint handle keeps the Result of its last reserve or receive, built in place by the
@@ -151,6 +169,7 @@ int endpoint_options(const shmbus_endpoint_options* in, shmbus::EndpointOptions&
     out.wait = static_cast<shmbus::WaitMode>(in->wait);
     out.spin_iterations = in->spin_iterations;
     out.endpoint_index = in->endpoint_index;
+    out.peer_events = in->peer_events != 0;
     return SHMBUS_OK;
 }
 
@@ -193,6 +212,47 @@ int open_endpoint(shmbus_client* client, const char* channel,
 // code does: without this the compiler may call the inline members out of line, which
 // doubles the cost of a message.
 #define SHMBUS_C_FAST [[gnu::flatten]]
+
+namespace {
+
+// Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
+template <typename Endpoint>
+size_t read_events(Endpoint& endpoint, shmbus_event* events, size_t capacity) noexcept {
+    if (events == nullptr) {
+        capacity = 0;
+    }
+    std::array<shmbus::PeerEvent, 16> chunk;
+    size_t n = 0;
+    do {
+        const size_t want = std::min(chunk.size(), capacity - n);
+        const size_t got = endpoint.events(std::span{chunk.data(), want});
+        for (size_t i = 0; i < got; ++i) {
+            const shmbus::PeerEvent& e = chunk[i];
+            events[n++] = shmbus_event{static_cast<uint32_t>(e.kind),
+                                       static_cast<uint32_t>(e.role),
+                                       e.endpoint_index,
+                                       e.pid,
+                                       e.count,
+                                       e.sequence};
+        }
+        if (got < want) {
+            break;
+        }
+    } while (n < capacity);
+    return n;
+}
+
+template <typename Endpoint>
+int wait_handle(Endpoint& endpoint, int* fd) noexcept {
+    auto r = endpoint.wait_handle();
+    if (!r) {
+        return fail(r.error());
+    }
+    *fd = *r;
+    return SHMBUS_OK;
+}
+
+} // namespace
 
 extern "C" {
 
@@ -267,7 +327,7 @@ int shmbus_connect(const shmbus_client_options* options, shmbus_client** client)
         if (!connected) {
             return fail(connected.error());
         }
-        *client = new shmbus_client{std::move(connected).value()};
+        *client = new shmbus_client{std::move(connected).value(), {}, {}, {}, {}};
         return SHMBUS_OK;
     } catch (const std::bad_alloc&) {
         return no_memory();
@@ -290,6 +350,7 @@ void shmbus_endpoint_options_init(shmbus_endpoint_options* options) noexcept {
     options->wait = static_cast<uint32_t>(defaults.wait);
     options->spin_iterations = defaults.spin_iterations;
     options->endpoint_index = defaults.endpoint_index;
+    options->peer_events = defaults.peer_events ? 1 : 0;
 }
 
 int shmbus_open_publisher(shmbus_client* client, const char* channel,
@@ -459,6 +520,30 @@ uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber) noexcept {
     return subscriber == nullptr ? 0 : subscriber->subscriber.lost();
 }
 
+size_t shmbus_publisher_events(shmbus_publisher* publisher, shmbus_event* events,
+                               size_t capacity) noexcept {
+    return publisher == nullptr ? 0 : read_events(publisher->publisher, events, capacity);
+}
+
+size_t shmbus_subscriber_events(shmbus_subscriber* subscriber, shmbus_event* events,
+                                size_t capacity) noexcept {
+    return subscriber == nullptr ? 0 : read_events(subscriber->subscriber, events, capacity);
+}
+
+int shmbus_publisher_wait_handle(shmbus_publisher* publisher, int* fd) noexcept {
+    if (publisher == nullptr || fd == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_publisher_wait_handle: NULL argument");
+    }
+    return wait_handle(publisher->publisher, fd);
+}
+
+int shmbus_subscriber_wait_handle(shmbus_subscriber* subscriber, int* fd) noexcept {
+    if (subscriber == nullptr || fd == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_subscriber_wait_handle: NULL argument");
+    }
+    return wait_handle(subscriber->subscriber, fd);
+}
+
 void shmbus_publisher_info(const shmbus_publisher* publisher, shmbus_channel_info* info) noexcept {
     if (publisher != nullptr && info != nullptr) {
         copy_info(publisher->publisher.info(), info);
@@ -502,6 +587,143 @@ int shmbus_client_channel_info(shmbus_client* client, const char* channel,
         return fail(detail.error());
     }
     copy_summary(detail->summary, summary);
+    return SHMBUS_OK;
+}
+
+void shmbus_channel_request_init(shmbus_channel_request* request) noexcept {
+    if (request != nullptr) {
+        *request = shmbus_channel_request{};
+        request->overflow = -1;
+    }
+}
+
+int shmbus_client_create_channel(shmbus_client* client,
+                                 const shmbus_channel_request* request) noexcept {
+    if (client == nullptr || request == nullptr || request->name == nullptr) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_client_create_channel: client, request and request->name must not "
+                    "be NULL");
+    }
+    if (request->kind != 0 && request->kind != SHMBUS_KIND_QUEUE &&
+        request->kind != SHMBUS_KIND_BROADCAST) {
+        return fail(Errc::invalid_argument, "shmbus_channel_request.kind is not a "
+                                            "shmbus_channel_kind (1 or 2), nor 0 (left out)");
+    }
+    if (request->overflow != -1 && request->overflow != SHMBUS_OVERFLOW_BLOCK &&
+        request->overflow != SHMBUS_OVERFLOW_DROP) {
+        return fail(Errc::invalid_argument, "shmbus_channel_request.overflow is not a "
+                                            "shmbus_overflow (0 or 1), nor -1 (left out)");
+    }
+    try {
+        shmbus::ChannelRequest r;
+        r.name = request->name;
+        if (request->kind != 0) {
+            r.kind = static_cast<shmbus::ChannelKind>(request->kind);
+        }
+        if (request->overflow != -1) {
+            r.overflow = static_cast<shmbus::Overflow>(request->overflow);
+        }
+        // A zero size or count is left out, as ChannelSpec's create_channel() has it.
+        auto given = [](auto v, auto& into) {
+            if (v != 0) {
+                into = v;
+            }
+        };
+        given(request->slot_size, r.slot_size);
+        given(request->slot_count, r.slot_count);
+        given(request->max_publishers, r.max_publishers);
+        given(request->max_subscribers, r.max_subscribers);
+        auto created = client->client.create_channel(r);
+        return created ? SHMBUS_OK : fail(created.error());
+    } catch (const std::bad_alloc&) {
+        return no_memory();
+    }
+}
+
+int shmbus_client_list_clients(shmbus_client* client, shmbus_client_summary* summaries,
+                               size_t capacity, size_t* count) noexcept {
+    if (client == nullptr || count == nullptr || (summaries == nullptr && capacity != 0)) {
+        return fail(Errc::invalid_argument, "shmbus_client_list_clients: client or count is "
+                                            "NULL, or summaries is NULL with a capacity");
+    }
+    *count = 0;
+    auto listed = client->client.list_clients();
+    if (!listed) {
+        return fail(listed.error());
+    }
+    client->clients = std::move(*listed); // the names handed out point into it
+    const std::size_t n = std::min(capacity, client->clients.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        const shmbus::ClientSummary& c = client->clients[i];
+        summaries[i] = shmbus_client_summary{
+            c.client_id, c.pid, c.uid, c.gid, c.endpoints, c.connected_since_ms, c.name.c_str()};
+    }
+    *count = client->clients.size();
+    return SHMBUS_OK;
+}
+
+int shmbus_client_status(shmbus_client* client, shmbus_daemon_status* status) noexcept {
+    if (client == nullptr || status == nullptr) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_client_status: client and status must not be NULL");
+    }
+    auto got = client->client.status();
+    if (!got) {
+        return fail(got.error());
+    }
+    try {
+        std::vector<const char*> files;
+        files.reserve(got->config_files.size());
+        client->status = std::move(*got); // the strings handed out point into it
+        for (const std::string& f : client->status.config_files) {
+            files.push_back(f.c_str());
+        }
+        client->config_files = std::move(files);
+    } catch (const std::bad_alloc&) {
+        return no_memory();
+    }
+    const shmbus::DaemonStatus& d = client->status;
+    *status = shmbus_daemon_status{d.daemon_version.c_str(),
+                                   d.pid,
+                                   d.uptime_ms,
+                                   client->config_files.data(),
+                                   client->config_files.size(),
+                                   d.socket_path.c_str(),
+                                   d.state_directory.c_str(),
+                                   d.clients,
+                                   d.channels,
+                                   d.segment_bytes,
+                                   d.protocol_major,
+                                   d.protocol_minor};
+    return SHMBUS_OK;
+}
+
+int shmbus_client_reload(shmbus_client* client, const char** message) noexcept {
+    if (client == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_client_reload: client is NULL");
+    }
+    auto reloaded = client->client.reload();
+    if (!reloaded) {
+        return fail(reloaded.error());
+    }
+    client->reloaded = std::move(*reloaded); // what *message points into
+    if (message != nullptr) {
+        *message = client->reloaded.c_str();
+    }
+    return SHMBUS_OK;
+}
+
+int shmbus_client_ping(shmbus_client* client, int64_t* round_trip_ns) noexcept {
+    if (client == nullptr) {
+        return fail(Errc::invalid_argument, "shmbus_client_ping: client is NULL");
+    }
+    auto pinged = client->client.ping();
+    if (!pinged) {
+        return fail(pinged.error());
+    }
+    if (round_trip_ns != nullptr) {
+        *round_trip_ns = static_cast<int64_t>(pinged->count());
+    }
     return SHMBUS_OK;
 }
 

@@ -18,6 +18,10 @@ std::string_view to_string(ChannelKind kind) noexcept {
         return "queue";
     case ChannelKind::broadcast:
         return "broadcast";
+    case ChannelKind::blackboard:
+        return "blackboard";
+    case ChannelKind::counters:
+        return "counters";
     case ChannelKind::rpc:
         return "rpc";
     }
@@ -52,6 +56,22 @@ std::string_view to_string(WaitMode mode) noexcept {
         return "adaptive";
     case WaitMode::blocking:
         return "blocking";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(EventKind kind) noexcept {
+    switch (kind) {
+    case EventKind::attached:
+        return "attached";
+    case EventKind::detached:
+        return "detached";
+    case EventKind::died:
+        return "died";
+    case EventKind::lapped:
+        return "lapped";
+    case EventKind::events_lost:
+        return "events_lost";
     }
     return "unknown";
 }

@@ -109,7 +109,7 @@ Result<Client> Client::connect(const ClientOptions& options) noexcept {
                 return started.take_error();
             }
         }
-        return Client{std::move(impl)};
+        return Client{Impl::make_handle(std::move(impl))};
     } catch (const std::bad_alloc&) {
         return out_of_memory();
     }
@@ -143,6 +143,18 @@ Result<Caller> Client::open_caller(std::string_view channel, const EndpointOptio
         caller->set_wait_for_server(wait_for_server);
     }
     return caller;
+}
+
+Result<Blackboard> Client::open_blackboard(std::string_view channel, Role role,
+                                           const EndpointOptions& options) noexcept {
+    return with_connection(impl_,
+                           [&](Impl& c) { return c.open<Blackboard>(channel, role, options); });
+}
+
+Result<Counters> Client::open_counters(std::string_view channel, Role role,
+                                       const EndpointOptions& options) noexcept {
+    return with_connection(impl_,
+                           [&](Impl& c) { return c.open<Counters>(channel, role, options); });
 }
 
 Result<void> Client::create_channel(const ChannelSpec& spec) noexcept {
@@ -200,6 +212,13 @@ Result<std::vector<ClientSummary>> Client::list_clients() noexcept {
 Result<DaemonStatus> Client::status() noexcept {
     return with_connection(
         impl_, [](Impl& c) { return c.request<proto::StatusReply>(proto::Status{}, "status"); });
+}
+
+Result<std::vector<BridgeSummary>> Client::list_bridges() noexcept {
+    return with_connection(impl_, [](Impl& c) {
+        return c.request<proto::BridgeList>(proto::ListBridges{}, "list_bridges",
+                                            &proto::BridgeList::bridges);
+    });
 }
 
 Result<std::string> Client::reload() noexcept {

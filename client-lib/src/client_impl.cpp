@@ -2,6 +2,7 @@
 // See client_impl.hpp for the locks, the lifetime and the failure policy.
 #include "client_impl.hpp"
 
+#include "assert.hpp"
 #include "endpoint_hooks.hpp"
 #include "protocol/seqpacket.hpp"
 
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <span>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 
 namespace shmbus {
@@ -79,8 +81,41 @@ void Client::Impl::say_queued() noexcept {
     }
 }
 
+namespace {
+/// The shared owner of the application's handles on one Impl (Client::Impl::make_handle()).
+struct ApplicationHandles {
+    std::shared_ptr<Client::Impl> impl;
+    ApplicationHandles(const ApplicationHandles&) = delete;
+    ApplicationHandles& operator=(const ApplicationHandles&) = delete;
+    explicit ApplicationHandles(std::shared_ptr<Client::Impl> i) noexcept : impl{std::move(i)} {}
+    ~ApplicationHandles() { impl->close_log(); }
+};
+} // namespace
+
+std::shared_ptr<Client::Impl> Client::Impl::make_handle(std::shared_ptr<Impl> impl) {
+    Impl* raw = impl.get();
+    auto owner = std::make_shared<ApplicationHandles>(std::move(impl));
+    std::shared_ptr<Impl> handle{owner, raw}; // aliasing: owns `owner`, points at the Impl
+    raw->handles = handle;
+    return handle;
+}
+
+void Client::Impl::close_log() noexcept {
+    std::function<void(std::string_view)> sink;
+    {
+        const std::lock_guard lock{sink_mutex_};
+        sink_closed_ = true;
+        sink.swap(log_sink);
+    }
+    // `sink` goes here, with what the application captured in it, outside the lock.
+}
+
 void Client::Impl::log(const std::string& line) const noexcept {
     try {
+        const std::lock_guard lock{sink_mutex_};
+        if (sink_closed_) {
+            return; // nobody holds this connection any more: see close_log()
+        }
         if (log_sink) {
             log_sink(line);
         } else {
@@ -470,13 +505,26 @@ detail::OfferOutcome Client::Impl::offer_endpoints(Clock::time_point deadline) {
             continue; // no answer is no refusal
         }
         ++outcome.refused;
-        const std::lock_guard lock{mutex};
-        std::erase_if(endpoints, [&](const OpenEndpoint& e) { return e.key == key; });
-        queue_line("shmbusd at " + socket_path + " refused to take back the " +
-                   std::string{to_string(offer.role)} + " (endpoint " +
-                   std::to_string(offer.endpoint_index) + ") of channel " + quoted(offer.channel) +
-                   ": " + r.error().message() +
-                   "; the daemon no longer serves this endpoint: open the channel again");
+        const std::string why = "shmbusd at " + socket_path + " refused to take back the " +
+                                std::string{to_string(offer.role)} + " (endpoint " +
+                                std::to_string(offer.endpoint_index) + ") of channel " +
+                                quoted(offer.channel) + ": " + r.error().message() +
+                                "; the daemon no longer serves this endpoint: open the "
+                                "channel again";
+        std::shared_ptr<detail::EndpointLink> link;
+        {
+            const std::lock_guard lock{mutex};
+            const auto it = std::find_if(endpoints.begin(), endpoints.end(),
+                                         [&](const OpenEndpoint& e) { return e.key == key; });
+            if (it != endpoints.end()) {
+                link = std::move(it->link);
+                endpoints.erase(it);
+            }
+            queue_line(why);
+        }
+        if (link) {
+            detail::refuse_endpoint(*link, why); // takes the endpoint's lock: ours are free
+        }
     }
     return outcome;
 }
@@ -549,22 +597,40 @@ Result<Endpoint> Client::Impl::open(std::string_view channel, Role role,
     }
     EndpointOptions assigned = options;
     assigned.endpoint_index = static_cast<std::int32_t>(index);
-    auto endpoint = Endpoint::attach(std::move(files), assigned);
+    auto endpoint = [&] {
+        // The shared-state kinds have one class for both roles.
+        if constexpr (std::is_same_v<Endpoint, Blackboard> || std::is_same_v<Endpoint, Counters>) {
+            return Endpoint::attach(std::move(files), role, assigned);
+        } else {
+            return Endpoint::attach(std::move(files), assigned);
+        }
+    }();
     if (!endpoint) {
         release_assigned(std::string{channel}, role, index);
         return endpoint.take_error();
     }
     std::uint64_t key = 0;
+    // Publishers and subscribers learn of a refused offer through their link (Errc::closed from
+    // then on); the shared-state kinds keep working on the segment they mapped and only lose
+    // their record, as the log line says.
+    std::shared_ptr<detail::EndpointLink> link;
+    if constexpr (std::is_same_v<Endpoint, Publisher> || std::is_same_v<Endpoint, Subscriber>) {
+        link = detail::EndpointHooks::link(*endpoint);
+    }
     {
         const std::lock_guard lock{mutex};
         key = next_key++;
         endpoints.push_back(OpenEndpoint{key, std::string{channel}, role,
                                          endpoint->endpoint_index(), endpoint->info().creation_id,
-                                         std::move(*keep)});
+                                         std::move(*keep), std::move(link)});
     }
-    // Strong: the connection must outlive the endpoint (see the top of client_impl.hpp).
+    // Strong, and one of the application's handles: the connection and its log sink must
+    // outlive the endpoint (see the top of client_impl.hpp). The Client calling us holds
+    // one, so there is a shared owner to share.
+    std::shared_ptr<Impl> self = handles.lock();
+    SHMBUS_ASSERT(self != nullptr, "open() is called through a Client, which holds a handle");
     detail::EndpointHooks::set_on_detach(
-        *endpoint, [self = shared_from_this(), key]() noexcept { self->endpoint_detached(key); });
+        *endpoint, [self = std::move(self), key]() noexcept { self->endpoint_detached(key); });
     return endpoint;
 }
 
@@ -574,5 +640,9 @@ template Result<Subscriber> Client::Impl::open<Subscriber>(std::string_view, Rol
                                                            const EndpointOptions&);
 template Result<Server> Client::Impl::open<Server>(std::string_view, Role, const EndpointOptions&);
 template Result<Caller> Client::Impl::open<Caller>(std::string_view, Role, const EndpointOptions&);
+template Result<Blackboard> Client::Impl::open<Blackboard>(std::string_view, Role,
+                                                           const EndpointOptions&);
+template Result<Counters> Client::Impl::open<Counters>(std::string_view, Role,
+                                                       const EndpointOptions&);
 
 } // namespace shmbus

@@ -12,6 +12,12 @@
 // when it closes (DESIGN.md, Liveness), and reclaiming an endpoint that is still in use would
 // hand its table entry to someone else. The reconnect watcher (client_watcher.hpp) holds a
 // weak reference, made strong only while it restores the connection; ~Impl() unregisters it.
+// The application's references (the Client and the hooks) are handles (make_handle()):
+// aliases of one shared owner, so that the Impl knows when the last of them goes even while
+// the watcher still holds it for a restore step it had begun. The log sink is closed then
+// (close_log()): the application's log function is never called once its Client and every
+// endpoint are gone, and the lines of that last step are dropped, since they speak of a
+// connection nobody holds.
 // The connection belongs to the process that opened it: in a fork()ed child its socket is
 // already dead (client_connection.hpp) and every request is refused with Errc::closed.
 //
@@ -37,8 +43,10 @@
 //
 // Failure policy: a request that finds the connection closed reconnects within its own
 // timeout and retries once. A reconnect says hello again and offers back every live
-// endpoint; an offer the daemon refuses is logged (channel, role, why) and the endpoint's
-// record dropped, since the daemon no longer knows it. One log line when the watcher finds the
+// endpoint; an offer the daemon refuses is logged (channel, role, why), the endpoint's
+// record dropped, since the daemon no longer knows it, and the endpoint itself told
+// (endpoint_hooks.hpp: every later call on it returns Errc::closed saying why, rather than
+// work on a segment nobody serves). One log line when the watcher finds the
 // connection lost, and one for every reconnect, whoever made it, counting the endpoints taken
 // back and refused. The data path never depends on any of this. Nothing throws out of the Client
 // but std::bad_alloc, which client.cpp turns into Errc::no_memory.
@@ -46,6 +54,7 @@
 
 #include "client_connection.hpp"
 #include "client_watcher.hpp"
+#include "endpoint_hooks.hpp"
 #include "protocol/seqpacket.hpp"
 #include "protocol/wire.hpp"
 
@@ -54,6 +63,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -75,7 +85,8 @@ struct OpenEndpoint {
     Role role{Role::subscriber};
     std::uint32_t endpoint_index{0};
     std::uint64_t creation_id{0};
-    ChannelFiles files; ///< duplicates, offered back to a restarted daemon
+    ChannelFiles files;                 ///< duplicates, offered back to a restarted daemon
+    std::shared_ptr<EndpointLink> link; ///< to tell the endpoint when the daemon refuses it
 };
 
 /// What a reconnect's offers came to.
@@ -86,7 +97,7 @@ struct OfferOutcome {
 
 } // namespace detail
 
-struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
+struct Client::Impl {
     using Clock = detail::Clock;
 
     std::string socket_path;
@@ -109,6 +120,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::atomic<std::uint32_t> next_request{1};
 
     bool watched{false}; // registered with the process's watcher thread
+    // The shared owner of the application's handles (make_handle()); read by open(), on the
+    // Client's thread, to hand an endpoint's hook a handle of its own.
+    std::weak_ptr<Impl> handles;
 
     Impl() = default;
     Impl(const Impl&) = delete;
@@ -171,7 +185,19 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     /// has said it yet. Call with neither lock held.
     void say_queued() noexcept;
 
+    /// The application's first handle on `impl` (the Client's): an alias of a shared owner
+    /// whose end, when the last handle goes, calls close_log(). Throws std::bad_alloc.
+    static std::shared_ptr<Impl> make_handle(std::shared_ptr<Impl> impl);
+    /// The last of the application's handles has gone: log_sink is never called once this
+    /// returns (it waits for a call in progress on another thread) and is destroyed here;
+    /// later lines are dropped.
+    void close_log() noexcept;
+
 private:
+    // Held while log_sink runs, so that close_log() can wait for it; recursive, so that a
+    // sink that drops the application's last handle itself cannot deadlock on it.
+    mutable std::recursive_mutex sink_mutex_;
+    bool sink_closed_{false}; // guarded by sink_mutex_
     void log(const std::string& line) const noexcept;
     /// Queues `line` for say_queued(); the caller holds `mutex`.
     void queue_line(std::string line);

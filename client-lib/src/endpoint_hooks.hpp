@@ -1,20 +1,41 @@
-// Internal hooks on endpoints, not part of the ABI: how the Client learns that a Publisher or
-// Subscriber it opened has gone, so that it can tell the daemon (Close) without the data
-// path knowing anything about the control protocol.
+// Internal hooks on endpoints, not part of the ABI: how the Client that opened a Publisher
+// or Subscriber follows it without the data path knowing anything about the control
+// protocol.
 //
-// The hook runs once, from the endpoint's destructor, after its table entry has been
-// released, and only in the process that attached the endpoint (a copy inherited through
-// fork() detaches nothing and runs nothing). It runs on whichever thread destroys the
-// endpoint, so it must be thread-safe with respect to its owner, and it must not throw:
+// The detach hook: how the Client learns that an endpoint has gone, so that it can tell the
+// daemon (Close). It runs once, from the endpoint's destructor, after its table entry has
+// been released, and only in the process that attached the endpoint (a copy inherited
+// through fork() detaches nothing and runs nothing). It runs on whichever thread destroys
+// the endpoint, so it must be thread-safe with respect to its owner, and it must not throw:
 // it runs inside a destructor.
+//
+// The link: how the Client tells an endpoint that a restarted daemon refused to take it
+// back (its offer was answered with an error), so that the endpoint stops working on a
+// segment nobody serves any more. Shared by the endpoint and the Client's record of it,
+// either of which may go first; refuse_endpoint() runs on any thread (the Client's
+// background thread, usually) while the endpoint's own thread uses it. The endpoint clears
+// the link in its destructor, under the link's lock, before it unmaps anything.
 #pragma once
 
+#include <shmbus/blackboard.hpp>
+#include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
 #include <shmbus/rpc.hpp>
 
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
 
 namespace shmbus::detail {
+
+struct EndpointCore;
+
+/// The Client's handle on one endpoint: see the top of this file.
+struct EndpointLink {
+    std::mutex mutex;
+    EndpointCore* core{nullptr}; // guarded by mutex; null once the endpoint is gone
+};
 
 struct EndpointHooks {
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
@@ -25,6 +46,20 @@ struct EndpointHooks {
     static void set_on_detach(Server& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Caller& endpoint, std::function<void()> hook) noexcept;
+    /// The link to `endpoint`, made on first use. Throws std::bad_alloc.
+    static std::shared_ptr<EndpointLink> link(Publisher& endpoint);
+    /// The link to `endpoint`, made on first use. Throws std::bad_alloc.
+    static std::shared_ptr<EndpointLink> link(Subscriber& endpoint);
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Blackboard& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Counters& endpoint, std::function<void()> hook) noexcept;
 };
+
+/// The daemon refused to take the endpoint behind `link` back: from now on every call on it
+/// returns Errc::closed with `why` (which names the channel, the role and the reason), its
+/// blocking calls return at once, and a call asleep in one is woken. Nothing if the endpoint
+/// is gone, or was refused already. Any thread.
+void refuse_endpoint(EndpointLink& link, std::string why) noexcept;
 
 } // namespace shmbus::detail

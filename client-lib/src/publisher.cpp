@@ -27,6 +27,7 @@
 
 #include "assert.hpp"
 #include "endpoint_hooks.hpp"
+#include "endpoint_waiting.hpp"
 #include "shm/endpoint_table.hpp"
 
 #include <algorithm>
@@ -49,8 +50,11 @@ struct Publisher::Impl : EndpointCore {
     // cached_peer, the consumer_pos last seen (spsc); high_water, the largest depth reported;
     // the outstanding batch.
     std::uint64_t cached_min{0}; // broadcast block: last slowest-subscriber cursor seen
+    // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
+    EndpointWaiting waiting;
 
     ~Impl() {
+        waiting.relay.reset(); // stop reading the segment before we leave the table
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
@@ -238,6 +242,9 @@ struct Publisher::Impl : EndpointCore {
     }
 
     Result<WriteBatch> try_reserve(std::size_t max_count) noexcept {
+        if (refused()) [[unlikely]] {
+            return refusal();
+        }
         if (max_count == 0) {
             return misuse("try_reserve: max_count must be at least 1");
         }
@@ -270,6 +277,10 @@ struct Publisher::Impl : EndpointCore {
     Result<void> commit(WriteBatch& b) noexcept {
         if (!port.is_outstanding(b.first_, b.count_)) {
             return misuse("commit: this batch is not the outstanding reservation");
+        }
+        if (refused()) [[unlikely]] {
+            abandon(b); // nobody serves the segment: nothing more is published on it
+            return refusal();
         }
         if (const std::size_t i = port.first_unfit_length(b.first_, b.count_); i != b.count_) {
             // relaxed: our own store, read back (as in first_unfit_length()).
@@ -316,10 +327,14 @@ struct Publisher::Impl : EndpointCore {
     /// True when try_reserve() may succeed now: wait_until()'s condition. Its loads are
     /// acquire, pairing with the stores a reader makes before waking us (wake_sleepers()'s
     /// handshake); the broadcast scan keeps its seq_cst (slowest_cursor()).
-    bool room_hint() noexcept {
+    bool room_hint() const noexcept { return room_hint_at(port.pos); }
+
+    /// room_hint() for a writer at `pos` (spsc). Reads only shared memory and the constants
+    /// of the attach, so the wait relay's thread may call it.
+    bool room_hint_at(std::uint64_t pos) const noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return port.pos - port.load_consumer_pos() < cap; // acquire: [room]
+            return pos - port.load_consumer_pos() < cap; // acquire: [room]
         case Algorithm::mpmc: {
             // acquire: pairs with the claimers' release CAS of head and a consumer's release
             // of the cell (release_cell()).
@@ -334,6 +349,28 @@ struct Publisher::Impl : EndpointCore {
         }
         }
         return true;
+    }
+
+    /// What the wait relay watches: room, if the ring is full now (a writer that waits
+    /// sleeps on space_waiters, so readers wake it), and events when asked for (on the event
+    /// ring's own futex while we want no room, so that readers pay nothing for it).
+    Watch watch_now() const noexcept {
+        Watch w;
+        w.pos = port.pos;
+        w.events = waiting.cursor.next;
+        w.want_events = options.peer_events;
+        w.local_events = waiting.local_pending(0);
+        w.want_room = !room_hint();
+        if (w.want_room) {
+            w.channel = space_wait(ch.control);
+        } else if (w.want_events) {
+            w.channel = event_wait(ch.events);
+        }
+        return w;
+    }
+
+    bool ready(const Watch& w) const noexcept {
+        return (w.want_room && room_hint_at(w.pos)) || events_ready(ch, w);
     }
 };
 
@@ -352,11 +389,19 @@ void EndpointHooks::set_on_detach(Publisher& endpoint, std::function<void()> hoo
     endpoint.impl_->on_detach = std::move(hook);
 }
 
+std::shared_ptr<EndpointLink> EndpointHooks::link(Publisher& endpoint) {
+    return link_of(*endpoint.impl_);
+}
+
 Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
     auto impl = std::make_unique<Impl>();
     if (auto opened = open_endpoint(*impl, files, Role::publisher, options); !opened) {
         return opened.take_error();
     }
+    if (!is_ring_kind(impl->ch.info.kind)) {
+        return wrong_kind_for_ring(impl->ch.info);
+    }
+    impl->waiting.start(*impl);
     if (impl->algo == Algorithm::spsc) {
         // We are the only producer: resume from the published index, past any slots a
         // predecessor committed but died before announcing in head (consumers may already
@@ -381,7 +426,21 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
 }
 
 Result<WriteBatch> Publisher::reserve_slow(std::size_t max_count) noexcept {
-    return impl_->try_reserve(max_count);
+    auto r = impl_->try_reserve(max_count);
+    if (!r && impl_->waiting.relay && r.code() == Errc::would_block) [[unlikely]] {
+        impl_->waiting.rearm(impl_->watch_now());
+    }
+    return r;
+}
+
+std::size_t Publisher::events(std::span<PeerEvent> out) noexcept {
+    Impl& p = *impl_;
+    return p.waiting.read(p, Role::publisher, 0, out, p.watch_now());
+}
+
+Result<int> Publisher::wait_handle() noexcept {
+    Impl& p = *impl_;
+    return p.waiting.handle([&p](const Watch& w) { return p.ready(w); }, p.watch_now());
 }
 
 Result<WriteBatch> Publisher::reserve(std::size_t max_count,
@@ -396,8 +455,9 @@ Result<WriteBatch> Publisher::reserve(std::size_t max_count,
         // next slot a dead publisher still holds, a damaged segment): the deadline is
         // checked here, not only while waiting.
         if (deadline.passed() ||
-            !wait_until([this] { return impl_->room_hint(); }, space_wait(impl_->ch.control),
-                        impl_->options.wait, impl_->options.spin_iterations, deadline)) {
+            !wait_until([this] { return impl_->refused() || impl_->room_hint(); },
+                        space_wait(impl_->ch.control), impl_->options.wait,
+                        impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no free slot within the timeout "
                                                    "(the ring is full: readers are behind)");

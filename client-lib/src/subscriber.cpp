@@ -27,6 +27,7 @@
 
 #include "assert.hpp"
 #include "endpoint_hooks.hpp"
+#include "endpoint_waiting.hpp"
 #include "shm/endpoint_table.hpp"
 
 #include <algorithm>
@@ -49,8 +50,11 @@ struct Subscriber::Impl : EndpointCore {
     // (broadcast); the outstanding batch.
     std::uint64_t lost_total{0};
     std::uint64_t lost_pending{0}; // lost since the last message handed out
+    // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
+    EndpointWaiting waiting;
 
     ~Impl() {
+        waiting.relay.reset(); // stop reading the segment before we leave the table
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
@@ -363,6 +367,9 @@ struct Subscriber::Impl : EndpointCore {
     }
 
     Result<ReadBatch> try_receive(std::size_t max_count) noexcept {
+        if (refused()) [[unlikely]] {
+            return refusal();
+        }
         if (max_count == 0) {
             return misuse("try_receive: max_count must be at least 1");
         }
@@ -420,6 +427,16 @@ struct Subscriber::Impl : EndpointCore {
         if (!port.is_outstanding(b.first_, b.count_)) {
             return misuse("release: this batch is not the outstanding one");
         }
+        if (refused()) [[unlikely]] {
+            // The batch is freed all the same, so that the endpoint's bookkeeping stays whole.
+            (void)free_batch(b);
+            return refusal();
+        }
+        return free_batch(b);
+    }
+
+    /// release()'s work on the outstanding batch `b`.
+    Result<void> free_batch(ReadBatch& b) noexcept {
         port.end_batch();
         const std::size_t n = b.count_;
         b.count_ = 0;
@@ -457,10 +474,14 @@ struct Subscriber::Impl : EndpointCore {
     /// True when try_receive() may find something: wait_until()'s condition. Its loads are
     /// acquire, pairing with the stores a writer makes before waking us (wake_sleepers()'s
     /// handshake).
-    bool data_hint() noexcept {
+    bool data_hint() const noexcept { return data_hint_at(port.pos); }
+
+    /// data_hint() for a reader at `pos` (spsc, broadcast). Reads only shared memory and the
+    /// constants of the attach, so the wait relay's thread may call it.
+    bool data_hint_at(std::uint64_t pos) const noexcept {
         switch (algo) {
         case Algorithm::spsc:
-            return port.is_committed(port.pos); // acquire: [slot]
+            return port.is_committed(pos); // acquire: [slot]
         case Algorithm::mpmc: {
             // acquire: pairs with the release increments of redeliver_taken() and copy_one().
             if (atom(ch.control->redeliver_pending).load(std::memory_order_acquire) != 0) {
@@ -478,14 +499,28 @@ struct Subscriber::Impl : EndpointCore {
         }
         case Algorithm::broadcast: {
             // acquire: pairs with the publisher's release in finish().
-            const std::uint64_t s = atom(ch.slot(port.pos)->state).load(std::memory_order_acquire);
-            const std::int64_t d = state_distance(s, port.pos);
+            const std::uint64_t s = atom(ch.slot(pos)->state).load(std::memory_order_acquire);
+            const std::int64_t d = state_distance(s, pos);
             return !((d == 0 && state_phase(s) != SlotPhase::committed) ||
                      d == -static_cast<std::int64_t>(cap));
         }
         }
         return true;
     }
+
+    /// What the wait relay watches now that we found nothing to do: messages past our
+    /// position, and events when asked for. A writer wakes the relay through data_waiters.
+    Watch watch_now() const noexcept {
+        Watch w;
+        w.channel = data_wait(ch.control);
+        w.pos = port.pos;
+        w.events = waiting.cursor.next;
+        w.want_events = options.peer_events;
+        w.local_events = waiting.local_pending(lost_total);
+        return w;
+    }
+
+    bool ready(const Watch& w) const noexcept { return data_hint_at(w.pos) || events_ready(ch, w); }
 };
 
 Subscriber::Subscriber(std::unique_ptr<Impl> impl) noexcept
@@ -503,12 +538,20 @@ void EndpointHooks::set_on_detach(Subscriber& endpoint, std::function<void()> ho
     endpoint.impl_->on_detach = std::move(hook);
 }
 
+std::shared_ptr<EndpointLink> EndpointHooks::link(Subscriber& endpoint) {
+    return link_of(*endpoint.impl_);
+}
+
 Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
     auto impl = std::make_unique<Impl>();
     if (auto opened = open_endpoint(*impl, files, Role::subscriber, options); !opened) {
         return opened.take_error();
     }
+    if (!is_ring_kind(impl->ch.info.kind)) {
+        return wrong_kind_for_ring(impl->ch.info);
+    }
     Impl& s = *impl;
+    s.waiting.start(s);
     if (s.algo == Algorithm::broadcast) {
         // Join at the newest message. Announce a cursor first, then re-read the claim index:
         // the seq_cst pair with the publishers' slowest_cursor() scan guarantees that either
@@ -544,7 +587,28 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
 }
 
 Result<ReadBatch> Subscriber::receive_slow(std::size_t max_count) noexcept {
-    return impl_->try_receive(max_count);
+    auto r = impl_->try_receive(max_count);
+    if (!r && impl_->waiting.relay && r.code() == Errc::would_block) [[unlikely]] {
+        impl_->waiting.rearm(impl_->watch_now());
+    }
+    return r;
+}
+
+std::size_t Subscriber::events(std::span<PeerEvent> out) noexcept {
+    Impl& s = *impl_;
+    return s.waiting.read(s, Role::subscriber, s.lost_total, out, s.watch_now());
+}
+
+Result<int> Subscriber::wait_handle() noexcept {
+    Impl& s = *impl_;
+    auto fd = s.waiting.handle([&s](const Watch& w) { return s.ready(w); }, s.watch_now());
+    if (fd) {
+        // The inline SPSC path answers most empty polls without calling us, and calling us is
+        // how the handle is re-armed: with a handle, every call takes the library's path (the
+        // same algorithm, out of line), so the inline code stays as it is for everyone else.
+        atom(s.port.spsc).store(false, std::memory_order_relaxed); // a refusal may clear it too
+    }
+    return fd;
 }
 
 Result<ReadBatch> Subscriber::receive(std::size_t max_count,
@@ -558,8 +622,9 @@ Result<ReadBatch> Subscriber::receive(std::size_t max_count,
         // The hint can say "ready" while the attempt says "would block" (a damaged segment,
         // a slot held by a dead writer): the deadline is checked here, not only while waiting.
         if (deadline.passed() ||
-            !wait_until([this] { return impl_->data_hint(); }, data_wait(impl_->ch.control),
-                        impl_->options.wait, impl_->options.spin_iterations, deadline)) {
+            !wait_until([this] { return impl_->refused() || impl_->data_hint(); },
+                        data_wait(impl_->ch.control), impl_->options.wait,
+                        impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no message within the timeout");
         }

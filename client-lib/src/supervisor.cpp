@@ -6,6 +6,11 @@
 // untrusted) and a second reclaim cannot both succeed; then it repairs the claim states the
 // endpoint owned, frees the entry, and wakes whoever may have waited on it.
 //
+// Peer events: the supervisor is the one writer of the channel's event ring
+// (shm/peer_events.hpp). A reclaim posts `died` for the endpoint; its owner posts `attached`
+// and `detached` (post_event()), since only it knows when an entry was handed out or given
+// back.
+//
 // Footprint: the daemon holds a supervisor for every channel and reads a few cache lines of
 // each now and then. Each call leaves no page of the channel mapped in this process
 // (AttachedChannel::drop_pages), so the daemon's RSS does not grow with the channels'
@@ -13,7 +18,9 @@
 #include <shmbus/supervisor.hpp>
 
 #include "shm/endpoint_table.hpp"
+#include "shm/peer_events.hpp"
 #include "shm/rpc_calls.hpp"
+#include "shm/shared_state.hpp"
 
 #include <string>
 
@@ -197,16 +204,28 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
         return rec.take_error();
     }
     ReclaimReport report;
-    if (ch.info.kind == ChannelKind::rpc) {
-        // A dead caller: its calls are withdrawn, or their replies dropped when they come.
+    // What a dead writer can hold depends on the kind: ring slots it reserved, blackboard
+    // elements it was writing (now marked torn), counter cells it was naming (freed again),
+    // rpc calls it made (withdrawn, or their replies dropped when they come).
+    switch (ch.info.kind) {
+    case ChannelKind::blackboard:
+        report.abandoned_slots = tear_locked_elements(ch, owner_tag(index));
+        break;
+    case ChannelKind::counters:
+        report.abandoned_slots = free_unnamed_cells(ch, owner_tag(index));
+        break;
+    case ChannelKind::rpc:
         report.abandoned_slots = abandon_calls(ch, index);
-        release_endpoint(**rec);
-        report.detached = true;
-        return report;
+        break;
+    default:
+        report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+        break;
     }
-    report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+    // relaxed: informational, as the endpoint wrote it at its claim.
+    const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
     release_endpoint(**rec);
     report.detached = true;
+    detail::post_event(ch, EventKind::died, Role::publisher, index, pid);
     return report;
 }
 
@@ -218,6 +237,8 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
         return rec.take_error();
     }
     ReclaimReport report;
+    // relaxed: informational, as the endpoint wrote it at its claim.
+    const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
     if (ch.info.kind == ChannelKind::rpc) {
         // A dead server: every call it took fails with Errc::closed at its caller (it may
         // have had effects: it is never served twice); calls not taken stay for the others.
@@ -225,14 +246,41 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
         report.abandoned_slots = fail_taken_calls(ch, owner_tag(index));
         report.detached = true;
         wake_all_callers(ch); // a caller whose call nobody can take now fails with not_found
+        detail::post_event(ch, EventKind::died, Role::subscriber, index, pid);
         return report;
     }
-    report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+    // Readers of the shared-state kinds hold nothing in shared memory.
+    if (is_ring_kind(ch.info.kind)) {
+        report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+    }
     release_endpoint(**rec);
     report.detached = true;
-    // Block-policy publishers may be asleep waiting for this subscriber's cursor.
-    wake_sleepers(space_wait(ch.control));
+    // Block-policy publishers may be asleep waiting for this subscriber's cursor; the event
+    // wakes them (post_event() wakes the space sleepers too).
+    detail::post_event(ch, EventKind::died, Role::subscriber, index, pid);
     return report;
+}
+
+Result<void> ChannelSupervisor::post_event(EventKind kind, Role role, std::uint32_t index,
+                                           std::uint32_t pid) noexcept {
+    AttachedChannel& ch = impl_->ch;
+    const PagesDroppedOnReturn drop{ch};
+    if (kind != EventKind::attached && kind != EventKind::detached) {
+        return make_error(Errc::invalid_argument, "channel '" + ch.info.name +
+                                                      "': only attached and detached events are "
+                                                      "posted by hand, not '" +
+                                                      std::string{to_string(kind)} + "'");
+    }
+    const std::uint32_t table =
+        role == Role::publisher ? ch.geo.max_publishers : ch.geo.max_subscribers;
+    if (index >= table) {
+        return make_error(Errc::invalid_argument,
+                          "channel '" + ch.info.name + "': " + std::string{to_string(role)} +
+                              " index " + std::to_string(index) + " is beyond the table of " +
+                              std::to_string(table));
+    }
+    detail::post_event(ch, kind, role, index, pid);
+    return ok();
 }
 
 Result<ChannelStats> read_stats(const ChannelFiles& files) noexcept {

@@ -17,6 +17,7 @@
 
 #include <shmbus/error.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,10 +33,18 @@ enum class LinkDownPolicy {
     block,
 };
 
+/// How long a `block` export holds its cursor while the link is down, unless it says.
+inline constexpr std::chrono::milliseconds kDefaultBlockTimeout{10000};
+
 struct ChannelRule {
     std::string channel; ///< a channel name or glob
     std::string as;      ///< the name on the other side of the rule; empty = the same
     LinkDownPolicy on_link_down{LinkDownPolicy::drop}; ///< exports only
+    /// Exports with LinkDownPolicy::block: after this long without the link, the cursor is
+    /// released and the link counted as dropped.
+    std::chrono::milliseconds block_timeout{kDefaultBlockTimeout};
+
+    friend bool operator==(const ChannelRule&, const ChannelRule&) = default;
 };
 
 /// Whether `pattern` (`*` any run, `?` one character) matches all of `name`. Fills

@@ -1,10 +1,13 @@
 // Keeping one bridge up; the policy is in bridge_runner.hpp.
 #include "gateway/bridge_runner.hpp"
 
+#include <array>
 #include <csignal>
+#include <fcntl.h>
 #include <pthread.h>
 #include <random>
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace shmbus::gateway {
 
@@ -13,6 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr auto kStableLink = std::chrono::minutes{1};
 constexpr auto kAcceptSlice = std::chrono::milliseconds{200}; // how soon accept sees stop()
+constexpr auto kConnectSlice = std::chrono::seconds{1};       // how soon connect sees stop()
 
 } // namespace
 
@@ -37,8 +41,28 @@ std::string_view to_string(BridgeState state) noexcept {
 BridgeRunner::BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
                            std::uint64_t incarnation, std::function<void(std::string_view)> log)
     : config_{std::move(config)}, local_{std::move(local)}, node_{std::move(node)},
-      incarnation_{incarnation}, log_{std::move(log)} {
+      incarnation_{incarnation} {
     status_.name = config_.name;
+    peer_ = config_.address.text;
+    if (log) {
+        log_ = [log = std::move(log)](std::string_view message, std::string_view) { log(message); };
+    }
+}
+
+void BridgeRunner::log_with_peer(BridgeLog log) {
+    log_ = std::move(log);
+}
+
+void BridgeRunner::emit(std::string_view message) {
+    if (!log_) {
+        return;
+    }
+    std::string peer;
+    {
+        std::lock_guard lock{peer_mu_};
+        peer = peer_;
+    }
+    log_(message, peer);
 }
 
 BridgeRunner::~BridgeRunner() {
@@ -47,7 +71,7 @@ BridgeRunner::~BridgeRunner() {
 
 void BridgeRunner::start() {
     std::lock_guard lock{mu_};
-    if (!thread_.joinable()) {
+    if (!thread_.joinable() && !stopped_) {
         stopping_ = false;
         thread_ = std::thread{[this] { run(); }};
     }
@@ -57,11 +81,23 @@ void BridgeRunner::stop() {
     {
         std::lock_guard lock{mu_};
         stopping_ = true;
+        stopped_ = true;
         if (session_ != nullptr) {
             session_->stop();
         }
         if (live_fd_ >= 0) {
-            (void)::shutdown(live_fd_, SHUT_RDWR); // ENOTSOCK on a FIFO: see the header
+            (void)::shutdown(live_fd_, SHUT_RDWR); // ENOTSOCK on a FIFO: see below
+        }
+        if (handshaking_ != nullptr && handshaking_->out.valid()) {
+            // A FIFO pair cannot be shut down: make the handshake read a frame header
+            // without the magic, so that it ends at once (the link is dropped anyway).
+            const int wake =
+                ::open(config_.address.in_path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+            if (wake >= 0) {
+                const std::array<char, kHeaderBytes> zeros{};
+                (void)::write(wake, zeros.data(), zeros.size());
+                ::close(wake);
+            }
         }
         if (live_child_ != nullptr) {
             live_child_->terminate();
@@ -95,8 +131,8 @@ void BridgeRunner::set_state(BridgeState state, const std::string& detail) {
         changed = status_.state != state;
         status_.state = state;
     }
-    if (changed && log_) {
-        log_("bridge '" + config_.name + "': " + std::string{to_string(state)} +
+    if (changed) {
+        emit("bridge '" + config_.name + "': " + std::string{to_string(state)} +
              (detail.empty() ? "" : ": " + detail));
     }
 }
@@ -135,18 +171,36 @@ std::chrono::milliseconds BridgeRunner::expire_holds(std::chrono::milliseconds c
         }
     }
     for (const auto& channel : released) {
-        if (log_) {
-            log_("bridge '" + config_.name + "': channel '" + channel +
-                 "' (on_link_down: block): the link stayed down for block_timeout (" +
-                 std::to_string(config_.block_timeout.count()) +
-                 " ms); local publishers are no longer held, and the peer will count what it "
-                 "missed");
-        }
+        emit("bridge '" + config_.name + "': channel '" + channel +
+             "' (on_link_down: block): the link stayed down for block_timeout (" +
+             std::to_string(config_.block_timeout.count()) +
+             " ms); local publishers are no longer held, and the peer will count what it "
+             "missed");
     }
     return std::max(next, std::chrono::milliseconds{1});
 }
 
+Result<Link> BridgeRunner::connect_until_stopped() {
+    const auto deadline = Clock::now() + config_.handshake_timeout;
+    for (;;) {
+        auto link = connect_link(config_.address, std::min(deadline, Clock::now() + kConnectSlice),
+                                 "bridge '" + config_.name + "'",
+                                 [this](std::string_view message) { emit(message); });
+        if (link || link.error().code != Errc::timed_out || Clock::now() >= deadline) {
+            return link;
+        }
+        std::lock_guard lock{mu_};
+        if (stopping_) {
+            return link;
+        }
+    }
+}
+
 void BridgeRunner::run_link(Link link) {
+    {
+        std::lock_guard lock{peer_mu_};
+        peer_ = link.peer;
+    }
     {
         std::lock_guard lock{mu_};
         if (stopping_) {
@@ -166,6 +220,8 @@ void BridgeRunner::run_link(Link link) {
         std::lock_guard lock{mu_};
         status_.last_error += (status_.last_error.empty() ? "" : "; ") + how;
     }
+    std::lock_guard lock{peer_mu_};
+    peer_ = config_.address.text;
 }
 
 void BridgeRunner::run_session(Link& link) {
@@ -182,16 +238,30 @@ void BridgeRunner::run_session(Link& link) {
         status_.last_error = handshake.error().message();
         return;
     }
+    {
+        std::lock_guard lock{mu_};
+        if (stopping_) {
+            return;
+        }
+        handshaking_ = &link;
+    }
     FrameReader reader;
     auto params = run_handshake(link.in_fd(), link.out_fd(), handshake.value(), reader,
                                 Clock::now() + config_.handshake_timeout);
-    if (!params) {
+    {
         std::lock_guard lock{mu_};
-        status_.last_error = params.error().message();
-        if (log_) {
-            log_("bridge '" + config_.name + "': peer " + link.peer +
-                 " refused: " + params.error().message());
+        handshaking_ = nullptr;
+        if (stopping_) {
+            return;
         }
+    }
+    if (!params) {
+        {
+            std::lock_guard lock{mu_};
+            status_.last_error = params.error().message();
+        }
+        emit("bridge '" + config_.name + "': peer " + link.peer +
+             " refused: " + params.error().message());
         return;
     }
     if (!client_) {
@@ -200,9 +270,7 @@ void BridgeRunner::run_session(Link& link) {
         auto client = Client::connect(options);
         if (!client) {
             const std::string why = "the local daemon: " + client.error().message();
-            if (log_) {
-                log_("bridge '" + config_.name + "': link to " + link.peer + " ended: " + why);
-            }
+            emit("bridge '" + config_.name + "': link to " + link.peer + " ended: " + why);
             std::lock_guard lock{mu_};
             status_.last_error = why;
             return;
@@ -217,7 +285,7 @@ void BridgeRunner::run_session(Link& link) {
     settings.window = config_.window;
     settings.memory = memory_;
     settings.block_timeout = config_.block_timeout;
-    settings.log = log_;
+    settings.log = [this](std::string_view message) { emit(message); };
     BridgeSession session{std::move(settings), params.value(), *client_,
                           link.in_fd(),        link.out_fd(),  std::move(reader)};
     {
@@ -294,8 +362,7 @@ void BridgeRunner::run() {
             return;
         } else {
             set_state(BridgeState::connecting, config_.address.text);
-            link = connect_link(config_.address, Clock::now() + config_.handshake_timeout,
-                                "bridge '" + config_.name + "'", log_);
+            link = connect_until_stopped();
         }
         const auto began = Clock::now();
         if (link) {

@@ -20,11 +20,13 @@
 // block_timeout: the subscriber is closed (local publishers go on), the line is logged and
 // counted, and the peer counts what it missed when the link returns.
 //
-// stop() is prompt in every state: it wakes a backoff wait, an accept (within its slice), a
-// live session (its eventfd), and a link in its handshake: a socket (tcp, and exec:, whose
-// stdin/stdout is a socketpair) is shut down, an exec: command is sent SIGTERM. Only a FIFO
-// pair still in its handshake waits for the handshake's deadline (nothing wakes a reader of a
-// pipe another process holds open).
+// stop() is prompt in every state: it wakes a backoff wait, an accept (within its slice of
+// 200 ms), a connection attempt (slices of a second, tried again until the handshake
+// deadline), a live session (its eventfd), and a link in its handshake: a socket (tcp, and
+// exec:, whose stdin/stdout is a socketpair) is shut down, an exec: command is sent SIGTERM,
+// and a FIFO pair, which cannot be shut down, is sent a frame header without the magic on
+// its input FIFO so that the handshake ends at once. Every log line goes with the peer it is
+// about: the address of the live link, else the configured one.
 #pragma once
 
 #include "gateway/bridge_session.hpp"
@@ -63,6 +65,10 @@ struct BridgeConfig {
     std::chrono::milliseconds block_timeout{30000};
 };
 
+/// Where a bridge's lines go: the message and the peer it is about. Called from the bridge's
+/// threads.
+using BridgeLog = std::function<void(std::string_view message, std::string_view peer)>;
+
 enum class BridgeState { listening, connecting, handshaking, connected, backing_off, stopped };
 
 /// "listening", "backing off", ...
@@ -88,12 +94,16 @@ public:
     /// `local`: how to reach the local daemon. `node` and `incarnation` go into every hello.
     BridgeRunner(BridgeConfig config, ClientOptions local, std::string node,
                  std::uint64_t incarnation, std::function<void(std::string_view)> log);
+    /// Sends every line with its peer to `log` instead of the constructor's. Before start().
+    void log_with_peer(BridgeLog log);
     ~BridgeRunner();
     BridgeRunner(const BridgeRunner&) = delete;
     BridgeRunner& operator=(const BridgeRunner&) = delete;
 
+    /// Starts the thread. Does nothing once stop() was called: a stopped runner stays stopped.
     void start();
-    /// Ends the current link (with a goodbye) and the thread. Idempotent.
+    /// Ends the current link (with a goodbye) and the thread. Idempotent; any thread but the
+    /// runner's own.
     void stop();
     [[nodiscard]] BridgeStatus status() const;
 
@@ -106,18 +116,26 @@ private:
     void run_link(Link link);
     /// The handshake and the session of one link.
     void run_session(Link& link);
+    /// connect_link() in slices that stop() can end.
+    Result<Link> connect_until_stopped();
+    /// Logs `message` with the current peer.
+    void emit(std::string_view message);
 
     BridgeConfig config_;
     ClientOptions local_;
     std::string node_;
     std::uint64_t incarnation_;
-    std::function<void(std::string_view)> log_;
+    BridgeLog log_;
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_{false};
+    bool stopped_{false}; ///< stop() was called: start() does nothing
     BridgeStatus status_;
-    BridgeSession* session_{nullptr}; ///< the live session, under mu_
+    BridgeSession* session_{nullptr};  ///< the live session, under mu_
+    const Link* handshaking_{nullptr}; ///< the link whose handshake runs, under mu_
+    std::mutex peer_mu_;               ///< a leaf: held only to copy peer_
+    std::string peer_;                 ///< the peer in log lines
     std::optional<TcpListener> listener_;
     /// Gives up the `block` holds older than block_timeout (the bridge's thread); how long
     /// until the next one would be due, at most `cap`.

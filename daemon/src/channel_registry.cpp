@@ -220,7 +220,10 @@ Result<std::uint32_t> ChannelRegistry::assign_endpoint(RegisteredChannel& channe
     }
     who.role = role;
     who.index = *index;
+    const std::uint32_t pid = who.pid;
     channel.claims.push_back(std::move(who));
+    // The index is valid for the table, so posting cannot fail.
+    (void)channel.supervisor.post_event(EventKind::attached, role, *index, pid);
     if (channel.stand_in) {
         channel.stand_in = false;
         if (on_stand_in_opened) {
@@ -250,7 +253,9 @@ Result<void> ChannelRegistry::release_endpoint(std::uint64_t client_id, std::str
         std::any_of(entries.begin(), entries.end(),
                     [&](const EndpointEntry& e) { return e.role == role && e.index == index; });
     if (!still_attached) {
+        const std::uint32_t pid = it->pid;
         channel->claims.erase(it);
+        (void)channel->supervisor.post_event(EventKind::detached, role, index, pid);
     }
     return ok();
 }
@@ -264,9 +269,13 @@ ReclaimedEndpoint ChannelRegistry::reclaim_claim(RegisteredChannel& channel,
                       ? channel.supervisor.reclaim_publisher(claim.index)
                       : channel.supervisor.reclaim_subscriber(claim.index);
     if (report) {
-        out.was_attached = true;
+        out.was_attached = true; // the reclaim told the endpoints: died
         out.report = *report;
-    } else if (report.code() != Errc::not_found) {
+    } else if (report.code() == Errc::not_found) {
+        // It detached cleanly, and its close did not reach us before its connection ended.
+        (void)channel.supervisor.post_event(EventKind::detached, claim.role, claim.index,
+                                            claim.pid);
+    } else {
         out.error = report.error();
     }
     auto it =

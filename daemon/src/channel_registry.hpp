@@ -19,6 +19,10 @@
 // creator is gone disappears once no claim holds it and no entry of its tables is attached
 // (collect_unused()).
 //
+// Peer events: the registry posts `attached` when it hands an index out and `detached` when
+// a client gives one back (or had detached when its connection ended); a reclaim posts
+// `died` itself (ChannelSupervisor). The daemon is the one writer of every event ring.
+//
 // Thread: the event loop's thread only. Failure policy: values; the registry never logs —
 // the caller logs what the returned reports say.
 #pragma once

@@ -1,6 +1,8 @@
 // One client's requests, answered. See client_session.hpp for the rules.
 #include "client_session.hpp"
 
+#include "bridges.hpp"
+
 #include "logging.hpp"
 #include "uid_quota.hpp"
 
@@ -125,6 +127,8 @@ Reply ClientSession::handle(proto::Received received) {
                 return reply(id, proto::Pong{body.token});
             } else if constexpr (std::is_same_v<T, proto::Status>) {
                 return on_status(id);
+            } else if constexpr (std::is_same_v<T, proto::ListBridges>) {
+                return on_list_bridges(id);
             } else if constexpr (std::is_same_v<T, proto::ReclaimOffer>) {
                 return on_reclaim_offer(id, body, std::move(received.fds));
             } else {
@@ -323,6 +327,14 @@ Reply ClientSession::on_list_clients(std::uint32_t id) {
         s.endpoints = state_.registry().endpoints_of(rec.id);
         s.connected_since_ms = rec.connected_since_ms;
         list.clients.push_back(std::move(s));
+    }
+    return reply(id, std::move(list));
+}
+
+Reply ClientSession::on_list_bridges(std::uint32_t id) {
+    proto::BridgeList list;
+    if (const Bridges* bridges = state_.bridges(); bridges != nullptr) {
+        list.bridges = bridges->summaries();
     }
     return reply(id, std::move(list));
 }

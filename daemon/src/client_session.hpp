@@ -91,6 +91,9 @@ private:
     [[nodiscard]] Reply on_channel_info(std::uint32_t id, const proto::ChannelInfoRequest& m);
     [[nodiscard]] Reply on_list_clients(std::uint32_t id);
     [[nodiscard]] Reply on_status(std::uint32_t id);
+    /// Every bridge's status (BridgeRunner::status(), which takes each runner's lock only
+    /// for a copy: the loop never waits for a bridge's data path).
+    [[nodiscard]] Reply on_list_bridges(std::uint32_t id);
     [[nodiscard]] Reply on_reload(std::uint32_t id);
     [[nodiscard]] Reply on_reclaim_offer(std::uint32_t id, const proto::ReclaimOffer& m,
                                          std::vector<UniqueFd> fds);

@@ -1,6 +1,7 @@
 // The daemon's state: configuration, registry, clients, reload. See daemon_state.hpp.
 #include "daemon_state.hpp"
 
+#include "bridges.hpp"
 #include "logging.hpp"
 #include "reload_plan.hpp"
 #include "uid_quota.hpp"
@@ -175,10 +176,12 @@ Result<void> DaemonState::create_dynamic(const ClientRecord& client, ChannelSpec
         spec.kind = d.kind;
     }
     if ((given & proto::kSpecOverflow) == 0) {
-        // A queue always blocks: a broadcast default of drop does not apply to it.
-        spec.overflow = spec.kind == ChannelKind::queue ? Overflow::block : d.overflow;
+        // Only broadcast may drop: a default of drop does not apply to other kinds.
+        spec.overflow = spec.kind == ChannelKind::broadcast ? d.overflow : Overflow::block;
     }
-    fill(spec.slot_size, d.slot_size, proto::kSpecSlotSize);
+    // A counters channel's slot size is fixed (a cell's name).
+    fill(spec.slot_size, spec.kind == ChannelKind::counters ? kCounterSlotSize : d.slot_size,
+         proto::kSpecSlotSize);
     fill(spec.slot_count, d.slot_count, proto::kSpecSlotCount);
     fill(spec.max_publishers, d.max_publishers, proto::kSpecMaxPublishers);
     fill(spec.max_subscribers, d.max_subscribers, proto::kSpecMaxSubscribers);
@@ -296,6 +299,16 @@ std::string DaemonState::apply(Config next) {
             lines.push_back(std::move(line));
         }
     }
+    if (bridges_ != nullptr) {
+        for (std::string& line : bridges_->apply(plan.bridges)) {
+            lines.push_back(std::move(line));
+        }
+    } else {
+        for (const BridgeChange& change : plan.bridges) {
+            lines.push_back("bridge '" + change.config.name +
+                            "' not applied: the gateway has not started");
+        }
+    }
     if (plan.log_level) {
         lines.push_back("log_level " + std::string{to_string(config_.log_level)} + " -> " +
                         std::string{to_string(*plan.log_level)});
@@ -304,7 +317,7 @@ std::string DaemonState::apply(Config next) {
     config_ = std::move(next);
     std::string summary = "configuration reloaded";
     if (lines.empty()) {
-        summary += ": no channel changed";
+        summary += ": nothing changed";
     }
     for (const auto& l : lines) {
         summary += "\n" + l;

@@ -12,8 +12,9 @@
 // problem. Otherwise every part that can apply does: limits, admins, log level and the
 // dynamic-channel policy at once; ACL changes for the next opens; what happens to each
 // channel is planned first (reload_plan.hpp: created, kept, re-created, refused because it is
-// in use, marked draining) and then carried out; channels that go are logged by name. The
-// summary says what changed.
+// in use, marked draining) and then carried out; channels that go are logged by name. Bridges
+// are added, removed and restarted one by one (bridges.hpp), the others left running. The
+// summary says what changed, and what could not be applied.
 //
 // Thread: the event loop's thread only. Failure policy: values; logging is done here for
 // daemon-wide events (reclaims, reload), with the client's pid/uid/name and the channel.
@@ -40,6 +41,8 @@
 #include <vector>
 
 namespace shmbus::daemon {
+
+class Bridges;
 
 /// One connected client.
 struct ClientRecord {
@@ -134,6 +137,11 @@ public:
     /// daemon (RestartRecovery::state_at_stop()); nothing removes the state file.
     void write_state_at_stop();
 
+    /// The gateway whose bridges reload changes; none until the daemon starts them (and in
+    /// tests without a gateway). Not owned.
+    void attach_bridges(Bridges* bridges) noexcept { bridges_ = bridges; }
+    [[nodiscard]] Bridges* bridges() const noexcept { return bridges_; }
+
     /// The Status reply.
     [[nodiscard]] DaemonStatus status() const;
     /// "3 clients, 2 channels" for STATUS=.
@@ -154,6 +162,7 @@ private:
     std::uint64_t next_client_id_{1};
     std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
     RestartRecovery recovery_;
+    Bridges* bridges_{nullptr};
     bool state_write_failed_{false};
     bool state_dirty_{false};
 

@@ -1,8 +1,8 @@
 // Logging: spdlog on stderr, or sd_journal_sendv() with structured fields. See logging.hpp.
 //
 // The logger is process-wide state, set by init_logging() on the loop's thread before the
-// loop runs and used only from that thread afterwards. spdlog's stderr sink is the
-// single-threaded variant for that reason.
+// loop runs and any bridge thread starts; after that, log() runs on any thread: the stderr
+// sink is spdlog's locking variant and the level an atomic.
 #include "logging.hpp"
 
 #include <spdlog/sinks/stdout_sinks.h>
@@ -10,6 +10,7 @@
 #include <systemd/sd-journal.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -25,7 +26,7 @@ namespace {
 struct LoggerState {
     std::shared_ptr<spdlog::logger> stderr_logger;
     bool journal{false};
-    LogLevel level{LogLevel::info};
+    std::atomic<LogLevel> level{LogLevel::info};
 };
 
 LoggerState& state() {
@@ -89,7 +90,7 @@ void init_logging(LogLevel level) {
     auto& s = state();
     s.journal = stderr_is_journal();
     s.level = level;
-    auto sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
+    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     s.stderr_logger = std::make_shared<spdlog::logger>("shmbusd", std::move(sink));
     s.stderr_logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
     s.stderr_logger->set_level(to_spdlog(level));
@@ -98,7 +99,7 @@ void init_logging(LogLevel level) {
 
 void set_log_level(LogLevel level) {
     auto& s = state();
-    s.level = level;
+    s.level.store(level, std::memory_order_relaxed);
     if (s.stderr_logger) {
         s.stderr_logger->set_level(to_spdlog(level));
     }
@@ -110,7 +111,7 @@ bool logging_to_journal() noexcept {
 
 void log(LogLevel level, std::string_view message, const LogFields& fields) {
     auto& s = state();
-    if (level < s.level) {
+    if (level < s.level.load(std::memory_order_relaxed)) { // a threshold: no data to order
         return;
     }
     if (s.journal) {
@@ -118,7 +119,7 @@ void log(LogLevel level, std::string_view message, const LogFields& fields) {
         // field as a printf format, and messages carry client-chosen text (a client's name
         // with "%n" or "%s" would make it write or read through pointers never passed).
         // Fields that are not known are left out rather than sent empty.
-        std::array<std::string, 7> entry;
+        std::array<std::string, 9> entry;
         std::size_t n = 0;
         entry[n++] = "MESSAGE=" + std::string{message};
         entry[n++] = "PRIORITY=" + std::to_string(to_syslog_priority(level));
@@ -135,7 +136,13 @@ void log(LogLevel level, std::string_view message, const LogFields& fields) {
         if (!fields.client_name.empty()) {
             entry[n++] = "CLIENT_NAME=" + std::string{fields.client_name};
         }
-        std::array<iovec, 7> iov{};
+        if (!fields.bridge.empty()) {
+            entry[n++] = "BRIDGE=" + std::string{fields.bridge};
+        }
+        if (!fields.peer.empty()) {
+            entry[n++] = "PEER=" + std::string{fields.peer};
+        }
+        std::array<iovec, 9> iov{};
         for (std::size_t k = 0; k < n; ++k) {
             iov[k] = iovec{entry[k].data(), entry[k].size()};
         }
@@ -143,7 +150,7 @@ void log(LogLevel level, std::string_view message, const LogFields& fields) {
         return;
     }
     if (!s.stderr_logger) {
-        init_logging(s.level);
+        init_logging(s.level.load(std::memory_order_relaxed));
     }
     s.stderr_logger->log(to_spdlog(level), "{}", message);
 }

@@ -6,13 +6,16 @@
 //
 // Destination: when the daemon's stderr is the journal stream systemd set up (JOURNAL_STREAM
 // names stderr's device:inode), entries go to journald through sd_journal_sendv() with
-// MESSAGE=, PRIORITY=, and CHANNEL=, CLIENT_PID=, CLIENT_UID=, CLIENT_NAME= where known, so
-// `journalctl -u shmbusd CHANNEL=jobs` works; values are sent verbatim, never as formats.
+// MESSAGE=, PRIORITY=, and CHANNEL=, CLIENT_PID=, CLIENT_UID=, CLIENT_NAME=, BRIDGE=, PEER=
+// where known, so `journalctl -u shmbusd CHANNEL=jobs` (or BRIDGE=ground) works; values are
+// sent verbatim, never as formats.
 // Otherwise spdlog writes one line per entry to stderr:
 // "2024-05-01 12:00:00.123 info client 7 (pid 42, uid 1000, 'demo') ...".
 //
-// Thread: the event loop's thread only (the daemon has no other). Failure policy: logging
-// never fails the caller; a journal that refuses an entry is ignored.
+// Thread: init_logging() before any other thread starts; log() and set_log_level() from any
+// thread (the event loop's, and the gateway's bridge threads): the level is atomic, the stderr
+// sink locks, and sd_journal_sendv() is thread-safe. Failure policy: logging never fails the
+// caller; a journal that refuses an entry is ignored.
 #pragma once
 
 #include "config.hpp"
@@ -30,7 +33,17 @@ struct LogFields {
     std::optional<std::uint32_t> client_pid;
     std::optional<std::uint32_t> client_uid;
     std::string_view client_name;
+    std::string_view bridge; ///< a gateway bridge's name
+    std::string_view peer;   ///< the bridge's peer address
 };
+
+/// Fields of an entry about one bridge and its peer.
+[[nodiscard]] inline LogFields bridge_fields(std::string_view bridge, std::string_view peer) {
+    LogFields f;
+    f.bridge = bridge;
+    f.peer = peer;
+    return f;
+}
 
 /// Fields of an entry about one channel.
 [[nodiscard]] inline LogFields channel_fields(std::string_view channel) {

@@ -1,13 +1,15 @@
 // shmbusd: the shmbus broker daemon. Parses the command line, loads the configuration,
-// picks the runtime paths, creates the configured channels, and runs the event loop until
-// SIGTERM/SIGINT.
+// picks the runtime paths, creates the configured channels, starts the gateway's bridges once
+// the socket is ready, and runs the event loop until SIGTERM/SIGINT; then stops the bridges.
 //
 // Exit codes: 0 after a graceful stop (and for --check-config on a valid configuration,
 // --version, --help); 78 (EX_CONFIG) for a configuration with errors, each printed GCC-style
 // on stderr; 64 (EX_USAGE) for bad options; 1 for any other failure to start (socket in use,
 // no memory for a segment, ...), with a log line saying what and where.
 //
-// Thread: main() is the only thread; the event loop runs on it.
+// Thread: the event loop runs on main()'s thread; each bridge has threads of its own
+// (bridges.hpp).
+#include "bridges.hpp"
 #include "channel_registry.hpp"
 #include "config.hpp"
 #include "daemon_state.hpp"
@@ -22,6 +24,7 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -158,8 +161,17 @@ int run(int argc, char** argv) {
              config_path.path.native() + ")");
     notify_ready();
     notify_status(state.status_line());
+    // The bridges' sessions are clients of this daemon: they start once its socket is ready,
+    // and stop once the loop has ended and closed their connections (bridges.hpp).
+    std::random_device entropy;
+    const std::uint64_t incarnation = (std::uint64_t{entropy()} << 32) | entropy();
+    Bridges bridges{paths->socket.native(), incarnation};
+    state.attach_bridges(&bridges);
+    bridges.start(state.config().bridges);
     auto ran = (*loop)->run();
     loop->reset();
+    bridges.stop_all();
+    state.attach_bridges(nullptr);
     // The clients keep their endpoints across the stop; the next daemon waits only for the
     // channels they hold.
     state.write_state_at_stop();

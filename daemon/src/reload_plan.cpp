@@ -104,7 +104,81 @@ ReloadPlan plan_reload(const ChannelRegistry& registry, const Config& current, c
     if (next.log_level != current.log_level) {
         plan.log_level = next.log_level;
     }
+    plan.bridges = plan_bridges(current.bridges, next.bridges);
     return plan;
+}
+
+namespace {
+
+/// What differs between two settings of one bridge; empty when nothing does.
+std::string bridge_change(const ConfiguredBridge& from, const ConfiguredBridge& to) {
+    std::vector<std::string> parts;
+    const auto end = [](const ConfiguredBridge& b) {
+        return std::string{b.listen ? "listen " : "connect "} + b.address.text;
+    };
+    if (from.listen != to.listen || from.address.text != to.address.text) {
+        parts.push_back(end(from) + " -> " + end(to));
+    }
+    if (from.secret_file != to.secret_file || from.secret != to.secret) {
+        parts.push_back("secret");
+    }
+    if (from.exports != to.exports) {
+        parts.push_back("export");
+    }
+    if (from.imports != to.imports) {
+        parts.push_back("import");
+    }
+    std::string out;
+    for (const auto& p : parts) {
+        out += (out.empty() ? "" : ", ") + p;
+    }
+    return out;
+}
+
+} // namespace
+
+std::vector<BridgeChange> plan_bridges(const std::vector<ConfiguredBridge>& current,
+                                       const std::vector<ConfiguredBridge>& next) {
+    std::vector<BridgeChange> changes;
+    const auto find = [](const std::vector<ConfiguredBridge>& list,
+                         std::string_view name) -> const ConfiguredBridge* {
+        for (const auto& b : list) {
+            if (b.name == name) {
+                return &b;
+            }
+        }
+        return nullptr;
+    };
+    // Removals first, so that a new bridge may take over what a removed one held (a port, a
+    // FIFO pair) as soon as that one has let go.
+    for (const auto& old : current) {
+        if (find(next, old.name) == nullptr) {
+            changes.push_back(BridgeChange{BridgeAction::remove, old, {}});
+        }
+    }
+    for (const auto& b : next) {
+        const ConfiguredBridge* old = find(current, b.name);
+        if (old == nullptr) {
+            changes.push_back(BridgeChange{BridgeAction::add, b, {}});
+        } else if (std::string detail = bridge_change(*old, b); !detail.empty()) {
+            changes.push_back(BridgeChange{BridgeAction::restart, b, std::move(detail)});
+        }
+    }
+    return changes;
+}
+
+std::string describe(const BridgeChange& change) {
+    const std::string bridge = "bridge '" + change.config.name + "'";
+    switch (change.action) {
+    case BridgeAction::add:
+        return bridge + " added (" + (change.config.listen ? "listen " : "connect ") +
+               change.config.address.text + ")";
+    case BridgeAction::remove:
+        return bridge + " removed";
+    case BridgeAction::restart:
+        return bridge + " restarted (" + change.detail + ")";
+    }
+    return {};
 }
 
 std::string describe(const ChannelChange& change) {

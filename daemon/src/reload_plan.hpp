@@ -15,6 +15,11 @@
 // judged by the new configuration's limits, counting what the steps before have created and
 // removed, as applying them in order will.
 //
+// Bridges, by name: a bridge only in the new configuration is added, one only in the running
+// configuration removed, and one whose settings differ in any way (address, end, secret,
+// export or import lists) restarted with the new ones; the others are not touched, so their
+// links stay up.
+//
 // plan_reload() is pure: it reads the registry and the configuration and returns values, so
 // that tests can state what a reload does without a daemon. Thread: the event loop's.
 #pragma once
@@ -52,8 +57,24 @@ struct ChannelChange {
     bool held{false}; ///< drain: somebody holds it, it goes later
 };
 
+/// What a reload does to one bridge (bridges that do not change are not listed).
+enum class BridgeAction {
+    add,     ///< new: started
+    remove,  ///< not configured any more: stopped
+    restart, ///< other settings: stopped, and started with the new ones
+};
+
+struct BridgeChange {
+    BridgeAction action{BridgeAction::add};
+    /// The bridge's new configuration; for remove, the running one.
+    ConfiguredBridge config;
+    /// restart: what differs ("connect tcp://a:1 -> tcp://b:1, export").
+    std::string detail;
+};
+
 struct ReloadPlan {
     std::vector<ChannelChange> channels;
+    std::vector<BridgeChange> bridges; ///< removals first, then in the new file's order
     std::optional<LogLevel> log_level; ///< set when it changes
 };
 
@@ -65,5 +86,12 @@ struct ReloadPlan {
 /// The summary line of a step whose outcome does not depend on carrying it out (everything
 /// but recreate and create); empty for keep.
 [[nodiscard]] std::string describe(const ChannelChange& change);
+
+/// What turning the bridges `current` into `next` takes.
+[[nodiscard]] std::vector<BridgeChange> plan_bridges(const std::vector<ConfiguredBridge>& current,
+                                                     const std::vector<ConfiguredBridge>& next);
+
+/// The summary line of a bridge step once carried out: "bridge 'ground' added".
+[[nodiscard]] std::string describe(const BridgeChange& change);
 
 } // namespace shmbus::daemon

@@ -66,8 +66,8 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         return;
     }
     c.require(one_of(row.value("transport", json{}),
-                     {"shmbus", "fifo", "uds-stream", "uds-seqpacket", "tcp", "posix-mq",
-                      "futex-raw", "memcpy", "raw-ring", "shmbusd"}),
+                     {"shmbus", "shmbus-c", "fifo", "uds-stream", "uds-seqpacket", "tcp",
+                      "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd"}),
               at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});
     c.require(kind.is_null() ||

@@ -140,6 +140,12 @@ constexpr Shape kShapes[] = {
     {"block broadcast", ChannelKind::broadcast, Overflow::block, 2, 2},
     {"drop broadcast", ChannelKind::broadcast, Overflow::drop, 1, 2},
 };
+/// The shared-state kinds: their headers are checked as strictly (their state words are
+/// scribbled in test_blackboard and test_counters).
+constexpr Shape kStateShapes[] = {
+    {"blackboard", ChannelKind::blackboard, Overflow::block, 2, 2},
+    {"counters", ChannelKind::counters, Overflow::block, 2, 2},
+};
 
 ChannelSpec spec_of(const Shape& shape, const std::string& stem) {
     return spec(stem, shape.kind, kSlotSize, kSlotCount, shape.publishers, shape.subscribers,
@@ -279,6 +285,12 @@ std::vector<std::pair<std::string, Result<void>>> open_every_way(const ChannelFi
                      as_void(Publisher::attach(*files.duplicate_for(Role::publisher))));
     out.emplace_back("ChannelSupervisor::attach",
                      as_void(ChannelSupervisor::attach(*files.duplicate_for(Role::publisher))));
+    out.emplace_back(
+        "Blackboard::attach",
+        as_void(Blackboard::attach(*files.duplicate_for(Role::subscriber), Role::subscriber)));
+    out.emplace_back(
+        "Counters::attach",
+        as_void(Counters::attach(*files.duplicate_for(Role::subscriber), Role::subscriber)));
     return out;
 }
 
@@ -733,7 +745,9 @@ TEST_CASE("a scribbled header field makes inspect and every attach fail naming t
                 seed, seed);
     CAPTURE(seed);
     std::mt19937_64 rng{seed};
-    for (const Shape& shape : kShapes) {
+    std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
+    shapes.insert(shapes.end(), std::begin(kStateShapes), std::end(kStateShapes));
+    for (const Shape& shape : shapes) {
         INFO("channel: " << shape.what);
         auto files = create_channel(spec_of(shape, "hdr"));
         REQUIRE(files);

@@ -95,9 +95,10 @@ for f in /usr/sbin/shmbusd /etc/shmbusd/shmbusd.yaml "$unit_dir/shmbusd.service"
     [ -e "$f" ] || fail "$f is not installed"
 done
 [ ! -e /usr/include/shmbus/src ] || fail "internal headers installed"
-# The Python package imports with the system python3, from outside any source tree, and
+# The Python package imports with the system python3 (the one the package is built for,
+# whatever python3 comes first on PATH), from outside any source tree, and
 # links the installed libshmbus.so.0.
-(cd / && python3 -c "import shmbus; print('python3-shmbus', shmbus.__version__)") ||
+(cd / && /usr/bin/python3 -c "import shmbus; print('python3-shmbus', shmbus.__version__)") ||
     fail "python3 cannot import shmbus"
 python_ext="$(find /usr/lib/python3/dist-packages/shmbus -name '_shmbus.*.so')"
 [ -n "$python_ext" ] || fail "no _shmbus extension in /usr/lib/python3/dist-packages/shmbus"
@@ -158,7 +159,7 @@ exchange() {
 # The installed Python package publishes to 'demo' (shipped configuration) and reads it back,
 # in place, through the daemon run as the unit would.
 python_exchange() {
-    (cd / && python3 - "$socket" <<'PY') || fail "python3-shmbus cannot exchange through shmbusd"
+    (cd / && /usr/bin/python3 - "$socket" <<'PY') || fail "python3-shmbus cannot exchange through shmbusd"
 import sys, shmbus
 with shmbus.connect(sys.argv[1], name="test-packages") as c:
     sub = c.open_subscriber("demo")

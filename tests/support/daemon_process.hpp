@@ -23,6 +23,7 @@
 #include <protocol/seqpacket.hpp>
 #include <protocol/wire.hpp>
 #include <shmbus/unique_fd.hpp>
+#include <shmbus/version.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -620,7 +621,7 @@ inline UniqueFd connect_and_greet(const std::filesystem::path& path, const std::
         return fd;
     }
     proto::Hello hello;
-    hello.layout_version = 1;
+    hello.layout_version = kLayoutVersion;
     hello.client_name = name;
     auto r = request(fd.get(), hello);
     if (!r || !std::holds_alternative<proto::HelloReply>(r->message.body)) {

@@ -327,9 +327,9 @@ TEST_CASE("an unknown key with nothing close lists the keys that are expected") 
     CHECK(only_error("limits:\n  whatever: 1\n") ==
           "shmbusd.yaml:2:3: error: unknown key 'whatever' (expected max_clients, max_channels, "
           "max_total_segment_bytes, per_client, per_uid, admin_reserve or hello_timeout)");
-    CHECK(only_error("bridges: []\n") ==
-          "shmbusd.yaml:1:1: error: unknown key 'bridges' (expected daemon, limits, "
-          "dynamic_channels or channels)");
+    CHECK(only_error("gateway: []\n") ==
+          "shmbusd.yaml:1:1: error: unknown key 'gateway' (expected daemon, limits, "
+          "dynamic_channels, channels or bridges)");
 }
 
 TEST_CASE("did-you-mean catches typos, swapped letters, case and abbreviations") {
@@ -344,7 +344,8 @@ TEST_CASE("did-you-mean catches typos, swapped letters, case and abbreviations")
     CHECK(only_error("channels:\n  - {name: a, kind: broadcst}\n") ==
           "shmbusd.yaml:2:21: error: unknown channel kind 'broadcst' (did you mean 'broadcast'?)");
     CHECK(only_error("channels:\n  - {name: a, kind: pubsub}\n") ==
-          "shmbusd.yaml:2:21: error: unknown channel kind 'pubsub' (expected queue, broadcast or rpc)");
+          "shmbusd.yaml:2:21: error: unknown channel kind 'pubsub' (expected queue, broadcast, "
+          "blackboard, counters or rpc)");
 }
 
 TEST_CASE("a YAML syntax error is reported at its 1-based line and column") {
@@ -378,7 +379,7 @@ TEST_CASE("a value of the wrong type names what was expected and what was found"
           "not the value 'alice'");
     CHECK(only_error("- a\n- b\n") ==
           "shmbusd.yaml:1:1: error: the top level must be a mapping of sections (daemon, limits, "
-          "dynamic_channels and channels), not a list");
+          "dynamic_channels, channels and bridges), not a list");
     CHECK(only_error("? [a, b]\n: 1\n") ==
           "shmbusd.yaml:1:3: error: a key must be a name, not a list");
 }
@@ -470,7 +471,8 @@ TEST_CASE("a channel without a name or a kind is reported at its entry") {
     CHECK(only_error("channels:\n  - kind: queue\n") ==
           "shmbusd.yaml:2:5: error: channel has no 'name'");
     CHECK(only_error("channels:\n  - name: jobs\n") ==
-          "shmbusd.yaml:2:5: error: channel 'jobs' has no 'kind' (expected queue, broadcast or rpc)");
+          "shmbusd.yaml:2:5: error: channel 'jobs' has no 'kind' (expected queue, broadcast, "
+          "blackboard, counters or rpc)");
 }
 
 TEST_CASE("invalid user and group entries are reported where they are written") {
@@ -573,7 +575,7 @@ unknown: 1
               "shmbusd.yaml:15:11: error: invalid channel name 'bad name': ' ' is not allowed (use "
               "letters, digits and _ . : / -)",
               "shmbusd.yaml:17:1: error: unknown key 'unknown' (expected daemon, limits, "
-              "dynamic_channels or channels)",
+              "dynamic_channels, channels or bridges)",
           });
 }
 
@@ -786,7 +788,9 @@ TEST_CASE("load_config reports a drop-in's conflict and errors with the drop-in'
           std::vector<std::string>{
               drop_in + ":2:12: error: duplicate channel name 'jobs' (first defined at " +
                   main.string() + ":2:12)",
-              drop_in + ":3:5: error: channel has no 'kind' (expected queue, broadcast or rpc)",
+              drop_in +
+                  ":3:5: error: channel has no 'kind' (expected queue, broadcast, blackboard, "
+                  "counters or rpc)",
               drop_in + ":3:6: error: unknown key 'nam' (did you mean 'name'?)",
           });
 }

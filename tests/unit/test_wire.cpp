@@ -107,6 +107,23 @@ std::vector<Message> one_of_each() {
     m.push_back({18, StatusReply{status}});
     m.push_back({19, Ok{"reloaded: 1 channel added"}});
     m.push_back({20, ErrorReply{Errc::not_found, "no channel 'x'"}});
+    m.push_back({21, ListBridges{}});
+    BridgeSummary bridge;
+    bridge.name = "ground";
+    bridge.state = "connected";
+    bridge.address = "tcp://ground.example:7411";
+    bridge.listen = false;
+    bridge.peer = "192.0.2.7:7411";
+    bridge.peer_node = "ground";
+    bridge.peer_incarnation = 0x0102030405060708ULL;
+    bridge.version = 1;
+    bridge.listening_port = 0;
+    bridge.reconnects = 3;
+    bridge.rtt_ns = 250000;
+    bridge.last_error = "the peer closed the link";
+    bridge.streams = {BridgeStreamSummary{"telemetry", "robot1/telemetry", true, 10, 1280, 2, 64},
+                      BridgeStreamSummary{"ground/jobs", "jobs", false, 5, 640, 0, 200}};
+    m.push_back({22, BridgeList{{bridge, BridgeSummary{}}}});
     return m;
 }
 
@@ -320,7 +337,7 @@ TEST_CASE("a peer of another protocol major is refused with version_mismatch nam
 }
 
 TEST_CASE("an unknown message type is refused naming its number") {
-    for (const std::uint16_t type : {0, 19, 99, 102, 0xffff}) {
+    for (const std::uint16_t type : {0, 21, 99, 102, 0xffff}) {
         CAPTURE(type);
         auto bytes = encoded({1, Ping{5}});
         set_u16(bytes, 6, type);

@@ -124,9 +124,10 @@ int run(int argc, char** argv) {
     app.add_option("--suite", suite_name, "tiny (seconds), quick (< 1 min) or full (minutes)")
         ->check(CLI::IsMember({"tiny", "quick", "full"}));
     app.add_flag("--smoke", smoke, "Same as --suite tiny: a few seconds, for the smoke test");
-    app.add_option("--transport", transports,
-                   "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
-                   "futex-raw, memcpy, raw-ring, shmbusd (the control plane)")
+    app.add_option(
+           "--transport", transports,
+           "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
+           "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "

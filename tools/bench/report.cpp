@@ -83,7 +83,7 @@ Table stream_table(const std::vector<Summary>& all, Test test) {
         }
         std::vector<std::string> row{s.scenario.label(), size_cell(s.scenario),
                                      std::to_string(s.scenario.batch), subs_cell(s.scenario)};
-        if (s.scenario.transport == Transport::memory_copy) {
+        if (s.scenario.solo()) {
             row[3] = "-";
         }
         if (s.good_runs() == 0) {

@@ -5,6 +5,8 @@
 #include "baselines.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
+#include "shared_state.hpp"
+#include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
 
 #include <algorithm>
@@ -104,7 +106,7 @@ RunResult reduce_reports(const Scenario& s, std::vector<Report>& reports) {
     if (s.test == Test::latency) {
         return reduce_latency(reports);
     }
-    if (s.transport == Transport::memory_copy) {
+    if (s.solo()) {
         return reduce_solo(s, reports);
     }
     return reduce_stream(s, reports);
@@ -115,13 +117,15 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
         return run_control_plane(s, settings);
     }
     // Every run with a second core in it: how far apart the cores are right now.
-    const std::optional<double> line_rtt =
-        s.transport == Transport::memory_copy ? std::nullopt : measure_line_rtt(settings);
+    const std::optional<double> line_rtt = s.solo() ? std::nullopt : measure_line_rtt(settings);
     std::vector<Report> reports;
     std::string error;
     switch (s.transport) {
     case Transport::shmbus:
         error = run_shmbus(s, settings, reports);
+        break;
+    case Transport::shmbus_c:
+        error = run_shmbus_c(s, settings, reports);
         break;
     case Transport::futex_raw:
         error = run_futex_raw(s, settings, reports);
@@ -131,6 +135,10 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
         break;
     case Transport::raw_ring:
         error = run_raw_ring(s, settings, reports);
+        break;
+    case Transport::blackboard_read:
+    case Transport::local_read:
+        error = run_shared_state_read(s, settings, reports);
         break;
     default:
         error = run_baseline(s, settings, reports);

@@ -12,6 +12,7 @@ namespace {
 
 constexpr std::array kTransportNames{
     std::pair{Transport::shmbus, "shmbus"},
+    std::pair{Transport::shmbus_c, "shmbus-c"},
     std::pair{Transport::fifo, "fifo"},
     std::pair{Transport::uds_stream, "uds-stream"},
     std::pair{Transport::uds_seqpacket, "uds-seqpacket"},
@@ -21,6 +22,8 @@ constexpr std::array kTransportNames{
     std::pair{Transport::memory_copy, "memcpy"},
     std::pair{Transport::raw_ring, "raw-ring"},
     std::pair{Transport::shmbusd, "shmbusd"},
+    std::pair{Transport::blackboard_read, "blackboard-read"},
+    std::pair{Transport::local_read, "local-read"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -79,6 +82,12 @@ Scenario shm(Kind kind, Wait wait, Test test, std::uint64_t size, std::uint32_t 
     return s;
 }
 
+/// The C ABI's row beside the C++ one: a single-producer single-consumer stream.
+Scenario shm_c(Wait wait, std::uint64_t size, std::uint32_t batch) {
+    return Scenario{
+        Transport::shmbus_c, Kind::queue_spsc, wait, Test::throughput, size, batch, 1, 1};
+}
+
 Scenario base(Transport t, Test test, std::uint64_t size, std::uint32_t batch = 1) {
     return Scenario{t, Kind::none, Wait::none, test, size, batch, 1, 1};
 }
@@ -93,6 +102,18 @@ Scenario raw_ring(Test test, std::uint64_t size, std::uint32_t batch = 1) {
 
 Scenario memcpy_calibration(std::uint64_t size) {
     return Scenario{Transport::memory_copy, Kind::none, Wait::none, Test::bandwidth, size, 1, 0, 1};
+}
+
+/// Reads per second of one `size`-byte blackboard element (`local`: of local memory).
+Scenario state_read(bool local, std::uint64_t size) {
+    return Scenario{local ? Transport::local_read : Transport::blackboard_read,
+                    Kind::none,
+                    Wait::none,
+                    Test::throughput,
+                    size,
+                    1,
+                    0,
+                    1};
 }
 
 // The channels of the control-plane tests have 1 KiB slots (the configuration's default).
@@ -163,6 +184,7 @@ std::vector<Scenario> quick_suite() {
         }
         v.push_back(raw_ring(Test::throughput, 128, batch));
     }
+    v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
     for (std::uint32_t subs : {1U, 3U}) {
         v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
     }
@@ -170,6 +192,8 @@ std::vector<Scenario> quick_suite() {
     v.push_back(raw_ring(Test::bandwidth, 64 * kKiB));
     v.push_back(memcpy_calibration(64 * kKiB));
     v.push_back(memcpy_calibration(64 * kMiB));
+    v.push_back(state_read(false, 64));
+    v.push_back(state_read(true, 64));
     v.push_back(control_open(1, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
     return v;
@@ -230,6 +254,8 @@ std::vector<Scenario> full_suite() {
             }
         }
     }
+
+    v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
 
     // Large messages: zero-copy in shmbus, write()/read() for the baselines.
     for (std::uint64_t size : kBandwidthSizes) {
@@ -303,6 +329,8 @@ std::string Scenario::label() const {
 std::uint32_t Scenario::processes() const noexcept {
     switch (transport) {
     case Transport::memory_copy:
+    case Transport::blackboard_read:
+    case Transport::local_read:
         return 1;
     case Transport::shmbusd:
         if (test == Test::control_open) {
@@ -356,7 +384,7 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
 }
 
 std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd) {
-    if (s.control_plane() && !have_shmbusd) {
+    if ((s.control_plane() || s.transport == Transport::shmbus_c) && !have_shmbusd) {
         return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
     }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;

@@ -22,15 +22,18 @@ namespace bench {
 
 enum class Transport {
     shmbus,
+    shmbus_c, ///< shmbus through the C ABI (shmbus.h), endpoints opened through a shmbusd
     fifo,
     uds_stream,
     uds_seqpacket,
     tcp,
     posix_mq,
-    futex_raw,   ///< calibration: raw futex ping-pong between two processes
-    memory_copy, ///< calibration: single-core memcpy bandwidth
-    raw_ring,    ///< calibration: a minimal busy-polled SPSC ring in plain shared memory
-    shmbusd,     ///< the control plane: a real shmbusd started for the run
+    futex_raw,       ///< calibration: raw futex ping-pong between two processes
+    memory_copy,     ///< calibration: single-core memcpy bandwidth
+    raw_ring,        ///< calibration: a minimal busy-polled SPSC ring in plain shared memory
+    shmbusd,         ///< the control plane: a real shmbusd started for the run
+    blackboard_read, ///< an uncontended consistent read of one blackboard element
+    local_read,      ///< baseline of blackboard_read: a plain read from local memory
 };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.
@@ -84,6 +87,12 @@ struct Scenario {
     [[nodiscard]] std::string label() const;
     /// Processes this scenario forks.
     [[nodiscard]] std::uint32_t processes() const noexcept;
+    /// One process alone on one core (memcpy, blackboard-read, local-read): no second core,
+    /// so no line round trip, and one Report to reduce.
+    [[nodiscard]] bool solo() const noexcept {
+        return transport == Transport::memory_copy || transport == Transport::blackboard_read ||
+               transport == Transport::local_read;
+    }
     /// How many readers see each message: subscribers on a broadcast channel, else 1.
     [[nodiscard]] std::uint32_t deliveries() const noexcept;
 };

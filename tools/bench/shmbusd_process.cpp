@@ -64,11 +64,10 @@ std::string config_yaml(const std::filesystem::path& dir, const ChannelSet& chan
       << "channels:\n";
     for (std::uint32_t i = 0; i < channels.count; ++i) {
         y << "  - name: " << channel_name(i) << "\n"
-          << "    kind: broadcast\n"
+          << "    kind: " << (channels.queue ? "queue" : "broadcast") << "\n"
           << "    slot_size: " << channels.slot_size << "\n"
           << "    slot_count: " << channels.slot_count << "\n"
-          << "    overflow: block\n"
-          << "    max_publishers: 1\n"
+          << (channels.queue ? "" : "    overflow: block\n") << "    max_publishers: 1\n"
           << "    max_subscribers: " << channels.max_subscribers << "\n";
     }
     return y.str();

@@ -31,13 +31,15 @@
 
 namespace bench {
 
-/// The channels of the daemon's configuration: `count` broadcast channels named
-/// bench/ch000, bench/ch001, ...
+/// The channels of the daemon's configuration: `count` channels named bench/ch000,
+/// bench/ch001, ..., broadcast with one publisher, or queues (one producer and
+/// max_subscribers consumers) when `queue`.
 struct ChannelSet {
     std::uint32_t count{1};
     std::uint64_t slot_size{1024};
     std::uint64_t slot_count{256};
     std::uint32_t max_subscribers{16};
+    bool queue{false};
 };
 
 /// The name of channel `index` of a ChannelSet.

@@ -172,6 +172,14 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
                                "fifo"));
     add_floor(out.back(), rate(raw_tp64), rate(fifo_tp64));
 
+    const Summary* c_tp1 = find(all, [](const Scenario& s) {
+        return s.transport == Transport::shmbus_c && s.wait == Wait::spin &&
+               s.test == Test::throughput && s.msg_size == 128 && s.batch == 1;
+    });
+    out.push_back(ratio_target("C ABI >= 0.90x C++ inline API msgs/s (128 B, 1 per publish)", 0.9,
+                               false, rate(c_tp1), rate(spin_tp1), Unit::rate, "shmbus-c spin",
+                               "shmbus spin"));
+
     const Summary* zero_copy = find(all, shm_spsc(Wait::spin, Test::bandwidth, 64ULL * 1024));
     const Summary* memcpy_big = find(all, [](const Scenario& s) {
         return s.transport == Transport::memory_copy && s.msg_size == 64ULL * 1024 * 1024;
@@ -195,6 +203,14 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
         b.met = *b.met && lost == 0;
     }
     out.push_back(std::move(b));
+
+    // A read costs 1/rate: local rate over blackboard rate is how many times dearer it is.
+    const Summary* board_read =
+        find(all, baseline(Transport::blackboard_read, Test::throughput, 64));
+    const Summary* local_read = find(all, baseline(Transport::local_read, Test::throughput, 64));
+    out.push_back(ratio_target("consistent 64 B blackboard read <= 2x a plain 64 B local read", 2,
+                               true, rate(local_read), rate(board_read), Unit::rate, "local-read",
+                               "blackboard-read"));
     control_plane_targets(all, out);
     return out;
 }

@@ -122,8 +122,33 @@ std::vector<std::pair<std::string, std::string>> rpc_fields(const GlobalOptions&
     };
 }
 
+/// A channel's place in the daemon's bridges: "ground out as robot1/jobs", one per stream.
+/// Empty for a daemon without bridges (or one that predates them).
+std::map<std::string, std::vector<std::string>> bridged_channels(shmbus::Client& client) {
+    std::map<std::string, std::vector<std::string>> out;
+    if (auto bridges = client.list_bridges(); bridges) {
+        for (const auto& b : *bridges) {
+            for (const auto& s : b.streams) {
+                out[s.local_name].push_back(
+                    b.name + (s.exporting ? " out" : " in") +
+                    (s.wire_name != s.local_name ? " as " + s.wire_name : std::string{}));
+            }
+        }
+    }
+    return out;
+}
+
+std::string joined(const std::vector<std::string>& parts, std::string_view separator) {
+    std::string out;
+    for (const auto& p : parts) {
+        out += (out.empty() ? "" : std::string{separator}) + p;
+    }
+    return out;
+}
+
 void print_channel_table(const GlobalOptions& options, const Sample& sample,
-                         const std::map<std::string, double>& rates) {
+                         const std::map<std::string, double>& rates,
+                         const std::map<std::string, std::vector<std::string>>& bridged = {}) {
     Table table({{"channel"},
                  {"kind"},
                  {"slots"},
@@ -135,8 +160,10 @@ void print_channel_table(const GlobalOptions& options, const Sample& sample,
                  {"dropped", Table::Align::right},
                  {"abandoned", Table::Align::right},
                  {"depth", Table::Align::right},
-                 {"rate", Table::Align::right}});
+                 {"rate", Table::Align::right},
+                 {"bridge"}});
     for (const auto& c : sample.channels) {
+        const auto via = bridged.find(c.info.name);
         table.add_row(
             {c.info.name, std::string{shmbus::to_string(c.info.kind)}, geometry(c.info),
              policy(c.info),
@@ -144,7 +171,8 @@ void print_channel_table(const GlobalOptions& options, const Sample& sample,
              std::to_string(c.stats.subscribers) + "/" + std::to_string(c.info.max_subscribers),
              std::to_string(c.stats.published), consumed_cell(c), std::to_string(c.stats.dropped),
              std::to_string(c.stats.abandoned), std::to_string(c.stats.depth),
-             human_rate(rate_of(rates, c.info.name))},
+             human_rate(rate_of(rates, c.info.name)),
+             via != bridged.end() ? joined(via->second, ", ") : "-"},
             {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
              Tint::none, alarm_if(c.stats.dropped), alarm_if(c.stats.abandoned)});
     }
@@ -212,17 +240,21 @@ int run_list(const GlobalOptions& options, double interval_s) {
             shown = std::move(*second);
         }
     }
+    const auto bridged = bridged_channels(*client);
     if (options.json) {
         nlohmann::json doc;
         doc["interval_s"] = rates.empty() ? nlohmann::json(nullptr) : nlohmann::json(interval_s);
         doc["channels"] = nlohmann::json::array();
         for (const auto& c : shown.channels) {
-            doc["channels"].push_back(channel_json(c, rate_of(rates, c.info.name)));
+            nlohmann::json j = channel_json(c, rate_of(rates, c.info.name));
+            const auto via = bridged.find(c.info.name);
+            j["bridges"] = via != bridged.end() ? via->second : std::vector<std::string>{};
+            doc["channels"].push_back(std::move(j));
         }
         print_json(doc);
         return kExitOk;
     }
-    print_channel_table(options, shown, rates);
+    print_channel_table(options, shown, rates, bridged);
     if (!options.no_legend) {
         std::fprintf(stdout, "\n%zu channel%s listed.\n", shown.channels.size(),
                      shown.channels.size() == 1 ? "" : "s");
@@ -241,9 +273,14 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
         return fail("channel '" + channel + "'", detail.error(), ErrorSite::channel);
     }
     const shmbus::ChannelSummary& c = detail->summary;
+    const auto bridged = bridged_channels(*client);
+    const auto via = bridged.find(channel);
+    const std::vector<std::string> bridges =
+        via != bridged.end() ? via->second : std::vector<std::string>{};
     if (options.json) {
         nlohmann::json doc = channel_json(c, std::nullopt);
         doc.erase("rate_per_s");
+        doc["bridges"] = bridges;
         doc["endpoints"] = nlohmann::json::array();
         for (const auto& e : detail->endpoints) {
             doc["endpoints"].push_back(endpoint_json(e, c));
@@ -285,6 +322,10 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
                   {"Creation id",
                    std::to_string(i.creation_id)}, // as in --json and the daemon's log
               };
+    if (!bridges.empty()) {
+        // A bridge endpoint: the channel travels to (out) or comes from (in) a peer daemon.
+        fields.emplace_back("Bridge", joined(bridges, "; "));
+    }
     print_fields(stdout, fields, options.colour);
     std::fprintf(stdout, "\n");
     Table table({{"role"},
@@ -317,6 +358,70 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
     table.print(stdout, options.no_legend, options.colour);
     if (!options.no_legend) {
         std::fprintf(stdout, "\n%zu endpoint%s attached.\n", table.rows(),
+                     table.rows() == 1 ? "" : "s");
+    }
+    return kExitOk;
+}
+
+int run_bridges(const GlobalOptions& options) {
+    int rc = kExitOk;
+    auto client = connect(options, rc);
+    if (!client) {
+        return rc;
+    }
+    auto bridges = client->list_bridges();
+    if (!bridges) {
+        return fail("cannot list bridges", bridges.error(), ErrorSite::other);
+    }
+    if (options.json) {
+        nlohmann::json doc;
+        doc["bridges"] = nlohmann::json::array();
+        for (const auto& b : *bridges) {
+            doc["bridges"].push_back(bridge_json(b));
+        }
+        print_json(doc);
+        return kExitOk;
+    }
+    Table table({{"bridge"},
+                 {"state"},
+                 {"link"},
+                 {"peer"},
+                 {"ver", Table::Align::right},
+                 {"ch out/in", Table::Align::right},
+                 {"msgs out/in", Table::Align::right},
+                 {"bytes out/in", Table::Align::right},
+                 {"lost out/in", Table::Align::right},
+                 {"credits", Table::Align::right},
+                 {"rtt", Table::Align::right},
+                 {"reconnects", Table::Align::right},
+                 {"last error"}});
+    for (const auto& b : *bridges) {
+        const BridgeTotals out = bridge_totals(b, true);
+        const BridgeTotals in = bridge_totals(b, false);
+        const auto pair = [](std::uint64_t a, std::uint64_t z) {
+            return std::to_string(a) + "/" + std::to_string(z);
+        };
+        const bool live = b.version != 0;
+        table.add_row({b.name, b.state, (b.listen ? "listen " : "connect ") + b.address,
+                       live ? b.peer + (b.peer_node.empty() ? "" : " (" + b.peer_node + ")") : "-",
+                       live ? std::to_string(b.version) : "-", pair(out.channels, in.channels),
+                       pair(out.messages, in.messages),
+                       human_bytes(out.bytes) + "/" + human_bytes(in.bytes),
+                       pair(out.lost, in.lost), std::to_string(out.credits + in.credits),
+                       b.rtt_ns != 0 ? std::to_string(b.rtt_ns / 1000) + " µs" : "-",
+                       std::to_string(b.reconnects), b.last_error.empty() ? "-" : b.last_error},
+                      {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
+                       Tint::none, Tint::none, alarm_if(out.lost + in.lost)});
+    }
+    if (table.rows() == 0) {
+        if (!options.no_legend) {
+            std::fprintf(stdout, "No bridges configured.\n");
+        }
+        return kExitOk;
+    }
+    table.print(stdout, options.no_legend, options.colour);
+    if (!options.no_legend) {
+        std::fprintf(stdout, "\n%zu bridge%s listed.\n", table.rows(),
                      table.rows() == 1 ? "" : "s");
     }
     return kExitOk;
@@ -432,7 +537,7 @@ int run_stats(const GlobalOptions& options, double interval_s, std::uint64_t cou
             std::fprintf(stdout, "%s  every %gs  %zu channel%s\n", local_time(now_ms).c_str(),
                          interval_s, current->channels.size(),
                          current->channels.size() == 1 ? "" : "s");
-            print_channel_table(options, *current, rates);
+            print_channel_table(options, *current, rates, bridged_channels(*client));
         }
         std::fflush(stdout);
         previous = std::move(current);

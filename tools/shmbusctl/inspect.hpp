@@ -1,5 +1,5 @@
-// The read commands — status, list, info, clients, stats — and ping and reload: requests to
-// shmbusd through shmbus::Client, shown as a table or as one JSON document (--json).
+// The read commands — status, list, info, clients, stats, bridges — and ping and reload: requests
+// to shmbusd through shmbus::Client, shown as a table or as one JSON document (--json).
 //
 // Every counter comes from the daemon's list / info replies, which it reads from the
 // segments read-only; shmbusctl maps no segment here. Rates are the difference of two
@@ -24,5 +24,7 @@ int run_clients(const GlobalOptions& options);
 int run_stats(const GlobalOptions& options, double interval_s, std::uint64_t count);
 int run_ping(const GlobalOptions& options, std::uint64_t count);
 int run_reload(const GlobalOptions& options);
+/// The daemon's bridges: one row each (or --json), with their totals each way.
+int run_bridges(const GlobalOptions& options);
 
 } // namespace shmbusctl

@@ -91,6 +91,57 @@ nlohmann::json client_json(const shmbus::ClientSummary& c) {
     return j;
 }
 
+BridgeTotals bridge_totals(const shmbus::BridgeSummary& bridge, bool exporting) {
+    BridgeTotals t;
+    for (const auto& s : bridge.streams) {
+        if (s.exporting == exporting) {
+            t.channels += 1;
+            t.messages += s.messages;
+            t.bytes += s.bytes;
+            t.lost += s.lost;
+            t.credits += s.credits;
+        }
+    }
+    return t;
+}
+
+nlohmann::json bridge_json(const shmbus::BridgeSummary& b) {
+    const bool live = b.version != 0;
+    nlohmann::json j;
+    j["name"] = b.name;
+    j["state"] = b.state;
+    j["end"] = b.listen ? "listen" : "connect";
+    j["address"] = b.address;
+    j["listening_port"] = b.listen && b.listening_port != 0 ? nlohmann::json(b.listening_port)
+                                                            : nlohmann::json(nullptr);
+    j["peer"] = live ? nlohmann::json(b.peer) : nlohmann::json(nullptr);
+    j["peer_node"] = live ? nlohmann::json(b.peer_node) : nlohmann::json(nullptr);
+    j["incarnation"] = live ? nlohmann::json(b.peer_incarnation) : nlohmann::json(nullptr);
+    j["version"] = live ? nlohmann::json(b.version) : nlohmann::json(nullptr);
+    j["rtt_ns"] = b.rtt_ns != 0 ? nlohmann::json(b.rtt_ns) : nlohmann::json(nullptr);
+    j["reconnects"] = b.reconnects;
+    j["last_error"] = b.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.last_error);
+    for (const bool out : {true, false}) {
+        const BridgeTotals t = bridge_totals(b, out);
+        j[out ? "out" : "in"] = {{"channels", t.channels},
+                                 {"messages", t.messages},
+                                 {"bytes", t.bytes},
+                                 {"lost", t.lost},
+                                 {"credits", t.credits}};
+    }
+    j["streams"] = nlohmann::json::array();
+    for (const auto& s : b.streams) {
+        j["streams"].push_back({{"channel", s.local_name},
+                                {"wire_name", s.wire_name},
+                                {"direction", s.exporting ? "out" : "in"},
+                                {"messages", s.messages},
+                                {"bytes", s.bytes},
+                                {"lost", s.lost},
+                                {"credits", s.credits}});
+    }
+    return j;
+}
+
 nlohmann::json status_json(const shmbus::DaemonStatus& s) {
     nlohmann::json j;
     j["daemon_version"] = s.daemon_version;

@@ -22,6 +22,19 @@ namespace shmbusctl {
                                            const shmbus::ChannelSummary& channel);
 [[nodiscard]] nlohmann::json client_json(const shmbus::ClientSummary& client);
 [[nodiscard]] nlohmann::json status_json(const shmbus::DaemonStatus& status);
+/// A bridge: its link ("peer", "version", "incarnation" null while it has none), its totals
+/// each way ("out": what this daemon exports, "in": what it imports) and its "streams".
+[[nodiscard]] nlohmann::json bridge_json(const shmbus::BridgeSummary& bridge);
+
+/// One direction of a bridge, summed over its streams.
+struct BridgeTotals {
+    std::uint64_t channels{0};
+    std::uint64_t messages{0};
+    std::uint64_t bytes{0};
+    std::uint64_t lost{0};
+    std::uint64_t credits{0};
+};
+[[nodiscard]] BridgeTotals bridge_totals(const shmbus::BridgeSummary& bridge, bool exporting);
 
 /// Messages a broadcast subscriber at `cursor` has yet to read; null-free: 0 for other roles.
 [[nodiscard]] std::uint64_t subscriber_lag(const shmbus::EndpointDetail& endpoint,

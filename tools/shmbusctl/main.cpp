@@ -11,6 +11,7 @@
 #include "inspect.hpp"
 #include "json_view.hpp"
 #include "rpc_commands.hpp"
+#include "shared_state.hpp"
 #include "traffic.hpp"
 
 #include <shmbus/version.hpp>
@@ -69,6 +70,9 @@ int run(int argc, char** argv) {
     info->add_option("CHANNEL", info_channel, "channel name")->required();
     info->callback([&] { result = run_info(options, info_channel); });
 
+    auto* bridges = app.add_subcommand("bridges", "the gateway's bridges: state, peer, counters");
+    bridges->callback([&] { result = run_bridges(options); });
+
     auto* clients = app.add_subcommand("clients", "connected clients and what they hold");
     clients->callback([&] { result = run_clients(options); });
 
@@ -99,6 +103,9 @@ int run(int argc, char** argv) {
     tail_cmd->add_flag("--summary", tail.summary,
                        "at the end, print how many messages were received and lost even when "
                        "none was lost (a loss is always reported)");
+    tail_cmd->add_flag("--events", tail.events,
+                       "print peer events too: publishers and subscribers attached, detached or "
+                       "died, and this subscriber lapped");
     tail_cmd->callback([&] {
         tail.format = tail_format == "hex"    ? TailFormat::hex
                       : tail_format == "json" ? TailFormat::json
@@ -150,6 +157,28 @@ int run(int argc, char** argv) {
         ->capture_default_str();
     serve_cmd->add_flag("--quiet,-q", serve.quiet, "do not print each request served");
     serve_cmd->callback([&] { result = run_serve(options, serve); });
+
+    GetOptions get;
+    auto* get_cmd = app.add_subcommand("get", "print one element of a blackboard channel");
+    get_cmd->add_option("CHANNEL", get.channel, "blackboard channel")->required();
+    get_cmd->add_option("INDEX", get.index, "element index, from 0")->required();
+    get_cmd->add_flag("--hex", get.hex, "print the element as hex digits");
+    get_cmd->callback([&] { result = run_get(options, get); });
+
+    SetOptions set;
+    auto* set_cmd = app.add_subcommand(
+        "set", "write one element of a blackboard channel (the rest of it becomes zeros)");
+    set_cmd->add_option("CHANNEL", set.channel, "blackboard channel")->required();
+    set_cmd->add_option("INDEX", set.index, "element index, from 0")->required();
+    set_cmd->add_option("DATA", set.data, "the element's new bytes")->required();
+    set_cmd->add_flag("--hex", set.hex, "DATA is hex digits (\"00ff10\", \"de ad be ef\")");
+    set_cmd->callback([&] { result = run_set(options, set); });
+
+    std::string counters_channel;
+    auto* counters_cmd =
+        app.add_subcommand("counters", "the cells of a counters channel and their values");
+    counters_cmd->add_option("CHANNEL", counters_channel, "counters channel")->required();
+    counters_cmd->callback([&] { result = run_counters(options, counters_channel); });
 
     std::uint64_t ping_count = 1;
     auto* ping = app.add_subcommand("ping", "round trip to the daemon");

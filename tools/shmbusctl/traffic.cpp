@@ -5,10 +5,12 @@
 #include "json_view.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <poll.h>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -38,6 +40,38 @@ void print_message(TailFormat format, const shmbus::Received& r, std::span<const
     case TailFormat::text:
         std::fprintf(stdout, "#%llu (%llu B) %s\n", static_cast<unsigned long long>(r.sequence),
                      static_cast<unsigned long long>(r.size), escaped_text(data).c_str());
+        break;
+    }
+}
+
+/// One peer event, as `tail --events` prints it.
+void print_event(TailFormat format, const shmbus::PeerEvent& e) {
+    const std::string kind{shmbus::to_string(e.kind)};
+    const std::string role{shmbus::to_string(e.role)};
+    if (format == TailFormat::json) {
+        nlohmann::json j{{"event", kind}, {"sequence", e.sequence}};
+        if (e.kind == shmbus::EventKind::lapped || e.kind == shmbus::EventKind::events_lost) {
+            j["count"] = e.count;
+        } else {
+            j["role"] = role;
+            j["endpoint"] = e.endpoint_index;
+            j["pid"] = e.pid;
+        }
+        print_json(j);
+        return;
+    }
+    switch (e.kind) {
+    case shmbus::EventKind::lapped:
+        std::fprintf(stdout, "event: lapped, %llu message(s) lost\n",
+                     static_cast<unsigned long long>(e.count));
+        break;
+    case shmbus::EventKind::events_lost:
+        std::fprintf(stdout, "event: %llu event(s) lost\n",
+                     static_cast<unsigned long long>(e.count));
+        break;
+    default:
+        std::fprintf(stdout, "event: %s %u (pid %u) %s\n", role.c_str(), e.endpoint_index, e.pid,
+                     kind.c_str());
         break;
     }
 }
@@ -82,6 +116,7 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
     }
     shmbus::EndpointOptions eo;
     eo.wait = shmbus::WaitMode::blocking;
+    eo.peer_events = tail.events;
     auto sub = client->open_subscriber(tail.channel, eo);
     if (!sub) {
         return fail("cannot subscribe to '" + tail.channel + "'", sub.error(), ErrorSite::channel);
@@ -110,9 +145,48 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
                          static_cast<unsigned long long>(lost));
         }
     };
+    // With --events, tail waits on its wait handle, which wakes for messages and events alike;
+    // otherwise in receive_copy().
+    int handle = -1;
+    if (tail.events) {
+        auto fd = sub->wait_handle();
+        if (!fd) {
+            return fail("tail '" + tail.channel + "'", fd.error(), ErrorSite::other);
+        }
+        handle = *fd;
+    }
+    const auto print_events = [&] {
+        std::array<shmbus::PeerEvent, 16> events;
+        std::size_t n = 0;
+        do {
+            n = sub->events(events);
+            for (std::size_t i = 0; i < n; ++i) {
+                print_event(tail.format, events[i]);
+            }
+        } while (n == events.size());
+        std::fflush(stdout);
+    };
+    const auto next_message = [&]() -> shmbus::Result<shmbus::Received> {
+        if (handle < 0) {
+            return sub->receive_copy(buffer, kTick);
+        }
+        const Clock::time_point until = Clock::now() + kTick;
+        for (;;) {
+            print_events();
+            auto r = sub->try_receive_copy(buffer);
+            if (r || r.code() != shmbus::Errc::would_block) {
+                return r;
+            }
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+            pollfd p{handle, POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+                return shmbus::make_error(shmbus::Errc::timed_out);
+            }
+        }
+    };
     auto last = Clock::now();
     while (!interrupted() && (tail.count == 0 || received < tail.count)) {
-        auto r = sub->receive_copy(buffer, kTick);
+        auto r = next_message();
         if (!r && r.code() == shmbus::Errc::timed_out) {
             std::fflush(stdout);
             if (tail.timeout_s <= 0 ||

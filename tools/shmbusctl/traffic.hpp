@@ -22,6 +22,7 @@ struct TailOptions {
     TailFormat format{TailFormat::text};
     double timeout_s{0}; ///< give up (exit 1) after this long without a message; 0: never
     bool summary{false}; ///< print "N received, M lost" at the end even when nothing was lost
+    bool events{false};  ///< print peer events (attached, detached, died, lapped) as well
 };
 
 int run_tail(const GlobalOptions& options, const TailOptions& tail);

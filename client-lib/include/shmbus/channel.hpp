@@ -23,8 +23,17 @@ namespace shmbus {
 enum class ChannelKind : std::uint32_t {
     queue = 1,     ///< every message is taken by exactly one reader (work queue)
     broadcast = 2, ///< every reader (subscriber) sees every message, each with its own cursor
-    rpc = 6,       ///< request/response: each call is served by one server, answered to its caller
+    // 3 is not assigned.
+    blackboard = 4, ///< shared state: slot_count elements of slot_size bytes (blackboard.hpp)
+    counters = 5,   ///< named 64-bit atomic cells, created on first use (counters.hpp)
+    rpc = 6,        ///< request/response: each call is served by one server, answered to its caller
 };
+
+/// Whether `kind` moves messages through a ring (queue, broadcast) rather than holding
+/// shared state in place (blackboard, counters) or carrying calls (rpc).
+[[nodiscard]] constexpr bool is_ring_kind(ChannelKind kind) noexcept {
+    return kind == ChannelKind::queue || kind == ChannelKind::broadcast;
+}
 
 /// What a broadcast writer does when the slowest subscriber is a whole ring behind.
 enum class Overflow : std::uint32_t {
@@ -33,7 +42,8 @@ enum class Overflow : std::uint32_t {
 };
 
 /// Which side of a channel an endpoint is. On a queue a publisher is a producer and a
-/// subscriber is a consumer.
+/// subscriber is a consumer; on a blackboard or counters channel a publisher is a writer and
+/// a subscriber a reader (its payload is mapped read-only).
 enum class Role : std::uint32_t {
     publisher = 1,
     subscriber = 2,
@@ -51,6 +61,8 @@ inline constexpr std::uint64_t kMaxSlotCount = std::uint64_t{1} << 24;
 inline constexpr std::uint32_t kMaxEndpoints = 1024;
 /// Longest channel name, in bytes.
 inline constexpr std::size_t kMaxNameLength = 63;
+/// The slot size of every counters channel: one cell's name (47 bytes and a NUL).
+inline constexpr std::uint64_t kCounterSlotSize = 48;
 /// Default ceiling on the memory one channel may reserve (both regions): 1 GiB.
 inline constexpr std::uint64_t kDefaultMaxChannelBytes = std::uint64_t{1} << 30;
 
@@ -58,8 +70,12 @@ inline constexpr std::uint64_t kDefaultMaxChannelBytes = std::uint64_t{1} << 30;
 struct ChannelSpec {
     std::string name; ///< 1..63 bytes of [A-Za-z0-9_.:/-]
     ChannelKind kind{ChannelKind::queue};
-    std::uint64_t slot_size{1024};      ///< largest message, in bytes (>= 1)
-    std::uint64_t slot_count{1024};     ///< ring depth: a power of two, >= 2
+    /// Largest message, in bytes (>= 1). Blackboard: the element size. Counters: must be
+    /// kCounterSlotSize.
+    std::uint64_t slot_size{1024};
+    /// Ring depth: a power of two, >= 2. Blackboard: the number of elements (any, >= 1).
+    /// Counters: the number of cells (any, >= 1).
+    std::uint64_t slot_count{1024};
     Overflow overflow{Overflow::block}; ///< broadcast only; a queue always blocks
     std::uint32_t max_publishers{1};    ///< 1 selects the single-producer algorithms
     std::uint32_t max_subscribers{1};   ///< on a queue, 1 with 1 publisher selects SPSC

@@ -8,7 +8,9 @@
 // listed again without the application making any request.
 #pragma once
 
+#include <shmbus/blackboard.hpp>
 #include <shmbus/channel.hpp>
+#include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/export.hpp>
@@ -48,8 +50,11 @@ struct ClientOptions {
     /// Where the library's rare lines go: waiting for the daemon, connection lost, connection
     /// restored (with how many endpoints the daemon took back and refused), each endpoint
     /// a restarted daemon refused to take back (channel, role, why). Called from the Client's
-    /// thread or its background thread, never while it holds a lock. Empty: one line on stderr
-    /// each, prefixed "shmbus: ".
+    /// thread or its background thread, never while it holds a lock, and never once the
+    /// Client and every endpoint it opened are gone: the destruction of the last of them
+    /// waits for a call in progress on the background thread, then destroys this function
+    /// (so do not let the last one go while holding a lock this function takes). Empty: one
+    /// line on stderr each, prefixed "shmbus: ".
     std::function<void(std::string_view)> log;
 };
 
@@ -114,6 +119,35 @@ struct DaemonStatus {
     std::uint16_t protocol_minor{0};
 };
 
+/// One stream of a bridge: one channel moved one way.
+struct BridgeStreamSummary {
+    std::string local_name; ///< the channel on this daemon
+    std::string wire_name;  ///< its name on the link
+    bool exporting{false};  ///< this daemon sends it (else it receives it)
+    std::uint64_t messages{0};
+    std::uint64_t bytes{0};
+    std::uint64_t lost{0};    ///< messages lost, counted from sequence gaps
+    std::uint32_t credits{0}; ///< export: credits left; import: granted and not returned
+};
+
+/// One bridge of the daemon's gateway (docs/gateway.md).
+struct BridgeSummary {
+    std::string name;
+    /// "listening", "connecting", "handshaking", "connected", "backing off" or "stopped".
+    std::string state;
+    std::string address; ///< as configured (connect: or listen:)
+    bool listen{false};
+    std::string peer; ///< the live link's peer address; empty when there is none
+    std::string peer_node;
+    std::uint64_t peer_incarnation{0};
+    std::uint16_t version{0}; ///< bridge protocol version of the live link; 0 when none
+    std::uint16_t listening_port{0};
+    std::uint64_t reconnects{0};
+    std::uint64_t rtt_ns{0}; ///< the last ping's round trip; 0 before the first
+    std::string last_error;
+    std::vector<BridgeStreamSummary> streams; ///< of the live link
+};
+
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be
 /// used from other threads and outlive it. It belongs to the process that connected it: a
 /// child made by fork() holds no part of the connection (so the daemon reclaims the parent's
@@ -152,6 +186,14 @@ public:
     [[nodiscard]] Result<Caller> open_caller(std::string_view channel,
                                              const EndpointOptions& options = {},
                                              bool wait_for_server = false) noexcept;
+    /// Opens blackboard `channel` as a writer (Role::publisher: the channel's `publish` ACL
+    /// applies) or a reader (Role::subscriber: `subscribe` ACL, read-only mapping). Errors as
+    /// open_publisher(); Errc::invalid_argument if the channel is not a blackboard.
+    [[nodiscard]] Result<Blackboard> open_blackboard(std::string_view channel, Role role,
+                                                     const EndpointOptions& options = {}) noexcept;
+    /// Opens counters `channel` as a writer or a reader, as open_blackboard().
+    [[nodiscard]] Result<Counters> open_counters(std::string_view channel, Role role,
+                                                 const EndpointOptions& options = {}) noexcept;
     /// Creates a dynamic channel, where the daemon's configuration allows it; fields left
     /// out take its `dynamic_channels.defaults`. Errc::permission_denied when this user may
     /// not create, Errc::limit_reached naming the limit (sizes, per-client count, total
@@ -164,6 +206,9 @@ public:
     [[nodiscard]] Result<ChannelDetail> channel_info(std::string_view channel) noexcept;
     [[nodiscard]] Result<std::vector<ClientSummary>> list_clients() noexcept;
     [[nodiscard]] Result<DaemonStatus> status() noexcept;
+    /// The daemon's bridges and their streams (protocol 1.2). Errc::protocol_error naming
+    /// the request from a daemon that predates it.
+    [[nodiscard]] Result<std::vector<BridgeSummary>> list_bridges() noexcept;
     /// Asks the daemon to reload its configuration (admin only). The message says what
     /// changed; a configuration with errors is refused whole with every error listed.
     [[nodiscard]] Result<std::string> reload() noexcept;

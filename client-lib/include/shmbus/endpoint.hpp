@@ -22,6 +22,7 @@
 #include <shmbus/channel.hpp>
 #include <shmbus/detail/spsc_ring.hpp>
 #include <shmbus/error.hpp>
+#include <shmbus/events.hpp>
 #include <shmbus/export.hpp>
 
 #include <algorithm>
@@ -54,6 +55,8 @@ struct EndpointOptions {
     std::uint32_t spin_iterations{0};
     /// Endpoint table entry to take, as assigned by the daemon; -1 takes any free entry.
     std::int32_t endpoint_index{-1};
+    /// Report peer events (events()) from attach on, and count them in the wait handle.
+    bool peer_events{false};
 };
 
 /// Slots reserved by Publisher::try_reserve(), to fill in place and then commit().
@@ -177,7 +180,8 @@ public:
     /// Errc::corrupted naming the field if the segment is damaged.
     [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && !p.pending && max_count != 0 && p.room_within_high_water()) [[likely]] {
+        if (p.inline_path() && !p.pending && max_count != 0 && p.room_within_high_water())
+            [[likely]] {
             const std::size_t n = p.reservable(max_count);
             p.begin_batch(p.pos, n);
             return WriteBatch{p, p.pos, n};
@@ -194,7 +198,7 @@ public:
     /// the message) when a message's length was never set.
     [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && p.is_outstanding(batch.first_, batch.count_) &&
+        if (p.inline_path() && p.is_outstanding(batch.first_, batch.count_) &&
             p.first_unfit_length(batch.first_, batch.count_) == batch.count_) [[likely]] {
             p.publish(batch.count_);
             p.end_batch();
@@ -225,6 +229,18 @@ public:
     /// 0 or above 2^47; Errc::timed_out, Errc::invalid_argument while a batch is outstanding.
     [[nodiscard]] Result<void> record_gap(std::uint64_t count,
                                           std::chrono::nanoseconds timeout) noexcept;
+    /// Reads up to `out.size()` peer events into `out` and returns how many (0 when none
+    /// waits, or when the endpoint did not ask for them with EndpointOptions::peer_events).
+    /// No system call; re-arms the wait handle when it returns fewer than `out.size()`.
+    [[nodiscard]] std::size_t events(std::span<PeerEvent> out) noexcept;
+    /// A descriptor that becomes readable when this publisher has something to do: room
+    /// after a try_reserve()/try_send() found the ring full (block policy), or peer events.
+    /// It stays readable until a call finds nothing left to do (a reserve that would block,
+    /// an events() that runs out); poll it only while you have messages waiting to go, or
+    /// call events() after each wake-up. For epoll, poll, select, libuv's uv_poll, asio, Qt.
+    /// Owned by the publisher (do not close it); the first call starts a relay thread
+    /// (docs/events-and-waiting.md). Errc::system_error if it cannot.
+    [[nodiscard]] Result<int> wait_handle() noexcept;
 
     /// The channel this publisher writes to.
     [[nodiscard]] const ChannelInfo& info() const noexcept;
@@ -267,7 +283,7 @@ public:
     /// validation, which is then skipped and counted.
     [[nodiscard]] Result<ReadBatch> try_receive(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && !p.pending && max_count != 0) [[likely]] {
+        if (p.inline_path() && !p.pending && max_count != 0) [[likely]] {
             const std::size_t n = p.ready(max_count);
             if (n != 0) [[likely]] {
                 p.begin_batch(p.pos, n);
@@ -291,7 +307,7 @@ public:
     /// message of the batch is counted as lost (lost(), the channel's dropped counter).
     [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.spsc && p.is_outstanding(batch.first_, batch.count_)) [[likely]] {
+        if (p.inline_path() && p.is_outstanding(batch.first_, batch.count_)) [[likely]] {
             p.end_batch();
             p.consume(batch.count_);
             batch.count_ = 0;
@@ -310,6 +326,20 @@ public:
     /// As try_receive_copy(), waiting up to `timeout`.
     [[nodiscard]] Result<Received> receive_copy(std::span<std::byte> buffer,
                                                 std::chrono::nanoseconds timeout) noexcept;
+
+    /// Reads up to `out.size()` peer events into `out` and returns how many (0 when none
+    /// waits, or when the endpoint did not ask for them with EndpointOptions::peer_events).
+    /// A broadcast drop subscriber that was overrun gets a `lapped` event, once the receive
+    /// that found the overrun has counted it. No system call; re-arms the wait handle when it
+    /// returns fewer than `out.size()`.
+    [[nodiscard]] std::size_t events(std::span<PeerEvent> out) noexcept;
+    /// A descriptor that becomes readable when this subscriber has something to do: a
+    /// message to receive, or peer events when asked for. It stays readable until a call
+    /// finds nothing left to do (a receive that would block, an events() that runs out), so
+    /// drain the endpoint on each wake-up. For epoll, poll, select, libuv's uv_poll, asio,
+    /// Qt. Owned by the subscriber (do not close it); the first call starts a relay thread
+    /// (docs/events-and-waiting.md). Errc::system_error if it cannot.
+    [[nodiscard]] Result<int> wait_handle() noexcept;
 
     /// Messages this subscriber has lost in all (drop policy).
     [[nodiscard]] std::uint64_t lost() const noexcept;

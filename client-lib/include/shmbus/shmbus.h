@@ -106,8 +106,11 @@ typedef enum shmbus_wait_mode {
 
 /** How messages are delivered (shmbus::ChannelKind). */
 typedef enum shmbus_channel_kind {
-    SHMBUS_KIND_QUEUE = 1,    /**< each message is taken by exactly one consumer */
-    SHMBUS_KIND_BROADCAST = 2 /**< every subscriber sees every message */
+    SHMBUS_KIND_QUEUE = 1,      /**< each message is taken by exactly one consumer */
+    SHMBUS_KIND_BROADCAST = 2,  /**< every subscriber sees every message */
+    SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements (C++ API) */
+    SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells (C++ API) */
+    SHMBUS_KIND_RPC = 6         /**< request/response: servers and callers (C++ API) */
 } shmbus_channel_kind;
 
 /** What a broadcast writer does when a subscriber is a ring behind (shmbus::Overflow). */
@@ -129,7 +132,9 @@ typedef struct shmbus_subscriber shmbus_subscriber;
 
 /** Receives the library's rare log lines (waiting for the daemon, connection lost or
  *  restored): `line` is `length` bytes, not NUL-terminated, valid during the call. Called
- *  from the client's thread or the library's background thread, never under a lock. */
+ *  from the client's thread or the library's background thread, never under a lock, and
+ *  never once the client and every endpoint it opened are closed (the last close waits for
+ *  a call in progress). */
 typedef void (*shmbus_log_fn)(void* user, const char* line, size_t length);
 
 /** Options of shmbus_connect() (shmbus::ClientOptions). Fill with
@@ -173,6 +178,7 @@ typedef struct shmbus_endpoint_options {
     uint32_t wait;            /**< a shmbus_wait_mode (default SHMBUS_WAIT_ADAPTIVE) */
     uint32_t spin_iterations; /**< spins before yielding (adaptive); 0 picks the default */
     int32_t endpoint_index;   /**< endpoint table entry to take; -1 (default): any free */
+    uint32_t peer_events;     /**< non-zero: report peer events (default 0) */
 } shmbus_endpoint_options;
 
 /** Fills `options` with the defaults. Thread-safe. */
@@ -281,6 +287,52 @@ SHMBUS_C_EXPORT int shmbus_subscriber_receive_copy(shmbus_subscriber* subscriber
 SHMBUS_C_EXPORT uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscriber)
     SHMBUS_C_NOEXCEPT;
 
+/* ---- Peer events and wait handles ------------------------------------------------------- */
+
+/** What happened (shmbus::EventKind). The list grows: treat an unknown kind as ignorable. */
+typedef enum shmbus_event_kind {
+    SHMBUS_EVENT_ATTACHED = 1,   /**< a peer endpoint joined the channel */
+    SHMBUS_EVENT_DETACHED = 2,   /**< a peer endpoint left the channel cleanly */
+    SHMBUS_EVENT_DIED = 3,       /**< a peer's process ended without detaching; reclaimed */
+    SHMBUS_EVENT_LAPPED = 4,     /**< broadcast drop: this subscriber lost `count` messages */
+    SHMBUS_EVENT_EVENTS_LOST = 5 /**< `count` events were overwritten before they were read */
+} shmbus_event_kind;
+
+/** The side of a channel a peer is on (shmbus::Role). */
+typedef enum shmbus_role { SHMBUS_ROLE_PUBLISHER = 1, SHMBUS_ROLE_SUBSCRIBER = 2 } shmbus_role;
+
+/** One peer event (shmbus::PeerEvent). */
+typedef struct shmbus_event {
+    uint32_t kind;           /**< a shmbus_event_kind */
+    uint32_t role;           /**< attached/detached/died: the peer's shmbus_role */
+    uint32_t endpoint_index; /**< attached/detached/died: the peer's table entry */
+    uint32_t pid;            /**< attached/detached/died: its process, as the daemon saw it */
+    uint64_t count;          /**< lapped: messages lost; events_lost: events missed */
+    uint64_t sequence;       /**< the event's number on the channel (0 for local ones) */
+} shmbus_event;
+
+/** Reads up to `capacity` peer events into `events` and returns how many (0 when none waits,
+ *  or when the endpoint was opened without `peer_events`; 0 for a NULL handle). No system
+ *  call. Re-arms the wait handle when it returns fewer than `capacity`. */
+SHMBUS_C_EXPORT size_t shmbus_publisher_events(shmbus_publisher* publisher, shmbus_event* events,
+                                               size_t capacity) SHMBUS_C_NOEXCEPT;
+/** As shmbus_publisher_events(), for a subscriber. */
+SHMBUS_C_EXPORT size_t shmbus_subscriber_events(shmbus_subscriber* subscriber, shmbus_event* events,
+                                                size_t capacity) SHMBUS_C_NOEXCEPT;
+
+/** Stores in *fd a descriptor that becomes readable when the publisher has something to do:
+ *  room after a reserve or send found the ring full, or peer events. It stays readable until
+ *  a call finds nothing left to do (a reserve that would block, an events call that runs
+ *  out). Owned by the publisher: do not close it. For epoll, poll, select, libuv's uv_poll.
+ *  Errors: SHMBUS_E_INVALID_ARGUMENT (NULL argument), SHMBUS_E_SYSTEM_ERROR. */
+SHMBUS_C_EXPORT int shmbus_publisher_wait_handle(shmbus_publisher* publisher,
+                                                 int* fd) SHMBUS_C_NOEXCEPT;
+/** As shmbus_publisher_wait_handle(), for a subscriber: readable when a message waits, or
+ *  peer events; it stays readable until a receive would block and, with peer events, an
+ *  events call runs out — so drain the subscriber on each wake-up. */
+SHMBUS_C_EXPORT int shmbus_subscriber_wait_handle(shmbus_subscriber* subscriber,
+                                                  int* fd) SHMBUS_C_NOEXCEPT;
+
 /* ---- Channels --------------------------------------------------------------------------- */
 
 /** A channel's identity and geometry (shmbus::ChannelInfo). */
@@ -328,6 +380,90 @@ SHMBUS_C_EXPORT int shmbus_client_list_channels(shmbus_client* client,
  *  shmbus_client_list_channels() otherwise. */
 SHMBUS_C_EXPORT int shmbus_client_channel_info(shmbus_client* client, const char* channel,
                                                shmbus_channel_summary* summary) SHMBUS_C_NOEXCEPT;
+
+/* ---- Administration --------------------------------------------------------------------- */
+
+/** A dynamic channel as a client asks for it (shmbus::ChannelRequest). Fill with
+ *  shmbus_channel_request_init(), which leaves every field out, then set what you need: what
+ *  is left out takes the daemon's `dynamic_channels.defaults`. */
+typedef struct shmbus_channel_request {
+    const char* name;         /**< 1..63 bytes of [A-Za-z0-9_.:/-], NUL-terminated */
+    uint32_t kind;            /**< a shmbus_channel_kind; 0: left out */
+    int32_t overflow;         /**< a shmbus_overflow; -1: left out */
+    uint64_t slot_size;       /**< bytes; 0: left out */
+    uint64_t slot_count;      /**< 0: left out */
+    uint32_t max_publishers;  /**< 0: left out */
+    uint32_t max_subscribers; /**< 0: left out */
+} shmbus_channel_request;
+
+/** Fills `request` with no name and every field left out. Thread-safe. */
+SHMBUS_C_EXPORT void shmbus_channel_request_init(shmbus_channel_request* request) SHMBUS_C_NOEXCEPT;
+
+/** Creates a dynamic channel, where the daemon's configuration allows it. Errors:
+ *  SHMBUS_E_PERMISSION_DENIED (this user may not create), SHMBUS_E_LIMIT_REACHED (naming the
+ *  limit: sizes, per-client count, total memory), SHMBUS_E_ALREADY_EXISTS,
+ *  SHMBUS_E_INVALID_ARGUMENT (naming the field: NULL argument or name, a kind or overflow
+ *  that is none of the enumeration's values, a value the daemon refuses). One thread at a
+ *  time per client. */
+SHMBUS_C_EXPORT int
+shmbus_client_create_channel(shmbus_client* client,
+                             const shmbus_channel_request* request) SHMBUS_C_NOEXCEPT;
+
+/** One connected client of the daemon (shmbus::ClientSummary). */
+typedef struct shmbus_client_summary {
+    uint64_t client_id;
+    uint32_t pid; /**< 0 where the daemon does not show it to this user */
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t endpoints;         /**< channel endpoints it holds */
+    int64_t connected_since_ms; /**< Unix time, milliseconds */
+    const char* name; /**< its client name ("" where not shown): see shmbus_client_list_clients() */
+} shmbus_client_summary;
+
+/** Lists the daemon's connected clients (a user who is not admin sees only its own): stores
+ *  their number in *count and the first min(*count, capacity) of them in summaries[]
+ *  (`summaries` may be NULL with capacity 0, to learn the number). The names they point to
+ *  belong to `client` and stay valid until its next shmbus_client_list_clients() or its
+ *  close. Errors as shmbus_client_list_channels(). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_list_clients(shmbus_client* client,
+                                               shmbus_client_summary* summaries, size_t capacity,
+                                               size_t* count) SHMBUS_C_NOEXCEPT;
+
+/** What the daemon says of itself (shmbus::DaemonStatus). Its strings belong to the client
+ *  that asked: valid until its next shmbus_client_status() or its close. */
+typedef struct shmbus_daemon_status {
+    const char* daemon_version;
+    uint32_t pid;
+    uint64_t uptime_ms;
+    const char* const* config_files; /**< config_file_count paths, in the order read */
+    size_t config_file_count;
+    const char* socket_path;
+    const char* state_directory;
+    uint32_t clients;
+    uint32_t channels;
+    uint64_t segment_bytes; /**< shared memory held by every channel */
+    uint16_t protocol_major;
+    uint16_t protocol_minor;
+} shmbus_daemon_status;
+
+/** Asks the daemon for its status and describes it in *status. Errors as
+ *  shmbus_client_list_channels() (SHMBUS_E_INVALID_ARGUMENT for a NULL status). One thread at
+ *  a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_status(shmbus_client* client,
+                                         shmbus_daemon_status* status) SHMBUS_C_NOEXCEPT;
+
+/** Asks the daemon to reload its configuration (admin only). On success *message (may be
+ *  NULL) points to the daemon's sentence saying what changed, which belongs to `client`
+ *  and stays valid until its next shmbus_client_reload() or its close. Errors:
+ *  SHMBUS_E_PERMISSION_DENIED (not an admin), SHMBUS_E_INVALID_ARGUMENT (a configuration
+ *  with errors, refused whole, every error in the message). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_reload(shmbus_client* client,
+                                         const char** message) SHMBUS_C_NOEXCEPT;
+
+/** A round trip to the daemon; *round_trip_ns (may be NULL) receives how long it took.
+ *  Errors as shmbus_client_list_channels(). One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_client_ping(shmbus_client* client,
+                                       int64_t* round_trip_ns) SHMBUS_C_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -4,6 +4,7 @@
 
 #include <shmbus/channel.hpp>
 #include <shmbus/error.hpp>
+#include <shmbus/events.hpp>
 #include <shmbus/export.hpp>
 
 #include <cstdint>
@@ -41,7 +42,9 @@ struct EndpointEntry {
 
 /// What a reclaim found and repaired.
 struct ReclaimReport {
-    std::uint64_t abandoned_slots{0};   ///< reserved, never committed: now skipped by readers
+    /// Reserved, never committed: now skipped by readers. Blackboard: elements the writer was
+    /// writing, now marked torn. Counters: cells it was naming, now free again.
+    std::uint64_t abandoned_slots{0};
     std::uint64_t redelivered_slots{0}; ///< queue: taken, never released: back for others
     bool detached{false};               ///< the table entry was freed
 };
@@ -74,6 +77,14 @@ public:
     /// block-policy publishers no longer wait for it; on a queue, messages it took but never
     /// released are returned to the other consumers. Then its entry is freed.
     [[nodiscard]] Result<ReclaimReport> reclaim_subscriber(std::uint32_t index) noexcept;
+    /// (Both reclaims tell the channel's endpoints with a `died` peer event.)
+
+    /// Tells the channel's endpoints that `role` entry `index` (of process `pid`) attached
+    /// or detached: EventKind::attached or EventKind::detached, written into the channel's
+    /// event ring. The caller must be the ring's one writer (the daemon, for a channel it
+    /// serves). Errc::invalid_argument for another kind or an index beyond the table.
+    [[nodiscard]] Result<void> post_event(EventKind kind, Role role, std::uint32_t index,
+                                          std::uint32_t pid) noexcept;
 
     struct Impl;
 

@@ -63,6 +63,10 @@ std::string_view msg_type_name(MsgType type) noexcept {
         return "status_reply";
     case MsgType::reclaim_offer:
         return "reclaim_offer";
+    case MsgType::list_bridges:
+        return "list_bridges";
+    case MsgType::bridge_list:
+        return "bridge_list";
     case MsgType::ok:
         return "ok";
     case MsgType::error:
@@ -81,7 +85,8 @@ constexpr std::array<MsgType, std::variant_size_v<Body>> kTypeOfAlternative{
     MsgType::status,       MsgType::reclaim_offer, MsgType::hello_reply,
     MsgType::open_reply,   MsgType::channel_list,  MsgType::channel_detail,
     MsgType::client_list,  MsgType::pong,          MsgType::status_reply,
-    MsgType::ok,           MsgType::error,
+    MsgType::ok,           MsgType::error,         MsgType::list_bridges,
+    MsgType::bridge_list,
 };
 static_assert(std::is_same_v<std::variant_alternative_t<0, Body>, Hello>);
 static_assert(std::is_same_v<std::variant_alternative_t<12, Body>, OpenReply>);
@@ -274,6 +279,39 @@ void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.clients, {&p, "clients"});
 }
 
+template <typename Io, Is<BridgeStreamSummary> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.local_name, {&p, "local_name"});
+    io.field(v.wire_name, {&p, "wire_name"});
+    io.field(v.exporting, {&p, "exporting"});
+    io.field(v.messages, {&p, "messages"});
+    io.field(v.bytes, {&p, "bytes"});
+    io.field(v.lost, {&p, "lost"});
+    io.field(v.credits, {&p, "credits"});
+}
+
+template <typename Io, Is<BridgeSummary> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.name, {&p, "name"});
+    io.field(v.state, {&p, "state"});
+    io.field(v.address, {&p, "address"});
+    io.field(v.listen, {&p, "listen"});
+    io.field(v.peer, {&p, "peer"});
+    io.field(v.peer_node, {&p, "peer_node"});
+    io.field(v.peer_incarnation, {&p, "peer_incarnation"});
+    io.field(v.version, {&p, "version"});
+    io.field(v.listening_port, {&p, "listening_port"});
+    io.field(v.reconnects, {&p, "reconnects"});
+    io.field(v.rtt_ns, {&p, "rtt_ns"});
+    io.field(v.last_error, {&p, "last_error"});
+    io.field(v.streams, {&p, "streams"});
+}
+
+template <typename Io, Is<BridgeList> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.bridges, {&p, "bridges"});
+}
+
 template <typename Io, Is<Ok> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.message, {&p, "message"});
@@ -287,7 +325,8 @@ void fields(Io& io, T& v, const FieldPath& p) {
 
 // Requests without a body.
 template <typename Io, typename T>
-requires Is<T, ListChannels> || Is<T, ListClients> || Is<T, Reload> || Is<T, Status>
+requires Is<T, ListChannels> || Is<T, ListClients> || Is<T, Reload> || Is<T, Status> ||
+    Is<T, ListBridges>
 void fields(Io&, T&, const FieldPath&) {}
 
 namespace {
@@ -407,6 +446,10 @@ Result<Message> decode(std::span<const std::byte> datagram) {
         return decode_body<ListClients>(request_id, type, body);
     case MsgType::client_list:
         return decode_body<ClientList>(request_id, type, body);
+    case MsgType::list_bridges:
+        return decode_body<ListBridges>(request_id, type, body);
+    case MsgType::bridge_list:
+        return decode_body<BridgeList>(request_id, type, body);
     case MsgType::reload:
         return decode_body<Reload>(request_id, type, body);
     case MsgType::ping:

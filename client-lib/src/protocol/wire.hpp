@@ -38,15 +38,16 @@
 
 namespace shmbus::proto {
 
-inline constexpr std::uint32_t kMagic = 0x53554253;         // "SBUS" little-endian
+inline constexpr std::uint32_t kMagic = 0x53554253; // "SBUS" little-endian
 inline constexpr std::uint16_t kProtocolMajor = 1;
-inline constexpr std::uint16_t kProtocolMinor = 1;
+inline constexpr std::uint16_t kProtocolMinor = 2;
 inline constexpr std::size_t kHeaderBytes = 16;
-inline constexpr std::size_t kMaxBodyBytes = std::size_t{128} * 1024; // set SO_SNDBUF/SO_RCVBUF above this
+inline constexpr std::size_t kMaxBodyBytes =
+    std::size_t{128} * 1024; // set SO_SNDBUF/SO_RCVBUF above this
 inline constexpr std::size_t kMaxMessageBytes = kHeaderBytes + kMaxBodyBytes;
 inline constexpr std::size_t kMaxStringBytes = 4096;
 inline constexpr std::size_t kMaxListItems = 4096;
-inline constexpr std::size_t kMaxFds = 2;                    // descriptors beside one message
+inline constexpr std::size_t kMaxFds = 2; // descriptors beside one message
 
 enum class MsgType : std::uint16_t {
     hello = 1,
@@ -67,8 +68,10 @@ enum class MsgType : std::uint16_t {
     status = 16,
     status_reply = 17,
     reclaim_offer = 18,
-    ok = 100,    ///< success without data (close, create, reload, reclaim_offer)
-    error = 101, ///< failure of any request
+    list_bridges = 19, ///< protocol 1.2
+    bridge_list = 20,  ///< protocol 1.2
+    ok = 100,          ///< success without data (close, create, reload, reclaim_offer)
+    error = 101,       ///< failure of any request
 };
 
 /// "hello", "open_reply", ...; "unknown" otherwise.
@@ -105,7 +108,7 @@ inline constexpr std::uint32_t kSpecMaxSubscribers = 1U << 5;
 inline constexpr std::uint32_t kAllSpecFields = 0x3f;
 
 struct Create {
-    ChannelSpec spec;  ///< a dynamic channel; allowed only where the config says so
+    ChannelSpec spec; ///< a dynamic channel; allowed only where the config says so
     /// kSpec* bits of the fields the client set; the others take the daemon's
     /// dynamic_channels.defaults, and so does a numeric field that is 0 (what a 1.0 client,
     /// which does not send `given`, means by leaving one out). Appended in 1.1.
@@ -122,6 +125,7 @@ struct Ping {
     std::uint64_t token{0};
 };
 struct Status {};
+struct ListBridges {};
 
 /// A reconnecting client offers back the descriptors it holds (daemon restart without
 /// systemd); the daemon accepts them only if their inode matches its state file.
@@ -163,6 +167,13 @@ struct ClientList {
     std::vector<ClientSummary> clients;
 };
 
+using shmbus::BridgeStreamSummary;
+using shmbus::BridgeSummary;
+
+struct BridgeList {
+    std::vector<BridgeSummary> bridges;
+};
+
 struct Pong {
     std::uint64_t token{0};
 };
@@ -178,10 +189,10 @@ struct ErrorReply {
     std::string message;
 };
 
-using Body = std::variant<Hello, Open, Close, Create, ListChannels, ChannelInfoRequest,
-                          ListClients, Reload, Ping, Status, ReclaimOffer, HelloReply, OpenReply,
-                          ChannelList, ChannelDetail, ClientList, Pong, StatusReply, Ok,
-                          ErrorReply>;
+using Body =
+    std::variant<Hello, Open, Close, Create, ListChannels, ChannelInfoRequest, ListClients, Reload,
+                 Ping, Status, ReclaimOffer, HelloReply, OpenReply, ChannelList, ChannelDetail,
+                 ClientList, Pong, StatusReply, Ok, ErrorReply, ListBridges, BridgeList>;
 
 struct Message {
     std::uint32_t request_id{0};
@@ -200,6 +211,8 @@ Result<std::vector<std::byte>> encode(const Message& message);
 Result<Message> decode(std::span<const std::byte> datagram);
 
 /// Converts an ErrorReply into the Error the API returns.
-inline Error to_error(const ErrorReply& e) { return make_error(e.code, e.message); }
+inline Error to_error(const ErrorReply& e) {
+    return make_error(e.code, e.message);
+}
 
 } // namespace shmbus::proto

@@ -1,6 +1,7 @@
 // Endpoint tables and reclaim. See endpoint_table.hpp.
 #include "shm/endpoint_table.hpp"
 
+#include <mutex>
 #include <string>
 #include <unistd.h>
 
@@ -13,6 +14,45 @@ Error misuse(const char* what) {
 Error EndpointCore::corrupted(const std::string& what) const {
     atom(ch.control->corrupted).fetch_add(1, std::memory_order_relaxed);
     return make_error(Errc::corrupted, "channel '" + ch.info.name + "': " + what);
+}
+
+EndpointCore::~EndpointCore() {
+    if (link) {
+        const std::lock_guard lock{link->mutex};
+        link->core = nullptr;
+    }
+}
+
+Error EndpointCore::refusal() const {
+    return make_error(Errc::closed, refused_why);
+}
+
+std::shared_ptr<EndpointLink> link_of(EndpointCore& core) {
+    if (!core.link) {
+        auto made = std::make_shared<EndpointLink>();
+        made->core = &core; // not shared yet: no lock needed
+        core.link = std::move(made);
+    }
+    return core.link;
+}
+
+void refuse_endpoint(EndpointLink& link, std::string why) noexcept {
+    const std::lock_guard lock{link.mutex};
+    EndpointCore* core = link.core;
+    if (core == nullptr || core->refused()) {
+        return;
+    }
+    core->refused_why = std::move(why);
+    // relaxed: ordered before the release store below, which the endpoint's thread acquires
+    // (refused()) before it relies on the inline path being off. Until then an inline call
+    // may still run once more on the old segment, which is harmless: nobody serves it.
+    atom(core->port.spsc).store(false, std::memory_order_relaxed);
+    core->refused_flag.store(true, std::memory_order_release);
+    // A blocking call asleep on either futex re-checks its condition, which includes
+    // refused() (the handshake at wake_sleepers()), and returns Errc::closed. Other
+    // sleepers of the old segment wake for nothing and sleep again.
+    wake_sleepers(data_wait(core->ch.control));
+    wake_sleepers(space_wait(core->ch.control));
 }
 
 Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
@@ -55,6 +95,14 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
     return make_error(Errc::limit_reached, "channel '" + channel + "' already has its " +
                                                std::to_string(count) + " " + what +
                                                "s (raise max_" + what + "s)");
+}
+
+Error wrong_kind_for_ring(const ChannelInfo& info) {
+    return make_error(Errc::invalid_argument,
+                      "channel '" + info.name + "' is a " + std::string{to_string(info.kind)} +
+                          ", which holds shared state rather than messages: open it with " +
+                          (info.kind == ChannelKind::blackboard ? "Client::open_blackboard()"
+                                                                : "Client::open_counters()"));
 }
 
 void release_endpoint(EndpointRecord& record) noexcept {

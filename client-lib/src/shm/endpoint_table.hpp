@@ -7,9 +7,12 @@
 // never make this process fault.
 #pragma once
 
+#include "endpoint_hooks.hpp"
 #include "shm/atomics.hpp"
 #include "shm/futex.hpp"
 #include "shm/segment.hpp"
+
+#include <shmbus/detail/seqlock.hpp>
 
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
@@ -17,6 +20,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <sys/types.h>
 
 namespace shmbus::detail {
@@ -29,6 +34,10 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
 /// Errc::invalid_argument with `what`: a call the API does not allow (outstanding batch,
 /// zero count). Out of line, so that building the message costs the data path nothing.
 [[gnu::cold, gnu::noinline]] Error misuse(const char* what);
+
+/// Errc::invalid_argument: a Publisher or Subscriber asked of a blackboard or counters
+/// channel, naming the class that opens it.
+[[gnu::cold]] Error wrong_kind_for_ring(const ChannelInfo& info);
 
 /// Marks entry `index` free again.
 void release_endpoint(EndpointRecord& record) noexcept;
@@ -51,11 +60,40 @@ struct EndpointCore {
     DataPort port;
     // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
     std::function<void()> on_detach;
+    // How the Client reaches us from another thread (endpoint_hooks.hpp); empty for an
+    // endpoint attached without a Client.
+    std::shared_ptr<EndpointLink> link;
+    // Set once, by refuse_endpoint() on any thread, when a restarted daemon refused to take
+    // this endpoint back; cleared never. Its release store publishes refused_why (written
+    // before it, never after) and the cleared port.spsc to the acquire loads in refused().
+    std::atomic<bool> refused_flag{false};
+    std::string refused_why;
+
+    EndpointCore() = default;
+    EndpointCore(const EndpointCore&) = delete;
+    EndpointCore& operator=(const EndpointCore&) = delete;
+    /// Cuts the link before anything is unmapped, so that a refusal arriving now finds no
+    /// endpoint.
+    ~EndpointCore();
+
+    /// Whether the daemon refused this endpoint: every call then answers refusal(). One
+    /// load; the inline path never calls it (a refusal clears port.spsc, which sends every
+    /// call here).
+    [[nodiscard]] bool refused() const noexcept {
+        // acquire: pairs with refuse_endpoint()'s release store; refused_why is then complete.
+        return refused_flag.load(std::memory_order_acquire);
+    }
+    /// Errc::closed with why the daemon refused this endpoint. Call after refused().
+    [[gnu::cold, gnu::noinline]] Error refusal() const;
 
     /// Counts a corruption of this channel and returns Errc::corrupted naming the channel
     /// and `what`. Out of line: only the error paths of the data path call it.
     [[gnu::cold, gnu::noinline]] Error corrupted(const std::string& what) const;
 };
+
+/// The link to `core` (endpoint_hooks.hpp), made on first use; on the endpoint's own thread.
+/// Throws std::bad_alloc.
+std::shared_ptr<EndpointLink> link_of(EndpointCore& core);
 
 /// Maps `files` (payload writable for publishers, read-only for subscribers), takes an entry
 /// of `role`'s table and fills `core`. On error `core` is left empty (ch.control == nullptr).
@@ -109,17 +147,6 @@ inline void wake_sleepers(const WaitChannel& w) noexcept {
         // relaxed: a statistic.
         atom(*w.wakes).fetch_add(1, std::memory_order_relaxed);
     }
-}
-
-/// Orders the plain reads of a seqlock-protected slot before the re-read of its state.
-/// x86 never reorders loads with loads, so only the compiler must be stopped there (and
-/// GCC's ThreadSanitizer does not support atomic_thread_fence).
-inline void seqlock_read_fence() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    std::atomic_signal_fence(std::memory_order_acquire);
-#else
-    std::atomic_thread_fence(std::memory_order_acquire);
-#endif
 }
 
 /// A deadline on the steady clock; `forever` for blocking calls without limit.

@@ -13,6 +13,7 @@
 //     RpcCallerBlock[max_publishers]    per caller: reply futex, pending hint, counters
 //     uint64_t call_state[max_publishers][slot_count]   one claim word per call slot
 //     Reply[max_publishers][slot_count] SlotHeader + reply_slot_size bytes, `reply_stride` apart
+//     EventRing                         peer events, written by the daemon only
 //
 //   payload region (writable by publishers only; readers map it PROT_READ)
 //     RegionHeader                      written once by the creator
@@ -110,6 +111,38 @@ struct EndpointRecord {
 static_assert(std::is_standard_layout_v<EndpointRecord>);
 static_assert(sizeof(EndpointRecord) == kCacheLine);
 
+/// One peer event (docs/memory-layout.md, "Peer events"). `stamp` is the seqlock of the
+/// record: 2n+1 while event n is being written into it, 2n+2 once it is complete.
+struct EventRecord {
+    std::uint64_t stamp;
+    std::uint32_t kind; // EventKind
+    std::uint32_t role; // Role of the endpoint the event is about
+    std::uint32_t endpoint_index;
+    std::uint32_t pid; // informational, as the daemon saw it
+    std::uint64_t reserved;
+};
+static_assert(std::is_standard_layout_v<EventRecord>);
+static_assert(sizeof(EventRecord) == 32);
+
+inline constexpr std::uint64_t kEventRecords = 64; // a power of two
+
+/// The peer-event ring at the end of the control region. One writer: the daemon (its
+/// ChannelSupervisor), on attach, detach and reclaim, never on the data path. Each endpoint
+/// reads it from a cursor of its own, in its own memory.
+struct EventRing {
+    alignas(kCacheLine) std::uint64_t head; // events written so far
+    // Waiters for events alone sleep on wake_seq (peer_events.hpp); statistics beside it.
+    std::uint32_t wake_seq;
+    std::uint32_t waiters;
+    std::uint64_t waits;
+    std::uint64_t wakes;
+    std::uint8_t pad[kCacheLine - 32];
+    EventRecord records[kEventRecords];
+};
+static_assert(std::is_standard_layout_v<EventRing>);
+static_assert(sizeof(EventRing) % kCacheLine == 0);
+static_assert(offsetof(EventRing, records) == kCacheLine);
+
 /// Payload-region state after the header: written by publishers only.
 struct PayloadBlock {
     // SPSC: publish index. MPMC and broadcast: next position to claim.
@@ -185,11 +218,16 @@ struct Geometry {
     std::uint64_t rpc_replies_offset() const {
         return round_up(rpc_states_offset() + call_slots() * 8, kCacheLine);
     }
-    std::uint64_t control_bytes() const {
+    // The event ring ends the control region of every kind: after the queue's cells, or after
+    // an rpc channel's replies.
+    std::uint64_t events_offset() const {
         if (rpc) {
-            return round_up(rpc_replies_offset() + call_slots() * reply_stride, 4096);
+            return round_up(rpc_replies_offset() + call_slots() * reply_stride, kCacheLine);
         }
-        return round_up(cells_offset() + (has_cells ? slot_count * 8 : 0), 4096);
+        return round_up(cells_offset() + (has_cells ? slot_count * 8 : 0), kCacheLine);
+    }
+    std::uint64_t control_bytes() const {
+        return round_up(events_offset() + sizeof(EventRing), 4096);
     }
     std::uint64_t payload_block_offset() const { return sizeof(RegionHeader); }
     std::uint64_t slots_offset() const { return payload_block_offset() + sizeof(PayloadBlock); }

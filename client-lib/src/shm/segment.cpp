@@ -38,6 +38,18 @@ std::uint64_t random_creation_id() {
     return id;
 }
 
+bool known_kind(std::uint32_t kind) {
+    switch (static_cast<ChannelKind>(kind)) {
+    case ChannelKind::queue:
+    case ChannelKind::broadcast:
+    case ChannelKind::blackboard:
+    case ChannelKind::counters:
+    case ChannelKind::rpc:
+        return true;
+    }
+    return false;
+}
+
 Error sys_error(std::string detail) {
     return make_error(Errc::system_error, std::move(detail), errno);
 }
@@ -123,9 +135,7 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
     }
     ChannelSpec spec;
     spec.name = h.name;
-    if (h.kind != static_cast<std::uint32_t>(ChannelKind::queue) &&
-        h.kind != static_cast<std::uint32_t>(ChannelKind::broadcast) &&
-        h.kind != static_cast<std::uint32_t>(ChannelKind::rpc)) {
+    if (!known_kind(h.kind)) {
         return bad("kind", "is " + std::to_string(h.kind));
     }
     spec.kind = static_cast<ChannelKind>(h.kind);
@@ -133,8 +143,9 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
         return bad("overflow", "is " + std::to_string(h.overflow));
     }
     spec.overflow = static_cast<Overflow>(h.overflow);
-    if (spec.kind == ChannelKind::queue && spec.overflow == Overflow::drop) {
-        return bad("kind", "is queue while field 'overflow' is drop (a queue always blocks)");
+    if (spec.kind != ChannelKind::broadcast && spec.overflow == Overflow::drop) {
+        return bad("kind", "is " + std::string{to_string(spec.kind)} +
+                               " while field 'overflow' is drop (only broadcast may drop)");
     }
     spec.slot_size = h.slot_size;
     spec.slot_count = h.slot_count;
@@ -272,8 +283,7 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
                        "'; allowed are letters, digits and _ . : / -");
         }
     }
-    if (spec.kind != ChannelKind::queue && spec.kind != ChannelKind::broadcast &&
-        spec.kind != ChannelKind::rpc) {
+    if (!known_kind(static_cast<std::uint32_t>(spec.kind))) {
         return bad("unknown kind");
     }
     if (spec.kind == ChannelKind::rpc && spec.overflow != Overflow::block) {
@@ -286,17 +296,29 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
     if (spec.overflow != Overflow::block && spec.overflow != Overflow::drop) {
         return bad("unknown overflow policy");
     }
-    if (spec.kind == ChannelKind::queue && spec.overflow == Overflow::drop) {
-        return bad("overflow 'drop' applies to broadcast channels only; a queue always blocks");
+    if (spec.kind != ChannelKind::broadcast && spec.overflow == Overflow::drop) {
+        return bad("overflow 'drop' applies to broadcast channels only; a " +
+                   std::string{to_string(spec.kind)} + " never drops");
     }
     if (spec.slot_size < 1 || spec.slot_size > kMaxSlotSize) {
         return bad("slot_size " + std::to_string(spec.slot_size) + " is outside 1.." +
                    std::to_string(kMaxSlotSize));
     }
-    if (spec.slot_count < 2 || spec.slot_count > kMaxSlotCount ||
-        (spec.slot_count & (spec.slot_count - 1)) != 0) {
-        return bad("slot_count " + std::to_string(spec.slot_count) +
-                   " must be a power of two from 2 to " + std::to_string(kMaxSlotCount));
+    if (spec.kind == ChannelKind::counters && spec.slot_size != kCounterSlotSize) {
+        return bad("slot_size " + std::to_string(spec.slot_size) +
+                   " of a counters channel must be " + std::to_string(kCounterSlotSize) +
+                   " (a cell's name)");
+    }
+    // An rpc channel's depth follows a ring's rule, as its configuration key says.
+    if (is_ring_kind(spec.kind) || spec.kind == ChannelKind::rpc) {
+        if (spec.slot_count < 2 || spec.slot_count > kMaxSlotCount ||
+            (spec.slot_count & (spec.slot_count - 1)) != 0) {
+            return bad("slot_count " + std::to_string(spec.slot_count) +
+                       " must be a power of two from 2 to " + std::to_string(kMaxSlotCount));
+        }
+    } else if (spec.slot_count < 1 || spec.slot_count > kMaxSlotCount) {
+        return bad("slot_count " + std::to_string(spec.slot_count) + " is outside 1.." +
+                   std::to_string(kMaxSlotCount));
     }
     if (spec.max_publishers < 1 || spec.max_publishers > kMaxEndpoints) {
         return bad("max_publishers " + std::to_string(spec.max_publishers) + " is outside 1.." +
@@ -400,6 +422,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
         a.call_states = reinterpret_cast<std::uint64_t*>(cb + a.geo.rpc_states_offset());
         a.replies = cb + a.geo.rpc_replies_offset();
     }
+    a.events = reinterpret_cast<EventRing*>(cb + a.geo.events_offset());
     std::byte* pb = a.payload_map.data();
     a.payload = reinterpret_cast<PayloadBlock*>(pb + a.geo.payload_block_offset());
     a.slots = pb + a.geo.slots_offset();
@@ -448,8 +471,9 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     if (!attached) {
         return attached.take_error();
     }
-    // rpc: every call slot starts free (state 0), as the zeroed memory already says.
-    for (std::uint64_t i = 0; i < (geo->rpc ? 0 : geo->slot_count); ++i) {
+    // Blackboard elements, counter cells and rpc call slots start as zeros (ftruncate):
+    // version 0, free.
+    for (std::uint64_t i = 0; is_ring_kind(spec.kind) && i < geo->slot_count; ++i) {
         if (attached->cells != nullptr) {
             attached->cells[i] = make_state(i, SlotPhase::free);
         }

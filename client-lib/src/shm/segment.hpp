@@ -66,6 +66,7 @@ struct AttachedChannel {
     EndpointRecord* publishers{nullptr};
     EndpointRecord* subscribers{nullptr};
     std::uint64_t* cells{nullptr}; // MPMC queue only
+    EventRing* events{nullptr};
     PayloadBlock* payload{nullptr};
     std::byte* slots{nullptr};
     // rpc only (see layout.hpp): per-caller blocks, call states, reply slots.
@@ -75,6 +76,10 @@ struct AttachedChannel {
 
     [[nodiscard]] SlotHeader* slot(std::uint64_t pos) const noexcept {
         return reinterpret_cast<SlotHeader*>(slots + (pos & (geo.slot_count - 1)) * geo.stride);
+    }
+    /// Blackboard element / counter cell `index` (< geo.slot_count, checked by the caller).
+    [[nodiscard]] SlotHeader* element(std::uint64_t index) const noexcept {
+        return reinterpret_cast<SlotHeader*>(slots + index * geo.stride);
     }
     [[nodiscard]] std::uint64_t& cell(std::uint64_t pos) const noexcept {
         return cells[pos & (geo.slot_count - 1)];

@@ -30,6 +30,9 @@
 // Reference for users: docs/configuration.md. Keep it in step with this module.
 #pragma once
 
+#include "gateway/bridge_rules.hpp"
+#include "gateway/link.hpp"
+
 #include <shmbus/channel.hpp>
 #include <shmbus/error.hpp>
 
@@ -109,6 +112,13 @@ inline constexpr std::uint64_t kDefaultRpcDepth = 16;
 inline constexpr std::uint32_t kDefaultRpcServers = 4;
 inline constexpr std::uint32_t kDefaultRpcCallers = 16;
 
+/// Defaults of the shared-state kinds (blackboard, counters) for what a channel leaves out:
+/// 64 elements of 64 bytes (blackboard) or 64 cells (counters), several writers, and as many
+/// readers as a broadcast channel.
+inline constexpr std::uint64_t kDefaultElementSize = 64;
+inline constexpr std::uint64_t kDefaultElementCount = 64;
+inline constexpr std::uint32_t kDefaultSharedStateWriters = 8;
+
 /// A channel the daemon creates at start (the `channels:` list).
 struct ChannelConfig {
     ChannelSpec spec; ///< validated: name, sizes and overflow are acceptable to create_channel()
@@ -160,6 +170,23 @@ struct DynamicChannelPolicy {
     std::uint64_t max_slot_count{std::uint64_t{1} << 16};
 };
 
+/// A bridge to a peer daemon (the `bridges:` list; docs/gateway.md). The gateway's own rules
+/// check the address (gateway::parse_link()) and each export and import entry
+/// (gateway::validate_rule()), so the configuration accepts exactly what the gateway runs.
+struct ConfiguredBridge {
+    std::string name;
+    /// `listen:` (the answering end) rather than `connect:`.
+    bool listen{false};
+    gateway::LinkAddress address;
+    std::optional<std::filesystem::path> secret_file;
+    /// The secret_file's bytes: read by load_config() (parse_config() does no I/O).
+    std::optional<std::string> secret;
+    std::vector<gateway::ChannelRule> exports;
+    std::vector<gateway::ChannelRule> imports;
+    ConfigLocation where;        ///< of the bridge's `name:` value
+    ConfigLocation secret_where; ///< of its `secret_file:` value
+};
+
 /// Everything shmbusd.yaml can say. A default-constructed Config is what an empty file means.
 struct Config {
     /// Control socket; unset: the daemon picks it from its runtime directory.
@@ -170,7 +197,8 @@ struct Config {
     AccessList admins; ///< may reload and see everything, besides root and the daemon's user
     Limits limits;
     DynamicChannelPolicy dynamic_channels;
-    std::vector<ChannelConfig> channels; ///< in file order, drop-ins after the main file
+    std::vector<ChannelConfig> channels;   ///< in file order, drop-ins after the main file
+    std::vector<ConfiguredBridge> bridges; ///< in file order, drop-ins after the main file
     /// Where each setting outside `channels:` was last set, by dotted key ("limits.max_clients",
     /// "daemon.admin.users"); a key that is absent kept its built-in default.
     std::map<std::string, ConfigLocation, std::less<>> set_at;
@@ -197,8 +225,8 @@ struct ConfigSource {
                                                              std::string_view origin);
 
 /// Parses `sources` in order and merges them as load_config() does with a main file and its
-/// drop-ins: channels are appended (a name defined twice is an error naming both places);
-/// any other setting given again replaces the earlier value (lists replaced whole). Pure.
+/// drop-ins: channels and bridges are appended (a name defined twice is an error naming both
+/// places); any other setting given again replaces the earlier value (lists replaced whole). Pure.
 [[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome parse_config(std::span<const ConfigSource> sources);
 
 /// A user or group id, or nothing when the name is unknown; an Error when the lookup itself
@@ -251,8 +279,14 @@ choose_config_path(Instance instance, const std::optional<std::filesystem::path>
 /// Reads `config.path` and then every `*.yaml` file of the `conf.d/` directory beside it, in
 /// byte order of their names (files starting with '.' are skipped), and parses them as
 /// parse_config(sources) does. A missing main file is an error when `config.required`; a
-/// missing conf.d/ is not. Read errors are ConfigErrors with line 0.
+/// missing conf.d/ is not. Read errors are ConfigErrors with line 0. Then reads each bridge's
+/// secret_file (read_bridge_secrets()).
 [[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome load_config(const ConfigPath& config);
+
+/// Reads the secret_file of every bridge in `config` into its `secret`: a regular file of 16
+/// to 4096 bytes that neither group nor others may read or write (mode 0600 or stricter).
+/// One error per file that is not, at the `secret_file:` that names it.
+[[nodiscard]] SHMBUS_CONFIG_EXPORT std::vector<ConfigError> read_bridge_secrets(Config& config);
 
 /// load_config() + resolve_accounts(system_accounts()): the configuration or every error.
 [[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome load_resolved_config(const ConfigPath& path);
@@ -272,7 +306,8 @@ struct ConfigCheck {
 check_config_file(Instance instance, const std::optional<std::filesystem::path>& explicit_path,
                   const Environment& environment);
 
-/// What both tools print on stderr about `check`: "FILE: configuration is valid (N channels)",
+/// What both tools print on stderr about `check`: "FILE: configuration is valid (N channels,
+/// M bridges)" (the bridges only when there are some),
 /// or every error GCC-style, one a line. No final newline.
 [[nodiscard]] SHMBUS_CONFIG_EXPORT std::string describe(const ConfigCheck& check);
 

@@ -7,9 +7,10 @@
 // against their maxima) run once, in check_merged(), after the last source. It is pure.
 //
 // The I/O of the loader is here and only here: read_text_file() (one file, size-capped, no
-// special files), the conf.d/ listing of load_config(), and the NSS lookups behind
-// system_accounts(). Errors are values (ConfigError with line 0 for a whole file); nothing here
-// logs or exits. Thread-safety: reentrant; the NSS functions used are the _r variants.
+// special files), the conf.d/ listing of load_config(), the bridges' secret files
+// (read_bridge_secrets(): their mode is checked before they are read), and the NSS lookups
+// behind system_accounts(). Errors are values (ConfigError with line 0 for a whole file); nothing
+// here logs or exits. Thread-safety: reentrant; the NSS functions used are the _r variants.
 #include "config.hpp"
 
 #include "schema.hpp"
@@ -213,6 +214,10 @@ Result<std::optional<std::uint32_t>> lookup_account(const std::string& name, Loo
     }
 }
 
+void io_errors_append(std::vector<ConfigError>& to, std::vector<ConfigError> more) {
+    to.insert(to.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+}
+
 } // namespace
 
 std::string to_string(const ConfigError& error) {
@@ -391,11 +396,57 @@ ParseOutcome load_config(const ConfigPath& config) {
     }
 
     ParseOutcome outcome = parse_config(sources);
+    if (outcome.ok() && outcome.config) {
+        io_errors_append(io_errors, read_bridge_secrets(*outcome.config));
+    }
     if (!io_errors.empty()) {
         outcome.errors.insert(outcome.errors.begin(), io_errors.begin(), io_errors.end());
         outcome.config.reset();
     }
     return outcome;
+}
+
+std::vector<ConfigError> read_bridge_secrets(Config& config) {
+    std::vector<ConfigError> errors;
+    for (ConfiguredBridge& bridge : config.bridges) {
+        if (!bridge.secret_file) {
+            continue;
+        }
+        const ConfigLocation& where = bridge.secret_where;
+        const std::string named = "secret_file " + quote(bridge.secret_file->native());
+        const auto fail = [&](std::string message) {
+            errors.push_back(ConfigError{where.file, where.line, where.column,
+                                         named + " of bridge " + quote(bridge.name) + ": " +
+                                             std::move(message)});
+        };
+        // Looked at before it is read: a secret others could read is no secret, whatever
+        // it holds.
+        struct stat info {};
+        if (::stat(bridge.secret_file->c_str(), &info) != 0) {
+            fail("cannot stat: " + errno_text(errno));
+            continue;
+        }
+        if (S_ISREG(info.st_mode) && (info.st_mode & 077) != 0) {
+            char mode[8];
+            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+            fail(std::string{"group or others may access it (mode "} + mode +
+                 "); chmod 600 it, and give it to the daemon's user");
+            continue;
+        }
+        auto text = read_text_file(*bridge.secret_file);
+        if (!text) {
+            fail(text.error().detail);
+            continue;
+        }
+        if (text->size() < kMinSecretBytes || text->size() > kMaxSecretBytes) {
+            fail("holds " + std::to_string(text->size()) + " bytes; a secret holds " +
+                 std::to_string(kMinSecretBytes) + " to " + std::to_string(kMaxSecretBytes) +
+                 " (such as 32 random bytes: head -c 32 /dev/urandom)");
+            continue;
+        }
+        bridge.secret = std::move(text.value());
+    }
+    return errors;
 }
 
 ParseOutcome load_resolved_config(const ConfigPath& path) {
@@ -423,8 +474,12 @@ Result<ConfigCheck> check_config_file(Instance instance,
 
 std::string describe(const ConfigCheck& check) {
     if (check.outcome.ok() && check.outcome.config) {
-        return check.path.path.native() + ": configuration is valid (" +
-               std::to_string(check.outcome.config->channels.size()) + " channels)";
+        const Config& config = *check.outcome.config;
+        std::string counts = std::to_string(config.channels.size()) + " channels";
+        if (!config.bridges.empty()) {
+            counts += ", " + std::to_string(config.bridges.size()) + " bridges";
+        }
+        return check.path.path.native() + ": configuration is valid (" + counts + ")";
     }
     std::string out;
     for (const ConfigError& error : check.outcome.errors) {

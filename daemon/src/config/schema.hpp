@@ -18,6 +18,8 @@ namespace shmbus::daemon {
 
 inline constexpr Range kSlotSizeRange{1, kMaxSlotSize, true};
 inline constexpr Range kSlotCountRange{2, kMaxSlotCount, false};
+// Blackboard elements and counter cells: any count from 1 (a ring needs kSlotCountRange).
+inline constexpr Range kElementCountRange{1, kMaxSlotCount, false};
 inline constexpr Range kEndpointRange{1, kMaxEndpoints, false};
 inline constexpr Range kClientCountRange{1, 65536, false};
 inline constexpr Range kChannelCountRange{1, 65536, false};
@@ -32,11 +34,16 @@ inline constexpr Range kUidSegmentBytesRange{0, kTiB, true};
 inline constexpr Range kAdminReserveRange{0, 65535, false};
 inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::minutes{5}};
+inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
+                                                  std::chrono::hours{1}};
+/// A bridge's secret_file: enough bytes not to be guessed, few enough to be a key.
+inline constexpr std::size_t kMinSecretBytes = 16;
+inline constexpr std::size_t kMaxSecretBytes = 4096;
 
 // ---- The keys each mapping accepts ---------------------------------------------------------
 
-inline constexpr std::array<std::string_view, 4> kTopKeys{"daemon", "limits", "dynamic_channels",
-                                                          "channels"};
+inline constexpr std::array<std::string_view, 5> kTopKeys{"daemon", "limits", "dynamic_channels",
+                                                          "channels", "bridges"};
 inline constexpr std::array<std::string_view, 4> kDaemonKeys{"socket", "state_directory",
                                                              "log_level", "admin"};
 inline constexpr std::array<std::string_view, 2> kAccessKeys{"users", "groups"};
@@ -62,12 +69,30 @@ inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply
 inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
                                                            "max_publishers", "max_subscribers"};
 inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
+inline constexpr std::array<std::string_view, 6> kBridgeKeys{"name",        "connect", "listen",
+                                                             "secret_file", "export",  "import"};
+inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
+                                                                 "block_timeout"};
 
-inline constexpr std::array<std::string_view, 3> kKindNames{"queue", "broadcast", "rpc"};
-inline constexpr std::array<ChannelKind, 3> kKinds{ChannelKind::queue, ChannelKind::broadcast,
+inline constexpr std::array<std::string_view, 5> kKindNames{"queue", "broadcast", "blackboard",
+                                                            "counters", "rpc"};
+inline constexpr std::array<ChannelKind, 5> kKinds{ChannelKind::queue, ChannelKind::broadcast,
+                                                   ChannelKind::blackboard, ChannelKind::counters,
                                                    ChannelKind::rpc};
+/// The configuration's word for `kind` (this library links no to_string() of libshmbus).
+inline constexpr std::string_view kind_name(ChannelKind kind) noexcept {
+    for (std::size_t i = 0; i < kKinds.size(); ++i) {
+        if (kKinds[i] == kind) {
+            return kKindNames[i];
+        }
+    }
+    return "unknown kind";
+}
 inline constexpr std::array<std::string_view, 2> kOverflowNames{"block", "drop"};
 inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::drop};
+inline constexpr std::array<std::string_view, 2> kLinkDownNames{"drop", "block"};
+inline constexpr std::array<gateway::LinkDownPolicy, 2> kLinkDownPolicies{
+    gateway::LinkDownPolicy::drop, gateway::LinkDownPolicy::block};
 inline constexpr std::array<std::string_view, 5> kLogLevelNames{"trace", "debug", "info", "warning",
                                                                 "error"};
 inline constexpr std::array<LogLevel, 5> kLogLevels{

@@ -379,22 +379,27 @@ Result<void> check_power_of_two(std::uint64_t value) {
                           std::to_string(below) + " or " + std::to_string(below * 2) + ")");
 }
 
-Result<void> check_channel_name(std::string_view name) {
+Result<void> check_name(std::string_view name, std::string_view noun) {
+    const std::string what{noun};
     if (name.empty()) {
-        return make_error(Errc::invalid_argument, "channel name must not be empty");
+        return make_error(Errc::invalid_argument, what + " must not be empty");
     }
     if (name.size() > kMaxNameLength) {
         return make_error(Errc::invalid_argument,
-                          "channel name " + quote(name) + " is " + std::to_string(name.size()) +
+                          what + " " + quote(name) + " is " + std::to_string(name.size()) +
                               " bytes long; the limit is " + std::to_string(kMaxNameLength));
     }
     if (const std::size_t bad = bad_channel_name_char(name); bad != std::string_view::npos) {
         return make_error(Errc::invalid_argument,
-                          "invalid channel name " + quote(name) + ": " +
+                          "invalid " + what + " " + quote(name) + ": " +
                               quote(name.substr(bad, 1)) +
                               " is not allowed (use letters, digits and _ . : / -)");
     }
     return ok();
+}
+
+Result<void> check_channel_name(std::string_view name) {
+    return check_name(name, "channel name");
 }
 
 Result<std::optional<std::uint32_t>> check_account(std::string_view text, std::string_view noun) {

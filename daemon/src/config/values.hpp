@@ -95,7 +95,11 @@ struct DurationRange {
 /// "must be a power of two, got 3 (nearest: 2 or 4)" unless `value` is one.
 [[nodiscard]] Result<void> check_power_of_two(std::uint64_t value);
 
-/// A channel name: 1..kMaxNameLength bytes of [A-Za-z0-9_.:/-].
+/// A name of 1..kMaxNameLength bytes of [A-Za-z0-9_.:/-]; `noun` ("channel name", "bridge
+/// name") says what it names in the message.
+[[nodiscard]] Result<void> check_name(std::string_view name, std::string_view noun);
+
+/// A channel name: check_name(name, "channel name").
 [[nodiscard]] Result<void> check_channel_name(std::string_view name);
 
 /// An entry of a `users:` or `groups:` list (`noun` is "user" or "group"): a numeric id (0 to

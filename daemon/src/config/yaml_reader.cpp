@@ -68,6 +68,9 @@ struct Entry {
 struct SpecSeen {
     bool kind{false};
     bool subscribers{false};
+    bool publishers{false};
+    std::optional<ConfigLocation> slot_size;     ///< where slot_size was written
+    std::optional<ConfigLocation> slot_count;    ///< where slot_count was written
     std::optional<ConfigLocation> overflow_drop; ///< where `overflow: drop` was written
     /// rpc: the first key of each family given, to refuse the one that does not fit the kind.
     std::optional<std::pair<std::string_view, ConfigLocation>> rpc_key, ring_key, rpc_acl, ring_acl;
@@ -98,6 +101,8 @@ public:
                 read_dynamic(e);
             } else if (e.name == "channels") {
                 read_channels(e);
+            } else if (e.name == "bridges") {
+                read_bridges(e);
             }
         }
     }
@@ -245,18 +250,6 @@ private:
     }
 
     /// A slot count: in range and a power of two.
-    std::optional<std::uint64_t> read_slot_count(const Entry& e) {
-        const auto value = read_number(e, kSlotCountRange);
-        if (!value) {
-            return std::nullopt;
-        }
-        if (auto checked = check_power_of_two(*value); !checked) {
-            error(value_at(e), key_name(e) + " " + checked.error().detail);
-            return std::nullopt;
-        }
-        return value;
-    }
-
     std::optional<bool> read_bool(const Entry& e) {
         const auto text = scalar(e, "true or false");
         if (!text) {
@@ -472,6 +465,7 @@ private:
                     read_spec_field(d, policy.defaults, seen);
                     record("dynamic_channels.defaults." + std::string(d.name), d);
                 }
+                finish_spec(policy.defaults, seen);
                 state_.dynamic_subscribers_set = state_.dynamic_subscribers_set || seen.subscribers;
                 continue;
             } else if (e.name == "max_slot_size") {
@@ -493,9 +487,18 @@ private:
                 spec.kind = kKinds[*index];
             }
         } else if (e.name == "slot_size") {
-            spec.slot_size = read_number(e, kSlotSizeRange).value_or(spec.slot_size);
+            if (const auto size = read_number(e, kSlotSizeRange)) {
+                spec.slot_size = *size;
+                seen.slot_size = value_at(e);
+            }
         } else if (e.name == "slot_count") {
-            spec.slot_count = read_slot_count(e).value_or(spec.slot_count);
+            // Which counts are valid depends on the kind, which may come later in the
+            // mapping: finish_spec() checks.
+            const bool ring = seen.kind && is_ring_kind(spec.kind);
+            if (const auto count = read_number(e, ring ? kSlotCountRange : kElementCountRange)) {
+                spec.slot_count = *count;
+                seen.slot_count = value_at(e);
+            }
         } else if (e.name == "overflow") {
             if (const auto index = read_choice(e, "overflow policy", kOverflowNames)) {
                 spec.overflow = kOverflows[*index];
@@ -504,10 +507,49 @@ private:
                 }
             }
         } else if (e.name == "max_publishers") {
+            seen.publishers = true;
             spec.max_publishers = read_u32(e, kEndpointRange).value_or(spec.max_publishers);
         } else if (e.name == "max_subscribers") {
             seen.subscribers = true;
             spec.max_subscribers = read_u32(e, kEndpointRange).value_or(spec.max_subscribers);
+        }
+    }
+
+    /// The rules of `spec`'s kind, once the whole mapping is read: a ring's slot_count is a
+    /// power of two from 2; the shared-state kinds take their own defaults for what was left
+    /// out, and a counters channel's slot_size is fixed.
+    void finish_spec(ChannelSpec& spec, const SpecSeen& seen) {
+        if (spec.kind == ChannelKind::rpc) {
+            return; // its own keys and defaults: check_rpc_keys()
+        }
+        if (is_ring_kind(spec.kind)) {
+            if (seen.slot_count) {
+                if (auto in = check_number(std::to_string(spec.slot_count), kSlotCountRange); !in) {
+                    error(*seen.slot_count, "'slot_count' " + in.error().detail);
+                } else if (auto checked = check_power_of_two(spec.slot_count); !checked) {
+                    error(*seen.slot_count, "'slot_count' " + checked.error().detail);
+                }
+            }
+            return;
+        }
+        if (spec.kind == ChannelKind::counters) {
+            if (seen.slot_size && spec.slot_size != kCounterSlotSize) {
+                error(*seen.slot_size, "'slot_size' of a counters channel is fixed at " +
+                                           std::to_string(kCounterSlotSize) +
+                                           " (a cell's name); leave it out");
+            }
+            spec.slot_size = kCounterSlotSize;
+        } else if (!seen.slot_size) {
+            spec.slot_size = kDefaultElementSize;
+        }
+        if (!seen.slot_count) {
+            spec.slot_count = kDefaultElementCount;
+        }
+        if (!seen.publishers) {
+            spec.max_publishers = kDefaultSharedStateWriters;
+        }
+        if (!seen.subscribers) {
+            spec.max_subscribers = kDefaultBroadcastSubscribers;
         }
     }
 
@@ -563,16 +605,22 @@ private:
         }
         if (!seen.kind && !misspelt("kind")) {
             error(item_at, "channel" + (name_ok ? " " + quote(channel.spec.name) : std::string{}) +
-                               " has no 'kind' (expected queue, broadcast or rpc)");
+                               " has no 'kind' (expected " + join_choices(kKindNames, " or ") +
+                               ")");
         }
-        if (seen.overflow_drop && seen.kind && channel.spec.kind == ChannelKind::queue) {
-            error(*seen.overflow_drop, "overflow 'drop' is only valid on a broadcast channel; a "
-                                       "queue always blocks");
+        if (seen.overflow_drop && seen.kind && channel.spec.kind != ChannelKind::broadcast) {
+            error(*seen.overflow_drop,
+                  "overflow 'drop' is only valid on a broadcast channel; " +
+                      std::string{channel.spec.kind == ChannelKind::queue
+                                      ? "a queue always blocks"
+                                      : "a " + std::string{kind_name(channel.spec.kind)} +
+                                            " never drops"});
         }
         if (!seen.subscribers && channel.spec.kind == ChannelKind::broadcast) {
             channel.spec.max_subscribers = kDefaultBroadcastSubscribers;
         }
         check_rpc_keys(channel.spec, seen);
+        finish_spec(channel.spec, seen);
         if (!name_ok) {
             return;
         }
@@ -613,7 +661,13 @@ private:
             spec.reply_slot_size = read_number(e, kSlotSizeRange).value_or(spec.reply_slot_size);
         } else if (e.name == "depth") {
             seen.depth = true;
-            spec.slot_count = read_slot_count(e).value_or(spec.slot_count);
+            if (const auto depth = read_number(e, kSlotCountRange)) {
+                if (auto checked = check_power_of_two(*depth); !checked) {
+                    error(value_at(e), key_name(e) + " " + checked.error().detail);
+                } else {
+                    spec.slot_count = *depth;
+                }
+            }
         } else if (e.name == "max_servers") {
             seen.servers = true;
             spec.max_subscribers = read_u32(e, kEndpointRange).value_or(spec.max_subscribers);
@@ -666,6 +720,216 @@ private:
                 read_access_entry(a, list, {});
             }
         }
+    }
+
+    // ---- bridges: ------------------------------------------------------------------------
+
+    void read_bridges(const Entry& section) {
+        if (section.value.IsNull()) {
+            return;
+        }
+        if (!section.value.IsSequence()) {
+            error(value_at(section), "'bridges' must be a list of bridges (lines starting with "
+                                     "'- name:'), not " +
+                                         describe(section.value));
+            return;
+        }
+        for (const YAML::Node& item : section.value) {
+            read_bridge(item, section);
+        }
+    }
+
+    void read_bridge(const YAML::Node& item, const Entry& section) {
+        if (!item.IsMap()) {
+            error(item.IsNull() ? value_at(section) : at(item.Mark()),
+                  "each entry of 'bridges' must be a mapping with at least 'name' and 'connect' "
+                  "or 'listen', not " +
+                      describe(item));
+            return;
+        }
+        ConfiguredBridge bridge;
+        bool name_ok = false;
+        bool address_ok = false;
+        std::optional<ConfigLocation> connect_at;
+        std::optional<ConfigLocation> listen_at;
+        bool has_lists = false;
+        std::vector<std::string_view> suggested;
+        for (const Entry& e : entries(item, kBridgeKeys, &suggested)) {
+            if (e.name == "name") {
+                bridge.where = value_at(e);
+                if (const auto text = scalar(e, "a bridge name")) {
+                    if (auto checked = check_name(*text, "bridge name"); !checked) {
+                        error(value_at(e), checked.error().detail);
+                    } else {
+                        bridge.name = *text;
+                        name_ok = true;
+                    }
+                }
+            } else if (e.name == "connect" || e.name == "listen") {
+                (e.name == "connect" ? connect_at : listen_at) = value_at(e);
+                bridge.listen = e.name == "listen";
+                address_ok = read_link_address(e, bridge.address);
+            } else if (e.name == "secret_file") {
+                bridge.secret_where = value_at(e);
+                bridge.secret_file = read_absolute_path(e);
+            } else {
+                has_lists = true;
+                read_bridge_rules(e, e.name == "export" ? bridge.exports : bridge.imports,
+                                  e.name == "export");
+            }
+        }
+        const ConfigLocation item_at = at(item.Mark());
+        const auto misspelt = [&](std::string_view key) {
+            return std::find(suggested.begin(), suggested.end(), key) != suggested.end();
+        };
+        const std::string named = name_ok ? "bridge " + quote(bridge.name) : "bridge";
+        if (bridge.where.line == 0 && !misspelt("name")) {
+            error(item_at, "bridge has no 'name'");
+        }
+        if (connect_at && listen_at) {
+            error(*listen_at, named + " has both 'connect' and 'listen'; an end either connects "
+                                      "or listens (the peer has the other)");
+            address_ok = false;
+        } else if (!connect_at && !listen_at && !misspelt("connect") && !misspelt("listen")) {
+            error(item_at, named + " has neither 'connect' nor 'listen' (such as connect: "
+                                   "tcp://ground.example:7411)");
+        }
+        if (address_ok && bridge.address.kind == gateway::LinkAddress::Kind::tcp &&
+            !bridge.secret_file && bridge.secret_where.line == 0 && !misspelt("secret_file")) {
+            error(*(connect_at ? connect_at : listen_at),
+                  named + " links over tcp and needs a 'secret_file' (a 0600 file, the same on "
+                          "both ends)");
+        }
+        if (!has_lists && !misspelt("export") && !misspelt("import")) {
+            error(item_at, named + " has neither 'export' nor 'import': it would move nothing");
+        }
+        if (!name_ok || !address_ok) {
+            return;
+        }
+        for (const ConfiguredBridge& earlier : config_.bridges) {
+            if (earlier.name == bridge.name) {
+                error(bridge.where, "duplicate bridge name " + quote(bridge.name) +
+                                        " (first defined at " + other_place(earlier.where) + ")");
+                return;
+            }
+            if (const auto clash = shared_endpoint(earlier, bridge)) {
+                error(*(connect_at ? connect_at : listen_at), named + " " + *clash + " as bridge " +
+                                                                  quote(earlier.name) + " (at " +
+                                                                  other_place(earlier.where) + ")");
+                return;
+            }
+        }
+        config_.bridges.push_back(std::move(bridge));
+    }
+
+    /// What two bridges would fight over, if anything: a TCP port both listen on, or a FIFO.
+    static std::optional<std::string> shared_endpoint(const ConfiguredBridge& a,
+                                                      const ConfiguredBridge& b) {
+        using Kind = gateway::LinkAddress::Kind;
+        if (a.address.kind == Kind::tcp && b.address.kind == Kind::tcp && a.listen && b.listen &&
+            a.address.port != 0 && a.address.port == b.address.port &&
+            a.address.host == b.address.host) {
+            return "listens on the same address " + quote(b.address.text);
+        }
+        if (a.address.kind == Kind::fifo && b.address.kind == Kind::fifo) {
+            for (const auto* path : {&b.address.in_path, &b.address.out_path}) {
+                if (*path == a.address.in_path || *path == a.address.out_path) {
+                    return "uses the FIFO " + quote(*path);
+                }
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// `connect:` or `listen:` through the gateway's own parser, so that every address the
+    /// gateway can open (and only those) is accepted.
+    bool read_link_address(const Entry& e, gateway::LinkAddress& address) {
+        const auto text = scalar(e, "a link address, such as tcp://HOST:PORT or fifo:IN,OUT");
+        if (!text) {
+            return false;
+        }
+        auto parsed = gateway::parse_link(*text);
+        if (!parsed) {
+            error(value_at(e), key_name(e) + ": " + parsed.error().detail);
+            return false;
+        }
+        address = std::move(parsed.value());
+        return true;
+    }
+
+    /// `export:` or `import:`: a list of channel names or globs, or mappings with `channel`.
+    void read_bridge_rules(const Entry& e, std::vector<gateway::ChannelRule>& rules,
+                           bool exporting) {
+        if (e.value.IsNull()) {
+            return;
+        }
+        if (!e.value.IsSequence()) {
+            error(value_at(e), key_name(e) +
+                                   " must be a list of channel names or globs, or of mappings "
+                                   "such as {channel: jobs, as: ground/jobs}, not " +
+                                   describe(e.value));
+            return;
+        }
+        for (const YAML::Node& item : e.value) {
+            const ConfigLocation where = item.IsNull() ? value_at(e) : at(item.Mark());
+            gateway::ChannelRule rule;
+            if (item.IsScalar()) {
+                rule.channel = item.Scalar();
+            } else if (item.IsMap()) {
+                if (!read_bridge_rule(item, rule, exporting, where)) {
+                    continue;
+                }
+            } else {
+                error(where, "each entry of " + key_name(e) +
+                                 " must be a channel name or glob, or a mapping with 'channel', "
+                                 "not " +
+                                 describe(item));
+                continue;
+            }
+            if (auto valid = gateway::validate_rule(rule); !valid) {
+                error(where, key_name(e) + ": " + valid.error().detail);
+                continue;
+            }
+            rules.push_back(std::move(rule));
+        }
+    }
+
+    /// One `{channel, as, on_link_down, block_timeout}` entry; false after an error.
+    bool read_bridge_rule(const YAML::Node& item, gateway::ChannelRule& rule, bool exporting,
+                          const ConfigLocation& where) {
+        const std::size_t errors_before = state_.errors.size();
+        bool has_channel = false;
+        std::optional<ConfigLocation> timeout_at;
+        std::vector<std::string_view> suggested;
+        for (const Entry& f : entries(item, kBridgeRuleKeys, &suggested)) {
+            if (f.name == "channel" || f.name == "as") {
+                if (const auto text = scalar(f, "a channel name or glob")) {
+                    (f.name == "channel" ? rule.channel : rule.as) = *text;
+                    has_channel = has_channel || f.name == "channel";
+                }
+            } else if (!exporting) {
+                error(at(f.key.Mark()),
+                      key_name(f) + " applies to exports only: the exporting end decides what a "
+                                    "dead link does to its publishers");
+            } else if (f.name == "on_link_down") {
+                if (const auto index = read_choice(f, "link-down policy", kLinkDownNames)) {
+                    rule.on_link_down = kLinkDownPolicies[*index];
+                }
+            } else if (f.name == "block_timeout") {
+                timeout_at = value_at(f);
+                rule.block_timeout =
+                    read_duration(f, kBlockTimeoutRange).value_or(rule.block_timeout);
+            }
+        }
+        if (!has_channel && state_.errors.size() == errors_before &&
+            std::find(suggested.begin(), suggested.end(), "channel") == suggested.end()) {
+            error(where, "entry has no 'channel'");
+        }
+        if (timeout_at && rule.on_link_down != gateway::LinkDownPolicy::block &&
+            state_.errors.size() == errors_before) {
+            error(*timeout_at, "'block_timeout' applies only with 'on_link_down: block'");
+        }
+        return state_.errors.size() == errors_before;
     }
 
     std::string origin_;

@@ -69,7 +69,10 @@ struct DataPort {
     std::uint32_t length_offset{0}; // offsets of the fields of a slot
     std::uint32_t state_offset{0};
     std::uint32_t data_offset{0};
-    bool spsc{false}; // the inline path applies to this endpoint
+    // The inline path applies to this endpoint. Set at attach, before the endpoint is used;
+    // cleared at most once, possibly from another thread, when the library takes every
+    // later call of this endpoint (a daemon refused it back): read it with inline_path().
+    bool spsc{false};
     // Changed by the data path, inline or not.
     bool pending{false}; // a batch is outstanding
     std::size_t pending_count{0};
@@ -84,6 +87,14 @@ struct DataPort {
     /// with the length of the message it held a lap before. Larger than any slot, so commit's
     /// check that every length fits its slot is the check that it was set.
     static constexpr std::uint64_t kLengthUnset = ~std::uint64_t{0};
+
+    /// Whether the inline path applies (`spsc`). relaxed: an atomic load only because
+    /// another thread may clear the flag, which costs nothing over a plain load of a byte;
+    /// the library orders what it needs (the reason for the change) by an acquire of its
+    /// own.
+    [[nodiscard]] bool inline_path() const noexcept {
+        return atom_load(spsc, std::memory_order_relaxed);
+    }
 
     // ---- where things are ----
     [[nodiscard]] std::uint64_t capacity() const noexcept { return mask + 1; }

@@ -1,0 +1,85 @@
+// The daemon's gateway: one BridgeRunner (daemon/gateway/bridge_runner.hpp) per bridge of the
+// configuration's `bridges:` list, started once the daemon is ready, changed by reload,
+// stopped at the end. docs/gateway.md.
+//
+// Owns the runners, and the threads that stop the ones a reload removed or replaced. Each
+// runner's session is an ordinary client of this very daemon, connected to its control
+// socket: it runs with the daemon's own uid, which every ACL admits and the per-uid limits
+// do not count (as root and the admins), while the per-client limits, statistics and reclaim
+// apply to it as to any client (docs/gateway.md, "The model").
+//
+// Thread: every method runs on the event loop's thread. A runner is never stopped there while
+// the loop runs: its session may be waiting for the loop to answer one of its requests, so
+// stopping it (which joins its threads) would wait for the loop that waits for it. Runners a
+// reload removes are stopped on a thread of their own (a replacement starts once its
+// predecessor has let go of the port or FIFOs); stop_all() runs after the loop has ended and
+// closed every connection, when a session's requests fail at once.
+//
+// Logging: every line of a bridge carries the journald fields BRIDGE= and PEER=
+// (logging.hpp); bridge lines may come from any bridge thread.
+#pragma once
+
+#include "config.hpp"
+#include "reload_plan.hpp"
+
+#include "gateway/bridge_runner.hpp"
+
+#include <shmbus/client.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace shmbus::daemon {
+
+/// The gateway's view of a configured bridge.
+[[nodiscard]] gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge);
+
+/// A runner's status as `shmbusctl bridges` shows it.
+[[nodiscard]] BridgeSummary summarize(const gateway::BridgeStatus& status,
+                                      const gateway::BridgeConfig& config);
+
+class Bridges {
+public:
+    /// `socket`: the daemon's own control socket, which the bridges' sessions connect to.
+    /// `incarnation`: this run of the daemon, in every hello.
+    Bridges(std::string socket, std::uint64_t incarnation);
+    ~Bridges();
+    Bridges(const Bridges&) = delete;
+    Bridges& operator=(const Bridges&) = delete;
+
+    /// Starts a runner for each of `bridges`.
+    void start(const std::vector<ConfiguredBridge>& bridges);
+    /// Carries out the bridge steps of a reload plan; returns a line per change, saying what
+    /// could not be applied where something could not.
+    [[nodiscard]] std::vector<std::string> apply(const std::vector<BridgeChange>& changes);
+    /// Stops every runner, and waits for those a reload was stopping. Idempotent.
+    void stop_all();
+
+    /// Every bridge, in name order.
+    [[nodiscard]] std::vector<BridgeSummary> summaries() const;
+
+private:
+    /// Shared with the thread that stops a runner and starts its successor; a runner that
+    /// stop() was called on never starts again, whatever the order of those threads.
+    using RunnerPtr = std::shared_ptr<gateway::BridgeRunner>;
+    struct Running {
+        gateway::BridgeConfig config;
+        RunnerPtr runner;
+    };
+
+    [[nodiscard]] RunnerPtr make_runner(const gateway::BridgeConfig& config) const;
+    /// Stops `old` on a thread of its own, then starts `next` (if any).
+    void retire(RunnerPtr old, RunnerPtr next = nullptr);
+
+    std::string socket_;
+    std::uint64_t incarnation_;
+    std::string node_;
+    std::map<std::string, Running, std::less<>> running_;
+    std::vector<std::thread> retiring_;
+};
+
+} // namespace shmbus::daemon
