@@ -153,7 +153,9 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
     spec.max_subscribers = h.max_subscribers;
     if (spec.kind == ChannelKind::rpc) {
         if (h.reply_slot_size == 0) {
-            return bad("reply_slot_size", "is 0 on an rpc channel");
+            // Either field may be the damaged one (a scribbled kind reads as rpc): name both.
+            return bad("reply_slot_size",
+                       "is 0, but field 'kind' says rpc (" + std::to_string(h.kind) + ")");
         }
         spec.reply_slot_size = h.reply_slot_size;
     } else if (h.reply_slot_size != 0) {
