@@ -53,6 +53,7 @@ static_assert(SHMBUS_KIND_QUEUE == static_cast<int>(shmbus::ChannelKind::queue))
 static_assert(SHMBUS_KIND_BROADCAST == static_cast<int>(shmbus::ChannelKind::broadcast));
 static_assert(SHMBUS_KIND_BLACKBOARD == static_cast<int>(shmbus::ChannelKind::blackboard));
 static_assert(SHMBUS_KIND_COUNTERS == static_cast<int>(shmbus::ChannelKind::counters));
+static_assert(SHMBUS_KIND_RPC == static_cast<int>(shmbus::ChannelKind::rpc));
 static_assert(SHMBUS_OVERFLOW_BLOCK == static_cast<int>(shmbus::Overflow::block));
 static_assert(SHMBUS_OVERFLOW_DROP == static_cast<int>(shmbus::Overflow::drop));
 static_assert(SHMBUS_MAX_NAME_LENGTH == shmbus::kMaxNameLength);

@@ -22,6 +22,8 @@ std::string_view to_string(ChannelKind kind) noexcept {
         return "blackboard";
     case ChannelKind::counters:
         return "counters";
+    case ChannelKind::rpc:
+        return "rpc";
     }
     return "unknown";
 }

@@ -127,6 +127,24 @@ Result<Subscriber> Client::open_subscriber(std::string_view channel,
         impl_, [&](Impl& c) { return c.open<Subscriber>(channel, Role::subscriber, options); });
 }
 
+Result<Server> Client::open_server(std::string_view channel,
+                                   const EndpointOptions& options) noexcept {
+    // A server reads requests: it takes an entry of the channel's subscriber table.
+    return with_connection(
+        impl_, [&](Impl& c) { return c.open<Server>(channel, Role::subscriber, options); });
+}
+
+Result<Caller> Client::open_caller(std::string_view channel, const EndpointOptions& options,
+                                   bool wait_for_server) noexcept {
+    // A caller writes requests: it takes an entry of the channel's publisher table.
+    auto caller = with_connection(
+        impl_, [&](Impl& c) { return c.open<Caller>(channel, Role::publisher, options); });
+    if (caller) {
+        caller->set_wait_for_server(wait_for_server);
+    }
+    return caller;
+}
+
 Result<Blackboard> Client::open_blackboard(std::string_view channel, Role role,
                                            const EndpointOptions& options) noexcept {
     return with_connection(impl_,

@@ -638,6 +638,8 @@ template Result<Publisher> Client::Impl::open<Publisher>(std::string_view, Role,
                                                          const EndpointOptions&);
 template Result<Subscriber> Client::Impl::open<Subscriber>(std::string_view, Role,
                                                            const EndpointOptions&);
+template Result<Server> Client::Impl::open<Server>(std::string_view, Role, const EndpointOptions&);
+template Result<Caller> Client::Impl::open<Caller>(std::string_view, Role, const EndpointOptions&);
 template Result<Blackboard> Client::Impl::open<Blackboard>(std::string_view, Role,
                                                            const EndpointOptions&);
 template Result<Counters> Client::Impl::open<Counters>(std::string_view, Role,

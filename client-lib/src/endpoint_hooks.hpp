@@ -20,6 +20,7 @@
 #include <shmbus/blackboard.hpp>
 #include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
+#include <shmbus/rpc.hpp>
 
 #include <functional>
 #include <memory>
@@ -41,6 +42,10 @@ struct EndpointHooks {
     static void set_on_detach(Publisher& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Subscriber& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Server& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
+    static void set_on_detach(Caller& endpoint, std::function<void()> hook) noexcept;
     /// The link to `endpoint`, made on first use. Throws std::bad_alloc.
     static std::shared_ptr<EndpointLink> link(Publisher& endpoint);
     /// The link to `endpoint`, made on first use. Throws std::bad_alloc.

@@ -19,6 +19,7 @@
 
 #include "shm/endpoint_table.hpp"
 #include "shm/peer_events.hpp"
+#include "shm/rpc_calls.hpp"
 #include "shm/shared_state.hpp"
 
 #include <string>
@@ -88,17 +89,53 @@ private:
     const AttachedChannel& ch_;
 };
 
+/// A counter, for tools: relaxed (see stats_of()).
+std::uint64_t load(const std::uint64_t& v) noexcept {
+    return atom_load(v, std::memory_order_relaxed);
+}
+/// Whether a table entry is in use, for tools: relaxed (see stats_of()).
+bool active(const EndpointRecord& r) noexcept {
+    return atom_load(r.state, std::memory_order_relaxed) ==
+           static_cast<std::uint32_t>(EndpointState::active);
+}
+
+/// rpc channels report their calls in the same fields (docs/memory-layout.md): published =
+/// calls made, consumed = replies received, abandoned = calls failed because their server
+/// died, dropped = replies that came after their caller gave up, depth = calls in flight;
+/// publishers are callers, subscribers servers. Loads as stats_of() below: relaxed.
+ChannelStats rpc_stats_of(const AttachedChannel& ch) noexcept {
+    ChannelStats s;
+    const ControlBlock& c = *ch.control;
+    s.corrupted = load(c.corrupted);
+    s.data_waits = load(c.data_waits);
+    s.data_wakes = load(c.data_wakes);
+    for (std::uint32_t i = 0; i < ch.geo.max_publishers; ++i) {
+        const RpcCallerBlock& b = ch.rpc_callers[i];
+        s.published += load(b.calls);
+        s.consumed += load(b.replies);
+        s.abandoned += load(b.failed);
+        s.dropped += load(b.late_replies);
+        s.space_waits += load(b.reply_waits);
+        s.space_wakes += load(b.reply_wakes);
+        s.publishers += active(ch.publishers[i]) ? 1 : 0;
+    }
+    for (std::uint32_t i = 0; i < ch.geo.max_subscribers; ++i) {
+        s.subscribers += active(ch.subscribers[i]) ? 1 : 0;
+    }
+    s.depth = calls_in_flight(ch);
+    s.high_water = s.depth;
+    return s;
+}
+
 /// Counters for tools: every load is relaxed. Each value is a snapshot on its own; nothing
 /// is read on the strength of another, so nothing needs ordering (and a tool must not slow
 /// the data path with fences).
 ChannelStats stats_of(const AttachedChannel& ch) noexcept {
-    auto load = [](const std::uint64_t& v) { return atom_load(v, std::memory_order_relaxed); };
-    auto active = [](const EndpointRecord& r) {
-        return atom_load(r.state, std::memory_order_relaxed) ==
-               static_cast<std::uint32_t>(EndpointState::active);
-    };
     ChannelStats s;
     const ControlBlock& c = *ch.control;
+    if (ch.info.kind == ChannelKind::rpc) {
+        return rpc_stats_of(ch);
+    }
     s.published = load(ch.payload->head);
     s.abandoned = load(c.abandoned);
     s.redelivered = load(c.redelivered);
@@ -168,13 +205,17 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
     }
     ReclaimReport report;
     // What a dead writer can hold depends on the kind: ring slots it reserved, blackboard
-    // elements it was writing (now marked torn), counter cells it was naming (freed again).
+    // elements it was writing (now marked torn), counter cells it was naming (freed again),
+    // rpc calls it made (withdrawn, or their replies dropped when they come).
     switch (ch.info.kind) {
     case ChannelKind::blackboard:
         report.abandoned_slots = tear_locked_elements(ch, owner_tag(index));
         break;
     case ChannelKind::counters:
         report.abandoned_slots = free_unnamed_cells(ch, owner_tag(index));
+        break;
+    case ChannelKind::rpc:
+        report.abandoned_slots = abandon_calls(ch, index);
         break;
     default:
         report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
@@ -196,12 +237,22 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
         return rec.take_error();
     }
     ReclaimReport report;
+    // relaxed: informational, as the endpoint wrote it at its claim.
+    const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
+    if (ch.info.kind == ChannelKind::rpc) {
+        // A dead server: every call it took fails with Errc::closed at its caller (it may
+        // have had effects: it is never served twice); calls not taken stay for the others.
+        release_endpoint(**rec);
+        report.abandoned_slots = fail_taken_calls(ch, owner_tag(index));
+        report.detached = true;
+        wake_all_callers(ch); // a caller whose call nobody can take now fails with not_found
+        detail::post_event(ch, EventKind::died, Role::subscriber, index, pid);
+        return report;
+    }
     // Readers of the shared-state kinds hold nothing in shared memory.
     if (is_ring_kind(ch.info.kind)) {
         report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
     }
-    // relaxed: informational, as the endpoint wrote it at its claim.
-    const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
     release_endpoint(**rec);
     report.detached = true;
     // Block-policy publishers may be asleep waiting for this subscriber's cursor; the event

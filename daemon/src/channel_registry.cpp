@@ -210,11 +210,13 @@ Result<std::uint32_t> ChannelRegistry::assign_endpoint(RegisteredChannel& channe
     }
     const auto index = lowest_free_index(table, taken);
     if (!index) {
-        return make_error(Errc::limit_reached,
-                          "channel '" + channel.info.name + "' already has its " +
-                              std::to_string(table) + " " +
-                              (role == Role::publisher ? "publishers (max_publishers)"
-                                                       : "subscribers (max_subscribers)"));
+        return make_error(
+            Errc::limit_reached,
+            "channel '" + channel.info.name + "' already has its " + std::to_string(table) + " " +
+                (channel.info.kind == ChannelKind::rpc
+                     ? (role == Role::publisher ? "callers (max_callers)" : "servers (max_servers)")
+                     : (role == Role::publisher ? "publishers (max_publishers)"
+                                                : "subscribers (max_subscribers)")));
     }
     who.role = role;
     who.index = *index;

@@ -193,15 +193,17 @@ Reply ClientSession::on_open(std::uint32_t id, const proto::Open& m) {
         return error(id, Errc::invalid_argument, "unknown role");
     }
     if (!may_open(ch->acl, m.role, c.credentials, state_.daemon_uid())) {
-        log_info(describe(c) + " may not " +
-                     (m.role == Role::publisher ? "publish on" : "subscribe to") + " '" +
-                     m.channel + "': denied",
+        // On an rpc channel callers take the publisher role and servers the subscriber role.
+        const bool rpc = ch->info.kind == ChannelKind::rpc;
+        const bool pub = m.role == Role::publisher;
+        const std::string verb =
+            rpc ? (pub ? "call" : "serve") : (pub ? "publish on" : "subscribe to");
+        log_info(describe(c) + " may not " + verb + " '" + m.channel + "': denied",
                  fields_of(c, m.channel));
         return error(id, Errc::permission_denied,
-                     "uid " + std::to_string(c.credentials.uid) + " may not " +
-                         (m.role == Role::publisher ? "publish on" : "subscribe to") +
+                     "uid " + std::to_string(c.credentials.uid) + " may not " + verb +
                          " channel '" + m.channel + "' (its acl." +
-                         (m.role == Role::publisher ? "publish" : "subscribe") +
+                         (rpc ? (pub ? "call" : "serve") : (pub ? "publish" : "subscribe")) +
                          " does not list this user or its groups)");
     }
     const std::uint32_t held = state_.registry().endpoints_of(c.id);

@@ -10,7 +10,7 @@ namespace {
 bool same_geometry(const ChannelSpec& a, const ChannelSpec& b) {
     return a.kind == b.kind && a.slot_size == b.slot_size && a.slot_count == b.slot_count &&
            a.overflow == b.overflow && a.max_publishers == b.max_publishers &&
-           a.max_subscribers == b.max_subscribers;
+           a.max_subscribers == b.max_subscribers && a.reply_slot_size == b.reply_slot_size;
 }
 
 std::string geometry_change(const ChannelSpec& from, const ChannelSpec& to) {
@@ -27,6 +27,7 @@ std::string geometry_change(const ChannelSpec& from, const ChannelSpec& to) {
     add("max_publishers", std::to_string(from.max_publishers), std::to_string(to.max_publishers));
     add("max_subscribers", std::to_string(from.max_subscribers),
         std::to_string(to.max_subscribers));
+    add("reply_size", std::to_string(from.reply_slot_size), std::to_string(to.reply_slot_size));
     std::string out;
     for (const auto& p : parts) {
         out += (out.empty() ? "" : ", ") + p;

@@ -94,7 +94,8 @@ std::vector<std::string> adopt_stored_channels(std::vector<PassedFd>& passed, co
             const bool same = s.kind == info->kind && s.overflow == info->overflow &&
                               s.slot_size == info->slot_size && s.slot_count == info->slot_count &&
                               s.max_publishers == info->max_publishers &&
-                              s.max_subscribers == info->max_subscribers;
+                              s.max_subscribers == info->max_subscribers &&
+                              s.reply_slot_size == info->reply_slot_size;
             if (!same) {
                 log_warning("channel '" + name +
                                 "' from before the restart no longer matches the configuration; "

@@ -146,7 +146,7 @@ class ChannelInfo(NamedTuple):
     """A channel's identity and geometry."""
 
     name: str
-    kind: str  # "queue" or "broadcast"
+    kind: str  # "queue", "broadcast", "blackboard", "counters" or "rpc"
     overflow: str  # "block" or "drop"
     slot_size: int
     slot_count: int

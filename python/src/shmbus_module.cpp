@@ -872,12 +872,28 @@ PyObject* endpoint_exit(PyObject* self, PyObject*) {
     Py_RETURN_FALSE;
 }
 
+const char* kind_name(std::uint32_t kind) {
+    switch (kind) {
+    case SHMBUS_KIND_QUEUE:
+        return "queue";
+    case SHMBUS_KIND_BROADCAST:
+        return "broadcast";
+    case SHMBUS_KIND_BLACKBOARD:
+        return "blackboard";
+    case SHMBUS_KIND_COUNTERS:
+        return "counters";
+    case SHMBUS_KIND_RPC:
+        return "rpc";
+    }
+    return "unknown";
+}
+
 PyObject* make_channel_info(const shmbus_channel_info& i) {
-    return PyObject_CallFunction(
-        g_channel_info, "sssKKIIK", i.name, i.kind == SHMBUS_KIND_QUEUE ? "queue" : "broadcast",
-        i.overflow == SHMBUS_OVERFLOW_DROP ? "drop" : "block",
-        static_cast<unsigned long long>(i.slot_size), static_cast<unsigned long long>(i.slot_count),
-        i.max_publishers, i.max_subscribers, static_cast<unsigned long long>(i.creation_id));
+    return PyObject_CallFunction(g_channel_info, "sssKKIIK", i.name, kind_name(i.kind),
+                                 i.overflow == SHMBUS_OVERFLOW_DROP ? "drop" : "block",
+                                 static_cast<unsigned long long>(i.slot_size),
+                                 static_cast<unsigned long long>(i.slot_count), i.max_publishers,
+                                 i.max_subscribers, static_cast<unsigned long long>(i.creation_id));
 }
 
 PyObject* endpoint_info(PyObject* self, void*) {

@@ -78,16 +78,48 @@ std::string geometry(const shmbus::ChannelInfo& info) {
 
 std::string policy(const shmbus::ChannelInfo& info) {
     return info.kind == shmbus::ChannelKind::queue ? "block"
+           : info.kind == shmbus::ChannelKind::rpc ? "-"
                                                    : std::string{shmbus::to_string(info.overflow)};
 }
 
-/// "consumed" on a queue; a broadcast delivers to each subscriber separately (see `info`).
+/// "consumed" on a queue, replies on an rpc channel; a broadcast delivers to each subscriber
+/// separately (see `info`).
 std::string consumed_cell(const shmbus::ChannelSummary& c) {
-    return c.info.kind == shmbus::ChannelKind::queue ? std::to_string(c.stats.consumed) : "-";
+    return c.info.kind == shmbus::ChannelKind::broadcast ? "-" : std::to_string(c.stats.consumed);
 }
 
 Tint alarm_if(std::uint64_t v) {
     return v > 0 ? Tint::red : Tint::none;
+}
+
+/// An rpc channel's own page of `info`: its counters under their rpc names.
+std::vector<std::pair<std::string, std::string>> rpc_fields(const GlobalOptions& options,
+                                                            const shmbus::ChannelSummary& c) {
+    const shmbus::ChannelInfo& i = c.info;
+    const shmbus::ChannelStats& s = c.stats;
+    return {
+        {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
+        {"Kind", "rpc"},
+        {"Calls", std::to_string(i.slot_count) + " in flight per caller, requests up to " +
+                      human_bytes(i.slot_size)},
+        {"Memory",
+         human_bytes(i.payload_bytes) + " payload + " + human_bytes(i.control_bytes) + " control"},
+        {"Callers", std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
+        {"Servers", std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
+        {"Calls made", std::to_string(s.published)},
+        {"Replies", std::to_string(s.consumed)},
+        {"Failures", tinted(std::to_string(s.abandoned) + " (their server died)",
+                            alarm_if(s.abandoned), options.colour)},
+        {"Late replies", tinted(std::to_string(s.dropped) + " (dropped: the caller had gone)",
+                                alarm_if(s.dropped), options.colour)},
+        {"In flight", std::to_string(s.depth)},
+        {"Corrupted", tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
+        {"Waits", "servers slept " + std::to_string(s.data_waits) + " (woken " +
+                      std::to_string(s.data_wakes) + "), callers slept " +
+                      std::to_string(s.space_waits) + " (woken " + std::to_string(s.space_wakes) +
+                      ")"},
+        {"Creation id", std::to_string(i.creation_id)},
+    };
 }
 
 /// A channel's place in the daemon's bridges: "ground out as robot1/jobs", one per stream.
@@ -258,28 +290,38 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
     }
     const shmbus::ChannelInfo& i = c.info;
     const shmbus::ChannelStats& s = c.stats;
-    std::vector<std::pair<std::string, std::string>> fields = {
-        {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
-        {"Kind", std::string{shmbus::to_string(i.kind)} + ", overflow " + policy(i)},
-        {"Slots", std::to_string(i.slot_count) + " × " + human_bytes(i.slot_size)},
-        {"Memory",
-         human_bytes(i.payload_bytes) + " payload + " + human_bytes(i.control_bytes) + " control"},
-        {"Publishers", std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
-        {"Subscribers", std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
-        {"Published", std::to_string(s.published)},
-        {"Consumed", consumed_cell(c)},
-        {"Dropped", tinted(std::to_string(s.dropped), alarm_if(s.dropped), options.colour)},
-        {"Abandoned", tinted(std::to_string(s.abandoned), alarm_if(s.abandoned), options.colour)},
-        {"Redelivered", std::to_string(s.redelivered)},
-        {"Corrupted", tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
-        {"Depth", std::to_string(s.depth) + " (high water " + std::to_string(s.high_water) +
-                      " of " + std::to_string(i.slot_count) + ")"},
-        {"Waits", "readers slept " + std::to_string(s.data_waits) + " (woken " +
-                      std::to_string(s.data_wakes) + "), writers slept " +
-                      std::to_string(s.space_waits) + " (woken " + std::to_string(s.space_wakes) +
-                      ")"},
-        {"Creation id", std::to_string(i.creation_id)}, // as in --json and the daemon's log
-    };
+    const bool rpc = i.kind == shmbus::ChannelKind::rpc;
+    std::vector<std::pair<std::string, std::string>> fields =
+        rpc ? rpc_fields(options, c)
+            : std::vector<std::pair<std::string, std::string>>{
+                  {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
+                  {"Kind", std::string{shmbus::to_string(i.kind)} + ", overflow " + policy(i)},
+                  {"Slots", std::to_string(i.slot_count) + " × " + human_bytes(i.slot_size)},
+                  {"Memory", human_bytes(i.payload_bytes) + " payload + " +
+                                 human_bytes(i.control_bytes) + " control"},
+                  {"Publishers",
+                   std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
+                  {"Subscribers",
+                   std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
+                  {"Published", std::to_string(s.published)},
+                  {"Consumed", consumed_cell(c)},
+                  {"Dropped",
+                   tinted(std::to_string(s.dropped), alarm_if(s.dropped), options.colour)},
+                  {"Abandoned",
+                   tinted(std::to_string(s.abandoned), alarm_if(s.abandoned), options.colour)},
+                  {"Redelivered", std::to_string(s.redelivered)},
+                  {"Corrupted",
+                   tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
+                  {"Depth", std::to_string(s.depth) + " (high water " +
+                                std::to_string(s.high_water) + " of " +
+                                std::to_string(i.slot_count) + ")"},
+                  {"Waits", "readers slept " + std::to_string(s.data_waits) + " (woken " +
+                                std::to_string(s.data_wakes) + "), writers slept " +
+                                std::to_string(s.space_waits) + " (woken " +
+                                std::to_string(s.space_wakes) + ")"},
+                  {"Creation id",
+                   std::to_string(i.creation_id)}, // as in --json and the daemon's log
+              };
     if (!bridges.empty()) {
         // A bridge endpoint: the channel travels to (out) or comes from (in) a peer daemon.
         fields.emplace_back("Bridge", joined(bridges, "; "));
@@ -297,9 +339,11 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
     const bool broadcast = i.kind == shmbus::ChannelKind::broadcast;
     for (const auto& e : detail->endpoints) {
         const bool reader = broadcast && e.role == shmbus::Role::subscriber;
-        table.add_row({std::string{shmbus::to_string(e.role)}, std::to_string(e.index),
-                       std::to_string(e.pid), std::to_string(e.uid), e.client_name,
-                       reader ? std::to_string(e.cursor) : "-",
+        const std::string role = !rpc ? std::string{shmbus::to_string(e.role)}
+                                 : e.role == shmbus::Role::publisher ? "caller"
+                                                                     : "server";
+        table.add_row({role, std::to_string(e.index), std::to_string(e.pid), std::to_string(e.uid),
+                       e.client_name, reader ? std::to_string(e.cursor) : "-",
                        reader ? std::to_string(subscriber_lag(e, c)) : "-",
                        reader ? std::to_string(e.lost) : "-"},
                       {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,

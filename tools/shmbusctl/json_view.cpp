@@ -40,6 +40,15 @@ nlohmann::json channel_json(const shmbus::ChannelSummary& channel,
     j["depth"] = s.depth;
     j["high_water"] = s.high_water;
     j["rate_per_s"] = rate_per_s ? nlohmann::json(*rate_per_s) : nlohmann::json(nullptr);
+    if (i.kind == shmbus::ChannelKind::rpc) {
+        // The same counters under their rpc names (see the fields above they come from).
+        j["rpc"] = {{"callers", s.publishers},  {"max_callers", i.max_publishers},
+                    {"servers", s.subscribers}, {"max_servers", i.max_subscribers},
+                    {"calls", s.published},     {"replies", s.consumed},
+                    {"failures", s.abandoned},  {"late_replies", s.dropped},
+                    {"in_flight", s.depth},     {"request_size", i.slot_size},
+                    {"depth", i.slot_count}};
+    }
     return j;
 }
 

@@ -10,6 +10,7 @@
 #include "format.hpp"
 #include "inspect.hpp"
 #include "json_view.hpp"
+#include "rpc_commands.hpp"
 #include "shared_state.hpp"
 #include "traffic.hpp"
 
@@ -133,6 +134,29 @@ int run(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     pub_cmd->callback([&] { result = run_pub(options, pub); });
+
+    CallOptions call;
+    auto* call_cmd = app.add_subcommand("call", "call an rpc channel and print the reply and the "
+                                                "round trip");
+    call_cmd->add_option("CHANNEL", call.channel, "rpc channel name")->required();
+    call_cmd->add_option("DATA", call.data, "the request: the words joined by spaces");
+    call_cmd->add_flag("--hex", call.hex, "DATA is hex digits; the reply is printed in hex");
+    call_cmd->add_flag("--wait", call.wait_for_server,
+                       "wait for a server to attach instead of failing at once");
+    call_cmd->add_option("--timeout", call.timeout_s, "longest wait in seconds for the reply")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    call_cmd->callback([&] { result = run_call(options, call); });
+
+    ServeOptions serve;
+    auto* serve_cmd = app.add_subcommand("serve", "serve an rpc channel (--echo: answer each "
+                                                  "request with itself)");
+    serve_cmd->add_option("CHANNEL", serve.channel, "rpc channel name")->required();
+    serve_cmd->add_flag("--echo", serve.echo, "answer each request with the request")->required();
+    serve_cmd->add_option("--count,-n", serve.count, "stop after N requests; 0: until interrupted")
+        ->capture_default_str();
+    serve_cmd->add_flag("--quiet,-q", serve.quiet, "do not print each request served");
+    serve_cmd->callback([&] { result = run_serve(options, serve); });
 
     GetOptions get;
     auto* get_cmd = app.add_subcommand("get", "print one element of a blackboard channel");

@@ -23,13 +23,14 @@ namespace shmbus {
 enum class ChannelKind : std::uint32_t {
     queue = 1,     ///< every message is taken by exactly one reader (work queue)
     broadcast = 2, ///< every reader (subscriber) sees every message, each with its own cursor
-    // 3 is kept for the request/response kind.
+    // 3 is not assigned.
     blackboard = 4, ///< shared state: slot_count elements of slot_size bytes (blackboard.hpp)
     counters = 5,   ///< named 64-bit atomic cells, created on first use (counters.hpp)
+    rpc = 6,        ///< request/response: each call is served by one server, answered to its caller
 };
 
 /// Whether `kind` moves messages through a ring (queue, broadcast) rather than holding
-/// shared state in place (blackboard, counters).
+/// shared state in place (blackboard, counters) or carrying calls (rpc).
 [[nodiscard]] constexpr bool is_ring_kind(ChannelKind kind) noexcept {
     return kind == ChannelKind::queue || kind == ChannelKind::broadcast;
 }
@@ -78,6 +79,10 @@ struct ChannelSpec {
     Overflow overflow{Overflow::block}; ///< broadcast only; a queue always blocks
     std::uint32_t max_publishers{1};    ///< 1 selects the single-producer algorithms
     std::uint32_t max_subscribers{1};   ///< on a queue, 1 with 1 publisher selects SPSC
+    /// rpc only: largest reply, in bytes; 0 means the same as slot_size. On an rpc channel
+    /// slot_size is the largest request, slot_count the calls each caller may have in
+    /// flight (depth), max_publishers the callers and max_subscribers the servers.
+    std::uint64_t reply_slot_size{0};
 };
 
 /// A channel's identity and geometry, as verified from its segment headers.
@@ -89,9 +94,10 @@ struct ChannelInfo {
     std::uint64_t slot_count{0};
     std::uint32_t max_publishers{0};
     std::uint32_t max_subscribers{0};
-    std::uint64_t creation_id{0};   ///< random, identical in both regions of one channel
-    std::uint64_t control_bytes{0}; ///< size of the control region
-    std::uint64_t payload_bytes{0}; ///< size of the payload region
+    std::uint64_t creation_id{0};     ///< random, identical in both regions of one channel
+    std::uint64_t control_bytes{0};   ///< size of the control region
+    std::uint64_t payload_bytes{0};   ///< size of the payload region
+    std::uint64_t reply_slot_size{0}; ///< rpc: largest reply (0 for the other kinds)
 };
 
 /// The descriptors of one channel. Writers hold a writable payload descriptor, readers a

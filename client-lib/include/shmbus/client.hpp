@@ -14,6 +14,7 @@
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/export.hpp>
+#include <shmbus/rpc.hpp>
 #include <shmbus/supervisor.hpp>
 
 #include <chrono>
@@ -176,6 +177,15 @@ public:
     /// Opens `channel` for reading (a consumer, on a queue). Errors as open_publisher().
     [[nodiscard]] Result<Subscriber> open_subscriber(std::string_view channel,
                                                      const EndpointOptions& options = {}) noexcept;
+    /// Opens the rpc channel `channel` as a server (ACL `serve`). Errors as
+    /// open_publisher(), with max_servers; Errc::invalid_argument if it is not an rpc channel.
+    [[nodiscard]] Result<Server> open_server(std::string_view channel,
+                                             const EndpointOptions& options = {}) noexcept;
+    /// Opens the rpc channel `channel` as a caller (ACL `call`). Errors as open_server(),
+    /// with max_callers. `wait_for_server`: see Caller::set_wait_for_server().
+    [[nodiscard]] Result<Caller> open_caller(std::string_view channel,
+                                             const EndpointOptions& options = {},
+                                             bool wait_for_server = false) noexcept;
     /// Opens blackboard `channel` as a writer (Role::publisher: the channel's `publish` ACL
     /// applies) or a reader (Role::subscriber: `subscribe` ACL, read-only mapping). Errors as
     /// open_publisher(); Errc::invalid_argument if the channel is not a blackboard.

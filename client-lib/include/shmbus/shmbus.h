@@ -109,7 +109,8 @@ typedef enum shmbus_channel_kind {
     SHMBUS_KIND_QUEUE = 1,      /**< each message is taken by exactly one consumer */
     SHMBUS_KIND_BROADCAST = 2,  /**< every subscriber sees every message */
     SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements (C++ API) */
-    SHMBUS_KIND_COUNTERS = 5    /**< named 64-bit atomic cells (C++ API) */
+    SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells (C++ API) */
+    SHMBUS_KIND_RPC = 6         /**< request/response: servers and callers (C++ API) */
 } shmbus_channel_kind;
 
 /** What a broadcast writer does when a subscriber is a ring behind (shmbus::Overflow). */

@@ -140,18 +140,29 @@ static_assert(port_spells_states_as_make_state(),
 
 } // namespace
 
-Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role role,
-                           const EndpointOptions& options) noexcept {
-    const bool publisher = role == Role::publisher;
-    auto ch = attach_channel(files, publisher ? PayloadAccess::writable : PayloadAccess::read_only);
+Result<void> attach_entry(EndpointCore& core, const ChannelFiles& files, Role role,
+                          const EndpointOptions& options, bool rpc) noexcept {
+    // rpc: callers take the publisher table and write requests into the payload; servers
+    // take the subscriber table and read them, as readers do, from a read-only mapping.
+    const bool writer = role == Role::publisher;
+    auto ch = attach_channel(files, writer ? PayloadAccess::writable : PayloadAccess::read_only);
     if (!ch) {
         return ch.take_error();
     }
-    auto index =
-        publisher ? claim_endpoint(ch->publishers, ch->geo.max_publishers, options.endpoint_index,
-                                   options.wait, "publisher", ch->info.name)
-                  : claim_endpoint(ch->subscribers, ch->geo.max_subscribers, options.endpoint_index,
-                                   options.wait, "subscriber", ch->info.name);
+    if ((ch->info.kind == ChannelKind::rpc) != rpc) {
+        return make_error(Errc::invalid_argument,
+                          "channel '" + ch->info.name + "' is " +
+                              (rpc ? "a " + std::string{to_string(ch->info.kind)} +
+                                         " channel, not rpc: open it as a publisher or a "
+                                         "subscriber"
+                                   : std::string{"an rpc channel: open it as a server or a "
+                                                 "caller"}));
+    }
+    const char* what = rpc ? (writer ? "caller" : "server") : (writer ? "publisher" : "subscriber");
+    auto index = writer ? claim_endpoint(ch->publishers, ch->geo.max_publishers,
+                                         options.endpoint_index, options.wait, what, ch->info.name)
+                        : claim_endpoint(ch->subscribers, ch->geo.max_subscribers,
+                                         options.endpoint_index, options.wait, what, ch->info.name);
     if (!index) {
         return index.take_error();
     }
@@ -161,6 +172,15 @@ Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role r
     core.attached_by = getpid();
     core.owner = owner_tag(*index);
     core.cap = core.ch.geo.slot_count;
+    return ok();
+}
+
+Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role role,
+                           const EndpointOptions& options) noexcept {
+    const bool publisher = role == Role::publisher;
+    if (auto entry = attach_entry(core, files, role, options, false); !entry) {
+        return entry.take_error();
+    }
     core.drop = core.ch.info.overflow == Overflow::drop;
     if (core.ch.info.kind == ChannelKind::broadcast) {
         core.algo = Algorithm::broadcast;
@@ -184,33 +204,6 @@ Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role r
     p.spsc = false; // set by the attach of an spsc endpoint once its position is known
     return ok();
 }
-
-namespace {
-
-/// Rewrites every claim state `from(state)` selects; `words(i)` yields the i-th state word.
-template <typename Words, typename Select>
-std::uint64_t rewrite_states(std::uint64_t slot_count, Words&& words, Select&& select) noexcept {
-    std::uint64_t n = 0;
-    for (std::uint64_t i = 0; i < slot_count; ++i) {
-        std::uint64_t& w = words(i);
-        // acquire: pairs with the owner's release of its claim (the slot as it left it); the
-        // load only selects, the CAS below decides.
-        std::uint64_t s = atom(w).load(std::memory_order_acquire);
-        std::uint64_t replacement = 0;
-        while (select(s, replacement)) {
-            // acq_rel: the release half pairs with the readers' acquire load of the state
-            // (they pass over an abandoned slot, or take a returned message); the acquire
-            // half with the owner's last store of it.
-            if (atom(w).compare_exchange_weak(s, replacement, std::memory_order_acq_rel)) {
-                ++n;
-                break;
-            }
-        }
-    }
-    return n;
-}
-
-} // namespace
 
 std::uint64_t abandon_reserved(const AttachedChannel& ch, std::uint32_t owner) noexcept {
     auto select = [owner](std::uint64_t s, std::uint64_t& out) {

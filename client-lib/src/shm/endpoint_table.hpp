@@ -100,6 +100,12 @@ std::shared_ptr<EndpointLink> link_of(EndpointCore& core);
 Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role role,
                            const EndpointOptions& options) noexcept;
 
+/// Maps `files` for `role`, refuses a channel of the other family (`rpc` says which one the
+/// endpoint is), takes an entry of `role`'s table and fills the common fields of `core`.
+/// On error `core` is left empty.
+Result<void> attach_entry(EndpointCore& core, const ChannelFiles& files, Role role,
+                          const EndpointOptions& options, bool rpc) noexcept;
+
 /// Owner tag of a publisher / subscriber entry in claim states.
 inline std::uint32_t owner_tag(std::uint32_t index) noexcept {
     return index + 1;
@@ -221,6 +227,29 @@ bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_
             return false;
         }
     }
+}
+
+/// Rewrites every claim state `from(state)` selects; `words(i)` yields the i-th state word.
+template <typename Words, typename Select>
+std::uint64_t rewrite_states(std::uint64_t slot_count, Words&& words, Select&& select) noexcept {
+    std::uint64_t n = 0;
+    for (std::uint64_t i = 0; i < slot_count; ++i) {
+        std::uint64_t& w = words(i);
+        // acquire: pairs with the owner's release of its claim (the slot as it left it); the
+        // load only selects, the CAS below decides.
+        std::uint64_t s = atom(w).load(std::memory_order_acquire);
+        std::uint64_t replacement = 0;
+        while (select(s, replacement)) {
+            // acq_rel: the release half pairs with the readers' acquire load of the state
+            // (they pass over an abandoned slot, or take a returned message); the acquire
+            // half with the owner's last store of it.
+            if (atom(w).compare_exchange_weak(s, replacement, std::memory_order_acq_rel)) {
+                ++n;
+                break;
+            }
+        }
+    }
+    return n;
 }
 
 /// Publishes as abandoned every slot `owner` reserved and never committed. Returns how many.

@@ -9,12 +9,17 @@
 //     EndpointRecord[max_publishers]    publisher table
 //     EndpointRecord[max_subscribers]   subscriber table
 //     uint64_t cell[slot_count]         MPMC queue only: per-slot claim state
+//     rpc only, instead of the cells (publishers are callers, subscribers servers):
+//     RpcCallerBlock[max_publishers]    per caller: reply futex, pending hint, counters
+//     uint64_t call_state[max_publishers][slot_count]   one claim word per call slot
+//     Reply[max_publishers][slot_count] SlotHeader + reply_slot_size bytes, `reply_stride` apart
 //     EventRing                         peer events, written by the daemon only
 //
 //   payload region (writable by publishers only; readers map it PROT_READ)
 //     RegionHeader                      written once by the creator
 //     PayloadBlock                      publish/claim index
 //     Slot[slot_count]                  SlotHeader + slot_size bytes, `stride` apart
+//                                       (rpc: [max_publishers][slot_count], the requests)
 //
 // Atomic fields are plain integers accessed through std::atomic_ref (see atomics.hpp): the
 // memory belongs to the kernel object, not to any one process's C++ object model.
@@ -54,11 +59,13 @@ struct RegionHeader {
     std::uint64_t payload_bytes;
     std::uint64_t creation_id;
     char name[kMaxNameLength + 1]; // NUL-terminated
-    std::uint8_t reserved[256 - 80 - (kMaxNameLength + 1)];
+    std::uint64_t reply_slot_size; // rpc only (0 otherwise): largest reply
+    std::uint8_t reserved[256 - 80 - (kMaxNameLength + 1) - 8];
 };
 static_assert(std::is_standard_layout_v<RegionHeader>);
 static_assert(sizeof(RegionHeader) == 256);
 static_assert(offsetof(RegionHeader, name) == 80);
+static_assert(offsetof(RegionHeader, reply_slot_size) == 144);
 
 /// Control-region state after the header. Each group sits on its own cache line so that
 /// writers of one group never invalidate the lines another party polls.
@@ -153,6 +160,23 @@ struct SlotHeader {
 static_assert(std::is_standard_layout_v<SlotHeader>);
 static_assert(sizeof(SlotHeader) == 16);
 
+/// rpc: one caller's shared state, one cache line, in the control region. The caller writes
+/// `pending` and its own counters; servers and the daemon write `reply_seq`, `late_replies`
+/// and `failed`. Every field is a hint or a statistic: nothing indexes memory by it.
+struct RpcCallerBlock {
+    std::uint64_t pending;   // requests posted and not yet taken (a hint for servers' scans)
+    std::uint32_t reply_seq; // the caller sleeps on it; servers bump it and wake
+    std::uint32_t reply_waiters;
+    std::uint64_t calls;        // requests posted
+    std::uint64_t replies;      // replies received
+    std::uint64_t failed;       // calls failed because their server died (Errc::closed)
+    std::uint64_t late_replies; // replies dropped: their caller had timed out or died
+    std::uint64_t reply_waits;  // times the caller slept
+    std::uint64_t reply_wakes;  // times a server had to wake it
+};
+static_assert(std::is_standard_layout_v<RpcCallerBlock>);
+static_assert(sizeof(RpcCallerBlock) == kCacheLine);
+
 inline constexpr std::uint32_t kSlotLengthOffset = offsetof(SlotHeader, length);
 inline constexpr std::uint32_t kSlotStateOffset = offsetof(SlotHeader, state);
 inline constexpr std::uint32_t kSlotDataOffset = sizeof(SlotHeader);
@@ -169,6 +193,9 @@ struct Geometry {
     std::uint32_t max_publishers;
     std::uint32_t max_subscribers;
     bool has_cells;
+    bool rpc{false};
+    std::uint64_t reply_slot_size{0}; // rpc only
+    std::uint64_t reply_stride{0};    // rpc only
 
     std::uint64_t control_block_offset() const { return sizeof(RegionHeader); }
     std::uint64_t publishers_offset() const {
@@ -180,7 +207,23 @@ struct Geometry {
     std::uint64_t cells_offset() const {
         return subscribers_offset() + std::uint64_t{max_subscribers} * sizeof(EndpointRecord);
     }
+    // rpc: callers are the publisher table, so there is one call slot per caller and depth.
+    std::uint64_t call_slots() const {
+        return rpc ? std::uint64_t{max_publishers} * slot_count : 0;
+    }
+    std::uint64_t rpc_callers_offset() const { return cells_offset(); }
+    std::uint64_t rpc_states_offset() const {
+        return rpc_callers_offset() + std::uint64_t{max_publishers} * sizeof(RpcCallerBlock);
+    }
+    std::uint64_t rpc_replies_offset() const {
+        return round_up(rpc_states_offset() + call_slots() * 8, kCacheLine);
+    }
+    // The event ring ends the control region of every kind: after the queue's cells, or after
+    // an rpc channel's replies.
     std::uint64_t events_offset() const {
+        if (rpc) {
+            return round_up(rpc_replies_offset() + call_slots() * reply_stride, kCacheLine);
+        }
         return round_up(cells_offset() + (has_cells ? slot_count * 8 : 0), kCacheLine);
     }
     std::uint64_t control_bytes() const {
@@ -189,7 +232,7 @@ struct Geometry {
     std::uint64_t payload_block_offset() const { return sizeof(RegionHeader); }
     std::uint64_t slots_offset() const { return payload_block_offset() + sizeof(PayloadBlock); }
     std::uint64_t payload_bytes() const {
-        return round_up(slots_offset() + slot_count * stride, 4096);
+        return round_up(slots_offset() + (rpc ? call_slots() : slot_count) * stride, 4096);
     }
 
     static std::uint64_t round_up(std::uint64_t v, std::uint64_t to) {

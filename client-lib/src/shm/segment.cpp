@@ -44,6 +44,7 @@ bool known_kind(std::uint32_t kind) {
     case ChannelKind::broadcast:
     case ChannelKind::blackboard:
     case ChannelKind::counters:
+    case ChannelKind::rpc:
         return true;
     }
     return false;
@@ -150,6 +151,17 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
     spec.slot_count = h.slot_count;
     spec.max_publishers = h.max_publishers;
     spec.max_subscribers = h.max_subscribers;
+    if (spec.kind == ChannelKind::rpc) {
+        if (h.reply_slot_size == 0) {
+            // Either field may be the damaged one (a scribbled kind reads as rpc): name both.
+            return bad("reply_slot_size",
+                       "is 0, but field 'kind' says rpc (" + std::to_string(h.kind) + ")");
+        }
+        spec.reply_slot_size = h.reply_slot_size;
+    } else if (h.reply_slot_size != 0) {
+        return bad("reply_slot_size", "is " + std::to_string(h.reply_slot_size) +
+                                          " on a channel of kind " + std::to_string(h.kind));
+    }
     auto geo = geometry_for(spec);
     if (!geo) {
         return make_error(Errc::corrupted, std::string(region) + " header: " + geo.error().detail);
@@ -166,7 +178,8 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
                    "is " + std::to_string(h.control_bytes) + ", but fields 'kind' (" +
                        std::to_string(h.kind) + "), 'slot_count' (" + std::to_string(h.slot_count) +
                        "), 'max_publishers' (" + std::to_string(h.max_publishers) +
-                       ") and 'max_subscribers' (" + std::to_string(h.max_subscribers) + ") need " +
+                       "), 'max_subscribers' (" + std::to_string(h.max_subscribers) +
+                       ") and 'reply_slot_size' (" + std::to_string(h.reply_slot_size) + ") need " +
                        std::to_string(geo->control_bytes()));
     }
     if (h.payload_bytes != geo->payload_bytes()) {
@@ -275,6 +288,13 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
     if (!known_kind(static_cast<std::uint32_t>(spec.kind))) {
         return bad("unknown kind");
     }
+    if (spec.kind == ChannelKind::rpc && spec.overflow != Overflow::block) {
+        return bad("overflow 'drop' applies to broadcast channels only; an rpc channel never "
+                   "drops a call");
+    }
+    if (spec.kind != ChannelKind::rpc && spec.reply_slot_size != 0) {
+        return bad("reply_slot_size applies to rpc channels only");
+    }
     if (spec.overflow != Overflow::block && spec.overflow != Overflow::drop) {
         return bad("unknown overflow policy");
     }
@@ -291,7 +311,8 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
                    " of a counters channel must be " + std::to_string(kCounterSlotSize) +
                    " (a cell's name)");
     }
-    if (is_ring_kind(spec.kind)) {
+    // An rpc channel's depth follows a ring's rule, as its configuration key says.
+    if (is_ring_kind(spec.kind) || spec.kind == ChannelKind::rpc) {
         if (spec.slot_count < 2 || spec.slot_count > kMaxSlotCount ||
             (spec.slot_count & (spec.slot_count - 1)) != 0) {
             return bad("slot_count " + std::to_string(spec.slot_count) +
@@ -317,6 +338,26 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
     g.max_subscribers = spec.max_subscribers;
     g.has_cells = spec.kind == ChannelKind::queue &&
                   !is_spsc(spec.kind, spec.max_publishers, spec.max_subscribers);
+    if (spec.kind == ChannelKind::rpc) {
+        const std::uint64_t reply =
+            spec.reply_slot_size == 0 ? spec.slot_size : spec.reply_slot_size;
+        if (reply > kMaxSlotSize) {
+            return bad("reply_slot_size " + std::to_string(reply) + " is outside 1.." +
+                       std::to_string(kMaxSlotSize));
+        }
+        g.rpc = true;
+        g.reply_slot_size = reply;
+        g.reply_stride = Geometry::stride_for(reply);
+        // Every caller has its own request and reply slots: refuse a product that would
+        // overflow the 64-bit sizes (create_segments() then applies the memory limit).
+        const std::uint64_t slots = g.call_slots();
+        const std::uint64_t widest = std::max(g.stride, g.reply_stride);
+        if (slots > (std::uint64_t{1} << 46) / widest) {
+            return bad("max_callers " + std::to_string(spec.max_publishers) + " x depth " +
+                       std::to_string(spec.slot_count) + " x slot size " +
+                       std::to_string(std::max(spec.slot_size, reply)) + " is too large");
+        }
+    }
     return g;
 }
 
@@ -347,6 +388,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
                             : c.slot_count != p.slot_count           ? "slot_count"
                             : c.max_publishers != p.max_publishers   ? "max_publishers"
                             : c.max_subscribers != p.max_subscribers ? "max_subscribers"
+                            : c.reply_slot_size != p.reply_slot_size ? "reply_slot_size"
                             : std::strcmp(c.name, p.name) != 0       ? "name"
                                                                      : nullptr;
     if (differing != nullptr) {
@@ -365,6 +407,7 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
     a.info.max_publishers = c.max_publishers;
     a.info.max_subscribers = c.max_subscribers;
     a.info.creation_id = c.creation_id;
+    a.info.reply_slot_size = a.geo.reply_slot_size;
     a.info.control_bytes = a.geo.control_bytes();
     a.info.payload_bytes = a.geo.payload_bytes();
     a.control_map = std::move(control->map);
@@ -376,6 +419,11 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
     a.subscribers = reinterpret_cast<EndpointRecord*>(cb + a.geo.subscribers_offset());
     a.cells =
         a.geo.has_cells ? reinterpret_cast<std::uint64_t*>(cb + a.geo.cells_offset()) : nullptr;
+    if (a.geo.rpc) {
+        a.rpc_callers = reinterpret_cast<RpcCallerBlock*>(cb + a.geo.rpc_callers_offset());
+        a.call_states = reinterpret_cast<std::uint64_t*>(cb + a.geo.rpc_states_offset());
+        a.replies = cb + a.geo.rpc_replies_offset();
+    }
     a.events = reinterpret_cast<EventRing*>(cb + a.geo.events_offset());
     std::byte* pb = a.payload_map.data();
     a.payload = reinterpret_cast<PayloadBlock*>(pb + a.geo.payload_block_offset());
@@ -405,6 +453,7 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     h.slot_size = spec.slot_size;
     h.slot_count = spec.slot_count;
     h.slot_stride = geo->stride;
+    h.reply_slot_size = geo->reply_slot_size;
     h.control_bytes = geo->control_bytes();
     h.payload_bytes = geo->payload_bytes();
     h.creation_id = random_creation_id();
@@ -424,7 +473,8 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     if (!attached) {
         return attached.take_error();
     }
-    // Blackboard elements and counter cells start as zeros (ftruncate): version 0, free.
+    // Blackboard elements, counter cells and rpc call slots start as zeros (ftruncate):
+    // version 0, free.
     for (std::uint64_t i = 0; is_ring_kind(spec.kind) && i < geo->slot_count; ++i) {
         if (attached->cells != nullptr) {
             attached->cells[i] = make_state(i, SlotPhase::free);

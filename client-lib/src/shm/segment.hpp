@@ -69,6 +69,10 @@ struct AttachedChannel {
     EventRing* events{nullptr};
     PayloadBlock* payload{nullptr};
     std::byte* slots{nullptr};
+    // rpc only (see layout.hpp): per-caller blocks, call states, reply slots.
+    RpcCallerBlock* rpc_callers{nullptr};
+    std::uint64_t* call_states{nullptr};
+    std::byte* replies{nullptr};
 
     [[nodiscard]] SlotHeader* slot(std::uint64_t pos) const noexcept {
         return reinterpret_cast<SlotHeader*>(slots + (pos & (geo.slot_count - 1)) * geo.stride);

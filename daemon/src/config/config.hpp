@@ -94,6 +94,8 @@ struct AccessList {
 };
 
 /// Who may publish on and subscribe to one channel.
+/// On an rpc channel, `serve` is read into `subscribe` (servers take its subscriber table)
+/// and `call` into `publish` (callers take its publisher table).
 struct ChannelAcl {
     AccessList publish;
     AccessList subscribe;
@@ -102,6 +104,13 @@ struct ChannelAcl {
 /// max_subscribers of a broadcast channel that does not set it (a queue's default is 1, as in
 /// ChannelSpec: with one publisher that selects the single-producer single-consumer ring).
 inline constexpr std::uint32_t kDefaultBroadcastSubscribers = 16;
+
+/// What an rpc channel that leaves a key out gets (docs/configuration.md).
+inline constexpr std::uint64_t kDefaultRpcRequestSize = 1024;
+inline constexpr std::uint64_t kDefaultRpcReplySize = 1024;
+inline constexpr std::uint64_t kDefaultRpcDepth = 16;
+inline constexpr std::uint32_t kDefaultRpcServers = 4;
+inline constexpr std::uint32_t kDefaultRpcCallers = 16;
 
 /// Defaults of the shared-state kinds (blackboard, counters) for what a channel leaves out:
 /// 64 elements of 64 bytes (blackboard) or 64 cells (counters), several writers, and as many

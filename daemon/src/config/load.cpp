@@ -9,8 +9,8 @@
 // The I/O of the loader is here and only here: read_text_file() (one file, size-capped, no
 // special files), the conf.d/ listing of load_config(), the bridges' secret files
 // (read_bridge_secrets(): their mode is checked before they are read), and the NSS lookups
-// behind system_accounts(). Errors are values (ConfigError with line 0 for a whole file); nothing here
-// logs or exits. Thread-safety: reentrant; the NSS functions used are the _r variants.
+// behind system_accounts(). Errors are values (ConfigError with line 0 for a whole file); nothing
+// here logs or exits. Thread-safety: reentrant; the NSS functions used are the _r variants.
 #include "config.hpp"
 
 #include "schema.hpp"

@@ -58,19 +58,27 @@ inline constexpr std::array<std::string_view, 6> kDynamicKeys{
     "allowed", "users", "groups", "defaults", "max_slot_size", "max_slot_count"};
 inline constexpr std::array<std::string_view, 6> kSpecKeys{
     "kind", "slot_size", "slot_count", "overflow", "max_publishers", "max_subscribers"};
-inline constexpr std::array<std::string_view, 8> kChannelKeys{
-    "name",     "kind",           "slot_size",       "slot_count",
-    "overflow", "max_publishers", "max_subscribers", "acl"};
-inline constexpr std::array<std::string_view, 2> kAclKeys{"publish", "subscribe"};
+inline constexpr std::array<std::string_view, 13> kChannelKeys{
+    "name",         "kind",           "slot_size",       "slot_count",
+    "overflow",     "max_publishers", "max_subscribers", "acl",
+    "request_size", "reply_size",     "depth",           "max_servers",
+    "max_callers"};
+/// The keys only an rpc channel takes, and the keys of the other kinds it does not.
+inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply_size", "depth",
+                                                          "max_servers", "max_callers"};
+inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
+                                                           "max_publishers", "max_subscribers"};
+inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
 inline constexpr std::array<std::string_view, 6> kBridgeKeys{"name",        "connect", "listen",
                                                              "secret_file", "export",  "import"};
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
                                                                  "block_timeout"};
 
-inline constexpr std::array<std::string_view, 4> kKindNames{"queue", "broadcast", "blackboard",
-                                                            "counters"};
-inline constexpr std::array<ChannelKind, 4> kKinds{ChannelKind::queue, ChannelKind::broadcast,
-                                                   ChannelKind::blackboard, ChannelKind::counters};
+inline constexpr std::array<std::string_view, 5> kKindNames{"queue", "broadcast", "blackboard",
+                                                            "counters", "rpc"};
+inline constexpr std::array<ChannelKind, 5> kKinds{ChannelKind::queue, ChannelKind::broadcast,
+                                                   ChannelKind::blackboard, ChannelKind::counters,
+                                                   ChannelKind::rpc};
 /// The configuration's word for `kind` (this library links no to_string() of libshmbus).
 inline constexpr std::string_view kind_name(ChannelKind kind) noexcept {
     for (std::size_t i = 0; i < kKinds.size(); ++i) {

@@ -72,6 +72,9 @@ struct SpecSeen {
     std::optional<ConfigLocation> slot_size;     ///< where slot_size was written
     std::optional<ConfigLocation> slot_count;    ///< where slot_count was written
     std::optional<ConfigLocation> overflow_drop; ///< where `overflow: drop` was written
+    /// rpc: the first key of each family given, to refuse the one that does not fit the kind.
+    std::optional<std::pair<std::string_view, ConfigLocation>> rpc_key, ring_key, rpc_acl, ring_acl;
+    bool request_size{false}, reply_size{false}, depth{false}, servers{false}, callers{false};
 };
 
 class DocumentReader {
@@ -516,6 +519,9 @@ private:
     /// power of two from 2; the shared-state kinds take their own defaults for what was left
     /// out, and a counters channel's slot_size is fixed.
     void finish_spec(ChannelSpec& spec, const SpecSeen& seen) {
+        if (spec.kind == ChannelKind::rpc) {
+            return; // its own keys and defaults: check_rpc_keys()
+        }
         if (is_ring_kind(spec.kind)) {
             if (seen.slot_count) {
                 if (auto in = check_number(std::to_string(spec.slot_count), kSlotCountRange); !in) {
@@ -579,8 +585,14 @@ private:
                 channel.where = value_at(e);
                 name_ok = read_channel_name(e, channel.spec.name);
             } else if (e.name == "acl") {
-                read_acl(e, channel.acl);
+                read_acl(e, channel.acl, seen);
+            } else if (std::find(kRpcKeys.begin(), kRpcKeys.end(), e.name) != kRpcKeys.end()) {
+                read_rpc_field(e, channel.spec, seen);
             } else {
+                if (!seen.ring_key &&
+                    std::find(kRingKeys.begin(), kRingKeys.end(), e.name) != kRingKeys.end()) {
+                    seen.ring_key.emplace(e.name, at(e.key.Mark()));
+                }
                 read_spec_field(e, channel.spec, seen);
             }
         }
@@ -607,6 +619,7 @@ private:
         if (!seen.subscribers && channel.spec.kind == ChannelKind::broadcast) {
             channel.spec.max_subscribers = kDefaultBroadcastSubscribers;
         }
+        check_rpc_keys(channel.spec, seen);
         finish_spec(channel.spec, seen);
         if (!name_ok) {
             return;
@@ -634,9 +647,75 @@ private:
         return true;
     }
 
-    void read_acl(const Entry& section, ChannelAcl& acl) {
+    /// One of the kRpcKeys into `spec` (see ChannelSpec: request_size is slot_size, depth
+    /// slot_count, max_callers max_publishers, max_servers max_subscribers).
+    void read_rpc_field(const Entry& e, ChannelSpec& spec, SpecSeen& seen) {
+        if (!seen.rpc_key) {
+            seen.rpc_key.emplace(e.name, at(e.key.Mark()));
+        }
+        if (e.name == "request_size") {
+            seen.request_size = true;
+            spec.slot_size = read_number(e, kSlotSizeRange).value_or(spec.slot_size);
+        } else if (e.name == "reply_size") {
+            seen.reply_size = true;
+            spec.reply_slot_size = read_number(e, kSlotSizeRange).value_or(spec.reply_slot_size);
+        } else if (e.name == "depth") {
+            seen.depth = true;
+            if (const auto depth = read_number(e, kSlotCountRange)) {
+                if (auto checked = check_power_of_two(*depth); !checked) {
+                    error(value_at(e), key_name(e) + " " + checked.error().detail);
+                } else {
+                    spec.slot_count = *depth;
+                }
+            }
+        } else if (e.name == "max_servers") {
+            seen.servers = true;
+            spec.max_subscribers = read_u32(e, kEndpointRange).value_or(spec.max_subscribers);
+        } else if (e.name == "max_callers") {
+            seen.callers = true;
+            spec.max_publishers = read_u32(e, kEndpointRange).value_or(spec.max_publishers);
+        }
+    }
+
+    /// An rpc channel takes the rpc keys and ACL `serve` / `call`, the other kinds the ring
+    /// keys and ACL `publish` / `subscribe`; fills in the rpc defaults.
+    void check_rpc_keys(ChannelSpec& spec, const SpecSeen& seen) {
+        const bool rpc = spec.kind == ChannelKind::rpc;
+        const auto refuse = [&](const auto& key, const char* why) {
+            if (key) {
+                error(key->second, "'" + std::string{key->first} + "' " + why);
+            }
+        };
+        if (!seen.kind) {
+            return; // already reported: which keys fit is unknown
+        }
+        if (rpc) {
+            refuse(seen.ring_key, "does not apply to an rpc channel (its keys are request_size, "
+                                  "reply_size, depth, max_servers and max_callers)");
+            refuse(seen.ring_acl, "does not apply to an rpc channel (its acl keys are serve and "
+                                  "call)");
+            spec.slot_size = seen.request_size ? spec.slot_size : kDefaultRpcRequestSize;
+            spec.reply_slot_size = seen.reply_size ? spec.reply_slot_size : kDefaultRpcReplySize;
+            spec.slot_count = seen.depth ? spec.slot_count : kDefaultRpcDepth;
+            spec.max_subscribers = seen.servers ? spec.max_subscribers : kDefaultRpcServers;
+            spec.max_publishers = seen.callers ? spec.max_publishers : kDefaultRpcCallers;
+            spec.overflow = Overflow::block;
+        } else {
+            refuse(seen.rpc_key, "applies to rpc channels only");
+            refuse(seen.rpc_acl, "applies to rpc channels only (use publish / subscribe)");
+            spec.reply_slot_size = 0;
+        }
+    }
+
+    void read_acl(const Entry& section, ChannelAcl& acl, SpecSeen& seen) {
         for (const Entry& e : sub_entries(section, kAclKeys)) {
-            AccessList& list = e.name == "publish" ? acl.publish : acl.subscribe;
+            const bool rpc_key = e.name == "serve" || e.name == "call";
+            auto& first = rpc_key ? seen.rpc_acl : seen.ring_acl;
+            if (!first) {
+                first.emplace(e.name, at(e.key.Mark()));
+            }
+            AccessList& list =
+                e.name == "publish" || e.name == "call" ? acl.publish : acl.subscribe;
             for (const Entry& a : sub_entries(e, kAccessKeys)) {
                 read_access_entry(a, list, {});
             }

@@ -1,0 +1,661 @@
+// Server and Caller: the data path of rpc channels.
+//
+// The call slots, their claim words and the memory-ordering pairs ([request], [reply],
+// [reuse]) are described once in shm/rpc_calls.hpp. What is here:
+//  - Caller: picks a free slot of its own, writes the request in place, publishes
+//    requested(id), raises its `pending` hint and wakes sleeping servers; then polls the
+//    slot's word for replied / failed. The correlation id is the caller's own count of calls.
+//  - Server: scans the callers whose `pending` hint is raised (and, every kFullScanEvery
+//    empty scans, all of them, so a damaged hint cannot hide a request), takes a request by
+//    CAS requested(id) -> taken(id, me), reads it in place, and answers by writing the reply
+//    slot and CAS taken(id, me) -> replied(id). A failed CAS means the caller gave up: the
+//    reply is dropped, counted in the caller's late_replies, and the slot freed.
+//
+// Every value read from the segment is checked before it indexes anything: a request
+// length beyond slot_size fails that call (counted as corrupted), a reply length beyond
+// reply_slot_size is Errc::corrupted at the caller, a word in a phase it cannot be in is
+// left alone. Nothing here trusts `pending`: it only decides where to look first.
+//
+// Thread-safety: one thread at a time per Server / Caller.
+#include <shmbus/rpc.hpp>
+
+#include "assert.hpp"
+#include "endpoint_hooks.hpp"
+#include "shm/endpoint_table.hpp"
+#include "shm/rpc_calls.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <unistd.h>
+
+namespace shmbus {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::uint32_t kFullScanEvery = 64;
+constexpr std::uint64_t kMaxBatch = 1024;
+
+bool any_server_attached(const AttachedChannel& ch) noexcept {
+    for (std::uint32_t i = 0; i < ch.geo.max_subscribers; ++i) {
+        // acquire: pairs with claim_endpoint()'s acq_rel claim; only decides whether to wait.
+        if (atom_load(ch.subscribers[i].state, std::memory_order_acquire) ==
+            static_cast<std::uint32_t>(EndpointState::active)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+struct Server::Impl : EndpointCore {
+    std::vector<Request> batch; // what the last receive() returned
+    std::uint32_t next_caller{0};
+    std::uint32_t empty_scans{0};
+
+    ~Impl() {
+        if (ch.control == nullptr || getpid() != attached_by) {
+            return;
+        }
+        // Leave the table first, so that a caller woken below sees no server if we were
+        // the last, then fail what we held.
+        release_endpoint(ch.subscribers[index]);
+        (void)fail_taken_calls(ch, owner);
+        wake_all_callers(ch);
+        if (on_detach) {
+            on_detach();
+        }
+    }
+
+    /// Whether any caller's hint says a request waits (the servers' wait condition).
+    bool hinted() const noexcept {
+        for (std::uint32_t c = 0; c < ch.geo.max_publishers; ++c) {
+            // relaxed: a hint; the CAS on the claim word decides ([request]).
+            if (atom_load(ch.rpc_callers[c].pending, std::memory_order_relaxed) != 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// Takes up to `max` requests into `batch`. Returns an error only for a corrupted request.
+    Result<void> take(std::size_t max) {
+        batch.clear();
+        const std::uint32_t callers = ch.geo.max_publishers;
+        const bool full = ++empty_scans % kFullScanEvery == 0;
+        std::string damaged;
+        for (std::uint32_t n = 0; n < callers && batch.size() < max; ++n) {
+            const std::uint32_t c = (next_caller + n) % callers;
+            RpcCallerBlock& block = ch.rpc_callers[c];
+            // relaxed: a hint, see hinted().
+            if (!full && atom_load(block.pending, std::memory_order_relaxed) == 0) {
+                continue;
+            }
+            for (std::uint32_t k = 0; k < ch.geo.slot_count && batch.size() < max; ++k) {
+                const CallSlot s = call_slot(ch, c, k);
+                // relaxed: only selects; the CAS below acquires ([request]).
+                std::uint64_t w = atom(*s.state).load(std::memory_order_relaxed);
+                if (call_phase(w) != CallPhase::requested) {
+                    continue;
+                }
+                const std::uint64_t id = call_id(w);
+                // acq_rel: acquire is [request]; release orders nothing we wrote, but the
+                // failure path of a weak ordering would buy nothing here.
+                if (!atom(*s.state).compare_exchange_strong(
+                        w, make_call(id, CallPhase::taken, owner), std::memory_order_acq_rel)) {
+                    continue; // another server took it, or the caller withdrew it
+                }
+                lower_pending(block);
+                // relaxed: [request] ordered the caller's write of the length before our CAS.
+                const std::uint64_t len = atom(s.request->length).load(std::memory_order_relaxed);
+                if (len > ch.geo.slot_size) {
+                    damaged = "request " + std::to_string(id) + " of caller " + std::to_string(c) +
+                              " has length " + std::to_string(len) + " beyond slot_size " +
+                              std::to_string(ch.geo.slot_size);
+                    std::uint64_t taken = make_call(id, CallPhase::taken, owner);
+                    // release: [reply], with no reply: the caller sees Errc::closed.
+                    (void)atom(*s.state).compare_exchange_strong(
+                        taken, make_call(id, CallPhase::failed), std::memory_order_release,
+                        std::memory_order_relaxed);
+                    atom(block.failed).fetch_add(1, std::memory_order_relaxed); // a statistic
+                    wake_sleepers(reply_wait(ch, c));
+                    continue;
+                }
+                const auto* data = reinterpret_cast<const std::byte*>(s.request) + kSlotDataOffset;
+                batch.push_back({{data, static_cast<std::size_t>(len)}, id, c, k});
+            }
+        }
+        if (!batch.empty()) {
+            empty_scans = 0;
+            // Start after the last caller served: no caller starves the others.
+            next_caller = (batch.back().caller + 1) % callers;
+        }
+        if (!damaged.empty()) {
+            return corrupted(damaged);
+        }
+        return ok();
+    }
+
+    /// The slot of `r` if this server holds it (taken(id, me)); else an error.
+    Result<CallSlot> held(const Request& r) const {
+        if (r.caller >= ch.geo.max_publishers || r.slot >= ch.geo.slot_count) {
+            return misuse("respond: the request does not belong to this channel");
+        }
+        const CallSlot s = call_slot(ch, r.caller, r.slot);
+        // relaxed: only this server moves a word out of taken(id, me), except the caller's
+        // give-up, which finish() handles.
+        const std::uint64_t w = atom(*s.state).load(std::memory_order_relaxed);
+        const bool mine = call_owner(w) == owner && call_id(w) == (r.id & kCallIdMask);
+        if (mine && call_phase(w) == CallPhase::taken) {
+            return s;
+        }
+        if (mine && call_phase(w) == CallPhase::cancelled) {
+            return s; // finish() drops the reply and frees the slot
+        }
+        return make_error(Errc::invalid_argument,
+                          "respond: this server does not hold request " + std::to_string(r.id));
+    }
+
+    /// Hands the reply in `s` (length `len`, already checked) to the caller, or drops it.
+    Result<void> finish(const Request& r, const CallSlot& s, std::uint64_t len) noexcept {
+        // relaxed: published by the release CAS below ([reply]).
+        atom(s.reply->length).store(len, std::memory_order_relaxed);
+        const std::uint64_t id = r.id & kCallIdMask;
+        std::uint64_t expected = make_call(id, CallPhase::taken, owner);
+        // release: [reply]. acquire on failure: we read what the caller left (cancelled).
+        if (atom(*s.state).compare_exchange_strong(expected, make_call(id, CallPhase::replied),
+                                                   std::memory_order_release,
+                                                   std::memory_order_acquire)) {
+            wake_sleepers(reply_wait(ch, r.caller));
+            return ok();
+        }
+        RpcCallerBlock& block = ch.rpc_callers[r.caller];
+        if (expected == make_call(id, CallPhase::cancelled, owner)) {
+            // release: [reuse], our reads of the request are done.
+            (void)atom(*s.state).compare_exchange_strong(expected, make_call(id, CallPhase::free),
+                                                         std::memory_order_release,
+                                                         std::memory_order_relaxed);
+        }
+        atom(block.late_replies).fetch_add(1, std::memory_order_relaxed); // a statistic
+        return make_error(Errc::lost, "channel '" + ch.info.name + "': caller " +
+                                          std::to_string(r.caller) + " gave up call " +
+                                          std::to_string(r.id) + "; its reply was dropped");
+    }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
+Server::Server(Server&&) noexcept = default;
+Server& Server::operator=(Server&&) noexcept = default;
+Server::~Server() = default;
+
+void EndpointHooks::set_on_detach(Server& endpoint, std::function<void()> hook) noexcept {
+    endpoint.impl_->on_detach = std::move(hook);
+}
+
+Result<Server> Server::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
+    try {
+        auto impl = std::make_unique<Impl>();
+        if (auto opened = attach_entry(*impl, files, Role::subscriber, options, true); !opened) {
+            return opened.take_error();
+        }
+        // One receive() takes at most this many: one per call slot, and no more than 1024.
+        impl->batch.reserve(static_cast<std::size_t>(
+            std::min<std::uint64_t>(impl->ch.geo.call_slots(), kMaxBatch)));
+        return Server{std::move(impl)};
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<RequestBatch> Server::try_receive(std::size_t max_count) noexcept {
+    if (max_count == 0) {
+        return misuse("receive: max_count 0");
+    }
+    // The batch never outgrows what attach() reserved: one entry per call slot at most.
+    auto r = impl_->take(std::min<std::size_t>(max_count, impl_->batch.capacity()));
+    if (!r) {
+        return r.take_error();
+    }
+    if (impl_->batch.empty()) {
+        return make_error(Errc::would_block);
+    }
+    return RequestBatch{impl_->batch};
+}
+
+Result<RequestBatch> Server::receive(std::size_t max_count,
+                                     std::chrono::nanoseconds timeout) noexcept {
+    const Deadline deadline = Deadline::after(timeout);
+    Impl& s = *impl_;
+    for (;;) {
+        auto r = try_receive(max_count);
+        if (r || r.error().code != Errc::would_block) {
+            return r;
+        }
+        // A hint raised with nothing behind it (another server was faster, or the hint is
+        // damaged) makes wait_until() return at once: the deadline still ends the loop.
+        if (deadline.passed() || !wait_until([&] { return s.hinted(); }, data_wait(s.ch.control),
+                                             s.options.wait, s.options.spin_iterations, deadline)) {
+            // A last look: a request whose hint was damaged is found by a full scan.
+            s.empty_scans = kFullScanEvery - 1;
+            auto last = try_receive(max_count);
+            if (last || last.error().code != Errc::would_block) {
+                return last;
+            }
+            return make_error(Errc::timed_out, "no request on '" + s.ch.info.name + "'");
+        }
+    }
+}
+
+Result<std::span<std::byte>> Server::reserve_reply(const Request& request) noexcept {
+    auto s = impl_->held(request);
+    if (!s) {
+        return s.take_error();
+    }
+    return std::span<std::byte>{reinterpret_cast<std::byte*>(s->reply) + kSlotDataOffset,
+                                static_cast<std::size_t>(impl_->ch.geo.reply_slot_size)};
+}
+
+Result<void> Server::commit_reply(const Request& request, std::uint64_t length) noexcept {
+    auto s = impl_->held(request);
+    if (!s) {
+        return s.take_error();
+    }
+    if (length > impl_->ch.geo.reply_slot_size) {
+        return make_error(Errc::message_too_large,
+                          "reply of " + std::to_string(length) + " bytes exceeds reply_slot_size " +
+                              std::to_string(impl_->ch.geo.reply_slot_size) + " of '" +
+                              impl_->ch.info.name + "'");
+    }
+    return impl_->finish(request, *s, length);
+}
+
+Result<void> Server::respond(const Request& request, std::span<const std::byte> reply) noexcept {
+    auto slot = reserve_reply(request);
+    if (!slot) {
+        return slot.take_error();
+    }
+    if (reply.size() > slot->size()) {
+        return commit_reply(request, reply.size()); // names both sizes
+    }
+    if (!reply.empty()) {
+        std::memcpy(slot->data(), reply.data(), reply.size());
+    }
+    return commit_reply(request, reply.size());
+}
+
+const ChannelInfo& Server::info() const noexcept {
+    return impl_->ch.info;
+}
+std::uint32_t Server::endpoint_index() const noexcept {
+    return impl_->index;
+}
+
+// ---------------------------------------------------------------------------------------
+// Caller
+
+struct Caller::Impl : EndpointCore {
+    RpcCallerBlock* block{nullptr};
+    std::uint64_t next_id{0};
+    std::uint32_t next_slot{0};
+    bool wait_for_server{false};
+    // The correlation id of the call in each slot; 0 when the slot is not ours to collect.
+    std::vector<std::uint64_t> in_flight;
+
+    ~Impl() {
+        if (ch.control == nullptr || getpid() != attached_by) {
+            return;
+        }
+        (void)abandon_calls(ch, index);
+        release_endpoint(ch.publishers[index]);
+        if (on_detach) {
+            on_detach();
+        }
+    }
+
+    CallSlot slot(std::uint32_t k) const noexcept { return call_slot(ch, index, k); }
+
+    Result<Ticket> send(std::span<const std::byte> request) {
+        if (request.size() > ch.geo.slot_size) {
+            return make_error(Errc::message_too_large,
+                              "request of " + std::to_string(request.size()) +
+                                  " bytes exceeds slot_size " + std::to_string(ch.geo.slot_size) +
+                                  " of '" + ch.info.name + "'");
+        }
+        if (!wait_for_server && !any_server_attached(ch)) {
+            return make_error(Errc::not_found, "no server is attached to '" + ch.info.name + "'");
+        }
+        const auto depth = static_cast<std::uint32_t>(ch.geo.slot_count);
+        for (std::uint32_t n = 0; n < depth; ++n) {
+            const std::uint32_t k = (next_slot + n) % depth;
+            if (in_flight[k] != 0) {
+                continue;
+            }
+            const CallSlot s = slot(k);
+            // acquire: [reuse], whoever freed the slot is done with it.
+            if (call_phase(atom(*s.state).load(std::memory_order_acquire)) != CallPhase::free) {
+                continue; // given up earlier, its server has not answered yet
+            }
+            std::uint64_t id = ++next_id & kCallIdMask;
+            if (id == 0) {
+                id = ++next_id & kCallIdMask;
+            }
+            if (!request.empty()) {
+                std::memcpy(reinterpret_cast<std::byte*>(s.request) + kSlotDataOffset,
+                            request.data(), request.size());
+            }
+            // relaxed: published by the release store below ([request]).
+            atom(s.request->length).store(request.size(), std::memory_order_relaxed);
+            // release: [request].
+            atom(*s.state).store(make_call(id, CallPhase::requested), std::memory_order_release);
+            // release: a server that sees the hint sees the word too (it loads the hint
+            // relaxed and then CASes the word, which is what orders its reads).
+            atom(block->pending).fetch_add(1, std::memory_order_release);
+            atom(block->calls).fetch_add(1, std::memory_order_relaxed); // a statistic
+            in_flight[k] = id;
+            next_slot = (k + 1) % depth;
+            wake_sleepers(data_wait(ch.control));
+            return Ticket{id, k};
+        }
+        return make_error(Errc::would_block, "all " + std::to_string(depth) +
+                                                 " call slots of this caller on '" + ch.info.name +
+                                                 "' are in use (depth)");
+    }
+
+    Result<std::uint32_t> check(const Ticket& t) const {
+        if (t.slot >= in_flight.size() || in_flight[t.slot] == 0 ||
+            in_flight[t.slot] != (t.id & kCallIdMask)) {
+            return misuse("the ticket is not a call in flight");
+        }
+        return t.slot;
+    }
+
+    /// Whether the call in slot `k` has an outcome to collect (or must fail: no server).
+    bool settled(std::uint32_t k) const noexcept {
+        // acquire: [reply].
+        const std::uint64_t w = atom(*slot(k).state).load(std::memory_order_acquire);
+        if (call_id(w) != in_flight[k]) {
+            return true; // damaged: collect() reports it
+        }
+        switch (call_phase(w)) {
+        case CallPhase::taken:
+            return false;
+        case CallPhase::requested:
+            return !wait_for_server && !any_server_attached(ch);
+        default:
+            return true;
+        }
+    }
+
+    /// Collects the outcome of slot `k`: the reply, passed to `take` with its bytes, or the
+    /// failure. Errc::would_block while the call is pending.
+    template <typename Take>
+    Result<void> collect(std::uint32_t k, Take&& take) {
+        const CallSlot s = slot(k);
+        const std::uint64_t id = in_flight[k];
+        // acquire: [reply].
+        std::uint64_t w = atom(*s.state).load(std::memory_order_acquire);
+        auto done = [&] {
+            in_flight[k] = 0;
+            // release: [reuse], for our own next write into the slot.
+            atom(*s.state).store(make_call(id, CallPhase::free), std::memory_order_release);
+        };
+        if (call_id(w) != id) {
+            in_flight[k] = 0; // not ours any more: leave the word to whoever wrote it
+            return corrupted("call slot " + std::to_string(k) + " holds call " +
+                             std::to_string(call_id(w)) + " instead of " + std::to_string(id));
+        }
+        switch (call_phase(w)) {
+        case CallPhase::requested:
+            if (!wait_for_server && !any_server_attached(ch)) {
+                // acq_rel: withdrawn unless a server took it this instant.
+                if (atom(*s.state).compare_exchange_strong(w, make_call(id, CallPhase::free),
+                                                           std::memory_order_acq_rel)) {
+                    in_flight[k] = 0;
+                    lower_pending(*block);
+                    return make_error(Errc::not_found, "no server is attached to '" + ch.info.name +
+                                                           "' to take call " + std::to_string(id));
+                }
+            }
+            return make_error(Errc::would_block);
+        case CallPhase::taken:
+            return make_error(Errc::would_block);
+        case CallPhase::replied: {
+            // relaxed: ordered by the acquire above ([reply]); untrusted, checked.
+            const std::uint64_t len = atom(s.reply->length).load(std::memory_order_relaxed);
+            if (len > ch.geo.reply_slot_size) {
+                done();
+                return corrupted("reply to call " + std::to_string(id) + " has length " +
+                                 std::to_string(len) + " beyond reply_slot_size " +
+                                 std::to_string(ch.geo.reply_slot_size));
+            }
+            auto r = take(std::span<const std::byte>{reinterpret_cast<const std::byte*>(s.reply) +
+                                                         kSlotDataOffset,
+                                                     static_cast<std::size_t>(len)});
+            done();
+            atom(block->replies).fetch_add(1, std::memory_order_relaxed); // a statistic
+            return r;
+        }
+        case CallPhase::failed:
+            done();
+            return make_error(Errc::closed, "the server of '" + ch.info.name + "' that took call " +
+                                                std::to_string(id) + " is gone");
+        default:
+            in_flight[k] = 0;
+            return corrupted("call slot " + std::to_string(k) + " is in phase " +
+                             std::to_string(static_cast<std::uint32_t>(call_phase(w))));
+        }
+    }
+
+    /// Gives up the call in slot `k`; if its outcome came meanwhile, collects it instead.
+    template <typename Take>
+    Result<void> give_up(std::uint32_t k, Take&& take) {
+        const CallSlot s = slot(k);
+        const std::uint64_t id = in_flight[k];
+        // acquire: [reply], should the outcome be there.
+        std::uint64_t w = atom(*s.state).load(std::memory_order_acquire);
+        for (;;) {
+            if (call_id(w) != id) {
+                break; // damaged: collect() says so
+            }
+            std::uint64_t next = 0;
+            if (call_phase(w) == CallPhase::requested) {
+                next = make_call(id, CallPhase::free);
+            } else if (call_phase(w) == CallPhase::taken) {
+                next = make_call(id, CallPhase::cancelled, call_owner(w));
+            } else {
+                break; // replied or failed: collect it
+            }
+            // acq_rel: the server's finish() or a reclaim races us; whoever wins decides.
+            if (atom(*s.state).compare_exchange_strong(w, next, std::memory_order_acq_rel)) {
+                in_flight[k] = 0;
+                if (call_phase(next) == CallPhase::free) {
+                    lower_pending(*block); // withdrawn before any server took it
+                }
+                return make_error(Errc::timed_out, "call " + std::to_string(id) + " on '" +
+                                                       ch.info.name + "' got no reply in time");
+            }
+        }
+        return collect(k, take);
+    }
+
+    template <typename Take>
+    Result<void> wait_for(std::uint32_t k, std::chrono::nanoseconds timeout, Take&& take) {
+        const Deadline deadline = Deadline::after(timeout);
+        auto r = collect(k, take);
+        if (r || r.error().code != Errc::would_block) {
+            return r;
+        }
+        if (!wait_until([&] { return settled(k); }, reply_wait(ch, index), options.wait,
+                        options.spin_iterations, deadline)) {
+            return give_up(k, take);
+        }
+        r = collect(k, take);
+        if (r || r.error().code != Errc::would_block) {
+            return r;
+        }
+        return give_up(k, take); // settled() saw no server, but one took it after all
+    }
+};
+
+Caller::Caller(std::unique_ptr<Impl> impl) noexcept : impl_{std::move(impl)} {}
+Caller::Caller(Caller&&) noexcept = default;
+Caller& Caller::operator=(Caller&&) noexcept = default;
+Caller::~Caller() = default;
+
+void EndpointHooks::set_on_detach(Caller& endpoint, std::function<void()> hook) noexcept {
+    endpoint.impl_->on_detach = std::move(hook);
+}
+
+Result<Caller> Caller::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
+    try {
+        auto impl = std::make_unique<Impl>();
+        if (auto opened = attach_entry(*impl, files, Role::publisher, options, true); !opened) {
+            return opened.take_error();
+        }
+        impl->block = &impl->ch.rpc_callers[impl->index];
+        // A predecessor in this entry left its slots free, cancelled (a server still holds
+        // them) or, if it died, repaired by the daemon. Our ids continue its count so that a
+        // server's stale handle can never match one of ours.
+        // relaxed: only this entry's owner writes `calls`; the claim ordered its last write.
+        impl->next_id = atom(impl->block->calls).load(std::memory_order_relaxed);
+        impl->in_flight.assign(static_cast<std::size_t>(impl->ch.geo.slot_count), 0);
+        return Caller{std::move(impl)};
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+void Caller::set_wait_for_server(bool wait) noexcept {
+    impl_->wait_for_server = wait;
+}
+
+namespace {
+auto copy_into(Reply& out) {
+    return [&out](std::span<const std::byte> bytes) -> Result<void> {
+        try {
+            out.data.assign(bytes.begin(), bytes.end());
+            return ok();
+        } catch (const std::bad_alloc&) {
+            return make_error(Errc::no_memory, "out of memory for a reply");
+        }
+    };
+}
+} // namespace
+
+Result<Reply> Caller::call(std::span<const std::byte> request,
+                           std::chrono::nanoseconds timeout) noexcept {
+    auto t = send_request(request);
+    if (!t) {
+        return t.take_error();
+    }
+    return receive_reply(*t, timeout);
+}
+
+Result<std::size_t> Caller::call(std::span<const std::byte> request, std::span<std::byte> reply,
+                                 std::chrono::nanoseconds timeout) noexcept {
+    try {
+        auto t = impl_->send(request);
+        if (!t) {
+            return t.take_error();
+        }
+        std::size_t got = 0;
+        auto r = impl_->wait_for(
+            t->slot, timeout, [&](std::span<const std::byte> bytes) -> Result<void> {
+                if (bytes.size() > reply.size()) {
+                    return make_error(Errc::message_too_large,
+                                      "reply of " + std::to_string(bytes.size()) +
+                                          " bytes, buffer of " + std::to_string(reply.size()));
+                }
+                std::memcpy(reply.data(), bytes.data(), bytes.size());
+                got = bytes.size();
+                return ok();
+            });
+        if (!r) {
+            return r.take_error();
+        }
+        return got;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<Ticket> Caller::send_request(std::span<const std::byte> request) noexcept {
+    try {
+        return impl_->send(request);
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<Reply> Caller::poll(const Ticket& ticket) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        Reply out;
+        out.id = ticket.id;
+        if (auto r = impl_->collect(*k, copy_into(out)); !r) {
+            return r.take_error();
+        }
+        return out;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<Reply> Caller::receive_reply(const Ticket& ticket,
+                                    std::chrono::nanoseconds timeout) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        Reply out;
+        out.id = ticket.id;
+        if (auto r = impl_->wait_for(*k, timeout, copy_into(out)); !r) {
+            return r.take_error();
+        }
+        return out;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<void> Caller::cancel(const Ticket& ticket) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        auto r =
+            impl_->give_up(*k, [](std::span<const std::byte>) -> Result<void> { return ok(); });
+        if (!r && r.error().code == Errc::timed_out) {
+            return ok(); // given up, as asked
+        }
+        return r; // the outcome had come: collected and discarded
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+std::size_t Caller::in_flight() const noexcept {
+    return static_cast<std::size_t>(std::count_if(impl_->in_flight.begin(), impl_->in_flight.end(),
+                                                  [](std::uint64_t id) { return id != 0; }));
+}
+
+const ChannelInfo& Caller::info() const noexcept {
+    return impl_->ch.info;
+}
+std::uint32_t Caller::endpoint_index() const noexcept {
+    return impl_->index;
+}
+
+} // namespace shmbus

@@ -1,0 +1,93 @@
+// Repairs of an rpc channel's call slots when an endpoint leaves or dies (see rpc_calls.hpp).
+//
+// Run by the departing endpoint itself (destructor) or by a third party once the owner is
+// known dead (ChannelSupervisor, in the daemon). Every word is read as untrusted: a phase
+// outside CallPhase is left alone, and each rewrite is a CAS from the exact value read, so
+// a concurrent server or caller and this repair never both win.
+#include "shm/rpc_calls.hpp"
+
+namespace shmbus::detail {
+
+namespace {
+
+/// Rewrites the words of caller `c`'s call slots that `select` picks; returns how many.
+/// The orderings of rewrite_states() are those of rpc_calls.hpp: its acquire load and CAS
+/// pair with the last owner's release ([request], [reply]) and the next owner's acquire
+/// ([reply], [reuse]).
+template <typename Select>
+std::uint64_t rewrite_calls(const AttachedChannel& ch, std::uint32_t c, Select&& select) noexcept {
+    return rewrite_states(
+        ch.geo.slot_count,
+        [&](std::uint64_t k) -> std::uint64_t& {
+            return *call_slot(ch, c, static_cast<std::uint32_t>(k)).state;
+        },
+        select);
+}
+
+} // namespace
+
+std::uint64_t abandon_calls(const AttachedChannel& ch, std::uint32_t caller) noexcept {
+    if (ch.call_states == nullptr || caller >= ch.geo.max_publishers) {
+        return 0;
+    }
+    const std::uint64_t n = rewrite_calls(ch, caller, [](std::uint64_t s, std::uint64_t& out) {
+        switch (call_phase(s)) {
+        case CallPhase::requested:
+        case CallPhase::replied:
+        case CallPhase::failed:
+            out = make_call(call_id(s), CallPhase::free);
+            return true;
+        case CallPhase::taken:
+            out = make_call(call_id(s), CallPhase::cancelled, call_owner(s));
+            return true;
+        default:
+            return false;
+        }
+    });
+    // relaxed: a hint for servers' scans; nothing of this caller is pending any more.
+    atom(ch.rpc_callers[caller].pending).store(0, std::memory_order_relaxed);
+    return n;
+}
+
+std::uint64_t fail_taken_calls(const AttachedChannel& ch, std::uint32_t owner) noexcept {
+    if (ch.call_states == nullptr) {
+        return 0;
+    }
+    std::uint64_t failed = 0;
+    for (std::uint32_t c = 0; c < ch.geo.max_publishers; ++c) {
+        const std::uint64_t n = rewrite_calls(ch, c, [owner](std::uint64_t s, std::uint64_t& out) {
+            out = make_call(call_id(s), CallPhase::failed);
+            return call_owner(s) == owner && call_phase(s) == CallPhase::taken;
+        });
+        // Calls their callers gave up while this server held them: nobody answers them now.
+        (void)rewrite_calls(ch, c, [owner](std::uint64_t s, std::uint64_t& out) {
+            out = make_call(call_id(s), CallPhase::free);
+            return call_owner(s) == owner && call_phase(s) == CallPhase::cancelled;
+        });
+        if (n != 0) {
+            // relaxed: a statistic.
+            atom(ch.rpc_callers[c].failed).fetch_add(n, std::memory_order_relaxed);
+            failed += n;
+            wake_sleepers(reply_wait(ch, c));
+        }
+    }
+    return failed;
+}
+
+void wake_all_callers(const AttachedChannel& ch) noexcept {
+    for (std::uint32_t c = 0; ch.rpc_callers != nullptr && c < ch.geo.max_publishers; ++c) {
+        wake_sleepers(reply_wait(ch, c));
+    }
+}
+
+std::uint64_t calls_in_flight(const AttachedChannel& ch) noexcept {
+    std::uint64_t n = 0;
+    for (std::uint64_t i = 0; ch.call_states != nullptr && i < ch.geo.call_slots(); ++i) {
+        // relaxed: a statistic; nothing is read on the strength of it.
+        const CallPhase p = call_phase(atom_load(ch.call_states[i], std::memory_order_relaxed));
+        n += p == CallPhase::requested || p == CallPhase::taken ? 1 : 0;
+    }
+    return n;
+}
+
+} // namespace shmbus::detail
