@@ -153,15 +153,15 @@ bool BridgeRunner::pause(std::chrono::milliseconds delay) {
 }
 
 std::chrono::milliseconds BridgeRunner::expire_holds(std::chrono::milliseconds cap) {
-    std::vector<std::string> released;
+    std::vector<std::pair<std::string, std::chrono::milliseconds>> released;
     auto next = cap;
     {
         std::lock_guard lock{memory_->mu};
         const auto now = Clock::now();
         for (auto it = memory_->exports.begin(); it != memory_->exports.end();) {
-            const auto due = it->second.since + config_.block_timeout;
+            const auto due = it->second.since + it->second.block_timeout;
             if (now >= due) {
-                released.push_back(it->first);
+                released.emplace_back(it->first, it->second.block_timeout);
                 ++memory_->block_timeouts;
                 it = memory_->exports.erase(it); // closes the subscriber: publishers go on
                 continue;
@@ -170,10 +170,10 @@ std::chrono::milliseconds BridgeRunner::expire_holds(std::chrono::milliseconds c
             ++it;
         }
     }
-    for (const auto& channel : released) {
+    for (const auto& [channel, timeout] : released) {
         emit("bridge '" + config_.name + "': channel '" + channel +
              "' (on_link_down: block): the link stayed down for block_timeout (" +
-             std::to_string(config_.block_timeout.count()) +
+             std::to_string(timeout.count()) +
              " ms); local publishers are no longer held, and the peer will count what it "
              "missed");
     }
@@ -284,7 +284,6 @@ void BridgeRunner::run_session(Link& link) {
     settings.imports = config_.imports;
     settings.window = config_.window;
     settings.memory = memory_;
-    settings.block_timeout = config_.block_timeout;
     settings.log = [this](std::string_view message) { emit(message); };
     BridgeSession session{std::move(settings), params.value(), *client_,
                           link.in_fd(),        link.out_fd(),  std::move(reader)};

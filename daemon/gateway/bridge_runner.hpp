@@ -17,8 +17,8 @@
 // when the link ends, ends and reaps it; how it ended is part of the last error.
 //
 // While the link is down, the runner gives up a `block` export's hold once it is older than
-// block_timeout: the subscriber is closed (local publishers go on), the line is logged and
-// counted, and the peer counts what it missed when the link returns.
+// that export's own block_timeout: the subscriber is closed (local publishers go on), the line
+// is logged and counted, and the peer counts what it missed when the link returns.
 //
 // stop() is prompt in every state: it wakes a backoff wait, an accept (within its slice of
 // 200 ms), a connection attempt (slices of a second, tried again until the handshake
@@ -60,9 +60,6 @@ struct BridgeConfig {
     std::chrono::milliseconds handshake_timeout{10000};
     std::chrono::milliseconds backoff_first{500};
     std::chrono::milliseconds backoff_cap{30000};
-    /// How long an `on_link_down: block` export may hold its local publishers while its link
-    /// is down or its peer gives no credit; then the hold is given up, logged and counted.
-    std::chrono::milliseconds block_timeout{30000};
 };
 
 /// Where a bridge's lines go: the message and the peer it is about. Called from the bridge's
@@ -137,8 +134,8 @@ private:
     std::mutex peer_mu_;               ///< a leaf: held only to copy peer_
     std::string peer_;                 ///< the peer in log lines
     std::optional<TcpListener> listener_;
-    /// Gives up the `block` holds older than block_timeout (the bridge's thread); how long
-    /// until the next one would be due, at most `cap`.
+    /// Gives up the `block` holds older than their own block_timeout (the bridge's thread); how
+    /// long until the next one would be due, at most `cap`.
     std::chrono::milliseconds expire_holds(std::chrono::milliseconds cap);
 
     std::optional<Client> client_;   ///< the bridge's thread only; outlives memory_'s holds

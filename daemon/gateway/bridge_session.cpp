@@ -59,6 +59,7 @@ struct ExportStream {
     bool copy_out{false};  ///< drop policy: copy, release, then send (never send a torn slot)
     bool positions{false}; ///< broadcast: sequences are the channel's positions + 1
     bool keep{false};      ///< on_link_down: block (broadcast only)
+    std::chrono::milliseconds block_timeout{kDefaultBlockTimeout}; ///< keep: its rule's
     std::uint64_t slot_size{0};
 
     std::mutex mu;
@@ -208,9 +209,10 @@ struct BridgeSession::Impl {
     }
 
     /// Opens `local_name` (or takes back the subscriber a `block` export kept) and offers it
-    /// to the peer as `wire_name` (the run() thread).
+    /// to the peer as `wire_name`, under export `rule` (the run() thread).
     void offer(const std::string& local_name, const std::string& wire_name, std::uint32_t request,
-               LinkDownPolicy on_link_down) {
+               const ChannelRule& rule) {
+        const LinkDownPolicy on_link_down = rule.on_link_down;
         EndpointOptions options;
         options.wait = WaitMode::adaptive;
         std::optional<KeptExport> kept = take_kept(local_name);
@@ -232,6 +234,7 @@ struct BridgeSession::Impl {
         s->copy_out = info.kind == ChannelKind::broadcast && info.overflow == Overflow::drop;
         s->positions = info.kind == ChannelKind::broadcast;
         s->keep = s->positions && on_link_down == LinkDownPolicy::block;
+        s->block_timeout = rule.block_timeout;
         if (kept) {
             s->unconfirmed = std::move(kept->unconfirmed);
             log("channel '" + local_name + "' resumes from where the last link left it (" +
@@ -272,12 +275,12 @@ struct BridgeSession::Impl {
         auto ready = [&] { return s.credits > 0 || s.closed || stopping.load(); };
         if (!s.keep) {
             s.cv.wait(lock, ready);
-        } else if (!s.cv.wait_for(lock, settings.block_timeout, ready)) {
+        } else if (!s.cv.wait_for(lock, s.block_timeout, ready)) {
             s.gave_up = true;
             lock.unlock();
             const std::string why =
                 "channel '" + s.local_name + "' (on_link_down: block): the peer gave no credit " +
-                "for block_timeout (" + std::to_string(settings.block_timeout.count()) +
+                "for block_timeout (" + std::to_string(s.block_timeout.count()) +
                 " ms); the link is dropped so that local publishers are not held up";
             log(why);
             if (settings.memory) {
@@ -632,8 +635,8 @@ struct BridgeSession::Impl {
         for (auto& [id, s] : exports) {
             if (s->keep && !s->gave_up && !s->closed && s->subscriber) {
                 settings.memory->exports.insert_or_assign(
-                    s->local_name,
-                    KeptExport{std::move(*s->subscriber), std::move(s->unconfirmed), Clock::now()});
+                    s->local_name, KeptExport{std::move(*s->subscriber), std::move(s->unconfirmed),
+                                              Clock::now(), s->block_timeout});
                 s->subscriber.reset();
             }
         }
@@ -831,7 +834,7 @@ struct BridgeSession::Impl {
             } else {
                 for (const auto& c : channels.value()) {
                     if (auto m = first_match(settings.exports, c.info.name)) {
-                        offer(c.info.name, m->mapped, 0, m->rule->on_link_down);
+                        offer(c.info.name, m->mapped, 0, *m->rule);
                     }
                 }
             }
@@ -854,7 +857,7 @@ struct BridgeSession::Impl {
             for (const auto& c : channels.value()) {
                 auto m = first_match(settings.exports, c.info.name);
                 if (m && glob_match(w.pattern, m->mapped)) {
-                    offer(c.info.name, m->mapped, w.request, m->rule->on_link_down);
+                    offer(c.info.name, m->mapped, w.request, *m->rule);
                     ++offered;
                 }
             }

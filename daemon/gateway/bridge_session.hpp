@@ -40,9 +40,9 @@
 // when the peer grants, sends again what the peer has not published (from the grant's
 // resume_sequence, or all of it to a peer that remembers nothing), then goes on from the
 // subscriber's cursor, which held the local publishers meanwhile: nothing is lost. A peer
-// that gives no credit for block_timeout ends the link, with a log line and a count, rather
-// than hold the local publishers for ever; the runner likewise gives the hold up after
-// block_timeout with the link down.
+// that gives no credit for the export's block_timeout (each export rule has its own) ends the
+// link, with a log line and a count, rather than hold the local publishers for ever; the
+// runner likewise gives each hold up after its own block_timeout with the link down.
 //
 // Failure policy: a malformed or unexpected frame ends the link with a goodbye naming the
 // frame and the reason; a refused stream is logged on both ends and the others continue.
@@ -89,7 +89,8 @@ struct SentMessage {
 struct KeptExport {
     Subscriber subscriber;
     std::deque<SentMessage> unconfirmed;
-    std::chrono::steady_clock::time_point since; ///< when its link ended
+    std::chrono::steady_clock::time_point since;                   ///< when its link ended
+    std::chrono::milliseconds block_timeout{kDefaultBlockTimeout}; ///< its rule's: the hold's limit
 };
 
 /// What a bridge remembers of its streams from one link to the next. Owned by its runner
@@ -109,9 +110,6 @@ struct SessionSettings {
     std::uint32_t window{256}; ///< credits an importing stream grants (messages in flight)
     std::chrono::milliseconds ping_after_idle{1000};     ///< a ping when nothing was sent for this
     std::chrono::milliseconds dead_after_silence{10000}; ///< link dead if nothing arrives
-    /// How long a `block` export may hold its local publishers: with its link down (the
-    /// runner's rule), or with the link up and the peer giving no credit (the session's).
-    std::chrono::milliseconds block_timeout{30000};
     /// Kept from link to link by the runner; none = every link starts afresh.
     std::shared_ptr<StreamMemory> memory;
     /// Where the session's lines go (one per state change: a stream granted or refused, the

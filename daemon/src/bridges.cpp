@@ -3,7 +3,6 @@
 
 #include "logging.hpp"
 
-#include <algorithm>
 #include <system_error>
 #include <unistd.h>
 
@@ -28,17 +27,7 @@ gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge) {
     c.address = bridge.address;
     c.secret = bridge.secret;
     c.exports = bridge.exports;
-    c.imports = bridge.imports;
-    // The gateway keeps one block_timeout per bridge: the shortest of its `block` exports',
-    // so that no export holds its publishers longer than it asked.
-    bool any_block = false;
-    for (const gateway::ChannelRule& rule : bridge.exports) {
-        if (rule.on_link_down == gateway::LinkDownPolicy::block) {
-            c.block_timeout =
-                any_block ? std::min(c.block_timeout, rule.block_timeout) : rule.block_timeout;
-            any_block = true;
-        }
-    }
+    c.imports = bridge.imports; // each export rule carries its own block_timeout
     return c;
 }
 

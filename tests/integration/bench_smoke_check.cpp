@@ -1,9 +1,9 @@
 // Checks the shape of a shmbus-bench JSON report (the bench_smoke test): every key the
 // documentation promises is there with the right type, null exactly where a metric does
 // not apply to the row's test, at least one configuration ran, every test of the tiny
-// suite (the control plane's included) has its row, and the latency targets carry their
-// raw-ring ratio. Timings are not judged: a benchmark is
-// never a timed test.
+// suite (the control plane's included) has its row, the gateway's rows (two daemons joined by
+// a bridge) are there, and the latency targets carry their raw-ring ratio. Timings are not
+// judged: a benchmark is never a timed test.
 //
 // Usage: bench_smoke_check REPORT.json. Prints every problem found; exit status 1 if any.
 
@@ -67,7 +67,7 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     }
     c.require(one_of(row.value("transport", json{}),
                      {"shmbus", "shmbus-c", "fifo", "uds-stream", "uds-seqpacket", "tcp",
-                      "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd"}),
+                      "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd", "bridge"}),
               at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});
     c.require(kind.is_null() ||
@@ -76,6 +76,9 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     const json wait = row.value("wait", json{"missing"});
     c.require(wait.is_null() || one_of(wait, {"spin", "adaptive", "futex"}),
               at + ".wait is neither null nor a known wait mode");
+    const json load = row.value("bridge_load", json{"missing"});
+    c.require(load.is_null() || one_of(load, {"idle", "streaming"}),
+              at + ".bridge_load is neither null nor a known load");
     const json test = row.value("test", json{});
     c.require(one_of(test, {"latency", "throughput", "bandwidth", "control-open", "daemon-rss",
                             "daemon-idle-cpu"}),
@@ -84,12 +87,13 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         c.require(row.contains(key) && row[key].is_number_unsigned(),
                   at + "." + key + " is not an unsigned integer");
     }
-    const bool control = row.value("transport", json{}) == "shmbusd";
+    const bool control = one_of(test, {"control-open", "daemon-rss", "daemon-idle-cpu"});
     for (const char* key : {"channels", "clients"}) {
         const json v = row.value(key, json{"missing"});
         c.require(control ? v.is_number_unsigned() : v.is_null(),
                   at + "." + key +
-                      (control ? " is not an unsigned integer" : " is not null outside shmbusd"));
+                      (control ? " is not an unsigned integer"
+                               : " is not null outside the control-plane tests"));
     }
     const json status = row.value("status", json{});
     c.require(one_of(status, {"ok", "failed", "skipped"}), at + ".status is unknown");
@@ -130,6 +134,11 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     }
     // Measured only where a run is pinned to two cores or more: present, but may be null.
     check_metric("line_rtt_ns", std::nullopt);
+    // The bridge daemons' CPU: on the bridge's stream rows only.
+    const bool bridge_stream = stream && row.value("transport", json{}) == "bridge";
+    for (const char* key : {"bridge_out_cpu_ns_per_msg", "bridge_in_cpu_ns_per_msg"}) {
+        check_metric(key, bridge_stream ? std::nullopt : std::optional<bool>{false});
+    }
     const json details = row.value("run_details", json{});
     c.require(details.is_array(), at + ".run_details is not an array");
     for (std::size_t i = 0; details.is_array() && i < details.size(); ++i) {
@@ -194,6 +203,11 @@ int main(int argc, char** argv) {
             }
             c.require(found, std::string{"no row of test "} + t);
         }
+        bool bridged = false;
+        for (std::size_t i = 0; results.is_array() && i < results.size(); ++i) {
+            bridged = bridged || results[i].value("transport", json{}) == "bridge";
+        }
+        c.require(bridged, "no row of transport bridge (two daemons joined by a bridge)");
         const json targets = doc.value("targets", json{});
         c.require(targets.is_array(), "targets is missing");
         bool floor_given = false;

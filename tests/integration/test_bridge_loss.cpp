@@ -8,8 +8,9 @@
 //   ground's daemon was killed with SIGKILL and restarted meanwhile; what the ground's
 //   bridge had received but not published when it went down is sent again (a restarted peer
 //   remembers nothing, so a message may come twice, but none is skipped or reordered);
-// - a `block` hold older than block_timeout is given up, logged and counted, and the local
-//   publishers go on past the channel's depth.
+// - a `block` hold older than its export's block_timeout is given up, logged and counted, and
+//   the local publishers go on past the channel's depth, while another export of the same
+//   bridge, with a longer block_timeout, keeps holding its publishers.
 #include "bridge_test.hpp"
 #include "daemon_process.hpp"
 #include "log_lines.hpp"
@@ -42,10 +43,9 @@ BridgeConfig robot_bridge(std::uint16_t port, LinkDownPolicy policy) {
     c.name = "to-ground";
     c.address = parse_link("tcp://127.0.0.1:" + std::to_string(port)).value();
     c.secret = "robot and ground share this";
-    c.exports = {{"telemetry", "robot1/telemetry", policy}};
+    c.exports = {{"telemetry", "robot1/telemetry", policy, 10min}};
     c.backoff_first = 50ms;
     c.backoff_cap = 200ms;
-    c.block_timeout = 10min;
     return c;
 }
 
@@ -281,31 +281,50 @@ TEST_CASE("block: what the remote bridge received but had not published is sent 
                        std::to_string(kWindow) + " messages to send again"));
 }
 
-TEST_CASE("block: a hold older than block_timeout is given up, logged and counted") {
-    DaemonProcess robot{kRobot};
-    DaemonProcess ground{kGround};
+TEST_CASE("block: a hold older than its export's block_timeout is given up, logged and "
+          "counted, while another export of the bridge holds for its own") {
+    DaemonProcess robot{channels_yaml({bridged("telemetry"), bridged("camera")})};
+    DaemonProcess ground{channels_yaml({bridged("robot1/telemetry"), bridged("robot1/camera")})};
     REQUIRE(robot.start());
     REQUIRE(ground.start());
     LogLines log;
     auto listener = start_ground(ground, 0, 0x2002, log);
     auto config = robot_bridge(listener->status().listening_port, LinkDownPolicy::block);
-    config.block_timeout = 200ms;
+    config.exports = {{"telemetry", "robot1/telemetry", LinkDownPolicy::block, 200ms},
+                      {"camera", "robot1/camera", LinkDownPolicy::block, 10min}};
     BridgeRunner connector{config, options_for(robot), "robot1", 0x1001, log.sink()};
     connector.start();
-    REQUIRE(wait_until([&] { return exporting(connector); }));
+    REQUIRE(wait_until([&] {
+        const auto s = connector.status();
+        std::size_t granted = 0;
+        for (const auto& st : s.session.streams) {
+            granted += st.exporting && st.credits > 0 ? 1 : 0;
+        }
+        return s.state == BridgeState::connected && granted == 2;
+    }));
     auto robot_app = Client::connect(options_for(robot));
     REQUIRE(robot_app.has_value());
-    auto pub = robot_app.value().open_publisher("telemetry");
-    REQUIRE(pub.has_value());
+    auto telemetry = robot_app.value().open_publisher("telemetry");
+    REQUIRE(telemetry.has_value());
+    auto camera = robot_app.value().open_publisher("camera");
+    REQUIRE(camera.has_value());
 
     listener.reset(); // the link goes down and stays down
     REQUIRE(log.wait_for("bridge 'to-ground': channel 'telemetry' (on_link_down: block): the "
                          "link stayed down for block_timeout (200 ms)"));
     CHECK(connector.status().block_timeouts == 1);
-    // Nothing holds the robot's publisher any more: far past the channel's depth of 64.
+    // telemetry's hold is given up: its publisher goes far past the channel's depth of 64.
     std::vector<std::byte> buf(128);
     for (std::uint64_t id = 0; id < 500; ++id) {
         stamp(buf, id);
-        REQUIRE(pub.value().try_send(buf).has_value());
+        REQUIRE(telemetry.value().try_send(buf).has_value());
     }
+    // camera's hold stands: its publisher fills the depth of 64, and no further.
+    for (std::uint64_t id = 0; id < 64; ++id) {
+        stamp(buf, id);
+        REQUIRE(camera.value().try_send(buf).has_value());
+    }
+    CHECK(camera.value().try_send(buf).code() == Errc::would_block);
+    CHECK(connector.status().block_timeouts == 1);
+    CHECK_FALSE(log.contains("channel 'camera' (on_link_down: block): the link stayed down"));
 }

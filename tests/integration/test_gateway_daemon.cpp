@@ -3,6 +3,7 @@
 // Each test drives the daemons as an operator would — their configuration, SIGKILL and
 // restart, reload — and watches them through the control protocol (list_bridges) and
 // `shmbusctl bridges --json`, and reads their logs for the lines an operator would look for.
+#include "bridge_daemons.hpp"
 #include "daemon_process.hpp"
 #include "shmbusctl_process.hpp"
 #include "test_support.hpp"
@@ -31,90 +32,6 @@ std::string broadcast(const std::string& name) {
     return "  - {name: " + name +
            ", kind: broadcast, slot_size: 128, slot_count: 64, overflow: block, "
            "max_publishers: 2, max_subscribers: 4}\n";
-}
-
-/// A shared secret, mode 0600, as both ends' secret_file.
-std::string make_secret(const TempDir& dir) {
-    const auto path = dir.path() / "bridge.key";
-    {
-        std::ofstream out(path);
-        out << "a secret both test daemons share, long enough";
-    }
-    REQUIRE(::chmod(path.c_str(), 0600) == 0);
-    return path.native();
-}
-
-ClientOptions options_for(const DaemonProcess& d) {
-    ClientOptions o;
-    o.socket_path = d.socket_path().native();
-    o.client_name = "test";
-    return o;
-}
-
-std::optional<BridgeSummary> bridge_of(const DaemonProcess& d, const std::string& name) {
-    auto c = Client::connect(options_for(d));
-    if (!c) {
-        return std::nullopt;
-    }
-    auto list = c.value().list_bridges();
-    if (!list) {
-        return std::nullopt;
-    }
-    for (auto& b : list.value()) {
-        if (b.name == name) {
-            return b;
-        }
-    }
-    return std::nullopt;
-}
-
-/// Waits until bridge `name` of `d` is connected with `streams` streams, every exporting
-/// one granted credits (so a message published now is sent).
-bool wait_streaming(const DaemonProcess& d, const std::string& name, std::size_t streams) {
-    return wait_until([&] {
-        auto b = bridge_of(d, name);
-        if (!b || b->state != "connected" || b->streams.size() != streams) {
-            return false;
-        }
-        for (const auto& s : b->streams) {
-            if (s.exporting && s.credits == 0) {
-                return false;
-            }
-        }
-        return true;
-    });
-}
-
-std::uint16_t listening_port(const DaemonProcess& d, const std::string& name) {
-    std::uint16_t port = 0;
-    REQUIRE(wait_until([&] {
-        auto b = bridge_of(d, name);
-        port = b ? b->listening_port : 0;
-        return port != 0;
-    }));
-    return port;
-}
-
-/// Sends `count` stamped messages on `channel` of `from` and checks each arrives, in order,
-/// on `into` of `to`.
-void check_flow(const DaemonProcess& from, const std::string& channel, const DaemonProcess& to,
-                const std::string& into, std::uint64_t count) {
-    auto receiver = Client::connect(options_for(to));
-    REQUIRE(receiver.has_value());
-    auto sub = receiver.value().open_subscriber(into);
-    REQUIRE(sub.has_value());
-    auto sender = Client::connect(options_for(from));
-    REQUIRE(sender.has_value());
-    auto pub = sender.value().open_publisher(channel);
-    REQUIRE(pub.has_value());
-    std::vector<std::byte> buf(128);
-    for (std::uint64_t id = 0; id < count; ++id) {
-        stamp(buf, id);
-        REQUIRE(pub.value().send(buf, 60s).has_value());
-        auto r = sub.value().receive_copy(buf, 60s);
-        REQUIRE(r.has_value());
-        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
-    }
 }
 
 /// A daemon whose stderr is kept, so its log can be read.

@@ -24,13 +24,6 @@ constexpr std::size_t kOpenWarmup = 20;
 constexpr std::chrono::seconds kSetupAllowance{60};
 constexpr double kNsPerS = 1e9;
 
-shmbus::ClientOptions client_options(const std::string& socket) {
-    shmbus::ClientOptions o;
-    o.socket_path = socket;
-    o.client_name = "shmbus-bench";
-    return o;
-}
-
 /// connect, hello, open, descriptors received, mapped; then close and disconnect. Returns
 /// an error sentence, or empty.
 std::string open_cycle(const shmbus::ClientOptions& options, const std::string& channel) {
@@ -43,42 +36,6 @@ std::string open_cycle(const shmbus::ClientOptions& options, const std::string& 
         return "open_subscriber " + channel + ": " + sub.error().message();
     }
     return {}; // the Subscriber, then the Client, close here
-}
-
-Report run_opener(const shmbus::ClientOptions& options, const std::string& channel, StartGate& gate,
-                  const RunSettings& settings) {
-    Report r;
-    r.role = Report::Role::opener;
-    for (std::size_t i = 0; i < kOpenWarmup; ++i) {
-        if (std::string e = open_cycle(options, channel); !e.empty()) {
-            r.error = e;
-            return r;
-        }
-    }
-    r.samples.reserve(std::min<std::size_t>(settings.max_samples, 1U << 16));
-    gate.wait();
-    const std::int64_t cpu0 = cpu_time_ns();
-    r.t_start_ns = now_ns();
-    const std::int64_t deadline = r.t_start_ns + settings.duration.count();
-    for (;;) {
-        const std::int64_t t0 = now_ns();
-        if (std::string e = open_cycle(options, channel); !e.empty()) {
-            r.error = e;
-            break;
-        }
-        const std::int64_t t1 = now_ns();
-        ++r.messages;
-        if (r.samples.size() < settings.max_samples) {
-            r.samples.push_back(static_cast<std::uint32_t>(
-                std::clamp<std::int64_t>(t1 - t0, 0, std::int64_t{UINT32_MAX})));
-        }
-        if (t1 >= deadline) {
-            break;
-        }
-    }
-    r.t_end_ns = now_ns();
-    r.cpu_ns = cpu_time_ns() - cpu0;
-    return r;
 }
 
 /// Connects clients [first, first + count) and opens one endpoint on each, holds them
@@ -218,6 +175,49 @@ RunResult run_footprint(const Scenario& s, const RunSettings& settings,
 }
 
 } // namespace
+
+shmbus::ClientOptions client_options(const std::string& socket) {
+    shmbus::ClientOptions o;
+    o.socket_path = socket;
+    o.client_name = "shmbus-bench";
+    return o;
+}
+
+Report run_opener(const shmbus::ClientOptions& options, const std::string& channel, StartGate& gate,
+                  const RunSettings& settings) {
+    Report r;
+    r.role = Report::Role::opener;
+    for (std::size_t i = 0; i < kOpenWarmup; ++i) {
+        if (std::string e = open_cycle(options, channel); !e.empty()) {
+            r.error = e;
+            return r;
+        }
+    }
+    r.samples.reserve(std::min<std::size_t>(settings.max_samples, 1U << 16));
+    gate.wait();
+    const std::int64_t cpu0 = cpu_time_ns();
+    r.t_start_ns = now_ns();
+    const std::int64_t deadline = r.t_start_ns + settings.duration.count();
+    for (;;) {
+        const std::int64_t t0 = now_ns();
+        if (std::string e = open_cycle(options, channel); !e.empty()) {
+            r.error = e;
+            break;
+        }
+        const std::int64_t t1 = now_ns();
+        ++r.messages;
+        if (r.samples.size() < settings.max_samples) {
+            r.samples.push_back(static_cast<std::uint32_t>(
+                std::clamp<std::int64_t>(t1 - t0, 0, std::int64_t{UINT32_MAX})));
+        }
+        if (t1 >= deadline) {
+            break;
+        }
+    }
+    r.t_end_ns = now_ns();
+    r.cpu_ns = cpu_time_ns() - cpu0;
+    return r;
+}
 
 RunResult reduce_opens(std::vector<Report>& reports, std::optional<std::int64_t> daemon_cpu_ns) {
     RunResult r;

@@ -29,8 +29,11 @@
 #include "stats.hpp"
 #include "team.hpp"
 
+#include <shmbus/client.hpp>
+
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace bench {
@@ -38,8 +41,16 @@ namespace bench {
 /// Runs control-plane scenario `s` once against a shmbusd started for it.
 [[nodiscard]] RunResult run_control_plane(const Scenario& s, const RunSettings& settings);
 
-/// The control-open figures from the openers' `reports` (samples are moved out) and the
-/// daemon's CPU time over the measured part, if known.
+/// How the benchmark's clients reach the daemon listening on `socket`.
+[[nodiscard]] shmbus::ClientOptions client_options(const std::string& socket);
+
+/// One opener of the control-open test (a Team child's body): opens and closes a subscriber
+/// of `channel` in a loop for the run's duration, one sample per cycle.
+[[nodiscard]] Report run_opener(const shmbus::ClientOptions& options, const std::string& channel,
+                                StartGate& gate, const RunSettings& settings);
+
+/// The control-open figures from the openers' `reports` (samples are moved out; other roles'
+/// reports are left alone) and the daemon's CPU time over the measured part, if known.
 [[nodiscard]] RunResult reduce_opens(std::vector<Report>& reports,
                                      std::optional<std::int64_t> daemon_cpu_ns);
 

@@ -127,7 +127,8 @@ int run(int argc, char** argv) {
     app.add_option(
            "--transport", transports,
            "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
-           "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read")
+           "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read, "
+           "bridge (two shmbusd joined by a bridge over TCP loopback)")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "
@@ -150,8 +151,8 @@ int run(int argc, char** argv) {
     app.add_option("--markdown", markdown_path, "Write the results as Markdown tables");
     app.add_option("--plot-data", plot_dir, "Write gnuplot data files into this directory");
     app.add_option("--shmbusd", shmbusd_path,
-                   "The shmbusd the control-plane tests start (default: the one built with "
-                   "shmbus-bench, else shmbusd on PATH)");
+                   "The shmbusd the control-plane and bridge tests start (default: the one "
+                   "built with shmbus-bench, else shmbusd on PATH)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -205,7 +206,7 @@ int run(int argc, char** argv) {
         for (const Scenario& s : plan) {
             const auto skip = skip_reason(s, info.machine.usable_cores, have_shmbusd);
             std::cout << s.label() << ' ' << to_string(s.test) << ' ' << format_size(s.msg_size);
-            if (s.control_plane()) {
+            if (s.control_test()) {
                 std::cout << " channels " << s.channels << " clients " << s.clients;
             } else {
                 std::cout << " batch " << s.batch << " subs " << s.subscribers;

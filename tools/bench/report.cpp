@@ -107,6 +107,29 @@ Table stream_table(const std::vector<Summary>& all, Test test) {
     return t;
 }
 
+/// Where a message's CPU goes on its way through a bridge: the publishing client, the
+/// exporting daemon, the importing daemon, the subscribing client.
+Table bridge_cpu_table(const std::vector<Summary>& all) {
+    Table t{"Through the bridge: CPU per message (median of runs)",
+            {"transport", "test", "size", "batch", "msgs/s", "cpu publisher", "cpu bridge out",
+             "cpu bridge in", "cpu subscriber"},
+            {}};
+    for (const Summary& s : all) {
+        const Scenario& sc = s.scenario;
+        if (s.skipped || sc.transport != Transport::bridge || sc.load != Load::none ||
+            sc.test == Test::latency || s.good_runs() == 0) {
+            continue;
+        }
+        t.rows.push_back({sc.label(), std::string{to_string(sc.test)}, size_cell(sc),
+                          std::to_string(sc.batch), format_median(s.msgs_per_s, Unit::rate),
+                          format_median(s.cpu_send_ns_per_msg, Unit::ns),
+                          format_median(s.bridge_out_cpu_ns_per_msg, Unit::ns),
+                          format_median(s.bridge_in_cpu_ns_per_msg, Unit::ns),
+                          format_median(s.cpu_recv_ns_per_msg, Unit::ns)});
+    }
+    return t;
+}
+
 /// A table of the control-plane rows of `test`: label, channels, clients, then the figure
 /// cells `cells(summary)` gives, one per header entry after the third.
 template <typename Cells>
@@ -183,6 +206,7 @@ std::vector<Table> all_tables(const std::vector<Summary>& summaries) {
     return {latency_table(summaries),
             stream_table(summaries, Test::throughput),
             stream_table(summaries, Test::bandwidth),
+            bridge_cpu_table(summaries),
             opens_table(summaries),
             memory_table(summaries),
             idle_table(summaries)};
@@ -204,7 +228,7 @@ std::vector<std::string> notes(const std::vector<Summary>& all) {
         const Scenario& sc = s.scenario;
         const std::string what =
             sc.label() + " " + std::string{to_string(sc.test)} + " " +
-            (sc.control_plane()
+            (sc.control_test()
                  ? "channels " + std::to_string(sc.channels) + " clients " +
                        std::to_string(sc.clients)
                  : size_cell(sc) + " batch " + std::to_string(sc.batch) + " subs " + subs_cell(sc));
@@ -444,6 +468,7 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         row["transport"] = std::string{to_string(sc.transport)};
         row["kind"] = name_or_null(to_string(sc.kind));
         row["wait"] = name_or_null(to_string(sc.wait));
+        row["bridge_load"] = name_or_null(to_string(sc.load));
         row["test"] = std::string{to_string(sc.test)};
         row["msg_size"] = sc.msg_size;
         row["batch"] = sc.batch;
@@ -467,9 +492,11 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         put_metric(row, "cpu_send_ns_per_msg", s.cpu_send_ns_per_msg);
         put_metric(row, "cpu_recv_ns_per_msg", s.cpu_recv_ns_per_msg);
         put_metric(row, "min_sub_msgs_per_s", s.min_sub_msgs_per_s);
+        put_metric(row, "bridge_out_cpu_ns_per_msg", s.bridge_out_cpu_ns_per_msg);
+        put_metric(row, "bridge_in_cpu_ns_per_msg", s.bridge_in_cpu_ns_per_msg);
         put_count(row, "lost", s.lost);
         const auto control_count = [&](std::uint32_t n) {
-            return sc.control_plane() ? nlohmann::ordered_json(n) : nlohmann::ordered_json(nullptr);
+            return sc.control_test() ? nlohmann::ordered_json(n) : nlohmann::ordered_json(nullptr);
         };
         row["channels"] = control_count(sc.channels);
         row["clients"] = control_count(sc.clients);

@@ -3,6 +3,7 @@
 #include "runner.hpp"
 
 #include "baselines.hpp"
+#include "bridge_transport.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
 #include "shared_state.hpp"
@@ -115,6 +116,9 @@ RunResult reduce_reports(const Scenario& s, std::vector<Report>& reports) {
 RunResult run_once(const Scenario& s, const RunSettings& settings) {
     if (s.control_plane()) {
         return run_control_plane(s, settings);
+    }
+    if (s.transport == Transport::bridge) {
+        return run_bridge(s, settings);
     }
     // Every run with a second core in it: how far apart the cores are right now.
     const std::optional<double> line_rtt = s.solo() ? std::nullopt : measure_line_rtt(settings);

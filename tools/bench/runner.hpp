@@ -9,7 +9,8 @@
 //   cpu          getrusage(RUSAGE_SELF) of each process over its measured part: writers'
 //                CPU per message sent plus readers' CPU per message received;
 //   lost         messages sent times readers per message, minus messages received.
-// The control-plane tests (transport shmbusd) have their own runner: control_plane.hpp.
+// The control-plane tests (transport shmbusd) have their own runner: control_plane.hpp; so
+// have the rows of two daemons joined by a bridge (transport bridge): bridge_transport.hpp.
 // A run whose checksum found corrupted messages fails: speed over wrong data means nothing.
 #pragma once
 

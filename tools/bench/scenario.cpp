@@ -24,6 +24,7 @@ constexpr std::array kTransportNames{
     std::pair{Transport::shmbusd, "shmbusd"},
     std::pair{Transport::blackboard_read, "blackboard-read"},
     std::pair{Transport::local_read, "local-read"},
+    std::pair{Transport::bridge, "bridge"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -42,6 +43,12 @@ constexpr std::array kTestNames{
     std::pair{Test::latency, "latency"},       std::pair{Test::throughput, "throughput"},
     std::pair{Test::bandwidth, "bandwidth"},   std::pair{Test::control_open, "control-open"},
     std::pair{Test::daemon_rss, "daemon-rss"}, std::pair{Test::daemon_idle_cpu, "daemon-idle-cpu"},
+};
+
+constexpr std::array kLoadNames{
+    std::pair{Load::none, ""},
+    std::pair{Load::idle, "idle"},
+    std::pair{Load::streaming, "streaming"},
 };
 
 template <typename E, std::size_t N>
@@ -116,6 +123,43 @@ Scenario state_read(bool local, std::uint64_t size) {
                     1};
 }
 
+/// Through the gateway: a publisher on one daemon, a subscriber on the other, the two
+/// daemons joined by a bridge over TCP loopback; broadcast channels with the block policy at
+/// both ends, so nothing is lost on the way.
+Scenario bridged(Test test, std::uint64_t size, std::uint32_t batch = 1) {
+    return Scenario{
+        Transport::bridge, Kind::broadcast_block, Wait::adaptive, test, size, batch, 1, 1};
+}
+
+/// The gateway's isolation, on the exporting daemon while its bridge is idle or streams at
+/// full rate: channel opens (control-open, one opener), or a local ping-pong whose ping
+/// channel the bridge exports (latency, 128 B).
+Scenario bridge_isolation(Test test, Load load) {
+    Scenario s = bridged(test, 128);
+    s.load = load;
+    if (test == Test::control_open) {
+        s.kind = Kind::none;
+        s.wait = Wait::none;
+        s.channels = kBridgeChannels;
+        s.clients = 1;
+    }
+    return s;
+}
+
+/// Every bridge row: the figures (128 B latency, 128 B at 1 and 64 per publish,
+/// 64 KiB), then the isolation pairs.
+void add_bridge_rows(std::vector<Scenario>& v) {
+    v.push_back(bridged(Test::latency, 128));
+    for (std::uint32_t batch : {1U, 64U}) {
+        v.push_back(bridged(Test::throughput, 128, batch));
+    }
+    v.push_back(bridged(Test::bandwidth, 64 * kKiB));
+    for (Load load : {Load::idle, Load::streaming}) {
+        v.push_back(bridge_isolation(Test::control_open, load));
+        v.push_back(bridge_isolation(Test::latency, load));
+    }
+}
+
 // The channels of the control-plane tests have 1 KiB slots (the configuration's default).
 constexpr std::uint64_t kControlSlotSize = kKiB;
 
@@ -156,6 +200,8 @@ std::vector<Scenario> tiny_suite() {
         raw_ring(Test::throughput, 128, 1),
         shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB),
         memcpy_calibration(64 * kKiB),
+        bridged(Test::latency, 128),
+        bridged(Test::throughput, 128, 64),
         control_open(1, 1),
         daemon_footprint(Test::daemon_rss, 4, 8),
         daemon_footprint(Test::daemon_idle_cpu, 4, 8),
@@ -190,8 +236,10 @@ std::vector<Scenario> quick_suite() {
     }
     v.push_back(shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB));
     v.push_back(raw_ring(Test::bandwidth, 64 * kKiB));
+    v.push_back(base(Transport::tcp, Test::bandwidth, 64 * kKiB)); // beside the bridge's
     v.push_back(memcpy_calibration(64 * kKiB));
     v.push_back(memcpy_calibration(64 * kMiB));
+    add_bridge_rows(v);
     v.push_back(state_read(false, 64));
     v.push_back(state_read(true, 64));
     v.push_back(control_open(1, 1));
@@ -270,6 +318,9 @@ std::vector<Scenario> full_suite() {
     }
     v.push_back(memcpy_calibration(64 * kMiB));
 
+    // The gateway, beside the tcp rows above.
+    add_bridge_rows(v);
+
     // The control plane: one opener, several at once, and one against a fuller daemon.
     for (std::uint32_t openers : {1U, 2U, 4U}) {
         v.push_back(control_open(1, openers));
@@ -299,6 +350,9 @@ std::string_view to_string(Wait w) noexcept {
 std::string_view to_string(Test t) noexcept {
     return name_of(kTestNames, t);
 }
+std::string_view to_string(Load l) noexcept {
+    return name_of(kLoadNames, l);
+}
 
 std::optional<Transport> transport_from_string(std::string_view s) noexcept {
     return value_of(kTransportNames, s);
@@ -314,6 +368,15 @@ std::optional<Test> test_from_string(std::string_view s) noexcept {
 }
 
 std::string Scenario::label() const {
+    if (transport == Transport::bridge && load != Load::none) {
+        // Measured on the exporting daemon, beside its bridge, not through it.
+        const std::string beside = ", bridge " + std::string{to_string(load)};
+        if (test == Test::control_open) {
+            return "shmbusd" + beside;
+        }
+        return "shmbus " + std::string{to_string(kind)} + " " + std::string{to_string(wait)} +
+               ", exported" + beside;
+    }
     std::string s{to_string(transport)};
     if (kind != Kind::none) {
         s += ' ';
@@ -337,6 +400,10 @@ std::uint32_t Scenario::processes() const noexcept {
             return clients;
         }
         return (clients + kClientsPerHolder - 1) / kClientsPerHolder;
+    case Transport::bridge: {
+        const std::uint32_t streaming = load == Load::streaming ? 2 : 0; // its sender, receiver
+        return (test == Test::control_open ? clients : 2) + streaming;
+    }
     case Transport::shmbus:
         if (test == Test::latency && kind == Kind::queue_mpmc) {
             return 4; // two pingers, two pongers
@@ -384,7 +451,9 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
 }
 
 std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd) {
-    if ((s.control_plane() || s.transport == Transport::shmbus_c) && !have_shmbusd) {
+    if ((s.control_plane() || s.transport == Transport::shmbus_c ||
+         s.transport == Transport::bridge) &&
+        !have_shmbusd) {
         return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
     }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;

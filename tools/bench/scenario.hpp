@@ -34,7 +34,13 @@ enum class Transport {
     shmbusd,         ///< the control plane: a real shmbusd started for the run
     blackboard_read, ///< an uncontended consistent read of one blackboard element
     local_read,      ///< baseline of blackboard_read: a plain read from local memory
+    bridge,          ///< two shmbusd joined by a bridge over TCP loopback (bridge_transport.hpp)
 };
+
+/// What a bridge row's daemon is doing besides the measured work: Load::none for the rows
+/// measured *through* the bridge; idle or streaming for the isolation rows, measured on the
+/// exporting daemon while its bridge is connected and idle, or streams at full rate.
+enum class Load { none, idle, streaming };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.
 enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop };
@@ -55,6 +61,7 @@ enum class Test {
 [[nodiscard]] std::string_view to_string(Kind k) noexcept;
 [[nodiscard]] std::string_view to_string(Wait w) noexcept;
 [[nodiscard]] std::string_view to_string(Test t) noexcept;
+[[nodiscard]] std::string_view to_string(Load l) noexcept;
 [[nodiscard]] std::optional<Transport> transport_from_string(std::string_view s) noexcept;
 [[nodiscard]] std::optional<Kind> kind_from_string(std::string_view s) noexcept;
 [[nodiscard]] std::optional<Wait> wait_from_string(std::string_view s) noexcept;
@@ -65,6 +72,9 @@ enum class Test {
 /// duplicates the library keeps to offer back after a daemon restart, so 50 stay far below
 /// the usual limit of 1024 descriptors per process.
 inline constexpr std::uint32_t kClientsPerHolder = 50;
+
+/// Channels in each daemon of a bridge row (bridge_transport.hpp says what each carries).
+inline constexpr std::uint32_t kBridgeChannels = 4;
 
 /// One measured configuration.
 struct Scenario {
@@ -79,9 +89,16 @@ struct Scenario {
     // Control plane (transport shmbusd) only; 0 elsewhere.
     std::uint32_t channels{0}; ///< channels in the daemon's configuration
     std::uint32_t clients{0};  ///< connected clients: openers (control-open) or held open
+    Load load{Load::none};     ///< bridge isolation rows only
 
     /// Whether this is a control-plane test (transport shmbusd).
     [[nodiscard]] bool control_plane() const noexcept { return transport == Transport::shmbusd; }
+    /// Whether the test measures a daemon's control plane (control-open, daemon-rss,
+    /// daemon-idle-cpu), whichever transport runs it: its rows count channels and clients.
+    [[nodiscard]] bool control_test() const noexcept {
+        return test == Test::control_open || test == Test::daemon_rss ||
+               test == Test::daemon_idle_cpu;
+    }
 
     /// "shmbus queue-spsc spin", "fifo", "memcpy": the row label of tables and plots.
     [[nodiscard]] std::string label() const;
@@ -103,7 +120,7 @@ struct RunSettings {
     std::uint32_t runs{3};
     bool pin{true};
     std::size_t max_samples{std::size_t{1} << 22}; ///< latency samples kept per pinger
-    std::string shmbusd; ///< the daemon binary the control-plane tests start; empty: none
+    std::string shmbusd; ///< the daemon the control-plane and bridge tests start; empty: none
 };
 
 /// A suite: its scenarios and its default run settings.
@@ -129,7 +146,7 @@ struct Filters {
                                                   const Filters& filters);
 
 /// Why `s` cannot run on `cores` usable cores (busy-spinning needs one core per process, a
-/// baseline has a size limit, a control-plane test needs a shmbusd binary and
+/// baseline has a size limit, a control-plane or bridge test needs a shmbusd binary and
 /// `have_shmbusd` says there is none), or nullopt if it can.
 [[nodiscard]] std::optional<std::string> skip_reason(const Scenario& s, unsigned cores,
                                                      bool have_shmbusd = true);

@@ -7,6 +7,7 @@
 #include "shmbus_transport.hpp"
 
 #include "patterns.hpp"
+#include "shm_endpoints.hpp"
 
 #include <shmbus/channel.hpp>
 #include <shmbus/endpoint.hpp>
@@ -25,8 +26,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A blocking call that waits this long for room means a peer is gone: fail the run.
-constexpr std::chrono::nanoseconds kStuck = 10s;
 // Stream readers' blocking receives return this often when idle, so that the readers of a
 // queue with several consumers see the writers finish even without an end marker.
 constexpr std::chrono::nanoseconds kIdlePoll = 2ms;
@@ -35,129 +34,6 @@ constexpr std::chrono::nanoseconds kIdlePoll = 2ms;
 // Every ponger gets its own end marker, so these waits always end; the parent's deadline
 // covers a peer that dies.
 constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
-
-shmbus::WaitMode wait_mode(Wait w) {
-    switch (w) {
-    case Wait::spin:
-        return shmbus::WaitMode::spin;
-    case Wait::futex:
-        return shmbus::WaitMode::blocking;
-    default:
-        return shmbus::WaitMode::adaptive;
-    }
-}
-
-class ShmWriter {
-public:
-    static shmbus::Result<ShmWriter> open(const shmbus::ChannelFiles& files, Wait wait) {
-        auto dup = files.duplicate_for(shmbus::Role::publisher);
-        if (!dup) {
-            return dup.take_error();
-        }
-        auto pub = shmbus::Publisher::attach(std::move(dup).value(),
-                                             shmbus::EndpointOptions{.wait = wait_mode(wait)});
-        if (!pub) {
-            return pub.take_error();
-        }
-        return ShmWriter{std::move(pub).value(), wait == Wait::spin};
-    }
-
-    std::size_t acquire(std::size_t n) {
-        std::int64_t stuck_at = 0;
-        for (std::uint64_t spins = 1;; ++spins) {
-            auto r = spin_ ? pub_.try_reserve(n) : pub_.reserve(n, kStuck);
-            if (r) {
-                batch_ = std::move(r).value();
-                return batch_.size();
-            }
-            if (r.code() != shmbus::Errc::would_block) {
-                error_ = r.error().message();
-                return 0;
-            }
-            // Spinning on a full ring: give up as the blocking form would, after kStuck.
-            if (spins % 4096 == 0) {
-                const std::int64_t now = now_ns();
-                stuck_at = stuck_at == 0 ? now + kStuck.count() : stuck_at;
-                if (now >= stuck_at) {
-                    error_ = "no free slot for " + std::to_string(kStuck.count() / 1'000'000) +
-                             " ms (is a reader gone?)";
-                    return 0;
-                }
-            }
-        }
-    }
-    std::span<std::byte> slot(std::size_t i) { return batch_.data(i); }
-    void set_length(std::size_t i, std::uint64_t len) { batch_.set_length(i, len); }
-    bool publish() {
-        auto r = pub_.commit(batch_);
-        if (!r) {
-            error_ = r.error().message();
-            return false;
-        }
-        return true;
-    }
-    const std::string& error() const { return error_; }
-
-private:
-    ShmWriter(shmbus::Publisher pub, bool spin) : pub_{std::move(pub)}, spin_{spin} {}
-    shmbus::Publisher pub_;
-    shmbus::WriteBatch batch_;
-    bool spin_;
-    std::string error_;
-};
-
-class ShmReader {
-public:
-    static shmbus::Result<ShmReader> open(const shmbus::ChannelFiles& files, Wait wait,
-                                          std::chrono::nanoseconds timeout) {
-        auto dup = files.duplicate_for(shmbus::Role::subscriber);
-        if (!dup) {
-            return dup.take_error();
-        }
-        auto sub = shmbus::Subscriber::attach(std::move(dup).value(),
-                                              shmbus::EndpointOptions{.wait = wait_mode(wait)});
-        if (!sub) {
-            return sub.take_error();
-        }
-        return ShmReader{std::move(sub).value(), wait == Wait::spin, timeout};
-    }
-
-    /// Messages ready now (spin) or within the timeout (blocking forms); 0 when none.
-    std::size_t take(std::size_t n) {
-        auto r = spin_ ? sub_.try_receive(n) : sub_.receive(n, timeout_);
-        if (r) {
-            batch_ = std::move(r).value();
-            return batch_.size();
-        }
-        if (r.code() != shmbus::Errc::would_block && r.code() != shmbus::Errc::timed_out) {
-            error_ = r.error().message();
-        }
-        return 0;
-    }
-    bool failed() const { return !error_.empty(); }
-    std::span<const std::byte> message(std::size_t i) const { return batch_.message(i).data; }
-    Released release() {
-        auto r = sub_.release(batch_);
-        if (r) {
-            return Released::ok;
-        }
-        if (r.code() == shmbus::Errc::lost) {
-            return Released::lost;
-        }
-        error_ = r.error().message();
-        return Released::error;
-    }
-    const std::string& error() const { return error_; }
-
-private:
-    ShmReader(shmbus::Subscriber sub, bool spin, std::chrono::nanoseconds timeout)
-        : sub_{std::move(sub)}, spin_{spin}, timeout_{timeout} {}
-    shmbus::Subscriber sub_;
-    shmbus::ReadBatch batch_;
-    bool spin_;
-    std::chrono::nanoseconds timeout_;
-    std::string error_;
-};
 
 std::uint64_t ring_slots(std::uint64_t slot_size, std::uint64_t ring_bytes, std::uint64_t lo,
                          std::uint64_t hi) {

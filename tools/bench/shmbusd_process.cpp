@@ -42,15 +42,6 @@ bool executable(const std::filesystem::path& p) {
     return std::filesystem::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
 }
 
-/// A YAML single-quoted scalar: only the quote itself needs escaping, by doubling it.
-std::string yaml_quoted(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) {
-        out += c == '\'' ? "''" : std::string(1, c);
-    }
-    return out + "'";
-}
-
 std::string config_yaml(const std::filesystem::path& dir, const ChannelSet& channels,
                         std::uint32_t max_clients) {
     std::ostringstream y;
@@ -162,6 +153,15 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
 }
 
 } // namespace
+
+std::string yaml_quoted(const std::string& s) {
+    // Single-quoted: only the quote itself needs escaping, by doubling it.
+    std::string out = "'";
+    for (char c : s) {
+        out += c == '\'' ? "''" : std::string(1, c);
+    }
+    return out + "'";
+}
 
 std::string channel_name(std::uint32_t index) {
     char buf[32];
@@ -323,7 +323,7 @@ std::string ShmbusdProcess::log_tail() const {
 }
 
 std::string ShmbusdProcess::start(const std::string& binary, const ChannelSet& channels,
-                                  std::uint32_t max_clients) {
+                                  std::uint32_t max_clients, const ConfigExtra& extra) {
     if (binary.empty()) {
         return "no shmbusd binary";
     }
@@ -340,9 +340,17 @@ std::string ShmbusdProcess::start(const std::string& binary, const ChannelSet& c
     if (socket_path().size() >= sizeof addr.sun_path) {
         return "the temporary directory " + dir_.native() + " is too long for a socket path";
     }
+    std::string more;
+    if (extra) {
+        std::string error;
+        more = extra(dir_, error);
+        if (!error.empty()) {
+            return error;
+        }
+    }
     {
         std::ofstream out{dir_ / "shmbusd.yaml"};
-        out << config_yaml(dir_, channels, max_clients);
+        out << config_yaml(dir_, channels, max_clients) << more;
         if (!out) {
             return "cannot write " + (dir_ / "shmbusd.yaml").native();
         }

@@ -2,7 +2,8 @@
 //
 // The daemon runs exactly as a user would run it, on a configuration of its own: start()
 // makes a fresh temporary directory, writes shmbusd.yaml there (its own control socket and
-// state directory inside, the channels the test needs) and execs the binary with --config.
+// state directory inside, the channels the test needs, and whatever more the caller adds,
+// such as a bridge and its secret) and execs the binary with --config.
 // Readiness is the daemon's own word, never a sleep: the benchmark binds a datagram socket
 // and passes it as NOTIFY_SOCKET, as systemd does, and start() returns once READY=1 has
 // arrived, or fails at once if the daemon exits first, or after a deadline. A small forked
@@ -24,6 +25,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -44,6 +46,16 @@ struct ChannelSet {
 
 /// The name of channel `index` of a ChannelSet.
 [[nodiscard]] std::string channel_name(std::uint32_t index);
+
+/// `s` as a YAML single-quoted scalar (a path, a name), safe whatever it holds.
+[[nodiscard]] std::string yaml_quoted(const std::string& s);
+
+/// More configuration for ShmbusdProcess::start(): called with the run's directory before the
+/// configuration is written, it may put files there (a bridge's secret) and returns YAML to
+/// append to the configuration (top-level keys, such as `bridges:`), or an error sentence
+/// through `error`.
+using ConfigExtra =
+    std::function<std::string(const std::filesystem::path& dir, std::string& error)>;
 
 /// The shmbusd binary to run: `explicit_path` if given (must be executable), else the one
 /// built beside the benchmark, else `shmbusd` on PATH. Empty if there is none; `error`
@@ -75,20 +87,22 @@ public:
     ShmbusdProcess& operator=(const ShmbusdProcess&) = delete;
     ~ShmbusdProcess();
 
-    /// Writes the configuration (`channels`, room for `max_clients` clients) and starts
-    /// `binary` on it; returns once it is ready. Returns an error sentence, or empty.
+    /// Writes the configuration (`channels`, room for `max_clients` clients, and what `extra`
+    /// adds) and starts `binary` on it; returns once it is ready. Returns an error sentence,
+    /// or empty.
     [[nodiscard]] std::string start(const std::string& binary, const ChannelSet& channels,
-                                    std::uint32_t max_clients);
+                                    std::uint32_t max_clients, const ConfigExtra& extra = {});
 
     /// SIGTERM, then waits for the exit. An error sentence unless it exited with status 0.
     [[nodiscard]] std::string stop();
 
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
     [[nodiscard]] std::string socket_path() const { return (dir_ / "shmbusd.sock").native(); }
+    /// "its log says: ..." with the last lines of its log, for an error sentence.
+    [[nodiscard]] std::string log_tail() const;
 
 private:
     [[nodiscard]] std::string start_drain(int notify_fd, int ready_fd);
-    [[nodiscard]] std::string log_tail() const;
     void kill_all() noexcept;
 
     std::filesystem::path dir_;

@@ -96,11 +96,13 @@ void summarise_runs(Summary& s) {
     s.lost = spread_over(s.runs, [](const RunResult& r) -> std::optional<double> {
         return static_cast<double>(r.lost);
     });
-    // The control plane's metrics and the line RTT, field by field: one pointer-to-member
-    // table.
+    // The bridges' and the control plane's metrics and the line RTT, field by field: one
+    // pointer-to-member table.
     using Field = std::optional<double> RunResult::*;
     using Target = std::optional<Spread> Summary::*;
     static constexpr std::pair<Field, Target> kControl[] = {
+        {&RunResult::bridge_out_cpu_ns_per_msg, &Summary::bridge_out_cpu_ns_per_msg},
+        {&RunResult::bridge_in_cpu_ns_per_msg, &Summary::bridge_in_cpu_ns_per_msg},
         {&RunResult::opens_per_s, &Summary::opens_per_s},
         {&RunResult::client_cpu_ns_per_open, &Summary::client_cpu_ns_per_open},
         {&RunResult::daemon_cpu_ns_per_open, &Summary::daemon_cpu_ns_per_open},

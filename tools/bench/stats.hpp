@@ -26,6 +26,8 @@ struct RunResult {
     std::optional<double> msgs_per_s, bytes_per_s;
     std::optional<double> cpu_send_ns_per_msg, cpu_recv_ns_per_msg, cpu_ns_per_msg;
     std::optional<double> min_sub_msgs_per_s; ///< the slowest reader's own receive rate
+    /// Through a bridge: the exporting and the importing daemon's CPU per message sent.
+    std::optional<double> bridge_out_cpu_ns_per_msg, bridge_in_cpu_ns_per_msg;
     std::uint64_t lost{0};
     // Control plane (shmbusd). control-open fills the latency fields too, per open.
     std::optional<double> opens_per_s;
@@ -62,6 +64,7 @@ struct Summary {
     std::optional<Spread> msgs_per_s, bytes_per_s;
     std::optional<Spread> cpu_send_ns_per_msg, cpu_recv_ns_per_msg, cpu_ns_per_msg;
     std::optional<Spread> min_sub_msgs_per_s;
+    std::optional<Spread> bridge_out_cpu_ns_per_msg, bridge_in_cpu_ns_per_msg;
     std::optional<Spread> lost;
     std::optional<Spread> opens_per_s, client_cpu_ns_per_open, daemon_cpu_ns_per_open;
     std::optional<Spread> rss_bytes, hwm_bytes, rss_anon_bytes, rss_file_bytes, rss_shmem_bytes;

@@ -129,6 +129,59 @@ void control_plane_targets(const std::vector<Summary>& all, std::vector<Target>&
     }
 }
 
+/// A row through the bridge (Load::none), or one of its isolation rows (`load`).
+Pick bridge_row(Test t, std::uint64_t size, std::uint32_t batch, Load load = Load::none) {
+    return [=](const Scenario& s) {
+        return s.transport == Transport::bridge && s.load == load && s.test == t &&
+               s.msg_size == size && s.batch == batch;
+    };
+}
+
+/// A gateway target: `numerator`'s `metric` over `denominator`'s, against `goal`.
+struct BridgeGoal {
+    const char* name;
+    double goal;
+    bool at_most;
+    Pick numerator;
+    Pick denominator;
+    std::optional<Spread> Summary::*metric;
+    Unit unit;
+    const char* numerator_name;
+    const char* denominator_name;
+};
+
+void bridge_targets(const std::vector<Summary>& all, std::vector<Target>& out) {
+    constexpr std::uint64_t kKiB64 = 64ULL * 1024;
+    const BridgeGoal goals[] = {
+        {"bridged 128 B msgs/s (64 per publish) >= 0.5x tcp batched 64", 0.5, false,
+         bridge_row(Test::throughput, 128, 64), baseline(Transport::tcp, Test::throughput, 128, 64),
+         &Summary::msgs_per_s, Unit::rate, "bridge", "tcp"},
+        {"bridged one-way p50 <= 1.5x tcp one-way p50 (128 B)", 1.5, true,
+         bridge_row(Test::latency, 128, 1), baseline(Transport::tcp, Test::latency, 128),
+         &Summary::p50_ns, Unit::ns, "bridge", "tcp"},
+        {"bridged 64 KiB bytes/s >= 0.7x tcp bandwidth", 0.7, false,
+         bridge_row(Test::bandwidth, kKiB64, 1), baseline(Transport::tcp, Test::bandwidth, kKiB64),
+         &Summary::bytes_per_s, Unit::bytes, "bridge", "tcp"},
+        // Isolation, on the exporting daemon: its bridge streaming against its bridge idle.
+        {"channel opens/s with the bridge streaming >= 0.9x bridge idle (drop <= 10 %)", 0.9, false,
+         bridge_row(Test::control_open, 128, 1, Load::streaming),
+         bridge_row(Test::control_open, 128, 1, Load::idle), &Summary::opens_per_s, Unit::rate,
+         "streaming", "idle"},
+        {"local p99 on an exported channel, bridge streaming <= 1.1x bridge idle (rise <= 10 %)",
+         1.1, true, bridge_row(Test::latency, 128, 1, Load::streaming),
+         bridge_row(Test::latency, 128, 1, Load::idle), &Summary::p99_ns, Unit::ns, "streaming",
+         "idle"},
+    };
+    for (const BridgeGoal& g : goals) {
+        const Summary* num = find(all, g.numerator);
+        const Summary* den = find(all, g.denominator);
+        out.push_back(ratio_target(g.name, g.goal, g.at_most,
+                                   num != nullptr ? &(num->*g.metric) : nullptr,
+                                   den != nullptr ? &(den->*g.metric) : nullptr, g.unit,
+                                   g.numerator_name, g.denominator_name));
+    }
+}
+
 } // namespace
 
 std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
@@ -211,6 +264,7 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
     out.push_back(ratio_target("consistent 64 B blackboard read <= 2x a plain 64 B local read", 2,
                                true, rate(local_read), rate(board_read), Unit::rate, "local-read",
                                "blackboard-read"));
+    bridge_targets(all, out);
     control_plane_targets(all, out);
     return out;
 }

@@ -6,7 +6,9 @@
 // against the median of one scenario. A target whose scenarios were
 // not part of the run (filtered out, skipped, failed) is reported as not measured, never
 // as met. The shmbus side of the throughput and bandwidth targets is the SPSC queue in
-// spin mode; docs/benchmarks.md says so beside the figures. Where the shmbus side has a
+// spin mode; docs/benchmarks.md says so beside the figures. The gateway's targets compare the
+// rows through a bridge with the tcp rows of the same run, and its isolation rows with each
+// other (the bridge streaming over the bridge idle). Where the shmbus side has a
 // raw-ring counterpart in the run, the target also carries that ratio, so a report shows
 // whether a missed goal is within reach of any ring on the machine.
 #pragma once
