@@ -128,7 +128,7 @@ int run(int argc, char** argv) {
            "--transport", transports,
            "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
            "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read, "
-           "bridge (two shmbusd joined by a bridge over TCP loopback)")
+           "bridge (two shmbusd joined by a bridge over TCP loopback), pool-handoff, queue-copy")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "

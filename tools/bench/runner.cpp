@@ -6,6 +6,7 @@
 #include "bridge_transport.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
+#include "pool_handoff.hpp"
 #include "shared_state.hpp"
 #include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
@@ -143,6 +144,10 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     case Transport::blackboard_read:
     case Transport::local_read:
         error = run_shared_state_read(s, settings, reports);
+        break;
+    case Transport::pool_handoff:
+    case Transport::queue_copy:
+        error = run_payload_handoff(s, settings, reports);
         break;
     default:
         error = run_baseline(s, settings, reports);
