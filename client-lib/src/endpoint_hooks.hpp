@@ -54,6 +54,29 @@ struct EndpointHooks {
     static void set_on_detach(Blackboard& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Counters& endpoint, std::function<void()> hook) noexcept;
+
+    // The C ABI's data path (c_api.cpp) keeps no batch object: it runs the DataPort's inline
+    // calls on the endpoint's port, as endpoint.hpp does, and rebuilds the outstanding batch
+    // from the port's bookkeeping for the library's calls.
+
+    /// The DataPort of `endpoint`, at a stable address for the endpoint's life.
+    static DataPort& port(Publisher& endpoint) noexcept { return *endpoint.port_; }
+    /// The DataPort of `endpoint`, at a stable address for the endpoint's life.
+    static DataPort& port(Subscriber& endpoint) noexcept { return *endpoint.port_; }
+    /// The outstanding reservation of the writer of `port` (empty when none).
+    static WriteBatch write_batch(const DataPort& port) noexcept {
+        return port.pending ? WriteBatch{port, port.pending_first, port.pending_count}
+                            : WriteBatch{};
+    }
+    /// The outstanding batch of the reader of `port` (empty when none).
+    static ReadBatch read_batch(const DataPort& port) noexcept {
+        return port.pending ? ReadBatch{port, port.pending_first, port.pending_count, 0}
+                            : ReadBatch{};
+    }
+    /// Wakes the readers asleep on `endpoint`'s channel, after an inline commit.
+    static void wake_readers(Publisher& endpoint) noexcept { endpoint.wake_readers(); }
+    /// Wakes the writers asleep on `endpoint`'s channel, after an inline release.
+    static void wake_writers(Subscriber& endpoint) noexcept { endpoint.wake_writers(); }
 };
 
 /// The daemon refused to take the endpoint behind `link` back: from now on every call on it
