@@ -77,6 +77,17 @@ struct EndpointHooks {
     static void wake_readers(Publisher& endpoint) noexcept { endpoint.wake_readers(); }
     /// Wakes the writers asleep on `endpoint`'s channel, after an inline release.
     static void wake_writers(Subscriber& endpoint) noexcept { endpoint.wake_writers(); }
+
+    // The C ABI's shmbus_counter is a Counter's fields: the cell, its index, writable.
+
+    /// The cell `counter` works on.
+    static std::uint64_t* cell(const Counter& counter) noexcept { return counter.value_; }
+    /// Whether `counter` may write.
+    static bool writable(const Counter& counter) noexcept { return counter.writable_; }
+    /// The Counter of those fields, as Counters::cell() made it.
+    static Counter counter(std::uint64_t* cell, std::uint64_t index, bool writable) noexcept {
+        return Counter{cell, index, writable};
+    }
 };
 
 /// The daemon refused to take the endpoint behind `link` back: from now on every call on it
