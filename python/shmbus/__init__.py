@@ -2,7 +2,9 @@
 
 Zero-copy both ways: ``Publisher.reserve()`` hands out writable memoryviews of ring slots,
 ``Subscriber.receive()`` read-only memoryviews of messages in place; the copying forms are
-``Publisher.send()`` and ``Subscriber.receive_copy()``. See docs/python.md.
+``Publisher.send()`` and ``Subscriber.receive_copy()``. In asyncio, ``await
+sub.receive_async()``, ``await pub.reserve_async()`` and ``await pub.send_async()`` wait on
+the endpoint's wait handle instead of blocking the loop. See docs/python.md.
 
 Every failure of the library is an exception of the class of its code (``TimeoutError``,
 ``LostError``, ...), all subclasses of ``shmbus.Error``, which carry the code's name (``name``,
@@ -210,3 +212,11 @@ _ERRORS: dict[int, type[Error]] = {
 }
 
 _setup(_ERRORS, ChannelInfo, ChannelStats, ChannelSummary, Received)
+
+# asyncio (shmbus/_aio.py): coroutine methods over each endpoint's wait handle, written in
+# Python and set on the native classes, whose instances the core creates.
+from . import _aio  # noqa: E402 - needs the exception classes above
+
+Subscriber.receive_async = _aio.receive_async  # type: ignore[attr-defined]
+Publisher.reserve_async = _aio.reserve_async  # type: ignore[attr-defined]
+Publisher.send_async = _aio.send_async  # type: ignore[attr-defined]

@@ -68,8 +68,12 @@ class _Endpoint(_Scoped):
     def info(self) -> ChannelInfo: ...
     @property
     def closed(self) -> bool: ...
+    _waiting: bool
     def close(self) -> None:
         """Leaves the channel; BufferError while a view of a held batch lives."""
+    def wait_handle(self) -> int:
+        """A descriptor that becomes readable when the endpoint has something to do (for
+        event loops: select, selectors, asyncio's add_reader). Owned by the endpoint."""
 
 class Publisher(_Endpoint):
     """Writes to a channel. One thread at a time."""
@@ -79,6 +83,14 @@ class Publisher(_Endpoint):
         room for ever, 0 tries once (WouldBlockError), else seconds (TimeoutError)."""
     def reserve(self, max_count: int = 1, timeout: float | None = None) -> Reservation:
         """Reserves 1 to max_count consecutive slots to fill in place."""
+    async def reserve_async(
+        self, max_count: int = 1, timeout: float | None = None
+    ) -> Reservation:
+        """As reserve(), awaiting room on the wait handle without blocking the event loop."""
+    async def send_async(self, data: Any, timeout: float | None = None) -> None:
+        """As send(), awaiting room on the wait handle without blocking the event loop."""
+    def _poll_reserve(self, max_count: int) -> Reservation | None: ...
+    def _poll_send(self, data: Any) -> bool: ...
 
 class Reservation(_Scoped):
     """Slots reserved in place: r[i] is a writable memoryview of slot i (capacity bytes)."""
@@ -102,6 +114,9 @@ class Subscriber(_Endpoint):
     def receive(self, max_count: int = 64, timeout: float | None = None) -> Batch:
         """Takes 1 to max_count messages in place, waiting for the first."""
     def receive_copy(self, timeout: float | None = None) -> Received: ...
+    async def receive_async(self, max_count: int = 64, timeout: float | None = None) -> Batch:
+        """As receive(), awaiting the wait handle without blocking the event loop."""
+    def _poll_receive(self, max_count: int) -> Batch | None: ...
 
 class Batch(_Scoped):
     """Messages received in place; released at the end of iteration, on leaving a with

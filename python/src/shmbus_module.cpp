@@ -214,6 +214,7 @@ struct Endpoint {
     PyObject_HEAD void* handle; // shmbus_publisher* or shmbus_subscriber*; nullptr once closed
     bool publisher;             // which of the two
     bool busy;                  // a call runs with the GIL released
+    bool waiting;               // an asyncio task awaits this endpoint's wait handle (_waiting)
     bool outstanding;           // the C library holds a reservation or batch for this endpoint
     char channel[SHMBUS_MAX_NAME_LENGTH + 1];
     std::uint64_t slot_size;
@@ -955,18 +956,11 @@ PyObject* publisher_send(PyObject* self, PyObject* args, PyObject* kwargs) {
     return result;
 }
 
-/// reserve(max_count=1, timeout=None) -> Reservation
-PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
-    auto* ep = reinterpret_cast<Endpoint*>(self);
-    static const char* kwlist[] = {"max_count", "timeout", nullptr};
-    Py_ssize_t max_count = 1;
-    PyObject* timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:reserve", const_cast<char**>(kwlist),
-                                     &max_count, &timeout_obj)) {
-        return nullptr;
-    }
-    std::int64_t timeout = 0;
-    if (!parse_timeout(timeout_obj, timeout) || !ready_for_batch(ep, "reserve")) {
+/// Reserves up to `max_count` slots, waiting up to `timeout` ns, as a Reservation; with
+/// `none_if_full`, a ring without room (timeout 0) gives None rather than WouldBlockError.
+PyObject* reserve_batch(Endpoint* ep, Py_ssize_t max_count, std::int64_t timeout,
+                        bool none_if_full) {
+    if (!ready_for_batch(ep, "reserve")) {
         return nullptr;
     }
     if (max_count < 1) {
@@ -978,6 +972,9 @@ PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
     const int rc = call_waiting(&ep->busy, timeout, [&](std::int64_t t) {
         return shmbus_publisher_reserve(pub, slots.data(), slots.size(), t, &count);
     });
+    if (rc == SHMBUS_E_WOULD_BLOCK && none_if_full) {
+        Py_RETURN_NONE;
+    }
     if (rc == SHMBUS_E_TIMED_OUT) {
         return raise_timeout("reserve", ep->channel, timeout);
     }
@@ -1002,18 +999,58 @@ PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
     return reinterpret_cast<PyObject*>(b);
 }
 
-/// receive(max_count=64, timeout=None) -> Batch
-PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
-    auto* ep = reinterpret_cast<Endpoint*>(self);
+/// reserve(max_count=1, timeout=None) -> Reservation
+PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"max_count", "timeout", nullptr};
-    Py_ssize_t max_count = 64;
+    Py_ssize_t max_count = 1;
     PyObject* timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:receive", const_cast<char**>(kwlist),
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:reserve", const_cast<char**>(kwlist),
                                      &max_count, &timeout_obj)) {
         return nullptr;
     }
     std::int64_t timeout = 0;
-    if (!parse_timeout(timeout_obj, timeout) || !ready_for_batch(ep, "receive")) {
+    if (!parse_timeout(timeout_obj, timeout)) {
+        return nullptr;
+    }
+    return reserve_batch(reinterpret_cast<Endpoint*>(self), max_count, timeout, false);
+}
+
+/// _poll_reserve(max_count) -> Reservation, or None when the ring is full: reserve_async()'s
+/// try (shmbus/_aio.py).
+PyObject* publisher_poll_reserve(PyObject* self, PyObject* arg) {
+    const Py_ssize_t max_count = PyLong_AsSsize_t(arg);
+    if (max_count == -1 && PyErr_Occurred()) {
+        return nullptr;
+    }
+    return reserve_batch(reinterpret_cast<Endpoint*>(self), max_count, 0, true);
+}
+
+/// _poll_send(data) -> True when sent, False when the ring is full: send_async()'s try.
+PyObject* publisher_poll_send(PyObject* self, PyObject* arg) {
+    auto* ep = reinterpret_cast<Endpoint*>(self);
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) {
+        return nullptr;
+    }
+    PyObject* result = nullptr;
+    if (ready_for_batch(ep, "send")) {
+        const int rc = shmbus_publisher_send(static_cast<shmbus_publisher*>(ep->handle), data.buf,
+                                             static_cast<size_t>(data.len), 0);
+        if (rc == SHMBUS_OK || rc == SHMBUS_E_WOULD_BLOCK) {
+            result = PyBool_FromLong(rc == SHMBUS_OK);
+        } else {
+            raise_last(rc);
+        }
+    }
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/// Takes up to `max_count` messages, waiting up to `timeout` ns, as a Batch; with
+/// `none_if_empty`, nothing to read (timeout 0) gives None rather than WouldBlockError.
+PyObject* receive_batch(Endpoint* ep, Py_ssize_t max_count, std::int64_t timeout,
+                        bool none_if_empty) {
+    if (!ready_for_batch(ep, "receive")) {
         return nullptr;
     }
     if (max_count < 1) {
@@ -1026,6 +1063,9 @@ PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
     const int rc = call_waiting(&ep->busy, timeout, [&](std::int64_t t) {
         return shmbus_subscriber_receive(sub, msgs.data(), msgs.size(), t, &count, &lost_before);
     });
+    if (rc == SHMBUS_E_WOULD_BLOCK && none_if_empty) {
+        Py_RETURN_NONE;
+    }
     if (rc == SHMBUS_E_TIMED_OUT) {
         return raise_timeout("receive", ep->channel, timeout);
     }
@@ -1048,6 +1088,66 @@ PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
         PyTuple_SET_ITEM(b->messages, static_cast<Py_ssize_t>(i), reinterpret_cast<PyObject*>(m));
     }
     return reinterpret_cast<PyObject*>(b);
+}
+
+/// receive(max_count=64, timeout=None) -> Batch
+PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* kwlist[] = {"max_count", "timeout", nullptr};
+    Py_ssize_t max_count = 64;
+    PyObject* timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:receive", const_cast<char**>(kwlist),
+                                     &max_count, &timeout_obj)) {
+        return nullptr;
+    }
+    std::int64_t timeout = 0;
+    if (!parse_timeout(timeout_obj, timeout)) {
+        return nullptr;
+    }
+    return receive_batch(reinterpret_cast<Endpoint*>(self), max_count, timeout, false);
+}
+
+/// _poll_receive(max_count) -> Batch, or None when nothing waits: receive_async()'s try.
+PyObject* subscriber_poll_receive(PyObject* self, PyObject* arg) {
+    const Py_ssize_t max_count = PyLong_AsSsize_t(arg);
+    if (max_count == -1 && PyErr_Occurred()) {
+        return nullptr;
+    }
+    return receive_batch(reinterpret_cast<Endpoint*>(self), max_count, 0, true);
+}
+
+/// wait_handle() -> int: the endpoint's descriptor for event loops (shmbus.h's
+/// shmbus_*_wait_handle(); owned by the endpoint).
+PyObject* endpoint_wait_handle(PyObject* self, PyObject*) {
+    auto* ep = reinterpret_cast<Endpoint*>(self);
+    if (ep->handle == nullptr) {
+        return raise_error(SHMBUS_E_CLOSED, std::string("wait_handle: the endpoint on '") +
+                                                ep->channel + "' is closed");
+    }
+    if (ep->busy) {
+        return raise_busy(ep->publisher ? "this Publisher" : "this Subscriber");
+    }
+    int fd = -1;
+    const int rc =
+        ep->publisher
+            ? shmbus_publisher_wait_handle(static_cast<shmbus_publisher*>(ep->handle), &fd)
+            : shmbus_subscriber_wait_handle(static_cast<shmbus_subscriber*>(ep->handle), &fd);
+    if (rc != SHMBUS_OK) {
+        return raise_last(rc);
+    }
+    return PyLong_FromLong(fd);
+}
+
+PyObject* endpoint_get_waiting(PyObject* self, void*) {
+    return PyBool_FromLong(reinterpret_cast<Endpoint*>(self)->waiting);
+}
+
+int endpoint_set_waiting(PyObject* self, PyObject* value, void*) {
+    const int truth = value == nullptr ? 0 : PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    reinterpret_cast<Endpoint*>(self)->waiting = truth != 0;
+    return 0;
 }
 
 /// receive_copy(timeout=None) -> Received(data, sequence, lost_before)
@@ -1105,6 +1205,11 @@ PyMethodDef publisher_methods[] = {
     {"reserve", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(publisher_reserve)),
      METH_VARARGS | METH_KEYWORDS,
      "reserve(max_count=1, timeout=None) -> Reservation of 1 to max_count slots."},
+    {"wait_handle", endpoint_wait_handle, METH_NOARGS,
+     "wait_handle() -> a descriptor that becomes readable when there is room after a full ring "
+     "(for event loops; owned by the publisher)."},
+    {"_poll_reserve", publisher_poll_reserve, METH_O, nullptr},
+    {"_poll_send", publisher_poll_send, METH_O, nullptr},
     {"close", endpoint_close, METH_NOARGS, "Leaves the channel."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
     {"__exit__", endpoint_exit, METH_VARARGS, nullptr},
@@ -1118,6 +1223,10 @@ PyMethodDef subscriber_methods[] = {
     {"receive_copy",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(subscriber_receive_copy)),
      METH_VARARGS | METH_KEYWORDS, "receive_copy(timeout=None) -> Received (bytes, copied)."},
+    {"wait_handle", endpoint_wait_handle, METH_NOARGS,
+     "wait_handle() -> a descriptor that becomes readable when a message waits (for event "
+     "loops; owned by the subscriber)."},
+    {"_poll_receive", subscriber_poll_receive, METH_O, nullptr},
     {"close", endpoint_close, METH_NOARGS, "Leaves the channel."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
     {"__exit__", endpoint_exit, METH_VARARGS, nullptr},
@@ -1128,6 +1237,7 @@ PyGetSetDef publisher_getset[] = {
     {"info", endpoint_info, nullptr, "The channel's ChannelInfo.", nullptr},
     {"channel", endpoint_channel, nullptr, "The channel's name.", nullptr},
     {"closed", endpoint_closed, nullptr, "True once closed.", nullptr},
+    {"_waiting", endpoint_get_waiting, endpoint_set_waiting, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -1137,6 +1247,7 @@ PyGetSetDef subscriber_getset[] = {
     {"closed", endpoint_closed, nullptr, "True once closed.", nullptr},
     {"lost", subscriber_lost, nullptr, "Messages this subscriber lost in all (drop policy).",
      nullptr},
+    {"_waiting", endpoint_get_waiting, endpoint_set_waiting, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -1237,6 +1348,7 @@ PyObject* client_open(Client* c, PyObject* args, PyObject* kwargs, bool publishe
     ep->handle = handle;
     ep->publisher = publisher;
     ep->busy = false;
+    ep->waiting = false;
     ep->outstanding = false;
     ep->batch = nullptr;
     ep->slots = nullptr;
