@@ -18,12 +18,16 @@ from typing import NamedTuple
 
 from ._shmbus import (
     Batch,
+    Blackboard,
     Client,
+    Counter,
+    Counters,
     Message,
     Publisher,
     Reservation,
     Subscriber,
     _setup,
+    _setup_state,
     connect,
     errc_name,
     library_version,
@@ -32,12 +36,16 @@ from ._shmbus import (
 __all__ = [
     "AlreadyExistsError",
     "Batch",
+    "Blackboard",
     "ChannelInfo",
     "ChannelStats",
     "ChannelSummary",
     "Client",
     "ClosedError",
     "CorruptedError",
+    "Counter",
+    "CounterValue",
+    "Counters",
     "Error",
     "InvalidArgumentError",
     "LimitReachedError",
@@ -192,6 +200,14 @@ class Received(NamedTuple):
     lost_before: int
 
 
+class CounterValue(NamedTuple):
+    """A cell of a counters channel, as ``Counters.list()`` lists it."""
+
+    name: str
+    value: int
+    index: int
+
+
 _ERRORS: dict[int, type[Error]] = {
     0: Error,
     1: WouldBlockError,
@@ -212,6 +228,7 @@ _ERRORS: dict[int, type[Error]] = {
 }
 
 _setup(_ERRORS, ChannelInfo, ChannelStats, ChannelSummary, Received)
+_setup_state(CounterValue)
 
 # asyncio (shmbus/_aio.py): coroutine methods over each endpoint's wait handle, written in
 # Python and set on the native classes, whose instances the core creates.

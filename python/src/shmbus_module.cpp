@@ -28,6 +28,8 @@
 
 #include <shmbus/shmbus.h>
 
+#include "module_support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,7 +40,10 @@
 #include <thread>
 #include <vector>
 
-namespace {
+// The module's code lives in namespace shmbus_py, shared with the other source files through
+// module_support.hpp; the library is built with hidden visibility, so only PyInit__shmbus is
+// exported.
+namespace shmbus_py {
 
 /// Longest a blocking call waits with the GIL released before it looks for signals.
 constexpr std::int64_t kWaitSlice = 50'000'000; // ns
@@ -55,8 +60,7 @@ PyObject* g_received = nullptr;                              // shmbus.Received
 
 /// Raises the shmbus exception of `code` with `message`, its Errc name and errno as attributes
 /// (code, name, message, sys_errno; LostError also gets `lost`). Returns nullptr.
-PyObject* raise_error(int code, const std::string& message, int sys_errno = 0,
-                      std::uint64_t lost = 0) {
+PyObject* raise_error(int code, const std::string& message, int sys_errno, std::uint64_t lost) {
     PyObject* cls =
         (code > 0 && code <= SHMBUS_E_PROTOCOL_ERROR) ? g_error_classes[code] : g_error_classes[0];
     if (cls == nullptr) {
@@ -142,17 +146,6 @@ bool parse_wait(const char* name, std::uint32_t& mode) {
         return false;
     }
     return true;
-}
-
-/// Runs `call()` with the GIL released and `*busy` set meanwhile; returns what it returns.
-template <class Call>
-auto without_gil(bool* busy, Call&& call) {
-    *busy = true;
-    PyThreadState* state = PyEval_SaveThread();
-    auto result = call();
-    PyEval_RestoreThread(state);
-    *busy = false;
-    return result;
 }
 
 /// Runs `call(slice_ns)` until it succeeds, fails otherwise than by waiting, or `timeout_ns`
@@ -1278,11 +1271,6 @@ PyType_Spec subscriber_spec = {"shmbus.Subscriber", sizeof(Endpoint), 0,
 
 // ---- Client -------------------------------------------------------------------------------
 
-struct Client {
-    PyObject_HEAD shmbus_client* handle;
-    bool busy;
-};
-
 void client_dealloc(PyObject* self) {
     auto* c = reinterpret_cast<Client*>(self);
     shmbus_client_close(c->handle);
@@ -1492,6 +1480,14 @@ PyMethodDef client_methods[] = {
     {"list_channels", client_list_channels, METH_NOARGS,
      "The daemon's channels, as a list of ChannelSummary."},
     {"channel_info", client_channel_info, METH_O, "channel_info(name) -> ChannelSummary"},
+    {"open_blackboard",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_blackboard)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_blackboard(channel, role='reader', wait='adaptive') -> Blackboard"},
+    {"open_counters",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_counters)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_counters(channel, role='reader', wait='adaptive') -> Counters"},
     {"close", client_close, METH_NOARGS,
      "Closes the connection; endpoints opened through it stay usable."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
@@ -1635,6 +1631,7 @@ PyMethodDef module_methods[] = {
      "connect(socket=None, name=None, request_timeout=5.0, wait_for_daemon=0.0, "
      "reconnect=True) -> Client"},
     {"_setup", module_setup, METH_VARARGS, nullptr},
+    {"_setup_state", setup_state, METH_VARARGS, nullptr},
     {"errc_name", module_errc_name, METH_O, "errc_name(code) -> the Errc name of a code."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -1657,7 +1654,9 @@ bool add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** out, const cha
            PyModule_AddObjectRef(module, name, reinterpret_cast<PyObject*>(*out)) == 0;
 }
 
-} // namespace
+} // namespace shmbus_py
+
+using namespace shmbus_py;
 
 PyMODINIT_FUNC PyInit__shmbus(void) {
     PyObject* m = PyModule_Create(&module_def);
@@ -1669,7 +1668,7 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         !add_type(m, &reservation_spec, &g_reservation_type, "Reservation") ||
         !add_type(m, &publisher_spec, &g_publisher_type, "Publisher") ||
         !add_type(m, &subscriber_spec, &g_subscriber_type, "Subscriber") ||
-        !add_type(m, &client_spec, &g_client_type, "Client") ||
+        !add_type(m, &client_spec, &g_client_type, "Client") || !add_state_types(m) ||
         PyModule_AddStringConstant(m, "library_version", shmbus_version()) < 0) {
         Py_DECREF(m);
         return nullptr;
