@@ -263,7 +263,8 @@ namespace {
             Errc::invalid_argument,
             "shmbus_publisher_reserve: a reservation is outstanding (commit or abandon it)");
     }
-    auto r = timeout_ns == 0 ? publisher->publisher.try_reserve(max_count)
+    // Timeout 0: the inline step ran in the fast half and left the call to the library.
+    auto r = timeout_ns == 0 ? EndpointHooks::reserve_slow(publisher->publisher, max_count)
                              : publisher->publisher.reserve(max_count, to_timeout(timeout_ns));
     if (!r) {
         return fail(r.error());
@@ -308,7 +309,9 @@ namespace {
         return fail(Errc::invalid_argument,
                     "shmbus_subscriber_receive: a batch is outstanding (release it first)");
     }
-    auto r = timeout_ns == 0 ? subscriber->subscriber.try_receive(max_count)
+    // Timeout 0: the inline step ran in the fast half and left the call to the library (the
+    // 256th empty poll among others, which must reach it).
+    auto r = timeout_ns == 0 ? EndpointHooks::receive_slow(subscriber->subscriber, max_count)
                              : subscriber->subscriber.receive(max_count, to_timeout(timeout_ns));
     if (!r) {
         return fail(r.error());

@@ -73,6 +73,17 @@ struct EndpointHooks {
         return port.pending ? ReadBatch{port, port.pending_first, port.pending_count, 0}
                             : ReadBatch{};
     }
+    /// The library's reservation, for a call whose inline step (reserve_inline()) has just
+    /// said the library must take it: not try_reserve(), which would run that step again.
+    static Result<WriteBatch> reserve_slow(Publisher& endpoint, std::size_t max_count) noexcept {
+        return endpoint.reserve_slow(max_count);
+    }
+    /// The library's receive, for a call whose inline step (receive_inline()) has just said
+    /// the library must take it: not try_receive(), whose inline step would count the empty
+    /// poll again and, on the 256th, answer would_block instead of asking the library.
+    static Result<ReadBatch> receive_slow(Subscriber& endpoint, std::size_t max_count) noexcept {
+        return endpoint.receive_slow(max_count);
+    }
     /// Wakes the readers asleep on `endpoint`'s channel, after an inline commit.
     static void wake_readers(Publisher& endpoint) noexcept { endpoint.wake_readers(); }
     /// Wakes the writers asleep on `endpoint`'s channel, after an inline release.
