@@ -21,6 +21,9 @@ packages=(
     debhelper dpkg-dev fakeroot lintian systemd
     # The packages under systemd as PID 1 (tests/systemd/): a bookworm root, booted.
     mmdebstrap systemd-container
+    # The ABI check against the last release tag (tests/packaging/abi-check.sh): abidiff,
+    # from libabigail (bookworm names the package abigail-tools).
+    abigail-tools
 )
 
 missing=()

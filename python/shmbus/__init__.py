@@ -2,7 +2,9 @@
 
 Zero-copy both ways: ``Publisher.reserve()`` hands out writable memoryviews of ring slots,
 ``Subscriber.receive()`` read-only memoryviews of messages in place; the copying forms are
-``Publisher.send()`` and ``Subscriber.receive_copy()``. See docs/python.md.
+``Publisher.send()`` and ``Subscriber.receive_copy()``. In asyncio, ``await
+sub.receive_async()``, ``await pub.reserve_async()`` and ``await pub.send_async()`` wait on
+the endpoint's wait handle instead of blocking the loop. See docs/python.md.
 
 Every failure of the library is an exception of the class of its code (``TimeoutError``,
 ``LostError``, ...), all subclasses of ``shmbus.Error``, which carry the code's name (``name``,
@@ -16,12 +18,16 @@ from typing import NamedTuple
 
 from ._shmbus import (
     Batch,
+    Blackboard,
     Client,
+    Counter,
+    Counters,
     Message,
     Publisher,
     Reservation,
     Subscriber,
     _setup,
+    _setup_state,
     connect,
     errc_name,
     library_version,
@@ -30,12 +36,16 @@ from ._shmbus import (
 __all__ = [
     "AlreadyExistsError",
     "Batch",
+    "Blackboard",
     "ChannelInfo",
     "ChannelStats",
     "ChannelSummary",
     "Client",
     "ClosedError",
     "CorruptedError",
+    "Counter",
+    "CounterValue",
+    "Counters",
     "Error",
     "InvalidArgumentError",
     "LimitReachedError",
@@ -190,6 +200,14 @@ class Received(NamedTuple):
     lost_before: int
 
 
+class CounterValue(NamedTuple):
+    """A cell of a counters channel, as ``Counters.list()`` lists it."""
+
+    name: str
+    value: int
+    index: int
+
+
 _ERRORS: dict[int, type[Error]] = {
     0: Error,
     1: WouldBlockError,
@@ -210,3 +228,12 @@ _ERRORS: dict[int, type[Error]] = {
 }
 
 _setup(_ERRORS, ChannelInfo, ChannelStats, ChannelSummary, Received)
+_setup_state(CounterValue)
+
+# asyncio (shmbus/_aio.py): coroutine methods over each endpoint's wait handle, written in
+# Python and set on the native classes, whose instances the core creates.
+from . import _aio  # noqa: E402 - needs the exception classes above
+
+Subscriber.receive_async = _aio.receive_async  # type: ignore[attr-defined]
+Publisher.reserve_async = _aio.reserve_async  # type: ignore[attr-defined]
+Publisher.send_async = _aio.send_async  # type: ignore[attr-defined]

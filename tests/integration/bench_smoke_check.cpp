@@ -66,7 +66,7 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         return;
     }
     c.require(one_of(row.value("transport", json{}),
-                     {"shmbus", "shmbus-c", "fifo", "uds-stream", "uds-seqpacket", "tcp",
+                     {"shmbus", "shmbus-c", "python", "fifo", "uds-stream", "uds-seqpacket", "tcp",
                       "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd", "bridge"}),
               at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});

@@ -4,6 +4,8 @@
 // through the C calls from here, with a C++ publisher overwriting what a C reader holds.
 //
 // Synchronisation is on events only: READY=1, messages arriving, the child exiting.
+#include "c_program.hpp"
+#include "client_options.hpp"
 #include "daemon_process.hpp"
 #include "process.hpp"
 #include "test_channels.hpp"
@@ -40,31 +42,13 @@ const std::string kChannels = channels_yaml({
 constexpr std::uint64_t kMessages = 500; // many laps of a 16-slot ring
 constexpr auto kWait = std::chrono::seconds{60};
 
-/// Runs the C program with `args` in a child process. The argument vector is built before
-/// fork(), so the child only execs.
+/// Runs the C program with `args`, after the daemon's socket, in a child process.
 Child run_c_client(const DaemonProcess& d, std::vector<std::string> args) {
-    args.insert(args.begin(), d.socket_path().native());
-    args.insert(args.begin(), C_API_CLIENT_PATH);
-    auto owned = std::make_shared<std::vector<std::string>>(std::move(args));
-    auto argv = std::make_shared<std::vector<char*>>();
-    for (std::string& a : *owned) {
-        argv->push_back(a.data());
-    }
-    argv->push_back(nullptr);
-    return Child::spawn([owned, argv] {
-        ::execv((*argv)[0], argv->data());
-        std::perror("execv c_api_client");
-        return 127;
-    });
+    return run_c_program(C_API_CLIENT_PATH, d, std::move(args));
 }
 
 void require_exited_ok(Child& child) {
-    auto st = child.wait(Deadline{kWait});
-    if (!st) {
-        FAIL("the C program did not end within " << kWait.count() << " s: " << child.where());
-    }
-    INFO("the C program " << st->describe());
-    REQUIRE(st->exited_ok());
+    shmbus::test::require_exited_ok(child, kWait);
 }
 
 /// Tries `attempt(timeout)` (a receive or a send) in short slices while the C program runs,
@@ -91,11 +75,7 @@ auto while_c_runs(Child& child, std::uint64_t n, Attempt attempt) {
 }
 
 Client connect_to(const DaemonProcess& d) {
-    ClientOptions o;
-    o.socket_path = d.socket_path().native();
-    o.client_name = "test_c_api";
-    o.request_timeout = 30s;
-    auto c = Client::connect(o);
+    auto c = Client::connect(client_options(d, "test_c_api"));
     INFO((c ? std::string{} : c.error().message()));
     REQUIRE(c);
     return std::move(*c);

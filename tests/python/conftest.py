@@ -48,6 +48,10 @@ CHANNELS = [
     Channel("drops", "broadcast", slot_size=64, slot_count=4, overflow="drop"),
     Channel("stream", "queue", slot_size=64, slot_count=1024),
     Channel("interop", "broadcast", slot_size=128, slot_count=16),
+    Channel("board", "blackboard", slot_size=32, slot_count=8, max_publishers=4,
+            max_subscribers=4),
+    Channel("stats", "counters", slot_size=48, slot_count=8, max_publishers=4,
+            max_subscribers=4),
 ]
 
 

@@ -6,6 +6,7 @@
 #include "bridge_transport.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
+#include "python_transport.hpp"
 #include "shared_state.hpp"
 #include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
@@ -130,6 +131,9 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
         break;
     case Transport::shmbus_c:
         error = run_shmbus_c(s, settings, reports);
+        break;
+    case Transport::python:
+        error = run_python(s, settings, reports);
         break;
     case Transport::futex_raw:
         error = run_futex_raw(s, settings, reports);

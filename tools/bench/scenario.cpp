@@ -13,6 +13,7 @@ namespace {
 constexpr std::array kTransportNames{
     std::pair{Transport::shmbus, "shmbus"},
     std::pair{Transport::shmbus_c, "shmbus-c"},
+    std::pair{Transport::python, "python"},
     std::pair{Transport::fifo, "fifo"},
     std::pair{Transport::uds_stream, "uds-stream"},
     std::pair{Transport::uds_seqpacket, "uds-seqpacket"},
@@ -93,6 +94,13 @@ Scenario shm(Kind kind, Wait wait, Test test, std::uint64_t size, std::uint32_t 
 Scenario shm_c(Wait wait, std::uint64_t size, std::uint32_t batch) {
     return Scenario{
         Transport::shmbus_c, Kind::queue_spsc, wait, Test::throughput, size, batch, 1, 1};
+}
+
+/// The Python package's row beside the C++ one (shmbus queue-spsc adaptive, the same size
+/// and batch): Python's blocking calls wait adaptively, as that row does.
+Scenario python_stream(std::uint64_t size, std::uint32_t batch) {
+    return Scenario{
+        Transport::python, Kind::queue_spsc, Wait::adaptive, Test::throughput, size, batch, 1, 1};
 }
 
 Scenario base(Transport t, Test test, std::uint64_t size, std::uint32_t batch = 1) {
@@ -231,6 +239,7 @@ std::vector<Scenario> quick_suite() {
         v.push_back(raw_ring(Test::throughput, 128, batch));
     }
     v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
+    v.push_back(python_stream(128, 64));    // beside shmbus queue-spsc adaptive, batches of 64
     for (std::uint32_t subs : {1U, 3U}) {
         v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
     }
@@ -304,6 +313,7 @@ std::vector<Scenario> full_suite() {
     }
 
     v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
+    v.push_back(python_stream(128, 64));    // beside shmbus queue-spsc adaptive, batches of 64
 
     // Large messages: zero-copy in shmbus, write()/read() for the baselines.
     for (std::uint64_t size : kBandwidthSizes) {
@@ -450,11 +460,15 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
     return out;
 }
 
-std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd) {
-    if ((s.control_plane() || s.transport == Transport::shmbus_c ||
-         s.transport == Transport::bridge) &&
-        !have_shmbusd) {
+std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd,
+                                       std::string_view no_python) {
+    const bool daemon = s.control_plane() || s.transport == Transport::shmbus_c ||
+                        s.transport == Transport::bridge || s.transport == Transport::python;
+    if (daemon && !have_shmbusd) {
         return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
+    }
+    if (s.transport == Transport::python && !no_python.empty()) {
+        return std::string{no_python};
     }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;
     if (spins && s.processes() > cores) {

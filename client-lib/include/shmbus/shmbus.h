@@ -4,7 +4,8 @@
  * programs and for other languages' bindings (cffi, ctypes, pybind11, ...). It compiles as
  * C11 and as C++; it includes nothing but <stddef.h> and <stdint.h>.
  *
- * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber. Every function
+ * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber, and for the
+ * shared-state channels shmbus_blackboard and shmbus_counters. Every function
  * that can fail returns an int: 0 (SHMBUS_OK) on success, else one of the shmbus_errc
  * codes below, whose values are those of shmbus::Errc. The sentence that says what went
  * wrong (which channel, which size, which path) is kept per thread: call
@@ -108,8 +109,8 @@ typedef enum shmbus_wait_mode {
 typedef enum shmbus_channel_kind {
     SHMBUS_KIND_QUEUE = 1,      /**< each message is taken by exactly one consumer */
     SHMBUS_KIND_BROADCAST = 2,  /**< every subscriber sees every message */
-    SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements (C++ API) */
-    SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells (C++ API) */
+    SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements */
+    SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells */
     SHMBUS_KIND_RPC = 6         /**< request/response: servers and callers (C++ API) */
 } shmbus_channel_kind;
 
@@ -464,6 +465,143 @@ SHMBUS_C_EXPORT int shmbus_client_reload(shmbus_client* client,
  *  Errors as shmbus_client_list_channels(). One thread at a time per client. */
 SHMBUS_C_EXPORT int shmbus_client_ping(shmbus_client* client,
                                        int64_t* round_trip_ns) SHMBUS_C_NOEXCEPT;
+
+/* ==== Shared state: blackboard and counters channels ===================================
+ *
+ * The C form of shmbus/blackboard.hpp and shmbus/counters.hpp (kinds SHMBUS_KIND_BLACKBOARD
+ * and SHMBUS_KIND_COUNTERS), implemented in c_api_state.cpp. Opened as a writer
+ * (SHMBUS_ROLE_PUBLISHER: the channel's `publish` ACL) or a reader (SHMBUS_ROLE_SUBSCRIBER:
+ * `subscribe` ACL, a read-only mapping). Functions added in node SHMBUS_0.1. */
+
+typedef struct shmbus_blackboard shmbus_blackboard;
+typedef struct shmbus_counters shmbus_counters;
+
+/** Opens blackboard `channel` as a writer or a reader (`role`, a shmbus_role); `options` may
+ *  be NULL. Errors as shmbus_open_publisher(); SHMBUS_E_INVALID_ARGUMENT if the channel is
+ *  not a blackboard or `role` is no shmbus_role. One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_open_blackboard(shmbus_client* client, const char* channel,
+                                           uint32_t role, const shmbus_endpoint_options* options,
+                                           shmbus_blackboard** blackboard) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `blackboard` (NULL: nothing). */
+SHMBUS_C_EXPORT void shmbus_blackboard_close(shmbus_blackboard* blackboard) SHMBUS_C_NOEXCEPT;
+/** Number of elements (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_blackboard_size(const shmbus_blackboard* blackboard)
+    SHMBUS_C_NOEXCEPT;
+/** Bytes per element (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_blackboard_element_size(const shmbus_blackboard* blackboard)
+    SHMBUS_C_NOEXCEPT;
+/** The channel (as shmbus_publisher_info()). */
+SHMBUS_C_EXPORT void shmbus_blackboard_info(const shmbus_blackboard* blackboard,
+                                            shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** Copies element `index` into `out` (`capacity` >= the element size; that many bytes are
+ *  written), consistent: never a mix of two writes. `version` (may be NULL) receives how
+ *  many writes the element has had (mod 2^32). Errors: SHMBUS_E_INVALID_ARGUMENT (index out
+ *  of range, buffer too small, NULL argument), SHMBUS_E_WOULD_BLOCK (writers kept moving the
+ *  element, or one holds it), SHMBUS_E_CORRUPTED naming the element (its writer died
+ *  mid-update: torn until the next write). One thread at a time per blackboard. */
+SHMBUS_C_EXPORT int shmbus_blackboard_read(const shmbus_blackboard* blackboard, uint64_t index,
+                                           void* out, size_t capacity,
+                                           uint64_t* version) SHMBUS_C_NOEXCEPT;
+/** Copies `size` / element size consecutive elements from `first` into `out`, each
+ *  consistent on its own; `size` must be a multiple of the element size. Errors as
+ *  shmbus_blackboard_read(), naming the element. */
+SHMBUS_C_EXPORT int shmbus_blackboard_read_range(const shmbus_blackboard* blackboard,
+                                                 uint64_t first, void* out,
+                                                 size_t size) SHMBUS_C_NOEXCEPT;
+/** Replaces element `index` with `size` bytes at `data` (at most the element size; the rest
+ *  becomes zeros). Errors: SHMBUS_E_PERMISSION_DENIED (a reader), SHMBUS_E_MESSAGE_TOO_LARGE
+ *  (more bytes than an element, naming both sizes), SHMBUS_E_INVALID_ARGUMENT (index, NULL
+ *  data with a size), SHMBUS_E_WOULD_BLOCK (another writer held the element for too long). */
+SHMBUS_C_EXPORT int shmbus_blackboard_write(shmbus_blackboard* blackboard, uint64_t index,
+                                            const void* data, size_t size) SHMBUS_C_NOEXCEPT;
+/** Writes `size` / element size consecutive elements from `first`, element by element;
+ *  `size` must be a multiple of the element size. Errors as shmbus_blackboard_write(). */
+SHMBUS_C_EXPORT int shmbus_blackboard_write_range(shmbus_blackboard* blackboard, uint64_t first,
+                                                  const void* data, size_t size) SHMBUS_C_NOEXCEPT;
+/** Changes an element's `size` bytes at `element` in place; called under the element's
+ *  writer lock, so it must be short and must not call back into the blackboard. */
+typedef void (*shmbus_blackboard_edit_fn)(void* user, void* element, size_t size);
+/** Read-modify-write of element `index`: `edit` gets a copy of its current bytes to change,
+ *  which are then published as one write. Errors as shmbus_blackboard_write(). */
+SHMBUS_C_EXPORT int shmbus_blackboard_update(shmbus_blackboard* blackboard, uint64_t index,
+                                             shmbus_blackboard_edit_fn edit,
+                                             void* user) SHMBUS_C_NOEXCEPT;
+
+/** Longest counter name, in bytes ([A-Za-z0-9_.:/-], like channel names). */
+#define SHMBUS_MAX_COUNTER_NAME_LENGTH 47
+
+/** One cell of a counters channel (shmbus::Counter): a small value to keep and pass by
+ *  pointer, valid while the shmbus_counters that filled it is open. Its fields are the
+ *  library's: do not change them. */
+typedef struct shmbus_counter {
+    uint64_t* cell;    /**< the cell's word in shared memory */
+    uint64_t index;    /**< the cell's position in the channel, stable for its life */
+    uint32_t writable; /**< non-zero when opened by a writer */
+    uint32_t reserved; /**< 0 */
+} shmbus_counter;
+
+/** A cell's name and value, as listed (shmbus::CounterValue). */
+typedef struct shmbus_counter_value {
+    char name[SHMBUS_MAX_COUNTER_NAME_LENGTH + 1]; /**< NUL-terminated */
+    uint64_t value;
+    uint64_t index;
+} shmbus_counter_value;
+
+/** Opens counters `channel` as a writer or a reader, as shmbus_open_blackboard(). */
+SHMBUS_C_EXPORT int shmbus_open_counters(shmbus_client* client, const char* channel, uint32_t role,
+                                         const shmbus_endpoint_options* options,
+                                         shmbus_counters** counters) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `counters` (NULL: nothing); its cells' shmbus_counter
+ *  values become unusable. */
+SHMBUS_C_EXPORT void shmbus_counters_close(shmbus_counters* counters) SHMBUS_C_NOEXCEPT;
+/** How many cells the channel can hold (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_counters_capacity(const shmbus_counters* counters)
+    SHMBUS_C_NOEXCEPT;
+/** The channel (as shmbus_publisher_info()). */
+SHMBUS_C_EXPORT void shmbus_counters_info(const shmbus_counters* counters,
+                                          shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** Describes the cell called `name` (NUL-terminated) in *counter; a writer creates it (value
+ *  0) if it does not exist yet. Errors: SHMBUS_E_INVALID_ARGUMENT (a bad name, NULL
+ *  argument), SHMBUS_E_NOT_FOUND (a reader, no such cell), SHMBUS_E_LIMIT_REACHED (every
+ *  cell taken), SHMBUS_E_WOULD_BLOCK (another writer creating a cell did not finish),
+ *  SHMBUS_E_CORRUPTED naming a damaged cell. One thread at a time per counters. */
+SHMBUS_C_EXPORT int shmbus_counters_cell(shmbus_counters* counters, const char* name,
+                                         shmbus_counter* counter) SHMBUS_C_NOEXCEPT;
+/** Lists the cells that exist, in creation order: stores their number in *count and the
+ *  first min(*count, capacity) in values[] (`values` may be NULL with capacity 0). Errors:
+ *  SHMBUS_E_CORRUPTED naming a damaged cell, SHMBUS_E_INVALID_ARGUMENT (NULL argument). */
+SHMBUS_C_EXPORT int shmbus_counters_list(const shmbus_counters* counters,
+                                         shmbus_counter_value* values, size_t capacity,
+                                         size_t* count) SHMBUS_C_NOEXCEPT;
+
+/* The operations on a cell: lock-free, no system call, never waiting for another process;
+ * any thread, while the shmbus_counters lives. load is an acquire, store a release, the
+ * read-modify-writes acq_rel; values are unsigned and wrap. The writes fail with
+ * SHMBUS_E_PERMISSION_DENIED for a cell of a reader, SHMBUS_E_INVALID_ARGUMENT for a NULL or
+ * empty counter. */
+
+/** The cell's value (0 for a NULL or empty counter). */
+SHMBUS_C_EXPORT uint64_t shmbus_counter_load(const shmbus_counter* counter) SHMBUS_C_NOEXCEPT;
+/** Sets the value. */
+SHMBUS_C_EXPORT int shmbus_counter_store(const shmbus_counter* counter,
+                                         uint64_t value) SHMBUS_C_NOEXCEPT;
+/** Adds `delta`; *before (may be NULL) receives the value before. */
+SHMBUS_C_EXPORT int shmbus_counter_fetch_add(const shmbus_counter* counter, uint64_t delta,
+                                             uint64_t* before) SHMBUS_C_NOEXCEPT;
+/** Subtracts `delta`; *before (may be NULL) receives the value before. */
+SHMBUS_C_EXPORT int shmbus_counter_fetch_sub(const shmbus_counter* counter, uint64_t delta,
+                                             uint64_t* before) SHMBUS_C_NOEXCEPT;
+/** Raises the value to `value` if it is below; *before (may be NULL) receives the value
+ *  before. */
+SHMBUS_C_EXPORT int shmbus_counter_fetch_max(const shmbus_counter* counter, uint64_t value,
+                                             uint64_t* before) SHMBUS_C_NOEXCEPT;
+/** Replaces the value with `desired` if it is *expected: *swapped (may be NULL) becomes 1.
+ *  Otherwise *swapped becomes 0 and *expected receives the value found. */
+SHMBUS_C_EXPORT int shmbus_counter_compare_exchange(const shmbus_counter* counter,
+                                                    uint64_t* expected, uint64_t desired,
+                                                    int* swapped) SHMBUS_C_NOEXCEPT;
+
+/* ==== End of shared state ============================================================== */
 
 #ifdef __cplusplus
 } /* extern "C" */
