@@ -20,6 +20,7 @@
 #include <shmbus/blackboard.hpp>
 #include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
+#include <shmbus/pool.hpp>
 #include <shmbus/rpc.hpp>
 
 #include <functional>
@@ -54,6 +55,9 @@ struct EndpointHooks {
     static void set_on_detach(Blackboard& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Counters& endpoint, std::function<void()> hook) noexcept;
+    /// Sets the hook `endpoint` runs when it detaches (when the Pool and the last block it
+    /// returned are gone), replacing any earlier one.
+    static void set_on_detach(Pool& endpoint, std::function<void()> hook) noexcept;
 };
 
 /// The daemon refused to take the endpoint behind `link` back: from now on every call on it
