@@ -88,6 +88,7 @@ struct EndpointDetail {
     std::string client_name;
     std::uint64_t cursor{0}; ///< broadcast subscriber: next sequence it reads
     std::uint64_t lost{0};   ///< broadcast subscriber: messages it lost
+    std::uint64_t held{0};   ///< pool: blocks it holds a reference to (0 from a daemon before 1.3)
 };
 
 struct ChannelDetail {
