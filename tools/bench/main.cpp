@@ -127,7 +127,8 @@ int run(int argc, char** argv) {
     app.add_option(
            "--transport", transports,
            "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
-           "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read")
+           "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read, "
+           "pool-handoff, queue-copy")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "

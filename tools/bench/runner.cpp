@@ -5,6 +5,7 @@
 #include "baselines.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
+#include "pool_handoff.hpp"
 #include "shared_state.hpp"
 #include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
@@ -139,6 +140,10 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     case Transport::blackboard_read:
     case Transport::local_read:
         error = run_shared_state_read(s, settings, reports);
+        break;
+    case Transport::pool_handoff:
+    case Transport::queue_copy:
+        error = run_payload_handoff(s, settings, reports);
         break;
     default:
         error = run_baseline(s, settings, reports);

@@ -24,6 +24,8 @@ constexpr std::array kTransportNames{
     std::pair{Transport::shmbusd, "shmbusd"},
     std::pair{Transport::blackboard_read, "blackboard-read"},
     std::pair{Transport::local_read, "local-read"},
+    std::pair{Transport::pool_handoff, "pool-handoff"},
+    std::pair{Transport::queue_copy, "queue-copy"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -116,6 +118,22 @@ Scenario state_read(bool local, std::uint64_t size) {
                     1};
 }
 
+/// Payloads per second of `size` bytes between two processes: handed through a pool by handle
+/// (`pool`), or copied through a queue with `size`-byte slots.
+Scenario payload_handoff(bool pool, std::uint64_t size) {
+    return Scenario{pool ? Transport::pool_handoff : Transport::queue_copy,
+                    Kind::none,
+                    Wait::none,
+                    Test::throughput,
+                    size,
+                    1,
+                    1,
+                    1};
+}
+
+/// The large payload: a 16 MiB frame.
+constexpr std::uint64_t kHandoffSize = 16 * kMiB;
+
 // The channels of the control-plane tests have 1 KiB slots (the configuration's default).
 constexpr std::uint64_t kControlSlotSize = kKiB;
 
@@ -156,6 +174,8 @@ std::vector<Scenario> tiny_suite() {
         raw_ring(Test::throughput, 128, 1),
         shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB),
         memcpy_calibration(64 * kKiB),
+        payload_handoff(true, kHandoffSize),
+        payload_handoff(false, kHandoffSize),
         control_open(1, 1),
         daemon_footprint(Test::daemon_rss, 4, 8),
         daemon_footprint(Test::daemon_idle_cpu, 4, 8),
@@ -194,6 +214,8 @@ std::vector<Scenario> quick_suite() {
     v.push_back(memcpy_calibration(64 * kMiB));
     v.push_back(state_read(false, 64));
     v.push_back(state_read(true, 64));
+    v.push_back(payload_handoff(true, kHandoffSize));
+    v.push_back(payload_handoff(false, kHandoffSize));
     v.push_back(control_open(1, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
     return v;
@@ -269,6 +291,10 @@ std::vector<Scenario> full_suite() {
         v.push_back(memcpy_calibration(size));
     }
     v.push_back(memcpy_calibration(64 * kMiB));
+    v.push_back(state_read(false, 64));
+    v.push_back(state_read(true, 64));
+    v.push_back(payload_handoff(true, kHandoffSize));
+    v.push_back(payload_handoff(false, kHandoffSize));
 
     // The control plane: one opener, several at once, and one against a fuller daemon.
     for (std::uint32_t openers : {1U, 2U, 4U}) {

@@ -34,6 +34,8 @@ enum class Transport {
     shmbusd,         ///< the control plane: a real shmbusd started for the run
     blackboard_read, ///< an uncontended consistent read of one blackboard element
     local_read,      ///< baseline of blackboard_read: a plain read from local memory
+    pool_handoff,    ///< a large payload made in a pool block, its handle sent through a queue
+    queue_copy,      ///< baseline of pool_handoff: the payload copied through a queue's slots
 };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.
