@@ -16,6 +16,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -644,4 +645,91 @@ TEST_CASE("the head word and block state encodings keep their fields apart") {
     CHECK(sd::block_holders(s) == ((1u << 23) | 1u));
     CHECK_FALSE(sd::block_is_free(s));
     CHECK(sd::block_is_free(sd::free_block(7)));
+}
+
+TEST_CASE("random scribbles over a pool's shared words never crash or hang its endpoints") {
+    const std::uint64_t seed = test_seed();
+    std::printf("test_pool scribble seed: %llu (rerun with SHMBUS_TEST_SEED=%llu)\n",
+                static_cast<unsigned long long>(seed), static_cast<unsigned long long>(seed));
+    CAPTURE(seed);
+    std::mt19937_64 rng{seed};
+    auto f = make_pool(64, 8, 2, 2);
+    PoolWords words{f};
+    auto w = open(f, Role::publisher);
+    auto r = open(f, Role::subscriber);
+    std::vector<PoolBlock> held;
+    std::vector<BlockHandle> handles;
+    std::uint64_t errors = 0;
+    const std::uint64_t iterations = scaled(20000, 2000);
+    for (std::uint64_t i = 0; i < iterations; ++i) {
+        // One word of the free list or the block states gets a random or a nearby value.
+        const std::uint32_t block = static_cast<std::uint32_t>(rng() % 8);
+        const std::uint64_t value = rng() % 2 == 0 ? rng() : rng() % 64;
+        switch (rng() % 8) {
+        case 0:
+            words.head() = value;
+            break;
+        case 1:
+            words.next(block) = static_cast<std::uint32_t>(value);
+            break;
+        case 2:
+            words.state(block) = value;
+            break;
+        default:
+            break; // most rounds leave the words alone, so that operations also succeed
+        }
+        // Then whatever an application would do next; every call returns, ok or an error.
+        switch (rng() % 5) {
+        case 0: {
+            auto b = w.acquire();
+            errors += b ? 0 : 1;
+            if (b) {
+                held.push_back(std::move(*b));
+            }
+            break;
+        }
+        case 1:
+            if (!held.empty()) {
+                auto h = w.hand_on(std::move(held.back()));
+                held.pop_back();
+                errors += h ? 0 : 1;
+                if (h) {
+                    handles.push_back(*h);
+                }
+            }
+            break;
+        case 2:
+            if (!handles.empty()) {
+                auto b = r.adopt(handles.back());
+                handles.pop_back();
+                errors += b ? 0 : 1;
+                if (b) {
+                    held.push_back(std::move(*b));
+                }
+            }
+            break;
+        case 3:
+            if (!handles.empty()) {
+                errors += r.drop(handles.back()) ? 0 : 1;
+                handles.pop_back();
+            }
+            break;
+        default:
+            if (!held.empty()) {
+                errors += held.back().release() ? 0 : 1;
+                held.pop_back();
+            }
+            break;
+        }
+        // Reading a held block stays inside the pool's mapping, whatever the words say.
+        for (const PoolBlock& b : held) {
+            CHECK(b.data().size() == 64);
+        }
+    }
+    std::printf("test_pool scribbles: %llu iterations, %llu calls refused\n",
+                static_cast<unsigned long long>(iterations),
+                static_cast<unsigned long long>(errors));
+    held.clear();
+    auto info = inspect_channel(f);
+    CHECK(info); // the headers were never touched
 }

@@ -185,11 +185,12 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
                        std::to_string(geo->control_bytes()));
     }
     if (h.payload_bytes != geo->payload_bytes()) {
+        // A pool lays its blocks out from a page boundary: the kind counts too.
         return bad("payload_bytes", "is " + std::to_string(h.payload_bytes) +
-                                        ", but fields 'slot_count' (" +
-                                        std::to_string(h.slot_count) + ") and 'slot_size' (" +
-                                        std::to_string(h.slot_size) + ") need " +
-                                        std::to_string(geo->payload_bytes()));
+                                        ", but fields 'kind' (" + std::to_string(h.kind) +
+                                        "), 'slot_count' (" + std::to_string(h.slot_count) +
+                                        ") and 'slot_size' (" + std::to_string(h.slot_size) +
+                                        ") need " + std::to_string(geo->payload_bytes()));
     }
     const std::uint64_t expected =
         type == RegionType::control ? geo->control_bytes() : geo->payload_bytes();
