@@ -409,7 +409,9 @@ TEST_CASE("the supervisor gives back every block a killed holder held, and only 
 
     // A forked reader adopts the handle, a forked writer acquires three blocks and hands one
     // on; both are killed holding what they hold.
-    Pipe ready = Pipe::make();
+    // A pipe each: their records must not interleave.
+    Pipe writer_ready = Pipe::make();
+    Pipe reader_ready = Pipe::make();
     Child writer = Child::spawn([&] {
         auto w = Pool::attach(*f.duplicate_for(Role::publisher), Role::publisher);
         if (!w) {
@@ -427,8 +429,8 @@ TEST_CASE("the supervisor gives back every block a killed holder held, and only 
         if (!h) {
             return 3;
         }
-        (void)send_record(ready.write_end.get(), w->endpoint_index());
-        (void)send_record(ready.write_end.get(), *h);
+        (void)send_record(writer_ready.write_end.get(), w->endpoint_index());
+        (void)send_record(writer_ready.write_end.get(), *h);
         for (;;) {
             ::pause();
         }
@@ -442,16 +444,16 @@ TEST_CASE("the supervisor gives back every block a killed holder held, and only 
         if (!b) {
             return 2;
         }
-        (void)send_record(ready.write_end.get(), r->endpoint_index());
+        (void)send_record(reader_ready.write_end.get(), r->endpoint_index());
         for (;;) {
             ::pause();
         }
     });
-    auto writer_index = receive_record<std::uint32_t>(ready.read_end.get(), Deadline{});
+    auto writer_index = receive_record<std::uint32_t>(writer_ready.read_end.get(), Deadline{});
     REQUIRE(writer_index);
-    auto in_transit = receive_record<BlockHandle>(ready.read_end.get(), Deadline{});
+    auto in_transit = receive_record<BlockHandle>(writer_ready.read_end.get(), Deadline{});
     REQUIRE(in_transit);
-    auto reader_index = receive_record<std::uint32_t>(ready.read_end.get(), Deadline{});
+    auto reader_index = receive_record<std::uint32_t>(reader_ready.read_end.get(), Deadline{});
     REQUIRE(reader_index);
     writer.kill_and_wait(SIGKILL);
     reader.kill_and_wait(SIGKILL);
