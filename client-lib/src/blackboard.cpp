@@ -58,8 +58,10 @@ struct Blackboard::Impl : StateEndpointCore {
         return ok();
     }
 
-    /// One element, copied consistently into `out` (element_size bytes).
-    [[nodiscard]] Result<std::uint64_t> read_one(std::uint64_t i, std::byte* out) const {
+    /// One element, read consistently by `read(data)`: the copy of read(), or the function
+    /// of read_in_place(). Retried while writers move the element, a bounded number of times.
+    template <typename Read>
+    [[nodiscard]] Result<std::uint64_t> read_one(std::uint64_t i, Read&& read) const {
         const SlotHeader* e = ch.element(i);
         const auto* data = reinterpret_cast<const std::byte*>(e) + kSlotDataOffset;
         for (std::uint32_t attempt = 0; attempt < kBlackboardReadAttempts; ++attempt) {
@@ -80,7 +82,7 @@ struct Blackboard::Impl : StateEndpointCore {
                 cpu_relax(); // a writer holds it: its write takes a few nanoseconds
                 continue;
             }
-            seqlock_copy_out(out, data, static_cast<std::size_t>(ch.geo.slot_size));
+            read(data);
             seqlock_read_fence();
             // relaxed: ordered after the copy by the fence (seqlock.hpp).
             if (atom_load(e->state, std::memory_order_relaxed) == before) {
@@ -205,7 +207,24 @@ Result<std::uint64_t> Blackboard::read_slow(std::uint64_t index,
                               impl_->element_name(index) + " has " + std::to_string(element_size_) +
                                   " bytes; the buffer only " + std::to_string(out.size()));
         }
-        return impl_->read_one(index, out.data());
+        return impl_->read_one(index, [&](const std::byte* data) {
+            seqlock_copy_out(out.data(), data, static_cast<std::size_t>(element_size_));
+        });
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<std::uint64_t> Blackboard::read_in_place_with(std::uint64_t index,
+                                                     void (*read)(const ElementView&, void*),
+                                                     void* ctx) const noexcept {
+    try {
+        if (auto in = impl_->check_range(index, 1, "read of"); !in) {
+            return in.take_error();
+        }
+        return impl_->read_one(index, [&](const std::byte* data) {
+            read(ElementView{data, element_size_}, ctx);
+        });
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
     }

@@ -24,6 +24,8 @@ std::string_view to_string(ChannelKind kind) noexcept {
         return "counters";
     case ChannelKind::rpc:
         return "rpc";
+    case ChannelKind::pool:
+        return "pool";
     }
     return "unknown";
 }

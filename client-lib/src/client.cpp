@@ -157,6 +157,11 @@ Result<Counters> Client::open_counters(std::string_view channel, Role role,
                            [&](Impl& c) { return c.open<Counters>(channel, role, options); });
 }
 
+Result<Pool> Client::open_pool(std::string_view channel, Role role,
+                               const EndpointOptions& options) noexcept {
+    return with_connection(impl_, [&](Impl& c) { return c.open<Pool>(channel, role, options); });
+}
+
 Result<void> Client::create_channel(const ChannelSpec& spec) noexcept {
     return with_connection(impl_, [&](Impl& c) {
         return as_void(c.request<proto::Ok>(proto::Create{spec, proto::kAllSpecFields}, "create"));

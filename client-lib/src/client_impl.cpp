@@ -599,7 +599,8 @@ Result<Endpoint> Client::Impl::open(std::string_view channel, Role role,
     assigned.endpoint_index = static_cast<std::int32_t>(index);
     auto endpoint = [&] {
         // The shared-state kinds have one class for both roles.
-        if constexpr (std::is_same_v<Endpoint, Blackboard> || std::is_same_v<Endpoint, Counters>) {
+        if constexpr (std::is_same_v<Endpoint, Blackboard> || std::is_same_v<Endpoint, Counters> ||
+                      std::is_same_v<Endpoint, Pool>) {
             return Endpoint::attach(std::move(files), role, assigned);
         } else {
             return Endpoint::attach(std::move(files), assigned);
@@ -642,6 +643,7 @@ template Result<Server> Client::Impl::open<Server>(std::string_view, Role, const
 template Result<Caller> Client::Impl::open<Caller>(std::string_view, Role, const EndpointOptions&);
 template Result<Blackboard> Client::Impl::open<Blackboard>(std::string_view, Role,
                                                            const EndpointOptions&);
+template Result<Pool> Client::Impl::open<Pool>(std::string_view, Role, const EndpointOptions&);
 template Result<Counters> Client::Impl::open<Counters>(std::string_view, Role,
                                                        const EndpointOptions&);
 

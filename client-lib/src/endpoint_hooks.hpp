@@ -20,6 +20,7 @@
 #include <shmbus/blackboard.hpp>
 #include <shmbus/counters.hpp>
 #include <shmbus/endpoint.hpp>
+#include <shmbus/pool.hpp>
 #include <shmbus/rpc.hpp>
 
 #include <functional>
@@ -99,6 +100,9 @@ struct EndpointHooks {
     static Counter counter(std::uint64_t* cell, std::uint64_t index, bool writable) noexcept {
         return Counter{cell, index, writable};
     }
+    /// Sets the hook `endpoint` runs when it detaches (when the Pool and the last block it
+    /// returned are gone), replacing any earlier one.
+    static void set_on_detach(Pool& endpoint, std::function<void()> hook) noexcept;
 };
 
 /// The daemon refused to take the endpoint behind `link` back: from now on every call on it

@@ -19,10 +19,13 @@
 
 #include "shm/endpoint_table.hpp"
 #include "shm/peer_events.hpp"
+#include "shm/pool_blocks.hpp"
 #include "shm/rpc_calls.hpp"
 #include "shm/shared_state.hpp"
 
+#include <new>
 #include <string>
+#include <vector>
 
 namespace shmbus {
 
@@ -127,6 +130,38 @@ ChannelStats rpc_stats_of(const AttachedChannel& ch) noexcept {
     return s;
 }
 
+/// pool channels report their blocks in the same fields (docs/memory-layout.md): published =
+/// blocks acquired, consumed = blocks given back to the free list, abandoned = references of
+/// dead endpoints given back, dropped = references in handles dropped unread, redelivered =
+/// references in transit now, depth = blocks in use now, high_water = most in use at once,
+/// data_waits = acquires that found no free block, space_waits / space_wakes = acquires that
+/// slept for one / wake-ups of them. Loads as stats_of() below: relaxed. Throws
+/// std::bad_alloc (the per-endpoint counts of pool_usage()).
+ChannelStats pool_stats_of(const AttachedChannel& ch) {
+    ChannelStats s;
+    const ControlBlock& c = *ch.control;
+    const PoolControl& p = *ch.pool;
+    s.published = load(p.acquired);
+    s.consumed = load(p.returned);
+    s.abandoned = load(p.reclaimed);
+    s.dropped = load(p.dropped);
+    s.high_water = load(p.high_water);
+    s.data_waits = load(p.exhausted);
+    s.corrupted = load(c.corrupted);
+    s.space_waits = load(c.space_waits);
+    s.space_wakes = load(c.space_wakes);
+    const PoolUsage usage = pool_usage(ch);
+    s.depth = usage.in_use;
+    s.redelivered = usage.in_transit;
+    for (std::uint32_t i = 0; i < ch.geo.max_publishers; ++i) {
+        s.publishers += active(ch.publishers[i]) ? 1 : 0;
+    }
+    for (std::uint32_t i = 0; i < ch.geo.max_subscribers; ++i) {
+        s.subscribers += active(ch.subscribers[i]) ? 1 : 0;
+    }
+    return s;
+}
+
 /// Counters for tools: every load is relaxed. Each value is a snapshot on its own; nothing
 /// is read on the strength of another, so nothing needs ordering (and a tool must not slow
 /// the data path with fences).
@@ -135,6 +170,13 @@ ChannelStats stats_of(const AttachedChannel& ch) noexcept {
     const ControlBlock& c = *ch.control;
     if (ch.info.kind == ChannelKind::rpc) {
         return rpc_stats_of(ch);
+    }
+    if (ch.info.kind == ChannelKind::pool) {
+        try {
+            return pool_stats_of(ch);
+        } catch (const std::bad_alloc&) {
+            return s; // no room for the scan's counts: no numbers rather than none at all
+        }
     }
     s.published = load(ch.payload->head);
     s.abandoned = load(c.abandoned);
@@ -177,6 +219,9 @@ std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
     std::vector<EndpointEntry> out;
     const AttachedChannel& ch = impl_->ch;
     const PagesDroppedOnReturn drop{ch};
+    // pool: how many blocks each holder slot holds, from one scan of the block states.
+    const std::vector<std::uint64_t> held =
+        ch.info.kind == ChannelKind::pool ? pool_usage(ch).held : std::vector<std::uint64_t>{};
     auto add = [&](const EndpointRecord* table, std::uint32_t count, Role role) {
         for (std::uint32_t i = 0; i < count; ++i) {
             const EndpointRecord& r = table[i];
@@ -186,9 +231,11 @@ std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
                 static_cast<std::uint32_t>(EndpointState::active)) {
                 continue;
             }
+            const std::uint32_t slot = holder_slot(ch.geo, role, i);
             out.push_back({role, i, atom_load(r.pid, std::memory_order_relaxed),
                            atom_load(r.cursor, std::memory_order_relaxed),
-                           atom_load(r.lost, std::memory_order_relaxed)});
+                           atom_load(r.lost, std::memory_order_relaxed),
+                           slot < held.size() ? held[slot] : 0});
         }
     };
     add(ch.publishers, ch.geo.max_publishers, Role::publisher);
@@ -206,8 +253,12 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
     ReclaimReport report;
     // What a dead writer can hold depends on the kind: ring slots it reserved, blackboard
     // elements it was writing (now marked torn), counter cells it was naming (freed again),
-    // rpc calls it made (withdrawn, or their replies dropped when they come).
+    // rpc calls it made (withdrawn, or their replies dropped when they come), pool blocks
+    // it held (given back).
     switch (ch.info.kind) {
+    case ChannelKind::pool:
+        report.abandoned_slots = reclaim_holder(ch, holder_slot(ch.geo, Role::publisher, index));
+        break;
     case ChannelKind::blackboard:
         report.abandoned_slots = tear_locked_elements(ch, owner_tag(index));
         break;
@@ -249,9 +300,12 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
         detail::post_event(ch, EventKind::died, Role::subscriber, index, pid);
         return report;
     }
-    // Readers of the shared-state kinds hold nothing in shared memory.
+    // Readers of blackboard and counters channels hold nothing in shared memory; a pool's
+    // hold references to blocks.
     if (is_ring_kind(ch.info.kind)) {
         report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+    } else if (ch.info.kind == ChannelKind::pool) {
+        report.abandoned_slots = reclaim_holder(ch, holder_slot(ch.geo, Role::subscriber, index));
     }
     release_endpoint(**rec);
     report.detached = true;

@@ -303,6 +303,7 @@ Reply ClientSession::on_channel_info(std::uint32_t id, const proto::ChannelInfoR
             if (e.role == claim.role && e.index == claim.index) {
                 d.cursor = e.cursor;
                 d.lost = e.lost;
+                d.held = e.held;
             }
         }
         detail.endpoints.push_back(std::move(d));

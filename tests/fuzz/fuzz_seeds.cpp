@@ -57,7 +57,7 @@ void write_wire_seeds(const fs::path& dir) {
     spec.name = "jobs";
     ChannelSummary summary{sample_info(), ChannelStats{}, true};
     summary.stats.published = 1000;
-    EndpointDetail endpoint{Role::subscriber, 2, 7, 1234, 1000, "reader", 990, 3};
+    EndpointDetail endpoint{Role::subscriber, 2, 7, 1234, 1000, "reader", 990, 3, 1};
     ClientSummary client{7, 1234, 1000, 1000, "reader", 2, 1764979200000};
     DaemonStatus status{"0.1.0",
                         42,
@@ -114,6 +114,7 @@ void write_segment_seeds(const fs::path& dir) {
         {"mpmc-queue", ChannelKind::queue, Overflow::block, 4, 4},
         {"broadcast-block", ChannelKind::broadcast, Overflow::block, 1, 8},
         {"broadcast-drop", ChannelKind::broadcast, Overflow::drop, 2, 8},
+        {"pool", ChannelKind::pool, Overflow::block, 2, 8},
     };
     for (const Shape& shape : shapes) {
         ChannelSpec spec;

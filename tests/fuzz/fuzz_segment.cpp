@@ -11,7 +11,8 @@
 //  1. inspect_channel() and read_stats() attach it read-only (PROT_READ, as shmbusctl and
 //     the daemon's descriptor-store check do): a refusal must be Errc::corrupted or
 //     Errc::version_mismatch, an acceptance must report the header's own fields;
-//  2. a subscriber attaches with a read-only payload and polls a few times;
+//  2. a subscriber attaches with a read-only payload and polls a few times (on a pool, a
+//     reader adopts and drops handles to a few blocks, and gives back what it adopted);
 //  3. a supervisor lists the endpoint tables and reclaims every entry, as the daemon does
 //     when a client dies.
 // Nothing of it may block: every call here is a try_ form or returns at once.
@@ -19,6 +20,7 @@
 
 #include <shmbus/channel.hpp>
 #include <shmbus/endpoint.hpp>
+#include <shmbus/pool.hpp>
 #include <shmbus/supervisor.hpp>
 
 #include <array>
@@ -106,6 +108,22 @@ void poll_as_subscriber(const ChannelFiles& files) {
     }
 }
 
+void use_as_pool_reader(const ChannelFiles& files, std::uint64_t creation_id) {
+    ChannelFiles mine{copy_of(files).control, read_only(files.payload)};
+    auto pool = Pool::attach(std::move(mine), Role::subscriber);
+    if (!pool) {
+        return;
+    }
+    for (std::uint32_t i = 0; i < 4; ++i) {
+        const BlockHandle handle{creation_id, i, i};
+        if (auto block = pool->adopt(handle); block) {
+            check(block->data().size() == pool->block_size());
+            (void)block->release();
+        }
+        (void)pool->drop(handle);
+    }
+}
+
 void reclaim_as_daemon(const ChannelFiles& files) {
     auto supervisor = ChannelSupervisor::attach(copy_of(files));
     if (!supervisor) {
@@ -145,6 +163,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(info->name.size() < sizeof claimed.name);
 
     poll_as_subscriber(files);
+    use_as_pool_reader(files, info->creation_id);
     reclaim_as_daemon(files);
     return 0;
 }

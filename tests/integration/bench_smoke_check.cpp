@@ -67,7 +67,8 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     }
     c.require(one_of(row.value("transport", json{}),
                      {"shmbus", "shmbus-c", "python", "fifo", "uds-stream", "uds-seqpacket", "tcp",
-                      "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd", "bridge"}),
+                      "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd", "bridge",
+                      "blackboard-read", "local-read", "pool-handoff", "queue-copy"}),
               at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});
     c.require(kind.is_null() ||

@@ -118,14 +118,6 @@ namespace {
 constexpr std::uint64_t kSlotSize = 48;
 constexpr std::uint64_t kSlotCount = 16;
 
-std::uint64_t test_seed() {
-    if (const char* s = std::getenv("SHMBUS_TEST_SEED"); s != nullptr && *s != '\0') {
-        return std::strtoull(s, nullptr, 0);
-    }
-    std::random_device rd;
-    return (std::uint64_t{rd()} << 32) | rd();
-}
-
 /// The shapes every test here runs on: each algorithm of the data path.
 struct Shape {
     const char* what;
@@ -141,10 +133,11 @@ constexpr Shape kShapes[] = {
     {"drop broadcast", ChannelKind::broadcast, Overflow::drop, 1, 2},
 };
 /// The shared-state kinds: their headers are checked as strictly (their state words are
-/// scribbled in test_blackboard and test_counters).
+/// scribbled in test_blackboard, test_counters and test_pool).
 constexpr Shape kStateShapes[] = {
     {"blackboard", ChannelKind::blackboard, Overflow::block, 2, 2},
     {"counters", ChannelKind::counters, Overflow::block, 2, 2},
+    {"pool", ChannelKind::pool, Overflow::block, 2, 2},
 };
 
 ChannelSpec spec_of(const Shape& shape, const std::string& stem) {
@@ -153,13 +146,18 @@ ChannelSpec spec_of(const Shape& shape, const std::string& stem) {
 }
 
 sd::Geometry geometry_of(const Shape& shape) {
-    return sd::Geometry{kSlotSize,
-                        kSlotCount,
-                        sd::Geometry::stride_for(kSlotSize),
-                        shape.publishers,
-                        shape.subscribers,
-                        shape.kind == ChannelKind::queue &&
-                            !sd::is_spsc(shape.kind, shape.publishers, shape.subscribers)};
+    sd::Geometry g{kSlotSize,
+                   kSlotCount,
+                   sd::Geometry::stride_for(kSlotSize),
+                   shape.publishers,
+                   shape.subscribers,
+                   shape.kind == ChannelKind::queue &&
+                       !sd::is_spsc(shape.kind, shape.publishers, shape.subscribers)};
+    if (shape.kind == ChannelKind::pool) {
+        g.pool = true;
+        g.stride = sd::Geometry::pool_stride_for(kSlotSize);
+    }
+    return g;
 }
 
 /// A writable mapping of one region, as a scribbling process would make it.
@@ -291,6 +289,8 @@ std::vector<std::pair<std::string, Result<void>>> open_every_way(const ChannelFi
     out.emplace_back(
         "Counters::attach",
         as_void(Counters::attach(*files.duplicate_for(Role::subscriber), Role::subscriber)));
+    out.emplace_back("Pool::attach", as_void(Pool::attach(*files.duplicate_for(Role::subscriber),
+                                                          Role::subscriber)));
     return out;
 }
 

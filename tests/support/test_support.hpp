@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <span>
 #include <string>
 #include <unistd.h>
@@ -29,6 +30,16 @@ inline double scale() {
 inline std::uint64_t scaled(std::uint64_t n, std::uint64_t minimum = 1000) {
     const auto v = static_cast<std::uint64_t>(static_cast<double>(n) * scale());
     return v < minimum ? minimum : v;
+}
+
+/// The seed of a randomised test: SHMBUS_TEST_SEED if set (to replay a run), else random.
+/// Print it, so that a failure can be replayed.
+inline std::uint64_t test_seed() {
+    if (const char* s = std::getenv("SHMBUS_TEST_SEED"); s != nullptr && *s != '\0') {
+        return std::strtoull(s, nullptr, 0);
+    }
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) | rd();
 }
 
 /// A message body derived from (id, length) so a reader can check every byte.

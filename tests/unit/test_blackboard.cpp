@@ -1,6 +1,7 @@
 // Blackboard channels in one process (and forked writers for SIGKILL): reads and writes of
-// elements and ranges, no torn element under concurrent writers, bounded retries, the torn
-// mark a dead writer leaves and the write that repairs it, damaged state words, and roles.
+// elements and ranges, reads in place, no torn element under concurrent writers, bounded
+// retries, the torn mark a dead writer leaves and the write that repairs it, damaged state
+// words, and roles.
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -53,6 +54,13 @@ struct StateWords {
     }
     std::uint64_t& operator[](std::uint64_t i) const { return ch.element(i)->state; }
     sd::AttachedChannel ch;
+};
+
+/// A price level as an order book keeps it: the fields a reader picks out of a larger element.
+struct Level {
+    double price;
+    std::uint32_t quantity;
+    std::uint32_t orders;
 };
 
 } // namespace
@@ -365,4 +373,136 @@ TEST_CASE("blackboard geometry: any element count from 1, sizes checked") {
     auto drop = create_channel(s);
     REQUIRE_FALSE(drop);
     CHECK(drop.error().detail.find("overflow 'drop'") != std::string::npos);
+}
+
+TEST_CASE("read_in_place gives a reader the fields it asks for, as the last write left them") {
+    auto f = make_board(4096, 3);
+    auto w = open(f, Role::publisher);
+    auto r = open(f, Role::subscriber);
+    std::vector<std::byte> element(4096);
+    const Level level{101.25, 300, 4};
+    std::memcpy(element.data() + 2048, &level, sizeof level);
+    std::memcpy(element.data() + 4090, "tail!!", 6);
+    REQUIRE(w.write(2, element));
+
+    Level seen{};
+    std::string tail(6, '\0');
+    std::uint64_t size = 0;
+    int calls = 0;
+    auto v = r.read_in_place(2, [&](const ElementView& e) {
+        ++calls;
+        size = e.size();
+        seen = e.get<Level>(2048);
+        e.copy(4090, std::as_writable_bytes(std::span{tail.data(), tail.size()}));
+    });
+    REQUIRE(v);
+    CHECK(*v == 1);
+    CHECK(calls == 1); // nobody wrote meanwhile
+    CHECK(size == 4096);
+    CHECK(seen.price == 101.25);
+    CHECK(seen.quantity == 300);
+    CHECK(seen.orders == 4);
+    CHECK(tail == "tail!!");
+}
+
+TEST_CASE("a view reads zeros past its element and nothing of the next") {
+    auto f = make_board(20, 2); // not a multiple of 8: the last word is partial
+    auto w = open(f, Role::publisher);
+    auto r = open(f, Role::subscriber);
+    REQUIRE(w.write(0, std::vector<std::byte>(20, std::byte{0xFF})));
+    REQUIRE(w.write(1, filled(20, 0x2222222222222222ULL)));
+    std::vector<std::byte> out(16, std::byte{0x55});
+    REQUIRE(r.read_in_place(0, [&](const ElementView& e) { e.copy(12, out); }));
+    // Bytes 12..19 are the element's; 20..27 are beyond it and read as zeros.
+    CHECK(out[0] == std::byte{0xFF});
+    CHECK(out[7] == std::byte{0xFF});
+    CHECK(out[8] == std::byte{0});
+    CHECK(out[15] == std::byte{0});
+    std::uint64_t far = 1;
+    REQUIRE(r.read_in_place(0, [&](const ElementView& e) { far = e.get<std::uint64_t>(1000); }));
+    CHECK(far == 0);
+}
+
+TEST_CASE("read_in_place never accepts a view of two writes while writers rewrite the element") {
+    constexpr std::uint64_t kSize = 512;
+    auto f = make_board(kSize, 1);
+    const std::uint64_t writes = scaled(50'000, 2'000);
+    std::atomic<bool> done{false};
+    std::atomic<std::uint64_t> mixed{0};
+    std::atomic<std::uint64_t> good{0};
+    std::atomic<std::uint64_t> retried{0};
+    std::thread writer([&] {
+        // No Catch2 assertion on these threads: Catch2 is not thread-safe.
+        auto w = Blackboard::attach(*f.duplicate_for(Role::publisher), Role::publisher);
+        if (!w) {
+            mixed.fetch_add(1);
+            return;
+        }
+        for (std::uint64_t i = 1; i <= writes; ++i) {
+            if (!w->write(0, filled(kSize, i))) {
+                mixed.fetch_add(1);
+            }
+        }
+    });
+    std::thread reader([&] {
+        auto r = Blackboard::attach(*f.duplicate_for(Role::subscriber), Role::subscriber);
+        if (!r) {
+            mixed.fetch_add(1);
+            return;
+        }
+        while (!done.load(std::memory_order_acquire)) {
+            // The first and the last word of the element, read in place: one write's if ok.
+            std::uint64_t first = 0;
+            std::uint64_t last = 0;
+            int calls = 0;
+            auto v = r->read_in_place(0, [&](const ElementView& e) {
+                ++calls;
+                first = e.get<std::uint64_t>(0);
+                last = e.get<std::uint64_t>(kSize - 8);
+            });
+            if (!v) {
+                if (v.code() != Errc::would_block) {
+                    mixed.fetch_add(1);
+                }
+                continue;
+            }
+            (first == last && first == *v ? good : mixed).fetch_add(1);
+            retried.fetch_add(calls > 1 ? 1 : 0);
+        }
+    });
+    writer.join();
+    done.store(true, std::memory_order_release);
+    reader.join();
+    CHECK(mixed.load() == 0);
+    CHECK(good.load() > 0);
+    std::printf("read_in_place: %llu good reads, %llu of them retried\n",
+                static_cast<unsigned long long>(good.load()),
+                static_cast<unsigned long long>(retried.load()));
+}
+
+TEST_CASE("read_in_place reports a held, a torn and an absent element as read() does") {
+    auto f = make_board(64, 2);
+    auto r = open(f, Role::subscriber);
+    StateWords words{f};
+    int calls = 0;
+    auto count = [&](const ElementView&) { ++calls; };
+
+    // Writer entry 0 holds element 1 and never lets go: bounded retries, then would_block.
+    sd::atom(words[1]).store((std::uint64_t{3} << 32) | 1, std::memory_order_release);
+    auto held = r.read_in_place(1, count);
+    REQUIRE_FALSE(held);
+    CHECK(held.code() == Errc::would_block);
+    CHECK(calls == 0); // never called on a locked element
+
+    sd::atom(words[1]).store((std::uint64_t{4} << 32) | sd::kElementTorn,
+                             std::memory_order_release);
+    auto torn = r.read_in_place(1, count);
+    REQUIRE_FALSE(torn);
+    CHECK(torn.code() == Errc::corrupted);
+    CHECK(torn.error().detail.find("element 1 is torn") != std::string::npos);
+
+    auto past = r.read_in_place(2, count);
+    REQUIRE_FALSE(past);
+    CHECK(past.code() == Errc::invalid_argument);
+    CHECK(calls == 0);
 }

@@ -345,7 +345,7 @@ TEST_CASE("did-you-mean catches typos, swapped letters, case and abbreviations")
           "shmbusd.yaml:2:21: error: unknown channel kind 'broadcst' (did you mean 'broadcast'?)");
     CHECK(only_error("channels:\n  - {name: a, kind: pubsub}\n") ==
           "shmbusd.yaml:2:21: error: unknown channel kind 'pubsub' (expected queue, broadcast, "
-          "blackboard, counters or rpc)");
+          "blackboard, counters, rpc or pool)");
 }
 
 TEST_CASE("a YAML syntax error is reported at its 1-based line and column") {
@@ -472,7 +472,7 @@ TEST_CASE("a channel without a name or a kind is reported at its entry") {
           "shmbusd.yaml:2:5: error: channel has no 'name'");
     CHECK(only_error("channels:\n  - name: jobs\n") ==
           "shmbusd.yaml:2:5: error: channel 'jobs' has no 'kind' (expected queue, broadcast, "
-          "blackboard, counters or rpc)");
+          "blackboard, counters, rpc or pool)");
 }
 
 TEST_CASE("invalid user and group entries are reported where they are written") {
@@ -790,7 +790,7 @@ TEST_CASE("load_config reports a drop-in's conflict and errors with the drop-in'
                   main.string() + ":2:12)",
               drop_in +
                   ":3:5: error: channel has no 'kind' (expected queue, broadcast, blackboard, "
-                  "counters or rpc)",
+                  "counters, rpc or pool)",
               drop_in + ":3:6: error: unknown key 'nam' (did you mean 'name'?)",
           });
 }

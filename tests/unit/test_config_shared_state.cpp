@@ -1,6 +1,7 @@
-// The configuration of the shared-state kinds (blackboard, counters): a name and a kind are
-// a complete entry, their own defaults, element counts that need not be powers of two, the
-// fixed slot size of counters, and errors with their file:line:column.
+// The configuration of the shared-state kinds (blackboard, counters, pool): a name and a kind
+// are a complete entry, their own defaults, element and block counts that need not be powers
+// of two, the fixed slot size of counters, blocks of up to 1 GiB, the ceiling on a pool's
+// endpoints, and errors with their file:line:column.
 #include "config.hpp"
 
 #include <catch2/catch.hpp>
@@ -86,4 +87,40 @@ TEST_CASE("shared-state entries report their own errors with file, line and colu
     CHECK(only_error("channels:\n  - {name: b, kind: blackbord}\n") ==
           "shmbusd.yaml:2:21: error: unknown channel kind 'blackbord' (did you mean "
           "'blackboard'?)");
+}
+
+TEST_CASE("a pool entry with only a name and a kind takes the pool defaults") {
+    const auto outcome = parse("channels:\n  - {name: big, kind: pool}\n");
+    const ChannelSpec& s = only_channel(outcome).spec;
+    CHECK(s.kind == ChannelKind::pool);
+    CHECK(s.slot_size == kDefaultBlockSize);
+    CHECK(s.slot_count == kDefaultBlockCount);
+    CHECK(s.max_publishers == kDefaultSharedStateWriters);
+    CHECK(s.max_subscribers == kDefaultBroadcastSubscribers);
+    CHECK(s.overflow == Overflow::block);
+    CHECK(channel_bytes(s)); // a valid geometry
+}
+
+TEST_CASE("a pool takes any block count and blocks of up to 1 GiB") {
+    const auto outcome = parse("limits: {max_total_segment_bytes: 4GiB}\n"
+                               "channels:\n  - {name: frames, kind: pool, slot_size: 1GiB, "
+                               "slot_count: 3, max_publishers: 1, max_subscribers: 4}\n");
+    const ChannelSpec& s = only_channel(outcome).spec;
+    CHECK(s.slot_size == kMaxSlotSize);
+    CHECK(s.slot_count == 3);
+    CHECK(s.max_publishers == 1);
+    CHECK(s.max_subscribers == 4);
+    CHECK(channel_bytes(s));
+}
+
+TEST_CASE(
+    "a pool with more endpoints than its blocks have holder bits is an error where it says so") {
+    CHECK(only_error("channels:\n  - {name: p, kind: pool, max_subscribers: 20}\n") ==
+          "shmbusd.yaml:2:44: error: a pool has at most 24 endpoints (each has a bit in every "
+          "block's state), but 'max_publishers' 8 + 'max_subscribers' 20 make 28");
+    CHECK(only_error("channels:\n  - {name: p, kind: pool, slot_size: 0}\n") ==
+          "shmbusd.yaml:2:38: error: 'slot_size' must be between 1 B and 1 GiB, got 0 B");
+    CHECK(only_error("channels:\n  - {name: p, kind: pool, overflow: drop}\n") ==
+          "shmbusd.yaml:2:37: error: overflow 'drop' is only valid on a broadcast channel; a "
+          "pool never drops");
 }

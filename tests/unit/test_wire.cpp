@@ -86,8 +86,8 @@ std::vector<Message> one_of_each() {
     m.push_back({13, OpenReply{sample_info("telemetry"), 6}});
     m.push_back({14, ChannelList{{sample_summary("a", 100), sample_summary("b", 200)}}});
     ChannelDetail detail{sample_summary("telemetry", 300),
-                         {EndpointDetail{Role::publisher, 1, 77, 1234, 1000, "writer", 5, 6},
-                          EndpointDetail{Role::subscriber, 2, 78, 1235, 1001, "reader", 9, 10}}};
+                         {EndpointDetail{Role::publisher, 1, 77, 1234, 1000, "writer", 5, 6, 3},
+                          EndpointDetail{Role::subscriber, 2, 78, 1235, 1001, "reader", 9, 10, 4}}};
     m.push_back({15, detail});
     m.push_back({16, ClientList{{ClientSummary{77, 1234, 1000, 100, "writer", 2, -5},
                                  ClientSummary{78, 1235, 1001, 101, "reader", 1, 1700000000000}}}});
@@ -126,6 +126,9 @@ std::vector<Message> one_of_each() {
     m.push_back({22, BridgeList{{bridge, BridgeSummary{}}}});
     return m;
 }
+
+/// What protocol 1.3 appends to the sample channel_detail: a count and one u64 per endpoint.
+constexpr std::size_t kEndpointBlocksBytes = sizeof(std::uint32_t) + 2 * sizeof(std::uint64_t);
 
 std::vector<std::byte> encoded(const Message& m) {
     auto bytes = encode(m);
@@ -245,6 +248,9 @@ TEST_CASE("a body cut inside any field is refused even when the header agrees wi
             if (type == MsgType::create && n == bytes.size() - sizeof(std::uint32_t)) {
                 continue; // a 1.0 create: the body ends before 'given' (tested below)
             }
+            if (type == MsgType::channel_detail && n == bytes.size() - kEndpointBlocksBytes) {
+                continue; // a 1.2 channel_detail: it ends before 'endpoint_blocks' (below)
+            }
             std::vector<std::byte> cut(bytes.begin(), bytes.begin() + static_cast<long>(n));
             fix_body_length(cut);
             const auto r = decode(cut);
@@ -270,6 +276,38 @@ TEST_CASE("a create from a 1.0 client, without 'given', decodes with every field
     REQUIRE(c != nullptr);
     CHECK(c->given == kAllSpecFields);
     CHECK(c->spec.slot_count == 0);
+}
+
+TEST_CASE("a channel_detail from a 1.2 daemon, without 'endpoint_blocks', decodes with 0 held") {
+    auto bytes = encoded(one_of_each()[14]);
+    bytes.resize(bytes.size() - kEndpointBlocksBytes);
+    fix_body_length(bytes);
+    auto r = decode(bytes);
+    INFO((r ? std::string{} : r.error().message()));
+    REQUIRE(r);
+    const auto* d = std::get_if<ChannelDetail>(&r->body);
+    REQUIRE(d != nullptr);
+    REQUIRE(d->endpoints.size() == 2);
+    CHECK(d->endpoints[0].lost == 6);
+    CHECK(d->endpoints[0].held == 0);
+    CHECK(d->endpoints[1].held == 0);
+}
+
+TEST_CASE("a channel_detail whose 'endpoint_blocks' does not match its endpoints is refused") {
+    ChannelDetail detail{sample_summary("pool", 1),
+                         {EndpointDetail{Role::publisher, 0, 1, 2, 3, "w", 0, 0, 7}}};
+    auto bytes = encoded({1, detail});
+    // Replace 'endpoint_blocks' (count 1 and one u64) by an empty list.
+    bytes.resize(bytes.size() - sizeof(std::uint64_t) - sizeof(std::uint32_t));
+    const std::uint32_t none = 0;
+    const auto* p = reinterpret_cast<const std::byte*>(&none);
+    bytes.insert(bytes.end(), p, p + sizeof none);
+    fix_body_length(bytes);
+    const auto r = decode(bytes);
+    REQUIRE_FALSE(r);
+    CHECK(r.code() == Errc::protocol_error);
+    CHECK(contains(r.error().detail,
+                   "channel_detail: field 'endpoint_blocks' has 0 entries for 1 endpoints"));
 }
 
 TEST_CASE("a create whose 'given' has bits no version defines is refused naming the field") {

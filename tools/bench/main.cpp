@@ -131,7 +131,7 @@ int run(int argc, char** argv) {
            "Only these: shmbus, shmbus-c (the C ABI), python (the Python package), fifo, "
            "uds-stream, uds-seqpacket, tcp, posix-mq, futex-raw, memcpy, raw-ring, shmbusd (the "
            "control plane), blackboard-read, local-read, bridge (two shmbusd joined by a bridge "
-           "over TCP loopback)")
+           "over TCP loopback), pool-handoff, queue-copy")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "

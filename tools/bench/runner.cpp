@@ -7,6 +7,7 @@
 #include "calibration.hpp"
 #include "control_plane.hpp"
 #include "python_transport.hpp"
+#include "pool_handoff.hpp"
 #include "shared_state.hpp"
 #include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
@@ -147,6 +148,10 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     case Transport::blackboard_read:
     case Transport::local_read:
         error = run_shared_state_read(s, settings, reports);
+        break;
+    case Transport::pool_handoff:
+    case Transport::queue_copy:
+        error = run_payload_handoff(s, settings, reports);
         break;
     default:
         error = run_baseline(s, settings, reports);

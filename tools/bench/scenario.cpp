@@ -26,6 +26,8 @@ constexpr std::array kTransportNames{
     std::pair{Transport::blackboard_read, "blackboard-read"},
     std::pair{Transport::local_read, "local-read"},
     std::pair{Transport::bridge, "bridge"},
+    std::pair{Transport::pool_handoff, "pool-handoff"},
+    std::pair{Transport::queue_copy, "queue-copy"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -167,6 +169,21 @@ void add_bridge_rows(std::vector<Scenario>& v) {
         v.push_back(bridge_isolation(Test::latency, load));
     }
 }
+/// Payloads per second of `size` bytes between two processes: handed through a pool by handle
+/// (`pool`), or copied through a queue with `size`-byte slots.
+Scenario payload_handoff(bool pool, std::uint64_t size) {
+    return Scenario{pool ? Transport::pool_handoff : Transport::queue_copy,
+                    Kind::none,
+                    Wait::none,
+                    Test::throughput,
+                    size,
+                    1,
+                    1,
+                    1};
+}
+
+/// The large payload: a 16 MiB frame.
+constexpr std::uint64_t kHandoffSize = 16 * kMiB;
 
 // The channels of the control-plane tests have 1 KiB slots (the configuration's default).
 constexpr std::uint64_t kControlSlotSize = kKiB;
@@ -210,6 +227,8 @@ std::vector<Scenario> tiny_suite() {
         memcpy_calibration(64 * kKiB),
         bridged(Test::latency, 128),
         bridged(Test::throughput, 128, 64),
+        payload_handoff(true, kHandoffSize),
+        payload_handoff(false, kHandoffSize),
         control_open(1, 1),
         daemon_footprint(Test::daemon_rss, 4, 8),
         daemon_footprint(Test::daemon_idle_cpu, 4, 8),
@@ -251,6 +270,8 @@ std::vector<Scenario> quick_suite() {
     add_bridge_rows(v);
     v.push_back(state_read(false, 64));
     v.push_back(state_read(true, 64));
+    v.push_back(payload_handoff(true, kHandoffSize));
+    v.push_back(payload_handoff(false, kHandoffSize));
     v.push_back(control_open(1, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
     return v;
@@ -327,6 +348,10 @@ std::vector<Scenario> full_suite() {
         v.push_back(memcpy_calibration(size));
     }
     v.push_back(memcpy_calibration(64 * kMiB));
+    v.push_back(state_read(false, 64));
+    v.push_back(state_read(true, 64));
+    v.push_back(payload_handoff(true, kHandoffSize));
+    v.push_back(payload_handoff(false, kHandoffSize));
 
     // The gateway, beside the tcp rows above.
     add_bridge_rows(v);

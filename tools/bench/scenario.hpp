@@ -36,6 +36,8 @@ enum class Transport {
     blackboard_read, ///< an uncontended consistent read of one blackboard element
     local_read,      ///< baseline of blackboard_read: a plain read from local memory
     bridge,          ///< two shmbusd joined by a bridge over TCP loopback (bridge_transport.hpp)
+    pool_handoff,    ///< a large payload made in a pool block, its handle sent through a queue
+    queue_copy,      ///< baseline of pool_handoff: the payload copied through a queue's slots
 };
 
 /// What a bridge row's daemon is doing besides the measured work: Load::none for the rows

@@ -265,6 +265,14 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
                                true, rate(local_read), rate(board_read), Unit::rate, "local-read",
                                "blackboard-read"));
     bridge_targets(all, out);
+    // Payloads per second of 16 MiB: handed through a pool by handle over copied.
+    constexpr std::uint64_t kFrame = std::uint64_t{16} << 20;
+    const Summary* handed = find(all, baseline(Transport::pool_handoff, Test::throughput, kFrame));
+    const Summary* copied = find(all, baseline(Transport::queue_copy, Test::throughput, kFrame));
+    out.push_back(ratio_target("16 MiB payloads through a pool + queue >= 20x copied through a "
+                               "16 MiB-slot queue",
+                               20, false, rate(handed), rate(copied), Unit::rate, "pool-handoff",
+                               "queue-copy"));
     control_plane_targets(all, out);
     return out;
 }

@@ -122,6 +122,36 @@ std::vector<std::pair<std::string, std::string>> rpc_fields(const GlobalOptions&
     };
 }
 
+/// A pool's own page of `info`: its counters under their pool names (docs/memory-layout.md
+/// says which ChannelStats field carries which).
+std::vector<std::pair<std::string, std::string>> pool_fields(const GlobalOptions& options,
+                                                             const shmbus::ChannelSummary& c) {
+    const shmbus::ChannelInfo& i = c.info;
+    const shmbus::ChannelStats& s = c.stats;
+    return {
+        {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
+        {"Kind", "pool"},
+        {"Blocks", std::to_string(i.slot_count) + " × " + human_bytes(i.slot_size)},
+        {"Memory",
+         human_bytes(i.payload_bytes) + " payload + " + human_bytes(i.control_bytes) + " control"},
+        {"Writers", std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
+        {"Readers", std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
+        {"In use", std::to_string(s.depth) + " (high water " + std::to_string(s.high_water) +
+                       " of " + std::to_string(i.slot_count) + ")"},
+        {"In transit", std::to_string(s.redelivered) + " references in handles not yet adopted"},
+        {"Acquired", std::to_string(s.published)},
+        {"Returned", std::to_string(s.consumed) + " (to the free list)"},
+        {"Reclaimed", tinted(std::to_string(s.abandoned) + " (references of dead endpoints)",
+                             alarm_if(s.abandoned), options.colour)},
+        {"Dropped", std::to_string(s.dropped) + " (references in handles given back unread)"},
+        {"Exhausted", std::to_string(s.data_waits) + " (acquires that found no free block)"},
+        {"Corrupted", tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
+        {"Waits", "writers slept " + std::to_string(s.space_waits) + " for a block (woken " +
+                      std::to_string(s.space_wakes) + ")"},
+        {"Creation id", std::to_string(i.creation_id)},
+    };
+}
+
 /// A channel's place in the daemon's bridges: "ground out as robot1/jobs", one per stream.
 /// Empty for a daemon without bridges (or one that predates them).
 std::map<std::string, std::vector<std::string>> bridged_channels(shmbus::Client& client) {
@@ -291,63 +321,77 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
     const shmbus::ChannelInfo& i = c.info;
     const shmbus::ChannelStats& s = c.stats;
     const bool rpc = i.kind == shmbus::ChannelKind::rpc;
+    const bool pool = i.kind == shmbus::ChannelKind::pool;
     std::vector<std::pair<std::string, std::string>> fields =
-        rpc ? rpc_fields(options, c)
-            : std::vector<std::pair<std::string, std::string>>{
-                  {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
-                  {"Kind", std::string{shmbus::to_string(i.kind)} + ", overflow " + policy(i)},
-                  {"Slots", std::to_string(i.slot_count) + " × " + human_bytes(i.slot_size)},
-                  {"Memory", human_bytes(i.payload_bytes) + " payload + " +
-                                 human_bytes(i.control_bytes) + " control"},
-                  {"Publishers",
-                   std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
-                  {"Subscribers",
-                   std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
-                  {"Published", std::to_string(s.published)},
-                  {"Consumed", consumed_cell(c)},
-                  {"Dropped",
-                   tinted(std::to_string(s.dropped), alarm_if(s.dropped), options.colour)},
-                  {"Abandoned",
-                   tinted(std::to_string(s.abandoned), alarm_if(s.abandoned), options.colour)},
-                  {"Redelivered", std::to_string(s.redelivered)},
-                  {"Corrupted",
-                   tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
-                  {"Depth", std::to_string(s.depth) + " (high water " +
-                                std::to_string(s.high_water) + " of " +
-                                std::to_string(i.slot_count) + ")"},
-                  {"Waits", "readers slept " + std::to_string(s.data_waits) + " (woken " +
-                                std::to_string(s.data_wakes) + "), writers slept " +
-                                std::to_string(s.space_waits) + " (woken " +
-                                std::to_string(s.space_wakes) + ")"},
-                  {"Creation id",
-                   std::to_string(i.creation_id)}, // as in --json and the daemon's log
-              };
+        rpc    ? rpc_fields(options, c)
+        : pool ? pool_fields(options, c)
+               : std::vector<std::pair<std::string, std::string>>{
+                     {"Channel", i.name + (c.dynamic ? " (dynamic)" : "")},
+                     {"Kind", std::string{shmbus::to_string(i.kind)} + ", overflow " + policy(i)},
+                     {"Slots", std::to_string(i.slot_count) + " × " + human_bytes(i.slot_size)},
+                     {"Memory", human_bytes(i.payload_bytes) + " payload + " +
+                                    human_bytes(i.control_bytes) + " control"},
+                     {"Publishers",
+                      std::to_string(s.publishers) + " of " + std::to_string(i.max_publishers)},
+                     {"Subscribers",
+                      std::to_string(s.subscribers) + " of " + std::to_string(i.max_subscribers)},
+                     {"Published", std::to_string(s.published)},
+                     {"Consumed", consumed_cell(c)},
+                     {"Dropped",
+                      tinted(std::to_string(s.dropped), alarm_if(s.dropped), options.colour)},
+                     {"Abandoned",
+                      tinted(std::to_string(s.abandoned), alarm_if(s.abandoned), options.colour)},
+                     {"Redelivered", std::to_string(s.redelivered)},
+                     {"Corrupted",
+                      tinted(std::to_string(s.corrupted), alarm_if(s.corrupted), options.colour)},
+                     {"Depth", std::to_string(s.depth) + " (high water " +
+                                   std::to_string(s.high_water) + " of " +
+                                   std::to_string(i.slot_count) + ")"},
+                     {"Waits", "readers slept " + std::to_string(s.data_waits) + " (woken " +
+                                   std::to_string(s.data_wakes) + "), writers slept " +
+                                   std::to_string(s.space_waits) + " (woken " +
+                                   std::to_string(s.space_wakes) + ")"},
+                     {"Creation id",
+                      std::to_string(i.creation_id)}, // as in --json and the daemon's log
+                 };
     if (!bridges.empty()) {
         // A bridge endpoint: the channel travels to (out) or comes from (in) a peer daemon.
         fields.emplace_back("Bridge", joined(bridges, "; "));
     }
     print_fields(stdout, fields, options.colour);
     std::fprintf(stdout, "\n");
-    Table table({{"role"},
-                 {"index", Table::Align::right},
-                 {"pid", Table::Align::right},
-                 {"uid", Table::Align::right},
-                 {"client"},
-                 {"cursor", Table::Align::right},
-                 {"lag", Table::Align::right},
-                 {"lost", Table::Align::right}});
+    // A pool's endpoints hold blocks instead of reading a ring: one column for that.
+    std::vector<Table::Column> columns{{"role"},
+                                       {"index", Table::Align::right},
+                                       {"pid", Table::Align::right},
+                                       {"uid", Table::Align::right},
+                                       {"client"}};
+    if (pool) {
+        columns.push_back({"blocks", Table::Align::right});
+    } else {
+        columns.insert(columns.end(), {{"cursor", Table::Align::right},
+                                       {"lag", Table::Align::right},
+                                       {"lost", Table::Align::right}});
+    }
+    Table table(columns);
     const bool broadcast = i.kind == shmbus::ChannelKind::broadcast;
     for (const auto& e : detail->endpoints) {
         const bool reader = broadcast && e.role == shmbus::Role::subscriber;
-        const std::string role = !rpc ? std::string{shmbus::to_string(e.role)}
-                                 : e.role == shmbus::Role::publisher ? "caller"
-                                                                     : "server";
-        table.add_row({role, std::to_string(e.index), std::to_string(e.pid), std::to_string(e.uid),
-                       e.client_name, reader ? std::to_string(e.cursor) : "-",
-                       reader ? std::to_string(subscriber_lag(e, c)) : "-",
-                       reader ? std::to_string(e.lost) : "-"},
-                      {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
-                       Tint::none, alarm_if(reader ? e.lost : 0)});
+        const std::string role = rpc    ? (e.role == shmbus::Role::publisher ? "caller" : "server")
+                                 : pool ? (e.role == shmbus::Role::publisher ? "writer" : "reader")
+                                        : std::string{shmbus::to_string(e.role)};
+        std::vector<std::string> cells{role, std::to_string(e.index), std::to_string(e.pid),
+                                       std::to_string(e.uid), e.client_name};
+        if (pool) {
+            cells.push_back(std::to_string(e.held));
+            table.add_row(std::move(cells));
+            continue;
+        }
+        cells.insert(cells.end(), {reader ? std::to_string(e.cursor) : "-",
+                                   reader ? std::to_string(subscriber_lag(e, c)) : "-",
+                                   reader ? std::to_string(e.lost) : "-"});
+        table.add_row(std::move(cells), {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none,
+                                         Tint::none, Tint::none, alarm_if(reader ? e.lost : 0)});
     }
     if (table.rows() == 0) {
         if (!options.no_legend) {

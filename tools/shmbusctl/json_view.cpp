@@ -49,6 +49,16 @@ nlohmann::json channel_json(const shmbus::ChannelSummary& channel,
                     {"in_flight", s.depth},     {"request_size", i.slot_size},
                     {"depth", i.slot_count}};
     }
+    if (i.kind == shmbus::ChannelKind::pool) {
+        // The same counters under their pool names (docs/memory-layout.md).
+        j["pool"] = {{"writers", s.publishers},     {"max_writers", i.max_publishers},
+                     {"readers", s.subscribers},    {"max_readers", i.max_subscribers},
+                     {"block_size", i.slot_size},   {"blocks", i.slot_count},
+                     {"in_use", s.depth},           {"in_use_high_water", s.high_water},
+                     {"in_transit", s.redelivered}, {"acquired", s.published},
+                     {"returned", s.consumed},      {"reclaimed", s.abandoned},
+                     {"dropped", s.dropped},        {"exhausted", s.data_waits}};
+    }
     return j;
 }
 
@@ -76,6 +86,8 @@ nlohmann::json endpoint_json(const shmbus::EndpointDetail& e,
     j["cursor"] = reader ? nlohmann::json(e.cursor) : nlohmann::json(nullptr);
     j["lag"] = reader ? nlohmann::json(subscriber_lag(e, channel)) : nlohmann::json(nullptr);
     j["lost"] = reader ? nlohmann::json(e.lost) : nlohmann::json(nullptr);
+    j["blocks"] = channel.info.kind == shmbus::ChannelKind::pool ? nlohmann::json(e.held)
+                                                                 : nlohmann::json(nullptr);
     return j;
 }
 

@@ -7,6 +7,11 @@
 // copies, then checks that the word did not move, and tries again if it did. Readers never
 // block writers and never write to shared memory at all (their mapping is read-only).
 //
+// A reader that needs a few fields of a large element reads them in place instead
+// (read_in_place()): a function of the reader's gets a view of the element in shared memory,
+// takes what it needs, and the element's word is checked after it returns, as after a copy;
+// if a writer moved it, the function runs again.
+//
 // Consistency is per element: a range is written and read element by element.
 //
 // Writers: several may write one channel (max_publishers). Each element has a writer lock
@@ -25,8 +30,11 @@
 #include <shmbus/error.hpp>
 #include <shmbus/export.hpp>
 
+#include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <type_traits>
@@ -40,6 +48,51 @@ struct EndpointHooks;
 /// How many times a read tries again when a writer moves the element under it before it
 /// gives up with Errc::would_block.
 inline constexpr std::uint32_t kBlackboardReadAttempts = 256;
+
+/// One blackboard element as it lies in shared memory, for Blackboard::read_in_place(). Its
+/// reads are relaxed atomic words, so reading while a writer writes is not a data race; what
+/// they return belongs to one write only once read_in_place() has checked the element after
+/// the function returned. Valid during that function only.
+class ElementView {
+public:
+    /// Bytes in the element.
+    [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+    /// Copies bytes [offset, offset + out.size()) of the element into `out`. Bytes beyond the
+    /// element read as zeros: a read never leaves it.
+    void copy(std::uint64_t offset, std::span<std::byte> out) const noexcept {
+        for (std::uint64_t i = 0; i < out.size(); ++i) {
+            out[i] = std::byte{0};
+        }
+        if (offset >= size_) {
+            return;
+        }
+        const std::uint64_t n = out.size() < size_ - offset ? out.size() : size_ - offset;
+        const auto* words = reinterpret_cast<const std::uint64_t*>(data_);
+        for (std::uint64_t done = 0; done < n;) {
+            const std::uint64_t at = offset + done;
+            // relaxed: validated by read_in_place()'s re-load of the sequence word (seqlock.hpp).
+            const std::uint64_t w = detail::atom_load(words[at / 8], std::memory_order_relaxed);
+            const std::uint64_t skip = at % 8;
+            const std::uint64_t take = 8 - skip < n - done ? 8 - skip : n - done;
+            std::memcpy(out.data() + done, reinterpret_cast<const std::byte*>(&w) + skip, take);
+            done += take;
+        }
+    }
+    /// The `T` at byte `offset` of the element (as copy() reads it).
+    template <typename T>
+    [[nodiscard]] T get(std::uint64_t offset) const noexcept {
+        static_assert(std::is_trivially_copyable_v<T>);
+        std::array<std::byte, sizeof(T)> bytes;
+        copy(offset, bytes);
+        return std::bit_cast<T>(bytes);
+    }
+
+private:
+    friend class Blackboard;
+    ElementView(const std::byte* data, std::uint64_t size) noexcept : data_{data}, size_{size} {}
+    const std::byte* data_;
+    std::uint64_t size_;
+};
 /// How many times a write tries to take an element another writer holds before it gives up
 /// with Errc::would_block.
 inline constexpr std::uint32_t kBlackboardLockAttempts = 1u << 16;
@@ -91,6 +144,22 @@ public:
         }
         return read_slow(index, out);
     }
+    /// Reads element `index` in place: calls `read(const ElementView&)`, which takes what it
+    /// needs of the element, then checks that no writer changed the element meanwhile; if one
+    /// did, calls `read` again, up to kBlackboardReadAttempts times. On success returns the
+    /// element's version, and what the last call of `read` saw is one whole write. Until
+    /// then `read` may see parts of two writes: it must only keep what it read (in variables
+    /// its caller uses after a success), not act on it, and must not throw. Errors as read().
+    template <typename Read>
+    [[nodiscard]] Result<std::uint64_t> read_in_place(std::uint64_t index,
+                                                      Read&& read) const noexcept {
+        return read_in_place_with(
+            index,
+            [](const ElementView& view, void* ctx) noexcept {
+                (*static_cast<std::remove_reference_t<Read>*>(ctx))(view);
+            },
+            &read);
+    }
     /// Copies `out.size() / element_size()` elements starting at `first`, each consistent on
     /// its own. Errors as read(), naming the element; `out.size()` must be a multiple of the
     /// element size.
@@ -135,6 +204,9 @@ private:
                                                   std::span<std::byte> out) const noexcept;
     [[nodiscard]] Result<void>
     update_with(std::uint64_t index, void (*edit)(std::span<std::byte>, void*), void* ctx) noexcept;
+    [[nodiscard]] Result<std::uint64_t> read_in_place_with(std::uint64_t index,
+                                                           void (*read)(const ElementView&, void*),
+                                                           void* ctx) const noexcept;
     // Where an element's sequence word and data sit (shm/shared_state.hpp checks these).
     static constexpr std::size_t kStateOffset = 8;
     static constexpr std::size_t kDataOffset = 16;

@@ -27,10 +27,11 @@ enum class ChannelKind : std::uint32_t {
     blackboard = 4, ///< shared state: slot_count elements of slot_size bytes (blackboard.hpp)
     counters = 5,   ///< named 64-bit atomic cells, created on first use (counters.hpp)
     rpc = 6,        ///< request/response: each call is served by one server, answered to its caller
+    pool = 7,       ///< slot_count blocks of slot_size bytes, passed between processes by handle
 };
 
 /// Whether `kind` moves messages through a ring (queue, broadcast) rather than holding
-/// shared state in place (blackboard, counters) or carrying calls (rpc).
+/// shared state in place (blackboard, counters, pool) or carrying calls (rpc).
 [[nodiscard]] constexpr bool is_ring_kind(ChannelKind kind) noexcept {
     return kind == ChannelKind::queue || kind == ChannelKind::broadcast;
 }
@@ -42,8 +43,8 @@ enum class Overflow : std::uint32_t {
 };
 
 /// Which side of a channel an endpoint is. On a queue a publisher is a producer and a
-/// subscriber is a consumer; on a blackboard or counters channel a publisher is a writer and
-/// a subscriber a reader (its payload is mapped read-only).
+/// subscriber is a consumer; on a blackboard, counters or pool channel a publisher is a writer
+/// and a subscriber a reader (its payload is mapped read-only).
 enum class Role : std::uint32_t {
     publisher = 1,
     subscriber = 2,
@@ -63,6 +64,9 @@ inline constexpr std::uint32_t kMaxEndpoints = 1024;
 inline constexpr std::size_t kMaxNameLength = 63;
 /// The slot size of every counters channel: one cell's name (47 bytes and a NUL).
 inline constexpr std::uint64_t kCounterSlotSize = 48;
+/// Most endpoints (publishers and subscribers together) one pool channel can have: each has
+/// a bit in every block's state word (docs/memory-layout.md).
+inline constexpr std::uint32_t kMaxPoolEndpoints = 24;
 /// Default ceiling on the memory one channel may reserve (both regions): 1 GiB.
 inline constexpr std::uint64_t kDefaultMaxChannelBytes = std::uint64_t{1} << 30;
 
@@ -71,14 +75,16 @@ struct ChannelSpec {
     std::string name; ///< 1..63 bytes of [A-Za-z0-9_.:/-]
     ChannelKind kind{ChannelKind::queue};
     /// Largest message, in bytes (>= 1). Blackboard: the element size. Counters: must be
-    /// kCounterSlotSize.
+    /// kCounterSlotSize. Pool: the block size.
     std::uint64_t slot_size{1024};
     /// Ring depth: a power of two, >= 2. Blackboard: the number of elements (any, >= 1).
-    /// Counters: the number of cells (any, >= 1).
+    /// Counters: the number of cells (any, >= 1). Pool: the number of blocks (any, >= 1).
     std::uint64_t slot_count{1024};
     Overflow overflow{Overflow::block}; ///< broadcast only; a queue always blocks
-    std::uint32_t max_publishers{1};    ///< 1 selects the single-producer algorithms
-    std::uint32_t max_subscribers{1};   ///< on a queue, 1 with 1 publisher selects SPSC
+    /// 1 selects the single-producer algorithms. Pool: the writers, which may acquire blocks;
+    /// with max_subscribers at most kMaxPoolEndpoints.
+    std::uint32_t max_publishers{1};
+    std::uint32_t max_subscribers{1}; ///< on a queue, 1 with 1 publisher selects SPSC
     /// rpc only: largest reply, in bytes; 0 means the same as slot_size. On an rpc channel
     /// slot_size is the largest request, slot_count the calls each caller may have in
     /// flight (depth), max_publishers the callers and max_subscribers the servers.

@@ -14,6 +14,7 @@
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/export.hpp>
+#include <shmbus/pool.hpp>
 #include <shmbus/rpc.hpp>
 #include <shmbus/supervisor.hpp>
 
@@ -87,6 +88,7 @@ struct EndpointDetail {
     std::string client_name;
     std::uint64_t cursor{0}; ///< broadcast subscriber: next sequence it reads
     std::uint64_t lost{0};   ///< broadcast subscriber: messages it lost
+    std::uint64_t held{0};   ///< pool: blocks it holds a reference to (0 from a daemon before 1.3)
 };
 
 struct ChannelDetail {
@@ -194,6 +196,12 @@ public:
     /// Opens counters `channel` as a writer or a reader, as open_blackboard().
     [[nodiscard]] Result<Counters> open_counters(std::string_view channel, Role role,
                                                  const EndpointOptions& options = {}) noexcept;
+    /// Opens pool `channel` as a writer (Role::publisher: `publish` ACL; may acquire and
+    /// write blocks) or a reader (Role::subscriber: `subscribe` ACL; adopts blocks handed on
+    /// and maps them read-only), as open_blackboard(); Errc::invalid_argument if the channel
+    /// is not a pool.
+    [[nodiscard]] Result<Pool> open_pool(std::string_view channel, Role role,
+                                         const EndpointOptions& options = {}) noexcept;
     /// Creates a dynamic channel, where the daemon's configuration allows it; fields left
     /// out take its `dynamic_channels.defaults`. Errc::permission_denied when this user may
     /// not create, Errc::limit_reached naming the limit (sizes, per-client count, total

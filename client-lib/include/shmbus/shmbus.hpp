@@ -8,6 +8,7 @@
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/events.hpp>
+#include <shmbus/pool.hpp>
 #include <shmbus/rpc.hpp>
 #include <shmbus/supervisor.hpp>
 #include <shmbus/unique_fd.hpp>

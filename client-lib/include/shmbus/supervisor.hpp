@@ -14,6 +14,7 @@
 namespace shmbus {
 
 /// Counters of one channel, read from its control region without disturbing writers.
+/// rpc and pool channels report their own counters in these fields (docs/memory-layout.md).
 struct ChannelStats {
     std::uint64_t published{0};   ///< messages committed (including abandoned slots)
     std::uint64_t consumed{0};    ///< queue: messages taken by consumers
@@ -38,12 +39,14 @@ struct EndpointEntry {
     std::uint32_t pid{0};    ///< as the endpoint reported it (informational only)
     std::uint64_t cursor{0}; ///< broadcast subscriber: next sequence to read
     std::uint64_t lost{0};   ///< broadcast subscriber: messages lost
+    std::uint64_t held{0};   ///< pool: blocks this endpoint holds a reference to
 };
 
 /// What a reclaim found and repaired.
 struct ReclaimReport {
     /// Reserved, never committed: now skipped by readers. Blackboard: elements the writer was
-    /// writing, now marked torn. Counters: cells it was naming, now free again.
+    /// writing, now marked torn. Counters: cells it was naming, now free again. Pool: blocks
+    /// it held a reference to, now given back (to the free list, if it was the last).
     std::uint64_t abandoned_slots{0};
     std::uint64_t redelivered_slots{0}; ///< queue: taken, never released: back for others
     bool detached{false};               ///< the table entry was freed

@@ -79,7 +79,7 @@ inline void render(const FieldPath& path, std::string& out) {
 
 inline bool defined(ChannelKind v) noexcept {
     return v == ChannelKind::queue || v == ChannelKind::broadcast || v == ChannelKind::blackboard ||
-           v == ChannelKind::counters || v == ChannelKind::rpc;
+           v == ChannelKind::counters || v == ChannelKind::rpc || v == ChannelKind::pool;
 }
 inline bool defined(Overflow v) noexcept {
     return v == Overflow::block || v == Overflow::drop;

@@ -168,6 +168,24 @@ template <typename Io, Is<ChannelDetail> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.summary, {&p, "summary"});
     io.field(v.endpoints, {&p, "endpoints"});
+    if (io.extension_present()) { // protocol 1.3: EndpointDetail::held, one per endpoint
+        const FieldPath at{&p, "endpoint_blocks"};
+        std::vector<std::uint64_t> held;
+        if constexpr (std::is_const_v<T>) {
+            for (const EndpointDetail& e : v.endpoints) {
+                held.push_back(e.held);
+            }
+            io.field(held, at);
+        } else {
+            io.field(held, at);
+            io.require(held.size() == v.endpoints.size(), at,
+                       "has " + std::to_string(held.size()) + " entries for " +
+                           std::to_string(v.endpoints.size()) + " endpoints");
+            for (std::size_t i = 0; i < held.size() && i < v.endpoints.size(); ++i) {
+                v.endpoints[i].held = held[i];
+            }
+        }
+    }
 }
 
 template <typename Io, Is<ClientSummary> T>

@@ -40,7 +40,7 @@ namespace shmbus::proto {
 
 inline constexpr std::uint32_t kMagic = 0x53554253; // "SBUS" little-endian
 inline constexpr std::uint16_t kProtocolMajor = 1;
-inline constexpr std::uint16_t kProtocolMinor = 2;
+inline constexpr std::uint16_t kProtocolMinor = 3;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxBodyBytes =
     std::size_t{128} * 1024; // set SO_SNDBUF/SO_RCVBUF above this

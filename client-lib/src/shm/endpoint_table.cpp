@@ -102,6 +102,7 @@ Error wrong_kind_for_ring(const ChannelInfo& info) {
                       "channel '" + info.name + "' is a " + std::string{to_string(info.kind)} +
                           ", which holds shared state rather than messages: open it with " +
                           (info.kind == ChannelKind::blackboard ? "Client::open_blackboard()"
+                           : info.kind == ChannelKind::pool     ? "Client::open_pool()"
                                                                 : "Client::open_counters()"));
 }
 

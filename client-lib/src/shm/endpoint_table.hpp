@@ -35,7 +35,7 @@ Result<std::uint32_t> claim_endpoint(EndpointRecord* table, std::uint32_t count,
 /// zero count). Out of line, so that building the message costs the data path nothing.
 [[gnu::cold, gnu::noinline]] Error misuse(const char* what);
 
-/// Errc::invalid_argument: a Publisher or Subscriber asked of a blackboard or counters
+/// Errc::invalid_argument: a Publisher or Subscriber asked of a blackboard, counters or pool
 /// channel, naming the class that opens it.
 [[gnu::cold]] Error wrong_kind_for_ring(const ChannelInfo& info);
 

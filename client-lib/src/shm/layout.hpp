@@ -13,6 +13,10 @@
 //     RpcCallerBlock[max_publishers]    per caller: reply futex, pending hint, counters
 //     uint64_t call_state[max_publishers][slot_count]   one claim word per call slot
 //     Reply[max_publishers][slot_count] SlotHeader + reply_slot_size bytes, `reply_stride` apart
+//     pool only, instead of the cells (shm/pool_blocks.hpp):
+//     PoolControl                       free-list head, counters
+//     uint64_t block_state[slot_count]  generation, references in transit, holders
+//     uint32_t block_next[slot_count]   the free list's links
 //     EventRing                         peer events, written by the daemon only
 //
 //   payload region (writable by publishers only; readers map it PROT_READ)
@@ -20,6 +24,8 @@
 //     PayloadBlock                      publish/claim index
 //     Slot[slot_count]                  SlotHeader + slot_size bytes, `stride` apart
 //                                       (rpc: [max_publishers][slot_count], the requests)
+//                                       (pool: slot_size bytes each, no header, from the
+//                                       first page boundary, `stride` apart)
 //
 // Atomic fields are plain integers accessed through std::atomic_ref (see atomics.hpp): the
 // memory belongs to the kernel object, not to any one process's C++ object model.
@@ -36,6 +42,8 @@
 namespace shmbus::detail {
 
 inline constexpr std::size_t kCacheLine = 64;
+/// The page size the layout rounds regions to (the memfd's own is this or a multiple).
+inline constexpr std::uint64_t kPageSize = 4096;
 
 inline constexpr std::uint64_t kControlMagic = 0x4C5254435355424DULL; // "MBUSCTRL"
 inline constexpr std::uint64_t kPayloadMagic = 0x444159505355424DULL; // "MBUSPYAD"
@@ -177,6 +185,27 @@ struct RpcCallerBlock {
 static_assert(std::is_standard_layout_v<RpcCallerBlock>);
 static_assert(sizeof(RpcCallerBlock) == kCacheLine);
 
+/// pool: the shared state of the free list and the pool's counters, in the control region.
+/// Every participant writes it; nothing indexes memory by a value read from it unchecked.
+struct PoolControl {
+    // The free list's head word (shm/pool_blocks.hpp has its encoding). Its own line: every
+    // acquire and every last release changes it.
+    alignas(kCacheLine) std::uint64_t head;
+    std::uint8_t head_pad[kCacheLine - 8];
+    // Statistics, written with relaxed read-modify-writes beside the operations they count.
+    alignas(kCacheLine) std::uint64_t acquired; // blocks taken from the free list
+    std::uint64_t returned;                     // blocks given back to the free list
+    std::uint64_t handed_on;                    // references put into handles
+    std::uint64_t adopted;                      // references taken out of handles
+    std::uint64_t dropped;                      // references in handles given back unread
+    std::uint64_t reclaimed;                    // references of dead endpoints given back
+    std::uint64_t exhausted;                    // acquires that found no free block
+    std::uint64_t high_water;                   // most blocks out of the free list at once
+};
+static_assert(std::is_standard_layout_v<PoolControl>);
+static_assert(sizeof(PoolControl) == 2 * kCacheLine);
+static_assert(offsetof(PoolControl, acquired) - offsetof(PoolControl, head) >= kCacheLine);
+
 inline constexpr std::uint32_t kSlotLengthOffset = offsetof(SlotHeader, length);
 inline constexpr std::uint32_t kSlotStateOffset = offsetof(SlotHeader, state);
 inline constexpr std::uint32_t kSlotDataOffset = sizeof(SlotHeader);
@@ -196,6 +225,7 @@ struct Geometry {
     bool rpc{false};
     std::uint64_t reply_slot_size{0}; // rpc only
     std::uint64_t reply_stride{0};    // rpc only
+    bool pool{false};
 
     std::uint64_t control_block_offset() const { return sizeof(RegionHeader); }
     std::uint64_t publishers_offset() const {
@@ -218,21 +248,35 @@ struct Geometry {
     std::uint64_t rpc_replies_offset() const {
         return round_up(rpc_states_offset() + call_slots() * 8, kCacheLine);
     }
-    // The event ring ends the control region of every kind: after the queue's cells, or after
-    // an rpc channel's replies.
+    // pool: the free list and counters, one state word and one link per block.
+    std::uint64_t pool_control_offset() const { return round_up(cells_offset(), kCacheLine); }
+    std::uint64_t block_states_offset() const {
+        return pool_control_offset() + sizeof(PoolControl);
+    }
+    std::uint64_t block_next_offset() const { return block_states_offset() + slot_count * 8; }
+    // The event ring ends the control region of every kind: after the queue's cells, after
+    // an rpc channel's replies, or after a pool's links.
     std::uint64_t events_offset() const {
         if (rpc) {
             return round_up(rpc_replies_offset() + call_slots() * reply_stride, kCacheLine);
         }
+        if (pool) {
+            return round_up(block_next_offset() + slot_count * 4, kCacheLine);
+        }
         return round_up(cells_offset() + (has_cells ? slot_count * 8 : 0), kCacheLine);
     }
     std::uint64_t control_bytes() const {
-        return round_up(events_offset() + sizeof(EventRing), 4096);
+        return round_up(events_offset() + sizeof(EventRing), kPageSize);
     }
     std::uint64_t payload_block_offset() const { return sizeof(RegionHeader); }
-    std::uint64_t slots_offset() const { return payload_block_offset() + sizeof(PayloadBlock); }
+    // A pool's blocks start on a page, so that each block of a page-multiple size is whole
+    // pages (what a device or O_DIRECT wants of a frame buffer).
+    std::uint64_t slots_offset() const {
+        const std::uint64_t after_block = payload_block_offset() + sizeof(PayloadBlock);
+        return pool ? round_up(after_block, kPageSize) : after_block;
+    }
     std::uint64_t payload_bytes() const {
-        return round_up(slots_offset() + (rpc ? call_slots() : slot_count) * stride, 4096);
+        return round_up(slots_offset() + (rpc ? call_slots() : slot_count) * stride, kPageSize);
     }
 
     static std::uint64_t round_up(std::uint64_t v, std::uint64_t to) {
@@ -240,6 +284,10 @@ struct Geometry {
     }
     static std::uint64_t stride_for(std::uint64_t slot_size) {
         return round_up(sizeof(SlotHeader) + slot_size, kCacheLine);
+    }
+    /// A pool block has no header: cache lines apart, or whole pages from a page up.
+    static std::uint64_t pool_stride_for(std::uint64_t block_size) {
+        return round_up(block_size, block_size >= kPageSize ? kPageSize : kCacheLine);
     }
 };
 

@@ -10,6 +10,7 @@
 
 #include "shm/atomics.hpp"
 #include "shm/memory_limit.hpp"
+#include "shm/pool_blocks.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -45,6 +46,7 @@ bool known_kind(std::uint32_t kind) {
     case ChannelKind::blackboard:
     case ChannelKind::counters:
     case ChannelKind::rpc:
+    case ChannelKind::pool:
         return true;
     }
     return false;
@@ -183,11 +185,12 @@ Result<Geometry> verify_header(const RegionHeader& h, RegionType type, std::uint
                        std::to_string(geo->control_bytes()));
     }
     if (h.payload_bytes != geo->payload_bytes()) {
+        // A pool lays its blocks out from a page boundary: the kind counts too.
         return bad("payload_bytes", "is " + std::to_string(h.payload_bytes) +
-                                        ", but fields 'slot_count' (" +
-                                        std::to_string(h.slot_count) + ") and 'slot_size' (" +
-                                        std::to_string(h.slot_size) + ") need " +
-                                        std::to_string(geo->payload_bytes()));
+                                        ", but fields 'kind' (" + std::to_string(h.kind) +
+                                        "), 'slot_count' (" + std::to_string(h.slot_count) +
+                                        ") and 'slot_size' (" + std::to_string(h.slot_size) +
+                                        ") need " + std::to_string(geo->payload_bytes()));
     }
     const std::uint64_t expected =
         type == RegionType::control ? geo->control_bytes() : geo->payload_bytes();
@@ -330,10 +333,19 @@ Result<Geometry> geometry_for(const ChannelSpec& spec) noexcept {
         return bad("max_subscribers " + std::to_string(spec.max_subscribers) + " is outside 1.." +
                    std::to_string(kMaxEndpoints));
     }
+    if (spec.kind == ChannelKind::pool &&
+        spec.max_publishers + spec.max_subscribers > kMaxPoolEndpoints) {
+        return bad("max_publishers " + std::to_string(spec.max_publishers) + " + max_subscribers " +
+                   std::to_string(spec.max_subscribers) + " is above the " +
+                   std::to_string(kMaxPoolEndpoints) +
+                   " endpoints a pool can have (each has a bit in every block's state)");
+    }
     Geometry g{};
     g.slot_size = spec.slot_size;
     g.slot_count = spec.slot_count;
-    g.stride = Geometry::stride_for(spec.slot_size);
+    g.pool = spec.kind == ChannelKind::pool;
+    g.stride =
+        g.pool ? Geometry::pool_stride_for(spec.slot_size) : Geometry::stride_for(spec.slot_size);
     g.max_publishers = spec.max_publishers;
     g.max_subscribers = spec.max_subscribers;
     g.has_cells = spec.kind == ChannelKind::queue &&
@@ -424,6 +436,11 @@ Result<AttachedChannel> attach_channel(const ChannelFiles& files, PayloadAccess 
         a.call_states = reinterpret_cast<std::uint64_t*>(cb + a.geo.rpc_states_offset());
         a.replies = cb + a.geo.rpc_replies_offset();
     }
+    if (a.geo.pool) {
+        a.pool = reinterpret_cast<PoolControl*>(cb + a.geo.pool_control_offset());
+        a.block_states = reinterpret_cast<std::uint64_t*>(cb + a.geo.block_states_offset());
+        a.block_next = reinterpret_cast<std::uint32_t*>(cb + a.geo.block_next_offset());
+    }
     a.events = reinterpret_cast<EventRing*>(cb + a.geo.events_offset());
     std::byte* pb = a.payload_map.data();
     a.payload = reinterpret_cast<PayloadBlock*>(pb + a.geo.payload_block_offset());
@@ -473,13 +490,16 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     if (!attached) {
         return attached.take_error();
     }
-    // Blackboard elements, counter cells and rpc call slots start as zeros (ftruncate):
-    // version 0, free.
+    // Blackboard elements, counter cells, rpc call slots and pool block states start as zeros
+    // (ftruncate): version 0, free.
     for (std::uint64_t i = 0; is_ring_kind(spec.kind) && i < geo->slot_count; ++i) {
         if (attached->cells != nullptr) {
             attached->cells[i] = make_state(i, SlotPhase::free);
         }
         attached->slot(i)->state = make_state(i, SlotPhase::free);
+    }
+    if (spec.kind == ChannelKind::pool) {
+        init_pool_free_list(*attached); // every block on the free list, in order
     }
     return files;
 }

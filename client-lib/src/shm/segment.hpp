@@ -73,6 +73,10 @@ struct AttachedChannel {
     RpcCallerBlock* rpc_callers{nullptr};
     std::uint64_t* call_states{nullptr};
     std::byte* replies{nullptr};
+    // pool only (see layout.hpp): free list and counters, block states, free-list links.
+    PoolControl* pool{nullptr};
+    std::uint64_t* block_states{nullptr};
+    std::uint32_t* block_next{nullptr};
 
     [[nodiscard]] SlotHeader* slot(std::uint64_t pos) const noexcept {
         return reinterpret_cast<SlotHeader*>(slots + (pos & (geo.slot_count - 1)) * geo.stride);

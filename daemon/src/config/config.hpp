@@ -112,12 +112,17 @@ inline constexpr std::uint64_t kDefaultRpcDepth = 16;
 inline constexpr std::uint32_t kDefaultRpcServers = 4;
 inline constexpr std::uint32_t kDefaultRpcCallers = 16;
 
-/// Defaults of the shared-state kinds (blackboard, counters) for what a channel leaves out:
+/// Defaults of the shared-state kinds (blackboard, counters, pool) for what a channel leaves out:
 /// 64 elements of 64 bytes (blackboard) or 64 cells (counters), several writers, and as many
 /// readers as a broadcast channel.
 inline constexpr std::uint64_t kDefaultElementSize = 64;
 inline constexpr std::uint64_t kDefaultElementCount = 64;
 inline constexpr std::uint32_t kDefaultSharedStateWriters = 8;
+/// Defaults of a pool for what it leaves out: 16 blocks of 1 MiB; writers and readers as the
+/// other shared-state kinds (8 + 16, the most a pool can have: kMaxPoolEndpoints).
+inline constexpr std::uint64_t kDefaultBlockSize = std::uint64_t{1} << 20;
+inline constexpr std::uint64_t kDefaultBlockCount = 16;
+static_assert(kDefaultSharedStateWriters + kDefaultBroadcastSubscribers <= kMaxPoolEndpoints);
 
 /// A channel the daemon creates at start (the `channels:` list).
 struct ChannelConfig {

@@ -18,7 +18,8 @@ namespace shmbus::daemon {
 
 inline constexpr Range kSlotSizeRange{1, kMaxSlotSize, true};
 inline constexpr Range kSlotCountRange{2, kMaxSlotCount, false};
-// Blackboard elements and counter cells: any count from 1 (a ring needs kSlotCountRange).
+// Blackboard elements, counter cells and pool blocks: any count from 1 (a ring needs
+// kSlotCountRange).
 inline constexpr Range kElementCountRange{1, kMaxSlotCount, false};
 inline constexpr Range kEndpointRange{1, kMaxEndpoints, false};
 inline constexpr Range kClientCountRange{1, 65536, false};
@@ -74,11 +75,11 @@ inline constexpr std::array<std::string_view, 6> kBridgeKeys{"name",        "con
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
                                                                  "block_timeout"};
 
-inline constexpr std::array<std::string_view, 5> kKindNames{"queue", "broadcast", "blackboard",
-                                                            "counters", "rpc"};
-inline constexpr std::array<ChannelKind, 5> kKinds{ChannelKind::queue, ChannelKind::broadcast,
+inline constexpr std::array<std::string_view, 6> kKindNames{"queue",    "broadcast", "blackboard",
+                                                            "counters", "rpc",       "pool"};
+inline constexpr std::array<ChannelKind, 6> kKinds{ChannelKind::queue,      ChannelKind::broadcast,
                                                    ChannelKind::blackboard, ChannelKind::counters,
-                                                   ChannelKind::rpc};
+                                                   ChannelKind::rpc,        ChannelKind::pool};
 /// The configuration's word for `kind` (this library links no to_string() of libshmbus).
 inline constexpr std::string_view kind_name(ChannelKind kind) noexcept {
     for (std::size_t i = 0; i < kKinds.size(); ++i) {

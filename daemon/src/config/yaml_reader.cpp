@@ -72,6 +72,8 @@ struct SpecSeen {
     std::optional<ConfigLocation> slot_size;     ///< where slot_size was written
     std::optional<ConfigLocation> slot_count;    ///< where slot_count was written
     std::optional<ConfigLocation> overflow_drop; ///< where `overflow: drop` was written
+    /// Where the last of max_publishers / max_subscribers was written (a pool's sum of both).
+    std::optional<ConfigLocation> endpoints;
     /// rpc: the first key of each family given, to refuse the one that does not fit the kind.
     std::optional<std::pair<std::string_view, ConfigLocation>> rpc_key, ring_key, rpc_acl, ring_acl;
     bool request_size{false}, reply_size{false}, depth{false}, servers{false}, callers{false};
@@ -508,16 +510,19 @@ private:
             }
         } else if (e.name == "max_publishers") {
             seen.publishers = true;
+            seen.endpoints = value_at(e);
             spec.max_publishers = read_u32(e, kEndpointRange).value_or(spec.max_publishers);
         } else if (e.name == "max_subscribers") {
             seen.subscribers = true;
+            seen.endpoints = value_at(e);
             spec.max_subscribers = read_u32(e, kEndpointRange).value_or(spec.max_subscribers);
         }
     }
 
     /// The rules of `spec`'s kind, once the whole mapping is read: a ring's slot_count is a
     /// power of two from 2; the shared-state kinds take their own defaults for what was left
-    /// out, and a counters channel's slot_size is fixed.
+    /// out, a counters channel's slot_size is fixed, and a pool has at most
+    /// kMaxPoolEndpoints endpoints.
     void finish_spec(ChannelSpec& spec, const SpecSeen& seen) {
         if (spec.kind == ChannelKind::rpc) {
             return; // its own keys and defaults: check_rpc_keys()
@@ -540,16 +545,27 @@ private:
             }
             spec.slot_size = kCounterSlotSize;
         } else if (!seen.slot_size) {
-            spec.slot_size = kDefaultElementSize;
+            spec.slot_size =
+                spec.kind == ChannelKind::pool ? kDefaultBlockSize : kDefaultElementSize;
         }
         if (!seen.slot_count) {
-            spec.slot_count = kDefaultElementCount;
+            spec.slot_count =
+                spec.kind == ChannelKind::pool ? kDefaultBlockCount : kDefaultElementCount;
         }
         if (!seen.publishers) {
             spec.max_publishers = kDefaultSharedStateWriters;
         }
         if (!seen.subscribers) {
             spec.max_subscribers = kDefaultBroadcastSubscribers;
+        }
+        if (spec.kind == ChannelKind::pool &&
+            spec.max_publishers + spec.max_subscribers > kMaxPoolEndpoints) {
+            error(*seen.endpoints, // the defaults fit, so one of them was written
+                  "a pool has at most " + std::to_string(kMaxPoolEndpoints) +
+                      " endpoints (each has a bit in every block's state), but 'max_publishers' " +
+                      std::to_string(spec.max_publishers) + " + 'max_subscribers' " +
+                      std::to_string(spec.max_subscribers) + " make " +
+                      std::to_string(spec.max_publishers + spec.max_subscribers));
         }
     }
 
