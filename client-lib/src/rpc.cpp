@@ -547,6 +547,21 @@ auto copy_into(Reply& out) {
         }
     };
 }
+/// Copies a reply into the caller's buffer `reply`, its length into `got`.
+auto copy_to(std::span<std::byte> reply, std::size_t& got) {
+    return [reply, &got](std::span<const std::byte> bytes) -> Result<void> {
+        if (bytes.size() > reply.size()) {
+            return make_error(Errc::message_too_large, "reply of " + std::to_string(bytes.size()) +
+                                                           " bytes, buffer of " +
+                                                           std::to_string(reply.size()));
+        }
+        if (!bytes.empty()) {
+            std::memcpy(reply.data(), bytes.data(), bytes.size());
+        }
+        got = bytes.size();
+        return ok();
+    };
+}
 } // namespace
 
 Result<Reply> Caller::call(std::span<const std::byte> request,
@@ -566,18 +581,7 @@ Result<std::size_t> Caller::call(std::span<const std::byte> request, std::span<s
             return t.take_error();
         }
         std::size_t got = 0;
-        auto r = impl_->wait_for(
-            t->slot, timeout, [&](std::span<const std::byte> bytes) -> Result<void> {
-                if (bytes.size() > reply.size()) {
-                    return make_error(Errc::message_too_large,
-                                      "reply of " + std::to_string(bytes.size()) +
-                                          " bytes, buffer of " + std::to_string(reply.size()));
-                }
-                std::memcpy(reply.data(), bytes.data(), bytes.size());
-                got = bytes.size();
-                return ok();
-            });
-        if (!r) {
+        if (auto r = impl_->wait_for(t->slot, timeout, copy_to(reply, got)); !r) {
             return r.take_error();
         }
         return got;
@@ -624,6 +628,39 @@ Result<Reply> Caller::receive_reply(const Ticket& ticket,
             return r.take_error();
         }
         return out;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<std::size_t> Caller::poll(const Ticket& ticket, std::span<std::byte> reply) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        std::size_t got = 0;
+        if (auto r = impl_->collect(*k, copy_to(reply, got)); !r) {
+            return r.take_error();
+        }
+        return got;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<std::size_t> Caller::receive_reply(const Ticket& ticket, std::span<std::byte> reply,
+                                          std::chrono::nanoseconds timeout) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        std::size_t got = 0;
+        if (auto r = impl_->wait_for(*k, timeout, copy_to(reply, got)); !r) {
+            return r.take_error();
+        }
+        return got;
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
     }

@@ -11,6 +11,7 @@
 #include "shm/rpc_calls.hpp"
 #include "shm/segment.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -189,6 +190,45 @@ TEST_CASE("a call gets the reply its server wrote, with its correlation id") {
     CHECK(stats->published == 1); // calls
     CHECK(stats->consumed == 1);  // replies
     CHECK(stats->depth == 0);     // in flight
+}
+
+TEST_CASE("poll and receive_reply copy a reply into the caller's buffer, refusing one too small") {
+    const ChannelFiles f = make(rpc_spec("rpc.buffer"));
+    Server s = server_of(f);
+    Caller c = caller_of(f);
+    auto answer = [&](const std::string& reply) {
+        auto batch = s.try_receive(1);
+        REQUIRE(batch);
+        REQUIRE(s.respond((*batch)[0], bytes(reply)));
+    };
+    std::array<std::byte, 8> buffer{};
+
+    auto t1 = c.send_request(bytes("a"));
+    REQUIRE(t1);
+    auto pending = c.poll(*t1, buffer);
+    REQUIRE_FALSE(pending);
+    CHECK(pending.error().code == Errc::would_block);
+    answer("reply-a");
+    auto got = c.poll(*t1, buffer);
+    REQUIRE(got);
+    CHECK(text(std::span{buffer}.first(*got)) == "reply-a");
+
+    auto t2 = c.send_request(bytes("b"));
+    REQUIRE(t2);
+    answer("b");
+    auto waited = c.receive_reply(*t2, buffer, kWait);
+    REQUIRE(waited);
+    CHECK(text(std::span{buffer}.first(*waited)) == "b");
+
+    // Too small: the reply is lost, named with both sizes, and the ticket spent.
+    auto t3 = c.send_request(bytes("c"));
+    REQUIRE(t3);
+    answer("a reply of 22 bytes...");
+    auto small = c.poll(*t3, buffer);
+    REQUIRE_FALSE(small);
+    CHECK(small.error().code == Errc::message_too_large);
+    CHECK(small.error().message().find("reply of 22 bytes, buffer of 8") != std::string::npos);
+    CHECK(c.in_flight() == 0);
 }
 
 TEST_CASE("a call without a server fails at once with not_found unless the caller waits") {

@@ -166,9 +166,19 @@ public:
     /// failure (Errc::closed, Errc::not_found as call()). Once a reply or failure is
     /// returned the ticket is spent: Errc::invalid_argument for a ticket not in flight.
     [[nodiscard]] Result<Reply> poll(const Ticket& ticket) noexcept;
+    /// As poll(), copying the reply into `reply` (no allocation): returns its length.
+    /// Errc::message_too_large if `reply` is too small (the reply is then lost, the ticket
+    /// spent).
+    [[nodiscard]] Result<std::size_t> poll(const Ticket& ticket,
+                                           std::span<std::byte> reply) noexcept;
     /// As poll(), waiting up to `timeout`; on Errc::timed_out the call is given up as in call().
     [[nodiscard]] Result<Reply> receive_reply(const Ticket& ticket,
                                               std::chrono::nanoseconds timeout) noexcept;
+    /// As receive_reply(), copying the reply into `reply` (no allocation): returns its
+    /// length. Errc::message_too_large as poll().
+    [[nodiscard]] Result<std::size_t> receive_reply(const Ticket& ticket,
+                                                    std::span<std::byte> reply,
+                                                    std::chrono::nanoseconds timeout) noexcept;
     /// Gives a call up: withdrawn if no server took it yet, its reply dropped when it comes.
     /// Errc::invalid_argument for a ticket not in flight.
     [[nodiscard]] Result<void> cancel(const Ticket& ticket) noexcept;
