@@ -479,6 +479,41 @@ TEST_CASE("the supervisor's reclaim of a dead server fails its calls and wakes t
     CHECK(r.error().code == Errc::closed);
 }
 
+TEST_CASE("a caller polls the outcome stamp, and the reclaim of a server that answered without "
+          "stamping stamps the call") {
+    const ChannelFiles f = make(rpc_spec("rpc.stamp"));
+    auto sup_files = f.duplicate();
+    REQUIRE(sup_files);
+    auto sup = ChannelSupervisor::attach(std::move(*sup_files));
+    REQUIRE(sup);
+    Caller c = caller_of(f);
+    Server keeper = server_of(f); // attached, so a call without a stamp is still pending
+    // Server entry 1 "dies" right after its CAS to replied and before its stamp: the word,
+    // the reply and its length as it leaves them, made by hand.
+    detail::AttachedChannel raw = hostile(f);
+    const std::uint32_t dead = keeper.endpoint_index() == 0 ? 1 : 0;
+    detail::atom(raw.subscribers[dead].state)
+        .store(static_cast<std::uint32_t>(detail::EndpointState::active));
+    auto ticket = c.send_request(bytes("asked"));
+    REQUIRE(ticket);
+    const detail::CallSlot slot = detail::call_slot(raw, c.endpoint_index(), ticket->slot);
+    const std::string answer = "answered";
+    std::memcpy(reinterpret_cast<std::byte*>(slot.reply) + detail::kSlotDataOffset, answer.data(),
+                answer.size());
+    detail::atom(slot.reply->length).store(answer.size());
+    detail::atom(*slot.state).store(detail::make_call(ticket->id, detail::CallPhase::replied));
+
+    auto before = c.poll(*ticket);
+    REQUIRE_FALSE(before);
+    CHECK(before.error().code == Errc::would_block); // no stamp yet: not looked at
+
+    REQUIRE(sup->reclaim_subscriber(dead));
+    auto after = c.poll(*ticket);
+    REQUIRE(after);
+    CHECK(text(after->data) == answer);
+    CHECK(after->id == ticket->id);
+}
+
 TEST_CASE("a caller that leaves gives its calls up, and the reply to a taken one is dropped") {
     const ChannelFiles f = make(rpc_spec("rpc.callerleaves"));
     Server s = server_of(f);
@@ -520,13 +555,11 @@ TEST_CASE("the supervisor's reclaim of a dead caller frees what its entry held")
     const detail::CallSlot answered = detail::call_slot(raw, 2, 5);
     detail::atom(*posted.state).store(detail::make_call(77, detail::CallPhase::requested));
     detail::atom(*answered.state).store(detail::make_call(78, detail::CallPhase::replied));
-    detail::atom(raw.rpc_callers[2].pending).store(1);
     auto rep = sup->reclaim_publisher(2);
     REQUIRE(rep);
     CHECK(rep->abandoned_slots == 2);
     CHECK(detail::call_phase(detail::atom(*posted.state).load()) == detail::CallPhase::free);
     CHECK(detail::call_phase(detail::atom(*answered.state).load()) == detail::CallPhase::free);
-    CHECK(detail::atom(raw.rpc_callers[2].pending).load() == 0);
     CHECK(sup->stats().publishers == 0);
 }
 
@@ -563,36 +596,41 @@ TEST_CASE("damage to the rpc layout's shared fields is a clear error, never a cr
         CHECK(r.error().code == Errc::closed);
     }
     SECTION("a call word in no phase, or with another id") {
+        // No outcome is ever stamped for such a call: the caller finds the damage in the
+        // claim word when it gives the call up, at its timeout.
         auto t = c.send_request(bytes("q"));
         REQUIRE(t);
         const detail::CallSlot slot = detail::call_slot(raw, c.endpoint_index(), t->slot);
         detail::atom(*slot.state)
             .store(detail::make_call(t->id, detail::CallPhase::requested) |
                    (std::uint64_t{0x7F} << 16));
-        auto r = c.receive_reply(*t, kWait);
+        auto r = c.receive_reply(*t, 100ms);
         REQUIRE_FALSE(r);
         CHECK(r.error().code == Errc::corrupted);
         auto t2 = c.send_request(bytes("q2"));
         REQUIRE(t2);
         const detail::CallSlot slot2 = detail::call_slot(raw, c.endpoint_index(), t2->slot);
         detail::atom(*slot2.state).store(detail::make_call(t2->id + 5, detail::CallPhase::replied));
-        auto r2 = c.receive_reply(*t2, kWait);
+        auto r2 = c.receive_reply(*t2, 100ms);
         REQUIRE_FALSE(r2);
         CHECK(r2.error().code == Errc::corrupted);
     }
-    SECTION("pending hints that lie") {
-        // Raised with nothing behind it: the server times out instead of spinning for ever.
+    SECTION("doorbells that lie") {
+        // Rung with nothing behind it: the server looks once, then times out instead of
+        // spinning for ever.
         for (std::uint32_t i = 0; i < raw.geo.max_publishers; ++i) {
-            detail::atom(raw.rpc_callers[i].pending).store(~std::uint64_t{0});
+            detail::atom(raw.rpc_callers[i].calls).store(~std::uint64_t{0});
         }
         auto none = s.receive(4, 20ms);
         REQUIRE_FALSE(none);
         CHECK(none.error().code == Errc::timed_out);
-        // Zero with a request behind it: still found.
+        // Put back after a request was posted, so the server sees no change: the last look
+        // of a receive that times out still finds it.
+        std::uint64_t& bell = raw.rpc_callers[c.endpoint_index()].calls;
         auto t = c.send_request(bytes("hidden"));
         REQUIRE(t);
-        detail::atom(raw.rpc_callers[c.endpoint_index()].pending).store(0);
-        auto batch = s.receive(4, kWait);
+        detail::atom(bell).store(~std::uint64_t{0});
+        auto batch = s.receive(4, 50ms);
         REQUIRE(batch);
         CHECK(text((*batch)[0].data) == "hidden");
     }
