@@ -133,6 +133,33 @@ TEST_CASE("a damaged event record is counted as lost, never handed out") {
     CHECK(events[1].pid == 10);
 }
 
+TEST_CASE("a read that fills the buffer leaves events lost on the way for the next one") {
+    auto f = make_channel(spec("events-full", ChannelKind::broadcast, 32, 8, 1, 2));
+    auto sup = attach_supervisor(f);
+    auto sub = attach_subscriber(f, with_events(0));
+    for (std::uint32_t pid = 1; pid <= 5; ++pid) {
+        REQUIRE(sup.post_event(EventKind::attached, Role::publisher, 0, pid));
+    }
+    auto ch = detail::attach_channel(f, detail::PayloadAccess::writable);
+    REQUIRE(ch);
+    const std::uint64_t head = ch->events->head;
+    ch->events->records[(head - 4) % detail::kEventRecords].kind = 77; // the second: damaged
+
+    // Four good events fill a buffer of four; the one lost on the way must not be written
+    // beside them, past its end.
+    std::array<PeerEvent, 5> room{};
+    room[4].pid = 0xdead;
+    const std::size_t n = sub.events(std::span{room}.first(4));
+    REQUIRE(n == 4);
+    CHECK(room[4].pid == 0xdead);
+    CHECK(room[0].pid == 1);
+    CHECK(room[3].pid == 5);
+    const auto rest = drain(sub);
+    REQUIRE(rest.size() == 1);
+    CHECK(rest[0].kind == EventKind::events_lost);
+    CHECK(rest[0].count == 1);
+}
+
 TEST_CASE("a broadcast drop subscriber that was lapped gets a lapped event with what it lost") {
     auto f =
         make_channel(spec("events-lapped", ChannelKind::broadcast, 32, 8, 1, 1, Overflow::drop));

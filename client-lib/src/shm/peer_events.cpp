@@ -99,9 +99,11 @@ std::size_t EventCursor::read(const AttachedChannel& ch, std::span<PeerEvent> ou
         }
         found[count++] = PeerEvent{static_cast<EventKind>(kind), r_role, index, pid, 0, seq + 1};
     }
-    // Events missed on the way go before the ones read if there is room; else the next call
-    // reports them first.
-    report_lost();
+    // Events missed on the way go before the ones read if there is room beside them; else
+    // the next call reports them first.
+    if (n + count < out.size()) {
+        report_lost();
+    }
     std::copy_n(found, count, out.begin() + static_cast<std::ptrdiff_t>(n));
     n += count;
     return n;
