@@ -30,6 +30,7 @@ static_assert(SHMBUS_EVENT_DETACHED == static_cast<int>(shmbus::EventKind::detac
 static_assert(SHMBUS_EVENT_DIED == static_cast<int>(shmbus::EventKind::died));
 static_assert(SHMBUS_EVENT_LAPPED == static_cast<int>(shmbus::EventKind::lapped));
 static_assert(SHMBUS_EVENT_EVENTS_LOST == static_cast<int>(shmbus::EventKind::events_lost));
+static_assert(SHMBUS_EVENT_SERVER_GONE == static_cast<int>(shmbus::EventKind::server_gone));
 static_assert(SHMBUS_ROLE_PUBLISHER == static_cast<int>(shmbus::Role::publisher));
 static_assert(SHMBUS_ROLE_SUBSCRIBER == static_cast<int>(shmbus::Role::subscriber));
 static_assert(SHMBUS_E_TIMED_OUT == static_cast<int>(Errc::timed_out));

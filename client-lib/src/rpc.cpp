@@ -31,6 +31,7 @@
 
 #include "assert.hpp"
 #include "endpoint_hooks.hpp"
+#include "endpoint_waiting.hpp"
 #include "shm/endpoint_table.hpp"
 #include "shm/rpc_calls.hpp"
 
@@ -73,8 +74,11 @@ struct Server::Impl : EndpointCore {
     std::vector<std::uint32_t> guess;
     std::uint32_t next_caller{0};
     std::uint32_t empty_scans{0};
+    // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
+    EndpointWaiting waiting;
 
     ~Impl() {
+        waiting.relay.reset(); // stop reading the segment before we leave the table
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
@@ -114,6 +118,21 @@ struct Server::Impl : EndpointCore {
         for (std::uint32_t k = 0; k < n; ++k) {
             __builtin_prefetch(call_slot(ch, c, k).request);
         }
+    }
+
+    /// What the wait relay watches: requests, on the futex callers wake after posting (which
+    /// post_event() wakes too), and events when asked for.
+    Watch watch_now() const noexcept {
+        Watch w;
+        w.channel = data_wait(ch.control);
+        w.events = waiting.cursor.next;
+        w.want_events = options.peer_events;
+        w.local_events = waiting.local_pending(0);
+        return w;
+    }
+    /// The relay's condition: shared memory only (wait_relay.hpp).
+    bool ready(const Watch& w) const noexcept {
+        return any_call_requested(ch) || events_ready(ch, w);
     }
 
     /// Takes the call whose claim word `s` holds `w` (requested): CAS to taken(id, me).
@@ -269,6 +288,7 @@ Result<Server> Server::attach(ChannelFiles files, const EndpointOptions& options
         // One receive() takes at most this many: one per call slot, and no more than 1024.
         impl->batch.reserve(static_cast<std::size_t>(
             std::min<std::uint64_t>(impl->ch.geo.call_slots(), kMaxBatch)));
+        impl->waiting.start(*impl);
         // 0: the first scan looks at every caller that ever posted.
         impl->seen.assign(impl->ch.geo.max_publishers, 0);
         impl->guess.assign(impl->ch.geo.max_publishers, 0);
@@ -288,9 +308,22 @@ Result<RequestBatch> Server::try_receive(std::size_t max_count) noexcept {
         return r.take_error();
     }
     if (impl_->batch.empty()) {
+        if (impl_->waiting.relay) [[unlikely]] {
+            impl_->waiting.rearm(impl_->watch_now());
+        }
         return make_error(Errc::would_block);
     }
     return RequestBatch{impl_->batch};
+}
+
+std::size_t Server::events(std::span<PeerEvent> out) noexcept {
+    Impl& s = *impl_;
+    return s.waiting.read(s, Role::subscriber, 0, out, s.watch_now());
+}
+
+Result<int> Server::wait_handle() noexcept {
+    Impl& s = *impl_;
+    return s.waiting.handle([&s](const Watch& w) { return s.ready(w); }, s.watch_now());
 }
 
 Result<RequestBatch> Server::receive(std::size_t max_count,
@@ -372,8 +405,11 @@ struct Caller::Impl : EndpointCore {
     bool wait_for_server{false};
     // The correlation id of the call in each slot; 0 when the slot is not ours to collect.
     std::vector<std::uint64_t> in_flight;
+    // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
+    EndpointWaiting waiting;
 
     ~Impl() {
+        waiting.relay.reset(); // stop reading the segment before we leave the table
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
@@ -385,6 +421,32 @@ struct Caller::Impl : EndpointCore {
     }
 
     CallSlot slot(std::uint32_t k) const noexcept { return call_slot(ch, index, k); }
+
+    /// What the wait relay watches: outcomes, on our reply futex (which servers wake after
+    /// answering, a departing server or a reclaim after failing calls or leaving, and
+    /// post_event() for events), calls that fail for want of a server, and events.
+    Watch watch_now() const noexcept {
+        Watch w;
+        w.channel = reply_wait(ch, index);
+        w.events = waiting.cursor.next;
+        w.want_events = options.peer_events;
+        w.local_events = waiting.local_pending(0);
+        w.unserved_fails = !wait_for_server;
+        return w;
+    }
+    /// The relay's condition: shared memory only (wait_relay.hpp), never in_flight.
+    bool ready(const Watch& w) const noexcept {
+        return outcome_stamped(ch, index) ||
+               (w.unserved_fails && call_requested(ch, index) && !any_server_attached(ch)) ||
+               events_ready(ch, w);
+    }
+    /// After a poll: re-arm the handle, if there is one, so that it is readable again only
+    /// when there is more to collect (at once, if there already is).
+    void polled() noexcept {
+        if (waiting.relay) [[unlikely]] {
+            waiting.rearm(watch_now());
+        }
+    }
 
     Result<Ticket> send(std::span<const std::byte> request) {
         if (request.size() > ch.geo.slot_size) {
@@ -633,6 +695,7 @@ Result<Caller> Caller::attach(ChannelFiles files, const EndpointOptions& options
         // relaxed: only this entry's owner writes `calls`; the claim ordered its last write.
         impl->next_id = atom(impl->block->calls).load(std::memory_order_relaxed);
         impl->in_flight.assign(static_cast<std::size_t>(impl->ch.geo.slot_count), 0);
+        impl->waiting.start(*impl);
         return Caller{std::move(impl)};
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
@@ -713,7 +776,9 @@ Result<Reply> Caller::poll(const Ticket& ticket) noexcept {
         }
         Reply out;
         out.id = ticket.id;
-        if (auto r = impl_->collect(*k, copy_into(out)); !r) {
+        auto r = impl_->collect(*k, copy_into(out));
+        impl_->polled();
+        if (!r) {
             return r.take_error();
         }
         return out;
@@ -747,7 +812,9 @@ Result<std::size_t> Caller::poll(const Ticket& ticket, std::span<std::byte> repl
             return k.take_error();
         }
         std::size_t got = 0;
-        if (auto r = impl_->collect(*k, copy_to(reply, got)); !r) {
+        auto r = impl_->collect(*k, copy_to(reply, got));
+        impl_->polled();
+        if (!r) {
             return r.take_error();
         }
         return got;
@@ -788,6 +855,16 @@ Result<void> Caller::cancel(const Ticket& ticket) noexcept {
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
     }
+}
+
+std::size_t Caller::events(std::span<PeerEvent> out) noexcept {
+    Impl& c = *impl_;
+    return c.waiting.read(c, Role::publisher, 0, out, c.watch_now());
+}
+
+Result<int> Caller::wait_handle() noexcept {
+    Impl& c = *impl_;
+    return c.waiting.handle([&c](const Watch& w) { return c.ready(w); }, c.watch_now());
 }
 
 std::size_t Caller::in_flight() const noexcept {

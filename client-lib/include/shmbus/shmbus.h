@@ -291,11 +291,12 @@ SHMBUS_C_EXPORT uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscri
 
 /** What happened (shmbus::EventKind). The list grows: treat an unknown kind as ignorable. */
 typedef enum shmbus_event_kind {
-    SHMBUS_EVENT_ATTACHED = 1,   /**< a peer endpoint joined the channel */
-    SHMBUS_EVENT_DETACHED = 2,   /**< a peer endpoint left the channel cleanly */
-    SHMBUS_EVENT_DIED = 3,       /**< a peer's process ended without detaching; reclaimed */
-    SHMBUS_EVENT_LAPPED = 4,     /**< broadcast drop: this subscriber lost `count` messages */
-    SHMBUS_EVENT_EVENTS_LOST = 5 /**< `count` events were overwritten before they were read */
+    SHMBUS_EVENT_ATTACHED = 1,    /**< a peer endpoint joined the channel */
+    SHMBUS_EVENT_DETACHED = 2,    /**< a peer endpoint left the channel cleanly */
+    SHMBUS_EVENT_DIED = 3,        /**< a peer's process ended without detaching; reclaimed */
+    SHMBUS_EVENT_LAPPED = 4,      /**< broadcast drop: this subscriber lost `count` messages */
+    SHMBUS_EVENT_EVENTS_LOST = 5, /**< `count` events were overwritten before they were read */
+    SHMBUS_EVENT_SERVER_GONE = 6  /**< rpc callers: a server left or died (after its own event) */
 } shmbus_event_kind;
 
 /** The side of a channel a peer is on (shmbus::Role). */

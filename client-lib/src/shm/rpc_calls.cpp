@@ -97,6 +97,40 @@ std::uint64_t fail_taken_calls(const AttachedChannel& ch, std::uint32_t owner) n
     return failed;
 }
 
+bool outcome_stamped(const AttachedChannel& ch, std::uint32_t caller) noexcept {
+    for (std::uint32_t k = 0; caller < ch.geo.max_publishers && k < ch.geo.slot_count; ++k) {
+        const CallSlot s = call_slot(ch, caller, k);
+        // acquire, both: [reply] and [outcome]; the caller's own poll reads the reply after.
+        const std::uint64_t w = atom_load(*s.state, std::memory_order_acquire);
+        const CallPhase p = call_phase(w);
+        if ((p == CallPhase::replied || p == CallPhase::failed) &&
+            atom_load(s.reply->state, std::memory_order_acquire) == w) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool call_requested(const AttachedChannel& ch, std::uint32_t caller) noexcept {
+    for (std::uint32_t k = 0; caller < ch.geo.max_publishers && k < ch.geo.slot_count; ++k) {
+        // relaxed: only decides whether to wake someone, who then CASes the word.
+        if (call_phase(atom_load(*call_slot(ch, caller, k).state, std::memory_order_relaxed)) ==
+            CallPhase::requested) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool any_call_requested(const AttachedChannel& ch) noexcept {
+    for (std::uint32_t c = 0; ch.call_states != nullptr && c < ch.geo.max_publishers; ++c) {
+        if (call_requested(ch, c)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void wake_all_callers(const AttachedChannel& ch) noexcept {
     for (std::uint32_t c = 0; ch.rpc_callers != nullptr && c < ch.geo.max_publishers; ++c) {
         wake_sleepers(reply_wait(ch, c));

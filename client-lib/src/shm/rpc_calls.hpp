@@ -115,6 +115,13 @@ std::uint64_t abandon_calls(const AttachedChannel& ch, std::uint32_t caller) noe
 /// taken(id, owner) -> failed(id), cancelled(id, owner) -> free; stamps every finished call
 /// whose stamp is missing; wakes the callers. Returns how many calls failed.
 std::uint64_t fail_taken_calls(const AttachedChannel& ch, std::uint32_t owner) noexcept;
+/// Whether caller `caller` has an outcome to collect: a claim word replied or failed whose
+/// stamp says the same (what the caller's poll looks at). For a caller's wait relay.
+bool outcome_stamped(const AttachedChannel& ch, std::uint32_t caller) noexcept;
+/// Whether caller `caller` has a call that no server took yet.
+bool call_requested(const AttachedChannel& ch, std::uint32_t caller) noexcept;
+/// Whether any caller has a call that no server took yet. For a server's wait relay.
+bool any_call_requested(const AttachedChannel& ch) noexcept;
 /// Wakes every caller that sleeps for a reply (a server left: a call nobody can take now
 /// must fail with not_found).
 void wake_all_callers(const AttachedChannel& ch) noexcept;
