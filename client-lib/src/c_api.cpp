@@ -4,8 +4,8 @@
 // so that the zero-copy calls allocate nothing and take the inline data path of
 // shmbus/endpoint.hpp. Every entry point is noexcept: what can allocate (options, names,
 // lists) catches std::bad_alloc and answers SHMBUS_E_NO_MEMORY.
-#include <shmbus/shmbus.h>
-#include <shmbus/shmbus.hpp>
+#include "c_api_common.hpp"
+
 #include <shmbus/version.hpp>
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include <vector>
 
 using shmbus::Errc;
+using namespace shmbus::capi;
 
 // The C codes are shmbus::Errc, value for value.
 static_assert(SHMBUS_E_WOULD_BLOCK == static_cast<int>(Errc::would_block));
@@ -59,16 +60,6 @@ static_assert(SHMBUS_OVERFLOW_BLOCK == static_cast<int>(shmbus::Overflow::block)
 static_assert(SHMBUS_OVERFLOW_DROP == static_cast<int>(shmbus::Overflow::drop));
 static_assert(SHMBUS_MAX_NAME_LENGTH == shmbus::kMaxNameLength);
 
-// A client handle also keeps what its administration calls hand out by pointer: the names
-// of the last client list, the strings of the last status, the message of the last reload.
-struct shmbus_client {
-    shmbus::Client client;
-    std::vector<shmbus::ClientSummary> clients{};
-    shmbus::DaemonStatus status{};
-    std::vector<const char*> config_files{};
-    std::string reloaded{};
-};
-
 // An endpoint handle keeps the Result of its last reserve or receive, built in place by the
 // call itself (no copy of the batch on the data path): its value is the outstanding batch
 // while that has a size.
@@ -94,6 +85,10 @@ namespace {
 thread_local int t_code = 0;
 thread_local int t_errno = 0;
 thread_local std::string t_message;
+
+} // namespace
+
+namespace shmbus::capi {
 
 int fail(const shmbus::Error& error) noexcept {
     t_code = static_cast<int>(error.code);
@@ -122,17 +117,6 @@ int no_memory() noexcept {
     return fail(shmbus::Error{Errc::no_memory, 0, {}});
 }
 
-// Replaces `slot` by what `make` returns, constructed in place (a prvalue: no copy).
-template <typename T, typename Make>
-void emplace_result(shmbus::Result<T>& slot, Make&& make) noexcept {
-    slot.~Result();
-    ::new (static_cast<void*>(&slot)) shmbus::Result<T>(make());
-}
-
-std::chrono::nanoseconds to_timeout(int64_t timeout_ns) noexcept {
-    return timeout_ns < 0 ? std::chrono::nanoseconds::max() : std::chrono::nanoseconds(timeout_ns);
-}
-
 void copy_info(const shmbus::ChannelInfo& from, shmbus_channel_info* to) noexcept {
     *to = shmbus_channel_info{};
     const std::size_t n = std::min(from.name.size(), std::size_t{SHMBUS_MAX_NAME_LENGTH});
@@ -147,6 +131,17 @@ void copy_info(const shmbus::ChannelInfo& from, shmbus_channel_info* to) noexcep
     to->creation_id = from.creation_id;
 }
 
+} // namespace shmbus::capi
+
+namespace {
+
+// Replaces `slot` by what `make` returns, constructed in place (a prvalue: no copy).
+template <typename T, typename Make>
+void emplace_result(shmbus::Result<T>& slot, Make&& make) noexcept {
+    slot.~Result();
+    ::new (static_cast<void*>(&slot)) shmbus::Result<T>(make());
+}
+
 void copy_summary(const shmbus::ChannelSummary& from, shmbus_channel_summary* to) noexcept {
     *to = shmbus_channel_summary{};
     copy_info(from.info, &to->info);
@@ -158,7 +153,10 @@ void copy_summary(const shmbus::ChannelSummary& from, shmbus_channel_summary* to
     to->dynamic = from.dynamic ? 1 : 0;
 }
 
-// Options of an endpoint, checked: an unknown wait mode is named rather than passed on.
+} // namespace
+
+namespace shmbus::capi {
+
 int endpoint_options(const shmbus_endpoint_options* in, shmbus::EndpointOptions& out) noexcept {
     if (in == nullptr) {
         return SHMBUS_OK;
@@ -173,6 +171,10 @@ int endpoint_options(const shmbus_endpoint_options* in, shmbus::EndpointOptions&
     out.peer_events = in->peer_events != 0;
     return SHMBUS_OK;
 }
+
+} // namespace shmbus::capi
+
+namespace {
 
 // Opens a publisher or subscriber handle: checks the arguments, converts the options.
 template <typename Handle>
@@ -213,47 +215,6 @@ int open_endpoint(shmbus_client* client, const char* channel,
 // code does: without this the compiler may call the inline members out of line, which
 // doubles the cost of a message.
 #define SHMBUS_C_FAST [[gnu::flatten]]
-
-namespace {
-
-// Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
-template <typename Endpoint>
-size_t read_events(Endpoint& endpoint, shmbus_event* events, size_t capacity) noexcept {
-    if (events == nullptr) {
-        capacity = 0;
-    }
-    std::array<shmbus::PeerEvent, 16> chunk;
-    size_t n = 0;
-    do {
-        const size_t want = std::min(chunk.size(), capacity - n);
-        const size_t got = endpoint.events(std::span{chunk.data(), want});
-        for (size_t i = 0; i < got; ++i) {
-            const shmbus::PeerEvent& e = chunk[i];
-            events[n++] = shmbus_event{static_cast<uint32_t>(e.kind),
-                                       static_cast<uint32_t>(e.role),
-                                       e.endpoint_index,
-                                       e.pid,
-                                       e.count,
-                                       e.sequence};
-        }
-        if (got < want) {
-            break;
-        }
-    } while (n < capacity);
-    return n;
-}
-
-template <typename Endpoint>
-int wait_handle(Endpoint& endpoint, int* fd) noexcept {
-    auto r = endpoint.wait_handle();
-    if (!r) {
-        return fail(r.error());
-    }
-    *fd = *r;
-    return SHMBUS_OK;
-}
-
-} // namespace
 
 extern "C" {
 

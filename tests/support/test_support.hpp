@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 namespace shmbus::test {
 
@@ -29,6 +30,18 @@ inline double scale() {
 inline std::uint64_t scaled(std::uint64_t n, std::uint64_t minimum = 1000) {
     const auto v = static_cast<std::uint64_t>(static_cast<double>(n) * scale());
     return v < minimum ? minimum : v;
+}
+
+/// The bytes of `s`, to send.
+inline std::vector<std::byte> bytes_of(const std::string& s) {
+    std::vector<std::byte> out(s.size());
+    std::memcpy(out.data(), s.data(), s.size());
+    return out;
+}
+
+/// `b` as text, to compare.
+inline std::string text_of(std::span<const std::byte> b) {
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
 /// A message body derived from (id, length) so a reader can check every byte.
