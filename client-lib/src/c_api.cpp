@@ -43,6 +43,7 @@ static_assert(SHMBUS_EVENT_DETACHED == static_cast<int>(shmbus::EventKind::detac
 static_assert(SHMBUS_EVENT_DIED == static_cast<int>(shmbus::EventKind::died));
 static_assert(SHMBUS_EVENT_LAPPED == static_cast<int>(shmbus::EventKind::lapped));
 static_assert(SHMBUS_EVENT_EVENTS_LOST == static_cast<int>(shmbus::EventKind::events_lost));
+static_assert(SHMBUS_EVENT_SERVER_GONE == static_cast<int>(shmbus::EventKind::server_gone));
 static_assert(SHMBUS_ROLE_PUBLISHER == static_cast<int>(shmbus::Role::publisher));
 static_assert(SHMBUS_ROLE_SUBSCRIBER == static_cast<int>(shmbus::Role::subscriber));
 static_assert(SHMBUS_E_TIMED_OUT == static_cast<int>(Errc::timed_out));
@@ -343,43 +344,6 @@ namespace {
         }
         return fail(r.error());
     }
-    return SHMBUS_OK;
-}
-
-// Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
-template <typename Endpoint>
-size_t read_events(Endpoint& endpoint, shmbus_event* events, size_t capacity) noexcept {
-    if (events == nullptr) {
-        capacity = 0;
-    }
-    std::array<shmbus::PeerEvent, 16> chunk;
-    size_t n = 0;
-    do {
-        const size_t want = std::min(chunk.size(), capacity - n);
-        const size_t got = endpoint.events(std::span{chunk.data(), want});
-        for (size_t i = 0; i < got; ++i) {
-            const shmbus::PeerEvent& e = chunk[i];
-            events[n++] = shmbus_event{static_cast<uint32_t>(e.kind),
-                                       static_cast<uint32_t>(e.role),
-                                       e.endpoint_index,
-                                       e.pid,
-                                       e.count,
-                                       e.sequence};
-        }
-        if (got < want) {
-            break;
-        }
-    } while (n < capacity);
-    return n;
-}
-
-template <typename Endpoint>
-int wait_handle(Endpoint& endpoint, int* fd) noexcept {
-    auto r = endpoint.wait_handle();
-    if (!r) {
-        return fail(r.error());
-    }
-    *fd = *r;
     return SHMBUS_OK;
 }
 

@@ -10,7 +10,11 @@
 #include <shmbus/shmbus.h>
 #include <shmbus/shmbus.hpp>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,5 +57,42 @@ void copy_info(const ChannelInfo& from, shmbus_channel_info* to) noexcept;
 [[nodiscard]] int open_arguments(const shmbus_client* client, const char* channel,
                                  const void* handle, const shmbus_endpoint_options* options,
                                  EndpointOptions& out, const char* function) noexcept;
+
+// Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
+template <typename Endpoint>
+size_t read_events(Endpoint& endpoint, shmbus_event* events, size_t capacity) noexcept {
+    if (events == nullptr) {
+        capacity = 0;
+    }
+    std::array<shmbus::PeerEvent, 16> chunk;
+    size_t n = 0;
+    do {
+        const size_t want = std::min(chunk.size(), capacity - n);
+        const size_t got = endpoint.events(std::span{chunk.data(), want});
+        for (size_t i = 0; i < got; ++i) {
+            const shmbus::PeerEvent& e = chunk[i];
+            events[n++] = shmbus_event{static_cast<uint32_t>(e.kind),
+                                       static_cast<uint32_t>(e.role),
+                                       e.endpoint_index,
+                                       e.pid,
+                                       e.count,
+                                       e.sequence};
+        }
+        if (got < want) {
+            break;
+        }
+    } while (n < capacity);
+    return n;
+}
+
+template <typename Endpoint>
+int wait_handle(Endpoint& endpoint, int* fd) noexcept {
+    auto r = endpoint.wait_handle();
+    if (!r) {
+        return fail(r.error());
+    }
+    *fd = *r;
+    return SHMBUS_OK;
+}
 
 } // namespace shmbus::c_api

@@ -87,7 +87,7 @@ TEST_CASE("a C program checks errors, timeouts and zero-copy through the C ABI")
     DaemonProcess d{kChannels};
     REQUIRE(d.start());
     Child child = run_c_client(d, {"selftest"});
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
 }
 
 TEST_CASE("the complete example of docs/c-api.md runs against shmbusd") {
@@ -101,7 +101,7 @@ TEST_CASE("the complete example of docs/c-api.md runs against shmbusd") {
         std::perror("execl c_api_doc_example");
         return 127;
     });
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
     // It left the channel empty: it read back everything it wrote.
     Client client = connect_to(d);
     auto info = client.channel_info("cq");
@@ -125,7 +125,7 @@ TEST_CASE("a C publisher reaches a C++ subscriber, in place and copied") {
         const std::string want = "c-" + std::to_string(n);
         REQUIRE(std::string(reinterpret_cast<const char*>(buf.data()), size) == want);
     }
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
 }
 
 TEST_CASE("a C++ publisher reaches a C subscriber, in place and copied") {
@@ -141,7 +141,7 @@ TEST_CASE("a C++ publisher reaches a C subscriber, in place and copied") {
             return pub->send(std::as_bytes(std::span{text}), timeout);
         }));
     }
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
 }
 
 TEST_CASE("a C reader on a drop channel learns at release what it lost, and how many") {

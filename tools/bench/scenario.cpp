@@ -35,6 +35,7 @@ constexpr std::array kKindNames{
     std::pair{Kind::queue_mpmc, "queue-mpmc"},
     std::pair{Kind::broadcast_block, "broadcast-block"},
     std::pair{Kind::broadcast_drop, "broadcast-drop"},
+    std::pair{Kind::rpc, "rpc"},
 };
 constexpr std::array kWaitNames{
     std::pair{Wait::none, ""},
@@ -43,9 +44,13 @@ constexpr std::array kWaitNames{
     std::pair{Wait::futex, "futex"},
 };
 constexpr std::array kTestNames{
-    std::pair{Test::latency, "latency"},       std::pair{Test::throughput, "throughput"},
-    std::pair{Test::bandwidth, "bandwidth"},   std::pair{Test::control_open, "control-open"},
-    std::pair{Test::daemon_rss, "daemon-rss"}, std::pair{Test::daemon_idle_cpu, "daemon-idle-cpu"},
+    std::pair{Test::latency, "latency"},
+    std::pair{Test::round_trip, "round-trip"},
+    std::pair{Test::throughput, "throughput"},
+    std::pair{Test::bandwidth, "bandwidth"},
+    std::pair{Test::control_open, "control-open"},
+    std::pair{Test::daemon_rss, "daemon-rss"},
+    std::pair{Test::daemon_idle_cpu, "daemon-idle-cpu"},
 };
 
 constexpr std::array kLoadNames{
@@ -103,6 +108,11 @@ Scenario shm_c(Wait wait, std::uint64_t size, std::uint32_t batch) {
 Scenario python_stream(std::uint64_t size, std::uint32_t batch) {
     return Scenario{
         Transport::python, Kind::queue_spsc, Wait::adaptive, Test::throughput, size, batch, 1, 1};
+}
+
+/// An rpc channel with one server and `callers` callers, 128 B requests and replies.
+Scenario rpc(Wait wait, Test test, std::uint32_t callers) {
+    return Scenario{Transport::shmbus, Kind::rpc, wait, test, 128, 1, 1, callers};
 }
 
 Scenario base(Transport t, Test test, std::uint64_t size, std::uint32_t batch = 1) {
@@ -220,6 +230,7 @@ std::vector<Scenario> tiny_suite() {
         base(Transport::fifo, Test::latency, 128),
         raw_ring(Test::latency, 128),
         futex_calibration(),
+        rpc(Wait::spin, Test::round_trip, 1),
         shm(Kind::queue_spsc, Wait::spin, Test::throughput, 128, 64),
         base(Transport::uds_stream, Test::throughput, 128, 1),
         raw_ring(Test::throughput, 128, 1),
@@ -248,6 +259,12 @@ std::vector<Scenario> quick_suite() {
     }
     v.push_back(futex_calibration());
     v.push_back(raw_ring(Test::latency, 128));
+    // rpc round trips beside the queue's ping-pong above, and calls per second.
+    v.push_back(rpc(Wait::spin, Test::round_trip, 1));
+    v.push_back(rpc(Wait::futex, Test::round_trip, 1));
+    v.push_back(rpc(Wait::spin, Test::throughput, 1));
+    v.push_back(rpc(Wait::adaptive, Test::throughput, 1));
+    v.push_back(rpc(Wait::adaptive, Test::throughput, 4));
     for (std::uint32_t batch : {1U, 64U}) {
         for (Wait w : kWaits) {
             v.push_back(shm(Kind::queue_spsc, w, Test::throughput, 128, batch));
@@ -335,6 +352,17 @@ std::vector<Scenario> full_suite() {
 
     v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
     v.push_back(python_stream(128, 64));    // beside shmbus queue-spsc adaptive, batches of 64
+
+    // rpc: round trips in every wait mode, calls per second with 1 and 4 callers.
+    for (Wait w : kWaits) {
+        v.push_back(rpc(w, Test::round_trip, 1));
+    }
+    v.push_back(rpc(Wait::spin, Test::throughput, 1));
+    for (Wait w : {Wait::adaptive, Wait::futex}) {
+        for (std::uint32_t callers : {1U, 4U}) {
+            v.push_back(rpc(w, Test::throughput, callers));
+        }
+    }
 
     // Large messages: zero-copy in shmbus, write()/read() for the baselines.
     for (std::uint64_t size : kBandwidthSizes) {

@@ -47,12 +47,16 @@ enum class Load { none, idle, streaming };
 
 /// The shmbus channel kind and variant; none for baselines and calibrations.
 enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop };
+/// The shmbus channel kind and variant; none for baselines and calibrations. On an rpc
+/// channel `publishers` are the callers and `subscribers` the servers.
+enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop, rpc };
 
 /// The shmbus wait mode; "futex" is WaitMode::blocking. none for everything else.
 enum class Wait { none, spin, adaptive, futex };
 
 enum class Test {
     latency,         ///< ping-pong, one-way = RTT / 2, full sample sets
+    round_trip,      ///< rpc: one call's whole round trip (request and reply), full sample sets
     throughput,      ///< one-way stream of small messages, one or `batch` per publish
     bandwidth,       ///< one-way stream of large messages filled and checksummed in place
     control_open,    ///< shmbusd: connect, hello, open, fd received, mapped, close; repeated

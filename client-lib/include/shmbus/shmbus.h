@@ -4,10 +4,11 @@
  * programs and for other languages' bindings (cffi, ctypes, pybind11, ...). It compiles as
  * C11 and as C++; it includes nothing but <stddef.h> and <stdint.h>.
  *
- * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber, and for the
- * shared-state channels shmbus_blackboard and shmbus_counters. Every function
- * that can fail returns an int: 0 (SHMBUS_OK) on success, else one of the shmbus_errc
- * codes below, whose values are those of shmbus::Errc. The sentence that says what went
+ * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber, for the
+ * shared-state channels shmbus_blackboard and shmbus_counters, and for rpc channels
+ * shmbus_server and shmbus_caller. Every function that can fail returns an int: 0
+ * (SHMBUS_OK) on success, else one of the shmbus_errc codes below, whose values are those
+ * of shmbus::Errc. The sentence that says what went
  * wrong (which channel, which size, which path) is kept per thread: call
  * shmbus_last_error_message() on the same thread, after the failing call and before the
  * next call that fails. A thread-local last error rather than an error out-parameter
@@ -292,11 +293,12 @@ SHMBUS_C_EXPORT uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscri
 
 /** What happened (shmbus::EventKind). The list grows: treat an unknown kind as ignorable. */
 typedef enum shmbus_event_kind {
-    SHMBUS_EVENT_ATTACHED = 1,   /**< a peer endpoint joined the channel */
-    SHMBUS_EVENT_DETACHED = 2,   /**< a peer endpoint left the channel cleanly */
-    SHMBUS_EVENT_DIED = 3,       /**< a peer's process ended without detaching; reclaimed */
-    SHMBUS_EVENT_LAPPED = 4,     /**< broadcast drop: this subscriber lost `count` messages */
-    SHMBUS_EVENT_EVENTS_LOST = 5 /**< `count` events were overwritten before they were read */
+    SHMBUS_EVENT_ATTACHED = 1,    /**< a peer endpoint joined the channel */
+    SHMBUS_EVENT_DETACHED = 2,    /**< a peer endpoint left the channel cleanly */
+    SHMBUS_EVENT_DIED = 3,        /**< a peer's process ended without detaching; reclaimed */
+    SHMBUS_EVENT_LAPPED = 4,      /**< broadcast drop: this subscriber lost `count` messages */
+    SHMBUS_EVENT_EVENTS_LOST = 5, /**< `count` events were overwritten before they were read */
+    SHMBUS_EVENT_SERVER_GONE = 6  /**< rpc callers: a server left or died (after its own event) */
 } shmbus_event_kind;
 
 /** The side of a channel a peer is on (shmbus::Role). */
@@ -381,6 +383,139 @@ SHMBUS_C_EXPORT int shmbus_client_list_channels(shmbus_client* client,
  *  shmbus_client_list_channels() otherwise. */
 SHMBUS_C_EXPORT int shmbus_client_channel_info(shmbus_client* client, const char* channel,
                                                shmbus_channel_summary* summary) SHMBUS_C_NOEXCEPT;
+
+/* ==== rpc channels: request/response (shmbus/rpc.hpp, docs/rpc.md) ======================== *
+ *
+ * A server takes requests in place and answers each; a caller sends requests and collects
+ * each reply, matched by the call's correlation id. Replies are copied into the caller's
+ * buffer (no allocation); a server may write its reply in place (reserve/commit). Peer
+ * events and wait handles work as for publishers and subscribers; a caller gets
+ * SHMBUS_EVENT_SERVER_GONE after each server's detached or died. */
+
+typedef struct shmbus_server shmbus_server;
+typedef struct shmbus_caller shmbus_caller;
+
+/** One request taken by shmbus_server_receive(), read in place: `size` bytes at `data`,
+ *  valid until the server answers it (or is closed). Pass it back, unchanged, to answer. */
+typedef struct shmbus_request {
+    const void* data;
+    uint64_t size;
+    uint64_t id;     /**< the call's correlation id (unique per caller) */
+    uint32_t caller; /**< the caller's entry in the channel's caller table */
+    uint32_t slot;   /**< the call slot of that caller */
+} shmbus_request;
+
+/** A call in flight, as shmbus_caller_send() returned it. */
+typedef struct shmbus_ticket {
+    uint64_t id;       /**< the call's correlation id */
+    uint32_t slot;     /**< its call slot */
+    uint32_t reserved; /**< 0 */
+} shmbus_ticket;
+
+/** Opens the rpc channel `channel` as a server (ACL `serve`); `options` may be NULL.
+ *  Errors as shmbus_open_publisher(), SHMBUS_E_LIMIT_REACHED beyond max_servers,
+ *  SHMBUS_E_INVALID_ARGUMENT if it is not an rpc channel. One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_open_server(shmbus_client* client, const char* channel,
+                                       const shmbus_endpoint_options* options,
+                                       shmbus_server** server) SHMBUS_C_NOEXCEPT;
+/** Opens the rpc channel `channel` as a caller (ACL `call`). `wait_for_server` non-zero: a
+ *  call made while no server is attached waits for one (up to its timeout) instead of failing
+ *  at once with SHMBUS_E_NOT_FOUND. Errors as shmbus_open_server(), with max_callers. */
+SHMBUS_C_EXPORT int shmbus_open_caller(shmbus_client* client, const char* channel,
+                                       const shmbus_endpoint_options* options, int wait_for_server,
+                                       shmbus_caller** caller) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `server` (NULL: nothing). Every call taken and not answered
+ *  fails at its caller with SHMBUS_E_CLOSED. */
+SHMBUS_C_EXPORT void shmbus_server_close(shmbus_server* server) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `caller` (NULL: nothing). Calls in flight are given up. */
+SHMBUS_C_EXPORT void shmbus_caller_close(shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
+
+/** Takes up to `capacity` (>= 1) requests, from every caller in turn, waiting up to
+ *  `timeout_ns` for the first, and describes them in requests[0 .. *count). Errors:
+ *  SHMBUS_E_WOULD_BLOCK (timeout 0, none waiting), SHMBUS_E_TIMED_OUT,
+ *  SHMBUS_E_INVALID_ARGUMENT (capacity 0, NULL argument), SHMBUS_E_CORRUPTED (a request
+ *  failed validation: it was failed back to its caller; call again). One thread at a time
+ *  per server. */
+SHMBUS_C_EXPORT int shmbus_server_receive(shmbus_server* server, shmbus_request* requests,
+                                          size_t capacity, int64_t timeout_ns,
+                                          size_t* count) SHMBUS_C_NOEXCEPT;
+/** Copies `size` bytes of `reply` into the call's reply slot and hands it to its caller.
+ *  Errors: SHMBUS_E_MESSAGE_TOO_LARGE (naming both sizes; the call stays taken),
+ *  SHMBUS_E_LOST (the caller gave up meanwhile: the reply is dropped and counted),
+ *  SHMBUS_E_INVALID_ARGUMENT (a request this server does not hold, NULL argument). */
+SHMBUS_C_EXPORT int shmbus_server_respond(shmbus_server* server, const shmbus_request* request,
+                                          const void* reply, size_t size) SHMBUS_C_NOEXCEPT;
+/** The call's reply slot, to write the reply in place: *data and *capacity (bytes). Then
+ *  shmbus_server_commit_reply(). SHMBUS_E_INVALID_ARGUMENT for a request this server does
+ *  not hold. */
+SHMBUS_C_EXPORT int shmbus_server_reserve_reply(shmbus_server* server,
+                                                const shmbus_request* request, void** data,
+                                                uint64_t* capacity) SHMBUS_C_NOEXCEPT;
+/** Hands the `length` bytes written into the reply slot to the caller. Errors as
+ *  shmbus_server_respond(). */
+SHMBUS_C_EXPORT int shmbus_server_commit_reply(shmbus_server* server, const shmbus_request* request,
+                                               uint64_t length) SHMBUS_C_NOEXCEPT;
+
+/** Sends `size` bytes of `request` and waits up to `timeout_ns` for the reply, copied into
+ *  `reply` (`capacity` bytes); *reply_size (may be NULL) receives its length. Errors:
+ *  SHMBUS_E_NOT_FOUND (no server attached, or the last left before taking the call),
+ *  SHMBUS_E_CLOSED (the server that took the call died), SHMBUS_E_TIMED_OUT (the call is
+ *  given up), SHMBUS_E_MESSAGE_TOO_LARGE (request beyond the channel's request size, or a
+ *  reply larger than `capacity`: that reply is lost), SHMBUS_E_WOULD_BLOCK (depth calls in
+ *  flight), SHMBUS_E_INVALID_ARGUMENT (NULL with a size). One thread at a time per caller. */
+SHMBUS_C_EXPORT int shmbus_caller_call(shmbus_caller* caller, const void* request, size_t size,
+                                       void* reply, size_t capacity, int64_t timeout_ns,
+                                       size_t* reply_size) SHMBUS_C_NOEXCEPT;
+/** Sends a request without waiting; collect the reply with shmbus_caller_poll() or
+ *  shmbus_caller_receive_reply(). Errors as shmbus_caller_call(), without timed out. */
+SHMBUS_C_EXPORT int shmbus_caller_send(shmbus_caller* caller, const void* request, size_t size,
+                                       shmbus_ticket* ticket) SHMBUS_C_NOEXCEPT;
+/** The reply to `ticket` if it has come, copied as by shmbus_caller_call(), or the call's
+ *  failure; SHMBUS_E_WOULD_BLOCK while it is pending. Once a reply or failure is returned
+ *  the ticket is spent (SHMBUS_E_INVALID_ARGUMENT after). Re-arms the wait handle. */
+SHMBUS_C_EXPORT int shmbus_caller_poll(shmbus_caller* caller, const shmbus_ticket* ticket,
+                                       void* reply, size_t capacity,
+                                       size_t* reply_size) SHMBUS_C_NOEXCEPT;
+/** As shmbus_caller_poll(), waiting up to `timeout_ns`; on SHMBUS_E_TIMED_OUT the call is
+ *  given up. */
+SHMBUS_C_EXPORT int shmbus_caller_receive_reply(shmbus_caller* caller, const shmbus_ticket* ticket,
+                                                void* reply, size_t capacity, int64_t timeout_ns,
+                                                size_t* reply_size) SHMBUS_C_NOEXCEPT;
+/** Gives a call up: withdrawn if no server took it yet, its reply dropped when it comes.
+ *  SHMBUS_E_INVALID_ARGUMENT for a ticket not in flight. */
+SHMBUS_C_EXPORT int shmbus_caller_cancel(shmbus_caller* caller,
+                                         const shmbus_ticket* ticket) SHMBUS_C_NOEXCEPT;
+/** Calls of this caller sent and not yet collected or given up (0 for NULL). */
+SHMBUS_C_EXPORT size_t shmbus_caller_in_flight(const shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
+
+/** As shmbus_publisher_events(), for a server: callers and other servers attached, detached,
+ *  died. */
+SHMBUS_C_EXPORT size_t shmbus_server_events(shmbus_server* server, shmbus_event* events,
+                                            size_t capacity) SHMBUS_C_NOEXCEPT;
+/** As shmbus_publisher_events(), for a caller: servers (SHMBUS_ROLE_SUBSCRIBER) and other
+ *  callers attached, detached, died, and SHMBUS_EVENT_SERVER_GONE after each server that
+ *  went. */
+SHMBUS_C_EXPORT size_t shmbus_caller_events(shmbus_caller* caller, shmbus_event* events,
+                                            size_t capacity) SHMBUS_C_NOEXCEPT;
+/** A descriptor that becomes readable while a request waits, or peer events; re-armed by a
+ *  receive that finds nothing and by an events call that runs out. Owned by the server.
+ *  Errors: SHMBUS_E_INVALID_ARGUMENT (NULL argument), SHMBUS_E_SYSTEM_ERROR. */
+SHMBUS_C_EXPORT int shmbus_server_wait_handle(shmbus_server* server, int* fd) SHMBUS_C_NOEXCEPT;
+/** A descriptor that becomes readable while the outcome of a call in flight waits to be
+ *  collected, a call can no longer be taken (no server left), or peer events; every poll
+ *  re-arms it, and so does an events call that runs out. Owned by the caller. Errors as
+ *  shmbus_server_wait_handle(). */
+SHMBUS_C_EXPORT int shmbus_caller_wait_handle(shmbus_caller* caller, int* fd) SHMBUS_C_NOEXCEPT;
+/** The channel `server` serves (nothing for NULL arguments). On an rpc channel slot_size is
+ *  the largest request, slot_count the depth, max_publishers the callers and
+ *  max_subscribers the servers. */
+SHMBUS_C_EXPORT void shmbus_server_info(const shmbus_server* server,
+                                        shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** The channel `caller` calls, as shmbus_server_info(). */
+SHMBUS_C_EXPORT void shmbus_caller_info(const shmbus_caller* caller,
+                                        shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+
+/* ==== end of rpc channels ================================================================= */
 
 /* ---- Administration --------------------------------------------------------------------- */
 
