@@ -27,6 +27,8 @@ gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge) {
     c.listen = bridge.listen;
     c.address = bridge.address;
     c.secret = bridge.secret;
+    c.tls = bridge.tls;
+    c.require = bridge.require;
     c.exports = bridge.exports;
     c.imports = bridge.imports;
     // The gateway keeps one block_timeout per bridge: the shortest of its `block` exports',
