@@ -45,8 +45,6 @@ enum class Transport {
 /// exporting daemon while its bridge is connected and idle, or streams at full rate.
 enum class Load { none, idle, streaming };
 
-/// The shmbus channel kind and variant; none for baselines and calibrations.
-enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop };
 /// The shmbus channel kind and variant; none for baselines and calibrations. On an rpc
 /// channel `publishers` are the callers and `subscribers` the servers.
 enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop, rpc };
