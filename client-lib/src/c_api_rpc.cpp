@@ -218,6 +218,10 @@ size_t shmbus_caller_in_flight(const shmbus_caller* caller) noexcept {
     return caller == nullptr ? 0 : caller->caller.in_flight();
 }
 
+uint64_t shmbus_caller_reply_size(const shmbus_caller* caller) noexcept {
+    return caller == nullptr ? 0 : caller->caller.info().reply_slot_size;
+}
+
 size_t shmbus_server_events(shmbus_server* server, shmbus_event* events, size_t capacity) noexcept {
     return server == nullptr ? 0 : read_events(server->server, events, capacity);
 }

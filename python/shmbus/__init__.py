@@ -4,7 +4,10 @@ Zero-copy both ways: ``Publisher.reserve()`` hands out writable memoryviews of r
 ``Subscriber.receive()`` read-only memoryviews of messages in place; the copying forms are
 ``Publisher.send()`` and ``Subscriber.receive_copy()``. In asyncio, ``await
 sub.receive_async()``, ``await pub.reserve_async()`` and ``await pub.send_async()`` wait on
-the endpoint's wait handle instead of blocking the loop. See docs/python.md.
+the endpoint's wait handle instead of blocking the loop. On an rpc channel,
+``Client.open_caller()`` gives a ``Caller`` whose ``call(data, timeout)`` returns the reply, and
+``Client.open_server()`` a ``Server`` that receives ``Request`` records and responds to them.
+See docs/python.md.
 
 Every failure of the library is an exception of the class of its code (``TimeoutError``,
 ``LostError``, ...), all subclasses of ``shmbus.Error``, which carry the code's name (``name``,
@@ -19,14 +22,17 @@ from typing import NamedTuple
 from ._shmbus import (
     Batch,
     Blackboard,
+    Caller,
     Client,
     Counter,
     Counters,
     Message,
     Publisher,
     Reservation,
+    Server,
     Subscriber,
     _setup,
+    _setup_rpc,
     _setup_state,
     connect,
     errc_name,
@@ -37,6 +43,7 @@ __all__ = [
     "AlreadyExistsError",
     "Batch",
     "Blackboard",
+    "Caller",
     "ChannelInfo",
     "ChannelStats",
     "ChannelSummary",
@@ -58,7 +65,9 @@ __all__ = [
     "ProtocolError",
     "Publisher",
     "Received",
+    "Request",
     "Reservation",
+    "Server",
     "Subscriber",
     "SystemCallError",
     "TimeoutError",
@@ -200,6 +209,16 @@ class Received(NamedTuple):
     lost_before: int
 
 
+class Request(NamedTuple):
+    """One request ``Server.receive()`` took, copied out of the channel: answer it with
+    ``Server.respond(request, data)``."""
+
+    data: bytes
+    id: int  # the call's correlation id (unique per caller)
+    caller: int  # the caller's entry in the channel's caller table
+    slot: int  # the call slot of that caller
+
+
 class CounterValue(NamedTuple):
     """A cell of a counters channel, as ``Counters.list()`` lists it."""
 
@@ -229,6 +248,7 @@ _ERRORS: dict[int, type[Error]] = {
 
 _setup(_ERRORS, ChannelInfo, ChannelStats, ChannelSummary, Received)
 _setup_state(CounterValue)
+_setup_rpc(Request)
 
 # asyncio (shmbus/_aio.py): coroutine methods over each endpoint's wait handle, written in
 # Python and set on the native classes, whose instances the core creates.

@@ -4,7 +4,7 @@ from types import TracebackType
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, Self
 
-from . import ChannelInfo, ChannelSummary, CounterValue, Received
+from . import ChannelInfo, ChannelSummary, CounterValue, Received, Request
 
 library_version: str
 
@@ -32,6 +32,7 @@ def _setup(
     received: type,
 ) -> None: ...
 def _setup_state(counter_value: type) -> None: ...
+def _setup_rpc(request: type) -> None: ...
 
 class _Scoped:
     """A context manager: the with block's end closes, commits or releases the object."""
@@ -63,6 +64,20 @@ class Client(_Scoped):
     def open_counters(
         self, channel: str, role: Role = "reader", wait: WaitMode = "adaptive"
     ) -> Counters: ...
+    def open_server(
+        self, channel: str, wait: WaitMode = "adaptive", spin_iterations: int = 0
+    ) -> Server:
+        """Opens an rpc channel as a server (ACL serve). LimitReachedError beyond
+        max_servers; InvalidArgumentError if it is not an rpc channel."""
+    def open_caller(
+        self,
+        channel: str,
+        wait: WaitMode = "adaptive",
+        spin_iterations: int = 0,
+        wait_for_server: bool = False,
+    ) -> Caller:
+        """Opens an rpc channel as a caller (ACL call). wait_for_server: a call made while no
+        server is attached waits for one (up to its timeout) instead of NotFoundError."""
     def list_channels(self) -> list[ChannelSummary]: ...
     def channel_info(self, name: str) -> ChannelSummary: ...
     def close(self) -> None: ...
@@ -208,3 +223,35 @@ class Counter:
     def fetch_sub(self, delta: int = 1) -> int: ...
     def fetch_max(self, value: int) -> int: ...
     def compare_exchange(self, expected: int, desired: int) -> tuple[bool, int]: ...
+
+class _Rpc(_Scoped):
+    """What a Server and a Caller both have (no such class exists at run time)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def info(self) -> ChannelInfo: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+
+class Server(_Rpc):
+    """Serves the calls of an rpc channel. One thread at a time."""
+
+    def receive(self, max_count: int = 16, timeout: float | None = None) -> list[Request]:
+        """1 to max_count requests, copied out, from every caller in turn. TimeoutError when
+        none came within timeout (None: wait for ever; 0: WouldBlockError if none waits)."""
+    def respond(self, request: Request, data: Any) -> None:
+        """Answers a request (a bytes-like reply). LostError if its caller gave up meanwhile
+        (the reply is dropped and counted); MessageTooLargeError beyond the reply size."""
+
+class Caller(_Rpc):
+    """Calls the servers of an rpc channel. One thread at a time."""
+
+    @property
+    def in_flight(self) -> int: ...
+    def call(self, data: Any, timeout: float | None = None) -> bytes:
+        """Sends a bytes-like request and returns the reply. NotFoundError when no server is
+        attached (see wait_for_server), ClosedError when the server that took the call died,
+        TimeoutError when no reply came within timeout (None: wait for ever); a call that
+        times out or is interrupted is given up."""

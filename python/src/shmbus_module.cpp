@@ -4,9 +4,10 @@
 // binding is written this way rather than with pybind11 or cffi.
 //
 // What it owns: Client, Publisher and Subscriber objects each own one C handle, closed by
-// close() or when the object dies. Zero-copy batches (Reservation for a publisher, Batch for a
-// subscriber) hand out Message objects, each a buffer exporter over one ring slot; msg.data and
-// reservation[i] are memoryviews over them.
+// close() or when the object dies (Server and Caller likewise, in rpc.cpp). Zero-copy
+// batches (Reservation for a publisher, Batch for a subscriber) hand out Message objects,
+// each a buffer exporter over one ring slot; msg.data and reservation[i] are memoryviews over
+// them.
 //
 // The lifetime rule, which keeps Python from ever reading or writing a slot it no longer holds:
 // a slot is reachable from Python only through the buffer protocol of its Message, and every
@@ -44,11 +45,6 @@
 // module_support.hpp; the library is built with hidden visibility, so only PyInit__shmbus is
 // exported.
 namespace shmbus_py {
-
-/// Longest a blocking call waits with the GIL released before it looks for signals.
-constexpr std::int64_t kWaitSlice = 50'000'000; // ns
-/// Our own code for "a signal handler raised": never a shmbus_errc.
-constexpr int kInterrupted = -1000;
 
 // ---- Module-wide references, set by _setup() from shmbus/__init__.py ---------------------
 
@@ -146,39 +142,6 @@ bool parse_wait(const char* name, std::uint32_t& mode) {
         return false;
     }
     return true;
-}
-
-/// Runs `call(slice_ns)` until it succeeds, fails otherwise than by waiting, or `timeout_ns`
-/// passes. The first try has timeout 0 and keeps the GIL (the fast path when data is there);
-/// the waits release it, `*busy` set meanwhile, and run signal handlers between slices.
-/// Returns the last code; kInterrupted if a handler raised; SHMBUS_E_TIMED_OUT at the deadline.
-template <class Call>
-int call_waiting(bool* busy, std::int64_t timeout_ns, Call&& call) {
-    int rc = call(std::int64_t{0});
-    if (rc != SHMBUS_E_WOULD_BLOCK || timeout_ns == 0) {
-        return rc;
-    }
-    using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + std::chrono::nanoseconds(timeout_ns);
-    for (;;) {
-        std::int64_t slice = kWaitSlice;
-        if (timeout_ns > 0) {
-            const auto left =
-                std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now())
-                    .count();
-            if (left <= 0) {
-                return SHMBUS_E_TIMED_OUT;
-            }
-            slice = std::min<std::int64_t>(slice, left);
-        }
-        rc = without_gil(busy, [&] { return call(slice); });
-        if (rc != SHMBUS_E_TIMED_OUT) {
-            return rc;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return kInterrupted;
-        }
-    }
 }
 
 /// The TimeoutError of a blocking call that reached the caller's deadline.
@@ -1480,6 +1443,13 @@ PyMethodDef client_methods[] = {
     {"list_channels", client_list_channels, METH_NOARGS,
      "The daemon's channels, as a list of ChannelSummary."},
     {"channel_info", client_channel_info, METH_O, "channel_info(name) -> ChannelSummary"},
+    {"open_server", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_server)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_server(channel, wait='adaptive', spin_iterations=0) -> Server (rpc channels)"},
+    {"open_caller", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_caller)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_caller(channel, wait='adaptive', spin_iterations=0, wait_for_server=False) -> "
+     "Caller (rpc channels)"},
     {"open_blackboard",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_blackboard)),
      METH_VARARGS | METH_KEYWORDS,
@@ -1632,6 +1602,7 @@ PyMethodDef module_methods[] = {
      "reconnect=True) -> Client"},
     {"_setup", module_setup, METH_VARARGS, nullptr},
     {"_setup_state", setup_state, METH_VARARGS, nullptr},
+    {"_setup_rpc", setup_rpc, METH_VARARGS, nullptr},
     {"errc_name", module_errc_name, METH_O, "errc_name(code) -> the Errc name of a code."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -1669,6 +1640,7 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         !add_type(m, &publisher_spec, &g_publisher_type, "Publisher") ||
         !add_type(m, &subscriber_spec, &g_subscriber_type, "Subscriber") ||
         !add_type(m, &client_spec, &g_client_type, "Client") || !add_state_types(m) ||
+        !add_rpc_types(m) ||
         PyModule_AddStringConstant(m, "library_version", shmbus_version()) < 0) {
         Py_DECREF(m);
         return nullptr;

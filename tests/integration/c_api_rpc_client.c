@@ -94,6 +94,7 @@ static int selftest(shmbus_client* client, const char* channel, const char* othe
           SHMBUS_E_NOT_FOUND);
     CHECK(contains(shmbus_last_error_message(), "no server is attached"));
     shmbus_caller_info(caller, &info);
+    CHECK(shmbus_caller_reply_size(caller) == 1024); /* the default reply_size */
     CHECK(info.kind == SHMBUS_KIND_RPC);
     CHECK(strcmp(info.name, channel) == 0);
 

@@ -487,6 +487,9 @@ SHMBUS_C_EXPORT int shmbus_caller_cancel(shmbus_caller* caller,
                                          const shmbus_ticket* ticket) SHMBUS_C_NOEXCEPT;
 /** Calls of this caller sent and not yet collected or given up (0 for NULL). */
 SHMBUS_C_EXPORT size_t shmbus_caller_in_flight(const shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
+/** The largest reply a call on this caller's channel can get (its reply_size), the buffer
+ *  size that never fails with SHMBUS_E_MESSAGE_TOO_LARGE (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_caller_reply_size(const shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
 
 /** As shmbus_publisher_events(), for a server: callers and other servers attached, detached,
  *  died. */
