@@ -9,6 +9,9 @@ packages=(
     # OpenSSL (libssl, libcrypto): the gateway's HMAC-SHA256 challenge and its TLS links.
     libssl-dev
     catch2 libcli11-dev nlohmann-json3-dev
+    # Standalone asio, header-only: the asio event-loop example (examples/event-loop/) and
+    # its test; without it both are left out, the test reported as skipped.
+    libasio-dev
     gnuplot-nox
     # The Python package (python/, built on the CPython C API) and its pytest suite
     # (tests/python/); dh-python builds python3-shmbus.
