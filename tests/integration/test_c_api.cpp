@@ -47,10 +47,6 @@ Child run_c_client(const DaemonProcess& d, std::vector<std::string> args) {
     return run_c_program(C_API_CLIENT_PATH, d, std::move(args));
 }
 
-void require_exited_ok(Child& child) {
-    shmbus::test::require_exited_ok(child, kWait);
-}
-
 /// Tries `attempt(timeout)` (a receive or a send) in short slices while the C program runs,
 /// until it succeeds (its result): fails at once, saying how the program ended, if it ends first,
 /// and says where it is if nothing happens within kWait.
