@@ -6,9 +6,12 @@ set -euo pipefail
 packages=(
     build-essential g++ cmake ninja-build pkg-config git
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
-    # OpenSSL (libcrypto): the gateway's HMAC-SHA256 challenge and, later, TLS links.
+    # OpenSSL (libssl, libcrypto): the gateway's HMAC-SHA256 challenge and its TLS links.
     libssl-dev
     catch2 libcli11-dev nlohmann-json3-dev
+    # Standalone asio, header-only: the asio event-loop example (examples/event-loop/) and
+    # its test; without it both are left out, the test reported as skipped.
+    libasio-dev
     gnuplot-nox
     # The Python package (python/, built on the CPython C API) and its pytest suite
     # (tests/python/); dh-python builds python3-shmbus.
@@ -21,6 +24,9 @@ packages=(
     debhelper dpkg-dev fakeroot lintian systemd
     # The packages under systemd as PID 1 (tests/systemd/): a bookworm root, booted.
     mmdebstrap systemd-container
+    # The ABI check against the last release tag (tests/packaging/abi-check.sh): abidiff,
+    # from libabigail (bookworm names the package abigail-tools).
+    abigail-tools
 )
 
 missing=()

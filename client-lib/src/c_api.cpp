@@ -1,12 +1,23 @@
 // The C ABI (include/shmbus/shmbus.h) on the public C++ API.
 //
-// Each handle holds its C++ object; an endpoint handle also holds its one outstanding batch,
-// so that the zero-copy calls allocate nothing and take the inline data path of
-// shmbus/endpoint.hpp. Every entry point is noexcept: what can allocate (options, names,
-// lists) catches std::bad_alloc and answers SHMBUS_E_NO_MEMORY.
+// Each handle holds its C++ object. The zero-copy calls are the C fast path: an endpoint
+// handle also holds a pointer to its endpoint's DataPort, and each call first runs the
+// DataPort's inline step (reserve_inline(), commit_inline(), receive_inline(),
+// release_inline(): the very code of the C++ inline path) and copies the slots out; only
+// what that step leaves (another algorithm, a full or empty ring, a depth to record, every
+// error) goes through the C++ endpoint, out of line. No batch object is kept: the
+// outstanding batch is the port's bookkeeping, rebuilt as a WriteBatch/ReadBatch for the
+// library when needed. A successful call allocates nothing and touches no thread-local
+// state; a failure without detail (would_block, timed_out) records a static string only.
+//
+// Every entry point is noexcept: what can allocate (options, names, lists) catches
+// std::bad_alloc and answers SHMBUS_E_NO_MEMORY.
 #include <shmbus/shmbus.h>
 #include <shmbus/shmbus.hpp>
 #include <shmbus/version.hpp>
+
+#include "c_api_support.hpp"
+#include "endpoint_hooks.hpp"
 
 #include <algorithm>
 #include <array>
@@ -22,6 +33,8 @@
 #include <vector>
 
 using shmbus::Errc;
+using shmbus::detail::DataPort;
+using shmbus::detail::EndpointHooks;
 
 // The C codes are shmbus::Errc, value for value.
 static_assert(SHMBUS_E_WOULD_BLOCK == static_cast<int>(Errc::would_block));
@@ -30,6 +43,7 @@ static_assert(SHMBUS_EVENT_DETACHED == static_cast<int>(shmbus::EventKind::detac
 static_assert(SHMBUS_EVENT_DIED == static_cast<int>(shmbus::EventKind::died));
 static_assert(SHMBUS_EVENT_LAPPED == static_cast<int>(shmbus::EventKind::lapped));
 static_assert(SHMBUS_EVENT_EVENTS_LOST == static_cast<int>(shmbus::EventKind::events_lost));
+static_assert(SHMBUS_EVENT_SERVER_GONE == static_cast<int>(shmbus::EventKind::server_gone));
 static_assert(SHMBUS_ROLE_PUBLISHER == static_cast<int>(shmbus::Role::publisher));
 static_assert(SHMBUS_ROLE_SUBSCRIBER == static_cast<int>(shmbus::Role::subscriber));
 static_assert(SHMBUS_E_TIMED_OUT == static_cast<int>(Errc::timed_out));
@@ -58,55 +72,60 @@ static_assert(SHMBUS_OVERFLOW_BLOCK == static_cast<int>(shmbus::Overflow::block)
 static_assert(SHMBUS_OVERFLOW_DROP == static_cast<int>(shmbus::Overflow::drop));
 static_assert(SHMBUS_MAX_NAME_LENGTH == shmbus::kMaxNameLength);
 
-// A client handle also keeps what its administration calls hand out by pointer: the names
-// of the last client list, the strings of the last status, the message of the last reload.
-struct shmbus_client {
-    shmbus::Client client;
-    std::vector<shmbus::ClientSummary> clients{};
-    shmbus::DaemonStatus status{};
-    std::vector<const char*> config_files{};
-    std::string reloaded{};
-};
-
-// An endpoint handle keeps the Result of its last reserve or receive, built in place by the
-// call itself (no copy of the batch on the data path): its value is the outstanding batch
-// while that has a size.
+// An endpoint handle: the endpoint, and its DataPort for the fast path (inside the
+// endpoint's Impl, so at a stable address while the endpoint lives).
 struct shmbus_publisher {
+    explicit shmbus_publisher(shmbus::Publisher&& p) noexcept
+        : publisher{std::move(p)}, port{&EndpointHooks::port(publisher)} {}
     shmbus::Publisher publisher;
-    shmbus::Result<shmbus::WriteBatch> last{shmbus::Error{Errc::closed, 0, {}}};
-    [[nodiscard]] shmbus::WriteBatch* outstanding() noexcept {
-        return last.has_value() && last->size() != 0 ? &*last : nullptr;
-    }
+    DataPort* port;
 };
 
 struct shmbus_subscriber {
+    explicit shmbus_subscriber(shmbus::Subscriber&& s) noexcept
+        : subscriber{std::move(s)}, port{&EndpointHooks::port(subscriber)} {}
     shmbus::Subscriber subscriber;
-    shmbus::Result<shmbus::ReadBatch> last{shmbus::Error{Errc::closed, 0, {}}};
-    [[nodiscard]] shmbus::ReadBatch* outstanding() noexcept {
-        return last.has_value() && last->size() != 0 ? &*last : nullptr;
-    }
+    DataPort* port;
 };
 
+namespace shmbus::c_api {
 namespace {
 
-// The last failure of this thread.
-thread_local int t_code = 0;
-thread_local int t_errno = 0;
-thread_local std::string t_message;
+// The last failure of this thread, in one thread-local object (one TLS lookup): `text` is
+// what shmbus_last_error_message() returns, either a code's static name or `message`'s text.
+struct LastError {
+    int code{0};
+    int sys_errno{0};
+    const char* text{""};
+    std::string message{};
+};
+thread_local LastError t_last;
+
+} // namespace
+
+int fail(Errc code) noexcept {
+    LastError& last = t_last;
+    last.code = static_cast<int>(code);
+    last.sys_errno = 0;
+    last.text = errc_name(code).data(); // a string literal: NUL-terminated, static
+    return last.code;
+}
 
 int fail(const shmbus::Error& error) noexcept {
-    t_code = static_cast<int>(error.code);
-    t_errno = error.sys_errno;
-    try {
-        if (error.detail.empty() && error.sys_errno == 0) {
-            t_message.assign(shmbus::errc_name(error.code)); // short: no allocation
-        } else {
-            t_message = error.message();
-        }
-    } catch (...) {
-        t_message.clear(); // no memory for the sentence: the code still says what failed
+    if (error.detail.empty() && error.sys_errno == 0) {
+        return fail(error.code);
     }
-    return t_code;
+    LastError& last = t_last;
+    last.code = static_cast<int>(error.code);
+    last.sys_errno = error.sys_errno;
+    try {
+        last.message = error.message();
+        last.text = last.message.c_str();
+    } catch (...) {
+        // no memory for the sentence: the code's name still says what failed
+        last.text = errc_name(error.code).data();
+    }
+    return last.code;
 }
 
 int fail(Errc code, const char* detail) noexcept {
@@ -121,15 +140,51 @@ int no_memory() noexcept {
     return fail(shmbus::Error{Errc::no_memory, 0, {}});
 }
 
-// Replaces `slot` by what `make` returns, constructed in place (a prvalue: no copy).
-template <typename T, typename Make>
-void emplace_result(shmbus::Result<T>& slot, Make&& make) noexcept {
-    slot.~Result();
-    ::new (static_cast<void*>(&slot)) shmbus::Result<T>(make());
+const char* last_error_text() noexcept {
+    return t_last.text;
+}
+
+int last_error_code() noexcept {
+    return t_last.code;
+}
+
+int last_error_errno() noexcept {
+    return t_last.sys_errno;
 }
 
 std::chrono::nanoseconds to_timeout(int64_t timeout_ns) noexcept {
     return timeout_ns < 0 ? std::chrono::nanoseconds::max() : std::chrono::nanoseconds(timeout_ns);
+}
+
+// Options of an endpoint, checked: an unknown wait mode is named rather than passed on.
+int endpoint_options(const shmbus_endpoint_options* in, EndpointOptions& out) noexcept {
+    if (in == nullptr) {
+        return SHMBUS_OK;
+    }
+    if (in->wait > SHMBUS_WAIT_BLOCKING) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_endpoint_options.wait is not a shmbus_wait_mode (0, 1 or 2)");
+    }
+    out.wait = static_cast<WaitMode>(in->wait);
+    out.spin_iterations = in->spin_iterations;
+    out.endpoint_index = in->endpoint_index;
+    out.peer_events = in->peer_events != 0;
+    return SHMBUS_OK;
+}
+
+int open_arguments(const shmbus_client* client, const char* channel, const void* handle,
+                   const shmbus_endpoint_options* options, EndpointOptions& out,
+                   const char* function) noexcept {
+    if (client == nullptr || channel == nullptr || handle == nullptr) {
+        try {
+            return fail(make_error(Errc::invalid_argument,
+                                   std::string(function) +
+                                       ": client, channel and the handle must not be NULL"));
+        } catch (const std::bad_alloc&) {
+            return no_memory();
+        }
+    }
+    return endpoint_options(options, out);
 }
 
 void copy_info(const shmbus::ChannelInfo& from, shmbus_channel_info* to) noexcept {
@@ -146,6 +201,12 @@ void copy_info(const shmbus::ChannelInfo& from, shmbus_channel_info* to) noexcep
     to->creation_id = from.creation_id;
 }
 
+} // namespace shmbus::c_api
+
+using namespace shmbus::c_api;
+
+namespace {
+
 void copy_summary(const shmbus::ChannelSummary& from, shmbus_channel_summary* to) noexcept {
     *to = shmbus_channel_summary{};
     copy_info(from.info, &to->info);
@@ -157,41 +218,17 @@ void copy_summary(const shmbus::ChannelSummary& from, shmbus_channel_summary* to
     to->dynamic = from.dynamic ? 1 : 0;
 }
 
-// Options of an endpoint, checked: an unknown wait mode is named rather than passed on.
-int endpoint_options(const shmbus_endpoint_options* in, shmbus::EndpointOptions& out) noexcept {
-    if (in == nullptr) {
-        return SHMBUS_OK;
-    }
-    if (in->wait > SHMBUS_WAIT_BLOCKING) {
-        return fail(Errc::invalid_argument,
-                    "shmbus_endpoint_options.wait is not a shmbus_wait_mode (0, 1 or 2)");
-    }
-    out.wait = static_cast<shmbus::WaitMode>(in->wait);
-    out.spin_iterations = in->spin_iterations;
-    out.endpoint_index = in->endpoint_index;
-    out.peer_events = in->peer_events != 0;
-    return SHMBUS_OK;
-}
-
 // Opens a publisher or subscriber handle: checks the arguments, converts the options.
 template <typename Handle>
 int open_endpoint(shmbus_client* client, const char* channel,
                   const shmbus_endpoint_options* options, Handle** handle,
                   const char* function) noexcept {
-    if (client == nullptr || channel == nullptr || handle == nullptr) {
-        try {
-            return fail(shmbus::make_error(
-                Errc::invalid_argument,
-                std::string(function) + ": client, channel and the handle must not be NULL"));
-        } catch (const std::bad_alloc&) {
-            return no_memory();
-        }
-    }
-    *handle = nullptr;
     shmbus::EndpointOptions o;
-    if (const int rc = endpoint_options(options, o); rc != SHMBUS_OK) {
+    if (const int rc = open_arguments(client, channel, handle, options, o, function);
+        rc != SHMBUS_OK) {
         return rc;
     }
+    *handle = nullptr;
     auto opened = [&] {
         if constexpr (std::is_same_v<Handle, shmbus_publisher>) {
             return client->client.open_publisher(channel, o);
@@ -208,47 +245,105 @@ int open_endpoint(shmbus_client* client, const char* channel,
 
 } // namespace
 
-// The zero-copy calls take the inline data path of endpoint.hpp in full, as a C++ caller's
-// code does: without this the compiler may call the inline members out of line, which
-// doubles the cost of a message.
-#define SHMBUS_C_FAST [[gnu::flatten]]
-
 namespace {
 
-// Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
-template <typename Endpoint>
-size_t read_events(Endpoint& endpoint, shmbus_event* events, size_t capacity) noexcept {
-    if (events == nullptr) {
-        capacity = 0;
-    }
-    std::array<shmbus::PeerEvent, 16> chunk;
-    size_t n = 0;
-    do {
-        const size_t want = std::min(chunk.size(), capacity - n);
-        const size_t got = endpoint.events(std::span{chunk.data(), want});
-        for (size_t i = 0; i < got; ++i) {
-            const shmbus::PeerEvent& e = chunk[i];
-            events[n++] = shmbus_event{static_cast<uint32_t>(e.kind),
-                                       static_cast<uint32_t>(e.role),
-                                       e.endpoint_index,
-                                       e.pid,
-                                       e.count,
-                                       e.sequence};
-        }
-        if (got < want) {
-            break;
-        }
-    } while (n < capacity);
-    return n;
-}
+// The data path's slow halves: what the inline steps leave, every misuse and every error.
+// Out of line and cold, so that the fast halves stay small enough to inline into nothing but
+// their own few instructions.
 
-template <typename Endpoint>
-int wait_handle(Endpoint& endpoint, int* fd) noexcept {
-    auto r = endpoint.wait_handle();
+[[gnu::noinline, gnu::cold]] int reserve_slow(shmbus_publisher* publisher, shmbus_slot* slots,
+                                              size_t max_count, int64_t timeout_ns,
+                                              size_t* count) noexcept {
+    if (publisher == nullptr || slots == nullptr || count == nullptr) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_publisher_reserve: publisher, slots and count must not be NULL");
+    }
+    *count = 0;
+    if (publisher->port->pending) {
+        return fail(
+            Errc::invalid_argument,
+            "shmbus_publisher_reserve: a reservation is outstanding (commit or abandon it)");
+    }
+    // Timeout 0: the inline step ran in the fast half and left the call to the library.
+    auto r = timeout_ns == 0 ? EndpointHooks::reserve_slow(publisher->publisher, max_count)
+                             : publisher->publisher.reserve(max_count, to_timeout(timeout_ns));
     if (!r) {
         return fail(r.error());
     }
-    *fd = *r;
+    const std::size_t n = r->size();
+    for (std::size_t i = 0; i < n; ++i) {
+        slots[i] = shmbus_slot{r->data(i).data(), r->capacity(), r->sequence(i)};
+    }
+    *count = n;
+    return SHMBUS_OK;
+}
+
+// The reservation is outstanding and its lengths are set: the library's commit.
+[[gnu::noinline, gnu::cold]] int commit_slow(shmbus_publisher* publisher) noexcept {
+    shmbus::WriteBatch batch = EndpointHooks::write_batch(*publisher->port);
+    auto r = publisher->publisher.commit(batch);
+    return r ? SHMBUS_OK : fail(r.error());
+}
+
+[[gnu::noinline, gnu::cold]] int commit_misuse(const shmbus_publisher* publisher,
+                                               const uint64_t* lengths) noexcept {
+    if (publisher == nullptr || lengths == nullptr) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_publisher_commit: publisher and lengths must not be NULL");
+    }
+    return fail(Errc::invalid_argument,
+                !publisher->port->pending
+                    ? "shmbus_publisher_commit: no reservation is outstanding"
+                    : "shmbus_publisher_commit: count is not the number of slots reserved");
+}
+
+[[gnu::noinline, gnu::cold]] int receive_slow(shmbus_subscriber* subscriber,
+                                              shmbus_message* messages, size_t max_count,
+                                              int64_t timeout_ns, size_t* count,
+                                              uint64_t* lost_before) noexcept {
+    if (subscriber == nullptr || messages == nullptr || count == nullptr) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_subscriber_receive: subscriber, messages and count must not be NULL");
+    }
+    *count = 0;
+    if (subscriber->port->pending) {
+        return fail(Errc::invalid_argument,
+                    "shmbus_subscriber_receive: a batch is outstanding (release it first)");
+    }
+    // Timeout 0: the inline step ran in the fast half and left the call to the library (the
+    // 256th empty poll among others, which must reach it).
+    auto r = timeout_ns == 0 ? EndpointHooks::receive_slow(subscriber->subscriber, max_count)
+                             : subscriber->subscriber.receive(max_count, to_timeout(timeout_ns));
+    if (!r) {
+        return fail(r.error());
+    }
+    const std::size_t n = r->size();
+    for (std::size_t i = 0; i < n; ++i) {
+        const shmbus::Message m = r->message(i);
+        messages[i] = shmbus_message{m.data.data(), m.data.size(), m.sequence};
+    }
+    *count = n;
+    if (lost_before != nullptr) {
+        *lost_before = r->lost_before();
+    }
+    return SHMBUS_OK;
+}
+
+[[gnu::noinline, gnu::cold]] int release_slow(shmbus_subscriber* subscriber,
+                                              uint64_t* lost) noexcept {
+    if (subscriber == nullptr || !subscriber->port->pending) {
+        return fail(Errc::invalid_argument,
+                    subscriber == nullptr ? "shmbus_subscriber_release: subscriber is NULL"
+                                          : "shmbus_subscriber_release: no batch is outstanding");
+    }
+    shmbus::ReadBatch batch = EndpointHooks::read_batch(*subscriber->port);
+    const std::size_t n = batch.size();
+    if (auto r = subscriber->subscriber.release(batch); !r) {
+        if (r.code() == Errc::lost && lost != nullptr) {
+            *lost = n;
+        }
+        return fail(r.error());
+    }
     return SHMBUS_OK;
 }
 
@@ -257,15 +352,15 @@ int wait_handle(Endpoint& endpoint, int* fd) noexcept {
 extern "C" {
 
 const char* shmbus_last_error_message(void) noexcept {
-    return t_message.c_str();
+    return last_error_text();
 }
 
 int shmbus_last_error_code(void) noexcept {
-    return t_code;
+    return last_error_code();
 }
 
 int shmbus_last_error_errno(void) noexcept {
-    return t_errno;
+    return last_error_errno();
 }
 
 const char* shmbus_errc_name(int code) noexcept {
@@ -373,62 +468,54 @@ void shmbus_subscriber_close(shmbus_subscriber* subscriber) noexcept {
     delete subscriber;
 }
 
+// The fast halves: the inline step on the port, the slots copied out through a local
+// WriteBatch/ReadBatch (the views of endpoint.hpp, whose fields the compiler keeps in
+// registers), and nothing else. flatten: every inline member is inlined, as in a C++
+// caller's code; the slow halves are noinline.
+#define SHMBUS_C_FAST [[gnu::flatten]]
+
 SHMBUS_C_FAST int shmbus_publisher_reserve(shmbus_publisher* publisher, shmbus_slot* slots,
                                            size_t max_count, int64_t timeout_ns,
                                            size_t* count) noexcept {
-    if (publisher == nullptr || slots == nullptr || count == nullptr) [[unlikely]] {
-        return fail(Errc::invalid_argument,
-                    "shmbus_publisher_reserve: publisher, slots and count must not be NULL");
+    if (publisher != nullptr && slots != nullptr && count != nullptr) [[likely]] {
+        DataPort& p = *publisher->port;
+        if (const std::size_t n = p.reserve_inline(max_count); n != 0) [[likely]] {
+            const shmbus::WriteBatch batch = EndpointHooks::write_batch(p);
+            for (std::size_t i = 0; i < n; ++i) {
+                slots[i] = shmbus_slot{batch.data(i).data(), batch.capacity(), batch.sequence(i)};
+            }
+            *count = n;
+            return SHMBUS_OK;
+        }
     }
-    *count = 0;
-    if (publisher->outstanding() != nullptr) [[unlikely]] {
-        return fail(
-            Errc::invalid_argument,
-            "shmbus_publisher_reserve: a reservation is outstanding (commit or abandon it)");
-    }
-    emplace_result(publisher->last, [&] {
-        return timeout_ns == 0 ? publisher->publisher.try_reserve(max_count)
-                               : publisher->publisher.reserve(max_count, to_timeout(timeout_ns));
-    });
-    if (!publisher->last) [[unlikely]] {
-        return fail(publisher->last.error());
-    }
-    const shmbus::WriteBatch& batch = *publisher->last;
-    const std::size_t n = batch.size();
-    for (std::size_t i = 0; i < n; ++i) {
-        slots[i] = shmbus_slot{batch.data(i).data(), batch.capacity(), batch.sequence(i)};
-    }
-    *count = n;
-    return SHMBUS_OK;
+    return reserve_slow(publisher, slots, max_count, timeout_ns, count);
 }
 
 SHMBUS_C_FAST int shmbus_publisher_commit(shmbus_publisher* publisher, const uint64_t* lengths,
                                           size_t count) noexcept {
-    if (publisher == nullptr || lengths == nullptr) [[unlikely]] {
-        return fail(Errc::invalid_argument,
-                    "shmbus_publisher_commit: publisher and lengths must not be NULL");
+    if (publisher != nullptr && lengths != nullptr) [[likely]] {
+        DataPort& p = *publisher->port;
+        if (p.pending && count == p.pending_count) [[likely]] {
+            const shmbus::WriteBatch batch = EndpointHooks::write_batch(p);
+            for (std::size_t i = 0; i < count; ++i) {
+                batch.set_length(i, lengths[i]);
+            }
+            if (p.commit_inline(p.pending_first, count)) [[likely]] {
+                if (p.peer_asleep()) [[unlikely]] {
+                    EndpointHooks::wake_readers(publisher->publisher);
+                }
+                return SHMBUS_OK;
+            }
+            return commit_slow(publisher);
+        }
     }
-    shmbus::WriteBatch* outstanding = publisher->outstanding();
-    if (outstanding == nullptr || count != outstanding->size()) [[unlikely]] {
-        return fail(Errc::invalid_argument,
-                    outstanding == nullptr
-                        ? "shmbus_publisher_commit: no reservation is outstanding"
-                        : "shmbus_publisher_commit: count is not the number of slots reserved");
-    }
-    shmbus::WriteBatch& batch = *outstanding;
-    for (std::size_t i = 0; i < count; ++i) {
-        batch.set_length(i, lengths[i]);
-    }
-    if (auto r = publisher->publisher.commit(batch); !r) [[unlikely]] {
-        return fail(r.error());
-    }
-    return SHMBUS_OK;
+    return commit_misuse(publisher, lengths);
 }
 
 void shmbus_publisher_abandon(shmbus_publisher* publisher) noexcept {
-    if (shmbus::WriteBatch* batch = publisher == nullptr ? nullptr : publisher->outstanding()) {
-        publisher->publisher.abandon(*batch);
-        *batch = shmbus::WriteBatch{};
+    if (publisher != nullptr && publisher->port->pending) {
+        shmbus::WriteBatch batch = EndpointHooks::write_batch(*publisher->port);
+        publisher->publisher.abandon(batch);
     }
 }
 
@@ -447,33 +534,27 @@ int shmbus_publisher_send(shmbus_publisher* publisher, const void* data, size_t 
 SHMBUS_C_FAST int shmbus_subscriber_receive(shmbus_subscriber* subscriber, shmbus_message* messages,
                                             size_t max_count, int64_t timeout_ns, size_t* count,
                                             uint64_t* lost_before) noexcept {
-    if (subscriber == nullptr || messages == nullptr || count == nullptr) [[unlikely]] {
-        return fail(Errc::invalid_argument,
-                    "shmbus_subscriber_receive: subscriber, messages and count must not be NULL");
+    if (subscriber != nullptr && messages != nullptr && count != nullptr) [[likely]] {
+        DataPort& p = *subscriber->port;
+        const std::size_t n = p.receive_inline(max_count);
+        if (n - 1 < DataPort::kEmpty - 1) [[likely]] { // neither 0 nor kEmpty
+            const shmbus::ReadBatch batch = EndpointHooks::read_batch(p);
+            for (std::size_t i = 0; i < n; ++i) {
+                const shmbus::Message m = batch.message(i);
+                messages[i] = shmbus_message{m.data.data(), m.data.size(), m.sequence};
+            }
+            *count = n;
+            if (lost_before != nullptr) {
+                *lost_before = 0;
+            }
+            return SHMBUS_OK;
+        }
+        if (n == DataPort::kEmpty && timeout_ns == 0) {
+            *count = 0;
+            return fail(Errc::would_block);
+        }
     }
-    *count = 0;
-    if (subscriber->outstanding() != nullptr) [[unlikely]] {
-        return fail(Errc::invalid_argument,
-                    "shmbus_subscriber_receive: a batch is outstanding (release it first)");
-    }
-    emplace_result(subscriber->last, [&] {
-        return timeout_ns == 0 ? subscriber->subscriber.try_receive(max_count)
-                               : subscriber->subscriber.receive(max_count, to_timeout(timeout_ns));
-    });
-    if (!subscriber->last) {
-        return fail(subscriber->last.error());
-    }
-    const shmbus::ReadBatch& batch = *subscriber->last;
-    const std::size_t n = batch.size();
-    for (std::size_t i = 0; i < n; ++i) {
-        const shmbus::Message m = batch.message(i);
-        messages[i] = shmbus_message{m.data.data(), m.data.size(), m.sequence};
-    }
-    *count = n;
-    if (lost_before != nullptr) {
-        *lost_before = batch.lost_before();
-    }
-    return SHMBUS_OK;
+    return receive_slow(subscriber, messages, max_count, timeout_ns, count, lost_before);
 }
 
 SHMBUS_C_FAST int shmbus_subscriber_release(shmbus_subscriber* subscriber,
@@ -481,21 +562,16 @@ SHMBUS_C_FAST int shmbus_subscriber_release(shmbus_subscriber* subscriber,
     if (lost != nullptr) {
         *lost = 0;
     }
-    shmbus::ReadBatch* batch = subscriber == nullptr ? nullptr : subscriber->outstanding();
-    if (batch == nullptr) [[unlikely]] {
-        return fail(Errc::invalid_argument,
-                    subscriber == nullptr ? "shmbus_subscriber_release: subscriber is NULL"
-                                          : "shmbus_subscriber_release: no batch is outstanding");
-    }
-    const std::size_t n = batch->size();
-    if (auto r = subscriber->subscriber.release(*batch); !r) [[unlikely]] {
-        if (r.code() == Errc::lost && lost != nullptr) {
-            *lost = n;
+    if (subscriber != nullptr) [[likely]] {
+        DataPort& p = *subscriber->port;
+        if (p.release_inline(p.pending_first, p.pending_count)) [[likely]] {
+            if (p.peer_asleep()) [[unlikely]] {
+                EndpointHooks::wake_writers(subscriber->subscriber);
+            }
+            return SHMBUS_OK;
         }
-        *batch = shmbus::ReadBatch{};
-        return fail(r.error());
     }
-    return SHMBUS_OK;
+    return release_slow(subscriber, lost);
 }
 
 int shmbus_subscriber_receive_copy(shmbus_subscriber* subscriber, void* buffer, size_t capacity,

@@ -74,6 +74,8 @@ std::string_view to_string(EventKind kind) noexcept {
         return "lapped";
     case EventKind::events_lost:
         return "events_lost";
+    case EventKind::server_gone:
+        return "server_gone";
     }
     return "unknown";
 }

@@ -55,6 +55,51 @@ struct EndpointHooks {
     static void set_on_detach(Blackboard& endpoint, std::function<void()> hook) noexcept;
     /// Sets the hook `endpoint` runs when it detaches, replacing any earlier one.
     static void set_on_detach(Counters& endpoint, std::function<void()> hook) noexcept;
+
+    // The C ABI's data path (c_api.cpp) keeps no batch object: it runs the DataPort's inline
+    // calls on the endpoint's port, as endpoint.hpp does, and rebuilds the outstanding batch
+    // from the port's bookkeeping for the library's calls.
+
+    /// The DataPort of `endpoint`, at a stable address for the endpoint's life.
+    static DataPort& port(Publisher& endpoint) noexcept { return *endpoint.port_; }
+    /// The DataPort of `endpoint`, at a stable address for the endpoint's life.
+    static DataPort& port(Subscriber& endpoint) noexcept { return *endpoint.port_; }
+    /// The outstanding reservation of the writer of `port` (empty when none).
+    static WriteBatch write_batch(const DataPort& port) noexcept {
+        return port.pending ? WriteBatch{port, port.pending_first, port.pending_count}
+                            : WriteBatch{};
+    }
+    /// The outstanding batch of the reader of `port` (empty when none).
+    static ReadBatch read_batch(const DataPort& port) noexcept {
+        return port.pending ? ReadBatch{port, port.pending_first, port.pending_count, 0}
+                            : ReadBatch{};
+    }
+    /// The library's reservation, for a call whose inline step (reserve_inline()) has just
+    /// said the library must take it: not try_reserve(), which would run that step again.
+    static Result<WriteBatch> reserve_slow(Publisher& endpoint, std::size_t max_count) noexcept {
+        return endpoint.reserve_slow(max_count);
+    }
+    /// The library's receive, for a call whose inline step (receive_inline()) has just said
+    /// the library must take it: not try_receive(), whose inline step would count the empty
+    /// poll again and, on the 256th, answer would_block instead of asking the library.
+    static Result<ReadBatch> receive_slow(Subscriber& endpoint, std::size_t max_count) noexcept {
+        return endpoint.receive_slow(max_count);
+    }
+    /// Wakes the readers asleep on `endpoint`'s channel, after an inline commit.
+    static void wake_readers(Publisher& endpoint) noexcept { endpoint.wake_readers(); }
+    /// Wakes the writers asleep on `endpoint`'s channel, after an inline release.
+    static void wake_writers(Subscriber& endpoint) noexcept { endpoint.wake_writers(); }
+
+    // The C ABI's shmbus_counter is a Counter's fields: the cell, its index, writable.
+
+    /// The cell `counter` works on.
+    static std::uint64_t* cell(const Counter& counter) noexcept { return counter.value_; }
+    /// Whether `counter` may write.
+    static bool writable(const Counter& counter) noexcept { return counter.writable_; }
+    /// The Counter of those fields, as Counters::cell() made it.
+    static Counter counter(std::uint64_t* cell, std::uint64_t index, bool writable) noexcept {
+        return Counter{cell, index, writable};
+    }
     /// Sets the hook `endpoint` runs when it detaches (when the Pool and the last block it
     /// returned are gone), replacing any earlier one.
     static void set_on_detach(Pool& endpoint, std::function<void()> hook) noexcept;

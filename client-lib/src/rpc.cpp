@@ -3,24 +3,35 @@
 // The call slots, their claim words and the memory-ordering pairs ([request], [reply],
 // [reuse]) are described once in shm/rpc_calls.hpp. What is here:
 //  - Caller: picks a free slot of its own, writes the request in place, publishes
-//    requested(id), raises its `pending` hint and wakes sleeping servers; then polls the
-//    slot's word for replied / failed. The correlation id is the caller's own count of calls.
-//  - Server: scans the callers whose `pending` hint is raised (and, every kFullScanEvery
-//    empty scans, all of them, so a damaged hint cannot hide a request), takes a request by
-//    CAS requested(id) -> taken(id, me), reads it in place, and answers by writing the reply
-//    slot and CAS taken(id, me) -> replied(id). A failed CAS means the caller gave up: the
-//    reply is dropped, counted in the caller's late_replies, and the slot freed.
+//    requested(id), then rings its doorbell — a release store of its `calls` count, which
+//    only it writes — and wakes sleeping servers; then polls the slot's word for replied /
+//    failed. The correlation id is the caller's own count of calls.
+//  - Server: keeps, per caller, the `calls` count it last scanned that caller's slots at
+//    (`seen`, private), and scans only the callers whose count moved (and, every
+//    kFullScanEvery empty scans, all of them, so a damaged count cannot hide a request);
+//    takes a request by CAS requested(id) -> taken(id, me), reads it in place, and answers
+//    by writing the reply slot and CAS taken(id, me) -> replied(id). A failed CAS means the
+//    caller gave up: the reply is dropped, counted in the caller's late_replies, and the
+//    slot freed.
+//
+// Why a doorbell only the caller writes: on the round trip of a call, every cache line that
+// both sides write moves between their cores, and a locked instruction waits for it. A
+// count the servers lowered again (the first design) cost the server one more line and a
+// locked instruction before it could even read the request; a count that servers only read
+// costs one line, which the server needs anyway to learn that a request waits. The
+// caller's own statistics (`calls`, `replies`) are plain stores for the same reason.
 //
 // Every value read from the segment is checked before it indexes anything: a request
 // length beyond slot_size fails that call (counted as corrupted), a reply length beyond
 // reply_slot_size is Errc::corrupted at the caller, a word in a phase it cannot be in is
-// left alone. Nothing here trusts `pending`: it only decides where to look first.
+// left alone. Nothing here trusts `calls`: it only decides where to look.
 //
 // Thread-safety: one thread at a time per Server / Caller.
 #include <shmbus/rpc.hpp>
 
 #include "assert.hpp"
 #include "endpoint_hooks.hpp"
+#include "endpoint_waiting.hpp"
 #include "shm/endpoint_table.hpp"
 #include "shm/rpc_calls.hpp"
 
@@ -57,10 +68,17 @@ bool any_server_attached(const AttachedChannel& ch) noexcept {
 
 struct Server::Impl : EndpointCore {
     std::vector<Request> batch; // what the last receive() returned
+    // Per caller: its `calls` count when this server last scanned all its slots, and the
+    // slot its next call is likely in (the one after the call taken last).
+    std::vector<std::uint64_t> seen;
+    std::vector<std::uint32_t> guess;
     std::uint32_t next_caller{0};
     std::uint32_t empty_scans{0};
+    // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
+    EndpointWaiting waiting;
 
     ~Impl() {
+        waiting.relay.reset(); // stop reading the segment before we leave the table
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
@@ -74,45 +92,101 @@ struct Server::Impl : EndpointCore {
         }
     }
 
-    /// Whether any caller's hint says a request waits (the servers' wait condition).
+    /// A caller's doorbell: its count of calls posted.
+    std::uint64_t doorbell(std::uint32_t c) const noexcept {
+        // acquire: pairs with the caller's release store of `calls` in send(); the requested
+        // words it posted before are then visible to the scan.
+        return atom_load(ch.rpc_callers[c].calls, std::memory_order_acquire);
+    }
+
+    /// Whether a caller posted since this server last scanned it (the wait condition).
     bool hinted() const noexcept {
         for (std::uint32_t c = 0; c < ch.geo.max_publishers; ++c) {
-            // relaxed: a hint; the CAS on the claim word decides ([request]).
-            if (atom_load(ch.rpc_callers[c].pending, std::memory_order_relaxed) != 0) {
+            if (doorbell(c) != seen[c]) {
                 return true;
             }
         }
         return false;
     }
 
+    /// Starts loading the first line of caller `c`'s request slots, whose doorbell moved, so
+    /// that the request comes over while the scan works on the claim words rather than
+    /// after: one transfer between the cores less on every call. The slots that did not
+    /// change are still in this core's cache and cost nothing. A prefetch never faults.
+    void prefetch_requests(std::uint32_t c) const noexcept {
+        const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(ch.geo.slot_count, 16));
+        for (std::uint32_t k = 0; k < n; ++k) {
+            __builtin_prefetch(call_slot(ch, c, k).request);
+        }
+    }
+
+    /// What the wait relay watches: requests, on the futex callers wake after posting (which
+    /// post_event() wakes too), and events when asked for.
+    Watch watch_now() const noexcept {
+        Watch w;
+        w.channel = data_wait(ch.control);
+        w.events = waiting.cursor.next;
+        w.want_events = options.peer_events;
+        w.local_events = waiting.local_pending(0);
+        return w;
+    }
+    /// The relay's condition: shared memory only (wait_relay.hpp).
+    bool ready(const Watch& w) const noexcept {
+        return any_call_requested(ch) || events_ready(ch, w);
+    }
+
+    /// Takes the call whose claim word `s` holds `w` (requested): CAS to taken(id, me).
+    /// On failure `w` holds the word as it is now.
+    bool claim(const CallSlot& s, std::uint64_t& w) noexcept {
+        // acq_rel: acquire is [request]; release orders nothing we wrote, but the failure
+        // path of a weak ordering would buy nothing here.
+        return atom(*s.state).compare_exchange_strong(
+            w, make_call(call_id(w), CallPhase::taken, owner), std::memory_order_acq_rel);
+    }
+
     /// Takes up to `max` requests into `batch`. Returns an error only for a corrupted request.
     Result<void> take(std::size_t max) {
         batch.clear();
         const std::uint32_t callers = ch.geo.max_publishers;
+        const auto depth = static_cast<std::uint32_t>(ch.geo.slot_count);
         const bool full = ++empty_scans % kFullScanEvery == 0;
         std::string damaged;
         for (std::uint32_t n = 0; n < callers && batch.size() < max; ++n) {
             const std::uint32_t c = (next_caller + n) % callers;
             RpcCallerBlock& block = ch.rpc_callers[c];
-            // relaxed: a hint, see hinted().
-            if (!full && atom_load(block.pending, std::memory_order_relaxed) == 0) {
+            const std::uint64_t rung = doorbell(c);
+            const bool moved = rung != seen[c];
+            if (!full && !moved) {
                 continue;
             }
-            for (std::uint32_t k = 0; k < ch.geo.slot_count && batch.size() < max; ++k) {
+            if (moved) {
+                prefetch_requests(c);
+            }
+            // Where the doorbell moved, its count is the id of the caller's newest call
+            // (ids continue its count of calls), and a caller takes its slots in turn: guess
+            // that the call sits in the slot after the one taken last, and take it with one
+            // CAS. A wrong guess costs nothing more than the load it replaces: the failed CAS
+            // hands back the word, with its line, for the scan.
+            const std::uint32_t first = moved ? guess[c] : 0;
+            std::uint32_t scanned = 0;
+            for (; scanned < depth && batch.size() < max; ++scanned) {
+                const std::uint32_t k = (first + scanned) % depth;
                 const CallSlot s = call_slot(ch, c, k);
-                // relaxed: only selects; the CAS below acquires ([request]).
-                std::uint64_t w = atom(*s.state).load(std::memory_order_relaxed);
-                if (call_phase(w) != CallPhase::requested) {
-                    continue;
+                std::uint64_t w = 0;
+                if (scanned == 0 && moved) {
+                    w = make_call(rung, CallPhase::requested);
+                    if (!claim(s, w) && (call_phase(w) != CallPhase::requested || !claim(s, w))) {
+                        continue; // not requested, or another server took it first
+                    }
+                } else {
+                    // relaxed: only selects; the CAS in claim() acquires ([request]).
+                    w = atom(*s.state).load(std::memory_order_relaxed);
+                    if (call_phase(w) != CallPhase::requested || !claim(s, w)) {
+                        continue; // another server took it, or the caller withdrew it
+                    }
                 }
                 const std::uint64_t id = call_id(w);
-                // acq_rel: acquire is [request]; release orders nothing we wrote, but the
-                // failure path of a weak ordering would buy nothing here.
-                if (!atom(*s.state).compare_exchange_strong(
-                        w, make_call(id, CallPhase::taken, owner), std::memory_order_acq_rel)) {
-                    continue; // another server took it, or the caller withdrew it
-                }
-                lower_pending(block);
+                guess[c] = (k + 1) % depth;
                 // relaxed: [request] ordered the caller's write of the length before our CAS.
                 const std::uint64_t len = atom(s.request->length).load(std::memory_order_relaxed);
                 if (len > ch.geo.slot_size) {
@@ -121,15 +195,20 @@ struct Server::Impl : EndpointCore {
                               std::to_string(ch.geo.slot_size);
                     std::uint64_t taken = make_call(id, CallPhase::taken, owner);
                     // release: [reply], with no reply: the caller sees Errc::closed.
-                    (void)atom(*s.state).compare_exchange_strong(
-                        taken, make_call(id, CallPhase::failed), std::memory_order_release,
-                        std::memory_order_relaxed);
+                    if (atom(*s.state).compare_exchange_strong(
+                            taken, make_call(id, CallPhase::failed), std::memory_order_release,
+                            std::memory_order_relaxed)) {
+                        stamp_outcome(s, make_call(id, CallPhase::failed));
+                    }
                     atom(block.failed).fetch_add(1, std::memory_order_relaxed); // a statistic
                     wake_sleepers(reply_wait(ch, c));
                     continue;
                 }
                 const auto* data = reinterpret_cast<const std::byte*>(s.request) + kSlotDataOffset;
                 batch.push_back({{data, static_cast<std::size_t>(len)}, id, c, k});
+            }
+            if (scanned == depth) {
+                seen[c] = rung; // every request posted by then was looked at
             }
         }
         if (!batch.empty()) {
@@ -173,6 +252,7 @@ struct Server::Impl : EndpointCore {
         if (atom(*s.state).compare_exchange_strong(expected, make_call(id, CallPhase::replied),
                                                    std::memory_order_release,
                                                    std::memory_order_acquire)) {
+            stamp_outcome(s, make_call(id, CallPhase::replied));
             wake_sleepers(reply_wait(ch, r.caller));
             return ok();
         }
@@ -208,6 +288,10 @@ Result<Server> Server::attach(ChannelFiles files, const EndpointOptions& options
         // One receive() takes at most this many: one per call slot, and no more than 1024.
         impl->batch.reserve(static_cast<std::size_t>(
             std::min<std::uint64_t>(impl->ch.geo.call_slots(), kMaxBatch)));
+        impl->waiting.start(*impl);
+        // 0: the first scan looks at every caller that ever posted.
+        impl->seen.assign(impl->ch.geo.max_publishers, 0);
+        impl->guess.assign(impl->ch.geo.max_publishers, 0);
         return Server{std::move(impl)};
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
@@ -224,9 +308,22 @@ Result<RequestBatch> Server::try_receive(std::size_t max_count) noexcept {
         return r.take_error();
     }
     if (impl_->batch.empty()) {
+        if (impl_->waiting.relay) [[unlikely]] {
+            impl_->waiting.rearm(impl_->watch_now());
+        }
         return make_error(Errc::would_block);
     }
     return RequestBatch{impl_->batch};
+}
+
+std::size_t Server::events(std::span<PeerEvent> out) noexcept {
+    Impl& s = *impl_;
+    return s.waiting.read(s, Role::subscriber, 0, out, s.watch_now());
+}
+
+Result<int> Server::wait_handle() noexcept {
+    Impl& s = *impl_;
+    return s.waiting.handle([&s](const Watch& w) { return s.ready(w); }, s.watch_now());
 }
 
 Result<RequestBatch> Server::receive(std::size_t max_count,
@@ -238,11 +335,12 @@ Result<RequestBatch> Server::receive(std::size_t max_count,
         if (r || r.error().code != Errc::would_block) {
             return r;
         }
-        // A hint raised with nothing behind it (another server was faster, or the hint is
-        // damaged) makes wait_until() return at once: the deadline still ends the loop.
+        // A doorbell rung with nothing behind it (another server was faster) makes
+        // wait_until() return at once, and the scan then records it as seen; a damaged one
+        // that keeps moving only costs scans: the deadline still ends the loop.
         if (deadline.passed() || !wait_until([&] { return s.hinted(); }, data_wait(s.ch.control),
                                              s.options.wait, s.options.spin_iterations, deadline)) {
-            // A last look: a request whose hint was damaged is found by a full scan.
+            // A last look: a request behind a damaged doorbell is found by a full scan.
             s.empty_scans = kFullScanEvery - 1;
             auto last = try_receive(max_count);
             if (last || last.error().code != Errc::would_block) {
@@ -307,8 +405,11 @@ struct Caller::Impl : EndpointCore {
     bool wait_for_server{false};
     // The correlation id of the call in each slot; 0 when the slot is not ours to collect.
     std::vector<std::uint64_t> in_flight;
+    // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
+    EndpointWaiting waiting;
 
     ~Impl() {
+        waiting.relay.reset(); // stop reading the segment before we leave the table
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
@@ -320,6 +421,32 @@ struct Caller::Impl : EndpointCore {
     }
 
     CallSlot slot(std::uint32_t k) const noexcept { return call_slot(ch, index, k); }
+
+    /// What the wait relay watches: outcomes, on our reply futex (which servers wake after
+    /// answering, a departing server or a reclaim after failing calls or leaving, and
+    /// post_event() for events), calls that fail for want of a server, and events.
+    Watch watch_now() const noexcept {
+        Watch w;
+        w.channel = reply_wait(ch, index);
+        w.events = waiting.cursor.next;
+        w.want_events = options.peer_events;
+        w.local_events = waiting.local_pending(0);
+        w.unserved_fails = !wait_for_server;
+        return w;
+    }
+    /// The relay's condition: shared memory only (wait_relay.hpp), never in_flight.
+    bool ready(const Watch& w) const noexcept {
+        return outcome_stamped(ch, index) ||
+               (w.unserved_fails && call_requested(ch, index) && !any_server_attached(ch)) ||
+               events_ready(ch, w);
+    }
+    /// After a poll: re-arm the handle, if there is one, so that it is readable again only
+    /// when there is more to collect (at once, if there already is).
+    void polled() noexcept {
+        if (waiting.relay) [[unlikely]] {
+            waiting.rearm(watch_now());
+        }
+    }
 
     Result<Ticket> send(std::span<const std::byte> request) {
         if (request.size() > ch.geo.slot_size) {
@@ -354,10 +481,13 @@ struct Caller::Impl : EndpointCore {
             atom(s.request->length).store(request.size(), std::memory_order_relaxed);
             // release: [request].
             atom(*s.state).store(make_call(id, CallPhase::requested), std::memory_order_release);
-            // release: a server that sees the hint sees the word too (it loads the hint
-            // relaxed and then CASes the word, which is what orders its reads).
-            atom(block->pending).fetch_add(1, std::memory_order_release);
-            atom(block->calls).fetch_add(1, std::memory_order_relaxed); // a statistic
+            // The doorbell. relaxed load: only this entry's owner writes `calls`. release:
+            // pairs with the servers' acquire load in doorbell(), so that a server that sees
+            // the new count sees the requested word too. A plain store, not an RMW: see the
+            // top of this file.
+            atom(block->calls)
+                .store(atom(block->calls).load(std::memory_order_relaxed) + 1,
+                       std::memory_order_release);
             in_flight[k] = id;
             next_slot = (k + 1) % depth;
             wake_sleepers(data_wait(ch.control));
@@ -376,36 +506,95 @@ struct Caller::Impl : EndpointCore {
         return t.slot;
     }
 
+    /// What the outcome stamp of slot `k` says of its call ([outcome] in rpc_calls.hpp).
+    CallPhase stamped(std::uint32_t k) const noexcept {
+        const std::uint64_t id = in_flight[k];
+        // acquire: [outcome], pairs with stamp_outcome(): the reply and the claim word's
+        // value are visible once the stamp is.
+        const std::uint64_t stamp = atom(slot(k).reply->state).load(std::memory_order_acquire);
+        if (stamp == make_call(id, CallPhase::replied)) {
+            return CallPhase::replied;
+        }
+        return stamp == make_call(id, CallPhase::failed) ? CallPhase::failed : CallPhase::taken;
+    }
+
+    /// Whether a call not yet stamped must be looked at in its claim word: when no server
+    /// is attached to take it (then it fails with not_found), unless we wait for one.
+    bool unserved() const noexcept { return !wait_for_server && !any_server_attached(ch); }
+
     /// Whether the call in slot `k` has an outcome to collect (or must fail: no server).
     bool settled(std::uint32_t k) const noexcept {
-        // acquire: [reply].
-        const std::uint64_t w = atom(*slot(k).state).load(std::memory_order_acquire);
-        if (call_id(w) != in_flight[k]) {
-            return true; // damaged: collect() reports it
+        return stamped(k) != CallPhase::taken || unserved();
+    }
+
+    /// Hands the reply of slot `k` (its call replied) to `take` and frees the slot.
+    template <typename Take>
+    Result<void> deliver(std::uint32_t k, Take&& take) {
+        const CallSlot s = slot(k);
+        const std::uint64_t id = in_flight[k];
+        // relaxed: ordered by the acquire load of the stamp or the claim word ([outcome],
+        // [reply]); untrusted, checked.
+        const std::uint64_t len = atom(s.reply->length).load(std::memory_order_relaxed);
+        Result<void> r = ok();
+        if (len > ch.geo.reply_slot_size) {
+            r = corrupted("reply to call " + std::to_string(id) + " has length " +
+                          std::to_string(len) + " beyond reply_slot_size " +
+                          std::to_string(ch.geo.reply_slot_size));
+        } else {
+            r = take(std::span<const std::byte>{reinterpret_cast<const std::byte*>(s.reply) +
+                                                    kSlotDataOffset,
+                                                static_cast<std::size_t>(len)});
+            // A statistic that only this entry's owner writes: a plain store (relaxed).
+            atom(block->replies)
+                .store(atom(block->replies).load(std::memory_order_relaxed) + 1,
+                       std::memory_order_relaxed);
         }
-        switch (call_phase(w)) {
-        case CallPhase::taken:
-            return false;
-        case CallPhase::requested:
-            return !wait_for_server && !any_server_attached(ch);
-        default:
-            return true;
-        }
+        release_slot(k);
+        return r;
+    }
+
+    /// The call of slot `k` failed: its server is gone.
+    Result<void> closed(std::uint32_t k) {
+        const std::uint64_t id = in_flight[k];
+        release_slot(k);
+        return make_error(Errc::closed, "the server of '" + ch.info.name + "' that took call " +
+                                            std::to_string(id) + " is gone");
+    }
+
+    /// Frees slot `k` after its outcome was collected. A plain store: once replied or failed,
+    /// the word is ours alone (rpc_calls.hpp).
+    void release_slot(std::uint32_t k) noexcept {
+        const std::uint64_t id = in_flight[k];
+        in_flight[k] = 0;
+        // release: [reuse], for our own next write into the slot.
+        atom(*slot(k).state).store(make_call(id, CallPhase::free), std::memory_order_release);
     }
 
     /// Collects the outcome of slot `k`: the reply, passed to `take` with its bytes, or the
-    /// failure. Errc::would_block while the call is pending.
+    /// failure. Errc::would_block while the call is pending. Reads the outcome stamp only,
+    /// so that polling leaves the claim word's line to the server that holds it; the claim
+    /// word itself only when no server is attached.
     template <typename Take>
     Result<void> collect(std::uint32_t k, Take&& take) {
+        switch (stamped(k)) {
+        case CallPhase::replied:
+            return deliver(k, take);
+        case CallPhase::failed:
+            return closed(k);
+        default:
+            return unserved() ? settle(k, take) : make_error(Errc::would_block);
+        }
+    }
+
+    /// Collects the outcome of slot `k` from its claim word, the authority: as collect(),
+    /// and also a call no server can take (Errc::not_found), an outcome whose stamp has not
+    /// come, and damage (Errc::corrupted).
+    template <typename Take>
+    Result<void> settle(std::uint32_t k, Take&& take) {
         const CallSlot s = slot(k);
         const std::uint64_t id = in_flight[k];
         // acquire: [reply].
         std::uint64_t w = atom(*s.state).load(std::memory_order_acquire);
-        auto done = [&] {
-            in_flight[k] = 0;
-            // release: [reuse], for our own next write into the slot.
-            atom(*s.state).store(make_call(id, CallPhase::free), std::memory_order_release);
-        };
         if (call_id(w) != id) {
             in_flight[k] = 0; // not ours any more: leave the word to whoever wrote it
             return corrupted("call slot " + std::to_string(k) + " holds call " +
@@ -413,12 +602,11 @@ struct Caller::Impl : EndpointCore {
         }
         switch (call_phase(w)) {
         case CallPhase::requested:
-            if (!wait_for_server && !any_server_attached(ch)) {
+            if (unserved()) {
                 // acq_rel: withdrawn unless a server took it this instant.
                 if (atom(*s.state).compare_exchange_strong(w, make_call(id, CallPhase::free),
                                                            std::memory_order_acq_rel)) {
                     in_flight[k] = 0;
-                    lower_pending(*block);
                     return make_error(Errc::not_found, "no server is attached to '" + ch.info.name +
                                                            "' to take call " + std::to_string(id));
                 }
@@ -426,26 +614,10 @@ struct Caller::Impl : EndpointCore {
             return make_error(Errc::would_block);
         case CallPhase::taken:
             return make_error(Errc::would_block);
-        case CallPhase::replied: {
-            // relaxed: ordered by the acquire above ([reply]); untrusted, checked.
-            const std::uint64_t len = atom(s.reply->length).load(std::memory_order_relaxed);
-            if (len > ch.geo.reply_slot_size) {
-                done();
-                return corrupted("reply to call " + std::to_string(id) + " has length " +
-                                 std::to_string(len) + " beyond reply_slot_size " +
-                                 std::to_string(ch.geo.reply_slot_size));
-            }
-            auto r = take(std::span<const std::byte>{reinterpret_cast<const std::byte*>(s.reply) +
-                                                         kSlotDataOffset,
-                                                     static_cast<std::size_t>(len)});
-            done();
-            atom(block->replies).fetch_add(1, std::memory_order_relaxed); // a statistic
-            return r;
-        }
+        case CallPhase::replied:
+            return deliver(k, take);
         case CallPhase::failed:
-            done();
-            return make_error(Errc::closed, "the server of '" + ch.info.name + "' that took call " +
-                                                std::to_string(id) + " is gone");
+            return closed(k);
         default:
             in_flight[k] = 0;
             return corrupted("call slot " + std::to_string(k) + " is in phase " +
@@ -462,7 +634,7 @@ struct Caller::Impl : EndpointCore {
         std::uint64_t w = atom(*s.state).load(std::memory_order_acquire);
         for (;;) {
             if (call_id(w) != id) {
-                break; // damaged: collect() says so
+                break; // damaged: settle() says so
             }
             std::uint64_t next = 0;
             if (call_phase(w) == CallPhase::requested) {
@@ -475,14 +647,11 @@ struct Caller::Impl : EndpointCore {
             // acq_rel: the server's finish() or a reclaim races us; whoever wins decides.
             if (atom(*s.state).compare_exchange_strong(w, next, std::memory_order_acq_rel)) {
                 in_flight[k] = 0;
-                if (call_phase(next) == CallPhase::free) {
-                    lower_pending(*block); // withdrawn before any server took it
-                }
                 return make_error(Errc::timed_out, "call " + std::to_string(id) + " on '" +
                                                        ch.info.name + "' got no reply in time");
             }
         }
-        return collect(k, take);
+        return settle(k, take);
     }
 
     template <typename Take>
@@ -526,6 +695,7 @@ Result<Caller> Caller::attach(ChannelFiles files, const EndpointOptions& options
         // relaxed: only this entry's owner writes `calls`; the claim ordered its last write.
         impl->next_id = atom(impl->block->calls).load(std::memory_order_relaxed);
         impl->in_flight.assign(static_cast<std::size_t>(impl->ch.geo.slot_count), 0);
+        impl->waiting.start(*impl);
         return Caller{std::move(impl)};
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
@@ -547,6 +717,21 @@ auto copy_into(Reply& out) {
         }
     };
 }
+/// Copies a reply into the caller's buffer `reply`, its length into `got`.
+auto copy_to(std::span<std::byte> reply, std::size_t& got) {
+    return [reply, &got](std::span<const std::byte> bytes) -> Result<void> {
+        if (bytes.size() > reply.size()) {
+            return make_error(Errc::message_too_large, "reply of " + std::to_string(bytes.size()) +
+                                                           " bytes, buffer of " +
+                                                           std::to_string(reply.size()));
+        }
+        if (!bytes.empty()) {
+            std::memcpy(reply.data(), bytes.data(), bytes.size());
+        }
+        got = bytes.size();
+        return ok();
+    };
+}
 } // namespace
 
 Result<Reply> Caller::call(std::span<const std::byte> request,
@@ -566,18 +751,7 @@ Result<std::size_t> Caller::call(std::span<const std::byte> request, std::span<s
             return t.take_error();
         }
         std::size_t got = 0;
-        auto r = impl_->wait_for(
-            t->slot, timeout, [&](std::span<const std::byte> bytes) -> Result<void> {
-                if (bytes.size() > reply.size()) {
-                    return make_error(Errc::message_too_large,
-                                      "reply of " + std::to_string(bytes.size()) +
-                                          " bytes, buffer of " + std::to_string(reply.size()));
-                }
-                std::memcpy(reply.data(), bytes.data(), bytes.size());
-                got = bytes.size();
-                return ok();
-            });
-        if (!r) {
+        if (auto r = impl_->wait_for(t->slot, timeout, copy_to(reply, got)); !r) {
             return r.take_error();
         }
         return got;
@@ -602,7 +776,9 @@ Result<Reply> Caller::poll(const Ticket& ticket) noexcept {
         }
         Reply out;
         out.id = ticket.id;
-        if (auto r = impl_->collect(*k, copy_into(out)); !r) {
+        auto r = impl_->collect(*k, copy_into(out));
+        impl_->polled();
+        if (!r) {
             return r.take_error();
         }
         return out;
@@ -629,6 +805,41 @@ Result<Reply> Caller::receive_reply(const Ticket& ticket,
     }
 }
 
+Result<std::size_t> Caller::poll(const Ticket& ticket, std::span<std::byte> reply) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        std::size_t got = 0;
+        auto r = impl_->collect(*k, copy_to(reply, got));
+        impl_->polled();
+        if (!r) {
+            return r.take_error();
+        }
+        return got;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
+Result<std::size_t> Caller::receive_reply(const Ticket& ticket, std::span<std::byte> reply,
+                                          std::chrono::nanoseconds timeout) noexcept {
+    try {
+        auto k = impl_->check(ticket);
+        if (!k) {
+            return k.take_error();
+        }
+        std::size_t got = 0;
+        if (auto r = impl_->wait_for(*k, timeout, copy_to(reply, got)); !r) {
+            return r.take_error();
+        }
+        return got;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
+}
+
 Result<void> Caller::cancel(const Ticket& ticket) noexcept {
     try {
         auto k = impl_->check(ticket);
@@ -644,6 +855,16 @@ Result<void> Caller::cancel(const Ticket& ticket) noexcept {
     } catch (const std::bad_alloc&) {
         return make_error(Errc::no_memory, "out of memory");
     }
+}
+
+std::size_t Caller::events(std::span<PeerEvent> out) noexcept {
+    Impl& c = *impl_;
+    return c.waiting.read(c, Role::publisher, 0, out, c.watch_now());
+}
+
+Result<int> Caller::wait_handle() noexcept {
+    Impl& c = *impl_;
+    return c.waiting.handle([&c](const Watch& w) { return c.ready(w); }, c.watch_now());
 }
 
 std::size_t Caller::in_flight() const noexcept {

@@ -24,7 +24,8 @@ constexpr std::uint32_t kFiring = 4;
 /// Whether a relay watching `a` waits for the same thing as one watching `b`.
 bool same_target(const Watch& a, const Watch& b) noexcept {
     return a.channel.seq == b.channel.seq && a.want_room == b.want_room &&
-           a.want_events == b.want_events && a.local_events == b.local_events;
+           a.want_events == b.want_events && a.local_events == b.local_events &&
+           a.unserved_fails == b.unserved_fails;
 }
 
 /// Moves the futex word of `w` on and wakes its sleepers, so that a relay asleep there looks

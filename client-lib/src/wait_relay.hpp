@@ -39,7 +39,9 @@
 //
 // Any endpoint kind can offer a handle this way: it gives the relay its condition and, at
 // each rearm(), the futex to sleep on and what it has seen so far (an rpc Caller: the reply
-// ring's data futex and its position; a Server: the request ring's).
+// ring's data futex and its position; a Server: the request ring's). rpc endpoints do so:
+// a Server watches the control block's data futex for requested claim words, a Caller its
+// reply futex for stamped outcomes (rpc.cpp).
 #pragma once
 
 #include "shm/endpoint_table.hpp"
@@ -64,6 +66,9 @@ struct Watch {
     bool want_room{false};    ///< publisher: the ring was full
     bool want_events{false};  ///< the endpoint asked for peer events
     bool local_events{false}; ///< an event the endpoint noticed itself is unread
+    /// rpc caller: a call no server can take is something to do (it fails with not_found);
+    /// false when the caller waits for a server.
+    bool unserved_fails{false};
 };
 
 class WaitRelay {

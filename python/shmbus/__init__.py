@@ -2,7 +2,12 @@
 
 Zero-copy both ways: ``Publisher.reserve()`` hands out writable memoryviews of ring slots,
 ``Subscriber.receive()`` read-only memoryviews of messages in place; the copying forms are
-``Publisher.send()`` and ``Subscriber.receive_copy()``. See docs/python.md.
+``Publisher.send()`` and ``Subscriber.receive_copy()``. In asyncio, ``await
+sub.receive_async()``, ``await pub.reserve_async()`` and ``await pub.send_async()`` wait on
+the endpoint's wait handle instead of blocking the loop. On an rpc channel,
+``Client.open_caller()`` gives a ``Caller`` whose ``call(data, timeout)`` returns the reply, and
+``Client.open_server()`` a ``Server`` that receives ``Request`` records and responds to them.
+See docs/python.md.
 
 Every failure of the library is an exception of the class of its code (``TimeoutError``,
 ``LostError``, ...), all subclasses of ``shmbus.Error``, which carry the code's name (``name``,
@@ -16,12 +21,19 @@ from typing import NamedTuple
 
 from ._shmbus import (
     Batch,
+    Blackboard,
+    Caller,
     Client,
+    Counter,
+    Counters,
     Message,
     Publisher,
     Reservation,
+    Server,
     Subscriber,
     _setup,
+    _setup_rpc,
+    _setup_state,
     connect,
     errc_name,
     library_version,
@@ -30,12 +42,17 @@ from ._shmbus import (
 __all__ = [
     "AlreadyExistsError",
     "Batch",
+    "Blackboard",
+    "Caller",
     "ChannelInfo",
     "ChannelStats",
     "ChannelSummary",
     "Client",
     "ClosedError",
     "CorruptedError",
+    "Counter",
+    "CounterValue",
+    "Counters",
     "Error",
     "InvalidArgumentError",
     "LimitReachedError",
@@ -48,7 +65,9 @@ __all__ = [
     "ProtocolError",
     "Publisher",
     "Received",
+    "Request",
     "Reservation",
+    "Server",
     "Subscriber",
     "SystemCallError",
     "TimeoutError",
@@ -190,6 +209,24 @@ class Received(NamedTuple):
     lost_before: int
 
 
+class Request(NamedTuple):
+    """One request ``Server.receive()`` took, copied out of the channel: answer it with
+    ``Server.respond(request, data)``."""
+
+    data: bytes
+    id: int  # the call's correlation id (unique per caller)
+    caller: int  # the caller's entry in the channel's caller table
+    slot: int  # the call slot of that caller
+
+
+class CounterValue(NamedTuple):
+    """A cell of a counters channel, as ``Counters.list()`` lists it."""
+
+    name: str
+    value: int
+    index: int
+
+
 _ERRORS: dict[int, type[Error]] = {
     0: Error,
     1: WouldBlockError,
@@ -210,3 +247,13 @@ _ERRORS: dict[int, type[Error]] = {
 }
 
 _setup(_ERRORS, ChannelInfo, ChannelStats, ChannelSummary, Received)
+_setup_state(CounterValue)
+_setup_rpc(Request)
+
+# asyncio (shmbus/_aio.py): coroutine methods over each endpoint's wait handle, written in
+# Python and set on the native classes, whose instances the core creates.
+from . import _aio  # noqa: E402 - needs the exception classes above
+
+Subscriber.receive_async = _aio.receive_async  # type: ignore[attr-defined]
+Publisher.reserve_async = _aio.reserve_async  # type: ignore[attr-defined]
+Publisher.send_async = _aio.send_async  # type: ignore[attr-defined]

@@ -4,9 +4,10 @@
 // binding is written this way rather than with pybind11 or cffi.
 //
 // What it owns: Client, Publisher and Subscriber objects each own one C handle, closed by
-// close() or when the object dies. Zero-copy batches (Reservation for a publisher, Batch for a
-// subscriber) hand out Message objects, each a buffer exporter over one ring slot; msg.data and
-// reservation[i] are memoryviews over them.
+// close() or when the object dies (Server and Caller likewise, in rpc.cpp). Zero-copy
+// batches (Reservation for a publisher, Batch for a subscriber) hand out Message objects,
+// each a buffer exporter over one ring slot; msg.data and reservation[i] are memoryviews over
+// them.
 //
 // The lifetime rule, which keeps Python from ever reading or writing a slot it no longer holds:
 // a slot is reachable from Python only through the buffer protocol of its Message, and every
@@ -28,6 +29,8 @@
 
 #include <shmbus/shmbus.h>
 
+#include "module_support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,12 +41,10 @@
 #include <thread>
 #include <vector>
 
-namespace {
-
-/// Longest a blocking call waits with the GIL released before it looks for signals.
-constexpr std::int64_t kWaitSlice = 50'000'000; // ns
-/// Our own code for "a signal handler raised": never a shmbus_errc.
-constexpr int kInterrupted = -1000;
+// The module's code lives in namespace shmbus_py, shared with the other source files through
+// module_support.hpp; the library is built with hidden visibility, so only PyInit__shmbus is
+// exported.
+namespace shmbus_py {
 
 // ---- Module-wide references, set by _setup() from shmbus/__init__.py ---------------------
 
@@ -55,8 +56,7 @@ PyObject* g_received = nullptr;                              // shmbus.Received
 
 /// Raises the shmbus exception of `code` with `message`, its Errc name and errno as attributes
 /// (code, name, message, sys_errno; LostError also gets `lost`). Returns nullptr.
-PyObject* raise_error(int code, const std::string& message, int sys_errno = 0,
-                      std::uint64_t lost = 0) {
+PyObject* raise_error(int code, const std::string& message, int sys_errno, std::uint64_t lost) {
     PyObject* cls =
         (code > 0 && code <= SHMBUS_E_PROTOCOL_ERROR) ? g_error_classes[code] : g_error_classes[0];
     if (cls == nullptr) {
@@ -144,50 +144,6 @@ bool parse_wait(const char* name, std::uint32_t& mode) {
     return true;
 }
 
-/// Runs `call()` with the GIL released and `*busy` set meanwhile; returns what it returns.
-template <class Call>
-auto without_gil(bool* busy, Call&& call) {
-    *busy = true;
-    PyThreadState* state = PyEval_SaveThread();
-    auto result = call();
-    PyEval_RestoreThread(state);
-    *busy = false;
-    return result;
-}
-
-/// Runs `call(slice_ns)` until it succeeds, fails otherwise than by waiting, or `timeout_ns`
-/// passes. The first try has timeout 0 and keeps the GIL (the fast path when data is there);
-/// the waits release it, `*busy` set meanwhile, and run signal handlers between slices.
-/// Returns the last code; kInterrupted if a handler raised; SHMBUS_E_TIMED_OUT at the deadline.
-template <class Call>
-int call_waiting(bool* busy, std::int64_t timeout_ns, Call&& call) {
-    int rc = call(std::int64_t{0});
-    if (rc != SHMBUS_E_WOULD_BLOCK || timeout_ns == 0) {
-        return rc;
-    }
-    using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + std::chrono::nanoseconds(timeout_ns);
-    for (;;) {
-        std::int64_t slice = kWaitSlice;
-        if (timeout_ns > 0) {
-            const auto left =
-                std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now())
-                    .count();
-            if (left <= 0) {
-                return SHMBUS_E_TIMED_OUT;
-            }
-            slice = std::min<std::int64_t>(slice, left);
-        }
-        rc = without_gil(busy, [&] { return call(slice); });
-        if (rc != SHMBUS_E_TIMED_OUT) {
-            return rc;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return kInterrupted;
-        }
-    }
-}
-
 /// The TimeoutError of a blocking call that reached the caller's deadline.
 PyObject* raise_timeout(const char* what, const char* channel, std::int64_t timeout_ns) {
     char text[256];
@@ -214,6 +170,7 @@ struct Endpoint {
     PyObject_HEAD void* handle; // shmbus_publisher* or shmbus_subscriber*; nullptr once closed
     bool publisher;             // which of the two
     bool busy;                  // a call runs with the GIL released
+    bool waiting;               // an asyncio task awaits this endpoint's wait handle (_waiting)
     bool outstanding;           // the C library holds a reservation or batch for this endpoint
     char channel[SHMBUS_MAX_NAME_LENGTH + 1];
     std::uint64_t slot_size;
@@ -955,18 +912,11 @@ PyObject* publisher_send(PyObject* self, PyObject* args, PyObject* kwargs) {
     return result;
 }
 
-/// reserve(max_count=1, timeout=None) -> Reservation
-PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
-    auto* ep = reinterpret_cast<Endpoint*>(self);
-    static const char* kwlist[] = {"max_count", "timeout", nullptr};
-    Py_ssize_t max_count = 1;
-    PyObject* timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:reserve", const_cast<char**>(kwlist),
-                                     &max_count, &timeout_obj)) {
-        return nullptr;
-    }
-    std::int64_t timeout = 0;
-    if (!parse_timeout(timeout_obj, timeout) || !ready_for_batch(ep, "reserve")) {
+/// Reserves up to `max_count` slots, waiting up to `timeout` ns, as a Reservation; with
+/// `none_if_full`, a ring without room (timeout 0) gives None rather than WouldBlockError.
+PyObject* reserve_batch(Endpoint* ep, Py_ssize_t max_count, std::int64_t timeout,
+                        bool none_if_full) {
+    if (!ready_for_batch(ep, "reserve")) {
         return nullptr;
     }
     if (max_count < 1) {
@@ -978,6 +928,9 @@ PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
     const int rc = call_waiting(&ep->busy, timeout, [&](std::int64_t t) {
         return shmbus_publisher_reserve(pub, slots.data(), slots.size(), t, &count);
     });
+    if (rc == SHMBUS_E_WOULD_BLOCK && none_if_full) {
+        Py_RETURN_NONE;
+    }
     if (rc == SHMBUS_E_TIMED_OUT) {
         return raise_timeout("reserve", ep->channel, timeout);
     }
@@ -1002,18 +955,58 @@ PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
     return reinterpret_cast<PyObject*>(b);
 }
 
-/// receive(max_count=64, timeout=None) -> Batch
-PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
-    auto* ep = reinterpret_cast<Endpoint*>(self);
+/// reserve(max_count=1, timeout=None) -> Reservation
+PyObject* publisher_reserve(PyObject* self, PyObject* args, PyObject* kwargs) {
     static const char* kwlist[] = {"max_count", "timeout", nullptr};
-    Py_ssize_t max_count = 64;
+    Py_ssize_t max_count = 1;
     PyObject* timeout_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:receive", const_cast<char**>(kwlist),
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:reserve", const_cast<char**>(kwlist),
                                      &max_count, &timeout_obj)) {
         return nullptr;
     }
     std::int64_t timeout = 0;
-    if (!parse_timeout(timeout_obj, timeout) || !ready_for_batch(ep, "receive")) {
+    if (!parse_timeout(timeout_obj, timeout)) {
+        return nullptr;
+    }
+    return reserve_batch(reinterpret_cast<Endpoint*>(self), max_count, timeout, false);
+}
+
+/// _poll_reserve(max_count) -> Reservation, or None when the ring is full: reserve_async()'s
+/// try (shmbus/_aio.py).
+PyObject* publisher_poll_reserve(PyObject* self, PyObject* arg) {
+    const Py_ssize_t max_count = PyLong_AsSsize_t(arg);
+    if (max_count == -1 && PyErr_Occurred()) {
+        return nullptr;
+    }
+    return reserve_batch(reinterpret_cast<Endpoint*>(self), max_count, 0, true);
+}
+
+/// _poll_send(data) -> True when sent, False when the ring is full: send_async()'s try.
+PyObject* publisher_poll_send(PyObject* self, PyObject* arg) {
+    auto* ep = reinterpret_cast<Endpoint*>(self);
+    Py_buffer data;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) {
+        return nullptr;
+    }
+    PyObject* result = nullptr;
+    if (ready_for_batch(ep, "send")) {
+        const int rc = shmbus_publisher_send(static_cast<shmbus_publisher*>(ep->handle), data.buf,
+                                             static_cast<size_t>(data.len), 0);
+        if (rc == SHMBUS_OK || rc == SHMBUS_E_WOULD_BLOCK) {
+            result = PyBool_FromLong(rc == SHMBUS_OK);
+        } else {
+            raise_last(rc);
+        }
+    }
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/// Takes up to `max_count` messages, waiting up to `timeout` ns, as a Batch; with
+/// `none_if_empty`, nothing to read (timeout 0) gives None rather than WouldBlockError.
+PyObject* receive_batch(Endpoint* ep, Py_ssize_t max_count, std::int64_t timeout,
+                        bool none_if_empty) {
+    if (!ready_for_batch(ep, "receive")) {
         return nullptr;
     }
     if (max_count < 1) {
@@ -1026,6 +1019,9 @@ PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
     const int rc = call_waiting(&ep->busy, timeout, [&](std::int64_t t) {
         return shmbus_subscriber_receive(sub, msgs.data(), msgs.size(), t, &count, &lost_before);
     });
+    if (rc == SHMBUS_E_WOULD_BLOCK && none_if_empty) {
+        Py_RETURN_NONE;
+    }
     if (rc == SHMBUS_E_TIMED_OUT) {
         return raise_timeout("receive", ep->channel, timeout);
     }
@@ -1048,6 +1044,66 @@ PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
         PyTuple_SET_ITEM(b->messages, static_cast<Py_ssize_t>(i), reinterpret_cast<PyObject*>(m));
     }
     return reinterpret_cast<PyObject*>(b);
+}
+
+/// receive(max_count=64, timeout=None) -> Batch
+PyObject* subscriber_receive(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* kwlist[] = {"max_count", "timeout", nullptr};
+    Py_ssize_t max_count = 64;
+    PyObject* timeout_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:receive", const_cast<char**>(kwlist),
+                                     &max_count, &timeout_obj)) {
+        return nullptr;
+    }
+    std::int64_t timeout = 0;
+    if (!parse_timeout(timeout_obj, timeout)) {
+        return nullptr;
+    }
+    return receive_batch(reinterpret_cast<Endpoint*>(self), max_count, timeout, false);
+}
+
+/// _poll_receive(max_count) -> Batch, or None when nothing waits: receive_async()'s try.
+PyObject* subscriber_poll_receive(PyObject* self, PyObject* arg) {
+    const Py_ssize_t max_count = PyLong_AsSsize_t(arg);
+    if (max_count == -1 && PyErr_Occurred()) {
+        return nullptr;
+    }
+    return receive_batch(reinterpret_cast<Endpoint*>(self), max_count, 0, true);
+}
+
+/// wait_handle() -> int: the endpoint's descriptor for event loops (shmbus.h's
+/// shmbus_*_wait_handle(); owned by the endpoint).
+PyObject* endpoint_wait_handle(PyObject* self, PyObject*) {
+    auto* ep = reinterpret_cast<Endpoint*>(self);
+    if (ep->handle == nullptr) {
+        return raise_error(SHMBUS_E_CLOSED, std::string("wait_handle: the endpoint on '") +
+                                                ep->channel + "' is closed");
+    }
+    if (ep->busy) {
+        return raise_busy(ep->publisher ? "this Publisher" : "this Subscriber");
+    }
+    int fd = -1;
+    const int rc =
+        ep->publisher
+            ? shmbus_publisher_wait_handle(static_cast<shmbus_publisher*>(ep->handle), &fd)
+            : shmbus_subscriber_wait_handle(static_cast<shmbus_subscriber*>(ep->handle), &fd);
+    if (rc != SHMBUS_OK) {
+        return raise_last(rc);
+    }
+    return PyLong_FromLong(fd);
+}
+
+PyObject* endpoint_get_waiting(PyObject* self, void*) {
+    return PyBool_FromLong(reinterpret_cast<Endpoint*>(self)->waiting);
+}
+
+int endpoint_set_waiting(PyObject* self, PyObject* value, void*) {
+    const int truth = value == nullptr ? 0 : PyObject_IsTrue(value);
+    if (truth < 0) {
+        return -1;
+    }
+    reinterpret_cast<Endpoint*>(self)->waiting = truth != 0;
+    return 0;
 }
 
 /// receive_copy(timeout=None) -> Received(data, sequence, lost_before)
@@ -1105,6 +1161,11 @@ PyMethodDef publisher_methods[] = {
     {"reserve", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(publisher_reserve)),
      METH_VARARGS | METH_KEYWORDS,
      "reserve(max_count=1, timeout=None) -> Reservation of 1 to max_count slots."},
+    {"wait_handle", endpoint_wait_handle, METH_NOARGS,
+     "wait_handle() -> a descriptor that becomes readable when there is room after a full ring "
+     "(for event loops; owned by the publisher)."},
+    {"_poll_reserve", publisher_poll_reserve, METH_O, nullptr},
+    {"_poll_send", publisher_poll_send, METH_O, nullptr},
     {"close", endpoint_close, METH_NOARGS, "Leaves the channel."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
     {"__exit__", endpoint_exit, METH_VARARGS, nullptr},
@@ -1118,6 +1179,10 @@ PyMethodDef subscriber_methods[] = {
     {"receive_copy",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(subscriber_receive_copy)),
      METH_VARARGS | METH_KEYWORDS, "receive_copy(timeout=None) -> Received (bytes, copied)."},
+    {"wait_handle", endpoint_wait_handle, METH_NOARGS,
+     "wait_handle() -> a descriptor that becomes readable when a message waits (for event "
+     "loops; owned by the subscriber)."},
+    {"_poll_receive", subscriber_poll_receive, METH_O, nullptr},
     {"close", endpoint_close, METH_NOARGS, "Leaves the channel."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
     {"__exit__", endpoint_exit, METH_VARARGS, nullptr},
@@ -1128,6 +1193,7 @@ PyGetSetDef publisher_getset[] = {
     {"info", endpoint_info, nullptr, "The channel's ChannelInfo.", nullptr},
     {"channel", endpoint_channel, nullptr, "The channel's name.", nullptr},
     {"closed", endpoint_closed, nullptr, "True once closed.", nullptr},
+    {"_waiting", endpoint_get_waiting, endpoint_set_waiting, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -1137,6 +1203,7 @@ PyGetSetDef subscriber_getset[] = {
     {"closed", endpoint_closed, nullptr, "True once closed.", nullptr},
     {"lost", subscriber_lost, nullptr, "Messages this subscriber lost in all (drop policy).",
      nullptr},
+    {"_waiting", endpoint_get_waiting, endpoint_set_waiting, nullptr, nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -1166,11 +1233,6 @@ PyType_Spec subscriber_spec = {"shmbus.Subscriber", sizeof(Endpoint), 0,
                                subscriber_slots};
 
 // ---- Client -------------------------------------------------------------------------------
-
-struct Client {
-    PyObject_HEAD shmbus_client* handle;
-    bool busy;
-};
 
 void client_dealloc(PyObject* self) {
     auto* c = reinterpret_cast<Client*>(self);
@@ -1237,6 +1299,7 @@ PyObject* client_open(Client* c, PyObject* args, PyObject* kwargs, bool publishe
     ep->handle = handle;
     ep->publisher = publisher;
     ep->busy = false;
+    ep->waiting = false;
     ep->outstanding = false;
     ep->batch = nullptr;
     ep->slots = nullptr;
@@ -1380,6 +1443,21 @@ PyMethodDef client_methods[] = {
     {"list_channels", client_list_channels, METH_NOARGS,
      "The daemon's channels, as a list of ChannelSummary."},
     {"channel_info", client_channel_info, METH_O, "channel_info(name) -> ChannelSummary"},
+    {"open_server", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_server)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_server(channel, wait='adaptive', spin_iterations=0) -> Server (rpc channels)"},
+    {"open_caller", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_caller)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_caller(channel, wait='adaptive', spin_iterations=0, wait_for_server=False) -> "
+     "Caller (rpc channels)"},
+    {"open_blackboard",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_blackboard)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_blackboard(channel, role='reader', wait='adaptive') -> Blackboard"},
+    {"open_counters",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_counters)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_counters(channel, role='reader', wait='adaptive') -> Counters"},
     {"close", client_close, METH_NOARGS,
      "Closes the connection; endpoints opened through it stay usable."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
@@ -1523,6 +1601,8 @@ PyMethodDef module_methods[] = {
      "connect(socket=None, name=None, request_timeout=5.0, wait_for_daemon=0.0, "
      "reconnect=True) -> Client"},
     {"_setup", module_setup, METH_VARARGS, nullptr},
+    {"_setup_state", setup_state, METH_VARARGS, nullptr},
+    {"_setup_rpc", setup_rpc, METH_VARARGS, nullptr},
     {"errc_name", module_errc_name, METH_O, "errc_name(code) -> the Errc name of a code."},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -1545,7 +1625,9 @@ bool add_type(PyObject* module, PyType_Spec* spec, PyTypeObject** out, const cha
            PyModule_AddObjectRef(module, name, reinterpret_cast<PyObject*>(*out)) == 0;
 }
 
-} // namespace
+} // namespace shmbus_py
+
+using namespace shmbus_py;
 
 PyMODINIT_FUNC PyInit__shmbus(void) {
     PyObject* m = PyModule_Create(&module_def);
@@ -1557,7 +1639,8 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         !add_type(m, &reservation_spec, &g_reservation_type, "Reservation") ||
         !add_type(m, &publisher_spec, &g_publisher_type, "Publisher") ||
         !add_type(m, &subscriber_spec, &g_subscriber_type, "Subscriber") ||
-        !add_type(m, &client_spec, &g_client_type, "Client") ||
+        !add_type(m, &client_spec, &g_client_type, "Client") || !add_state_types(m) ||
+        !add_rpc_types(m) ||
         PyModule_AddStringConstant(m, "library_version", shmbus_version()) < 0) {
         Py_DECREF(m);
         return nullptr;

@@ -57,7 +57,7 @@ constexpr std::array<std::pair<const char*, const char*>, 6> kControlKeys{{
     {"rss_base_bytes", "daemon-rss"},
     {"cpu_percent", "daemon-idle-cpu"},
 }};
-constexpr std::array kTests{"latency",      "throughput", "bandwidth",
+constexpr std::array kTests{"latency",      "round-trip", "throughput",     "bandwidth",
                             "control-open", "daemon-rss", "daemon-idle-cpu"};
 
 void check_row(Checker& c, const json& row, const std::string& at) {
@@ -66,13 +66,13 @@ void check_row(Checker& c, const json& row, const std::string& at) {
         return;
     }
     c.require(one_of(row.value("transport", json{}),
-                     {"shmbus", "shmbus-c", "fifo", "uds-stream", "uds-seqpacket", "tcp",
+                     {"shmbus", "shmbus-c", "python", "fifo", "uds-stream", "uds-seqpacket", "tcp",
                       "posix-mq", "futex-raw", "memcpy", "raw-ring", "shmbusd", "bridge",
                       "blackboard-read", "local-read", "pool-handoff", "queue-copy"}),
               at + ".transport is not a known transport");
     const json kind = row.value("kind", json{"missing"});
-    c.require(kind.is_null() ||
-                  one_of(kind, {"queue-spsc", "queue-mpmc", "broadcast-block", "broadcast-drop"}),
+    c.require(kind.is_null() || one_of(kind, {"queue-spsc", "queue-mpmc", "broadcast-block",
+                                              "broadcast-drop", "rpc"}),
               at + ".kind is neither null nor a known kind");
     const json wait = row.value("wait", json{"missing"});
     c.require(wait.is_null() || one_of(wait, {"spin", "adaptive", "futex"}),
@@ -81,8 +81,8 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     c.require(load.is_null() || one_of(load, {"idle", "streaming"}),
               at + ".bridge_load is neither null nor a known load");
     const json test = row.value("test", json{});
-    c.require(one_of(test, {"latency", "throughput", "bandwidth", "control-open", "daemon-rss",
-                            "daemon-idle-cpu"}),
+    c.require(one_of(test, {"latency", "round-trip", "throughput", "bandwidth", "control-open",
+                            "daemon-rss", "daemon-idle-cpu"}),
               at + ".test is unknown");
     for (const char* key : {"msg_size", "batch", "subscribers", "runs"}) {
         c.require(row.contains(key) && row[key].is_number_unsigned(),
@@ -100,7 +100,7 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     c.require(one_of(status, {"ok", "failed", "skipped"}), at + ".status is unknown");
 
     const bool ok = status == "ok";
-    const bool latency = test == "latency" || test == "control-open";
+    const bool latency = test == "latency" || test == "round-trip" || test == "control-open";
     const bool stream = test == "throughput" || test == "bandwidth";
     const std::string row_kind = test.is_string() ? test.get<std::string>() : "?";
     // expect_value: whether an ok row must have a number (true) or null (false); nullopt:

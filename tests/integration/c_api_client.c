@@ -9,39 +9,10 @@
  *                                              receives "cpp-0", "cpp-1", ... in order
  *
  * Exit status 0 when every check held; otherwise 1, with what failed on stderr. */
-#include <shmbus/shmbus.h>
+#define PROGRAM_NAME "c_api_client"
+#include "c_program.h"
 
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-static const int64_t kWait = INT64_C(60000000000); /* 60 s: something that must happen */
-
-static int failures = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "c_api_client:%d: check failed: %s (last error: %s)\n", __LINE__,      \
-                    #cond, shmbus_last_error_message());                                           \
-            ++failures;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-static shmbus_client* connect_to(const char* socket_path) {
-    shmbus_client_options options;
-    shmbus_client* client = NULL;
-    shmbus_client_options_init(&options);
-    options.socket_path = socket_path;
-    options.client_name = "c_api_client";
-    options.reconnect_in_background = 0;
-    if (shmbus_connect(&options, &client) != SHMBUS_OK) {
-        fprintf(stderr, "c_api_client: connect: %s\n", shmbus_last_error_message());
-        exit(1);
-    }
-    return client;
-}
 
 static int selftest(shmbus_client* client, const char* socket_path) {
     shmbus_publisher* pub = NULL;

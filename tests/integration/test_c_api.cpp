@@ -4,6 +4,8 @@
 // through the C calls from here, with a C++ publisher overwriting what a C reader holds.
 //
 // Synchronisation is on events only: READY=1, messages arriving, the child exiting.
+#include "c_program.hpp"
+#include "client_options.hpp"
 #include "daemon_process.hpp"
 #include "process.hpp"
 #include "test_channels.hpp"
@@ -40,31 +42,9 @@ const std::string kChannels = channels_yaml({
 constexpr std::uint64_t kMessages = 500; // many laps of a 16-slot ring
 constexpr auto kWait = std::chrono::seconds{60};
 
-/// Runs the C program with `args` in a child process. The argument vector is built before
-/// fork(), so the child only execs.
+/// Runs the C program with `args`, after the daemon's socket, in a child process.
 Child run_c_client(const DaemonProcess& d, std::vector<std::string> args) {
-    args.insert(args.begin(), d.socket_path().native());
-    args.insert(args.begin(), C_API_CLIENT_PATH);
-    auto owned = std::make_shared<std::vector<std::string>>(std::move(args));
-    auto argv = std::make_shared<std::vector<char*>>();
-    for (std::string& a : *owned) {
-        argv->push_back(a.data());
-    }
-    argv->push_back(nullptr);
-    return Child::spawn([owned, argv] {
-        ::execv((*argv)[0], argv->data());
-        std::perror("execv c_api_client");
-        return 127;
-    });
-}
-
-void require_exited_ok(Child& child) {
-    auto st = child.wait(Deadline{kWait});
-    if (!st) {
-        FAIL("the C program did not end within " << kWait.count() << " s: " << child.where());
-    }
-    INFO("the C program " << st->describe());
-    REQUIRE(st->exited_ok());
+    return run_c_program(C_API_CLIENT_PATH, d, std::move(args));
 }
 
 /// Tries `attempt(timeout)` (a receive or a send) in short slices while the C program runs,
@@ -91,11 +71,7 @@ auto while_c_runs(Child& child, std::uint64_t n, Attempt attempt) {
 }
 
 Client connect_to(const DaemonProcess& d) {
-    ClientOptions o;
-    o.socket_path = d.socket_path().native();
-    o.client_name = "test_c_api";
-    o.request_timeout = 30s;
-    auto c = Client::connect(o);
+    auto c = Client::connect(client_options(d, "test_c_api"));
     INFO((c ? std::string{} : c.error().message()));
     REQUIRE(c);
     return std::move(*c);
@@ -107,7 +83,7 @@ TEST_CASE("a C program checks errors, timeouts and zero-copy through the C ABI")
     DaemonProcess d{kChannels};
     REQUIRE(d.start());
     Child child = run_c_client(d, {"selftest"});
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
 }
 
 TEST_CASE("the complete example of docs/c-api.md runs against shmbusd") {
@@ -121,7 +97,7 @@ TEST_CASE("the complete example of docs/c-api.md runs against shmbusd") {
         std::perror("execl c_api_doc_example");
         return 127;
     });
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
     // It left the channel empty: it read back everything it wrote.
     Client client = connect_to(d);
     auto info = client.channel_info("cq");
@@ -145,7 +121,7 @@ TEST_CASE("a C publisher reaches a C++ subscriber, in place and copied") {
         const std::string want = "c-" + std::to_string(n);
         REQUIRE(std::string(reinterpret_cast<const char*>(buf.data()), size) == want);
     }
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
 }
 
 TEST_CASE("a C++ publisher reaches a C subscriber, in place and copied") {
@@ -161,7 +137,7 @@ TEST_CASE("a C++ publisher reaches a C subscriber, in place and copied") {
             return pub->send(std::as_bytes(std::span{text}), timeout);
         }));
     }
-    require_exited_ok(child);
+    require_exited_ok(child, kWait);
 }
 
 TEST_CASE("a C reader on a drop channel learns at release what it lost, and how many") {

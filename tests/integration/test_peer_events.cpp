@@ -8,6 +8,7 @@
 // observer's wait handle. Children never use Catch2; they report through their exit code.
 #include "client_options.hpp"
 #include "daemon_process.hpp"
+#include "event_reading.hpp"
 #include "process.hpp"
 #include "test_channels.hpp"
 #include "test_support.hpp"
@@ -64,22 +65,6 @@ Child peer(const DaemonProcess& d, const std::string& channel, Role role, int re
         (void)c->ping(); // the close went before this request: the daemon has seen it
         return send_record(report, 'd') ? 0 : 4;
     });
-}
-
-/// Waits on `fd` (the observer's wait handle) and reads events until `n` have come.
-std::vector<PeerEvent> wait_events(Subscriber& observer, int fd, std::size_t n) {
-    std::vector<PeerEvent> all;
-    const Deadline deadline;
-    while (all.size() < n && !deadline.passed()) {
-        std::array<PeerEvent, 8> buf;
-        const std::size_t got = observer.events(buf);
-        all.insert(all.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got));
-        if (got == 0) {
-            pollfd p{fd, POLLIN, 0};
-            (void)::poll(&p, 1, deadline.poll_ms());
-        }
-    }
-    return all;
 }
 
 } // namespace

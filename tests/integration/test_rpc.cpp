@@ -8,6 +8,7 @@
 // server dead (its pidfd readable) to the last of those calls failing.
 #include "daemon_process.hpp"
 #include "process.hpp"
+#include "test_support.hpp"
 
 #include <shmbus/client.hpp>
 #include <shmbus/rpc.hpp>
@@ -62,15 +63,6 @@ Client connect_to(const DaemonProcess& d, const std::string& name) {
     return std::move(*c);
 }
 
-std::vector<std::byte> bytes(const std::string& s) {
-    std::vector<std::byte> out(s.size());
-    std::memcpy(out.data(), s.data(), s.size());
-    return out;
-}
-std::string text(std::span<const std::byte> b) {
-    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
-
 /// A forked server that echoes "<tag>:" + request until it is killed. It reports one byte on
 /// `ready` once attached.
 Child spawn_echo_server(const DaemonProcess& d, const std::string& channel, const std::string& tag,
@@ -95,7 +87,7 @@ Child spawn_echo_server(const DaemonProcess& d, const std::string& channel, cons
                 continue;
             }
             for (const Request& r : *batch) {
-                (void)server->respond(r, bytes(tag + ":" + text(r.data)));
+                (void)server->respond(r, bytes_of(tag + ":" + text_of(r.data)));
             }
         }
     });
@@ -134,7 +126,7 @@ TEST_CASE("an rpc channel configured with only name and kind takes every default
     CHECK(i.max_subscribers == 4);    // max_servers
 
     // No server attached: the call fails at once.
-    auto r = caller->call(bytes("anyone?"), kWait);
+    auto r = caller->call(bytes_of("anyone?"), kWait);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == Errc::not_found);
 
@@ -180,7 +172,7 @@ TEST_CASE("8 callers x 1000 concurrent calls against 2 server processes: every r
             while (sent < kCalls || !pending.empty()) {
                 while (sent < kCalls && pending.size() < kInFlight) {
                     std::string req = std::to_string(i) + "/" + std::to_string(sent);
-                    auto t = c.send_request(bytes(req));
+                    auto t = c.send_request(bytes_of(req));
                     if (!t) {
                         mismatched.fetch_add(1);
                         return;
@@ -190,7 +182,7 @@ TEST_CASE("8 callers x 1000 concurrent calls against 2 server processes: every r
                 }
                 // Collect the oldest; the others stay in flight meanwhile.
                 auto reply = c.receive_reply(pending.front().ticket, kWait);
-                const std::string got = reply ? text(reply->data) : std::string{};
+                const std::string got = reply ? text_of(reply->data) : std::string{};
                 const std::string& want = pending.front().request;
                 if (reply && reply->id == pending.front().ticket.id && got.size() > 2 &&
                     got.substr(2) == want) {
@@ -265,7 +257,7 @@ TEST_CASE("kill -9 of a server: the calls it held fail with closed within 50 ms,
 
     std::vector<Ticket> tickets;
     for (int i = 0; i < kCalls; ++i) {
-        auto t = caller->send_request(bytes("call " + std::to_string(i)));
+        auto t = caller->send_request(bytes_of("call " + std::to_string(i)));
         REQUIRE(t);
         tickets.push_back(*t);
     }
@@ -293,7 +285,7 @@ TEST_CASE("kill -9 of a server: the calls it held fail with closed within 50 ms,
     for (const Ticket& t : tickets) {
         auto r = caller->receive_reply(t, kWait);
         if (r) {
-            CHECK(text(r->data).rfind("s:call ", 0) == 0);
+            CHECK(text_of(r->data).rfind("s:call ", 0) == 0);
             ++replied;
         } else {
             INFO(r.error().message());
@@ -310,9 +302,9 @@ TEST_CASE("kill -9 of a server: the calls it held fail with closed within 50 ms,
     CHECK(resolved <= kReclaimBound);
 
     // The channel keeps working with the survivor.
-    auto after = caller->call(bytes("after"), kWait);
+    auto after = caller->call(bytes_of("after"), kWait);
     REQUIRE(after);
-    CHECK(text(after->data) == "s:after");
+    CHECK(text_of(after->data) == "s:after");
     survivor.kill_and_wait();
     auto info = client.channel_info("wide");
     REQUIRE(info);
@@ -339,7 +331,7 @@ TEST_CASE("kill -9 of a caller mid-call: the server's reply is dropped and count
         if (!caller) {
             return 3;
         }
-        auto t = caller->send_request(bytes("never collected"));
+        auto t = caller->send_request(bytes_of("never collected"));
         if (!t || !send_record(report_fd, t->id)) {
             return 4;
         }
@@ -351,11 +343,11 @@ TEST_CASE("kill -9 of a caller mid-call: the server's reply is dropped and count
     auto batch = server->receive(1, kWait);
     REQUIRE(batch);
     const Request req = (*batch)[0];
-    CHECK(text(req.data) == "never collected");
+    CHECK(text_of(req.data) == "never collected");
 
     victim.kill_and_wait();
     REQUIRE(wait_for_callers(client, "svc", 0)); // the daemon reclaimed it
-    auto late = server->respond(req, bytes("for the dead"));
+    auto late = server->respond(req, bytes_of("for the dead"));
     REQUIRE_FALSE(late);
     CHECK(late.error().code == Errc::lost);
 
@@ -368,7 +360,7 @@ TEST_CASE("kill -9 of a caller mid-call: the server's reply is dropped and count
     auto caller = client.open_caller("svc");
     REQUIRE(caller);
     for (std::uint64_t i = 0; i < caller->info().slot_count; ++i) {
-        REQUIRE(caller->send_request(bytes("fresh")));
+        REQUIRE(caller->send_request(bytes_of("fresh")));
     }
     auto all = server->receive(64, kWait);
     REQUIRE(all);

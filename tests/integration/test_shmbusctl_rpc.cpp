@@ -1,12 +1,18 @@
-// shmbusctl call and serve --echo against the real shmbusd, and rpc channels in list / info.
-// Every wait is on an event: READY=1, the server's attachment as the daemon's own table
-// shows it (info --json), a process exit.
+// shmbusctl call and serve --echo against the real shmbusd, rpc channels in list / info, and
+// tail --events on an rpc channel (servers coming and going, server_gone). Every wait is on
+// an event: READY=1, an attachment as the daemon's own table shows it (info --json), a
+// process exit.
 #include "daemon_process.hpp"
 #include "shmbusctl_process.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <sstream>
 #include <string>
+#include <vector>
 
 using namespace shmbus::test;
 
@@ -14,19 +20,23 @@ namespace {
 
 const std::string kConfig = "channels:\n  - {name: svc, kind: rpc}\n";
 
-/// Polls `info --json` until `channel` has a server attached.
-bool wait_for_server(const DaemonProcess& d, const std::string& channel) {
+/// Polls `info --json` until `channel` has at least one of `side` ("servers", "callers").
+bool wait_for_rpc(const DaemonProcess& d, const std::string& channel, const char* side) {
     const auto deadline = generous_deadline();
     while (std::chrono::steady_clock::now() < deadline) {
         const Outcome info = ctl(at(d, {"info", channel, "--json"}));
         if (info.code != 0) {
             return false;
         }
-        if (info.document().at("rpc").at("servers").get<int>() >= 1) {
+        if (info.document().at("rpc").at(side).get<int>() >= 1) {
             return true;
         }
     }
     return false;
+}
+
+bool wait_for_server(const DaemonProcess& d, const std::string& channel) {
+    return wait_for_rpc(d, channel, "servers");
 }
 
 } // namespace
@@ -68,4 +78,39 @@ TEST_CASE("shmbusctl call fails with not_found while nobody serves, then gets th
     const Outcome list = ctl(at(d, {"list", "--interval", "0"}));
     CHECK(list.out.find("svc") != std::string::npos);
     CHECK(list.out.find("rpc") != std::string::npos);
+}
+
+TEST_CASE("tail --events on an rpc channel prints a server that came and died, and server_gone") {
+    DaemonProcess d{kConfig};
+    REQUIRE(d.start());
+    const Outcome plain = ctl(at(d, {"tail", "svc"}));
+    CHECK(plain.code == 2);
+    CHECK(plain.err.find("an rpc channel carries calls, not messages to tail") !=
+          std::string::npos);
+
+    Ctl tail(at(d, {"tail", "svc", "--events", "--count", "3", "--format", "json"}));
+    REQUIRE(wait_for_rpc(d, "svc", "callers")); // the tail follows as a caller
+    Ctl server(at(d, {"serve", "svc", "--echo"}));
+    REQUIRE(wait_for_server(d, "svc"));
+    const pid_t server_pid = server.pid();
+    REQUIRE(::kill(server_pid, SIGKILL) == 0);
+    (void)server.finish();
+
+    const Outcome got = tail.finish();
+    INFO(got.out << got.err);
+    REQUIRE(got.code == 0);
+    std::vector<nlohmann::json> events;
+    std::istringstream lines{got.out};
+    for (std::string line; std::getline(lines, line);) {
+        events.push_back(nlohmann::json::parse(line));
+    }
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].at("event") == "attached");
+    CHECK(events[1].at("event") == "died");
+    CHECK(events[2].at("event") == "server_gone");
+    for (const auto& e : events) {
+        CHECK(e.at("role") == "server");
+        CHECK(e.at("pid").get<pid_t>() == server_pid);
+    }
+    CHECK(events[2].at("sequence") == events[1].at("sequence"));
 }

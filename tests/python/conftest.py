@@ -48,12 +48,32 @@ CHANNELS = [
     Channel("drops", "broadcast", slot_size=64, slot_count=4, overflow="drop"),
     Channel("stream", "queue", slot_size=64, slot_count=1024),
     Channel("interop", "broadcast", slot_size=128, slot_count=16),
+    Channel("board", "blackboard", slot_size=32, slot_count=8, max_publishers=4,
+            max_subscribers=4),
+    Channel("stats", "counters", slot_size=48, slot_count=8, max_publishers=4,
+            max_subscribers=4),
 ]
 
 
 def channels_yaml(channels: list[Channel]) -> str:
     lines = ["channels:"]
     for c in channels:
+        if c.kind == "rpc":
+            # slot_size is the request and reply size, slot_count the depth, publishers the
+            # callers and subscribers the servers.
+            lines += [
+                f"  - name: {c.name}",
+                "    kind: rpc",
+                f"    request_size: {c.slot_size}",
+                f"    reply_size: {c.slot_size}",
+                f"    depth: {c.slot_count}",
+                f"    max_callers: {c.max_publishers}",
+                f"    max_servers: {c.max_subscribers}",
+                "    acl:",
+                '      call:  {users: ["*"]}',
+                '      serve: {users: ["*"]}',
+            ]
+            continue
         lines += [
             f"  - name: {c.name}",
             f"    kind: {c.kind}",
@@ -160,9 +180,10 @@ class Daemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture
-def daemon() -> Iterator[Daemon]:
-    d = Daemon(CHANNELS)
+@contextmanager
+def running(channels: list[Channel]) -> Iterator[Daemon]:
+    """A started shmbusd with `channels`, which must end with status 0 on SIGTERM."""
+    d = Daemon(channels)
     try:
         d.start()
         yield d
@@ -170,6 +191,26 @@ def daemon() -> Iterator[Daemon]:
         assert status == 0, f"shmbusd exited with {status} after SIGTERM: {d.stderr()}"
     finally:
         d.cleanup()
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    with running(CHANNELS) as d:
+        yield d
+
+
+#: The rpc channel of the rpc tests: 256-byte requests and replies, 8 calls in flight per
+#: caller, 4 callers, 2 servers.
+RPC_CHANNELS = [
+    Channel("svc", "rpc", slot_size=256, slot_count=8, max_publishers=4, max_subscribers=2)
+]
+
+
+@pytest.fixture
+def rpc_daemon() -> Iterator[Daemon]:
+    """A shmbusd with RPC_CHANNELS only."""
+    with running(RPC_CHANNELS) as d:
+        yield d
 
 
 @pytest.fixture

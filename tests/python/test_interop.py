@@ -1,5 +1,6 @@
 """Messages between Python and a C++ program through shmbusd, each way: shmbusctl (its `pub`
-and `tail`, on the C++ API) is the C++ side. Registered only when the tools are built."""
+and `tail`, on the C++ API) is the C++ side; and a Python call answered by `shmbusctl serve`.
+Registered only when the tools are built."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def test_python_receives_what_a_cpp_program_publishes(
         for msg in sub.receive(64, timeout=DEADLINE):
             got.append(bytes(msg.data))
     assert got == [b"from c++ one", b"from c++ two"]
+
+
+def test_a_python_caller_calls_a_cpp_server(rpc_daemon: Daemon) -> None:
+    server = subprocess.Popen(
+        [shmbusctl(), "--socket", str(rpc_daemon.socket), "serve", "svc", "--echo", "--count",
+         "1", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with reaped(server), rpc_daemon.connect(name="pytest-caller") as client:
+        caller = client.open_caller("svc", wait_for_server=True)
+        assert caller.call(b"hello from python", timeout=DEADLINE) == b"hello from python"
+        _, err = server.communicate(timeout=DEADLINE)
+    assert server.returncode == 0, err

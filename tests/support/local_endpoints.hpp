@@ -31,6 +31,31 @@ inline Subscriber attach_subscriber(const ChannelFiles& f, const EndpointOptions
     return std::move(*s);
 }
 
+/// Attaches an rpc server to `f` with `o`.
+inline Server attach_server(const ChannelFiles& f, const EndpointOptions& o = {}) {
+    auto s = Server::attach(*f.duplicate_for(Role::subscriber), o);
+    INFO((s ? std::string{} : s.error().message()));
+    REQUIRE(s);
+    return std::move(*s);
+}
+
+/// Attaches an rpc caller to `f` with `o`.
+inline Caller attach_caller(const ChannelFiles& f, const EndpointOptions& o = {}) {
+    auto c = Caller::attach(*f.duplicate_for(Role::publisher), o);
+    INFO((c ? std::string{} : c.error().message()));
+    REQUIRE(c);
+    return std::move(*c);
+}
+
+/// The wait handle of `e`.
+template <typename Endpoint>
+int handle_of(Endpoint& e) {
+    auto fd = e.wait_handle();
+    INFO((fd ? std::string{} : fd.error().message()));
+    REQUIRE(fd);
+    return *fd;
+}
+
 /// Attaches a supervisor to `f`, as the daemon holds one.
 inline ChannelSupervisor attach_supervisor(const ChannelFiles& f) {
     auto s = ChannelSupervisor::attach(*f.duplicate());

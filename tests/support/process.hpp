@@ -160,6 +160,20 @@ inline bool readable_now(int fd) {
     return ::poll(&p, 1, 0) > 0;
 }
 
+/// Waits (generously) for `fd` to become readable.
+inline bool becomes_readable(int fd, const Deadline& deadline = Deadline{}) {
+    for (;;) {
+        pollfd p{fd, POLLIN, 0};
+        const int rc = ::poll(&p, 1, deadline.poll_ms());
+        if (rc == 1) {
+            return (p.revents & POLLIN) != 0;
+        }
+        if (rc == 0 || deadline.passed()) {
+            return false;
+        }
+    }
+}
+
 /// Sends one trivially copyable record.
 template <typename T>
 bool send_record(int fd, const T& value) {

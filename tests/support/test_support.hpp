@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 namespace shmbus::test {
 
@@ -40,6 +41,18 @@ inline std::uint64_t test_seed() {
     }
     std::random_device rd;
     return (std::uint64_t{rd()} << 32) | rd();
+}
+
+/// The bytes of `s`, to send.
+inline std::vector<std::byte> bytes_of(const std::string& s) {
+    std::vector<std::byte> out(s.size());
+    std::memcpy(out.data(), s.data(), s.size());
+    return out;
+}
+
+/// `b` as text, to compare.
+inline std::string text_of(std::span<const std::byte> b) {
+    return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
 /// A message body derived from (id, length) so a reader can check every byte.

@@ -3,6 +3,7 @@
 // lost and damaged records, the lapped event of a broadcast drop subscriber, and the died
 // event of a reclaim. The daemon's side (attach, detach, death of real processes) is in
 // tests/integration/test_peer_events.cpp.
+#include "event_reading.hpp"
 #include "local_endpoints.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -30,19 +31,6 @@ EndpointOptions with_events(std::int32_t index = -1) {
     return o;
 }
 
-template <typename Endpoint>
-std::vector<PeerEvent> drain(Endpoint& e) {
-    std::vector<PeerEvent> all;
-    std::array<PeerEvent, 8> buf;
-    for (;;) {
-        const std::size_t n = e.events(buf);
-        all.insert(all.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
-        if (n < buf.size()) {
-            return all;
-        }
-    }
-}
-
 } // namespace
 
 TEST_CASE("an endpoint reads the events posted after it attached, in order, but not its own") {
@@ -55,7 +43,7 @@ TEST_CASE("an endpoint reads the events posted after it attached, in order, but 
     REQUIRE(sup.post_event(EventKind::attached, Role::subscriber, 1, 4343));
     REQUIRE(sup.post_event(EventKind::detached, Role::publisher, 0, 4242));
 
-    const auto events = drain(sub);
+    const auto events = drain_events(sub);
     REQUIRE(events.size() == 3);
     CHECK(events[0].kind == EventKind::attached);
     CHECK(events[0].role == Role::publisher);
@@ -69,7 +57,7 @@ TEST_CASE("an endpoint reads the events posted after it attached, in order, but 
     CHECK(events[2].role == Role::publisher);
     CHECK(events[0].sequence < events[1].sequence);
     CHECK(events[1].sequence < events[2].sequence);
-    CHECK(drain(sub).empty());
+    CHECK(drain_events(sub).empty());
 }
 
 TEST_CASE("an endpoint that did not ask for peer events reads none") {
@@ -77,7 +65,7 @@ TEST_CASE("an endpoint that did not ask for peer events reads none") {
     auto sup = attach_supervisor(f);
     auto sub = attach_subscriber(f, EndpointOptions{});
     REQUIRE(sup.post_event(EventKind::attached, Role::publisher, 0, 1));
-    CHECK(drain(sub).empty());
+    CHECK(drain_events(sub).empty());
 }
 
 TEST_CASE("the supervisor posts only attach and detach by hand, within the tables") {
@@ -102,7 +90,7 @@ TEST_CASE("events overwritten before they were read are reported first, as event
         REQUIRE(sup.post_event(i % 2 == 0 ? EventKind::attached : EventKind::detached,
                                Role::publisher, 0, static_cast<std::uint32_t>(i)));
     }
-    const auto events = drain(sub);
+    const auto events = drain_events(sub);
     REQUIRE(events.size() == ring + 1);
     CHECK(events[0].kind == EventKind::events_lost);
     CHECK(events[0].count == posted - ring);
@@ -125,12 +113,39 @@ TEST_CASE("a damaged event record is counted as lost, never handed out") {
     ch->events->records[(head - 2) % detail::kEventRecords].endpoint_index = 999; // beyond 2
     ch->events->records[(head - 1) % detail::kEventRecords].kind = 77;            // unknown kind
 
-    const auto events = drain(sub);
+    const auto events = drain_events(sub);
     REQUIRE(events.size() == 2);
     CHECK(events[0].kind == EventKind::events_lost);
     CHECK(events[0].count == 2);
     CHECK(events[1].kind == EventKind::attached);
     CHECK(events[1].pid == 10);
+}
+
+TEST_CASE("a read that fills the buffer leaves events lost on the way for the next one") {
+    auto f = make_channel(spec("events-full", ChannelKind::broadcast, 32, 8, 1, 2));
+    auto sup = attach_supervisor(f);
+    auto sub = attach_subscriber(f, with_events(0));
+    for (std::uint32_t pid = 1; pid <= 5; ++pid) {
+        REQUIRE(sup.post_event(EventKind::attached, Role::publisher, 0, pid));
+    }
+    auto ch = detail::attach_channel(f, detail::PayloadAccess::writable);
+    REQUIRE(ch);
+    const std::uint64_t head = ch->events->head;
+    ch->events->records[(head - 4) % detail::kEventRecords].kind = 77; // the second: damaged
+
+    // Four good events fill a buffer of four; the one lost on the way must not be written
+    // beside them, past its end.
+    std::array<PeerEvent, 5> room{};
+    room[4].pid = 0xdead;
+    const std::size_t n = sub.events(std::span{room}.first(4));
+    REQUIRE(n == 4);
+    CHECK(room[4].pid == 0xdead);
+    CHECK(room[0].pid == 1);
+    CHECK(room[3].pid == 5);
+    const auto rest = drain_events(sub);
+    REQUIRE(rest.size() == 1);
+    CHECK(rest[0].kind == EventKind::events_lost);
+    CHECK(rest[0].count == 1);
 }
 
 TEST_CASE("a broadcast drop subscriber that was lapped gets a lapped event with what it lost") {
@@ -146,11 +161,11 @@ TEST_CASE("a broadcast drop subscriber that was lapped gets a lapped event with 
     auto r = sub.try_receive_copy(buf);
     REQUIRE(r);
     REQUIRE(r->lost_before == 5);
-    const auto events = drain(sub);
+    const auto events = drain_events(sub);
     REQUIRE(events.size() == 1);
     CHECK(events[0].kind == EventKind::lapped);
     CHECK(events[0].count == 5);
-    CHECK(drain(sub).empty()); // reported once
+    CHECK(drain_events(sub).empty()); // reported once
 }
 
 TEST_CASE("reclaiming a dead endpoint tells the others that it died") {
@@ -166,7 +181,7 @@ TEST_CASE("reclaiming a dead endpoint tells the others that it died") {
     REQUIRE(status);
     REQUIRE(status->exited_ok());
     REQUIRE(sup.reclaim_publisher(0));
-    const auto events = drain(sub);
+    const auto events = drain_events(sub);
     REQUIRE(events.size() == 1);
     CHECK(events[0].kind == EventKind::died);
     CHECK(events[0].role == Role::publisher);

@@ -38,14 +38,6 @@ QueuePair open_pair(const ChannelSpec& s, WaitMode wait = WaitMode::adaptive) {
     return {std::move(*pub), std::move(*sub)};
 }
 
-std::span<const std::byte> bytes_of(const std::string& s) {
-    return std::as_bytes(std::span(s));
-}
-
-std::string text_of(std::span<const std::byte> b) {
-    return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-
 /// Counts how often each id was delivered: proves nothing is lost or read twice.
 class DeliveryLedger {
 public:

@@ -23,29 +23,6 @@ using namespace shmbus::test;
 
 namespace {
 
-template <typename Endpoint>
-int handle_of(Endpoint& e) {
-    auto fd = e.wait_handle();
-    INFO((fd ? std::string{} : fd.error().message()));
-    REQUIRE(fd);
-    return *fd;
-}
-
-/// Waits (generously) for `fd` to become readable.
-bool becomes_readable(int fd) {
-    const Deadline deadline;
-    for (;;) {
-        pollfd p{fd, POLLIN, 0};
-        const int rc = ::poll(&p, 1, deadline.poll_ms());
-        if (rc == 1) {
-            return (p.revents & POLLIN) != 0;
-        }
-        if (rc == 0 || deadline.passed()) {
-            return false;
-        }
-    }
-}
-
 ChannelStats stats_of(const ChannelFiles& f) {
     auto s = read_stats(f);
     REQUIRE(s);

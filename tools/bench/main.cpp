@@ -14,6 +14,7 @@
 
 #include "format.hpp"
 #include "machine.hpp"
+#include "python_transport.hpp"
 #include "report.hpp"
 #include "runner.hpp"
 #include "scenario.hpp"
@@ -23,6 +24,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -126,9 +128,10 @@ int run(int argc, char** argv) {
     app.add_flag("--smoke", smoke, "Same as --suite tiny: a few seconds, for the smoke test");
     app.add_option(
            "--transport", transports,
-           "Only these: shmbus, fifo, uds-stream, uds-seqpacket, tcp, posix-mq, "
-           "futex-raw, memcpy, raw-ring, shmbusd (the control plane), blackboard-read, local-read, "
-           "bridge (two shmbusd joined by a bridge over TCP loopback), pool-handoff, queue-copy")
+           "Only these: shmbus, shmbus-c (the C ABI), python (the Python package), fifo, "
+           "uds-stream, uds-seqpacket, tcp, posix-mq, futex-raw, memcpy, raw-ring, shmbusd (the "
+           "control plane), blackboard-read, local-read, bridge (two shmbusd joined by a bridge "
+           "over TCP loopback), pool-handoff, queue-copy")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "
@@ -193,6 +196,12 @@ int run(int argc, char** argv) {
         std::cerr << "shmbus-bench: the filters leave nothing of suite " << suite_name << '\n';
         return 2;
     }
+    // Looked for only when the plan has a Python row: it starts python3 once.
+    std::string no_python;
+    if (std::any_of(plan.begin(), plan.end(),
+                    [](const Scenario& s) { return s.transport == Transport::python; })) {
+        no_python = find_python(settings);
+    }
 
     RunInfo info;
     info.machine = probe_machine();
@@ -204,7 +213,7 @@ int run(int argc, char** argv) {
 
     if (list) {
         for (const Scenario& s : plan) {
-            const auto skip = skip_reason(s, info.machine.usable_cores, have_shmbusd);
+            const auto skip = skip_reason(s, info.machine.usable_cores, have_shmbusd, no_python);
             std::cout << s.label() << ' ' << to_string(s.test) << ' ' << format_size(s.msg_size);
             if (s.control_test()) {
                 std::cout << " channels " << s.channels << " clients " << s.clients;
@@ -225,7 +234,8 @@ int run(int argc, char** argv) {
     std::vector<Summary> summaries(plan.size());
     for (std::size_t i = 0; i < plan.size(); ++i) {
         summaries[i].scenario = plan[i];
-        summaries[i].skipped = skip_reason(plan[i], info.machine.usable_cores, have_shmbusd);
+        summaries[i].skipped =
+            skip_reason(plan[i], info.machine.usable_cores, have_shmbusd, no_python);
     }
     // Rounds: every scenario runs once per round, so the runs of one scenario are spread over
     // the whole invocation and two scenarios that a target compares are sampled at the same

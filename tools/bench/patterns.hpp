@@ -152,6 +152,18 @@ inline bool writers_finished(const PatternParams& p) {
     return p.board->writers_done.load(std::memory_order_acquire) >= p.writers; // pairs above
 }
 
+/// Records latency sample `ns`, taken at `t1` by the `i`-th exchange of a run, unless it is
+/// warm-up (the first exchanges, or the first quarter of a run of slow ones) or `r` holds
+/// max_samples already.
+inline void record_sample(Report& r, const PatternParams& p, std::size_t i, std::int64_t t1,
+                          std::int64_t ns) {
+    const bool warm = i >= p.warmup || t1 - r.t_start_ns >= p.duration_ns / 4;
+    if (warm && r.samples.size() < p.max_samples) {
+        r.samples.push_back(
+            static_cast<std::uint32_t>(std::clamp<std::int64_t>(ns, 0, std::int64_t{UINT32_MAX})));
+    }
+}
+
 } // namespace detail
 
 /// Ping-pong, pinger side: sends a timestamped ping, waits for the echo, records
@@ -191,13 +203,7 @@ Report run_pinger(Writer& out, Reader& in, StartGate& gate, const PatternParams&
             return r;
         }
         ++r.messages;
-        // Warm-up: the first ping-pongs, or the first quarter of a run of slow ones.
-        const bool warm = i >= p.warmup || t1 - r.t_start_ns >= p.duration_ns / 4;
-        if (warm && r.samples.size() < p.max_samples) {
-            const std::int64_t one_way = (t1 - stamp) / 2;
-            r.samples.push_back(static_cast<std::uint32_t>(
-                std::clamp<std::int64_t>(one_way, 0, std::int64_t{UINT32_MAX})));
-        }
+        detail::record_sample(r, p, i, t1, (t1 - stamp) / 2); // one way: half the trip
         if (t1 >= deadline || r.samples.size() >= p.max_samples) {
             break;
         }

@@ -34,7 +34,8 @@ std::string subs_cell(const Scenario& s) {
     if (s.transport != Transport::shmbus) {
         return "1";
     }
-    if (s.kind == Kind::queue_mpmc) {
+    if (s.kind == Kind::queue_mpmc || s.kind == Kind::rpc) {
+        // writers x readers; on rpc, callers x servers
         return std::to_string(s.publishers) + "x" + std::to_string(s.subscribers);
     }
     return std::to_string(s.subscribers);
@@ -62,6 +63,46 @@ Table latency_table(const std::vector<Summary>& all) {
                           format_spread(s.p99_ns, Unit::ns), format_median(s.p999_ns, Unit::ns),
                           format_median(s.max_ns, Unit::ns), format_median(s.mean_ns, Unit::ns),
                           format_spread(s.line_rtt_ns, Unit::ns)});
+    }
+    return t;
+}
+
+/// Twice the median one-way p50 of the SPSC queue's ping-pong of `wait` at `size` in this
+/// run: the round trip an rpc call is compared with; nullopt if it was not measured.
+std::optional<Spread> queue_round_trip(const std::vector<Summary>& all, Wait wait,
+                                       std::uint64_t size) {
+    for (const Summary& s : all) {
+        const Scenario& sc = s.scenario;
+        if (!s.skipped && s.p50_ns && sc.transport == Transport::shmbus &&
+            sc.kind == Kind::queue_spsc && sc.test == Test::latency && sc.wait == wait &&
+            sc.msg_size == size) {
+            return Spread{2 * s.p50_ns->median, 2 * s.p50_ns->min, 2 * s.p50_ns->max};
+        }
+    }
+    return std::nullopt;
+}
+
+Table round_trip_table(const std::vector<Summary>& all) {
+    Table t{"rpc round trip (request and reply, whole round trip; median [min..max] of runs)",
+            {"transport", "size", "callers", "p50", "p90", "p99", "p99.9", "max", "mean",
+             "queue 2x one-way p50", "line rtt"},
+            {}};
+    for (const Summary& s : all) {
+        if (s.skipped || s.scenario.test != Test::round_trip) {
+            continue;
+        }
+        if (s.good_runs() == 0) {
+            t.rows.push_back({s.scenario.label(), size_cell(s.scenario), subs_cell(s.scenario),
+                              "failed", "", "", "", "", "", "", ""});
+            continue;
+        }
+        t.rows.push_back(
+            {s.scenario.label(), size_cell(s.scenario), subs_cell(s.scenario),
+             format_spread(s.p50_ns, Unit::ns), format_median(s.p90_ns, Unit::ns),
+             format_spread(s.p99_ns, Unit::ns), format_median(s.p999_ns, Unit::ns),
+             format_median(s.max_ns, Unit::ns), format_median(s.mean_ns, Unit::ns),
+             format_median(queue_round_trip(all, s.scenario.wait, s.scenario.msg_size), Unit::ns),
+             format_spread(s.line_rtt_ns, Unit::ns)});
     }
     return t;
 }
@@ -204,6 +245,7 @@ Table idle_table(const std::vector<Summary>& all) {
 /// Every table, in the order the reports show them.
 std::vector<Table> all_tables(const std::vector<Summary>& summaries) {
     return {latency_table(summaries),
+            round_trip_table(summaries),
             stream_table(summaries, Test::throughput),
             stream_table(summaries, Test::bandwidth),
             bridge_cpu_table(summaries),

@@ -6,7 +6,9 @@
 #include "bridge_transport.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
+#include "python_transport.hpp"
 #include "pool_handoff.hpp"
+#include "rpc.hpp"
 #include "shared_state.hpp"
 #include "shmbus_c_transport.hpp"
 #include "shmbus_transport.hpp"
@@ -105,7 +107,7 @@ RunResult reduce_stream(const Scenario& s, const std::vector<Report>& reports) {
 } // namespace
 
 RunResult reduce_reports(const Scenario& s, std::vector<Report>& reports) {
-    if (s.test == Test::latency) {
+    if (s.test == Test::latency || s.test == Test::round_trip) {
         return reduce_latency(reports);
     }
     if (s.solo()) {
@@ -127,10 +129,14 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     std::string error;
     switch (s.transport) {
     case Transport::shmbus:
-        error = run_shmbus(s, settings, reports);
+        error =
+            s.kind == Kind::rpc ? run_rpc(s, settings, reports) : run_shmbus(s, settings, reports);
         break;
     case Transport::shmbus_c:
         error = run_shmbus_c(s, settings, reports);
+        break;
+    case Transport::python:
+        error = run_python(s, settings, reports);
         break;
     case Transport::futex_raw:
         error = run_futex_raw(s, settings, reports);

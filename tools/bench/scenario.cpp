@@ -13,6 +13,7 @@ namespace {
 constexpr std::array kTransportNames{
     std::pair{Transport::shmbus, "shmbus"},
     std::pair{Transport::shmbus_c, "shmbus-c"},
+    std::pair{Transport::python, "python"},
     std::pair{Transport::fifo, "fifo"},
     std::pair{Transport::uds_stream, "uds-stream"},
     std::pair{Transport::uds_seqpacket, "uds-seqpacket"},
@@ -34,6 +35,7 @@ constexpr std::array kKindNames{
     std::pair{Kind::queue_mpmc, "queue-mpmc"},
     std::pair{Kind::broadcast_block, "broadcast-block"},
     std::pair{Kind::broadcast_drop, "broadcast-drop"},
+    std::pair{Kind::rpc, "rpc"},
 };
 constexpr std::array kWaitNames{
     std::pair{Wait::none, ""},
@@ -42,9 +44,13 @@ constexpr std::array kWaitNames{
     std::pair{Wait::futex, "futex"},
 };
 constexpr std::array kTestNames{
-    std::pair{Test::latency, "latency"},       std::pair{Test::throughput, "throughput"},
-    std::pair{Test::bandwidth, "bandwidth"},   std::pair{Test::control_open, "control-open"},
-    std::pair{Test::daemon_rss, "daemon-rss"}, std::pair{Test::daemon_idle_cpu, "daemon-idle-cpu"},
+    std::pair{Test::latency, "latency"},
+    std::pair{Test::round_trip, "round-trip"},
+    std::pair{Test::throughput, "throughput"},
+    std::pair{Test::bandwidth, "bandwidth"},
+    std::pair{Test::control_open, "control-open"},
+    std::pair{Test::daemon_rss, "daemon-rss"},
+    std::pair{Test::daemon_idle_cpu, "daemon-idle-cpu"},
 };
 
 constexpr std::array kLoadNames{
@@ -95,6 +101,18 @@ Scenario shm(Kind kind, Wait wait, Test test, std::uint64_t size, std::uint32_t 
 Scenario shm_c(Wait wait, std::uint64_t size, std::uint32_t batch) {
     return Scenario{
         Transport::shmbus_c, Kind::queue_spsc, wait, Test::throughput, size, batch, 1, 1};
+}
+
+/// The Python package's row beside the C++ one (shmbus queue-spsc adaptive, the same size
+/// and batch): Python's blocking calls wait adaptively, as that row does.
+Scenario python_stream(std::uint64_t size, std::uint32_t batch) {
+    return Scenario{
+        Transport::python, Kind::queue_spsc, Wait::adaptive, Test::throughput, size, batch, 1, 1};
+}
+
+/// An rpc channel with one server and `callers` callers, 128 B requests and replies.
+Scenario rpc(Wait wait, Test test, std::uint32_t callers) {
+    return Scenario{Transport::shmbus, Kind::rpc, wait, test, 128, 1, 1, callers};
 }
 
 Scenario base(Transport t, Test test, std::uint64_t size, std::uint32_t batch = 1) {
@@ -161,7 +179,6 @@ void add_bridge_rows(std::vector<Scenario>& v) {
         v.push_back(bridge_isolation(Test::latency, load));
     }
 }
-
 /// Payloads per second of `size` bytes between two processes: handed through a pool by handle
 /// (`pool`), or copied through a queue with `size`-byte slots.
 Scenario payload_handoff(bool pool, std::uint64_t size) {
@@ -213,6 +230,7 @@ std::vector<Scenario> tiny_suite() {
         base(Transport::fifo, Test::latency, 128),
         raw_ring(Test::latency, 128),
         futex_calibration(),
+        rpc(Wait::spin, Test::round_trip, 1),
         shm(Kind::queue_spsc, Wait::spin, Test::throughput, 128, 64),
         base(Transport::uds_stream, Test::throughput, 128, 1),
         raw_ring(Test::throughput, 128, 1),
@@ -241,6 +259,12 @@ std::vector<Scenario> quick_suite() {
     }
     v.push_back(futex_calibration());
     v.push_back(raw_ring(Test::latency, 128));
+    // rpc round trips beside the queue's ping-pong above, and calls per second.
+    v.push_back(rpc(Wait::spin, Test::round_trip, 1));
+    v.push_back(rpc(Wait::futex, Test::round_trip, 1));
+    v.push_back(rpc(Wait::spin, Test::throughput, 1));
+    v.push_back(rpc(Wait::adaptive, Test::throughput, 1));
+    v.push_back(rpc(Wait::adaptive, Test::throughput, 4));
     for (std::uint32_t batch : {1U, 64U}) {
         for (Wait w : kWaits) {
             v.push_back(shm(Kind::queue_spsc, w, Test::throughput, 128, batch));
@@ -251,6 +275,7 @@ std::vector<Scenario> quick_suite() {
         v.push_back(raw_ring(Test::throughput, 128, batch));
     }
     v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
+    v.push_back(python_stream(128, 64));    // beside shmbus queue-spsc adaptive, batches of 64
     for (std::uint32_t subs : {1U, 3U}) {
         v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
     }
@@ -326,6 +351,18 @@ std::vector<Scenario> full_suite() {
     }
 
     v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
+    v.push_back(python_stream(128, 64));    // beside shmbus queue-spsc adaptive, batches of 64
+
+    // rpc: round trips in every wait mode, calls per second with 1 and 4 callers.
+    for (Wait w : kWaits) {
+        v.push_back(rpc(w, Test::round_trip, 1));
+    }
+    v.push_back(rpc(Wait::spin, Test::throughput, 1));
+    for (Wait w : {Wait::adaptive, Wait::futex}) {
+        for (std::uint32_t callers : {1U, 4U}) {
+            v.push_back(rpc(w, Test::throughput, callers));
+        }
+    }
 
     // Large messages: zero-copy in shmbus, write()/read() for the baselines.
     for (std::uint64_t size : kBandwidthSizes) {
@@ -476,11 +513,15 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
     return out;
 }
 
-std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd) {
-    if ((s.control_plane() || s.transport == Transport::shmbus_c ||
-         s.transport == Transport::bridge) &&
-        !have_shmbusd) {
+std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd,
+                                       std::string_view no_python) {
+    const bool daemon = s.control_plane() || s.transport == Transport::shmbus_c ||
+                        s.transport == Transport::bridge || s.transport == Transport::python;
+    if (daemon && !have_shmbusd) {
         return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
+    }
+    if (s.transport == Transport::python && !no_python.empty()) {
+        return std::string{no_python};
     }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;
     if (spins && s.processes() > cores) {

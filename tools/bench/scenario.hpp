@@ -23,6 +23,7 @@ namespace bench {
 enum class Transport {
     shmbus,
     shmbus_c, ///< shmbus through the C ABI (shmbus.h), endpoints opened through a shmbusd
+    python,   ///< shmbus through the Python package, one python3 process on each side
     fifo,
     uds_stream,
     uds_seqpacket,
@@ -44,14 +45,16 @@ enum class Transport {
 /// exporting daemon while its bridge is connected and idle, or streams at full rate.
 enum class Load { none, idle, streaming };
 
-/// The shmbus channel kind and variant; none for baselines and calibrations.
-enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop };
+/// The shmbus channel kind and variant; none for baselines and calibrations. On an rpc
+/// channel `publishers` are the callers and `subscribers` the servers.
+enum class Kind { none, queue_spsc, queue_mpmc, broadcast_block, broadcast_drop, rpc };
 
 /// The shmbus wait mode; "futex" is WaitMode::blocking. none for everything else.
 enum class Wait { none, spin, adaptive, futex };
 
 enum class Test {
     latency,         ///< ping-pong, one-way = RTT / 2, full sample sets
+    round_trip,      ///< rpc: one call's whole round trip (request and reply), full sample sets
     throughput,      ///< one-way stream of small messages, one or `batch` per publish
     bandwidth,       ///< one-way stream of large messages filled and checksummed in place
     control_open,    ///< shmbusd: connect, hello, open, fd received, mapped, close; repeated
@@ -122,7 +125,10 @@ struct RunSettings {
     std::uint32_t runs{3};
     bool pin{true};
     std::size_t max_samples{std::size_t{1} << 22}; ///< latency samples kept per pinger
-    std::string shmbusd; ///< the daemon the control-plane and bridge tests start; empty: none
+    std::string shmbusd;       ///< the daemon the control-plane and bridge tests start; empty: none
+    std::string python;        ///< python3 for the Python row; empty: it cannot run (find_python())
+    std::string python_script; ///< tools/bench/python_rate.py
+    std::string python_path;   ///< PYTHONPATH under which python3 imports shmbus
 };
 
 /// A suite: its scenarios and its default run settings.
@@ -149,8 +155,10 @@ struct Filters {
 
 /// Why `s` cannot run on `cores` usable cores (busy-spinning needs one core per process, a
 /// baseline has a size limit, a control-plane or bridge test needs a shmbusd binary and
-/// `have_shmbusd` says there is none), or nullopt if it can.
+/// `have_shmbusd` says there is none, a Python row cannot run for the reason `no_python`),
+/// or nullopt if it can.
 [[nodiscard]] std::optional<std::string> skip_reason(const Scenario& s, unsigned cores,
-                                                     bool have_shmbusd = true);
+                                                     bool have_shmbusd = true,
+                                                     std::string_view no_python = {});
 
 } // namespace bench

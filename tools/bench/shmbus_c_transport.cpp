@@ -192,15 +192,9 @@ std::string run_shmbus_c(const Scenario& s, const RunSettings& settings,
         return std::string{"mmap: "} + std::strerror(errno);
     }
     const PatternParams p = make_params(s, settings, board.get());
-    // The C++ transport's stream geometry (shmbus_transport.cpp), in a daemon's channel.
-    ChannelSet channels;
-    channels.count = 1;
-    channels.slot_size = s.msg_size;
-    channels.slot_count = std::max<std::uint64_t>(1024, 16ULL * s.batch);
-    channels.max_subscribers = 1;
-    channels.queue = true;
     ShmbusdProcess daemon;
-    if (std::string e = daemon.start(settings.shmbusd, channels, 8); !e.empty()) {
+    if (std::string e = daemon.start(settings.shmbusd, spsc_stream_channel(s.msg_size, s.batch), 8);
+        !e.empty()) {
         return e;
     }
     Team team{settings.pin};

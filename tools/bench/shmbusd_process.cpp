@@ -2,6 +2,7 @@
 
 #include "shmbusd_process.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -167,6 +168,16 @@ std::string channel_name(std::uint32_t index) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "bench/ch%03u", index);
     return buf;
+}
+
+ChannelSet spsc_stream_channel(std::uint64_t msg_size, std::uint32_t batch) {
+    ChannelSet channels;
+    channels.count = 1;
+    channels.slot_size = msg_size;
+    channels.slot_count = std::max<std::uint64_t>(1024, 16ULL * batch);
+    channels.max_subscribers = 1;
+    channels.queue = true;
+    return channels;
 }
 
 std::string find_shmbusd(const std::string& explicit_path, std::string& error) {

@@ -57,6 +57,11 @@ struct ChannelSet {
 using ConfigExtra =
     std::function<std::string(const std::filesystem::path& dir, std::string& error)>;
 
+/// One queue channel (channel_name(0)) for a single-producer single-consumer stream of
+/// `msg_size`-byte messages, `batch` per publish, with the C++ transport's stream geometry
+/// (shmbus_transport.cpp): the channel of the rows that open endpoints through a daemon.
+[[nodiscard]] ChannelSet spsc_stream_channel(std::uint64_t msg_size, std::uint32_t batch);
+
 /// The shmbusd binary to run: `explicit_path` if given (must be executable), else the one
 /// built beside the benchmark, else `shmbusd` on PATH. Empty if there is none; `error`
 /// then says why when an explicit path was given.

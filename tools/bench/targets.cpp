@@ -211,6 +211,22 @@ std::vector<Target> evaluate_targets(const std::vector<Summary>& all) {
     out.push_back(ratio_target("adaptive p50 <= 3x spin p50 (128 B)", 3, true, p50(adaptive_lat),
                                p50(spin_lat), Unit::ns, "adaptive", "spin"));
 
+    // An rpc call is a request one way and a reply the other: its whole round trip against
+    // two one-way trips through the SPSC queue of the same run (its ping-pong round trip).
+    const Summary* rpc_spin = find(all, [](const Scenario& s) {
+        return s.transport == Transport::shmbus && s.kind == Kind::rpc && s.wait == Wait::spin &&
+               s.test == Test::round_trip && s.msg_size == 128 && s.publishers == 1;
+    });
+    std::optional<Spread> two_one_way;
+    if (spin_lat != nullptr && spin_lat->p50_ns) {
+        two_one_way = Spread{2 * spin_lat->p50_ns->median, 2 * spin_lat->p50_ns->min,
+                             2 * spin_lat->p50_ns->max};
+    }
+    out.push_back(
+        ratio_target("rpc busy-spin round trip p50 <= 1.25x two SPSC one-way p50s (128 B)", 1.25,
+                     true, p50(rpc_spin), spin_lat != nullptr ? &two_one_way : nullptr, Unit::ns,
+                     "rpc round trip", "2x queue-spsc one-way"));
+
     const Summary* spin_tp1 = find(all, shm_spsc(Wait::spin, Test::throughput, 128, 1));
     const Summary* fifo_tp1 = find(all, baseline(Transport::fifo, Test::throughput, 128, 1));
     const Summary* spin_tp64 = find(all, shm_spsc(Wait::spin, Test::throughput, 128, 64));

@@ -105,7 +105,8 @@ int run(int argc, char** argv) {
                        "none was lost (a loss is always reported)");
     tail_cmd->add_flag("--events", tail.events,
                        "print peer events too: publishers and subscribers attached, detached or "
-                       "died, and this subscriber lapped");
+                       "died, and this subscriber lapped; on an rpc channel (required there) "
+                       "servers and callers, and server_gone");
     tail_cmd->callback([&] {
         tail.format = tail_format == "hex"    ? TailFormat::hex
                       : tail_format == "json" ? TailFormat::json

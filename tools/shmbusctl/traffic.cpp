@@ -44,10 +44,18 @@ void print_message(TailFormat format, const shmbus::Received& r, std::span<const
     }
 }
 
+/// The side of a channel `role` is, as tail prints it: on an rpc channel callers and servers.
+std::string role_name(shmbus::Role role, bool rpc) {
+    if (rpc) {
+        return role == shmbus::Role::publisher ? "caller" : "server";
+    }
+    return std::string{shmbus::to_string(role)};
+}
+
 /// One peer event, as `tail --events` prints it.
-void print_event(TailFormat format, const shmbus::PeerEvent& e) {
+void print_event(TailFormat format, const shmbus::PeerEvent& e, bool rpc) {
     const std::string kind{shmbus::to_string(e.kind)};
-    const std::string role{shmbus::to_string(e.role)};
+    const std::string role = role_name(e.role, rpc);
     if (format == TailFormat::json) {
         nlohmann::json j{{"event", kind}, {"sequence", e.sequence}};
         if (e.kind == shmbus::EventKind::lapped || e.kind == shmbus::EventKind::events_lost) {
@@ -106,6 +114,60 @@ std::string elapsed_text(double seconds) {
     return buf;
 }
 
+/// tail on an rpc channel: its calls belong to their callers, so there are no messages to
+/// print; with --events tail opens a caller that makes no calls and prints the channel's
+/// events (servers and callers that came and went, server_gone) as they come, waiting on
+/// its wait handle. --count and --timeout count events.
+int tail_rpc_events(shmbus::Client& client, const TailOptions& tail) {
+    if (!tail.events) {
+        return fail("tail '" + tail.channel +
+                        "': an rpc channel carries calls, not messages to tail; --events prints "
+                        "its servers and callers coming and going",
+                    kExitUsage);
+    }
+    shmbus::EndpointOptions eo;
+    eo.wait = shmbus::WaitMode::blocking;
+    eo.peer_events = true;
+    auto caller = client.open_caller(tail.channel, eo);
+    if (!caller) {
+        return fail("cannot follow the events of '" + tail.channel + "'", caller.error(),
+                    ErrorSite::channel);
+    }
+    auto fd = caller->wait_handle();
+    if (!fd) {
+        return fail("tail '" + tail.channel + "'", fd.error(), ErrorSite::other);
+    }
+    catch_interrupts();
+    if (::isatty(::fileno(stderr)) == 1) {
+        std::fprintf(stderr, "Following the events of '%s' (rpc) as a caller. Ctrl-C to stop.\n",
+                     tail.channel.c_str());
+    }
+    std::uint64_t printed = 0;
+    auto last = Clock::now();
+    while (!interrupted() && (tail.count == 0 || printed < tail.count)) {
+        std::array<shmbus::PeerEvent, 16> events;
+        const std::size_t n = caller->events(events);
+        for (std::size_t i = 0; i < n && (tail.count == 0 || printed < tail.count); ++i) {
+            print_event(tail.format, events[i], true);
+            ++printed;
+            last = Clock::now();
+        }
+        std::fflush(stdout);
+        if (n == events.size()) {
+            continue; // more may wait: events() re-arms the handle only when it runs out
+        }
+        if (tail.timeout_s > 0 &&
+            Clock::now() - last > std::chrono::duration<double>(tail.timeout_s)) {
+            char seconds[32];
+            std::snprintf(seconds, sizeof seconds, "%g", tail.timeout_s);
+            return fail("tail '" + tail.channel + "': no event for " + seconds + " s", kExitFailed);
+        }
+        pollfd p{*fd, POLLIN, 0};
+        (void)::poll(&p, 1, static_cast<int>(kTick.count()));
+    }
+    return kExitOk;
+}
+
 } // namespace
 
 int run_tail(const GlobalOptions& options, const TailOptions& tail) {
@@ -113,6 +175,12 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
     auto client = connect(options, rc);
     if (!client) {
         return rc;
+    }
+    // An rpc channel has no messages to tail; a failure here is left to the open below,
+    // which names it.
+    if (auto detail = client->channel_info(tail.channel);
+        detail && detail->summary.info.kind == shmbus::ChannelKind::rpc) {
+        return tail_rpc_events(*client, tail);
     }
     shmbus::EndpointOptions eo;
     eo.wait = shmbus::WaitMode::blocking;
@@ -161,7 +229,7 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
         do {
             n = sub->events(events);
             for (std::size_t i = 0; i < n; ++i) {
-                print_event(tail.format, events[i]);
+                print_event(tail.format, events[i], false);
             }
         } while (n == events.size());
         std::fflush(stdout);

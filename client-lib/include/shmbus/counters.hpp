@@ -100,6 +100,7 @@ public:
 
 private:
     friend class Counters;
+    friend struct detail::EndpointHooks; // the C ABI's shmbus_counter, to and from a Counter
     Counter(std::uint64_t* value, std::uint64_t index, bool writable) noexcept
         : value_{value}, index_{index}, writable_{writable} {}
     [[nodiscard]] static Error read_only() {

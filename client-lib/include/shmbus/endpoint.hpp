@@ -89,6 +89,7 @@ public:
 
 private:
     friend class Publisher;
+    friend struct detail::EndpointHooks; // the C ABI's batch, rebuilt from the DataPort
     WriteBatch(const detail::DataPort& p, std::uint64_t first, std::size_t count) noexcept
         : base_{p.slots}, stride_{p.stride}, mask_{p.mask}, slot_size_{p.slot_size}, first_{first},
           data_offset_{p.data_offset}, length_offset_{p.length_offset}, count_{count} {}
@@ -135,6 +136,7 @@ public:
 
 private:
     friend class Subscriber;
+    friend struct detail::EndpointHooks; // the C ABI's batch, rebuilt from the DataPort
     ReadBatch(const detail::DataPort& p, std::uint64_t first, std::size_t count,
               std::uint64_t lost_before) noexcept
         : base_{p.slots}, stride_{p.stride}, mask_{p.mask}, slot_size_{p.slot_size}, first_{first},
@@ -180,10 +182,7 @@ public:
     /// Errc::corrupted naming the field if the segment is damaged.
     [[nodiscard]] Result<WriteBatch> try_reserve(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        if (p.inline_path() && !p.pending && max_count != 0 && p.room_within_high_water())
-            [[likely]] {
-            const std::size_t n = p.reservable(max_count);
-            p.begin_batch(p.pos, n);
+        if (const std::size_t n = p.reserve_inline(max_count); n != 0) [[likely]] {
             return WriteBatch{p, p.pos, n};
         }
         return reserve_slow(max_count);
@@ -198,10 +197,7 @@ public:
     /// the message) when a message's length was never set.
     [[nodiscard]] Result<void> commit(WriteBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.inline_path() && p.is_outstanding(batch.first_, batch.count_) &&
-            p.first_unfit_length(batch.first_, batch.count_) == batch.count_) [[likely]] {
-            p.publish(batch.count_);
-            p.end_batch();
+        if (p.commit_inline(batch.first_, batch.count_)) [[likely]] {
             batch.count_ = 0;
             if (p.peer_asleep()) [[unlikely]] {
                 wake_readers();
@@ -283,19 +279,12 @@ public:
     /// validation, which is then skipped and counted.
     [[nodiscard]] Result<ReadBatch> try_receive(std::size_t max_count = 1) noexcept {
         detail::DataPort& p = *port_;
-        if (p.inline_path() && !p.pending && max_count != 0) [[likely]] {
-            const std::size_t n = p.ready(max_count);
-            if (n != 0) [[likely]] {
-                p.begin_batch(p.pos, n);
-                return ReadBatch{p, p.pos, n, 0};
-            }
-            // Every 256th empty poll goes to the library even when the slot looks empty, so
-            // that a damaged state that merely looks old is found too; the library also
-            // reads the producer's index. Any other empty poll touches only the one line the
-            // producer writes next.
-            if ((++p.empty_polls & 255) != 0 && p.looks_empty()) [[likely]] {
-                return make_error(Errc::would_block);
-            }
+        const std::size_t n = p.receive_inline(max_count);
+        if (n - 1 < detail::DataPort::kEmpty - 1) [[likely]] { // neither 0 nor kEmpty
+            return ReadBatch{p, p.pos, n, 0};
+        }
+        if (n == detail::DataPort::kEmpty) {
+            return make_error(Errc::would_block);
         }
         return receive_slow(max_count);
     }
@@ -307,9 +296,7 @@ public:
     /// message of the batch is counted as lost (lost(), the channel's dropped counter).
     [[nodiscard]] Result<void> release(ReadBatch& batch) noexcept {
         detail::DataPort& p = *port_;
-        if (p.inline_path() && p.is_outstanding(batch.first_, batch.count_)) [[likely]] {
-            p.end_batch();
-            p.consume(batch.count_);
+        if (p.release_inline(batch.first_, batch.count_)) [[likely]] {
             batch.count_ = 0;
             if (p.peer_asleep()) [[unlikely]] {
                 wake_writers();

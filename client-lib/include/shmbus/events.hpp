@@ -27,18 +27,23 @@ enum class EventKind : std::uint32_t {
     died = 3,        ///< a peer endpoint's process ended without detaching; it was reclaimed
     lapped = 4,      ///< broadcast drop: this subscriber was overrun; `count` messages are lost
     events_lost = 5, ///< `count` events were overwritten before this endpoint read them
+    /// rpc callers only: a server (`role` subscriber, `endpoint_index`, `pid`) is gone. It
+    /// follows that server's `detached` or `died` event, with the same `sequence`: the one
+    /// kind a caller that only cares whether its servers are there needs to handle.
+    server_gone = 6,
 };
 
 /// "attached", "detached", ...; "unknown" for a kind this library does not know.
 [[nodiscard]] SHMBUS_EXPORT std::string_view to_string(EventKind kind) noexcept;
 
 /// One event, in the order the daemon wrote it (lapped and events_lost come first, in the
-/// batch that noticed them).
+/// batch that noticed them). On an rpc channel the publishers are the callers and the
+/// subscribers the servers.
 struct PeerEvent {
     EventKind kind{EventKind::attached};
-    Role role{Role::publisher};      ///< attached/detached/died: the peer's side
-    std::uint32_t endpoint_index{0}; ///< attached/detached/died: the peer's table entry
-    std::uint32_t pid{0};            ///< attached/detached/died: its process, as the daemon saw it
+    Role role{Role::publisher};      ///< attached/detached/died/server_gone: the peer's side
+    std::uint32_t endpoint_index{0}; ///< attached/detached/died/server_gone: its table entry
+    std::uint32_t pid{0};            ///< the same events: its process, as the daemon saw it
     std::uint64_t count{0};          ///< lapped: messages lost; events_lost: events missed
     std::uint64_t sequence{0};       ///< the event's number on the channel (0 for local ones)
 };

@@ -22,6 +22,7 @@
 #include <shmbus/channel.hpp>
 #include <shmbus/endpoint.hpp>
 #include <shmbus/error.hpp>
+#include <shmbus/events.hpp>
 #include <shmbus/export.hpp>
 
 #include <chrono>
@@ -100,6 +101,20 @@ public:
     /// respond().
     [[nodiscard]] Result<void> commit_reply(const Request& request, std::uint64_t length) noexcept;
 
+    /// Reads up to `out.size()` peer events into `out` and returns how many (0 when none
+    /// waits, or when the server did not ask for them with EndpointOptions::peer_events):
+    /// callers (Role::publisher) and the other servers (Role::subscriber) attached, detached
+    /// or died. No system call; re-arms the wait handle when it returns fewer than
+    /// `out.size()`.
+    [[nodiscard]] std::size_t events(std::span<PeerEvent> out) noexcept;
+    /// A descriptor that becomes readable when this server has something to do: a request
+    /// to take, or peer events when asked for. It stays readable until a call finds nothing
+    /// left to do (a receive that would block, an events() that runs out), so drain the
+    /// server on each wake-up. For epoll, poll, select, libuv's uv_poll, asio, Qt. Owned by
+    /// the server (do not close it); the first call starts a relay thread
+    /// (docs/events-and-waiting.md). Errc::system_error if it cannot.
+    [[nodiscard]] Result<int> wait_handle() noexcept;
+
     /// The channel this server serves.
     [[nodiscard]] const ChannelInfo& info() const noexcept;
     /// This server's entry in the channel's server table.
@@ -166,14 +181,39 @@ public:
     /// failure (Errc::closed, Errc::not_found as call()). Once a reply or failure is
     /// returned the ticket is spent: Errc::invalid_argument for a ticket not in flight.
     [[nodiscard]] Result<Reply> poll(const Ticket& ticket) noexcept;
+    /// As poll(), copying the reply into `reply` (no allocation): returns its length.
+    /// Errc::message_too_large if `reply` is too small (the reply is then lost, the ticket
+    /// spent).
+    [[nodiscard]] Result<std::size_t> poll(const Ticket& ticket,
+                                           std::span<std::byte> reply) noexcept;
     /// As poll(), waiting up to `timeout`; on Errc::timed_out the call is given up as in call().
     [[nodiscard]] Result<Reply> receive_reply(const Ticket& ticket,
                                               std::chrono::nanoseconds timeout) noexcept;
+    /// As receive_reply(), copying the reply into `reply` (no allocation): returns its
+    /// length. Errc::message_too_large as poll().
+    [[nodiscard]] Result<std::size_t> receive_reply(const Ticket& ticket,
+                                                    std::span<std::byte> reply,
+                                                    std::chrono::nanoseconds timeout) noexcept;
     /// Gives a call up: withdrawn if no server took it yet, its reply dropped when it comes.
     /// Errc::invalid_argument for a ticket not in flight.
     [[nodiscard]] Result<void> cancel(const Ticket& ticket) noexcept;
     /// Calls of this caller sent and not yet collected or given up.
     [[nodiscard]] std::size_t in_flight() const noexcept;
+
+    /// Reads up to `out.size()` peer events into `out` and returns how many (0 when none
+    /// waits, or when the caller did not ask for them with EndpointOptions::peer_events):
+    /// servers (Role::subscriber) and the other callers (Role::publisher) attached, detached
+    /// or died, and after each server's detached or died a server_gone for it. No system
+    /// call; re-arms the wait handle when it returns fewer than `out.size()`.
+    [[nodiscard]] std::size_t events(std::span<PeerEvent> out) noexcept;
+    /// A descriptor that becomes readable when this caller has something to do: the reply
+    /// or the failure of a call in flight to collect (with poll()), a call that fails for
+    /// want of a server, or peer events when asked for. Every poll() re-arms it (it becomes
+    /// readable again at once if more is to collect), and so does an events() that runs
+    /// out: poll the tickets in flight and read the events on each wake-up. For epoll, poll, select, libuv's
+    /// uv_poll, asio, Qt. Owned by the caller (do not close it); the first call starts a
+    /// relay thread (docs/events-and-waiting.md). Errc::system_error if it cannot.
+    [[nodiscard]] Result<int> wait_handle() noexcept;
 
     /// The channel this caller calls.
     [[nodiscard]] const ChannelInfo& info() const noexcept;

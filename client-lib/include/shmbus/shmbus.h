@@ -4,9 +4,11 @@
  * programs and for other languages' bindings (cffi, ctypes, pybind11, ...). It compiles as
  * C11 and as C++; it includes nothing but <stddef.h> and <stdint.h>.
  *
- * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber. Every function
- * that can fail returns an int: 0 (SHMBUS_OK) on success, else one of the shmbus_errc
- * codes below, whose values are those of shmbus::Errc. The sentence that says what went
+ * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber, for the
+ * shared-state channels shmbus_blackboard and shmbus_counters, and for rpc channels
+ * shmbus_server and shmbus_caller. Every function that can fail returns an int: 0
+ * (SHMBUS_OK) on success, else one of the shmbus_errc codes below, whose values are those
+ * of shmbus::Errc. The sentence that says what went
  * wrong (which channel, which size, which path) is kept per thread: call
  * shmbus_last_error_message() on the same thread, after the failing call and before the
  * next call that fails. A thread-local last error rather than an error out-parameter
@@ -108,8 +110,8 @@ typedef enum shmbus_wait_mode {
 typedef enum shmbus_channel_kind {
     SHMBUS_KIND_QUEUE = 1,      /**< each message is taken by exactly one consumer */
     SHMBUS_KIND_BROADCAST = 2,  /**< every subscriber sees every message */
-    SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements (C++ API) */
-    SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells (C++ API) */
+    SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements */
+    SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells */
     SHMBUS_KIND_RPC = 6         /**< request/response: servers and callers (C++ API) */
 } shmbus_channel_kind;
 
@@ -291,11 +293,12 @@ SHMBUS_C_EXPORT uint64_t shmbus_subscriber_lost(const shmbus_subscriber* subscri
 
 /** What happened (shmbus::EventKind). The list grows: treat an unknown kind as ignorable. */
 typedef enum shmbus_event_kind {
-    SHMBUS_EVENT_ATTACHED = 1,   /**< a peer endpoint joined the channel */
-    SHMBUS_EVENT_DETACHED = 2,   /**< a peer endpoint left the channel cleanly */
-    SHMBUS_EVENT_DIED = 3,       /**< a peer's process ended without detaching; reclaimed */
-    SHMBUS_EVENT_LAPPED = 4,     /**< broadcast drop: this subscriber lost `count` messages */
-    SHMBUS_EVENT_EVENTS_LOST = 5 /**< `count` events were overwritten before they were read */
+    SHMBUS_EVENT_ATTACHED = 1,    /**< a peer endpoint joined the channel */
+    SHMBUS_EVENT_DETACHED = 2,    /**< a peer endpoint left the channel cleanly */
+    SHMBUS_EVENT_DIED = 3,        /**< a peer's process ended without detaching; reclaimed */
+    SHMBUS_EVENT_LAPPED = 4,      /**< broadcast drop: this subscriber lost `count` messages */
+    SHMBUS_EVENT_EVENTS_LOST = 5, /**< `count` events were overwritten before they were read */
+    SHMBUS_EVENT_SERVER_GONE = 6  /**< rpc callers: a server left or died (after its own event) */
 } shmbus_event_kind;
 
 /** The side of a channel a peer is on (shmbus::Role). */
@@ -381,6 +384,142 @@ SHMBUS_C_EXPORT int shmbus_client_list_channels(shmbus_client* client,
 SHMBUS_C_EXPORT int shmbus_client_channel_info(shmbus_client* client, const char* channel,
                                                shmbus_channel_summary* summary) SHMBUS_C_NOEXCEPT;
 
+/* ==== rpc channels: request/response (shmbus/rpc.hpp, docs/rpc.md) ======================== *
+ *
+ * A server takes requests in place and answers each; a caller sends requests and collects
+ * each reply, matched by the call's correlation id. Replies are copied into the caller's
+ * buffer (no allocation); a server may write its reply in place (reserve/commit). Peer
+ * events and wait handles work as for publishers and subscribers; a caller gets
+ * SHMBUS_EVENT_SERVER_GONE after each server's detached or died. */
+
+typedef struct shmbus_server shmbus_server;
+typedef struct shmbus_caller shmbus_caller;
+
+/** One request taken by shmbus_server_receive(), read in place: `size` bytes at `data`,
+ *  valid until the server answers it (or is closed). Pass it back, unchanged, to answer. */
+typedef struct shmbus_request {
+    const void* data;
+    uint64_t size;
+    uint64_t id;     /**< the call's correlation id (unique per caller) */
+    uint32_t caller; /**< the caller's entry in the channel's caller table */
+    uint32_t slot;   /**< the call slot of that caller */
+} shmbus_request;
+
+/** A call in flight, as shmbus_caller_send() returned it. */
+typedef struct shmbus_ticket {
+    uint64_t id;       /**< the call's correlation id */
+    uint32_t slot;     /**< its call slot */
+    uint32_t reserved; /**< 0 */
+} shmbus_ticket;
+
+/** Opens the rpc channel `channel` as a server (ACL `serve`); `options` may be NULL.
+ *  Errors as shmbus_open_publisher(), SHMBUS_E_LIMIT_REACHED beyond max_servers,
+ *  SHMBUS_E_INVALID_ARGUMENT if it is not an rpc channel. One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_open_server(shmbus_client* client, const char* channel,
+                                       const shmbus_endpoint_options* options,
+                                       shmbus_server** server) SHMBUS_C_NOEXCEPT;
+/** Opens the rpc channel `channel` as a caller (ACL `call`). `wait_for_server` non-zero: a
+ *  call made while no server is attached waits for one (up to its timeout) instead of failing
+ *  at once with SHMBUS_E_NOT_FOUND. Errors as shmbus_open_server(), with max_callers. */
+SHMBUS_C_EXPORT int shmbus_open_caller(shmbus_client* client, const char* channel,
+                                       const shmbus_endpoint_options* options, int wait_for_server,
+                                       shmbus_caller** caller) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `server` (NULL: nothing). Every call taken and not answered
+ *  fails at its caller with SHMBUS_E_CLOSED. */
+SHMBUS_C_EXPORT void shmbus_server_close(shmbus_server* server) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `caller` (NULL: nothing). Calls in flight are given up. */
+SHMBUS_C_EXPORT void shmbus_caller_close(shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
+
+/** Takes up to `capacity` (>= 1) requests, from every caller in turn, waiting up to
+ *  `timeout_ns` for the first, and describes them in requests[0 .. *count). Errors:
+ *  SHMBUS_E_WOULD_BLOCK (timeout 0, none waiting), SHMBUS_E_TIMED_OUT,
+ *  SHMBUS_E_INVALID_ARGUMENT (capacity 0, NULL argument), SHMBUS_E_CORRUPTED (a request
+ *  failed validation: it was failed back to its caller; call again). One thread at a time
+ *  per server. */
+SHMBUS_C_EXPORT int shmbus_server_receive(shmbus_server* server, shmbus_request* requests,
+                                          size_t capacity, int64_t timeout_ns,
+                                          size_t* count) SHMBUS_C_NOEXCEPT;
+/** Copies `size` bytes of `reply` into the call's reply slot and hands it to its caller.
+ *  Errors: SHMBUS_E_MESSAGE_TOO_LARGE (naming both sizes; the call stays taken),
+ *  SHMBUS_E_LOST (the caller gave up meanwhile: the reply is dropped and counted),
+ *  SHMBUS_E_INVALID_ARGUMENT (a request this server does not hold, NULL argument). */
+SHMBUS_C_EXPORT int shmbus_server_respond(shmbus_server* server, const shmbus_request* request,
+                                          const void* reply, size_t size) SHMBUS_C_NOEXCEPT;
+/** The call's reply slot, to write the reply in place: *data and *capacity (bytes). Then
+ *  shmbus_server_commit_reply(). SHMBUS_E_INVALID_ARGUMENT for a request this server does
+ *  not hold. */
+SHMBUS_C_EXPORT int shmbus_server_reserve_reply(shmbus_server* server,
+                                                const shmbus_request* request, void** data,
+                                                uint64_t* capacity) SHMBUS_C_NOEXCEPT;
+/** Hands the `length` bytes written into the reply slot to the caller. Errors as
+ *  shmbus_server_respond(). */
+SHMBUS_C_EXPORT int shmbus_server_commit_reply(shmbus_server* server, const shmbus_request* request,
+                                               uint64_t length) SHMBUS_C_NOEXCEPT;
+
+/** Sends `size` bytes of `request` and waits up to `timeout_ns` for the reply, copied into
+ *  `reply` (`capacity` bytes); *reply_size (may be NULL) receives its length. Errors:
+ *  SHMBUS_E_NOT_FOUND (no server attached, or the last left before taking the call),
+ *  SHMBUS_E_CLOSED (the server that took the call died), SHMBUS_E_TIMED_OUT (the call is
+ *  given up), SHMBUS_E_MESSAGE_TOO_LARGE (request beyond the channel's request size, or a
+ *  reply larger than `capacity`: that reply is lost), SHMBUS_E_WOULD_BLOCK (depth calls in
+ *  flight), SHMBUS_E_INVALID_ARGUMENT (NULL with a size). One thread at a time per caller. */
+SHMBUS_C_EXPORT int shmbus_caller_call(shmbus_caller* caller, const void* request, size_t size,
+                                       void* reply, size_t capacity, int64_t timeout_ns,
+                                       size_t* reply_size) SHMBUS_C_NOEXCEPT;
+/** Sends a request without waiting; collect the reply with shmbus_caller_poll() or
+ *  shmbus_caller_receive_reply(). Errors as shmbus_caller_call(), without timed out. */
+SHMBUS_C_EXPORT int shmbus_caller_send(shmbus_caller* caller, const void* request, size_t size,
+                                       shmbus_ticket* ticket) SHMBUS_C_NOEXCEPT;
+/** The reply to `ticket` if it has come, copied as by shmbus_caller_call(), or the call's
+ *  failure; SHMBUS_E_WOULD_BLOCK while it is pending. Once a reply or failure is returned
+ *  the ticket is spent (SHMBUS_E_INVALID_ARGUMENT after). Re-arms the wait handle. */
+SHMBUS_C_EXPORT int shmbus_caller_poll(shmbus_caller* caller, const shmbus_ticket* ticket,
+                                       void* reply, size_t capacity,
+                                       size_t* reply_size) SHMBUS_C_NOEXCEPT;
+/** As shmbus_caller_poll(), waiting up to `timeout_ns`; on SHMBUS_E_TIMED_OUT the call is
+ *  given up. */
+SHMBUS_C_EXPORT int shmbus_caller_receive_reply(shmbus_caller* caller, const shmbus_ticket* ticket,
+                                                void* reply, size_t capacity, int64_t timeout_ns,
+                                                size_t* reply_size) SHMBUS_C_NOEXCEPT;
+/** Gives a call up: withdrawn if no server took it yet, its reply dropped when it comes.
+ *  SHMBUS_E_INVALID_ARGUMENT for a ticket not in flight. */
+SHMBUS_C_EXPORT int shmbus_caller_cancel(shmbus_caller* caller,
+                                         const shmbus_ticket* ticket) SHMBUS_C_NOEXCEPT;
+/** Calls of this caller sent and not yet collected or given up (0 for NULL). */
+SHMBUS_C_EXPORT size_t shmbus_caller_in_flight(const shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
+/** The largest reply a call on this caller's channel can get (its reply_size), the buffer
+ *  size that never fails with SHMBUS_E_MESSAGE_TOO_LARGE (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_caller_reply_size(const shmbus_caller* caller) SHMBUS_C_NOEXCEPT;
+
+/** As shmbus_publisher_events(), for a server: callers and other servers attached, detached,
+ *  died. */
+SHMBUS_C_EXPORT size_t shmbus_server_events(shmbus_server* server, shmbus_event* events,
+                                            size_t capacity) SHMBUS_C_NOEXCEPT;
+/** As shmbus_publisher_events(), for a caller: servers (SHMBUS_ROLE_SUBSCRIBER) and other
+ *  callers attached, detached, died, and SHMBUS_EVENT_SERVER_GONE after each server that
+ *  went. */
+SHMBUS_C_EXPORT size_t shmbus_caller_events(shmbus_caller* caller, shmbus_event* events,
+                                            size_t capacity) SHMBUS_C_NOEXCEPT;
+/** A descriptor that becomes readable while a request waits, or peer events; re-armed by a
+ *  receive that finds nothing and by an events call that runs out. Owned by the server.
+ *  Errors: SHMBUS_E_INVALID_ARGUMENT (NULL argument), SHMBUS_E_SYSTEM_ERROR. */
+SHMBUS_C_EXPORT int shmbus_server_wait_handle(shmbus_server* server, int* fd) SHMBUS_C_NOEXCEPT;
+/** A descriptor that becomes readable while the outcome of a call in flight waits to be
+ *  collected, a call can no longer be taken (no server left), or peer events; every poll
+ *  re-arms it, and so does an events call that runs out. Owned by the caller. Errors as
+ *  shmbus_server_wait_handle(). */
+SHMBUS_C_EXPORT int shmbus_caller_wait_handle(shmbus_caller* caller, int* fd) SHMBUS_C_NOEXCEPT;
+/** The channel `server` serves (nothing for NULL arguments). On an rpc channel slot_size is
+ *  the largest request, slot_count the depth, max_publishers the callers and
+ *  max_subscribers the servers. */
+SHMBUS_C_EXPORT void shmbus_server_info(const shmbus_server* server,
+                                        shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** The channel `caller` calls, as shmbus_server_info(). */
+SHMBUS_C_EXPORT void shmbus_caller_info(const shmbus_caller* caller,
+                                        shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+
+/* ==== end of rpc channels ================================================================= */
+
 /* ---- Administration --------------------------------------------------------------------- */
 
 /** A dynamic channel as a client asks for it (shmbus::ChannelRequest). Fill with
@@ -464,6 +603,143 @@ SHMBUS_C_EXPORT int shmbus_client_reload(shmbus_client* client,
  *  Errors as shmbus_client_list_channels(). One thread at a time per client. */
 SHMBUS_C_EXPORT int shmbus_client_ping(shmbus_client* client,
                                        int64_t* round_trip_ns) SHMBUS_C_NOEXCEPT;
+
+/* ==== Shared state: blackboard and counters channels ===================================
+ *
+ * The C form of shmbus/blackboard.hpp and shmbus/counters.hpp (kinds SHMBUS_KIND_BLACKBOARD
+ * and SHMBUS_KIND_COUNTERS), implemented in c_api_state.cpp. Opened as a writer
+ * (SHMBUS_ROLE_PUBLISHER: the channel's `publish` ACL) or a reader (SHMBUS_ROLE_SUBSCRIBER:
+ * `subscribe` ACL, a read-only mapping). Functions added in node SHMBUS_0.1. */
+
+typedef struct shmbus_blackboard shmbus_blackboard;
+typedef struct shmbus_counters shmbus_counters;
+
+/** Opens blackboard `channel` as a writer or a reader (`role`, a shmbus_role); `options` may
+ *  be NULL. Errors as shmbus_open_publisher(); SHMBUS_E_INVALID_ARGUMENT if the channel is
+ *  not a blackboard or `role` is no shmbus_role. One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_open_blackboard(shmbus_client* client, const char* channel,
+                                           uint32_t role, const shmbus_endpoint_options* options,
+                                           shmbus_blackboard** blackboard) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `blackboard` (NULL: nothing). */
+SHMBUS_C_EXPORT void shmbus_blackboard_close(shmbus_blackboard* blackboard) SHMBUS_C_NOEXCEPT;
+/** Number of elements (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_blackboard_size(const shmbus_blackboard* blackboard)
+    SHMBUS_C_NOEXCEPT;
+/** Bytes per element (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_blackboard_element_size(const shmbus_blackboard* blackboard)
+    SHMBUS_C_NOEXCEPT;
+/** The channel (as shmbus_publisher_info()). */
+SHMBUS_C_EXPORT void shmbus_blackboard_info(const shmbus_blackboard* blackboard,
+                                            shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** Copies element `index` into `out` (`capacity` >= the element size; that many bytes are
+ *  written), consistent: never a mix of two writes. `version` (may be NULL) receives how
+ *  many writes the element has had (mod 2^32). Errors: SHMBUS_E_INVALID_ARGUMENT (index out
+ *  of range, buffer too small, NULL argument), SHMBUS_E_WOULD_BLOCK (writers kept moving the
+ *  element, or one holds it), SHMBUS_E_CORRUPTED naming the element (its writer died
+ *  mid-update: torn until the next write). One thread at a time per blackboard. */
+SHMBUS_C_EXPORT int shmbus_blackboard_read(const shmbus_blackboard* blackboard, uint64_t index,
+                                           void* out, size_t capacity,
+                                           uint64_t* version) SHMBUS_C_NOEXCEPT;
+/** Copies `size` / element size consecutive elements from `first` into `out`, each
+ *  consistent on its own; `size` must be a multiple of the element size. Errors as
+ *  shmbus_blackboard_read(), naming the element. */
+SHMBUS_C_EXPORT int shmbus_blackboard_read_range(const shmbus_blackboard* blackboard,
+                                                 uint64_t first, void* out,
+                                                 size_t size) SHMBUS_C_NOEXCEPT;
+/** Replaces element `index` with `size` bytes at `data` (at most the element size; the rest
+ *  becomes zeros). Errors: SHMBUS_E_PERMISSION_DENIED (a reader), SHMBUS_E_MESSAGE_TOO_LARGE
+ *  (more bytes than an element, naming both sizes), SHMBUS_E_INVALID_ARGUMENT (index, NULL
+ *  data with a size), SHMBUS_E_WOULD_BLOCK (another writer held the element for too long). */
+SHMBUS_C_EXPORT int shmbus_blackboard_write(shmbus_blackboard* blackboard, uint64_t index,
+                                            const void* data, size_t size) SHMBUS_C_NOEXCEPT;
+/** Writes `size` / element size consecutive elements from `first`, element by element;
+ *  `size` must be a multiple of the element size. Errors as shmbus_blackboard_write(). */
+SHMBUS_C_EXPORT int shmbus_blackboard_write_range(shmbus_blackboard* blackboard, uint64_t first,
+                                                  const void* data, size_t size) SHMBUS_C_NOEXCEPT;
+/** Changes an element's `size` bytes at `element` in place; called under the element's
+ *  writer lock, so it must be short and must not call back into the blackboard. */
+typedef void (*shmbus_blackboard_edit_fn)(void* user, void* element, size_t size);
+/** Read-modify-write of element `index`: `edit` gets a copy of its current bytes to change,
+ *  which are then published as one write. Errors as shmbus_blackboard_write(). */
+SHMBUS_C_EXPORT int shmbus_blackboard_update(shmbus_blackboard* blackboard, uint64_t index,
+                                             shmbus_blackboard_edit_fn edit,
+                                             void* user) SHMBUS_C_NOEXCEPT;
+
+/** Longest counter name, in bytes ([A-Za-z0-9_.:/-], like channel names). */
+#define SHMBUS_MAX_COUNTER_NAME_LENGTH 47
+
+/** One cell of a counters channel (shmbus::Counter): a small value to keep and pass by
+ *  pointer, valid while the shmbus_counters that filled it is open. Its fields are the
+ *  library's: do not change them. */
+typedef struct shmbus_counter {
+    uint64_t* cell;    /**< the cell's word in shared memory */
+    uint64_t index;    /**< the cell's position in the channel, stable for its life */
+    uint32_t writable; /**< non-zero when opened by a writer */
+    uint32_t reserved; /**< 0 */
+} shmbus_counter;
+
+/** A cell's name and value, as listed (shmbus::CounterValue). */
+typedef struct shmbus_counter_value {
+    char name[SHMBUS_MAX_COUNTER_NAME_LENGTH + 1]; /**< NUL-terminated */
+    uint64_t value;
+    uint64_t index;
+} shmbus_counter_value;
+
+/** Opens counters `channel` as a writer or a reader, as shmbus_open_blackboard(). */
+SHMBUS_C_EXPORT int shmbus_open_counters(shmbus_client* client, const char* channel, uint32_t role,
+                                         const shmbus_endpoint_options* options,
+                                         shmbus_counters** counters) SHMBUS_C_NOEXCEPT;
+/** Leaves the channel and frees `counters` (NULL: nothing); its cells' shmbus_counter
+ *  values become unusable. */
+SHMBUS_C_EXPORT void shmbus_counters_close(shmbus_counters* counters) SHMBUS_C_NOEXCEPT;
+/** How many cells the channel can hold (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_counters_capacity(const shmbus_counters* counters)
+    SHMBUS_C_NOEXCEPT;
+/** The channel (as shmbus_publisher_info()). */
+SHMBUS_C_EXPORT void shmbus_counters_info(const shmbus_counters* counters,
+                                          shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+/** Describes the cell called `name` (NUL-terminated) in *counter; a writer creates it (value
+ *  0) if it does not exist yet. Errors: SHMBUS_E_INVALID_ARGUMENT (a bad name, NULL
+ *  argument), SHMBUS_E_NOT_FOUND (a reader, no such cell), SHMBUS_E_LIMIT_REACHED (every
+ *  cell taken), SHMBUS_E_WOULD_BLOCK (another writer creating a cell did not finish),
+ *  SHMBUS_E_CORRUPTED naming a damaged cell. One thread at a time per counters. */
+SHMBUS_C_EXPORT int shmbus_counters_cell(shmbus_counters* counters, const char* name,
+                                         shmbus_counter* counter) SHMBUS_C_NOEXCEPT;
+/** Lists the cells that exist, in creation order: stores their number in *count and the
+ *  first min(*count, capacity) in values[] (`values` may be NULL with capacity 0). Errors:
+ *  SHMBUS_E_CORRUPTED naming a damaged cell, SHMBUS_E_INVALID_ARGUMENT (NULL argument). */
+SHMBUS_C_EXPORT int shmbus_counters_list(const shmbus_counters* counters,
+                                         shmbus_counter_value* values, size_t capacity,
+                                         size_t* count) SHMBUS_C_NOEXCEPT;
+
+/* The operations on a cell: lock-free, no system call, never waiting for another process;
+ * any thread, while the shmbus_counters lives. load is an acquire, store a release, the
+ * read-modify-writes acq_rel; values are unsigned and wrap. The writes fail with
+ * SHMBUS_E_PERMISSION_DENIED for a cell of a reader, SHMBUS_E_INVALID_ARGUMENT for a NULL or
+ * empty counter. */
+
+/** The cell's value (0 for a NULL or empty counter). */
+SHMBUS_C_EXPORT uint64_t shmbus_counter_load(const shmbus_counter* counter) SHMBUS_C_NOEXCEPT;
+/** Sets the value. */
+SHMBUS_C_EXPORT int shmbus_counter_store(const shmbus_counter* counter,
+                                         uint64_t value) SHMBUS_C_NOEXCEPT;
+/** Adds `delta`; *before (may be NULL) receives the value before. */
+SHMBUS_C_EXPORT int shmbus_counter_fetch_add(const shmbus_counter* counter, uint64_t delta,
+                                             uint64_t* before) SHMBUS_C_NOEXCEPT;
+/** Subtracts `delta`; *before (may be NULL) receives the value before. */
+SHMBUS_C_EXPORT int shmbus_counter_fetch_sub(const shmbus_counter* counter, uint64_t delta,
+                                             uint64_t* before) SHMBUS_C_NOEXCEPT;
+/** Raises the value to `value` if it is below; *before (may be NULL) receives the value
+ *  before. */
+SHMBUS_C_EXPORT int shmbus_counter_fetch_max(const shmbus_counter* counter, uint64_t value,
+                                             uint64_t* before) SHMBUS_C_NOEXCEPT;
+/** Replaces the value with `desired` if it is *expected: *swapped (may be NULL) becomes 1.
+ *  Otherwise *swapped becomes 0 and *expected receives the value found. */
+SHMBUS_C_EXPORT int shmbus_counter_compare_exchange(const shmbus_counter* counter,
+                                                    uint64_t* expected, uint64_t desired,
+                                                    int* swapped) SHMBUS_C_NOEXCEPT;
+
+/* ==== End of shared state ============================================================== */
 
 #ifdef __cplusplus
 } /* extern "C" */

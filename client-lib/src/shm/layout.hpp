@@ -10,7 +10,7 @@
 //     EndpointRecord[max_subscribers]   subscriber table
 //     uint64_t cell[slot_count]         MPMC queue only: per-slot claim state
 //     rpc only, instead of the cells (publishers are callers, subscribers servers):
-//     RpcCallerBlock[max_publishers]    per caller: reply futex, pending hint, counters
+//     RpcCallerBlock[max_publishers]    per caller: reply futex, doorbell, counters
 //     uint64_t call_state[max_publishers][slot_count]   one claim word per call slot
 //     Reply[max_publishers][slot_count] SlotHeader + reply_slot_size bytes, `reply_stride` apart
 //     pool only, instead of the cells (shm/pool_blocks.hpp):
@@ -169,13 +169,14 @@ static_assert(std::is_standard_layout_v<SlotHeader>);
 static_assert(sizeof(SlotHeader) == 16);
 
 /// rpc: one caller's shared state, one cache line, in the control region. The caller writes
-/// `pending` and its own counters; servers and the daemon write `reply_seq`, `late_replies`
-/// and `failed`. Every field is a hint or a statistic: nothing indexes memory by it.
+/// `calls` (its doorbell: servers scan a caller whose count moved) and `replies`; servers and
+/// the daemon write `reply_seq`, `late_replies` and `failed`. Every field is a hint or a
+/// statistic: nothing indexes memory by it.
 struct RpcCallerBlock {
-    std::uint64_t pending;   // requests posted and not yet taken (a hint for servers' scans)
+    std::uint64_t reserved;  // 0; unused
     std::uint32_t reply_seq; // the caller sleeps on it; servers bump it and wake
     std::uint32_t reply_waiters;
-    std::uint64_t calls;        // requests posted
+    std::uint64_t calls;        // requests posted: the doorbell, written by the caller only
     std::uint64_t replies;      // replies received
     std::uint64_t failed;       // calls failed because their server died (Errc::closed)
     std::uint64_t late_replies; // replies dropped: their caller had timed out or died

@@ -1,6 +1,8 @@
 // The peer-event ring. See peer_events.hpp.
 #include "shm/peer_events.hpp"
 
+#include "shm/rpc_calls.hpp"
+
 #include <algorithm>
 
 namespace shmbus::detail {
@@ -40,6 +42,9 @@ void post_event(const AttachedChannel& ch, EventKind kind, Role role, std::uint3
     wake_sleepers(event_wait(ch.events));
     wake_sleepers(data_wait(ch.control));
     wake_sleepers(space_wait(ch.control));
+    if (ch.geo.rpc) {
+        wake_all_callers(ch); // a caller waits for events on its reply futex
+    }
 }
 
 std::uint64_t event_head(const EventRing& ring) noexcept {
@@ -60,6 +65,10 @@ std::size_t EventCursor::read(const AttachedChannel& ch, std::span<PeerEvent> ou
         next = head - kEventRecords;
     }
     std::size_t n = 0;
+    if (carried && !out.empty()) {
+        out[n++] = *carried;
+        carried.reset();
+    }
     auto report_lost = [&] {
         if (lost != 0 && n < out.size()) {
             out[n++] = PeerEvent{EventKind::events_lost, Role::publisher, 0, 0, lost, 0};
@@ -68,8 +77,10 @@ std::size_t EventCursor::read(const AttachedChannel& ch, std::span<PeerEvent> ou
     };
     report_lost();
     // Read the ring into a local batch first, so that events missed on the way can still be
-    // reported before the ones that follow them.
-    PeerEvent found[kEventRecords];
+    // reported before the ones that follow them. A record may yield two events (a server's
+    // departure, for a caller), hence twice the ring.
+    const bool caller = ch.geo.rpc && self_role == Role::publisher;
+    PeerEvent found[2 * kEventRecords];
     std::size_t count = 0;
     const std::size_t room = std::min<std::size_t>(out.size() - n, kEventRecords);
     while (next < head && count < room) {
@@ -98,10 +109,19 @@ std::size_t EventCursor::read(const AttachedChannel& ch, std::span<PeerEvent> ou
             continue; // about ourselves (our own attach, as the daemon saw it)
         }
         found[count++] = PeerEvent{static_cast<EventKind>(kind), r_role, index, pid, 0, seq + 1};
+        if (caller && r_role == Role::subscriber &&
+            kind != static_cast<std::uint32_t>(EventKind::attached)) {
+            found[count++] = PeerEvent{EventKind::server_gone, r_role, index, pid, 0, seq + 1};
+        }
     }
-    // Events missed on the way go before the ones read if there is room; else the next call
-    // reports them first.
-    report_lost();
+    if (count > room) {
+        carried = found[--count]; // the server_gone of the last record read: next time
+    }
+    // Events missed on the way go before the ones read if there is room beside them; else
+    // the next call reports them first.
+    if (n + count < out.size()) {
+        report_lost();
+    }
     std::copy_n(found, count, out.begin() + static_cast<std::ptrdiff_t>(n));
     n += count;
     return n;

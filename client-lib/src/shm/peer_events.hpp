@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 namespace shmbus::detail {
@@ -49,16 +50,19 @@ void post_event(const AttachedChannel& ch, EventKind kind, Role role, std::uint3
 struct EventCursor {
     std::uint64_t next{0}; ///< the number of the next event to read
     std::uint64_t lost{0}; ///< events missed and not yet reported
+    /// An rpc caller's server_gone that did not fit in the last read; reported first.
+    std::optional<PeerEvent> carried;
 
     /// Starts at the newest event: events written before are not this reader's.
     void start_at_head(const EventRing& ring) noexcept { next = event_head(ring); }
     /// Whether an event may be waiting (the ring's head is not at the cursor).
     [[nodiscard]] bool pending(const EventRing& ring) const noexcept {
-        return event_head(ring) != next || lost != 0;
+        return event_head(ring) != next || lost != 0 || carried.has_value();
     }
     /// Reads up to `out.size()` events into `out`, skipping those about the endpoint
-    /// (`self_role`, `self_index`) itself. Missed events come first, as one events_lost.
-    /// Returns how many were written to `out`.
+    /// (`self_role`, `self_index`) itself. Missed events come first, as one events_lost. An
+    /// rpc caller (`self_role` publisher on an rpc channel) gets a server_gone after each
+    /// server's detached or died. Returns how many were written to `out`.
     std::size_t read(const AttachedChannel& ch, std::span<PeerEvent> out, Role self_role,
                      std::uint32_t self_index) noexcept;
 };

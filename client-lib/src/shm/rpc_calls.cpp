@@ -24,6 +24,30 @@ std::uint64_t rewrite_calls(const AttachedChannel& ch, std::uint32_t c, Select&&
         select);
 }
 
+/// Stamps every call of caller `c` that is finished (replied or failed) and whose stamp
+/// says otherwise: the calls failed just now, and any whose finisher died between its CAS
+/// and its stamp. A CAS from the stamp read, so that a newer stamp (the slot reused and
+/// answered meanwhile) is never overwritten by an older one.
+void restamp_finished(const AttachedChannel& ch, std::uint32_t c) noexcept {
+    for (std::uint32_t k = 0; k < ch.geo.slot_count; ++k) {
+        const CallSlot s = call_slot(ch, c, k);
+        // acquire: pairs with the finisher's release CAS ([reply]): the value we mirror is
+        // the word's, with what it publishes.
+        const std::uint64_t w = atom(*s.state).load(std::memory_order_acquire);
+        if (call_phase(w) != CallPhase::replied && call_phase(w) != CallPhase::failed) {
+            continue;
+        }
+        // relaxed: only selects; the CAS decides.
+        std::uint64_t stamp = atom(s.reply->state).load(std::memory_order_relaxed);
+        if (stamp != w) {
+            // release: [outcome], as stamp_outcome().
+            (void)atom(s.reply->state)
+                .compare_exchange_strong(stamp, w, std::memory_order_release,
+                                         std::memory_order_relaxed);
+        }
+    }
+}
+
 } // namespace
 
 std::uint64_t abandon_calls(const AttachedChannel& ch, std::uint32_t caller) noexcept {
@@ -44,8 +68,6 @@ std::uint64_t abandon_calls(const AttachedChannel& ch, std::uint32_t caller) noe
             return false;
         }
     });
-    // relaxed: a hint for servers' scans; nothing of this caller is pending any more.
-    atom(ch.rpc_callers[caller].pending).store(0, std::memory_order_relaxed);
     return n;
 }
 
@@ -64,6 +86,7 @@ std::uint64_t fail_taken_calls(const AttachedChannel& ch, std::uint32_t owner) n
             out = make_call(call_id(s), CallPhase::free);
             return call_owner(s) == owner && call_phase(s) == CallPhase::cancelled;
         });
+        restamp_finished(ch, c);
         if (n != 0) {
             // relaxed: a statistic.
             atom(ch.rpc_callers[c].failed).fetch_add(n, std::memory_order_relaxed);
@@ -72,6 +95,40 @@ std::uint64_t fail_taken_calls(const AttachedChannel& ch, std::uint32_t owner) n
         }
     }
     return failed;
+}
+
+bool outcome_stamped(const AttachedChannel& ch, std::uint32_t caller) noexcept {
+    for (std::uint32_t k = 0; caller < ch.geo.max_publishers && k < ch.geo.slot_count; ++k) {
+        const CallSlot s = call_slot(ch, caller, k);
+        // acquire, both: [reply] and [outcome]; the caller's own poll reads the reply after.
+        const std::uint64_t w = atom_load(*s.state, std::memory_order_acquire);
+        const CallPhase p = call_phase(w);
+        if ((p == CallPhase::replied || p == CallPhase::failed) &&
+            atom_load(s.reply->state, std::memory_order_acquire) == w) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool call_requested(const AttachedChannel& ch, std::uint32_t caller) noexcept {
+    for (std::uint32_t k = 0; caller < ch.geo.max_publishers && k < ch.geo.slot_count; ++k) {
+        // relaxed: only decides whether to wake someone, who then CASes the word.
+        if (call_phase(atom_load(*call_slot(ch, caller, k).state, std::memory_order_relaxed)) ==
+            CallPhase::requested) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool any_call_requested(const AttachedChannel& ch) noexcept {
+    for (std::uint32_t c = 0; ch.call_states != nullptr && c < ch.geo.max_publishers; ++c) {
+        if (call_requested(ch, c)) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void wake_all_callers(const AttachedChannel& ch) noexcept {

@@ -19,11 +19,23 @@
 // calls are withdrawn or cancelled. The correlation id makes a stale handle harmless: a
 // server answers only a word that still says taken(id, itself).
 //
+// The outcome stamp: whoever moves a word to replied(id) or failed(id) — the server that
+// answers, or the repair of a dead server — then stores that same value into the reply
+// slot's `state` word. The caller polls the stamp, not the claim word: the claim word's line
+// stays with the server that holds the call, which writes it twice (taken, then replied), so
+// a caller spinning on it would pull it away in between and cost the reply one more
+// transfer between the cores. The claim word stays the authority: a stamp is written only
+// after the word holds that value, and the caller reads the word itself when no server is
+// attached, when it gives a call up, and to report damage. A finisher that dies between its
+// CAS and its stamp is covered by the repair (fail_taken_calls() stamps every finished call).
+//
 // Memory ordering, the pairs every site refers to:
 //   [request] the caller's release store of requested(id), after writing the request ->
 //             the server's acq_rel CAS to taken: the server reads the request after it.
 //   [reply]   the server's release CAS to replied(id) or failed(id), after writing the reply
 //             -> the caller's acquire load of the word: it reads the reply after it.
+//   [outcome] the finisher's release store of the stamp, after its CAS -> the caller's
+//             acquire load of the stamp: it reads the reply (and may free the slot) after it.
 //   [reuse]   the server's release CAS of cancelled -> free (its reads of the request done)
 //             and the caller's own release store of free -> the caller's acquire load when
 //             it picks a free slot to write into.
@@ -81,20 +93,18 @@ inline CallSlot call_slot(const AttachedChannel& ch, std::uint32_t caller,
             reinterpret_cast<SlotHeader*>(ch.replies + i * ch.geo.reply_stride)};
 }
 
+/// Mirrors `word` (replied(id) or failed(id), which the claim word of `s` now holds) into
+/// the slot's outcome stamp ([outcome]).
+inline void stamp_outcome(const CallSlot& s, std::uint64_t word) noexcept {
+    // release: [outcome]; the reply, its length and the claim word's value happen-before the
+    // caller's acquire load of the stamp.
+    atom(s.reply->state).store(word, std::memory_order_release);
+}
+
 /// Caller `caller`'s reply futex: it sleeps there for replies, servers wake it.
 inline WaitChannel reply_wait(const AttachedChannel& ch, std::uint32_t caller) noexcept {
     RpcCallerBlock& b = ch.rpc_callers[caller];
     return {&b.reply_seq, &b.reply_waiters, &b.reply_waits, &b.reply_wakes};
-}
-
-/// Lowers caller `block`'s `pending` hint by one, never below 0 (a damaged hint may be 0
-/// already). Called when a request is taken or withdrawn.
-inline void lower_pending(RpcCallerBlock& block) noexcept {
-    // relaxed: a hint; the claim word decides who serves what ([request]).
-    std::uint64_t p = atom(block.pending).load(std::memory_order_relaxed);
-    while (p != 0 &&
-           !atom(block.pending).compare_exchange_weak(p, p - 1, std::memory_order_relaxed)) {
-    }
 }
 
 /// A caller gives up all its calls (its destructor, or the daemon's reclaim of a dead
@@ -102,9 +112,16 @@ inline void lower_pending(RpcCallerBlock& block) noexcept {
 /// dropped and counted), replied / failed -> free. Returns how many calls were in flight.
 std::uint64_t abandon_calls(const AttachedChannel& ch, std::uint32_t caller) noexcept;
 /// A server's taken calls fail (its destructor, or the daemon's reclaim of a dead server):
-/// taken(id, owner) -> failed(id), cancelled(id, owner) -> free; wakes the callers. Returns
-/// how many calls failed.
+/// taken(id, owner) -> failed(id), cancelled(id, owner) -> free; stamps every finished call
+/// whose stamp is missing; wakes the callers. Returns how many calls failed.
 std::uint64_t fail_taken_calls(const AttachedChannel& ch, std::uint32_t owner) noexcept;
+/// Whether caller `caller` has an outcome to collect: a claim word replied or failed whose
+/// stamp says the same (what the caller's poll looks at). For a caller's wait relay.
+bool outcome_stamped(const AttachedChannel& ch, std::uint32_t caller) noexcept;
+/// Whether caller `caller` has a call that no server took yet.
+bool call_requested(const AttachedChannel& ch, std::uint32_t caller) noexcept;
+/// Whether any caller has a call that no server took yet. For a server's wait relay.
+bool any_call_requested(const AttachedChannel& ch) noexcept;
 /// Wakes every caller that sleeps for a reply (a server left: a call nobody can take now
 /// must fail with not_found).
 void wake_all_callers(const AttachedChannel& ch) noexcept;

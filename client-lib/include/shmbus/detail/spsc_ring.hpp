@@ -235,6 +235,85 @@ struct DataPort {
         // acq_rel read-modify-write: [sleep].
         return atom(*peer_waiters).fetch_add(0, std::memory_order_acq_rel) != 0;
     }
+    /// The bytes of position p's slot.
+    [[nodiscard]] std::byte* data(std::uint64_t p) const noexcept { return slot(p) + data_offset; }
+    /// Sets the length of the message at position p, reserved by this writer (every
+    /// algorithm: the slots of a batch are where slot() says).
+    void set_length(std::uint64_t p, std::uint64_t length) const noexcept {
+        // relaxed: the length word belongs to this writer until the commit publishes it.
+        word(p, length_offset).store(length, std::memory_order_relaxed);
+    }
+    /// The length of the message at position p, received by this reader: validated at
+    /// receipt and clamped here again, so that a writer that scribbles on it later cannot
+    /// make the reader overrun the slot.
+    [[nodiscard]] std::uint64_t length(std::uint64_t p) const noexcept {
+        // relaxed: read after the acquire of the slot's state at receipt; a later change by
+        // a writer is clamped here and reported by the release (drop policy).
+        return std::min(word(p, length_offset).load(std::memory_order_relaxed), slot_size);
+    }
+
+    // ---- the inline calls ----
+    // Each takes the common case whole or changes nothing and says that the library must
+    // take the call. The C++ endpoints (endpoint.hpp) and the C ABI's data path (in the
+    // library) both run these, so that the inline rules live here alone.
+
+    /// SPSC writer: reserves up to `max_count` slots from `pos` when the inline path applies
+    /// and the cache proves room (room_within_high_water()), and begins the batch; returns how
+    /// many, or 0 for the library.
+    [[nodiscard]] std::size_t reserve_inline(std::size_t max_count) noexcept {
+        if (inline_path() && !pending && max_count != 0 && room_within_high_water()) [[likely]] {
+            const std::size_t n = reservable(max_count);
+            begin_batch(pos, n);
+            return n;
+        }
+        return 0;
+    }
+    /// SPSC writer: publishes the batch of `count` slots from `first` if it is the one
+    /// outstanding and every length fits (was set), and ends it: true; the caller then wakes
+    /// a sleeping reader if peer_asleep(). False for the library (which names what is wrong).
+    [[nodiscard]] bool commit_inline(std::uint64_t first, std::size_t count) noexcept {
+        if (inline_path() && is_outstanding(first, count) &&
+            first_unfit_length(first, count) == count) [[likely]] {
+            publish(count);
+            end_batch();
+            return true;
+        }
+        return false;
+    }
+    /// What receive_inline() returns when the ring is empty without a doubt: the call would
+    /// block.
+    static constexpr std::size_t kEmpty = ~std::size_t{0};
+    /// SPSC reader: takes up to `max_count` messages ready from `pos` and begins the batch;
+    /// returns how many, kEmpty when none is ready and the ring is surely empty, or 0 for the
+    /// library.
+    [[nodiscard]] std::size_t receive_inline(std::size_t max_count) noexcept {
+        if (inline_path() && !pending && max_count != 0) [[likely]] {
+            const std::size_t n = ready(max_count);
+            if (n != 0) [[likely]] {
+                begin_batch(pos, n);
+                return n;
+            }
+            // Every 256th empty poll goes to the library even when the slot looks empty, so
+            // that a damaged state that merely looks old is found too; the library also
+            // reads the producer's index. Any other empty poll touches only the one line the
+            // producer writes next.
+            if ((++empty_polls & 255) != 0 && looks_empty()) [[likely]] {
+                return kEmpty;
+            }
+        }
+        return 0;
+    }
+    /// SPSC reader: frees the batch of `count` messages from `first` if it is the one
+    /// outstanding, and ends it: true; the caller then wakes a sleeping writer if
+    /// peer_asleep(). False for the library.
+    [[nodiscard]] bool release_inline(std::uint64_t first, std::size_t count) noexcept {
+        if (inline_path() && is_outstanding(first, count)) [[likely]] {
+            end_batch();
+            consume(count);
+            return true;
+        }
+        return false;
+    }
 };
 
 } // namespace shmbus::detail
