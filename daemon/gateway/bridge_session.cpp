@@ -111,15 +111,16 @@ struct ImportStream {
 };
 
 struct BridgeSession::Impl {
-    Impl(SessionSettings s, LinkParams p, Client& c, int in, int out, FrameReader r)
-        : settings{std::move(s)}, params{std::move(p)}, local{c}, in_fd{in}, out_fd{out},
-          reader{std::move(r)} {}
+    Impl(SessionSettings s, LinkParams p, Client& c, std::unique_ptr<LinkStream> owned,
+         LinkStream& l, FrameReader r)
+        : settings{std::move(s)}, params{std::move(p)}, local{c},
+          owned_link{std::move(owned)}, link{l}, reader{std::move(r)} {}
 
     SessionSettings settings;
     LinkParams params;
     Client& local;
-    int in_fd;
-    int out_fd;
+    std::unique_ptr<LinkStream> owned_link; ///< a plain link's stream, made here; else none
+    LinkStream& link;
     FrameReader reader;
     UniqueFd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
 
@@ -181,7 +182,7 @@ struct BridgeSession::Impl {
         Result<void> w;
         {
             std::lock_guard lock{write_mu};
-            w = write_all(out_fd, bytes.value(), Clock::now() + settings.dead_after_silence);
+            w = link.write_all(bytes.value(), Clock::now() + settings.dead_after_silence);
         }
         if (!w) {
             fail(w.take_error());
@@ -319,7 +320,7 @@ struct BridgeSession::Impl {
         Result<void> w;
         {
             std::lock_guard lock{write_mu};
-            w = write_gather(out_fd, iov, Clock::now() + settings.dead_after_silence);
+            w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
         }
         if (!w) {
             fail(w.take_error());
@@ -470,7 +471,7 @@ struct BridgeSession::Impl {
             Result<void> w;
             {
                 std::lock_guard lock{write_mu};
-                w = write_gather(out_fd, iov, Clock::now() + settings.dead_after_silence);
+                w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
             }
             if (!w) {
                 if (!s.copy_out) {
@@ -1007,7 +1008,7 @@ struct BridgeSession::Impl {
                                         Clock::time_point{Clock::duration{last_sent.load()}} +
                                             settings.ping_after_idle);
             const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
-            pollfd fds[2] = {{in_fd, POLLIN, 0}, {wake.get(), POLLIN, 0}};
+            pollfd fds[2] = {{link.readable_fd(), POLLIN, 0}, {wake.get(), POLLIN, 0}};
             const int n =
                 ::poll(fds, 2, static_cast<int>(std::max<std::int64_t>(1, wait.count() + 1)));
             if (n < 0 && errno != EINTR) {
@@ -1015,7 +1016,7 @@ struct BridgeSession::Impl {
                 return;
             }
             if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-                auto r = read_into(in_fd, reader, Clock::now() + settings.dead_after_silence);
+                auto r = link.read_into(reader, Clock::now() + settings.dead_after_silence);
                 if (!r) {
                     Error e = r.take_error();
                     fail(std::move(e), e.code == Errc::closed);
@@ -1067,7 +1068,7 @@ struct BridgeSession::Impl {
         if (tell_peer) {
             if (auto bye = encode(Goodbye{why.code, why.detail})) {
                 std::lock_guard lock{write_mu};
-                (void)write_all(out_fd, bye.value(), Clock::now() + kGoodbyeDeadline);
+                (void)link.write_all(bye.value(), Clock::now() + kGoodbyeDeadline);
             }
         }
         log("link ended: " + why.message());
@@ -1075,10 +1076,18 @@ struct BridgeSession::Impl {
     }
 };
 
-BridgeSession::BridgeSession(SessionSettings settings, LinkParams params, Client& local, int in_fd,
-                             int out_fd, FrameReader reader)
-    : impl_{std::make_unique<Impl>(std::move(settings), std::move(params), local, in_fd, out_fd,
+BridgeSession::BridgeSession(SessionSettings settings, LinkParams params, Client& local,
+                             LinkStream& link, FrameReader reader)
+    : impl_{std::make_unique<Impl>(std::move(settings), std::move(params), local, nullptr, link,
                                    std::move(reader))} {}
+
+BridgeSession::BridgeSession(SessionSettings settings, LinkParams params, Client& local, int in_fd,
+                             int out_fd, FrameReader reader) {
+    auto plain = std::make_unique<FdStream>(in_fd, out_fd);
+    LinkStream& link = *plain;
+    impl_ = std::make_unique<Impl>(std::move(settings), std::move(params), local, std::move(plain),
+                                   link, std::move(reader));
+}
 
 BridgeSession::~BridgeSession() = default;
 

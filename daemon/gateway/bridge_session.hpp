@@ -44,6 +44,9 @@
 // link, with a log line and a count, rather than hold the local publishers for ever; the
 // runner likewise gives each hold up after its own block_timeout with the link down.
 //
+// The link is a LinkStream (link_io.hpp): plain descriptors or TLS, which the session neither
+// knows nor needs to.
+//
 // Failure policy: a malformed or unexpected frame ends the link with a goodbye naming the
 // frame and the reason; a refused stream is logged on both ends and the others continue.
 #pragma once
@@ -136,8 +139,11 @@ struct SessionStats {
 class BridgeSession {
 public:
     /// A session over a link whose handshake ended with `params`. `reader` holds any bytes
-    /// that followed the handshake. `local` is the connection to the local daemon; it must
-    /// outlive the session. The descriptors are not owned.
+    /// that followed the handshake. `local` is the connection to the local daemon; it and
+    /// `link` must outlive the session.
+    BridgeSession(SessionSettings settings, LinkParams params, Client& local, LinkStream& link,
+                  FrameReader reader);
+    /// The same over a plain link's descriptors, which are not owned.
     BridgeSession(SessionSettings settings, LinkParams params, Client& local, int in_fd, int out_fd,
                   FrameReader reader);
     ~BridgeSession();

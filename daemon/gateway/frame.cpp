@@ -173,7 +173,8 @@ void fields(Io& io, T& v, const FieldPath& p) {
 template <typename Io, Is<Auth> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.mac, {&p, "mac"});
-    io.require(v.mac.size() == kMacBytes, {&p, "mac"}, "is not 32 bytes");
+    io.require(v.mac.empty() || v.mac.size() == kMacBytes, {&p, "mac"},
+               "is neither 32 bytes nor empty (a waiver)");
 }
 
 template <typename Io, Is<Offer> T>
@@ -434,9 +435,13 @@ Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes
                                   std::size_t max_data_body) {
     const std::uint32_t magic = load_u32(bytes.data());
     if (magic != kMagic) {
-        return make_error(Errc::protocol_error, "bad frame magic " + hex32(magic) + ", expected " +
-                                                    hex32(kMagic) +
-                                                    " (not a shmbus bridge, or out of step)");
+        // A TLS record starts with its type (22, handshake) and version (3.x).
+        const bool tls = bytes[0] == std::byte{0x16} && bytes[1] == std::byte{0x03};
+        return make_error(Errc::protocol_error,
+                          "bad frame magic " + hex32(magic) + ", expected " + hex32(kMagic) +
+                              (tls ? " (the peer opens TLS: its bridge has a 'tls' section, and "
+                                     "this one has not)"
+                                   : " (not a shmbus bridge, or out of step)"));
     }
     const std::uint16_t raw_type = load_u16(bytes.data() + 4);
     const std::uint16_t flags = load_u16(bytes.data() + 6);

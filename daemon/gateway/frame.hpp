@@ -122,7 +122,9 @@ struct Hello {
 };
 
 struct Auth {
-    std::string mac; ///< kMacBytes: HMAC-SHA256 over the transcript (docs/gateway.md)
+    /// kMacBytes: HMAC-SHA256 over the transcript (docs/gateway.md); empty: the sender, which
+    /// has a secret the peer lacks, waives the challenge
+    std::string mac;
 };
 
 struct Offer {

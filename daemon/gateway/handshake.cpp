@@ -84,6 +84,7 @@ std::optional<std::string> Handshake::answer(bool as_initiator) const {
         const auto bytes = encoded(*h);
         message.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
+    message += settings_.channel_binding;
     std::string mac(kMacBytes, '\0');
     unsigned int length = 0;
     const std::string& key = *settings_.secret;
@@ -114,7 +115,7 @@ Result<std::vector<std::byte>> Handshake::on_hello(const Hello& peer) {
                                                     " bytes, " + who + " to " +
                                                     std::to_string(peer.max_alignment));
     }
-    if (peer.auth != own_.auth) {
+    if (peer.auth != own_.auth && own_.auth != AuthMethod::none && settings_.secret_required) {
         return make_error(Errc::permission_denied, "authentication differs: this side uses " +
                                                        std::string{auth_name(own_.auth)} + ", " +
                                                        who + " " +
@@ -133,10 +134,18 @@ Result<std::vector<std::byte>> Handshake::on_hello(const Hello& peer) {
     params_.peer_incarnation = peer.incarnation;
     params_.peer_node = peer.node;
     params_.peer_bridge = peer.bridge;
-    params_.auth = own_.auth;
-    if (own_.auth == AuthMethod::none) {
+    params_.auth = peer.auth == own_.auth ? own_.auth : AuthMethod::none;
+    if (own_.auth == AuthMethod::none && peer.auth == AuthMethod::none) {
         state_ = State::done;
         return std::vector<std::byte>{};
+    }
+    if (own_.auth == AuthMethod::none) {
+        state_ = State::want_waiver; // the peer has the secret: its call
+        return std::vector<std::byte>{};
+    }
+    if (peer.auth == AuthMethod::none) {
+        state_ = State::done; // a secret not required: the challenge is waived
+        return encoded(Auth{});
     }
     auto mac = answer(settings_.initiator);
     if (!mac) {
@@ -177,12 +186,24 @@ Result<std::vector<std::byte>> Handshake::on_frame(const Frame& frame) {
             return on_auth(*auth);
         }
         break;
+    case State::want_waiver:
+        if (const auto* auth = std::get_if<Auth>(&frame)) {
+            if (!auth->mac.empty()) {
+                return make_error(Errc::protocol_error,
+                                  "the peer answered a challenge this side never sent (this "
+                                  "side has no shared secret)");
+            }
+            state_ = State::done;
+            return std::vector<std::byte>{};
+        }
+        break;
     case State::done:
         break;
     }
-    const char* expected = state_ == State::want_hello  ? "hello"
-                           : state_ == State::want_auth ? "auth"
-                                                        : "nothing";
+    const char* expected = state_ == State::want_hello    ? "hello"
+                           : state_ == State::want_auth   ? "auth"
+                           : state_ == State::want_waiver ? "auth (a waiver)"
+                                                          : "nothing";
     return make_error(Errc::protocol_error,
                       "unexpected '" + std::string{frame_type_name(type_of(frame))} +
                           "' frame during the handshake (expected " + expected + ")");
@@ -190,18 +211,24 @@ Result<std::vector<std::byte>> Handshake::on_frame(const Frame& frame) {
 
 Result<LinkParams> run_handshake(int in_fd, int out_fd, Handshake& handshake, FrameReader& reader,
                                  Deadline deadline) {
+    FdStream link{in_fd, out_fd};
+    return run_handshake(link, handshake, reader, deadline);
+}
+
+Result<LinkParams> run_handshake(LinkStream& link, Handshake& handshake, FrameReader& reader,
+                                 Deadline deadline) {
     auto fail = [&](Error e) -> Result<LinkParams> {
         // Tell the peer why, unless it is the one who left or said so already.
         if (e.code != Errc::closed && e.detail.rfind("the peer refused", 0) != 0) {
             if (auto bye = encode(Goodbye{e.code, e.detail})) {
-                (void)write_all(
-                    out_fd, bye.value(),
+                (void)link.write_all(
+                    bye.value(),
                     std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds{1}));
             }
         }
         return e;
     };
-    if (auto w = write_all(out_fd, handshake.hello_bytes(), deadline); !w) {
+    if (auto w = link.write_all(handshake.hello_bytes(), deadline); !w) {
         return fail(w.error());
     }
     while (!handshake.done()) {
@@ -210,7 +237,7 @@ Result<LinkParams> run_handshake(int in_fd, int out_fd, Handshake& handshake, Fr
             return fail(frame.error());
         }
         if (!frame.value()) {
-            if (auto r = read_into(in_fd, reader, deadline); !r) {
+            if (auto r = link.read_into(reader, deadline); !r) {
                 Error e = r.take_error();
                 if (e.code == Errc::timed_out) {
                     e.detail = "the handshake did not complete in time";
@@ -224,7 +251,7 @@ Result<LinkParams> run_handshake(int in_fd, int out_fd, Handshake& handshake, Fr
             return fail(reply.error());
         }
         if (!reply.value().empty()) {
-            if (auto w = write_all(out_fd, reply.value(), deadline); !w) {
+            if (auto w = link.write_all(reply.value(), deadline); !w) {
                 return fail(w.error());
             }
         }

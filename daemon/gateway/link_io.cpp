@@ -20,8 +20,14 @@ int poll_timeout(Deadline deadline) noexcept {
     return static_cast<int>(std::clamp<std::int64_t>(left.count() + 1, 0, 86'400'000));
 }
 
-/// Waits for `events` on `fd`. Errc::timed_out at the deadline.
-Result<void> wait_for(int fd, short events, Deadline deadline) {
+bool is_socket(int fd) noexcept {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+} // namespace
+
+Result<void> wait_ready(int fd, short events, Deadline deadline) {
     for (;;) {
         pollfd p{fd, events, 0};
         const int timeout = poll_timeout(deadline);
@@ -41,13 +47,6 @@ Result<void> wait_for(int fd, short events, Deadline deadline) {
     }
 }
 
-bool is_socket(int fd) noexcept {
-    struct stat st {};
-    return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-} // namespace
-
 Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline) {
     const bool socket = is_socket(fd);
     while (!bytes.empty()) {
@@ -61,7 +60,7 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadli
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (auto w = wait_for(fd, POLLOUT, deadline); !w) {
+            if (auto w = wait_ready(fd, POLLOUT, deadline); !w) {
                 return w;
             }
             continue;
@@ -96,7 +95,7 @@ Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (auto w = wait_for(fd, POLLOUT, deadline); !w) {
+                if (auto w = wait_ready(fd, POLLOUT, deadline); !w) {
                     return w;
                 }
                 continue;
@@ -125,7 +124,7 @@ Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
 Result<std::size_t> read_into(int fd, FrameReader& reader, Deadline deadline) {
     constexpr std::size_t kChunk = 64 * 1024;
     for (;;) {
-        if (auto w = wait_for(fd, POLLIN, deadline); !w) {
+        if (auto w = wait_ready(fd, POLLIN, deadline); !w) {
             return w.error();
         }
         auto room = reader.writable(kChunk);
@@ -145,6 +144,31 @@ Result<std::size_t> read_into(int fd, FrameReader& reader, Deadline deadline) {
         }
         return make_error(Errc::system_error, "reading from the link failed", errno);
     }
+}
+
+void drain_before_close(int fd, Deadline deadline) {
+    if (!is_socket(fd) || ::shutdown(fd, SHUT_WR) != 0) {
+        return;
+    }
+    char sink[4096];
+    while (wait_ready(fd, POLLIN, deadline)) {
+        const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            return; // the peer closed (or reset): nothing more can reach it
+        }
+    }
+}
+
+Result<void> FdStream::write_all(std::span<const std::byte> bytes, Deadline deadline) {
+    return gateway::write_all(out_, bytes, deadline);
+}
+
+Result<void> FdStream::write_gather(std::span<iovec> iov, Deadline deadline) {
+    return gateway::write_gather(out_, iov, deadline);
+}
+
+Result<std::size_t> FdStream::read_into(FrameReader& reader, Deadline deadline) {
+    return gateway::read_into(in_, reader, deadline);
 }
 
 } // namespace shmbus::gateway

@@ -47,6 +47,7 @@ std::vector<Frame> one_of_each() {
     std::vector<Frame> f;
     f.emplace_back(sample_hello());
     f.emplace_back(Auth{std::string(kMacBytes, 'm')});
+    f.emplace_back(Auth{}); // a waiver
     f.emplace_back(Offer{7, 3, "robot1/camera/front", ChannelKind::queue, Overflow::block, 65536,
                          1024, 0xfeedULL, 0x100000000ULL});
     f.emplace_back(Want{9, "camera/*"});
@@ -185,6 +186,14 @@ TEST_CASE("a frame with the wrong magic, an unknown type or flags is refused") {
         auto b = good;
         b[0] = std::byte{'X'};
         CHECK_THAT(decode_error(b).detail, Catch::Contains("bad frame magic"));
+    }
+    SECTION("magic of a TLS handshake, named as such") {
+        auto b = good;
+        b[0] = std::byte{0x16}; // a TLS record: handshake, version 3.1
+        b[1] = std::byte{0x03};
+        b[2] = std::byte{0x01};
+        CHECK_THAT(decode_error(b).detail,
+                   Catch::Contains("bad frame magic") && Catch::Contains("the peer opens TLS"));
     }
     SECTION("type") {
         auto b = good;

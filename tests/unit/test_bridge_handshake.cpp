@@ -3,6 +3,8 @@
 // protocol version, a loop back to the same daemon, an unexpected frame and a reflected
 // answer are each refused with a reason naming both sides, which the peer receives as a
 // goodbye; a peer that vanishes or stays silent ends the handshake as closed or timed out.
+// An end whose secret is not required waives the challenge for a peer without one, and an
+// answer is bound to the channel (the TLS keying material) it was made on.
 // Each end runs on its own thread, as on a bridge's link thread.
 #include "gateway/handshake.hpp"
 #include "gateway/link_io.hpp"
@@ -251,6 +253,47 @@ TEST_CASE("frames that follow the handshake stay in the reader for the session")
     }
     REQUIRE(next.value());
     CHECK(std::get<Offer>(*next.value()).wire_name == "telemetry");
+}
+
+TEST_CASE("an end whose secret is not required waives the challenge for a peer without one") {
+    auto responder = settings(false, "secret");
+    responder.secret_required = false;
+    auto [initiator, near] = run_both(settings(true, std::nullopt), responder);
+    REQUIRE(initiator.result.has_value());
+    REQUIRE(near.result.has_value());
+    CHECK(initiator.result.value().auth == AuthMethod::none);
+    CHECK(near.result.value().auth == AuthMethod::none);
+}
+
+TEST_CASE("an end without a secret takes a waiver only, never an answer to no challenge") {
+    SocketPair pair;
+    auto ours = std::async(std::launch::async,
+                           [&] { return run_end(pair.a.get(), settings(true, std::nullopt)); });
+    send(pair.b.get(), fake_hello(1, 1, AuthMethod::hmac_sha256));
+    send(pair.b.get(), Auth{std::string(kMacBytes, 'm')});
+    auto outcome = ours.get();
+    REQUIRE_FALSE(outcome.result.has_value());
+    CHECK(outcome.result.error().code == Errc::protocol_error);
+    CHECK_THAT(outcome.result.error().detail, Catch::Contains("this side has no shared secret"));
+}
+
+TEST_CASE("an answer made on one channel fails on another (a relayed handshake)") {
+    // A man in the middle who terminates TLS towards each end holds two TLS sessions, whose
+    // exported keying material differs: each end's answer then fails at the other.
+    auto initiator = settings(true, "the shared secret");
+    auto responder = settings(false, "the shared secret");
+    initiator.channel_binding = std::string(32, 'a');
+    responder.channel_binding = std::string(32, 'b');
+    auto [far, near] = run_both(initiator, responder);
+    REQUIRE_FALSE(far.result.has_value());
+    REQUIRE_FALSE(near.result.has_value());
+    CHECK_THAT(near.result.error().detail, Catch::Contains("authentication failed"));
+
+    responder.channel_binding = initiator.channel_binding;
+    auto [same_far, same_near] = run_both(initiator, responder);
+    CHECK(same_far.result.has_value());
+    REQUIRE(same_near.result.has_value());
+    CHECK(same_near.result.value().auth == AuthMethod::hmac_sha256);
 }
 
 } // namespace shmbus::gateway
