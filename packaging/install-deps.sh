@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential g++ cmake ninja-build pkg-config git
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
-    # OpenSSL (libcrypto): the gateway's HMAC-SHA256 challenge and, later, TLS links.
+    # OpenSSL (libssl, libcrypto): the gateway's HMAC-SHA256 challenge and its TLS links.
     libssl-dev
     catch2 libcli11-dev nlohmann-json3-dev
     gnuplot-nox

@@ -1,6 +1,8 @@
 // Keeping one bridge up; the policy is in bridge_runner.hpp.
 #include "gateway/bridge_runner.hpp"
 
+#include "gateway/tls_link.hpp"
+
 #include <array>
 #include <csignal>
 #include <fcntl.h>
@@ -17,6 +19,7 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kStableLink = std::chrono::minutes{1};
 constexpr auto kAcceptSlice = std::chrono::milliseconds{200}; // how soon accept sees stop()
 constexpr auto kConnectSlice = std::chrono::seconds{1};       // how soon connect sees stop()
+constexpr auto kDrainSlice = std::chrono::seconds{1}; // how long a refused peer may take to go
 
 } // namespace
 
@@ -224,14 +227,114 @@ void BridgeRunner::run_link(Link link) {
     peer_ = config_.address.text;
 }
 
+PeerAuth BridgeRunner::required() const noexcept {
+    return config_.require.value_or(
+        default_peer_auth(config_.tls.has_value(), config_.secret.has_value()));
+}
+
+Result<void> BridgeRunner::prepare_security() {
+    const bool tcp = config_.address.kind == LinkAddress::Kind::tcp;
+    if (config_.tls && !tcp) {
+        return make_error(Errc::invalid_argument,
+                          "tls: applies to tcp links only (" + config_.address.text + ")");
+    }
+    if (config_.require) {
+        if (auto c = check_peer_auth(*config_.require, config_.tls.has_value(),
+                                     config_.secret.has_value());
+            !c) {
+            return c;
+        }
+    }
+    if (config_.tls && !tls_) {
+        auto context = TlsContext::create(*config_.tls);
+        if (!context) {
+            return make_error(context.error().code, "tls: " + context.error().detail);
+        }
+        tls_ = std::move(context.value());
+    }
+    return ok();
+}
+
+bool BridgeRunner::secret_required(bool over_tls) const noexcept {
+    switch (required()) {
+    case PeerAuth::both:
+    case PeerAuth::secret:
+        return true;
+    case PeerAuth::tls:
+        return false;
+    case PeerAuth::either:
+        return !over_tls;
+    }
+    return true;
+}
+
+Result<std::unique_ptr<LinkStream>> BridgeRunner::secure_link(Link& link, Deadline deadline) {
+    if (!tls_) {
+        return std::unique_ptr<LinkStream>{std::make_unique<FdStream>(link.in_fd(), link.out_fd())};
+    }
+    const PeerAuth require = required();
+    if (config_.listen) {
+        auto opening = peek_opening(link.in_fd(), deadline);
+        if (!opening) {
+            return opening.error();
+        }
+        if (opening.value() == LinkOpening::plain) {
+            if (require == PeerAuth::secret || require == PeerAuth::either) {
+                return std::unique_ptr<LinkStream>{
+                    std::make_unique<FdStream>(link.in_fd(), link.out_fd())};
+            }
+            const std::string why = "TLS is required (require: " + std::string{to_string(require)} +
+                                    "), and the peer spoke plaintext";
+            if (auto bye = encode(Goodbye{Errc::permission_denied,
+                                          "bridge '" + config_.name + "' requires TLS (require: " +
+                                              std::string{to_string(require)} +
+                                              "), and this end spoke plaintext: give this "
+                                              "end's bridge a 'tls' section"})) {
+                (void)write_all(link.out_fd(), bye.value(), deadline);
+            }
+            return make_error(Errc::permission_denied, why);
+        }
+    }
+    auto stream = start_tls(tls_, link.in_fd(), !config_.listen, deadline);
+    if (!stream) {
+        return stream.error();
+    }
+    return std::unique_ptr<LinkStream>{std::move(stream.value())};
+}
+
 void BridgeRunner::run_session(Link& link) {
     set_state(BridgeState::handshaking, link.peer);
+    const auto deadline = Clock::now() + config_.handshake_timeout;
+    // A refused link's last word (a goodbye, a TLS alert) must reach the peer before the
+    // socket closes: closing with unread bytes would send a reset instead.
+    const auto refused = [&](const Error& e) {
+        {
+            std::lock_guard lock{mu_};
+            status_.last_error = e.message();
+        }
+        emit("bridge '" + config_.name + "': peer " + link.peer + " refused: " + e.message());
+        drain_before_close(link.in_fd(), std::min(deadline, Clock::now() + kDrainSlice));
+    };
+    auto stream = secure_link(link, deadline);
+    if (!stream) {
+        {
+            std::lock_guard lock{mu_};
+            if (stopping_) {
+                return;
+            }
+        }
+        refused(stream.error());
+        return;
+    }
+    LinkStream& secured = *stream.value();
     HandshakeSettings hs;
     hs.initiator = !config_.listen;
     hs.bridge = config_.name;
     hs.node = node_;
     hs.incarnation = incarnation_;
     hs.secret = config_.secret;
+    hs.channel_binding = secured.channel_binding();
+    hs.secret_required = secret_required(!hs.channel_binding.empty());
     auto handshake = Handshake::start(hs);
     if (!handshake) {
         std::lock_guard lock{mu_};
@@ -246,8 +349,7 @@ void BridgeRunner::run_session(Link& link) {
         handshaking_ = &link;
     }
     FrameReader reader;
-    auto params = run_handshake(link.in_fd(), link.out_fd(), handshake.value(), reader,
-                                Clock::now() + config_.handshake_timeout);
+    auto params = run_handshake(secured, handshake.value(), reader, deadline);
     {
         std::lock_guard lock{mu_};
         handshaking_ = nullptr;
@@ -256,12 +358,7 @@ void BridgeRunner::run_session(Link& link) {
         }
     }
     if (!params) {
-        {
-            std::lock_guard lock{mu_};
-            status_.last_error = params.error().message();
-        }
-        emit("bridge '" + config_.name + "': peer " + link.peer +
-             " refused: " + params.error().message());
+        refused(params.error());
         return;
     }
     if (!client_) {
@@ -285,8 +382,8 @@ void BridgeRunner::run_session(Link& link) {
     settings.window = config_.window;
     settings.memory = memory_;
     settings.log = [this](std::string_view message) { emit(message); };
-    BridgeSession session{std::move(settings), params.value(), *client_,
-                          link.in_fd(),        link.out_fd(),  std::move(reader)};
+    BridgeSession session{std::move(settings), params.value(), *client_, secured,
+                          std::move(reader)};
     {
         std::lock_guard lock{mu_};
         if (stopping_) {
@@ -298,7 +395,9 @@ void BridgeRunner::run_session(Link& link) {
         status_.peer_incarnation = params.value().peer_incarnation;
         status_.version = params.value().version;
     }
-    set_state(BridgeState::connected, link.peer + " (" + params.value().peer_node + ")");
+    const std::string over = secured.describe();
+    set_state(BridgeState::connected, link.peer + " (" + params.value().peer_node + ")" +
+                                          (over.empty() ? "" : " over " + over));
     const Error why = session.run();
     std::lock_guard lock{mu_};
     session_ = nullptr;
@@ -314,6 +413,14 @@ void BridgeRunner::run() {
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    if (auto ready = prepare_security(); !ready) {
+        {
+            std::lock_guard lock{mu_};
+            status_.last_error = ready.error().detail;
+        }
+        set_state(BridgeState::stopped, ready.error().detail);
+        return;
+    }
     std::minstd_rand jitter{
         static_cast<std::uint32_t>(incarnation_ ^ Clock::now().time_since_epoch().count())};
     auto delay = config_.backoff_first;

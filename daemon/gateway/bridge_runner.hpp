@@ -13,6 +13,13 @@
 // imported stream stood, so that a gap across a cut is counted exactly) is the runner's
 // StreamMemory, shared with each session.
 //
+// A tcp bridge with `tls:` runs TLS (tls_link.hpp) on each connection before the hellos; the
+// connecting end always speaks it, the listening end looks at the peer's first byte and admits
+// a plaintext peer only if `require` says the secret alone may do (secret, either). Then the
+// hellos and the secret challenge run inside TLS, bound to it. Any refusal, TLS or frames, is
+// logged with the peer's address, and the socket is drained before it closes so that the last
+// word (a goodbye, an alert) reaches the peer rather than a reset.
+//
 // An exec: link is always the connecting end: the runner starts the command for each link and,
 // when the link ends, ends and reaps it; how it ended is part of the last error.
 //
@@ -31,6 +38,7 @@
 
 #include "gateway/bridge_session.hpp"
 #include "gateway/link.hpp"
+#include "gateway/tls_context.hpp"
 
 #include <shmbus/client.hpp>
 
@@ -54,6 +62,11 @@ struct BridgeConfig {
     bool listen{false};
     LinkAddress address;
     std::optional<std::string> secret;
+    /// TLS under the frames (tcp links only): this end's certificate and key, the CA the peer's
+    /// must chain to, and the name it must carry, if any.
+    std::optional<TlsCredentials> tls;
+    /// What the peer must pass; none: everything configured (default_peer_auth()).
+    std::optional<PeerAuth> require;
     std::vector<ChannelRule> exports;
     std::vector<ChannelRule> imports;
     std::uint32_t window{256};
@@ -113,6 +126,17 @@ private:
     void run_link(Link link);
     /// The handshake and the session of one link.
     void run_session(Link& link);
+    /// The stream the frames of `link` go through: TLS when this bridge has it (and, on a
+    /// listening end, the peer speaks it), else the plain descriptors. Refuses a plaintext
+    /// peer that `require` does not admit, telling it why in a goodbye.
+    Result<std::unique_ptr<LinkStream>> secure_link(Link& link, Deadline deadline);
+    /// What the peer must pass: `require`, or what is configured.
+    [[nodiscard]] PeerAuth required() const noexcept;
+    /// Checks that `require` names only what is configured, and builds the TLS context.
+    Result<void> prepare_security();
+    /// Whether this link's handshake must include the secret challenge, given whether the
+    /// link is under TLS.
+    [[nodiscard]] bool secret_required(bool over_tls) const noexcept;
     /// connect_link() in slices that stop() can end.
     Result<Link> connect_until_stopped();
     /// Logs `message` with the current peer.
@@ -134,6 +158,7 @@ private:
     std::mutex peer_mu_;               ///< a leaf: held only to copy peer_
     std::string peer_;                 ///< the peer in log lines
     std::optional<TcpListener> listener_;
+    std::shared_ptr<const TlsContext> tls_; ///< built on the first link; the bridge's thread
     /// Gives up the `block` holds older than their own block_timeout (the bridge's thread); how
     /// long until the next one would be due, at most `cap`.
     std::chrono::milliseconds expire_holds(std::chrono::milliseconds cap);
