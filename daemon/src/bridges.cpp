@@ -26,6 +26,8 @@ gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge) {
     c.listen = bridge.listen;
     c.address = bridge.address;
     c.secret = bridge.secret;
+    c.tls = bridge.tls;
+    c.require = bridge.require;
     c.exports = bridge.exports;
     c.imports = bridge.imports; // each export rule carries its own block_timeout
     return c;

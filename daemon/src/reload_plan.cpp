@@ -122,6 +122,12 @@ std::string bridge_change(const ConfiguredBridge& from, const ConfiguredBridge& 
     if (from.secret_file != to.secret_file || from.secret != to.secret) {
         parts.push_back("secret");
     }
+    if (from.tls != to.tls) {
+        parts.push_back("tls");
+    }
+    if (from.require != to.require) {
+        parts.push_back("require");
+    }
     if (from.exports != to.exports) {
         parts.push_back("export");
     }

@@ -6,6 +6,7 @@
 #include "bridge_daemons.hpp"
 #include "daemon_process.hpp"
 #include "shmbusctl_process.hpp"
+#include "test_pki.hpp"
 #include "test_support.hpp"
 
 #include <shmbus/client.hpp>
@@ -394,7 +395,57 @@ TEST_CASE("a malformed bridges: section is refused, naming file, line and column
     CHECK_THAT(err, Catch::Contains(path.native() + ":3:14: error: 'connect': link "
                                                     "'udp://ground:7411': unknown kind"));
     CHECK_THAT(err, Catch::Contains(path.native() + ":6:13: error: bridge 'robot' links over tcp "
-                                                    "and needs a 'secret_file'"));
+                                                    "and needs 'tls' (certificates), a "
+                                                    "'secret_file'"));
     CHECK_THAT(err, Catch::Contains(path.native() + ":8:25: error: 'on_link_down' applies to "
                                                     "exports only"));
+}
+
+TEST_CASE("a bridge configured with tls refuses a certificate of another CA and stays up") {
+    TempDir dir;
+    const std::string key = make_secret(dir);
+    TestPki fleet{dir.path(), "fleet", "fleet CA"};
+    TestPki rogue{dir.path(), "rogue", "rogue CA"};
+    const auto ground_cert = fleet.issue("ground", "ground.example");
+    const auto robot_cert = fleet.issue("robot1", "robot1");
+    const auto forged = rogue.issue("forged", "robot1");
+    const auto tls = [&](const TestPki::Issued& c, const TestPki& ca, const std::string& peer) {
+        return "    tls:\n      cert: " + c.cert.native() + "\n      key: " + c.key.native() +
+               "\n      ca: " + ca.ca().native() + "\n      peer_subject: " + peer + "\n";
+    };
+    LoggedDaemon ground{"channels:\n" + broadcast("robot1/telemetry") +
+                        "bridges:\n"
+                        "  - name: robot\n"
+                        "    listen: tcp://127.0.0.1:0\n"
+                        "    secret_file: " +
+                        key + "\n" + tls(ground_cert, fleet, "robot1") +
+                        "    import: [\"robot1/*\"]\n"};
+    REQUIRE(ground.d.start());
+    const auto port = std::to_string(listening_port(ground.d, "robot"));
+    const auto robot_yaml = [&](const TestPki::Issued& c) {
+        return "channels:\n" + broadcast("telemetry") +
+               "bridges:\n"
+               "  - name: ground\n"
+               "    connect: tcp://127.0.0.1:" +
+               port + "\n    secret_file: " + key + "\n" + tls(c, fleet, "ground.example") +
+               "    export:\n      - {channel: telemetry, as: robot1/telemetry}\n";
+    };
+    {
+        LoggedDaemon intruder{robot_yaml(forged)};
+        REQUIRE(intruder.d.start());
+        CHECK(ground.d.wait_for_stderr("unable to get local issuer certificate",
+                                       generous_deadline()));
+        CHECK(intruder.d.wait_for_stderr("the peer refused this end's certificate: TLS alert "
+                                         "'unknown CA'",
+                                         generous_deadline()));
+        auto b = bridge_of(ground.d, "robot");
+        REQUIRE(b.has_value());
+        CHECK(b->state != "connected");
+        CHECK(b->streams.empty());
+    }
+    LoggedDaemon robot{robot_yaml(robot_cert)};
+    REQUIRE(robot.d.start());
+    REQUIRE(wait_streaming(robot.d, "ground", 1));
+    check_flow(robot.d, "telemetry", ground.d, "robot1/telemetry", 200);
+    CHECK(robot.d.wait_for_stderr("over TLSv1.3", generous_deadline()));
 }

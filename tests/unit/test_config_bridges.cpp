@@ -2,6 +2,7 @@
 // pinned at its file:line:column, the secret file's checks, drop-ins, and what a reload
 // plans for bridges (reload_plan.hpp) — all without a daemon.
 #include "config.hpp"
+#include "config_test.hpp"
 #include "reload_plan.hpp"
 
 #include <catch2/catch.hpp>
@@ -17,41 +18,12 @@
 
 using namespace shmbus::daemon;
 using namespace shmbus::gateway;
+using shmbus::test::config_errors;
+using shmbus::test::config_of;
+using shmbus::test::ScratchDir;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::vector<std::string> errors(std::string_view text) {
-    std::vector<std::string> out;
-    for (const ConfigError& e : parse_config(text, "shmbusd.yaml").errors) {
-        out.push_back(to_string(e));
-    }
-    return out;
-}
-
-Config config_of(std::string_view text) {
-    const ParseOutcome outcome = parse_config(text, "shmbusd.yaml");
-    INFO(text);
-    for (const ConfigError& e : outcome.errors) {
-        UNSCOPED_INFO(to_string(e));
-    }
-    REQUIRE(outcome.config);
-    return *outcome.config;
-}
-
-/// A directory of its own, removed at the end.
-struct ScratchDir {
-    ScratchDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "shmbus-cfg-XXXXXX").native();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~ScratchDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::filesystem::path path;
-};
 
 void write(const std::filesystem::path& path, const std::string& text, mode_t mode) {
     {
@@ -117,7 +89,7 @@ TEST_CASE("listen, fifo pairs, IPv6 and block exports with a timeout are accepte
 }
 
 TEST_CASE("every mistake in a bridge is reported at its place") {
-    const auto e = errors(R"(bridges:
+    const auto e = config_errors(R"(bridges:
   - name: "bad name!"
     connect: tcp://host
     listen: tcp://0.0.0.0:1
@@ -151,8 +123,8 @@ TEST_CASE("every mistake in a bridge is reported at its place") {
         "shmbusd.yaml:6:5: error: bridge 'ok' has neither 'export' nor 'import': it would move "
         "nothing",
         "shmbusd.yaml:7:5: error: unknown key 'conect' (did you mean 'connect'?)",
-        "shmbusd.yaml:9:14: error: bridge 'tcp-without-secret' links over tcp and needs a "
-        "'secret_file' (a 0600 file, the same on both ends)",
+        "shmbusd.yaml:9:14: error: bridge 'tcp-without-secret' links over tcp and needs 'tls' "
+        "(certificates), a 'secret_file' (a 0600 file, the same on both ends), or both",
     };
     REQUIRE(e.size() >= expected.size());
     for (std::size_t i = 0; i < expected.size(); ++i) {
@@ -177,7 +149,7 @@ TEST_CASE("every mistake in a bridge is reported at its place") {
 }
 
 TEST_CASE("two bridges may not share a name, a listening address or a FIFO") {
-    const auto e = errors(R"(bridges:
+    const auto e = config_errors(R"(bridges:
   - {name: a, listen: "tcp://0.0.0.0:7411", secret_file: /k, export: [x]}
   - {name: a, connect: "fifo:/p,/q", export: [x]}
   - {name: b, listen: "tcp://0.0.0.0:7411", secret_file: /k, export: [x]}

@@ -32,6 +32,7 @@
 
 #include "gateway/bridge_rules.hpp"
 #include "gateway/link.hpp"
+#include "gateway/tls_context.hpp"
 
 #include <shmbus/channel.hpp>
 #include <shmbus/error.hpp>
@@ -181,10 +182,22 @@ struct ConfiguredBridge {
     std::optional<std::filesystem::path> secret_file;
     /// The secret_file's bytes: read by load_config() (parse_config() does no I/O).
     std::optional<std::string> secret;
+    /// `tls:` (tcp only). parse_config() sets the file names and peer_subject; load_config()
+    /// reads the files' contents into it and checks them with the gateway's TLS context.
+    std::optional<gateway::TlsCredentials> tls;
+    /// `require:` as written; none: what is configured (gateway::default_peer_auth()).
+    std::optional<gateway::PeerAuth> require;
     std::vector<gateway::ChannelRule> exports;
     std::vector<gateway::ChannelRule> imports;
     ConfigLocation where;        ///< of the bridge's `name:` value
     ConfigLocation secret_where; ///< of its `secret_file:` value
+    /// Of its `tls:` value and of the values of `tls.cert`, `tls.key` and `tls.ca`.
+    struct TlsPlaces {
+        ConfigLocation section;
+        ConfigLocation cert;
+        ConfigLocation key;
+        ConfigLocation ca;
+    } tls_where;
 };
 
 /// Everything shmbusd.yaml can say. A default-constructed Config is what an empty file means.
@@ -280,8 +293,14 @@ choose_config_path(Instance instance, const std::optional<std::filesystem::path>
 /// byte order of their names (files starting with '.' are skipped), and parses them as
 /// parse_config(sources) does. A missing main file is an error when `config.required`; a
 /// missing conf.d/ is not. Read errors are ConfigErrors with line 0. Then reads each bridge's
-/// secret_file (read_bridge_secrets()).
+/// secret_file (read_bridge_secrets()) and TLS files (read_bridge_tls()).
 [[nodiscard]] SHMBUS_CONFIG_EXPORT ParseOutcome load_config(const ConfigPath& config);
+
+/// Reads the `tls:` files of every bridge in `config` into its credentials: the key file must
+/// be private as a secret_file is; then the gateway's TLS context checks all three (PEM, the
+/// key matches the certificate, a CA certificate at least). One error per problem, at the
+/// `tls.cert`, `tls.key` or `tls.ca` value it concerns.
+[[nodiscard]] SHMBUS_CONFIG_EXPORT std::vector<ConfigError> read_bridge_tls(Config& config);
 
 /// Reads the secret_file of every bridge in `config` into its `secret`: a regular file of 16
 /// to 4096 bytes that neither group nor others may read or write (mode 0600 or stricter).

@@ -8,9 +8,11 @@
 //
 // The I/O of the loader is here and only here: read_text_file() (one file, size-capped, no
 // special files), the conf.d/ listing of load_config(), the bridges' secret files
-// (read_bridge_secrets(): their mode is checked before they are read), and the NSS lookups
-// behind system_accounts(). Errors are values (ConfigError with line 0 for a whole file); nothing
-// here logs or exits. Thread-safety: reentrant; the NSS functions used are the _r variants.
+// (read_bridge_secrets(): their mode is checked before they are read) and TLS files
+// (read_bridge_tls(): the key's mode likewise, then the gateway's TLS context checks all three),
+// and the NSS lookups behind system_accounts(). Errors are values (ConfigError with line 0 for a
+// whole file); nothing here logs or exits. Thread-safety: reentrant; the NSS functions used are the
+// _r variants.
 #include "config.hpp"
 
 #include "schema.hpp"
@@ -214,6 +216,24 @@ Result<std::optional<std::uint32_t>> lookup_account(const std::string& name, Loo
     }
 }
 
+/// The whole of a file that only its owner may read: a secret or a private key. Looked at
+/// before it is read: a secret others could read is no secret, whatever it holds.
+Result<std::string> read_private_file(const std::filesystem::path& path) {
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+        const int error = errno;
+        return make_error(Errc::system_error, "cannot stat: " + errno_text(error), error);
+    }
+    if (S_ISREG(info.st_mode) && (info.st_mode & 077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
+        return make_error(Errc::permission_denied,
+                          std::string{"group or others may access it (mode "} + mode +
+                              "); chmod 600 it, and give it to the daemon's user");
+    }
+    return read_text_file(path);
+}
+
 void io_errors_append(std::vector<ConfigError>& to, std::vector<ConfigError> more) {
     to.insert(to.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
 }
@@ -398,6 +418,7 @@ ParseOutcome load_config(const ConfigPath& config) {
     ParseOutcome outcome = parse_config(sources);
     if (outcome.ok() && outcome.config) {
         io_errors_append(io_errors, read_bridge_secrets(*outcome.config));
+        io_errors_append(io_errors, read_bridge_tls(*outcome.config));
     }
     if (!io_errors.empty()) {
         outcome.errors.insert(outcome.errors.begin(), io_errors.begin(), io_errors.end());
@@ -419,21 +440,7 @@ std::vector<ConfigError> read_bridge_secrets(Config& config) {
                                          named + " of bridge " + quote(bridge.name) + ": " +
                                              std::move(message)});
         };
-        // Looked at before it is read: a secret others could read is no secret, whatever
-        // it holds.
-        struct stat info {};
-        if (::stat(bridge.secret_file->c_str(), &info) != 0) {
-            fail("cannot stat: " + errno_text(errno));
-            continue;
-        }
-        if (S_ISREG(info.st_mode) && (info.st_mode & 077) != 0) {
-            char mode[8];
-            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(info.st_mode & 07777));
-            fail(std::string{"group or others may access it (mode "} + mode +
-                 "); chmod 600 it, and give it to the daemon's user");
-            continue;
-        }
-        auto text = read_text_file(*bridge.secret_file);
+        auto text = read_private_file(*bridge.secret_file);
         if (!text) {
             fail(text.error().detail);
             continue;
@@ -445,6 +452,52 @@ std::vector<ConfigError> read_bridge_secrets(Config& config) {
             continue;
         }
         bridge.secret = std::move(text.value());
+    }
+    return errors;
+}
+
+std::vector<ConfigError> read_bridge_tls(Config& config) {
+    std::vector<ConfigError> errors;
+    for (ConfiguredBridge& bridge : config.bridges) {
+        if (!bridge.tls) {
+            continue;
+        }
+        gateway::TlsCredentials& tls = *bridge.tls;
+        const auto fail = [&](const ConfigLocation& where, std::string message) {
+            errors.push_back(
+                ConfigError{where.file, where.line, where.column,
+                            "bridge " + quote(bridge.name) + ": " + std::move(message)});
+        };
+        const std::size_t errors_before = errors.size();
+        const struct {
+            const std::string& file;
+            std::string& into;
+            const ConfigLocation& where;
+            const char* key;
+            bool secret;
+        } files[] = {{tls.cert_file, tls.cert_pem, bridge.tls_where.cert, "cert", false},
+                     {tls.key_file, tls.key_pem, bridge.tls_where.key, "key", true},
+                     {tls.ca_file, tls.ca_pem, bridge.tls_where.ca, "ca", false}};
+        for (const auto& f : files) {
+            auto text = f.secret ? read_private_file(f.file) : read_text_file(f.file);
+            if (!text) {
+                fail(f.where, std::string{"tls."} + f.key + " " + quote(f.file) + ": " +
+                                  text.error().detail);
+                continue;
+            }
+            f.into = std::move(text.value());
+        }
+        if (errors.size() != errors_before) {
+            continue;
+        }
+        // The gateway's own check, so that the configuration accepts what the bridge can use.
+        if (auto context = gateway::TlsContext::create(tls); !context) {
+            const std::string& why = context.error().detail;
+            const ConfigLocation& where = why.rfind("key ", 0) == 0  ? bridge.tls_where.key
+                                          : why.rfind("ca ", 0) == 0 ? bridge.tls_where.ca
+                                                                     : bridge.tls_where.cert;
+            fail(where, "tls: " + why);
+        }
     }
     return errors;
 }

@@ -69,8 +69,10 @@ inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply
 inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
                                                            "max_publishers", "max_subscribers"};
 inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
-inline constexpr std::array<std::string_view, 6> kBridgeKeys{"name",        "connect", "listen",
-                                                             "secret_file", "export",  "import"};
+inline constexpr std::array<std::string_view, 8> kBridgeKeys{
+    "name", "connect", "listen", "secret_file", "tls", "require", "export", "import"};
+inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "ca",
+                                                                "peer_subject"};
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
                                                                  "block_timeout"};
 
@@ -93,6 +95,12 @@ inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::d
 inline constexpr std::array<std::string_view, 2> kLinkDownNames{"drop", "block"};
 inline constexpr std::array<gateway::LinkDownPolicy, 2> kLinkDownPolicies{
     gateway::LinkDownPolicy::drop, gateway::LinkDownPolicy::block};
+inline constexpr std::array<gateway::PeerAuth, 4> kPeerAuths{
+    gateway::PeerAuth::both, gateway::PeerAuth::tls, gateway::PeerAuth::secret,
+    gateway::PeerAuth::either};
+inline constexpr std::array<std::string_view, 4> kPeerAuthNames{
+    gateway::to_string(kPeerAuths[0]), gateway::to_string(kPeerAuths[1]),
+    gateway::to_string(kPeerAuths[2]), gateway::to_string(kPeerAuths[3])};
 inline constexpr std::array<std::string_view, 5> kLogLevelNames{"trace", "debug", "info", "warning",
                                                                 "error"};
 inline constexpr std::array<LogLevel, 5> kLogLevels{

@@ -752,6 +752,7 @@ private:
         bool address_ok = false;
         std::optional<ConfigLocation> connect_at;
         std::optional<ConfigLocation> listen_at;
+        std::optional<ConfigLocation> require_at;
         bool has_lists = false;
         std::vector<std::string_view> suggested;
         for (const Entry& e : entries(item, kBridgeKeys, &suggested)) {
@@ -772,6 +773,14 @@ private:
             } else if (e.name == "secret_file") {
                 bridge.secret_where = value_at(e);
                 bridge.secret_file = read_absolute_path(e);
+            } else if (e.name == "tls") {
+                bridge.tls_where.section = value_at(e);
+                read_bridge_tls(e, bridge);
+            } else if (e.name == "require") {
+                require_at = value_at(e);
+                if (const auto index = read_choice(e, "requirement", kPeerAuthNames)) {
+                    bridge.require = kPeerAuths[*index];
+                }
             } else {
                 has_lists = true;
                 read_bridge_rules(e, e.name == "export" ? bridge.exports : bridge.imports,
@@ -794,12 +803,9 @@ private:
             error(item_at, named + " has neither 'connect' nor 'listen' (such as connect: "
                                    "tcp://ground.example:7411)");
         }
-        if (address_ok && bridge.address.kind == gateway::LinkAddress::Kind::tcp &&
-            !bridge.secret_file && bridge.secret_where.line == 0 && !misspelt("secret_file")) {
-            error(*(connect_at ? connect_at : listen_at),
-                  named + " links over tcp and needs a 'secret_file' (a 0600 file, the same on "
-                          "both ends)");
-        }
+        check_bridge_auth(bridge, named,
+                          address_ok ? (connect_at ? connect_at : listen_at) : std::nullopt,
+                          require_at, misspelt);
         if (!has_lists && !misspelt("export") && !misspelt("import")) {
             error(item_at, named + " has neither 'export' nor 'import': it would move nothing");
         }
@@ -820,6 +826,100 @@ private:
             }
         }
         config_.bridges.push_back(std::move(bridge));
+    }
+
+    /// `tls:`: cert, key and ca (absolute paths, all three), and an optional peer_subject.
+    void read_bridge_tls(const Entry& e, ConfiguredBridge& bridge) {
+        if (e.value.IsNull()) {
+            error(value_at(e), "'tls' needs 'cert', 'key' and 'ca' (this end's certificate, its "
+                               "key, and the CA the peer's certificate must chain to)");
+            return;
+        }
+        gateway::TlsCredentials tls;
+        std::string missing;
+        const std::size_t errors_before = state_.errors.size();
+        bool cert = false;
+        bool key = false;
+        bool ca = false;
+        for (const Entry& f : sub_entries(e, kBridgeTlsKeys)) {
+            if (f.name == "peer_subject") {
+                if (const auto text = scalar(f, "a name the peer's certificate carries")) {
+                    if (text->empty() || text->find('\0') != std::string::npos) {
+                        error(value_at(f), "'peer_subject' must be a name (a common name, a DNS "
+                                           "name or an address, or a whole subject such as "
+                                           "CN=ground,O=example), not " +
+                                               quote(*text));
+                    } else {
+                        tls.peer_subject = *text;
+                    }
+                }
+                continue;
+            }
+            const auto path = read_absolute_path(f);
+            if (!path) {
+                continue;
+            }
+            if (f.name == "cert") {
+                tls.cert_file = path->native();
+                bridge.tls_where.cert = value_at(f);
+                cert = true;
+            } else if (f.name == "key") {
+                tls.key_file = path->native();
+                bridge.tls_where.key = value_at(f);
+                key = true;
+            } else {
+                tls.ca_file = path->native();
+                bridge.tls_where.ca = value_at(f);
+                ca = true;
+            }
+        }
+        if (state_.errors.size() != errors_before) {
+            return;
+        }
+        for (const auto& [given, name] :
+             {std::pair{cert, "'cert'"}, std::pair{key, "'key'"}, std::pair{ca, "'ca'"}}) {
+            if (!given) {
+                missing += (missing.empty() ? "" : ", ") + std::string{name};
+            }
+        }
+        if (!missing.empty()) {
+            error(value_at(e), "'tls' needs 'cert', 'key' and 'ca'; missing " + missing);
+            return;
+        }
+        bridge.tls = std::move(tls);
+    }
+
+    /// How a bridge authenticates its peer: tls only on tcp, a tcp bridge has tls or a secret
+    /// (or both), and `require` names only what the bridge has. `address_at`: the address's
+    /// value if it parsed.
+    template <typename Misspelt>
+    void check_bridge_auth(const ConfiguredBridge& bridge, const std::string& named,
+                           const std::optional<ConfigLocation>& address_at,
+                           const std::optional<ConfigLocation>& require_at,
+                           const Misspelt& misspelt) {
+        const bool tls_given = bridge.tls_where.section.line != 0;
+        const bool secret_given = bridge.secret_file || bridge.secret_where.line != 0;
+        if (!address_at) {
+            return;
+        }
+        const bool tcp = bridge.address.kind == gateway::LinkAddress::Kind::tcp;
+        if (tls_given && !tcp) {
+            error(bridge.tls_where.section,
+                  "'tls' applies to tcp links only: an exec: link is secured by its command "
+                  "(such as ssh), a fifo: pair by its files' modes");
+            return;
+        }
+        if (tcp && !tls_given && !secret_given && !misspelt("secret_file") && !misspelt("tls")) {
+            error(*address_at, named + " links over tcp and needs 'tls' (certificates), a "
+                                       "'secret_file' (a 0600 file, the same on both ends), or "
+                                       "both");
+            return;
+        }
+        if (require_at && bridge.require) {
+            if (auto c = gateway::check_peer_auth(*bridge.require, tls_given, secret_given); !c) {
+                error(*require_at, c.error().detail);
+            }
+        }
     }
 
     /// What two bridges would fight over, if anything: a TCP port both listen on, or a FIFO.
