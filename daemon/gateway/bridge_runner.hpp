@@ -158,7 +158,7 @@ private:
     std::mutex peer_mu_;               ///< a leaf: held only to copy peer_
     std::string peer_;                 ///< the peer in log lines
     std::optional<TcpListener> listener_;
-    std::shared_ptr<const TlsContext> tls_; ///< built on the first link; the bridge's thread
+    std::shared_ptr<const TlsContext> tls_; ///< built as the thread starts (prepare_security())
     /// Gives up the `block` holds older than their own block_timeout (the bridge's thread); how
     /// long until the next one would be due, at most `cap`.
     std::chrono::milliseconds expire_holds(std::chrono::milliseconds cap);
