@@ -52,7 +52,10 @@ std::optional<Summary> summary_in(const std::string& err) {
 TEST_CASE("tail --timeout reports what it received and lost before it exits 1") {
     DaemonProcess d{kConfig};
     REQUIRE(d.start());
-    Ctl tail(at(d, {"tail", "drops", "--timeout", "1"}));
+    // The timeout counts from the subscription, so it must outlast the steps up to SIGSTOP
+    // (an `info` poll, a signal) on a loaded machine: 4 s, not 1, or the tail may give up
+    // before the publisher has even started.
+    Ctl tail(at(d, {"tail", "drops", "--timeout", "4"}));
     REQUIRE(wait_for_tails(d, "drops", 1));
 
     // Stopped, the tail cannot read: 100 messages lap its 8 slots, so it must lose some.
@@ -61,11 +64,11 @@ TEST_CASE("tail --timeout reports what it received and lost before it exits 1") 
     REQUIRE(pub.code == 0);
     REQUIRE(::kill(tail.pid(), SIGCONT) == 0);
 
-    // It reads what is left, then has no message for 1 s: exit 1, the summary first.
+    // It reads what is left, then has no message for 4 s: exit 1, the summary first.
     const Outcome got = tail.finish();
     INFO(got.err);
     CHECK(got.code == 1);
-    CHECK(got.err.find("shmbusctl: tail 'drops': no message for 1 s\n") != std::string::npos);
+    CHECK(got.err.find("shmbusctl: tail 'drops': no message for 4 s\n") != std::string::npos);
     const auto s = summary_in(got.err);
     REQUIRE(s);
     CHECK(s->lost > 0);
