@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <latch>
 #include <optional>
 #include <string>
 #include <thread>
@@ -357,10 +358,16 @@ TEST_CASE("several servers share the requests and serve each exactly once") {
     constexpr int kCallsPerCaller = 2000;
     std::atomic<bool> stop{false};
     std::atomic<int> served[2] = {0, 0};
+    // The callers start once both servers are attached (or failed to): a call made before
+    // any server is attached fails at once with not_found, as it should, and is not served.
+    std::latch servers_ready{2};
+    std::atomic<int> attached_servers{0};
     std::vector<std::thread> servers;
     for (int i = 0; i < 2; ++i) {
         servers.emplace_back([&, i] {
             auto s = server_in_thread(f);
+            attached_servers.fetch_add(s ? 1 : 0);
+            servers_ready.count_down();
             while (s && !stop.load(std::memory_order_relaxed)) {
                 auto batch = s->receive(8, 10ms);
                 if (!batch) {
@@ -372,6 +379,14 @@ TEST_CASE("several servers share the requests and serve each exactly once") {
                 }
             }
         });
+    }
+    servers_ready.wait();
+    if (attached_servers.load() != 2) {
+        stop = true;
+        for (auto& t : servers) {
+            t.join();
+        }
+        FAIL("a server thread could not attach to the channel");
     }
     std::vector<Caller> callers;
     for (int i = 0; i < 4; ++i) {
