@@ -13,6 +13,7 @@
 // never counted. Children report what they saw through pipes; every wait has a deadline.
 #include "daemon_process.hpp"
 #include "process.hpp"
+#include "skip.hpp"
 
 #include <shmbus/shmbus.hpp>
 
@@ -203,8 +204,7 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
 TEST_CASE("a uid holding every connection it can get stops neither root's shmbusctl list nor "
           "another uid within its own quota") {
     if (!root()) {
-        WARN("not root: cannot run clients as other uids; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run clients as other uids");
     }
     DaemonProcess d{"limits:\n  max_clients: " + std::to_string(kMaxClients) + "\n" + kOpenChannel};
     d.with_stderr_file();
@@ -320,8 +320,7 @@ TEST_CASE("a connection that never says hello is told timed_out naming limits.he
 TEST_CASE("a uid's endpoints over all its clients stop at limits.per_uid.max_open_channels, "
           "and root is not counted") {
     if (!root()) {
-        WARN("not root: cannot run clients as other uids; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run clients as other uids");
     }
     DaemonProcess d{kOpenChannel};
     start_for_everyone(d);
@@ -370,8 +369,7 @@ TEST_CASE("a uid's endpoints over all its clients stop at limits.per_uid.max_ope
 TEST_CASE("a uid's dynamic channels stop at limits.per_uid.max_dynamic_channels and "
           "limits.per_uid.max_segment_bytes, naming the key") {
     if (!root()) {
-        WARN("not root: cannot run clients as other uids; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run clients as other uids");
     }
     DaemonProcess d{"dynamic_channels:\n  users: [\"*\"]\n" + kOpenChannel};
     start_for_everyone(d);
@@ -435,8 +433,7 @@ TEST_CASE("a uid's dynamic channels stop at limits.per_uid.max_dynamic_channels 
 TEST_CASE("a user who is not an admin is shown only the channels it may open and only its "
           "own clients' pids and names, and root is shown everything") {
     if (!root()) {
-        WARN("not root: cannot run clients as other uids; skipped");
-        return;
+        SHMBUS_SKIP("needs root to run clients as other uids");
     }
     DaemonProcess d{kOpenChannel};
     start_for_everyone(d);
