@@ -8,6 +8,8 @@ packages=(
     libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
     # OpenSSL (libssl, libcrypto): the gateway's HMAC-SHA256 challenge and its TLS links.
     libssl-dev
+    # NATS bridges (docs/nats.md): the C client, and the server the tests start themselves.
+    libnats-dev nats-server
     catch2 libcli11-dev nlohmann-json3-dev
     # Standalone asio, header-only: the asio event-loop example (examples/event-loop/) and
     # its test; without it both are left out, the test reported as skipped.

@@ -1,0 +1,642 @@
+// NATS bridges (NatsBridgeRunner) between real shmbusd processes and a real nats-server
+// started by each test on a free loopback port: an export read by a plain libnats
+// subscriber, an import fed by a plain libnats publisher, two daemons through one server
+// (stamped messages, none lost or reordered), the server killed and restarted mid-stream
+// (the bridges reconnect and the loss is counted exactly), and a durable JetStream import
+// that loses and repeats nothing across a restart of the bridge. Skipped where nats-server
+// is not installed.
+#include "daemon_process.hpp"
+#include "nats_server.hpp"
+#include "skip.hpp"
+#include "status_poll.hpp"
+#include "test_support.hpp"
+
+#include "gateway/nats_bridge.hpp"
+
+#include <shmbus/client.hpp>
+
+#include <nats/nats.h>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace shmbus;
+using namespace shmbus::gateway;
+using namespace shmbus::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kSlot = 128;
+
+std::string channel(const std::string& name, std::uint32_t slots = 1024) {
+    return "  - name: " + name + "\n    kind: broadcast\n    slot_size: " + std::to_string(kSlot) +
+           "\n    slot_count: " + std::to_string(slots) +
+           "\n    overflow: block\n    max_publishers: 2\n    max_subscribers: 4\n"
+           "    acl:\n      publish:   {users: [\"*\"]}\n      subscribe: {users: [\"*\"]}\n";
+}
+
+ClientOptions options_for(const DaemonProcess& d) {
+    ClientOptions o;
+    o.socket_path = d.socket_path().native();
+    o.client_name = "test";
+    return o;
+}
+
+/// Lines the bridges log, kept for a failure message.
+struct Lines {
+    std::mutex mu;
+    std::vector<std::string> lines;
+    std::function<void(std::string_view)> sink() {
+        return [this](std::string_view l) {
+            std::lock_guard lock{mu};
+            lines.emplace_back(l);
+        };
+    }
+    std::string text() {
+        std::lock_guard lock{mu};
+        std::string t;
+        for (const auto& l : lines) {
+            t += l + "\n";
+        }
+        return t;
+    }
+};
+
+bool connected(const NatsBridgeRunner& r) {
+    const auto s = r.status();
+    return s.bridge.state == BridgeState::connected && !s.bridge.session.streams.empty();
+}
+
+StreamStats stream(const NatsBridgeRunner& r, bool exporting) {
+    for (auto& s : r.status().bridge.session.streams) {
+        if (s.exporting == exporting) {
+            return s;
+        }
+    }
+    return {};
+}
+
+/// A plain libnats connection, for the far side of a bridge.
+struct PlainNats {
+    natsConnection* nc{nullptr};
+    explicit PlainNats(const std::string& url) {
+        REQUIRE(natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK);
+    }
+    ~PlainNats() { natsConnection_Destroy(nc); }
+};
+
+NatsBridgeConfig bridge(const std::string& name, const NatsServer& server) {
+    NatsBridgeConfig c;
+    c.name = name;
+    c.servers = {server.url()};
+    c.reconnect_wait = 50ms;
+    return c;
+}
+
+/// Publishes messages stamped 0..count-1 into `name` on `daemon`.
+void publish_stamped(const DaemonProcess& daemon, const std::string& name, std::uint64_t count) {
+    auto app = Client::connect(options_for(daemon));
+    REQUIRE(app.has_value());
+    auto pub = app.value().open_publisher(name);
+    REQUIRE(pub.has_value());
+    std::vector<std::byte> buf(kSlot);
+    for (std::uint64_t id = 0; id < count; ++id) {
+        stamp(buf, id);
+        REQUIRE(pub.value().send(buf, 60s).has_value());
+    }
+}
+
+/// A file-backed stream JOBS holding the subject shmbus.ground.jobs.
+void add_jobs_stream(const std::string& url) {
+    PlainNats admin{url};
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, admin.nc, nullptr) == NATS_OK);
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    sc.Name = "JOBS";
+    const char* subjects[] = {"shmbus.ground.jobs"};
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    jsErrCode code{};
+    const natsStatus added = js_AddStream(nullptr, js, &sc, nullptr, &code);
+    jsCtx_Destroy(js);
+    REQUIRE(added == NATS_OK);
+}
+
+#define REQUIRE_NATS_SERVER(var)                                                                   \
+    const auto var = nats_server_program();                                                        \
+    if (!var) {                                                                                    \
+        SHMBUS_SKIP("nats-server is not installed (Debian: apt-get install nats-server)");         \
+    }
+
+} // namespace
+
+TEST_CASE("NATS bridge configurations are checked, naming the bridge and the entry",
+          "[gateway][nats]") {
+    NatsBridgeConfig c;
+    c.name = "fleet";
+    c.servers = {"nats://127.0.0.1:4222"};
+    c.exports = {{"telemetry", "shmbus.robot1.telemetry"}};
+    c.imports = {{"shmbus.*.telemetry", "fleet/telemetry", ""}};
+    REQUIRE(validate(c).has_value());
+
+    auto bad = c;
+    bad.servers = {"tcp://127.0.0.1:4222"};
+    auto r = validate(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().detail.find("'fleet'") != std::string::npos);
+    CHECK(r.error().detail.find("tcp://127.0.0.1:4222") != std::string::npos);
+
+    bad = c;
+    bad.exports = {{"camera/*", "shmbus.camera"}};
+    r = validate(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().detail.find("camera/*") != std::string::npos);
+
+    bad = c;
+    bad.exports = {{"telemetry", "shmbus.*"}};
+    r = validate(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().detail.find("shmbus.*") != std::string::npos);
+
+    bad = c;
+    bad.imports = {{"jobs", "jobs", "ground.jobs"}};
+    r = validate(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().detail.find("ground.jobs") != std::string::npos);
+
+    bad = c;
+    bad.servers.clear();
+    r = validate(bad);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().detail.find("no server") != std::string::npos);
+}
+
+TEST_CASE("an export reaches a plain NATS subscriber with its sequence in a header",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program};
+    std::string why;
+    REQUIRE(server.start(&why));
+    INFO(why);
+    DaemonProcess robot{"channels:\n" + channel("telemetry")};
+    REQUIRE(robot.start());
+
+    PlainNats far{server.url()};
+    natsSubscription* sub = nullptr;
+    REQUIRE(natsConnection_SubscribeSync(&sub, far.nc, "shmbus.robot1.telemetry") == NATS_OK);
+    REQUIRE(natsConnection_Flush(far.nc) == NATS_OK);
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.exports = {{"telemetry", "shmbus.robot1.telemetry"}};
+    NatsBridgeRunner runner{config, options_for(robot), "robot1", 7, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+    INFO(lines.text());
+
+    constexpr std::uint64_t kCount = 2000;
+    publish_stamped(robot, "telemetry", kCount);
+    for (std::uint64_t id = 0; id < kCount; ++id) {
+        natsMsg* m = nullptr;
+        REQUIRE(natsSubscription_NextMsg(&m, sub, 60000) == NATS_OK);
+        const auto data = std::as_bytes(
+            std::span{natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))});
+        CHECK(check_stamp(data) == id);
+        const char* seq = nullptr;
+        REQUIRE(natsMsgHeader_Get(m, "Shmbus-Seq", &seq) == NATS_OK);
+        CHECK(std::string{seq} == std::to_string(id + 1));
+        const char* node = nullptr;
+        REQUIRE(natsMsgHeader_Get(m, "Shmbus-Node", &node) == NATS_OK);
+        CHECK(std::string{node} == "robot1");
+        natsMsg_Destroy(m);
+    }
+    const auto s = stream(runner, true);
+    CHECK(s.messages == kCount);
+    CHECK(s.bytes == kCount * kSlot);
+    CHECK(s.lost == 0);
+    natsSubscription_Destroy(sub);
+    runner.stop();
+    CHECK(runner.status().bridge.state == BridgeState::stopped);
+}
+
+TEST_CASE("an import publishes what a plain NATS publisher sends, and never its own exports",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess ground{"channels:\n" + channel("jobs")};
+    REQUIRE(ground.start());
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.imports = {{"shmbus.ground.>", "jobs", ""}};
+    NatsBridgeRunner runner{config, options_for(ground), "ground", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+    INFO(lines.text());
+
+    PlainNats far{server.url()};
+    constexpr std::uint64_t kCount = 2000;
+    std::vector<std::byte> buf(kSlot);
+    for (std::uint64_t id = 0; id < kCount; ++id) {
+        stamp(buf, id);
+        natsMsg* m = nullptr;
+        REQUIRE(natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
+                               reinterpret_cast<const char*>(buf.data()),
+                               static_cast<int>(buf.size())) == NATS_OK);
+        if (id % 2 == 1) {
+            // As if this daemon had exported it itself: the import drops it (loop prevention).
+            natsMsgHeader_Set(m, "Shmbus-Node", "ground");
+        }
+        REQUIRE(natsConnection_PublishMsg(far.nc, m) == NATS_OK);
+        natsMsg_Destroy(m);
+    }
+    REQUIRE(natsConnection_Flush(far.nc) == NATS_OK);
+    for (std::uint64_t id = 0; id < kCount; id += 2) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
+    }
+    REQUIRE(wait_until([&] { return runner.status().looped == kCount / 2; }));
+    const auto s = stream(runner, false);
+    CHECK(s.messages == kCount / 2);
+    CHECK(s.lost == 0);
+    CHECK(sub.value().try_receive_copy(buf).code() == Errc::would_block);
+}
+
+namespace {
+
+/// Two daemons, A exporting `telemetry` and B importing it as `fleet/telemetry`, through
+/// `server`.
+struct Pair {
+    DaemonProcess a{"channels:\n" + channel("telemetry")};
+    DaemonProcess b{"channels:\n" + channel("fleet/telemetry")};
+    Lines lines;
+    std::optional<NatsBridgeRunner> exporter;
+    std::optional<NatsBridgeRunner> importer;
+
+    explicit Pair(const NatsServer& server) {
+        REQUIRE(a.start());
+        REQUIRE(b.start());
+        auto ea = bridge("fleet", server);
+        ea.exports = {{"telemetry", "shmbus.a.telemetry"}};
+        auto ib = bridge("fleet", server);
+        ib.imports = {{"shmbus.*.telemetry", "fleet/telemetry", ""}};
+        importer.emplace(ib, options_for(b), "b", 2, lines.sink());
+        importer->start();
+        REQUIRE(wait_until([&] { return connected(*importer); }));
+        exporter.emplace(ea, options_for(a), "a", 1, lines.sink());
+        exporter->start();
+        REQUIRE(wait_until([&] { return connected(*exporter); }));
+    }
+};
+
+} // namespace
+
+TEST_CASE("two daemons through one NATS server: 100,000 stamped messages, none lost or "
+          "reordered",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program};
+    std::string why;
+    REQUIRE(server.start(&why));
+    Pair pair{server};
+    INFO(pair.lines.text());
+
+    auto b_app = Client::connect(options_for(pair.b));
+    REQUIRE(b_app.has_value());
+    auto sub = b_app.value().open_subscriber("fleet/telemetry");
+    REQUIRE(sub.has_value());
+    const std::uint64_t count = scaled(100'000);
+    std::thread publisher{[&] {
+        auto a_app = Client::connect(options_for(pair.a));
+        auto pub = a_app.value().open_publisher("telemetry");
+        std::vector<std::byte> out(kSlot);
+        for (std::uint64_t id = 0; id < count; ++id) {
+            stamp(out, id);
+            if (!pub.value().send(out, 60s).has_value()) {
+                return;
+            }
+        }
+    }};
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t received = 0;
+    std::uint64_t out_of_order = 0;
+    for (std::uint64_t id = 0; id < count; ++id) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        if (!r.has_value()) {
+            break;
+        }
+        out_of_order += check_stamp(std::span{buf}.first(r.value().size)) != id ? 1 : 0;
+        ++received;
+    }
+    publisher.join();
+    CHECK(received == count);
+    CHECK(out_of_order == 0);
+    CHECK(stream(*pair.exporter, true).lost == 0);
+    CHECK(stream(*pair.importer, false).lost == 0);
+    CHECK(stream(*pair.importer, false).messages == count);
+}
+
+TEST_CASE("a NATS server killed and restarted mid-stream: the bridges reconnect and the loss "
+          "is counted exactly",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program};
+    std::string why;
+    REQUIRE(server.start(&why));
+    Pair pair{server};
+
+    auto b_app = Client::connect(options_for(pair.b));
+    REQUIRE(b_app.has_value());
+    auto sub = b_app.value().open_subscriber("fleet/telemetry");
+    REQUIRE(sub.has_value());
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> published{0};
+    std::thread publisher{[&] {
+        auto a_app = Client::connect(options_for(pair.a));
+        auto pub = a_app.value().open_publisher("telemetry");
+        std::vector<std::byte> out(kSlot);
+        for (std::uint64_t id = 0; !stop.load(); ++id) {
+            stamp(out, id);
+            if (!pub.value().send(out, 60s).has_value()) {
+                return;
+            }
+            published.store(id + 1);
+        }
+    }};
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t received = 0;
+    std::uint64_t last = 0;
+    bool ordered = true;
+    bool restarted = false;
+    std::uint64_t after_restart = 0;
+    std::optional<std::uint64_t> final_id;
+    while (!final_id || last != *final_id) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        const std::uint64_t id = check_stamp(std::span{buf}.first(r.value().size));
+        REQUIRE(id != UINT64_MAX);
+        ordered = ordered && (received == 0 || id > last);
+        last = id;
+        ++received;
+        if (!restarted && received == 5000) {
+            server.stop();
+            REQUIRE(server.start(&why));
+            restarted = true;
+        } else if (restarted && ++after_restart == 5000) {
+            stop = true;
+            publisher.join();
+            final_id = published.load() - 1;
+        }
+    }
+    INFO(pair.lines.text());
+    CHECK(ordered);
+    CHECK(pair.exporter->status().bridge.reconnects >= 1);
+    CHECK(pair.importer->status().bridge.reconnects >= 1);
+    // Every message published either arrived or is counted as lost by the importer: the
+    // sequence numbers in the headers leave nothing uncounted.
+    const auto imported = stream(*pair.importer, false);
+    CHECK(received + imported.lost == *final_id + 1);
+    CHECK(imported.messages == received);
+    if (publisher.joinable()) {
+        stop = true;
+        publisher.join();
+    }
+}
+
+TEST_CASE("a durable JetStream import loses and repeats nothing across a restart of the bridge",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program, /*jetstream=*/true};
+    std::string why;
+    REQUIRE(server.start(&why));
+    INFO(why);
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+
+    PlainNats far{server.url()};
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, far.nc, nullptr) == NATS_OK);
+    add_jobs_stream(server.url());
+    jsErrCode code{};
+
+    const auto publish = [&](std::uint64_t from, std::uint64_t to) {
+        std::vector<std::byte> out(kSlot);
+        for (std::uint64_t id = from; id < to; ++id) {
+            stamp(out, id);
+            natsMsg* m = nullptr;
+            REQUIRE(natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
+                                   reinterpret_cast<const char*>(out.data()),
+                                   static_cast<int>(out.size())) == NATS_OK);
+            jsPubAck* ack = nullptr;
+            REQUIRE(js_PublishMsg(&ack, js, m, nullptr, &code) == NATS_OK);
+            jsPubAck_Destroy(ack);
+            natsMsg_Destroy(m);
+        }
+    };
+
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t next = 0;
+    const auto receive = [&](std::uint64_t until) {
+        while (next < until) {
+            auto r = sub.value().receive_copy(buf, 60s);
+            REQUIRE(r.has_value());
+            REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == next);
+            ++next;
+        }
+    };
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    publish(0, 1000); // before the bridge ever ran: the durable consumer starts at the stream's
+                      // beginning
+    {
+        NatsBridgeRunner runner{config, options_for(ground), "ground", 1, lines.sink()};
+        runner.start();
+        REQUIRE(wait_until([&] { return connected(runner); }));
+        publish(1000, 2000);
+        receive(2000);
+        runner.stop();
+    }
+    publish(2000, 3000); // while no bridge runs: kept by the stream for the durable consumer
+    {
+        NatsBridgeRunner runner{config, options_for(ground), "ground", 2, lines.sink()};
+        runner.start();
+        REQUIRE(wait_until([&] { return connected(runner); }));
+        INFO(lines.text());
+        receive(3000);
+        REQUIRE(wait_until([&] { return stream(runner, false).messages == 1000; }));
+        CHECK(stream(runner, false).lost == 0);
+        CHECK(runner.status().duplicates == 0);
+        runner.stop();
+    }
+    CHECK(next == 3000);
+    CHECK(sub.value().try_receive_copy(buf).code() == Errc::would_block); // nothing repeated
+    jsCtx_Destroy(js);
+}
+
+TEST_CASE("a durable JetStream import loses nothing when the NATS server is killed and "
+          "restarted mid-stream",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program, /*jetstream=*/true};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+    add_jobs_stream(server.url());
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    config.ack_wait = 1000ms;
+    NatsBridgeRunner runner{config, options_for(ground), "ground", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+
+    // The far side publishes as an exporting daemon would (origin and sequence headers), and
+    // retries each message until the stream acknowledged it (Nats-Msg-Id de-duplicates).
+    const std::uint64_t count = 20000;
+    std::atomic<std::uint64_t> published{0};
+    std::atomic<bool> failed{false};
+    std::thread publisher{[&] {
+        natsOptions* opts = nullptr;
+        natsOptions_Create(&opts);
+        natsOptions_SetURL(opts, server.url().c_str());
+        natsOptions_SetMaxReconnect(opts, -1);
+        natsOptions_SetReconnectWait(opts, 50);
+        natsConnection* nc = nullptr;
+        if (natsConnection_Connect(&nc, opts) != NATS_OK) {
+            failed = true;
+            return;
+        }
+        jsCtx* js = nullptr;
+        natsConnection_JetStream(&js, nc, nullptr);
+        std::vector<std::byte> out(kSlot);
+        const auto deadline = generous_deadline();
+        for (std::uint64_t id = 0; id < count && !failed; ++id) {
+            stamp(out, id);
+            const std::string seq = std::to_string(id + 1);
+            const std::string msg_id = "far/1/jobs/" + seq;
+            for (;;) {
+                natsMsg* m = nullptr;
+                natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
+                               reinterpret_cast<const char*>(out.data()),
+                               static_cast<int>(out.size()));
+                natsMsgHeader_Set(m, "Shmbus-Node", "far");
+                natsMsgHeader_Set(m, "Shmbus-Incarnation", "1");
+                natsMsgHeader_Set(m, "Shmbus-Channel", "jobs");
+                natsMsgHeader_Set(m, "Shmbus-Seq", seq.c_str());
+                natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
+                jsPubAck* ack = nullptr;
+                jsErrCode code{};
+                const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
+                jsPubAck_Destroy(ack);
+                natsMsg_Destroy(m);
+                if (st == NATS_OK) {
+                    break;
+                }
+                if (std::chrono::steady_clock::now() > deadline) {
+                    failed = true;
+                    break;
+                }
+            }
+            published = id + 1;
+        }
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        natsOptions_Destroy(opts);
+    }};
+
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t next = 0;
+    bool in_order = true;
+    while (next < count) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        if (!r.has_value()) {
+            break;
+        }
+        in_order = in_order && check_stamp(std::span{buf}.first(r.value().size)) == next;
+        ++next;
+        if (next == count / 4) {
+            server.stop();
+            REQUIRE(server.start(&why));
+        }
+    }
+    publisher.join();
+    INFO(lines.text());
+    CHECK_FALSE(failed);
+    CHECK(next == count);
+    CHECK(in_order);
+    CHECK(stream(runner, false).lost == 0);
+    CHECK(runner.status().bridge.reconnects >= 1);
+    runner.stop();
+}
+
+TEST_CASE("a JetStream export into a stream, read back by a durable import on another daemon",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program, /*jetstream=*/true};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess robot{"channels:\n" + channel("telemetry")};
+    REQUIRE(robot.start());
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+    add_jobs_stream(server.url());
+    Lines lines;
+    auto ec = bridge("fleet", server);
+    ec.jetstream = true;
+    ec.exports = {{"telemetry", "shmbus.ground.jobs"}};
+    NatsBridgeRunner exporter{ec, options_for(robot), "robot", 1, lines.sink()};
+    exporter.start();
+    REQUIRE(wait_until([&] { return connected(exporter); }));
+
+    const std::uint64_t count = 10000;
+    publish_stamped(robot, "telemetry", count);
+    // Published before any importer existed: the stream holds them for the durable consumer.
+    REQUIRE(wait_until([&] { return stream(exporter, true).messages == count; }));
+
+    auto ground_app = Client::connect(options_for(ground));
+    REQUIRE(ground_app.has_value());
+    auto sub = ground_app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+    auto ic = bridge("fleet", server);
+    ic.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    NatsBridgeRunner importer{ic, options_for(ground), "ground", 1, lines.sink()};
+    importer.start();
+    std::vector<std::byte> buf(kSlot);
+    for (std::uint64_t id = 0; id < count; ++id) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
+    }
+    INFO(lines.text());
+    CHECK(stream(exporter, true).lost == 0);
+    CHECK(stream(importer, false).lost == 0);
+    CHECK(importer.status().duplicates == 0);
+}

@@ -1,0 +1,169 @@
+// NatsServer: a real nats-server for one test, on 127.0.0.1, with JetStream and its own
+// store directory if asked. The tests that need one skip (SHMBUS_SKIP) when
+// nats_server_program() finds none.
+//
+// Ownership: a NatsServer owns its process (SIGKILLed and reaped by stop() or the destructor,
+// and killed with the test process, PR_SET_PDEATHSIG) and its store directory. Its stderr
+// goes to a pipe read by one thread per run, which keeps the text and wakes waiters: start()
+// waits for "Server is ready", never for a time. The first start() lets the server pick a free
+// port (-p -1) and reads it from the log; a restart asks for the same port again, so that
+// clients find it where it was.
+#pragma once
+
+#include "daemon_process.hpp"
+#include "process.hpp"
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace shmbus::test {
+
+/// nats-server's path: on $PATH, else in /usr/sbin or /usr/local/sbin (where Debian puts it,
+/// outside a user's PATH). Nothing if it is not installed.
+inline std::optional<std::string> nats_server_program() {
+    std::vector<std::string> dirs;
+    if (const char* path = std::getenv("PATH")) {
+        std::string p{path};
+        std::size_t at = 0;
+        while (at <= p.size()) {
+            const auto colon = p.find(':', at);
+            dirs.push_back(
+                p.substr(at, colon == std::string::npos ? std::string::npos : colon - at));
+            if (colon == std::string::npos) {
+                break;
+            }
+            at = colon + 1;
+        }
+    }
+    dirs.emplace_back("/usr/sbin");
+    dirs.emplace_back("/usr/local/sbin");
+    for (const auto& d : dirs) {
+        const std::string candidate = (d.empty() ? std::string{"."} : d) + "/nats-server";
+        if (::access(candidate.c_str(), X_OK) == 0) {
+            return candidate;
+        }
+    }
+    return std::nullopt;
+}
+
+class NatsServer {
+public:
+    explicit NatsServer(std::string program, bool jetstream = false)
+        : program_{std::move(program)}, jetstream_{jetstream} {}
+    NatsServer(const NatsServer&) = delete;
+    NatsServer& operator=(const NatsServer&) = delete;
+    ~NatsServer() { stop(); }
+
+    /// Starts the server and waits until it is ready. False, with what it wrote, if it exited
+    /// or was not ready in time.
+    bool start(std::string* why = nullptr) {
+        std::vector<std::string> args{program_, "-a", "127.0.0.1", "-p",
+                                      port_ == 0 ? "-1" : std::to_string(port_)};
+        if (jetstream_) {
+            args.insert(args.end(), {"-js", "-sd", store_.path().native()});
+        }
+        std::vector<char*> argv;
+        for (auto& a : args) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) {
+            return false;
+        }
+        {
+            std::lock_guard lock{mu_};
+            log_.clear();
+            ended_ = false;
+        }
+        const pid_t parent = ::getpid();
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            die_with_parent(parent);
+            ::dup2(fds[1], STDERR_FILENO);
+            ::dup2(fds[1], STDOUT_FILENO);
+            ::execv(argv[0], argv.data());
+            exec_failed(argv[0]);
+        }
+        ::close(fds[1]);
+        pid_ = pid;
+        reader_ = std::thread{[this, fd = fds[0]] { drain(fd); }};
+        const std::regex listening{R"(Listening for client connections on 127\.0\.0\.1:(\d+))"};
+        std::unique_lock lock{mu_};
+        const bool ready = cv_.wait_until(lock, generous_deadline(), [this] {
+            return ended_ || log_.find("Server is ready") != std::string::npos;
+        });
+        if (!ready || ended_ || log_.find("Server is ready") == std::string::npos) {
+            if (why != nullptr) {
+                *why = "nats-server did not become ready; it wrote:\n" + log_;
+            }
+            return false;
+        }
+        std::smatch m;
+        if (port_ == 0 && std::regex_search(log_, m, listening)) {
+            port_ = static_cast<std::uint16_t>(std::stoi(m[1].str()));
+        }
+        return port_ != 0;
+    }
+
+    /// SIGKILLs the server (as a crash would) and reaps it. The store directory stays.
+    void stop() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            int raw = 0;
+            while (::waitpid(pid_, &raw, 0) < 0 && errno == EINTR) {
+            }
+            pid_ = -1;
+        }
+        if (reader_.joinable()) {
+            reader_.join();
+        }
+    }
+
+    [[nodiscard]] std::uint16_t port() const { return port_; }
+    [[nodiscard]] std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+    [[nodiscard]] std::string log_text() const {
+        std::lock_guard lock{mu_};
+        return log_;
+    }
+
+private:
+    void drain(int fd) {
+        char buf[4096];
+        for (;;) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            std::lock_guard lock{mu_};
+            if (n <= 0) {
+                ended_ = true;
+                cv_.notify_all();
+                break;
+            }
+            log_.append(buf, static_cast<std::size_t>(n));
+            cv_.notify_all();
+        }
+        ::close(fd);
+    }
+
+    std::string program_;
+    bool jetstream_;
+    TempDir store_;
+    std::uint16_t port_{0};
+    pid_t pid_{-1};
+    std::thread reader_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::string log_;
+    bool ended_{false};
+};
+
+} // namespace shmbus::test
