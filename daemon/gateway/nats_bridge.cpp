@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace shmbus::gateway {
@@ -24,22 +25,40 @@ using namespace std::chrono_literals;
 
 constexpr auto kEndpointPoll = 50ms; // how soon an export's thread notices a stop
 constexpr auto kLocalRetry = 500ms;  // between attempts to reach the local daemon
+/// A durable message that could not be published (the local daemon refused it) comes back
+/// after this long rather than at once.
+constexpr std::chrono::milliseconds kRedeliveryDelay = 1s;
+/// At most one line per this long for errors libnats reports in bursts.
+constexpr auto kAsyncLogEvery = 10s;
 
 constexpr const char* kHeaderNode = "Shmbus-Node";
 constexpr const char* kHeaderIncarnation = "Shmbus-Incarnation";
 constexpr const char* kHeaderChannel = "Shmbus-Channel";
 constexpr const char* kHeaderSequence = "Shmbus-Seq";
+/// On an export's heartbeat, an empty message: the last sequence number it has used.
+constexpr const char* kHeaderLastSequence = "Shmbus-Last-Seq";
 
-Error invalid(const std::string& bridge, const std::string& what) {
-    return Error{Errc::invalid_argument, 0, "NATS bridge '" + bridge + "': " + what};
-}
+/// A core NATS export that falls idle says which sequence number it has reached (a
+/// heartbeat) after kHeartbeatIdle, then every kHeartbeatEvery while it stays idle: without
+/// it, messages lost after the last one an importer received (a server that went down with
+/// them, an importer not yet subscribed again after a reconnect) would show as a gap only
+/// when the next message comes, which may be never.
+constexpr auto kHeartbeatIdle = 100ms;
+constexpr auto kHeartbeatEvery = 1s;
 
 std::string nats_error(natsStatus s) {
     std::string text = natsStatus_GetText(s);
     natsStatus last = NATS_OK;
     const char* detail = nats_GetLastError(&last);
-    if (detail != nullptr && *detail != '\0' && text != detail) {
-        text += " (" + std::string{detail} + ")";
+    std::string_view said = detail != nullptr ? detail : "";
+    // libnats starts it with where in its sources it was set: "(conn.c:1905): ".
+    if (said.starts_with('(')) {
+        if (const auto end = said.find("): "); end != std::string_view::npos) {
+            said.remove_prefix(end + 3);
+        }
+    }
+    if (!said.empty() && text != said) {
+        text += " (" + std::string{said} + ")";
     }
     return text;
 }
@@ -57,6 +76,11 @@ std::optional<std::uint64_t> parse_u64(const char* text) {
     return v;
 }
 
+/// Whether a publish or record_gap() into a local channel failed only for want of room.
+bool channel_full(Errc code) noexcept {
+    return code == Errc::timed_out || code == Errc::would_block;
+}
+
 const char* header(natsMsg* m, const char* key) {
     const char* v = nullptr;
     return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : nullptr;
@@ -64,73 +88,81 @@ const char* header(natsMsg* m, const char* key) {
 
 } // namespace
 
-Result<void> validate(const NatsBridgeConfig& c) {
-    if (c.name.empty() || c.name.size() > 63) {
-        return invalid(c.name, "the name must be 1..63 bytes");
+/// The local sequence numbers of the messages the imports published into a channel that the
+/// same bridge also exports, one set per such export: that export skips them, so that a message
+/// never goes back out to NATS (where the daemon it came from would take it for a new one, and so
+/// on for ever). An import adds each number before the message becomes visible; the export
+/// drops the numbers up to the one it reads. Bounded by the channel's depth: the export reads
+/// every message within one lap (block) or learns it lost the rest (drop).
+struct ImportedSequences {
+    std::mutex mu;
+    std::set<std::uint64_t> sequences; // several imports into one channel may note out of order
+
+    void note(std::uint64_t sequence) {
+        std::lock_guard lock{mu};
+        sequences.insert(sequence);
     }
-    if (c.servers.empty()) {
-        return invalid(c.name, "'connect' names no server");
+    void forget(std::uint64_t sequence) {
+        std::lock_guard lock{mu};
+        sequences.erase(sequence);
     }
-    for (const auto& url : c.servers) {
-        if (!url.starts_with("nats://") && !url.starts_with("tls://")) {
-            return invalid(c.name, "server '" + url + "' is not a nats:// or tls:// URL");
-        }
+    /// Whether the message of local sequence `sequence` is one an import published (and
+    /// forgets the numbers up to it: the export has gone past them).
+    bool was_imported(std::uint64_t sequence) {
+        std::lock_guard lock{mu};
+        const bool found = sequences.contains(sequence);
+        sequences.erase(sequences.begin(), sequences.upper_bound(sequence));
+        return found;
     }
-    for (const auto& e : c.exports) {
-        if (e.channel.empty() || is_glob(e.channel)) {
-            return invalid(c.name, "export channel '" + e.channel +
-                                       "' must be one channel's name (globs are not supported "
-                                       "on NATS exports)");
-        }
-        if (e.subject.empty() || e.subject.find_first_of("*> \t") != std::string::npos) {
-            return invalid(c.name, "export of '" + e.channel + "': subject '" + e.subject +
-                                       "' must be non-empty, without wildcards or spaces");
-        }
-    }
-    for (const auto& i : c.imports) {
-        if (i.subject.empty() || i.subject.find_first_of(" \t") != std::string::npos) {
-            return invalid(c.name, "import into '" + i.channel + "': subject '" + i.subject +
-                                       "' must be non-empty, without spaces");
-        }
-        if (i.channel.empty() || is_glob(i.channel)) {
-            return invalid(c.name, "import of '" + i.subject + "': channel '" + i.channel +
-                                       "' must be one channel's name");
-        }
-        if (i.durable.find_first_of(".*> \t") != std::string::npos) {
-            return invalid(c.name, "import of '" + i.subject + "': durable name '" + i.durable +
-                                       "' may not hold '.', '*', '>' or spaces");
-        }
-    }
-    return ok();
-}
+};
 
 struct NatsExportStream {
     NatsExport rule;
+    std::shared_ptr<ImportedSequences> imported; ///< set if the bridge imports this channel too
     std::optional<Subscriber> subscriber;
     std::uint64_t next_sequence{1}; // the stream's thread only
     std::atomic<std::uint64_t> messages{0};
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<std::uint64_t> lost{0};
+    /// Whether the loss of a publish libnats refused was logged since the last success: one
+    /// line per outage, not one per message.
+    bool refusal_logged{false}; // the stream's thread only
+    /// When the next heartbeat is due, if the export stays idle until then.
+    std::chrono::steady_clock::time_point heartbeat_at{}; // the stream's thread only
     std::thread thread;
+};
+
+/// What became of an imported message.
+enum class Delivery {
+    published, ///< into the local channel
+    lost,      ///< not published, and never will be: counted once as lost
+    retry,     ///< durable only: not published; JetStream delivers it again
 };
 
 struct NatsImportStream {
     NatsBridgeRunner::Impl* owner{nullptr};
     NatsImport rule;
     std::optional<Publisher> publisher;
+    /// One per export of this channel by the same bridge (usually none).
+    std::vector<std::shared_ptr<ImportedSequences>> exported_too;
     natsSubscription* sub{nullptr};
     /// Held by libnats' thread while it handles a message; teardown() takes it to set
     /// `closing`, after which a message is dropped unacknowledged (a durable one is then
     /// delivered again, to the next bridge).
     std::mutex cb_mu;
     bool closing{false};
-    /// Per origin (node, channel): its incarnation and the last sequence published here.
-    /// Only libnats' thread for this subscription touches it.
+    /// Per origin (node, channel): its incarnation and the last sequence accounted for here
+    /// (published, or counted as lost). Only libnats' thread for this subscription touches
+    /// it, and `unshown` and `gap_refusal_logged`.
     struct Origin {
         std::uint64_t incarnation{0};
         std::uint64_t last{0};
     };
     std::map<std::string, Origin> origins;
+    /// Messages counted in `lost` that the local subscribers have not yet been shown
+    /// (Publisher::record_gap() found no room): shown before the next message published.
+    std::uint64_t unshown{0};
+    bool gap_refusal_logged{false};
     std::atomic<std::uint64_t> messages{0};
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<std::uint64_t> lost{0};
@@ -153,6 +185,12 @@ struct NatsBridgeRunner::Impl {
     bool ready{false};       ///< nc, exports and imports are set up (status() may read them)
     std::atomic<bool> exports_stop{false};
     NatsBridgeStatus status;
+    /// When libnats last reported an asynchronous error that was logged: such errors (a slow
+    /// consumer, a refused JetStream publish) come in bursts, and one line per burst is
+    /// enough. The counters say how many there were.
+    std::chrono::steady_clock::time_point last_async_log{};
+    /// The last error libnats reported about the connection itself (connection_error()).
+    std::string last_connection_error;
 
     std::thread thread;
     std::optional<Client> local;
@@ -165,6 +203,20 @@ struct NatsBridgeRunner::Impl {
         if (log_fn) {
             log_fn("bridge '" + config.name + "': " + line);
         }
+    }
+
+    /// Logs `line` unless another asynchronous error was logged in the last kAsyncLogEvery.
+    void log_burst(const std::string& line) {
+        const auto now = std::chrono::steady_clock::now();
+        {
+            std::lock_guard lock{mu};
+            if (last_async_log != std::chrono::steady_clock::time_point{} &&
+                now - last_async_log < kAsyncLogEvery) {
+                return;
+            }
+            last_async_log = now;
+        }
+        log(line);
     }
 
     void set_state(BridgeState s, const std::string& detail = {}) {
@@ -197,6 +249,30 @@ struct NatsBridgeRunner::Impl {
     bool open_endpoints();
     bool connect_nats();
     void export_loop(NatsExportStream& s);
+    /// Publishes one export's message `m` (taken) to NATS; whether libnats took it.
+    bool publish(NatsExportStream& s, natsMsg*& m);
+    /// Shows the local subscribers of `s` the loss counted and not yet shown
+    /// (Publisher::record_gap()), waiting for room while `keep_waiting()`; false if it gave up.
+    template <typename KeepWaiting>
+    bool show_loss(NatsImportStream& s, KeepWaiting keep_waiting);
+    /// Counts `gap` messages of origin (`node`, `channel`) as lost on import `s`, to be shown
+    /// to its local subscribers; logs it (`where`: "before sequence N").
+    void count_gap(NatsImportStream& s, std::uint64_t gap, const char* node, const char* channel,
+                   const std::string& where) {
+        s.lost.fetch_add(gap, std::memory_order_relaxed);
+        s.unshown += gap;
+        log_burst("import of '" + s.rule.subject + "' into '" + s.rule.channel +
+                  "': " + std::to_string(gap) + " message(s) from '" + node + "' channel '" +
+                  channel + "' lost " + where);
+    }
+    /// Publishes `data` into the channel of `s`, which the bridge also exports, noting its
+    /// sequence number for those exports to skip; waits up to kEndpointPoll for room.
+    Result<void> send_noted(NatsImportStream& s, std::span<const std::byte> data);
+    /// Publishes an imported message into the local channel, after the loss before it.
+    Delivery deliver(NatsImportStream& s, natsMsg* m, std::span<const std::byte> data,
+                     bool durable);
+    /// Publishes a heartbeat of `s` (kHeaderLastSequence); what NATS refuses is not counted.
+    void heartbeat(NatsExportStream& s);
     void teardown();
 
     static void on_disconnected(natsConnection*, void* self) {
@@ -207,11 +283,45 @@ struct NatsBridgeRunner::Impl {
     }
     /// libnats calls it last, from its own thread, after the connection is closed: the
     /// Impl must outlive it, so teardown() waits for it.
-    static void on_closed(natsConnection*, void* self) {
+    static void on_closed(natsConnection* nc, void* self) {
         auto* impl = static_cast<Impl*>(self);
-        std::lock_guard lock{impl->mu};
-        impl->nats_closed = true;
-        impl->cv.notify_all();
+        bool stopping = false;
+        std::string earlier;
+        {
+            std::lock_guard lock{impl->mu};
+            impl->nats_closed = true;
+            stopping = impl->stopping;
+            earlier = impl->last_connection_error;
+            impl->cv.notify_all();
+        }
+        if (!stopping) {
+            // libnats gave up: a server refused this bridge's credentials twice in a row, or
+            // answered with an error that ends a connection. Nothing more moves until a
+            // reload restarts the bridge. Its last error is then often only "no server";
+            // the reason came before.
+            const char* text = nullptr;
+            const bool vague = natsConnection_GetLastError(nc, &text) == NATS_NO_SERVER;
+            impl->set_state(BridgeState::stopped,
+                            "NATS closed the connection: " +
+                                (vague && !earlier.empty() ? earlier : impl->connection_error(nc)) +
+                                "; fix it, then reload");
+        }
+    }
+    /// The configured servers as they may be shown.
+    std::string servers_shown() const {
+        std::string out;
+        for (const auto& url : config.servers) {
+            out += (out.empty() ? "" : ", ") + redact_nats_url(url);
+        }
+        return out;
+    }
+    /// The last error libnats has for `nc`, with the servers it was trying.
+    std::string connection_error(natsConnection* nc) const {
+        const char* text = nullptr;
+        const natsStatus s = natsConnection_GetLastError(nc, &text);
+        return (s != NATS_OK && text != nullptr && *text != '\0' ? std::string{text}
+                                                                 : std::string{"no error given"}) +
+               " (servers " + servers_shown() + ")";
     }
     static void on_reconnected(natsConnection* nc, void* self) {
         auto* impl = static_cast<Impl*>(self);
@@ -220,9 +330,9 @@ struct NatsBridgeRunner::Impl {
         {
             std::lock_guard lock{impl->mu};
             ++impl->status.bridge.reconnects;
-            impl->status.bridge.peer = url;
+            impl->status.bridge.peer = redact_nats_url(url);
         }
-        impl->log(std::string{"reconnected to "} + url);
+        impl->log("reconnected to " + redact_nats_url(url));
         impl->set_state(BridgeState::connected);
     }
     static void on_connected(natsConnection* nc, void* self) {
@@ -231,12 +341,13 @@ struct NatsBridgeRunner::Impl {
         natsConnection_GetConnectedUrl(nc, url, sizeof url);
         {
             std::lock_guard lock{impl->mu};
-            impl->status.bridge.peer = url;
+            impl->status.bridge.peer = redact_nats_url(url);
         }
-        impl->log(std::string{"connected to "} + url);
+        impl->log("connected to " + redact_nats_url(url));
         impl->set_state(BridgeState::connected);
     }
-    static void on_async_error(natsConnection*, natsSubscription* sub, natsStatus err, void* self) {
+    static void on_async_error(natsConnection* nc, natsSubscription* sub, natsStatus err,
+                               void* self) {
         auto* impl = static_cast<Impl*>(self);
         std::string subject;
         for (const auto& s : impl->imports) {
@@ -244,17 +355,150 @@ struct NatsBridgeRunner::Impl {
                 subject = " (import of '" + s->rule.subject + "')";
             }
         }
-        // A slow-consumer drop shows as a sequence gap on the next message, counted there.
-        impl->log("NATS reports " + std::string{natsStatus_GetText(err)} + subject);
+        if (sub == nullptr) {
+            // About the connection (credentials refused on a reconnect, say): kept for the
+            // line on_closed() writes if libnats then gives up.
+            const std::string text = impl->connection_error(nc);
+            std::lock_guard lock{impl->mu};
+            impl->last_connection_error = text;
+        }
+        // What a slow consumer dropped shows as a sequence gap on the next message from the
+        // same origin: counted there, and shown to the local subscribers.
+        impl->log_burst("NATS reports " + std::string{natsStatus_GetText(err)} + subject);
     }
-    static void on_pub_ack_error(jsCtx*, jsPubAckErr* pae, void* closure) {
-        auto* s = static_cast<NatsExportStream*>(closure);
-        s->lost.fetch_add(1, std::memory_order_relaxed);
-        s->messages.fetch_sub(1, std::memory_order_relaxed);
-        (void)pae;
+    /// A JetStream export's message that the stream refused, or did not acknowledge within
+    /// ack_timeout: counted once as lost, on the export that sent it (by its headers).
+    static void on_pub_ack_error(jsCtx*, jsPubAckErr* pae, void* self) {
+        auto* impl = static_cast<Impl*>(self);
+        const char* channel = pae->Msg != nullptr ? header(pae->Msg, kHeaderChannel) : nullptr;
+        const char* subject = pae->Msg != nullptr ? natsMsg_GetSubject(pae->Msg) : nullptr;
+        for (const auto& e : impl->exports) {
+            if (channel != nullptr && subject != nullptr && e->rule.channel == channel &&
+                e->rule.subject == subject) {
+                e->lost.fetch_add(1, std::memory_order_relaxed);
+                e->messages.fetch_sub(1, std::memory_order_relaxed);
+                e->bytes.fetch_sub(static_cast<std::uint64_t>(natsMsg_GetDataLength(pae->Msg)),
+                                   std::memory_order_relaxed);
+                break;
+            }
+        }
+        impl->log_burst("JetStream did not take a message of the export to '" +
+                        std::string{subject != nullptr ? subject : "?"} +
+                        "'; it is counted as lost: " +
+                        (pae->ErrText != nullptr && *pae->ErrText != '\0'
+                             ? std::string{pae->ErrText}
+                             : std::string{natsStatus_GetText(pae->Err)}));
     }
     static void on_message(natsConnection*, natsSubscription*, natsMsg* m, void* closure);
 };
+
+template <typename KeepWaiting>
+bool NatsBridgeRunner::Impl::show_loss(NatsImportStream& s, KeepWaiting keep_waiting) {
+    while (s.unshown > 0) {
+        auto g = s.publisher->record_gap(s.unshown, kEndpointPoll);
+        if (g.has_value()) {
+            s.unshown = 0;
+        } else if (channel_full(g.code())) {
+            if (!keep_waiting()) {
+                return false;
+            }
+        } else {
+            // A queue has no way to tell its consumers (Errc::invalid_argument); anything
+            // else shows again on the message itself. The loss stays in the statistics.
+            if (!s.gap_refusal_logged) {
+                s.gap_refusal_logged = true;
+                log("import into '" + s.rule.channel +
+                    "': lost messages are counted here only: " + g.error().message());
+            }
+            s.unshown = 0;
+        }
+    }
+    return true;
+}
+
+Result<void> NatsBridgeRunner::Impl::send_noted(NatsImportStream& s,
+                                                std::span<const std::byte> data) {
+    auto reserved = s.publisher->reserve(1, kEndpointPoll);
+    if (!reserved.has_value()) {
+        return reserved.error();
+    }
+    WriteBatch& batch = reserved.value();
+    if (data.size() > batch.capacity()) {
+        s.publisher->abandon(batch);
+        return make_error(Errc::message_too_large,
+                          "a message of " + std::to_string(data.size()) +
+                              " bytes does not fit the slots of '" + s.rule.channel + "' (" +
+                              std::to_string(batch.capacity()) + " bytes)");
+    }
+    std::copy(data.begin(), data.end(), batch.data(0).begin());
+    batch.set_length(0, data.size());
+    for (const auto& export_set : s.exported_too) {
+        export_set->note(batch.sequence(0)); // before the export can read it
+    }
+    auto committed = s.publisher->commit(batch);
+    if (!committed.has_value()) {
+        for (const auto& export_set : s.exported_too) {
+            export_set->forget(batch.sequence(0));
+        }
+        s.publisher->abandon(batch);
+    }
+    return committed;
+}
+
+Delivery NatsBridgeRunner::Impl::deliver(NatsImportStream& s, natsMsg* m,
+                                         std::span<const std::byte> data, bool durable) {
+    // A full local channel (block overflow) makes the import wait, for as long as it stays
+    // full: this pauses the subscription. libnats keeps what arrives meanwhile up to the
+    // subscription's pending limits and drops the rest (a slow consumer), which the next
+    // message's sequence shows as a gap. A durable message tells JetStream it is still being
+    // worked on, so that it is not delivered again meanwhile.
+    const auto half_ack_wait = config.ack_wait / 2;
+    auto progress_at = std::chrono::steady_clock::now() + half_ack_wait;
+    const auto keep_waiting = [&] {
+        if (stopped()) {
+            return false;
+        }
+        if (durable && std::chrono::steady_clock::now() >= progress_at) {
+            natsMsg_InProgress(m, nullptr);
+            progress_at = std::chrono::steady_clock::now() + half_ack_wait;
+        }
+        return true;
+    };
+    // A stop while waiting: a durable message comes again to the next bridge; a core NATS
+    // message cannot, and is lost.
+    const Delivery given_up = durable ? Delivery::retry : Delivery::lost;
+
+    if (!show_loss(s, keep_waiting)) {
+        return given_up;
+    }
+    for (;;) {
+        auto sent = s.exported_too.empty() ? s.publisher->try_send(data) : send_noted(s, data);
+        if (sent.has_value()) {
+            return Delivery::published;
+        }
+        if (channel_full(sent.code()) && s.exported_too.empty()) {
+            sent = s.publisher->send(data, kEndpointPoll);
+            if (sent.has_value()) {
+                return Delivery::published;
+            }
+        }
+        if (channel_full(sent.code())) {
+            if (!keep_waiting()) {
+                return given_up;
+            }
+            continue;
+        }
+        log_burst("import of '" + s.rule.subject + "' into '" + s.rule.channel +
+                  "': a message could not be published" +
+                  (durable && sent.code() != Errc::message_too_large
+                       ? " (JetStream delivers it again)"
+                       : " and is lost") +
+                  ": " + sent.error().message());
+        // A message too large for the channel's slots never fits; another refusal (the local
+        // daemon gone, say) may pass, and a durable message is asked for again later.
+        return durable && sent.code() != Errc::message_too_large ? Delivery::retry : Delivery::lost;
+    }
+}
 
 void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, natsMsg* m,
                                         void* closure) {
@@ -266,12 +510,18 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
     }
     Impl* impl = s->owner;
     const bool durable = !s->rule.durable.empty();
-    const auto done = [&](bool ack) {
+    const auto done = [&](Delivery d) {
         if (durable) {
-            if (ack) {
+            switch (d) {
+            case Delivery::published:
                 natsMsg_Ack(m, nullptr);
-            } else {
-                natsMsg_Nak(m, nullptr);
+                break;
+            case Delivery::lost:
+                natsMsg_Term(m, nullptr); // never deliverable: do not send it again
+                break;
+            case Delivery::retry:
+                natsMsg_NakWithDelay(m, kRedeliveryDelay.count(), nullptr);
+                break;
             }
         }
         natsMsg_Destroy(m);
@@ -279,67 +529,74 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
 
     const char* node = header(m, kHeaderNode);
     if (node != nullptr && impl->node == node) {
-        s->looped.fetch_add(1, std::memory_order_relaxed);
-        done(true);
+        if (header(m, kHeaderLastSequence) == nullptr) {
+            s->looped.fetch_add(1, std::memory_order_relaxed);
+        }
+        done(Delivery::published);
         return;
     }
     const char* channel = header(m, kHeaderChannel);
     const auto incarnation = parse_u64(header(m, kHeaderIncarnation));
     const auto sequence = parse_u64(header(m, kHeaderSequence));
+    const bool origin_known = node != nullptr && channel != nullptr && incarnation.has_value();
+    if (const auto last = parse_u64(header(m, kHeaderLastSequence))) {
+        // An idle exporter's heartbeat: what it sent up to `last` and this import has not
+        // accounted for was lost on the way.
+        if (origin_known) {
+            auto& o = s->origins[std::string{node} + '\0' + channel];
+            if (o.incarnation != *incarnation) {
+                o = {*incarnation, *last}; // an origin met first idle: nothing missed here
+            } else if (*last > o.last) {
+                impl->count_gap(*s, *last - o.last, node, channel,
+                                "after sequence " + std::to_string(o.last));
+                o.last = *last;
+                impl->show_loss(*s, [impl] { return !impl->stopped(); });
+            }
+        }
+        done(Delivery::published);
+        return;
+    }
     NatsImportStream::Origin* origin = nullptr;
-    if (node != nullptr && channel != nullptr && incarnation && sequence && *sequence > 0) {
+    if (origin_known && sequence && *sequence > 0) {
         auto& o = s->origins[std::string{node} + '\0' + channel];
         if (o.incarnation != *incarnation) {
             o = {*incarnation, *sequence - 1}; // a new origin (or a restarted one): no gap yet
         }
         if (*sequence <= o.last) {
             s->duplicates.fetch_add(1, std::memory_order_relaxed);
-            done(true);
+            done(Delivery::published);
             return;
         }
         origin = &o;
+        // Every number skipped was lost on the way (a publish the exporter could not make,
+        // core NATS dropping while a connection was down, a slow consumer): counted here
+        // once, and shown to the local subscribers before this message. The message itself
+        // is accounted for below, whatever becomes of it.
+        if (const std::uint64_t gap = *sequence - o.last - 1; gap > 0) {
+            impl->count_gap(*s, gap, node, channel, "before sequence " + std::to_string(*sequence));
+        }
+        o.last = *sequence - 1;
     }
 
     const auto data = std::as_bytes(
         std::span{natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))});
-    const auto deadline = std::chrono::steady_clock::now() + impl->config.import_send_timeout;
-    Result<void> sent = s->publisher->try_send(data);
-    while (!sent.has_value() && sent.code() == Errc::would_block &&
-           std::chrono::steady_clock::now() < deadline && !impl->stopped()) {
-        sent = s->publisher->send(data, kEndpointPoll);
-        if (!sent.has_value() && sent.code() == Errc::timed_out) {
-            sent = Error{Errc::would_block, 0, ""};
-        }
-    }
-    if (!sent.has_value()) {
-        if (durable) {
-            done(false); // the stream keeps it and delivers it again
-            return;
-        }
+    const Delivery d = impl->deliver(*s, m, data, durable);
+    switch (d) {
+    case Delivery::published:
+        s->messages.fetch_add(1, std::memory_order_relaxed);
+        s->bytes.fetch_add(data.size(), std::memory_order_relaxed);
+        break;
+    case Delivery::lost:
         s->lost.fetch_add(1, std::memory_order_relaxed);
-        impl->log("import of '" + s->rule.subject + "' into '" + s->rule.channel +
-                  "': a message could not be published and is lost: " + sent.error().message());
-        if (origin != nullptr) {
-            origin->last = *sequence;
-        }
-        done(true);
-        return;
+        s->unshown += 1;
+        break;
+    case Delivery::retry:
+        break; // not accounted for: it comes again
     }
-    if (origin != nullptr) {
-        const std::uint64_t gap = *sequence - origin->last - 1;
-        if (gap > 0) {
-            // Until libshmbus lets a publisher commit a gap, the loss is counted here (and in
-            // `shmbusctl bridges`) and logged, not shown to local subscribers.
-            s->lost.fetch_add(gap, std::memory_order_relaxed);
-            impl->log("import of '" + s->rule.subject + "' into '" + s->rule.channel +
-                      "': " + std::to_string(gap) + " message(s) from '" + node + "' channel '" +
-                      channel + "' lost before sequence " + std::to_string(*sequence));
-        }
+    if (origin != nullptr && d != Delivery::retry) {
         origin->last = *sequence;
     }
-    s->messages.fetch_add(1, std::memory_order_relaxed);
-    s->bytes.fetch_add(data.size(), std::memory_order_relaxed);
-    done(true);
+    done(d);
 }
 
 bool NatsBridgeRunner::Impl::connect_local() {
@@ -386,6 +643,14 @@ bool NatsBridgeRunner::Impl::open_endpoints() {
         s->owner = this;
         s->rule = i;
         s->publisher.emplace(std::move(pub.value()));
+        for (auto& e : exports) {
+            if (e->rule.channel == i.channel) {
+                if (!e->imported) {
+                    e->imported = std::make_shared<ImportedSequences>();
+                }
+                s->exported_too.push_back(e->imported);
+            }
+        }
         imports.push_back(std::move(s));
     }
     return true;
@@ -417,7 +682,6 @@ bool NatsBridgeRunner::Impl::connect_nats() {
         check(natsOptions_SetReconnectedCB(opts, &Impl::on_reconnected, this), "callbacks");
         check(natsOptions_SetClosedCB(opts, &Impl::on_closed, this), "callbacks");
         check(natsOptions_SetErrorHandler(opts, &Impl::on_async_error, this), "callbacks");
-        check(natsOptions_SetRetryOnFailedConnect(opts, true, &Impl::on_connected, this), "retry");
         if (!config.credentials_file.empty()) {
             check(natsOptions_SetUserCredentialsFromFiles(opts, config.credentials_file.c_str(),
                                                           nullptr),
@@ -441,18 +705,27 @@ bool NatsBridgeRunner::Impl::connect_nats() {
     }
     natsConnection* conn = nullptr;
     if (s == NATS_OK) {
+        // A first attempt of our own: a server that answers and refuses (credentials, TLS)
+        // is reported at once, in libnats' words. Only when none answers at all does libnats
+        // go on trying (RetryOnFailedConnect); on_connected() says when it got in.
         s = natsConnection_Connect(&conn, opts);
         step = "connect";
-        if (s == NATS_NOT_YET_CONNECTED) {
-            // RetryOnFailedConnect: libnats keeps trying; on_connected() says when it is in.
-            set_state(BridgeState::connecting, "no NATS server answers yet; retrying");
-            s = NATS_OK;
+        if (s == NATS_NO_SERVER) {
+            s = natsOptions_SetRetryOnFailedConnect(opts, true, &Impl::on_connected, this);
+            if (s == NATS_OK) {
+                s = natsConnection_Connect(&conn, opts);
+            }
+            if (s == NATS_NOT_YET_CONNECTED) {
+                set_state(BridgeState::connecting, "no NATS server answers yet; retrying");
+                s = NATS_OK;
+            }
         }
     }
     if (s != NATS_OK) {
         const std::string why = nats_error(s);
         natsOptions_Destroy(opts);
-        set_state(BridgeState::stopped, "NATS " + step + ": " + why);
+        set_state(BridgeState::stopped,
+                  "NATS " + step + " (servers " + servers_shown() + "): " + why);
         return false;
     }
     natsOptions_Destroy(opts);
@@ -467,11 +740,9 @@ bool NatsBridgeRunner::Impl::connect_nats() {
         jsOptions jo;
         jsOptions_Init(&jo);
         jo.PublishAsync.MaxPending = config.max_pending_acks;
-        if (config.jetstream && !exports.empty()) {
-            // One handler per context: a bridge's JetStream exports count refused publishes
-            // into the first export until the handler can tell them apart.
+        if (config.jetstream) {
             jo.PublishAsync.ErrHandler = &Impl::on_pub_ack_error;
-            jo.PublishAsync.ErrHandlerClosure = exports.front().get();
+            jo.PublishAsync.ErrHandlerClosure = this;
         }
         s = natsConnection_JetStream(&js, nc, &jo);
         if (s != NATS_OK) {
@@ -517,6 +788,37 @@ bool NatsBridgeRunner::Impl::connect_nats() {
     return true;
 }
 
+bool NatsBridgeRunner::Impl::publish(NatsExportStream& s, natsMsg*& m) {
+    natsStatus st = NATS_OK;
+    if (js != nullptr && config.jetstream) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        // Past this an acknowledgement that never came (its server crashed with the message
+        // in flight) is reported to on_pub_ack_error() and counted, and frees its place.
+        po.MaxWait = config.ack_timeout.count();
+        st = js_PublishMsgAsync(js, &m, &po); // takes m on success
+        // NATS_TIMEOUT: max_pending_acks are in flight (libnats waited StallWait for one to
+        // come back). The export waits with the message in hand: the local channel applies
+        // its own policy meanwhile, as with any slow subscriber.
+        while (st == NATS_TIMEOUT && !exports_stop.load(std::memory_order_relaxed)) {
+            st = js_PublishMsgAsync(js, &m, &po);
+        }
+    } else {
+        st = natsConnection_PublishMsg(nc, m);
+    }
+    natsMsg_Destroy(m); // NULL after a successful asynchronous publish
+    m = nullptr;
+    if (st != NATS_OK && !s.refusal_logged) {
+        s.refusal_logged = true;
+        log("export of '" + s.rule.channel + "' to '" + s.rule.subject +
+            "': NATS refuses messages, which are counted as lost until it takes them again: " +
+            nats_error(st));
+    } else if (st == NATS_OK) {
+        s.refusal_logged = false;
+    }
+    return st == NATS_OK;
+}
+
 void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
     std::vector<std::byte> buf(static_cast<std::size_t>(s.subscriber->info().slot_size));
     const std::string channel = s.rule.channel;
@@ -525,16 +827,30 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
         auto r = s.subscriber->receive_copy(buf, kEndpointPoll);
         if (!r.has_value()) {
             if (r.code() == Errc::timed_out || r.code() == Errc::would_block) {
+                const auto now = std::chrono::steady_clock::now();
+                if (!config.jetstream && s.next_sequence > 1 && now >= s.heartbeat_at) {
+                    heartbeat(s);
+                    s.heartbeat_at = now + kHeartbeatEvery;
+                }
                 continue;
             }
             set_state(BridgeState::stopped, "export of '" + channel + "': " + r.error().message());
             return;
         }
         const Received got = r.value();
-        if (got.lost_before > 0) {
+        if (s.imported) {
+            if (s.imported->was_imported(got.sequence)) {
+                continue; // it came from NATS: it does not go back
+            }
+            // What this subscriber lost includes the gaps the import recorded (loss that
+            // happened elsewhere): passing them on would send each gap round between the
+            // daemons for ever. The channel's own counters show what was lost here.
+        } else if (got.lost_before > 0) {
             s.lost.fetch_add(got.lost_before, std::memory_order_relaxed);
             s.next_sequence += got.lost_before; // the importer sees the gap
         }
+        // Every sequence number is taken, published or not: a message NATS refuses is
+        // counted here once, and its importers see the gap it leaves.
         const std::uint64_t seq = s.next_sequence++;
         seq_text = std::to_string(seq);
         natsMsg* m = nullptr;
@@ -547,29 +863,37 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
             natsMsgHeader_Set(m, kHeaderChannel, channel.c_str());
             st = natsMsgHeader_Set(m, kHeaderSequence, seq_text.c_str());
         }
-        if (st == NATS_OK) {
-            s.messages.fetch_add(1, std::memory_order_relaxed); // the ack handler may undo it
-            if (js != nullptr && config.jetstream) {
-                const std::string id =
-                    node + "/" + incarnation_text + "/" + channel + "/" + seq_text;
-                natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
-                jsPubOptions po;
-                jsPubOptions_Init(&po);
-                st = js_PublishMsgAsync(js, &m, &po); // takes m on success
-            } else {
-                st = natsConnection_PublishMsg(nc, m);
-            }
-            if (st != NATS_OK) {
-                s.messages.fetch_sub(1, std::memory_order_relaxed);
-            }
+        if (st == NATS_OK && config.jetstream) {
+            const std::string id = node + "/" + incarnation_text + "/" + channel + "/" + seq_text;
+            st = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
         }
-        natsMsg_Destroy(m); // NULL after a successful async publish
-        if (st != NATS_OK) {
-            s.lost.fetch_add(1, std::memory_order_relaxed);
-            continue;
-        }
+        // Counted before the publish: a JetStream acknowledgement error may arrive (and take
+        // them back) before the publish returns.
+        s.messages.fetch_add(1, std::memory_order_relaxed);
         s.bytes.fetch_add(got.size, std::memory_order_relaxed);
+        if (st != NATS_OK || !publish(s, m)) {
+            natsMsg_Destroy(m);
+            s.messages.fetch_sub(1, std::memory_order_relaxed);
+            s.bytes.fetch_sub(got.size, std::memory_order_relaxed);
+            s.lost.fetch_add(1, std::memory_order_relaxed);
+        }
+        s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
     }
+}
+
+void NatsBridgeRunner::Impl::heartbeat(NatsExportStream& s) {
+    natsMsg* m = nullptr;
+    if (natsMsg_Create(&m, s.rule.subject.c_str(), nullptr, nullptr, 0) != NATS_OK) {
+        return;
+    }
+    const std::string last = std::to_string(s.next_sequence - 1);
+    natsMsgHeader_Set(m, kHeaderNode, node.c_str());
+    natsMsgHeader_Set(m, kHeaderIncarnation, incarnation_text.c_str());
+    natsMsgHeader_Set(m, kHeaderChannel, s.rule.channel.c_str());
+    if (natsMsgHeader_Set(m, kHeaderLastSequence, last.c_str()) == NATS_OK) {
+        natsConnection_PublishMsg(nc, m); // a heartbeat lost is made good by the next one
+    }
+    natsMsg_Destroy(m);
 }
 
 void NatsBridgeRunner::Impl::run() {
@@ -675,8 +999,7 @@ NatsBridgeRunner::~NatsBridgeRunner() {
 
 void NatsBridgeRunner::start() {
     std::lock_guard lock{impl_->mu};
-    if (!impl_->thread.joinable()) {
-        impl_->stopping = false;
+    if (!impl_->thread.joinable() && !impl_->stopping) {
         impl_->exports_stop = false;
         impl_->nats_closed = false;
         impl_->thread = std::thread{[impl = impl_.get()] { impl->run(); }};
@@ -733,7 +1056,7 @@ NatsBridgeStatus NatsBridgeRunner::status() const {
         int count = 0;
         if (natsConnection_GetServers(impl_->nc, &servers, &count) == NATS_OK) {
             for (int k = 0; k < count; ++k) {
-                out.known_servers.emplace_back(servers[k]);
+                out.known_servers.push_back(redact_nats_url(servers[k]));
                 free(servers[k]);
             }
             free(servers);

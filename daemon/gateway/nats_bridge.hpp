@@ -25,6 +25,7 @@
 
 #include "gateway/bridge_runner.hpp"
 #include "gateway/bridge_session.hpp"
+#include "gateway/nats_rules.hpp"
 
 #include <shmbus/client.hpp>
 #include <shmbus/error.hpp>
@@ -39,61 +40,6 @@
 #include <vector>
 
 namespace shmbus::gateway {
-
-/// One local channel published to one subject.
-struct NatsExport {
-    std::string channel; ///< a local channel name (no glob)
-    std::string subject; ///< a NATS subject without wildcards
-};
-
-/// One subject (NATS wildcards `*` and `>` allowed) published into one local channel.
-struct NatsImport {
-    std::string subject;
-    std::string channel; ///< a local channel name (no glob)
-    /// Non-empty: a durable JetStream consumer of this name. Each message is acknowledged
-    /// after it was published into the local channel, so what arrives while the bridge (or
-    /// its daemon) is down is delivered when it returns. Needs a stream holding the subject.
-    std::string durable;
-};
-
-struct NatsTls {
-    std::string ca_file;   ///< trusted CAs (PEM); empty: the system's
-    std::string cert_file; ///< client certificate chain (PEM), with key_file
-    std::string key_file;
-    bool skip_verify{false}; ///< accept any server certificate (tests only)
-};
-
-/// A NATS bridge as the daemon's configuration describes it (the `bridges:` entry whose
-/// `connect:` holds nats:// URLs, and its `nats:` block).
-struct NatsBridgeConfig {
-    std::string name;
-    std::vector<std::string> servers; ///< seed URLs, nats:// or tls://
-    std::string credentials_file;     ///< a .creds file (JWT and NKey seed); empty: none
-    std::optional<NatsTls> tls;
-    /// Exports publish through JetStream and wait for the stream's acknowledgements (at most
-    /// `max_pending_acks` in flight); a message the stream did not take is counted as lost.
-    bool jetstream{false};
-    std::uint32_t max_pending_acks{4096};
-    std::vector<NatsExport> exports;
-    std::vector<NatsImport> imports;
-    std::chrono::milliseconds reconnect_wait{500};
-    std::chrono::milliseconds connect_timeout{2000};
-    /// Bytes libnats keeps for publishes while disconnected; past that a publish fails and
-    /// counts as lost.
-    std::uint32_t reconnect_buffer{8 * 1024 * 1024};
-    /// How long an import waits for room in a full local channel (block overflow) before it
-    /// counts the message as lost (core NATS) or asks for a redelivery (durable).
-    std::chrono::milliseconds import_send_timeout{1000};
-    /// Durable imports: how long JetStream waits for an acknowledgement before it delivers a
-    /// message again (the consumer's AckWait).
-    std::chrono::milliseconds ack_wait{30000};
-};
-
-/// Checks what can be checked without connecting: a name, at least one server URL with a
-/// nats:// or tls:// scheme, exports' subjects without wildcards and channels without
-/// globs, imports' subjects non-empty, durable names without '.', '*', '>' or spaces.
-/// Errc::invalid_argument naming the bridge and the entry.
-[[nodiscard]] Result<void> validate(const NatsBridgeConfig& config);
 
 /// `shmbusctl bridges` for a NATS bridge: the shape of every bridge (state, peer = the server
 /// connected to, reconnects, last error, one StreamStats per export and import with lost
@@ -116,6 +62,8 @@ public:
     NatsBridgeRunner(const NatsBridgeRunner&) = delete;
     NatsBridgeRunner& operator=(const NatsBridgeRunner&) = delete;
 
+    /// Starts the bridge's thread. Does nothing once stop() was called: a stopped runner
+    /// stays stopped.
     void start();
     /// Stops the exports, drains the imports (their acknowledgements flushed), closes the
     /// NATS connection and joins every thread. Idempotent.

@@ -12,6 +12,7 @@
 
 #include "daemon_process.hpp"
 #include "process.hpp"
+#include "skip.hpp"
 
 #include <condition_variable>
 #include <filesystem>
@@ -53,10 +54,19 @@ inline std::optional<std::string> nats_server_program() {
     return std::nullopt;
 }
 
+/// Declares `var`, the path of nats-server, or ends the running TEST_CASE as skipped.
+#define REQUIRE_NATS_SERVER(var)                                                                   \
+    const auto var = ::shmbus::test::nats_server_program();                                        \
+    if (!var) {                                                                                    \
+        SHMBUS_SKIP("nats-server is not installed (Debian: apt-get install nats-server)");         \
+    }
+
 class NatsServer {
 public:
-    explicit NatsServer(std::string program, bool jetstream = false)
-        : program_{std::move(program)}, jetstream_{jetstream} {}
+    /// `extra_args`: more options for nats-server (`--user`, `--pass`, ...).
+    explicit NatsServer(std::string program, bool jetstream = false,
+                        std::vector<std::string> extra_args = {})
+        : program_{std::move(program)}, jetstream_{jetstream}, extra_args_{std::move(extra_args)} {}
     NatsServer(const NatsServer&) = delete;
     NatsServer& operator=(const NatsServer&) = delete;
     ~NatsServer() { stop(); }
@@ -69,6 +79,7 @@ public:
         if (jetstream_) {
             args.insert(args.end(), {"-js", "-sd", store_.path().native()});
         }
+        args.insert(args.end(), extra_args_.begin(), extra_args_.end());
         std::vector<char*> argv;
         for (auto& a : args) {
             argv.push_back(a.data());
@@ -156,6 +167,7 @@ private:
 
     std::string program_;
     bool jetstream_;
+    std::vector<std::string> extra_args_;
     TempDir store_;
     std::uint16_t port_{0};
     pid_t pid_{-1};
