@@ -1,8 +1,17 @@
 // The daemon's gateway. See bridges.hpp for who owns what and on which thread.
 #include "bridges.hpp"
 
+#include "assert.hpp"
 #include "logging.hpp"
 
+#if SHMBUS_HAVE_NATS
+#include "gateway/nats_bridge.hpp"
+#endif
+
+#include <systemd/sd-id128.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <system_error>
 #include <unistd.h>
 
@@ -18,7 +27,112 @@ std::string host_name() {
     return name;
 }
 
+/// FNV-1a, 64 bits: a stable hash of a few bytes, nothing secret.
+std::uint64_t fnv1a(std::string_view bytes, std::uint64_t hash = 14695981039346656037ULL) {
+    for (const char c : bytes) {
+        hash = (hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+    }
+    return hash;
+}
+
+BridgeStreamSummary stream_summary(const gateway::StreamStats& stream) {
+    BridgeStreamSummary t;
+    t.local_name = stream.local_name;
+    t.wire_name = stream.wire_name;
+    t.exporting = stream.exporting;
+    t.messages = stream.messages;
+    t.bytes = stream.bytes;
+    t.lost = stream.lost;
+    t.credits = stream.credits;
+    return t;
+}
+
+/// A link to another daemon (tcp:, fifo:, exec:).
+class LinkRunner final : public Bridges::Runner {
+public:
+    LinkRunner(gateway::BridgeConfig config, ClientOptions local, const std::string& node,
+               std::uint64_t incarnation)
+        : config_{std::move(config)}, runner_{config_, std::move(local), node, incarnation,
+                                              std::function<void(std::string_view)>{}} {
+        runner_.log_with_peer(
+            [name = config_.name](std::string_view message, std::string_view peer) {
+                log_info(message, bridge_fields(name, peer));
+            });
+    }
+    void start() override { runner_.start(); }
+    void stop() override { runner_.stop(); }
+    [[nodiscard]] BridgeSummary summary() const override {
+        BridgeSummary s = summarize(runner_.status(), config_);
+        s.transport = "link";
+        return s;
+    }
+
+private:
+    gateway::BridgeConfig config_;
+    gateway::BridgeRunner runner_;
+};
+
+#if SHMBUS_HAVE_NATS
+/// A bridge to a NATS server or cluster.
+class NatsRunner final : public Bridges::Runner {
+public:
+    NatsRunner(const ConfiguredBridge& bridge, ClientOptions local, const std::string& node,
+               std::uint64_t incarnation)
+        : address_{bridge.address.text}, runner_{*bridge.nats, std::move(local), node, incarnation,
+                                                 [name = bridge.name](std::string_view line) {
+                                                     // The runner names the bridge in each line;
+                                                     // journald gets it as a field.
+                                                     log_info(line, bridge_fields(name, {}));
+                                                 }} {}
+    void start() override { runner_.start(); }
+    void stop() override { runner_.stop(); }
+    [[nodiscard]] BridgeSummary summary() const override {
+        const gateway::NatsBridgeStatus status = runner_.status();
+        BridgeSummary s;
+        s.name = status.bridge.name;
+        s.state = std::string{gateway::to_string(status.bridge.state)};
+        s.address = address_;
+        if (status.bridge.state == gateway::BridgeState::connected) {
+            s.peer = status.bridge.peer;
+        }
+        s.reconnects = status.bridge.reconnects;
+        s.last_error = status.bridge.last_error;
+        for (const auto& stream : status.bridge.session.streams) {
+            s.streams.push_back(stream_summary(stream));
+        }
+        s.transport = "nats";
+        s.known_servers = status.known_servers;
+        s.pending_bytes = status.pending_bytes;
+        s.duplicates = status.duplicates;
+        s.looped = status.looped;
+        return s;
+    }
+
+private:
+    std::string address_;
+    gateway::NatsBridgeRunner runner_;
+};
+#endif
+
 } // namespace
+
+std::string nats_node_name(const std::string& host, const std::string& socket) {
+    // The machine's id is mixed with an application id of ours rather than shown, as
+    // sd_id128_get_machine_app_specific() is meant for.
+    constexpr sd_id128_t kApp =
+        SD_ID128_MAKE(5a, 7e, 0c, 31, 9b, 44, 4e, 2f, 8d, 61, 0e, 93, c2, 1a, 77, 58);
+    sd_id128_t machine{};
+    std::uint64_t hash = fnv1a(host);
+    if (sd_id128_get_machine_app_specific(kApp, &machine) == 0) {
+        hash = fnv1a(
+            std::string_view{reinterpret_cast<const char*>(machine.bytes), sizeof machine.bytes});
+    }
+    hash = fnv1a(socket, hash);
+    char hex[13];
+    std::snprintf(hex, sizeof hex, "%012llx",
+                  static_cast<unsigned long long>(hash & 0xffffffffffffULL));
+    return host + "/" + hex;
+}
 
 gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge) {
     gateway::BridgeConfig c;
@@ -51,50 +165,45 @@ BridgeSummary summarize(const gateway::BridgeStatus& status, const gateway::Brid
     s.rtt_ns = status.session.rtt_ns;
     s.last_error = status.last_error;
     for (const auto& stream : status.session.streams) {
-        BridgeStreamSummary t;
-        t.local_name = stream.local_name;
-        t.wire_name = stream.wire_name;
-        t.exporting = stream.exporting;
-        t.messages = stream.messages;
-        t.bytes = stream.bytes;
-        t.lost = stream.lost;
-        t.credits = stream.credits;
-        s.streams.push_back(std::move(t));
+        s.streams.push_back(stream_summary(stream));
     }
     return s;
 }
 
 Bridges::Bridges(std::string socket, std::uint64_t incarnation)
-    : socket_{std::move(socket)}, incarnation_{incarnation}, node_{host_name()} {}
+    : socket_{std::move(socket)}, incarnation_{incarnation}, node_{host_name()},
+      nats_node_{nats_node_name(node_, socket_)} {}
 
 Bridges::~Bridges() {
     stop_all();
 }
 
-Bridges::RunnerPtr Bridges::make_runner(const gateway::BridgeConfig& config) const {
+Bridges::RunnerPtr Bridges::make_runner(const ConfiguredBridge& bridge) const {
     ClientOptions local;
     local.socket_path = socket_;
-    local.client_name = "bridge " + config.name;
+    local.client_name = "bridge " + bridge.name;
     // The session's client lives as long as one link; a daemon that stops ends it, and the
     // runner connects anew for the next link.
     local.reconnect_in_background = false;
-    const std::string name = config.name;
+    const std::string name = bridge.name;
     local.log = [name](std::string_view line) {
         log_warning("bridge '" + name + "': " + std::string{line}, bridge_fields(name, {}));
     };
-    auto runner = std::make_shared<gateway::BridgeRunner>(
-        config, std::move(local), node_, incarnation_, std::function<void(std::string_view)>{});
-    runner->log_with_peer([name](std::string_view message, std::string_view peer) {
-        log_info(message, bridge_fields(name, peer));
-    });
-    return runner;
+    if (bridge.nats) {
+#if SHMBUS_HAVE_NATS
+        return std::make_shared<NatsRunner>(bridge, std::move(local), nats_node_, incarnation_);
+#else
+        // The configuration refuses NATS bridges in such a build: this is a bug.
+        SHMBUS_ASSERT(false, "a NATS bridge in a build without libnats");
+#endif
+    }
+    return std::make_shared<LinkRunner>(to_gateway(bridge), std::move(local), node_, incarnation_);
 }
 
 void Bridges::start(const std::vector<ConfiguredBridge>& bridges) {
     for (const auto& b : bridges) {
-        Running r{to_gateway(b), nullptr};
-        r.runner = make_runner(r.config);
-        r.runner->start();
+        RunnerPtr r = make_runner(b);
+        r->start();
         running_.insert_or_assign(b.name, std::move(r));
     }
 }
@@ -114,17 +223,15 @@ std::vector<std::string> Bridges::apply(const std::vector<BridgeChange>& changes
         const std::string& name = change.config.name;
         try {
             const auto it = running_.find(name);
-            RunnerPtr old = it != running_.end() ? it->second.runner : nullptr;
+            RunnerPtr old = it != running_.end() ? it->second : nullptr;
             if (change.action == BridgeAction::remove) {
                 if (old) {
                     running_.erase(it);
                     retire(std::move(old));
                 }
             } else {
-                Running r{to_gateway(change.config), nullptr};
-                r.runner = make_runner(r.config);
-                RunnerPtr next = r.runner;
-                running_.insert_or_assign(name, std::move(r));
+                RunnerPtr next = make_runner(change.config);
+                running_.insert_or_assign(name, next);
                 if (old) {
                     retire(std::move(old), std::move(next)); // starts once old let go
                 } else {
@@ -146,16 +253,16 @@ void Bridges::stop_all() {
         t.join();
     }
     retiring_.clear();
-    for (auto& [name, r] : running_) {
-        r.runner->stop();
+    for (auto& [name, runner] : running_) {
+        runner->stop();
     }
     running_.clear();
 }
 
 std::vector<BridgeSummary> Bridges::summaries() const {
     std::vector<BridgeSummary> out;
-    for (const auto& [name, r] : running_) {
-        out.push_back(summarize(r.runner->status(), r.config));
+    for (const auto& [name, runner] : running_) {
+        out.push_back(runner->summary());
     }
     return out;
 }

@@ -1,6 +1,8 @@
-// The daemon's gateway: one BridgeRunner (daemon/gateway/bridge_runner.hpp) per bridge of the
-// configuration's `bridges:` list, started once the daemon is ready, changed by reload,
-// stopped at the end. docs/gateway.md.
+// The daemon's gateway: one runner per bridge of the configuration's `bridges:` list, started
+// once the daemon is ready, changed by reload, stopped at the end: a BridgeRunner
+// (daemon/gateway/bridge_runner.hpp) for a link to another daemon, docs/gateway.md; a
+// NatsBridgeRunner (daemon/gateway/nats_bridge.hpp) for a NATS server or cluster, docs/nats.md,
+// where this shmbusd was built with libnats (the configuration refuses NATS bridges where not).
 //
 // Owns the runners, and the threads that stop the ones a reload removed or replaced. Each
 // runner's session is an ordinary client of this very daemon, connected to its control
@@ -35,12 +37,18 @@
 
 namespace shmbus::daemon {
 
-/// The gateway's view of a configured bridge.
+/// The gateway's view of a configured link bridge (not a NATS one).
 [[nodiscard]] gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge);
 
 /// A runner's status as `shmbusctl bridges` shows it.
 [[nodiscard]] BridgeSummary summarize(const gateway::BridgeStatus& status,
                                       const gateway::BridgeConfig& config);
+
+/// The node name a NATS bridge puts in every message it exports (Shmbus-Node), by which
+/// importers drop their own daemon's messages: `host`, then '/' and 12 hex digits that tell
+/// apart daemons on one machine (from the machine's id and `socket`, the control socket's
+/// path), the same across restarts. Without a machine id, from `host` and `socket` alone.
+[[nodiscard]] std::string nats_node_name(const std::string& host, const std::string& socket);
 
 class Bridges {
 public:
@@ -62,23 +70,30 @@ public:
     /// Every bridge, in name order.
     [[nodiscard]] std::vector<BridgeSummary> summaries() const;
 
+    /// A running bridge of either transport. A runner that stop() was called on never starts
+    /// again.
+    class Runner {
+    public:
+        virtual ~Runner() = default;
+        virtual void start() = 0;
+        virtual void stop() = 0;
+        [[nodiscard]] virtual BridgeSummary summary() const = 0;
+    };
+
 private:
     /// Shared with the thread that stops a runner and starts its successor; a runner that
     /// stop() was called on never starts again, whatever the order of those threads.
-    using RunnerPtr = std::shared_ptr<gateway::BridgeRunner>;
-    struct Running {
-        gateway::BridgeConfig config;
-        RunnerPtr runner;
-    };
+    using RunnerPtr = std::shared_ptr<Runner>;
 
-    [[nodiscard]] RunnerPtr make_runner(const gateway::BridgeConfig& config) const;
+    [[nodiscard]] RunnerPtr make_runner(const ConfiguredBridge& bridge) const;
     /// Stops `old` on a thread of its own, then starts `next` (if any).
     void retire(RunnerPtr old, RunnerPtr next = nullptr);
 
     std::string socket_;
     std::uint64_t incarnation_;
     std::string node_;
-    std::map<std::string, Running, std::less<>> running_;
+    std::string nats_node_;
+    std::map<std::string, RunnerPtr, std::less<>> running_;
     std::vector<std::thread> retiring_;
 };
 

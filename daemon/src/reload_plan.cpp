@@ -134,6 +134,30 @@ std::string bridge_change(const ConfiguredBridge& from, const ConfiguredBridge& 
     if (from.imports != to.imports) {
         parts.push_back("import");
     }
+    if (from.nats.has_value() != to.nats.has_value()) {
+        parts.push_back("transport");
+    } else if (from.nats && to.nats) {
+        // Everything but the lists, and the servers when the address above said they changed
+        // (it shows them without passwords: a new password alone shows here).
+        const bool servers_shown = from.address.text != to.address.text;
+        const auto settings = [servers_shown](gateway::NatsBridgeConfig c) {
+            if (servers_shown) {
+                c.servers.clear();
+            }
+            c.exports.clear();
+            c.imports.clear();
+            return c;
+        };
+        if (settings(*from.nats) != settings(*to.nats)) {
+            parts.push_back("nats");
+        }
+        if (from.nats->exports != to.nats->exports) {
+            parts.push_back("export");
+        }
+        if (from.nats->imports != to.nats->imports) {
+            parts.push_back("import");
+        }
+    }
     std::string out;
     for (const auto& p : parts) {
         out += (out.empty() ? "" : ", ") + p;

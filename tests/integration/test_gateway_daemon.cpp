@@ -285,23 +285,13 @@ TEST_CASE("reload adds and removes a bridge while another carries load, untouche
     };
     REQUIRE(drain_until(1000));
 
-    const auto reload = [&](const std::string& yaml) {
-        {
-            std::ofstream out(robot.config_path());
-            out << yaml;
-        }
-        auto c = Client::connect(options_for(robot));
-        REQUIRE(c.has_value());
-        auto summary = c.value().reload();
-        REQUIRE(summary.has_value());
-        return summary.value();
-    };
-    CHECK_THAT(reload(channels + "bridges:\n" + steady + extra),
+    CHECK_THAT(reload_with(robot, channels + "bridges:\n" + steady + extra),
                Catch::Contains("bridge 'extra' added"));
     REQUIRE(drain_until(received + 1000));
     REQUIRE(wait_streaming(robot, "extra", 1));
     check_flow(robot, "extra", ground, "extra", 100);
-    CHECK_THAT(reload(channels + "bridges:\n" + steady), Catch::Contains("bridge 'extra' removed"));
+    CHECK_THAT(reload_with(robot, channels + "bridges:\n" + steady),
+               Catch::Contains("bridge 'extra' removed"));
     REQUIRE(wait_until([&] { return !bridge_of(robot, "extra").has_value(); }));
     REQUIRE(wait_until([&] {
         auto b = bridge_of(ground, "extra-in");

@@ -1,7 +1,8 @@
 // What the tests of bridges between real shmbusd processes share, through the daemons' own
 // interfaces only (no gateway code): the channels they move, reaching a daemon as a client,
 // its bridges as `list_bridges` shows them, waiting for a bridge to stream, the shared secret
-// both ends' `secret_file` names, and checking that messages cross.
+// both ends' `secret_file` names, checking that messages cross, and a reload with a new
+// configuration file.
 #pragma once
 
 #include "daemon_process.hpp"
@@ -119,6 +120,20 @@ inline void check_flow(const DaemonProcess& from, const std::string& from_channe
         REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
         REQUIRE(r.value().lost_before == 0);
     }
+}
+
+/// Writes `yaml` as the configuration file of `d` and asks it to reload; the daemon's summary
+/// of what changed ("bridge 'x' added (...)").
+inline std::string reload_with(const DaemonProcess& d, const std::string& yaml) {
+    {
+        std::ofstream out(d.config_path());
+        out << yaml;
+    }
+    auto c = Client::connect(options_for(d));
+    REQUIRE(c.has_value());
+    auto summary = c.value().reload();
+    REQUIRE(summary.has_value());
+    return summary.value();
 }
 
 } // namespace shmbus::test

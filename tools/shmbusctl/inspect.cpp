@@ -445,11 +445,21 @@ int run_bridges(const GlobalOptions& options) {
         const auto pair = [](std::uint64_t a, std::uint64_t z) {
             return std::to_string(a) + "/" + std::to_string(z);
         };
-        const bool live = b.version != 0;
-        table.add_row({b.name, b.state, (b.listen ? "listen " : "connect ") + b.address,
-                       live ? b.peer + (b.peer_node.empty() ? "" : " (" + b.peer_node + ")") : "-",
-                       live ? std::to_string(b.version) : "-", pair(out.channels, in.channels),
-                       pair(out.messages, in.messages),
+        // A NATS bridge's peer is the server it is connected to, named by its URL (and how
+        // many servers of the cluster it knows); a link's is the other daemon.
+        const bool nats = b.transport == "nats";
+        const bool live = b.version != 0 || (nats && !b.peer.empty());
+        std::string peer = "-";
+        if (live && nats) {
+            peer = b.peer + (b.known_servers.size() > 1
+                                 ? " (" + std::to_string(b.known_servers.size()) + " known)"
+                                 : "");
+        } else if (live) {
+            peer = b.peer + (b.peer_node.empty() ? "" : " (" + b.peer_node + ")");
+        }
+        table.add_row({b.name, b.state, (b.listen ? "listen " : "connect ") + b.address, peer,
+                       live && !nats ? std::to_string(b.version) : "-",
+                       pair(out.channels, in.channels), pair(out.messages, in.messages),
                        human_bytes(out.bytes) + "/" + human_bytes(in.bytes),
                        pair(out.lost, in.lost), std::to_string(out.credits + in.credits),
                        b.rtt_ns != 0 ? std::to_string(b.rtt_ns / 1000) + " µs" : "-",

@@ -118,18 +118,26 @@ BridgeTotals bridge_totals(const shmbus::BridgeSummary& bridge, bool exporting) 
 }
 
 nlohmann::json bridge_json(const shmbus::BridgeSummary& b) {
-    const bool live = b.version != 0;
+    const bool nats = b.transport == "nats";
+    const bool live = b.version != 0 || (nats && !b.peer.empty());
     nlohmann::json j;
     j["name"] = b.name;
+    j["transport"] = b.transport.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.transport);
     j["state"] = b.state;
     j["end"] = b.listen ? "listen" : "connect";
     j["address"] = b.address;
     j["listening_port"] = b.listen && b.listening_port != 0 ? nlohmann::json(b.listening_port)
                                                             : nlohmann::json(nullptr);
     j["peer"] = live ? nlohmann::json(b.peer) : nlohmann::json(nullptr);
-    j["peer_node"] = live ? nlohmann::json(b.peer_node) : nlohmann::json(nullptr);
-    j["incarnation"] = live ? nlohmann::json(b.peer_incarnation) : nlohmann::json(nullptr);
-    j["version"] = live ? nlohmann::json(b.version) : nlohmann::json(nullptr);
+    j["peer_node"] = live && !nats ? nlohmann::json(b.peer_node) : nlohmann::json(nullptr);
+    j["incarnation"] = live && !nats ? nlohmann::json(b.peer_incarnation) : nlohmann::json(nullptr);
+    j["version"] = live && !nats ? nlohmann::json(b.version) : nlohmann::json(nullptr);
+    if (nats) {
+        j["nats"] = {{"known_servers", b.known_servers},
+                     {"pending_bytes", b.pending_bytes},
+                     {"duplicates", b.duplicates},
+                     {"looped", b.looped}};
+    }
     j["rtt_ns"] = b.rtt_ns != 0 ? nlohmann::json(b.rtt_ns) : nlohmann::json(nullptr);
     j["reconnects"] = b.reconnects;
     j["last_error"] = b.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.last_error);

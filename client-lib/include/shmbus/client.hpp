@@ -148,6 +148,16 @@ struct BridgeSummary {
     std::uint64_t rtt_ns{0}; ///< the last ping's round trip; 0 before the first
     std::string last_error;
     std::vector<BridgeStreamSummary> streams; ///< of the live link
+    /// "link" for a bridge to another daemon (tcp:, fifo:, exec:), "nats" for one to a NATS
+    /// server or cluster (docs/nats.md; `peer` is then the server connected to). Empty from a
+    /// daemon older than protocol 1.3, which has only links.
+    std::string transport;
+    /// NATS: the servers the client library knows of (the seeds, and those the cluster
+    /// announced).
+    std::vector<std::string> known_servers;
+    std::uint64_t pending_bytes{0}; ///< NATS: in the client library's buffer, not yet sent
+    std::uint64_t duplicates{0};    ///< NATS: imported messages dropped as already published
+    std::uint64_t looped{0};        ///< NATS: imported messages dropped as this daemon's own
 };
 
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be

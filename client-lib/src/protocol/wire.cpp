@@ -325,9 +325,51 @@ void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.streams, {&p, "streams"});
 }
 
+template <typename Io, Is<BridgeTransport> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.transport, {&p, "transport"});
+    io.field(v.known_servers, {&p, "known_servers"});
+    io.field(v.pending_bytes, {&p, "pending_bytes"});
+    io.field(v.duplicates, {&p, "duplicates"});
+    io.field(v.looped, {&p, "looped"});
+}
+
+/// Protocol 1.3: the transport fields of every bridge, taken from the summaries to send them.
+static void transports(Writer& io, const BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeTransport> out;
+    out.reserve(v.bridges.size());
+    for (const BridgeSummary& b : v.bridges) {
+        out.push_back({b.transport, b.known_servers, b.pending_bytes, b.duplicates, b.looped});
+    }
+    io.field(out, {&p, "transports"});
+}
+
+/// ... and put back into them when received.
+static void transports(Reader& io, BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeTransport> in;
+    io.field(in, {&p, "transports"});
+    io.require(in.size() == v.bridges.size(), {&p, "transports"},
+               "has " + std::to_string(in.size()) + " entries for " +
+                   std::to_string(v.bridges.size()) + " bridges");
+    if (!io.ok()) {
+        return;
+    }
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        BridgeSummary& b = v.bridges[i];
+        b.transport = std::move(in[i].transport);
+        b.known_servers = std::move(in[i].known_servers);
+        b.pending_bytes = in[i].pending_bytes;
+        b.duplicates = in[i].duplicates;
+        b.looped = in[i].looped;
+    }
+}
+
 template <typename Io, Is<BridgeList> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.bridges, {&p, "bridges"});
+    if (io.extension_present()) { // protocol 1.3
+        transports(io, v, p);
+    }
 }
 
 template <typename Io, Is<Ok> T>

@@ -171,7 +171,19 @@ using shmbus::BridgeStreamSummary;
 using shmbus::BridgeSummary;
 
 struct BridgeList {
+    /// On the wire each as in 1.2, then (1.3) the transport fields of every bridge as a list
+    /// of BridgeTransport appended to the body, one per bridge in the same order (a composite
+    /// cannot grow in place). The codec moves them between the two: users see BridgeSummary.
     std::vector<BridgeSummary> bridges;
+};
+
+/// The fields BridgeSummary gained in protocol 1.3, as they travel.
+struct BridgeTransport {
+    std::string transport;
+    std::vector<std::string> known_servers;
+    std::uint64_t pending_bytes{0};
+    std::uint64_t duplicates{0};
+    std::uint64_t looped{0};
 };
 
 struct Pong {

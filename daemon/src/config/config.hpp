@@ -32,6 +32,7 @@
 
 #include "gateway/bridge_rules.hpp"
 #include "gateway/link.hpp"
+#include "gateway/nats_rules.hpp"
 #include "gateway/tls_context.hpp"
 
 #include <shmbus/channel.hpp>
@@ -176,14 +177,21 @@ struct DynamicChannelPolicy {
     std::uint64_t max_slot_count{std::uint64_t{1} << 16};
 };
 
-/// A bridge to a peer daemon (the `bridges:` list; docs/gateway.md). The gateway's own rules
-/// check the address (gateway::parse_link()) and each export and import entry
-/// (gateway::validate_rule()), so the configuration accepts exactly what the gateway runs.
+/// A bridge to a peer daemon, or to a NATS server or cluster (the `bridges:` list;
+/// docs/gateway.md, docs/nats.md). The gateway's own rules check the address
+/// (gateway::parse_link(), gateway::parse_nats_servers()) and each export and import entry
+/// (gateway::validate_rule(), gateway::validate_export() and validate_import()), so the
+/// configuration accepts exactly what the gateway runs.
 struct ConfiguredBridge {
     std::string name;
     /// `listen:` (the answering end) rather than `connect:`.
     bool listen{false};
+    /// For a NATS bridge only `text` is set: what `connect:` says.
     gateway::LinkAddress address;
+    /// Set for a NATS bridge (`connect:` names nats:// or tls:// servers): its servers, its
+    /// `nats:` settings, exports and imports. `secret_file`, `exports` and `imports` below
+    /// are then empty.
+    std::optional<gateway::NatsBridgeConfig> nats;
     std::optional<std::filesystem::path> secret_file;
     /// The secret_file's bytes: read by load_config() (parse_config() does no I/O).
     std::optional<std::string> secret;

@@ -37,6 +37,9 @@ inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100}
                                                   std::chrono::minutes{5}};
 inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::hours{1}};
+/// A durable NATS import's `ack_wait`: how soon JetStream delivers a message again that a
+/// crashed bridge never acknowledged.
+inline constexpr DurationRange kAckWaitRange{std::chrono::seconds{1}, std::chrono::hours{1}};
 /// A bridge's secret_file: enough bytes not to be guessed, few enough to be a key.
 inline constexpr std::size_t kMinSecretBytes = 16;
 inline constexpr std::size_t kMaxSecretBytes = 4096;
@@ -70,12 +73,18 @@ inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply
 inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
                                                            "max_publishers", "max_subscribers"};
 inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
-inline constexpr std::array<std::string_view, 8> kBridgeKeys{
-    "name", "connect", "listen", "secret_file", "tls", "require", "export", "import"};
+inline constexpr std::array<std::string_view, 9> kBridgeKeys{
+    "name", "connect", "listen", "secret_file", "tls", "require", "nats", "export", "import"};
 inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "ca",
                                                                 "peer_subject"};
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
                                                                  "block_timeout"};
+/// A NATS bridge (docs/nats.md): its `nats:` block, and its export and import entries.
+inline constexpr std::array<std::string_view, 4> kNatsKeys{"credentials", "tls", "jetstream",
+                                                           "ack_wait"};
+inline constexpr std::array<std::string_view, 3> kNatsTlsKeys{"cert", "key", "ca"};
+inline constexpr std::array<std::string_view, 2> kNatsExportKeys{"channel", "subject"};
+inline constexpr std::array<std::string_view, 3> kNatsImportKeys{"subject", "channel", "durable"};
 
 inline constexpr std::array<std::string_view, 6> kKindNames{"queue",    "broadcast", "blackboard",
                                                             "counters", "rpc",       "pool"};

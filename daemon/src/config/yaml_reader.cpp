@@ -40,6 +40,14 @@ namespace {
 /// sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
 constexpr std::size_t kMaxSocketPathLength = 107;
 
+/// Whether this build runs NATS bridges (the gateway found libnats): a configuration that
+/// asks for one is refused otherwise, at the place that asks.
+#if SHMBUS_HAVE_NATS
+constexpr bool kNatsBuilt = true;
+#else
+constexpr bool kNatsBuilt = false;
+#endif
+
 /// "a list", "a mapping", "the value 'x'": what was found where something else was expected.
 std::string describe(const YAML::Node& node) {
     switch (node.Type()) {
@@ -771,6 +779,12 @@ private:
         std::optional<ConfigLocation> require_at;
         bool has_lists = false;
         std::vector<std::string_view> suggested;
+        // A NATS bridge (docs/nats.md) is told by its address, wherever `connect:` stands
+        // among the keys: its other keys are read its own way.
+        std::optional<gateway::NatsBridgeConfig> nats;
+        if (names_nats_servers(item)) {
+            nats.emplace();
+        }
         for (const Entry& e : entries(item, kBridgeKeys, &suggested)) {
             if (e.name == "name") {
                 bridge.where = value_at(e);
@@ -785,23 +799,59 @@ private:
             } else if (e.name == "connect" || e.name == "listen") {
                 (e.name == "connect" ? connect_at : listen_at) = value_at(e);
                 bridge.listen = e.name == "listen";
-                address_ok = read_link_address(e, bridge.address);
+                if (!nats) {
+                    address_ok = read_link_address(e, bridge.address);
+                } else if (bridge.listen) {
+                    error(value_at(e), "a NATS bridge connects to its servers: write 'connect:' "
+                                       "rather than 'listen:'");
+                } else {
+                    address_ok = read_nats_servers(e, bridge.address, *nats);
+                }
             } else if (e.name == "secret_file") {
+                if (nats) {
+                    error(at(e.key.Mark()), "'secret_file' applies to tcp links; a NATS bridge "
+                                            "authenticates with 'nats: {credentials: FILE}'");
+                    continue;
+                }
                 bridge.secret_where = value_at(e);
                 bridge.secret_file = read_absolute_path(e);
-            } else if (e.name == "tls") {
+            } else if (e.name == "tls" || e.name == "require") {
+                if (nats) {
+                    error(at(e.key.Mark()),
+                          quote(e.name) + " applies to tcp links; a NATS bridge's TLS goes in "
+                                          "'nats: {tls: {cert: FILE, key: FILE, ca: FILE}}' and "
+                                          "its identity in 'nats: {credentials: FILE}'");
+                    continue;
+                }
+                if (e.name == "require") {
+                    require_at = value_at(e);
+                    if (const auto index = read_choice(e, "requirement", kPeerAuthNames)) {
+                        bridge.require = kPeerAuths[*index];
+                    }
+                    continue;
+                }
                 bridge.tls_where.section = value_at(e);
                 read_bridge_tls(e, bridge);
-            } else if (e.name == "require") {
-                require_at = value_at(e);
-                if (const auto index = read_choice(e, "requirement", kPeerAuthNames)) {
-                    bridge.require = kPeerAuths[*index];
+            } else if (e.name == "nats") {
+                if (!nats) {
+                    error(at(e.key.Mark()), "'nats' applies only to a bridge whose 'connect' "
+                                            "names NATS servers (nats://HOST:PORT, tls://...)");
+                    continue;
                 }
+                read_nats_settings(e, *nats);
             } else {
                 has_lists = true;
-                read_bridge_rules(e, e.name == "export" ? bridge.exports : bridge.imports,
-                                  e.name == "export");
+                if (nats) {
+                    read_nats_rules(e, *nats, e.name == "export");
+                } else {
+                    read_bridge_rules(e, e.name == "export" ? bridge.exports : bridge.imports,
+                                      e.name == "export");
+                }
             }
+        }
+        if (nats) {
+            nats->name = bridge.name;
+            bridge.nats = std::move(nats);
         }
         const ConfigLocation item_at = at(item.Mark());
         const auto misspelt = [&](std::string_view key) {
@@ -819,9 +869,11 @@ private:
             error(item_at, named + " has neither 'connect' nor 'listen' (such as connect: "
                                    "tcp://ground.example:7411)");
         }
-        check_bridge_auth(bridge, named,
-                          address_ok ? (connect_at ? connect_at : listen_at) : std::nullopt,
-                          require_at, misspelt);
+        if (!bridge.nats) {
+            check_bridge_auth(bridge, named,
+                              address_ok ? (connect_at ? connect_at : listen_at) : std::nullopt,
+                              require_at, misspelt);
+        }
         if (!has_lists && !misspelt("export") && !misspelt("import")) {
             error(item_at, named + " has neither 'export' nor 'import': it would move nothing");
         }
@@ -955,6 +1007,157 @@ private:
             }
         }
         return std::nullopt;
+    }
+
+    // ---- NATS bridges (docs/nats.md) -------------------------------------------------------
+
+    /// Whether bridge `item`'s `connect:` (or, wrongly, `listen:`) names NATS servers.
+    static bool names_nats_servers(const YAML::Node& item) {
+        for (const auto& pair : item) {
+            if (pair.first.IsScalar() &&
+                (pair.first.Scalar() == "connect" || pair.first.Scalar() == "listen") &&
+                pair.second.IsScalar() && gateway::is_nats_address(pair.second.Scalar())) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// A NATS bridge's `connect:`: comma-separated server URLs, checked by the gateway.
+    bool read_nats_servers(const Entry& e, gateway::LinkAddress& address,
+                           gateway::NatsBridgeConfig& nats) {
+        const auto text = scalar(e, "NATS server URLs, such as nats://HOST:4222,nats://HOST2:4222");
+        if (!text) {
+            return false;
+        }
+        auto servers = gateway::parse_nats_servers(*text);
+        if (!servers) {
+            error(value_at(e), key_name(e) + ": " + servers.error().detail);
+            return false;
+        }
+        if (!kNatsBuilt) {
+            error(value_at(e), key_name(e) + " names NATS servers, but this shmbusd was built "
+                                             "without NATS support (libnats; Debian: "
+                                             "libnats-dev)");
+            return false;
+        }
+        // What logs, reload summaries and `shmbusctl bridges` show: no password.
+        for (const auto& url : servers.value()) {
+            address.text += (address.text.empty() ? "" : ",") + gateway::redact_nats_url(url);
+        }
+        nats.servers = std::move(servers.value());
+        return true;
+    }
+
+    /// The `nats:` block: credentials, tls {cert, key, ca}, jetstream, ack_wait.
+    void read_nats_settings(const Entry& section, gateway::NatsBridgeConfig& nats) {
+        for (const Entry& e : sub_entries(section, kNatsKeys)) {
+            if (e.name == "credentials") {
+                if (const auto path = read_absolute_path(e)) {
+                    nats.credentials_file = path->native();
+                }
+            } else if (e.name == "tls") {
+                // `tls:` with nothing under it: TLS, trusting the system's certificates.
+                nats.tls.emplace();
+                std::optional<ConfigLocation> cert_at;
+                std::optional<ConfigLocation> key_at;
+                for (const Entry& t : sub_entries(e, kNatsTlsKeys)) {
+                    const auto path = read_absolute_path(t);
+                    if (!path) {
+                        continue;
+                    }
+                    if (t.name == "cert") {
+                        nats.tls->cert_file = path->native();
+                        cert_at = value_at(t);
+                    } else if (t.name == "key") {
+                        nats.tls->key_file = path->native();
+                        key_at = value_at(t);
+                    } else {
+                        nats.tls->ca_file = path->native();
+                    }
+                }
+                if (cert_at && !key_at) {
+                    error(*cert_at, "'cert' needs 'key' beside it (the certificate's private key)");
+                } else if (key_at && !cert_at) {
+                    error(*key_at, "'key' needs 'cert' beside it (the client certificate)");
+                }
+            } else if (e.name == "jetstream") {
+                nats.jetstream = read_bool(e).value_or(nats.jetstream);
+            } else if (e.name == "ack_wait") {
+                nats.ack_wait = read_duration(e, kAckWaitRange).value_or(nats.ack_wait);
+            }
+        }
+    }
+
+    /// A NATS bridge's `export:` ({channel, subject} entries) or `import:` ({subject,
+    /// channel, durable} entries), each checked by the gateway's own rules.
+    void read_nats_rules(const Entry& e, gateway::NatsBridgeConfig& nats, bool exporting) {
+        const std::string example =
+            exporting ? "{channel: telemetry, subject: shmbus.robot1.telemetry}"
+                      : "{subject: \"shmbus.*.telemetry\", channel: fleet/telemetry}";
+        if (e.value.IsNull()) {
+            return;
+        }
+        if (!e.value.IsSequence()) {
+            error(value_at(e), key_name(e) +
+                                   " of a NATS bridge must be a list of mappings such "
+                                   "as " +
+                                   example + ", not " + describe(e.value));
+            return;
+        }
+        for (const YAML::Node& item : e.value) {
+            const ConfigLocation where = item.IsNull() ? value_at(e) : at(item.Mark());
+            if (!item.IsMap()) {
+                error(where, "each entry of " + key_name(e) +
+                                 " of a NATS bridge must be a mapping such as " + example +
+                                 ", not " + describe(item));
+                continue;
+            }
+            const std::size_t errors_before = state_.errors.size();
+            std::vector<std::string_view> suggested;
+            std::string channel;
+            std::string subject;
+            std::string durable;
+            for (const Entry& f :
+                 entries(item,
+                         exporting ? std::span<const std::string_view>{kNatsExportKeys}
+                                   : std::span<const std::string_view>{kNatsImportKeys},
+                         &suggested)) {
+                const auto text = scalar(f, f.name == "channel"   ? "a channel name"
+                                            : f.name == "subject" ? "a NATS subject"
+                                                                  : "a durable consumer's name");
+                if (!text) {
+                    continue;
+                }
+                (f.name == "channel" ? channel : f.name == "subject" ? subject : durable) = *text;
+            }
+            for (const std::string_view key :
+                 {std::string_view{"channel"}, std::string_view{"subject"}}) {
+                const bool given = key == "channel" ? !channel.empty() : !subject.empty();
+                if (!given && state_.errors.size() == errors_before &&
+                    std::find(suggested.begin(), suggested.end(), key) == suggested.end()) {
+                    error(where, "entry has no '" + std::string{key} + "'");
+                }
+            }
+            if (state_.errors.size() != errors_before) {
+                continue;
+            }
+            if (exporting) {
+                gateway::NatsExport rule{channel, subject};
+                if (auto valid = gateway::validate_export(rule); !valid) {
+                    error(where, key_name(e) + ": " + valid.error().detail);
+                    continue;
+                }
+                nats.exports.push_back(std::move(rule));
+            } else {
+                gateway::NatsImport rule{subject, channel, durable};
+                if (auto valid = gateway::validate_import(rule); !valid) {
+                    error(where, key_name(e) + ": " + valid.error().detail);
+                    continue;
+                }
+                nats.imports.push_back(std::move(rule));
+            }
+        }
     }
 
     /// `connect:` or `listen:` through the gateway's own parser, so that every address the
