@@ -11,16 +11,21 @@
 //
 // Threads, none of them the daemon's control loop: one started by start() that connects to
 // the local daemon and to NATS and then waits for stop(); one per export, which receives
-// from its local channel and publishes into libnats' buffer (libnats' flusher sends it);
+// from its local channel and publishes (each publish written at once, SendAsap);
 // libnats' own threads, one per import subscription, which publish into the local channel.
 //
-// Every message carries, in NATS headers, the exporting daemon's node name and incarnation,
-// the channel's name and the export's own sequence number (1, 2, ... skipping the numbers of
-// messages its local subscriber lost). The importer drops what its own node exported (no
-// loops through a shared subject), counts a jump in the sequence of one origin as that many
-// lost messages, and drops a repeated or older number as a duplicate (a JetStream
-// redelivery). With JetStream the exporter also sets Nats-Msg-Id from the same fields, so the
-// stream de-duplicates within its duplicate window.
+// Every message carries one NATS header, Shmbus-Origin: the exporting daemon's node name and
+// incarnation, the channel's name and the export's own sequence number (1, 2, ... skipping
+// the numbers of messages its local subscriber lost). An idle core NATS export says how far
+// it got (Shmbus-Idle, an empty message: 100 ms after its last message, then every second),
+// so that loss after the last message received is counted too. The importer drops what its
+// own node exported (no loops through a shared subject), counts a jump in the sequence of one
+// origin as that many lost messages and shows them to its local subscribers
+// (Publisher::record_gap()), and drops a repeated or older number as a duplicate (a
+// JetStream redelivery); every message is published or counted lost exactly once. An export
+// skips what its own bridge's import published into the channel. With JetStream the exporter
+// also sets Nats-Msg-Id from the same fields, so the stream de-duplicates within its
+// duplicate window.
 #pragma once
 
 #include "gateway/bridge_runner.hpp"

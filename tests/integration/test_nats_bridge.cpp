@@ -193,20 +193,21 @@ TEST_CASE("an export reaches a plain NATS subscriber with its sequence in a head
 
     constexpr std::uint64_t kCount = 2000;
     publish_stamped(robot, "telemetry", kCount);
-    const auto last_sequence = [](natsMsg* m) -> std::optional<std::uint64_t> {
+    // An idle export's heartbeat: "NODE INCARNATION CHANNEL LAST".
+    const auto idle = [](natsMsg* m) -> std::optional<std::string> {
         const char* value = nullptr;
-        if (natsMsgHeader_Get(m, "Shmbus-Last-Seq", &value) != NATS_OK) {
+        if (natsMsgHeader_Get(m, "Shmbus-Idle", &value) != NATS_OK) {
             return std::nullopt;
         }
-        return std::stoull(value);
+        return std::string{value};
     };
     for (std::uint64_t id = 0; id < kCount;) {
         natsMsg* m = nullptr;
         REQUIRE(natsSubscription_NextMsg(&m, sub, 60000) == NATS_OK);
-        if (const auto heartbeat = last_sequence(m)) {
+        if (const auto heartbeat = idle(m)) {
             // The export fell idle for a moment (a slow machine) and said how far it got:
             // a plain subscriber skips such messages.
-            CHECK(*heartbeat == id);
+            CHECK(*heartbeat == "robot1 7 telemetry " + std::to_string(id));
             CHECK(natsMsg_GetDataLength(m) == 0);
             natsMsg_Destroy(m);
             continue;
@@ -214,22 +215,19 @@ TEST_CASE("an export reaches a plain NATS subscriber with its sequence in a head
         const auto data = std::as_bytes(
             std::span{natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m))});
         CHECK(check_stamp(data) == id);
-        const char* seq = nullptr;
-        REQUIRE(natsMsgHeader_Get(m, "Shmbus-Seq", &seq) == NATS_OK);
-        CHECK(std::string{seq} == std::to_string(id + 1));
-        const char* node = nullptr;
-        REQUIRE(natsMsgHeader_Get(m, "Shmbus-Node", &node) == NATS_OK);
-        CHECK(std::string{node} == "robot1");
+        const char* origin = nullptr;
+        REQUIRE(natsMsgHeader_Get(m, "Shmbus-Origin", &origin) == NATS_OK);
+        CHECK(std::string{origin} == "robot1 7 telemetry " + std::to_string(id + 1));
         natsMsg_Destroy(m);
         ++id;
     }
     // Idle now, the export says how far it got, so that an importer that missed the last
     // messages counts them.
-    natsMsg* idle = nullptr;
-    REQUIRE(natsSubscription_NextMsg(&idle, sub, 60000) == NATS_OK);
-    CHECK(last_sequence(idle) == kCount);
-    CHECK(natsMsg_GetDataLength(idle) == 0);
-    natsMsg_Destroy(idle);
+    natsMsg* last = nullptr;
+    REQUIRE(natsSubscription_NextMsg(&last, sub, 60000) == NATS_OK);
+    CHECK(idle(last) == "robot1 7 telemetry " + std::to_string(kCount));
+    CHECK(natsMsg_GetDataLength(last) == 0);
+    natsMsg_Destroy(last);
     const auto s = stream(runner, true);
     CHECK(s.messages == kCount);
     CHECK(s.bytes == kCount * kSlot);
@@ -271,7 +269,8 @@ TEST_CASE("an import publishes what a plain NATS publisher sends, and never its 
                                static_cast<int>(buf.size())) == NATS_OK);
         if (id % 2 == 1) {
             // As if this daemon had exported it itself: the import drops it (loop prevention).
-            natsMsgHeader_Set(m, "Shmbus-Node", "ground");
+            const std::string origin = "ground 1 jobs " + std::to_string(id / 2 + 1);
+            natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
         }
         REQUIRE(natsConnection_PublishMsg(far.nc, m) == NATS_OK);
         natsMsg_Destroy(m);
@@ -591,10 +590,8 @@ TEST_CASE("a durable JetStream import loses nothing when the NATS server is kill
                 natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
                                reinterpret_cast<const char*>(out.data()),
                                static_cast<int>(out.size()));
-                natsMsgHeader_Set(m, "Shmbus-Node", "far");
-                natsMsgHeader_Set(m, "Shmbus-Incarnation", "1");
-                natsMsgHeader_Set(m, "Shmbus-Channel", "jobs");
-                natsMsgHeader_Set(m, "Shmbus-Seq", seq.c_str());
+                const std::string origin = "far 1 jobs " + seq;
+                natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
                 natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
                 jsPubAck* ack = nullptr;
                 jsErrCode code{};
