@@ -14,6 +14,7 @@
 
 #include "format.hpp"
 #include "machine.hpp"
+#include "nats_transport.hpp"
 #include "python_transport.hpp"
 #include "report.hpp"
 #include "runner.hpp"
@@ -131,7 +132,8 @@ int run(int argc, char** argv) {
            "Only these: shmbus, shmbus-c (the C ABI), python (the Python package), fifo, "
            "uds-stream, uds-seqpacket, tcp, posix-mq, futex-raw, memcpy, raw-ring, shmbusd (the "
            "control plane), blackboard-read, local-read, bridge (two shmbusd joined by a bridge "
-           "over TCP loopback), pool-handoff, queue-copy")
+           "over TCP loopback), pool-handoff, queue-copy, nats (two shmbusd through a NATS "
+           "server), nats-raw (the same messages with libnats alone)")
         ->delimiter(',');
     app.add_option("--kind", kinds,
                    "Only these shmbus kinds: queue-spsc, queue-mpmc, broadcast-block, "
@@ -191,6 +193,12 @@ int run(int argc, char** argv) {
         return 2;
     }
     const bool have_shmbusd = !settings.shmbusd.empty();
+    settings.nats_server = find_nats_server();
+    const std::string no_nats =
+        !nats_built() ? "shmbus-bench was built without libnats (Debian: libnats-dev)"
+        : settings.nats_server.empty()
+            ? "nats-server is not installed (Debian: apt-get install nats-server)"
+            : "";
     const std::vector<Scenario> plan = apply_filters(suite->scenarios, filters);
     if (plan.empty()) {
         std::cerr << "shmbus-bench: the filters leave nothing of suite " << suite_name << '\n';
@@ -213,7 +221,8 @@ int run(int argc, char** argv) {
 
     if (list) {
         for (const Scenario& s : plan) {
-            const auto skip = skip_reason(s, info.machine.usable_cores, have_shmbusd, no_python);
+            const auto skip =
+                skip_reason(s, info.machine.usable_cores, have_shmbusd, no_python, no_nats);
             std::cout << s.label() << ' ' << to_string(s.test) << ' ' << format_size(s.msg_size);
             if (s.control_test()) {
                 std::cout << " channels " << s.channels << " clients " << s.clients;
@@ -235,7 +244,7 @@ int run(int argc, char** argv) {
     for (std::size_t i = 0; i < plan.size(); ++i) {
         summaries[i].scenario = plan[i];
         summaries[i].skipped =
-            skip_reason(plan[i], info.machine.usable_cores, have_shmbusd, no_python);
+            skip_reason(plan[i], info.machine.usable_cores, have_shmbusd, no_python, no_nats);
     }
     // Rounds: every scenario runs once per round, so the runs of one scenario are spread over
     // the whole invocation and two scenarios that a target compares are sampled at the same

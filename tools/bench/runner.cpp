@@ -6,8 +6,9 @@
 #include "bridge_transport.hpp"
 #include "calibration.hpp"
 #include "control_plane.hpp"
-#include "python_transport.hpp"
+#include "nats_transport.hpp"
 #include "pool_handoff.hpp"
+#include "python_transport.hpp"
 #include "rpc.hpp"
 #include "shared_state.hpp"
 #include "shmbus_c_transport.hpp"
@@ -154,6 +155,10 @@ RunResult run_once(const Scenario& s, const RunSettings& settings) {
     case Transport::pool_handoff:
     case Transport::queue_copy:
         error = run_payload_handoff(s, settings, reports);
+        break;
+    case Transport::nats:
+    case Transport::nats_raw:
+        error = run_nats(s, settings, reports);
         break;
     default:
         error = run_baseline(s, settings, reports);

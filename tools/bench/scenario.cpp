@@ -28,6 +28,8 @@ constexpr std::array kTransportNames{
     std::pair{Transport::bridge, "bridge"},
     std::pair{Transport::pool_handoff, "pool-handoff"},
     std::pair{Transport::queue_copy, "queue-copy"},
+    std::pair{Transport::nats, "nats"},
+    std::pair{Transport::nats_raw, "nats-raw"},
 };
 constexpr std::array kKindNames{
     std::pair{Kind::none, ""},
@@ -195,6 +197,16 @@ Scenario payload_handoff(bool pool, std::uint64_t size) {
 /// The large payload: a 16 MiB frame.
 constexpr std::uint64_t kHandoffSize = 16 * kMiB;
 
+/// The NATS path and its libnats baseline, side by side: streams of 128 B and 4 KiB, and
+/// ping-pong of 128 B.
+void add_nats(std::vector<Scenario>& v) {
+    for (Transport t : {Transport::nats, Transport::nats_raw}) {
+        v.push_back(base(t, Test::latency, 128));
+        v.push_back(base(t, Test::throughput, 128));
+        v.push_back(base(t, Test::throughput, 4 * kKiB));
+    }
+}
+
 // The channels of the control-plane tests have 1 KiB slots (the configuration's default).
 constexpr std::uint64_t kControlSlotSize = kKiB;
 
@@ -291,6 +303,7 @@ std::vector<Scenario> quick_suite() {
     v.push_back(payload_handoff(false, kHandoffSize));
     v.push_back(control_open(1, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
+    add_nats(v);
     return v;
 }
 
@@ -391,6 +404,7 @@ std::vector<Scenario> full_suite() {
     v.push_back(control_open(kTargetChannels, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
     v.push_back(daemon_footprint(Test::daemon_idle_cpu, kTargetChannels, kTargetClients));
+    add_nats(v);
     return v;
 }
 
@@ -514,14 +528,19 @@ std::vector<Scenario> apply_filters(const std::vector<Scenario>& scenarios,
 }
 
 std::optional<std::string> skip_reason(const Scenario& s, unsigned cores, bool have_shmbusd,
-                                       std::string_view no_python) {
+                                       std::string_view no_python, std::string_view no_nats) {
     const bool daemon = s.control_plane() || s.transport == Transport::shmbus_c ||
-                        s.transport == Transport::bridge || s.transport == Transport::python;
+                        s.transport == Transport::bridge || s.transport == Transport::python ||
+                        s.transport == Transport::nats;
     if (daemon && !have_shmbusd) {
         return "no shmbusd binary (build the target shmbusd, or give --shmbusd PATH)";
     }
     if (s.transport == Transport::python && !no_python.empty()) {
         return std::string{no_python};
+    }
+    if ((s.transport == Transport::nats || s.transport == Transport::nats_raw) &&
+        !no_nats.empty()) {
+        return std::string{no_nats};
     }
     const bool spins = s.wait == Wait::spin || s.transport == Transport::raw_ring;
     if (spins && s.processes() > cores) {

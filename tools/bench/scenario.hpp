@@ -38,6 +38,8 @@ enum class Transport {
     bridge,          ///< two shmbusd joined by a bridge over TCP loopback (bridge_transport.hpp)
     pool_handoff,    ///< a large payload made in a pool block, its handle sent through a queue
     queue_copy,      ///< baseline of pool_handoff: the payload copied through a queue's slots
+    nats,            ///< shmbusd -> NATS bridge -> nats-server -> NATS bridge -> shmbusd
+    nats_raw,        ///< baseline of nats: the same messages through libnats directly
 };
 
 /// What a bridge row's daemon is doing besides the measured work: Load::none for the rows
@@ -129,6 +131,7 @@ struct RunSettings {
     std::string python;        ///< python3 for the Python row; empty: it cannot run (find_python())
     std::string python_script; ///< tools/bench/python_rate.py
     std::string python_path;   ///< PYTHONPATH under which python3 imports shmbus
+    std::string nats_server;   ///< the nats-server the NATS rows start; empty: none
 };
 
 /// A suite: its scenarios and its default run settings.
@@ -154,11 +157,13 @@ struct Filters {
                                                   const Filters& filters);
 
 /// Why `s` cannot run on `cores` usable cores (busy-spinning needs one core per process, a
-/// baseline has a size limit, a control-plane or bridge test needs a shmbusd binary and
-/// `have_shmbusd` says there is none, a Python row cannot run for the reason `no_python`),
-/// or nullopt if it can.
+/// baseline has a size limit, a control-plane, bridge or NATS test needs a shmbusd binary and
+/// `have_shmbusd` says there is none, a Python row cannot run for the reason `no_python`, a
+/// NATS row for the reason `no_nats`: no libnats in this build, no nats-server), or nullopt if
+/// it can.
 [[nodiscard]] std::optional<std::string> skip_reason(const Scenario& s, unsigned cores,
                                                      bool have_shmbusd = true,
-                                                     std::string_view no_python = {});
+                                                     std::string_view no_python = {},
+                                                     std::string_view no_nats = {});
 
 } // namespace bench
