@@ -275,6 +275,11 @@ struct NatsBridgeRunner::Impl {
         std::lock_guard lock{mu};
         return stopping;
     }
+    /// stop() was called, or the bridge stopped itself, its reason given (set_state()).
+    bool stopped_for_good() const {
+        std::lock_guard lock{mu};
+        return stopping || status.bridge.state == BridgeState::stopped;
+    }
 
     /// Waits `delay` or until stop(); false if stopped.
     bool pause(std::chrono::milliseconds delay) {
@@ -319,7 +324,7 @@ struct NatsBridgeRunner::Impl {
 
     static void on_disconnected(natsConnection*, void* self) {
         auto* impl = static_cast<Impl*>(self);
-        if (!impl->stopped()) {
+        if (!impl->stopped_for_good()) {
             impl->set_state(BridgeState::connecting, "disconnected from NATS");
         }
     }
@@ -332,7 +337,8 @@ struct NatsBridgeRunner::Impl {
         {
             std::lock_guard lock{impl->mu};
             impl->nats_closed = true;
-            stopping = impl->stopping;
+            // stop(), or the bridge stopped itself with its reason (run()): nothing to add.
+            stopping = impl->stopping || impl->status.bridge.state == BridgeState::stopped;
             earlier = impl->last_connection_error;
             impl->cv.notify_all();
         }
@@ -949,18 +955,30 @@ void NatsBridgeRunner::Impl::run() {
     if (!connect_local() || !open_endpoints() || !connect_nats()) {
         return;
     }
+    // A message too large for the servers would be refused by libnats: refuse the export
+    // instead, naming it, before anything is sent (the configuration does so for the channels
+    // it declares; here also for channels created at run time).
+    const std::int64_t announced = natsConnection_GetMaxPayload(nc);
+    for (const auto& e : exports) {
+        const auto slot = e->subscriber->info().slot_size;
+        auto fits = check_export_payload(e->rule.channel, slot, config.max_payload,
+                                         "the servers' ('nats.max_payload')");
+        if (fits && announced > 0) {
+            fits =
+                check_export_payload(e->rule.channel, slot, static_cast<std::uint64_t>(announced),
+                                     "the connected server's");
+        }
+        if (!fits) {
+            set_state(BridgeState::stopped, fits.error().detail);
+            natsConnection_Close(nc); // the imports stop too; teardown() waits for the close
+            return;
+        }
+    }
     {
         std::lock_guard lock{mu};
         ready = true;
     }
-    const int max_payload = static_cast<int>(natsConnection_GetMaxPayload(nc));
     for (auto& e : exports) {
-        const auto slot = e->subscriber->info().slot_size;
-        if (max_payload > 0 && slot > static_cast<std::uint64_t>(max_payload) - 512) {
-            log("export of '" + e->rule.channel + "': its slots (" + std::to_string(slot) +
-                " bytes) may exceed the server's max_payload (" + std::to_string(max_payload) +
-                " bytes); such messages are counted as lost");
-        }
         e->thread = std::thread{[this, s = e.get()] { export_loop(*s); }};
     }
     std::unique_lock lock{mu};

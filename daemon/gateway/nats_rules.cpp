@@ -196,6 +196,21 @@ Result<void> validate_import(const NatsImport& rule) {
     return ok();
 }
 
+Result<void> check_export_payload(std::string_view channel, std::uint64_t slot_size,
+                                  std::uint64_t max_payload, std::string_view whose) {
+    const std::uint64_t room = max_payload > kNatsHeaderRoom ? max_payload - kNatsHeaderRoom : 0;
+    if (slot_size <= room) {
+        return ok();
+    }
+    return invalid("export of channel " + quoted(channel) + ": its slots hold messages of up to " +
+                   std::to_string(slot_size) + " bytes, more than fits in one NATS message of " +
+                   std::string{whose} + " max_payload (" + std::to_string(max_payload) +
+                   " bytes, of which " + std::to_string(kNatsHeaderRoom) +
+                   " are kept for shmbus's headers); a NATS bridge does not cut messages into "
+                   "pieces: raise max_payload on the servers and set 'nats.max_payload' to it, or "
+                   "export a channel of smaller slots");
+}
+
 Result<void> validate(const NatsBridgeConfig& c) {
     const auto named = [&](const std::string& what) {
         return invalid("NATS bridge " + quoted(c.name) + ": " + what);

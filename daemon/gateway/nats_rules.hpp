@@ -38,6 +38,14 @@ struct NatsImport {
     friend bool operator==(const NatsImport&, const NatsImport&) = default;
 };
 
+/// NATS's default max_payload: the largest message (payload and headers) a server accepts
+/// unless its configuration raises it (to at most 64 MiB).
+inline constexpr std::uint64_t kNatsDefaultMaxPayload = std::uint64_t{1} << 20;
+/// Room kept in every NATS message for the bridge's headers: Shmbus-Origin and Nats-Msg-Id,
+/// each with a host name of up to 255 bytes, a channel name of up to 63 and two 20-digit
+/// numbers, and the header block's framing (under 900 bytes in all).
+inline constexpr std::uint64_t kNatsHeaderRoom = 1024;
+
 struct NatsTls {
     std::string ca_file;   ///< trusted CAs (PEM); empty: the system's
     std::string cert_file; ///< client certificate chain (PEM), with key_file
@@ -60,6 +68,11 @@ struct NatsBridgeConfig {
     bool jetstream{false};
     std::uint32_t max_pending_acks{4096};
     std::chrono::milliseconds ack_timeout{10000};
+    /// The servers' max_payload as the operator configured them: an export whose channel's
+    /// slots could hold a message larger than fits (less kNatsHeaderRoom) is refused, at
+    /// configuration time for channels of `channels:`, at start for others (and against the
+    /// max_payload the connected server announces). Messages are never cut into pieces.
+    std::uint64_t max_payload{kNatsDefaultMaxPayload};
     std::vector<NatsExport> exports;
     std::vector<NatsImport> imports;
     std::chrono::milliseconds reconnect_wait{500};
@@ -96,6 +109,13 @@ struct NatsBridgeConfig {
 /// last), `channel` one channel's name, `durable` empty or a name without '.', '*', '>' or
 /// spaces.
 [[nodiscard]] Result<void> validate_import(const NatsImport& rule);
+
+/// Whether every message of `channel`, whose slots hold `slot_size` bytes, fits in one NATS
+/// message of `max_payload` bytes with the bridge's headers (kNatsHeaderRoom).
+/// Errc::invalid_argument naming the channel and both sizes, and what to change; `whose`
+/// says whose max_payload it is ("the servers'", "server nats://...'s").
+[[nodiscard]] Result<void> check_export_payload(std::string_view channel, std::uint64_t slot_size,
+                                                std::uint64_t max_payload, std::string_view whose);
 
 /// Checks what can be checked without connecting: a name, at least one server
 /// (parse_nats_servers() on each), every export and import. Errc::invalid_argument naming the

@@ -239,3 +239,57 @@ TEST_CASE("a reload restarts a NATS bridge for what changed, and names it", "[na
     CHECK(changed("nats://10.0.0.5:4222,", "nats://u:p@10.0.0.5:4222,").find("restarted") !=
           std::string::npos);
 }
+
+TEST_CASE("an export whose channel's slots could outgrow the NATS servers' max_payload is "
+          "refused at its entry, and a raised max_payload admits it",
+          "[nats]") {
+    const std::string channels = R"(channels:
+  - {name: frames, kind: broadcast, slot_size: 2MiB, slot_count: 4}
+  - {name: small, kind: broadcast, slot_size: 1020KiB, slot_count: 4}
+)";
+    const auto e = errors(channels + R"(bridges:
+  - name: fleet
+    connect: nats://127.0.0.1
+    export:
+      - {channel: small, subject: shmbus.small}
+      - {channel: frames, subject: shmbus.frames}
+      - {channel: made-later, subject: shmbus.later}
+)");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0] == "shmbusd.yaml:9:9: error: bridge 'fleet': export of channel 'frames': its "
+                  "slots hold messages of up to 2097152 bytes, more than fits in one NATS "
+                  "message of the servers' ('nats.max_payload') max_payload (1048576 bytes, of "
+                  "which 1024 are kept for shmbus's headers); a NATS bridge does not cut "
+                  "messages into pieces: raise max_payload on the servers and set "
+                  "'nats.max_payload' to it, or export a channel of smaller slots");
+
+    const Config c = config_of(channels + R"(bridges:
+  - name: fleet
+    connect: nats://127.0.0.1
+    nats: {max_payload: 8MiB}
+    export: [{channel: frames, subject: shmbus.frames}]
+)");
+    REQUIRE(c.bridges.at(0).nats);
+    CHECK(c.bridges.at(0).nats->max_payload == 8 * 1024 * 1024);
+    CHECK(errors("bridges:\n  - name: f\n    connect: nats://a\n    nats: {max_payload: 128MiB}\n"
+                 "    export: [{channel: t, subject: s}]\n")
+              .at(0)
+              .starts_with("shmbusd.yaml:4:25: error: 'max_payload' must be between 4 KiB and 64 "
+                           "MiB"));
+}
+
+TEST_CASE("a NATS bridge refuses the tcp links' tls: and require:, saying where its TLS goes",
+          "[nats]") {
+    const auto e = errors(R"(bridges:
+  - name: fleet
+    connect: nats://127.0.0.1
+    tls: {cert: /c, key: /k, ca: /a}
+    require: tls
+    export: [{channel: t, subject: s}]
+)");
+    REQUIRE(e.size() == 2);
+    CHECK(e[0] == "shmbusd.yaml:4:5: error: 'tls' applies to tcp links; a NATS bridge's TLS goes "
+                  "in 'nats: {tls: {cert: FILE, key: FILE, ca: FILE}}' and its identity in "
+                  "'nats: {credentials: FILE}'");
+    CHECK(e[1].starts_with("shmbusd.yaml:5:5: error: 'require' applies to tcp links"));
+}

@@ -192,6 +192,9 @@ struct ConfiguredBridge {
     /// `nats:` settings, exports and imports. `secret_file`, `exports` and `imports` below
     /// are then empty.
     std::optional<gateway::NatsBridgeConfig> nats;
+    /// Where each of `nats->exports` stands, in the same order (for the checks against
+    /// `channels:` made once every file is read).
+    std::vector<ConfigLocation> nats_export_where;
     std::optional<std::filesystem::path> secret_file;
     /// The secret_file's bytes: read by load_config() (parse_config() does no I/O).
     std::optional<std::string> secret;

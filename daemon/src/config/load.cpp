@@ -127,6 +127,30 @@ void check_merged(MergeState& state, std::span<const ConfigSource> sources) {
                                       std::to_string(config.limits.max_channels + 1));
     }
 
+    // A NATS bridge's exports against the channels they read: a message that could not fit
+    // in one NATS message is refused here, by name, rather than lost at run time.
+    for (const ConfiguredBridge& bridge : config.bridges) {
+        if (!bridge.nats) {
+            continue;
+        }
+        const auto& exports = bridge.nats->exports;
+        for (std::size_t i = 0; i < exports.size() && i < bridge.nats_export_where.size(); ++i) {
+            const auto channel = std::find_if(
+                config.channels.begin(), config.channels.end(),
+                [&](const ChannelConfig& c) { return c.spec.name == exports[i].channel; });
+            if (channel == config.channels.end()) {
+                continue; // created at run time: the bridge checks it as it starts
+            }
+            if (auto fits = gateway::check_export_payload(
+                    exports[i].channel, channel->spec.slot_size, bridge.nats->max_payload,
+                    "the servers' ('nats.max_payload')");
+                !fits) {
+                report(bridge.nats_export_where[i],
+                       "bridge " + quote(bridge.name) + ": " + fits.error().detail);
+            }
+        }
+    }
+
     // Slots alone, a lower bound of what the segments reserve. No overflow: each term is at
     // most 2^54 and the sum stops at the first one past max_total_segment_bytes (<= 2^40).
     std::uint64_t total = 0;

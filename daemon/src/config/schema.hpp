@@ -40,6 +40,8 @@ inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100}
 /// A durable NATS import's `ack_wait`: how soon JetStream delivers a message again that a
 /// crashed bridge never acknowledged.
 inline constexpr DurationRange kAckWaitRange{std::chrono::seconds{1}, std::chrono::hours{1}};
+/// A NATS bridge's `max_payload`: what NATS servers accept (their own limit is 64 MiB).
+inline constexpr Range kNatsMaxPayloadRange{4 * kKiB, 64 * kMiB, true};
 /// A bridge's secret_file: enough bytes not to be guessed, few enough to be a key.
 inline constexpr std::size_t kMinSecretBytes = 16;
 inline constexpr std::size_t kMaxSecretBytes = 4096;
@@ -80,8 +82,8 @@ inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
                                                                  "block_timeout"};
 /// A NATS bridge (docs/nats.md): its `nats:` block, and its export and import entries.
-inline constexpr std::array<std::string_view, 4> kNatsKeys{"credentials", "tls", "jetstream",
-                                                           "ack_wait"};
+inline constexpr std::array<std::string_view, 5> kNatsKeys{"credentials", "tls", "jetstream",
+                                                           "ack_wait", "max_payload"};
 inline constexpr std::array<std::string_view, 3> kNatsTlsKeys{"cert", "key", "ca"};
 inline constexpr std::array<std::string_view, 2> kNatsExportKeys{"channel", "subject"};
 inline constexpr std::array<std::string_view, 3> kNatsImportKeys{"subject", "channel", "durable"};

@@ -842,7 +842,7 @@ private:
             } else {
                 has_lists = true;
                 if (nats) {
-                    read_nats_rules(e, *nats, e.name == "export");
+                    read_nats_rules(e, bridge, *nats, e.name == "export");
                 } else {
                     read_bridge_rules(e, e.name == "export" ? bridge.exports : bridge.imports,
                                       e.name == "export");
@@ -1049,7 +1049,7 @@ private:
         return true;
     }
 
-    /// The `nats:` block: credentials, tls {cert, key, ca}, jetstream, ack_wait.
+    /// The `nats:` block: credentials, tls {cert, key, ca}, jetstream, ack_wait, max_payload.
     void read_nats_settings(const Entry& section, gateway::NatsBridgeConfig& nats) {
         for (const Entry& e : sub_entries(section, kNatsKeys)) {
             if (e.name == "credentials") {
@@ -1085,13 +1085,16 @@ private:
                 nats.jetstream = read_bool(e).value_or(nats.jetstream);
             } else if (e.name == "ack_wait") {
                 nats.ack_wait = read_duration(e, kAckWaitRange).value_or(nats.ack_wait);
+            } else if (e.name == "max_payload") {
+                nats.max_payload = read_number(e, kNatsMaxPayloadRange).value_or(nats.max_payload);
             }
         }
     }
 
     /// A NATS bridge's `export:` ({channel, subject} entries) or `import:` ({subject,
     /// channel, durable} entries), each checked by the gateway's own rules.
-    void read_nats_rules(const Entry& e, gateway::NatsBridgeConfig& nats, bool exporting) {
+    void read_nats_rules(const Entry& e, ConfiguredBridge& bridge, gateway::NatsBridgeConfig& nats,
+                         bool exporting) {
         const std::string example =
             exporting ? "{channel: telemetry, subject: shmbus.robot1.telemetry}"
                       : "{subject: \"shmbus.*.telemetry\", channel: fleet/telemetry}";
@@ -1149,6 +1152,7 @@ private:
                     continue;
                 }
                 nats.exports.push_back(std::move(rule));
+                bridge.nats_export_where.push_back(where);
             } else {
                 gateway::NatsImport rule{subject, channel, durable};
                 if (auto valid = gateway::validate_import(rule); !valid) {
