@@ -3,10 +3,12 @@
 // subscriber, an import fed by a plain libnats publisher, two daemons through one server
 // (stamped messages, none lost or reordered), the server killed and restarted mid-stream
 // (the bridges reconnect and the loss is counted exactly), and a durable JetStream import
-// that loses and repeats nothing across a restart of the bridge. Skipped where nats-server
-// is not installed.
+// that loses and repeats nothing across a restart of the bridge; three daemons through a
+// three-server cluster that loses a server mid-stream. Skipped where nats-server is not
+// installed.
 #include "bridge_test.hpp"
 #include "daemon_process.hpp"
+#include "nats_client.hpp"
 #include "nats_server.hpp"
 #include "skip.hpp"
 #include "test_support.hpp"
@@ -76,15 +78,6 @@ StreamStats stream(const NatsBridgeRunner& r, bool exporting) {
     return {};
 }
 
-/// A plain libnats connection, for the far side of a bridge.
-struct PlainNats {
-    natsConnection* nc{nullptr};
-    explicit PlainNats(const std::string& url) {
-        REQUIRE(natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK);
-    }
-    ~PlainNats() { natsConnection_Destroy(nc); }
-};
-
 NatsBridgeConfig bridge(const std::string& name, const NatsServer& server) {
     NatsBridgeConfig c;
     c.name = name;
@@ -104,24 +97,6 @@ void publish_stamped(const DaemonProcess& daemon, const std::string& name, std::
         stamp(buf, id);
         REQUIRE(pub.value().send(buf, 60s).has_value());
     }
-}
-
-/// A file-backed stream JOBS holding the subject shmbus.ground.jobs.
-void add_jobs_stream(const std::string& url) {
-    PlainNats admin{url};
-    jsCtx* js = nullptr;
-    REQUIRE(natsConnection_JetStream(&js, admin.nc, nullptr) == NATS_OK);
-    jsStreamConfig sc;
-    jsStreamConfig_Init(&sc);
-    sc.Name = "JOBS";
-    const char* subjects[] = {"shmbus.ground.jobs"};
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    sc.Storage = js_FileStorage;
-    jsErrCode code{};
-    const natsStatus added = js_AddStream(nullptr, js, &sc, nullptr, &code);
-    jsCtx_Destroy(js);
-    REQUIRE(added == NATS_OK);
 }
 
 } // namespace
@@ -680,4 +655,223 @@ TEST_CASE("a JetStream export into a stream, read back by a durable import on an
     CHECK(stream(exporter, true).lost == 0);
     CHECK(stream(importer, false).lost == 0);
     CHECK(importer.status().duplicates == 0);
+}
+
+namespace {
+
+/// What one subscriber of a stamped stream saw, filled by its own thread (no Catch2 there).
+struct Ledger {
+    std::atomic<std::uint64_t> received{0};
+    std::atomic<std::uint64_t> last{0}; ///< the last id received
+    std::uint64_t first{0};             ///< the first id received: the path was open from it
+    std::uint64_t lost{0};              ///< the subscriber's own count, when it finished
+    std::uint64_t lost_before{0};       ///< the sum of lost_before of the messages received
+    bool ordered{true};
+    bool complete{false}; ///< every id from `first` to `total` received or counted lost
+    std::string failure;
+};
+
+/// Receives stamped messages on `sub` until, once `total` is known (non-zero), every id from
+/// the first one received up to it has arrived or been counted lost; or until nothing arrived
+/// for kDaemonDeadline.
+void follow(Subscriber& sub, Ledger& ledger, const std::atomic<std::uint64_t>& total) {
+    std::vector<std::byte> buf(kSlot);
+    auto progress_deadline = generous_deadline();
+    for (;;) {
+        auto r = sub.receive_copy(buf, 50ms);
+        if (r.has_value()) {
+            const std::uint64_t id = check_stamp(std::span{buf}.first(r.value().size));
+            const std::uint64_t n = ledger.received.load();
+            if (n == 0) {
+                ledger.first = id;
+            }
+            ledger.ordered = ledger.ordered && (n == 0 || id > ledger.last.load());
+            ledger.lost_before += r.value().lost_before;
+            ledger.last = id;
+            ledger.received = n + 1;
+            progress_deadline = generous_deadline();
+            continue;
+        }
+        if (r.code() != Errc::timed_out) {
+            ledger.failure = r.error().message();
+            return;
+        }
+        const std::uint64_t t = total.load();
+        if (t != 0 && ledger.received.load() > 0 &&
+            ledger.received.load() + sub.lost() == t - ledger.first) {
+            ledger.lost = sub.lost();
+            ledger.complete = true;
+            return;
+        }
+        if (std::chrono::steady_clock::now() > progress_deadline) {
+            ledger.lost = sub.lost();
+            ledger.failure = "nothing arrived for " + std::to_string(kDaemonDeadline.count()) +
+                             " s: received " + std::to_string(ledger.received.load()) + ", lost " +
+                             std::to_string(ledger.lost) + ", total " + std::to_string(t);
+            return;
+        }
+    }
+}
+
+} // namespace
+
+TEST_CASE("three daemons through a three-server cluster: a server killed mid-stream, its "
+          "client fails over to a server it learnt from the cluster, every message arrives or "
+          "is counted lost once, and the local bus is not disturbed",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsCluster cluster{*program};
+    INFO(cluster.problem());
+    REQUIRE(cluster.problem().empty());
+
+    // a exports its telemetry; b and c import every robot's. Each bridge is given one seed,
+    // its own server, and learns the other two from the cluster.
+    DaemonProcess a{"channels:\n" + channel("telemetry")};
+    DaemonProcess b{"channels:\n" + channel("fleet/telemetry")};
+    DaemonProcess c{"channels:\n" + channel("fleet/telemetry")};
+    REQUIRE(a.start());
+    REQUIRE(b.start());
+    REQUIRE(c.start());
+    Lines lines;
+    auto ea = bridge("fleet", cluster.at(0));
+    ea.exports = {{"telemetry", "shmbus.a.telemetry"}};
+    auto ib = bridge("fleet", cluster.at(1));
+    ib.imports = {{"shmbus.*.telemetry", "fleet/telemetry", ""}};
+    auto ic = bridge("fleet", cluster.at(2));
+    ic.imports = ib.imports;
+    NatsBridgeRunner importer_b{ib, options_for(b), "b", 1, lines.sink()};
+    NatsBridgeRunner importer_c{ic, options_for(c), "c", 1, lines.sink()};
+    NatsBridgeRunner exporter{ea, options_for(a), "a", 1, lines.sink()};
+    importer_b.start();
+    importer_c.start();
+    exporter.start();
+    // Each knows the whole cluster: its server is routed to the other two.
+    for (const NatsBridgeRunner* r : {&exporter, &importer_b, &importer_c}) {
+        REQUIRE(wait_until([&] { return connected(*r) && r->status().known_servers.size() >= 3; }));
+    }
+    INFO(lines.text());
+
+    auto a_app = Client::connect(options_for(a));
+    auto b_app = Client::connect(options_for(b));
+    auto c_app = Client::connect(options_for(c));
+    REQUIRE((a_app.has_value() && b_app.has_value() && c_app.has_value()));
+    auto local_sub = a_app.value().open_subscriber("telemetry"); // a's own bus
+    auto b_sub = b_app.value().open_subscriber("fleet/telemetry");
+    auto c_sub = c_app.value().open_subscriber("fleet/telemetry");
+    REQUIRE((local_sub.has_value() && b_sub.has_value() && c_sub.has_value()));
+
+    std::atomic<bool> stop{false};
+    std::atomic<bool> send_failed{false};
+    std::atomic<std::uint64_t> published{0};
+    std::atomic<std::uint64_t> total{0};
+    std::thread publisher{[&] {
+        auto app = Client::connect(options_for(a));
+        auto pub = app.value().open_publisher("telemetry");
+        std::vector<std::byte> out(kSlot);
+        for (std::uint64_t id = 0; !stop.load(); ++id) {
+            stamp(out, id);
+            if (!pub.value().send(out, 60s).has_value()) {
+                send_failed = true;
+                return;
+            }
+            published.store(id + 1);
+        }
+    }};
+    Ledger local;
+    Ledger at_b;
+    Ledger at_c;
+    std::thread follow_local{[&] { follow(local_sub.value(), local, total); }};
+    std::thread follow_b{[&] { follow(b_sub.value(), at_b, total); }};
+    std::thread follow_c{[&] { follow(c_sub.value(), at_c, total); }};
+    const auto finish = [&] {
+        stop = true;
+        if (publisher.joinable()) {
+            publisher.join();
+        }
+        total = published.load();
+        for (std::thread* t : {&follow_local, &follow_b, &follow_c}) {
+            if (t->joinable()) {
+                t->join();
+            }
+        }
+    };
+
+    // 2,000 messages through the whole cluster, then b's server dies; b goes on through
+    // another once 2,000 more published after the loss have reached it.
+    const bool flowing = wait_until([&] { return at_b.received >= 2000 && at_c.received >= 2000; });
+    if (!flowing) {
+        finish();
+        FAIL("the stream did not reach b and c: b " << at_b.received << ", c " << at_c.received);
+    }
+    const std::string lost_server = cluster.at(1).url();
+    cluster.at(1).stop();
+    const std::uint64_t killed_at = published.load();
+    const bool failed_over =
+        wait_until([&] { return at_b.last >= killed_at + 2000 && at_c.last >= killed_at + 2000; });
+    finish();
+    REQUIRE(failed_over);
+
+    for (const Ledger* l : {&local, &at_b, &at_c}) {
+        INFO(l->failure);
+        CHECK(l->complete);
+        CHECK(l->ordered);
+    }
+    CHECK_FALSE(send_failed);
+    // The local bus: every message, none lost, the publisher never refused.
+    CHECK(local.first == 0);
+    CHECK(local.received == total);
+    CHECK(local.lost == 0);
+    // b failed over, to a server it learnt from the cluster; c's server never went away.
+    const auto b_status = importer_b.status();
+    CHECK(b_status.bridge.reconnects >= 1);
+    CHECK(b_status.bridge.peer != lost_server);
+    CHECK(importer_c.status().bridge.reconnects == 0);
+    CHECK(exporter.status().bridge.reconnects == 0);
+    // What each importer counted lost is what its subscribers were shown.
+    INFO(lines.text());
+    for (const auto& importer : {std::pair{&importer_b, &at_b}, std::pair{&importer_c, &at_c}}) {
+        const NatsBridgeRunner* runner = importer.first;
+        const Ledger* ledger = importer.second;
+        REQUIRE(wait_until([&] { return stream(*runner, false).messages >= ledger->received; }));
+        const auto imported = stream(*runner, false);
+        CHECK(imported.lost == ledger->lost);
+        CHECK(ledger->lost_before <= ledger->lost);
+    }
+}
+
+TEST_CASE("an export whose channel's slots could outgrow a NATS message is refused as the "
+          "bridge starts, naming the channel, the sizes and whose limit it is",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program}; // max_payload: NATS's default, 1 MiB
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess robot{"channels:\n  - {name: frames, kind: broadcast, slot_size: 2MiB, "
+                        "slot_count: 2}\n"};
+    REQUIRE(robot.start());
+    Lines lines;
+    for (const std::uint64_t configured : {std::uint64_t{1} << 20, std::uint64_t{8} << 20}) {
+        // Configured as the servers' default, the configuration's own limit refuses it; raised
+        // past what the server announces, the server's does.
+        auto config = bridge("fleet", server);
+        config.max_payload = configured;
+        config.exports = {{"frames", "shmbus.robot1.frames"}};
+        NatsBridgeRunner runner{config, options_for(robot), "robot", 1, lines.sink()};
+        runner.start();
+        REQUIRE(wait_until([&] {
+            const auto st = runner.status().bridge;
+            return st.state == BridgeState::stopped && !st.last_error.empty();
+        }));
+        const std::string error = runner.status().bridge.last_error;
+        INFO(lines.text());
+        CHECK_THAT(error, Catch::Contains("export of channel 'frames': its slots hold messages of "
+                                          "up to 2097152 bytes"));
+        CHECK_THAT(error, Catch::Contains(configured == (std::uint64_t{1} << 20)
+                                              ? "the servers' ('nats.max_payload') max_payload "
+                                                "(1048576 bytes"
+                                              : "the connected server's max_payload (1048576 "
+                                                "bytes"));
+        CHECK(runner.status().bridge.session.streams.empty()); // nothing was sent
+        runner.stop();
+    }
 }

@@ -1,10 +1,12 @@
 // NATS bridges as a feature of shmbusd: real daemons configured from YAML only, bridged
 // through a real nats-server that each test starts on a free loopback port. The daemons are
 // driven as an operator would — their configuration, reload — and watched through the
-// control protocol (list_bridges), `shmbusctl bridges` and their logs. Skipped where
-// nats-server is not installed.
+// control protocol (list_bridges), `shmbusctl bridges` and their logs; the far side of a
+// durable import is a plain libnats JetStream publisher. Skipped where nats-server is not
+// installed.
 #include "bridge_daemons.hpp"
 #include "daemon_process.hpp"
+#include "nats_client.hpp"
 #include "nats_server.hpp"
 #include "shmbusctl_process.hpp"
 #include "skip.hpp"
@@ -308,4 +310,97 @@ TEST_CASE("a NATS server that refuses a bridge's credentials: the bridge says so
     REQUIRE(app.has_value());
     auto sub = subscribe(app.value(), "telemetry");
     check_flow(robot, "telemetry", sub, 0, 10);
+}
+
+TEST_CASE("a durable JetStream import configured in YAML loses and repeats nothing across a "
+          "restart of its daemon",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program, /*jetstream=*/true};
+    std::string why;
+    REQUIRE(server.start(&why));
+
+    // The far side: a stream holding shmbus.ground.jobs, and a publisher that waits for each
+    // message's acknowledgement by the stream.
+    add_jobs_stream(server.url());
+    PlainNats far{server.url()};
+    jsCtx* js = nullptr;
+    REQUIRE(natsConnection_JetStream(&js, far.nc, nullptr) == NATS_OK);
+    jsErrCode code{};
+    const auto publish = [&](std::uint64_t from, std::uint64_t to) {
+        std::vector<std::byte> out(128);
+        for (std::uint64_t id = from; id < to; ++id) {
+            stamp(out, id);
+            jsPubAck* ack = nullptr;
+            REQUIRE(js_Publish(&ack, js, "shmbus.ground.jobs", out.data(),
+                               static_cast<int>(out.size()), nullptr, &code) == NATS_OK);
+            jsPubAck_Destroy(ack);
+        }
+    };
+
+    std::vector<TestChannel> list{{.name = "jobs",
+                                   .kind = "broadcast",
+                                   .slot_size = 128,
+                                   .slot_count = 4096,
+                                   .max_publishers = 2,
+                                   .max_subscribers = 4}};
+    const std::string yaml =
+        channels_yaml(list) + "bridges:\n" +
+        nats_bridge(server, "",
+                    "      - {subject: shmbus.ground.jobs, channel: jobs, durable: ground-jobs}\n");
+    DaemonProcess ground{yaml};
+    REQUIRE(ground.start());
+    REQUIRE(wait_connected(ground, "fleet", 1));
+
+    // The subscriber stays attached while the daemon restarts, as under systemd: the channel's
+    // segments wait in the descriptor store, and the next daemon serves them again on the same
+    // socket (and its bridge imports into them).
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = subscribe(app.value(), "jobs");
+    std::vector<std::byte> buf(128);
+    std::uint64_t next = 0;
+    bool in_order = true;
+    const auto receive = [&](std::uint64_t until) {
+        while (next < until) {
+            auto r = sub.receive_copy(buf, 60s);
+            REQUIRE(r.has_value());
+            in_order = in_order && check_stamp(std::span{buf}.first(r.value().size)) == next;
+            ++next;
+        }
+    };
+    publish(0, 1000);
+    receive(1000);
+    const auto stored = ground.stored_fds();
+    REQUIRE_FALSE(stored.empty());
+    const auto stopped = ground.stop(); // SIGTERM: the bridge acknowledges what it published
+    REQUIRE(stopped);
+    CHECK(stopped->code == 0);
+    publish(1000, 2000); // while no daemon runs: the stream keeps them for ground-jobs
+    std::vector<std::pair<int, std::string>> passed;
+    for (const auto& [name, fd] : stored) {
+        passed.emplace_back(fd.get(), name);
+    }
+    DaemonProcess successor{yaml};
+    successor.with_state_dir(ground.state_dir())
+        .with_args({"--socket", ground.socket_path().native()})
+        .without_own_socket()
+        .with_passed_fds(passed);
+    REQUIRE(successor.start());
+    REQUIRE(wait_connected(ground, "fleet", 1)); // on the same socket
+    publish(2000, 3000);
+    receive(3000);
+    CHECK(in_order);
+    // The new daemon's bridge published exactly what the old one had not: 2,000, none again.
+    std::optional<BridgeSummary> b;
+    REQUIRE(wait_until([&] {
+        b = bridge_of(ground, "fleet");
+        return b && b->streams.size() == 1 && b->streams[0].messages >= 2000;
+    }));
+    CHECK(b->streams[0].messages == 2000);
+    CHECK(b->streams[0].lost == 0);
+    CHECK(b->duplicates == 0);
+    CHECK(sub.try_receive_copy(buf).code() == Errc::would_block);
+    CHECK(sub.lost() == 0);
+    jsCtx_Destroy(js);
 }

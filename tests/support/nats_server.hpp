@@ -7,7 +7,7 @@
 // goes to a pipe read by one thread per run, which keeps the text and wakes waiters: start()
 // waits for "Server is ready", never for a time. The first start() lets the server pick a free
 // port (-p -1) and reads it from the log; a restart asks for the same port again, so that
-// clients find it where it was.
+// clients find it where it was. NatsCluster: three of them routed into one cluster.
 #pragma once
 
 #include "daemon_process.hpp"
@@ -16,6 +16,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <regex>
@@ -138,6 +139,20 @@ public:
         }
     }
 
+    /// Waits until the server's log has a match of `pattern` and returns its first group
+    /// (the whole match if it has none); nothing if the server ended or the deadline passed.
+    std::optional<std::string> wait_for_log(const std::string& pattern) {
+        const std::regex re{pattern};
+        std::smatch m;
+        std::unique_lock lock{mu_};
+        const bool found = cv_.wait_until(lock, generous_deadline(),
+                                          [&] { return std::regex_search(log_, m, re) || ended_; });
+        if (!found || !std::regex_search(log_, m, re)) {
+            return std::nullopt;
+        }
+        return m.size() > 1 ? m[1].str() : m[0].str();
+    }
+
     [[nodiscard]] std::uint16_t port() const { return port_; }
     [[nodiscard]] std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
     [[nodiscard]] std::string log_text() const {
@@ -176,6 +191,50 @@ private:
     std::condition_variable cv_;
     std::string log_;
     bool ended_{false};
+};
+
+/// Three nats-servers on 127.0.0.1 routed into one cluster: the first listens for routes on
+/// a free port (read from its log), the other two route to it and learn of each other from it
+/// (a full mesh). A client of any of them learns the others' client URLs from the cluster. Each
+/// server is stopped alone (a node lost) with `at(i).stop()`.
+class NatsCluster {
+public:
+    explicit NatsCluster(const std::string& program) {
+        std::string seed; // the first server's route URL, once it listens
+        for (int i = 0; i < 3; ++i) {
+            std::vector<std::string> args{"--cluster_name", "shmbus-test", "--cluster",
+                                          "nats://127.0.0.1:-1"};
+            if (i > 0) {
+                args.insert(args.end(), {"--routes", seed});
+            }
+            auto& server =
+                *servers_.emplace_back(std::make_unique<NatsServer>(program, false, args));
+            std::string why;
+            if (!server.start(&why)) {
+                problem_ = "server " + std::to_string(i) + ": " + why;
+                return;
+            }
+            const auto route_port =
+                server.wait_for_log(R"(Listening for route connections on 127\.0\.0\.1:(\d+))");
+            if (!route_port) {
+                problem_ = "server " + std::to_string(i) + " does not listen for routes:\n" +
+                           server.log_text();
+                return;
+            }
+            if (i == 0) {
+                seed = "nats://127.0.0.1:" + *route_port;
+            }
+        }
+    }
+
+    /// Empty when all three started; else what went wrong.
+    [[nodiscard]] const std::string& problem() const { return problem_; }
+    [[nodiscard]] NatsServer& at(std::size_t i) { return *servers_.at(i); }
+    [[nodiscard]] std::size_t size() const { return servers_.size(); }
+
+private:
+    std::vector<std::unique_ptr<NatsServer>> servers_;
+    std::string problem_;
 };
 
 } // namespace shmbus::test
