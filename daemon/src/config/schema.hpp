@@ -1,6 +1,7 @@
 // What shmbusd.yaml may say: the keys of each mapping, the words of each choice, and the range
-// of each number. One table per fact, read by yaml_reader.cpp (which key holds what) and by
-// load.cpp (names of log levels); docs/configuration.md lists the same and must follow it.
+// of each number. One table per fact, read by the YAML reader, yaml_*.cpp (which key holds
+// what), and by load.cpp (names of log levels); docs/configuration.md lists the same and must
+// follow it.
 #pragma once
 
 #include "config.hpp"

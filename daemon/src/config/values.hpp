@@ -1,8 +1,9 @@
 // The values a configuration file holds, as text: numbers, sizes, durations, names, and the
 // words of the messages about them (quoting, "did you mean", exact sizes and durations).
 //
-// Internal to the configuration loader (yaml_reader.cpp and load.cpp): nothing here knows YAML,
-// files or the Config struct, so each rule is written once and tested through parse_config().
+// Internal to the configuration loader (the YAML reader, yaml_*.cpp, and load.cpp): nothing
+// here knows YAML, files or the Config struct, so each rule is written once and tested
+// through parse_config().
 // Every function is pure and reentrant; a value that cannot be read is a status, never an
 // exception, and the caller words the error with the key and the place.
 #pragma once

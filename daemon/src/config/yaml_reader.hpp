@@ -1,7 +1,7 @@
 // The YAML reader: one configuration text onto a Config being built from several sources.
 //
-// Internal to the configuration loader. No yaml-cpp type appears here: yaml_reader.cpp is the
-// only file that includes yaml-cpp, and every YAML::Exception ends there as a ConfigError.
+// Internal to the configuration loader. No yaml-cpp type appears here: the yaml_* files are the
+// only ones that include yaml-cpp, and every YAML::Exception ends there as a ConfigError.
 // load.cpp calls read_source() once per source (main file, then drop-ins) on one MergeState
 // and then runs the checks that need the merged result. Pure: no I/O, reentrant.
 #pragma once
