@@ -25,7 +25,11 @@ namespace {
 
 class Watcher {
 public:
-    static Watcher* current() noexcept { return instance.load(std::memory_order_acquire); }
+    static Watcher* current() noexcept {
+        // acquire: pairs with get_or_start()'s acq_rel CAS, which publishes the Watcher's
+        // members (its wake descriptor) before the pointer.
+        return instance.load(std::memory_order_acquire);
+    }
 
     static Result<Watcher*> get_or_start() {
         if (Watcher* w = current()) {
@@ -33,6 +37,8 @@ public:
         }
         static std::once_flag atfork;
         std::call_once(atfork, [] {
+            // relaxed: the child of fork() runs one thread, and the parent's watcher thread
+            // is not in it; the child's next connection starts a watcher of its own.
             (void)::pthread_atfork(nullptr, nullptr,
                                    [] { instance.store(nullptr, std::memory_order_relaxed); });
         });
@@ -52,6 +58,8 @@ public:
         } catch (const std::system_error& e) {
             // The next connection tries again; w stays allocated, as another thread may
             // have registered with it meanwhile.
+            // release: pairs with current()'s acquire like the CAS above; it publishes
+            // nothing but the empty slot, which the next get_or_start() fills again.
             instance.store(nullptr, std::memory_order_release);
             return make_error(Errc::system_error, "starting the reconnect thread",
                               e.code().value());

@@ -107,6 +107,21 @@ struct PoolEndpoint : StateEndpointCore {
         }
         return ok();
     }
+
+    /// What adopt() and drop() share: checks that `h` names a block of this pool, then runs
+    /// `op` (adopt_reference or drop_reference) on it for this endpoint's holder slot.
+    template <typename Operation>
+    [[nodiscard]] Result<void> on_handle(const BlockHandle& h, Operation op) const {
+        if (auto valid = check_handle(h); !valid) {
+            return valid;
+        }
+        PoolFault fault;
+        const PoolStatus status = op(ch, slot, h.index, h.generation, fault);
+        if (status != PoolStatus::ok) {
+            return error_of(status, h.index, fault, h.generation);
+        }
+        return ok();
+    }
 };
 
 PoolBlock PoolEndpoint::make_block(const std::shared_ptr<PoolEndpoint>& self, std::uint32_t i,
@@ -319,17 +334,10 @@ Result<PoolBlock> Pool::adopt(const BlockHandle& handle) noexcept {
         if (!impl_) {
             return moved_from();
         }
-        PoolEndpoint& p = *impl_;
-        if (auto valid = p.check_handle(handle); !valid) {
-            return valid.take_error();
+        if (auto adopted = impl_->on_handle(handle, adopt_reference); !adopted) {
+            return adopted.take_error();
         }
-        PoolFault fault;
-        const PoolStatus status =
-            adopt_reference(p.ch, p.slot, handle.index, handle.generation, fault);
-        if (status != PoolStatus::ok) {
-            return p.error_of(status, handle.index, fault, handle.generation);
-        }
-        return p.make_block(impl_, handle.index, handle.generation);
+        return impl_->make_block(impl_, handle.index, handle.generation);
     } catch (const std::bad_alloc&) {
         return out_of_memory();
     }
@@ -340,17 +348,7 @@ Result<void> Pool::drop(const BlockHandle& handle) noexcept {
         if (!impl_) {
             return moved_from();
         }
-        PoolEndpoint& p = *impl_;
-        if (auto valid = p.check_handle(handle); !valid) {
-            return valid.take_error();
-        }
-        PoolFault fault;
-        const PoolStatus status =
-            drop_reference(p.ch, p.slot, handle.index, handle.generation, fault);
-        if (status != PoolStatus::ok) {
-            return p.error_of(status, handle.index, fault, handle.generation);
-        }
-        return ok();
+        return impl_->on_handle(handle, drop_reference);
     } catch (const std::bad_alloc&) {
         return out_of_memory();
     }

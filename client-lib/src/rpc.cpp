@@ -38,6 +38,8 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <new>
 #include <string>
 #include <unistd.h>
 
@@ -59,6 +61,25 @@ bool any_server_attached(const AttachedChannel& ch) noexcept {
         }
     }
     return false;
+}
+
+/// What Server::attach() and Caller::attach() share: a new endpoint state `Impl` in an entry
+/// of `role`'s table, set up by `set_up(impl)` with what the endpoint adds, its event cursor
+/// started last. Errc::no_memory if any of it runs out of memory.
+template <typename Impl, typename SetUp>
+Result<std::unique_ptr<Impl>> attach_rpc(const ChannelFiles& files, Role role,
+                                         const EndpointOptions& options, SetUp set_up) noexcept {
+    try {
+        auto impl = std::make_unique<Impl>();
+        if (auto opened = attach_entry(*impl, files, role, options, true); !opened) {
+            return opened.take_error();
+        }
+        set_up(*impl);
+        impl->waiting.start(*impl);
+        return impl;
+    } catch (const std::bad_alloc&) {
+        return make_error(Errc::no_memory, "out of memory");
+    }
 }
 
 } // namespace
@@ -280,22 +301,18 @@ void EndpointHooks::set_on_detach(Server& endpoint, std::function<void()> hook) 
 }
 
 Result<Server> Server::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
-    try {
-        auto impl = std::make_unique<Impl>();
-        if (auto opened = attach_entry(*impl, files, Role::subscriber, options, true); !opened) {
-            return opened.take_error();
-        }
+    auto impl = attach_rpc<Impl>(files, Role::subscriber, options, [](Impl& s) {
         // One receive() takes at most this many: one per call slot, and no more than 1024.
-        impl->batch.reserve(static_cast<std::size_t>(
-            std::min<std::uint64_t>(impl->ch.geo.call_slots(), kMaxBatch)));
-        impl->waiting.start(*impl);
+        s.batch.reserve(
+            static_cast<std::size_t>(std::min<std::uint64_t>(s.ch.geo.call_slots(), kMaxBatch)));
         // 0: the first scan looks at every caller that ever posted.
-        impl->seen.assign(impl->ch.geo.max_publishers, 0);
-        impl->guess.assign(impl->ch.geo.max_publishers, 0);
-        return Server{std::move(impl)};
-    } catch (const std::bad_alloc&) {
-        return make_error(Errc::no_memory, "out of memory");
+        s.seen.assign(s.ch.geo.max_publishers, 0);
+        s.guess.assign(s.ch.geo.max_publishers, 0);
+    });
+    if (!impl) {
+        return impl.take_error();
     }
+    return Server{std::move(*impl)};
 }
 
 Result<RequestBatch> Server::try_receive(std::size_t max_count) noexcept {
@@ -683,23 +700,19 @@ void EndpointHooks::set_on_detach(Caller& endpoint, std::function<void()> hook) 
 }
 
 Result<Caller> Caller::attach(ChannelFiles files, const EndpointOptions& options) noexcept {
-    try {
-        auto impl = std::make_unique<Impl>();
-        if (auto opened = attach_entry(*impl, files, Role::publisher, options, true); !opened) {
-            return opened.take_error();
-        }
-        impl->block = &impl->ch.rpc_callers[impl->index];
+    auto impl = attach_rpc<Impl>(files, Role::publisher, options, [](Impl& c) {
+        c.block = &c.ch.rpc_callers[c.index];
         // A predecessor in this entry left its slots free, cancelled (a server still holds
         // them) or, if it died, repaired by the daemon. Our ids continue its count so that a
         // server's stale handle can never match one of ours.
         // relaxed: only this entry's owner writes `calls`; the claim ordered its last write.
-        impl->next_id = atom(impl->block->calls).load(std::memory_order_relaxed);
-        impl->in_flight.assign(static_cast<std::size_t>(impl->ch.geo.slot_count), 0);
-        impl->waiting.start(*impl);
-        return Caller{std::move(impl)};
-    } catch (const std::bad_alloc&) {
-        return make_error(Errc::no_memory, "out of memory");
+        c.next_id = atom(c.block->calls).load(std::memory_order_relaxed);
+        c.in_flight.assign(static_cast<std::size_t>(c.ch.geo.slot_count), 0);
+    });
+    if (!impl) {
+        return impl.take_error();
     }
+    return Caller{std::move(*impl)};
 }
 
 void Caller::set_wait_for_server(bool wait) noexcept {

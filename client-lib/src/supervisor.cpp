@@ -25,22 +25,71 @@
 
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace shmbus {
 
 using namespace detail;
 
+namespace {
+/// Leaves no page of the channel mapped in this process when it goes (see the file comment).
+class PagesDroppedOnReturn {
+public:
+    explicit PagesDroppedOnReturn(const AttachedChannel& ch) noexcept : ch_{ch} {}
+    PagesDroppedOnReturn(const PagesDroppedOnReturn&) = delete;
+    PagesDroppedOnReturn& operator=(const PagesDroppedOnReturn&) = delete;
+    ~PagesDroppedOnReturn() { ch_.drop_pages(); }
+
+private:
+    const AttachedChannel& ch_;
+};
+
+} // namespace
+
 struct ChannelSupervisor::Impl {
     AttachedChannel ch;
 
+    /// Whether reclaim() frees the entry before or after its repair.
+    enum class Free { after_repair, before_repair };
+
+    /// What reclaim_publisher() and reclaim_subscriber() share: marks entry `index` of
+    /// `role`'s table reclaiming, lets `repair(report)` undo what the dead endpoint held,
+    /// frees the entry (before the repair when `free` says so), and posts its `died` event.
+    template <typename Repair>
+    Result<ReclaimReport> reclaim(Role role, std::uint32_t index, Free free,
+                                  Repair&& repair) noexcept {
+        const PagesDroppedOnReturn drop{ch};
+        const bool publisher = role == Role::publisher;
+        auto rec = begin_reclaim(publisher ? ch.publishers : ch.subscribers,
+                                 publisher ? ch.geo.max_publishers : ch.geo.max_subscribers, index,
+                                 to_string(role));
+        if (!rec) {
+            return rec.take_error();
+        }
+        // relaxed: informational, as the endpoint wrote it at its claim. Read while the entry
+        // is still ours: the next claimant writes its own.
+        const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
+        ReclaimReport report;
+        if (free == Free::before_repair) {
+            release_endpoint(**rec);
+        }
+        repair(report);
+        if (free == Free::after_repair) {
+            release_endpoint(**rec);
+        }
+        report.detached = true;
+        detail::post_event(ch, EventKind::died, role, index, pid);
+        return report;
+    }
+
     Result<EndpointRecord*> begin_reclaim(EndpointRecord* table, std::uint32_t count,
-                                          std::uint32_t index, const char* what) noexcept {
+                                          std::uint32_t index, std::string_view what) noexcept {
         if (index >= count) {
-            return make_error(Errc::invalid_argument, "channel '" + ch.info.name + "': " + what +
-                                                          " index " + std::to_string(index) +
-                                                          " is beyond the table of " +
-                                                          std::to_string(count));
+            return make_error(Errc::invalid_argument,
+                              "channel '" + ch.info.name + "': " + std::string{what} + " index " +
+                                  std::to_string(index) + " is beyond the table of " +
+                                  std::to_string(count));
         }
         auto expected = static_cast<std::uint32_t>(EndpointState::active);
         // acq_rel: the acquire half pairs with the endpoint's acq_rel claim of the entry
@@ -52,7 +101,8 @@ struct ChannelSupervisor::Impl {
                  .compare_exchange_strong(expected,
                                           static_cast<std::uint32_t>(EndpointState::reclaiming),
                                           std::memory_order_acq_rel)) {
-            return make_error(Errc::not_found, "channel '" + ch.info.name + "': " + what + " " +
+            return make_error(Errc::not_found, "channel '" + ch.info.name +
+                                                   "': " + std::string{what} + " " +
                                                    std::to_string(index) + " is not attached");
         }
         return &table[index];
@@ -81,17 +131,6 @@ const ChannelInfo& ChannelSupervisor::info() const noexcept {
 }
 
 namespace {
-class PagesDroppedOnReturn {
-public:
-    explicit PagesDroppedOnReturn(const AttachedChannel& ch) noexcept : ch_{ch} {}
-    PagesDroppedOnReturn(const PagesDroppedOnReturn&) = delete;
-    PagesDroppedOnReturn& operator=(const PagesDroppedOnReturn&) = delete;
-    ~PagesDroppedOnReturn() { ch_.drop_pages(); }
-
-private:
-    const AttachedChannel& ch_;
-};
-
 /// A counter, for tools: relaxed (see stats_of()).
 std::uint64_t load(const std::uint64_t& v) noexcept {
     return atom_load(v, std::memory_order_relaxed);
@@ -245,74 +284,59 @@ std::vector<EndpointEntry> ChannelSupervisor::endpoints() const {
 
 Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) noexcept {
     AttachedChannel& ch = impl_->ch;
-    const PagesDroppedOnReturn drop{ch};
-    auto rec = impl_->begin_reclaim(ch.publishers, ch.geo.max_publishers, index, "publisher");
-    if (!rec) {
-        return rec.take_error();
-    }
-    ReclaimReport report;
     // What a dead writer can hold depends on the kind: ring slots it reserved, blackboard
     // elements it was writing (now marked torn), counter cells it was naming (freed again),
     // rpc calls it made (withdrawn, or their replies dropped when they come), pool blocks
     // it held (given back).
-    switch (ch.info.kind) {
-    case ChannelKind::pool:
-        report.abandoned_slots = reclaim_holder(ch, holder_slot(ch.geo, Role::publisher, index));
-        break;
-    case ChannelKind::blackboard:
-        report.abandoned_slots = tear_locked_elements(ch, owner_tag(index));
-        break;
-    case ChannelKind::counters:
-        report.abandoned_slots = free_unnamed_cells(ch, owner_tag(index));
-        break;
-    case ChannelKind::rpc:
-        report.abandoned_slots = abandon_calls(ch, index);
-        break;
-    default:
-        report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
-        break;
-    }
-    // relaxed: informational, as the endpoint wrote it at its claim.
-    const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
-    release_endpoint(**rec);
-    report.detached = true;
-    detail::post_event(ch, EventKind::died, Role::publisher, index, pid);
-    return report;
+    const auto repair = [&ch, index](ReclaimReport& report) {
+        switch (ch.info.kind) {
+        case ChannelKind::pool:
+            report.abandoned_slots =
+                reclaim_holder(ch, holder_slot(ch.geo, Role::publisher, index));
+            break;
+        case ChannelKind::blackboard:
+            report.abandoned_slots = tear_locked_elements(ch, owner_tag(index));
+            break;
+        case ChannelKind::counters:
+            report.abandoned_slots = free_unnamed_cells(ch, owner_tag(index));
+            break;
+        case ChannelKind::rpc:
+            report.abandoned_slots = abandon_calls(ch, index);
+            break;
+        default:
+            report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+            break;
+        }
+    };
+    return impl_->reclaim(Role::publisher, index, Impl::Free::after_repair, repair);
 }
 
 Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index) noexcept {
     AttachedChannel& ch = impl_->ch;
-    const PagesDroppedOnReturn drop{ch};
-    auto rec = impl_->begin_reclaim(ch.subscribers, ch.geo.max_subscribers, index, "subscriber");
-    if (!rec) {
-        return rec.take_error();
-    }
-    ReclaimReport report;
-    // relaxed: informational, as the endpoint wrote it at its claim.
-    const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
     if (ch.info.kind == ChannelKind::rpc) {
         // A dead server: every call it took fails with Errc::closed at its caller (it may
         // have had effects: it is never served twice); calls not taken stay for the others.
-        release_endpoint(**rec);
-        report.abandoned_slots = fail_taken_calls(ch, owner_tag(index));
-        report.detached = true;
-        wake_all_callers(ch); // a caller whose call nobody can take now fails with not_found
-        detail::post_event(ch, EventKind::died, Role::subscriber, index, pid);
-        return report;
+        // Its entry is freed first, so that a caller woken here sees no server if it was the
+        // last, and fails with not_found.
+        const auto fail_its_calls = [&ch, index](ReclaimReport& report) {
+            report.abandoned_slots = fail_taken_calls(ch, owner_tag(index));
+            wake_all_callers(ch);
+        };
+        return impl_->reclaim(Role::subscriber, index, Impl::Free::before_repair, fail_its_calls);
     }
     // Readers of blackboard and counters channels hold nothing in shared memory; a pool's
-    // hold references to blocks.
-    if (is_ring_kind(ch.info.kind)) {
-        report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
-    } else if (ch.info.kind == ChannelKind::pool) {
-        report.abandoned_slots = reclaim_holder(ch, holder_slot(ch.geo, Role::subscriber, index));
-    }
-    release_endpoint(**rec);
-    report.detached = true;
-    // Block-policy publishers may be asleep waiting for this subscriber's cursor; the event
-    // wakes them (post_event() wakes the space sleepers too).
-    detail::post_event(ch, EventKind::died, Role::subscriber, index, pid);
-    return report;
+    // hold references to blocks. Block-policy publishers may be asleep waiting for this
+    // subscriber's cursor; the `died` event wakes them (post_event() wakes the space
+    // sleepers too).
+    const auto repair = [&ch, index](ReclaimReport& report) {
+        if (is_ring_kind(ch.info.kind)) {
+            report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+        } else if (ch.info.kind == ChannelKind::pool) {
+            report.abandoned_slots =
+                reclaim_holder(ch, holder_slot(ch.geo, Role::subscriber, index));
+        }
+    };
+    return impl_->reclaim(Role::subscriber, index, Impl::Free::after_repair, repair);
 }
 
 Result<void> ChannelSupervisor::post_event(EventKind kind, Role role, std::uint32_t index,

@@ -140,6 +140,9 @@ void WaitRelay::run() noexcept {
         }
         if (s == kRestart) {
             std::uint32_t expected = kRestart;
+            // acquire: pairs with rearm()'s release CAS to `restart`, as state() does (the
+            // watch itself is read under the mutex next). relaxed on failure: the destructor
+            // or another rearm() moved the state on, and the loop reads it again.
             atom(state_).compare_exchange_strong(expected, kWatching, std::memory_order_acquire,
                                                  std::memory_order_relaxed);
             continue;

@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <memory>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -58,67 +59,71 @@ std::string address_text(const sockaddr* sa) {
     return "[" + std::string{host} + "]:" + std::to_string(port);
 }
 
-/// getaddrinfo for `address`; Errc::not_found naming the host.
-Result<addrinfo*> resolve(const LinkAddress& address, bool passive) {
+/// Resolves `address` (getaddrinfo; Errc::not_found naming the host) and tries its addresses
+/// in turn, each with a new non-blocking socket of its family: `use(fd, ai)` makes the result
+/// of one, or says why that address failed. The first result wins; else the last address's
+/// error.
+template <typename T, typename Use>
+Result<T> first_address(const LinkAddress& address, bool passive, Use use) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-    addrinfo* list = nullptr;
+    addrinfo* found = nullptr;
     const std::string port = std::to_string(address.port);
-    const int rc = ::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &list);
+    const int rc = ::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found);
     if (rc != 0) {
         return make_error(Errc::not_found, "link '" + address.text + "': cannot resolve '" +
                                                address.host + "': " + ::gai_strerror(rc));
     }
-    return list;
-}
-
-Result<Link> connect_tcp(const LinkAddress& address, Deadline deadline) {
-    auto list = resolve(address, false);
-    if (!list) {
-        return list.take_error();
-    }
+    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list{found, &::freeaddrinfo};
     Error last = make_error(Errc::not_found, "link '" + address.text + "': no address");
-    for (addrinfo* ai = list.value(); ai != nullptr; ai = ai->ai_next) {
+    for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
         UniqueFd fd{::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                              ai->ai_protocol)};
         if (!fd) {
             last = make_error(Errc::system_error, "link '" + address.text + "': socket", errno);
             continue;
         }
-        int rc = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
-        if (rc != 0 && errno == EINPROGRESS) {
-            pollfd p{fd.get(), POLLOUT, 0};
-            rc = ::poll(&p, 1, ms_until(deadline));
-            if (rc == 0) {
-                last = make_error(Errc::timed_out, "link '" + address.text + "': connecting to " +
-                                                       address_text(ai->ai_addr) +
-                                                       " did not complete in time");
-                continue;
-            }
-            int err = 0;
-            socklen_t len = sizeof err;
-            (void)::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-            rc = err == 0 ? 0 : -1;
-            errno = err;
+        Result<T> r = use(std::move(fd), *ai);
+        if (r) {
+            return r;
         }
-        if (rc != 0) {
-            last = make_error(Errc::system_error,
-                              "link '" + address.text + "': connecting to " +
-                                  address_text(ai->ai_addr) + " failed",
-                              errno);
-            continue;
-        }
-        tune_socket(fd.get());
-        Link link;
-        link.peer = address_text(ai->ai_addr);
-        link.in = std::move(fd);
-        ::freeaddrinfo(list.value());
-        return link;
+        last = r.take_error();
     }
-    ::freeaddrinfo(list.value());
     return last;
+}
+
+Result<Link> connect_tcp(const LinkAddress& address, Deadline deadline) {
+    return first_address<Link>(
+        address, false, [&](UniqueFd fd, const addrinfo& ai) -> Result<Link> {
+            int rc = ::connect(fd.get(), ai.ai_addr, ai.ai_addrlen);
+            if (rc != 0 && errno == EINPROGRESS) {
+                pollfd p{fd.get(), POLLOUT, 0};
+                rc = ::poll(&p, 1, ms_until(deadline));
+                if (rc == 0) {
+                    return make_error(Errc::timed_out,
+                                      "link '" + address.text + "': connecting to " +
+                                          address_text(ai.ai_addr) + " did not complete in time");
+                }
+                int err = 0;
+                socklen_t len = sizeof err;
+                (void)::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+                rc = err == 0 ? 0 : -1;
+                errno = err;
+            }
+            if (rc != 0) {
+                return make_error(Errc::system_error,
+                                  "link '" + address.text + "': connecting to " +
+                                      address_text(ai.ai_addr) + " failed",
+                                  errno);
+            }
+            tune_socket(fd.get());
+            Link link;
+            link.peer = address_text(ai.ai_addr);
+            link.in = std::move(fd);
+            return link;
+        });
 }
 
 Result<Link> connect_fifo(const LinkAddress& address, Deadline deadline) {
@@ -428,38 +433,25 @@ Result<TcpListener> TcpListener::listen(const LinkAddress& address) {
         return make_error(Errc::invalid_argument,
                           "link '" + address.text + "': only tcp links listen on a socket");
     }
-    auto list = resolve(address, true);
-    if (!list) {
-        return list.take_error();
-    }
-    Error last = make_error(Errc::not_found, "link '" + address.text + "': no address");
-    for (addrinfo* ai = list.value(); ai != nullptr; ai = ai->ai_next) {
-        UniqueFd fd{::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                             ai->ai_protocol)};
-        if (!fd) {
-            continue;
-        }
-        const int one = 1;
-        (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd.get(), 8) != 0) {
-            last = make_error(Errc::system_error,
-                              "link '" + address.text + "': cannot listen on " +
-                                  address_text(ai->ai_addr),
-                              errno);
-            continue;
-        }
-        sockaddr_storage bound{};
-        socklen_t len = sizeof bound;
-        (void)::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len);
-        const std::uint16_t port =
-            bound.ss_family == AF_INET
-                ? ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port)
-                : ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
-        ::freeaddrinfo(list.value());
-        return TcpListener{std::move(fd), port};
-    }
-    ::freeaddrinfo(list.value());
-    return last;
+    return first_address<TcpListener>(
+        address, true, [&](UniqueFd fd, const addrinfo& ai) -> Result<TcpListener> {
+            const int one = 1;
+            (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (::bind(fd.get(), ai.ai_addr, ai.ai_addrlen) != 0 || ::listen(fd.get(), 8) != 0) {
+                return make_error(Errc::system_error,
+                                  "link '" + address.text + "': cannot listen on " +
+                                      address_text(ai.ai_addr),
+                                  errno);
+            }
+            sockaddr_storage bound{};
+            socklen_t len = sizeof bound;
+            (void)::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len);
+            const std::uint16_t port =
+                bound.ss_family == AF_INET
+                    ? ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port)
+                    : ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+            return TcpListener{std::move(fd), port};
+        });
 }
 
 Result<Link> TcpListener::accept(Deadline deadline) {

@@ -7,6 +7,10 @@
 // on stderr; 64 (EX_USAGE) for bad options; 1 for any other failure to start (socket in use,
 // no memory for a segment, ...), with a log line saying what and where.
 //
+// --check-config is also the answer of `shmbusctl check-config`, which runs this program for
+// it (tools/shmbusctl/check_config.hpp): with --json, the answer is the one JSON document
+// that command prints, on stdout.
+//
 // Thread: the event loop runs on main()'s thread; each bridge has threads of its own
 // (bridges.hpp).
 #include "bridges.hpp"
@@ -20,6 +24,7 @@
 #include "systemd_notify.hpp"
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -36,6 +41,35 @@ constexpr int kExitUsage = 64;  // EX_USAGE
 
 using namespace shmbus::daemon;
 
+/// --check-config --json: {"file", "valid", "channels" (count or null), "errors": [{"file",
+/// "line", "column", "message"}]} on stdout (docs/shmbusctl.md); a configuration no file could
+/// be chosen for has one error with line and column 0.
+void print_check_json(const shmbus::Result<ConfigCheck>& checked) {
+    using nlohmann::json;
+    json doc;
+    if (!checked) {
+        doc = {
+            {"file", nullptr},
+            {"valid", false},
+            {"channels", nullptr},
+            {"errors",
+             {{{"file", ""}, {"line", 0}, {"column", 0}, {"message", checked.error().message()}}}}};
+    } else {
+        const ParseOutcome& outcome = checked->outcome;
+        const bool valid = outcome.ok() && outcome.config.has_value();
+        json errors = json::array();
+        for (const auto& e : outcome.errors) {
+            errors.push_back(
+                {{"file", e.file}, {"line", e.line}, {"column", e.column}, {"message", e.message}});
+        }
+        doc = {{"file", checked->path.path.native()},
+               {"valid", valid},
+               {"channels", valid ? json(outcome.config->channels.size()) : json(nullptr)},
+               {"errors", errors}};
+    }
+    std::printf("%s\n", doc.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+}
+
 int run(int argc, char** argv) {
     CLI::App app{"shmbusd: the shmbus broker daemon. Owns shared-memory channels and hands "
                  "them to clients over a Unix control socket.",
@@ -45,6 +79,7 @@ int run(int argc, char** argv) {
     std::string state_dir;
     std::string log_level_text;
     bool check_only = false;
+    bool check_json = false;
     bool show_version = false;
     app.add_option("--config", config_file,
                    "configuration file (default: /etc/shmbusd/shmbusd.yaml as root, "
@@ -57,8 +92,11 @@ int run(int argc, char** argv) {
                    "runtime directory)");
     app.add_option("--log-level", log_level_text, "trace, debug, info, warning or error")
         ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error"}));
-    app.add_flag("--check-config", check_only,
-                 "validate the configuration, print every error, exit 0 or 78");
+    auto* check_flag = app.add_flag("--check-config", check_only,
+                                    "validate the configuration, print every error, exit 0 or 78");
+    app.add_flag("--json", check_json,
+                 "with --check-config: the answer as one JSON document on stdout")
+        ->needs(check_flag);
     app.add_flag("--version", show_version, "print the version and exit");
     try {
         app.parse(argc, argv);
@@ -78,11 +116,15 @@ int run(int argc, char** argv) {
         explicit_config = config_file;
     }
     auto checked = check_config_file(instance, explicit_config, env);
+    if (check_json) {
+        print_check_json(checked);
+        return checked && checked->outcome.ok() && checked->outcome.config ? 0 : kExitConfig;
+    }
     if (!checked) {
         std::fprintf(stderr, "shmbusd: %s\n", checked.error().message().c_str());
         return kExitConfig;
     }
-    // The very function `shmbusctl check-config` calls: the same answer, in the same words.
+    // `shmbusctl check-config` runs this very check: the same answer, in the same words.
     ParseOutcome& outcome = checked->outcome;
     const bool valid = outcome.ok() && outcome.config;
     if (!valid || check_only) {

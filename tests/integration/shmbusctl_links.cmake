@@ -1,13 +1,19 @@
-# shmbusctl_links: shmbusctl is an application of the public client API plus the daemon's
-# configuration library (libshmbusd-config, for check-config): none of the daemon's own
-# dependencies (libuv, spdlog/fmt, yaml-cpp, libsystemd) may be among the libraries it needs.
-# yaml-cpp is needed by libshmbusd-config itself, privately; shmbusctl must not name it.
+# shmbusctl_links: shmbusctl is an application of the public client API. None of the daemon's
+# libraries (libuv, spdlog/fmt, yaml-cpp, libsystemd, and libshmbusd-config, which needs
+# yaml-cpp) may be among the libraries it loads, whether it needs them itself or another
+# library it loads does: `check-config` runs shmbusd instead (tools/shmbusctl/check_config.hpp).
+#
+# Its own NEEDED entries (readelf) must name libshmbus.so; the whole chain the dynamic loader
+# resolves for it (ldd, which reads every library's NEEDED in turn) must name none of the
+# daemon's, and must be complete: a library ldd cannot find could hide one.
 #
 # cmake -DPROGRAM=<shmbusctl> -P shmbusctl_links.cmake
 if(NOT DEFINED PROGRAM)
     message(FATAL_ERROR "shmbusctl_links.cmake: -DPROGRAM=... is required")
 endif()
 find_program(READELF readelf REQUIRED)
+find_program(LDD ldd REQUIRED)
+
 execute_process(COMMAND "${READELF}" --dynamic "${PROGRAM}"
     OUTPUT_VARIABLE dynamic RESULT_VARIABLE result)
 if(NOT result EQUAL 0)
@@ -16,13 +22,42 @@ endif()
 string(REGEX MATCHALL "\\(NEEDED\\)[^\n]*\\[[^]\n]*\\]" needed "${dynamic}")
 string(REGEX REPLACE "\\(NEEDED\\)[^[]*\\[([^]]*)\\]" "\\1" needed "${needed}")
 message(STATUS "${PROGRAM} needs: ${needed}")
-foreach(lib libshmbus.so libshmbusd-config.so)
-    if(NOT "${needed}" MATCHES "(^|;)${lib}")
-        message(FATAL_ERROR "shmbusctl does not link ${lib}: ${needed}")
+if(NOT "${needed}" MATCHES "(^|;)libshmbus\\.so")
+    message(FATAL_ERROR "shmbusctl does not link libshmbus.so: ${needed}")
+endif()
+
+execute_process(COMMAND "${LDD}" "${PROGRAM}"
+    OUTPUT_VARIABLE chain ERROR_VARIABLE chain_error RESULT_VARIABLE result)
+if(NOT result EQUAL 0)
+    message(FATAL_ERROR "ldd ${PROGRAM} failed (${result}): ${chain_error}")
+endif()
+# One entry per library loaded: "libfoo.so.1 => /path/libfoo.so.1 (0x...)", or a path alone
+# for the loader itself and the vDSO's name.
+string(REGEX REPLACE "\n" ";" lines "${chain}")
+set(loaded "")
+foreach(line IN LISTS lines)
+    string(STRIP "${line}" line)
+    if(line STREQUAL "")
+        continue()
     endif()
+    if(line MATCHES "not found")
+        message(FATAL_ERROR "ldd cannot find a library shmbusctl loads, so the chain is "
+            "incomplete: ${line}")
+    endif()
+    string(REGEX REPLACE " .*" "" name "${line}")
+    get_filename_component(name "${name}" NAME)
+    list(APPEND loaded "${name}")
 endforeach()
-foreach(lib libuv libspdlog libfmt libyaml-cpp libsystemd)
-    if("${needed}" MATCHES "(^|;)${lib}[.-]")
-        message(FATAL_ERROR "shmbusctl links ${lib}, a dependency of the daemon only: ${needed}")
+list(LENGTH loaded count)
+if(count LESS 2)
+    message(FATAL_ERROR "ldd ${PROGRAM} listed no libraries: ${chain}")
+endif()
+message(STATUS "${PROGRAM} loads: ${loaded}")
+if(NOT "${loaded}" MATCHES "(^|;)libshmbus\\.so")
+    message(FATAL_ERROR "ldd does not show libshmbus.so among what shmbusctl loads: ${loaded}")
+endif()
+foreach(lib libuv libspdlog libfmt libyaml-cpp libsystemd libshmbusd-config)
+    if("${loaded}" MATCHES "(^|;)${lib}[.-]")
+        message(FATAL_ERROR "shmbusctl loads ${lib}, a library of the daemon only: ${loaded}")
     endif()
 endforeach()

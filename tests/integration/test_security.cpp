@@ -16,6 +16,7 @@
 //    skipped with the reason).
 //  - One test per kernel behaviour the design relies on.
 #include "process.hpp"
+#include "protocol/seqpacket.hpp"
 #include "skip.hpp"
 #include "test_support.hpp"
 #include "traffic.hpp"
@@ -63,50 +64,26 @@ struct SocketPair {
     }
 };
 
-/// Sends `fds` in one message (SCM_RIGHTS). `fds` are NOT consumed: the caller still owns
-/// (and may close) its copies.
+/// Sends `fds` in one datagram with a one-byte body, through the datagram layer the daemon
+/// hands out descriptors with (protocol/seqpacket.hpp). `fds` are NOT consumed: the caller
+/// still owns (and may close) its copies.
 bool send_fds(int sock, const std::vector<int>& fds) {
-    char byte = 'F';
-    iovec iov{&byte, 1};
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
+    const std::byte body{'F'};
+    return static_cast<bool>(proto::send_datagram(sock, {&body, 1}, fds));
 }
 
-/// Receives `n` descriptors sent by send_fds(); each is owned by the result.
-std::vector<UniqueFd> receive_fds(int sock, std::size_t n) {
-    char byte = 0;
-    iovec iov{&byte, 1};
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * n));
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    std::vector<UniqueFd> out;
-    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1) {
-        return out;
+/// Receives the descriptors of one datagram sent by send_fds(), waiting (generously) for it;
+/// each is owned by the result. Empty if none came in time.
+std::vector<UniqueFd> receive_fds(int sock) {
+    if (!becomes_readable(sock)) {
+        return {};
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            std::vector<int> fds(count);
-            std::memcpy(fds.data(), CMSG_DATA(c), sizeof(int) * count);
-            for (int fd : fds) {
-                out.emplace_back(fd);
-            }
-        }
+    std::byte body{};
+    auto datagram = proto::read_datagram(sock, {&body, 1});
+    if (!datagram) {
+        return {};
     }
-    return out;
+    return std::move(datagram->fds);
 }
 
 /// Sends a channel's two descriptors.
@@ -116,7 +93,7 @@ void send_channel(int sock, const ChannelFiles& files) {
 
 /// Receives what send_channel() sent.
 std::optional<ChannelFiles> receive_channel(int sock) {
-    auto fds = receive_fds(sock, 2);
+    auto fds = receive_fds(sock);
     if (fds.size() != 2) {
         return std::nullopt;
     }
@@ -173,7 +150,7 @@ TEST_CASE("a channel descriptor received over SCM_RIGHTS cannot be shrunk or gro
     // resize them all, then uses the channel as a publisher.
     Child hostile = Child::spawn([child_sock, report_fd, payload_size] {
         auto rw = receive_channel(child_sock);
-        auto ro = receive_fds(child_sock, 1);
+        auto ro = receive_fds(child_sock);
         if (!rw || ro.size() != 1) {
             return child_failure("descriptors did not arrive");
         }
@@ -250,7 +227,7 @@ TEST_CASE("a subscriber's payload descriptor cannot be mapped writable, nor its 
         int open_flags;
     };
     Child subscriber = Child::spawn([child_sock, report_fd, size] {
-        auto fds = receive_fds(child_sock, 1);
+        auto fds = receive_fds(child_sock);
         if (fds.size() != 1) {
             return child_failure("descriptor did not arrive");
         }
@@ -579,7 +556,7 @@ TEST_CASE("an fd passed by SCM_RIGHTS survives the sender's close") {
             return child_failure("memfd");
         }
         if (!send_fds(child_sock, {fd.get()})) {
-            return child_failure("sendmsg");
+            return child_failure("send_datagram");
         }
         fd.reset();
         return 0;
@@ -587,7 +564,7 @@ TEST_CASE("an fd passed by SCM_RIGHTS survives the sender's close") {
     auto st = sender.wait();
     REQUIRE(st);
     REQUIRE(st->exited_ok());
-    auto fds = receive_fds(sock.a.get(), 1);
+    auto fds = receive_fds(sock.a.get());
     REQUIRE(fds.size() == 1);
     std::string got(text.size(), '\0');
     CHECK(pread(fds[0].get(), got.data(), got.size(), 0) == static_cast<ssize_t>(text.size()));

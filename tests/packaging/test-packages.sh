@@ -2,8 +2,9 @@
 # The Debian packages from install to purge, on this machine (as root; systemd need not run):
 #   1. builds them (packaging/build-deb.sh) unless --debs DIR names built ones; lintian must
 #      report no error;
-#   2. installs them with apt-get; checks the user shmbus, the conffile, the units (verify),
-#      and that python3 imports shmbus;
+#   2. installs them with apt-get; checks the user shmbus, the conffile (shmbusd
+#      --check-config, and shmbusctl check-config through it), the units (verify), and that
+#      python3 imports shmbus;
 #   3. builds examples/consumer against the installed library, with find_package(shmbus) and
 #      with pkg-config;
 #   4. runs the installed /usr/sbin/shmbusd the way shmbusd.service does (its ExecStart= line,
@@ -105,6 +106,10 @@ python_ext="$(find /usr/lib/python3/dist-packages/shmbus -name '_shmbus.*.so')"
 ldd "$python_ext" | grep '/libshmbus\.so\.0' >/dev/null ||
     fail "$python_ext does not link the installed libshmbus.so.0"
 /usr/sbin/shmbusd --check-config --config /etc/shmbusd/shmbusd.yaml
+# shmbusctl check-config runs the installed shmbusd (../sbin/shmbusd from /usr/bin), even with
+# a PATH that does not name /usr/sbin, as an ordinary user's does not.
+env -u SHMBUSD PATH=/usr/bin:/bin /usr/bin/shmbusctl check-config /etc/shmbusd/shmbusd.yaml ||
+    fail "shmbusctl check-config does not run the installed /usr/sbin/shmbusd"
 (cd "$unit_dir" && systemd-analyze verify shmbusd.service shmbusd.socket) ||
     fail "systemd-analyze verify on the installed units"
 

@@ -3,8 +3,10 @@
 // The program is the built binary (SHMBUSCTL_PATH, a compile definition of the test), run
 // exactly as an operator runs it, with its stdout and stderr captured by a thread of the test
 // (so that a long `tail` never blocks on a full pipe) and a deadline on its exit. Run as
-// another uid, it is a staged copy that uid can reach (other_user.hpp; SHMBUS_LIBRARY_* and
-// SHMBUS_CONFIG_LIBRARY_* name the libraries the copy takes along).
+// another uid, it is a staged copy that uid can reach (other_user.hpp; SHMBUS_LIBRARY_* name
+// the library the copy takes along); a staged copy may run as the test's own uid too, with
+// its environment changed. `check-config` runs the shmbusd under test (SHMBUSD_PATH, as
+// $SHMBUSD), never one installed on the machine, unless a test says otherwise.
 //
 // wait_for_tails() polls `info --json` until tails have subscribed, for tests that publish to
 // them.
@@ -53,19 +55,25 @@ struct OtherUid {
     const StagedProgram& program;
 };
 
-/// A copy of shmbusctl for another uid, with the shared libraries of ours it loads.
+/// A copy of shmbusctl for another uid, with the shared library of ours it loads.
 inline StagedProgram staged_shmbusctl() {
-    return StagedProgram{SHMBUSCTL_PATH,
-                         {{SHMBUS_LIBRARY_FILE, SHMBUS_LIBRARY_SONAME},
-                          {SHMBUS_CONFIG_LIBRARY_FILE, SHMBUS_CONFIG_LIBRARY_SONAME}}};
+    return StagedProgram{SHMBUSCTL_PATH, {{SHMBUS_LIBRARY_FILE, SHMBUS_LIBRARY_SONAME}}};
 }
+
+/// shmbusctl run as a staged copy by the test's own uid, its environment changed by
+/// `environment`: "NAME=VALUE" sets NAME, a bare "NAME" unsets it.
+struct Staged {
+    const StagedProgram& program;
+    std::vector<std::string> environment;
+};
 
 /// A shmbusctl process: started at construction, its output drained by a thread (so that a
 /// long `tail` never blocks on a full pipe), collected by finish().
 class Ctl {
 public:
     explicit Ctl(std::vector<std::string> args, std::string input = {},
-                 std::optional<OtherUid> as = std::nullopt, const std::string& socket_env = {}) {
+                 std::optional<OtherUid> as = std::nullopt, const std::string& socket_env = {},
+                 const std::optional<Staged>& staged = std::nullopt) {
         int out[2];
         int err[2];
         int in[2];
@@ -95,6 +103,18 @@ public:
             ::unsetenv("SHMBUS_SOCKET");
             if (!socket_env.empty()) {
                 ::setenv("SHMBUS_SOCKET", socket_env.c_str(), 1);
+            }
+            ::setenv("SHMBUSD", SHMBUSD_PATH, 1);
+            if (staged) {
+                program = staged->program.program().native();
+                for (const std::string& e : staged->environment) {
+                    const auto eq = e.find('=');
+                    if (eq == std::string::npos) {
+                        ::unsetenv(e.c_str());
+                    } else {
+                        ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
+                    }
+                }
             }
             std::vector<std::string> argv_text{program};
             argv_text.insert(argv_text.end(), args.begin(), args.end());

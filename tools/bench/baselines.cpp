@@ -430,37 +430,20 @@ std::string run_with(const Scenario& s, const RunSettings& settings, const Links
         return errno_text("mmap");
     }
     const PatternParams p = make_params(s, settings, board.get());
-    Team team{settings.pin};
-    std::string error;
-    if (s.test == Test::latency) {
-        error = team.spawn([&](StartGate& gate) {
-            Writer out{l.forward.tx, s.msg_size, 1};
-            Reader in{l.backward.rx, s.msg_size, 1};
-            return run_pinger(out, in, gate, p);
-        });
-        if (error.empty()) {
-            error = team.spawn([&](StartGate& gate) {
-                Writer out{l.backward.tx, s.msg_size, 1};
-                Reader in{l.forward.rx, s.msg_size, 1};
-                return run_ponger(out, in, gate, p);
-            });
-        }
-    } else {
-        error = team.spawn([&](StartGate& gate) {
-            Writer out{l.forward.tx, s.msg_size, s.batch};
-            return run_sender(out, gate, p);
-        });
-        if (error.empty()) {
-            error = team.spawn([&](StartGate& gate) {
-                Reader in{l.forward.rx, s.msg_size, s.batch};
-                return run_receiver(in, gate, p);
-            });
-        }
-    }
-    if (!error.empty()) {
-        return error;
-    }
-    return team.run(settings.duration + std::chrono::seconds{20}, reports);
+    // One message per write for ping-pong, the scenario's batch for a stream.
+    const std::size_t batch = s.test == Test::latency ? 1 : s.batch;
+    const auto path = [&l](Direction d) {
+        return d == Direction::forward ? l.forward : l.backward;
+    };
+    return run_one_to_one(
+        s, settings, p,
+        [&](Direction d) {
+            return Writer{path(d).tx, s.msg_size, batch};
+        },
+        [&](Direction d) {
+            return Reader{path(d).rx, s.msg_size, batch};
+        },
+        reports);
 }
 
 } // namespace

@@ -334,37 +334,15 @@ std::string run_raw_ring(const Scenario& s, const RunSettings& settings,
         return std::string{"mmap: "} + std::strerror(errno);
     }
     const PatternParams p = make_params(s, settings, board.get());
-    Team team{settings.pin};
-    std::string error;
-    if (s.test == Test::latency) {
-        error = team.spawn([&](StartGate& gate) {
-            RawWriter out{forward, s.msg_size};
-            RawReader in{backward};
-            return run_pinger(out, in, gate, p);
-        });
-        if (error.empty()) {
-            error = team.spawn([&](StartGate& gate) {
-                RawWriter out{backward, s.msg_size};
-                RawReader in{forward};
-                return run_ponger(out, in, gate, p);
-            });
-        }
-    } else {
-        error = team.spawn([&](StartGate& gate) {
-            RawWriter out{forward, s.msg_size};
-            return run_sender(out, gate, p);
-        });
-        if (error.empty()) {
-            error = team.spawn([&](StartGate& gate) {
-                RawReader in{forward};
-                return run_receiver(in, gate, p);
-            });
-        }
-    }
-    if (!error.empty()) {
-        return error;
-    }
-    return team.run(settings.duration + std::chrono::seconds{20}, reports);
+    const auto ring = [&](Direction d) -> const RawRing& {
+        return d == Direction::forward ? forward : backward;
+    };
+    return run_one_to_one(
+        s, settings, p,
+        [&](Direction d) {
+            return RawWriter{ring(d), s.msg_size};
+        },
+        [&](Direction d) { return RawReader{ring(d)}; }, reports);
 }
 
 std::string run_memcpy(const Scenario& s, const RunSettings& settings,

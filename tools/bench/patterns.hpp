@@ -31,6 +31,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace bench {
 
@@ -360,6 +361,52 @@ Report run_receiver(Reader& in, StartGate& gate, const PatternParams& p,
     r.t_end_ns = now_ns();
     r.cpu_ns = cpu_time_ns() - cpu0;
     return r;
+}
+
+/// The two ends of a path between two processes.
+enum class Direction { forward, backward };
+
+/// The two processes of a one-to-one scenario: for the latency test a pinger (writes forward,
+/// reads backward) and a ponger (the other way round); otherwise a sender forward and its
+/// receiver. Each child builds its own ends: `make_writer(direction)` and
+/// `make_reader(direction)` return the transport's Writer and Reader (by value: they need
+/// not be movable). Then runs the team for the scenario's duration plus set-up time. An
+/// empty string, or why not.
+template <typename MakeWriter, typename MakeReader>
+std::string run_one_to_one(const Scenario& s, const RunSettings& settings, const PatternParams& p,
+                           MakeWriter make_writer, MakeReader make_reader,
+                           std::vector<Report>& reports) {
+    Team team{settings.pin};
+    std::string error;
+    if (s.test == Test::latency) {
+        error = team.spawn([&](StartGate& gate) {
+            auto out = make_writer(Direction::forward);
+            auto in = make_reader(Direction::backward);
+            return run_pinger(out, in, gate, p);
+        });
+        if (error.empty()) {
+            error = team.spawn([&](StartGate& gate) {
+                auto out = make_writer(Direction::backward);
+                auto in = make_reader(Direction::forward);
+                return run_ponger(out, in, gate, p);
+            });
+        }
+    } else {
+        error = team.spawn([&](StartGate& gate) {
+            auto out = make_writer(Direction::forward);
+            return run_sender(out, gate, p);
+        });
+        if (error.empty()) {
+            error = team.spawn([&](StartGate& gate) {
+                auto in = make_reader(Direction::forward);
+                return run_receiver(in, gate, p);
+            });
+        }
+    }
+    if (!error.empty()) {
+        return error;
+    }
+    return team.run(settings.duration + std::chrono::seconds{20}, reports);
 }
 
 } // namespace bench

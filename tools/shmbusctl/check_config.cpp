@@ -1,57 +1,120 @@
-// check-config: see check_config.hpp. shmbusd's own check_config_file() gives the answer;
-// this file only prints it, as text (describe(), shmbusd's words) or as one JSON document.
+// check-config: see check_config.hpp. Finds shmbusd, runs its --check-config with the
+// standard streams of shmbusctl, and hands on its exit code.
 #include "check_config.hpp"
 
-#include "json_view.hpp"
-
-#include <config.hpp>
-
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <optional>
+#include <spawn.h>
+#include <string_view>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <system_error>
 #include <unistd.h>
+#include <vector>
+
+#ifndef SHMBUS_SBINDIR_FROM_BINDIR
+#error "SHMBUS_SBINDIR_FROM_BINDIR must name the install's sbindir relative to its bindir"
+#endif
 
 namespace shmbusctl {
 
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_program(const fs::path& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+}
+
+/// The shmbusd to run (check_config.hpp says which), or nothing with `error` saying where it
+/// was looked for.
+std::optional<fs::path> find_shmbusd(std::string& error) {
+    if (const char* chosen = std::getenv("SHMBUSD"); chosen != nullptr && *chosen != '\0') {
+        if (is_program(chosen)) {
+            return fs::path{chosen};
+        }
+        error = std::string{"SHMBUSD is '"} + chosen + "', which is not an executable file";
+        return std::nullopt;
+    }
+    std::vector<fs::path> places;
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        places.push_back(self.parent_path());
+        places.push_back((self.parent_path() / SHMBUS_SBINDIR_FROM_BINDIR).lexically_normal());
+    }
+    const char* path = std::getenv("PATH");
+    for (std::string_view rest = path != nullptr ? path : ""; !rest.empty();) {
+        const auto colon = rest.find(':');
+        const std::string_view dir = rest.substr(0, colon);
+        if (!dir.empty()) {
+            places.emplace_back(dir);
+        }
+        rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+    }
+    std::string tried;
+    for (const fs::path& dir : places) {
+        if (is_program(dir / "shmbusd")) {
+            return dir / "shmbusd";
+        }
+        tried += (tried.empty() ? "" : ", ") + dir.native();
+    }
+    error = "shmbusd, which checks the configuration, is in none of: " +
+            (tried.empty() ? std::string{"(no directory to look in)"} : tried) +
+            "; set SHMBUSD to its path";
+    return std::nullopt;
+}
+
+} // namespace
+
 int run_check_config(const GlobalOptions& options, const std::string& file) {
-    using namespace shmbus::daemon;
-    const Instance instance = ::geteuid() == 0 ? Instance::system : Instance::user;
-    std::optional<std::filesystem::path> explicit_path;
+    std::string error;
+    const auto shmbusd = find_shmbusd(error);
+    if (!shmbusd) {
+        return fail("check-config: " + error, kExitFailed);
+    }
+    std::vector<std::string> args{shmbusd->native(), "--check-config"};
     if (!file.empty()) {
-        explicit_path = file;
+        args.push_back("--config=" + file); // one word: a FILE starting with '-' stays a file
     }
-    const auto checked = check_config_file(instance, explicit_path, process_environment());
-    if (!checked) {
-        if (options.json) {
-            print_json({{"file", nullptr},
-                        {"valid", false},
-                        {"channels", nullptr},
-                        {"errors",
-                         {{{"file", ""},
-                           {"line", 0},
-                           {"column", 0},
-                           {"message", checked.error().message()}}}}});
-        } else {
-            std::fprintf(stderr, "shmbusctl: %s\n", checked.error().message().c_str());
-        }
-        return kExitConfig;
-    }
-    const ParseOutcome& outcome = checked->outcome;
-    const bool valid = outcome.ok() && outcome.config.has_value();
     if (options.json) {
-        nlohmann::json errors = nlohmann::json::array();
-        for (const auto& e : outcome.errors) {
-            errors.push_back(
-                {{"file", e.file}, {"line", e.line}, {"column", e.column}, {"message", e.message}});
-        }
-        print_json({{"file", checked->path.path.native()},
-                    {"valid", valid},
-                    {"channels", valid ? nlohmann::json(outcome.config->channels.size())
-                                       : nlohmann::json(nullptr)},
-                    {"errors", errors}});
-    } else {
-        std::fprintf(stderr, "%s\n", describe(*checked).c_str());
+        args.emplace_back("--json");
     }
-    return valid ? kExitOk : kExitConfig;
+    std::vector<char*> argv;
+    for (auto& a : args) {
+        argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid_t pid = -1;
+    if (const int rc = ::posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+        rc != 0) {
+        return fail("check-config: cannot run " + shmbusd->native() + ": " + std::strerror(rc),
+                    kExitFailed);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return fail("check-config: waiting for " + shmbusd->native() + ": " +
+                            std::strerror(errno),
+                        kExitFailed);
+        }
+    }
+    if (WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == kExitConfig)) {
+        return WEXITSTATUS(status);
+    }
+    const std::string how = WIFEXITED(status)
+                                ? "exited with " + std::to_string(WEXITSTATUS(status))
+                                : "was killed by signal " + std::to_string(WTERMSIG(status));
+    return fail("check-config: " + shmbusd->native() + " --check-config " + how, kExitFailed);
 }
 
 } // namespace shmbusctl

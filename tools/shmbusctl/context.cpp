@@ -30,6 +30,13 @@ shmbus::Result<shmbus::Client> connect(const GlobalOptions& options, int& exit_c
     return client;
 }
 
+shmbus::EndpointOptions blocking_endpoint(bool peer_events) noexcept {
+    shmbus::EndpointOptions o;
+    o.wait = shmbus::WaitMode::blocking;
+    o.peer_events = peer_events;
+    return o;
+}
+
 int exit_code_for(const shmbus::Error& error, ErrorSite site) noexcept {
     switch (error.code) {
     case shmbus::Errc::not_found:

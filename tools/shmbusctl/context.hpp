@@ -13,6 +13,7 @@
 #include <shmbus/client.hpp>
 #include <shmbus/error.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <string>
 #include <string_view>
@@ -41,6 +42,10 @@ struct GlobalOptions {
 /// Connects to shmbusd as client "shmbusctl". On failure prints why and sets `exit_code`.
 [[nodiscard]] shmbus::Result<shmbus::Client> connect(const GlobalOptions& options, int& exit_code);
 
+/// The options of an endpoint a long-running command (tail, serve) waits on: blocking waits,
+/// and peer events when `peer_events`.
+[[nodiscard]] shmbus::EndpointOptions blocking_endpoint(bool peer_events = false) noexcept;
+
 /// The exit code for `error` from a request about a channel (not_found is 4) or from a
 /// connect (not_found is 3). Permission is 77; a refused configuration (reload) is 78.
 enum class ErrorSite { connect, channel, other };
@@ -57,5 +62,9 @@ int fail(std::string_view message, int code);
 [[nodiscard]] bool interrupted() noexcept;
 /// Installs the handlers behind interrupted() (without SA_RESTART: sleeps end early).
 void catch_interrupts() noexcept;
+
+/// How long one wait of a long-running command lasts before it looks at interrupted() again
+/// (and tail flushes its output).
+inline constexpr std::chrono::milliseconds kTick{200};
 
 } // namespace shmbusctl

@@ -264,4 +264,17 @@ std::optional<std::vector<std::byte>> from_hex(std::string_view text) {
     return out;
 }
 
+std::vector<std::byte> bytes_of(std::string_view text) {
+    std::vector<std::byte> out(text.size());
+    std::transform(text.begin(), text.end(), out.begin(), [](char c) { return std::byte(c); });
+    return out;
+}
+
+std::optional<std::vector<std::byte>> bytes_given(std::string_view text, bool hex) {
+    if (hex) {
+        return from_hex(text);
+    }
+    return bytes_of(text);
+}
+
 } // namespace shmbusctl

@@ -73,5 +73,9 @@ void print_fields(std::FILE* out, const std::vector<std::pair<std::string, std::
 /// Parses hex digits, ignoring white space and ':'; nullopt for an odd count or a non-hex
 /// character.
 [[nodiscard]] std::optional<std::vector<std::byte>> from_hex(std::string_view text);
+/// The bytes of `text` as they are.
+[[nodiscard]] std::vector<std::byte> bytes_of(std::string_view text);
+/// The bytes a command was given: `text` read by from_hex() when `hex`, else as it is.
+[[nodiscard]] std::optional<std::vector<std::byte>> bytes_given(std::string_view text, bool hex);
 
 } // namespace shmbusctl

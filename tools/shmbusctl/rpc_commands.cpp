@@ -4,7 +4,6 @@
 #include "format.hpp"
 #include "json_view.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -15,9 +14,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-/// How long one receive of `serve` waits before it looks at interrupted().
-constexpr auto kTick = 200ms;
 
 std::string round_trip_text(std::chrono::nanoseconds d) {
     char buf[32];
@@ -36,17 +32,9 @@ int run_call(const GlobalOptions& options, const CallOptions& call) {
     for (const auto& word : call.data) {
         joined += (joined.empty() ? "" : " ") + word;
     }
-    std::vector<std::byte> request;
-    if (call.hex) {
-        auto bytes = from_hex(joined);
-        if (!bytes) {
-            return fail("call: '" + joined + "' is not hex (pairs of 0-9a-f)", kExitUsage);
-        }
-        request = std::move(*bytes);
-    } else {
-        request.resize(joined.size());
-        std::transform(joined.begin(), joined.end(), request.begin(),
-                       [](char c) { return std::byte(c); });
+    auto request = bytes_given(joined, call.hex);
+    if (!request) {
+        return fail("call: '" + joined + "' is not hex (pairs of 0-9a-f)", kExitUsage);
     }
     int rc = kExitOk;
     auto client = connect(options, rc);
@@ -60,7 +48,7 @@ int run_call(const GlobalOptions& options, const CallOptions& call) {
     const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(call.timeout_s));
     const auto start = Clock::now();
-    auto reply = caller->call(request, timeout);
+    auto reply = caller->call(*request, timeout);
     const auto round_trip = Clock::now() - start;
     if (!reply) {
         return fail("call '" + call.channel + "'", reply.error(), ErrorSite::other);
@@ -91,9 +79,7 @@ int run_serve(const GlobalOptions& options, const ServeOptions& serve) {
     if (!client) {
         return rc;
     }
-    shmbus::EndpointOptions eo;
-    eo.wait = shmbus::WaitMode::blocking;
-    auto server = client->open_server(serve.channel, eo);
+    auto server = client->open_server(serve.channel, blocking_endpoint());
     if (!server) {
         return fail("cannot serve '" + serve.channel + "'", server.error(), ErrorSite::channel);
     }

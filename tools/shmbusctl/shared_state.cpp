@@ -43,17 +43,9 @@ int run_get(const GlobalOptions& options, const GetOptions& get) {
 }
 
 int run_set(const GlobalOptions& options, const SetOptions& set) {
-    std::vector<std::byte> data;
-    if (set.hex) {
-        auto bytes = from_hex(set.data);
-        if (!bytes) {
-            return fail("set: '" + set.data + "' is not hex (pairs of 0-9a-f)", kExitUsage);
-        }
-        data = std::move(*bytes);
-    } else {
-        data.resize(set.data.size());
-        std::transform(set.data.begin(), set.data.end(), data.begin(),
-                       [](char c) { return std::byte(c); });
+    auto data = bytes_given(set.data, set.hex);
+    if (!data) {
+        return fail("set: '" + set.data + "' is not hex (pairs of 0-9a-f)", kExitUsage);
     }
     int rc = kExitOk;
     auto client = connect(options, rc);
@@ -64,7 +56,7 @@ int run_set(const GlobalOptions& options, const SetOptions& set) {
     if (!board) {
         return fail("set " + set.channel, board.error(), ErrorSite::channel);
     }
-    if (auto wrote = board->write(set.index, data); !wrote) {
+    if (auto wrote = board->write(set.index, *data); !wrote) {
         return fail("set " + set.channel + " " + std::to_string(set.index), wrote.error(),
                     ErrorSite::other);
     }

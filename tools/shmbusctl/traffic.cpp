@@ -20,10 +20,6 @@ namespace shmbusctl {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using namespace std::chrono_literals;
-
-/// How long one receive waits before tail looks at interrupted() and flushes its output.
-constexpr auto kTick = 200ms;
 
 void print_message(TailFormat format, const shmbus::Received& r, std::span<const std::byte> data) {
     switch (format) {
@@ -94,12 +90,6 @@ void generate(std::vector<std::byte>& out, std::uint64_t n, std::uint64_t size) 
     std::transform(head, head + copy, out.begin(), [](char c) { return std::byte(c); });
 }
 
-std::vector<std::byte> bytes_of(std::string_view text) {
-    std::vector<std::byte> out(text.size());
-    std::transform(text.begin(), text.end(), out.begin(), [](char c) { return std::byte(c); });
-    return out;
-}
-
 /// "85µs", "12.3ms" below a second, else "42s", "3m12s".
 std::string elapsed_text(double seconds) {
     if (seconds >= 1) {
@@ -125,10 +115,7 @@ int tail_rpc_events(shmbus::Client& client, const TailOptions& tail) {
                         "its servers and callers coming and going",
                     kExitUsage);
     }
-    shmbus::EndpointOptions eo;
-    eo.wait = shmbus::WaitMode::blocking;
-    eo.peer_events = true;
-    auto caller = client.open_caller(tail.channel, eo);
+    auto caller = client.open_caller(tail.channel, blocking_endpoint(true));
     if (!caller) {
         return fail("cannot follow the events of '" + tail.channel + "'", caller.error(),
                     ErrorSite::channel);
@@ -182,10 +169,7 @@ int run_tail(const GlobalOptions& options, const TailOptions& tail) {
         detail && detail->summary.info.kind == shmbus::ChannelKind::rpc) {
         return tail_rpc_events(*client, tail);
     }
-    shmbus::EndpointOptions eo;
-    eo.wait = shmbus::WaitMode::blocking;
-    eo.peer_events = tail.events;
-    auto sub = client->open_subscriber(tail.channel, eo);
+    auto sub = client->open_subscriber(tail.channel, blocking_endpoint(tail.events));
     if (!sub) {
         return fail("cannot subscribe to '" + tail.channel + "'", sub.error(), ErrorSite::channel);
     }
@@ -306,15 +290,11 @@ int run_pub(const GlobalOptions& options, const PubOptions& pub) {
     // Decode what was given before connecting: a usage error costs the daemon nothing.
     std::vector<std::vector<std::byte>> given;
     for (const auto& m : pub.messages) {
-        if (pub.hex) {
-            auto bytes = from_hex(m);
-            if (!bytes) {
-                return fail("pub: '" + m + "' is not hex (pairs of 0-9a-f)", kExitUsage);
-            }
-            given.push_back(std::move(*bytes));
-        } else {
-            given.push_back(bytes_of(m));
+        auto bytes = bytes_given(m, pub.hex);
+        if (!bytes) {
+            return fail("pub: '" + m + "' is not hex (pairs of 0-9a-f)", kExitUsage);
         }
+        given.push_back(std::move(*bytes));
     }
     int rc = kExitOk;
     auto client = connect(options, rc);
@@ -348,16 +328,11 @@ int run_pub(const GlobalOptions& options, const PubOptions& pub) {
             if (!std::getline(std::cin, line)) {
                 break;
             }
-            if (pub.hex) {
-                auto decoded = from_hex(line);
-                if (!decoded) {
-                    return fail("pub: line " + std::to_string(sent + 1) + " is not hex",
-                                kExitUsage);
-                }
-                message = std::move(*decoded);
-            } else {
-                message = bytes_of(line);
+            auto decoded = bytes_given(line, pub.hex);
+            if (!decoded) {
+                return fail("pub: line " + std::to_string(sent + 1) + " is not hex", kExitUsage);
             }
+            message = std::move(*decoded);
         } else {
             if (sent >= total) {
                 break;

@@ -5,6 +5,7 @@
 #include "shm/endpoint_table.hpp"
 
 #include <bit>
+#include <optional>
 
 namespace shmbus::detail {
 namespace {
@@ -64,6 +65,10 @@ PoolStatus complete(const AttachedChannel& ch, std::uint64_t h, PoolFault& fault
     if (i >= ch.geo.slot_count || k >= slots || op == PoolOp::none || op > PoolOp::giving) {
         // Nothing here names a block we may touch: empty the list rather than loop on it.
         std::uint64_t expected = h;
+        // acq_rel: a repair, ordered like every change of the head (pool_blocks.hpp) so that
+        // the head's release sequence, which carries [link] and [help] to its next reader,
+        // stays unbroken; it publishes nothing of its own. A failed CAS: someone else moved
+        // the head on, and there is nothing left to repair.
         atom(p.head).compare_exchange_strong(expected, next_head(h, kNoBlock),
                                              std::memory_order_acq_rel);
         return fail(fault, "the pool's free-list head names no block it can have", i, h, ch);
@@ -132,30 +137,97 @@ PoolStatus complete(const AttachedChannel& ch, std::uint64_t h, PoolFault& fault
     return status;
 }
 
-/// Puts block `index`, which holder `slot` alone holds, back on the free list.
-PoolStatus give_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t index,
-                      PoolFault& fault) noexcept {
-    PoolControl& p = *ch.pool;
-    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
+/// The loop of a take and a give: up to kPoolAttempts times (then `contended`), finds the
+/// head with no operation announced in it and hands it to `attempt(h)`, whose outcome ends
+/// the loop, or nothing, which tries again. Another holder's operation announced in the head
+/// is finished first, which spends that attempt; corruption found in it is counted and
+/// reported to that holder, not to us, and the list is usable again either way.
+template <typename Attempt>
+PoolStatus on_quiet_head(const AttachedChannel& ch, Attempt attempt) noexcept {
+    for (std::uint32_t n = 0; n < kPoolAttempts; ++n) {
         // acquire: [link], [help].
-        const std::uint64_t h = atom(p.head).load(std::memory_order_acquire);
+        const std::uint64_t h = atom(ch.pool->head).load(std::memory_order_acquire);
         if (head_op(h) != PoolOp::none) {
-            // Another holder's operation: finish it first. Corruption found in it is counted
-            // and reported to that holder, not to us; the list is usable again either way.
             PoolFault theirs;
             (void)complete(ch, h, theirs);
             continue;
         }
+        if (const std::optional<PoolStatus> done = attempt(h)) {
+            return *done;
+        }
+    }
+    return PoolStatus::contended;
+}
+
+/// Puts block `index`, which holder `slot` alone holds, back on the free list.
+PoolStatus give_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t index,
+                      PoolFault& fault) noexcept {
+    PoolControl& p = *ch.pool;
+    return on_quiet_head(ch, [&](std::uint64_t h) -> std::optional<PoolStatus> {
         // relaxed: [link] published by the announcing CAS below.
         atom(ch.block_next[index]).store(head_index(h), std::memory_order_relaxed);
         std::uint64_t expected = h;
         const std::uint64_t announced = next_head(h, index, PoolOp::giving, slot);
         // acq_rel: [link] releases the link; acquires the head's previous changes.
-        if (atom(p.head).compare_exchange_weak(expected, announced, std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
-            const PoolStatus done = complete(ch, announced, fault);
-            wake_sleepers(space_wait(ch.control)); // takers asleep on an empty pool
-            return done == PoolStatus::contended ? PoolStatus::ok : done;
+        if (!atom(p.head).compare_exchange_weak(expected, announced, std::memory_order_acq_rel,
+                                                std::memory_order_relaxed)) {
+            return std::nullopt;
+        }
+        const PoolStatus done = complete(ch, announced, fault);
+        wake_sleepers(space_wait(ch.control)); // takers asleep on an empty pool
+        return done == PoolStatus::contended ? PoolStatus::ok : done;
+    });
+}
+
+/// Whether holder `slot` holds a reference to the block of `generation` whose state word is
+/// `s` (release and add_transit need one).
+bool holds(std::uint64_t s, std::uint32_t slot, std::uint32_t generation) noexcept {
+    return block_generation(s) == generation && (block_holders(s) & holder_bit(slot)) != 0;
+}
+
+/// Why a handle of `generation` can take no reference in transit from the block whose state
+/// word is `s` (adopt and drop need one): `stale` (the block was reused) or `no_reference`.
+std::optional<PoolStatus> no_transit_for(std::uint64_t s, std::uint32_t generation) noexcept {
+    if (block_generation(s) != generation) {
+        return PoolStatus::stale;
+    }
+    if (block_transit(s) == 0) {
+        return PoolStatus::no_reference;
+    }
+    return std::nullopt;
+}
+
+/// What a reference operation decides about a block's state word in one round of
+/// update_state(): the operation's outcome with the word left as it is, or the word's next
+/// value.
+struct Step {
+    std::uint64_t next{0};
+    PoolStatus outcome{PoolStatus::ok};
+    bool move{false};
+
+    static Step move_to(std::uint64_t next) noexcept { return {next, PoolStatus::ok, true}; }
+    static Step finish(PoolStatus outcome) noexcept { return {0, outcome, false}; }
+};
+
+/// The loop of the reference operations (release, add_transit, adopt, drop) on block
+/// `index`'s state word: `decide(s)` looks at the word and returns a Step; a word moved to
+/// the Step's value ends the operation with `moved(s)` (`s`: the word before the move), and
+/// a word that changed under the CAS is decided again, kPoolAttempts times at most (then
+/// `contended`). `read` orders the first load and the reload of a failed CAS alike; each
+/// operation says why its own is enough.
+template <typename Decide, typename Moved>
+PoolStatus update_state(const AttachedChannel& ch, std::uint32_t index, std::memory_order read,
+                        Decide decide, Moved moved) noexcept {
+    std::uint64_t& word = state_of(ch, index);
+    std::uint64_t s = atom(word).load(read);
+    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
+        const Step step = decide(s);
+        if (!step.move) {
+            return step.outcome;
+        }
+        // acq_rel: [data]; what it releases and acquires, each operation's decide() says.
+        if (atom(word).compare_exchange_weak(s, step.next, std::memory_order_acq_rel, read)) {
+            return moved(s);
         }
     }
     return PoolStatus::contended;
@@ -174,16 +246,7 @@ void init_pool_free_list(const AttachedChannel& ch) noexcept {
 PoolStatus take_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t& index,
                       std::uint32_t& generation, PoolFault& fault) noexcept {
     PoolControl& p = *ch.pool;
-    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
-        // acquire: [link], [help].
-        const std::uint64_t h = atom(p.head).load(std::memory_order_acquire);
-        if (head_op(h) != PoolOp::none) {
-            // Another holder's operation: finish it first. Corruption found in it is counted
-            // and reported to that holder, not to us; the list is usable again either way.
-            PoolFault theirs;
-            (void)complete(ch, h, theirs);
-            continue;
-        }
+    return on_quiet_head(ch, [&](std::uint64_t h) -> std::optional<PoolStatus> {
         const std::uint32_t i = head_index(h);
         if (i == kNoBlock) {
             atom(p.exhausted).fetch_add(1, std::memory_order_relaxed); // a statistic
@@ -191,6 +254,7 @@ PoolStatus take_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32
         }
         if (i >= ch.geo.slot_count) {
             std::uint64_t expected = h;
+            // acq_rel: a repair of the head, ordered as the one in complete() says.
             atom(p.head).compare_exchange_strong(expected, next_head(h, kNoBlock),
                                                  std::memory_order_acq_rel);
             return fail(fault, "is named by the free-list head but is beyond the pool", i, h, ch);
@@ -200,8 +264,10 @@ PoolStatus take_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32
         // that what we read is the state of the block as it sits there.
         // acquire: [data] pairs with the last CAS of its previous holders.
         const std::uint64_t s = atom(state_of(ch, i)).load(std::memory_order_acquire);
+        // acquire: [help], as in complete(): a head moved on meanwhile may have moved the
+        // block's state on too, so `s` is used only while the head is still `h`.
         if (atom(p.head).load(std::memory_order_acquire) != h) {
-            continue;
+            return std::nullopt;
         }
         if (!block_is_free(s)) {
             // Damaged (or a cycle in the links back to a block in use): take it off the list
@@ -209,6 +275,8 @@ PoolStatus take_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32
             std::uint32_t top = kNoBlock;
             (void)read_link(ch, i, top);
             std::uint64_t expected = h;
+            // acq_rel: a repair of the head, ordered as the one in complete() says; `top` was
+            // read after our acquire of the head ([link]).
             atom(p.head).compare_exchange_strong(expected, next_head(h, top),
                                                  std::memory_order_acq_rel);
             return fail(fault, "is on the free list but in use", i, s, ch);
@@ -218,7 +286,7 @@ PoolStatus take_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32
         // acq_rel: acquires the head's previous changes ([link]); releases the announcement.
         if (!atom(p.head).compare_exchange_weak(expected, announced, std::memory_order_acq_rel,
                                                 std::memory_order_relaxed)) {
-            continue;
+            return std::nullopt;
         }
         // Our own operation: nobody but us changes the block until it is complete, so
         // `contended` can only be a process scribbling on its word; bounded all the same.
@@ -247,111 +315,95 @@ PoolStatus take_block(const AttachedChannel& ch, std::uint32_t slot, std::uint32
         index = i;
         generation = block_generation(mine);
         return PoolStatus::ok;
-    }
-    return PoolStatus::contended;
+    });
 }
 
 PoolStatus release_reference(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t index,
                              std::uint32_t generation, PoolFault& fault) noexcept {
-    std::uint64_t& word = state_of(ch, index);
     // acquire: [data] (only for the give below; a plain release needs no acquire).
-    std::uint64_t s = atom(word).load(std::memory_order_acquire);
-    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
-        if (block_generation(s) != generation || (block_holders(s) & holder_bit(slot)) == 0) {
-            return fail(fault, "is not held by this endpoint any more", index, s, ch);
-        }
-        if ((s & kReferencesMask) == holder_bit(slot)) {
-            // The last reference: nobody else can add one now (only holders share, and
-            // nothing is in transit), so the block goes back to the free list.
-            return give_block(ch, slot, index, fault);
-        }
-        // acq_rel: [data] releases our accesses to the block to the last holder's give.
-        if (atom(word).compare_exchange_weak(s, s & ~holder_bit(slot), std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
-            return PoolStatus::ok;
-        }
-    }
-    return PoolStatus::contended;
+    return update_state(
+        ch, index, std::memory_order_acquire,
+        [&](std::uint64_t s) {
+            if (!holds(s, slot, generation)) {
+                return Step::finish(
+                    fail(fault, "is not held by this endpoint any more", index, s, ch));
+            }
+            if ((s & kReferencesMask) == holder_bit(slot)) {
+                // The last reference: nobody else can add one now (only holders share, and
+                // nothing is in transit), so the block goes back to the free list.
+                return Step::finish(give_block(ch, slot, index, fault));
+            }
+            // [data]: the CAS releases our accesses to the block to the last holder's give.
+            return Step::move_to(s & ~holder_bit(slot));
+        },
+        [](std::uint64_t) { return PoolStatus::ok; });
 }
 
 PoolStatus add_transit(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t index,
                        std::uint32_t generation, std::uint32_t copies, bool keep,
                        PoolFault& fault) noexcept {
-    std::uint64_t& word = state_of(ch, index);
-    // relaxed: the CAS below decides.
-    std::uint64_t s = atom(word).load(std::memory_order_relaxed);
-    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
-        if (block_generation(s) != generation || (block_holders(s) & holder_bit(slot)) == 0) {
-            return fail(fault, "is not held by this endpoint any more", index, s, ch);
-        }
-        if (block_transit(s) + copies > kMaxTransit) {
-            return PoolStatus::too_many;
-        }
-        std::uint64_t next = s + copies * kTransitOne;
-        if (!keep) {
-            next &= ~holder_bit(slot);
-        }
-        // acq_rel: [data] releases what the holder wrote to whoever adopts.
-        if (atom(word).compare_exchange_weak(s, next, std::memory_order_acq_rel,
-                                             std::memory_order_relaxed)) {
+    // relaxed: the CAS decides.
+    return update_state(
+        ch, index, std::memory_order_relaxed,
+        [&](std::uint64_t s) {
+            if (!holds(s, slot, generation)) {
+                return Step::finish(
+                    fail(fault, "is not held by this endpoint any more", index, s, ch));
+            }
+            if (block_transit(s) + copies > kMaxTransit) {
+                return Step::finish(PoolStatus::too_many);
+            }
+            const std::uint64_t next = s + copies * kTransitOne;
+            // [data]: the CAS releases what the holder wrote to whoever adopts.
+            return Step::move_to(keep ? next : next & ~holder_bit(slot));
+        },
+        [&](std::uint64_t) {
             atom(ch.pool->handed_on).fetch_add(copies, std::memory_order_relaxed); // statistic
             return PoolStatus::ok;
-        }
-    }
-    return PoolStatus::contended;
+        });
 }
 
 PoolStatus adopt_reference(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t index,
                            std::uint32_t generation, PoolFault& fault) noexcept {
     (void)fault;
-    std::uint64_t& word = state_of(ch, index);
-    // relaxed: the CAS below decides (and acquires).
-    std::uint64_t s = atom(word).load(std::memory_order_relaxed);
-    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
-        if (block_generation(s) != generation) {
-            return PoolStatus::stale;
-        }
-        if (block_transit(s) == 0) {
-            return PoolStatus::no_reference;
-        }
-        if ((block_holders(s) & holder_bit(slot)) != 0) {
-            return PoolStatus::held_already;
-        }
-        // acq_rel: [data] acquires the bytes the hander-on wrote.
-        if (atom(word).compare_exchange_weak(s, (s - kTransitOne) | holder_bit(slot),
-                                             std::memory_order_acq_rel,
-                                             std::memory_order_relaxed)) {
+    // relaxed: the CAS decides (and acquires).
+    return update_state(
+        ch, index, std::memory_order_relaxed,
+        [&](std::uint64_t s) {
+            if (const auto refused = no_transit_for(s, generation)) {
+                return Step::finish(*refused);
+            }
+            if ((block_holders(s) & holder_bit(slot)) != 0) {
+                return Step::finish(PoolStatus::held_already);
+            }
+            // [data]: the CAS acquires the bytes the hander-on wrote.
+            return Step::move_to((s - kTransitOne) | holder_bit(slot));
+        },
+        [&](std::uint64_t) {
             atom(ch.pool->adopted).fetch_add(1, std::memory_order_relaxed); // a statistic
             return PoolStatus::ok;
-        }
-    }
-    return PoolStatus::contended;
+        });
 }
 
 PoolStatus drop_reference(const AttachedChannel& ch, std::uint32_t slot, std::uint32_t index,
                           std::uint32_t generation, PoolFault& fault) noexcept {
-    std::uint64_t& word = state_of(ch, index);
-    // relaxed: the CAS below decides (and acquires).
-    std::uint64_t s = atom(word).load(std::memory_order_relaxed);
-    for (std::uint32_t attempt = 0; attempt < kPoolAttempts; ++attempt) {
-        if (block_generation(s) != generation) {
-            return PoolStatus::stale;
-        }
-        if (block_transit(s) == 0) {
-            return PoolStatus::no_reference;
-        }
-        const bool last = (s & kReferencesMask) == kTransitOne;
-        // The last reference is adopted first, so that giving the block back has a holder
-        // that a reclaim can find if this process dies in between.
-        const std::uint64_t next = last ? (s - kTransitOne) | holder_bit(slot) : s - kTransitOne;
-        // acq_rel: [data] as adopt_reference() (the give below releases again).
-        if (atom(word).compare_exchange_weak(s, next, std::memory_order_acq_rel,
-                                             std::memory_order_relaxed)) {
+    const auto last = [](std::uint64_t s) { return (s & kReferencesMask) == kTransitOne; };
+    // relaxed: the CAS decides (and acquires).
+    return update_state(
+        ch, index, std::memory_order_relaxed,
+        [&](std::uint64_t s) {
+            if (const auto refused = no_transit_for(s, generation)) {
+                return Step::finish(*refused);
+            }
+            // The last reference is adopted first, so that giving the block back has a
+            // holder that a reclaim can find if this process dies in between.
+            // [data] as adopt_reference() (the give below releases again).
+            return Step::move_to(last(s) ? (s - kTransitOne) | holder_bit(slot) : s - kTransitOne);
+        },
+        [&](std::uint64_t was) {
             atom(ch.pool->dropped).fetch_add(1, std::memory_order_relaxed); // a statistic
-            return last ? give_block(ch, slot, index, fault) : PoolStatus::ok;
-        }
-    }
-    return PoolStatus::contended;
+            return last(was) ? give_block(ch, slot, index, fault) : PoolStatus::ok;
+        });
 }
 
 std::uint64_t reclaim_holder(const AttachedChannel& ch, std::uint32_t slot) noexcept {

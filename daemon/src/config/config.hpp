@@ -5,17 +5,17 @@
 //     no I/O, no global state, the same answer for the same text. It reports *every* error it
 //     finds, GCC-style ("shmbusd.yaml:14:5: error: unknown key 'slot_sise' (did you mean
 //     'slot_size'?)"), so that an operator fixes a file in one pass. The daemon at start and on
-//     reload, `shmbusd --check-config` and `shmbusctl check-config` all call it.
+//     reload and `shmbusd --check-config` (which `shmbusctl check-config` runs) all call it.
 //  2. resolve_accounts() turns user and group names into ids through an injectable resolver
 //     (getpwnam/getgrnam in production). Unknown names are reported at the line that names them.
 //  3. load_config() is the only step that touches the file system: it reads the main file and
 //     the drop-ins of the conf.d/ directory beside it, then calls parse_config().
 //     choose_config_path() picks the file (system, user, or --config), and check_config_file()
-//     does all three as shmbusd, its --check-config and `shmbusctl check-config` need it.
+//     does all three as shmbusd and its --check-config need it.
 //
 // This module and runtime_paths.hpp are a library of their own, libshmbusd-config (a private
-// shared library of the shmbusd package), so that shmbusctl checks a file with the daemon's
-// very code while linking neither yaml-cpp nor the rest of the daemon.
+// shared library of the shmbusd package), which keeps yaml-cpp off every link line but its
+// own (daemon/CMakeLists.txt). shmbusctl links none of it: its check-config runs shmbusd.
 //
 // The code lives in this directory, in three units: values.* (numbers, sizes, names and the
 // words of messages about them), yaml_reader.* (the only includer of yaml-cpp: one YAML text
@@ -334,8 +334,8 @@ struct ConfigCheck {
 
 /// Everything shmbusd does with its configuration before it touches the system: picks the main
 /// file (choose_config_path()), reads it and its drop-ins and resolves user and group names
-/// (load_resolved_config()). shmbusd at start and for --check-config, and `shmbusctl
-/// check-config`, call this one function, so that they always give the same answer.
+/// (load_resolved_config()). shmbusd at start and for --check-config (which `shmbusctl
+/// check-config` runs) calls this one function, so that they always give the same answer.
 /// Errc::not_found when no file can be chosen (see choose_config_path()).
 [[nodiscard]] SHMBUS_CONFIG_EXPORT Result<ConfigCheck>
 check_config_file(Instance instance, const std::optional<std::filesystem::path>& explicit_path,
