@@ -68,6 +68,7 @@ static_assert(SHMBUS_KIND_BROADCAST == static_cast<int>(shmbus::ChannelKind::bro
 static_assert(SHMBUS_KIND_BLACKBOARD == static_cast<int>(shmbus::ChannelKind::blackboard));
 static_assert(SHMBUS_KIND_COUNTERS == static_cast<int>(shmbus::ChannelKind::counters));
 static_assert(SHMBUS_KIND_RPC == static_cast<int>(shmbus::ChannelKind::rpc));
+static_assert(SHMBUS_KIND_POOL == static_cast<int>(shmbus::ChannelKind::pool));
 static_assert(SHMBUS_OVERFLOW_BLOCK == static_cast<int>(shmbus::Overflow::block));
 static_assert(SHMBUS_OVERFLOW_DROP == static_cast<int>(shmbus::Overflow::drop));
 static_assert(SHMBUS_MAX_NAME_LENGTH == shmbus::kMaxNameLength);
@@ -185,6 +186,21 @@ int open_arguments(const shmbus_client* client, const char* channel, const void*
         }
     }
     return endpoint_options(options, out);
+}
+
+int role_of(uint32_t role, Role& out, const char* function) noexcept {
+    if (role != SHMBUS_ROLE_PUBLISHER && role != SHMBUS_ROLE_SUBSCRIBER) {
+        try {
+            return fail(make_error(Errc::invalid_argument,
+                                   std::string(function) + ": role " + std::to_string(role) +
+                                       " is not a shmbus_role (1: SHMBUS_ROLE_PUBLISHER, a "
+                                       "writer; 2: SHMBUS_ROLE_SUBSCRIBER, a reader)"));
+        } catch (const std::bad_alloc&) {
+            return no_memory();
+        }
+    }
+    out = static_cast<Role>(role);
+    return SHMBUS_OK;
 }
 
 void copy_info(const shmbus::ChannelInfo& from, shmbus_channel_info* to) noexcept {

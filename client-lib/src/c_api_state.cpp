@@ -38,46 +38,6 @@ struct shmbus_counters {
 
 namespace {
 
-// The role argument of the open calls, checked.
-int role_of(uint32_t role, shmbus::Role& out, const char* function) noexcept {
-    if (role != SHMBUS_ROLE_PUBLISHER && role != SHMBUS_ROLE_SUBSCRIBER) {
-        try {
-            return fail(shmbus::make_error(
-                Errc::invalid_argument,
-                std::string(function) + ": role " + std::to_string(role) +
-                    " is not a shmbus_role (1: SHMBUS_ROLE_PUBLISHER, a writer; 2: "
-                    "SHMBUS_ROLE_SUBSCRIBER, a reader)"));
-        } catch (const std::bad_alloc&) {
-            return no_memory();
-        }
-    }
-    out = static_cast<shmbus::Role>(role);
-    return SHMBUS_OK;
-}
-
-// Opens a blackboard or counters handle: `open(options, role)` is the Client's call.
-template <typename Handle, typename Open>
-int open_state(shmbus_client* client, const char* channel, uint32_t role,
-               const shmbus_endpoint_options* options, Handle** handle, const char* function,
-               Open&& open) noexcept {
-    shmbus::EndpointOptions o;
-    if (const int rc = open_arguments(client, channel, handle, options, o, function);
-        rc != SHMBUS_OK) {
-        return rc;
-    }
-    *handle = nullptr;
-    shmbus::Role r{};
-    if (const int rc = role_of(role, r, function); rc != SHMBUS_OK) {
-        return rc;
-    }
-    auto opened = open(o, r);
-    if (!opened) {
-        return fail(opened.error());
-    }
-    *handle = new (std::nothrow) Handle{std::move(opened).value()};
-    return *handle == nullptr ? no_memory() : SHMBUS_OK;
-}
-
 // The shmbus::Counter a shmbus_counter describes, or the error of a NULL or empty one.
 bool counter_of(const shmbus_counter* counter, shmbus::Counter& out, int& rc) noexcept {
     if (counter == nullptr || counter->cell == nullptr) [[unlikely]] {
@@ -116,10 +76,10 @@ extern "C" {
 int shmbus_open_blackboard(shmbus_client* client, const char* channel, uint32_t role,
                            const shmbus_endpoint_options* options,
                            shmbus_blackboard** blackboard) noexcept {
-    return open_state(client, channel, role, options, blackboard, "shmbus_open_blackboard",
-                      [&](const shmbus::EndpointOptions& o, shmbus::Role r) {
-                          return client->client.open_blackboard(channel, r, o);
-                      });
+    return open_with_role(client, channel, role, options, blackboard, "shmbus_open_blackboard",
+                          [&](const shmbus::EndpointOptions& o, shmbus::Role r) {
+                              return client->client.open_blackboard(channel, r, o);
+                          });
 }
 
 void shmbus_blackboard_close(shmbus_blackboard* blackboard) noexcept {
@@ -205,10 +165,10 @@ int shmbus_blackboard_update(shmbus_blackboard* blackboard, uint64_t index,
 int shmbus_open_counters(shmbus_client* client, const char* channel, uint32_t role,
                          const shmbus_endpoint_options* options,
                          shmbus_counters** counters) noexcept {
-    return open_state(client, channel, role, options, counters, "shmbus_open_counters",
-                      [&](const shmbus::EndpointOptions& o, shmbus::Role r) {
-                          return client->client.open_counters(channel, r, o);
-                      });
+    return open_with_role(client, channel, role, options, counters, "shmbus_open_counters",
+                          [&](const shmbus::EndpointOptions& o, shmbus::Role r) {
+                              return client->client.open_counters(channel, r, o);
+                          });
 }
 
 void shmbus_counters_close(shmbus_counters* counters) noexcept {

@@ -1,6 +1,6 @@
-// What the C ABI's source files share (c_api.cpp, c_api_state.cpp, ...): the client handle,
-// the thread's last error, and the conversions every open call makes. Internal to the
-// library; the interface is include/shmbus/shmbus.h.
+// What the C ABI's source files share (c_api.cpp, c_api_state.cpp, c_api_rpc.cpp,
+// c_api_pool.cpp): the client handle, the thread's last error, and the conversions and checks
+// every open call makes. Internal to the library; the interface is include/shmbus/shmbus.h.
 //
 // Error rule of the C ABI: a function that fails records its code, errno and sentence for
 // the calling thread with fail() and returns the code; a function that succeeds touches
@@ -14,8 +14,10 @@
 #include <array>
 #include <chrono>
 #include <cstddef>
+#include <new>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 // A client handle also keeps what its administration calls hand out by pointer: the names
@@ -57,6 +59,35 @@ void copy_info(const ChannelInfo& from, shmbus_channel_info* to) noexcept;
 [[nodiscard]] int open_arguments(const shmbus_client* client, const char* channel,
                                  const void* handle, const shmbus_endpoint_options* options,
                                  EndpointOptions& out, const char* function) noexcept;
+
+/// The role argument of the open calls of shared-state and pool channels, checked: a
+/// shmbus_role into `out`, else SHMBUS_E_INVALID_ARGUMENT naming `function`.
+[[nodiscard]] int role_of(uint32_t role, Role& out, const char* function) noexcept;
+
+/// Opens the handle of a channel opened with a role (blackboard, counters, pool):
+/// `open(options, role)` is the Client's call, whose endpoint becomes the one member of a new
+/// Handle. Checks the arguments first (open_arguments(), role_of()).
+template <typename Handle, typename Open>
+int open_with_role(shmbus_client* client, const char* channel, uint32_t role,
+                   const shmbus_endpoint_options* options, Handle** handle, const char* function,
+                   Open&& open) noexcept {
+    EndpointOptions o;
+    if (const int rc = open_arguments(client, channel, handle, options, o, function);
+        rc != SHMBUS_OK) {
+        return rc;
+    }
+    *handle = nullptr;
+    Role r{};
+    if (const int rc = role_of(role, r, function); rc != SHMBUS_OK) {
+        return rc;
+    }
+    auto opened = open(o, r);
+    if (!opened) {
+        return fail(opened.error());
+    }
+    *handle = new (std::nothrow) Handle{std::move(opened).value()};
+    return *handle == nullptr ? no_memory() : SHMBUS_OK;
+}
 
 // Reads an endpoint's events through a fixed buffer: shmbus_event is not shmbus::PeerEvent.
 template <typename Endpoint>

@@ -7,7 +7,8 @@ sub.receive_async()``, ``await pub.reserve_async()`` and ``await pub.send_async(
 the endpoint's wait handle instead of blocking the loop. On an rpc channel,
 ``Client.open_caller()`` gives a ``Caller`` whose ``call(data, timeout)`` returns the reply, and
 ``Client.open_server()`` a ``Server`` that receives ``Request`` records and responds to them.
-See docs/python.md.
+On a pool channel, ``Client.open_pool()`` gives a ``Pool`` whose blocks (``Block``) carry large
+payloads between processes by 16-byte handles. See docs/python.md.
 
 Every failure of the library is an exception of the class of its code (``TimeoutError``,
 ``LostError``, ...), all subclasses of ``shmbus.Error``, which carry the code's name (``name``,
@@ -22,11 +23,13 @@ from typing import NamedTuple
 from ._shmbus import (
     Batch,
     Blackboard,
+    Block,
     Caller,
     Client,
     Counter,
     Counters,
     Message,
+    Pool,
     Publisher,
     Reservation,
     Server,
@@ -43,6 +46,7 @@ __all__ = [
     "AlreadyExistsError",
     "Batch",
     "Blackboard",
+    "Block",
     "Caller",
     "ChannelInfo",
     "ChannelStats",
@@ -62,6 +66,7 @@ __all__ = [
     "NoMemoryError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Pool",
     "ProtocolError",
     "Publisher",
     "Received",
@@ -165,7 +170,7 @@ class ChannelInfo(NamedTuple):
     """A channel's identity and geometry."""
 
     name: str
-    kind: str  # "queue", "broadcast", "blackboard", "counters" or "rpc"
+    kind: str  # "queue", "broadcast", "blackboard", "counters", "rpc" or "pool"
     overflow: str  # "block" or "drop"
     slot_size: int
     slot_count: int

@@ -64,6 +64,12 @@ class Client(_Scoped):
     def open_counters(
         self, channel: str, role: Role = "reader", wait: WaitMode = "adaptive"
     ) -> Counters: ...
+    def open_pool(
+        self, channel: str, role: Role = "reader", wait: WaitMode = "adaptive"
+    ) -> Pool:
+        """Opens a pool channel as a writer (ACL publish: acquires and writes blocks) or a
+        reader (ACL subscribe: adopts blocks, mapped read-only). InvalidArgumentError if it
+        is not a pool."""
     def open_server(
         self, channel: str, wait: WaitMode = "adaptive", spin_iterations: int = 0
     ) -> Server:
@@ -255,3 +261,47 @@ class Caller(_Rpc):
         attached (see wait_for_server), ClosedError when the server that took the call died,
         TimeoutError when no reply came within timeout (None: wait for ever); a call that
         times out or is interrupted is given up."""
+
+class Pool(_SharedState):
+    """Blocks of a pool channel for large payloads, passed between processes by 16-byte
+    handles. Its blocks stay usable after close()."""
+
+    @property
+    def block_size(self) -> int: ...
+    def __len__(self) -> int: ...
+    def acquire(self, timeout: float | None = None) -> Block:
+        """A free block to fill in place (writers only: PermissionDeniedError). timeout: None
+        waits for a block to be given back for ever, 0 tries once (WouldBlockError), else
+        seconds (TimeoutError)."""
+    def hand_on(self, block: Block, copies: int = 1) -> bytes:
+        """The block's 16-byte handle carrying `copies` references (one per receiver), to
+        send in a message; the Block is released. BufferError while a view of its data
+        other than block.data lives."""
+    def share(self, block: Block, copies: int = 1) -> bytes:
+        """As hand_on(), keeping the Block."""
+    def adopt(self, handle: Any) -> Block:
+        """Takes one of the references a 16-byte handle (any bytes-like object) carries.
+        NotFoundError for a stale handle (the block was given back and reused) or one with no
+        reference left; InvalidArgumentError for a handle of another pool;
+        AlreadyExistsError if this Pool holds the block already (drop() the copy)."""
+    def drop(self, handle: Any) -> None:
+        """Gives back one of the references a handle carries, unread."""
+
+class Block(_Scoped):
+    """One reference to a block, held by this process: its bytes in place until released or
+    handed on; released on leaving a with block, by release(), or when the object dies."""
+
+    @property
+    def data(self) -> memoryview:
+        """The block's bytes (writable for a writer's block); released with the block."""
+    @property
+    def handle(self) -> bytes: ...
+    @property
+    def writable(self) -> bool: ...
+    @property
+    def released(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int) -> memoryview: ...
+    def release(self) -> None:
+        """Gives the reference back; BufferError while a view of its data other than
+        block.data lives."""

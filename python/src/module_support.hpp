@@ -2,7 +2,7 @@
 // parsing of common arguments, the Client object, and each file's entry points into the
 // module's tables. shmbus_module.cpp owns the module (its init, connect, Client, Publisher,
 // Subscriber and their batches); shared_state.cpp owns Blackboard, Counters and Counter;
-// rpc.cpp owns Server and Caller.
+// rpc.cpp owns Server and Caller; pool.cpp owns Pool and Block.
 //
 // Every function here is called with the GIL held. A function returning PyObject* or bool
 // reports failure as nullptr / false with a Python exception set.
@@ -47,6 +47,9 @@ bool parse_timeout(PyObject* obj, std::int64_t& ns);
 PyObject* raise_timeout(const char* what, const char* channel, std::int64_t timeout_ns);
 /// Parses a wait mode name ("adaptive", "blocking", "spin"; nullptr: adaptive).
 bool parse_wait(const char* name, std::uint32_t& mode);
+/// Parses a role name ("reader": SHMBUS_ROLE_SUBSCRIBER, the default for nullptr; "writer":
+/// SHMBUS_ROLE_PUBLISHER) of the channels opened with a role. False with ValueError set.
+bool parse_role(const char* name, std::uint32_t& role);
 /// Whether `c` is open and not in use by another thread; the exception naming `what` if not.
 bool client_usable(Client* c, const char* what);
 /// A shmbus.ChannelInfo of `info`.
@@ -121,5 +124,12 @@ PyObject* client_open_caller(PyObject* self, PyObject* args, PyObject* kwargs);
 PyObject* setup_rpc(PyObject* module, PyObject* args);
 /// Adds Server and Caller to `module`. False with an exception set.
 bool add_rpc_types(PyObject* module);
+
+// ---- pool.cpp -----------------------------------------------------------------------------
+
+/// Client.open_pool(channel, role="reader", wait="adaptive") -> Pool
+PyObject* client_open_pool(PyObject* self, PyObject* args, PyObject* kwargs);
+/// Adds Pool and Block to `module`. False with an exception set.
+bool add_pool_types(PyObject* module);
 
 } // namespace shmbus_py

@@ -59,18 +59,6 @@ bool state_open(StateEndpoint* ep, const char* what) {
     return true;
 }
 
-bool parse_role(const char* name, std::uint32_t& role) {
-    if (name == nullptr || std::strcmp(name, "reader") == 0) {
-        role = SHMBUS_ROLE_SUBSCRIBER;
-    } else if (std::strcmp(name, "writer") == 0) {
-        role = SHMBUS_ROLE_PUBLISHER;
-    } else {
-        PyErr_Format(PyExc_ValueError, "role must be 'reader' or 'writer', not '%s'", name);
-        return false;
-    }
-    return true;
-}
-
 void close_handle(StateEndpoint* ep) {
     if (ep->handle == nullptr) {
         return;
@@ -717,6 +705,18 @@ bool add(PyObject* module, PyType_Spec* spec, PyTypeObject** out, const char* na
 }
 
 } // namespace
+
+bool parse_role(const char* name, std::uint32_t& role) {
+    if (name == nullptr || std::strcmp(name, "reader") == 0) {
+        role = SHMBUS_ROLE_SUBSCRIBER;
+    } else if (std::strcmp(name, "writer") == 0) {
+        role = SHMBUS_ROLE_PUBLISHER;
+    } else {
+        PyErr_Format(PyExc_ValueError, "role must be 'reader' or 'writer', not '%s'", name);
+        return false;
+    }
+    return true;
+}
 
 PyObject* client_open_blackboard(PyObject* self, PyObject* args, PyObject* kwargs) {
     return open_state(self, args, kwargs, true);

@@ -4,10 +4,10 @@
 // binding is written this way rather than with pybind11 or cffi.
 //
 // What it owns: Client, Publisher and Subscriber objects each own one C handle, closed by
-// close() or when the object dies (Server and Caller likewise, in rpc.cpp). Zero-copy
-// batches (Reservation for a publisher, Batch for a subscriber) hand out Message objects,
-// each a buffer exporter over one ring slot; msg.data and reservation[i] are memoryviews over
-// them.
+// close() or when the object dies (Server and Caller likewise, in rpc.cpp; Pool and Block in
+// pool.cpp). Zero-copy batches (Reservation for a publisher, Batch for a subscriber) hand out
+// Message objects, each a buffer exporter over one ring slot; msg.data and reservation[i] are
+// memoryviews over them.
 //
 // The lifetime rule, which keeps Python from ever reading or writing a slot it no longer holds:
 // a slot is reachable from Python only through the buffer protocol of its Message, and every
@@ -841,6 +841,8 @@ const char* kind_name(std::uint32_t kind) {
         return "counters";
     case SHMBUS_KIND_RPC:
         return "rpc";
+    case SHMBUS_KIND_POOL:
+        return "pool";
     }
     return "unknown";
 }
@@ -1458,6 +1460,9 @@ PyMethodDef client_methods[] = {
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_counters)),
      METH_VARARGS | METH_KEYWORDS,
      "open_counters(channel, role='reader', wait='adaptive') -> Counters"},
+    {"open_pool", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(client_open_pool)),
+     METH_VARARGS | METH_KEYWORDS,
+     "open_pool(channel, role='reader', wait='adaptive') -> Pool (pool channels)"},
     {"close", client_close, METH_NOARGS,
      "Closes the connection; endpoints opened through it stay usable."},
     {"__enter__", endpoint_enter, METH_NOARGS, nullptr},
@@ -1640,7 +1645,7 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         !add_type(m, &publisher_spec, &g_publisher_type, "Publisher") ||
         !add_type(m, &subscriber_spec, &g_subscriber_type, "Subscriber") ||
         !add_type(m, &client_spec, &g_client_type, "Client") || !add_state_types(m) ||
-        !add_rpc_types(m) ||
+        !add_rpc_types(m) || !add_pool_types(m) ||
         PyModule_AddStringConstant(m, "library_version", shmbus_version()) < 0) {
         Py_DECREF(m);
         return nullptr;

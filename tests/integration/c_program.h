@@ -1,6 +1,7 @@
-/* What the C programs of the C ABI tests share (c_api_client.c, c_api_rpc_client.c): the
- * CHECK that counts a failed check and says where, with the library's last error, and the
- * connection to the daemon. Each program defines PROGRAM_NAME before including this. */
+/* What the C programs of the C ABI tests share (c_api_client.c, c_api_rpc_client.c,
+ * c_api_pool_client.c): the CHECK that counts a failed check and says where, with the
+ * library's last error, and the connection to the daemon. Each program defines PROGRAM_NAME
+ * before including this. */
 #ifndef SHMBUS_TESTS_C_PROGRAM_H
 #define SHMBUS_TESTS_C_PROGRAM_H
 

@@ -11,6 +11,7 @@ and stopped with SIGTERM afterwards, which must end it with status 0.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -48,10 +49,16 @@ CHANNELS = [
     Channel("drops", "broadcast", slot_size=64, slot_count=4, overflow="drop"),
     Channel("stream", "queue", slot_size=64, slot_count=1024),
     Channel("interop", "broadcast", slot_size=128, slot_count=16),
+    # The two ends of the example of docs/python.md when it talks to another program.
+    Channel("doc-out", "queue", slot_size=64, slot_count=16),
+    Channel("doc-in", "queue", slot_size=64, slot_count=16),
     Channel("board", "blackboard", slot_size=32, slot_count=8, max_publishers=4,
             max_subscribers=4),
     Channel("stats", "counters", slot_size=48, slot_count=8, max_publishers=4,
             max_subscribers=4),
+    # A pool of 4 blocks of 4 KiB, and a queue for its 16-byte handles.
+    Channel("frames", "pool", slot_size=4096, slot_count=4),
+    Channel("handles", "queue", slot_size=16, slot_count=16),
 ]
 
 
@@ -90,6 +97,17 @@ def channels_yaml(channels: list[Channel]) -> str:
             '      subscribe: {users: ["*"]}',
         ]
     return "\n".join(lines) + "\n"
+
+
+#: The page whose complete example the tests run.
+PYTHON_DOC = Path(__file__).resolve().parents[2] / "docs" / "python.md"
+
+
+def doc_example() -> str:
+    """The complete example of docs/python.md: its first ```python block, as a user copies it."""
+    found = re.search(r"^```python\n(.*?)^```", PYTHON_DOC.read_text(), re.S | re.M)
+    assert found, f"{PYTHON_DOC}: no ```python block (the complete example) found"
+    return found.group(1)
 
 
 def scaled(n: int) -> int:

@@ -1,23 +1,14 @@
-"""The complete example of docs/python.md, taken from the page itself and run against shmbusd:
-the proof that a script written from that page works."""
+"""The complete example of docs/python.md, taken from the page itself and run against shmbusd
+alone on one channel: the proof that a script written from that page works. With a C++ program
+at the other ends of two channels: test_interop.py."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
-from conftest import DEADLINE, Daemon
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "python.md"
-
-
-def doc_example() -> str:
-    found = re.search(r"^```python\n(.*?)^```", DOC.read_text(), re.S | re.M)
-    assert found, f"{DOC}: no ```python block (the complete example) found"
-    return found.group(1)
+from conftest import DEADLINE, Daemon, doc_example
 
 
 def test_the_example_of_the_python_page_runs(daemon: Daemon) -> None:

@@ -1,12 +1,14 @@
 """Messages between Python and a C++ program through shmbusd, each way: shmbusctl (its `pub`
-and `tail`, on the C++ API) is the C++ side; and a Python call answered by `shmbusctl serve`.
-Registered only when the tools are built."""
+and `tail`, on the C++ API) is the C++ side; the complete example of docs/python.md talking to
+it; and a Python call answered by `shmbusctl serve`. Registered only when the tools are built."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
-from conftest import DEADLINE, Daemon, reaped, required_env, wait_until
+from conftest import DEADLINE, Daemon, doc_example, reaped, required_env, wait_until
 
 import shmbus
 
@@ -51,6 +53,33 @@ def test_python_receives_what_a_cpp_program_publishes(
         for msg in sub.receive(64, timeout=DEADLINE):
             got.append(bytes(msg.data))
     assert got == [b"from c++ one", b"from c++ two"]
+
+
+def test_the_example_of_the_python_page_exchanges_messages_with_a_cpp_program(
+    daemon: Daemon,
+) -> None:
+    socket = str(daemon.socket)
+    # The C++ side writes first: the queue keeps the messages until the example reads them.
+    sent = [f"from c++ {i}" for i in range(4)]
+    pub = subprocess.run([shmbusctl(), "--socket", socket, "pub", "doc-in", *sent],
+                         capture_output=True, text=True, timeout=DEADLINE)
+    assert pub.returncode == 0, pub.stderr
+
+    example = subprocess.run([sys.executable, "-c", doc_example(), "doc-out", "doc-in"],
+                             env=dict(os.environ, SHMBUS_SOCKET=socket), capture_output=True,
+                             text=True, timeout=DEADLINE)
+    assert example.returncode == 0, example.stderr
+    assert example.stdout.splitlines() == [f"#{i} {text}" for i, text in enumerate(sent)]
+
+    # What it wrote, three in place and one by copy, the C++ side reads in order.
+    tail = subprocess.run([shmbusctl(), "--socket", socket, "tail", "doc-out", "--count", "4",
+                           "--timeout", str(int(DEADLINE))],
+                          capture_output=True, text=True, timeout=2 * DEADLINE)
+    assert tail.returncode == 0, tail.stderr
+    positions = [tail.stdout.find(text) for text in
+                 ("message 0", "message 1", "message 2", "hello")]
+    assert -1 not in positions, tail.stdout
+    assert positions == sorted(positions), tail.stdout
 
 
 def test_a_python_caller_calls_a_cpp_server(rpc_daemon: Daemon) -> None:

@@ -5,9 +5,12 @@
 #include "daemon_process.hpp"
 #include "process.hpp"
 
+#include <shmbus/error.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <unistd.h>
@@ -31,6 +34,30 @@ inline Child run_c_program(const char* program, const DaemonProcess& d,
         ::execv((*argv)[0], argv->data());
         exec_failed((*argv)[0]);
     });
+}
+
+/// Tries `attempt(timeout)` (a receive or a send of this process) in short slices while the
+/// C program `child` runs, until it succeeds, and returns its result: fails at once, saying
+/// how the program ended, if it ends first, and says where it is if nothing happens within
+/// `wait`. `n` numbers the message, for the failure's message.
+template <typename Attempt>
+auto while_program_runs(Child& child, std::uint64_t n, std::chrono::seconds wait, Attempt attempt) {
+    const Deadline deadline{wait};
+    for (;;) {
+        auto r = attempt(std::chrono::milliseconds{200});
+        if (r) {
+            return r;
+        }
+        INFO("message " << n << ": " << r.error().message());
+        REQUIRE(r.error().code == Errc::timed_out);
+        if (auto ended = child.wait(Deadline{std::chrono::nanoseconds::zero()})) {
+            FAIL("the C program ended before message " << n << ": " << ended->describe());
+        }
+        if (deadline.passed()) {
+            FAIL("message " << n << " not through within " << wait.count()
+                            << " s; the C program: " << child.where());
+        }
+    }
 }
 
 /// Waits up to `wait` for `child` to end and requires that it exited with status 0; fails

@@ -5,17 +5,16 @@
  * C11 and as C++; it includes nothing but <stddef.h> and <stdint.h>.
  *
  * Handles are opaque: shmbus_client, shmbus_publisher, shmbus_subscriber, for the
- * shared-state channels shmbus_blackboard and shmbus_counters, and for rpc channels
- * shmbus_server and shmbus_caller. Every function that can fail returns an int: 0
- * (SHMBUS_OK) on success, else one of the shmbus_errc codes below, whose values are those
- * of shmbus::Errc. The sentence that says what went
- * wrong (which channel, which size, which path) is kept per thread: call
- * shmbus_last_error_message() on the same thread, after the failing call and before the
- * next call that fails. A thread-local last error rather than an error out-parameter
- * keeps every signature short and every binding simple (a binding checks the return code
- * and, only when it is not 0, fetches the message on the same thread, which it is on even
- * when it released its interpreter lock around the call); the data path does not pay for
- * an error object it does not need.
+ * shared-state channels shmbus_blackboard and shmbus_counters, for rpc channels
+ * shmbus_server and shmbus_caller, for pool channels shmbus_pool and shmbus_block. Every function
+ * that can fail returns an int: 0 (SHMBUS_OK) on success, else one of the shmbus_errc codes below,
+ * whose values are those of shmbus::Errc. The sentence that says what went wrong (which channel,
+ * which size, which path) is kept per thread: call shmbus_last_error_message() on the same thread,
+ * after the failing call and before the next call that fails. A thread-local last error rather than
+ * an error out-parameter keeps every signature short and every binding simple (a binding checks the
+ * return code and, only when it is not 0, fetches the message on the same thread, which it is on
+ * even when it released its interpreter lock around the call); the data path does not pay for an
+ * error object it does not need.
  *
  * Zero copy: shmbus_publisher_reserve() hands out pointers to ring slots to fill in place,
  * shmbus_publisher_commit() publishes them with their lengths; shmbus_subscriber_receive()
@@ -112,7 +111,8 @@ typedef enum shmbus_channel_kind {
     SHMBUS_KIND_BROADCAST = 2,  /**< every subscriber sees every message */
     SHMBUS_KIND_BLACKBOARD = 4, /**< shared state: an array of fixed-size elements */
     SHMBUS_KIND_COUNTERS = 5,   /**< named 64-bit atomic cells */
-    SHMBUS_KIND_RPC = 6         /**< request/response: servers and callers (C++ API) */
+    SHMBUS_KIND_RPC = 6,        /**< request/response: servers and callers */
+    SHMBUS_KIND_POOL = 7        /**< blocks for large payloads, passed on by handle */
 } shmbus_channel_kind;
 
 /** What a broadcast writer does when a subscriber is a ring behind (shmbus::Overflow). */
@@ -740,6 +740,106 @@ SHMBUS_C_EXPORT int shmbus_counter_compare_exchange(const shmbus_counter* counte
                                                     int* swapped) SHMBUS_C_NOEXCEPT;
 
 /* ==== End of shared state ============================================================== */
+
+/* ==== Pool channels: blocks for large payloads (shmbus/pool.hpp) ========================
+ *
+ * The C form of shmbus/pool.hpp (kind SHMBUS_KIND_POOL), implemented in c_api_pool.cpp. A
+ * pool is shmbus_pool_size() blocks of shmbus_pool_block_size() bytes. A writer
+ * (SHMBUS_ROLE_PUBLISHER: the channel's `publish` ACL) acquires a free block, fills it in
+ * place and hands it on: the 16-byte shmbus_block_handle it gets back is plain bytes that
+ * travel through any queue or broadcast channel, and the receiver adopts the handle to read
+ * the same memory. A reader (SHMBUS_ROLE_SUBSCRIBER: `subscribe` ACL) maps the blocks
+ * read-only: it adopts, reads, releases and hands on, but cannot acquire.
+ *
+ * A shmbus_block is one reference to a block held by this process. While any reference
+ * lives (a shmbus_block, or one carried by a handle and not yet adopted or dropped) the
+ * block stays out of the free list; when the last is given back it returns to the pool and
+ * its generation moves on, so that a handle kept too long is refused with
+ * SHMBUS_E_NOT_FOUND ("... is no longer generation N ..."), never read. One endpoint holds
+ * at most one reference to a block at a time. A shmbus_block keeps its pool's endpoint
+ * attached: the endpoint leaves the channel when the shmbus_pool is closed and the last of
+ * its blocks is released.
+ *
+ * Thread-safety: a shmbus_pool may be used from any threads at once, and so may the blocks
+ * it returned; one shmbus_block by one thread at a time. Functions added in node
+ * SHMBUS_0.1. */
+
+typedef struct shmbus_pool shmbus_pool;
+typedef struct shmbus_block shmbus_block;
+
+/** A reference to one block as it travels in a message (shmbus::BlockHandle): which pool
+ *  (its creation id), which block, which generation of it. Copy it into any message. */
+typedef struct shmbus_block_handle {
+    uint64_t pool;       /**< the pool's creation id (shmbus_channel_info.creation_id) */
+    uint32_t index;      /**< the block */
+    uint32_t generation; /**< the block's generation when the handle was made */
+} shmbus_block_handle;
+
+/** Opens pool `channel` as a writer or a reader, as shmbus_open_blackboard();
+ *  SHMBUS_E_INVALID_ARGUMENT if the channel is not a pool. One thread at a time per client. */
+SHMBUS_C_EXPORT int shmbus_open_pool(shmbus_client* client, const char* channel, uint32_t role,
+                                     const shmbus_endpoint_options* options,
+                                     shmbus_pool** pool) SHMBUS_C_NOEXCEPT;
+/** Frees `pool` (NULL: nothing). Its blocks stay usable until released; the endpoint leaves
+ *  the channel with the last of them. */
+SHMBUS_C_EXPORT void shmbus_pool_close(shmbus_pool* pool) SHMBUS_C_NOEXCEPT;
+/** Number of blocks (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_pool_size(const shmbus_pool* pool) SHMBUS_C_NOEXCEPT;
+/** Bytes per block (0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_pool_block_size(const shmbus_pool* pool) SHMBUS_C_NOEXCEPT;
+/** The channel (as shmbus_publisher_info()); slot_size is the block size, slot_count the
+ *  number of blocks, creation_id what handles of this pool carry. */
+SHMBUS_C_EXPORT void shmbus_pool_info(const shmbus_pool* pool,
+                                      shmbus_channel_info* info) SHMBUS_C_NOEXCEPT;
+
+/** Takes a free block (writers only), waiting up to `timeout_ns` for one to be given back,
+ *  and stores it in *block. Its bytes are as the last holder left them. Errors:
+ *  SHMBUS_E_PERMISSION_DENIED (a reader), SHMBUS_E_WOULD_BLOCK (timeout 0, every block in
+ *  use), SHMBUS_E_TIMED_OUT, SHMBUS_E_CORRUPTED naming the block (a damaged free list),
+ *  SHMBUS_E_INVALID_ARGUMENT (NULL argument). Lock-free when a block is free. */
+SHMBUS_C_EXPORT int shmbus_pool_acquire(shmbus_pool* pool, int64_t timeout_ns,
+                                        shmbus_block** block) SHMBUS_C_NOEXCEPT;
+/** Gives up `block`'s reference and puts `copies` references (1..255: one per receiver) into
+ *  the handle stored in *handle, in one step. On success `block` is freed (do not use it
+ *  again); on failure it is left as it was. Errors: SHMBUS_E_INVALID_ARGUMENT (NULL argument,
+ *  a block of another shmbus_pool, copies 0), SHMBUS_E_LIMIT_REACHED (more than 255
+ *  references in transit), SHMBUS_E_CORRUPTED naming the block. */
+SHMBUS_C_EXPORT int shmbus_pool_hand_on(shmbus_pool* pool, shmbus_block* block, uint32_t copies,
+                                        shmbus_block_handle* handle) SHMBUS_C_NOEXCEPT;
+/** As shmbus_pool_hand_on(), but keeps `block`'s own reference too. */
+SHMBUS_C_EXPORT int shmbus_pool_share(shmbus_pool* pool, const shmbus_block* block, uint32_t copies,
+                                      shmbus_block_handle* handle) SHMBUS_C_NOEXCEPT;
+/** Takes one of the references `handle` carries and stores the block in *block: its bytes,
+ *  read-only for a reader. Errors: SHMBUS_E_INVALID_ARGUMENT (a handle of another pool, a
+ *  block beyond this one, NULL argument), SHMBUS_E_NOT_FOUND (the block's generation is no
+ *  longer the handle's: it was given back and reused; or every reference the handle carried
+ *  was taken already), SHMBUS_E_ALREADY_EXISTS (this endpoint holds the block already:
+ *  drop the copy). */
+SHMBUS_C_EXPORT int shmbus_pool_adopt(shmbus_pool* pool, const shmbus_block_handle* handle,
+                                      shmbus_block** block) SHMBUS_C_NOEXCEPT;
+/** Gives back one of the references `handle` carries without reading the block (the last
+ *  one returns it to the pool). Errors as shmbus_pool_adopt(), without already_exists. */
+SHMBUS_C_EXPORT int shmbus_pool_drop(shmbus_pool* pool,
+                                     const shmbus_block_handle* handle) SHMBUS_C_NOEXCEPT;
+
+/** The block's bytes, read-only (NULL for NULL). Valid until the block is released or
+ *  handed on. */
+SHMBUS_C_EXPORT const void* shmbus_block_data(const shmbus_block* block) SHMBUS_C_NOEXCEPT;
+/** The block's bytes to write: NULL unless its pool was opened as a writer. */
+SHMBUS_C_EXPORT void* shmbus_block_mutable_data(shmbus_block* block) SHMBUS_C_NOEXCEPT;
+/** Bytes in the block (the pool's block size; 0 for NULL). */
+SHMBUS_C_EXPORT uint64_t shmbus_block_size(const shmbus_block* block) SHMBUS_C_NOEXCEPT;
+/** The block's handle, carrying no reference of its own (see shmbus_pool_hand_on()); all
+ *  zeros for NULL. */
+SHMBUS_C_EXPORT void shmbus_block_handle_of(const shmbus_block* block,
+                                            shmbus_block_handle* handle) SHMBUS_C_NOEXCEPT;
+/** Gives the reference back (the last one returns the block to the pool) and frees `block`,
+ *  whatever the result (NULL: SHMBUS_E_INVALID_ARGUMENT). SHMBUS_E_CORRUPTED naming the
+ *  block when its state no longer names this endpoint as a holder (someone scribbled on
+ *  it). */
+SHMBUS_C_EXPORT int shmbus_block_release(shmbus_block* block) SHMBUS_C_NOEXCEPT;
+
+/* ==== end of pool channels ============================================================== */
 
 #ifdef __cplusplus
 } /* extern "C" */
