@@ -215,7 +215,10 @@ TEST_CASE("readers never see a torn element while two writers rewrite it") {
             }
             std::vector<std::byte> out(kSize);
             std::uint64_t last_version = 0;
-            while (!done.load(std::memory_order_acquire)) {
+            // One more round once the writers are done, so that a reader that only started
+            // then (a loaded machine) still reads each element at least once.
+            for (bool finished = false; !finished;) {
+                finished = done.load(std::memory_order_acquire);
                 for (std::uint64_t e = 0; e < 2; ++e) {
                     auto v = r->read(e, out);
                     if (!v) {
@@ -450,7 +453,10 @@ TEST_CASE("read_in_place never accepts a view of two writes while writers rewrit
             mixed.fetch_add(1);
             return;
         }
-        while (!done.load(std::memory_order_acquire)) {
+        // One more read once the writer is done, so that a reader that only started then
+        // (a loaded machine) still reads the element at least once.
+        for (bool finished = false; !finished;) {
+            finished = done.load(std::memory_order_acquire);
             // The first and the last word of the element, read in place: one write's if ok.
             std::uint64_t first = 0;
             std::uint64_t last = 0;
