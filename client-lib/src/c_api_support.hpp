@@ -1,6 +1,7 @@
 // What the C ABI's source files share (c_api.cpp, c_api_state.cpp, c_api_rpc.cpp,
-// c_api_pool.cpp): the client handle, the thread's last error, and the conversions and checks
-// every open call makes. Internal to the library; the interface is include/shmbus/shmbus.h.
+// c_api_pool.cpp, c_api_admin.cpp): the client handle, the thread's last error, and the conversions
+// and checks every open call makes. Internal to the library; the interface is
+// include/shmbus/shmbus.h.
 //
 // Error rule of the C ABI: a function that fails records its code, errno and sentence for
 // the calling thread with fail() and returns the code; a function that succeeds touches

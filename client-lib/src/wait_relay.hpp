@@ -41,7 +41,7 @@
 // each rearm(), the futex to sleep on and what it has seen so far (an rpc Caller: the reply
 // ring's data futex and its position; a Server: the request ring's). rpc endpoints do so:
 // a Server watches the control block's data futex for requested claim words, a Caller its
-// reply futex for stamped outcomes (rpc.cpp).
+// reply futex for stamped outcomes (rpc_caller.cpp).
 #pragma once
 
 #include "shm/endpoint_table.hpp"
