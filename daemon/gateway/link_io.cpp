@@ -25,6 +25,36 @@ bool is_socket(int fd) noexcept {
     return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/// How much a read asks for at least: a large buffer, so that a streaming peer's frames come
+/// in few system calls.
+constexpr std::size_t kReadChunk = 256 * 1024;
+
+/// One read of what is there into the socket `fd`, never waiting (MSG_DONTWAIT). The bytes
+/// read; 0 when nothing was there; errors as read_into().
+Result<std::size_t> read_once(int fd, FrameReader& reader) {
+    for (;;) {
+        auto room = reader.writable(kReadChunk);
+        const ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
+        if (n > 0) {
+            reader.commit(static_cast<std::size_t>(n));
+            return static_cast<std::size_t>(n);
+        }
+        if (n == 0) {
+            return make_error(Errc::closed, "the peer closed the link");
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return std::size_t{0};
+        }
+        if (errno == ECONNRESET) {
+            return make_error(Errc::closed, "the peer reset the link", errno);
+        }
+        return make_error(Errc::system_error, "reading from the link failed", errno);
+    }
+}
+
 } // namespace
 
 Result<void> wait_ready(int fd, short events, Deadline deadline) {
@@ -47,8 +77,10 @@ Result<void> wait_ready(int fd, short events, Deadline deadline) {
     }
 }
 
-Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline) {
-    const bool socket = is_socket(fd);
+namespace {
+
+Result<void> write_all_to(int fd, bool socket, std::span<const std::byte> bytes,
+                          Deadline deadline) {
     while (!bytes.empty()) {
         const ssize_t n = socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
                                  : ::write(fd, bytes.data(), bytes.size());
@@ -73,8 +105,7 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadli
     return ok();
 }
 
-Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
-    const bool socket = is_socket(fd);
+Result<void> write_gather_to(int fd, bool socket, std::span<iovec> iov, Deadline deadline) {
     while (!iov.empty()) {
         if (iov.front().iov_len == 0) {
             iov = iov.subspan(1);
@@ -121,13 +152,22 @@ Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
     return ok();
 }
 
+} // namespace
+
+Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline) {
+    return write_all_to(fd, is_socket(fd), bytes, deadline);
+}
+
+Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
+    return write_gather_to(fd, is_socket(fd), iov, deadline);
+}
+
 Result<std::size_t> read_into(int fd, FrameReader& reader, Deadline deadline) {
-    constexpr std::size_t kChunk = 64 * 1024;
     for (;;) {
         if (auto w = wait_ready(fd, POLLIN, deadline); !w) {
             return w.error();
         }
-        auto room = reader.writable(kChunk);
+        auto room = reader.writable(kReadChunk);
         const ssize_t n = ::read(fd, room.data(), room.size());
         if (n > 0) {
             reader.commit(static_cast<std::size_t>(n));
@@ -159,16 +199,41 @@ void drain_before_close(int fd, Deadline deadline) {
     }
 }
 
+FdStream::FdStream(int in_fd, int out_fd) noexcept
+    : in_{in_fd}, out_{out_fd}, in_socket_{is_socket(in_fd)}, out_socket_{out_fd == in_fd
+                                                                              ? in_socket_
+                                                                              : is_socket(out_fd)} {
+}
+
 Result<void> FdStream::write_all(std::span<const std::byte> bytes, Deadline deadline) {
-    return gateway::write_all(out_, bytes, deadline);
+    return write_all_to(out_, out_socket_, bytes, deadline);
 }
 
 Result<void> FdStream::write_gather(std::span<iovec> iov, Deadline deadline) {
-    return gateway::write_gather(out_, iov, deadline);
+    return write_gather_to(out_, out_socket_, iov, deadline);
 }
 
 Result<std::size_t> FdStream::read_into(FrameReader& reader, Deadline deadline) {
-    return gateway::read_into(in_, reader, deadline);
+    if (!in_socket_) {
+        // A pipe is polled first: a FIFO whose writer has not yet opened it reads as its end.
+        return gateway::read_into(in_, reader, deadline);
+    }
+    for (;;) {
+        auto r = read_once(in_, reader);
+        if (!r || r.value() > 0) {
+            return r;
+        }
+        if (auto w = wait_ready(in_, POLLIN, deadline); !w) {
+            return w.error();
+        }
+    }
+}
+
+Result<std::size_t> FdStream::read_available(FrameReader& reader) {
+    if (!in_socket_) {
+        return std::size_t{0};
+    }
+    return read_once(in_, reader);
 }
 
 } // namespace shmbus::gateway
