@@ -29,30 +29,27 @@ bool is_socket(int fd) noexcept {
 /// in few system calls.
 constexpr std::size_t kReadChunk = 256 * 1024;
 
-/// One read of what is there into the socket `fd`, never waiting (MSG_DONTWAIT). The bytes
-/// read; 0 when nothing was there; errors as read_into().
-Result<std::size_t> read_once(int fd, FrameReader& reader) {
-    for (;;) {
-        auto room = reader.writable(kReadChunk);
-        const ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
-        if (n > 0) {
-            reader.commit(static_cast<std::size_t>(n));
-            return static_cast<std::size_t>(n);
-        }
-        if (n == 0) {
-            return make_error(Errc::closed, "the peer closed the link");
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return std::size_t{0};
-        }
-        if (errno == ECONNRESET) {
-            return make_error(Errc::closed, "the peer reset the link", errno);
-        }
-        return make_error(Errc::system_error, "reading from the link failed", errno);
+/// One read into `reader` from `fd`: `socket` with MSG_DONTWAIT (never waiting), else with
+/// read(). The bytes read; 0 when nothing was there (EAGAIN, EINTR: poll and try again);
+/// Errc::closed at end of stream or a reset, Errc::system_error otherwise.
+Result<std::size_t> read_once(int fd, bool socket, FrameReader& reader) {
+    auto room = reader.writable(kReadChunk);
+    const ssize_t n = socket ? ::recv(fd, room.data(), room.size(), MSG_DONTWAIT)
+                             : ::read(fd, room.data(), room.size());
+    if (n > 0) {
+        reader.commit(static_cast<std::size_t>(n));
+        return static_cast<std::size_t>(n);
     }
+    if (n == 0) {
+        return make_error(Errc::closed, "the peer closed the link");
+    }
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+        return std::size_t{0};
+    }
+    if (errno == ECONNRESET) {
+        return make_error(Errc::closed, "the peer reset the link", errno);
+    }
+    return make_error(Errc::system_error, "reading from the link failed", errno);
 }
 
 } // namespace
@@ -167,22 +164,10 @@ Result<std::size_t> read_into(int fd, FrameReader& reader, Deadline deadline) {
         if (auto w = wait_ready(fd, POLLIN, deadline); !w) {
             return w.error();
         }
-        auto room = reader.writable(kReadChunk);
-        const ssize_t n = ::read(fd, room.data(), room.size());
-        if (n > 0) {
-            reader.commit(static_cast<std::size_t>(n));
-            return static_cast<std::size_t>(n);
+        auto r = read_once(fd, false, reader);
+        if (!r || r.value() > 0) {
+            return r;
         }
-        if (n == 0) {
-            return make_error(Errc::closed, "the peer closed the link");
-        }
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
-            continue;
-        }
-        if (errno == ECONNRESET) {
-            return make_error(Errc::closed, "the peer reset the link", errno);
-        }
-        return make_error(Errc::system_error, "reading from the link failed", errno);
     }
 }
 
@@ -219,7 +204,7 @@ Result<std::size_t> FdStream::read_into(FrameReader& reader, Deadline deadline) 
         return gateway::read_into(in_, reader, deadline);
     }
     for (;;) {
-        auto r = read_once(in_, reader);
+        auto r = read_once(in_, true, reader);
         if (!r || r.value() > 0) {
             return r;
         }
@@ -233,7 +218,7 @@ Result<std::size_t> FdStream::read_available(FrameReader& reader) {
     if (!in_socket_) {
         return std::size_t{0};
     }
-    return read_once(in_, reader);
+    return read_once(in_, true, reader);
 }
 
 } // namespace shmbus::gateway
