@@ -1,6 +1,7 @@
 // Tests of a bridge's `credit_window` key: its default is the gateway's, a value in range
 // reaches the gateway's bridge, a value out of range is refused at its place, and a change
-// restarts the bridge on reload (reload_plan.hpp) — all without a daemon.
+// restarts the bridge on reload (reload_plan.hpp), and a NATS bridge refuses it — all without
+// a daemon.
 #include "bridges.hpp"
 #include "config.hpp"
 #include "config_test.hpp"
@@ -66,4 +67,17 @@ TEST_CASE("a reload that changes a bridge's credit_window restarts that bridge")
     REQUIRE(plan.size() == 1);
     CHECK(describe(plan[0]) == "bridge 'ground' restarted (credit_window)");
     CHECK(plan_bridges(after.bridges, after.bridges).empty());
+}
+
+TEST_CASE("credit_window on a NATS bridge is refused at its key: the servers pace that flow") {
+    const auto e = config_errors(R"(bridges:
+  - name: fleet
+    connect: nats://10.0.0.5:4222
+    credit_window: 64
+    export:
+      - {channel: telemetry, subject: shmbus.robot1.telemetry}
+)");
+    REQUIRE(e.size() == 1);
+    CHECK(e[0] == "shmbusd.yaml:4:5: error: 'credit_window' applies to links between shmbus "
+                  "daemons; a NATS bridge's flow is the servers'");
 }
