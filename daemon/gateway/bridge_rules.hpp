@@ -18,6 +18,7 @@
 #include <shmbus/error.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,12 @@ enum class LinkDownPolicy {
 
 /// How long a `block` export holds its cursor while the link is down, unless it says.
 inline constexpr std::chrono::milliseconds kDefaultBlockTimeout{10000};
+
+/// Credits an importing stream grants: how many messages of each stream may be on their
+/// way at once (a bridge's `credit_window`). The default keeps a TCP loopback link full at
+/// 128 B messages; an importer holds at most a window of a stream's messages in memory.
+inline constexpr std::uint32_t kDefaultCreditWindow = 1024;
+inline constexpr std::uint32_t kMaxCreditWindow = 65536;
 
 struct ChannelRule {
     std::string channel; ///< a channel name or glob

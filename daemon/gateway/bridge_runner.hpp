@@ -69,7 +69,7 @@ struct BridgeConfig {
     std::optional<PeerAuth> require;
     std::vector<ChannelRule> exports;
     std::vector<ChannelRule> imports;
-    std::uint32_t window{256};
+    std::uint32_t window{kDefaultCreditWindow}; ///< `credit_window`
     std::chrono::milliseconds handshake_timeout{10000};
     std::chrono::milliseconds backoff_first{500};
     std::chrono::milliseconds backoff_cap{30000};

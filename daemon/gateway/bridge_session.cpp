@@ -2,6 +2,10 @@
 //
 // Locks, in the order they may nest: Impl::streams_mu_ (the stream tables) before a
 // stream's own mu, and write_mu_ (the link's write side) is only ever taken alone or last.
+// An importing stream's Publisher is used by one thread at a time, handed over under the
+// stream's mu: the link reader publishes while the stream's queue is empty and its thread is
+// not draining it; once something is queued, only the stream's thread publishes until it has
+// caught up.
 // The local Client is used by the run() thread only (it is one-thread-at-a-time): every
 // channel is opened there, and a stream's thread uses only its own endpoint.
 #include "gateway/bridge_session.hpp"
@@ -31,6 +35,11 @@ using namespace std::chrono_literals;
 constexpr std::size_t kDataFixedBytes = 16; // stream, first sequence, count
 constexpr auto kEndpointPoll = 50ms;        // how soon a stream's thread notices a stop
 constexpr auto kGoodbyeDeadline = 1s;
+/// How long credits held back (fewer than a quarter of the window) wait for a quiet link
+/// before they go back anyway.
+constexpr auto kCreditLinger = 5ms;
+/// A read of at least this much says the peer is streaming: read again before polling.
+constexpr std::size_t kStreamingRead = 16 * 1024;
 /// An offer's next_sequence when the stream carries the channel's positions (+ 1): the
 /// first data frame says where it starts.
 constexpr std::uint64_t kChannelPositions = 0;
@@ -78,30 +87,45 @@ struct ExportStream {
     std::thread thread;
 };
 
-/// What an importing stream's thread publishes next: a message, or a gap of `gap` messages
-/// lost upstream.
+/// Part of a data frame that could not be published at once (the local ring was full, or
+/// earlier frames still wait): a gap lost upstream, then messages, copied out of the frame in
+/// one piece for the stream's thread.
 struct ImportItem {
-    std::uint64_t gap{0};
-    std::uint64_t next{0}; ///< the sequence that follows this item
-    std::vector<std::byte> bytes;
+    std::uint64_t gap{0};        ///< messages lost upstream just before `first`; 0 = none
+    std::uint64_t first{0};      ///< the sequence of the first message
+    std::uint32_t count{0};      ///< messages (0: a gap alone)
+    std::vector<std::byte> body; ///< as in the frame: count u32 lengths, then the messages
+
+    /// The messages, as the frame they came in showed them.
+    [[nodiscard]] DataView view(std::uint32_t stream) const noexcept {
+        const std::span<const std::byte> all{body};
+        return DataView{stream, first, count, all.first(std::size_t{4} * count),
+                        all.subspan(std::size_t{4} * count)};
+    }
 };
 
 struct ImportStream {
     std::uint32_t id{0}; ///< the peer's stream id
     std::string wire_name;
     std::string local_name;
+    /// Used by one thread at a time: the link reader while `queue` is empty and `draining`
+    /// false (it publishes what arrives straight from the frame), else the stream's thread.
     std::optional<Publisher> publisher;
     std::uint64_t creation_id{0}; ///< of the peer's channel
+    std::uint64_t slot_size{0};   ///< the offer's: no message of the stream is longer
     bool positions{false};        ///< the offer said the stream carries channel positions
     std::uint64_t expected{0};    // the run() thread only: next sequence due; 0 = any
-    /// The first sequence not yet published locally (the stream's thread writes it).
+    /// The first sequence not yet published locally (written by whoever publishes).
     std::atomic<std::uint64_t> published_next{0};
-    bool gap_refused_logged{false}; // the stream's thread only
+    std::atomic<bool> gap_refused_logged{false};
 
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<ImportItem> queue; ///< in sequence order, each message after the gap before it
+    std::deque<ImportItem> queue; ///< in sequence order, for the stream's thread
+    bool draining{false};         ///< the stream's thread holds the publisher
+    bool credit_due{false};       ///< the stream's thread is to give `unreturned` back
     std::uint32_t outstanding{0}; ///< credits the exporter holds (granted, not yet used)
+    std::uint32_t unreturned{0};  ///< published locally, credit not yet returned
     bool closed{false};
 
     std::atomic<std::uint64_t> messages{0};
@@ -139,6 +163,10 @@ struct BridgeSession::Impl {
 
     std::atomic<std::uint64_t> rtt_ns{0};
     std::atomic<std::int64_t> last_sent{Clock::now().time_since_epoch().count()};
+    /// Credits an importing stream returns together: a quarter of the window.
+    const std::uint32_t return_at{std::max<std::uint32_t>(1, settings.window / 4)};
+    /// Some importing stream holds credits back (published(), return_idle_credits()).
+    std::atomic<bool> credits_pending{false};
 
     void log(const std::string& line) const {
         if (settings.log) {
@@ -193,6 +221,15 @@ struct BridgeSession::Impl {
 
     // ---- exporting ----
 
+    /// How a stream's endpoint waits: asleep on the channel's futex at once, never spinning,
+    /// so that a streaming bridge leaves the CPU to the local publishers and subscribers it
+    /// waits for (on two cores a spinning waiter takes the core its peer needs).
+    static EndpointOptions stream_endpoint() {
+        EndpointOptions options;
+        options.wait = WaitMode::blocking;
+        return options;
+    }
+
     /// The subscriber a `block` export kept over the last link's end, and what it sent that
     /// the peer has not confirmed; nothing if it has none.
     std::optional<KeptExport> take_kept(const std::string& local_name) {
@@ -214,8 +251,7 @@ struct BridgeSession::Impl {
     void offer(const std::string& local_name, const std::string& wire_name, std::uint32_t request,
                const ChannelRule& rule) {
         const LinkDownPolicy on_link_down = rule.on_link_down;
-        EndpointOptions options;
-        options.wait = WaitMode::adaptive;
+        const EndpointOptions options = stream_endpoint();
         std::optional<KeptExport> kept = take_kept(local_name);
         Result<Subscriber> sub = kept ? Result<Subscriber>{std::move(kept->subscriber)}
                                       : local.open_subscriber(local_name, options);
@@ -536,7 +572,7 @@ struct BridgeSession::Impl {
             return;
         }
         const std::string& local_name = match->mapped;
-        auto pub = local.open_publisher(local_name);
+        auto pub = local.open_publisher(local_name, stream_endpoint());
         if (!pub && pub.error().code == Errc::not_found) {
             ChannelSpec spec;
             spec.name = local_name;
@@ -550,7 +586,7 @@ struct BridgeSession::Impl {
                            "' does not exist here and cannot be created: " + c.error().message());
                 return;
             }
-            pub = local.open_publisher(local_name);
+            pub = local.open_publisher(local_name, stream_endpoint());
         }
         if (!pub) {
             refuse(pub.error().code,
@@ -583,6 +619,7 @@ struct BridgeSession::Impl {
         s->local_name = local_name;
         s->publisher.emplace(std::move(pub.value()));
         s->creation_id = o.creation_id;
+        s->slot_size = o.slot_size;
         s->positions = o.next_sequence == kChannelPositions;
         s->expected = o.next_sequence;
         if (s->positions) {
@@ -659,6 +696,159 @@ struct BridgeSession::Impl {
         }
     }
 
+    /// How a publishing step ended.
+    enum class Halt {
+        none,   ///< everything asked for is published
+        full,   ///< the local ring had no room (in the time allowed): the rest waits
+        broken, ///< the stream cannot go on (logged; the stream is closed)
+    };
+
+    /// Publishes a gap of `count` messages lost upstream, in order with the messages, so
+    /// that the local subscribers are told (Publisher::record_gap()); `next` is the sequence
+    /// after it. `wait`: up to kEndpointPoll for room, else only if there is room now. True
+    /// when done, which on a queue (no way to tell its consumers) means counted here only.
+    bool publish_gap(ImportStream& s, std::uint64_t count, std::uint64_t next, bool wait,
+                     Halt& halt) {
+        auto g = s.publisher->record_gap(count, wait ? kEndpointPoll : 0ns);
+        if (g) {
+            s.published_next.store(next);
+            return true;
+        }
+        if (g.error().code == Errc::timed_out || g.error().code == Errc::would_block) {
+            halt = Halt::full;
+            return false;
+        }
+        if (g.error().code == Errc::invalid_argument) {
+            if (!s.gap_refused_logged.exchange(true)) {
+                log("importing '" + s.wire_name + "': " + std::to_string(count) +
+                    " messages lost upstream are counted here only: " + g.error().message());
+            }
+            s.published_next.store(next);
+            return true;
+        }
+        log("importing '" + s.wire_name + "' stopped: " + g.error().message());
+        halt = Halt::broken;
+        return false;
+    }
+
+    /// Publishes the messages of `d` from index `from` on, in order, copying each straight
+    /// from the frame into its reserved slot, as many per reservation as the ring has
+    /// consecutive room for; `wait` as for publish_gap(). Returns how many it published, and
+    /// why it stopped short in `halt`. Every length was checked against the stream's slot
+    /// size when the frame arrived (on_data()), and the local slots are at least as large.
+    std::size_t publish_run(ImportStream& s, const DataView& d, std::size_t from, bool wait,
+                            Halt& halt) {
+        const std::byte* at = d.payload().data();
+        for (std::uint32_t i = 0; i < from; ++i) {
+            at += d.length(i);
+        }
+        std::size_t i = from;
+        while (i < d.count()) {
+            const std::size_t want = d.count() - i;
+            auto batch =
+                wait ? s.publisher->reserve(want, kEndpointPoll) : s.publisher->try_reserve(want);
+            if (!batch) {
+                if (batch.error().code == Errc::timed_out ||
+                    batch.error().code == Errc::would_block) {
+                    halt = Halt::full;
+                } else {
+                    log("importing '" + s.wire_name + "' stopped: " + batch.error().message());
+                    halt = Halt::broken;
+                }
+                break;
+            }
+            WriteBatch& w = batch.value();
+            const std::size_t n = w.size(); // commit() empties the batch
+            std::uint64_t bytes = 0;
+            for (std::size_t k = 0; k < n; ++k) {
+                const std::uint32_t length = d.length(static_cast<std::uint32_t>(i + k));
+                if (length != 0) {
+                    std::memcpy(w.data(k).data(), at, length);
+                }
+                w.set_length(k, length);
+                at += length;
+                bytes += length;
+            }
+            if (auto c = s.publisher->commit(w); !c) {
+                log("importing '" + s.wire_name + "' stopped: " + c.error().message());
+                halt = Halt::broken;
+                break;
+            }
+            i += n;
+            s.published_next.store(d.first_sequence() + i);
+            s.messages.fetch_add(n, std::memory_order_relaxed);
+            s.bytes.fetch_add(bytes, std::memory_order_relaxed);
+        }
+        return i - from;
+    }
+
+    /// Takes the credits of what `s` has published, to give back to the peer (under s.mu).
+    static std::uint32_t take_credits(ImportStream& s) {
+        const std::uint32_t give = std::exchange(s.unreturned, 0);
+        s.outstanding += give;
+        s.credit_due = false;
+        return give;
+    }
+
+    /// Counts `n` messages published on `s` and gives their credits back to the peer when
+    /// due: once a quarter of the window has gathered, or at once with `now` (the stream is
+    /// held up by a full ring, so that the peer's window is exactly what waits here). The
+    /// stream's thread sends them itself; the link reader (`reader`) leaves that to the
+    /// stream's thread, so that it never waits on the link's write side: two ends each
+    /// blocked writing to the other while neither reads would never move again. What stays
+    /// is given back after kCreditLinger of quiet (return_idle_credits()).
+    void published(ImportStream& s, std::size_t n, bool now, bool reader) {
+        std::uint32_t give = 0;
+        bool left = false;
+        {
+            std::lock_guard lock{s.mu};
+            s.unreturned += static_cast<std::uint32_t>(n);
+            if (s.unreturned > 0 && (now || s.unreturned >= return_at)) {
+                if (reader) {
+                    s.credit_due = true;
+                    s.cv.notify_one();
+                } else {
+                    give = take_credits(s);
+                }
+            }
+            left = s.unreturned > 0 && !s.credit_due;
+        }
+        if (left) {
+            credits_pending.store(true, std::memory_order_relaxed); // the run() thread reads it
+        }
+        if (give > 0) {
+            send(Credit{{{s.id, give}}});
+        }
+    }
+
+    /// Has every credit held back given back (the run() thread, once the link has been quiet
+    /// for kCreditLinger), by the streams' threads.
+    void return_idle_credits() {
+        credits_pending.store(false, std::memory_order_relaxed);
+        std::lock_guard lock{streams_mu};
+        for (auto& [id, s] : imports) {
+            std::lock_guard sl{s->mu};
+            if (s->unreturned > 0) {
+                s->credit_due = true;
+                s->cv.notify_one();
+            }
+        }
+    }
+
+    /// Ends an importing stream that cannot go on: nothing more is published or queued.
+    static void end_import(ImportStream& s) {
+        std::lock_guard lock{s.mu};
+        s.closed = true;
+        s.queue.clear();
+        s.cv.notify_all();
+    }
+
+    /// A data frame (the run() thread). It is checked whole first: the stream granted, the
+    /// sequence not going back, the credits, every length within the stream's slot size.
+    /// Then, if nothing of the stream waits, its messages are published at once from the
+    /// frame, with no copy but the one into the slots; what the local ring has no room for
+    /// (and everything while earlier messages wait) is copied out in one piece for the
+    /// stream's thread, which publishes it as room comes.
     void on_data(const DataView& d) {
         ImportStream* s = nullptr;
         {
@@ -680,147 +870,151 @@ struct BridgeSession::Impl {
                                 " to " + std::to_string(d.first_sequence())));
             return;
         }
+        for (std::uint32_t i = 0; i < d.count(); ++i) {
+            if (d.length(i) > s->slot_size) {
+                fail(make_error(Errc::protocol_error,
+                                "data: stream " + std::to_string(d.stream()) + " ('" +
+                                    s->wire_name + "'): message " +
+                                    std::to_string(d.first_sequence() + i) + " is " +
+                                    std::to_string(d.length(i)) +
+                                    " bytes, above the slot_size its offer announced (" +
+                                    std::to_string(s->slot_size) + ")"));
+                return;
+            }
+        }
         std::uint64_t gap = 0;
         if (s->expected != 0 && d.first_sequence() > s->expected) {
             gap = d.first_sequence() - s->expected;
             s->lost += gap;
         }
-        s->expected = d.first_sequence() + d.count();
-        std::uint32_t held = 0;
+        bool direct = false;
         {
             std::lock_guard lock{s->mu};
-            held = s->outstanding;
-            if (d.count() <= held) {
-                s->outstanding -= d.count();
-                if (gap != 0) {
-                    s->queue.push_back(ImportItem{gap, d.first_sequence(), {}});
-                }
-                d.for_each([&](std::uint64_t sequence, std::span<const std::byte> m) {
-                    s->queue.push_back(ImportItem{0, sequence + 1, {m.begin(), m.end()}});
-                });
-                s->cv.notify_one();
+            const std::uint32_t held = s->outstanding;
+            if (d.count() > held) {
+                fail(make_error(Errc::protocol_error, "data: stream " + std::to_string(d.stream()) +
+                                                          " sent " + std::to_string(d.count()) +
+                                                          " messages on " + std::to_string(held) +
+                                                          " credits"));
+                return;
+            }
+            s->outstanding -= d.count();
+            if (s->closed) {
+                return; // the stream has ended here; what still arrives for it is dropped
+            }
+            // The stream's thread touches the publisher only while something is queued.
+            direct = s->queue.empty() && !s->draining;
+        }
+        s->expected = d.first_sequence() + d.count();
+        std::size_t done = 0;
+        if (direct) {
+            Halt halt = Halt::none;
+            if (gap != 0 && publish_gap(*s, gap, d.first_sequence(), false, halt)) {
+                gap = 0;
+            }
+            if (gap == 0 && halt == Halt::none) {
+                done = publish_run(*s, d, 0, false, halt);
+            }
+            if (halt == Halt::broken) {
+                end_import(*s);
+                return;
+            }
+            published(*s, done, halt == Halt::full, true);
+            if (halt == Halt::none) {
                 return;
             }
         }
-        fail(make_error(Errc::protocol_error, "data: stream " + std::to_string(d.stream()) +
-                                                  " sent " + std::to_string(d.count()) +
-                                                  " messages on " + std::to_string(held) +
-                                                  " credits"));
-    }
-
-    /// Tells the local subscribers that `count` messages were lost upstream, in order with
-    /// the messages (the stream's thread). False if the stream must stop.
-    bool publish_gap(ImportStream& s, std::uint64_t count) {
-        while (!stopping.load()) {
-            auto g = s.publisher->record_gap(count, kEndpointPoll);
-            if (g) {
-                return true;
-            }
-            if (g.error().code == Errc::timed_out) {
-                continue; // the local subscribers are slow: wait, as for a message
-            }
-            if (g.error().code == Errc::invalid_argument) {
-                // A queue has no way to tell its consumers; the gap is in the statistics.
-                if (!s.gap_refused_logged) {
-                    s.gap_refused_logged = true;
-                    log("importing '" + s.wire_name + "': " + std::to_string(count) +
-                        " messages lost upstream are counted here only: " + g.error().message());
-                }
-                return true;
-            }
-            log("importing '" + s.wire_name + "' stopped: " + g.error().message());
-            return false;
+        ImportItem item;
+        item.gap = gap;
+        item.first = d.first_sequence() + done;
+        const auto lengths = d.raw_lengths().subspan(std::size_t{4} * done);
+        std::size_t skipped = 0;
+        for (std::uint32_t i = 0; i < done; ++i) {
+            skipped += d.length(i);
         }
-        return false;
+        const auto rest = d.payload().subspan(skipped);
+        item.count = d.count() - static_cast<std::uint32_t>(done);
+        item.body.reserve(lengths.size() + rest.size());
+        item.body.insert(item.body.end(), lengths.begin(), lengths.end());
+        item.body.insert(item.body.end(), rest.begin(), rest.end());
+        std::lock_guard lock{s->mu};
+        s->queue.push_back(std::move(item));
+        s->cv.notify_one();
     }
 
+    /// Publishes what on_data() queued (the stream's thread): it runs only while the local
+    /// ring is full or the queue has not yet caught up, and waits on the ring's room.
     void run_import(ImportStream& s) {
-        const std::uint32_t return_at = std::max<std::uint32_t>(1, settings.window / 4);
-        std::uint32_t unreturned = 0;
-        // Gives the peer back the credits of what has been published locally.
-        auto return_credits = [&] {
-            {
-                std::lock_guard lock{s.mu};
-                s.outstanding += unreturned;
-            }
-            send(Credit{{{s.id, unreturned}}});
-            unreturned = 0;
-        };
-        std::vector<ImportItem> taken;
-        while (!stopping.load()) {
+        std::deque<ImportItem> taken;
+        for (;;) {
+            std::uint32_t give = 0;
+            bool drain = false;
             {
                 std::unique_lock lock{s.mu};
-                const bool woke = s.cv.wait_for(lock, kEndpointPoll, [&] {
-                    return !s.queue.empty() || s.closed || stopping.load();
+                s.cv.wait_for(lock, kEndpointPoll, [&] {
+                    return !s.queue.empty() || s.credit_due || s.closed || stopping.load();
                 });
                 if (s.closed || stopping.load()) {
                     return;
                 }
-                if (!woke && unreturned == 0) {
-                    continue;
+                if (s.credit_due) {
+                    give = take_credits(s); // due before what is queued is published
                 }
-                taken.clear();
-                while (!s.queue.empty() && taken.size() < kMaxMessagesPerFrame) {
-                    taken.push_back(std::move(s.queue.front()));
-                    s.queue.pop_front();
+                if (!s.queue.empty()) {
+                    taken.swap(s.queue); // `taken` was empty: the queue is now
+                    s.draining = true;
+                    drain = true;
                 }
             }
-            std::size_t done = 0;     // items of `taken` dealt with
-            std::size_t messages = 0; // of which messages (gaps take no credits)
-            while (done < taken.size() && !stopping.load()) {
-                if (taken[done].gap != 0) {
-                    if (!publish_gap(s, taken[done].gap)) {
+            if (give > 0) {
+                send(Credit{{{s.id, give}}});
+            }
+            while (!taken.empty()) {
+                ImportItem& item = taken.front();
+                Halt halt = Halt::none;
+                while (item.gap != 0 && !publish_gap(s, item.gap, item.first, true, halt)) {
+                    if (halt == Halt::broken) {
+                        end_import(s);
                         return;
                     }
-                    s.published_next.store(taken[done].next);
-                    ++done;
-                    continue;
-                }
-                std::size_t run = 0; // messages up to the next gap
-                while (done + run < taken.size() && taken[done + run].gap == 0) {
-                    ++run;
-                }
-                auto batch = s.publisher->reserve(run, kEndpointPoll);
-                if (!batch) {
-                    if (batch.error().code == Errc::timed_out ||
-                        batch.error().code == Errc::would_block) {
-                        // The local subscribers are slow: wait, the withheld credits hold the
-                        // peer. What this frame's earlier part published is confirmed now, so
-                        // that the peer's window is exactly what waits here.
-                        unreturned += static_cast<std::uint32_t>(std::exchange(messages, 0));
-                        if (unreturned > 0) {
-                            return_credits();
-                        }
-                        continue;
+                    if (stopping.load()) {
+                        return;
                     }
-                    log("importing '" + s.wire_name + "' stopped: " + batch.error().message());
-                    return;
+                    halt = Halt::none; // the local subscribers are slow: wait, as for a message
                 }
-                WriteBatch& w = batch.value();
-                const std::size_t n = w.size(); // commit() empties the batch
-                for (std::size_t i = 0; i < n; ++i) {
-                    const auto& m = taken[done + i].bytes;
-                    std::memcpy(w.data(i).data(), m.data(), m.size());
-                    w.set_length(i, m.size());
-                    s.bytes += m.size();
+                item.gap = 0;
+                const DataView d = item.view(s.id);
+                std::size_t from = 0;
+                while (from < d.count()) {
+                    halt = Halt::none;
+                    const std::size_t n = publish_run(s, d, from, true, halt);
+                    from += n;
+                    if (halt == Halt::broken) {
+                        end_import(s);
+                        return;
+                    }
+                    // On a full ring the withheld credits hold the peer; what was published
+                    // is confirmed now, so that the peer's window is exactly what waits here.
+                    published(s, n, halt == Halt::full, false);
+                    if (halt == Halt::full && stopping.load()) {
+                        return;
+                    }
                 }
-                if (auto c = s.publisher->commit(w); !c) {
-                    log("importing '" + s.wire_name + "' stopped: " + c.error().message());
-                    return;
-                }
-                s.published_next.store(taken[done + n - 1].next);
-                done += n;
-                messages += n;
-                s.messages += n;
+                taken.pop_front();
             }
-            unreturned += static_cast<std::uint32_t>(messages);
-            bool queue_empty = false;
+            if (!drain) {
+                continue; // only credits were due
+            }
+            give = 0;
             {
                 std::lock_guard lock{s.mu};
-                queue_empty = s.queue.empty();
+                if (s.queue.empty()) {
+                    s.draining = false; // caught up: the link reader publishes again
+                    give = take_credits(s);
+                }
             }
-            if (unreturned >= return_at || (queue_empty && unreturned > 0)) {
-                return_credits();
+            if (give > 0) {
+                send(Credit{{{s.id, give}}});
             }
         }
     }
@@ -979,9 +1173,23 @@ struct BridgeSession::Impl {
             frame);
     }
 
+    /// Reads and handles frames until the link ends. After a read that brought a good deal,
+    /// the next read is tried at once (the peer is streaming: more is likely there); after a
+    /// small one, the loop waits in poll() first, so that a quiet link costs one poll and one
+    /// read per wake-up.
     void read_loop() {
         auto last_received = Clock::now();
         std::uint64_t ping_token = 0;
+        bool streaming = false;
+        auto note_read = [&](const Result<std::size_t>& r) {
+            if (!r) {
+                Error e = r.error();
+                fail(e, e.code == Errc::closed);
+                return false;
+            }
+            streaming = r.value() >= kStreamingRead;
+            return true;
+        };
         while (!stopping.load()) {
             auto frame = reader.next();
             if (!frame) {
@@ -992,6 +1200,15 @@ struct BridgeSession::Impl {
                 last_received = Clock::now();
                 handle(*frame.value());
                 continue;
+            }
+            if (streaming) {
+                auto r = link.read_available(reader);
+                if (!note_read(r)) {
+                    return;
+                }
+                if (r.value() > 0) {
+                    continue;
+                }
             }
             const auto now = Clock::now();
             const auto sent = Clock::time_point{Clock::duration{last_sent.load()}};
@@ -1007,7 +1224,11 @@ struct BridgeSession::Impl {
             const auto until = std::min(last_received + settings.dead_after_silence,
                                         Clock::time_point{Clock::duration{last_sent.load()}} +
                                             settings.ping_after_idle);
-            const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+            const bool lingering = credits_pending.load(std::memory_order_relaxed);
+            if (lingering) {
+                wait = std::min<std::chrono::milliseconds>(wait, kCreditLinger);
+            }
             pollfd fds[2] = {{link.readable_fd(), POLLIN, 0}, {wake.get(), POLLIN, 0}};
             const int n =
                 ::poll(fds, 2, static_cast<int>(std::max<std::int64_t>(1, wait.count() + 1)));
@@ -1015,11 +1236,12 @@ struct BridgeSession::Impl {
                 fail(make_error(Errc::system_error, "poll on the link failed", errno));
                 return;
             }
+            if (n == 0 && lingering) {
+                return_idle_credits();
+            }
             if (n > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-                auto r = link.read_into(reader, Clock::now() + settings.dead_after_silence);
-                if (!r) {
-                    Error e = r.take_error();
-                    fail(std::move(e), e.code == Errc::closed);
+                if (!note_read(
+                        link.read_into(reader, Clock::now() + settings.dead_after_silence))) {
                     return;
                 }
             }

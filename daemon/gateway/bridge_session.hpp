@@ -9,16 +9,21 @@
 //
 // Threads, all started and joined by run(), none of them the daemon's control loop:
 // - the caller of run() reads the link: it decodes frames, answers offers, wants and pings,
-//   hands data to the importing streams and credits to the exporting ones;
-// - one thread per exported stream receives from the local channel (waiting on its futex)
-//   and writes data frames, at most as many messages as the peer has granted credits for;
-// - one thread per imported stream publishes what arrived into the local channel and
-//   returns credits as it does.
+//   hands credits to the exporting streams, and publishes each data frame straight into its
+//   local channel (reserved slots, one copy, one commit and one wake-up per frame) whenever
+//   its stream has nothing queued and the ring has room;
+// - one thread per exported stream receives from the local channel (asleep on its futex,
+//   never spinning) and writes data frames, at most as many messages as the peer has granted
+//   credits for;
+// - one thread per imported stream publishes what the ring had no room for, waiting on the
+//   ring as its subscribers free it, and sends the stream's credits back to the peer, a
+//   quarter of the window at a time (so that the link reader never waits on the link's write
+//   side: two ends blocked writing to each other would never read again).
 // Writes to the link are whole frames under one mutex, so frames never interleave; a data
 // frame is at most the peer's max_data_body, so a control frame (a credit, a pong) waits for
-// at most one data frame. An importing stream holds at most the credits it granted, so
-// memory per stream is bounded by its window and one slow stream runs out of credits alone
-// while the others keep flowing.
+// at most one data frame. An importing stream holds at most the credits it granted (its
+// window, SessionSettings::window), so memory per stream is bounded by the window and one
+// slow stream runs out of credits alone while the others keep flowing.
 //
 // Loss: a broadcast stream carries the channel's own positions (sequence + 1), which survive
 // a link cut and a daemon restart; a queue stream numbers its messages itself (from 1). Either
@@ -110,7 +115,7 @@ struct SessionSettings {
     bool initiator{true}; ///< the connecting end offers its exports and asks for its imports
     std::vector<ChannelRule> exports;
     std::vector<ChannelRule> imports;
-    std::uint32_t window{256}; ///< credits an importing stream grants (messages in flight)
+    std::uint32_t window{kDefaultCreditWindow};          ///< credits an importing stream grants
     std::chrono::milliseconds ping_after_idle{1000};     ///< a ping when nothing was sent for this
     std::chrono::milliseconds dead_after_silence{10000}; ///< link dead if nothing arrives
     /// Kept from link to link by the runner; none = every link starts afresh.

@@ -201,6 +201,9 @@ public:
     [[nodiscard]] std::uint32_t count() const noexcept { return count_; }
     [[nodiscard]] std::uint32_t length(std::uint32_t i) const noexcept;
     [[nodiscard]] std::size_t payload_bytes() const noexcept { return payload_.size(); }
+    /// The `count` lengths as they came (little-endian u32s), and the messages, concatenated.
+    [[nodiscard]] std::span<const std::byte> raw_lengths() const noexcept { return lengths_; }
+    [[nodiscard]] std::span<const std::byte> payload() const noexcept { return payload_; }
 
     /// Walks the messages in order: `f(sequence, bytes)` for each.
     template <typename F>

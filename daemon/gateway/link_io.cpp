@@ -25,6 +25,33 @@ bool is_socket(int fd) noexcept {
     return ::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/// How much a read asks for at least: a large buffer, so that a streaming peer's frames come
+/// in few system calls.
+constexpr std::size_t kReadChunk = 256 * 1024;
+
+/// One read into `reader` from `fd`: `socket` with MSG_DONTWAIT (never waiting), else with
+/// read(). The bytes read; 0 when nothing was there (EAGAIN, EINTR: poll and try again);
+/// Errc::closed at end of stream or a reset, Errc::system_error otherwise.
+Result<std::size_t> read_once(int fd, bool socket, FrameReader& reader) {
+    auto room = reader.writable(kReadChunk);
+    const ssize_t n = socket ? ::recv(fd, room.data(), room.size(), MSG_DONTWAIT)
+                             : ::read(fd, room.data(), room.size());
+    if (n > 0) {
+        reader.commit(static_cast<std::size_t>(n));
+        return static_cast<std::size_t>(n);
+    }
+    if (n == 0) {
+        return make_error(Errc::closed, "the peer closed the link");
+    }
+    if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+        return std::size_t{0};
+    }
+    if (errno == ECONNRESET) {
+        return make_error(Errc::closed, "the peer reset the link", errno);
+    }
+    return make_error(Errc::system_error, "reading from the link failed", errno);
+}
+
 } // namespace
 
 Result<void> wait_ready(int fd, short events, Deadline deadline) {
@@ -47,8 +74,10 @@ Result<void> wait_ready(int fd, short events, Deadline deadline) {
     }
 }
 
-Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline) {
-    const bool socket = is_socket(fd);
+namespace {
+
+Result<void> write_all_to(int fd, bool socket, std::span<const std::byte> bytes,
+                          Deadline deadline) {
     while (!bytes.empty()) {
         const ssize_t n = socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
                                  : ::write(fd, bytes.data(), bytes.size());
@@ -73,8 +102,7 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadli
     return ok();
 }
 
-Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
-    const bool socket = is_socket(fd);
+Result<void> write_gather_to(int fd, bool socket, std::span<iovec> iov, Deadline deadline) {
     while (!iov.empty()) {
         if (iov.front().iov_len == 0) {
             iov = iov.subspan(1);
@@ -121,28 +149,25 @@ Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
     return ok();
 }
 
+} // namespace
+
+Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline) {
+    return write_all_to(fd, is_socket(fd), bytes, deadline);
+}
+
+Result<void> write_gather(int fd, std::span<iovec> iov, Deadline deadline) {
+    return write_gather_to(fd, is_socket(fd), iov, deadline);
+}
+
 Result<std::size_t> read_into(int fd, FrameReader& reader, Deadline deadline) {
-    constexpr std::size_t kChunk = 64 * 1024;
     for (;;) {
         if (auto w = wait_ready(fd, POLLIN, deadline); !w) {
             return w.error();
         }
-        auto room = reader.writable(kChunk);
-        const ssize_t n = ::read(fd, room.data(), room.size());
-        if (n > 0) {
-            reader.commit(static_cast<std::size_t>(n));
-            return static_cast<std::size_t>(n);
+        auto r = read_once(fd, false, reader);
+        if (!r || r.value() > 0) {
+            return r;
         }
-        if (n == 0) {
-            return make_error(Errc::closed, "the peer closed the link");
-        }
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
-            continue;
-        }
-        if (errno == ECONNRESET) {
-            return make_error(Errc::closed, "the peer reset the link", errno);
-        }
-        return make_error(Errc::system_error, "reading from the link failed", errno);
     }
 }
 
@@ -159,16 +184,41 @@ void drain_before_close(int fd, Deadline deadline) {
     }
 }
 
+FdStream::FdStream(int in_fd, int out_fd) noexcept
+    : in_{in_fd}, out_{out_fd}, in_socket_{is_socket(in_fd)}, out_socket_{out_fd == in_fd
+                                                                              ? in_socket_
+                                                                              : is_socket(out_fd)} {
+}
+
 Result<void> FdStream::write_all(std::span<const std::byte> bytes, Deadline deadline) {
-    return gateway::write_all(out_, bytes, deadline);
+    return write_all_to(out_, out_socket_, bytes, deadline);
 }
 
 Result<void> FdStream::write_gather(std::span<iovec> iov, Deadline deadline) {
-    return gateway::write_gather(out_, iov, deadline);
+    return write_gather_to(out_, out_socket_, iov, deadline);
 }
 
 Result<std::size_t> FdStream::read_into(FrameReader& reader, Deadline deadline) {
-    return gateway::read_into(in_, reader, deadline);
+    if (!in_socket_) {
+        // A pipe is polled first: a FIFO whose writer has not yet opened it reads as its end.
+        return gateway::read_into(in_, reader, deadline);
+    }
+    for (;;) {
+        auto r = read_once(in_, true, reader);
+        if (!r || r.value() > 0) {
+            return r;
+        }
+        if (auto w = wait_ready(in_, POLLIN, deadline); !w) {
+            return w.error();
+        }
+    }
+}
+
+Result<std::size_t> FdStream::read_available(FrameReader& reader) {
+    if (!in_socket_) {
+        return std::size_t{0};
+    }
+    return read_once(in_, true, reader);
 }
 
 } // namespace shmbus::gateway

@@ -68,6 +68,11 @@ public:
     [[nodiscard]] virtual Result<void> write_gather(std::span<iovec> iov, Deadline deadline) = 0;
     /// As read_into() above: what has arrived, at least one byte of frames.
     [[nodiscard]] virtual Result<std::size_t> read_into(FrameReader& reader, Deadline deadline) = 0;
+    /// What has arrived, without waiting: 0 when nothing has (or when the stream cannot tell
+    /// without waiting; then poll readable_fd() and call read_into()). Errors as read_into().
+    [[nodiscard]] virtual Result<std::size_t> read_available(FrameReader& /*reader*/) {
+        return std::size_t{0};
+    }
     /// The descriptor to poll for POLLIN before read_into(): once read_into() has returned,
     /// the stream holds nothing it could return without this descriptor becoming readable.
     [[nodiscard]] virtual int readable_fd() const noexcept = 0;
@@ -79,18 +84,25 @@ public:
 };
 
 /// A plain stream over one descriptor each way (the same one for a socket). Owns neither.
+/// Whether each descriptor is a socket is learnt once, at construction, so that a frame
+/// costs its write and nothing more. A socket is read before any poll() (MSG_DONTWAIT), with
+/// a large buffer; a pipe is polled first (a FIFO whose writer has not yet opened it reads as
+/// its end).
 class FdStream final : public LinkStream {
 public:
-    FdStream(int in_fd, int out_fd) noexcept : in_{in_fd}, out_{out_fd} {}
+    FdStream(int in_fd, int out_fd) noexcept;
     [[nodiscard]] Result<void> write_all(std::span<const std::byte> bytes,
                                          Deadline deadline) override;
     [[nodiscard]] Result<void> write_gather(std::span<iovec> iov, Deadline deadline) override;
     [[nodiscard]] Result<std::size_t> read_into(FrameReader& reader, Deadline deadline) override;
+    [[nodiscard]] Result<std::size_t> read_available(FrameReader& reader) override;
     [[nodiscard]] int readable_fd() const noexcept override { return in_; }
 
 private:
     int in_;
     int out_;
+    bool in_socket_;
+    bool out_socket_;
 };
 
 } // namespace shmbus::gateway

@@ -142,6 +142,7 @@ gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge) {
     c.secret = bridge.secret;
     c.tls = bridge.tls;
     c.require = bridge.require;
+    c.window = bridge.credit_window;
     c.exports = bridge.exports;
     c.imports = bridge.imports; // each export rule carries its own block_timeout
     return c;

@@ -128,6 +128,9 @@ std::string bridge_change(const ConfiguredBridge& from, const ConfiguredBridge& 
     if (from.require != to.require) {
         parts.push_back("require");
     }
+    if (from.credit_window != to.credit_window) {
+        parts.push_back("credit_window");
+    }
     if (from.exports != to.exports) {
         parts.push_back("export");
     }

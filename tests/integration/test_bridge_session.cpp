@@ -7,7 +7,9 @@
 // channel does not hold up another; stop() ends both ends, each saying why; and, with the
 // robot's end played frame by frame by the test, the credits for the part of a frame that was
 // published come back while the rest waits for a slow subscriber (else the peer's window
-// shrinks by that part until the subscriber catches up).
+// shrinks by that part until the subscriber catches up), credits come back a quarter of the
+// window at a time rather than one frame per data frame, and a message longer than the slot
+// size its stream's offer announced ends the link before anything of its frame is published.
 //
 // The tests build the sessions themselves from plain structs, as the daemon's bridges do.
 #include "daemon_process.hpp"
@@ -21,6 +23,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -527,41 +530,74 @@ std::vector<std::byte> stamped(std::uint64_t id) {
     return b;
 }
 
+/// The ground's end of a link whose robot end the test plays (`robot`), over a socketpair:
+/// the ground's session runs on its own thread, its `app` client reads robot1/telemetry
+/// (`sub`, from before anything arrives).
+struct ScriptedLink {
+    explicit ScriptedLink(DaemonProcess& ground)
+        : app{connect_to(ground, "ground-app")}, sub{subscribe(app)}, fds{make_pair()}, a{fds[0]},
+          b{fds[1]}, end{start_end(ground, b.get(), ground_settings(), 0x2002)}, robot{a.get()} {}
+
+    /// The robot offers robot1/telemetry as stream 1, its messages at most `slot_size`
+    /// bytes; the ground's grant.
+    Grant offer_telemetry(std::uint64_t slot_size) {
+        robot.send(Offer{.stream = 1,
+                         .request = 0,
+                         .wire_name = "robot1/telemetry",
+                         .kind = ChannelKind::broadcast,
+                         .overflow = Overflow::block,
+                         .slot_size = slot_size,
+                         .slot_count = 64,
+                         .creation_id = 7,
+                         .next_sequence = 0});
+        auto grant = robot.next<Grant>(generous_deadline());
+        REQUIRE(grant.has_value());
+        return *grant;
+    }
+
+    ScriptedLink(const ScriptedLink&) = delete;
+    ScriptedLink& operator=(const ScriptedLink&) = delete;
+    /// Ends the ground's session, if a failed check left it running, before waiting for it.
+    ~ScriptedLink() { ::shutdown(a.get(), SHUT_RDWR); }
+
+    static Subscriber subscribe(Client& c) {
+        auto s = c.open_subscriber("robot1/telemetry");
+        REQUIRE(s.has_value());
+        return std::move(s.value());
+    }
+
+    static std::array<int, 2> make_pair() {
+        std::array<int, 2> p{};
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.data()) == 0);
+        return p;
+    }
+
+    Client app;
+    Subscriber sub;
+    std::array<int, 2> fds;
+    UniqueFd a; ///< the robot's side
+    UniqueFd b; ///< the ground's side
+    std::unique_ptr<End> end;
+    ScriptedPeer robot;
+};
+
 } // namespace
 
 TEST_CASE("credits for the part of a frame that was published come back while the rest waits "
           "for a slow subscriber") {
     DaemonProcess ground{kGround};
     REQUIRE(ground.start());
-    Client ground_app = connect_to(ground, "ground-app");
-    auto sub = ground_app.open_subscriber("robot1/telemetry");
-    REQUIRE(sub.has_value());
-    auto local = ground_app.open_publisher("robot1/telemetry");
+    ScriptedLink link{ground};
+    auto& robot = link.robot;
+    Subscriber& sub = link.sub;
+    auto local = link.app.open_publisher("robot1/telemetry");
     REQUIRE(local.has_value());
     // The subscriber reads nothing yet: 54 local messages leave room for 10 of its 64.
     constexpr std::uint64_t kLocal = 54;
     for (std::uint64_t id = 0; id < kLocal; ++id) {
         REQUIRE(local.value().send(stamped(id), 1s).has_value());
     }
-
-    int fds[2];
-    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
-    UniqueFd a{fds[0]};
-    UniqueFd b{fds[1]};
-    auto end = start_end(ground, b.get(), ground_settings(), 0x2002);
-    ScriptedPeer robot{a.get()};
-    robot.send(Offer{.stream = 1,
-                     .request = 0,
-                     .wire_name = "robot1/telemetry",
-                     .kind = ChannelKind::broadcast,
-                     .overflow = Overflow::block,
-                     .slot_size = 256,
-                     .slot_count = 64,
-                     .creation_id = 7,
-                     .next_sequence = 0});
-    auto grant = robot.next<Grant>(generous_deadline());
-    REQUIRE(grant.has_value());
-    REQUIRE(grant->credits >= 24);
+    REQUIRE(link.offer_telemetry(256).credits >= 24);
 
     // One frame of 24: 10 fit, 14 wait for the subscriber.
     std::vector<std::vector<std::byte>> frame;
@@ -578,8 +614,8 @@ TEST_CASE("credits for the part of a frame that was published come back while th
     // The subscriber reads: the rest is published, in order, and its credits follow.
     std::vector<std::byte> buf(256);
     for (std::uint64_t id = 0; id < kLocal + 24; ++id) {
-        auto r = sub.value().receive_copy(buf, 60s);
-        INFO("message " << id << "; the ground's session logged: " << end->log.all());
+        auto r = sub.receive_copy(buf, 60s);
+        INFO("message " << id << "; the ground's session logged: " << link.end->log.all());
         REQUIRE(r.has_value());
         REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
     }
@@ -592,7 +628,64 @@ TEST_CASE("credits for the part of a frame that was published come back while th
         }
     }
     CHECK(returned == 14);
-    CHECK(sub.value().lost() == 0);
-    ::shutdown(a.get(), SHUT_RDWR);
-    REQUIRE(end->ended.wait_for(60s) == std::future_status::ready);
+    CHECK(sub.lost() == 0);
+    ::shutdown(link.a.get(), SHUT_RDWR);
+    REQUIRE(link.end->ended.wait_for(60s) == std::future_status::ready);
+}
+
+TEST_CASE("a data frame with a message longer than its stream's slot size ends the link, "
+          "naming the stream and both sizes, and publishes nothing of it") {
+    DaemonProcess ground{kGround};
+    REQUIRE(ground.start());
+    ScriptedLink link{ground};
+    Subscriber& sub = link.sub;
+    // The offer says 128 bytes at most; the ground's channel has slots of 256.
+    link.offer_telemetry(128);
+    link.robot.send_data(1, 1, {stamped(1), std::vector<std::byte>(129)});
+
+    REQUIRE(link.end->ended.wait_for(60s) == std::future_status::ready);
+    const Error why = link.end->ended.get();
+    CHECK(why.code == Errc::protocol_error);
+    CHECK_THAT(why.detail, Catch::Contains("stream 1 ('robot1/telemetry'): message 2 is 129 "
+                                           "bytes, above the slot_size its offer announced (128)"));
+    std::vector<std::byte> buf(256);
+    CHECK(sub.try_receive_copy(buf).error().code == Errc::would_block);
+}
+
+TEST_CASE("credits come back a quarter of the window at a time, and the rest once the link is "
+          "quiet, not one credit frame per data frame") {
+    DaemonProcess ground{kGround};
+    REQUIRE(ground.start());
+    ScriptedLink link{ground};
+    Subscriber& sub = link.sub;
+    // ground_settings(): a window of 64, so credits go back by 16.
+    REQUIRE(link.offer_telemetry(256).credits == ground_settings().window);
+
+    // 40 data frames of one message each (the ring holds 64: every one is published at once).
+    constexpr std::uint64_t kCount = 40;
+    for (std::uint64_t id = 0; id < kCount; ++id) {
+        link.robot.send_data(1, id + 1, {stamped(id)});
+    }
+    std::uint32_t returned = 0;
+    std::size_t frames = 0;
+    while (returned < kCount) {
+        auto c = link.robot.next<Credit>(generous_deadline());
+        REQUIRE(c.has_value());
+        ++frames;
+        for (const auto& g : c->grants) {
+            CHECK(g.stream == 1);
+            returned += g.messages;
+        }
+    }
+    CHECK(returned == kCount);
+    // Each frame but the last carries at least a quarter of the window (16): at most 3.
+    CHECK(frames <= 3);
+    std::vector<std::byte> buf(256);
+    for (std::uint64_t id = 0; id < kCount; ++id) {
+        auto r = sub.receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        REQUIRE(check_stamp(std::span{buf}.first(r.value().size)) == id);
+    }
+    ::shutdown(link.a.get(), SHUT_RDWR);
+    REQUIRE(link.end->ended.wait_for(60s) == std::future_status::ready);
 }

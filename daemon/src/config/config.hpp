@@ -203,6 +203,8 @@ struct ConfiguredBridge {
     std::optional<gateway::TlsCredentials> tls;
     /// `require:` as written; none: what is configured (gateway::default_peer_auth()).
     std::optional<gateway::PeerAuth> require;
+    /// Messages of each imported stream that may be on their way at once (its credits).
+    std::uint32_t credit_window{gateway::kDefaultCreditWindow};
     std::vector<gateway::ChannelRule> exports;
     std::vector<gateway::ChannelRule> imports;
     ConfigLocation where;        ///< of the bridge's `name:` value

@@ -36,6 +36,7 @@ inline constexpr Range kUidSegmentBytesRange{0, kTiB, true};
 inline constexpr Range kAdminReserveRange{0, 65535, false};
 inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::minutes{5}};
+inline constexpr Range kCreditWindowRange{1, gateway::kMaxCreditWindow, false};
 inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::hours{1}};
 /// A durable NATS import's `ack_wait`: how soon JetStream delivers a message again that a
@@ -76,8 +77,9 @@ inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply
 inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
                                                            "max_publishers", "max_subscribers"};
 inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
-inline constexpr std::array<std::string_view, 9> kBridgeKeys{
-    "name", "connect", "listen", "secret_file", "tls", "require", "nats", "export", "import"};
+inline constexpr std::array<std::string_view, 10> kBridgeKeys{
+    "name",    "connect",       "listen", "secret_file", "tls",
+    "require", "credit_window", "nats",   "export",      "import"};
 inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "ca",
                                                                 "peer_subject"};
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",

@@ -96,6 +96,13 @@ void DocumentReader::read_bridge(const YAML::Node& item, const Entry& section) {
             }
             bridge.tls_where.section = value_at(e);
             read_bridge_tls(e, bridge);
+        } else if (e.name == "credit_window") {
+            if (nats) {
+                error(at(e.key.Mark()), "'credit_window' applies to links between shmbus "
+                                        "daemons; a NATS bridge's flow is the servers'");
+                continue;
+            }
+            bridge.credit_window = read_u32(e, kCreditWindowRange).value_or(bridge.credit_window);
         } else if (e.name == "nats") {
             if (!nats) {
                 error(at(e.key.Mark()), "'nats' applies only to a bridge whose 'connect' "
