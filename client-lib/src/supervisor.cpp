@@ -50,15 +50,11 @@ private:
 struct ChannelSupervisor::Impl {
     AttachedChannel ch;
 
-    /// Whether reclaim() frees the entry before or after its repair.
-    enum class Free { after_repair, before_repair };
-
     /// What reclaim_publisher() and reclaim_subscriber() share: marks entry `index` of
     /// `role`'s table reclaiming, lets `repair(report)` undo what the dead endpoint held,
-    /// frees the entry (before the repair when `free` says so), and posts its `died` event.
+    /// then frees the entry and posts its `died` event.
     template <typename Repair>
-    Result<ReclaimReport> reclaim(Role role, std::uint32_t index, Free free,
-                                  Repair&& repair) noexcept {
+    Result<ReclaimReport> reclaim(Role role, std::uint32_t index, Repair&& repair) noexcept {
         const PagesDroppedOnReturn drop{ch};
         const bool publisher = role == Role::publisher;
         auto rec = begin_reclaim(publisher ? ch.publishers : ch.subscribers,
@@ -71,13 +67,8 @@ struct ChannelSupervisor::Impl {
         // is still ours: the next claimant writes its own.
         const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
         ReclaimReport report;
-        if (free == Free::before_repair) {
-            release_endpoint(**rec);
-        }
         repair(report);
-        if (free == Free::after_repair) {
-            release_endpoint(**rec);
-        }
+        release_endpoint(**rec);
         report.detached = true;
         detail::post_event(ch, EventKind::died, role, index, pid);
         return report;
@@ -308,7 +299,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
             break;
         }
     };
-    return impl_->reclaim(Role::publisher, index, Impl::Free::after_repair, repair);
+    return impl_->reclaim(Role::publisher, index, repair);
 }
 
 Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index) noexcept {
@@ -316,13 +307,18 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
     if (ch.info.kind == ChannelKind::rpc) {
         // A dead server: every call it took fails with Errc::closed at its caller (it may
         // have had effects: it is never served twice); calls not taken stay for the others.
-        // Its entry is freed first, so that a caller woken here sees no server if it was the
-        // last, and fails with not_found.
+        // Its calls fail before its entry is freed, and the callers are woken after: a caller
+        // that finds no server attached then finds its taken call failed (Errc::closed), never
+        // still taken by a server that is gone (which it would give up as timed out); a caller
+        // whose call nobody took and nobody can take now fails with not_found.
         const auto fail_its_calls = [&ch, index](ReclaimReport& report) {
             report.abandoned_slots = fail_taken_calls(ch, owner_tag(index));
-            wake_all_callers(ch);
         };
-        return impl_->reclaim(Role::subscriber, index, Impl::Free::before_repair, fail_its_calls);
+        auto report = impl_->reclaim(Role::subscriber, index, fail_its_calls);
+        if (report) {
+            wake_all_callers(ch);
+        }
+        return report;
     }
     // Readers of blackboard and counters channels hold nothing in shared memory; a pool's
     // hold references to blocks. Block-policy publishers may be asleep waiting for this
@@ -336,7 +332,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
                 reclaim_holder(ch, holder_slot(ch.geo, Role::subscriber, index));
         }
     };
-    return impl_->reclaim(Role::subscriber, index, Impl::Free::after_repair, repair);
+    return impl_->reclaim(Role::subscriber, index, repair);
 }
 
 Result<void> ChannelSupervisor::post_event(EventKind kind, Role role, std::uint32_t index,
