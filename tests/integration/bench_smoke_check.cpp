@@ -2,8 +2,9 @@
 // documentation promises is there with the right type, null exactly where a metric does
 // not apply to the row's test, at least one configuration ran, every test of the tiny
 // suite (the control plane's included) has its row, the gateway's rows (two daemons joined by
-// a bridge) are there, and the latency targets carry their raw-ring ratio. Timings are not
-// judged: a benchmark is never a timed test.
+// a bridge) are there, every target has its keys, the data path's targets are all listed,
+// and the latency targets carry the raw ring's figure. Timings are not judged: a benchmark
+// is never a timed test.
 //
 // Usage: bench_smoke_check REPORT.json. Prints every problem found; exit status 1 if any.
 
@@ -165,6 +166,63 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     }
 }
 
+// The data path's targets (docs/benchmarks.md, "Targets"): present in every report, measured
+// or not, each with the raw ring's figure where the raw ring runs the same test.
+constexpr std::array kDataPathTargets{"spsc-p50-vs-raw-ring",
+                                      "spsc-p99-vs-raw-ring",
+                                      "one-per-publish-vs-raw-ring",
+                                      "batched-vs-raw-ring",
+                                      "zero-copy-64k-vs-raw-ring",
+                                      "broadcast-1-vs-spsc",
+                                      "broadcast-64-vs-spsc",
+                                      "mpmc-1-vs-spsc",
+                                      "mpmc-64-vs-spsc",
+                                      "futex-vs-raw-futex"};
+
+void check_targets(Checker& c, const json& targets) {
+    c.require(targets.is_array(), "targets is missing");
+    if (!targets.is_array()) {
+        return;
+    }
+    bool raw_ring_given = false;
+    for (std::size_t i = 0; i < targets.size(); ++i) {
+        const json& t = targets[i];
+        const std::string at = "targets[" + std::to_string(i) + "]";
+        if (!t.is_object()) {
+            c.require(false, at + " is not an object");
+            continue;
+        }
+        for (const char* key : {"id", "name", "goal", "basis"}) {
+            c.require(t.value(key, json{}).is_string(), at + "." + key + " is not a string");
+        }
+        c.require(t.value("information", json{}).is_boolean(),
+                  at + ".information is not a boolean");
+        for (const char* key : {"ratio", "value", "floor_ratio", "raw_ring"}) {
+            c.require(t.contains(key) && (t[key].is_null() || t[key].is_number()),
+                      at + "." + key + " is neither null nor a number");
+        }
+        const json metric = t.value("raw_ring_metric", json{"missing"});
+        c.require(metric.is_null() ||
+                      one_of(metric, {"p50_ns", "p99_ns", "msgs_per_s", "bytes_per_s"}),
+                  at + ".raw_ring_metric is neither null nor a known metric");
+        c.require(t.contains("met") && (t["met"].is_null() || t["met"].is_boolean()),
+                  at + ".met is neither null nor a boolean");
+        c.require(!(t.value("information", false) && t.contains("met") && !t["met"].is_null()),
+                  at + " is information but has a met");
+        raw_ring_given = raw_ring_given || (t.contains("raw_ring") && t["raw_ring"].is_number());
+    }
+    for (const char* id : kDataPathTargets) {
+        bool found = false;
+        for (const json& t : targets) {
+            found = found || (t.is_object() && t.value("id", json{}) == id);
+        }
+        c.require(found, std::string{"no target "} + id);
+    }
+    // The tiny suite measures shmbus spin and raw-ring latency at 128 B, so the latency
+    // targets have the raw ring's figure.
+    c.require(raw_ring_given, "no target has the raw ring's figure");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -209,28 +267,7 @@ int main(int argc, char** argv) {
             bridged = bridged || results[i].value("transport", json{}) == "bridge";
         }
         c.require(bridged, "no row of transport bridge (two daemons joined by a bridge)");
-        const json targets = doc.value("targets", json{});
-        c.require(targets.is_array(), "targets is missing");
-        bool floor_given = false;
-        for (std::size_t i = 0; targets.is_array() && i < targets.size(); ++i) {
-            const json& t = targets[i];
-            const std::string at = "targets[" + std::to_string(i) + "]";
-            c.require(t.is_object() && t.value("name", json{}).is_string() &&
-                          t.value("goal", json{}).is_string() &&
-                          t.value("basis", json{}).is_string(),
-                      at + " lacks its name, goal or basis");
-            for (const char* key : {"ratio", "value", "floor_ratio"}) {
-                c.require(t.contains(key) && (t[key].is_null() || t[key].is_number()),
-                          at + "." + key + " is neither null nor a number");
-            }
-            c.require(t.contains("met") && (t["met"].is_null() || t["met"].is_boolean()),
-                      at + ".met is neither null nor a boolean");
-            floor_given =
-                floor_given || (t.contains("floor_ratio") && t["floor_ratio"].is_number());
-        }
-        // The tiny suite measures FIFO, shmbus spin and raw-ring latency at 128 B, so the
-        // latency targets have their raw-ring ratio.
-        c.require(floor_given, "no target has a raw-ring floor_ratio");
+        check_targets(c, doc.value("targets", json{}));
     } catch (const json::exception& e) {
         c.require(false, std::string{"invalid JSON: "} + e.what());
     }

@@ -254,12 +254,27 @@ std::vector<Table> all_tables(const std::vector<Summary>& summaries) {
             idle_table(summaries)};
 }
 
+/// The unit of a target's raw-ring figure, by the metric's JSON name.
+Unit raw_ring_unit(const std::string& metric) {
+    if (metric == "p50_ns" || metric == "p99_ns") {
+        return Unit::ns;
+    }
+    return metric == "bytes_per_s" ? Unit::bytes : Unit::rate;
+}
+
 Table targets_table(const std::vector<Target>& targets) {
-    Table t{"Targets", {"target", "goal", "measured", "status", "raw-ring", "from"}, {}};
+    Table t{"Targets", {"target", "goal", "measured", "status", "raw ring", "from"}, {}};
     for (const Target& g : targets) {
-        const std::string status = !g.met ? "not measured" : (*g.met ? "met" : "MISSED");
-        t.rows.push_back({g.name, g.goal, g.measured.empty() ? "-" : g.measured, status,
-                          g.floor_ratio ? format_ratio(*g.floor_ratio) : "-", g.basis});
+        std::string status = "not measured";
+        if (g.information) {
+            status = "information";
+        } else if (g.met) {
+            status = *g.met ? "met" : "MISSED";
+        }
+        t.rows.push_back(
+            {g.name, g.goal, g.measured.empty() ? "-" : g.measured, status,
+             g.raw_ring ? format_value(*g.raw_ring, raw_ring_unit(g.raw_ring_metric)) : "-",
+             g.basis});
     }
     return t;
 }
@@ -560,14 +575,22 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
     doc["results"] = std::move(results);
     nlohmann::ordered_json goals = nlohmann::ordered_json::array();
     for (const Target& t : targets) {
+        const auto number = [](const std::optional<double>& v) {
+            return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+        };
         goals.push_back({
+            {"id", t.id},
             {"name", t.name},
             {"goal", t.goal},
-            {"ratio", t.ratio ? nlohmann::ordered_json(*t.ratio) : nlohmann::ordered_json(nullptr)},
-            {"value", t.value ? nlohmann::ordered_json(*t.value) : nlohmann::ordered_json(nullptr)},
+            {"information", t.information},
+            {"ratio", number(t.ratio)},
+            {"value", number(t.value)},
             {"met", t.met ? nlohmann::ordered_json(*t.met) : nlohmann::ordered_json(nullptr)},
-            {"floor_ratio", t.floor_ratio ? nlohmann::ordered_json(*t.floor_ratio)
-                                          : nlohmann::ordered_json(nullptr)},
+            {"floor_ratio", number(t.floor_ratio)},
+            {"raw_ring", number(t.raw_ring)},
+            {"raw_ring_metric", t.raw_ring_metric.empty()
+                                    ? nlohmann::ordered_json(nullptr)
+                                    : nlohmann::ordered_json(t.raw_ring_metric)},
             {"basis", t.basis},
         });
     }

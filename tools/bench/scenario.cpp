@@ -288,9 +288,12 @@ std::vector<Scenario> quick_suite() {
     }
     v.push_back(shm_c(Wait::spin, 128, 1)); // beside shmbus queue-spsc spin, 1 per publish
     v.push_back(python_stream(128, 64));    // beside shmbus queue-spsc adaptive, batches of 64
-    for (std::uint32_t subs : {1U, 3U}) {
-        v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, subs));
+    // The other kinds against the SPSC queue (adaptive), 1 and 64 per publish, and fan-out.
+    for (std::uint32_t batch : {1U, 64U}) {
+        v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, batch));
+        v.push_back(shm(Kind::queue_mpmc, Wait::adaptive, Test::throughput, 128, batch));
     }
+    v.push_back(shm(Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 1, 3));
     v.push_back(shm(Kind::queue_spsc, Wait::spin, Test::bandwidth, 64 * kKiB));
     v.push_back(raw_ring(Test::bandwidth, 64 * kKiB));
     v.push_back(base(Transport::tcp, Test::bandwidth, 64 * kKiB)); // beside the bridge's
@@ -303,6 +306,7 @@ std::vector<Scenario> quick_suite() {
     v.push_back(payload_handoff(false, kHandoffSize));
     v.push_back(control_open(1, 1));
     v.push_back(daemon_footprint(Test::daemon_rss, kTargetChannels, kTargetClients));
+    v.push_back(daemon_footprint(Test::daemon_idle_cpu, kTargetChannels, kTargetClients));
     add_nats(v);
     return v;
 }
