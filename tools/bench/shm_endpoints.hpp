@@ -15,6 +15,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <span>
 #include <string>
 
@@ -33,6 +35,19 @@ inline shmbus::WaitMode wait_mode(Wait w) {
     default:
         return shmbus::WaitMode::adaptive;
     }
+}
+
+/// Replaces `slot` with what `make()` returns, constructed in place. The writer and reader
+/// keep their batch between calls (the patterns reserve, fill and commit in separate calls);
+/// moving a batch out of its Result into a member copies it through the stack, and GCC
+/// reloads that copy with loads that straddle the stores that made it, which cannot be
+/// forwarded: each then waits for every older store to reach the cache, the slot stores of
+/// the previous message included, as a fence would. An application that fills the batch
+/// where try_reserve() returned it pays nothing of the kind, nor should the benchmark.
+template <typename T, typename Make>
+T& remake(T& slot, Make&& make) {
+    std::destroy_at(&slot);
+    return *::new (static_cast<void*>(&slot)) T(make()); // make()'s result is built in `slot`
 }
 
 /// A Writer over a Publisher: zero-copy reserve, fill in place, commit.
@@ -56,10 +71,10 @@ public:
     std::size_t acquire(std::size_t n) {
         std::int64_t stuck_at = 0;
         for (std::uint64_t spins = 1;; ++spins) {
-            auto r = spin_ ? pub_.try_reserve(n) : pub_.reserve(n, kStuck);
+            auto& r = remake(batch_,
+                             [&] { return spin_ ? pub_.try_reserve(n) : pub_.reserve(n, kStuck); });
             if (r) {
-                batch_ = std::move(r).value();
-                return batch_.size();
+                return r->size();
             }
             if (r.code() != shmbus::Errc::would_block) {
                 error_ = r.error().message();
@@ -77,10 +92,10 @@ public:
             }
         }
     }
-    std::span<std::byte> slot(std::size_t i) { return batch_.data(i); }
-    void set_length(std::size_t i, std::uint64_t len) { batch_.set_length(i, len); }
+    std::span<std::byte> slot(std::size_t i) { return batch_->data(i); }
+    void set_length(std::size_t i, std::uint64_t len) { batch_->set_length(i, len); }
     bool publish() {
-        auto r = pub_.commit(batch_);
+        auto r = pub_.commit(*batch_);
         if (!r) {
             error_ = r.error().message();
             return false;
@@ -91,7 +106,7 @@ public:
 
 private:
     shmbus::Publisher pub_;
-    shmbus::WriteBatch batch_;
+    shmbus::Result<shmbus::WriteBatch> batch_{shmbus::make_error(shmbus::Errc::would_block)};
     bool spin_;
     std::string error_;
 };
@@ -119,10 +134,10 @@ public:
 
     /// Messages ready now (spin) or within the timeout (blocking forms); 0 when none.
     std::size_t take(std::size_t n) {
-        auto r = spin_ ? sub_.try_receive(n) : sub_.receive(n, timeout_);
+        auto& r =
+            remake(batch_, [&] { return spin_ ? sub_.try_receive(n) : sub_.receive(n, timeout_); });
         if (r) {
-            batch_ = std::move(r).value();
-            return batch_.size();
+            return r->size();
         }
         if (r.code() != shmbus::Errc::would_block && r.code() != shmbus::Errc::timed_out) {
             error_ = r.error().message();
@@ -130,9 +145,9 @@ public:
         return 0;
     }
     bool failed() const { return !error_.empty(); }
-    std::span<const std::byte> message(std::size_t i) const { return batch_.message(i).data; }
+    std::span<const std::byte> message(std::size_t i) const { return batch_->message(i).data; }
     Released release() {
-        auto r = sub_.release(batch_);
+        auto r = sub_.release(*batch_);
         if (r) {
             return Released::ok;
         }
@@ -146,7 +161,7 @@ public:
 
 private:
     shmbus::Subscriber sub_;
-    shmbus::ReadBatch batch_;
+    shmbus::Result<shmbus::ReadBatch> batch_{shmbus::make_error(shmbus::Errc::would_block)};
     bool spin_;
     std::chrono::nanoseconds timeout_;
     std::string error_;
