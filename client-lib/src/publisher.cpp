@@ -66,6 +66,7 @@ struct Publisher::Impl : EndpointCore {
             atom(ch.control->abandoned).fetch_add(port.pending_count, std::memory_order_relaxed);
             wake_sleepers(data_wait(ch.control));
         }
+        withdraw_sleeper(ch.control->space_sleepers, ch.publishers[index]);
         release_endpoint(ch.publishers[index]);
         if (on_detach) {
             on_detach();
@@ -297,13 +298,13 @@ struct Publisher::Impl : EndpointCore {
                 reclaimed |= !finish(b.first_ + i, 0);
             }
             if (reclaimed) {
-                wake_sleepers(data_wait(ch.control));
+                wake_sleepers(peer_wait(*this, Role::publisher));
                 return make_error(Errc::closed, "channel '" + ch.info.name +
                                                     "': this publisher was reclaimed as dead; "
                                                     "its reservation was abandoned");
             }
         }
-        wake_sleepers(data_wait(ch.control));
+        wake_sleepers(peer_wait(*this, Role::publisher));
         b.count_ = 0;
         return ok();
     }
@@ -319,7 +320,7 @@ struct Publisher::Impl : EndpointCore {
             }
             // relaxed: a statistic.
             atom(ch.control->abandoned).fetch_add(b.count_, std::memory_order_relaxed);
-            wake_sleepers(data_wait(ch.control));
+            wake_sleepers(peer_wait(*this, Role::publisher));
         }
         b.count_ = 0;
     }
@@ -362,7 +363,7 @@ struct Publisher::Impl : EndpointCore {
         w.local_events = waiting.local_pending(0);
         w.want_room = !room_hint();
         if (w.want_room) {
-            w.channel = space_wait(ch.control);
+            w.channel = own_wait(*this, Role::publisher);
         } else if (w.want_events) {
             w.channel = event_wait(ch.events);
         }
@@ -456,7 +457,7 @@ Result<WriteBatch> Publisher::reserve(std::size_t max_count,
         // checked here, not only while waiting.
         if (deadline.passed() ||
             !wait_until([this] { return impl_->refused() || impl_->room_hint(); },
-                        space_wait(impl_->ch.control), impl_->options.wait,
+                        own_wait(*impl_, Role::publisher), impl_->options.wait,
                         impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no free slot within the timeout "
@@ -470,7 +471,7 @@ Result<void> Publisher::commit_slow(WriteBatch& batch) noexcept {
 }
 
 void Publisher::wake_readers() noexcept {
-    wake_sleepers(data_wait(impl_->ch.control));
+    wake_sleepers(peer_wait(*impl_, Role::publisher));
 }
 
 void Publisher::abandon(WriteBatch& batch) noexcept {
@@ -532,7 +533,7 @@ Result<void> Publisher::record_gap(std::uint64_t count, std::chrono::nanoseconds
     impl_->port.word(b.first_, impl_->port.length_offset).store(count, std::memory_order_relaxed);
     b.count_ = 0;
     const bool ours = impl_->finish(b.first_, kOwnerGap);
-    wake_sleepers(data_wait(impl_->ch.control));
+    wake_sleepers(peer_wait(*impl_, Role::publisher));
     if (!ours) {
         return make_error(Errc::closed, "channel '" + impl_->ch.info.name +
                                             "': this publisher was reclaimed as dead; "

@@ -62,6 +62,7 @@ struct Subscriber::Impl : EndpointCore {
             // Messages we took and never released go back to the other consumers.
             redeliver_taken(ch, owner);
         }
+        withdraw_sleeper(ch.control->data_sleepers, ch.subscribers[index]);
         release_endpoint(ch.subscribers[index]);
         wake_sleepers(space_wait(ch.control)); // a block publisher may be waiting for us
         if (on_detach) {
@@ -87,7 +88,7 @@ struct Subscriber::Impl : EndpointCore {
     /// sleeps for room.
     void consume_spsc(std::size_t count) noexcept {
         port.consume(count);
-        wake_sleepers(space_wait(ch.control)); // [sleep]
+        wake_sleepers(peer_wait(*this, Role::subscriber)); // [sleep]
     }
 
     /// Broadcast: publishes our cursor in our entry and wakes writers that wait for room.
@@ -103,7 +104,7 @@ struct Subscriber::Impl : EndpointCore {
         // them (the seq_cst loads of slowest_cursor(), which acquire). wake_sleepers() below
         // orders it before the waiter check.
         atom(record().cursor).store(pos, std::memory_order_release);
-        wake_sleepers(space_wait(ch.control));
+        wake_sleepers(peer_wait(*this, Role::subscriber));
     }
 
     void count_lost(std::uint64_t n) noexcept {
@@ -242,7 +243,7 @@ struct Subscriber::Impl : EndpointCore {
                 if (tag == kOwnerAbandoned || len > ch.geo.slot_size) {
                     // Abandoned by a dead producer (already counted), or corrupt: skip it.
                     release_cell(p);
-                    wake_sleepers(space_wait(ch.control));
+                    wake_sleepers(peer_wait(*this, Role::subscriber));
                     if (tag != kOwnerAbandoned) {
                         if (got != 0) {
                             break;
@@ -448,7 +449,7 @@ struct Subscriber::Impl : EndpointCore {
             for (std::size_t i = 0; i < n; ++i) {
                 release_cell(b.first_ + i);
             }
-            wake_sleepers(space_wait(ch.control));
+            wake_sleepers(peer_wait(*this, Role::subscriber));
             return ok();
         case Algorithm::broadcast: {
             const std::size_t lapped = drop ? overwritten(b.first_, n) : 0;
@@ -512,7 +513,7 @@ struct Subscriber::Impl : EndpointCore {
     /// position, and events when asked for. A writer wakes the relay through data_waiters.
     Watch watch_now() const noexcept {
         Watch w;
-        w.channel = data_wait(ch.control);
+        w.channel = own_wait(*this, Role::subscriber);
         w.pos = port.pos;
         w.events = waiting.cursor.next;
         w.want_events = options.peer_events;
@@ -623,7 +624,7 @@ Result<ReadBatch> Subscriber::receive(std::size_t max_count,
         // a slot held by a dead writer): the deadline is checked here, not only while waiting.
         if (deadline.passed() ||
             !wait_until([this] { return impl_->refused() || impl_->data_hint(); },
-                        data_wait(impl_->ch.control), impl_->options.wait,
+                        own_wait(*impl_, Role::subscriber), impl_->options.wait,
                         impl_->options.spin_iterations, deadline)) {
             return make_error(Errc::timed_out, "channel '" + impl_->ch.info.name +
                                                    "': no message within the timeout");
@@ -636,7 +637,7 @@ Result<void> Subscriber::release_slow(ReadBatch& batch) noexcept {
 }
 
 void Subscriber::wake_writers() noexcept {
-    wake_sleepers(space_wait(impl_->ch.control));
+    wake_sleepers(peer_wait(*impl_, Role::subscriber));
 }
 
 namespace {

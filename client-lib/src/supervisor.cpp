@@ -51,7 +51,7 @@ struct ChannelSupervisor::Impl {
     AttachedChannel ch;
 
     /// What reclaim_publisher() and reclaim_subscriber() share: marks entry `index` of
-    /// `role`'s table reclaiming, lets `repair(report)` undo what the dead endpoint held,
+    /// `role`'s table reclaiming, lets `repair(report, entry)` undo what the dead endpoint held,
     /// then frees the entry and posts its `died` event.
     template <typename Repair>
     Result<ReclaimReport> reclaim(Role role, std::uint32_t index, Repair&& repair) noexcept {
@@ -67,7 +67,7 @@ struct ChannelSupervisor::Impl {
         // is still ours: the next claimant writes its own.
         const std::uint32_t pid = atom((*rec)->pid).load(std::memory_order_relaxed);
         ReclaimReport report;
-        repair(report);
+        repair(report, **rec);
         release_endpoint(**rec);
         report.detached = true;
         detail::post_event(ch, EventKind::died, role, index, pid);
@@ -279,7 +279,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
     // elements it was writing (now marked torn), counter cells it was naming (freed again),
     // rpc calls it made (withdrawn, or their replies dropped when they come), pool blocks
     // it held (given back).
-    const auto repair = [&ch, index](ReclaimReport& report) {
+    const auto repair = [&ch, index](ReclaimReport& report, EndpointRecord& rec) {
         switch (ch.info.kind) {
         case ChannelKind::pool:
             report.abandoned_slots =
@@ -296,6 +296,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_publisher(std::uint32_t index) 
             break;
         default:
             report.abandoned_slots = abandon_reserved(ch, owner_tag(index));
+            withdraw_sleeper(ch.control->space_sleepers, rec); // if it announced itself
             break;
         }
     };
@@ -311,7 +312,7 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
         // that finds no server attached then finds its taken call failed (Errc::closed), never
         // still taken by a server that is gone (which it would give up as timed out); a caller
         // whose call nobody took and nobody can take now fails with not_found.
-        const auto fail_its_calls = [&ch, index](ReclaimReport& report) {
+        const auto fail_its_calls = [&ch, index](ReclaimReport& report, EndpointRecord& /*rec*/) {
             report.abandoned_slots = fail_taken_calls(ch, owner_tag(index));
         };
         auto report = impl_->reclaim(Role::subscriber, index, fail_its_calls);
@@ -324,9 +325,10 @@ Result<ReclaimReport> ChannelSupervisor::reclaim_subscriber(std::uint32_t index)
     // hold references to blocks. Block-policy publishers may be asleep waiting for this
     // subscriber's cursor; the `died` event wakes them (post_event() wakes the space
     // sleepers too).
-    const auto repair = [&ch, index](ReclaimReport& report) {
+    const auto repair = [&ch, index](ReclaimReport& report, EndpointRecord& rec) {
         if (is_ring_kind(ch.info.kind)) {
             report.redelivered_slots = redeliver_taken(ch, owner_tag(index));
+            withdraw_sleeper(ch.control->data_sleepers, rec); // if it announced itself
         } else if (ch.info.kind == ChannelKind::pool) {
             report.abandoned_slots =
                 reclaim_holder(ch, holder_slot(ch.geo, Role::subscriber, index));

@@ -8,7 +8,7 @@
 namespace shmbus {
 
 /// Version of the shared-memory layout; a segment of another version is refused.
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;
 
 /// The library's version string, "major.minor.patch".
 [[nodiscard]] SHMBUS_EXPORT const char* library_version() noexcept;

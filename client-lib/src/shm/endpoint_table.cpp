@@ -197,7 +197,11 @@ Result<void> open_endpoint(EndpointCore& core, const ChannelFiles& files, Role r
     p.slot_size = core.ch.geo.slot_size;
     p.head = &core.ch.payload->head;
     p.consumer_pos = &core.ch.control->consumer_pos;
-    p.peer_waiters = publisher ? &core.ch.control->data_waiters : &core.ch.control->space_waiters;
+    ControlBlock& c = *core.ch.control;
+    p.peer_waiters = publisher ? &c.data_waiters : &c.space_waiters;
+    p.peer_sleepers = skip_word(publisher ? &c.data_sleepers : &c.space_sleepers);
+    core.sleep.bind(publisher ? &c.space_sleepers : &c.data_sleepers,
+                    publisher ? &core.ch.publishers[core.index] : &core.ch.subscribers[core.index]);
     spell_states(p);
     p.length_offset = kSlotLengthOffset;
     p.state_offset = kSlotStateOffset;

@@ -11,6 +11,7 @@
 #include "shm/atomics.hpp"
 #include "shm/futex.hpp"
 #include "shm/segment.hpp"
+#include "shm/sleep_announcement.hpp"
 
 #include <shmbus/detail/seqlock.hpp>
 
@@ -58,6 +59,9 @@ struct EndpointCore {
     pid_t attached_by{0}; // a copy inherited through fork() must not detach the original
     // The slot geometry and the batch bookkeeping the header's inline path shares with us.
     DataPort port;
+    // This endpoint's announcement that it may sleep (subscriber: on data_seq; publisher:
+    // on space_seq), made by its first sleep (sleep_announcement.hpp).
+    mutable SleepAnnouncement sleep; // internally synchronized; made from const paths too
     // Run after the entry is released: how the Client tells the daemon (endpoint_hooks.hpp).
     std::function<void()> on_detach;
     // How the Client reaches us from another thread (endpoint_hooks.hpp); empty for an
@@ -117,6 +121,12 @@ struct WaitChannel {
     std::uint32_t* waiters;
     std::uint64_t* waits;
     std::uint64_t* wakes;
+    /// Wakers: skip the handshake while this reads 0 (a ring channel's count of endpoints
+    /// that announced they may sleep, or skip_word()'s constant); null: never skip.
+    const std::uint32_t* sleepers{nullptr};
+    /// Sleepers: the endpoint's announcement, made before its first sleep; null for a
+    /// futex whose wakers never skip.
+    SleepAnnouncement* announcement{nullptr};
 };
 
 inline WaitChannel data_wait(ControlBlock* c) noexcept {
@@ -124,6 +134,25 @@ inline WaitChannel data_wait(ControlBlock* c) noexcept {
 }
 inline WaitChannel space_wait(ControlBlock* c) noexcept {
     return {&c->space_seq, &c->space_waiters, &c->space_waits, &c->space_wakes};
+}
+
+/// The futex a ring endpoint sleeps on (a subscriber's data_seq, a publisher's space_seq),
+/// with its announcement: for the endpoint's own wait_until() and its wait relay.
+inline WaitChannel own_wait(const EndpointCore& core, Role self) noexcept {
+    WaitChannel w =
+        self == Role::subscriber ? data_wait(core.ch.control) : space_wait(core.ch.control);
+    w.announcement = &core.sleep;
+    return w;
+}
+
+/// The futex of the other side of a ring endpoint (the readers' data_seq for a publisher,
+/// the writers' space_seq for a subscriber), which its wakes skip while nobody there may
+/// sleep: DataPort::peer_sleepers, set at attach.
+inline WaitChannel peer_wait(const EndpointCore& core, Role self) noexcept {
+    WaitChannel w =
+        self == Role::publisher ? data_wait(core.ch.control) : space_wait(core.ch.control);
+    w.sleepers = core.port.peer_sleepers;
+    return w;
 }
 
 /// Wakes the sleepers of `w`, if any. Call after the store that made the new state visible.
@@ -139,7 +168,20 @@ inline WaitChannel space_wait(ControlBlock* c) noexcept {
 /// count above zero and wakes it. Either way no wake-up is lost, without a fence and without
 /// seq_cst; the futex word `seq`, read before the increment, covers a wake-up that comes
 /// between the re-check and FUTEX_WAIT.
+///
+/// On a ring channel the waker first reads the count of endpoints that announced they may
+/// sleep (`w.sleepers`), and takes the handshake only when it is not 0; each sleeper
+/// announces itself before its first sleep in a way no waker can miss
+/// (sleep_announcement.hpp).
 inline void wake_sleepers(const WaitChannel& w) noexcept {
+    if (w.sleepers != nullptr) {
+        // Keeps the caller's store before the load below in our code (no fence: see
+        // sleep_announcement.hpp); relaxed: 0 means that nobody can be asleep.
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (atom_load(*w.sleepers, std::memory_order_relaxed) == 0) {
+            return;
+        }
+    }
     if (atom(*w.waiters).fetch_add(0, std::memory_order_acq_rel) != 0) {
         // release: pairs with the acquire load of `seq` in wait_until().
         atom(*w.seq).fetch_add(1, std::memory_order_release);
@@ -202,6 +244,9 @@ bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_
         }
     }
     for (;;) {
+        // A ring endpoint announces that it may sleep before its first look below; when that
+        // cannot be made certain, its sleeps right after are bounded (sleep_announcement.hpp).
+        const bool certain = w.announcement == nullptr || w.announcement->make();
         // acquire: pairs with wake_sleepers()'s bump; FUTEX_WAIT returns at once if it moved.
         const std::uint32_t seq = atom(*w.seq).load(std::memory_order_acquire);
         // Announce the sleep before the last check: the handshake at wake_sleepers().
@@ -217,7 +262,10 @@ bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_
             return false;
         }
         atom(*w.waits).fetch_add(1, std::memory_order_relaxed); // a statistic
-        futex_wait(w.seq, seq, remaining);
+        futex_wait(w.seq, seq,
+                   certain || (remaining.count() >= 0 && remaining < kFallbackSleep)
+                       ? remaining
+                       : std::chrono::nanoseconds{kFallbackSleep});
         // relaxed: leaving, as above.
         atom(*w.waiters).fetch_sub(1, std::memory_order_relaxed);
         if (ready()) {

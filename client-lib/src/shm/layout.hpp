@@ -80,12 +80,16 @@ static_assert(offsetof(RegionHeader, reply_slot_size) == 144);
 struct ControlBlock {
     // Written by consumers on every release: SPSC tail / MPMC dequeue position.
     alignas(kCacheLine) std::uint64_t consumer_pos;
-    // Readers sleep on data_seq; writers bump it and wake when data_waiters != 0.
+    // Readers sleep on data_seq; writers bump it and wake when data_waiters != 0. Writers
+    // look at data_waiters only while data_sleepers, the readers that announced they may
+    // sleep, is not 0 (shm/sleep_announcement.hpp).
     alignas(kCacheLine) std::uint32_t data_seq;
     std::uint32_t data_waiters;
-    // Writers (block policy) sleep on space_seq; readers wake them.
+    std::uint32_t data_sleepers;
+    // Writers (block policy) sleep on space_seq; readers wake them, as above.
     alignas(kCacheLine) std::uint32_t space_seq;
     std::uint32_t space_waiters;
+    std::uint32_t space_sleepers;
     // Slow-path counters: changed only on rare events, read by tools.
     alignas(kCacheLine) std::uint64_t abandoned;
     std::uint64_t redelivered;
@@ -103,6 +107,11 @@ static_assert(sizeof(ControlBlock) % kCacheLine == 0);
 static_assert(offsetof(ControlBlock, data_seq) - offsetof(ControlBlock, consumer_pos) >=
               kCacheLine);
 static_assert(offsetof(ControlBlock, space_seq) - offsetof(ControlBlock, data_seq) >= kCacheLine);
+// A waker reads the sleepers' count on the line of the waiter count it may then update.
+static_assert(offsetof(ControlBlock, data_sleepers) / kCacheLine ==
+              offsetof(ControlBlock, data_waiters) / kCacheLine);
+static_assert(offsetof(ControlBlock, space_sleepers) / kCacheLine ==
+              offsetof(ControlBlock, space_waiters) / kCacheLine);
 
 enum class EndpointState : std::uint32_t { free = 0, active = 1, reclaiming = 2 };
 
@@ -114,10 +123,12 @@ struct EndpointRecord {
     std::uint32_t generation; // bumped on every attach
     std::uint64_t cursor;     // broadcast subscriber: next position to read
     std::uint64_t lost;       // broadcast subscriber: messages lost in all
-    std::uint8_t reserved[kCacheLine - 32];
+    std::uint32_t sleeps;     // 1: counted in data_sleepers (subscriber) or space_sleepers
+    std::uint8_t reserved[kCacheLine - 36];
 };
 static_assert(std::is_standard_layout_v<EndpointRecord>);
 static_assert(sizeof(EndpointRecord) == kCacheLine);
+static_assert(offsetof(EndpointRecord, sleeps) == 32);
 
 /// One peer event (docs/memory-layout.md, "Peer events"). `stamp` is the seqlock of the
 /// record: 2n+1 while event n is being written into it, 2n+2 once it is complete.

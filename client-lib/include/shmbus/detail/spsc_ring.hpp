@@ -26,7 +26,9 @@
 //            attach. No reader polls it for data.
 //   [sleep]  peer_asleep()'s read-modify-write of the other side's waiter count, after the
 //            store above that made the new state visible: the handshake with a sleeper
-//            described at wake_sleepers() in src/shm/endpoint_table.hpp.
+//            described at wake_sleepers() in src/shm/endpoint_table.hpp. Taken only while
+//            the other side has endpoints that announced they may sleep (`peer_sleepers`);
+//            why the plain load of that count is enough is src/shm/sleep_announcement.hpp.
 //
 // Trust: every word read from the segment is untrusted. The inline path only compares what
 // it reads with the one value it expects and hands anything else to the library, which
@@ -81,6 +83,10 @@ struct DataPort {
     std::uint64_t cached_peer{0}; // SPSC publisher: the consumer position last read
     std::uint64_t high_water{0};  // publisher: the largest ring depth recorded (<= capacity)
     std::uint64_t empty_polls{0}; // SPSC reader: try_receive() calls that found nothing
+    // Set at attach, constant after (last, so that the fields above keep their offsets): how
+    // many endpoints of the other side may sleep, or a constant 1 in a process whose wakers
+    // must always take the handshake.
+    const std::uint32_t* peer_sleepers{nullptr};
 
     /// What the library stores in the length word of every slot before it hands the slot out
     /// again, so that a slot committed without set_length() is refused instead of published
@@ -232,6 +238,13 @@ struct DataPort {
     /// Whether the other side has sleepers to wake. Call after the store that made the new
     /// state visible: [sleep].
     [[nodiscard]] bool peer_asleep() const noexcept {
+        // The store before stays before the load below in the code we run, so that a
+        // membarrier in an announcing sleeper can order them ([sleep]); no fence here.
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        // relaxed: [sleep]; a count of 0 means that nobody on the other side can be asleep.
+        if (atom_load(*peer_sleepers, std::memory_order_relaxed) == 0) [[likely]] {
+            return false;
+        }
         // acq_rel read-modify-write: [sleep].
         return atom(*peer_waiters).fetch_add(0, std::memory_order_acq_rel) != 0;
     }
