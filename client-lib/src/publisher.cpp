@@ -14,6 +14,10 @@
 //    write it); a slot is claimable when it holds the previous lap's committed message and,
 //    under the block policy, when every subscriber's cursor has passed it. The state doubles
 //    as a seqlock: a subscriber that sees it change while reading knows the data was torn.
+//    The sole publisher of a block channel (max_publishers 1) claims nothing: nobody else
+//    writes the ring and no subscriber reads a slot it may write, so it runs the SPSC
+//    algorithm, inline, with the slowest subscriber's cursor as the consumer position
+//    (`sole_writer`).
 //
 // Every length and index read from the segment is untrusted: a bad one is an Errc::corrupted
 // naming it. What this file asserts (SHMBUS_ASSERT) is only its own bookkeeping.
@@ -33,6 +37,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <unistd.h>
 
@@ -50,6 +55,13 @@ struct Publisher::Impl : EndpointCore {
     // cached_peer, the consumer_pos last seen (spsc); high_water, the largest depth reported;
     // the outstanding batch.
     std::uint64_t cached_min{0}; // broadcast block: last slowest-subscriber cursor seen
+    // The sole publisher of a block broadcast channel: it runs the SPSC algorithm (see the
+    // top of this file). Set at attach.
+    bool sole_writer{false};
+
+    /// Whether this publisher runs the SPSC algorithm: a queue's one producer, or the sole
+    /// publisher of a block broadcast channel.
+    [[nodiscard]] bool owns_ring() const noexcept { return algo == Algorithm::spsc || sole_writer; }
     // Peer events and the wait handle. Declared last: its relay stops before the rest goes.
     EndpointWaiting waiting;
 
@@ -58,7 +70,7 @@ struct Publisher::Impl : EndpointCore {
         if (ch.control == nullptr || getpid() != attached_by) {
             return;
         }
-        if (port.pending && algo != Algorithm::spsc) {
+        if (port.pending && !owns_ring()) {
             for (std::size_t i = 0; i < port.pending_count; ++i) {
                 finish(port.pending_first + i, kOwnerAbandoned);
             }
@@ -85,6 +97,21 @@ struct Publisher::Impl : EndpointCore {
         return atom(claim_word(pos))
             .compare_exchange_strong(expected, make_state(pos, SlotPhase::committed, tag),
                                      std::memory_order_release, std::memory_order_relaxed);
+    }
+
+    /// Publishes the reserved slot at `pos` as a gap record (Publisher::record_gap()): its
+    /// state committed with the tag kOwnerGap. False if a supervisor reclaimed us meanwhile
+    /// (claimed algorithm); the sole writer has no claim to lose.
+    bool commit_gap(std::uint64_t pos) noexcept {
+        if (!sole_writer) {
+            return finish(pos, kOwnerGap);
+        }
+        // release: [slot] of spsc_ring.hpp, as publish() for the one slot.
+        port.word(pos, port.state_offset)
+            .store(make_state(pos, SlotPhase::committed, kOwnerGap), std::memory_order_release);
+        port.pos = pos + 1;
+        atom(*port.head).store(port.pos, std::memory_order_release); // [head]
+        return true;
     }
 
     /// Records a ring depth in the channel's high-water statistic if it is a new maximum.
@@ -134,13 +161,37 @@ struct Publisher::Impl : EndpointCore {
                               std::to_string(ch.geo.slot_size) + " bytes (raise slot_size)");
     }
 
+    /// The sole broadcast writer's consumer position: the slowest subscriber's cursor, or our
+    /// own position without one. A cursor more than a ring behind belongs to a subscriber
+    /// joining right now (it stores a stale head first, then the current one; see
+    /// Subscriber::attach()): no room until it has stored the second, which wakes us.
+    [[nodiscard]] std::optional<std::uint64_t> slowest_reader() const noexcept {
+        // The publisher half of the join handshake of Subscriber::attach(): our last store of
+        // head precedes the scan's loads in the single total order.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        const std::uint64_t t = slowest_cursor(port.pos);
+        if (!port.consumer_pos_plausible(t)) {
+            return std::nullopt;
+        }
+        return t;
+    }
+
     /// The SPSC reservation the inline path left to us: the cached consumer position says
     /// the ring is full (re-read it), or the reservation reaches a depth to record.
     Result<std::size_t> reserve_spsc(std::size_t max_count) noexcept {
         if (port.depth_by_cache() == cap) {
-            const std::uint64_t t = port.load_consumer_pos();
-            if (!port.consumer_pos_plausible(t)) {
-                return consumer_outside(t);
+            std::uint64_t t = 0;
+            if (sole_writer) {
+                const auto slowest = slowest_reader();
+                if (!slowest) {
+                    return make_error(Errc::would_block);
+                }
+                t = *slowest;
+            } else {
+                t = port.load_consumer_pos();
+                if (!port.consumer_pos_plausible(t)) {
+                    return consumer_outside(t);
+                }
             }
             // The slots between the old and the new consumer position are free for the next
             // lap: mark their lengths unset now, off the inline path (and away from the slot
@@ -253,13 +304,13 @@ struct Publisher::Impl : EndpointCore {
             return misuse(
                 "try_reserve: a reserved batch is outstanding; commit or abandon it first");
         }
-        auto got = algo == Algorithm::spsc ? reserve_spsc(max_count) : reserve_claimed(max_count);
+        auto got = owns_ring() ? reserve_spsc(max_count) : reserve_claimed(max_count);
         if (!got) {
             return got.take_error();
         }
         SHMBUS_ASSERT(*got >= 1 && *got <= max_count && *got <= cap,
                       "a reservation hands out between 1 and max_count slots of the ring");
-        if (algo != Algorithm::spsc) {
+        if (!owns_ring()) {
             // Claimed just now: mark the lengths unset (SPSC slots were marked when they were
             // freed; see reserve_spsc()).
             port.mark_lengths_unset(port.pending_first, port.pending_first + *got);
@@ -290,7 +341,7 @@ struct Publisher::Impl : EndpointCore {
             return len == DataPort::kLengthUnset ? unset_length(i, b) : too_large(len);
         }
         port.end_batch();
-        if (algo == Algorithm::spsc) {
+        if (owns_ring()) {
             port.publish(b.count_);
         } else {
             bool reclaimed = false;
@@ -314,7 +365,7 @@ struct Publisher::Impl : EndpointCore {
             return;
         }
         port.end_batch();
-        if (algo != Algorithm::spsc) {
+        if (!owns_ring()) {
             for (std::size_t i = 0; i < b.count_; ++i) {
                 finish(b.first_ + i, kOwnerAbandoned);
             }
@@ -344,6 +395,9 @@ struct Publisher::Impl : EndpointCore {
                    -static_cast<std::int64_t>(cap);
         }
         case Algorithm::broadcast: {
+            if (sole_writer) {
+                return pos - slowest_cursor(pos) < cap; // seq_cst loads, as the scan's
+            }
             // acquire: pairs with the claimers' release CAS of head.
             const std::uint64_t p = atom(ch.payload->head).load(std::memory_order_acquire);
             return drop || p - slowest_cursor(p) < cap;
@@ -403,24 +457,32 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
         return wrong_kind_for_ring(impl->ch.info);
     }
     impl->waiting.start(*impl);
-    if (impl->algo == Algorithm::spsc) {
-        // We are the only producer: resume from the published index, past any slots a
-        // predecessor committed but died before announcing in head (consumers may already
+    impl->sole_writer =
+        impl->algo == Algorithm::broadcast && !impl->drop && impl->ch.geo.max_publishers == 1;
+    if (impl->owns_ring()) {
+        // We are the only writer: resume from the published index, past any slots a
+        // predecessor committed but died before announcing in head (readers may already
         // have read them). Its uncommitted reservation is simply overwritten.
         DataPort& p = impl->port;
         // acquire: [head], the predecessor's last publish().
         p.pos = atom(*p.head).load(std::memory_order_acquire);
-        const std::uint64_t t = p.load_consumer_pos();
+        const std::uint64_t t = impl->sole_writer ? 0 : p.load_consumer_pos();
         for (std::uint64_t i = 0; i < impl->cap && p.is_committed(p.pos); ++i) {
             ++p.pos;
         }
-        if (!p.consumer_pos_plausible(t)) {
+        if (impl->sole_writer) {
+            // A subscriber joining now may hold us back: then the ring counts as full until
+            // the first reservation looks again.
+            p.cached_peer =
+                impl->slowest_reader().value_or(p.pos > impl->cap ? p.pos - impl->cap : 0);
+        } else if (!p.consumer_pos_plausible(t)) {
             return impl->corrupted("publish index " + std::to_string(p.pos) + " and consumer_pos " +
                                    std::to_string(t) + " are inconsistent");
+        } else {
+            p.cached_peer = t;
         }
-        p.cached_peer = t;
         // Every free slot's length unset (see reserve_spsc()).
-        p.mark_lengths_unset(p.pos, t + impl->cap);
+        p.mark_lengths_unset(p.pos, p.cached_peer + impl->cap);
         p.spsc = true;
     }
     return Publisher{std::move(impl)};
@@ -532,7 +594,7 @@ Result<void> Publisher::record_gap(std::uint64_t count, std::chrono::nanoseconds
     // relaxed: the length word is ours until finish() publishes it (release).
     impl_->port.word(b.first_, impl_->port.length_offset).store(count, std::memory_order_relaxed);
     b.count_ = 0;
-    const bool ours = impl_->finish(b.first_, kOwnerGap);
+    const bool ours = impl_->commit_gap(b.first_);
     wake_sleepers(peer_wait(*impl_, Role::publisher));
     if (!ours) {
         return make_error(Errc::closed, "channel '" + impl_->ch.info.name +

@@ -380,6 +380,9 @@ struct Subscriber::Impl : EndpointCore {
         Result<std::size_t> got = algo == Algorithm::spsc   ? take_spsc(max_count)
                                   : algo == Algorithm::mpmc ? take_mpmc(max_count)
                                                             : take_broadcast(max_count);
+        // A loss counted now (a gap record) goes out with the next batch, which the inline
+        // path must then leave to us.
+        port.defer_to_library = lost_pending != 0;
         if (!got) {
             return got.take_error();
         }
@@ -388,6 +391,7 @@ struct Subscriber::Impl : EndpointCore {
         }
         SHMBUS_ASSERT(*got <= max_count && *got <= cap,
                       "a receive hands out at most max_count messages of the ring");
+        port.defer_to_library = false; // the loss goes out with this batch
         port.begin_batch(port.pending_first, *got);
         return ReadBatch{port, port.pending_first, port.pending_count,
                          std::exchange(lost_pending, 0)};
@@ -558,7 +562,11 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
         // the seq_cst pair with the publishers' slowest_cursor() scan guarantees that either
         // they see us, or we start beyond anything they could overwrite unseen. This is the
         // one comment on that handshake; slowest_cursor()'s seq_cst loads point here. All
-        // four accesses are seq_cst, so they and the scan's loads are in one total order.
+        // four accesses are seq_cst, so they and the scan's loads are in one total order. The
+        // sole publisher of a block channel stores head (the published index, release) and
+        // puts a seq_cst fence before its scan (Publisher's slowest_reader()): if its scan
+        // misses our cursor, the fence precedes our second load of head, which then sees
+        // every head it stored before the scan, and it overwrites nothing at or beyond that.
         std::uint64_t& cursor = s.record().cursor;
         atom(cursor).store(atom(s.ch.payload->head).load(std::memory_order_seq_cst),
                            std::memory_order_seq_cst);
@@ -570,6 +578,12 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
             // read the cursor the entry's previous owner left (or 0) and gone to sleep for
             // lack of room: our real cursor just gave it room, so wake it.
             wake_sleepers(space_wait(s.ch.control));
+            // Under the block policy no publisher writes a slot we have not passed, so
+            // reading is the SPSC consumer's work: the inline path, with our cursor as the
+            // consumer position it releases to ([room] pairs with the publishers' scans).
+            // Loss (drop policy) needs the library's check at every release.
+            s.port.consumer_pos = &cursor;
+            s.port.spsc = true;
         }
     } else if (s.algo == Algorithm::spsc) {
         // acquire: the position our predecessor left (its consume(), a [room] release).

@@ -48,13 +48,14 @@ namespace shmbus::detail {
 
 /// The part of an endpoint that the inline data path works on. The library fills it at
 /// attach and keeps its own batch bookkeeping here, for every channel kind. The inline code
-/// takes only the common case of a single-producer single-consumer queue (`spsc`) with room
-/// or a message ready, and calls into the library for everything else: the other
-/// algorithms, a full or empty ring, a sleeper to wake, a value that fails its check, a new
-/// depth to record, and every error. What it knows of the segment (where the slots are, how
-/// a committed state is spelled) it reads from here: a library with another layout fills in
-/// other values, or leaves `spsc` false.
-/// Part of the ABI of libshmbus.so.0: the fields, their order and their meaning.
+/// takes only the common case of the single-producer single-consumer algorithm (`spsc`: an
+/// SPSC queue, or a block broadcast channel's sole publisher and its subscribers, whose
+/// rings follow the same rules) with room or a message ready, and calls into the library
+/// for everything else: the other algorithms, a full or empty ring, a sleeper to wake, a
+/// value that fails its check, a new depth to record, and every error. What it knows of the segment
+/// (where the slots are, how a committed state is spelled) it reads from here: a library with
+/// another layout fills in other values, or leaves `spsc` false. Part of the ABI of libshmbus.so.0:
+/// the fields, their order and their meaning.
 struct DataPort {
     // Set at attach, constant after.
     std::byte* slots{nullptr};
@@ -71,7 +72,10 @@ struct DataPort {
     std::uint32_t length_offset{0}; // offsets of the fields of a slot
     std::uint32_t state_offset{0};
     std::uint32_t data_offset{0};
-    // The inline path applies to this endpoint. Set at attach, before the endpoint is used;
+    // The inline path applies to this endpoint: an SPSC queue's producer or consumer, the
+    // sole publisher of a block broadcast channel (the slowest subscriber is its consumer),
+    // or a subscriber of one (its cursor is its consumer position). Set at attach, before
+    // the endpoint is used;
     // cleared at most once, possibly from another thread, when the library takes every
     // later call of this endpoint (a daemon refused it back): read it with inline_path().
     bool spsc{false};
@@ -87,6 +91,9 @@ struct DataPort {
     // many endpoints of the other side may sleep, or a constant 1 in a process whose wakers
     // must always take the handshake.
     const std::uint32_t* peer_sleepers{nullptr};
+    // Reader: the library holds something for the next receive (messages lost just before
+    // it, which the batch must report), so the inline path leaves that receive to it.
+    bool defer_to_library{false};
 
     /// What the library stores in the length word of every slot before it hands the slot out
     /// again, so that a slot committed without set_length() is refused instead of published
@@ -268,7 +275,9 @@ struct DataPort {
     // ---- the inline calls ----
     // Each takes the common case whole or changes nothing and says that the library must
     // take the call. The C++ endpoints (endpoint.hpp) and the C ABI's data path (in the
-    // library) both run these, so that the inline rules live here alone.
+    // library) both run these, so that the inline rules live here alone. "SPSC" is the
+    // algorithm: an SPSC queue's endpoints, a block broadcast channel's sole publisher and
+    // its subscribers (`spsc`).
 
     /// SPSC writer: reserves up to `max_count` slots from `pos` when the inline path applies
     /// and the cache proves room (room_within_high_water()), and begins the batch; returns how
@@ -298,9 +307,9 @@ struct DataPort {
     static constexpr std::size_t kEmpty = ~std::size_t{0};
     /// SPSC reader: takes up to `max_count` messages ready from `pos` and begins the batch;
     /// returns how many, kEmpty when none is ready and the ring is surely empty, or 0 for the
-    /// library.
+    /// library (also when it holds a loss that this receive must report: defer_to_library).
     [[nodiscard]] std::size_t receive_inline(std::size_t max_count) noexcept {
-        if (inline_path() && !pending && max_count != 0) [[likely]] {
+        if (inline_path() && !pending && !defer_to_library && max_count != 0) [[likely]] {
             const std::size_t n = ready(max_count);
             if (n != 0) [[likely]] {
                 begin_batch(pos, n);
