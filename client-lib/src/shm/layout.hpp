@@ -35,7 +35,6 @@
 #include <shmbus/version.hpp>
 
 #include <atomic>
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -303,21 +302,6 @@ struct Geometry {
         return round_up(block_size, block_size >= kPageSize ? kPageSize : kCacheLine);
     }
 };
-
-/// Where the claim state of position `pos` sits among the `slot_count` cells of an MPMC
-/// queue: the slot index i = pos mod slot_count with its bits rotated so that consecutive
-/// slots go to consecutive cache lines, eight cells to a line (cell (i mod L) * 8 + i / L,
-/// L = slot_count / 8 lines). A bijection of [0, slot_count); rings of fewer than 16 slots
-/// keep i.
-inline constexpr std::uint64_t kCellsPerLine = kCacheLine / sizeof(std::uint64_t);
-inline std::uint64_t cell_index(std::uint64_t pos, std::uint64_t slot_count) noexcept {
-    const std::uint64_t i = pos & (slot_count - 1);
-    if (slot_count < 2 * kCellsPerLine) {
-        return i;
-    }
-    const std::uint64_t lines = slot_count / kCellsPerLine; // a power of two
-    return (i & (lines - 1)) * kCellsPerLine + (i >> std::countr_zero(lines));
-}
 
 /// Whether a queue of this shape runs the single-producer single-consumer algorithm.
 inline bool is_spsc(ChannelKind kind, std::uint32_t max_publishers, std::uint32_t max_subscribers) {

@@ -494,7 +494,7 @@ Result<ChannelFiles> create_segments(const ChannelSpec& spec, std::uint64_t max_
     // (ftruncate): version 0, free.
     for (std::uint64_t i = 0; is_ring_kind(spec.kind) && i < geo->slot_count; ++i) {
         if (attached->cells != nullptr) {
-            attached->cell(i) = make_state(i, SlotPhase::free);
+            attached->cells[i] = make_state(i, SlotPhase::free);
         }
         attached->slot(i)->state = make_state(i, SlotPhase::free);
     }

@@ -85,11 +85,8 @@ struct AttachedChannel {
     [[nodiscard]] SlotHeader* element(std::uint64_t index) const noexcept {
         return reinterpret_cast<SlotHeader*>(slots + index * geo.stride);
     }
-    /// The claim state of position `pos`'s slot (MPMC queue). Consecutive positions sit on
-    /// different cache lines (cell_index()), so that producers and consumers working a few
-    /// positions apart do not take the same line from each other at every claim.
     [[nodiscard]] std::uint64_t& cell(std::uint64_t pos) const noexcept {
-        return cells[cell_index(pos, geo.slot_count)];
+        return cells[pos & (geo.slot_count - 1)];
     }
     void drop_pages() const noexcept {
         control_map.drop_pages();
