@@ -47,6 +47,9 @@ using namespace detail;
 
 namespace {
 constexpr int kMaxClaimAttempts = 1 << 16;
+// An MPMC publisher samples the ring depth for the high-water statistic once in this many
+// positions (reserve_claimed()).
+constexpr std::uint64_t kDepthSample = 64;
 } // namespace
 
 struct Publisher::Impl : EndpointCore {
@@ -213,6 +216,7 @@ struct Publisher::Impl : EndpointCore {
     Result<std::size_t> reserve_claimed(std::size_t max_count) noexcept {
         std::uint64_t& head_word = ch.payload->head;
         std::size_t got = 0;
+        bool full = false; // the slot after our claims still holds an unread message
         for (int attempt = 0; attempt < kMaxClaimAttempts && got < max_count; ++attempt) {
             // acquire: pairs with other claimers' release CAS of head, so we see their claims.
             const std::uint64_t p = atom(head_word).load(std::memory_order_acquire);
@@ -266,6 +270,7 @@ struct Publisher::Impl : EndpointCore {
                 // The previous lap's message is still unread (queue) or still being written.
                 // Re-read head (acquire, as at the top) to tell a full ring from a lost race.
                 if (atom(head_word).load(std::memory_order_acquire) == p) {
+                    full = true;
                     break;
                 }
                 continue;
@@ -279,13 +284,19 @@ struct Publisher::Impl : EndpointCore {
                                             " while the writers are at " + std::to_string(p));
             }
         }
+        if (algo != Algorithm::broadcast && full) {
+            note_depth(cap); // the high-water statistic is exact when the ring fills
+        }
         if (got == 0) {
             return make_error(Errc::would_block);
         }
-        if (algo != Algorithm::broadcast) {
+        // The depth for the statistic needs the consumers' position, the line they CAS at
+        // every take: reading it at every reservation took that line from them each time. So
+        // the depth is sampled when the claims cross a multiple of kDepthSample positions.
+        const std::uint64_t h = port.pending_first + got;
+        if (algo != Algorithm::broadcast && port.pending_first / kDepthSample != h / kDepthSample) {
             // relaxed: only for the high-water statistic; an implausible value is ignored.
             const std::uint64_t c = atom(ch.control->consumer_pos).load(std::memory_order_relaxed);
-            const std::uint64_t h = port.pending_first + got;
             if (h >= c && h - c <= cap) {
                 note_depth(h - c);
             }
@@ -508,9 +519,12 @@ Result<int> Publisher::wait_handle() noexcept {
 
 Result<WriteBatch> Publisher::reserve(std::size_t max_count,
                                       std::chrono::nanoseconds timeout) noexcept {
+    auto r = try_reserve(max_count);
+    if (r || r.code() != Errc::would_block) {
+        return r; // room at once: no clock read for the deadline
+    }
     const Deadline deadline = Deadline::after(timeout);
-    for (;;) {
-        auto r = try_reserve(max_count);
+    for (;; r = try_reserve(max_count)) {
         if (r || r.code() != Errc::would_block) {
             return r;
         }

@@ -628,9 +628,12 @@ Result<int> Subscriber::wait_handle() noexcept {
 
 Result<ReadBatch> Subscriber::receive(std::size_t max_count,
                                       std::chrono::nanoseconds timeout) noexcept {
+    auto r = try_receive(max_count);
+    if (r || r.code() != Errc::would_block) {
+        return r; // a message at once: no clock read for the deadline
+    }
     const Deadline deadline = Deadline::after(timeout);
-    for (;;) {
-        auto r = try_receive(max_count);
+    for (;; r = try_receive(max_count)) {
         if (r || r.code() != Errc::would_block) {
             return r;
         }
