@@ -50,6 +50,9 @@ constexpr int kMaxClaimAttempts = 1 << 16;
 // An MPMC publisher samples the ring depth for the high-water statistic once in this many
 // positions (reserve_claimed()).
 constexpr std::uint64_t kDepthSample = 64;
+// Slots an SPSC publisher marks unset and hands to the inline path at a time, at least; a
+// quarter of the ring when that is more (reserve_spsc()).
+constexpr std::uint64_t kMarkChunk = 16;
 } // namespace
 
 struct Publisher::Impl : EndpointCore {
@@ -58,6 +61,9 @@ struct Publisher::Impl : EndpointCore {
     // cached_peer, the consumer_pos last seen (spsc); high_water, the largest depth reported;
     // the outstanding batch.
     std::uint64_t cached_min{0}; // broadcast block: last slowest-subscriber cursor seen
+    // SPSC algorithm: the consumer position last read. Slots up to it + cap are free; those up
+    // to port.cached_peer + cap have their lengths marked unset and are the inline path's.
+    std::uint64_t seen_peer{0};
     // The sole publisher of a block broadcast channel: it runs the SPSC algorithm (see the
     // top of this file). Set at attach.
     bool sole_writer{false};
@@ -183,26 +189,35 @@ struct Publisher::Impl : EndpointCore {
     /// the ring is full (re-read it), or the reservation reaches a depth to record.
     Result<std::size_t> reserve_spsc(std::size_t max_count) noexcept {
         if (port.depth_by_cache() == cap) {
-            std::uint64_t t = 0;
-            if (sole_writer) {
-                const auto slowest = slowest_reader();
-                if (!slowest) {
-                    return make_error(Errc::would_block);
+            if (seen_peer == port.cached_peer) {
+                // Every slot we know to be free is handed out: look at the consumer again.
+                std::uint64_t t = 0;
+                if (sole_writer) {
+                    const auto slowest = slowest_reader();
+                    if (!slowest) {
+                        return make_error(Errc::would_block);
+                    }
+                    t = *slowest;
+                } else {
+                    t = port.load_consumer_pos();
+                    if (!port.consumer_pos_plausible(t)) {
+                        return consumer_outside(t);
+                    }
                 }
-                t = *slowest;
-            } else {
-                t = port.load_consumer_pos();
-                if (!port.consumer_pos_plausible(t)) {
-                    return consumer_outside(t);
-                }
+                seen_peer = t; // >= cached_peer: plausible, and pos == cached_peer + cap
             }
-            // The slots between the old and the new consumer position are free for the next
-            // lap: mark their lengths unset now, off the inline path (and away from the slot
-            // the consumer polls, which is never among them).
-            if (t > port.cached_peer) {
-                port.mark_lengths_unset(port.cached_peer + cap, t + cap);
-            }
-            port.cached_peer = t;
+            // The slots the consumer has freed are for the next lap: mark their lengths unset
+            // now, off the inline path (and away from the slot the consumer polls, which is
+            // never among them), and hand them to the inline path. A quarter of the ring at a
+            // time (at least kMarkChunk, and as many as the caller asks for): a whole ring's
+            // worth at once was a burst of stores to lines the consumer had read, more than
+            // the store buffer holds, and the writer stalled on it (one message in 64 took
+            // twice as long in ping-pong).
+            const std::uint64_t upto = std::min<std::uint64_t>(
+                seen_peer,
+                port.cached_peer + std::max({kMarkChunk, std::uint64_t{max_count}, cap / 4}));
+            port.mark_lengths_unset(port.cached_peer + cap, upto + cap);
+            port.cached_peer = upto;
             if (port.depth_by_cache() == cap) {
                 return make_error(Errc::would_block);
             }
@@ -494,6 +509,7 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
         }
         // Every free slot's length unset (see reserve_spsc()).
         p.mark_lengths_unset(p.pos, p.cached_peer + impl->cap);
+        impl->seen_peer = p.cached_peer;
         p.spsc = true;
     }
     return Publisher{std::move(impl)};
