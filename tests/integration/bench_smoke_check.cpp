@@ -197,7 +197,7 @@ void check_targets(Checker& c, const json& targets) {
         }
         c.require(t.value("information", json{}).is_boolean(),
                   at + ".information is not a boolean");
-        for (const char* key : {"ratio", "value", "floor_ratio", "raw_ring"}) {
+        for (const char* key : {"ratio", "median_ratio", "value", "floor_ratio", "raw_ring"}) {
             c.require(t.contains(key) && (t[key].is_null() || t[key].is_number()),
                       at + "." + key + " is neither null nor a number");
         }
@@ -207,6 +207,8 @@ void check_targets(Checker& c, const json& targets) {
                   at + ".raw_ring_metric is neither null nor a known metric");
         c.require(t.contains("met") && (t["met"].is_null() || t["met"].is_boolean()),
                   at + ".met is neither null nor a boolean");
+        c.require(t.value("matched_rounds", json{}).is_number_unsigned(),
+                  at + ".matched_rounds is not an unsigned integer");
         c.require(!(t.value("information", false) && t.contains("met") && !t["met"].is_null()),
                   at + " is information but has a met");
         raw_ring_given = raw_ring_given || (t.contains("raw_ring") && t["raw_ring"].is_number());

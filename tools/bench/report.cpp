@@ -584,6 +584,8 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
             {"goal", t.goal},
             {"information", t.information},
             {"ratio", number(t.ratio)},
+            {"median_ratio", number(t.median_ratio)},
+            {"matched_rounds", t.matched_rounds},
             {"value", number(t.value)},
             {"met", t.met ? nlohmann::ordered_json(*t.met) : nlohmann::ordered_json(nullptr)},
             {"floor_ratio", number(t.floor_ratio)},

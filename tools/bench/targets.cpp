@@ -4,6 +4,7 @@
 
 #include "format.hpp"
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <utility>
@@ -98,6 +99,28 @@ Unit unit_of(Metric m) {
     }
 }
 
+/// One run's figure of `m`, if the run succeeded and has it.
+std::optional<double> run_figure(const RunResult& r, Metric m) {
+    if (!r.ok()) {
+        return std::nullopt;
+    }
+    switch (m) {
+    case Metric::p50:
+        return r.p50_ns;
+    case Metric::p99:
+        return r.p99_ns;
+    case Metric::rate:
+        return r.msgs_per_s;
+    case Metric::bytes:
+        return r.bytes_per_s;
+    case Metric::min_sub_rate:
+        return r.min_sub_msgs_per_s;
+    case Metric::opens:
+        return r.opens_per_s;
+    }
+    return std::nullopt;
+}
+
 /// One side of a ratio: a summary, the figure taken from it (times `scale`: an rpc round trip
 /// is set against two one-way trips), and its name in the basis.
 struct Side {
@@ -120,22 +143,74 @@ std::optional<double> median_ratio(const Side& num, const Side& den) {
     return num.median() / den.median();
 }
 
-/// A target "num / den >= goal" (or "<= goal" when `at_most`).
+/// Whether two runs had the same placement: line RTTs within kSamePlacement of each other,
+/// or unknown for either (unpinned, one process).
+constexpr double kSamePlacement = 1.5;
+bool same_placement(const RunResult& a, const RunResult& b) {
+    if (!a.line_rtt_ns || !b.line_rtt_ns || *a.line_rtt_ns <= 0 || *b.line_rtt_ns <= 0) {
+        return true;
+    }
+    return std::max(*a.line_rtt_ns, *b.line_rtt_ns) <=
+           kSamePlacement * std::min(*a.line_rtt_ns, *b.line_rtt_ns);
+}
+
+/// The ratio num / den taken round by round (run i of each side ran in round i, minutes
+/// apart at most) over the rounds whose runs had the same placement, and its median: on a
+/// VM whose vCPUs the host moves between near and far cores, a ratio of medians can set a
+/// far run of one side against a near run of the other.
+struct Matched {
+    std::optional<double> ratio;
+    std::size_t rounds{0};
+};
+Matched placement_matched(const Side& num, const Side& den) {
+    Matched m;
+    if (num.summary == nullptr || den.summary == nullptr) {
+        return m;
+    }
+    const std::vector<RunResult>& a = num.summary->runs;
+    const std::vector<RunResult>& b = den.summary->runs;
+    std::vector<std::optional<double>> ratios;
+    for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+        const auto x = run_figure(a[i], num.metric);
+        const auto y = run_figure(b[i], den.metric);
+        if (x && y && *y > 0 && same_placement(a[i], b[i])) {
+            ratios.emplace_back(num.scale * *x / (den.scale * *y));
+        }
+    }
+    m.rounds = ratios.size();
+    if (const auto spread = spread_of(ratios)) {
+        m.ratio = spread->median;
+    }
+    return m;
+}
+
+/// A target "num / den >= goal" (or "<= goal" when `at_most`), judged on the
+/// placement-matched ratio, or on the ratio of medians when no round matched.
 Target ratio_target(std::string id, std::string name, double goal, bool at_most, const Side& num,
                     const Side& den) {
     Target t;
     t.id = std::move(id);
     t.name = std::move(name);
     t.goal = (at_most ? "<= " : ">= ") + format_ratio(goal);
-    t.ratio = median_ratio(num, den);
-    if (!t.ratio) {
+    t.median_ratio = median_ratio(num, den);
+    if (!t.median_ratio) {
         t.basis = "not measured in this run";
         return t;
     }
+    const Matched matched = placement_matched(num, den);
+    t.matched_rounds = matched.rounds;
+    t.ratio = matched.ratio ? matched.ratio : t.median_ratio;
     t.measured = format_ratio(*t.ratio);
     t.met = at_most ? *t.ratio <= goal : *t.ratio >= goal;
-    t.basis = num.label + " " + format_value(num.median(), unit_of(num.metric)) + " / " +
-              den.label + " " + format_value(den.median(), unit_of(den.metric));
+    t.basis =
+        num.label + " " + format_value(num.median(), unit_of(num.metric)) + " / " + den.label +
+        " " + format_value(den.median(), unit_of(den.metric)) + " = " +
+        format_ratio(*t.median_ratio) +
+        (matched.ratio
+             ? "; placement-matched in " + std::to_string(matched.rounds) + " of " +
+                   std::to_string(std::min(num.summary->runs.size(), den.summary->runs.size())) +
+                   " rounds"
+             : "; no round with one placement: ratio of medians");
     return t;
 }
 
@@ -160,7 +235,8 @@ void add_information(std::vector<Target>& out, std::string id, std::string name,
     t.goal = "information";
     t.information = true;
     t.met.reset();
-    t.floor_ratio = median_ratio(floor_num, floor_den);
+    const Matched floor = placement_matched(floor_num, floor_den);
+    t.floor_ratio = floor.ratio ? floor.ratio : median_ratio(floor_num, floor_den);
     if (t.floor_ratio) {
         t.basis += "; raw-ring " + format_ratio(*t.floor_ratio);
     }
