@@ -42,7 +42,7 @@ struct EndpointHooks; // internal (src/endpoint_hooks.hpp): the Client's detach 
 /// How an endpoint waits in its blocking calls (receive, and reserve/send on a full ring).
 enum class WaitMode : std::uint32_t {
     spin = 0,     ///< busy-poll: lowest latency, one core at 100 % while waiting
-    adaptive = 1, ///< spin briefly, then yield, then sleep on a futex in the segment
+    adaptive = 1, ///< spin briefly (yielding now and then), then yield, then sleep on a futex
     blocking = 2, ///< sleep on the futex at once: no CPU while idle
 };
 

@@ -214,6 +214,7 @@ struct Deadline {
 };
 
 inline constexpr std::uint32_t kDefaultSpins = 4096;
+inline constexpr std::uint32_t kSpinsPerYield = 256; // adaptive: a yield between such rounds
 inline constexpr int kYields = 8;
 
 /// Waits until `ready()` (a cheap, side-effect-free check; acquire loads suffice, see
@@ -228,11 +229,18 @@ bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_
             if (ready()) {
                 return true;
             }
-            if ((i & 255) == 0 && deadline.passed()) {
-                return false;
-            }
             if (mode == WaitMode::adaptive && i >= limit) {
                 break;
+            }
+            if ((i & (kSpinsPerYield - 1)) == 0) {
+                if (deadline.passed()) {
+                    return false;
+                }
+                if (mode == WaitMode::adaptive) {
+                    // With more processes than cores, the one we wait for may be queued behind
+                    // us on this core: let it run (a cheap system call when nothing waits).
+                    sched_yield();
+                }
             }
             cpu_relax();
         }
