@@ -253,7 +253,7 @@ bool wait_until(Ready&& ready, const WaitChannel& w, WaitMode mode, std::uint32_
     }
     for (;;) {
         // A ring endpoint announces that it may sleep before its first look below; when that
-        // cannot be made certain, its sleeps right after are bounded (sleep_announcement.hpp).
+        // cannot be made certain, its every sleep is bounded (sleep_announcement.hpp).
         const bool certain = w.announcement == nullptr || w.announcement->make();
         // acquire: pairs with wake_sleepers()'s bump; FUTEX_WAIT returns at once if it moved.
         const std::uint32_t seq = atom(*w.seq).load(std::memory_order_acquire);

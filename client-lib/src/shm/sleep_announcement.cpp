@@ -51,7 +51,7 @@ const std::uint32_t* skip_word(const std::uint32_t* count) noexcept {
 }
 
 bool SleepAnnouncement::make() noexcept {
-    // acquire: pairs with the release store below; certain_ and made_at_ are then set.
+    // acquire: pairs with the release store below; certain_ is then set.
     if (!made_.load(std::memory_order_acquire)) {
         const std::lock_guard lock{mutex_};
         if (!made_.load(std::memory_order_relaxed)) { // under the mutex: ours to set
@@ -63,17 +63,20 @@ bool SleepAnnouncement::make() noexcept {
             atom(record_->sleeps).store(1, std::memory_order_relaxed);
             certain_ = membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0 ||
                        membarrier(MEMBARRIER_CMD_GLOBAL) == 0;
-            made_at_ = std::chrono::steady_clock::now();
             made_.store(true, std::memory_order_release);
         }
     }
-    return certain_ || std::chrono::steady_clock::now() - made_at_ >= kFallbackSleep;
+    return certain_;
 }
 
 void withdraw_sleeper(std::uint32_t& count, EndpointRecord& record) noexcept {
-    // acq_rel exchange: exactly one caller sees the 1 of make() and decrements.
+    // acq_rel exchange: pairs with a concurrent caller's exchange (the endpoint's detach
+    // against a supervisor's reclaim); its atomicity makes exactly one of them see the 1 that
+    // make() stored, and decrement.
     if (atom(record.sleeps).exchange(0, std::memory_order_acq_rel) == 1) {
-        // release: the endpoint's sleeps are over before a waker may read 0 and skip.
+        // release, though no load pairs with it: wakers read the count relaxed, as a hint. The
+        // endpoint no longer sleeps (it is detaching, or dead), so a waker that reads 0 from
+        // here on may skip.
         atom(count).fetch_sub(1, std::memory_order_release);
     }
 }

@@ -27,11 +27,12 @@
 // again in a child of fork()). A process that cannot register (no membarrier: an old kernel,
 // a seccomp filter) never skips: its wakers read a constant 1 instead of the count
 // (skip_word()). An announcing endpoint whose expedited barrier fails falls back to
-// MEMBARRIER_CMD_GLOBAL (every thread of every process, milliseconds), and if that fails too,
-// bounds the sleeps it starts within kFallbackSleep of the announcement to kFallbackSleep:
-// the store a racing waker made is then visible (a store buffer drains in nanoseconds, and
-// at once when its thread is switched out), so a wake-up it might have missed is late by a
-// millisecond at most, never lost.
+// MEMBARRIER_CMD_GLOBAL (every thread of every process, milliseconds), and if that fails too
+// (a seccomp filter on the sleeper's process alone), bounds every sleep of the endpoint to
+// kFallbackSleep: nothing then orders a racing waker's store before the endpoint's re-check,
+// but the store becomes visible in finite time ([intro.progress]), and the endpoint looks
+// again at every kFallbackSleep, so a wake-up it might have missed is late by that much at
+// most, never lost.
 //
 // Once made, an announcement stays until the endpoint detaches (or is reclaimed as dead),
 // which withdraw() undoes; the endpoint's table entry says whether it announced
@@ -81,8 +82,8 @@ public:
     }
 
     /// Announces the endpoint, if it has not done so yet, and returns once no waker can miss
-    /// it. False when that could not be made certain (no membarrier) and the announcement is
-    /// younger than kFallbackSleep: the caller then bounds its sleep by kFallbackSleep.
+    /// it. False when that could not be made certain (no membarrier): the caller then bounds
+    /// every sleep by kFallbackSleep.
     [[nodiscard]] bool make() noexcept;
 
     /// Whether make() has announced this endpoint.
@@ -92,7 +93,6 @@ private:
     std::mutex mutex_;
     std::atomic<bool> made_{false}; // set (release) by make() under mutex_ once announced
     bool certain_{false};           // written under mutex_ before made_; read after it
-    std::chrono::steady_clock::time_point made_at_{}; // as certain_
     std::uint32_t* count_{nullptr};
     EndpointRecord* record_{nullptr};
 };
