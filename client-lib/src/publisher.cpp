@@ -175,9 +175,14 @@ struct Publisher::Impl : EndpointCore {
     /// joining right now (it stores a stale head first, then the current one; see
     /// Subscriber::attach()): no room until it has stored the second, which wakes us.
     [[nodiscard]] std::optional<std::uint64_t> slowest_reader() const noexcept {
-        // The publisher half of the join handshake of Subscriber::attach(): our last store of
-        // head precedes the scan's loads in the single total order.
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        // The publisher half of the join handshake of Subscriber::attach(). seq_cst
+        // read-modify-write of head, its value unchanged (we are its only writer): it and the
+        // scan's seq_cst loads are in the single total order with the joining subscriber's
+        // seq_cst store of its cursor and its load of head, and it reads (so carries) the last
+        // head we stored. If the scan misses that cursor, the subscriber's load of head comes
+        // after this RMW in the order and reads this head or a later one. (A seq_cst fence
+        // would do as well, but GCC's ThreadSanitizer does not support fences.)
+        atom(*port.head).fetch_add(0, std::memory_order_seq_cst);
         const std::uint64_t t = slowest_cursor(port.pos);
         if (!port.consumer_pos_plausible(t)) {
             return std::nullopt;

@@ -564,9 +564,10 @@ Result<Subscriber> Subscriber::attach(ChannelFiles files, const EndpointOptions&
         // one comment on that handshake; slowest_cursor()'s seq_cst loads point here. All
         // four accesses are seq_cst, so they and the scan's loads are in one total order. The
         // sole publisher of a block channel stores head (the published index, release) and
-        // puts a seq_cst fence before its scan (Publisher's slowest_reader()): if its scan
-        // misses our cursor, the fence precedes our second load of head, which then sees
-        // every head it stored before the scan, and it overwrites nothing at or beyond that.
+        // takes it with a seq_cst read-modify-write before its scan (Publisher's
+        // slowest_reader()): if its scan misses our cursor, that RMW precedes our second load
+        // of head in the total order, which then sees every head it stored before the scan,
+        // and it overwrites nothing at or beyond that.
         std::uint64_t& cursor = s.record().cursor;
         atom(cursor).store(atom(s.ch.payload->head).load(std::memory_order_seq_cst),
                            std::memory_order_seq_cst);
