@@ -3,6 +3,7 @@
 #include "client_connection.hpp"
 
 #include "protocol/seqpacket.hpp"
+#include "shm/sleep_announcement.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -80,6 +81,12 @@ void list(int fd) noexcept {
 
 Result<ControlFd> ControlFd::open_socket() {
     register_fork_handlers();
+    // The process's membarrier registration (sleep_announcement.hpp) is a slow system call
+    // the first time. Made here, before this client can claim an endpoint, so that no
+    // attach pays for it between claiming its entry and joining the ring: a broadcast
+    // subscriber that others already count would otherwise start late, past messages
+    // published meanwhile.
+    (void)detail::wakers_may_skip();
     const std::lock_guard lock{table_mutex};
     table().reserve(table().size() + 1);
     const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
