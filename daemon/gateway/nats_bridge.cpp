@@ -30,6 +30,11 @@ constexpr auto kLocalRetry = 500ms;  // between attempts to reach the local daem
 constexpr std::chrono::milliseconds kRedeliveryDelay = 1s;
 /// At most one line per this long for errors libnats reports in bursts.
 constexpr auto kAsyncLogEvery = 10s;
+/// An export's batch: at most this many messages, or this many bytes, between flushes.
+constexpr std::size_t kExportBatch = 1024;
+constexpr std::uint64_t kExportBatchBytes = 1 << 20;
+/// How long an export waits for the server to answer a batch's flush before going on.
+constexpr std::chrono::milliseconds kFlushTimeout = 1s;
 
 /// Every exported message's one header of ours: "NODE INCARNATION CHANNEL SEQUENCE" (none
 /// of them holds a space). One header rather than four: libnats allocates for each header
@@ -292,6 +297,17 @@ struct NatsBridgeRunner::Impl {
     bool open_endpoints();
     bool connect_nats();
     void export_loop(NatsExportStream& s);
+    /// What an export's thread reuses from message to message.
+    struct ExportScratch {
+        std::vector<std::byte> buf; ///< one slot's worth
+        std::string origin_prefix;  ///< "NODE INCARNATION CHANNEL "
+        std::string origin_text;    ///< the prefix and a message's sequence
+    };
+    /// Turns the message received into `x.buf` into a NATS message and publishes it into
+    /// libnats' buffer (not flushed), or counts it lost.
+    void export_one(NatsExportStream& s, ExportScratch& x, const Received& got);
+    /// Writes out what libnats buffered and waits for the server to have read it.
+    void flush_batch();
     /// Publishes one export's message `m` (taken) to NATS; whether libnats took it.
     bool publish(NatsExportStream& s, natsMsg*& m);
     /// Shows the local subscribers of `s` the loss counted and not yet shown
@@ -576,8 +592,11 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
         natsMsg_Destroy(m);
     };
 
-    const char* idle = header(m, kHeaderIdle);
-    const auto fields = parse_origin(idle != nullptr ? idle : header(m, kHeaderOrigin));
+    // Origin first: every message but a heartbeat has it, and libnats formats an error
+    // message for each header it does not find.
+    const char* origin_text = header(m, kHeaderOrigin);
+    const char* idle = origin_text == nullptr ? header(m, kHeaderIdle) : nullptr;
+    const auto fields = parse_origin(idle != nullptr ? idle : origin_text);
     if (fields && fields->node == impl->node) {
         if (idle == nullptr) {
             s->looped.fetch_add(1, std::memory_order_relaxed);
@@ -720,10 +739,9 @@ bool NatsBridgeRunner::Impl::connect_nats() {
     if (s == NATS_OK) {
         check(natsOptions_SetServers(opts, urls.data(), static_cast<int>(urls.size())), "servers");
         check(natsOptions_SetName(opts, ("shmbusd bridge " + config.name).c_str()), "name");
-        // Each publish is written at once: libnats' flusher would otherwise wait a
-        // millisecond for more, which is most of a bridged message's latency; the export
-        // thread's own pace already groups what arrives together.
-        check(natsOptions_SetSendAsap(opts, true), "send asap");
+        // Publishes go into libnats' buffer, and each export flushes its batch itself
+        // (flush_batch()): libnats' flusher thread, which would otherwise wait a
+        // millisecond for more, only writes out what a heartbeat leaves behind.
         check(natsOptions_SetMaxReconnect(opts, -1), "reconnect");
         check(natsOptions_SetReconnectWait(opts, config.reconnect_wait.count()), "reconnect");
         check(natsOptions_SetTimeout(opts, config.connect_timeout.count()), "timeout");
@@ -871,14 +889,12 @@ bool NatsBridgeRunner::Impl::publish(NatsExportStream& s, natsMsg*& m) {
 }
 
 void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
-    std::vector<std::byte> buf(static_cast<std::size_t>(s.subscriber->info().slot_size));
-    const std::string channel = s.rule.channel;
-    // "NODE INCARNATION CHANNEL ", then each message's sequence.
-    const std::string origin_prefix = origin_header_prefix(s);
-    std::string origin_text = origin_prefix;
-    std::string seq_text;
+    ExportScratch x;
+    x.buf.resize(static_cast<std::size_t>(s.subscriber->info().slot_size));
+    x.origin_prefix = origin_header_prefix(s);
+    x.origin_text = x.origin_prefix;
     while (!exports_stop.load(std::memory_order_relaxed)) {
-        auto r = s.subscriber->receive_copy(buf, kEndpointPoll);
+        auto r = s.subscriber->receive_copy(x.buf, kEndpointPoll);
         if (!r.has_value()) {
             if (r.code() == Errc::timed_out || r.code() == Errc::would_block) {
                 const auto now = std::chrono::steady_clock::now();
@@ -888,50 +904,84 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
                 }
                 continue;
             }
-            set_state(BridgeState::stopped, "export of '" + channel + "': " + r.error().message());
+            set_state(BridgeState::stopped,
+                      "export of '" + s.rule.channel + "': " + r.error().message());
             return;
         }
-        const Received got = r.value();
-        if (s.imported) {
-            if (s.imported->was_imported(got.sequence)) {
-                continue; // it came from NATS: it does not go back
+        // A batch: what the channel already holds, up to a bound, each publish only written
+        // into libnats' buffer (which writes itself out whenever it fills), then one flush.
+        // The flush waits for the server's answer, and what arrives meanwhile makes the next
+        // batch: at a low rate each message goes out alone and at once, at a high rate the
+        // writes and the server's work are shared by many.
+        std::size_t count = 1;
+        std::uint64_t bytes = r.value().size;
+        export_one(s, x, r.value());
+        while (count < kExportBatch && bytes < kExportBatchBytes) {
+            auto more = s.subscriber->try_receive_copy(x.buf);
+            if (!more.has_value()) {
+                break; // empty for now; an error comes back on the blocking receive
             }
-            // What this subscriber lost includes the gaps the import recorded (loss that
-            // happened elsewhere): passing them on would send each gap round between the
-            // daemons for ever. The channel's own counters show what was lost here.
-        } else if (got.lost_before > 0) {
-            s.lost.fetch_add(got.lost_before, std::memory_order_relaxed);
-            s.next_sequence += got.lost_before; // the importer sees the gap
+            ++count;
+            bytes += more.value().size;
+            export_one(s, x, more.value());
         }
-        // Every sequence number is taken, published or not: a message NATS refuses is
-        // counted here once, and its importers see the gap it leaves.
-        const std::uint64_t seq = s.next_sequence++;
-        seq_text = std::to_string(seq);
-        natsMsg* m = nullptr;
-        natsStatus st =
-            natsMsg_Create(&m, s.rule.subject.c_str(), nullptr,
-                           reinterpret_cast<const char*>(buf.data()), static_cast<int>(got.size));
-        if (st == NATS_OK) {
-            origin_text.resize(origin_prefix.size());
-            origin_text += seq_text;
-            st = natsMsgHeader_Set(m, kHeaderOrigin, origin_text.c_str());
-        }
-        if (st == NATS_OK && config.jetstream) {
-            const std::string id = node + "/" + incarnation_text + "/" + channel + "/" + seq_text;
-            st = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
-        }
-        // Counted before the publish: a JetStream acknowledgement error may arrive (and take
-        // them back) before the publish returns.
-        s.messages.fetch_add(1, std::memory_order_relaxed);
-        s.bytes.fetch_add(got.size, std::memory_order_relaxed);
-        if (st != NATS_OK || !publish(s, m)) {
-            natsMsg_Destroy(m);
-            s.messages.fetch_sub(1, std::memory_order_relaxed);
-            s.bytes.fetch_sub(got.size, std::memory_order_relaxed);
-            s.lost.fetch_add(1, std::memory_order_relaxed);
-        }
+        flush_batch();
         s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
     }
+}
+
+void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
+                                        const Received& got) {
+    if (s.imported) {
+        if (s.imported->was_imported(got.sequence)) {
+            return; // it came from NATS: it does not go back
+        }
+        // What this subscriber lost includes the gaps the import recorded (loss that
+        // happened elsewhere): passing them on would send each gap round between the
+        // daemons for ever. The channel's own counters show what was lost here.
+    } else if (got.lost_before > 0) {
+        s.lost.fetch_add(got.lost_before, std::memory_order_relaxed);
+        s.next_sequence += got.lost_before; // the importer sees the gap
+    }
+    // Every sequence number is taken, published or not: a message NATS refuses is
+    // counted here once, and its importers see the gap it leaves.
+    const std::uint64_t seq = s.next_sequence++;
+    const std::string seq_text = std::to_string(seq);
+    natsMsg* m = nullptr;
+    natsStatus st =
+        natsMsg_Create(&m, s.rule.subject.c_str(), nullptr,
+                       reinterpret_cast<const char*>(x.buf.data()), static_cast<int>(got.size));
+    if (st == NATS_OK) {
+        x.origin_text.resize(x.origin_prefix.size());
+        x.origin_text += seq_text;
+        st = natsMsgHeader_Set(m, kHeaderOrigin, x.origin_text.c_str());
+    }
+    if (st == NATS_OK && config.jetstream) {
+        const std::string id =
+            node + "/" + incarnation_text + "/" + s.rule.channel + "/" + seq_text;
+        st = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+    }
+    // Counted before the publish: a JetStream acknowledgement error may arrive (and take
+    // them back) before the publish returns.
+    s.messages.fetch_add(1, std::memory_order_relaxed);
+    s.bytes.fetch_add(got.size, std::memory_order_relaxed);
+    if (st != NATS_OK || !publish(s, m)) {
+        natsMsg_Destroy(m);
+        s.messages.fetch_sub(1, std::memory_order_relaxed);
+        s.bytes.fetch_sub(got.size, std::memory_order_relaxed);
+        s.lost.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void NatsBridgeRunner::Impl::flush_batch() {
+    // While libnats reconnects, publishes go to its reconnect buffer and a flush would only
+    // wait for the reconnection: the batch goes out when it is back.
+    if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) {
+        return;
+    }
+    // A flush that times out loses nothing (what is buffered goes out with the next one, or
+    // with libnats' own flusher); it only bounds how long the export waits for the server.
+    natsConnection_FlushTimeout(nc, kFlushTimeout.count());
 }
 
 void NatsBridgeRunner::Impl::heartbeat(NatsExportStream& s) {
