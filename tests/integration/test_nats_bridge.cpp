@@ -875,3 +875,115 @@ TEST_CASE("an export whose channel's slots could outgrow a NATS message is refus
         runner.stop();
     }
 }
+
+TEST_CASE("a durable JetStream import on a three-server cluster loses and repeats nothing when "
+          "the server it is connected to is killed mid-stream",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsCluster cluster{*program, /*jetstream=*/true};
+    INFO(cluster.problem());
+    REQUIRE(cluster.problem().empty());
+    // Kept on all three servers: two of them still make a quorum when one is lost.
+    add_jobs_stream(cluster.at(1).url(), 3);
+
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+
+    // The importing bridge is given server 0 alone, the one to be killed, and learns the
+    // other two from the cluster.
+    Lines lines;
+    auto config = bridge("fleet", cluster.at(0));
+    config.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    config.ack_wait = 1000ms;
+    NatsBridgeRunner runner{config, options_for(ground), "ground", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+
+    // The far side publishes to server 1 (server 2 its spare) as an exporting daemon would
+    // (origin and sequence headers), and retries each message until the stream acknowledged
+    // it (Nats-Msg-Id de-duplicates a retry whose first try was stored after all).
+    const std::uint64_t count = 5000;
+    std::atomic<bool> failed{false};
+    std::thread publisher{[&] {
+        natsOptions* opts = nullptr;
+        natsOptions_Create(&opts);
+        const std::string first = cluster.at(1).url();
+        const std::string spare = cluster.at(2).url();
+        const char* urls[] = {first.c_str(), spare.c_str()};
+        natsOptions_SetServers(opts, urls, 2);
+        natsOptions_SetNoRandomize(opts, true);
+        natsOptions_SetMaxReconnect(opts, -1);
+        natsOptions_SetReconnectWait(opts, 50);
+        natsConnection* nc = nullptr;
+        if (natsConnection_Connect(&nc, opts) != NATS_OK) {
+            failed = true;
+            natsOptions_Destroy(opts);
+            return;
+        }
+        jsCtx* js = nullptr;
+        natsConnection_JetStream(&js, nc, nullptr);
+        std::vector<std::byte> out(kSlot);
+        const auto deadline = generous_deadline();
+        for (std::uint64_t id = 0; id < count && !failed; ++id) {
+            stamp(out, id);
+            const std::string seq = std::to_string(id + 1);
+            const std::string msg_id = "far/1/jobs/" + seq;
+            const std::string origin = "far 1 jobs " + seq;
+            for (;;) {
+                natsMsg* m = nullptr;
+                natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
+                               reinterpret_cast<const char*>(out.data()),
+                               static_cast<int>(out.size()));
+                natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
+                natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
+                jsPubAck* ack = nullptr;
+                jsErrCode code{};
+                const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
+                jsPubAck_Destroy(ack);
+                natsMsg_Destroy(m);
+                if (st == NATS_OK) {
+                    break;
+                }
+                if (std::chrono::steady_clock::now() > deadline) {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        natsOptions_Destroy(opts);
+    }};
+
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t next = 0;
+    bool in_order = true;
+    while (next < count) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        if (!r.has_value()) {
+            break;
+        }
+        in_order = in_order && check_stamp(std::span{buf}.first(r.value().size)) == next;
+        ++next;
+        if (next == count / 4) {
+            cluster.at(0).stop(); // for good: the bridge fails over to server 1 or 2
+        }
+    }
+    publisher.join();
+    INFO(lines.text());
+    CHECK_FALSE(failed);
+    CHECK(next == count);
+    CHECK(in_order);
+    // Nothing repeated: what JetStream delivered again after the failover was dropped by its
+    // sequence, and nothing more arrives.
+    CHECK(sub.value().try_receive_copy(buf).code() == Errc::would_block);
+    CHECK(stream(runner, false).lost == 0);
+    CHECK(stream(runner, false).messages == count);
+    CHECK(runner.status().bridge.reconnects >= 1);
+    CHECK(runner.status().bridge.peer != cluster.at(0).url());
+    runner.stop();
+}
