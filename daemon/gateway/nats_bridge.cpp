@@ -295,6 +295,9 @@ struct NatsBridgeRunner::Impl {
     void run();
     bool connect_local();
     bool open_endpoints();
+    /// Opens an export for each channel of the daemon that `rule`'s glob matches and no
+    /// earlier entry exported; logs each, and each it cannot open or map to a subject.
+    void open_glob_export(const NatsExport& rule);
     bool connect_nats();
     void export_loop(NatsExportStream& s);
     /// What an export's thread reuses from message to message.
@@ -687,6 +690,10 @@ bool NatsBridgeRunner::Impl::connect_local() {
 
 bool NatsBridgeRunner::Impl::open_endpoints() {
     for (const auto& e : config.exports) {
+        if (is_glob(e.channel)) {
+            open_glob_export(e);
+            continue;
+        }
         auto sub = local->open_subscriber(e.channel);
         if (!sub.has_value()) {
             set_state(BridgeState::stopped,
@@ -720,6 +727,57 @@ bool NatsBridgeRunner::Impl::open_endpoints() {
         imports.push_back(std::move(s));
     }
     return true;
+}
+
+void NatsBridgeRunner::Impl::open_glob_export(const NatsExport& rule) {
+    auto channels = local->list_channels();
+    if (!channels.has_value()) {
+        log("export of '" + rule.channel +
+            "': the daemon's channels cannot be listed: " + channels.error().message());
+        return;
+    }
+    const auto named = [this](const std::string& name) {
+        // A channel that an entry names, or that an earlier glob matched, is exported as
+        // that entry says, and once.
+        return std::any_of(config.exports.begin(), config.exports.end(),
+                           [&](const NatsExport& e) { return e.channel == name; }) ||
+               std::any_of(exports.begin(), exports.end(),
+                           [&](const auto& s) { return s->rule.channel == name; });
+    };
+    std::size_t opened = 0;
+    for (const ChannelSummary& c : channels.value()) {
+        const std::string& name = c.info.name;
+        auto subject = export_subject(rule, name);
+        if (!subject.has_value()) {
+            if (subject.code() != Errc::not_found) {
+                log(subject.error().detail + "; it is not exported");
+            }
+            continue;
+        }
+        if (named(name)) {
+            continue;
+        }
+        auto sub = local->open_subscriber(name);
+        if (!sub.has_value()) {
+            // One channel the glob matches and the bridge may not read (an ACL) does not
+            // stop the others.
+            log("export of '" + rule.channel + "': channel '" + name +
+                "' is not exported: " + sub.error().message());
+            continue;
+        }
+        auto s = std::make_unique<NatsExportStream>();
+        s->rule = {name, std::move(subject.value())};
+        s->subscriber.emplace(std::move(sub.value()));
+        log("export of '" + rule.channel + "': channel '" + name + "' to '" + s->rule.subject +
+            "'");
+        exports.push_back(std::move(s));
+        ++opened;
+    }
+    if (opened == 0) {
+        log("export of '" + rule.channel +
+            "' matches no channel of the daemon yet; one created later is exported when the "
+            "bridge restarts");
+    }
 }
 
 bool NatsBridgeRunner::Impl::connect_nats() {

@@ -4,8 +4,8 @@
 // (stamped messages, none lost or reordered), the server killed and restarted mid-stream
 // (the bridges reconnect and the loss is counted exactly), and a durable JetStream import
 // that loses and repeats nothing across a restart of the bridge; three daemons through a
-// three-server cluster that loses a server mid-stream. Skipped where nats-server is not
-// installed.
+// three-server cluster that loses a server mid-stream, core NATS and with a durable
+// JetStream import; a glob export. Skipped where nats-server is not installed.
 #include "bridge_test.hpp"
 #include "daemon_process.hpp"
 #include "nats_client.hpp"
@@ -21,6 +21,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -985,5 +986,61 @@ TEST_CASE("a durable JetStream import on a three-server cluster loses and repeat
     CHECK(stream(runner, false).messages == count);
     CHECK(runner.status().bridge.reconnects >= 1);
     CHECK(runner.status().bridge.peer != cluster.at(0).url());
+    runner.stop();
+}
+
+TEST_CASE("a glob export publishes each channel it matches to the subject its wildcards make, "
+          "and a channel an entry names is exported once, as that entry says",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess robot{"channels:\n" + channel("camera/front") + channel("camera/rear") +
+                        channel("telemetry")};
+    REQUIRE(robot.start());
+
+    PlainNats far{server.url()};
+    natsSubscription* sub = nullptr;
+    REQUIRE(natsConnection_SubscribeSync(&sub, far.nc, "shmbus.>") == NATS_OK);
+    REQUIRE(natsConnection_Flush(far.nc) == NATS_OK);
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.exports = {{"camera/*", "shmbus.robot1.camera.*"}, {"camera/rear", "shmbus.rear"}};
+    NatsBridgeRunner runner{config, options_for(robot), "robot1", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+    INFO(lines.text());
+    std::vector<std::string> streams;
+    for (const auto& s : runner.status().bridge.session.streams) {
+        streams.push_back(s.local_name + " -> " + s.wire_name);
+    }
+    std::sort(streams.begin(), streams.end());
+    CHECK(streams == std::vector<std::string>{"camera/front -> shmbus.robot1.camera.front",
+                                              "camera/rear -> shmbus.rear"});
+
+    publish_stamped(robot, "telemetry", 1); // matched by nothing: stays local
+    publish_stamped(robot, "camera/front", 1);
+    publish_stamped(robot, "camera/rear", 1);
+    std::vector<std::string> subjects;
+    while (subjects.size() < 2) {
+        natsMsg* m = nullptr;
+        REQUIRE(natsSubscription_NextMsg(&m, sub, 60000) == NATS_OK);
+        if (natsMsg_GetDataLength(m) > 0) { // not a heartbeat
+            subjects.emplace_back(natsMsg_GetSubject(m));
+        }
+        natsMsg_Destroy(m);
+    }
+    std::sort(subjects.begin(), subjects.end());
+    CHECK(subjects == std::vector<std::string>{"shmbus.rear", "shmbus.robot1.camera.front"});
+    REQUIRE(wait_until([&] {
+        std::uint64_t total = 0;
+        for (const auto& s : runner.status().bridge.session.streams) {
+            total += s.messages;
+        }
+        return total == 2;
+    }));
+    natsSubscription_Destroy(sub);
     runner.stop();
 }
