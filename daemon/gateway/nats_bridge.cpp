@@ -28,6 +28,8 @@ constexpr auto kLocalRetry = 500ms;  // between attempts to reach the local daem
 /// A durable message that could not be published (the local daemon refused it) comes back
 /// after this long rather than at once.
 constexpr std::chrono::milliseconds kRedeliveryDelay = 1s;
+/// How much longer than ack_wait a durable import waits for the messages of a gap.
+constexpr std::chrono::milliseconds kGapGrace = 2s;
 /// At most one line per this long for errors libnats reports in bursts.
 constexpr auto kAsyncLogEvery = 10s;
 /// An export's batch: at most this many messages, or this many bytes, between flushes.
@@ -187,6 +189,9 @@ struct NatsImportStream {
     struct Origin {
         std::uint64_t incarnation{0};
         std::uint64_t last{0};
+        /// Durable imports: since when messages after a gap have been sent back to wait for
+        /// the missing ones (zero: no gap is waited for).
+        std::chrono::steady_clock::time_point gap_since{};
     };
     std::map<std::string, Origin, std::less<>> origins;
     /// The origin of the previous message, which the next one most likely shares: found
@@ -326,6 +331,25 @@ struct NatsBridgeRunner::Impl {
         log_burst("import of '" + s.rule.subject + "' into '" + s.rule.channel +
                   "': " + std::to_string(gap) + " message(s) from '" + std::string{from.node} +
                   "' channel '" + std::string{from.channel} + "' lost " + where);
+    }
+    /// A durable import met `gap` missing messages of origin `o` before `sequence`: whether
+    /// to send this one back and wait for them. JetStream delivers out of order after a
+    /// failover: what the lost connection held unacknowledged comes again only after
+    /// ack_wait, while newer messages come at once. So the import waits up to ack_wait and
+    /// kGapGrace from the first sight of the gap, keeping the order and losing nothing;
+    /// a gap still open then (a message the exporter never got into the stream) is lost.
+    bool wait_for_gap(NatsImportStream& s, NatsImportStream::Origin& o, std::uint64_t gap,
+                      const OriginFields& from, std::uint64_t sequence) {
+        const auto now = std::chrono::steady_clock::now();
+        if (o.gap_since == std::chrono::steady_clock::time_point{}) {
+            o.gap_since = now;
+            log_burst("import of '" + s.rule.subject + "' into '" + s.rule.channel +
+                      "': waiting for " + std::to_string(gap) + " message(s) from '" +
+                      std::string{from.node} + "' channel '" + std::string{from.channel} +
+                      "' before sequence " + std::to_string(sequence) +
+                      " (JetStream delivers them again)");
+        }
+        return now - o.gap_since < config.ack_wait + kGapGrace;
     }
     /// Publishes `data` into the channel of `s`, which the bridge also exports, noting its
     /// sequence number for those exports to skip; waits up to kEndpointPoll for room.
@@ -642,8 +666,13 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
         // once, and shown to the local subscribers before this message. The message itself
         // is accounted for below, whatever becomes of it.
         if (const std::uint64_t gap = sequence - o.last - 1; gap > 0) {
+            if (durable && impl->wait_for_gap(*s, o, gap, *fields, sequence)) {
+                done(Delivery::retry); // comes again, after the missing ones
+                return;
+            }
             impl->count_gap(*s, gap, *fields, "before sequence " + std::to_string(sequence));
         }
+        o.gap_since = {};
         o.last = sequence - 1;
     }
 
