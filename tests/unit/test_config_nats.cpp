@@ -49,6 +49,7 @@ const char* const kFleet = R"(bridges:
       ack_wait: 45s
     export:
       - {channel: telemetry, subject: shmbus.robot1.telemetry}
+      - {channel: "camera/*", subject: "shmbus.robot1.camera.*"}
     import:
       - {subject: "shmbus.*.telemetry", channel: fleet/telemetry}
       - {subject: shmbus.ground.jobs, channel: jobs, durable: ground-jobs}
@@ -77,7 +78,8 @@ TEST_CASE("the NATS bridge of the documentation parses into the bridge's own ter
     CHECK(n.tls->ca_file == "/etc/shmbusd/nats-ca.pem");
     CHECK_FALSE(n.jetstream);
     CHECK(n.ack_wait == 45s);
-    CHECK(n.exports == std::vector<NatsExport>{{"telemetry", "shmbus.robot1.telemetry"}});
+    CHECK(n.exports == std::vector<NatsExport>{{"telemetry", "shmbus.robot1.telemetry"},
+                                               {"camera/*", "shmbus.robot1.camera.*"}});
     CHECK(n.imports == std::vector<NatsImport>{{"shmbus.*.telemetry", "fleet/telemetry", ""},
                                                {"shmbus.ground.jobs", "jobs", "ground-jobs"}});
     CHECK(validate(n).has_value());
