@@ -17,17 +17,6 @@ bool is_wildcard(char c) noexcept {
     return c == '*' || c == '?';
 }
 
-/// The wildcards of `text`, in order ("*?*").
-std::string wildcards(std::string_view text) {
-    std::string out;
-    for (char c : text) {
-        if (is_wildcard(c)) {
-            out += c;
-        }
-    }
-    return out;
-}
-
 Result<void> check_name_or_glob(std::string_view text, std::string_view what) {
     if (text.empty() || text.size() > kMaxNameLength) {
         return make_error(Errc::invalid_argument,
@@ -46,6 +35,16 @@ Result<void> check_name_or_glob(std::string_view text, std::string_view what) {
 }
 
 } // namespace
+
+std::string glob_wildcards(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        if (is_wildcard(c)) {
+            out += c;
+        }
+    }
+    return out;
+}
 
 bool is_glob(std::string_view text) noexcept {
     return text.find_first_of("*?") != std::string_view::npos;
@@ -117,10 +116,11 @@ Result<void> validate_rule(const ChannelRule& rule) {
     if (auto r = check_name_or_glob(rule.as, "as"); !r) {
         return r;
     }
-    if (wildcards(rule.channel) != wildcards(rule.as)) {
+    if (glob_wildcards(rule.channel) != glob_wildcards(rule.as)) {
         return make_error(Errc::invalid_argument,
                           "as '" + rule.as + "' must have the wildcards of channel '" +
-                              rule.channel + "' in the same order ('" + wildcards(rule.channel) +
+                              rule.channel + "' in the same order ('" +
+                              glob_wildcards(rule.channel) +
                               "'), so that each takes what the other matched");
     }
     return ok();

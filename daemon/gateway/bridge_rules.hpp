@@ -62,6 +62,10 @@ struct ChannelRule {
 /// Whether `text` contains a wildcard.
 [[nodiscard]] bool is_glob(std::string_view text) noexcept;
 
+/// The wildcards of `text`, in order ("*?*"): two patterns whose captures map one onto the
+/// other must have the same.
+[[nodiscard]] std::string glob_wildcards(std::string_view text);
+
 /// Checks that a rule can be applied: `channel` a channel name or glob, `as` (if set) one with
 /// the same wildcards in the same order. Errc::invalid_argument naming the problem.
 [[nodiscard]] Result<void> validate_rule(const ChannelRule& rule);

@@ -28,8 +28,15 @@ constexpr auto kLocalRetry = 500ms;  // between attempts to reach the local daem
 /// A durable message that could not be published (the local daemon refused it) comes back
 /// after this long rather than at once.
 constexpr std::chrono::milliseconds kRedeliveryDelay = 1s;
+/// How much longer than ack_wait a durable import waits for the messages of a gap.
+constexpr std::chrono::milliseconds kGapGrace = 2s;
 /// At most one line per this long for errors libnats reports in bursts.
 constexpr auto kAsyncLogEvery = 10s;
+/// An export's batch: at most this many messages, or this many bytes, between flushes.
+constexpr std::size_t kExportBatch = 1024;
+constexpr std::uint64_t kExportBatchBytes = 1 << 20;
+/// How long an export waits for the server to answer a batch's flush before going on.
+constexpr std::chrono::milliseconds kFlushTimeout = 1s;
 
 /// Every exported message's one header of ours: "NODE INCARNATION CHANNEL SEQUENCE" (none
 /// of them holds a space). One header rather than four: libnats allocates for each header
@@ -182,6 +189,9 @@ struct NatsImportStream {
     struct Origin {
         std::uint64_t incarnation{0};
         std::uint64_t last{0};
+        /// Durable imports: since when messages after a gap have been sent back to wait for
+        /// the missing ones (zero: no gap is waited for).
+        std::chrono::steady_clock::time_point gap_since{};
     };
     std::map<std::string, Origin, std::less<>> origins;
     /// The origin of the previous message, which the next one most likely shares: found
@@ -290,8 +300,22 @@ struct NatsBridgeRunner::Impl {
     void run();
     bool connect_local();
     bool open_endpoints();
+    /// Opens an export for each channel of the daemon that `rule`'s glob matches and no
+    /// earlier entry exported; logs each, and each it cannot open or map to a subject.
+    void open_glob_export(const NatsExport& rule);
     bool connect_nats();
     void export_loop(NatsExportStream& s);
+    /// What an export's thread reuses from message to message.
+    struct ExportScratch {
+        std::vector<std::byte> buf; ///< one slot's worth
+        std::string origin_prefix;  ///< "NODE INCARNATION CHANNEL "
+        std::string origin_text;    ///< the prefix and a message's sequence
+    };
+    /// Turns the message received into `x.buf` into a NATS message and publishes it into
+    /// libnats' buffer (not flushed), or counts it lost.
+    void export_one(NatsExportStream& s, ExportScratch& x, const Received& got);
+    /// Writes out what libnats buffered and waits for the server to have read it.
+    void flush_batch();
     /// Publishes one export's message `m` (taken) to NATS; whether libnats took it.
     bool publish(NatsExportStream& s, natsMsg*& m);
     /// Shows the local subscribers of `s` the loss counted and not yet shown
@@ -307,6 +331,25 @@ struct NatsBridgeRunner::Impl {
         log_burst("import of '" + s.rule.subject + "' into '" + s.rule.channel +
                   "': " + std::to_string(gap) + " message(s) from '" + std::string{from.node} +
                   "' channel '" + std::string{from.channel} + "' lost " + where);
+    }
+    /// A durable import met `gap` missing messages of origin `o` before `sequence`: whether
+    /// to send this one back and wait for them. JetStream delivers out of order after a
+    /// failover: what the lost connection held unacknowledged comes again only after
+    /// ack_wait, while newer messages come at once. So the import waits up to ack_wait and
+    /// kGapGrace from the first sight of the gap, keeping the order and losing nothing;
+    /// a gap still open then (a message the exporter never got into the stream) is lost.
+    bool wait_for_gap(NatsImportStream& s, NatsImportStream::Origin& o, std::uint64_t gap,
+                      const OriginFields& from, std::uint64_t sequence) {
+        const auto now = std::chrono::steady_clock::now();
+        if (o.gap_since == std::chrono::steady_clock::time_point{}) {
+            o.gap_since = now;
+            log_burst("import of '" + s.rule.subject + "' into '" + s.rule.channel +
+                      "': waiting for " + std::to_string(gap) + " message(s) from '" +
+                      std::string{from.node} + "' channel '" + std::string{from.channel} +
+                      "' before sequence " + std::to_string(sequence) +
+                      " (JetStream delivers them again)");
+        }
+        return now - o.gap_since < config.ack_wait + kGapGrace;
     }
     /// Publishes `data` into the channel of `s`, which the bridge also exports, noting its
     /// sequence number for those exports to skip; waits up to kEndpointPoll for room.
@@ -576,8 +619,11 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
         natsMsg_Destroy(m);
     };
 
-    const char* idle = header(m, kHeaderIdle);
-    const auto fields = parse_origin(idle != nullptr ? idle : header(m, kHeaderOrigin));
+    // Origin first: every message but a heartbeat has it, and libnats formats an error
+    // message for each header it does not find.
+    const char* origin_text = header(m, kHeaderOrigin);
+    const char* idle = origin_text == nullptr ? header(m, kHeaderIdle) : nullptr;
+    const auto fields = parse_origin(idle != nullptr ? idle : origin_text);
     if (fields && fields->node == impl->node) {
         if (idle == nullptr) {
             s->looped.fetch_add(1, std::memory_order_relaxed);
@@ -620,8 +666,13 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
         // once, and shown to the local subscribers before this message. The message itself
         // is accounted for below, whatever becomes of it.
         if (const std::uint64_t gap = sequence - o.last - 1; gap > 0) {
+            if (durable && impl->wait_for_gap(*s, o, gap, *fields, sequence)) {
+                done(Delivery::retry); // comes again, after the missing ones
+                return;
+            }
             impl->count_gap(*s, gap, *fields, "before sequence " + std::to_string(sequence));
         }
+        o.gap_since = {};
         o.last = sequence - 1;
     }
 
@@ -668,6 +719,10 @@ bool NatsBridgeRunner::Impl::connect_local() {
 
 bool NatsBridgeRunner::Impl::open_endpoints() {
     for (const auto& e : config.exports) {
+        if (is_glob(e.channel)) {
+            open_glob_export(e);
+            continue;
+        }
         auto sub = local->open_subscriber(e.channel);
         if (!sub.has_value()) {
             set_state(BridgeState::stopped,
@@ -703,6 +758,57 @@ bool NatsBridgeRunner::Impl::open_endpoints() {
     return true;
 }
 
+void NatsBridgeRunner::Impl::open_glob_export(const NatsExport& rule) {
+    auto channels = local->list_channels();
+    if (!channels.has_value()) {
+        log("export of '" + rule.channel +
+            "': the daemon's channels cannot be listed: " + channels.error().message());
+        return;
+    }
+    const auto named = [this](const std::string& name) {
+        // A channel that an entry names, or that an earlier glob matched, is exported as
+        // that entry says, and once.
+        return std::any_of(config.exports.begin(), config.exports.end(),
+                           [&](const NatsExport& e) { return e.channel == name; }) ||
+               std::any_of(exports.begin(), exports.end(),
+                           [&](const auto& s) { return s->rule.channel == name; });
+    };
+    std::size_t opened = 0;
+    for (const ChannelSummary& c : channels.value()) {
+        const std::string& name = c.info.name;
+        auto subject = export_subject(rule, name);
+        if (!subject.has_value()) {
+            if (subject.code() != Errc::not_found) {
+                log(subject.error().detail + "; it is not exported");
+            }
+            continue;
+        }
+        if (named(name)) {
+            continue;
+        }
+        auto sub = local->open_subscriber(name);
+        if (!sub.has_value()) {
+            // One channel the glob matches and the bridge may not read (an ACL) does not
+            // stop the others.
+            log("export of '" + rule.channel + "': channel '" + name +
+                "' is not exported: " + sub.error().message());
+            continue;
+        }
+        auto s = std::make_unique<NatsExportStream>();
+        s->rule = {name, std::move(subject.value())};
+        s->subscriber.emplace(std::move(sub.value()));
+        log("export of '" + rule.channel + "': channel '" + name + "' to '" + s->rule.subject +
+            "'");
+        exports.push_back(std::move(s));
+        ++opened;
+    }
+    if (opened == 0) {
+        log("export of '" + rule.channel +
+            "' matches no channel of the daemon yet; one created later is exported when the "
+            "bridge restarts");
+    }
+}
+
 bool NatsBridgeRunner::Impl::connect_nats() {
     natsOptions* opts = nullptr;
     natsStatus s = natsOptions_Create(&opts);
@@ -720,10 +826,9 @@ bool NatsBridgeRunner::Impl::connect_nats() {
     if (s == NATS_OK) {
         check(natsOptions_SetServers(opts, urls.data(), static_cast<int>(urls.size())), "servers");
         check(natsOptions_SetName(opts, ("shmbusd bridge " + config.name).c_str()), "name");
-        // Each publish is written at once: libnats' flusher would otherwise wait a
-        // millisecond for more, which is most of a bridged message's latency; the export
-        // thread's own pace already groups what arrives together.
-        check(natsOptions_SetSendAsap(opts, true), "send asap");
+        // Publishes go into libnats' buffer, and each export flushes its batch itself
+        // (flush_batch()): libnats' flusher thread, which would otherwise wait a
+        // millisecond for more, only writes out what a heartbeat leaves behind.
         check(natsOptions_SetMaxReconnect(opts, -1), "reconnect");
         check(natsOptions_SetReconnectWait(opts, config.reconnect_wait.count()), "reconnect");
         check(natsOptions_SetTimeout(opts, config.connect_timeout.count()), "timeout");
@@ -871,14 +976,12 @@ bool NatsBridgeRunner::Impl::publish(NatsExportStream& s, natsMsg*& m) {
 }
 
 void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
-    std::vector<std::byte> buf(static_cast<std::size_t>(s.subscriber->info().slot_size));
-    const std::string channel = s.rule.channel;
-    // "NODE INCARNATION CHANNEL ", then each message's sequence.
-    const std::string origin_prefix = origin_header_prefix(s);
-    std::string origin_text = origin_prefix;
-    std::string seq_text;
+    ExportScratch x;
+    x.buf.resize(static_cast<std::size_t>(s.subscriber->info().slot_size));
+    x.origin_prefix = origin_header_prefix(s);
+    x.origin_text = x.origin_prefix;
     while (!exports_stop.load(std::memory_order_relaxed)) {
-        auto r = s.subscriber->receive_copy(buf, kEndpointPoll);
+        auto r = s.subscriber->receive_copy(x.buf, kEndpointPoll);
         if (!r.has_value()) {
             if (r.code() == Errc::timed_out || r.code() == Errc::would_block) {
                 const auto now = std::chrono::steady_clock::now();
@@ -888,50 +991,84 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
                 }
                 continue;
             }
-            set_state(BridgeState::stopped, "export of '" + channel + "': " + r.error().message());
+            set_state(BridgeState::stopped,
+                      "export of '" + s.rule.channel + "': " + r.error().message());
             return;
         }
-        const Received got = r.value();
-        if (s.imported) {
-            if (s.imported->was_imported(got.sequence)) {
-                continue; // it came from NATS: it does not go back
+        // A batch: what the channel already holds, up to a bound, each publish only written
+        // into libnats' buffer (which writes itself out whenever it fills), then one flush.
+        // The flush waits for the server's answer, and what arrives meanwhile makes the next
+        // batch: at a low rate each message goes out alone and at once, at a high rate the
+        // writes and the server's work are shared by many.
+        std::size_t count = 1;
+        std::uint64_t bytes = r.value().size;
+        export_one(s, x, r.value());
+        while (count < kExportBatch && bytes < kExportBatchBytes) {
+            auto more = s.subscriber->try_receive_copy(x.buf);
+            if (!more.has_value()) {
+                break; // empty for now; an error comes back on the blocking receive
             }
-            // What this subscriber lost includes the gaps the import recorded (loss that
-            // happened elsewhere): passing them on would send each gap round between the
-            // daemons for ever. The channel's own counters show what was lost here.
-        } else if (got.lost_before > 0) {
-            s.lost.fetch_add(got.lost_before, std::memory_order_relaxed);
-            s.next_sequence += got.lost_before; // the importer sees the gap
+            ++count;
+            bytes += more.value().size;
+            export_one(s, x, more.value());
         }
-        // Every sequence number is taken, published or not: a message NATS refuses is
-        // counted here once, and its importers see the gap it leaves.
-        const std::uint64_t seq = s.next_sequence++;
-        seq_text = std::to_string(seq);
-        natsMsg* m = nullptr;
-        natsStatus st =
-            natsMsg_Create(&m, s.rule.subject.c_str(), nullptr,
-                           reinterpret_cast<const char*>(buf.data()), static_cast<int>(got.size));
-        if (st == NATS_OK) {
-            origin_text.resize(origin_prefix.size());
-            origin_text += seq_text;
-            st = natsMsgHeader_Set(m, kHeaderOrigin, origin_text.c_str());
-        }
-        if (st == NATS_OK && config.jetstream) {
-            const std::string id = node + "/" + incarnation_text + "/" + channel + "/" + seq_text;
-            st = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
-        }
-        // Counted before the publish: a JetStream acknowledgement error may arrive (and take
-        // them back) before the publish returns.
-        s.messages.fetch_add(1, std::memory_order_relaxed);
-        s.bytes.fetch_add(got.size, std::memory_order_relaxed);
-        if (st != NATS_OK || !publish(s, m)) {
-            natsMsg_Destroy(m);
-            s.messages.fetch_sub(1, std::memory_order_relaxed);
-            s.bytes.fetch_sub(got.size, std::memory_order_relaxed);
-            s.lost.fetch_add(1, std::memory_order_relaxed);
-        }
+        flush_batch();
         s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
     }
+}
+
+void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
+                                        const Received& got) {
+    if (s.imported) {
+        if (s.imported->was_imported(got.sequence)) {
+            return; // it came from NATS: it does not go back
+        }
+        // What this subscriber lost includes the gaps the import recorded (loss that
+        // happened elsewhere): passing them on would send each gap round between the
+        // daemons for ever. The channel's own counters show what was lost here.
+    } else if (got.lost_before > 0) {
+        s.lost.fetch_add(got.lost_before, std::memory_order_relaxed);
+        s.next_sequence += got.lost_before; // the importer sees the gap
+    }
+    // Every sequence number is taken, published or not: a message NATS refuses is
+    // counted here once, and its importers see the gap it leaves.
+    const std::uint64_t seq = s.next_sequence++;
+    const std::string seq_text = std::to_string(seq);
+    natsMsg* m = nullptr;
+    natsStatus st =
+        natsMsg_Create(&m, s.rule.subject.c_str(), nullptr,
+                       reinterpret_cast<const char*>(x.buf.data()), static_cast<int>(got.size));
+    if (st == NATS_OK) {
+        x.origin_text.resize(x.origin_prefix.size());
+        x.origin_text += seq_text;
+        st = natsMsgHeader_Set(m, kHeaderOrigin, x.origin_text.c_str());
+    }
+    if (st == NATS_OK && config.jetstream) {
+        const std::string id =
+            node + "/" + incarnation_text + "/" + s.rule.channel + "/" + seq_text;
+        st = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+    }
+    // Counted before the publish: a JetStream acknowledgement error may arrive (and take
+    // them back) before the publish returns.
+    s.messages.fetch_add(1, std::memory_order_relaxed);
+    s.bytes.fetch_add(got.size, std::memory_order_relaxed);
+    if (st != NATS_OK || !publish(s, m)) {
+        natsMsg_Destroy(m);
+        s.messages.fetch_sub(1, std::memory_order_relaxed);
+        s.bytes.fetch_sub(got.size, std::memory_order_relaxed);
+        s.lost.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void NatsBridgeRunner::Impl::flush_batch() {
+    // While libnats reconnects, publishes go to its reconnect buffer and a flush would only
+    // wait for the reconnection: the batch goes out when it is back.
+    if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) {
+        return;
+    }
+    // A flush that times out loses nothing (what is buffered goes out with the next one, or
+    // with libnats' own flusher); it only bounds how long the export waits for the server.
+    natsConnection_FlushTimeout(nc, kFlushTimeout.count());
 }
 
 void NatsBridgeRunner::Impl::heartbeat(NatsExportStream& s) {

@@ -11,7 +11,7 @@
 //
 // Threads, none of them the daemon's control loop: one started by start() that connects to
 // the local daemon and to NATS and then waits for stop(); one per export, which receives
-// from its local channel and publishes (each publish written at once, SendAsap);
+// from its local channel and publishes in batches (into libnats' buffer, one flush each);
 // libnats' own threads, one per import subscription, which publish into the local channel.
 //
 // Every message carries one NATS header, Shmbus-Origin: the exporting daemon's node name and

@@ -1,10 +1,13 @@
 // The checks of a NATS bridge's configuration; what they accept is in nats_rules.hpp.
 #include "gateway/nats_rules.hpp"
 
+#include "gateway/bridge_rules.hpp"
+
 #include "shm/segment.hpp"
 
 #include <shmbus/channel.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace shmbus::gateway {
@@ -171,6 +174,28 @@ std::string redact_nats_url(std::string_view url) {
 }
 
 Result<void> validate_export(const NatsExport& rule) {
+    if (is_glob(rule.channel)) {
+        if (auto v = validate_rule(ChannelRule{rule.channel, {}}); !v) {
+            return invalid("export " + v.error().detail);
+        }
+        const std::string wildcards = glob_wildcards(rule.channel);
+        if (rule.subject.find('>') != std::string::npos ||
+            glob_wildcards(rule.subject) != wildcards) {
+            return invalid(
+                "export of " + quoted(rule.channel) + ": subject " + quoted(rule.subject) +
+                " must have the wildcards of the channel's glob " + "in the same order ('" +
+                wildcards + "'), each standing for what its counterpart matched, and no '>'");
+        }
+        // A subject once each wildcard is filled in (with a name's characters, never a dot).
+        std::string filled = rule.subject;
+        std::replace_if(
+            filled.begin(), filled.end(), [](char c) { return c == '*' || c == '?'; }, 'x');
+        if (const auto problem = subject_problem(filled, false)) {
+            return invalid("export of " + quoted(rule.channel) + ": subject " +
+                           quoted(rule.subject) + " " + *problem);
+        }
+        return ok();
+    }
     if (const auto problem = channel_problem(rule.channel)) {
         return invalid("export channel " + quoted(rule.channel) + " " + *problem);
     }
@@ -179,6 +204,27 @@ Result<void> validate_export(const NatsExport& rule) {
                        " " + *problem);
     }
     return ok();
+}
+
+Result<std::string> export_subject(const NatsExport& rule, std::string_view name) {
+    if (!is_glob(rule.channel)) {
+        if (rule.channel == name) {
+            return rule.subject;
+        }
+        return make_error(Errc::not_found, "export of " + quoted(rule.channel) +
+                                               " does not name channel " + quoted(name));
+    }
+    auto subject = apply_rule(ChannelRule{rule.channel, rule.subject}, name);
+    if (!subject) {
+        return make_error(Errc::not_found, "export of " + quoted(rule.channel) +
+                                               " does not match channel " + quoted(name));
+    }
+    if (const auto problem = subject_problem(*subject, false)) {
+        return invalid("export of " + quoted(rule.channel) + ": channel " + quoted(name) +
+                       " would be published to subject " + quoted(*subject) + ", which " +
+                       *problem);
+    }
+    return *subject;
 }
 
 Result<void> validate_import(const NatsImport& rule) {

@@ -18,10 +18,16 @@
 
 namespace shmbus::gateway {
 
-/// One local channel published to one subject.
+/// One local channel published to one subject; or, with a glob, each local channel it
+/// matches, to the subject its wildcards make.
 struct NatsExport {
-    std::string channel; ///< a local channel name (no glob)
-    std::string subject; ///< a NATS subject without wildcards
+    /// A local channel name, or a glob (`*` any run of characters, `?` one) matched against
+    /// the daemon's channels as the bridge starts.
+    std::string channel;
+    /// A NATS subject without NATS wildcards. For a glob `channel`, it has the glob's
+    /// wildcards in the same order, each replaced by what its counterpart matched
+    /// (`camera/*` to `shmbus.robot1.camera.*`: `camera/front` to `shmbus.robot1.camera.front`).
+    std::string subject;
 
     friend bool operator==(const NatsExport&, const NatsExport&) = default;
 };
@@ -102,9 +108,15 @@ struct NatsBridgeConfig {
 /// token (TOKEN@) in it replaced by "***".
 [[nodiscard]] std::string redact_nats_url(std::string_view url);
 
-/// An export: `channel` one channel's name (no glob), `subject` a NATS subject without
-/// wildcards (tokens separated by '.', none empty, no spaces).
+/// An export: `channel` one channel's name, `subject` a NATS subject without wildcards
+/// (tokens separated by '.', none empty, no spaces); or `channel` a glob and `subject` with
+/// its wildcards in the same order, a subject once they are filled in.
 [[nodiscard]] Result<void> validate_export(const NatsExport& rule);
+/// The subject that local channel `name` is published to under `rule` (validated):
+/// Errc::not_found if the rule's channel does not match `name`, Errc::invalid_argument naming
+/// both if what a wildcard matched makes no subject (a dot at an end of the match gives an
+/// empty token).
+[[nodiscard]] Result<std::string> export_subject(const NatsExport& rule, std::string_view name);
 /// An import: `subject` a NATS subject whose wildcards are whole tokens (`*` anywhere, `>`
 /// last), `channel` one channel's name, `durable` empty or a name without '.', '*', '>' or
 /// spaces.

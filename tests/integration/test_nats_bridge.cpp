@@ -4,8 +4,8 @@
 // (stamped messages, none lost or reordered), the server killed and restarted mid-stream
 // (the bridges reconnect and the loss is counted exactly), and a durable JetStream import
 // that loses and repeats nothing across a restart of the bridge; three daemons through a
-// three-server cluster that loses a server mid-stream. Skipped where nats-server is not
-// installed.
+// three-server cluster that loses a server mid-stream, core NATS and with a durable
+// JetStream import; a glob export. Skipped where nats-server is not installed.
 #include "bridge_test.hpp"
 #include "daemon_process.hpp"
 #include "nats_client.hpp"
@@ -21,6 +21,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -874,4 +875,172 @@ TEST_CASE("an export whose channel's slots could outgrow a NATS message is refus
         CHECK(runner.status().bridge.session.streams.empty()); // nothing was sent
         runner.stop();
     }
+}
+
+TEST_CASE("a durable JetStream import on a three-server cluster loses and repeats nothing when "
+          "the server it is connected to is killed mid-stream",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsCluster cluster{*program, /*jetstream=*/true};
+    INFO(cluster.problem());
+    REQUIRE(cluster.problem().empty());
+    // Kept on all three servers: two of them still make a quorum when one is lost.
+    add_jobs_stream(cluster.at(1).url(), 3);
+
+    DaemonProcess ground{"channels:\n" + channel("jobs", 4096)};
+    REQUIRE(ground.start());
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("jobs");
+    REQUIRE(sub.has_value());
+
+    // The importing bridge is given server 0 alone, the one to be killed, and learns the
+    // other two from the cluster.
+    Lines lines;
+    auto config = bridge("fleet", cluster.at(0));
+    config.imports = {{"shmbus.ground.jobs", "jobs", "ground-jobs"}};
+    config.ack_wait = 1000ms;
+    NatsBridgeRunner runner{config, options_for(ground), "ground", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+
+    // The far side publishes to server 1 (server 2 its spare) as an exporting daemon would
+    // (origin and sequence headers), and retries each message until the stream acknowledged
+    // it (Nats-Msg-Id de-duplicates a retry whose first try was stored after all).
+    const std::uint64_t count = 5000;
+    std::atomic<bool> failed{false};
+    std::thread publisher{[&] {
+        natsOptions* opts = nullptr;
+        natsOptions_Create(&opts);
+        const std::string first = cluster.at(1).url();
+        const std::string spare = cluster.at(2).url();
+        const char* urls[] = {first.c_str(), spare.c_str()};
+        natsOptions_SetServers(opts, urls, 2);
+        natsOptions_SetNoRandomize(opts, true);
+        natsOptions_SetMaxReconnect(opts, -1);
+        natsOptions_SetReconnectWait(opts, 50);
+        natsConnection* nc = nullptr;
+        if (natsConnection_Connect(&nc, opts) != NATS_OK) {
+            failed = true;
+            natsOptions_Destroy(opts);
+            return;
+        }
+        jsCtx* js = nullptr;
+        natsConnection_JetStream(&js, nc, nullptr);
+        std::vector<std::byte> out(kSlot);
+        const auto deadline = generous_deadline();
+        for (std::uint64_t id = 0; id < count && !failed; ++id) {
+            stamp(out, id);
+            const std::string seq = std::to_string(id + 1);
+            const std::string msg_id = "far/1/jobs/" + seq;
+            const std::string origin = "far 1 jobs " + seq;
+            for (;;) {
+                natsMsg* m = nullptr;
+                natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
+                               reinterpret_cast<const char*>(out.data()),
+                               static_cast<int>(out.size()));
+                natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
+                natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
+                jsPubAck* ack = nullptr;
+                jsErrCode code{};
+                const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
+                jsPubAck_Destroy(ack);
+                natsMsg_Destroy(m);
+                if (st == NATS_OK) {
+                    break;
+                }
+                if (std::chrono::steady_clock::now() > deadline) {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        jsCtx_Destroy(js);
+        natsConnection_Destroy(nc);
+        natsOptions_Destroy(opts);
+    }};
+
+    std::vector<std::byte> buf(kSlot);
+    std::uint64_t next = 0;
+    bool in_order = true;
+    while (next < count) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        if (!r.has_value()) {
+            break;
+        }
+        in_order = in_order && check_stamp(std::span{buf}.first(r.value().size)) == next;
+        ++next;
+        if (next == count / 4) {
+            cluster.at(0).stop(); // for good: the bridge fails over to server 1 or 2
+        }
+    }
+    publisher.join();
+    INFO(lines.text());
+    CHECK_FALSE(failed);
+    CHECK(next == count);
+    CHECK(in_order);
+    // Nothing repeated: what JetStream delivered again after the failover was dropped by its
+    // sequence, and nothing more arrives.
+    CHECK(sub.value().try_receive_copy(buf).code() == Errc::would_block);
+    CHECK(stream(runner, false).lost == 0);
+    CHECK(stream(runner, false).messages == count);
+    CHECK(runner.status().bridge.reconnects >= 1);
+    CHECK(runner.status().bridge.peer != cluster.at(0).url());
+    runner.stop();
+}
+
+TEST_CASE("a glob export publishes each channel it matches to the subject its wildcards make, "
+          "and a channel an entry names is exported once, as that entry says",
+          "[gateway][nats]") {
+    REQUIRE_NATS_SERVER(program);
+    NatsServer server{*program};
+    std::string why;
+    REQUIRE(server.start(&why));
+    DaemonProcess robot{"channels:\n" + channel("camera/front") + channel("camera/rear") +
+                        channel("telemetry")};
+    REQUIRE(robot.start());
+
+    PlainNats far{server.url()};
+    natsSubscription* sub = nullptr;
+    REQUIRE(natsConnection_SubscribeSync(&sub, far.nc, "shmbus.>") == NATS_OK);
+    REQUIRE(natsConnection_Flush(far.nc) == NATS_OK);
+
+    Lines lines;
+    auto config = bridge("fleet", server);
+    config.exports = {{"camera/*", "shmbus.robot1.camera.*"}, {"camera/rear", "shmbus.rear"}};
+    NatsBridgeRunner runner{config, options_for(robot), "robot1", 1, lines.sink()};
+    runner.start();
+    REQUIRE(wait_until([&] { return connected(runner); }));
+    INFO(lines.text());
+    std::vector<std::string> streams;
+    for (const auto& s : runner.status().bridge.session.streams) {
+        streams.push_back(s.local_name + " -> " + s.wire_name);
+    }
+    std::sort(streams.begin(), streams.end());
+    CHECK(streams == std::vector<std::string>{"camera/front -> shmbus.robot1.camera.front",
+                                              "camera/rear -> shmbus.rear"});
+
+    publish_stamped(robot, "telemetry", 1); // matched by nothing: stays local
+    publish_stamped(robot, "camera/front", 1);
+    publish_stamped(robot, "camera/rear", 1);
+    std::vector<std::string> subjects;
+    while (subjects.size() < 2) {
+        natsMsg* m = nullptr;
+        REQUIRE(natsSubscription_NextMsg(&m, sub, 60000) == NATS_OK);
+        if (natsMsg_GetDataLength(m) > 0) { // not a heartbeat
+            subjects.emplace_back(natsMsg_GetSubject(m));
+        }
+        natsMsg_Destroy(m);
+    }
+    std::sort(subjects.begin(), subjects.end());
+    CHECK(subjects == std::vector<std::string>{"shmbus.rear", "shmbus.robot1.camera.front"});
+    REQUIRE(wait_until([&] {
+        std::uint64_t total = 0;
+        for (const auto& s : runner.status().bridge.session.streams) {
+            total += s.messages;
+        }
+        return total == 2;
+    }));
+    natsSubscription_Destroy(sub);
+    runner.stop();
 }

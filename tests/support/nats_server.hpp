@@ -22,8 +22,12 @@
 #include <regex>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace shmbus::test {
 
@@ -141,11 +145,13 @@ public:
 
     /// Waits until the server's log has a match of `pattern` and returns its first group
     /// (the whole match if it has none); nothing if the server ended or the deadline passed.
-    std::optional<std::string> wait_for_log(const std::string& pattern) {
+    std::optional<std::string>
+    wait_for_log(const std::string& pattern,
+                 std::chrono::steady_clock::time_point deadline = generous_deadline()) {
         const std::regex re{pattern};
         std::smatch m;
         std::unique_lock lock{mu_};
-        const bool found = cv_.wait_until(lock, generous_deadline(),
+        const bool found = cv_.wait_until(lock, deadline,
                                           [&] { return std::regex_search(log_, m, re) || ended_; });
         if (!found || !std::regex_search(log_, m, re)) {
             return std::nullopt;
@@ -197,9 +203,18 @@ private:
 /// a free port (read from its log), the other two route to it and learn of each other from it
 /// (a full mesh). A client of any of them learns the others' client URLs from the cluster. Each
 /// server is stopped alone (a node lost) with `at(i).stop()`.
+///
+/// With `jetstream`, each server also runs JetStream with a store and a name of its own.
+/// nats-server then wants every server, the first too, to name its routes before it starts,
+/// so the route ports are chosen up front (free_loopback_port()) rather than read from a
+/// log; the cluster is ready once every server names its JetStream metadata leader.
 class NatsCluster {
 public:
-    explicit NatsCluster(const std::string& program) {
+    explicit NatsCluster(const std::string& program, bool jetstream = false) {
+        if (jetstream) {
+            start_jetstream(program);
+            return;
+        }
         std::string seed; // the first server's route URL, once it listens
         for (int i = 0; i < 3; ++i) {
             std::vector<std::string> args{"--cluster_name", "shmbus-test", "--cluster",
@@ -227,12 +242,90 @@ public:
         }
     }
 
+    /// The three servers' client URLs, separated by commas (a `connect:` list).
+    [[nodiscard]] std::string urls() const {
+        std::string out;
+        for (const auto& s : servers_) {
+            out += (out.empty() ? "" : ",") + s->url();
+        }
+        return out;
+    }
+
     /// Empty when all three started; else what went wrong.
     [[nodiscard]] const std::string& problem() const { return problem_; }
     [[nodiscard]] NatsServer& at(std::size_t i) { return *servers_.at(i); }
     [[nodiscard]] std::size_t size() const { return servers_.size(); }
 
 private:
+    void start_jetstream(const std::string& program) {
+        // nats-server 2.9 now and then leaves a server of a fresh cluster out of the JetStream
+        // metadata group (each server dials the others, and duplicate routes are closed on
+        // both sides): a cluster whose servers do not all name a leader within kLeaderWait,
+        // where they usually do within a second, is started afresh, on new ports.
+        constexpr std::chrono::seconds kLeaderWait{20};
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            servers_.clear();
+            problem_.clear();
+            std::string routes;
+            std::vector<std::uint16_t> ports;
+            for (int i = 0; i < 3; ++i) {
+                ports.push_back(free_loopback_port());
+                if (ports.back() == 0) {
+                    problem_ = "no free loopback port for the routes";
+                    return;
+                }
+                routes += (routes.empty() ? "" : ",") + route_url(ports.back());
+            }
+            for (int i = 0; i < 3 && problem_.empty(); ++i) {
+                auto& server = *servers_.emplace_back(std::make_unique<NatsServer>(
+                    program, true,
+                    std::vector<std::string>{"--server_name", "s" + std::to_string(i),
+                                             "--cluster_name", "shmbus-test", "--cluster",
+                                             route_url(ports[static_cast<std::size_t>(i)]),
+                                             "--routes", routes}));
+                std::string why;
+                if (!server.start(&why)) {
+                    problem_ = "server " + std::to_string(i) + ": " + why;
+                }
+            }
+            // Each server knows the leader of the cluster's JetStream metadata once it says so.
+            const auto deadline = std::chrono::steady_clock::now() + kLeaderWait;
+            for (std::size_t i = 0; i < servers_.size() && problem_.empty(); ++i) {
+                if (!servers_[i]->wait_for_log(
+                        "JetStream cluster (new metadata leader|metadata leader)", deadline)) {
+                    problem_ = "server " + std::to_string(i) + " knows no JetStream leader:\n" +
+                               servers_[i]->log_text();
+                }
+            }
+            if (problem_.empty()) {
+                return;
+            }
+        }
+    }
+    static std::string route_url(std::uint16_t port) {
+        return "nats://127.0.0.1:" + std::to_string(port);
+    }
+    /// A TCP port of 127.0.0.1 that nothing listens on now (the kernel's pick for a socket
+    /// bound to port 0, closed again), or 0. Another process could take it before the server
+    /// does; the kernel hands out ports in turn, so that is unlikely within a test's moment.
+    static std::uint16_t free_loopback_port() {
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            return 0;
+        }
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof addr;
+        std::uint16_t port = 0;
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+            port = ntohs(addr.sin_port);
+        }
+        ::close(fd);
+        return port;
+    }
+
     std::vector<std::unique_ptr<NatsServer>> servers_;
     std::string problem_;
 };

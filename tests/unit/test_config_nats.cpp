@@ -49,6 +49,7 @@ const char* const kFleet = R"(bridges:
       ack_wait: 45s
     export:
       - {channel: telemetry, subject: shmbus.robot1.telemetry}
+      - {channel: "camera/*", subject: "shmbus.robot1.camera.*"}
     import:
       - {subject: "shmbus.*.telemetry", channel: fleet/telemetry}
       - {subject: shmbus.ground.jobs, channel: jobs, durable: ground-jobs}
@@ -77,7 +78,8 @@ TEST_CASE("the NATS bridge of the documentation parses into the bridge's own ter
     CHECK(n.tls->ca_file == "/etc/shmbusd/nats-ca.pem");
     CHECK_FALSE(n.jetstream);
     CHECK(n.ack_wait == 45s);
-    CHECK(n.exports == std::vector<NatsExport>{{"telemetry", "shmbus.robot1.telemetry"}});
+    CHECK(n.exports == std::vector<NatsExport>{{"telemetry", "shmbus.robot1.telemetry"},
+                                               {"camera/*", "shmbus.robot1.camera.*"}});
     CHECK(n.imports == std::vector<NatsImport>{{"shmbus.*.telemetry", "fleet/telemetry", ""},
                                                {"shmbus.ground.jobs", "jobs", "ground-jobs"}});
     CHECK(validate(n).has_value());
@@ -169,8 +171,9 @@ TEST_CASE("every mistake in a NATS bridge is reported at its place", "[nats]") {
         return false;
     };
     CHECK(has("shmbusd.yaml:21:17: error: 'ack_wait' "));
-    CHECK(has("shmbusd.yaml:23:9: error: 'export': export channel 'camera/*' is a glob; a NATS "
-              "bridge names each channel it moves"));
+    CHECK(has("shmbusd.yaml:23:9: error: 'export': export of 'camera/*': subject 's' must "
+              "have the wildcards of the channel's glob in the same order ('*'), each standing "
+              "for what its counterpart matched, and no '>'"));
     CHECK(has("shmbusd.yaml:24:9: error: 'export': export of 't': subject 'shmbus.*' contains a "
               "wildcard; an export publishes to one subject"));
     CHECK(has("shmbusd.yaml:25:9: error: entry has no 'subject'"));
@@ -292,4 +295,59 @@ TEST_CASE("a NATS bridge refuses the tcp links' tls: and require:, saying where 
                   "in 'nats: {tls: {cert: FILE, key: FILE, ca: FILE}}' and its identity in "
                   "'nats: {credentials: FILE}'");
     CHECK(e[1].starts_with("shmbusd.yaml:5:5: error: 'require' applies to tcp links"));
+}
+
+TEST_CASE("a glob export publishes each channel it matches to the subject its wildcards make",
+          "[nats]") {
+    const std::string channels = R"(channels:
+  - {name: camera/front, kind: broadcast, slot_size: 4KiB, slot_count: 4}
+  - {name: camera/rear, kind: broadcast, slot_size: 2MiB, slot_count: 2}
+  - {name: telemetry, kind: broadcast, slot_size: 256, slot_count: 4}
+)";
+    const Config c = config_of(R"(bridges:
+  - name: fleet
+    connect: nats://127.0.0.1
+    export:
+      - {channel: "camera/*", subject: "shmbus.robot1.camera.*"}
+      - {channel: "log-?-*", subject: "shmbus.logs.?.*"}
+)");
+    const auto& exports = c.bridges.at(0).nats->exports;
+    REQUIRE(exports.size() == 2);
+    CHECK(export_subject(exports[0], "camera/front").value() == "shmbus.robot1.camera.front");
+    CHECK(export_subject(exports[1], "log-a-kernel.boot").value() == "shmbus.logs.a.kernel.boot");
+    CHECK(export_subject(exports[0], "telemetry").code() == shmbus::Errc::not_found);
+    // What a wildcard matched must leave a subject: no empty token.
+    const auto empty = export_subject(exports[0], "camera/");
+    REQUIRE_FALSE(empty.has_value());
+    CHECK(empty.error().detail == "export of 'camera/*': channel 'camera/' would be published to "
+                                  "subject 'shmbus.robot1.camera.', which has an empty token "
+                                  "(two dots, or a dot at an end)");
+    CHECK(export_subject(NatsExport{"telemetry", "shmbus.t"}, "telemetry").value() == "shmbus.t");
+
+    const auto e = errors(channels + R"(bridges:
+  - name: fleet
+    connect: nats://127.0.0.1
+    export:
+      - {channel: "camera/*", subject: "shmbus.camera.*"}
+      - {channel: "cam?/*", subject: "shmbus.cam.*.?"}
+      - {channel: "camera/*", subject: "shmbus.camera.>"}
+      - {channel: "camera/*", subject: "shmbus..*"}
+)");
+    // Each mistake at its entry; then the glob's channels against max_payload one by one, at
+    // the entry that matched them.
+    REQUIRE(e.size() == 4);
+    CHECK(e[0] == "shmbusd.yaml:10:9: error: 'export': export of 'cam?/*': subject "
+                  "'shmbus.cam.*.?' must have the wildcards of the channel's glob in the same "
+                  "order ('?*'), each standing for what its counterpart matched, and no '>'");
+    CHECK(e[1] == "shmbusd.yaml:11:9: error: 'export': export of 'camera/*': subject "
+                  "'shmbus.camera.>' must have the wildcards of the channel's glob in the same "
+                  "order ('*'), each standing for what its counterpart matched, and no '>'");
+    CHECK(e[2] == "shmbusd.yaml:12:9: error: 'export': export of 'camera/*': subject "
+                  "'shmbus..*' has an empty token (two dots, or a dot at an end)");
+    CHECK(e[3] == "shmbusd.yaml:9:9: error: bridge 'fleet': export of channel 'camera/rear': its "
+                  "slots hold messages of up to 2097152 bytes, more than fits in one NATS "
+                  "message of the servers' ('nats.max_payload') max_payload (1048576 bytes, of "
+                  "which 1024 are kept for shmbus's headers); a NATS bridge does not cut "
+                  "messages into pieces: raise max_payload on the servers and set "
+                  "'nats.max_payload' to it, or export a channel of smaller slots");
 }

@@ -135,18 +135,19 @@ void check_merged(MergeState& state, std::span<const ConfigSource> sources) {
         }
         const auto& exports = bridge.nats->exports;
         for (std::size_t i = 0; i < exports.size() && i < bridge.nats_export_where.size(); ++i) {
-            const auto channel = std::find_if(
-                config.channels.begin(), config.channels.end(),
-                [&](const ChannelConfig& c) { return c.spec.name == exports[i].channel; });
-            if (channel == config.channels.end()) {
-                continue; // created at run time: the bridge checks it as it starts
-            }
-            if (auto fits = gateway::check_export_payload(
-                    exports[i].channel, channel->spec.slot_size, bridge.nats->max_payload,
-                    "the servers' ('nats.max_payload')");
-                !fits) {
-                report(bridge.nats_export_where[i],
-                       "bridge " + quote(bridge.name) + ": " + fits.error().detail);
+            // Each configured channel the entry names or its glob matches; a channel created
+            // at run time is checked by the bridge as it starts.
+            for (const ChannelConfig& channel : config.channels) {
+                if (!gateway::glob_match(exports[i].channel, channel.spec.name)) {
+                    continue;
+                }
+                if (auto fits = gateway::check_export_payload(
+                        channel.spec.name, channel.spec.slot_size, bridge.nats->max_payload,
+                        "the servers' ('nats.max_payload')");
+                    !fits) {
+                    report(bridge.nats_export_where[i],
+                           "bridge " + quote(bridge.name) + ": " + fits.error().detail);
+                }
             }
         }
     }
