@@ -47,6 +47,18 @@ Result<void> check_name_or_glob(std::string_view text, std::string_view what) {
 
 } // namespace
 
+bool type_name_ok(std::string_view type) noexcept {
+    if (type.empty() || type.size() > kMaxTypeBytes) {
+        return false;
+    }
+    for (char c : type) {
+        if (c < '!' || c > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool is_glob(std::string_view text) noexcept {
     return text.find_first_of("*?") != std::string_view::npos;
 }
