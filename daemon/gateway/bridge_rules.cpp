@@ -46,6 +46,18 @@ std::string glob_wildcards(std::string_view text) {
     return out;
 }
 
+bool type_name_ok(std::string_view type) noexcept {
+    if (type.empty() || type.size() > kMaxTypeBytes) {
+        return false;
+    }
+    for (char c : type) {
+        if (c < '!' || c > '~') {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool is_glob(std::string_view text) noexcept {
     return text.find_first_of("*?") != std::string_view::npos;
 }

@@ -26,6 +26,14 @@
 
 namespace shmbus::gateway {
 
+/// Longest channel type name (a channel's `type:`, which offers carry in protocol 2).
+inline constexpr std::size_t kMaxTypeBytes = 255;
+
+/// Whether `type` may name a channel's type (`sensor_msgs/Imu@v2`): 1 to kMaxTypeBytes
+/// visible ASCII characters (no space, no control character). Two ends that both name a
+/// channel's type must name the same one, byte for byte, for the channel to cross a link.
+[[nodiscard]] bool type_name_ok(std::string_view type) noexcept;
+
 /// What an export does while the link is down: `drop` (the default: local publishers are
 /// never held up) or `block` (keep the cursor, up to the channel's depth, for a loss-free
 /// resume; after block_timeout the link is dropped and counted).

@@ -56,6 +56,12 @@ void BridgeRunner::log_with_peer(BridgeLog log) {
     log_ = std::move(log);
 }
 
+void BridgeRunner::share_origins(std::shared_ptr<OriginLedger> origins,
+                                 std::function<std::string(std::string_view)> channel_type) {
+    origins_ = std::move(origins);
+    channel_type_ = std::move(channel_type);
+}
+
 void BridgeRunner::emit(std::string_view message) {
     if (!log_) {
         return;
@@ -381,6 +387,9 @@ void BridgeRunner::run_session(Link& link) {
     settings.imports = config_.imports;
     settings.window = config_.window;
     settings.memory = memory_;
+    settings.incarnation = incarnation_;
+    settings.origins = origins_;
+    settings.channel_type = channel_type_;
     settings.log = [this](std::string_view message) { emit(message); };
     BridgeSession session{std::move(settings), params.value(), *client_, secured,
                           std::move(reader)};

@@ -106,6 +106,11 @@ public:
                  std::uint64_t incarnation, std::function<void(std::string_view)> log);
     /// Sends every line with its peer to `log` instead of the constructor's. Before start().
     void log_with_peer(BridgeLog log);
+    /// Shares the daemon's origin ledger with every link of this bridge, and tells it each
+    /// local channel's type name (docs/gateway.md, "Multi-hop", "Types"). Before start();
+    /// without it, the runner's links share a ledger of its own and no channel has a type.
+    void share_origins(std::shared_ptr<OriginLedger> origins,
+                       std::function<std::string(std::string_view)> channel_type);
     ~BridgeRunner();
     BridgeRunner(const BridgeRunner&) = delete;
     BridgeRunner& operator=(const BridgeRunner&) = delete;
@@ -147,6 +152,9 @@ private:
     std::string node_;
     std::uint64_t incarnation_;
     BridgeLog log_;
+    /// The runner's own until share_origins(): kept from link to link, as memory_ is.
+    std::shared_ptr<OriginLedger> origins_{std::make_shared<OriginLedger>()};
+    std::function<std::string(std::string_view)> channel_type_;
 
     mutable std::mutex mu_;
     std::condition_variable cv_;

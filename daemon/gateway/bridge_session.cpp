@@ -20,6 +20,7 @@
 #include <mutex>
 #include <optional>
 #include <poll.h>
+#include <random>
 #include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
@@ -32,8 +33,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr std::size_t kDataFixedBytes = 16; // stream, first sequence, count
-constexpr auto kEndpointPoll = 50ms;        // how soon a stream's thread notices a stop
+// Fixed fields of the larger data frame, origin_data: stream, first sequence, count, origin.
+constexpr std::size_t kDataFixedBytes = 16 + 24;
+constexpr auto kEndpointPoll = 50ms; // how soon a stream's thread notices a stop
 constexpr auto kGoodbyeDeadline = 1s;
 /// How long credits held back (fewer than a quarter of the window) wait for a quiet link
 /// before they go back anyway.
@@ -48,6 +50,16 @@ std::uint64_t now_ns() {
     return static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
             .count());
+}
+
+/// A random incarnation, never 0.
+std::uint64_t draw_incarnation() {
+    std::random_device entropy;
+    std::uint64_t v = 0;
+    while (v == 0) {
+        v = (std::uint64_t{entropy()} << 32) | entropy();
+    }
+    return v;
 }
 
 /// Messages of `slot_size` that fit one data frame of `max_body`, at least 1.
@@ -70,6 +82,8 @@ struct ExportStream {
     bool keep{false};      ///< on_link_down: block (broadcast only)
     std::chrono::milliseconds block_timeout{kDefaultBlockTimeout}; ///< keep: its rule's
     std::uint64_t slot_size{0};
+    std::uint64_t creation_id{0};            ///< the local channel's
+    std::shared_ptr<ChannelOrigins> origins; ///< where its imported messages came from
 
     std::mutex mu;
     std::condition_variable cv;
@@ -87,21 +101,44 @@ struct ExportStream {
     std::thread thread;
 };
 
+/// A run of messages to send in one data frame: `count` messages from index `at` of a batch,
+/// all of one origin (protocol 2).
+struct Segment {
+    std::size_t at{0};
+    std::size_t count{0};
+    MessageOrigin origin;
+};
+
 /// Part of a data frame that could not be published at once (the local ring was full, or
 /// earlier frames still wait): a gap lost upstream, then messages, copied out of the frame in
 /// one piece for the stream's thread.
 struct ImportItem {
-    std::uint64_t gap{0};        ///< messages lost upstream just before `first`; 0 = none
-    std::uint64_t first{0};      ///< the sequence of the first message
-    std::uint32_t count{0};      ///< messages (0: a gap alone)
-    std::vector<std::byte> body; ///< as in the frame: count u32 lengths, then the messages
+    std::uint64_t gap{0};                ///< messages lost upstream just before `first`; 0 = none
+    std::uint64_t first{0};              ///< the sequence of the first message
+    std::uint32_t count{0};              ///< messages (0: a gap alone)
+    std::vector<std::byte> body;         ///< as in the frame: count u32 lengths, then the messages
+    std::optional<MessageOrigin> origin; ///< of the first message, if the frame had one
 
     /// The messages, as the frame they came in showed them.
     [[nodiscard]] DataView view(std::uint32_t stream) const noexcept {
         const std::span<const std::byte> all{body};
-        return DataView{stream, first, count, all.first(std::size_t{4} * count),
-                        all.subspan(std::size_t{4} * count)};
+        return DataView{stream,
+                        first,
+                        count,
+                        all.first(std::size_t{4} * count),
+                        all.subspan(std::size_t{4} * count),
+                        origin};
     }
+};
+
+/// An origin_data frame the dedup marks admitted: its hop numbers, its origin, the messages
+/// skipped at its start and the origin's gap before them.
+struct PendingFrame {
+    std::uint64_t hop_first{0};
+    std::uint64_t count{0};
+    MessageOrigin origin;
+    std::uint64_t skip{0};
+    std::uint64_t gap{0};
 };
 
 struct ImportStream {
@@ -115,6 +152,13 @@ struct ImportStream {
     std::uint64_t slot_size{0};   ///< the offer's: no message of the stream is longer
     bool positions{false};        ///< the offer said the stream carries channel positions
     std::uint64_t expected{0};    // the run() thread only: next sequence due; 0 = any
+    /// No frame has arrived yet on this link: a gap before the first is what a cut cost.
+    bool first_frame{true};                  // the run() thread only
+    std::uint64_t local_creation_id{0};      ///< of the local channel
+    std::shared_ptr<ChannelOrigins> origins; ///< the local channel's (dedup, runs)
+    /// Frames admitted (origin_data) and not yet wholly published, oldest first: what the
+    /// dedup marks must give back if the link ends first. The run() thread only.
+    std::deque<PendingFrame> pending;
     /// The first sequence not yet published locally (written by whoever publishes).
     std::atomic<std::uint64_t> published_next{0};
     std::atomic<bool> gap_refused_logged{false};
@@ -131,6 +175,11 @@ struct ImportStream {
     std::atomic<std::uint64_t> messages{0};
     std::atomic<std::uint64_t> bytes{0};
     std::atomic<std::uint64_t> lost{0};
+    std::atomic<std::uint64_t> lost_link_down{0};
+    std::atomic<std::uint64_t> lost_congestion{0};
+    std::atomic<std::uint64_t> lost_upstream{0};
+    std::atomic<std::uint64_t> duplicates{0};
+    std::atomic<std::uint64_t> looped{0};
     std::thread thread;
 };
 
@@ -162,6 +211,15 @@ struct BridgeSession::Impl {
     std::map<std::uint32_t, std::string> wants; // request -> pattern
 
     std::atomic<std::uint64_t> rtt_ns{0};
+    std::atomic<std::uint64_t> type_refusals{0};
+    /// Protocol 2: data frames carry origins, offers types.
+    const bool with_origins{params.version >= kOriginVersion};
+    /// The origin of this daemon's own messages: settings.incarnation, or, where the caller
+    /// has none, one drawn for this session (its messages then look new to every peer).
+    const std::uint64_t incarnation{settings.incarnation != 0 ? settings.incarnation
+                                                              : draw_incarnation()};
+    const std::shared_ptr<OriginLedger> ledger{settings.origins ? settings.origins
+                                                                : std::make_shared<OriginLedger>()};
     std::atomic<std::int64_t> last_sent{Clock::now().time_since_epoch().count()};
     /// Credits an importing stream returns together: a quarter of the window.
     const std::uint32_t return_at{std::max<std::uint32_t>(1, settings.window / 4)};
@@ -284,6 +342,8 @@ struct BridgeSession::Impl {
                 "exported as drop");
         }
         s->slot_size = info.slot_size;
+        s->creation_id = info.creation_id;
+        s->origins = ledger->channel(local_name, info.creation_id);
         Offer o{0,
                 request,
                 wire_name,
@@ -292,7 +352,11 @@ struct BridgeSession::Impl {
                 info.slot_size,
                 info.slot_count,
                 info.creation_id,
-                s->positions ? kChannelPositions : s->next_sequence};
+                s->positions ? kChannelPositions : s->next_sequence,
+                std::nullopt};
+        if (with_origins) {
+            o.type = type_of_channel(local_name);
+        }
         s->subscriber.emplace(std::move(sub.value()));
         ExportStream* raw = s.get();
         {
@@ -333,41 +397,110 @@ struct BridgeSession::Impl {
         return std::min<std::size_t>(s.credits, most);
     }
 
-    /// Writes one data frame of copies (consecutive sequences from `first`). False if the
-    /// link failed.
+    /// The type name of local channel `name`, "" if it has none.
+    std::string type_of_channel(std::string_view name) const {
+        return settings.channel_type ? settings.channel_type(name) : std::string{};
+    }
+
+    /// Cuts `n` messages of hop sequences first_hop.. into the runs that go in one data frame
+    /// each: all of them on a protocol 1 link; on protocol 2, runs of one origin with
+    /// consecutive origin sequences, leaving out (and counting as lost) any message whose
+    /// origin the ledger no longer knows. `local(i)` is message i's sequence in the local
+    /// channel. A channel no import ever published into is one run, its origin this daemon.
+    template <typename LocalSequence>
+    void plan_segments(ExportStream& s, std::uint64_t first_hop, std::size_t n,
+                       LocalSequence&& local, std::vector<Segment>& out) {
+        out.clear();
+        const MessageOrigin own{incarnation, s.creation_id, first_hop};
+        // Only broadcast streams number by the channel's positions, which the runs speak of; a
+        // queue stream's messages take their origin here (docs/gateway.md, "Multi-hop").
+        if (!with_origins || !s.positions || !s.origins->has_imports()) {
+            out.push_back(Segment{0, n, own});
+            return;
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            LocalOrigin found = s.origins->find(local(i));
+            if (found.kind == LocalOrigin::Kind::unknown) {
+                s.lost += 1;
+                continue;
+            }
+            // A local message's number leaves out the imported ones (origin.hpp).
+            MessageOrigin o =
+                found.kind == LocalOrigin::Kind::imported
+                    ? found.origin
+                    : MessageOrigin{own.daemon, own.channel, found.origin.first_sequence};
+            if (!out.empty()) {
+                Segment& last = out.back();
+                if (last.at + last.count == i && last.origin.daemon == o.daemon &&
+                    last.origin.channel == o.channel &&
+                    last.origin.first_sequence + last.count == o.first_sequence) {
+                    ++last.count;
+                    continue;
+                }
+            }
+            out.push_back(Segment{i, 1, o});
+        }
+    }
+
+    /// Writes messages `spans` (hop sequences from `first_hop`) as one data frame per
+    /// segment, and takes their credits. False if the link failed.
+    bool send_segments(ExportStream& s, std::uint64_t first_hop,
+                       std::span<const std::span<const std::byte>> spans,
+                       std::span<const Segment> segments, std::vector<std::uint32_t>& lengths,
+                       std::vector<std::byte>& prefix, std::vector<iovec>& iov) {
+        for (const Segment& seg : segments) {
+            lengths.clear();
+            iov.clear();
+            std::uint64_t total = 0;
+            for (std::size_t i = seg.at; i < seg.at + seg.count; ++i) {
+                lengths.push_back(static_cast<std::uint32_t>(spans[i].size()));
+                total += spans[i].size();
+            }
+            const std::uint64_t first = first_hop + seg.at;
+            auto p = with_origins
+                         ? encode_origin_data_prefix(s.id, first, seg.origin, lengths,
+                                                     params.send_data_body, prefix)
+                         : encode_data_prefix(s.id, first, lengths, params.send_data_body, prefix);
+            if (!p) {
+                fail(p.take_error());
+                return false;
+            }
+            iov.push_back({prefix.data(), prefix.size()});
+            for (std::size_t i = seg.at; i < seg.at + seg.count; ++i) {
+                iov.push_back({const_cast<std::byte*>(spans[i].data()), spans[i].size()});
+            }
+            Result<void> w;
+            {
+                std::lock_guard lock{write_mu};
+                w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
+            }
+            if (!w) {
+                fail(w.take_error());
+                return false;
+            }
+            mark_sent();
+            s.messages += seg.count;
+            s.bytes += total;
+            std::lock_guard lock{s.mu};
+            s.credits -= static_cast<std::uint32_t>(seg.count);
+        }
+        return true;
+    }
+
+    /// Writes copies (consecutive sequences from `first`). False if the link failed.
     bool send_copies(ExportStream& s, std::uint64_t first, std::span<const SentMessage> copies,
                      std::vector<std::uint32_t>& lengths, std::vector<std::byte>& prefix,
                      std::vector<iovec>& iov) {
-        lengths.clear();
-        iov.clear();
-        std::uint64_t total = 0;
+        std::vector<std::span<const std::byte>> spans;
+        spans.reserve(copies.size());
         for (const auto& c : copies) {
-            lengths.push_back(static_cast<std::uint32_t>(c.bytes.size()));
-            total += c.bytes.size();
+            spans.emplace_back(c.bytes);
         }
-        if (auto p = encode_data_prefix(s.id, first, lengths, params.send_data_body, prefix); !p) {
-            fail(p.take_error());
-            return false;
-        }
-        iov.push_back({prefix.data(), prefix.size()});
-        for (const auto& c : copies) {
-            iov.push_back({const_cast<std::byte*>(c.bytes.data()), c.bytes.size()});
-        }
-        Result<void> w;
-        {
-            std::lock_guard lock{write_mu};
-            w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
-        }
-        if (!w) {
-            fail(w.take_error());
-            return false;
-        }
-        mark_sent();
-        s.messages += copies.size();
-        s.bytes += total;
-        std::lock_guard lock{s.mu};
-        s.credits -= static_cast<std::uint32_t>(copies.size());
-        return true;
+        std::vector<Segment> segments;
+        // Copies are kept for broadcast streams only, whose sequences are positions + 1.
+        plan_segments(
+            s, first, copies.size(), [&](std::size_t i) { return first + i - 1; }, segments);
+        return send_segments(s, first, spans, segments, lengths, prefix, iov);
     }
 
     /// A `block` stream's first duty on a new link: send again what the peer has not
@@ -424,6 +557,8 @@ struct BridgeSession::Impl {
         std::vector<std::byte> prefix;
         std::vector<std::byte> staging;
         std::vector<iovec> iov;
+        std::vector<std::span<const std::byte>> spans;
+        std::vector<Segment> segments;
         if (s.keep && !resend_unconfirmed(s, most, lengths, prefix, iov)) {
             return;
         }
@@ -462,21 +597,18 @@ struct BridgeSession::Impl {
                 lengths[i] = static_cast<std::uint32_t>(b.message(i).data.size());
                 total += lengths[i];
             }
-            if (auto p = encode_data_prefix(s.id, s.next_sequence, lengths, params.send_data_body,
-                                            prefix);
-                !p) {
-                (void)s.subscriber->release(b);
-                fail(p.take_error());
-                return;
-            }
-            iov.clear();
-            iov.push_back({prefix.data(), prefix.size()});
+            // Planned while the batch is held: a released batch shows no messages.
+            plan_segments(
+                s, s.next_sequence, n, [&](std::size_t i) { return b.message(i).sequence; },
+                segments);
+            spans.resize(n);
             if (s.copy_out) {
                 staging.resize(total);
                 std::size_t at = 0;
                 for (std::size_t i = 0; i < n; ++i) {
                     const auto m = b.message(i).data;
                     std::memcpy(staging.data() + at, m.data(), m.size());
+                    spans[i] = std::span<const std::byte>{staging.data() + at, m.size()};
                     at += m.size();
                 }
                 if (auto r = s.subscriber->release(b); !r) {
@@ -486,14 +618,12 @@ struct BridgeSession::Impl {
                     s.lost += n;
                     continue;
                 }
-                iov.push_back({staging.data(), staging.size()});
                 if (s.keep) {
                     keep_copies(s, staging, lengths);
                 }
             } else {
                 for (std::size_t i = 0; i < n; ++i) {
-                    const auto m = b.message(i).data;
-                    iov.push_back({const_cast<std::byte*>(m.data()), m.size()});
+                    spans[i] = b.message(i).data;
                 }
                 if (s.keep) {
                     std::lock_guard lock{s.mu};
@@ -504,32 +634,20 @@ struct BridgeSession::Impl {
                     }
                 }
             }
-            Result<void> w;
-            {
-                std::lock_guard lock{write_mu};
-                w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
-            }
-            if (!w) {
-                if (!s.copy_out) {
-                    (void)s.subscriber->release(b);
-                }
-                fail(w.take_error());
-                return;
-            }
-            mark_sent();
+            const bool sent =
+                send_segments(s, s.next_sequence, spans, segments, lengths, prefix, iov);
             if (!s.copy_out) {
                 // Block and queue channels: nothing overwrites a slot being read.
-                if (auto r = s.subscriber->release(b); !r) {
+                if (auto r = s.subscriber->release(b); !r && sent) {
                     log("exporting '" + s.local_name + "' stopped: " + r.error().message());
                     fail(r.take_error());
                     return;
                 }
             }
+            if (!sent) {
+                return;
+            }
             s.next_sequence += n;
-            s.messages += n;
-            s.bytes += total;
-            std::lock_guard lock{s.mu};
-            s.credits -= static_cast<std::uint32_t>(n);
         }
     }
 
@@ -551,10 +669,22 @@ struct BridgeSession::Impl {
                             "offer: stream " + std::to_string(o.stream) + " offered twice"));
             return;
         }
+        if (o.type.has_value() != with_origins) {
+            fail(make_error(Errc::protocol_error,
+                            "offer: field 'type' " +
+                                std::string{with_origins ? "is missing, which protocol 2 needs"
+                                                         : "is not part of protocol 1"}));
+            return;
+        }
         auto match = first_match(settings.imports, o.wire_name);
         if (!match) {
             refuse(Errc::permission_denied, "channel '" + o.wire_name + "' is not in bridge '" +
                                                 settings.bridge + "''s import list");
+            return;
+        }
+        if (auto why = type_conflict(o, match->mapped)) {
+            type_refusals.fetch_add(1, std::memory_order_relaxed);
+            refuse(Errc::version_mismatch, *why);
             return;
         }
         if (o.slot_size > params.max_message_bytes) {
@@ -625,6 +755,8 @@ struct BridgeSession::Impl {
         if (s->positions) {
             s->expected = resume_point(o);
         }
+        s->local_creation_id = info.creation_id;
+        s->origins = ledger->channel(local_name, info.creation_id);
         s->published_next.store(s->expected);
         s->outstanding = settings.window;
         ImportStream* raw = s.get();
@@ -635,6 +767,18 @@ struct BridgeSession::Impl {
         raw->thread = std::thread{[this, raw] { run_import(*raw); }};
         log("importing channel '" + o.wire_name + "' as '" + local_name + "'");
         send(Grant{o.stream, settings.window, raw->expected});
+    }
+
+    /// Why channel `o` cannot be imported as `local_name` for its type: both ends name one and
+    /// they differ. None if it can (either end has no type: nothing to compare).
+    std::optional<std::string> type_conflict(const Offer& o, const std::string& local_name) const {
+        const std::string here = type_of_channel(local_name);
+        const std::string& there = o.type ? *o.type : std::string{};
+        if (here.empty() || there.empty() || here == there) {
+            return std::nullopt;
+        }
+        return "channel '" + local_name + "': type differs: '" + here + "' here, '" + there +
+               "' on the peer";
     }
 
     /// Where an offered broadcast stream resumes: where the last link left it, if it is the
@@ -678,6 +822,29 @@ struct BridgeSession::Impl {
                 s->subscriber.reset();
             }
         }
+    }
+
+    /// Hands the dedup marks back what `s` admitted but did not publish before its link ended
+    /// (queued behind a full ring), so that the next link, or another path, delivers it or
+    /// counts it lost, exactly as this hop's numbers do. Newest first, so that consecutive
+    /// frames fold back one into the other. The run() thread, once the streams' threads have
+    /// ended.
+    static void give_back_unpublished(ImportStream& s) {
+        const std::uint64_t published = s.published_next.load();
+        for (auto it = s.pending.rbegin(); it != s.pending.rend(); ++it) {
+            const PendingFrame& f = *it;
+            const std::uint64_t end = f.origin.first_sequence + f.count;
+            std::uint64_t from = f.origin.first_sequence + f.skip;
+            if (published < f.hop_first) {
+                from -= std::min(f.gap, from); // the gap was not shown either
+            } else if (published - f.hop_first >= f.count) {
+                continue; // wholly published
+            } else {
+                from = std::max(from, f.origin.first_sequence + (published - f.hop_first));
+            }
+            s.origins->give_back(f.origin.channel, from, end);
+        }
+        s.pending.clear();
     }
 
     /// Remembers where each broadcast stream stood, for the next link (the run() thread, once
@@ -769,6 +936,7 @@ struct BridgeSession::Impl {
                 at += length;
                 bytes += length;
             }
+            note_origins(s, d, i, w.sequence(0), n);
             if (auto c = s.publisher->commit(w); !c) {
                 log("importing '" + s.wire_name + "' stopped: " + c.error().message());
                 halt = Halt::broken;
@@ -780,6 +948,24 @@ struct BridgeSession::Impl {
             s.bytes.fetch_add(bytes, std::memory_order_relaxed);
         }
         return i - from;
+    }
+
+    /// Notes in the channel's origins that local sequences local_first.. carry messages
+    /// from..from + count - 1 of `d` (before they are committed, so that an exporter of the
+    /// channel finds them). Their origin is the frame's; on a protocol 1 link, the peer's
+    /// channel with this hop's numbers, which are its own positions there.
+    void note_origins(ImportStream& s, const DataView& d, std::size_t from,
+                      std::uint64_t local_first, std::size_t count) {
+        MessageOrigin o;
+        if (d.origin()) {
+            o = *d.origin();
+        } else if (s.positions && s.creation_id != 0) {
+            o = MessageOrigin{params.peer_incarnation, s.creation_id, d.first_sequence()};
+        } else {
+            return;
+        }
+        o.first_sequence += from;
+        s.origins->note(local_first, count, o);
     }
 
     /// Takes the credits of what `s` has published, to give back to the peer (under s.mu).
@@ -863,6 +1049,12 @@ struct BridgeSession::Impl {
                             "data: stream " + std::to_string(d.stream()) + " was never granted"));
             return;
         }
+        if (d.origin().has_value() != with_origins) {
+            fail(make_error(Errc::protocol_error,
+                            with_origins ? "data: a protocol 2 link carries origin_data frames"
+                                         : "origin_data: not part of protocol 1"));
+            return;
+        }
         if (s->expected != 0 && d.first_sequence() < s->expected) {
             fail(make_error(Errc::protocol_error,
                             "data: stream " + std::to_string(d.stream()) + " ('" + s->wire_name +
@@ -887,6 +1079,15 @@ struct BridgeSession::Impl {
             gap = d.first_sequence() - s->expected;
             s->lost += gap;
         }
+        std::size_t skip = 0;
+        if (d.origin()) {
+            // What the local subscribers are told is the origin's gap, which another path
+            // may have filled already; the messages another path delivered are skipped.
+            const Admission a = admit_frame(*s, d);
+            skip = static_cast<std::size_t>(a.skip);
+            gap = a.gap;
+        }
+        count_cause(*s, d, gap);
         bool direct = false;
         {
             std::lock_guard lock{s->mu};
@@ -906,14 +1107,22 @@ struct BridgeSession::Impl {
             direct = s->queue.empty() && !s->draining;
         }
         s->expected = d.first_sequence() + d.count();
-        std::size_t done = 0;
+        std::size_t done = skip;
+        if (skip == d.count()) {
+            // Nothing new here: the credits go back, and nothing waits.
+            if (direct) {
+                s->published_next.store(s->expected);
+            }
+            published(*s, skip, false, true);
+            return;
+        }
         if (direct) {
             Halt halt = Halt::none;
-            if (gap != 0 && publish_gap(*s, gap, d.first_sequence(), false, halt)) {
+            if (gap != 0 && publish_gap(*s, gap, d.first_sequence() + skip, false, halt)) {
                 gap = 0;
             }
             if (gap == 0 && halt == Halt::none) {
-                done = publish_run(*s, d, 0, false, halt);
+                done += publish_run(*s, d, skip, false, halt);
             }
             if (halt == Halt::broken) {
                 end_import(*s);
@@ -924,9 +1133,16 @@ struct BridgeSession::Impl {
                 return;
             }
         }
+        if (!direct && skip > 0) {
+            published(*s, skip, false, true);
+        }
         ImportItem item;
         item.gap = gap;
         item.first = d.first_sequence() + done;
+        if (d.origin()) {
+            item.origin = *d.origin();
+            item.origin->first_sequence += done;
+        }
         const auto lengths = d.raw_lengths().subspan(std::size_t{4} * done);
         std::size_t skipped = 0;
         for (std::uint32_t i = 0; i < done; ++i) {
@@ -940,6 +1156,51 @@ struct BridgeSession::Impl {
         std::lock_guard lock{s->mu};
         s->queue.push_back(std::move(item));
         s->cv.notify_one();
+    }
+
+    /// Counts `gap` messages lost before data frame `d` of `s` by cause (docs/gateway.md,
+    /// "Loss by cause"): found by a stream's first frame on a link, the link was down; else
+    /// lost before the peer when they were first published elsewhere (protocol 2), or by the
+    /// peer itself (its export overran). The run() thread.
+    void count_cause(ImportStream& s, const DataView& d, std::uint64_t gap) {
+        const bool first = std::exchange(s.first_frame, false);
+        if (gap == 0) {
+            return;
+        }
+        if (first) {
+            s.lost_link_down.fetch_add(gap, std::memory_order_relaxed);
+        } else if (d.origin() && d.origin()->daemon != params.peer_incarnation) {
+            s.lost_upstream.fetch_add(gap, std::memory_order_relaxed);
+        } else {
+            s.lost_congestion.fetch_add(gap, std::memory_order_relaxed);
+        }
+    }
+
+    /// The origin's verdict on data frame `d` of `s` (protocol 2): a loop (this daemon's own
+    /// message, or one first published in the very channel it would go into) is skipped
+    /// whole; otherwise the channel's dedup marks say what is new and what was lost before
+    /// it. The run() thread.
+    Admission admit_frame(ImportStream& s, const DataView& d) {
+        const MessageOrigin& o = *d.origin();
+        Admission a;
+        if (o.daemon == incarnation || o.channel == s.local_creation_id) {
+            a.skip = d.count();
+            s.looped.fetch_add(d.count(), std::memory_order_relaxed);
+            return a;
+        }
+        a = s.origins->admit(o, d.count());
+        s.duplicates.fetch_add(a.skip, std::memory_order_relaxed);
+        if (a.skip < d.count()) {
+            s.pending.push_back(PendingFrame{d.first_sequence(), d.count(), o, a.skip, a.gap});
+        }
+        // What is published is no longer pending (bounded by the window: what is pending
+        // holds credits).
+        const std::uint64_t done = s.published_next.load();
+        while (!s.pending.empty() &&
+               s.pending.front().hop_first + s.pending.front().count <= done) {
+            s.pending.pop_front();
+        }
+        return a;
     }
 
     /// Publishes what on_data() queued (the stream's thread): it runs only while the local
@@ -1125,6 +1386,9 @@ struct BridgeSession::Impl {
             name = it == exports.end() ? "?" : it->second->wire_name;
         }
         log("the peer refused channel '" + name + "': " + r.reason);
+        if (r.code == Errc::version_mismatch) {
+            type_refusals.fetch_add(1, std::memory_order_relaxed); // a type that differs
+        }
         close_export(r.id);
     }
 
@@ -1285,6 +1549,12 @@ struct BridgeSession::Impl {
                 t->join();
             }
         }
+        {
+            std::lock_guard lock{streams_mu};
+            for (auto& [id, s] : imports) {
+                give_back_unpublished(*s);
+            }
+        }
         remember_imports();
         keep_exports();
         if (tell_peer) {
@@ -1324,16 +1594,25 @@ void BridgeSession::stop() noexcept {
 SessionStats BridgeSession::stats() const {
     SessionStats out;
     out.rtt_ns = impl_->rtt_ns.load();
+    out.type_refusals = impl_->type_refusals.load();
     std::lock_guard lock{impl_->streams_mu};
     for (const auto& [id, s] : impl_->exports) {
         std::lock_guard sl{s->mu};
-        out.streams.push_back(StreamStats{s->wire_name, s->local_name, true, s->messages.load(),
-                                          s->bytes.load(), s->lost.load(), s->credits});
+        StreamStats st{s->wire_name,    s->local_name,  true,      s->messages.load(),
+                       s->bytes.load(), s->lost.load(), s->credits};
+        st.lost_congestion = st.lost;
+        out.streams.push_back(std::move(st));
     }
     for (const auto& [id, s] : impl_->imports) {
         std::lock_guard sl{s->mu};
-        out.streams.push_back(StreamStats{s->wire_name, s->local_name, false, s->messages.load(),
-                                          s->bytes.load(), s->lost.load(), s->outstanding});
+        StreamStats st{s->wire_name,    s->local_name,  false,         s->messages.load(),
+                       s->bytes.load(), s->lost.load(), s->outstanding};
+        st.lost_link_down = s->lost_link_down.load();
+        st.lost_congestion = s->lost_congestion.load();
+        st.lost_upstream = s->lost_upstream.load();
+        st.duplicates = s->duplicates.load();
+        st.looped = s->looped.load();
+        out.streams.push_back(std::move(st));
     }
     return out;
 }

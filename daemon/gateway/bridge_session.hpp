@@ -59,6 +59,7 @@
 #include "gateway/bridge_rules.hpp"
 #include "gateway/frame.hpp"
 #include "gateway/handshake.hpp"
+#include "gateway/origin.hpp"
 
 #include <shmbus/client.hpp>
 #include <shmbus/error.hpp>
@@ -120,6 +121,14 @@ struct SessionSettings {
     std::chrono::milliseconds dead_after_silence{10000}; ///< link dead if nothing arrives
     /// Kept from link to link by the runner; none = every link starts afresh.
     std::shared_ptr<StreamMemory> memory;
+    /// This daemon's incarnation: the origin of what its own channels publish (protocol 2).
+    std::uint64_t incarnation{0};
+    /// Origins per local channel, shared by every bridge of the daemon so that two paths into
+    /// one channel deliver each message once; none = a ledger of this session's own.
+    std::shared_ptr<OriginLedger> origins;
+    /// The type name of a local channel ("" for none): offered with each export and checked
+    /// against each offer's (protocol 2). None = no channel has a type.
+    std::function<std::string(std::string_view)> channel_type;
     /// Where the session's lines go (one per state change: a stream granted or refused, the
     /// link's end). Called from the session's threads.
     std::function<void(std::string_view)> log;
@@ -134,11 +143,21 @@ struct StreamStats {
     std::uint64_t bytes{0};
     std::uint64_t lost{0};    ///< messages lost, from sequence gaps (import) or the source
     std::uint32_t credits{0}; ///< export: credits left; import: messages granted, not returned
+    /// Loss by cause (docs/gateway.md, "Loss by cause"): import, what the local subscribers
+    /// were told was lost (protocol 2: by the origin's numbers; 1: this hop's); export, what
+    /// the export's own subscriber lost.
+    std::uint64_t lost_link_down{0};  ///< import: found by a stream's first frame on a link
+    std::uint64_t lost_congestion{0}; ///< export: overrun here; import: skipped by the peer
+    std::uint64_t lost_upstream{0};   ///< import: lost before the peer, where it came from
+    std::uint64_t duplicates{0};      ///< import: dropped as delivered already (another path)
+    std::uint64_t looped{0};          ///< import: dropped as this daemon's own (a loop)
 };
 
 struct SessionStats {
     std::vector<StreamStats> streams;
     std::uint64_t rtt_ns{0}; ///< the last ping's round trip; 0 before the first
+    /// Channels refused for their type, by either end, on this link.
+    std::uint64_t type_refusals{0};
 };
 
 class BridgeSession {

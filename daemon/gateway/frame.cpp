@@ -65,6 +65,8 @@ std::string_view frame_type_name(FrameType type) noexcept {
         return "close_stream";
     case FrameType::goodbye:
         return "goodbye";
+    case FrameType::origin_data:
+        return "origin_data";
     }
     return "unknown";
 }
@@ -200,6 +202,15 @@ void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.next_sequence, {&p, "next_sequence"});
 }
 
+/// Protocol 2's addition to an offer, after its protocol 1 fields: the channel's type name.
+template <typename Io, typename T>
+requires Is<T, std::string>
+void offer_type_field(Io& io, T& type, const FieldPath& p) {
+    io.field(type, {&p, "type"});
+    io.require(type.empty() || type_name_ok(type), {&p, "type"},
+               "is not a type name (1 to 255 visible ASCII characters, or empty)");
+}
+
 template <typename Io, Is<Want> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.request, {&p, "request"});
@@ -265,9 +276,10 @@ void fields(Io& io, T& v, const FieldPath& p) {
 // ---- data frames ----
 
 DataView::DataView(std::uint32_t stream, std::uint64_t first_sequence, std::uint32_t count,
-                   std::span<const std::byte> lengths, std::span<const std::byte> payload) noexcept
-    : stream_{stream},
-      first_sequence_{first_sequence}, count_{count}, lengths_{lengths}, payload_{payload} {}
+                   std::span<const std::byte> lengths, std::span<const std::byte> payload,
+                   std::optional<MessageOrigin> origin) noexcept
+    : stream_{stream}, first_sequence_{first_sequence}, count_{count}, lengths_{lengths},
+      payload_{payload}, origin_{origin} {}
 
 std::uint32_t DataView::length(std::uint32_t i) const noexcept {
     // i < count_ and lengths_ holds count_ u32s (checked when decoded).
@@ -278,8 +290,10 @@ namespace {
 
 constexpr std::size_t kDataFixedBytes = 4 + 8 + 4; // stream, first sequence, count
 
-Result<Frame> decode_data(std::span<const std::byte> body) {
-    Reader reader{body, "data", kLimits};
+constexpr std::size_t kOriginBytes = 8 + 8 + 8; // daemon, channel, first sequence
+
+Result<Frame> decode_data(std::span<const std::byte> body, FrameType type) {
+    Reader reader{body, frame_type_name(type), kLimits};
     const FieldPath top{};
     std::uint32_t stream = 0;
     std::uint64_t first_sequence = 0;
@@ -292,6 +306,19 @@ Result<Frame> decode_data(std::span<const std::byte> body) {
                    "is not 1 to " + std::to_string(kMaxMessagesPerFrame));
     reader.require(count <= std::numeric_limits<std::uint64_t>::max() - first_sequence,
                    {&top, "first_sequence"}, "wraps around with count messages");
+    std::optional<MessageOrigin> origin;
+    if (type == FrameType::origin_data) {
+        origin.emplace();
+        const FieldPath at{&top, "origin"};
+        reader.field(origin->daemon, {&at, "daemon"});
+        reader.require(origin->daemon != 0, {&at, "daemon"}, "is 0");
+        reader.field(origin->channel, {&at, "channel"});
+        reader.require(origin->channel != 0, {&at, "channel"}, "is 0");
+        reader.field(origin->first_sequence, {&at, "first_sequence"});
+        reader.require(origin->first_sequence != 0, {&at, "first_sequence"}, "is 0");
+        reader.require(count <= std::numeric_limits<std::uint64_t>::max() - origin->first_sequence,
+                       {&at, "first_sequence"}, "wraps around with count messages");
+    }
     if (!reader.ok()) {
         return reader.take_error();
     }
@@ -305,11 +332,13 @@ Result<Frame> decode_data(std::span<const std::byte> body) {
     }
     if (total != reader.remaining()) {
         return make_error(Errc::protocol_error,
-                          "data: field 'lengths' adds up to " + std::to_string(total) +
-                              " bytes, the frame carries " + std::to_string(reader.remaining()));
+                          std::string{frame_type_name(type)} + ": field 'lengths' adds up to " +
+                              std::to_string(total) + " bytes, the frame carries " +
+                              std::to_string(reader.remaining()));
     }
     const auto payload = reader.raw(reader.remaining(), {&top, "payload"});
-    return Frame{std::in_place_type<DataView>, stream, first_sequence, count, lengths, payload};
+    return Frame{
+        std::in_place_type<DataView>, stream, first_sequence, count, lengths, payload, origin};
 }
 
 template <typename T>
@@ -317,6 +346,11 @@ Result<Frame> decode_fields(FrameType type, std::span<const std::byte> body) {
     Reader reader{body, frame_type_name(type), kLimits};
     T value{};
     fields(reader, value, FieldPath{});
+    if constexpr (std::is_same_v<T, Offer>) {
+        if (reader.ok() && reader.remaining() != 0) {
+            offer_type_field(reader, value.type.emplace(), FieldPath{});
+        }
+    }
     if (!reader.ok()) {
         return reader.take_error();
     }
@@ -362,6 +396,9 @@ void put_header(std::byte* p, FrameType type, std::uint32_t body_bytes) noexcept
 } // namespace
 
 FrameType type_of(const Frame& frame) noexcept {
+    if (const auto* d = std::get_if<DataView>(&frame); d != nullptr && d->origin()) {
+        return FrameType::origin_data;
+    }
     const std::size_t i = frame.index();
     return i < kTypeOfAlternative.size() ? kTypeOfAlternative[i] : FrameType{0};
 }
@@ -382,6 +419,11 @@ Result<std::vector<std::byte>> encode(const Frame& frame) {
             if constexpr (!std::is_same_v<std::decay_t<decltype(body)>, DataView>) {
                 fields(writer, body, FieldPath{});
             }
+            if constexpr (std::is_same_v<std::decay_t<decltype(body)>, Offer>) {
+                if (body.type) {
+                    offer_type_field(writer, *body.type, FieldPath{});
+                }
+            }
         },
         frame);
     if (!writer.ok()) {
@@ -391,9 +433,12 @@ Result<std::vector<std::byte>> encode(const Frame& frame) {
     return out;
 }
 
-Result<void> encode_data_prefix(std::uint32_t stream, std::uint64_t first_sequence,
-                                std::span<const std::uint32_t> lengths, std::size_t max_body,
-                                std::vector<std::byte>& out) {
+namespace {
+
+/// Both data frames' prefix: `origin` makes it an origin_data frame.
+Result<void> encode_prefix(std::uint32_t stream, std::uint64_t first_sequence,
+                           const MessageOrigin* origin, std::span<const std::uint32_t> lengths,
+                           std::size_t max_body, std::vector<std::byte>& out) {
     if (stream == 0) {
         return make_error(Errc::invalid_argument, "cannot encode data: stream 0");
     }
@@ -406,7 +451,14 @@ Result<void> encode_data_prefix(std::uint32_t stream, std::uint64_t first_sequen
     if (lengths.size() > std::numeric_limits<std::uint64_t>::max() - first_sequence) {
         return make_error(Errc::invalid_argument, "cannot encode data: the sequences wrap");
     }
-    std::uint64_t body = kDataFixedBytes + 4 * lengths.size();
+    if (origin != nullptr &&
+        (origin->daemon == 0 || origin->channel == 0 || origin->first_sequence == 0 ||
+         lengths.size() > std::numeric_limits<std::uint64_t>::max() - origin->first_sequence)) {
+        return make_error(Errc::invalid_argument,
+                          "cannot encode origin_data: an origin field is 0 or its sequences wrap");
+    }
+    const std::size_t fixed = kDataFixedBytes + (origin != nullptr ? kOriginBytes : 0);
+    std::uint64_t body = fixed + 4 * lengths.size();
     for (std::uint32_t n : lengths) {
         body += n;
     }
@@ -415,20 +467,43 @@ Result<void> encode_data_prefix(std::uint32_t stream, std::uint64_t first_sequen
                           "cannot encode data: a body of " + std::to_string(body) +
                               " bytes exceeds the link's limit of " + std::to_string(max_body));
     }
-    out.resize(kHeaderBytes + kDataFixedBytes + 4 * lengths.size());
+    out.resize(kHeaderBytes + fixed + 4 * lengths.size());
     std::byte* p = out.data();
-    put_header(p, FrameType::data, static_cast<std::uint32_t>(body));
+    put_header(p, origin != nullptr ? FrameType::origin_data : FrameType::data,
+               static_cast<std::uint32_t>(body));
     p += kHeaderBytes;
     store_u32(p, stream);
     store_u32(p + 4, static_cast<std::uint32_t>(first_sequence));
     store_u32(p + 8, static_cast<std::uint32_t>(first_sequence >> 32));
     store_u32(p + 12, static_cast<std::uint32_t>(lengths.size()));
     p += kDataFixedBytes;
+    if (origin != nullptr) {
+        for (std::uint64_t v : {origin->daemon, origin->channel, origin->first_sequence}) {
+            store_u32(p, static_cast<std::uint32_t>(v));
+            store_u32(p + 4, static_cast<std::uint32_t>(v >> 32));
+            p += 8;
+        }
+    }
     for (std::uint32_t n : lengths) {
         store_u32(p, n);
         p += 4;
     }
     return ok();
+}
+
+} // namespace
+
+Result<void> encode_data_prefix(std::uint32_t stream, std::uint64_t first_sequence,
+                                std::span<const std::uint32_t> lengths, std::size_t max_body,
+                                std::vector<std::byte>& out) {
+    return encode_prefix(stream, first_sequence, nullptr, lengths, max_body, out);
+}
+
+Result<void> encode_origin_data_prefix(std::uint32_t stream, std::uint64_t first_sequence,
+                                       const MessageOrigin& origin,
+                                       std::span<const std::uint32_t> lengths, std::size_t max_body,
+                                       std::vector<std::byte>& out) {
+    return encode_prefix(stream, first_sequence, &origin, lengths, max_body, out);
 }
 
 Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes,
@@ -456,7 +531,8 @@ Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes
                           name + ": flags " + std::to_string(flags) +
                               " set, which bridge protocol 1 does not define");
     }
-    const std::size_t limit = type == FrameType::data ? max_data_body : kMaxControlBody;
+    const bool data = type == FrameType::data || type == FrameType::origin_data;
+    const std::size_t limit = data ? max_data_body : kMaxControlBody;
     if (body_bytes > limit) {
         return make_error(Errc::protocol_error, name + ": body of " + std::to_string(body_bytes) +
                                                     " bytes exceeds the limit of " +
@@ -482,7 +558,8 @@ Result<Frame> decode_body(FrameType type, std::span<const std::byte> body) {
     case FrameType::credit:
         return decode_fields<Credit>(type, body);
     case FrameType::data:
-        return decode_data(body);
+    case FrameType::origin_data:
+        return decode_data(body, type);
     case FrameType::ping:
         return decode_fields<Ping>(type, body);
     case FrameType::pong:

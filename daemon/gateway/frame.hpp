@@ -25,6 +25,8 @@
 // before the bytes behind it have arrived.
 #pragma once
 
+#include "gateway/bridge_rules.hpp"
+
 #include <shmbus/channel.hpp>
 #include <shmbus/error.hpp>
 
@@ -42,7 +44,7 @@ namespace shmbus::gateway {
 inline constexpr std::uint32_t kMagic = 0x57474253; // "SBGW" little-endian
 /// The bridge protocol versions this build speaks, lowest and highest.
 inline constexpr std::uint16_t kVersionMin = 1;
-inline constexpr std::uint16_t kVersionMax = 1;
+inline constexpr std::uint16_t kVersionMax = 2;
 inline constexpr std::size_t kHeaderBytes = 12;
 /// Largest body of any frame but data, in every phase of a link.
 inline constexpr std::size_t kMaxControlBody = std::size_t{64} * 1024;
@@ -59,6 +61,8 @@ inline constexpr std::size_t kMaxListItems = 4096;
 /// Random challenge and HMAC-SHA256 lengths.
 inline constexpr std::size_t kNonceBytes = 32;
 inline constexpr std::size_t kMacBytes = 32;
+/// The first protocol version whose links carry origins (origin_data) and types (offers).
+inline constexpr std::uint16_t kOriginVersion = 2;
 
 enum class FrameType : std::uint16_t {
     hello = 1,         ///< first frame each way: versions, limits, incarnation, challenge
@@ -73,6 +77,7 @@ enum class FrameType : std::uint16_t {
     pong = 10,         ///< the answer to a ping
     close_stream = 11, ///< one stream ends (channel gone, reload), the link stays
     goodbye = 12,      ///< the link ends, with the reason
+    origin_data = 13,  ///< protocol 2: messages of one stream and of one origin
 };
 
 /// "hello", "data", ...; "unknown" otherwise.
@@ -137,6 +142,8 @@ struct Offer {
     std::uint64_t slot_count{0};
     std::uint64_t creation_id{0};   ///< the source channel's: a re-created one is a new stream
     std::uint64_t next_sequence{0}; ///< the sequence the stream's next message will carry
+    /// Protocol 2 appends the channel's type name ("" when it has none); absent in protocol 1.
+    std::optional<std::string> type;
 };
 
 struct Want {
@@ -187,6 +194,17 @@ struct Goodbye {
     std::string reason;
 };
 
+/// Where the messages of an origin_data frame were first published: the daemon (its
+/// incarnation), the channel there (its creation id) and the sequence the first message had
+/// in that channel's stream. The next messages of the frame follow it one by one.
+struct MessageOrigin {
+    std::uint64_t daemon{0};
+    std::uint64_t channel{0};
+    std::uint64_t first_sequence{0};
+
+    friend bool operator==(const MessageOrigin&, const MessageOrigin&) = default;
+};
+
 /// A received data frame: views into the bytes it was decoded from, valid as long as they.
 /// Decoding has checked that there are `count` lengths and that they add up exactly to the
 /// payload; message(i) is therefore always in bounds.
@@ -194,7 +212,8 @@ class DataView {
 public:
     DataView() = default;
     DataView(std::uint32_t stream, std::uint64_t first_sequence, std::uint32_t count,
-             std::span<const std::byte> lengths, std::span<const std::byte> payload) noexcept;
+             std::span<const std::byte> lengths, std::span<const std::byte> payload,
+             std::optional<MessageOrigin> origin = std::nullopt) noexcept;
 
     [[nodiscard]] std::uint32_t stream() const noexcept { return stream_; }
     [[nodiscard]] std::uint64_t first_sequence() const noexcept { return first_sequence_; }
@@ -204,6 +223,8 @@ public:
     /// The `count` lengths as they came (little-endian u32s), and the messages, concatenated.
     [[nodiscard]] std::span<const std::byte> raw_lengths() const noexcept { return lengths_; }
     [[nodiscard]] std::span<const std::byte> payload() const noexcept { return payload_; }
+    /// An origin_data frame's origin; none for a protocol 1 data frame.
+    [[nodiscard]] const std::optional<MessageOrigin>& origin() const noexcept { return origin_; }
 
     /// Walks the messages in order: `f(sequence, bytes)` for each.
     template <typename F>
@@ -222,6 +243,7 @@ private:
     std::uint32_t count_{0};
     std::span<const std::byte> lengths_;
     std::span<const std::byte> payload_;
+    std::optional<MessageOrigin> origin_;
 };
 
 using Frame = std::variant<Hello, Auth, Offer, Want, Grant, Refuse, Credit, DataView, Ping, Pong,
@@ -243,6 +265,14 @@ using Frame = std::variant<Hello, Auth, Offer, Want, Grant, Refuse, Credit, Data
                                               std::span<const std::uint32_t> lengths,
                                               std::size_t max_body, std::vector<std::byte>& out);
 
+/// The same for an origin_data frame (protocol 2), whose fixed fields are followed by the
+/// messages' `origin`. Errc::invalid_argument as above, or if the origin's daemon, channel or
+/// first sequence is 0 or its sequences would wrap.
+[[nodiscard]] Result<void>
+encode_origin_data_prefix(std::uint32_t stream, std::uint64_t first_sequence,
+                          const MessageOrigin& origin, std::span<const std::uint32_t> lengths,
+                          std::size_t max_body, std::vector<std::byte>& out);
+
 /// A decoded frame header.
 struct FrameHeader {
     FrameType type{FrameType::hello};
@@ -256,7 +286,8 @@ struct FrameHeader {
 [[nodiscard]] Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes,
                                                 std::size_t max_data_body);
 
-/// Decodes the body of a frame of `type`. A DataView points into `body`.
+/// Decodes the body of a frame of `type`. A DataView points into `body` (data and
+/// origin_data frames both decode into one).
 [[nodiscard]] Result<Frame> decode_body(FrameType type, std::span<const std::byte> body);
 
 /// Decodes exactly one whole frame (header and body, nothing after it).

@@ -47,17 +47,33 @@ BridgeStreamSummary stream_summary(const gateway::StreamStats& stream) {
     return t;
 }
 
+/// The live link's loss by cause, duplicates and loops, summed over its streams.
+void add_losses(BridgeSummary& s, const gateway::SessionStats& session) {
+    for (const auto& stream : session.streams) {
+        s.lost_link_down += stream.lost_link_down;
+        s.lost_congestion += stream.lost_congestion;
+        s.lost_upstream += stream.lost_upstream;
+        s.duplicates += stream.duplicates;
+        s.looped += stream.looped;
+    }
+    s.type_refusals = session.type_refusals;
+}
+
 /// A link to another daemon (tcp:, fifo:, exec:).
 class LinkRunner final : public Bridges::Runner {
 public:
     LinkRunner(gateway::BridgeConfig config, ClientOptions local, const std::string& node,
-               std::uint64_t incarnation)
+               std::uint64_t incarnation, std::shared_ptr<gateway::OriginLedger> origins,
+               std::shared_ptr<const ChannelTypes> types)
         : config_{std::move(config)}, runner_{config_, std::move(local), node, incarnation,
                                               std::function<void(std::string_view)>{}} {
         runner_.log_with_peer(
             [name = config_.name](std::string_view message, std::string_view peer) {
                 log_info(message, bridge_fields(name, peer));
             });
+        runner_.share_origins(
+            std::move(origins),
+            [types = std::move(types)](std::string_view channel) { return types->of(channel); });
     }
     void start() override { runner_.start(); }
     void stop() override { runner_.stop(); }
@@ -168,6 +184,7 @@ BridgeSummary summarize(const gateway::BridgeStatus& status, const gateway::Brid
     for (const auto& stream : status.session.streams) {
         s.streams.push_back(stream_summary(stream));
     }
+    add_losses(s, status.session);
     return s;
 }
 
@@ -198,7 +215,29 @@ Bridges::RunnerPtr Bridges::make_runner(const ConfiguredBridge& bridge) const {
         SHMBUS_ASSERT(false, "a NATS bridge in a build without libnats");
 #endif
     }
-    return std::make_shared<LinkRunner>(to_gateway(bridge), std::move(local), node_, incarnation_);
+    return std::make_shared<LinkRunner>(to_gateway(bridge), std::move(local), node_, incarnation_,
+                                        origins_, types_);
+}
+
+std::string ChannelTypes::of(std::string_view channel) const {
+    std::lock_guard lock{mu_};
+    auto it = types_.find(channel);
+    return it == types_.end() ? std::string{} : it->second;
+}
+
+void ChannelTypes::set(const std::vector<ChannelConfig>& channels) {
+    std::map<std::string, std::string, std::less<>> types;
+    for (const ChannelConfig& c : channels) {
+        if (!c.type.empty()) {
+            types.emplace(c.spec.name, c.type);
+        }
+    }
+    std::lock_guard lock{mu_};
+    types_ = std::move(types);
+}
+
+void Bridges::set_channel_types(const std::vector<ChannelConfig>& channels) {
+    types_->set(channels);
 }
 
 void Bridges::start(const std::vector<ConfiguredBridge>& bridges) {

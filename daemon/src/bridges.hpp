@@ -30,6 +30,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -50,6 +51,19 @@ namespace shmbus::daemon {
 /// path), the same across restarts. Without a machine id, from `host` and `socket` alone.
 [[nodiscard]] std::string nats_node_name(const std::string& host, const std::string& socket);
 
+/// Each configured channel's `type:`, as the bridges' sessions ask for it (any thread); a
+/// reload replaces them.
+class ChannelTypes {
+public:
+    /// The type of local channel `channel`, "" if it has none.
+    [[nodiscard]] std::string of(std::string_view channel) const;
+    void set(const std::vector<ChannelConfig>& channels);
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::string, std::string, std::less<>> types_;
+};
+
 class Bridges {
 public:
     /// `socket`: the daemon's own control socket, which the bridges' sessions connect to.
@@ -59,6 +73,9 @@ public:
     Bridges(const Bridges&) = delete;
     Bridges& operator=(const Bridges&) = delete;
 
+    /// The channels' types the bridges check offers against: at start, and on each reload
+    /// (before apply()).
+    void set_channel_types(const std::vector<ChannelConfig>& channels);
     /// Starts a runner for each of `bridges`.
     void start(const std::vector<ConfiguredBridge>& bridges);
     /// Carries out the bridge steps of a reload plan; returns a line per change, saying what
@@ -94,6 +111,9 @@ private:
     std::string node_;
     std::string nats_node_;
     std::map<std::string, RunnerPtr, std::less<>> running_;
+    /// Shared by every link bridge, so that two paths into one channel deliver a message once.
+    std::shared_ptr<gateway::OriginLedger> origins_{std::make_shared<gateway::OriginLedger>()};
+    std::shared_ptr<ChannelTypes> types_{std::make_shared<ChannelTypes>()};
     std::vector<std::thread> retiring_;
 };
 

@@ -300,6 +300,7 @@ std::string DaemonState::apply(Config next) {
         }
     }
     if (bridges_ != nullptr) {
+        bridges_->set_channel_types(next.channels);
         for (std::string& line : bridges_->apply(plan.bridges)) {
             lines.push_back(std::move(line));
         }

@@ -209,6 +209,7 @@ int run(int argc, char** argv) {
     const std::uint64_t incarnation = (std::uint64_t{entropy()} << 32) | entropy();
     Bridges bridges{paths->socket.native(), incarnation};
     state.attach_bridges(&bridges);
+    bridges.set_channel_types(state.config().channels);
     bridges.start(state.config().bridges);
     auto ran = (*loop)->run();
     loop->reset();

@@ -6,7 +6,8 @@
 // fixed point of the codec: a frame encodes again, and decoding that encoding and encoding
 // once more gives the same bytes (the first encoding may differ from the input: a hello's
 // tail is dropped). A data frame's prefix and messages, encoded again, are the bytes it
-// arrived as. A violation aborts, which libFuzzer reports with the input that caused it.
+// arrived as, origin_data frames with their origin. A violation aborts, which libFuzzer reports
+// with the input that caused it.
 #include "gateway/frame.hpp"
 
 #include <cstddef>
@@ -28,12 +29,19 @@ void check_data(const DataView& d) {
         payload.insert(payload.end(), m.begin(), m.end());
     });
     std::vector<std::byte> bytes;
-    if (!encode_data_prefix(d.stream(), d.first_sequence(), lengths, kMaxData, bytes)) {
+    const bool encoded =
+        d.origin() ? encode_origin_data_prefix(d.stream(), d.first_sequence(), *d.origin(), lengths,
+                                               kMaxData, bytes)
+                         .has_value()
+                   : encode_data_prefix(d.stream(), d.first_sequence(), lengths, kMaxData, bytes)
+                         .has_value();
+    if (!encoded) {
         __builtin_trap();
     }
     bytes.insert(bytes.end(), payload.begin(), payload.end());
     const auto again = decode(bytes, kMaxData);
-    if (!again || std::get<DataView>(*again).count() != d.count()) {
+    if (!again || std::get<DataView>(*again).count() != d.count() ||
+        std::get<DataView>(*again).origin() != d.origin()) {
         __builtin_trap();
     }
 }

@@ -477,7 +477,10 @@ struct ScriptedPeer {
         for (const auto& m : messages) {
             lengths.push_back(static_cast<std::uint32_t>(m.size()));
         }
-        REQUIRE(encode_data_prefix(stream, first, lengths, kDefaultDataBody, wire).has_value());
+        // Protocol 2: the robot's own messages, of its channel 7, numbered from 1.
+        const MessageOrigin origin{0x1001, 7, first + 1};
+        REQUIRE(encode_origin_data_prefix(stream, first, origin, lengths, kDefaultDataBody, wire)
+                    .has_value());
         for (const auto& m : messages) {
             wire.insert(wire.end(), m.begin(), m.end());
         }
@@ -549,7 +552,8 @@ struct ScriptedLink {
                          .slot_size = slot_size,
                          .slot_count = 64,
                          .creation_id = 7,
-                         .next_sequence = 0});
+                         .next_sequence = 0,
+                         .type = std::string{}}); // protocol 2: untyped
         auto grant = robot.next<Grant>(generous_deadline());
         REQUIRE(grant.has_value());
         return *grant;

@@ -37,7 +37,7 @@ ChannelSpec queue(const std::string& stem) {
 
 Config configuring(const ChannelSpec& spec) {
     Config c;
-    c.channels.push_back(ChannelConfig{spec, {}, {}});
+    c.channels.push_back(ChannelConfig{spec, {}, {}, {}});
     return c;
 }
 

@@ -192,6 +192,11 @@ std::size_t transports_bytes(const BridgeList& list) {
     return n;
 }
 
+/// The bytes of a bridge_list's 1.4 extension: its list of losses, four u64 per bridge.
+std::size_t losses_bytes(const BridgeList& list) {
+    return sizeof(std::uint32_t) + list.bridges.size() * 4 * sizeof(std::uint64_t);
+}
+
 bool contains(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }
@@ -275,8 +280,13 @@ TEST_CASE("a body cut inside any field is refused even when the header agrees wi
                 continue; // a 1.2 channel_detail: it ends before 'endpoint_blocks' (below)
             }
             if (type == MsgType::bridge_list &&
-                n == bytes.size() - transports_bytes(std::get<BridgeList>(m.body))) {
+                n == bytes.size() - losses_bytes(std::get<BridgeList>(m.body)) -
+                         transports_bytes(std::get<BridgeList>(m.body))) {
                 continue; // a 1.2 bridge_list: the body ends before 'transports'
+            }
+            if (type == MsgType::bridge_list &&
+                n == bytes.size() - losses_bytes(std::get<BridgeList>(m.body))) {
+                continue; // a 1.3 bridge_list: the body ends before 'losses'
             }
             std::vector<std::byte> cut(bytes.begin(), bytes.begin() + static_cast<long>(n));
             fix_body_length(cut);

@@ -41,6 +41,12 @@ constexpr std::size_t kEmptyTransportBytes = 4 + 4 + 3 * 8;
 
 } // namespace
 
+/// The bytes of bridge_list's 1.4 extension for `bridges` bridges: the count of its list of
+/// losses, and four u64 each.
+constexpr std::size_t losses_bytes(std::size_t bridges) {
+    return 4 + bridges * 4 * 8;
+}
+
 TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
     BridgeSummary link = named("ground");
     link.transport = "link";
@@ -65,8 +71,8 @@ TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
 
 TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes with them empty") {
     auto bytes = encoded(BridgeList{{named("ground")}});
-    // What 1.3 appended: the count of the list, and one entry.
-    bytes.resize(bytes.size() - 4 - kEmptyTransportBytes);
+    // What 1.4 appended (losses), then what 1.3 appended: the count of the list, and one entry.
+    bytes.resize(bytes.size() - losses_bytes(1) - 4 - kEmptyTransportBytes);
     fix_body_length(bytes);
     auto back = decode(bytes);
     INFO((back ? std::string{} : back.error().message()));
@@ -80,8 +86,8 @@ TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes wi
 TEST_CASE("a bridge_list whose transport fields do not match its bridges is refused, naming "
           "both counts") {
     auto bytes = encoded(BridgeList{{named("ground"), named("fleet")}});
-    // Drop the second entry and say there is one.
-    bytes.resize(bytes.size() - kEmptyTransportBytes);
+    // A 1.3 body (without the losses 1.4 appended); drop the second entry and say there is one.
+    bytes.resize(bytes.size() - losses_bytes(2) - kEmptyTransportBytes);
     const std::size_t count_at = bytes.size() - kEmptyTransportBytes - 4;
     bytes[count_at] = std::byte{1};
     fix_body_length(bytes);
@@ -90,6 +96,25 @@ TEST_CASE("a bridge_list whose transport fields do not match its bridges is refu
     CHECK(back.error().code == Errc::protocol_error);
     CHECK(back.error().detail.find("transports") != std::string::npos);
     CHECK(back.error().detail.find("1 entries for 2 bridges") != std::string::npos);
+}
+
+} // namespace shmbus::proto
+
+namespace shmbus::proto {
+
+TEST_CASE("a bridge_list carries each bridge's loss by cause (1.4)") {
+    BridgeSummary b = named("ground");
+    b.lost_link_down = 3;
+    b.lost_congestion = 5;
+    b.lost_upstream = 7;
+    b.type_refusals = 1;
+    auto back = decode(encoded(BridgeList{{b}}));
+    REQUIRE(back);
+    const auto& got = std::get<BridgeList>(back->body).bridges.at(0);
+    CHECK(got.lost_link_down == 3);
+    CHECK(got.lost_congestion == 5);
+    CHECK(got.lost_upstream == 7);
+    CHECK(got.type_refusals == 1);
 }
 
 } // namespace shmbus::proto

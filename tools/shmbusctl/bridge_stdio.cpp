@@ -135,6 +135,7 @@ int run_bridge_stdio(const GlobalOptions& options, const BridgeStdioOptions& bri
     hs.bridge = bridge.name;
     hs.node = host_name();
     hs.incarnation = random_incarnation();
+    settings.incarnation = hs.incarnation;
     if (!bridge.secret_file.empty()) {
         auto secret = read_secret(bridge.secret_file);
         if (!secret) {

@@ -407,6 +407,38 @@ int run_info(const GlobalOptions& options, const std::string& channel) {
     return kExitOk;
 }
 
+namespace {
+
+/// The link bridges' loss by cause, duplicates and loops, one line each, after the bridges'
+/// table (docs/gateway.md, "Loss by cause").
+void print_bridge_losses(const std::vector<shmbus::BridgeSummary>& bridges,
+                         const GlobalOptions& options) {
+    Table table({{"bridge"},
+                 {"lost: link down", Table::Align::right},
+                 {"congestion", Table::Align::right},
+                 {"type refused", Table::Align::right},
+                 {"upstream", Table::Align::right},
+                 {"duplicates", Table::Align::right},
+                 {"looped", Table::Align::right}});
+    for (const auto& b : bridges) {
+        if (b.transport == "nats") {
+            continue;
+        }
+        const std::uint64_t lost = b.lost_link_down + b.lost_congestion + b.lost_upstream;
+        table.add_row({b.name, std::to_string(b.lost_link_down), std::to_string(b.lost_congestion),
+                       std::to_string(b.type_refusals), std::to_string(b.lost_upstream),
+                       std::to_string(b.duplicates), std::to_string(b.looped)},
+                      {Tint::none, alarm_if(lost), Tint::none, alarm_if(b.type_refusals)});
+    }
+    if (table.rows() == 0) {
+        return;
+    }
+    std::fprintf(stdout, "\n");
+    table.print(stdout, options.no_legend, options.colour);
+}
+
+} // namespace
+
 int run_bridges(const GlobalOptions& options) {
     int rc = kExitOk;
     auto client = connect(options, rc);
@@ -478,6 +510,7 @@ int run_bridges(const GlobalOptions& options) {
         std::fprintf(stdout, "\n%zu bridge%s listed.\n", table.rows(),
                      table.rows() == 1 ? "" : "s");
     }
+    print_bridge_losses(*bridges, options);
     return kExitOk;
 }
 

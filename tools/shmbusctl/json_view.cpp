@@ -138,6 +138,7 @@ nlohmann::json bridge_json(const shmbus::BridgeSummary& b) {
                      {"duplicates", b.duplicates},
                      {"looped", b.looped}};
     }
+    j["loss"] = bridge_loss_json(b);
     j["rtt_ns"] = b.rtt_ns != 0 ? nlohmann::json(b.rtt_ns) : nlohmann::json(nullptr);
     j["reconnects"] = b.reconnects;
     j["last_error"] = b.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(b.last_error);
@@ -160,6 +161,15 @@ nlohmann::json bridge_json(const shmbus::BridgeSummary& b) {
                                 {"credits", s.credits}});
     }
     return j;
+}
+
+nlohmann::json bridge_loss_json(const shmbus::BridgeSummary& b) {
+    if (b.transport == "nats") {
+        return nullptr; // its duplicates and loops are under "nats"
+    }
+    return {{"link_down", b.lost_link_down},    {"congestion", b.lost_congestion},
+            {"type_refusals", b.type_refusals}, {"upstream", b.lost_upstream},
+            {"duplicates", b.duplicates},       {"looped", b.looped}};
 }
 
 nlohmann::json status_json(const shmbus::DaemonStatus& s) {

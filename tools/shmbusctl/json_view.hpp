@@ -26,6 +26,10 @@ namespace shmbusctl {
 /// each way ("out": what this daemon exports, "in": what it imports) and its "streams".
 [[nodiscard]] nlohmann::json bridge_json(const shmbus::BridgeSummary& bridge);
 
+/// A link bridge's loss by cause, duplicates and loops (docs/gateway.md, "Loss by cause");
+/// null for a NATS bridge.
+[[nodiscard]] nlohmann::json bridge_loss_json(const shmbus::BridgeSummary& bridge);
+
 /// One direction of a bridge, summed over its streams.
 struct BridgeTotals {
     std::uint64_t channels{0};

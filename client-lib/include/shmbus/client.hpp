@@ -158,6 +158,13 @@ struct BridgeSummary {
     std::uint64_t pending_bytes{0}; ///< NATS: in the client library's buffer, not yet sent
     std::uint64_t duplicates{0};    ///< NATS: imported messages dropped as already published
     std::uint64_t looped{0};        ///< NATS: imported messages dropped as this daemon's own
+    // Loss by cause, over the streams of the live link (docs/gateway.md, "Loss by cause");
+    // links only, 0 from a daemon older than protocol 1.4. `duplicates` and `looped` above
+    // count a link's imports too, from 1.4 on.
+    std::uint64_t lost_link_down{0};  ///< imports: gaps in this hop's numbers across a cut link
+    std::uint64_t lost_congestion{0}; ///< exports overrun here, and gaps the peer's made
+    std::uint64_t lost_upstream{0};   ///< imports: lost before the previous hop
+    std::uint64_t type_refusals{0};   ///< channels refused because their types differ
 };
 
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be

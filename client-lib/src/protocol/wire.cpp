@@ -345,13 +345,21 @@ static void transports(Writer& io, const BridgeList& v, const FieldPath& p) {
 }
 
 /// ... and put back into them when received.
-static void transports(Reader& io, BridgeList& v, const FieldPath& p) {
-    std::vector<BridgeTransport> in;
-    io.field(in, {&p, "transports"});
-    io.require(in.size() == v.bridges.size(), {&p, "transports"},
+/// Reads a list that a later minor appended to bridge_list, one entry per bridge in the same
+/// order; false (with the reason in `io`) if it does not have one per bridge.
+template <typename Entry>
+static bool read_per_bridge(Reader& io, const BridgeList& v, const FieldPath& p,
+                            std::string_view name, std::vector<Entry>& in) {
+    io.field(in, {&p, name});
+    io.require(in.size() == v.bridges.size(), {&p, name},
                "has " + std::to_string(in.size()) + " entries for " +
                    std::to_string(v.bridges.size()) + " bridges");
-    if (!io.ok()) {
+    return io.ok();
+}
+
+static void transports(Reader& io, BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeTransport> in;
+    if (!read_per_bridge(io, v, p, "transports", in)) {
         return;
     }
     for (std::size_t i = 0; i < in.size(); ++i) {
@@ -364,11 +372,47 @@ static void transports(Reader& io, BridgeList& v, const FieldPath& p) {
     }
 }
 
+template <typename Io, Is<BridgeLoss> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.link_down, {&p, "link_down"});
+    io.field(v.congestion, {&p, "congestion"});
+    io.field(v.upstream, {&p, "upstream"});
+    io.field(v.type_refusals, {&p, "type_refusals"});
+}
+
+/// Protocol 1.4: every bridge's loss by cause, taken from the summaries to send them.
+static void losses(Writer& io, const BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeLoss> out;
+    out.reserve(v.bridges.size());
+    for (const BridgeSummary& b : v.bridges) {
+        out.push_back({b.lost_link_down, b.lost_congestion, b.lost_upstream, b.type_refusals});
+    }
+    io.field(out, {&p, "losses"});
+}
+
+/// ... and put back into them when received.
+static void losses(Reader& io, BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeLoss> in;
+    if (!read_per_bridge(io, v, p, "losses", in)) {
+        return;
+    }
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        BridgeSummary& b = v.bridges[i];
+        b.lost_link_down = in[i].link_down;
+        b.lost_congestion = in[i].congestion;
+        b.lost_upstream = in[i].upstream;
+        b.type_refusals = in[i].type_refusals;
+    }
+}
+
 template <typename Io, Is<BridgeList> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.bridges, {&p, "bridges"});
     if (io.extension_present()) { // protocol 1.3
         transports(io, v, p);
+    }
+    if (io.extension_present()) { // protocol 1.4
+        losses(io, v, p);
     }
 }
 

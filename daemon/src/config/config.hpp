@@ -131,6 +131,9 @@ struct ChannelConfig {
     ChannelSpec spec; ///< validated: name, sizes and overflow are acceptable to create_channel()
     ChannelAcl acl;
     ConfigLocation where; ///< of the channel's `name:` value
+    /// The type of its messages (`sensor_msgs/Imu@v2`), "" if not said: a bridge refuses to
+    /// join it to a channel of another type (docs/gateway.md, "Types").
+    std::string type;
 };
 
 /// Limits that apply to each connected client.

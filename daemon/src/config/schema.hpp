@@ -66,11 +66,20 @@ inline constexpr std::array<std::string_view, 6> kDynamicKeys{
     "allowed", "users", "groups", "defaults", "max_slot_size", "max_slot_count"};
 inline constexpr std::array<std::string_view, 6> kSpecKeys{
     "kind", "slot_size", "slot_count", "overflow", "max_publishers", "max_subscribers"};
-inline constexpr std::array<std::string_view, 13> kChannelKeys{
-    "name",         "kind",           "slot_size",       "slot_count",
-    "overflow",     "max_publishers", "max_subscribers", "acl",
-    "request_size", "reply_size",     "depth",           "max_servers",
-    "max_callers"};
+inline constexpr std::array<std::string_view, 14> kChannelKeys{"name",
+                                                               "kind",
+                                                               "slot_size",
+                                                               "slot_count",
+                                                               "overflow",
+                                                               "max_publishers",
+                                                               "max_subscribers",
+                                                               "acl",
+                                                               "request_size",
+                                                               "reply_size",
+                                                               "depth",
+                                                               "max_servers",
+                                                               "max_callers",
+                                                               "type"};
 /// The keys only an rpc channel takes, and the keys of the other kinds it does not.
 inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply_size", "depth",
                                                           "max_servers", "max_callers"};

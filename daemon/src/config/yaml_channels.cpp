@@ -126,6 +126,8 @@ void DocumentReader::read_channel(const YAML::Node& item, const Entry& section) 
             name_ok = read_channel_name(e, channel.spec.name);
         } else if (e.name == "acl") {
             read_acl(e, channel.acl, seen);
+        } else if (e.name == "type") {
+            read_channel_type(e, channel.type);
         } else if (std::find(kRpcKeys.begin(), kRpcKeys.end(), e.name) != kRpcKeys.end()) {
             read_rpc_field(e, channel.spec, seen);
         } else {
@@ -184,6 +186,21 @@ bool DocumentReader::read_channel_name(const Entry& e, std::string& name) {
     }
     name = *text;
     return true;
+}
+
+void DocumentReader::read_channel_type(const Entry& e, std::string& type) {
+    const auto text = scalar(e, "a type name");
+    if (!text) {
+        return;
+    }
+    if (!gateway::type_name_ok(*text)) {
+        error(value_at(e), "'type' " + quote(*text) + " is not a type name (1 to " +
+                               std::to_string(gateway::kMaxTypeBytes) +
+                               " visible ASCII characters, no spaces, such as "
+                               "\"sensor_msgs/Imu@v2\")");
+        return;
+    }
+    type = *text;
 }
 
 void DocumentReader::read_rpc_field(const Entry& e, ChannelSpec& spec, SpecSeen& seen) {

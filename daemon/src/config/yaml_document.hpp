@@ -152,6 +152,8 @@ private:
     void read_channel(const YAML::Node& item, const Entry& section);
 
     bool read_channel_name(const Entry& e, std::string& name);
+    /// A channel's `type:` (gateway::type_name_ok()).
+    void read_channel_type(const Entry& e, std::string& type);
 
     /// One of the kRpcKeys into `spec` (see ChannelSpec: request_size is slot_size, depth
     /// slot_count, max_callers max_publishers, max_servers max_subscribers).
