@@ -89,6 +89,7 @@ struct ImportMark {
 struct SentMessage {
     std::uint64_t sequence{0};
     std::vector<std::byte> bytes;
+    std::uint64_t credits{1}; ///< what it cost: 1, or its fragments when sent in fragments
 };
 
 /// An exported broadcast channel with `on_link_down: block` while its link is down: its
@@ -138,7 +139,9 @@ struct StreamStats {
 
 struct SessionStats {
     std::vector<StreamStats> streams;
-    std::uint64_t rtt_ns{0}; ///< the last ping's round trip; 0 before the first
+    std::uint64_t rtt_ns{0};             ///< the last ping's round trip; 0 before the first
+    std::uint64_t fragments_sent{0};     ///< of messages too large for one data frame
+    std::uint64_t fragments_received{0}; ///< the same, from the peer
 };
 
 class BridgeSession {

@@ -192,6 +192,11 @@ std::size_t transports_bytes(const BridgeList& list) {
     return n;
 }
 
+/// The size of what protocol 1.4 appended to `list`'s body: two u64 per bridge, counted.
+std::size_t fragments_bytes(const BridgeList& list) {
+    return sizeof(std::uint32_t) + list.bridges.size() * 2 * sizeof(std::uint64_t);
+}
+
 bool contains(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;
 }
@@ -274,9 +279,14 @@ TEST_CASE("a body cut inside any field is refused even when the header agrees wi
             if (type == MsgType::channel_detail && n == bytes.size() - kEndpointBlocksBytes) {
                 continue; // a 1.2 channel_detail: it ends before 'endpoint_blocks' (below)
             }
-            if (type == MsgType::bridge_list &&
-                n == bytes.size() - transports_bytes(std::get<BridgeList>(m.body))) {
-                continue; // a 1.2 bridge_list: the body ends before 'transports'
+            if (type == MsgType::bridge_list) {
+                const auto& list = std::get<BridgeList>(m.body);
+                if (n == bytes.size() - fragments_bytes(list)) {
+                    continue; // a 1.3 bridge_list: the body ends before 'fragments' (below)
+                }
+                if (n == bytes.size() - fragments_bytes(list) - transports_bytes(list)) {
+                    continue; // a 1.2 bridge_list: the body ends before 'transports'
+                }
             }
             std::vector<std::byte> cut(bytes.begin(), bytes.begin() + static_cast<long>(n));
             fix_body_length(cut);
@@ -318,6 +328,28 @@ TEST_CASE("a channel_detail from a 1.2 daemon, without 'endpoint_blocks', decode
     CHECK(d->endpoints[0].lost == 6);
     CHECK(d->endpoints[0].held == 0);
     CHECK(d->endpoints[1].held == 0);
+}
+
+TEST_CASE("a bridge_list from a 1.3 daemon, without 'fragments', decodes with no fragments") {
+    BridgeSummary bridge;
+    bridge.name = "ground";
+    bridge.fragments_sent = 5;
+    bridge.fragments_received = 7;
+    const BridgeList list{{bridge}};
+    auto bytes = encoded({1, list});
+    auto whole = decode(bytes);
+    REQUIRE(whole);
+    CHECK(std::get<BridgeList>(whole->body).bridges.at(0).fragments_sent == 5);
+    CHECK(std::get<BridgeList>(whole->body).bridges.at(0).fragments_received == 7);
+    bytes.resize(bytes.size() - fragments_bytes(list));
+    fix_body_length(bytes);
+    auto r = decode(bytes);
+    INFO((r ? std::string{} : r.error().message()));
+    REQUIRE(r);
+    const auto& b = std::get<BridgeList>(r->body).bridges.at(0);
+    CHECK(b.name == "ground");
+    CHECK(b.fragments_sent == 0);
+    CHECK(b.fragments_received == 0);
 }
 
 TEST_CASE("a channel_detail whose 'endpoint_blocks' does not match its endpoints is refused") {

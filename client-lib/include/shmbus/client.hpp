@@ -158,6 +158,10 @@ struct BridgeSummary {
     std::uint64_t pending_bytes{0}; ///< NATS: in the client library's buffer, not yet sent
     std::uint64_t duplicates{0};    ///< NATS: imported messages dropped as already published
     std::uint64_t looped{0};        ///< NATS: imported messages dropped as this daemon's own
+    /// Link bridges: fragments of messages too large for one data frame, sent and received,
+    /// over every link the bridge has had (0 from a daemon older than protocol 1.4).
+    std::uint64_t fragments_sent{0};
+    std::uint64_t fragments_received{0};
 };
 
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be

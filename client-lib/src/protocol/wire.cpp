@@ -364,11 +364,46 @@ static void transports(Reader& io, BridgeList& v, const FieldPath& p) {
     }
 }
 
+template <typename Io, Is<BridgeFragments> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.sent, {&p, "sent"});
+    io.field(v.received, {&p, "received"});
+}
+
+/// Protocol 1.4: the fragment counts of every bridge, taken from the summaries to send them...
+static void fragment_counts(Writer& io, const BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeFragments> out;
+    out.reserve(v.bridges.size());
+    for (const BridgeSummary& b : v.bridges) {
+        out.push_back({b.fragments_sent, b.fragments_received});
+    }
+    io.field(out, {&p, "fragments"});
+}
+
+/// ... and put back into them when received.
+static void fragment_counts(Reader& io, BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeFragments> in;
+    io.field(in, {&p, "fragments"});
+    io.require(in.size() == v.bridges.size(), {&p, "fragments"},
+               "has " + std::to_string(in.size()) + " entries for " +
+                   std::to_string(v.bridges.size()) + " bridges");
+    if (!io.ok()) {
+        return;
+    }
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        v.bridges[i].fragments_sent = in[i].sent;
+        v.bridges[i].fragments_received = in[i].received;
+    }
+}
+
 template <typename Io, Is<BridgeList> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.bridges, {&p, "bridges"});
     if (io.extension_present()) { // protocol 1.3
         transports(io, v, p);
+    }
+    if (io.extension_present()) { // protocol 1.4
+        fragment_counts(io, v, p);
     }
 }
 

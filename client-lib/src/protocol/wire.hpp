@@ -40,7 +40,7 @@ namespace shmbus::proto {
 
 inline constexpr std::uint32_t kMagic = 0x53554253; // "SBUS" little-endian
 inline constexpr std::uint16_t kProtocolMajor = 1;
-inline constexpr std::uint16_t kProtocolMinor = 3;
+inline constexpr std::uint16_t kProtocolMinor = 4;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxBodyBytes =
     std::size_t{128} * 1024; // set SO_SNDBUF/SO_RCVBUF above this
@@ -173,7 +173,8 @@ using shmbus::BridgeSummary;
 struct BridgeList {
     /// On the wire each as in 1.2, then (1.3) the transport fields of every bridge as a list
     /// of BridgeTransport appended to the body, one per bridge in the same order (a composite
-    /// cannot grow in place). The codec moves them between the two: users see BridgeSummary.
+    /// cannot grow in place), and (1.4) the fragment counts of every bridge likewise as a list
+    /// of BridgeFragments. The codec moves them between the two: users see BridgeSummary.
     std::vector<BridgeSummary> bridges;
 };
 
@@ -184,6 +185,12 @@ struct BridgeTransport {
     std::uint64_t pending_bytes{0};
     std::uint64_t duplicates{0};
     std::uint64_t looped{0};
+};
+
+/// The fields BridgeSummary gained in protocol 1.4, as they travel.
+struct BridgeFragments {
+    std::uint64_t sent{0};
+    std::uint64_t received{0};
 };
 
 struct Pong {
