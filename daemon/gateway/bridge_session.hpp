@@ -19,11 +19,15 @@
 //   ring as its subscribers free it, and sends the stream's credits back to the peer, a
 //   quarter of the window at a time (so that the link reader never waits on the link's write
 //   side: two ends blocked writing to each other would never read again).
-// Writes to the link are whole frames under one mutex, so frames never interleave; a data
-// frame is at most the peer's max_data_body, so a control frame (a credit, a pong) waits for
-// at most one data frame. An importing stream holds at most the credits it granted (its
-// window, SessionSettings::window), so memory per stream is bounded by the window and one
-// slow stream runs out of credits alone while the others keep flowing.
+// Writes to the link are whole frames, one writer at a time, taken in turns first come,
+// first served (WriteTurns), so frames never interleave and a frame waits for at most those
+// queued before it, one per writer, each at most the peer's max_data_body. From protocol 2, a
+// message larger than one data frame goes as fragments (fragments.hpp), one per turn and one
+// credit each, so the other streams' frames go between them; the importer reassembles it and
+// its stream's thread publishes it whole, or drops it whole if the stream or link ends first. An
+// importing stream holds at most the credits it granted (its window, SessionSettings::window), so
+// memory per stream is bounded by the window and one slow stream runs out of credits alone while
+// the others keep flowing.
 //
 // Loss: a broadcast stream carries the channel's own positions (sequence + 1), which survive
 // a link cut and a daemon restart; a queue stream numbers its messages itself (from 1). Either
