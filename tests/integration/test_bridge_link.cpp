@@ -113,7 +113,7 @@ TEST_CASE("a bridge over TCP loopback moves a channel and shows its state") {
     CHECK(s.peer == "127.0.0.1:" + port);
     CHECK(s.peer_node == "ground");
     CHECK(s.peer_incarnation == 0x2002);
-    CHECK(s.version == 1);
+    CHECK(s.version == kVersionMax);
     CHECK(log.contains("bridge 'to-ground': connected: 127.0.0.1:" + port + " (ground)"));
     connector.stop();
     listener.stop();

@@ -17,6 +17,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
@@ -199,9 +200,8 @@ TEST_CASE("a 64 MiB message crosses whole in fragments while a 100 Hz channel be
     CHECK(received == sent);
 
     // The ticks published while a large message was in flight (the robot had sent some of
-    // its fragments, not all).
-    std::uint64_t during = 0;
-    std::uint64_t most_ahead = 0;
+    // its fragments, not all), and how many fragments arrived before each of them.
+    std::vector<std::uint64_t> ahead;
     std::uint64_t slowest_ns = 0;
     std::lock_guard lock{arrivals_mu};
     for (std::size_t i = 0; i < arrivals.size(); ++i) {
@@ -209,19 +209,22 @@ TEST_CASE("a 64 MiB message crosses whole in fragments while a 100 Hz channel be
         CHECK(a.tick.id == i);
         CHECK(a.lost_before == 0);
         if (a.tick.sent_before % per_message != 0) {
-            ++during;
-            most_ahead = std::max(most_ahead, a.received_by - a.tick.sent_before);
+            ahead.push_back(a.received_by - a.tick.sent_before);
             slowest_ns = std::max(slowest_ns, a.latency_ns);
         }
     }
-    INFO("ticks during transfers: " << during << ", most fragments ahead of one: " << most_ahead
-                                    << " of " << per_message
-                                    << " per message, slowest: " << slowest_ns / 1000 << " us");
-    CHECK(during >= 1);
-    // Interleaved, a tick waits for a few fragments; a tick behind a whole message would see
-    // every fragment of it go first. Half a message leaves room for a loaded machine's delays
-    // in reading the counters.
-    CHECK(most_ahead < per_message / 2);
+    std::sort(ahead.begin(), ahead.end());
+    REQUIRE_FALSE(ahead.empty());
+    const std::uint64_t median = ahead[ahead.size() / 2];
+    INFO("ticks during transfers: " << ahead.size() << ", fragments ahead of one: median " << median
+                                    << ", most " << ahead.back() << " of " << per_message
+                                    << " per message; slowest: " << slowest_ns / 1000 << " us");
+    // Interleaved, a tick waits for a few fragments; behind a whole message, ticks published
+    // at random moments of it would wait for half its fragments on the median. The counts
+    // include the test's own delay in reading the counters, which a loaded machine stretches
+    // now and then: the median bounds the typical wait, the most only a sanity limit.
+    CHECK(median < per_message / 4);
+    CHECK(ahead.back() < 2 * per_message);
     CHECK(slowest_ns < std::uint64_t{5'000'000'000});
 }
 

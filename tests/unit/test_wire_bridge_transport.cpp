@@ -39,6 +39,12 @@ void fix_body_length(std::vector<std::byte>& b) {
 /// (a length or count of 0 each) and three u64 counters.
 constexpr std::size_t kEmptyTransportBytes = 4 + 4 + 3 * 8;
 
+/// The bytes protocol 1.4 appended after the transport fields: a count and two u64 counters
+/// per bridge.
+constexpr std::size_t fragments_bytes(std::size_t bridges) {
+    return 4 + bridges * 2 * 8;
+}
+
 } // namespace
 
 TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
@@ -65,8 +71,8 @@ TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
 
 TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes with them empty") {
     auto bytes = encoded(BridgeList{{named("ground")}});
-    // What 1.3 appended: the count of the list, and one entry.
-    bytes.resize(bytes.size() - 4 - kEmptyTransportBytes);
+    // What 1.3 appended: the count of the list, and one entry (and what 1.4 appended after).
+    bytes.resize(bytes.size() - fragments_bytes(1) - 4 - kEmptyTransportBytes);
     fix_body_length(bytes);
     auto back = decode(bytes);
     INFO((back ? std::string{} : back.error().message()));
@@ -80,8 +86,8 @@ TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes wi
 TEST_CASE("a bridge_list whose transport fields do not match its bridges is refused, naming "
           "both counts") {
     auto bytes = encoded(BridgeList{{named("ground"), named("fleet")}});
-    // Drop the second entry and say there is one.
-    bytes.resize(bytes.size() - kEmptyTransportBytes);
+    // Drop what 1.4 appended, then the second entry, and say there is one.
+    bytes.resize(bytes.size() - fragments_bytes(2) - kEmptyTransportBytes);
     const std::size_t count_at = bytes.size() - kEmptyTransportBytes - 4;
     bytes[count_at] = std::byte{1};
     fix_body_length(bytes);
