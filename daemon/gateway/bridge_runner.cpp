@@ -130,6 +130,8 @@ BridgeStatus BridgeRunner::status() const {
     if (session_ != nullptr) {
         s.session = session_->stats();
     }
+    s.fragments_sent += s.session.fragments_sent;
+    s.fragments_received += s.session.fragments_received;
     return s;
 }
 
@@ -408,7 +410,10 @@ void BridgeRunner::run_session(Link& link) {
     set_state(BridgeState::connected, link.peer + " (" + params.value().peer_node + ")" +
                                           (over.empty() ? "" : " over " + over));
     const Error why = session.run();
+    const SessionStats last = session.stats();
     std::lock_guard lock{mu_};
+    status_.fragments_sent += last.fragments_sent;
+    status_.fragments_received += last.fragments_received;
     session_ = nullptr;
     status_.last_error = why.message();
     status_.session = SessionStats{};

@@ -95,8 +95,10 @@ struct BridgeStatus {
     std::uint64_t reconnects{0};
     std::uint64_t block_timeouts{0}; ///< `block` holds given up after block_timeout
     std::string last_error;
-    std::uint16_t listening_port{0}; ///< tcp listen: the port bound
-    SessionStats session;            ///< of the current link, if connected
+    std::uint16_t listening_port{0};     ///< tcp listen: the port bound
+    SessionStats session;                ///< of the current link, if connected
+    std::uint64_t fragments_sent{0};     ///< on every link so far, the current one included
+    std::uint64_t fragments_received{0}; ///< the same
 };
 
 class BridgeRunner {

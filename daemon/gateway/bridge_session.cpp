@@ -10,7 +10,9 @@
 // channel is opened there, and a stream's thread uses only its own endpoint.
 #include "gateway/bridge_session.hpp"
 
+#include "gateway/fragments.hpp"
 #include "gateway/link_io.hpp"
+#include "gateway/write_turns.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -45,6 +47,10 @@ constexpr std::size_t kStreamingRead = 16 * 1024;
 /// An offer's next_sequence when the stream carries the channel's positions (+ 1): the
 /// first data frame says where it starts.
 constexpr std::uint64_t kChannelPositions = 0;
+/// Bytes of a message in each fragment (protocol 2), less if the peer's data frames are
+/// smaller: large enough that a fragment costs little beyond its copy, small enough that a
+/// stream waiting behind one waits for about 100 us of a 2.5 GB/s link.
+constexpr std::size_t kFragmentBytes = 256 * 1024;
 
 std::uint64_t now_ns() {
     return static_cast<std::uint64_t>(
@@ -92,6 +98,7 @@ struct ExportStream {
     bool granted{false};
     std::uint64_t resume{0};             ///< the grant's resume_sequence
     std::deque<SentMessage> unconfirmed; ///< keep: sent, credit not yet back
+    std::uint64_t credit_carry{0};       ///< keep: credits back for part of unconfirmed's front
     bool gave_up{false};                 ///< keep: no credit for block_timeout; not kept
 
     std::uint64_t next_sequence{1}; // the stream's thread only
@@ -170,6 +177,9 @@ struct ImportStream {
     bool credit_due{false};       ///< the stream's thread is to give `unreturned` back
     std::uint32_t outstanding{0}; ///< credits the exporter holds (granted, not yet used)
     std::uint32_t unreturned{0};  ///< published locally, credit not yet returned
+    /// Fragments buffered while the stream was behind (queue not empty): their credits go
+    /// back once it has caught up, so that what waits here stays within the window.
+    std::uint32_t withheld{0};
     bool closed{false};
 
     std::atomic<std::uint64_t> messages{0};
@@ -197,7 +207,7 @@ struct BridgeSession::Impl {
     FrameReader reader;
     UniqueFd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
 
-    std::mutex write_mu;
+    WriteTurns write_mu; ///< first come, first served: one frame per turn (write_turns.hpp)
     std::atomic<bool> stopping{false};
     std::mutex failure_mu;
     std::optional<Error> failure;
@@ -225,6 +235,10 @@ struct BridgeSession::Impl {
     const std::uint32_t return_at{std::max<std::uint32_t>(1, settings.window / 4)};
     /// Some importing stream holds credits back (published(), return_idle_credits()).
     std::atomic<bool> credits_pending{false};
+    /// Messages in fragments from the peer (the run() thread only).
+    Reassembler reassembler{params.max_message_bytes};
+    std::atomic<std::uint64_t> fragments_sent{0};
+    std::atomic<std::uint64_t> fragments_received{0};
 
     void log(const std::string& line) const {
         if (settings.log) {
@@ -275,6 +289,22 @@ struct BridgeSession::Impl {
             return;
         }
         mark_sent();
+    }
+
+    /// Writes one frame gathered from `iov` in this writer's turn (WriteTurns). False, with
+    /// the link failed, if the write failed.
+    bool write_frame(std::vector<iovec>& iov) {
+        Result<void> w;
+        {
+            std::lock_guard lock{write_mu};
+            w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
+        }
+        if (!w) {
+            fail(w.take_error());
+            return false;
+        }
+        mark_sent();
+        return true;
     }
 
     // ---- exporting ----
@@ -469,16 +499,9 @@ struct BridgeSession::Impl {
             for (std::size_t i = seg.at; i < seg.at + seg.count; ++i) {
                 iov.push_back({const_cast<std::byte*>(spans[i].data()), spans[i].size()});
             }
-            Result<void> w;
-            {
-                std::lock_guard lock{write_mu};
-                w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
-            }
-            if (!w) {
-                fail(w.take_error());
+            if (!write_frame(iov)) {
                 return false;
             }
-            mark_sent();
             s.messages += seg.count;
             s.bytes += total;
             std::lock_guard lock{s.mu};
@@ -509,6 +532,7 @@ struct BridgeSession::Impl {
     bool resend_unconfirmed(ExportStream& s, std::size_t most, std::vector<std::uint32_t>& lengths,
                             std::vector<std::byte>& prefix, std::vector<iovec>& iov) {
         std::vector<SentMessage> again;
+        std::vector<Segment> segments;
         {
             std::unique_lock lock{s.mu};
             s.cv.wait(lock, [&] { return s.granted || s.closed || stopping.load(); });
@@ -520,13 +544,32 @@ struct BridgeSession::Impl {
         }
         std::size_t at = 0;
         while (at < again.size()) {
+            if (!fits_one_frame(again[at].bytes.size())) {
+                // Copies are kept for broadcast streams only, whose sequences are positions + 1.
+                const std::uint64_t hop = again[at].sequence;
+                plan_segments(
+                    s, hop, 1, [&](std::size_t) { return hop - 1; }, segments);
+                if (segments.empty()) {
+                    ++at; // its origin is no longer known: counted lost, never sent
+                    continue;
+                }
+                if (!send_fragments(s, hop, again[at].bytes, segments.front().origin, prefix,
+                                    iov)) {
+                    return false;
+                }
+                s.messages += 1;
+                s.bytes += again[at].bytes.size();
+                ++at;
+                continue;
+            }
             const std::size_t allowed = wait_for_credits(s, most);
             if (allowed == 0) {
                 return false;
             }
             std::size_t n = 1; // a run of consecutive sequences, at most `allowed`
             while (at + n < again.size() && n < allowed &&
-                   again[at + n].sequence == again[at].sequence + n) {
+                   again[at + n].sequence == again[at].sequence + n &&
+                   fits_one_frame(again[at + n].bytes.size())) {
                 ++n;
             }
             if (!send_copies(s, again[at].sequence, std::span{again}.subspan(at, n), lengths,
@@ -602,6 +645,13 @@ struct BridgeSession::Impl {
                 s, s.next_sequence, n, [&](std::size_t i) { return b.message(i).sequence; },
                 segments);
             spans.resize(n);
+            if (n == 1 && !fits_one_frame(lengths[0])) {
+                // Only a stream whose slots exceed a data frame receives one at a time.
+                if (!export_in_fragments(s, b, segments, staging, prefix, iov)) {
+                    return;
+                }
+                continue;
+            }
             if (s.copy_out) {
                 staging.resize(total);
                 std::size_t at = 0;
@@ -694,7 +744,8 @@ struct BridgeSession::Impl {
                        std::to_string(params.max_message_bytes) + " bytes");
             return;
         }
-        if (o.slot_size + 4 + kDataFixedBytes > params.receive_data_body) {
+        if (params.version < kFragmentsVersion &&
+            o.slot_size + 4 + kDataFixedBytes > params.receive_data_body) {
             refuse(Errc::message_too_large,
                    "channel '" + o.wire_name + "': slot_size " + std::to_string(o.slot_size) +
                        " does not fit this end's data frames of " +
@@ -1035,7 +1086,13 @@ struct BridgeSession::Impl {
     /// frame, with no copy but the one into the slots; what the local ring has no room for
     /// (and everything while earlier messages wait) is copied out in one piece for the
     /// stream's thread, which publishes it as room comes.
-    void on_data(const DataView& d) {
+    ///
+    /// `reassembled`: a message that came in fragments, `d` a one-message view of it (with its
+    /// origin) over these bytes (its length, then the message). Its credits were taken
+    /// fragment by fragment; it is admitted (loops, duplicates) exactly as a whole one, and
+    /// then always queued for the stream's thread, these bytes moved rather than copied, so
+    /// that the link's reader never copies a large message.
+    void on_data(const DataView& d, std::vector<std::byte>* reassembled = nullptr) {
         ImportStream* s = nullptr;
         {
             std::lock_guard lock{streams_mu};
@@ -1053,6 +1110,12 @@ struct BridgeSession::Impl {
             fail(make_error(Errc::protocol_error,
                             with_origins ? "data: a protocol 2 link carries origin_data frames"
                                          : "origin_data: not part of protocol 1"));
+            return;
+        }
+        if (reassembler.in_progress(d.stream())) {
+            fail(make_error(Errc::protocol_error,
+                            "data: stream " + std::to_string(d.stream()) + " ('" + s->wire_name +
+                                "') sent whole messages before the end of its fragmented one"));
             return;
         }
         if (s->expected != 0 && d.first_sequence() < s->expected) {
@@ -1088,29 +1151,35 @@ struct BridgeSession::Impl {
             gap = a.gap;
         }
         count_cause(*s, d, gap);
-        bool direct = false;
+        bool idle = false;
         {
             std::lock_guard lock{s->mu};
             const std::uint32_t held = s->outstanding;
-            if (d.count() > held) {
+            if (reassembled != nullptr) {
+                // Credits taken by its fragments already.
+            } else if (d.count() > held) {
                 fail(make_error(Errc::protocol_error, "data: stream " + std::to_string(d.stream()) +
                                                           " sent " + std::to_string(d.count()) +
                                                           " messages on " + std::to_string(held) +
                                                           " credits"));
                 return;
             }
-            s->outstanding -= d.count();
+            if (reassembled == nullptr) {
+                s->outstanding -= d.count();
+            }
             if (s->closed) {
                 return; // the stream has ended here; what still arrives for it is dropped
             }
             // The stream's thread touches the publisher only while something is queued.
-            direct = s->queue.empty() && !s->draining;
+            idle = s->queue.empty() && !s->draining;
         }
+        // A reassembled message is always left to the stream's thread.
+        const bool direct = idle && reassembled == nullptr;
         s->expected = d.first_sequence() + d.count();
         std::size_t done = skip;
         if (skip == d.count()) {
             // Nothing new here: the credits go back, and nothing waits.
-            if (direct) {
+            if (idle) {
                 s->published_next.store(s->expected);
             }
             published(*s, skip, false, true);
@@ -1150,6 +1219,13 @@ struct BridgeSession::Impl {
         }
         const auto rest = d.payload().subspan(skipped);
         item.count = d.count() - static_cast<std::uint32_t>(done);
+        if (reassembled != nullptr && done == 0) {
+            item.body = std::move(*reassembled); // `d` views these very bytes
+            std::lock_guard lock{s->mu};
+            s->queue.push_back(std::move(item));
+            s->cv.notify_one();
+            return;
+        }
         item.body.reserve(lengths.size() + rest.size());
         item.body.insert(item.body.end(), lengths.begin(), lengths.end());
         item.body.insert(item.body.end(), rest.begin(), rest.end());
@@ -1271,6 +1347,7 @@ struct BridgeSession::Impl {
                 std::lock_guard lock{s.mu};
                 if (s.queue.empty()) {
                     s.draining = false; // caught up: the link reader publishes again
+                    s.unreturned += std::exchange(s.withheld, 0);
                     give = take_credits(s);
                 }
             }
@@ -1278,6 +1355,213 @@ struct BridgeSession::Impl {
                 send(Credit{{{s.id, give}}});
             }
         }
+    }
+
+    // ---- messages in fragments (protocol 2; fragments.hpp) ----
+
+    /// Whether a message of `length` bytes fits one data frame of the peer's.
+    [[nodiscard]] bool fits_one_frame(std::uint64_t length) const noexcept {
+        return kDataFixedBytes + 4 + length <= params.send_data_body;
+    }
+
+    /// Gives `credits` back to a `block` stream's unconfirmed copies, each of which goes once
+    /// all it cost has come back (under s.mu).
+    static void confirm(ExportStream& s, std::uint64_t credits) {
+        std::uint64_t back = s.credit_carry + credits;
+        while (!s.unconfirmed.empty() && back >= s.unconfirmed.front().credits) {
+            back -= s.unconfirmed.front().credits;
+            s.unconfirmed.pop_front(); // published by the peer
+        }
+        s.credit_carry = s.unconfirmed.empty() ? 0 : back;
+    }
+
+    /// Sends message `sequence` (`bytes`, larger than one data frame) as fragments, one
+    /// credit and one turn at the link's write side each, so that the other streams' frames
+    /// go between them. False if the stream or the link ended meanwhile.
+    bool send_fragments(ExportStream& s, std::uint64_t sequence, std::span<const std::byte> bytes,
+                        const MessageOrigin& origin, std::vector<std::byte>& prefix,
+                        std::vector<iovec>& iov) {
+        const std::size_t room = params.send_data_body - kFragmentFixedBytes;
+        const std::size_t each = std::min(kFragmentBytes, room);
+        std::size_t offset = 0;
+        while (offset < bytes.size()) {
+            if (wait_for_credits(s, 1) == 0) {
+                return false;
+            }
+            const std::size_t n = std::min(each, bytes.size() - offset);
+            const FragmentPart part = offset == 0                  ? FragmentPart::start
+                                      : offset + n == bytes.size() ? FragmentPart::end
+                                                                   : FragmentPart::middle;
+            if (auto p = encode_fragment_prefix(part, s.id, sequence, bytes.size(), offset, n,
+                                                origin, params.send_data_body, prefix);
+                !p) {
+                fail(p.take_error());
+                return false;
+            }
+            iov.clear();
+            iov.push_back({prefix.data(), prefix.size()});
+            iov.push_back({const_cast<std::byte*>(bytes.data() + offset), n});
+            if (!write_frame(iov)) {
+                return false;
+            }
+            fragments_sent.fetch_add(1, std::memory_order_relaxed);
+            offset += n;
+            std::lock_guard lock{s.mu};
+            s.credits -= 1;
+        }
+        return true;
+    }
+
+    /// Sends the one message of `b` in fragments: from its slot on block and queue channels,
+    /// from a copy taken and released first on drop channels (discarded, and counted lost,
+    /// if it was overwritten meanwhile). `segments` is what plan_segments() made of `b`: its
+    /// origin, or nothing if that is no longer known (counted lost there; never sent).
+    /// Releases `b`. False if the stream or link ended.
+    bool export_in_fragments(ExportStream& s, ReadBatch& b, std::span<const Segment> segments,
+                             std::vector<std::byte>& staging, std::vector<std::byte>& prefix,
+                             std::vector<iovec>& iov) {
+        if (segments.empty()) {
+            if (auto r = s.subscriber->release(b); !r && !s.copy_out) {
+                log("exporting '" + s.local_name + "' stopped: " + r.error().message());
+                fail(r.take_error());
+                return false;
+            }
+            s.next_sequence += 1;
+            return true;
+        }
+        const MessageOrigin origin = segments.front().origin;
+        const auto m = b.message(0).data;
+        std::span<const std::byte> bytes = m;
+        if (s.copy_out) {
+            staging.assign(m.begin(), m.end());
+            if (auto r = s.subscriber->release(b); !r) {
+                s.next_sequence += 1;
+                s.lost += 1;
+                return true;
+            }
+            bytes = staging;
+        }
+        const std::size_t room = params.send_data_body - kFragmentFixedBytes;
+        const std::size_t each = std::min(kFragmentBytes, room);
+        if (s.keep) {
+            std::lock_guard lock{s.mu};
+            s.unconfirmed.push_back(SentMessage{
+                s.next_sequence, {bytes.begin(), bytes.end()}, (bytes.size() + each - 1) / each});
+        }
+        const bool sent = send_fragments(s, s.next_sequence, bytes, origin, prefix, iov);
+        if (!s.copy_out) {
+            // Block and queue channels: nothing overwrites a slot being read.
+            if (auto r = s.subscriber->release(b); !r && sent) {
+                log("exporting '" + s.local_name + "' stopped: " + r.error().message());
+                fail(r.take_error());
+                return false;
+            }
+        }
+        if (!sent) {
+            return false;
+        }
+        s.next_sequence += 1;
+        s.messages += 1;
+        s.bytes += bytes.size();
+        return true;
+    }
+
+    /// A fragment (the run() thread). Costs one credit like a message. Its bytes are copied
+    /// into the stream's reassembly buffer and its credit goes back at once (unless the
+    /// stream is behind), so a message larger than the window never stalls; the end's credit
+    /// goes back once the whole message is published. The whole message is queued for the
+    /// stream's thread, which publishes it, so the link reader never copies more than one
+    /// fragment before it reads the next frame (another stream's, perhaps).
+    void on_fragment(const FragmentView& f) {
+        fragments_received.fetch_add(1, std::memory_order_relaxed);
+        ImportStream* s = nullptr;
+        {
+            std::lock_guard lock{streams_mu};
+            auto it = imports.find(f.stream);
+            if (it != imports.end()) {
+                s = it->second.get();
+            }
+        }
+        const std::string what = "origin_data (fragment " +
+                                 std::string{fragment_part_name(f.part)} + "): stream " +
+                                 std::to_string(f.stream);
+        if (s == nullptr) {
+            fail(make_error(Errc::protocol_error, what + " was never granted"));
+            return;
+        }
+        if (f.part == FragmentPart::start && s->expected != 0 && f.sequence < s->expected) {
+            fail(make_error(Errc::protocol_error,
+                            what + " ('" + s->wire_name + "') went back from sequence " +
+                                std::to_string(s->expected) + " to " + std::to_string(f.sequence)));
+            return;
+        }
+        bool closed = false;
+        {
+            std::lock_guard lock{s->mu};
+            if (s->outstanding == 0) {
+                fail(make_error(Errc::protocol_error,
+                                what + " ('" + s->wire_name + "') sent a fragment on 0 credits"));
+                return;
+            }
+            s->outstanding -= 1;
+            closed = s->closed;
+        }
+        auto whole = reassembler.add(f, s->slot_size);
+        if (!whole) {
+            fail(whole.take_error());
+            return;
+        }
+        if (closed) {
+            return; // the stream has ended here; what still arrives for it is dropped
+        }
+        if (!whole.value()) {
+            bool behind = false;
+            {
+                std::lock_guard lock{s->mu};
+                behind = !s->queue.empty() || s->draining;
+                if (behind) {
+                    ++s->withheld;
+                }
+            }
+            if (!behind) {
+                published(*s, 1, false, true);
+            }
+            return;
+        }
+        // The whole message goes the way of a one-message origin_data frame: the same
+        // checks, the same admission by its origin (loops, duplicates), the same loss count.
+        WholeMessage& m = *whole.value();
+        const auto framed = std::span<const std::byte>{m.framed};
+        const DataView d{m.stream, m.sequence, 1, framed.first(4), framed.subspan(4), m.origin};
+        on_data(d, &m.framed);
+    }
+
+    /// Drops what `stream` has in fragments (its stream ended): nothing partial is published;
+    /// its number stays unpublished, so the next link counts it lost with any gap.
+    void drop_fragments(std::uint32_t stream, const std::string& why) {
+        if (auto d = reassembler.drop(stream)) {
+            log_dropped(*d, why);
+        }
+    }
+
+    /// The same for every stream (the link ended).
+    void drop_all_fragments() {
+        for (const auto& d : reassembler.drop_all()) {
+            log_dropped(d, "the link ended");
+        }
+    }
+
+    void log_dropped(const DroppedMessage& d, const std::string& why) {
+        std::string name = "stream " + std::to_string(d.stream);
+        {
+            std::lock_guard lock{streams_mu};
+            if (auto it = imports.find(d.stream); it != imports.end()) {
+                name = "'" + it->second->wire_name + "'";
+            }
+        }
+        log("message " + std::to_string(d.sequence) + " of " + name + " had " +
+            std::to_string(d.received) + " of its " + std::to_string(d.total) + " bytes when " +
+            why + ": it is lost whole, never published in part");
     }
 
     // ---- the run() thread ----
@@ -1351,9 +1635,7 @@ struct BridgeSession::Impl {
             ExportStream& s = *it->second;
             std::lock_guard sl{s.mu};
             s.credits += g.messages;
-            for (std::uint32_t i = 0; i < g.messages && !s.unconfirmed.empty(); ++i) {
-                s.unconfirmed.pop_front(); // published by the peer
-            }
+            confirm(s, g.messages);
             s.cv.notify_one();
         }
     }
@@ -1394,6 +1676,7 @@ struct BridgeSession::Impl {
 
     void on_close_stream(const CloseStream& c) {
         close_export(c.stream);
+        drop_fragments(c.stream, "its stream was closed");
         std::lock_guard lock{streams_mu};
         auto it = imports.find(c.stream);
         if (it != imports.end()) {
@@ -1409,6 +1692,8 @@ struct BridgeSession::Impl {
                 using T = std::decay_t<decltype(f)>;
                 if constexpr (std::is_same_v<T, DataView>) {
                     on_data(f);
+                } else if constexpr (std::is_same_v<T, FragmentView>) {
+                    on_fragment(f);
                 } else if constexpr (std::is_same_v<T, Offer>) {
                     on_offer(f);
                 } else if constexpr (std::is_same_v<T, Want>) {
@@ -1520,6 +1805,7 @@ struct BridgeSession::Impl {
             start_initiator();
         }
         read_loop();
+        drop_all_fragments();
         Error why = [&] {
             std::lock_guard lock{failure_mu};
             return failure ? *failure : make_error(Errc::closed, "stopped");
@@ -1595,6 +1881,8 @@ SessionStats BridgeSession::stats() const {
     SessionStats out;
     out.rtt_ns = impl_->rtt_ns.load();
     out.type_refusals = impl_->type_refusals.load();
+    out.fragments_sent = impl_->fragments_sent.load(std::memory_order_relaxed);
+    out.fragments_received = impl_->fragments_received.load(std::memory_order_relaxed);
     std::lock_guard lock{impl_->streams_mu};
     for (const auto& [id, s] : impl_->exports) {
         std::lock_guard sl{s->mu};

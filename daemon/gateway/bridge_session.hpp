@@ -19,11 +19,16 @@
 //   ring as its subscribers free it, and sends the stream's credits back to the peer, a
 //   quarter of the window at a time (so that the link reader never waits on the link's write
 //   side: two ends blocked writing to each other would never read again).
-// Writes to the link are whole frames under one mutex, so frames never interleave; a data
-// frame is at most the peer's max_data_body, so a control frame (a credit, a pong) waits for
-// at most one data frame. An importing stream holds at most the credits it granted (its
-// window, SessionSettings::window), so memory per stream is bounded by the window and one
-// slow stream runs out of credits alone while the others keep flowing.
+// Writes to the link are whole frames, one writer at a time, taken in turns first come,
+// first served (WriteTurns), so frames never interleave and a frame waits for at most those
+// queued before it, one per writer, each at most the peer's max_data_body. From protocol 2, a
+// message larger than one data frame goes as fragments (fragments.hpp), one per turn and one
+// credit each, so the other streams' frames go between them; the importer reassembles it,
+// admits it by its origin exactly as a whole one (loops, duplicates), and its stream's thread
+// publishes it whole, or drops it whole if the stream or link ends first. An
+// importing stream holds at most the credits it granted (its window, SessionSettings::window), so
+// memory per stream is bounded by the window and one slow stream runs out of credits alone while
+// the others keep flowing.
 //
 // Loss: a broadcast stream carries the channel's own positions (sequence + 1), which survive
 // a link cut and a daemon restart; a queue stream numbers its messages itself (from 1). Either
@@ -90,6 +95,7 @@ struct ImportMark {
 struct SentMessage {
     std::uint64_t sequence{0};
     std::vector<std::byte> bytes;
+    std::uint64_t credits{1}; ///< what it cost: 1, or its fragments when sent in fragments
 };
 
 /// An exported broadcast channel with `on_link_down: block` while its link is down: its
@@ -158,6 +164,8 @@ struct SessionStats {
     std::uint64_t rtt_ns{0}; ///< the last ping's round trip; 0 before the first
     /// Channels refused for their type, by either end, on this link.
     std::uint64_t type_refusals{0};
+    std::uint64_t fragments_sent{0};     ///< of messages too large for one data frame
+    std::uint64_t fragments_received{0}; ///< the same, from the peer
 };
 
 class BridgeSession {

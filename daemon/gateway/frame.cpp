@@ -96,6 +96,20 @@ std::string_view enum_name(RefusedKind) noexcept {
     return "RefusedKind";
 }
 
+std::string_view fragment_part_name(FragmentPart part) noexcept {
+    switch (part) {
+    case FragmentPart::whole:
+        return "whole";
+    case FragmentPart::start:
+        return "start";
+    case FragmentPart::middle:
+        return "middle";
+    case FragmentPart::end:
+        return "end";
+    }
+    return "unknown";
+}
+
 ByteOrder host_byte_order() noexcept {
     return std::endian::native == std::endian::big ? ByteOrder::big : ByteOrder::little;
 }
@@ -106,13 +120,15 @@ constexpr FieldLimits kLimits{kMaxStringBytes, kMaxListItems, kHeaderBytes + kMa
 
 // The wire type of each alternative of Frame, in the variant's order.
 constexpr std::array<FrameType, std::variant_size_v<Frame>> kTypeOfAlternative{
-    FrameType::hello, FrameType::auth,   FrameType::offer,        FrameType::want,
-    FrameType::grant, FrameType::refuse, FrameType::credit,       FrameType::data,
-    FrameType::ping,  FrameType::pong,   FrameType::close_stream, FrameType::goodbye,
+    FrameType::hello,       FrameType::auth,   FrameType::offer,        FrameType::want,
+    FrameType::grant,       FrameType::refuse, FrameType::credit,       FrameType::data,
+    FrameType::ping,        FrameType::pong,   FrameType::close_stream, FrameType::goodbye,
+    FrameType::origin_data, // FragmentView: an origin_data frame with a FragmentPart in its flags
 };
 static_assert(std::is_same_v<std::variant_alternative_t<0, Frame>, Hello>);
 static_assert(std::is_same_v<std::variant_alternative_t<7, Frame>, DataView>);
 static_assert(std::is_same_v<std::variant_alternative_t<11, Frame>, Goodbye>);
+static_assert(std::is_same_v<std::variant_alternative_t<12, Frame>, FragmentView>);
 
 /// Whether `name` is a channel name: 1..kMaxNameLength bytes of [A-Za-z0-9_.:/-].
 bool channel_name_ok(std::string_view name) noexcept {
@@ -341,6 +357,84 @@ Result<Frame> decode_data(std::span<const std::byte> body, FrameType type) {
         std::in_place_type<DataView>, stream, first_sequence, count, lengths, payload, origin};
 }
 
+/// Why a fragment's placement does not fit its part, or an empty string if it does: a start
+/// at offset 0 short of the end, a middle after the start short of the end, an end reaching
+/// it. `size` > 0 and offset + size <= total have been checked.
+std::string fragment_shape_error(FragmentPart part, std::uint64_t total, std::uint64_t offset,
+                                 std::uint64_t size) {
+    const std::uint64_t reach = offset + size;
+    switch (part) {
+    case FragmentPart::start:
+        if (offset != 0) {
+            return "a start at offset " + std::to_string(offset) + ", not 0";
+        }
+        if (reach == total) {
+            return "a start that holds the whole message (" + std::to_string(total) +
+                   " bytes): a message that fits one frame is sent whole";
+        }
+        return {};
+    case FragmentPart::middle:
+        if (offset == 0) {
+            return "a middle at offset 0";
+        }
+        if (reach == total) {
+            return "a middle that reaches the end of the message (" + std::to_string(total) +
+                   " bytes)";
+        }
+        return {};
+    case FragmentPart::end:
+        if (offset == 0) {
+            return "an end at offset 0";
+        }
+        if (reach != total) {
+            return "an end that stops at byte " + std::to_string(reach) + " of " +
+                   std::to_string(total);
+        }
+        return {};
+    case FragmentPart::whole:
+        break;
+    }
+    return "not a fragment";
+}
+
+Result<Frame> decode_fragment(FragmentPart part, std::span<const std::byte> body) {
+    const std::string what = "origin_data (fragment " + std::string{fragment_part_name(part)} + ")";
+    Reader reader{body, what, kLimits};
+    const FieldPath top{};
+    FragmentView f;
+    f.part = part;
+    reader.field(f.stream, {&top, "stream"});
+    reader.require(f.stream != 0, {&top, "stream"}, "is 0");
+    reader.field(f.sequence, {&top, "sequence"});
+    reader.field(f.total_bytes, {&top, "total_bytes"});
+    reader.field(f.offset, {&top, "offset"});
+    const FieldPath at{&top, "origin"};
+    reader.field(f.origin.daemon, {&at, "daemon"});
+    reader.require(f.origin.daemon != 0, {&at, "daemon"}, "is 0");
+    reader.field(f.origin.channel, {&at, "channel"});
+    reader.require(f.origin.channel != 0, {&at, "channel"}, "is 0");
+    reader.field(f.origin.first_sequence, {&at, "first_sequence"});
+    reader.require(f.origin.first_sequence != 0, {&at, "first_sequence"}, "is 0");
+    if (!reader.ok()) {
+        return reader.take_error();
+    }
+    const std::uint64_t size = reader.remaining();
+    if (size == 0) {
+        return make_error(Errc::protocol_error, what + ": carries no bytes");
+    }
+    if (f.offset > f.total_bytes || size > f.total_bytes - f.offset) {
+        return make_error(Errc::protocol_error,
+                          what + ": " + std::to_string(size) + " bytes at offset " +
+                              std::to_string(f.offset) + " do not fit a message of " +
+                              std::to_string(f.total_bytes) + " bytes (field 'total_bytes')");
+    }
+    if (auto why = fragment_shape_error(part, f.total_bytes, f.offset, size); !why.empty()) {
+        return make_error(Errc::protocol_error, what + ": " + why);
+    }
+    f.bytes = reader.raw(reader.remaining(), {&top, "bytes"});
+    return Frame{std::in_place_type<FragmentView>, f};
+}
+
 template <typename T>
 Result<Frame> decode_fields(FrameType type, std::span<const std::byte> body) {
     Reader reader{body, frame_type_name(type), kLimits};
@@ -383,14 +477,20 @@ Result<Frame> decode_hello(std::span<const std::byte> body) {
     return decode_fields<Hello>(FrameType::hello, body);
 }
 
-void put_header(std::byte* p, FrameType type, std::uint32_t body_bytes) noexcept {
+void put_header(std::byte* p, FrameType type, std::uint32_t body_bytes,
+                std::uint16_t flags = 0) noexcept {
     store_u32(p, kMagic);
     const auto t = static_cast<std::uint16_t>(type);
     p[4] = static_cast<std::byte>(t & 0xffU);
     p[5] = static_cast<std::byte>(t >> 8);
-    p[6] = std::byte{0};
-    p[7] = std::byte{0};
+    p[6] = static_cast<std::byte>(flags & 0xffU);
+    p[7] = static_cast<std::byte>(flags >> 8);
     store_u32(p + 8, body_bytes);
+}
+
+void store_u64(std::byte* p, std::uint64_t v) noexcept {
+    store_u32(p, static_cast<std::uint32_t>(v));
+    store_u32(p + 4, static_cast<std::uint32_t>(v >> 32));
 }
 
 } // namespace
@@ -411,12 +511,17 @@ Result<std::vector<std::byte>> encode(const Frame& frame) {
         return make_error(Errc::invalid_argument,
                           "data frames are encoded with encode_data_prefix()");
     }
+    if (std::holds_alternative<FragmentView>(frame)) {
+        return make_error(Errc::invalid_argument,
+                          "fragments are encoded with encode_fragment_prefix()");
+    }
     const FrameType type = type_of(frame);
     std::vector<std::byte> out(kHeaderBytes);
     Writer writer{out, frame_type_name(type), kLimits};
     std::visit(
         [&](const auto& body) {
-            if constexpr (!std::is_same_v<std::decay_t<decltype(body)>, DataView>) {
+            using T = std::decay_t<decltype(body)>;
+            if constexpr (!std::is_same_v<T, DataView> && !std::is_same_v<T, FragmentView>) {
                 fields(writer, body, FieldPath{});
             }
             if constexpr (std::is_same_v<std::decay_t<decltype(body)>, Offer>) {
@@ -506,8 +611,50 @@ Result<void> encode_origin_data_prefix(std::uint32_t stream, std::uint64_t first
     return encode_prefix(stream, first_sequence, &origin, lengths, max_body, out);
 }
 
+Result<void> encode_fragment_prefix(FragmentPart part, std::uint32_t stream, std::uint64_t sequence,
+                                    std::uint64_t total_bytes, std::uint64_t offset,
+                                    std::size_t size, const MessageOrigin& origin,
+                                    std::size_t max_body, std::vector<std::byte>& out) {
+    const std::string what =
+        "cannot encode a fragment (" + std::string{fragment_part_name(part)} + ")";
+    if (stream == 0) {
+        return make_error(Errc::invalid_argument, what + ": stream 0");
+    }
+    if (size == 0 || offset > total_bytes || size > total_bytes - offset) {
+        return make_error(Errc::invalid_argument, what + ": " + std::to_string(size) +
+                                                      " bytes at offset " + std::to_string(offset) +
+                                                      " of a message of " +
+                                                      std::to_string(total_bytes));
+    }
+    if (auto why = fragment_shape_error(part, total_bytes, offset, size); !why.empty()) {
+        return make_error(Errc::invalid_argument, what + ": " + why);
+    }
+    if (origin.daemon == 0 || origin.channel == 0 || origin.first_sequence == 0) {
+        return make_error(Errc::invalid_argument, what + ": an origin field is 0");
+    }
+    const std::uint64_t body = kFragmentFixedBytes + std::uint64_t{size};
+    if (body > max_body) {
+        return make_error(Errc::invalid_argument, what + ": a body of " + std::to_string(body) +
+                                                      " bytes exceeds the link's limit of " +
+                                                      std::to_string(max_body));
+    }
+    out.resize(kHeaderBytes + kFragmentFixedBytes);
+    std::byte* p = out.data();
+    put_header(p, FrameType::origin_data, static_cast<std::uint32_t>(body),
+               static_cast<std::uint16_t>(part));
+    p += kHeaderBytes;
+    store_u32(p, stream);
+    store_u64(p + 4, sequence);
+    store_u64(p + 12, total_bytes);
+    store_u64(p + 20, offset);
+    store_u64(p + 28, origin.daemon);
+    store_u64(p + 36, origin.channel);
+    store_u64(p + 44, origin.first_sequence);
+    return ok();
+}
+
 Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes,
-                                  std::size_t max_data_body) {
+                                  std::size_t max_data_body, std::uint16_t version) {
     const std::uint32_t magic = load_u32(bytes.data());
     if (magic != kMagic) {
         // A TLS record starts with its type (22, handshake) and version (3.x).
@@ -526,10 +673,16 @@ Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes
         return make_error(Errc::protocol_error, "unknown frame type " + std::to_string(raw_type));
     }
     const std::string name{frame_type_name(type)};
-    if (flags != 0) {
+    const bool fragment = type == FrameType::origin_data && version >= kFragmentsVersion &&
+                          flags <= static_cast<std::uint16_t>(FragmentPart::end);
+    if (flags != 0 && !fragment) {
         return make_error(Errc::protocol_error,
                           name + ": flags " + std::to_string(flags) +
-                              " set, which bridge protocol 1 does not define");
+                              " set, which bridge protocol " + std::to_string(version) +
+                              " does not define" +
+                              (type == FrameType::origin_data && version >= kFragmentsVersion
+                                   ? " (a fragment is 1 start, 2 middle or 3 end)"
+                                   : ""));
     }
     const bool data = type == FrameType::data || type == FrameType::origin_data;
     const std::size_t limit = data ? max_data_body : kMaxControlBody;
@@ -541,7 +694,22 @@ Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes
     return FrameHeader{type, flags, body_bytes};
 }
 
-Result<Frame> decode_body(FrameType type, std::span<const std::byte> body) {
+Result<Frame> decode_body(FrameType type, std::span<const std::byte> body, std::uint16_t flags) {
+    if (flags != 0) {
+        const auto part = static_cast<FragmentPart>(flags);
+        if (type != FrameType::origin_data) {
+            return make_error(Errc::protocol_error,
+                              std::string{frame_type_name(type)} + ": flags " +
+                                  std::to_string(flags) +
+                                  " set; only an origin_data frame is ever a fragment");
+        }
+        if (part != FragmentPart::start && part != FragmentPart::middle &&
+            part != FragmentPart::end) {
+            return make_error(Errc::protocol_error, "origin_data: flags " + std::to_string(flags) +
+                                                        " is no fragment part");
+        }
+        return decode_fragment(part, body);
+    }
     switch (type) {
     case FrameType::hello:
         return decode_hello(body);
@@ -573,13 +741,14 @@ Result<Frame> decode_body(FrameType type, std::span<const std::byte> body) {
                       "unknown frame type " + std::to_string(static_cast<unsigned>(type)));
 }
 
-Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body) {
+Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body,
+                     std::uint16_t version) {
     if (bytes.size() < kHeaderBytes) {
         return make_error(Errc::protocol_error, "frame of " + std::to_string(bytes.size()) +
                                                     " bytes is shorter than the " +
                                                     std::to_string(kHeaderBytes) + "-byte header");
     }
-    auto header = decode_header(bytes.first<kHeaderBytes>(), max_data_body);
+    auto header = decode_header(bytes.first<kHeaderBytes>(), max_data_body, version);
     if (!header) {
         return header.error();
     }
@@ -591,7 +760,7 @@ Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body
                                                     " body bytes, " + std::to_string(body) +
                                                     " follow");
     }
-    return decode_body(header.value().type, bytes.subspan(kHeaderBytes));
+    return decode_body(header.value().type, bytes.subspan(kHeaderBytes), header.value().flags);
 }
 
 // ---- FrameReader ----
@@ -636,7 +805,7 @@ Result<std::optional<Frame>> FrameReader::next() {
         return std::optional<Frame>{};
     }
     const std::span<const std::byte, kHeaderBytes> head{buffer_.data() + begin_, kHeaderBytes};
-    auto header = decode_header(head, max_data_body_);
+    auto header = decode_header(head, max_data_body_, version_);
     if (!header) {
         failed_ = header.error();
         return *failed_;
@@ -653,7 +822,8 @@ Result<std::optional<Frame>> FrameReader::next() {
     }
     auto frame = decode_body(header.value().type,
                              std::span<const std::byte>{buffer_.data() + begin_ + kHeaderBytes,
-                                                        header.value().body_bytes});
+                                                        header.value().body_bytes},
+                             header.value().flags);
     begin_ += whole;
     if (!frame) {
         failed_ = frame.error();

@@ -8,8 +8,10 @@
 //
 // Integers are little-endian and fixed-width; strings are u32 length + bytes, lists u32 count
 // + elements, as in the control protocol (protocol/field_io.hpp does both). `flags` is 0 in
-// protocol 1; later versions use it (fragments, priority lanes) only once both ends have
-// agreed on such a version in the hello, so a version-1 decoder refuses any other value.
+// protocol 1, and a decoder of a link that agreed on version 1 refuses any other value. From
+// protocol 2 on, an origin_data frame's flags may say that it carries one fragment of a
+// message too large for one frame (FragmentPart); its body is then a FragmentView's, which
+// carries the message's origin like every origin_data frame (see below).
 //
 // Every body is described once by a fields() function (frame.cpp) that drives encoding and
 // decoding. Data frames are the exception: they carry message bytes that must not be copied
@@ -56,6 +58,12 @@ inline constexpr std::size_t kMinDataBodyLimit = 4096;
 inline constexpr std::size_t kDefaultDataBody = std::size_t{1} * 1024 * 1024;
 /// Most messages in one data frame.
 inline constexpr std::uint32_t kMaxMessagesPerFrame = 4096;
+/// The first protocol version with fragments (origin_data frames whose flags are a
+/// FragmentPart).
+inline constexpr std::uint16_t kFragmentsVersion = 2;
+/// A fragment's fixed fields: stream, sequence, total bytes, offset, then the message's
+/// origin (daemon, channel, sequence).
+inline constexpr std::size_t kFragmentFixedBytes = 4 + 8 + 8 + 8 + 8 + 8 + 8;
 inline constexpr std::size_t kMaxStringBytes = 4096;
 inline constexpr std::size_t kMaxListItems = 4096;
 /// Random challenge and HMAC-SHA256 lengths.
@@ -246,8 +254,41 @@ private:
     std::optional<MessageOrigin> origin_;
 };
 
+/// Which part of a fragmented message an origin_data frame carries: the value of its header's
+/// flags (protocol 2 on). Every other value of its flags is refused, and a data frame's flags
+/// are always 0.
+enum class FragmentPart : std::uint16_t {
+    whole = 0,  ///< an ordinary origin_data frame: whole messages
+    start = 1,  ///< the first bytes of a message (offset 0)
+    middle = 2, ///< bytes after the start, not the last ones
+    end = 3,    ///< the last bytes: the message is complete
+};
+
+/// "start", "middle", "end" ("whole" for 0).
+[[nodiscard]] std::string_view fragment_part_name(FragmentPart part) noexcept;
+
+/// A received fragment: an origin_data frame with a FragmentPart in its flags, whose body is
+///   u32 stream, u64 sequence, u64 total_bytes, u64 offset,
+///   origin: u64 daemon, u64 channel, u64 sequence, then the fragment's bytes.
+/// Every fragment of a message repeats its sequence, total size and origin and says where its
+/// bytes go, so that a reassembler can check each against the start (fragments.hpp); the
+/// origin's `first_sequence` is the message's own origin sequence. Decoding has checked the
+/// fields that need no context: a stream, an origin with no field 0, at least one byte, the
+/// bytes within the total (offset + size <= total_bytes, in 64 bits), a start at offset 0
+/// that does not hold the whole message, an end that does reach it, a middle that does not.
+/// Points into the bytes it was decoded from.
+struct FragmentView {
+    FragmentPart part{FragmentPart::start};
+    std::uint32_t stream{0};
+    std::uint64_t sequence{0};
+    std::uint64_t total_bytes{0}; ///< the whole message's length
+    std::uint64_t offset{0};      ///< where `bytes` go in the message
+    MessageOrigin origin;         ///< the message's origin (first_sequence: its own)
+    std::span<const std::byte> bytes;
+};
+
 using Frame = std::variant<Hello, Auth, Offer, Want, Grant, Refuse, Credit, DataView, Ping, Pong,
-                           CloseStream, Goodbye>;
+                           CloseStream, Goodbye, FragmentView>;
 
 /// The wire type of a frame.
 [[nodiscard]] FrameType type_of(const Frame& frame) noexcept;
@@ -273,6 +314,18 @@ encode_origin_data_prefix(std::uint32_t stream, std::uint64_t first_sequence,
                           const MessageOrigin& origin, std::span<const std::uint32_t> lengths,
                           std::size_t max_body, std::vector<std::byte>& out);
 
+/// Encodes the header (an origin_data frame flagged `part`) and fixed fields of one fragment
+/// of message `sequence` (`total_bytes` long, first published as `origin`, whose
+/// first_sequence is the message's own) whose `size` bytes from `offset` follow on the wire,
+/// into `out` (replacing its contents). Errc::invalid_argument if the fragment is empty, not
+/// within the message, does not fit `max_body`, does not match `part` (a start at offset 0
+/// short of the end, an end reaching it, a middle in between), or if an origin field is 0.
+[[nodiscard]] Result<void> encode_fragment_prefix(FragmentPart part, std::uint32_t stream,
+                                                  std::uint64_t sequence, std::uint64_t total_bytes,
+                                                  std::uint64_t offset, std::size_t size,
+                                                  const MessageOrigin& origin, std::size_t max_body,
+                                                  std::vector<std::byte>& out);
+
 /// A decoded frame header.
 struct FrameHeader {
     FrameType type{FrameType::hello};
@@ -280,18 +333,25 @@ struct FrameHeader {
     std::uint32_t body_bytes{0};
 };
 
-/// Decodes and checks a header: magic, a known type, flags 0, and a body no larger than
-/// kMaxControlBody (data: `max_data_body`). Run before the body is read, so that an oversized
-/// frame is refused before anything is buffered for it.
+/// Decodes and checks a header: magic, a known type, flags 0 (on a link of `version`
+/// kFragmentsVersion or later, an origin_data frame's flags may also be a FragmentPart), and a
+/// body
+/// no larger than kMaxControlBody (data: `max_data_body`). Run before the body is read, so
+/// that an oversized frame is refused before anything is buffered for it.
 [[nodiscard]] Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes,
-                                                std::size_t max_data_body);
+                                                std::size_t max_data_body,
+                                                std::uint16_t version = kVersionMin);
 
-/// Decodes the body of a frame of `type`. A DataView points into `body` (data and
-/// origin_data frames both decode into one).
-[[nodiscard]] Result<Frame> decode_body(FrameType type, std::span<const std::byte> body);
+/// Decodes the body of a frame of `type` whose header carried `flags` (decode_header()
+/// checked them). A DataView or FragmentView points into `body` (data and whole origin_data
+/// frames both decode into a DataView, fragments into a FragmentView).
+[[nodiscard]] Result<Frame> decode_body(FrameType type, std::span<const std::byte> body,
+                                        std::uint16_t flags = 0);
 
-/// Decodes exactly one whole frame (header and body, nothing after it).
-[[nodiscard]] Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body);
+/// Decodes exactly one whole frame (header and body, nothing after it), as a link of
+/// `version` does.
+[[nodiscard]] Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body,
+                                   std::uint16_t version = kVersionMin);
 
 /// Cuts a byte stream into frames. The owner appends what it read from the link; next()
 /// yields the frames that are complete. A frame returned by next() (a DataView in
@@ -305,6 +365,9 @@ public:
 
     /// Changes the data frame limit (after the hellos agreed on one).
     void set_max_data_body(std::size_t bytes) noexcept { max_data_body_ = bytes; }
+
+    /// Decodes as the protocol `version` the hellos agreed on does (kVersionMin until then).
+    void set_version(std::uint16_t version) noexcept { version_ = version; }
 
     /// Copies `bytes` in.
     void append(std::span<const std::byte> bytes);
@@ -328,6 +391,7 @@ private:
     std::size_t begin_{0}; ///< first byte not yet consumed
     std::size_t end_{0};   ///< one past the last byte received
     std::size_t max_data_body_;
+    std::uint16_t version_{kVersionMin};
     std::optional<Error> failed_; ///< once broken, always broken
 };
 

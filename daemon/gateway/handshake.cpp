@@ -257,6 +257,7 @@ Result<LinkParams> run_handshake(LinkStream& link, Handshake& handshake, FrameRe
         }
     }
     reader.set_max_data_body(handshake.params().receive_data_body);
+    reader.set_version(handshake.params().version);
     return handshake.params();
 }
 

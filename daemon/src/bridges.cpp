@@ -180,6 +180,8 @@ BridgeSummary summarize(const gateway::BridgeStatus& status, const gateway::Brid
     s.listening_port = status.listening_port;
     s.reconnects = status.reconnects;
     s.rtt_ns = status.session.rtt_ns;
+    s.fragments_sent = status.fragments_sent;
+    s.fragments_received = status.fragments_received;
     s.last_error = status.last_error;
     for (const auto& stream : status.session.streams) {
         s.streams.push_back(stream_summary(stream));

@@ -169,12 +169,14 @@ TEST_CASE("a hello's tail, which a later version may extend, is ignored") {
 
 TEST_CASE("a hello whose versions exclude ours is refused naming both ranges") {
     Hello h = sample_hello();
-    h.version_min = 3;
-    h.version_max = 4;
+    h.version_min = kVersionMax + 1;
+    h.version_max = kVersionMax + 2;
     const auto e = decode_error(encoded(h));
     CHECK(e.code == Errc::version_mismatch);
-    CHECK_THAT(e.detail, Catch::Contains("3..4") &&
-                             Catch::Contains("this side speaks 1.." + std::to_string(kVersionMax)));
+    CHECK_THAT(e.detail, Catch::Contains(std::to_string(kVersionMax + 1) + ".." +
+                                         std::to_string(kVersionMax + 2)) &&
+                             Catch::Contains("this side speaks " + std::to_string(kVersionMin) +
+                                             ".." + std::to_string(kVersionMax)));
 }
 
 TEST_CASE("a hello whose range includes ours is accepted") {

@@ -175,12 +175,15 @@ TEST_CASE("a peer of another protocol version is refused, and told so, naming bo
     SocketPair pair;
     auto ours = std::async(std::launch::async,
                            [&] { return run_end(pair.a.get(), settings(true, std::nullopt)); });
-    send(pair.b.get(), fake_hello(3, 4, AuthMethod::none));
+    const auto above = static_cast<std::uint16_t>(kVersionMax + 1);
+    send(pair.b.get(), fake_hello(above, above + 1, AuthMethod::none));
     FrameReader peer_reader;
     const Goodbye bye = read_frame<Goodbye>(pair.b.get(), peer_reader);
     CHECK(bye.code == Errc::version_mismatch);
-    CHECK_THAT(bye.reason,
-               Catch::Contains("3..4") && Catch::Contains("1.." + std::to_string(kVersionMax)));
+    CHECK_THAT(
+        bye.reason,
+        Catch::Contains(std::to_string(above) + ".." + std::to_string(above + 1)) &&
+            Catch::Contains(std::to_string(kVersionMin) + ".." + std::to_string(kVersionMax)));
     auto outcome = ours.get();
     REQUIRE_FALSE(outcome.result.has_value());
     CHECK(outcome.result.error().code == Errc::version_mismatch);
@@ -295,6 +298,30 @@ TEST_CASE("an answer made on one channel fails on another (a relayed handshake)"
     CHECK(same_far.result.has_value());
     REQUIRE(same_near.result.has_value());
     CHECK(same_near.result.value().auth == AuthMethod::hmac_sha256);
+}
+
+TEST_CASE("a peer that speaks protocol 1 only agrees on 1, and its link refuses fragments") {
+    SocketPair pair;
+    auto ours = std::async(std::launch::async,
+                           [&] { return run_end(pair.a.get(), settings(false, std::nullopt)); });
+    send(pair.b.get(), fake_hello(1, 1, AuthMethod::none));
+    auto outcome = ours.get();
+    REQUIRE(outcome.result.has_value());
+    CHECK(outcome.result.value().version == 1);
+    // A fragment (an origin_data frame with a fragment's flags), as protocol 2 would send it,
+    // is refused.
+    std::vector<std::byte> frame;
+    REQUIRE(encode_fragment_prefix(FragmentPart::start, 1, 1, 200, 0, 100, MessageOrigin{1, 2, 3},
+                                   4096, frame));
+    frame.resize(frame.size() + 100);
+    REQUIRE(write_all(pair.b.get(), frame, soon()).has_value());
+    Result<std::optional<Frame>> next = outcome.reader.next();
+    while (next.has_value() && !next.value()) {
+        REQUIRE(read_into(pair.a.get(), outcome.reader, soon()).has_value());
+        next = outcome.reader.next();
+    }
+    REQUIRE_FALSE(next.has_value());
+    CHECK_THAT(next.error().detail, Catch::Contains("which bridge protocol 1 does not define"));
 }
 
 } // namespace shmbus::gateway

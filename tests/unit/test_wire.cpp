@@ -192,9 +192,10 @@ std::size_t transports_bytes(const BridgeList& list) {
     return n;
 }
 
-/// The bytes of a bridge_list's 1.4 extension: its list of losses, four u64 per bridge.
-std::size_t losses_bytes(const BridgeList& list) {
-    return sizeof(std::uint32_t) + list.bridges.size() * 4 * sizeof(std::uint64_t);
+/// The bytes of a bridge_list's 1.4 extension: its list of losses, four u64 per bridge, then
+/// its list of fragment counts, two u64 per bridge.
+std::size_t extension_1_4_bytes(const BridgeList& list) {
+    return 2 * sizeof(std::uint32_t) + list.bridges.size() * (4 + 2) * sizeof(std::uint64_t);
 }
 
 bool contains(const std::string& haystack, const std::string& needle) {
@@ -280,12 +281,12 @@ TEST_CASE("a body cut inside any field is refused even when the header agrees wi
                 continue; // a 1.2 channel_detail: it ends before 'endpoint_blocks' (below)
             }
             if (type == MsgType::bridge_list &&
-                n == bytes.size() - losses_bytes(std::get<BridgeList>(m.body)) -
+                n == bytes.size() - extension_1_4_bytes(std::get<BridgeList>(m.body)) -
                          transports_bytes(std::get<BridgeList>(m.body))) {
                 continue; // a 1.2 bridge_list: the body ends before 'transports'
             }
             if (type == MsgType::bridge_list &&
-                n == bytes.size() - losses_bytes(std::get<BridgeList>(m.body))) {
+                n == bytes.size() - extension_1_4_bytes(std::get<BridgeList>(m.body))) {
                 continue; // a 1.3 bridge_list: the body ends before 'losses'
             }
             std::vector<std::byte> cut(bytes.begin(), bytes.begin() + static_cast<long>(n));
@@ -328,6 +329,47 @@ TEST_CASE("a channel_detail from a 1.2 daemon, without 'endpoint_blocks', decode
     CHECK(d->endpoints[0].lost == 6);
     CHECK(d->endpoints[0].held == 0);
     CHECK(d->endpoints[1].held == 0);
+}
+
+TEST_CASE("a bridge_list from a 1.3 daemon, without 1.4's losses and fragments, decodes with "
+          "neither") {
+    BridgeSummary bridge;
+    bridge.name = "ground";
+    bridge.lost_link_down = 3;
+    bridge.fragments_sent = 5;
+    bridge.fragments_received = 7;
+    const BridgeList list{{bridge}};
+    auto bytes = encoded({1, list});
+    auto whole = decode(bytes);
+    REQUIRE(whole);
+    CHECK(std::get<BridgeList>(whole->body).bridges.at(0).lost_link_down == 3);
+    CHECK(std::get<BridgeList>(whole->body).bridges.at(0).fragments_sent == 5);
+    CHECK(std::get<BridgeList>(whole->body).bridges.at(0).fragments_received == 7);
+    bytes.resize(bytes.size() - extension_1_4_bytes(list));
+    fix_body_length(bytes);
+    auto r = decode(bytes);
+    INFO((r ? std::string{} : r.error().message()));
+    REQUIRE(r);
+    const auto& b = std::get<BridgeList>(r->body).bridges.at(0);
+    CHECK(b.name == "ground");
+    CHECK(b.lost_link_down == 0);
+    CHECK(b.fragments_sent == 0);
+    CHECK(b.fragments_received == 0);
+}
+
+TEST_CASE("a bridge_list whose 1.4 extension ends after its losses is refused, naming "
+          "'fragments'") {
+    BridgeSummary bridge;
+    bridge.name = "ground";
+    const BridgeList list{{bridge}};
+    auto bytes = encoded({1, list});
+    // The fragments list (its count and two u64 for the one bridge) comes last.
+    bytes.resize(bytes.size() - sizeof(std::uint32_t) - 2 * sizeof(std::uint64_t));
+    fix_body_length(bytes);
+    const auto r = decode(bytes);
+    REQUIRE_FALSE(r);
+    CHECK(r.code() == Errc::protocol_error);
+    CHECK(contains(r.error().detail, "fragments"));
 }
 
 TEST_CASE("a channel_detail whose 'endpoint_blocks' does not match its endpoints is refused") {

@@ -42,9 +42,9 @@ constexpr std::size_t kEmptyTransportBytes = 4 + 4 + 3 * 8;
 } // namespace
 
 /// The bytes of bridge_list's 1.4 extension for `bridges` bridges: the count of its list of
-/// losses, and four u64 each.
-constexpr std::size_t losses_bytes(std::size_t bridges) {
-    return 4 + bridges * 4 * 8;
+/// losses and four u64 each, then the count of its list of fragments and two u64 each.
+constexpr std::size_t extension_1_4_bytes(std::size_t bridges) {
+    return 4 + bridges * 4 * 8 + 4 + bridges * 2 * 8;
 }
 
 TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
@@ -71,8 +71,9 @@ TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
 
 TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes with them empty") {
     auto bytes = encoded(BridgeList{{named("ground")}});
-    // What 1.4 appended (losses), then what 1.3 appended: the count of the list, and one entry.
-    bytes.resize(bytes.size() - losses_bytes(1) - 4 - kEmptyTransportBytes);
+    // What 1.4 appended (losses, then fragments), then what 1.3 appended: the count of the
+    // list, and one entry.
+    bytes.resize(bytes.size() - extension_1_4_bytes(1) - 4 - kEmptyTransportBytes);
     fix_body_length(bytes);
     auto back = decode(bytes);
     INFO((back ? std::string{} : back.error().message()));
@@ -86,8 +87,9 @@ TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes wi
 TEST_CASE("a bridge_list whose transport fields do not match its bridges is refused, naming "
           "both counts") {
     auto bytes = encoded(BridgeList{{named("ground"), named("fleet")}});
-    // A 1.3 body (without the losses 1.4 appended); drop the second entry and say there is one.
-    bytes.resize(bytes.size() - losses_bytes(2) - kEmptyTransportBytes);
+    // A 1.3 body (without the losses and fragments 1.4 appended); drop the second entry and
+    // say there is one.
+    bytes.resize(bytes.size() - extension_1_4_bytes(2) - kEmptyTransportBytes);
     const std::size_t count_at = bytes.size() - kEmptyTransportBytes - 4;
     bytes[count_at] = std::byte{1};
     fix_body_length(bytes);

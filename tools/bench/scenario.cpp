@@ -168,6 +168,22 @@ Scenario bridge_isolation(Test test, Load load) {
     return s;
 }
 
+/// Messages larger than one data frame, sent in fragments (docs/gateway.md, "Fragments"):
+/// 1 MiB through the bridge, beside tcp's bandwidth for the same size. (64 MiB rows do not
+/// finish in the bandwidth pattern yet, tcp's no more than the bridge's: docs/benchmarks.md.)
+void add_bridge_large_rows(std::vector<Scenario>& v) {
+    for (std::uint64_t size : {kMiB}) {
+        v.push_back(bridged(Test::bandwidth, size));
+        const Scenario tcp = base(Transport::tcp, Test::bandwidth, size);
+        const bool listed = std::any_of(v.begin(), v.end(), [&](const Scenario& o) {
+            return o.transport == tcp.transport && o.test == tcp.test && o.msg_size == tcp.msg_size;
+        });
+        if (!listed) { // the full suite has tcp's 1 MiB row already
+            v.push_back(tcp);
+        }
+    }
+}
+
 /// Every bridge row: the figures (128 B latency, 128 B at 1 and 64 per publish,
 /// 64 KiB), then the isolation pairs.
 void add_bridge_rows(std::vector<Scenario>& v) {
@@ -176,6 +192,7 @@ void add_bridge_rows(std::vector<Scenario>& v) {
         v.push_back(bridged(Test::throughput, 128, batch));
     }
     v.push_back(bridged(Test::bandwidth, 64 * kKiB));
+    add_bridge_large_rows(v);
     for (Load load : {Load::idle, Load::streaming}) {
         v.push_back(bridge_isolation(Test::control_open, load));
         v.push_back(bridge_isolation(Test::latency, load));

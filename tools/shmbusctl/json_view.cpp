@@ -150,6 +150,8 @@ nlohmann::json bridge_json(const shmbus::BridgeSummary& b) {
                                  {"lost", t.lost},
                                  {"credits", t.credits}};
     }
+    j["out"]["fragments"] = b.fragments_sent;
+    j["in"]["fragments"] = b.fragments_received;
     j["streams"] = nlohmann::json::array();
     for (const auto& s : b.streams) {
         j["streams"].push_back({{"channel", s.local_name},

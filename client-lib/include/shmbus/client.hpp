@@ -165,6 +165,10 @@ struct BridgeSummary {
     std::uint64_t lost_congestion{0}; ///< exports overrun here, and gaps the peer's made
     std::uint64_t lost_upstream{0};   ///< imports: lost before the previous hop
     std::uint64_t type_refusals{0};   ///< channels refused because their types differ
+    /// Link bridges: fragments of messages too large for one data frame, sent and received,
+    /// over every link the bridge has had (0 from a daemon older than protocol 1.4).
+    std::uint64_t fragments_sent{0};
+    std::uint64_t fragments_received{0};
 };
 
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be

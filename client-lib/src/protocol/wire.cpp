@@ -405,6 +405,35 @@ static void losses(Reader& io, BridgeList& v, const FieldPath& p) {
     }
 }
 
+template <typename Io, Is<BridgeFragments> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.sent, {&p, "sent"});
+    io.field(v.received, {&p, "received"});
+}
+
+/// Protocol 1.4, after the losses: the fragment counts of every bridge, taken from the summaries to
+/// send them...
+static void fragment_counts(Writer& io, const BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeFragments> out;
+    out.reserve(v.bridges.size());
+    for (const BridgeSummary& b : v.bridges) {
+        out.push_back({b.fragments_sent, b.fragments_received});
+    }
+    io.field(out, {&p, "fragments"});
+}
+
+/// ... and put back into them when received.
+static void fragment_counts(Reader& io, BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeFragments> in;
+    if (!read_per_bridge(io, v, p, "fragments", in)) {
+        return;
+    }
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        v.bridges[i].fragments_sent = in[i].sent;
+        v.bridges[i].fragments_received = in[i].received;
+    }
+}
+
 template <typename Io, Is<BridgeList> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.bridges, {&p, "bridges"});
@@ -413,6 +442,7 @@ void fields(Io& io, T& v, const FieldPath& p) {
     }
     if (io.extension_present()) { // protocol 1.4
         losses(io, v, p);
+        fragment_counts(io, v, p);
     }
 }
 

@@ -173,8 +173,9 @@ using shmbus::BridgeSummary;
 struct BridgeList {
     /// On the wire each as in 1.2, then (1.3) the transport fields of every bridge as a list
     /// of BridgeTransport appended to the body, one per bridge in the same order (a composite
-    /// cannot grow in place), then (1.4) their loss by cause as a list of BridgeLoss. The
-    /// codec moves them between the two: users see BridgeSummary.
+    /// cannot grow in place), then (1.4) their loss by cause as a list of BridgeLoss followed
+    /// by their fragment counts as a list of BridgeFragments, likewise. The codec moves them
+    /// between the two: users see BridgeSummary.
     std::vector<BridgeSummary> bridges;
 };
 
@@ -187,12 +188,19 @@ struct BridgeTransport {
     std::uint64_t looped{0};
 };
 
-/// The loss-by-cause fields BridgeSummary gained in protocol 1.4, as they travel.
+/// The loss-by-cause fields BridgeSummary gained in protocol 1.4, as they travel (the first
+/// of its two lists).
 struct BridgeLoss {
     std::uint64_t link_down{0};
     std::uint64_t congestion{0};
     std::uint64_t upstream{0};
     std::uint64_t type_refusals{0};
+};
+
+/// The fragment counts BridgeSummary gained in protocol 1.4, as they travel (the second list).
+struct BridgeFragments {
+    std::uint64_t sent{0};
+    std::uint64_t received{0};
 };
 
 struct Pong {

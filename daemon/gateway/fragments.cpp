@@ -1,0 +1,124 @@
+// Reassembly of fragmented messages; the rules are in fragments.hpp and docs/gateway.md.
+#include "gateway/fragments.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace shmbus::gateway {
+
+namespace {
+
+std::string where(const FragmentView& f) {
+    return "origin_data (fragment " + std::string{fragment_part_name(f.part)} + "): stream " +
+           std::to_string(f.stream) + ", message " + std::to_string(f.sequence);
+}
+
+std::string origin_text(const MessageOrigin& o) {
+    return "daemon " + std::to_string(o.daemon) + " channel " + std::to_string(o.channel) +
+           " sequence " + std::to_string(o.first_sequence);
+}
+
+} // namespace
+
+Result<std::optional<WholeMessage>> Reassembler::add(const FragmentView& f,
+                                                     std::uint64_t stream_limit) {
+    auto it = partial_.find(f.stream);
+    if (f.part == FragmentPart::start) {
+        if (it != partial_.end()) {
+            return make_error(Errc::protocol_error,
+                              where(f) + ": a new start before the end of message " +
+                                  std::to_string(it->second.sequence) + " (" +
+                                  std::to_string(it->second.framed.size() - 4) + " of " +
+                                  std::to_string(it->second.total) + " bytes received)");
+        }
+        const std::uint64_t limit = std::min(max_, stream_limit);
+        if (f.total_bytes > limit) {
+            return make_error(Errc::protocol_error,
+                              where(f) + ": total_bytes " + std::to_string(f.total_bytes) +
+                                  " exceeds the limit of " + std::to_string(limit) +
+                                  (limit == max_
+                                       ? " (the link's max_message_bytes)"
+                                       : " (the slot_size the stream's offer announced)"));
+        }
+        // total_bytes <= limit <= kMaxSlotSize (the handshake's and the offer's checks), so
+        // the u32 length holds it and the buffer is bounded memory.
+        Partial p;
+        p.sequence = f.sequence;
+        p.total = f.total_bytes;
+        p.origin = f.origin;
+        p.framed.reserve(4 + f.total_bytes);
+        p.framed.resize(4);
+        const auto length = static_cast<std::uint32_t>(f.total_bytes);
+        for (int i = 0; i < 4; ++i) {
+            p.framed[i] = static_cast<std::byte>((length >> (8 * i)) & 0xffU);
+        }
+        p.framed.insert(p.framed.end(), f.bytes.begin(), f.bytes.end());
+        partial_.emplace(f.stream, std::move(p));
+        return std::optional<WholeMessage>{};
+    }
+    if (it == partial_.end()) {
+        return make_error(Errc::protocol_error,
+                          where(f) + (f.part == FragmentPart::end ? ": an end" : ": a middle") +
+                              " without a start");
+    }
+    Partial& p = it->second;
+    if (f.sequence != p.sequence) {
+        return make_error(Errc::protocol_error,
+                          where(f) + ": the start was message " + std::to_string(p.sequence));
+    }
+    if (f.total_bytes != p.total) {
+        return make_error(Errc::protocol_error, where(f) + ": total_bytes " +
+                                                    std::to_string(f.total_bytes) +
+                                                    ", the start said " + std::to_string(p.total));
+    }
+    if (f.origin != p.origin) {
+        return make_error(Errc::protocol_error, where(f) + ": origin " + origin_text(f.origin) +
+                                                    ", the start said " + origin_text(p.origin));
+    }
+    const std::uint64_t received = p.framed.size() - 4;
+    if (f.offset != received) {
+        return make_error(Errc::protocol_error,
+                          where(f) + ": offset " + std::to_string(f.offset) + ", but " +
+                              std::to_string(received) +
+                              " bytes have arrived (the fragments' lengths do not add up)");
+    }
+    // The decoder checked offset + size <= total and that a middle stops short of the end
+    // and an end reaches it.
+    p.framed.insert(p.framed.end(), f.bytes.begin(), f.bytes.end());
+    if (f.part == FragmentPart::middle) {
+        return std::optional<WholeMessage>{};
+    }
+    WholeMessage whole{f.stream, p.sequence, p.origin, std::move(p.framed)};
+    partial_.erase(it);
+    return std::optional<WholeMessage>{std::move(whole)};
+}
+
+std::optional<DroppedMessage> Reassembler::drop(std::uint32_t stream) {
+    auto it = partial_.find(stream);
+    if (it == partial_.end()) {
+        return std::nullopt;
+    }
+    DroppedMessage d{stream, it->second.sequence, it->second.framed.size() - 4, it->second.total};
+    partial_.erase(it);
+    return d;
+}
+
+std::vector<DroppedMessage> Reassembler::drop_all() {
+    std::vector<DroppedMessage> out;
+    for (const auto& [stream, p] : partial_) {
+        out.push_back(DroppedMessage{stream, p.sequence, p.framed.size() - 4, p.total});
+    }
+    partial_.clear();
+    return out;
+}
+
+std::uint64_t Reassembler::held_bytes() const noexcept {
+    std::uint64_t n = 0;
+    for (const auto& [stream, p] : partial_) {
+        n += p.framed.capacity();
+    }
+    return n;
+}
+
+} // namespace shmbus::gateway

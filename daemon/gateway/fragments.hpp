@@ -1,0 +1,106 @@
+// Messages too large for one data frame: the importing side's reassembly of their fragments.
+// docs/gateway.md ("Fragments") is the reference.
+//
+// From bridge protocol 2 on, an exporter sends a message larger than one data frame of the
+// peer's as fragments (FragmentView, frame.hpp): a start, middles, an end, each repeating the
+// message's sequence, total size and origin and saying at which offset its bytes go. The
+// whole message carries that origin on, so the session admits it (loops, duplicates) exactly
+// as a one-message origin_data frame. Fragments of
+// different streams interleave on the link (the exporter's stream threads take turns at the
+// link's write side, one frame each), but the fragments of one stream's message arrive in
+// order and nothing else of that stream comes between them.
+//
+// A Reassembler is a link's table of messages in fragments, at most one per stream. add()
+// checks each fragment against what that stream has so far and copies its bytes in; the end
+// hands the whole message out, laid out as a one-message data frame's lengths and payload
+// (a u32 length, then the bytes) so that it can be queued for publishing without another
+// copy. Nothing partial ever leaves it: a message is handed out whole or dropped whole (its
+// stream closed, the link ended), and the sequence numbers then make the loss visible to the
+// importing side exactly as any other.
+//
+// Memory: a message's buffer is reserved at its start, of its announced total size, which
+// add() has checked against the stream's limit (its offer's slot size, at most the link's
+// negotiated max_message_bytes) before anything is allocated; so a link holds at most one
+// such buffer per importing stream.
+//
+// Failure policy: every malformed sequence of fragments — a middle or end without a start, a
+// new start before the end, a sequence, total or origin that differs from the start's, an
+// offset that is not where the bytes so far end (lengths that do not add up), a total above
+// the limit — is Errc::protocol_error naming the stream, the message and what was wrong; the
+// session then closes that link. Pure: no I/O, no threads; one per link, used by its reader only.
+#pragma once
+
+#include "gateway/frame.hpp"
+
+#include <shmbus/error.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace shmbus::gateway {
+
+/// A message whose end has arrived.
+struct WholeMessage {
+    std::uint32_t stream{0};
+    std::uint64_t sequence{0};
+    /// Where it was first published; first_sequence is the message's own origin sequence.
+    MessageOrigin origin;
+    /// A u32 length (little-endian), then the message's bytes.
+    std::vector<std::byte> framed;
+
+    [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
+        return std::span<const std::byte>{framed}.subspan(4);
+    }
+};
+
+/// A message dropped while in fragments: how far it had come.
+struct DroppedMessage {
+    std::uint32_t stream{0};
+    std::uint64_t sequence{0};
+    std::uint64_t received{0};
+    std::uint64_t total{0};
+};
+
+class Reassembler {
+public:
+    /// `max_message_bytes`: the link's negotiated limit on any message.
+    explicit Reassembler(std::uint64_t max_message_bytes) noexcept : max_{max_message_bytes} {}
+
+    /// Takes one fragment of a stream whose messages may be at most `stream_limit` bytes (its
+    /// offer's slot size). The whole message once `f` is its end; an empty optional while
+    /// more is due; Errc::protocol_error for a fragment that does not follow what the stream
+    /// has so far.
+    [[nodiscard]] Result<std::optional<WholeMessage>> add(const FragmentView& f,
+                                                          std::uint64_t stream_limit);
+
+    /// Whether `stream` has a message in fragments.
+    [[nodiscard]] bool in_progress(std::uint32_t stream) const noexcept {
+        return partial_.count(stream) != 0;
+    }
+
+    /// Drops the message `stream` has in fragments, if any (its stream ended).
+    std::optional<DroppedMessage> drop(std::uint32_t stream);
+
+    /// Drops every message in fragments (the link ended).
+    std::vector<DroppedMessage> drop_all();
+
+    /// Bytes held in buffers for messages in fragments (reserved at their starts).
+    [[nodiscard]] std::uint64_t held_bytes() const noexcept;
+
+private:
+    struct Partial {
+        std::uint64_t sequence{0};
+        std::uint64_t total{0};
+        MessageOrigin origin;
+        std::vector<std::byte> framed; ///< the u32 length, then the bytes received so far
+    };
+
+    std::uint64_t max_;
+    std::map<std::uint32_t, Partial> partial_;
+};
+
+} // namespace shmbus::gateway
