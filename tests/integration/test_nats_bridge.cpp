@@ -514,6 +514,38 @@ TEST_CASE("a durable JetStream import loses and repeats nothing across a restart
     jsCtx_Destroy(js);
 }
 
+namespace {
+
+/// Publishes message `id` (stamped in `out`) to the jobs stream as an exporting daemon would
+/// (origin and sequence headers, Nats-Msg-Id), retrying until the stream acknowledges it;
+/// false if `deadline` passes first.
+bool publish_acked(jsCtx* js, const std::vector<std::byte>& out, std::uint64_t id,
+                   std::chrono::steady_clock::time_point deadline) {
+    const std::string seq = std::to_string(id + 1);
+    const std::string msg_id = "far/1/jobs/" + seq;
+    const std::string origin = "far 1 jobs " + seq;
+    for (;;) {
+        natsMsg* m = nullptr;
+        natsMsg_Create(&m, "shmbus.ground.jobs", nullptr, reinterpret_cast<const char*>(out.data()),
+                       static_cast<int>(out.size()));
+        natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
+        natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
+        jsPubAck* ack = nullptr;
+        jsErrCode code{};
+        const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
+        jsPubAck_Destroy(ack);
+        natsMsg_Destroy(m);
+        if (st == NATS_OK) {
+            return true;
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+        }
+    }
+}
+
+} // namespace
+
 TEST_CASE("a durable JetStream import loses nothing when the NATS server is killed and "
           "restarted mid-stream",
           "[gateway][nats]") {
@@ -559,28 +591,9 @@ TEST_CASE("a durable JetStream import loses nothing when the NATS server is kill
         const auto deadline = generous_deadline();
         for (std::uint64_t id = 0; id < count && !failed; ++id) {
             stamp(out, id);
-            const std::string seq = std::to_string(id + 1);
-            const std::string msg_id = "far/1/jobs/" + seq;
-            for (;;) {
-                natsMsg* m = nullptr;
-                natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
-                               reinterpret_cast<const char*>(out.data()),
-                               static_cast<int>(out.size()));
-                const std::string origin = "far 1 jobs " + seq;
-                natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
-                natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
-                jsPubAck* ack = nullptr;
-                jsErrCode code{};
-                const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
-                jsPubAck_Destroy(ack);
-                natsMsg_Destroy(m);
-                if (st == NATS_OK) {
-                    break;
-                }
-                if (std::chrono::steady_clock::now() > deadline) {
-                    failed = true;
-                    break;
-                }
+            if (!publish_acked(js, out, id, deadline)) {
+                failed = true;
+                break;
             }
             published = id + 1;
         }
@@ -931,28 +944,8 @@ TEST_CASE("a durable JetStream import on a three-server cluster loses and repeat
         const auto deadline = generous_deadline();
         for (std::uint64_t id = 0; id < count && !failed; ++id) {
             stamp(out, id);
-            const std::string seq = std::to_string(id + 1);
-            const std::string msg_id = "far/1/jobs/" + seq;
-            const std::string origin = "far 1 jobs " + seq;
-            for (;;) {
-                natsMsg* m = nullptr;
-                natsMsg_Create(&m, "shmbus.ground.jobs", nullptr,
-                               reinterpret_cast<const char*>(out.data()),
-                               static_cast<int>(out.size()));
-                natsMsgHeader_Set(m, "Shmbus-Origin", origin.c_str());
-                natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id.c_str());
-                jsPubAck* ack = nullptr;
-                jsErrCode code{};
-                const natsStatus st = js_PublishMsg(&ack, js, m, nullptr, &code);
-                jsPubAck_Destroy(ack);
-                natsMsg_Destroy(m);
-                if (st == NATS_OK) {
-                    break;
-                }
-                if (std::chrono::steady_clock::now() > deadline) {
-                    failed = true;
-                    break;
-                }
+            if (!publish_acked(js, out, id, deadline)) {
+                failed = true;
             }
         }
         jsCtx_Destroy(js);
