@@ -349,6 +349,20 @@ struct WideImporter {
     }
 };
 
+/// The played exporter's one stream: broadcast channel `wide` of four 1 MiB slots.
+gateway::Offer wide_offer() {
+    return {1,
+            0,
+            "wide",
+            ChannelKind::broadcast,
+            Overflow::block,
+            1 << 20,
+            4,
+            PlayedExporter::kChannel,
+            0,
+            std::string{}};
+}
+
 } // namespace
 
 TEST_CASE("a link cut mid-message delivers none of it, and the next link counts one lost") {
@@ -367,16 +381,7 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
     for (std::size_t i = 0; i < large.size(); ++i) {
         large[i] = static_cast<std::byte>(i & 0xffU);
     }
-    const gateway::Offer offer{1,
-                               0,
-                               "wide",
-                               ChannelKind::broadcast,
-                               Overflow::block,
-                               1 << 20,
-                               4,
-                               PlayedExporter::kChannel,
-                               0,
-                               std::string{}};
+    const gateway::Offer offer = wide_offer();
     {
         PlayedExporter peer{port, secret, 0x5001};
         peer.send(offer);
@@ -438,16 +443,7 @@ TEST_CASE("a message in fragments is admitted by its origin like a whole one: a 
     for (std::size_t i = 0; i < large.size(); ++i) {
         large[i] = static_cast<std::byte>((i * 7) & 0xffU);
     }
-    const gateway::Offer offer{1,
-                               0,
-                               "wide",
-                               ChannelKind::broadcast,
-                               Overflow::block,
-                               1 << 20,
-                               4,
-                               PlayedExporter::kChannel,
-                               0,
-                               std::string{}};
+    const gateway::Offer offer = wide_offer();
     PlayedExporter peer{port, secret, 0x5002};
     peer.send(offer);
     const auto g = peer.grant();
