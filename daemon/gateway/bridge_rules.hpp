@@ -51,6 +51,13 @@ inline constexpr std::chrono::milliseconds kDefaultBlockTimeout{10000};
 inline constexpr std::uint32_t kDefaultCreditWindow = 1024;
 inline constexpr std::uint32_t kMaxCreditWindow = 65536;
 
+/// How many nice levels below the daemon's own priority a bridge's threads run (a bridge's
+/// `nice`): a link's streams are bulk work, and a host's local clients and the daemon's
+/// control loop go first when they want the same core (docs/gateway.md, "Threads and
+/// priority").
+inline constexpr int kDefaultBridgeNice = 10;
+inline constexpr int kMaxBridgeNice = 19; ///< Linux's lowest priority is nice 19
+
 struct ChannelRule {
     std::string channel; ///< a channel name or glob
     std::string as;      ///< the name on the other side of the rule; empty = the same

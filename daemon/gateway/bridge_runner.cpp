@@ -3,11 +3,14 @@
 
 #include "gateway/tls_link.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cerrno>
 #include <csignal>
 #include <fcntl.h>
 #include <pthread.h>
 #include <random>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +23,30 @@ constexpr auto kStableLink = std::chrono::minutes{1};
 constexpr auto kAcceptSlice = std::chrono::milliseconds{200}; // how soon accept sees stop()
 constexpr auto kConnectSlice = std::chrono::seconds{1};       // how soon connect sees stop()
 constexpr auto kDrainSlice = std::chrono::seconds{1}; // how long a refused peer may take to go
+constexpr int kLowestPriority = 19;                   // Linux's highest nice value
+constexpr std::size_t kThreadNameBytes = 15;          // a task's name, without its NUL
 
 } // namespace
+
+Result<int> lower_thread_priority(int levels) {
+    // PRIO_PROCESS with a thread id: on Linux, the nice value is each thread's own.
+    const auto self = static_cast<id_t>(::gettid());
+    // getpriority() returns the nice value itself, which may be -1: errno tells an error.
+    errno = 0;
+    const int now = ::getpriority(PRIO_PROCESS, self);
+    if (now == -1 && errno != 0) {
+        return make_error(Errc::system_error, "getpriority", errno);
+    }
+    const int wanted = std::min(now + std::max(levels, 0), kLowestPriority);
+    if (wanted == now) {
+        return now;
+    }
+    if (::setpriority(PRIO_PROCESS, self, wanted) != 0) {
+        return make_error(Errc::system_error, "setpriority to nice " + std::to_string(wanted),
+                          errno);
+    }
+    return wanted;
+}
 
 std::string_view to_string(BridgeState state) noexcept {
     switch (state) {
@@ -427,6 +452,13 @@ void BridgeRunner::run() {
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    // Before the first session's threads start: they inherit the name and the priority.
+    const std::string thread_name = ("bridge:" + config_.name).substr(0, kThreadNameBytes);
+    (void)pthread_setname_np(pthread_self(), thread_name.c_str());
+    if (auto lowered = lower_thread_priority(config_.nice); !lowered) {
+        emit("bridge '" + config_.name + "': its threads run at the daemon's priority, not " +
+             std::to_string(config_.nice) + " nice levels below it: " + lowered.error().message());
+    }
     if (auto ready = prepare_security(); !ready) {
         {
             std::lock_guard lock{mu_};

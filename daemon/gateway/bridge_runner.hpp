@@ -34,6 +34,12 @@
 // and a FIFO pair, which cannot be shut down, is sent a frame header without the magic on
 // its input FIFO so that the handshake ends at once. Every log line goes with the peer it is
 // about: the address of the live link, else the configured one.
+//
+// Priority: a link's streams are bulk work, so the runner's thread lowers its own priority by
+// the bridge's `nice` levels before it does anything else, and names itself "bridge:NAME";
+// every thread of its sessions inherits both (Linux gives a new thread its creator's nice
+// value and name), while the daemon's control loop keeps its own. Where a seccomp filter
+// forbids the call, the bridge says so in one log line and runs at the daemon's priority.
 #pragma once
 
 #include "gateway/bridge_session.hpp"
@@ -73,7 +79,15 @@ struct BridgeConfig {
     std::chrono::milliseconds handshake_timeout{10000};
     std::chrono::milliseconds backoff_first{500};
     std::chrono::milliseconds backoff_cap{30000};
+    /// Nice levels below the daemon's priority for the bridge's threads (`nice`); 0: none.
+    int nice{kDefaultBridgeNice};
 };
+
+/// Lowers the calling thread's priority by `levels` nice levels (to nice 19 at most), for it
+/// and every thread it starts from now on; lowering one's own priority needs no privilege.
+/// Its new nice value, or Errc::system_error from getpriority() or setpriority() (EPERM where
+/// a seccomp filter forbids them). `levels` 0 changes nothing and returns the current value.
+[[nodiscard]] Result<int> lower_thread_priority(int levels);
 
 /// Where a bridge's lines go: the message and the peer it is about. Called from the bridge's
 /// threads.

@@ -159,6 +159,7 @@ gateway::BridgeConfig to_gateway(const ConfiguredBridge& bridge) {
     c.tls = bridge.tls;
     c.require = bridge.require;
     c.window = bridge.credit_window;
+    c.nice = bridge.nice;
     c.exports = bridge.exports;
     c.imports = bridge.imports; // each export rule carries its own block_timeout
     return c;

@@ -131,6 +131,9 @@ std::string bridge_change(const ConfiguredBridge& from, const ConfiguredBridge& 
     if (from.credit_window != to.credit_window) {
         parts.push_back("credit_window");
     }
+    if (from.nice != to.nice) {
+        parts.push_back("nice");
+    }
     if (from.exports != to.exports) {
         parts.push_back("export");
     }

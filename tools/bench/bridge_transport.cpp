@@ -76,9 +76,9 @@ std::string yaml_list(std::initializer_list<std::uint32_t> channels) {
 }
 
 /// The `bridges:` section of the far daemon (`port` 0: it listens) or the near one (it
-/// connects to `port`).
-ConfigExtra bridge_section(std::uint16_t port) {
-    return [port](const std::filesystem::path& dir, std::string& error) {
+/// connects to `port`), with `nice` when given.
+ConfigExtra bridge_section(std::uint16_t port, std::optional<int> nice) {
+    return [port, nice](const std::filesystem::path& dir, std::string& error) {
         const std::string key = write_secret(dir, error);
         if (key.empty()) {
             return std::string{};
@@ -92,7 +92,7 @@ ConfigExtra bridge_section(std::uint16_t port) {
                "\n    secret_file: " + yaml_quoted(key) +
                "\n    export: " + (far ? yaml_list({kBackward}) : yaml_list({kForward, kLoad})) +
                "\n    import: " + (far ? yaml_list({kForward, kLoad}) : yaml_list({kBackward})) +
-               "\n";
+               (nice ? "\n    nice: " + std::to_string(*nice) : std::string{}) + "\n";
     };
 }
 
@@ -101,8 +101,9 @@ class DaemonPair {
 public:
     /// Starts the far daemon, then the near one connected to it, and waits until the bridge
     /// streams every channel both ways. Returns an error sentence, or empty.
-    std::string start(const std::string& binary, const ChannelSet& channels) {
-        if (std::string e = far_.start(binary, channels, kMaxClients, bridge_section(0));
+    std::string start(const std::string& binary, const ChannelSet& channels,
+                      std::optional<int> nice) {
+        if (std::string e = far_.start(binary, channels, kMaxClients, bridge_section(0, nice));
             !e.empty()) {
             return "the listening shmbusd: " + e;
         }
@@ -115,7 +116,7 @@ public:
             !e.empty()) {
             return e;
         }
-        if (std::string e = near_.start(binary, channels, kMaxClients, bridge_section(port));
+        if (std::string e = near_.start(binary, channels, kMaxClients, bridge_section(port, nice));
             !e.empty()) {
             return "the connecting shmbusd: " + e;
         }
@@ -394,7 +395,7 @@ RunResult run_isolation(const Scenario& s, const RunSettings& settings, const Da
 RunResult run_bridge(const Scenario& s, const RunSettings& settings) {
     DaemonPair pair;
     RunResult r;
-    r.error = pair.start(settings.shmbusd, channels_for(s));
+    r.error = pair.start(settings.shmbusd, channels_for(s), settings.bridge_nice);
     if (r.ok()) {
         r = s.load == Load::none ? run_through(s, settings, pair)
                                  : run_isolation(s, settings, pair);

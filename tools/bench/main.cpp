@@ -123,6 +123,7 @@ int run(int argc, char** argv) {
     bool list = false;
     std::string json_path, markdown_path, plot_dir;
     std::string shmbusd_path;
+    std::optional<int> bridge_nice;
 
     app.add_option("--suite", suite_name, "tiny (seconds), quick (< 1 min) or full (minutes)")
         ->check(CLI::IsMember({"tiny", "quick", "full"}));
@@ -158,6 +159,10 @@ int run(int argc, char** argv) {
     app.add_option("--shmbusd", shmbusd_path,
                    "The shmbusd the control-plane and bridge tests start (default: the one "
                    "built with shmbus-bench, else shmbusd on PATH)");
+    app.add_option("--bridge-nice", bridge_nice,
+                   "The bridge rows' 'nice' (0-19) for both daemons' bridges (default: the "
+                   "daemon's own default)")
+        ->check(CLI::Range(0, 19));
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -186,6 +191,7 @@ int run(int argc, char** argv) {
         settings.duration = std::chrono::nanoseconds{static_cast<std::int64_t>(*duration_s * 1e9)};
     }
     settings.pin = !no_pin;
+    settings.bridge_nice = bridge_nice;
     std::string shmbusd_error;
     settings.shmbusd = find_shmbusd(shmbusd_path, shmbusd_error);
     if (!shmbusd_error.empty()) {

@@ -132,6 +132,8 @@ struct RunSettings {
     std::string python_script; ///< tools/bench/python_rate.py
     std::string python_path;   ///< PYTHONPATH under which python3 imports shmbus
     std::string nats_server;   ///< the nats-server the NATS rows start; empty: none
+    /// The bridge rows' `nice` for both daemons' bridges; none: the daemon's default.
+    std::optional<int> bridge_nice;
 };
 
 /// A suite: its scenarios and its default run settings.

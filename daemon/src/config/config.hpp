@@ -208,6 +208,8 @@ struct ConfiguredBridge {
     std::optional<gateway::PeerAuth> require;
     /// Messages of each imported stream that may be on their way at once (its credits).
     std::uint32_t credit_window{gateway::kDefaultCreditWindow};
+    /// Nice levels below the daemon's priority at which the bridge's threads run.
+    int nice{gateway::kDefaultBridgeNice};
     std::vector<gateway::ChannelRule> exports;
     std::vector<gateway::ChannelRule> imports;
     ConfigLocation where;        ///< of the bridge's `name:` value

@@ -37,6 +37,7 @@ inline constexpr Range kAdminReserveRange{0, 65535, false};
 inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::minutes{5}};
 inline constexpr Range kCreditWindowRange{1, gateway::kMaxCreditWindow, false};
+inline constexpr Range kBridgeNiceRange{0, gateway::kMaxBridgeNice, false};
 inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::hours{1}};
 /// A durable NATS import's `ack_wait`: how soon JetStream delivers a message again that a
@@ -86,9 +87,9 @@ inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply
 inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
                                                            "max_publishers", "max_subscribers"};
 inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
-inline constexpr std::array<std::string_view, 10> kBridgeKeys{
-    "name",    "connect",       "listen", "secret_file", "tls",
-    "require", "credit_window", "nats",   "export",      "import"};
+inline constexpr std::array<std::string_view, 11> kBridgeKeys{
+    "name",          "connect", "listen", "secret_file", "tls",   "require",
+    "credit_window", "nice",    "nats",   "export",      "import"};
 inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "ca",
                                                                 "peer_subject"};
 inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",

@@ -103,6 +103,15 @@ void DocumentReader::read_bridge(const YAML::Node& item, const Entry& section) {
                 continue;
             }
             bridge.credit_window = read_u32(e, kCreditWindowRange).value_or(bridge.credit_window);
+        } else if (e.name == "nice") {
+            if (nats) {
+                error(at(e.key.Mark()), "'nice' applies to links between shmbus daemons; a "
+                                        "NATS bridge's threads run at the daemon's priority");
+                continue;
+            }
+            if (const auto levels = read_u32(e, kBridgeNiceRange)) {
+                bridge.nice = static_cast<int>(*levels);
+            }
         } else if (e.name == "nats") {
             if (!nats) {
                 error(at(e.key.Mark()), "'nats' applies only to a bridge whose 'connect' "
