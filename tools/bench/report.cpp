@@ -526,6 +526,8 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         row["kind"] = name_or_null(to_string(sc.kind));
         row["wait"] = name_or_null(to_string(sc.wait));
         row["bridge_load"] = name_or_null(to_string(sc.load));
+        row["rate_hz"] =
+            sc.rate_hz != 0 ? nlohmann::ordered_json(sc.rate_hz) : nlohmann::ordered_json(nullptr);
         row["test"] = std::string{to_string(sc.test)};
         row["msg_size"] = sc.msg_size;
         row["batch"] = sc.batch;
