@@ -46,7 +46,7 @@ std::string size_cell(const Scenario& s) {
 }
 
 Table latency_table(const std::vector<Summary>& all) {
-    Table t{"Latency (one-way = RTT/2; median [min..max] of runs)",
+    Table t{"Latency (one-way = RTT/2; rows at N Hz: timed one way; median [min..max] of runs)",
             {"transport", "size", "subs", "p50", "p90", "p99", "p99.9", "max", "mean", "line rtt"},
             {}};
     for (const Summary& s : all) {
