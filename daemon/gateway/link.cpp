@@ -38,10 +38,20 @@ int ms_until(Deadline deadline) {
     return static_cast<int>(std::clamp<std::int64_t>(left, 0, 86'400'000));
 }
 
+/// Bounds the receive buffer, which also turns its autotuning off. Before connect() or
+/// listen(): the window scale is agreed in the handshake, and an accepted socket takes the
+/// listening socket's buffer sizes.
+void bound_receive(int fd) {
+    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kLinkReceiveBuffer, sizeof kLinkReceiveBuffer);
+}
+
+/// Once connected (or accepted).
 void tune_socket(int fd) {
     const int one = 1;
     (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &kLinkNotSentLowWater,
+                       sizeof kLinkNotSentLowWater);
 }
 
 std::string address_text(const sockaddr* sa) {
@@ -97,6 +107,7 @@ Result<T> first_address(const LinkAddress& address, bool passive, Use use) {
 Result<Link> connect_tcp(const LinkAddress& address, Deadline deadline) {
     return first_address<Link>(
         address, false, [&](UniqueFd fd, const addrinfo& ai) -> Result<Link> {
+            bound_receive(fd.get());
             int rc = ::connect(fd.get(), ai.ai_addr, ai.ai_addrlen);
             if (rc != 0 && errno == EINPROGRESS) {
                 pollfd p{fd.get(), POLLOUT, 0};
@@ -437,6 +448,7 @@ Result<TcpListener> TcpListener::listen(const LinkAddress& address) {
         address, true, [&](UniqueFd fd, const addrinfo& ai) -> Result<TcpListener> {
             const int one = 1;
             (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            bound_receive(fd.get());
             if (::bind(fd.get(), ai.ai_addr, ai.ai_addrlen) != 0 || ::listen(fd.get(), 8) != 0) {
                 return make_error(Errc::system_error,
                                   "link '" + address.text + "': cannot listen on " +

@@ -9,7 +9,10 @@
 // two for a FIFO pair) and, for exec:, the command's process. connect_link() and
 // TcpListener::accept() block up to a deadline: call them on the bridge's own thread.
 // Descriptors are close-on-exec; sockets get TCP_NODELAY (frames are written whole, so Nagle
-// would only add latency) and keepalive.
+// would only add latency) and keepalive, and leave little to the kernel: TCP_NOTSENT_LOWAT
+// bounds what waits unsent (a write beyond it waits) and a fixed SO_RCVBUF, set before
+// connect() and listen(), what waits unread, so that a busy link's queue stays in the
+// bridge's writer, where streams take turns. TLS runs on the same socket and gets the same.
 //
 // exec: runs COMMAND in a process group of its own with a Unix stream socket as its stdin and
 // stdout (a socket rather than two pipes: one descriptor, writes without SIGPIPE, and a
@@ -48,6 +51,18 @@ struct LinkAddress {
     std::string command;   ///< exec: the shell command, run by /bin/sh -c
     std::string text;      ///< as written, for logs
 };
+
+// What a TCP link leaves to the kernel. A bridge writes a large message in 256 KiB fragments,
+// taking turns with the other streams' frames at its write side; that queue decides what goes
+// first only if the kernel does not hold megabytes ahead of it. docs/gateway.md ("Links").
+
+/// Unsent bytes above which a write waits (TCP_NOTSENT_LOWAT): half a fragment. poll() says
+/// writable again below half of it.
+inline constexpr int kLinkNotSentLowWater = 128 * 1024;
+/// SO_RCVBUF: one fragment, which the kernel doubles for its bookkeeping, so that about two
+/// fragments are in flight. It also caps the link's throughput at about twice this per round
+/// trip.
+inline constexpr int kLinkReceiveBuffer = 256 * 1024;
 
 /// Parses a link address. Errc::invalid_argument naming the problem ("tcp://host: missing
 /// port", "fifo: needs two paths separated by a comma", "exec: needs a command").

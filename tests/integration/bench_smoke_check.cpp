@@ -79,8 +79,11 @@ void check_row(Checker& c, const json& row, const std::string& at) {
     c.require(wait.is_null() || one_of(wait, {"spin", "adaptive", "futex"}),
               at + ".wait is neither null nor a known wait mode");
     const json load = row.value("bridge_load", json{"missing"});
-    c.require(load.is_null() || one_of(load, {"idle", "streaming"}),
+    c.require(load.is_null() || one_of(load, {"idle", "streaming", "large-stream"}),
               at + ".bridge_load is neither null nor a known load");
+    const json rate = row.value("rate_hz", json{"missing"});
+    c.require(rate.is_null() || rate.is_number_unsigned(),
+              at + ".rate_hz is neither null nor an unsigned integer");
     const json test = row.value("test", json{});
     c.require(one_of(test, {"latency", "round-trip", "throughput", "bandwidth", "control-open",
                             "daemon-rss", "daemon-idle-cpu"}),

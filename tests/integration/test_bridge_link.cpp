@@ -14,9 +14,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <mutex>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -90,6 +93,44 @@ TEST_CASE("link addresses are parsed strictly, naming what is wrong") {
         auto r = parse_link(text);
         REQUIRE_FALSE(r.has_value());
         CHECK_THAT(r.error().detail, Catch::Contains(problem) && Catch::Contains(text));
+    }
+}
+
+namespace {
+
+int socket_option(int fd, int level, int name) {
+    int value = 0;
+    socklen_t len = sizeof value;
+    REQUIRE(::getsockopt(fd, level, name, &value, &len) == 0);
+    return value;
+}
+
+/// What getsockopt(SO_RCVBUF) says after setting `bytes`: socket(7) has the kernel double it,
+/// within net.core.rmem_max.
+int receive_buffer_as_kept(int bytes) {
+    long long rmem_max = 0;
+    std::ifstream{"/proc/sys/net/core/rmem_max"} >> rmem_max;
+    REQUIRE(rmem_max > 0);
+    return 2 * static_cast<int>(std::min<long long>(bytes, rmem_max));
+}
+
+} // namespace
+
+TEST_CASE("a TCP link's sockets leave little to the kernel, at both ends") {
+    auto listener = TcpListener::listen(parse_link("tcp://127.0.0.1:0").value());
+    REQUIRE(listener.has_value());
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    auto connecting = connect_link(
+        parse_link("tcp://127.0.0.1:" + std::to_string(listener.value().port())).value(), deadline);
+    REQUIRE(connecting.has_value());
+    auto accepted = listener.value().accept(deadline);
+    REQUIRE(accepted.has_value());
+    const int kept = receive_buffer_as_kept(kLinkReceiveBuffer);
+    for (const int fd : {connecting.value().in_fd(), accepted.value().in_fd()}) {
+        CAPTURE(fd == connecting.value().in_fd() ? "connecting end" : "accepting end");
+        CHECK(socket_option(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT) == kLinkNotSentLowWater);
+        CHECK(socket_option(fd, SOL_SOCKET, SO_RCVBUF) == kept);
+        CHECK(socket_option(fd, IPPROTO_TCP, TCP_NODELAY) != 0);
     }
 }
 

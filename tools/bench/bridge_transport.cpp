@@ -245,12 +245,30 @@ Scenario load_stream() {
         Transport::bridge, Kind::broadcast_block, Wait::adaptive, Test::throughput, 128, 64, 1, 1};
 }
 
-/// Ring geometry: as the shmbus transport's (shmbus_transport.cpp) for the same test.
+/// The paced rows' large stream: kLargeBeside bytes, one per publish.
+Scenario large_stream() {
+    return Scenario{Transport::bridge,
+                    Kind::broadcast_block,
+                    Wait::adaptive,
+                    Test::bandwidth,
+                    kLargeBeside,
+                    1,
+                    1,
+                    1};
+}
+
+/// Ring geometry: as the shmbus transport's (shmbus_transport.cpp) for the same test. The
+/// paced rows (idle or not) have small rings but for kLoad's, which carries the large stream
+/// in the Load::large row: both rows run on daemons configured alike.
 ChannelSet channels_for(const Scenario& s) {
     ChannelSet c;
     c.count = kBridgeChannels;
     c.slot_size = s.msg_size;
-    if (s.test == Test::bandwidth) {
+    if (s.rate_hz != 0) {
+        c.slot_count = 64;
+        const ChannelSet large = channels_for(large_stream());
+        c.rings.push_back({kLoad, large.slot_size, large.slot_count});
+    } else if (s.test == Test::bandwidth) {
         // Messages above 1 MiB (sent in fragments): 2 slots, so that the four channels of
         // 64 MiB messages stay within a daemon's default max_total_segment_bytes (1 GiB).
         const std::uint64_t least = s.msg_size > (1ULL << 20) ? 2 : 4;
@@ -325,7 +343,7 @@ RunResult run_through(const Scenario& s, const RunSettings& settings, const Daem
     }
     PairCpu before;
     std::vector<Report> reports;
-    r.error = team.run(settings.duration + kSetupAllowance, reports,
+    r.error = team.run(settings.duration + kSetupAllowance + s.counted_allowance(), reports,
                        [&] { before = read_pair_cpu(pair); });
     const PairCpu after = read_pair_cpu(pair);
     if (!r.ok()) {
@@ -338,16 +356,22 @@ RunResult run_through(const Scenario& s, const RunSettings& settings, const Daem
     return r;
 }
 
+/// The boards of a run with a stream beside the measured clients: theirs and the stream's.
+struct RunBoards {
+    SharedBoard measured;
+    SharedBoard stream;
+    [[nodiscard]] bool valid() const noexcept { return measured.valid() && stream.valid(); }
+};
+
 /// Isolation rows: opens or a local ping-pong on the near daemon, its bridge idle or busy.
 RunResult run_isolation(const Scenario& s, const RunSettings& settings, const DaemonPair& pair) {
     RunResult r;
-    SharedBoard board;
-    SharedBoard load_board;
-    if (!board.valid() || !load_board.valid()) {
+    const RunBoards boards;
+    if (!boards.valid()) {
         r.error = errno_text("mmap");
         return r;
     }
-    const PatternParams p = make_params(s, settings, board.get());
+    const PatternParams p = make_params(s, settings, boards.measured.get());
     const std::string near = pair.near().socket_path();
     Team team{settings.pin};
     std::string error;
@@ -370,8 +394,8 @@ RunResult run_isolation(const Scenario& s, const RunSettings& settings, const Da
         }
     }
     if (error.empty() && s.load == Load::streaming) {
-        error =
-            spawn_stream(team, pair, kLoad, make_params(load_stream(), settings, load_board.get()));
+        error = spawn_stream(team, pair, kLoad,
+                             make_params(load_stream(), settings, boards.stream.get()));
     }
     if (!error.empty()) {
         r.error = error;
@@ -390,6 +414,59 @@ RunResult run_isolation(const Scenario& s, const RunSettings& settings, const Da
     return reduce_reports(s, reports);
 }
 
+/// Ticks of a paced row: the run's duration of them at `s.rate_hz`, kMinTicks at least.
+constexpr std::uint64_t kMinTicks = 300;
+// Ticks not recorded: the first publishes touch fresh pages.
+constexpr std::size_t kTickWarmup = 10;
+
+/// Paced rows: a ticker on the near daemon publishes on kForward at `s.rate_hz`, a clock
+/// reader on the far one records each tick's one-way latency; for Load::large, a sender on
+/// the near daemon streams kLargeBeside-byte messages on kLoad to a receiver on the far one
+/// (checksummed) for as long as the ticks last, so every tick shares the link with it.
+RunResult run_paced(const Scenario& s, const RunSettings& settings, const DaemonPair& pair) {
+    RunResult r;
+    const RunBoards boards;
+    if (!boards.valid()) {
+        r.error = errno_text("mmap");
+        return r;
+    }
+    const std::int64_t period_ns = 1'000'000'000 / s.rate_hz;
+    const std::uint64_t ticks = std::max<std::uint64_t>(
+        kMinTicks, static_cast<std::uint64_t>(settings.duration.count() / period_ns));
+    PatternParams p = make_params(s, settings, boards.measured.get());
+    p.warmup = kTickWarmup;
+    Team team{settings.pin};
+    std::string error =
+        spawn_client(team, pair.near().socket_path(), kForward, kNone,
+                     [p, ticks, period_ns](ShmWriter* out, ShmReader*, StartGate& gate) {
+                         return run_ticker(*out, gate, p, ticks, period_ns);
+                     });
+    if (error.empty()) {
+        error = spawn_client(team, pair.far().socket_path(), kNone, kForward,
+                             [p](ShmWriter*, ShmReader* in, StartGate& gate) {
+                                 return run_clock_reader(*in, gate, p);
+                             });
+    }
+    const std::chrono::nanoseconds ticking{static_cast<std::int64_t>(ticks) * period_ns};
+    if (error.empty() && s.load == Load::large) {
+        // Duration-bound, over the ticks' time: the stream runs while every tick is sent.
+        PatternParams large = make_params(large_stream(), settings, boards.stream.get());
+        large.messages = 0;
+        large.duration_ns = ticking.count();
+        error = spawn_stream(team, pair, kLoad, large);
+    }
+    if (!error.empty()) {
+        r.error = error;
+        return r;
+    }
+    std::vector<Report> reports;
+    r.error = team.run(ticking + kSetupAllowance + large_stream().counted_allowance(), reports);
+    if (!r.ok()) {
+        return r;
+    }
+    return reduce_reports(s, reports); // the clock reader's samples only
+}
+
 } // namespace
 
 RunResult run_bridge(const Scenario& s, const RunSettings& settings) {
@@ -397,8 +474,9 @@ RunResult run_bridge(const Scenario& s, const RunSettings& settings) {
     RunResult r;
     r.error = pair.start(settings.shmbusd, channels_for(s), settings.bridge_nice);
     if (r.ok()) {
-        r = s.load == Load::none ? run_through(s, settings, pair)
-                                 : run_isolation(s, settings, pair);
+        r = s.rate_hz != 0         ? run_paced(s, settings, pair)
+            : s.load == Load::none ? run_through(s, settings, pair)
+                                   : run_isolation(s, settings, pair);
     }
     if (std::string stopped = pair.stop(); r.ok()) {
         r.error = stopped;

@@ -31,6 +31,7 @@
 #include <cstring>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace bench {
@@ -53,6 +54,10 @@ struct PatternParams {
     std::uint32_t writers{1}; ///< writers that must finish before the end markers go out
     std::uint32_t markers{1}; ///< end markers the last writer publishes
     std::size_t warmup{200};  ///< ping-pongs not recorded (fewer if they are slow)
+    /// Messages a sender sends in all, whatever the duration (Scenario::counted_messages());
+    /// 0: as many as the duration allows. A counted stream's receiver ends its measured part
+    /// at its last message, not at the end marker (as large as a message on a byte stream).
+    std::uint64_t messages{0};
     Board* board{nullptr};
 };
 
@@ -113,6 +118,7 @@ inline PatternParams make_params(const Scenario& s, const RunSettings& settings,
     p.duration_ns = settings.duration.count();
     p.max_samples = settings.max_samples;
     p.writers = s.publishers;
+    p.messages = s.counted_messages();
     p.board = &board;
     const bool queue = s.kind == Kind::queue_spsc || s.kind == Kind::queue_mpmc;
     // On a queue each consumer needs its own marker; on a broadcast channel all see one.
@@ -266,7 +272,8 @@ Report run_ponger(Writer& out, Reader& in, StartGate& gate, const PatternParams&
     return r;
 }
 
-/// Streams messages for the run's duration, `batch` per publish, then finishes.
+/// Streams messages for the run's duration (or p.messages of them), `batch` per publish, then
+/// finishes.
 template <typename Writer>
 Report run_sender(Writer& out, StartGate& gate, const PatternParams& p) {
     Report r;
@@ -280,7 +287,9 @@ Report run_sender(Writer& out, StartGate& gate, const PatternParams& p) {
     const std::uint64_t clock_mask = p.batch >= 16 ? 0 : 63;
     std::uint64_t seq = 0;
     for (std::uint64_t round = 0;; ++round) {
-        const std::size_t k = out.acquire(p.batch);
+        const std::size_t want =
+            p.messages == 0 ? p.batch : std::min<std::uint64_t>(p.batch, p.messages - seq);
+        const std::size_t k = out.acquire(want);
         if (k == 0) {
             r.error = "send: " + out.error();
             return r;
@@ -293,7 +302,8 @@ Report run_sender(Writer& out, StartGate& gate, const PatternParams& p) {
             r.error = "send: " + out.error();
             return r;
         }
-        if ((round & clock_mask) == 0 && now_ns() >= deadline) {
+        if (p.messages != 0 ? seq >= p.messages
+                            : (round & clock_mask) == 0 && now_ns() >= deadline) {
             break;
         }
     }
@@ -317,6 +327,7 @@ Report run_receiver(Reader& in, StartGate& gate, const PatternParams& p,
     gate.wait();
     const std::int64_t cpu0 = cpu_time_ns();
     r.t_start_ns = now_ns();
+    std::int64_t last_ns = r.t_start_ns; // when the last message (not a marker) was read
     bool end = false;
     bool finished = false;
     while (!end) {
@@ -326,7 +337,9 @@ Report run_receiver(Reader& in, StartGate& gate, const PatternParams& p,
                 r.error = "receive: " + in.error();
                 return r;
             }
-            if (finished) {
+            // A counted stream's reader waits for all of its messages: one of them may take
+            // longer than a receive's timeout to arrive (a bridge sends it in fragments).
+            if (finished && (p.messages == 0 || r.messages >= p.messages)) {
                 break; // empty although looked at after every writer was done
             }
             finished = detail::writers_finished(p);
@@ -356,6 +369,89 @@ Report run_receiver(Reader& in, StartGate& gate, const PatternParams& p,
         if (rel == Released::ok) { // a lost batch was overwritten under us: none counts
             r.messages += good;
             r.corrupt += corrupt;
+        }
+        if (p.messages != 0 && good > 0) { // only counted streams: the clock costs
+            last_ns = now_ns();
+        }
+    }
+    r.t_end_ns = p.messages != 0 ? last_ns : now_ns();
+    r.cpu_ns = cpu_time_ns() - cpu0;
+    return r;
+}
+
+/// A paced channel's writer: publishes `ticks` timestamped messages (the first word is the
+/// CLOCK_MONOTONIC time of the publish), one every `period_ns` on a fixed schedule from the
+/// start (a tick that is late is sent at once, the next keeps its time), then finishes. The
+/// sleep between ticks is the pace the row measures, not a synchronisation.
+template <typename Writer>
+Report run_ticker(Writer& out, StartGate& gate, const PatternParams& p, std::uint64_t ticks,
+                  std::int64_t period_ns) {
+    Report r;
+    r.role = Report::Role::ticker;
+    gate.wait();
+    const std::int64_t cpu0 = cpu_time_ns();
+    r.t_start_ns = now_ns();
+    for (std::uint64_t i = 0; i < ticks; ++i) {
+        const std::int64_t due = r.t_start_ns + static_cast<std::int64_t>(i) * period_ns;
+        if (const std::int64_t wait = due - now_ns(); wait > 0) {
+            std::this_thread::sleep_for(std::chrono::nanoseconds{wait});
+        }
+        if (out.acquire(1) == 0) {
+            r.error = "tick: " + out.error();
+            return r;
+        }
+        fill_message(out.slot(0), p.msg_size, static_cast<std::uint64_t>(now_ns()));
+        out.set_length(0, p.msg_size);
+        if (!out.publish()) {
+            r.error = "tick: " + out.error();
+            return r;
+        }
+        ++r.messages;
+    }
+    r.t_end_ns = now_ns();
+    r.cpu_ns = cpu_time_ns() - cpu0;
+    if (!detail::finish_writer(out, p)) {
+        r.error = "end marker: " + out.error();
+    }
+    return r;
+}
+
+/// A paced channel's reader: records (now - timestamp) of every tick, one way (both ends
+/// read the same CLOCK_MONOTONIC), until the end marker. The first `p.warmup` are not
+/// recorded.
+template <typename Reader>
+Report run_clock_reader(Reader& in, StartGate& gate, const PatternParams& p) {
+    Report r;
+    r.role = Report::Role::clock_reader;
+    gate.wait();
+    const std::int64_t cpu0 = cpu_time_ns();
+    r.t_start_ns = now_ns();
+    bool finished = false;
+    for (std::size_t i = 0;;) {
+        if (in.take(1) == 0) {
+            if (in.failed()) {
+                r.error = "tick: " + in.error();
+                return r;
+            }
+            if (finished) {
+                break; // empty although looked at after the ticker was done
+            }
+            finished = detail::writers_finished(p);
+            continue;
+        }
+        const std::int64_t t1 = now_ns();
+        const std::uint64_t stamp = first_word(in.message(0));
+        if (in.release() == Released::error) {
+            r.error = "tick: " + in.error();
+            return r;
+        }
+        if (stamp == kEndMarker) {
+            break;
+        }
+        ++r.messages;
+        if (i++ >= p.warmup && r.samples.size() < p.max_samples) {
+            r.samples.push_back(static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                t1 - static_cast<std::int64_t>(stamp), 0, std::int64_t{UINT32_MAX})));
         }
     }
     r.t_end_ns = now_ns();
@@ -406,7 +502,7 @@ std::string run_one_to_one(const Scenario& s, const RunSettings& settings, const
     if (!error.empty()) {
         return error;
     }
-    return team.run(settings.duration + std::chrono::seconds{20}, reports);
+    return team.run(settings.duration + s.counted_allowance() + std::chrono::seconds{20}, reports);
 }
 
 } // namespace bench

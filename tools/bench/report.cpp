@@ -46,7 +46,7 @@ std::string size_cell(const Scenario& s) {
 }
 
 Table latency_table(const std::vector<Summary>& all) {
-    Table t{"Latency (one-way = RTT/2; median [min..max] of runs)",
+    Table t{"Latency (one-way = RTT/2; rows at N Hz: timed one way; median [min..max] of runs)",
             {"transport", "size", "subs", "p50", "p90", "p99", "p99.9", "max", "mean", "line rtt"},
             {}};
     for (const Summary& s : all) {
@@ -526,6 +526,8 @@ std::string json_report(const RunInfo& info, const std::vector<Summary>& summari
         row["kind"] = name_or_null(to_string(sc.kind));
         row["wait"] = name_or_null(to_string(sc.wait));
         row["bridge_load"] = name_or_null(to_string(sc.load));
+        row["rate_hz"] =
+            sc.rate_hz != 0 ? nlohmann::ordered_json(sc.rate_hz) : nlohmann::ordered_json(nullptr);
         row["test"] = std::string{to_string(sc.test)};
         row["msg_size"] = sc.msg_size;
         row["batch"] = sc.batch;

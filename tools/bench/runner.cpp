@@ -26,7 +26,7 @@ RunResult reduce_latency(std::vector<Report>& reports) {
     RunResult r;
     std::vector<std::uint32_t> samples;
     for (Report& rep : reports) {
-        if (rep.role == Report::Role::pinger) {
+        if (rep.role == Report::Role::pinger || rep.role == Report::Role::clock_reader) {
             samples.insert(samples.end(), rep.samples.begin(), rep.samples.end());
             std::vector<std::uint32_t>().swap(rep.samples);
         }

@@ -59,6 +59,7 @@ constexpr std::array kLoadNames{
     std::pair{Load::none, ""},
     std::pair{Load::idle, "idle"},
     std::pair{Load::streaming, "streaming"},
+    std::pair{Load::large, "large-stream"},
 };
 
 template <typename E, std::size_t N>
@@ -169,10 +170,13 @@ Scenario bridge_isolation(Test test, Load load) {
 }
 
 /// Messages larger than one data frame, sent in fragments (docs/gateway.md, "Fragments"):
-/// 1 MiB through the bridge, beside tcp's bandwidth for the same size. (64 MiB rows do not
-/// finish in the bandwidth pattern yet, tcp's no more than the bridge's: docs/benchmarks.md.)
-void add_bridge_large_rows(std::vector<Scenario>& v) {
-    for (std::uint64_t size : {kMiB}) {
+/// 1 MiB (and with `huge`, 64 MiB) through the bridge, beside tcp's bandwidth for the same
+/// size.
+void add_bridge_large_rows(std::vector<Scenario>& v, bool huge) {
+    for (std::uint64_t size : {kMiB, kLargeBeside}) {
+        if (size == kLargeBeside && !huge) {
+            continue;
+        }
         v.push_back(bridged(Test::bandwidth, size));
         const Scenario tcp = base(Transport::tcp, Test::bandwidth, size);
         const bool listed = std::any_of(v.begin(), v.end(), [&](const Scenario& o) {
@@ -184,18 +188,34 @@ void add_bridge_large_rows(std::vector<Scenario>& v) {
     }
 }
 
+/// A 100 Hz channel of 128 B messages read one way through the bridge, while the bridge is
+/// otherwise idle (Load::none) or carries kLargeBeside-byte messages on another channel
+/// (Load::large).
+Scenario bridge_paced(Load load) {
+    Scenario s = bridged(Test::latency, 128);
+    s.rate_hz = 100;
+    s.load = load;
+    return s;
+}
+
 /// Every bridge row: the figures (128 B latency, 128 B at 1 and 64 per publish,
-/// 64 KiB), then the isolation pairs.
-void add_bridge_rows(std::vector<Scenario>& v) {
+/// 64 KiB, 1 MiB), then the isolation pairs; with `large`, the 64 MiB rows too (each moves
+/// kCountedBytes: seconds, not a quarter of one) and the 100 Hz channel idle and beside a
+/// 64 MiB stream.
+void add_bridge_rows(std::vector<Scenario>& v, bool large) {
     v.push_back(bridged(Test::latency, 128));
     for (std::uint32_t batch : {1U, 64U}) {
         v.push_back(bridged(Test::throughput, 128, batch));
     }
     v.push_back(bridged(Test::bandwidth, 64 * kKiB));
-    add_bridge_large_rows(v);
+    add_bridge_large_rows(v, large);
     for (Load load : {Load::idle, Load::streaming}) {
         v.push_back(bridge_isolation(Test::control_open, load));
         v.push_back(bridge_isolation(Test::latency, load));
+    }
+    if (large) {
+        v.push_back(bridge_paced(Load::none));
+        v.push_back(bridge_paced(Load::large));
     }
 }
 /// Payloads per second of `size` bytes between two processes: handed through a pool by handle
@@ -316,7 +336,7 @@ std::vector<Scenario> quick_suite() {
     v.push_back(base(Transport::tcp, Test::bandwidth, 64 * kKiB)); // beside the bridge's
     v.push_back(memcpy_calibration(64 * kKiB));
     v.push_back(memcpy_calibration(64 * kMiB));
-    add_bridge_rows(v);
+    add_bridge_rows(v, false);
     v.push_back(state_read(false, 64));
     v.push_back(state_read(true, 64));
     v.push_back(payload_handoff(true, kHandoffSize));
@@ -416,7 +436,7 @@ std::vector<Scenario> full_suite() {
     v.push_back(payload_handoff(false, kHandoffSize));
 
     // The gateway, beside the tcp rows above.
-    add_bridge_rows(v);
+    add_bridge_rows(v, true);
 
     // The control plane: one opener, several at once, and one against a fuller daemon.
     for (std::uint32_t openers : {1U, 2U, 4U}) {
@@ -466,6 +486,13 @@ std::optional<Test> test_from_string(std::string_view s) noexcept {
 }
 
 std::string Scenario::label() const {
+    if (transport == Transport::bridge && rate_hz != 0) {
+        // Measured through the bridge, one way, alone on it or beside a large stream.
+        return "bridge " + std::string{to_string(kind)} + " " + std::string{to_string(wait)} +
+               ", " + std::to_string(rate_hz) + " Hz" +
+               (load == Load::large ? ", beside " + std::to_string(kLargeBeside >> 20) + " MiB"
+                                    : std::string{", bridge otherwise idle"});
+    }
     if (transport == Transport::bridge && load != Load::none) {
         // Measured on the exporting daemon, beside its bridge, not through it.
         const std::string beside = ", bridge " + std::string{to_string(load)};
@@ -499,7 +526,8 @@ std::uint32_t Scenario::processes() const noexcept {
         }
         return (clients + kClientsPerHolder - 1) / kClientsPerHolder;
     case Transport::bridge: {
-        const std::uint32_t streaming = load == Load::streaming ? 2 : 0; // its sender, receiver
+        // The stream beside the measured clients: its sender and its receiver.
+        const std::uint32_t streaming = load == Load::streaming || load == Load::large ? 2 : 0;
         return (test == Test::control_open ? clients : 2) + streaming;
     }
     case Transport::shmbus:
@@ -515,6 +543,17 @@ std::uint32_t Scenario::processes() const noexcept {
 std::uint32_t Scenario::deliveries() const noexcept {
     const bool broadcast = kind == Kind::broadcast_block || kind == Kind::broadcast_drop;
     return broadcast ? subscribers : 1;
+}
+
+std::uint64_t Scenario::counted_messages() const noexcept {
+    if (test != Test::bandwidth || msg_size < kCountedFrom || solo()) {
+        return 0;
+    }
+    return std::max<std::uint64_t>(1, kCountedBytes / msg_size);
+}
+
+std::chrono::nanoseconds Scenario::counted_allowance() const noexcept {
+    return std::chrono::seconds{counted_messages() * msg_size / kSlowestRate};
 }
 
 std::optional<Suite> make_suite(std::string_view name) {

@@ -44,8 +44,13 @@ enum class Transport {
 
 /// What a bridge row's daemon is doing besides the measured work: Load::none for the rows
 /// measured *through* the bridge; idle or streaming for the isolation rows, measured on the
-/// exporting daemon while its bridge is connected and idle, or streams at full rate.
-enum class Load { none, idle, streaming };
+/// exporting daemon while its bridge is connected and idle, or streams at full rate; large
+/// for a paced channel measured through the bridge while another channel of the same bridge
+/// carries a stream of kLargeBeside-byte messages.
+enum class Load { none, idle, streaming, large };
+
+/// The messages of the stream beside a paced channel (Load::large): 64 MiB.
+inline constexpr std::uint64_t kLargeBeside = std::uint64_t{64} << 20;
 
 /// The shmbus channel kind and variant; none for baselines and calibrations. On an rpc
 /// channel `publishers` are the callers and `subscribers` the servers.
@@ -97,6 +102,9 @@ struct Scenario {
     std::uint32_t channels{0}; ///< channels in the daemon's configuration
     std::uint32_t clients{0};  ///< connected clients: openers (control-open) or held open
     Load load{Load::none};     ///< bridge isolation rows only
+    /// Messages per second of a paced latency row (a ticker publishing timestamped messages,
+    /// read one way at the far end); 0 for ping-pong and for everything else.
+    std::uint32_t rate_hz{0};
 
     /// Whether this is a control-plane test (transport shmbusd).
     [[nodiscard]] bool control_plane() const noexcept { return transport == Transport::shmbusd; }
@@ -119,7 +127,22 @@ struct Scenario {
     }
     /// How many readers see each message: subscribers on a broadcast channel, else 1.
     [[nodiscard]] std::uint32_t deliveries() const noexcept;
+    /// Messages of a fixed count a bandwidth stream of this scenario sends, whatever the
+    /// run's duration, or 0 when it runs for the duration. Streams of messages of
+    /// kCountedFrom bytes or more move kCountedBytes: at a few hundred MB/s a quarter-second run
+    /// would hold one or two such messages, and a byte stream's end marker is as large again.
+    [[nodiscard]] std::uint64_t counted_messages() const noexcept;
+    /// Time allowed for a counted stream on top of the run's duration and set-up: its bytes
+    /// at kSlowestRate. Zero for the others.
+    [[nodiscard]] std::chrono::nanoseconds counted_allowance() const noexcept;
 };
+
+/// Streams of messages this large or larger are counted (Scenario::counted_messages()).
+inline constexpr std::uint64_t kCountedFrom = std::uint64_t{16} << 20;
+/// The bytes a counted stream moves: 8 messages of 64 MiB.
+inline constexpr std::uint64_t kCountedBytes = std::uint64_t{512} << 20;
+/// The slowest rate a counted stream is allowed before its run is taken for hung (bytes/s).
+inline constexpr std::uint64_t kSlowestRate = std::uint64_t{10} << 20;
 
 /// How long and how often each scenario runs.
 struct RunSettings {

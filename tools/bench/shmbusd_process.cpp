@@ -55,10 +55,18 @@ std::string config_yaml(const std::filesystem::path& dir, const ChannelSet& chan
       << "  max_clients: " << max_clients << "\n"
       << "channels:\n";
     for (std::uint32_t i = 0; i < channels.count; ++i) {
+        std::uint64_t slot_size = channels.slot_size;
+        std::uint64_t slot_count = channels.slot_count;
+        for (const ChannelSet::Ring& r : channels.rings) {
+            if (r.channel == i) {
+                slot_size = r.slot_size;
+                slot_count = r.slot_count;
+            }
+        }
         y << "  - name: " << channel_name(i) << "\n"
           << "    kind: " << (channels.queue ? "queue" : "broadcast") << "\n"
-          << "    slot_size: " << channels.slot_size << "\n"
-          << "    slot_count: " << channels.slot_count << "\n"
+          << "    slot_size: " << slot_size << "\n"
+          << "    slot_count: " << slot_count << "\n"
           << (channels.queue ? "" : "    overflow: block\n") << "    max_publishers: 1\n"
           << "    max_subscribers: " << channels.max_subscribers << "\n";
     }

@@ -28,6 +28,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -42,6 +43,13 @@ struct ChannelSet {
     std::uint64_t slot_count{256};
     std::uint32_t max_subscribers{16};
     bool queue{false};
+    /// Channels whose ring is not the set's: {index, slot_size, slot_count}.
+    struct Ring {
+        std::uint32_t channel;
+        std::uint64_t slot_size;
+        std::uint64_t slot_count;
+    };
+    std::vector<Ring> rings;
 };
 
 /// The name of channel `index` of a ChannelSet.

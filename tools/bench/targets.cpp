@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <functional>
 #include <utility>
 
@@ -413,8 +414,54 @@ struct BridgeGoal {
     const char* denominator_name;
 };
 
+/// The bridge's 100 Hz channel (rate_hz 100, 128 B), idle or beside a 64 MiB stream.
+Pick paced_row(Load load) {
+    return [=](const Scenario& s) {
+        return s.transport == Transport::bridge && s.rate_hz == 100 && s.load == load &&
+               s.test == Test::latency && s.msg_size == 128;
+    };
+}
+
+/// A large message holds a 100 Hz channel up by at most a few fragments' time: the paced
+/// channel's p99 beside a 64 MiB stream, less its p99 with the bridge otherwise idle, in
+/// fragments of 256 KiB at the 64 MiB row's bandwidth through the bridge (same run), at most
+/// kFragmentsAhead. Judged on the medians of the three rows.
+Target paced_beside_large_target(const std::vector<Summary>& all) {
+    constexpr double kFragmentsAhead = 4;
+    constexpr double kFragmentBytes = 256.0 * 1024;
+    Target t;
+    t.id = "bridge-100hz-p99-beside-64m";
+    t.name = "100 Hz channel's p99 beside a 64 MiB stream <= its p99 with the bridge idle + 4 "
+             "fragments' time (256 KiB each, at the 64 MiB bandwidth)";
+    t.goal = "<= 4 fragments";
+    const Summary* beside = find(all, paced_row(Load::large));
+    const Summary* idle = find(all, paced_row(Load::none));
+    const Summary* bulk = find(all, bridge_row(Test::bandwidth, kLargeBeside, 1));
+    if (beside == nullptr || idle == nullptr || bulk == nullptr || !beside->p99_ns ||
+        !idle->p99_ns || !bulk->bytes_per_s || bulk->bytes_per_s->median <= 0) {
+        t.basis = "not measured in this run";
+        return t;
+    }
+    const double fragment_ns = kFragmentBytes / bulk->bytes_per_s->median * 1e9;
+    const double added_ns = beside->p99_ns->median - idle->p99_ns->median;
+    t.value = added_ns / fragment_ns;
+    char fragments[32];
+    std::snprintf(fragments, sizeof fragments, "%.1f fragments", *t.value);
+    t.measured = fragments;
+    t.met = *t.value <= kFragmentsAhead;
+    t.basis = "p99 beside 64 MiB " + format_value(beside->p99_ns->median, Unit::ns) + " - idle " +
+              format_value(idle->p99_ns->median, Unit::ns) + " = " +
+              format_value(added_ns, Unit::ns) + "; a fragment " +
+              format_value(fragment_ns, Unit::ns) + " at " +
+              format_value(bulk->bytes_per_s->median, Unit::bytes) + " (64 MiB row); max " +
+              format_value(beside->max_ns ? beside->max_ns->median : 0, Unit::ns) + " beside, " +
+              format_value(idle->max_ns ? idle->max_ns->median : 0, Unit::ns) + " idle";
+    return t;
+}
+
 void bridge_targets(const std::vector<Summary>& all, std::vector<Target>& out) {
     constexpr std::uint64_t kKiB64 = 64ULL * 1024;
+    constexpr std::uint64_t kMiB1 = 1ULL << 20;
     const BridgeGoal goals[] = {
         {"bridge-batched-vs-tcp", "bridged 128 B msgs/s (64 per publish) >= 0.5x tcp batched 64",
          0.5, false, bridge_row(Test::throughput, 128, 64),
@@ -425,6 +472,13 @@ void bridge_targets(const std::vector<Summary>& all, std::vector<Target>& out) {
         {"bridge-64k-vs-tcp", "bridged 64 KiB bytes/s >= 0.7x tcp bandwidth", 0.7, false,
          bridge_row(Test::bandwidth, kKiB64, 1), baseline(Transport::tcp, Test::bandwidth, kKiB64),
          Metric::bytes, "bridge", "tcp"},
+        // Messages sent in fragments (docs/gateway.md, "Fragments").
+        {"bridge-1m-vs-tcp", "bridged 1 MiB bytes/s (in fragments) >= 0.7x tcp bandwidth", 0.7,
+         false, bridge_row(Test::bandwidth, kMiB1, 1),
+         baseline(Transport::tcp, Test::bandwidth, kMiB1), Metric::bytes, "bridge", "tcp"},
+        {"bridge-64m-vs-tcp", "bridged 64 MiB bytes/s (in fragments) >= 0.7x tcp bandwidth", 0.7,
+         false, bridge_row(Test::bandwidth, kLargeBeside, 1),
+         baseline(Transport::tcp, Test::bandwidth, kLargeBeside), Metric::bytes, "bridge", "tcp"},
         // Isolation, on the exporting daemon: its bridge streaming against its bridge idle.
         {"bridge-opens-while-streaming",
          "channel opens/s with the bridge streaming >= 0.9x bridge idle (drop <= 10 %)", 0.9, false,
@@ -440,6 +494,7 @@ void bridge_targets(const std::vector<Summary>& all, std::vector<Target>& out) {
                                    {find(all, g.numerator), g.metric, g.numerator_name},
                                    {find(all, g.denominator), g.metric, g.denominator_name}));
     }
+    out.push_back(paced_beside_large_target(all));
 }
 
 /// The NATS path against the same messages through libnats alone (docs/nats.md).

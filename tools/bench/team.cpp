@@ -74,7 +74,7 @@ bool parse_report(const std::vector<char>& bytes, Report& r) {
     }
     std::memcpy(&h, bytes.data(), sizeof h);
     const std::size_t need = sizeof h + h.error_bytes + h.sample_count * sizeof(std::uint32_t);
-    if (h.role > static_cast<std::uint8_t>(Report::Role::holder) || bytes.size() != need) {
+    if (h.role > static_cast<std::uint8_t>(Report::Role::clock_reader) || bytes.size() != need) {
         return false;
     }
     r.role = static_cast<Report::Role>(h.role);

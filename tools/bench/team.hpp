@@ -45,8 +45,10 @@ struct Report {
         sender,
         receiver,
         solo,
-        opener, ///< opens channels through shmbusd, one sample per open
-        holder, ///< keeps clients connected to shmbusd until released
+        opener,       ///< opens channels through shmbusd, one sample per open
+        holder,       ///< keeps clients connected to shmbusd until released
+        ticker,       ///< publishes timestamped messages at a fixed rate
+        clock_reader, ///< reads them, one-way latency samples (now - timestamp)
     };
     Role role{Role::solo};
     std::string error;                  ///< empty on success
