@@ -233,8 +233,12 @@ TEST_CASE("reload adds and removes a bridge while another carries load, untouche
     REQUIRE(ground.start());
     const auto steady_port = std::to_string(listening_port(ground, "steady-in"));
     const auto extra_port = std::to_string(listening_port(ground, "extra-in"));
+    // The steady export blocks on congestion: the test's own subscriber reads nothing while
+    // it reloads, and every message must arrive (the default, drop_oldest, would let go).
     const std::string steady = "  - name: steady\n    connect: tcp://127.0.0.1:" + steady_port +
-                               "\n    secret_file: " + key + "\n    export: [steady]\n";
+                               "\n    secret_file: " + key +
+                               "\n    export: [{channel: steady, on_congestion: block, "
+                               "block_timeout: 1h}]\n";
     const std::string extra = "  - name: extra\n    connect: tcp://127.0.0.1:" + extra_port +
                               "\n    secret_file: " + key + "\n    export: [extra]\n";
     const std::string channels = "channels:\n" + broadcast("steady") + broadcast("extra");
