@@ -11,6 +11,18 @@
 
 namespace shmbus::gateway {
 
+std::string_view to_string(CongestionPolicy policy) noexcept {
+    switch (policy) {
+    case CongestionPolicy::keep_latest:
+        return "keep_latest";
+    case CongestionPolicy::block:
+        return "block";
+    case CongestionPolicy::drop_oldest:
+        break;
+    }
+    return "drop_oldest";
+}
+
 namespace {
 
 bool is_wildcard(char c) noexcept {

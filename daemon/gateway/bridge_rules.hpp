@@ -42,6 +42,29 @@ enum class LinkDownPolicy {
     block,
 };
 
+/// What an export does while the link is up but the peer grants no credits (its far side
+/// cannot keep up). docs/gateway.md, "Congestion".
+/// - drop_oldest (the default): local publishers are never held; the export lets go of the
+///   oldest messages it cannot send, counts them as congestion loss, and sends the newest, in
+///   order, when credits come.
+/// - keep_latest: the same, keeping only the newest message (conflation).
+/// - block: nothing is lost; the export holds its local channel (a block channel's publishers
+///   wait for its cursor) up to block_timeout, then the link is dropped and counted.
+/// On a queue the export simply takes no work while it has no credits, whatever the policy.
+enum class CongestionPolicy {
+    drop_oldest,
+    keep_latest,
+    block,
+};
+
+/// "drop_oldest", "keep_latest" or "block": the policy's name in the configuration.
+[[nodiscard]] std::string_view to_string(CongestionPolicy policy) noexcept;
+
+/// An export's priority on the link: frames of higher ones are written first when several
+/// streams wait to write. docs/gateway.md, "Priorities".
+inline constexpr std::uint8_t kMaxPriority = 7;
+inline constexpr std::uint8_t kDefaultPriority = 3;
+
 /// How long a `block` export holds its cursor while the link is down, unless it says.
 inline constexpr std::chrono::milliseconds kDefaultBlockTimeout{10000};
 
@@ -62,9 +85,12 @@ struct ChannelRule {
     std::string channel; ///< a channel name or glob
     std::string as;      ///< the name on the other side of the rule; empty = the same
     LinkDownPolicy on_link_down{LinkDownPolicy::drop}; ///< exports only
-    /// Exports with LinkDownPolicy::block: after this long without the link, the cursor is
-    /// released and the link counted as dropped.
+    /// Exports with LinkDownPolicy::block or CongestionPolicy::block: after this long without
+    /// the link, or without credits, the cursor is released and the link counted as dropped.
     std::chrono::milliseconds block_timeout{kDefaultBlockTimeout};
+    /// Exports: what congestion does (on_link_down: block implies block).
+    CongestionPolicy on_congestion{CongestionPolicy::drop_oldest};
+    std::uint8_t priority{kDefaultPriority}; ///< exports: 0..kMaxPriority, higher first
 
     friend bool operator==(const ChannelRule&, const ChannelRule&) = default;
 };

@@ -38,6 +38,11 @@ using namespace std::chrono_literals;
 // Fixed fields of the larger data frame, origin_data: stream, first sequence, count, origin.
 constexpr std::size_t kDataFixedBytes = 16 + 24;
 constexpr auto kEndpointPoll = 50ms; // how soon a stream's thread notices a stop
+/// How often a draining stream without credits takes what its ring holds: the longest a
+/// local publisher of a block channel waits for it when the ring is full.
+constexpr auto kDrainEvery = 1ms;
+/// Messages a draining stream takes from its ring at once.
+constexpr std::size_t kDrainBatch = 64;
 constexpr auto kGoodbyeDeadline = 1s;
 /// How long credits held back (fewer than a quarter of the window) wait for a quiet link
 /// before they go back anyway.
@@ -86,7 +91,18 @@ struct ExportStream {
     bool copy_out{false};  ///< drop policy: copy, release, then send (never send a torn slot)
     bool positions{false}; ///< broadcast: sequences are the channel's positions + 1
     bool keep{false};      ///< on_link_down: block (broadcast only)
-    std::chrono::milliseconds block_timeout{kDefaultBlockTimeout}; ///< keep: its rule's
+    /// on_congestion: block, or keep (broadcast only): waits for credits at most
+    /// block_timeout, then ends the link. Else a stream waits as long as it takes.
+    bool blocks{false};
+    /// drop_oldest on a block channel, or keep_latest (broadcast only): while the peer grants
+    /// nothing, the stream keeps up with the ring by copying what it cannot send into `held`,
+    /// at most `held_most` messages, letting go of the oldest (counted lost).
+    bool drains{false};
+    std::size_t held_most{0};
+    std::deque<SentMessage> held; // the stream's thread only: to go before the ring's next
+    CongestionPolicy on_congestion{CongestionPolicy::drop_oldest}; ///< its rule's, as applied
+    std::uint8_t priority{kDefaultPriority};                       ///< its rule's
+    std::chrono::milliseconds block_timeout{kDefaultBlockTimeout}; ///< keep, blocks: its rule's
     std::uint64_t slot_size{0};
     std::uint64_t creation_id{0};            ///< the local channel's
     std::shared_ptr<ChannelOrigins> origins; ///< where its imported messages came from
@@ -207,7 +223,8 @@ struct BridgeSession::Impl {
     FrameReader reader;
     UniqueFd wake{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
 
-    WriteTurns write_mu; ///< first come, first served: one frame per turn (write_turns.hpp)
+    /// By priority, then first come, first served: one frame per turn (write_turns.hpp).
+    WriteTurns write_mu;
     std::atomic<bool> stopping{false};
     std::mutex failure_mu;
     std::optional<Error> failure;
@@ -281,7 +298,7 @@ struct BridgeSession::Impl {
         }
         Result<void> w;
         {
-            std::lock_guard lock{write_mu};
+            const WriteTurns::Turn turn{write_mu, WriteTurns::kControlPriority};
             w = link.write_all(bytes.value(), Clock::now() + settings.dead_after_silence);
         }
         if (!w) {
@@ -291,12 +308,12 @@ struct BridgeSession::Impl {
         mark_sent();
     }
 
-    /// Writes one frame gathered from `iov` in this writer's turn (WriteTurns). False, with
-    /// the link failed, if the write failed.
-    bool write_frame(std::vector<iovec>& iov) {
+    /// Writes one data frame of export `s` gathered from `iov` in its turn (WriteTurns, at
+    /// its priority). False, with the link failed, if the write failed.
+    bool write_frame(const ExportStream& s, std::vector<iovec>& iov) {
         Result<void> w;
         {
-            std::lock_guard lock{write_mu};
+            const WriteTurns::Turn turn{write_mu, s.priority};
             w = link.write_gather(iov, Clock::now() + settings.dead_after_silence);
         }
         if (!w) {
@@ -360,6 +377,8 @@ struct BridgeSession::Impl {
         s->positions = info.kind == ChannelKind::broadcast;
         s->keep = s->positions && on_link_down == LinkDownPolicy::block;
         s->block_timeout = rule.block_timeout;
+        s->priority = std::min(rule.priority, kMaxPriority);
+        apply_congestion(*s, rule, info);
         if (kept) {
             s->unconfirmed = std::move(kept->unconfirmed);
             log("channel '" + local_name + "' resumes from where the last link left it (" +
@@ -399,26 +418,110 @@ struct BridgeSession::Impl {
         send(o);
     }
 
+    /// What export `s` does without credits, from its rule and its channel (`info`):
+    /// docs/gateway.md, "Congestion". A queue export takes no work without credits, whatever
+    /// the rule says, so that the channel's other consumers get it.
+    void apply_congestion(ExportStream& s, const ChannelRule& rule, const ChannelInfo& info) {
+        s.on_congestion = s.keep ? CongestionPolicy::block : rule.on_congestion;
+        if (!s.positions) {
+            if (s.on_congestion == CongestionPolicy::keep_latest) {
+                log("channel '" + s.local_name +
+                    "' is a queue: on_congestion: keep_latest applies to broadcast channels (a "
+                    "queue's messages are work, never conflated); it is exported as drop_oldest");
+            }
+            s.on_congestion = CongestionPolicy::drop_oldest;
+            return;
+        }
+        switch (s.on_congestion) {
+        case CongestionPolicy::block:
+            s.blocks = true;
+            break;
+        case CongestionPolicy::keep_latest:
+            s.drains = true;
+            s.held_most = 1;
+            break;
+        case CongestionPolicy::drop_oldest:
+            // On a drop channel the ring's own overwrite lets go of the oldest.
+            s.drains = info.overflow == Overflow::block;
+            s.held_most = static_cast<std::size_t>(info.slot_count);
+            break;
+        }
+    }
+
+    /// Takes what the ring of draining stream `s` holds into its `held` copies, letting go
+    /// of the oldest beyond held_most; each one let go, or lost in the ring, is counted and
+    /// becomes a gap in the stream's numbers. The stream's thread, without credits.
+    void drain_ring(ExportStream& s) {
+        for (;;) {
+            auto batch = s.subscriber->try_receive(kDrainBatch);
+            if (!batch) {
+                if (batch.error().code == Errc::corrupted) {
+                    continue; // skipped and counted by the library
+                }
+                return; // would_block: the ring is empty
+            }
+            ReadBatch& b = batch.value();
+            s.lost += b.lost_before();
+            const std::size_t n = b.size();
+            for (std::size_t i = 0; i < n; ++i) {
+                const auto m = b.message(i);
+                s.held.push_back(SentMessage{m.sequence + 1, {m.data.begin(), m.data.end()}});
+            }
+            if (auto r = s.subscriber->release(b); !r) {
+                // A drop channel overwrote the batch while it was copied: never sent.
+                s.held.erase(s.held.end() - static_cast<std::ptrdiff_t>(n), s.held.end());
+                s.lost += n;
+            }
+            while (s.held.size() > s.held_most) {
+                s.held.pop_front();
+                s.lost += 1;
+            }
+        }
+    }
+
+    /// Logs, counts and fails the link of blocking stream `s`, which had no credit for its
+    /// block_timeout.
+    void give_up_blocking(ExportStream& s) {
+        const std::string why =
+            "channel '" + s.local_name + "' (" +
+            (s.keep ? "on_link_down: block" : "on_congestion: block") +
+            "): the peer gave no credit for block_timeout (" +
+            std::to_string(s.block_timeout.count()) +
+            " ms); the link is dropped so that local publishers are not held up";
+        log(why);
+        if (settings.memory) {
+            std::lock_guard m{settings.memory->mu};
+            ++settings.memory->block_timeouts;
+        }
+        fail(make_error(Errc::timed_out, why));
+    }
+
     /// Waits for credits; how many may go in the next frame (at most `most`), or 0 when the
-    /// stream ends. A `block` stream waits at most block_timeout, then ends the link.
+    /// stream ends. A blocking stream waits at most block_timeout, then ends the link; a
+    /// draining one takes its ring into `held` meanwhile (docs/gateway.md, "Congestion").
     std::size_t wait_for_credits(ExportStream& s, std::size_t most) {
         std::unique_lock lock{s.mu};
         auto ready = [&] { return s.credits > 0 || s.closed || stopping.load(); };
-        if (!s.keep) {
+        if (s.drains) {
+            bool congested = false;
+            while (!s.cv.wait_for(lock, kDrainEvery, ready)) {
+                lock.unlock();
+                drain_ring(s);
+                congested = true;
+                lock.lock();
+            }
+            if (congested && s.on_congestion == CongestionPolicy::keep_latest) {
+                // Only the newest as credits return: what came since the last drain too.
+                lock.unlock();
+                drain_ring(s);
+                lock.lock();
+            }
+        } else if (!s.blocks) {
             s.cv.wait(lock, ready);
         } else if (!s.cv.wait_for(lock, s.block_timeout, ready)) {
-            s.gave_up = true;
+            s.gave_up = s.keep;
             lock.unlock();
-            const std::string why =
-                "channel '" + s.local_name + "' (on_link_down: block): the peer gave no credit " +
-                "for block_timeout (" + std::to_string(s.block_timeout.count()) +
-                " ms); the link is dropped so that local publishers are not held up";
-            log(why);
-            if (settings.memory) {
-                std::lock_guard m{settings.memory->mu};
-                ++settings.memory->block_timeouts;
-            }
-            fail(make_error(Errc::timed_out, why));
+            give_up_blocking(s);
             return 0;
         }
         if (s.closed || stopping.load()) {
@@ -499,7 +602,7 @@ struct BridgeSession::Impl {
             for (std::size_t i = seg.at; i < seg.at + seg.count; ++i) {
                 iov.push_back({const_cast<std::byte*>(spans[i].data()), spans[i].size()});
             }
-            if (!write_frame(iov)) {
+            if (!write_frame(s, iov)) {
                 return false;
             }
             s.messages += seg.count;
@@ -581,6 +684,55 @@ struct BridgeSession::Impl {
         return true;
     }
 
+    /// Sends what draining stream `s` took into `held` while it had no credits, oldest first,
+    /// in runs of consecutive sequences (a gap between two is what it let go, which the peer
+    /// counts). False if the stream or the link ended.
+    bool send_held(ExportStream& s, std::size_t most, std::vector<std::uint32_t>& lengths,
+                   std::vector<std::byte>& prefix, std::vector<iovec>& iov) {
+        std::vector<SentMessage> run;
+        std::vector<Segment> segments;
+        while (!s.held.empty()) {
+            if (!fits_one_frame(s.held.front().bytes.size())) {
+                const SentMessage m = std::move(s.held.front());
+                s.held.pop_front();
+                // Held copies are of broadcast streams only, whose sequences are positions + 1.
+                plan_segments(
+                    s, m.sequence, 1, [&](std::size_t) { return m.sequence - 1; }, segments);
+                s.next_sequence = m.sequence + 1;
+                if (segments.empty()) {
+                    continue; // its origin is no longer known: counted lost, never sent
+                }
+                if (!send_fragments(s, m.sequence, m.bytes, segments.front().origin, prefix, iov)) {
+                    return false;
+                }
+                s.messages += 1;
+                s.bytes += m.bytes.size();
+                continue;
+            }
+            const std::size_t allowed = wait_for_credits(s, most);
+            if (allowed == 0) {
+                return false;
+            }
+            if (!fits_one_frame(s.held.front().bytes.size())) {
+                continue; // the front changed while waiting
+            }
+            std::size_t n = 1; // a run of consecutive sequences, at most `allowed`
+            while (n < s.held.size() && n < allowed &&
+                   s.held[n].sequence == s.held.front().sequence + n &&
+                   fits_one_frame(s.held[n].bytes.size())) {
+                ++n;
+            }
+            const auto end = s.held.begin() + static_cast<std::ptrdiff_t>(n);
+            run.assign(std::make_move_iterator(s.held.begin()), std::make_move_iterator(end));
+            s.held.erase(s.held.begin(), end);
+            s.next_sequence = run.back().sequence + 1;
+            if (!send_copies(s, run.front().sequence, run, lengths, prefix, iov)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /// Keeps copies of the batch just copied out (`staging`, `lengths`) until the peer
     /// confirms them.
     void keep_copies(ExportStream& s, const std::vector<std::byte>& staging,
@@ -606,9 +758,18 @@ struct BridgeSession::Impl {
             return;
         }
         while (!stopping.load()) {
+            if (!s.held.empty()) {
+                if (!send_held(s, most, lengths, prefix, iov)) {
+                    return;
+                }
+                continue;
+            }
             const std::size_t allowed = wait_for_credits(s, most);
             if (allowed == 0) {
                 return;
+            }
+            if (!s.held.empty()) {
+                continue; // taken from the ring while waiting: older, so they go first
             }
             auto batch = s.subscriber->receive(allowed, kEndpointPoll);
             if (!batch) {
@@ -1401,7 +1562,7 @@ struct BridgeSession::Impl {
             iov.clear();
             iov.push_back({prefix.data(), prefix.size()});
             iov.push_back({const_cast<std::byte*>(bytes.data() + offset), n});
-            if (!write_frame(iov)) {
+            if (!write_frame(s, iov)) {
                 return false;
             }
             fragments_sent.fetch_add(1, std::memory_order_relaxed);
@@ -1432,7 +1593,10 @@ struct BridgeSession::Impl {
         const MessageOrigin origin = segments.front().origin;
         const auto m = b.message(0).data;
         std::span<const std::byte> bytes = m;
-        if (s.copy_out) {
+        // A draining stream takes its ring while it waits for the fragments' credits: it
+        // holds no slot meanwhile.
+        const bool copy = s.copy_out || s.drains;
+        if (copy) {
             staging.assign(m.begin(), m.end());
             if (auto r = s.subscriber->release(b); !r) {
                 s.next_sequence += 1;
@@ -1448,8 +1612,9 @@ struct BridgeSession::Impl {
             s.unconfirmed.push_back(SentMessage{
                 s.next_sequence, {bytes.begin(), bytes.end()}, (bytes.size() + each - 1) / each});
         }
-        const bool sent = send_fragments(s, s.next_sequence, bytes, origin, prefix, iov);
-        if (!s.copy_out) {
+        const std::uint64_t sequence = s.next_sequence;
+        const bool sent = send_fragments(s, sequence, bytes, origin, prefix, iov);
+        if (!copy) {
             // Block and queue channels: nothing overwrites a slot being read.
             if (auto r = s.subscriber->release(b); !r && sent) {
                 log("exporting '" + s.local_name + "' stopped: " + r.error().message());
@@ -1845,7 +2010,7 @@ struct BridgeSession::Impl {
         keep_exports();
         if (tell_peer) {
             if (auto bye = encode(Goodbye{why.code, why.detail})) {
-                std::lock_guard lock{write_mu};
+                const WriteTurns::Turn turn{write_mu, WriteTurns::kControlPriority};
                 (void)link.write_all(bye.value(), Clock::now() + kGoodbyeDeadline);
             }
         }
@@ -1883,12 +2048,15 @@ SessionStats BridgeSession::stats() const {
     out.type_refusals = impl_->type_refusals.load();
     out.fragments_sent = impl_->fragments_sent.load(std::memory_order_relaxed);
     out.fragments_received = impl_->fragments_received.load(std::memory_order_relaxed);
+    out.writers = impl_->write_mu.waiting();
     std::lock_guard lock{impl_->streams_mu};
     for (const auto& [id, s] : impl_->exports) {
         std::lock_guard sl{s->mu};
         StreamStats st{s->wire_name,    s->local_name,  true,      s->messages.load(),
                        s->bytes.load(), s->lost.load(), s->credits};
         st.lost_congestion = st.lost;
+        st.on_congestion = s->on_congestion;
+        st.priority = s->priority;
         out.streams.push_back(std::move(st));
     }
     for (const auto& [id, s] : impl_->imports) {

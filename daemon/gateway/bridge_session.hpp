@@ -19,11 +19,13 @@
 //   ring as its subscribers free it, and sends the stream's credits back to the peer, a
 //   quarter of the window at a time (so that the link reader never waits on the link's write
 //   side: two ends blocked writing to each other would never read again).
-// Writes to the link are whole frames, one writer at a time, taken in turns first come,
-// first served (WriteTurns), so frames never interleave and a frame waits for at most those
-// queued before it, one per writer, each at most the peer's max_data_body. From protocol 2, a
-// message larger than one data frame goes as fragments (fragments.hpp), one per turn and one
-// credit each, so the other streams' frames go between them; the importer reassembles it,
+// Writes to the link are whole frames, one writer at a time, taken in turns by priority and
+// first come, first served within one (WriteTurns): an export's data frames at its rule's
+// priority, the session's own frames (offers, grants, credits, pings) above them all, so
+// frames never interleave, credits never wait behind data, and a frame waits for at most those
+// of its priority queued before it, one per writer, each at most the peer's max_data_body. From
+// protocol 2, a message larger than one data frame goes as fragments (fragments.hpp), one per turn
+// and one credit each, so the other streams' frames go between them; the importer reassembles it,
 // admits it by its origin exactly as a whole one (loops, duplicates), and its stream's thread
 // publishes it whole, or drops it whole if the stream or link ends first. An
 // importing stream holds at most the credits it granted (its window, SessionSettings::window), so
@@ -54,6 +56,16 @@
 // link, with a log line and a count, rather than hold the local publishers for ever; the
 // runner likewise gives each hold up after its own block_timeout with the link down.
 //
+// Congestion (the link is up, the peer grants no credits; docs/gateway.md, "Congestion"): a
+// `block` export (on_congestion: block, or on_link_down: block) waits for credits at most its
+// block_timeout, then ends the link as above. A `drop_oldest` export of a block broadcast
+// channel, and any `keep_latest` broadcast export, drains: every millisecond without credits
+// its thread copies what the ring holds into the stream's own `held` copies, at most a ring's
+// worth (drop_oldest) or one (keep_latest), letting go of the oldest, so that its cursor never
+// holds the local publishers; when credits come it sends the held copies first, in order, and
+// what it let go is a gap the importer counts. A `drop_oldest` export of a drop channel lets
+// the ring overwrite; a queue export takes no work without credits.
+//
 // The link is a LinkStream (link_io.hpp): plain descriptors or TLS, which the session neither
 // knows nor needs to.
 //
@@ -65,6 +77,7 @@
 #include "gateway/frame.hpp"
 #include "gateway/handshake.hpp"
 #include "gateway/origin.hpp"
+#include "gateway/write_turns.hpp"
 
 #include <shmbus/client.hpp>
 #include <shmbus/error.hpp>
@@ -157,6 +170,10 @@ struct StreamStats {
     std::uint64_t lost_upstream{0};   ///< import: lost before the peer, where it came from
     std::uint64_t duplicates{0};      ///< import: dropped as delivered already (another path)
     std::uint64_t looped{0};          ///< import: dropped as this daemon's own (a loop)
+    /// Export: what it does without credits, as applied to its channel (a queue's is
+    /// drop_oldest: it takes no work), and its priority on the link.
+    CongestionPolicy on_congestion{CongestionPolicy::drop_oldest};
+    std::uint8_t priority{kDefaultPriority};
 };
 
 struct SessionStats {
@@ -166,6 +183,9 @@ struct SessionStats {
     std::uint64_t type_refusals{0};
     std::uint64_t fragments_sent{0};     ///< of messages too large for one data frame
     std::uint64_t fragments_received{0}; ///< the same, from the peer
+    /// Writers waiting for the link, per priority (the last level: the session's own frames),
+    /// now and at most since the link began.
+    WriteTurns::Waiting writers;
 };
 
 class BridgeSession {

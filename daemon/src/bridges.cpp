@@ -185,9 +185,20 @@ BridgeSummary summarize(const gateway::BridgeStatus& status, const gateway::Brid
     s.fragments_received = status.fragments_received;
     s.last_error = status.last_error;
     for (const auto& stream : status.session.streams) {
-        s.streams.push_back(stream_summary(stream));
+        BridgeStreamSummary t = stream_summary(stream);
+        if (stream.exporting) {
+            t.on_congestion = std::string{gateway::to_string(stream.on_congestion)};
+            t.priority = stream.priority;
+        }
+        s.streams.push_back(std::move(t));
     }
     add_losses(s, status.session);
+    if (live) {
+        const auto& w = status.session.writers;
+        s.writers_waiting.assign(w.now.begin(), w.now.end());
+        s.writers_waiting_most.assign(w.most.begin(), w.most.end());
+    }
+    s.block_timeouts = status.block_timeouts;
     return s;
 }
 

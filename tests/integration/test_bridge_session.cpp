@@ -10,6 +10,8 @@
 // shrinks by that part until the subscriber catches up), credits come back a quarter of the
 // window at a time rather than one frame per data frame, and a message longer than the slot
 // size its stream's offer announced ends the link before anything of its frame is published.
+// With the ground's end played by the test, which stops reading, the frame of a priority-7
+// export goes ahead of the frames of priority-0 exports that waited for the link before it.
 //
 // The tests build the sessions themselves from plain structs, as the daemon's bridges do.
 #include "daemon_process.hpp"
@@ -23,10 +25,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <poll.h>
@@ -156,8 +160,14 @@ SessionSettings robot_settings() {
     SessionSettings s;
     s.bridge = "to-ground";
     s.initiator = true;
-    s.exports = {{"telemetry", "robot1/telemetry", LinkDownPolicy::drop},
-                 {"slow", "robot1/slow", LinkDownPolicy::drop}};
+    // Both exports block on congestion, for as long as a test takes: the tests pin that
+    // nothing is lost on a block channel, and that a stalled stream stalls alone (the
+    // default, drop_oldest, lets go of what the ground cannot take: test_bridge_congestion).
+    ChannelRule telemetry{"telemetry", "robot1/telemetry", LinkDownPolicy::drop, 10min};
+    telemetry.on_congestion = CongestionPolicy::block;
+    ChannelRule slow{"slow", "robot1/slow", LinkDownPolicy::drop, 10min};
+    slow.on_congestion = CongestionPolicy::block;
+    s.exports = {telemetry, slow};
     s.imports = {{"jobs", "ground/jobs", LinkDownPolicy::drop}};
     s.window = 64;
     return s;
@@ -692,4 +702,150 @@ TEST_CASE("credits come back a quarter of the window at a time, and the rest onc
     }
     ::shutdown(link.a.get(), SHUT_RDWR);
     REQUIRE(link.end->ended.wait_for(60s) == std::future_status::ready);
+}
+
+namespace {
+
+/// The ground's end played by the test: it answers the robot's handshake, grants each
+/// offer, then reads nothing until told, so that the robot's writers queue for the link.
+struct PlayedImporter {
+    explicit PlayedImporter(int fd) : fd{fd} {
+        HandshakeSettings hs;
+        hs.initiator = false;
+        hs.bridge = "from-robot";
+        hs.node = "ground";
+        hs.incarnation = 0x2002;
+        hs.secret = "a shared secret for the test link";
+        auto h = Handshake::start(hs);
+        REQUIRE(h.has_value());
+        auto params = run_handshake(fd, fd, h.value(), reader, generous_deadline());
+        REQUIRE(params.has_value());
+        reader.set_max_data_body(params.value().receive_data_body);
+    }
+
+    /// The next frame, reading as needed; none at the deadline.
+    std::optional<Frame> next(std::chrono::steady_clock::time_point deadline) {
+        for (;;) {
+            auto f = reader.next();
+            REQUIRE(f.has_value());
+            if (f.value()) {
+                return *f.value();
+            }
+            pollfd p{fd, POLLIN, 0};
+            const int left = ms_left(deadline);
+            if (left <= 0 || ::poll(&p, 1, left) <= 0) {
+                return std::nullopt;
+            }
+            auto room = reader.writable(64 * 1024);
+            const ssize_t n = ::read(fd, room.data(), room.size());
+            REQUIRE(n > 0);
+            reader.commit(static_cast<std::size_t>(n));
+        }
+    }
+
+    void send(const Frame& frame) const {
+        auto bytes = encode(frame);
+        REQUIRE(bytes.has_value());
+        std::span<const std::byte> left{bytes.value()};
+        while (!left.empty()) {
+            const ssize_t n = ::write(fd, left.data(), left.size());
+            REQUIRE(n > 0);
+            left = left.subspan(static_cast<std::size_t>(n));
+        }
+    }
+
+    int fd;
+    FrameReader reader;
+};
+
+/// Bytes of each bulk message: more than half a data frame, so one message per frame.
+constexpr int kBulkBytes = 600 * 1024;
+
+} // namespace
+
+TEST_CASE("a high-priority export's frame goes ahead of the frames of saturating low-priority "
+          "exports waiting for the link") {
+    DaemonProcess robot{"channels:\n" + channel("bulk0", "broadcast", kBulkBytes, 4) +
+                        channel("bulk1", "broadcast", kBulkBytes, 4) +
+                        channel("bulk2", "broadcast", kBulkBytes, 4) +
+                        channel("alarm", "broadcast", 128, 8)};
+    REQUIRE(robot.start());
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+    UniqueFd a{fds[0]};
+    UniqueFd b{fds[1]};
+    SessionSettings s;
+    s.bridge = "to-ground";
+    s.initiator = true;
+    for (const char* bulk : {"bulk0", "bulk1", "bulk2"}) {
+        ChannelRule r{bulk, ""};
+        r.priority = 0;
+        s.exports.push_back(r);
+    }
+    ChannelRule alarm{"alarm", ""};
+    alarm.priority = 7;
+    s.exports.push_back(alarm);
+    auto end = start_end(robot, a.get(), s, 0x1001);
+    PlayedImporter ground{b.get()};
+
+    // Grant every offer: a window each.
+    std::map<std::string, std::uint32_t> stream_of;
+    while (stream_of.size() < 4) {
+        auto f = ground.next(generous_deadline());
+        REQUIRE(f.has_value());
+        if (const auto* o = std::get_if<Offer>(&*f)) {
+            stream_of[o->wire_name] = o->stream;
+            ground.send(Grant{o->stream, 16, 0});
+        }
+    }
+    REQUIRE(wait_for_stream(*end, "alarm", true));
+    REQUIRE(wait_for_stream(*end, "bulk2", true));
+    auto app = connect_to(robot, "robot-app");
+    std::vector<Publisher> bulk;
+    for (const char* name : {"bulk0", "bulk1", "bulk2"}) {
+        auto p = app.open_publisher(name);
+        REQUIRE(p.has_value());
+        bulk.push_back(std::move(p.value()));
+    }
+    auto alarm_pub = app.open_publisher("alarm");
+    REQUIRE(alarm_pub.has_value());
+
+    // The bulk exports saturate the link: nobody reads it, so one writes (blocked on the
+    // full socket) and the other two wait for the link at priority 0.
+    const std::vector<std::byte> big(kBulkBytes, std::byte{0x5a});
+    for (auto& p : bulk) {
+        for (int i = 0; i < 2; ++i) {
+            REQUIRE(p.send(big, 60s).has_value());
+        }
+    }
+    BridgeSession* session = end->session.load();
+    REQUIRE(session != nullptr);
+    REQUIRE(wait_until([&] { return session->stats().writers.now[0] == 2; }));
+    // The alarm comes after them, and waits at priority 7.
+    REQUIRE(alarm_pub.value().send(stamped(1), 60s).has_value());
+    REQUIRE(wait_until([&] { return session->stats().writers.now[7] == 1; }));
+    std::uint64_t bulk_done = 0; // frames written whole before the link filled
+    for (const auto& st : session->stats().streams) {
+        if (st.local_name != "alarm") {
+            bulk_done += st.messages;
+        }
+    }
+
+    // Read the link: after the frames written before and the one being written, the alarm's
+    // frame is next, ahead of the two bulk frames that asked for the link before it.
+    std::vector<std::uint32_t> data_streams;
+    while (std::find(data_streams.begin(), data_streams.end(), stream_of["alarm"]) ==
+           data_streams.end()) {
+        auto f = ground.next(generous_deadline());
+        REQUIRE(f.has_value());
+        if (const auto* d = std::get_if<DataView>(&*f)) {
+            data_streams.push_back(d->stream());
+        }
+    }
+    CHECK(data_streams.size() == bulk_done + 2);
+    const auto most = session->stats().writers.most;
+    CHECK(most[0] >= 2);
+    CHECK(most[7] == 1);
+    ::shutdown(b.get(), SHUT_RDWR);
+    REQUIRE(end->ended.wait_for(60s) == std::future_status::ready);
 }

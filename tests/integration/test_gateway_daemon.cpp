@@ -233,8 +233,12 @@ TEST_CASE("reload adds and removes a bridge while another carries load, untouche
     REQUIRE(ground.start());
     const auto steady_port = std::to_string(listening_port(ground, "steady-in"));
     const auto extra_port = std::to_string(listening_port(ground, "extra-in"));
+    // The steady export blocks on congestion: the test's own subscriber reads nothing while
+    // it reloads, and every message must arrive (the default, drop_oldest, would let go).
     const std::string steady = "  - name: steady\n    connect: tcp://127.0.0.1:" + steady_port +
-                               "\n    secret_file: " + key + "\n    export: [steady]\n";
+                               "\n    secret_file: " + key +
+                               "\n    export: [{channel: steady, on_congestion: block, "
+                               "block_timeout: 1h}]\n";
     const std::string extra = "  - name: extra\n    connect: tcp://127.0.0.1:" + extra_port +
                               "\n    secret_file: " + key + "\n    export: [extra]\n";
     const std::string channels = "channels:\n" + broadcast("steady") + broadcast("extra");
@@ -363,6 +367,71 @@ TEST_CASE("shmbusctl bridges --json shows each bridge's state and counters") {
     const auto i = nlohmann::json::parse(info.out);
     REQUIRE(i["bridges"].size() == 1);
     CHECK(i["bridges"][0] == "robot in");
+}
+
+TEST_CASE("shmbusctl bridges shows each export's congestion policy and priority, and the "
+          "writers waiting for the link per priority") {
+    TempDir dir;
+    const std::string key = make_secret(dir);
+    DaemonProcess ground{"channels:\n" + broadcast("pose") + broadcast("log") +
+                         "bridges:\n"
+                         "  - name: robot\n"
+                         "    listen: tcp://127.0.0.1:0\n"
+                         "    secret_file: " +
+                         key + "\n    import: [pose, log]\n"};
+    REQUIRE(ground.start());
+    const auto port = std::to_string(listening_port(ground, "robot"));
+    DaemonProcess robot{"channels:\n" + broadcast("pose") + broadcast("log") +
+                        "bridges:\n"
+                        "  - name: ground\n"
+                        "    connect: tcp://127.0.0.1:" +
+                        port + "\n    secret_file: " + key +
+                        "\n    export:\n"
+                        "      - {channel: pose, on_congestion: keep_latest, priority: 6}\n"
+                        "      - {channel: log, on_congestion: block, block_timeout: 30s}\n"};
+    REQUIRE(robot.start());
+    REQUIRE(wait_streaming(robot, "ground", 2));
+    check_flow(robot, "pose", ground, "pose", 100);
+
+    const Outcome out = ctl(at(robot, {"bridges", "--json"}));
+    REQUIRE(out.code == 0);
+    const auto b = nlohmann::json::parse(out.out)["bridges"][0];
+    REQUIRE(b["streams"].size() == 2);
+    for (const auto& s : b["streams"]) {
+        if (s["channel"] == "pose") {
+            CHECK(s["on_congestion"] == "keep_latest");
+            CHECK(s["priority"] == 6);
+        } else {
+            CHECK(s["channel"] == "log");
+            CHECK(s["on_congestion"] == "block");
+            CHECK(s["priority"] == 3); // the default
+        }
+        CHECK(s["credits"].get<std::uint64_t>() > 0);
+    }
+    const auto& waiting = b["writers_waiting"];
+    REQUIRE(waiting.is_object());
+    for (const char* level : {"0", "3", "6", "7", "control"}) {
+        CHECK(waiting["now"].contains(level));
+        CHECK(waiting["most"].contains(level));
+    }
+    // 100 messages of pose were written at priority 6; nothing at 5 or below 3.
+    CHECK(waiting["most"]["5"] == 0);
+    CHECK(b["block_timeouts"] == 0);
+
+    // The listening end imports: its streams have no policy of their own.
+    const Outcome listed = ctl(at(ground, {"bridges", "--json"}));
+    REQUIRE(listed.code == 0);
+    const auto g = nlohmann::json::parse(listed.out)["bridges"][0];
+    REQUIRE(g["streams"].size() == 2);
+    CHECK(g["streams"][0]["on_congestion"].is_null());
+    CHECK(g["streams"][0]["priority"].is_null());
+
+    const Outcome text = ctl(at(robot, {"bridges"}));
+    REQUIRE(text.code == 0);
+    CHECK(text.out.find("ON_CONGESTION") != std::string::npos);
+    CHECK(text.out.find("keep_latest") != std::string::npos);
+    CHECK(text.out.find("WAIT CTL") != std::string::npos);
+    CHECK(text.out.find("WAIT P0") != std::string::npos);
 }
 
 TEST_CASE("a malformed bridges: section is refused, naming file, line and column") {

@@ -2,9 +2,9 @@
 // configured in their YAML), each carrying its sequence number and a checksum of its bytes,
 // in lengths that vary from message to message: every one arrives on the far side once, in
 // order and intact, and neither the subscriber nor the bridge counts a loss. The channels are
-// broadcast with the block policy at both ends, so a slow side holds the other back and
-// nothing may be dropped anywhere on the way. SHMBUS_TEST_SCALE scales the count (sanitizer
-// builds run fewer).
+// broadcast with the block policy at both ends, and the export blocks on congestion, so a slow
+// side holds the other back and nothing may be dropped anywhere on the way. SHMBUS_TEST_SCALE
+// scales the count (sanitizer builds run fewer).
 #include "bridge_daemons.hpp"
 #include "daemon_process.hpp"
 #include "test_channels.hpp"
@@ -90,11 +90,13 @@ TEST_CASE("a million messages cross a bridge with none lost, none reordered, non
                          key + "\n    import: [bulk]\n"};
     REQUIRE(ground.start());
     const auto port = std::to_string(listening_port(ground, "robot"));
-    DaemonProcess robot{channels_yaml({bulk()}) +
-                        "bridges:\n"
-                        "  - name: ground\n"
-                        "    connect: tcp://127.0.0.1:" +
-                        port + "\n    secret_file: " + key + "\n    export: [bulk]\n"};
+    DaemonProcess robot{
+        channels_yaml({bulk()}) +
+        "bridges:\n"
+        "  - name: ground\n"
+        "    connect: tcp://127.0.0.1:" +
+        port + "\n    secret_file: " + key +
+        "\n    export: [{channel: bulk, on_congestion: block, block_timeout: 1h}]\n"};
     REQUIRE(robot.start());
     REQUIRE(wait_streaming(robot, "ground", 1));
 

@@ -123,6 +123,11 @@ std::vector<Message> one_of_each() {
     bridge.last_error = "the peer closed the link";
     bridge.streams = {BridgeStreamSummary{"telemetry", "robot1/telemetry", true, 10, 1280, 2, 64},
                       BridgeStreamSummary{"ground/jobs", "jobs", false, 5, 640, 0, 200}};
+    bridge.streams[0].on_congestion = "keep_latest";
+    bridge.streams[0].priority = 6;
+    bridge.writers_waiting = {0, 1, 0, 0, 0, 0, 2, 0, 0};
+    bridge.writers_waiting_most = {1, 3, 0, 0, 0, 0, 4, 0, 1};
+    bridge.block_timeouts = 2;
     BridgeSummary nats;
     nats.name = "fleet";
     nats.state = "connected";
@@ -196,6 +201,20 @@ std::size_t transports_bytes(const BridgeList& list) {
 /// its list of fragment counts, two u64 per bridge.
 std::size_t extension_1_4_bytes(const BridgeList& list) {
     return 2 * sizeof(std::uint32_t) + list.bridges.size() * (4 + 2) * sizeof(std::uint64_t);
+}
+
+/// The bytes of a bridge_list's 1.5 extension: its list of schedules, per bridge a policy
+/// and a priority per stream, its writers waiting now and at most, and its block timeouts.
+std::size_t extension_1_5_bytes(const BridgeList& list) {
+    std::size_t n = sizeof(std::uint32_t);
+    for (const BridgeSummary& b : list.bridges) {
+        n += 3 * sizeof(std::uint32_t) + sizeof(std::uint64_t) +
+             (b.writers_waiting.size() + b.writers_waiting_most.size()) * sizeof(std::uint32_t);
+        for (const BridgeStreamSummary& s : b.streams) {
+            n += 2 * sizeof(std::uint32_t) + s.on_congestion.size();
+        }
+    }
+    return n;
 }
 
 bool contains(const std::string& haystack, const std::string& needle) {
@@ -280,14 +299,19 @@ TEST_CASE("a body cut inside any field is refused even when the header agrees wi
             if (type == MsgType::channel_detail && n == bytes.size() - kEndpointBlocksBytes) {
                 continue; // a 1.2 channel_detail: it ends before 'endpoint_blocks' (below)
             }
-            if (type == MsgType::bridge_list &&
-                n == bytes.size() - extension_1_4_bytes(std::get<BridgeList>(m.body)) -
-                         transports_bytes(std::get<BridgeList>(m.body))) {
-                continue; // a 1.2 bridge_list: the body ends before 'transports'
-            }
-            if (type == MsgType::bridge_list &&
-                n == bytes.size() - extension_1_4_bytes(std::get<BridgeList>(m.body))) {
-                continue; // a 1.3 bridge_list: the body ends before 'losses'
+            if (type == MsgType::bridge_list) {
+                const auto& list = std::get<BridgeList>(m.body);
+                const std::size_t v1_5 = extension_1_5_bytes(list);
+                const std::size_t v1_4 = extension_1_4_bytes(list);
+                if (n == bytes.size() - v1_5 - v1_4 - transports_bytes(list)) {
+                    continue; // a 1.2 bridge_list: the body ends before 'transports'
+                }
+                if (n == bytes.size() - v1_5 - v1_4) {
+                    continue; // a 1.3 bridge_list: the body ends before 'losses'
+                }
+                if (n == bytes.size() - v1_5) {
+                    continue; // a 1.4 bridge_list: the body ends before 'schedules'
+                }
             }
             std::vector<std::byte> cut(bytes.begin(), bytes.begin() + static_cast<long>(n));
             fix_body_length(cut);
@@ -345,7 +369,7 @@ TEST_CASE("a bridge_list from a 1.3 daemon, without 1.4's losses and fragments, 
     CHECK(std::get<BridgeList>(whole->body).bridges.at(0).lost_link_down == 3);
     CHECK(std::get<BridgeList>(whole->body).bridges.at(0).fragments_sent == 5);
     CHECK(std::get<BridgeList>(whole->body).bridges.at(0).fragments_received == 7);
-    bytes.resize(bytes.size() - extension_1_4_bytes(list));
+    bytes.resize(bytes.size() - extension_1_5_bytes(list) - extension_1_4_bytes(list));
     fix_body_length(bytes);
     auto r = decode(bytes);
     INFO((r ? std::string{} : r.error().message()));
@@ -363,13 +387,71 @@ TEST_CASE("a bridge_list whose 1.4 extension ends after its losses is refused, n
     bridge.name = "ground";
     const BridgeList list{{bridge}};
     auto bytes = encoded({1, list});
-    // The fragments list (its count and two u64 for the one bridge) comes last.
-    bytes.resize(bytes.size() - sizeof(std::uint32_t) - 2 * sizeof(std::uint64_t));
+    // The fragments list (its count and two u64 for the one bridge) comes before 1.5's.
+    bytes.resize(bytes.size() - extension_1_5_bytes(list) - sizeof(std::uint32_t) -
+                 2 * sizeof(std::uint64_t));
     fix_body_length(bytes);
     const auto r = decode(bytes);
     REQUIRE_FALSE(r);
     CHECK(r.code() == Errc::protocol_error);
     CHECK(contains(r.error().detail, "fragments"));
+}
+
+TEST_CASE("a bridge_list from a 1.4 daemon, without 1.5's schedules, decodes with none") {
+    BridgeSummary bridge;
+    bridge.name = "ground";
+    bridge.fragments_sent = 5;
+    bridge.streams = {
+        BridgeStreamSummary{"telemetry", "robot1/telemetry", true, 10, 1280, 2, 64, "block", 7}};
+    bridge.writers_waiting = {0, 0, 0, 0, 0, 0, 0, 1, 0};
+    bridge.writers_waiting_most = {0, 0, 0, 0, 0, 0, 0, 2, 1};
+    bridge.block_timeouts = 4;
+    const BridgeList list{{bridge}};
+    auto bytes = encoded({1, list});
+    auto whole = decode(bytes);
+    REQUIRE(whole);
+    const auto& all = std::get<BridgeList>(whole->body).bridges.at(0);
+    CHECK(all.streams.at(0).on_congestion == "block");
+    CHECK(all.streams.at(0).priority == 7);
+    CHECK(all.writers_waiting == bridge.writers_waiting);
+    CHECK(all.writers_waiting_most == bridge.writers_waiting_most);
+    CHECK(all.block_timeouts == 4);
+    bytes.resize(bytes.size() - extension_1_5_bytes(list));
+    fix_body_length(bytes);
+    auto r = decode(bytes);
+    INFO((r ? std::string{} : r.error().message()));
+    REQUIRE(r);
+    const auto& b = std::get<BridgeList>(r->body).bridges.at(0);
+    CHECK(b.fragments_sent == 5);
+    CHECK(b.streams.at(0).credits == 64);
+    CHECK(b.streams.at(0).on_congestion.empty());
+    CHECK(b.streams.at(0).priority == 0);
+    CHECK(b.writers_waiting.empty());
+    CHECK(b.block_timeouts == 0);
+}
+
+TEST_CASE("a bridge_list whose schedule does not have one entry per stream is refused, naming "
+          "the bridge") {
+    BridgeSummary bridge;
+    bridge.name = "ground";
+    bridge.streams = {
+        BridgeStreamSummary{"telemetry", "robot1/telemetry", true, 1, 1, 0, 1, "drop_oldest", 3}};
+    const BridgeList list{{bridge}};
+    auto bytes = encoded({1, list});
+    // The schedule's streams list: after the schedules' count, its own count (1), then the
+    // stream's policy and priority; make the count 0 and drop the entry.
+    const std::size_t schedules_at = bytes.size() - extension_1_5_bytes(list);
+    const std::size_t entry_at = schedules_at + 2 * sizeof(std::uint32_t);
+    const std::size_t entry_bytes = 2 * sizeof(std::uint32_t) + std::string{"drop_oldest"}.size();
+    set_u32(bytes, schedules_at + sizeof(std::uint32_t), 0);
+    bytes.erase(bytes.begin() + static_cast<long>(entry_at),
+                bytes.begin() + static_cast<long>(entry_at + entry_bytes));
+    fix_body_length(bytes);
+    const auto r = decode(bytes);
+    REQUIRE_FALSE(r);
+    CHECK(r.code() == Errc::protocol_error);
+    CHECK(contains(r.error().detail, "schedules"));
+    CHECK(contains(r.error().detail, "bridge 'ground'"));
 }
 
 TEST_CASE("a channel_detail whose 'endpoint_blocks' does not match its endpoints is refused") {

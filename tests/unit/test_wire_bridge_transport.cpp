@@ -47,6 +47,13 @@ constexpr std::size_t extension_1_4_bytes(std::size_t bridges) {
     return 4 + bridges * 4 * 8 + 4 + bridges * 2 * 8;
 }
 
+/// The bytes of bridge_list's 1.5 extension for `bridges` bridges without streams or a live
+/// link: the count of its list of schedules, and each one's counts of streams, writers waiting
+/// now and at most (all 0), and its block timeouts (a u64).
+constexpr std::size_t extension_1_5_bytes(std::size_t bridges) {
+    return 4 + bridges * (4 + 4 + 4 + 8);
+}
+
 TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
     BridgeSummary link = named("ground");
     link.transport = "link";
@@ -71,9 +78,10 @@ TEST_CASE("a bridge_list's transport fields round-trip beside each bridge") {
 
 TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes with them empty") {
     auto bytes = encoded(BridgeList{{named("ground")}});
-    // What 1.4 appended (losses, then fragments), then what 1.3 appended: the count of the
-    // list, and one entry.
-    bytes.resize(bytes.size() - extension_1_4_bytes(1) - 4 - kEmptyTransportBytes);
+    // What 1.5 appended (schedules), what 1.4 appended (losses, then fragments), then what
+    // 1.3 appended: the count of the list, and one entry.
+    bytes.resize(bytes.size() - extension_1_5_bytes(1) - extension_1_4_bytes(1) - 4 -
+                 kEmptyTransportBytes);
     fix_body_length(bytes);
     auto back = decode(bytes);
     INFO((back ? std::string{} : back.error().message()));
@@ -87,9 +95,10 @@ TEST_CASE("a bridge_list from a 1.2 daemon, without transport fields, decodes wi
 TEST_CASE("a bridge_list whose transport fields do not match its bridges is refused, naming "
           "both counts") {
     auto bytes = encoded(BridgeList{{named("ground"), named("fleet")}});
-    // A 1.3 body (without the losses and fragments 1.4 appended); drop the second entry and
-    // say there is one.
-    bytes.resize(bytes.size() - extension_1_4_bytes(2) - kEmptyTransportBytes);
+    // A 1.3 body (without the losses and fragments 1.4 appended, nor 1.5's schedules); drop
+    // the second entry and say there is one.
+    bytes.resize(bytes.size() - extension_1_5_bytes(2) - extension_1_4_bytes(2) -
+                 kEmptyTransportBytes);
     const std::size_t count_at = bytes.size() - kEmptyTransportBytes - 4;
     bytes[count_at] = std::byte{1};
     fix_body_length(bytes);

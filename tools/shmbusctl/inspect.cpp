@@ -437,6 +437,78 @@ void print_bridge_losses(const std::vector<shmbus::BridgeSummary>& bridges,
     table.print(stdout, options.no_legend, options.colour);
 }
 
+/// The link bridges' streams, one line each: what each moves, its credits, and for an export
+/// its congestion policy and priority (docs/gateway.md, "Congestion", "Priorities").
+void print_bridge_streams(const std::vector<shmbus::BridgeSummary>& bridges,
+                          const GlobalOptions& options) {
+    Table table({{"bridge"},
+                 {"channel"},
+                 {"dir"},
+                 {"wire name"},
+                 {"messages", Table::Align::right},
+                 {"lost", Table::Align::right},
+                 {"credits", Table::Align::right},
+                 {"on_congestion"},
+                 {"prio", Table::Align::right}});
+    for (const auto& b : bridges) {
+        if (b.transport == "nats") {
+            continue;
+        }
+        for (const auto& s : b.streams) {
+            const bool scheduled = s.exporting && !s.on_congestion.empty();
+            table.add_row(
+                {b.name, s.local_name, s.exporting ? "out" : "in", s.wire_name,
+                 std::to_string(s.messages), std::to_string(s.lost), std::to_string(s.credits),
+                 scheduled ? s.on_congestion : "-", scheduled ? std::to_string(s.priority) : "-"},
+                {Tint::none, Tint::none, Tint::none, Tint::none, Tint::none, alarm_if(s.lost)});
+        }
+    }
+    if (table.rows() == 0) {
+        return;
+    }
+    std::fprintf(stdout, "\n");
+    table.print(stdout, options.no_legend, options.colour);
+}
+
+/// The live links' writers waiting for the link, per priority: now/most since the link
+/// began, the link's own frames ("ctl") first, then priority 7 down to 0; and the `block`
+/// holds given up after block_timeout.
+void print_bridge_writers(const std::vector<shmbus::BridgeSummary>& bridges,
+                          const GlobalOptions& options) {
+    std::vector<Table::Column> columns{{"bridge"}};
+    std::size_t levels = 0;
+    for (const auto& b : bridges) {
+        levels = std::max(levels, b.writers_waiting.size());
+    }
+    if (levels == 0) {
+        return;
+    }
+    for (std::size_t level = levels; level-- > 0;) {
+        const std::string name = writers_level_name(level, levels);
+        columns.push_back(
+            {"wait " + (name == "control" ? std::string{"ctl"} : "p" + name), Table::Align::right});
+    }
+    columns.push_back({"block timeouts", Table::Align::right});
+    Table table(std::move(columns));
+    for (const auto& b : bridges) {
+        if (b.writers_waiting.empty()) {
+            continue;
+        }
+        std::vector<std::string> row{b.name};
+        for (std::size_t level = levels; level-- > 0;) {
+            const std::uint32_t now =
+                level < b.writers_waiting.size() ? b.writers_waiting[level] : 0;
+            const std::uint32_t most =
+                level < b.writers_waiting_most.size() ? b.writers_waiting_most[level] : 0;
+            row.push_back(std::to_string(now) + "/" + std::to_string(most));
+        }
+        row.push_back(std::to_string(b.block_timeouts));
+        table.add_row(std::move(row), {});
+    }
+    std::fprintf(stdout, "\n");
+    table.print(stdout, options.no_legend, options.colour);
+}
+
 } // namespace
 
 int run_bridges(const GlobalOptions& options) {
@@ -513,6 +585,8 @@ int run_bridges(const GlobalOptions& options) {
                      table.rows() == 1 ? "" : "s");
     }
     print_bridge_losses(*bridges, options);
+    print_bridge_streams(*bridges, options);
+    print_bridge_writers(*bridges, options);
     return kExitOk;
 }
 

@@ -103,6 +103,10 @@ nlohmann::json client_json(const shmbus::ClientSummary& c) {
     return j;
 }
 
+std::string writers_level_name(std::size_t level, std::size_t levels) {
+    return level + 1 == levels ? "control" : std::to_string(level);
+}
+
 BridgeTotals bridge_totals(const shmbus::BridgeSummary& bridge, bool exporting) {
     BridgeTotals t;
     for (const auto& s : bridge.streams) {
@@ -154,14 +158,33 @@ nlohmann::json bridge_json(const shmbus::BridgeSummary& b) {
     j["in"]["fragments"] = b.fragments_received;
     j["streams"] = nlohmann::json::array();
     for (const auto& s : b.streams) {
-        j["streams"].push_back({{"channel", s.local_name},
-                                {"wire_name", s.wire_name},
-                                {"direction", s.exporting ? "out" : "in"},
-                                {"messages", s.messages},
-                                {"bytes", s.bytes},
-                                {"lost", s.lost},
-                                {"credits", s.credits}});
+        const bool scheduled = s.exporting && !s.on_congestion.empty();
+        j["streams"].push_back(
+            {{"channel", s.local_name},
+             {"wire_name", s.wire_name},
+             {"direction", s.exporting ? "out" : "in"},
+             {"messages", s.messages},
+             {"bytes", s.bytes},
+             {"lost", s.lost},
+             {"credits", s.credits},
+             {"on_congestion",
+              scheduled ? nlohmann::json(s.on_congestion) : nlohmann::json(nullptr)},
+             {"priority", scheduled ? nlohmann::json(s.priority) : nlohmann::json(nullptr)}});
     }
+    // Writers waiting for the link by priority, "0".."7" and "control" (docs/shmbusctl.md).
+    if (!b.writers_waiting.empty()) {
+        nlohmann::json now = nlohmann::json::object();
+        nlohmann::json most = nlohmann::json::object();
+        for (std::size_t level = 0; level < b.writers_waiting.size(); ++level) {
+            const std::string key = writers_level_name(level, b.writers_waiting.size());
+            now[key] = b.writers_waiting[level];
+            most[key] = level < b.writers_waiting_most.size() ? b.writers_waiting_most[level] : 0;
+        }
+        j["writers_waiting"] = {{"now", now}, {"most", most}};
+    } else {
+        j["writers_waiting"] = nullptr;
+    }
+    j["block_timeouts"] = b.block_timeouts;
     return j;
 }
 

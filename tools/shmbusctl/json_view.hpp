@@ -30,6 +30,10 @@ namespace shmbusctl {
 /// null for a NATS bridge.
 [[nodiscard]] nlohmann::json bridge_loss_json(const shmbus::BridgeSummary& bridge);
 
+/// The name of level `level` of a bridge's writers_waiting (`levels` long): "0".."7", and
+/// "control" for the last, the link's own frames.
+[[nodiscard]] std::string writers_level_name(std::size_t level, std::size_t levels);
+
 /// One direction of a bridge, summed over its streams.
 struct BridgeTotals {
     std::uint64_t channels{0};

@@ -130,6 +130,11 @@ struct BridgeStreamSummary {
     std::uint64_t bytes{0};
     std::uint64_t lost{0};    ///< messages lost, counted from sequence gaps
     std::uint32_t credits{0}; ///< export: credits left; import: granted and not returned
+    /// Export: what it does when the peer grants no credits, "drop_oldest", "keep_latest" or
+    /// "block" (docs/gateway.md, "Congestion"); empty for an import, and from a daemon older
+    /// than protocol 1.5.
+    std::string on_congestion{};
+    std::uint32_t priority{0}; ///< export: 0..7, higher written first ("Priorities")
 };
 
 /// One bridge of the daemon's gateway (docs/gateway.md).
@@ -169,6 +174,14 @@ struct BridgeSummary {
     /// over every link the bridge has had (0 from a daemon older than protocol 1.4).
     std::uint64_t fragments_sent{0};
     std::uint64_t fragments_received{0};
+    /// Link bridges (empty, 0 from a daemon older than protocol 1.5): writers waiting for the
+    /// live link now, per priority 0..7 and then the link's own frames (credits, pings), and
+    /// the most that waited at each since the link began (docs/gateway.md, "Priorities").
+    std::vector<std::uint32_t> writers_waiting{};
+    std::vector<std::uint32_t> writers_waiting_most{};
+    /// `block` exports that waited block_timeout (with the link down, or for credits) and
+    /// ended their hold, over every link the bridge has had.
+    std::uint64_t block_timeouts{0};
 };
 
 /// A connection to shmbusd. Move-only. One thread at a time; endpoints it opened may be

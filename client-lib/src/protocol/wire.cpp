@@ -434,6 +434,60 @@ static void fragment_counts(Reader& io, BridgeList& v, const FieldPath& p) {
     }
 }
 
+template <typename Io, Is<StreamSchedule> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.on_congestion, {&p, "on_congestion"});
+    io.field(v.priority, {&p, "priority"});
+}
+
+template <typename Io, Is<BridgeSchedule> T>
+void fields(Io& io, T& v, const FieldPath& p) {
+    io.field(v.streams, {&p, "streams"});
+    io.field(v.writers_waiting, {&p, "writers_waiting"});
+    io.field(v.writers_waiting_most, {&p, "writers_waiting_most"});
+    io.field(v.block_timeouts, {&p, "block_timeouts"});
+}
+
+/// Protocol 1.5: every bridge's schedule (its streams' congestion policies and priorities,
+/// its writers waiting), taken from the summaries to send them...
+static void schedules(Writer& io, const BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeSchedule> out;
+    out.reserve(v.bridges.size());
+    for (const BridgeSummary& b : v.bridges) {
+        BridgeSchedule s{{}, b.writers_waiting, b.writers_waiting_most, b.block_timeouts};
+        s.streams.reserve(b.streams.size());
+        for (const BridgeStreamSummary& st : b.streams) {
+            s.streams.push_back({st.on_congestion, st.priority});
+        }
+        out.push_back(std::move(s));
+    }
+    io.field(out, {&p, "schedules"});
+}
+
+/// ... and put back into them when received.
+static void schedules(Reader& io, BridgeList& v, const FieldPath& p) {
+    std::vector<BridgeSchedule> in;
+    if (!read_per_bridge(io, v, p, "schedules", in)) {
+        return;
+    }
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        BridgeSummary& b = v.bridges[i];
+        io.require(in[i].streams.size() == b.streams.size(), {&p, "schedules"},
+                   "has " + std::to_string(in[i].streams.size()) + " streams for bridge '" +
+                       b.name + "', which has " + std::to_string(b.streams.size()));
+        if (!io.ok()) {
+            return;
+        }
+        for (std::size_t j = 0; j < b.streams.size(); ++j) {
+            b.streams[j].on_congestion = std::move(in[i].streams[j].on_congestion);
+            b.streams[j].priority = in[i].streams[j].priority;
+        }
+        b.writers_waiting = std::move(in[i].writers_waiting);
+        b.writers_waiting_most = std::move(in[i].writers_waiting_most);
+        b.block_timeouts = in[i].block_timeouts;
+    }
+}
+
 template <typename Io, Is<BridgeList> T>
 void fields(Io& io, T& v, const FieldPath& p) {
     io.field(v.bridges, {&p, "bridges"});
@@ -443,6 +497,9 @@ void fields(Io& io, T& v, const FieldPath& p) {
     if (io.extension_present()) { // protocol 1.4
         losses(io, v, p);
         fragment_counts(io, v, p);
+    }
+    if (io.extension_present()) { // protocol 1.5
+        schedules(io, v, p);
     }
 }
 

@@ -40,7 +40,7 @@ namespace shmbus::proto {
 
 inline constexpr std::uint32_t kMagic = 0x53554253; // "SBUS" little-endian
 inline constexpr std::uint16_t kProtocolMajor = 1;
-inline constexpr std::uint16_t kProtocolMinor = 4;
+inline constexpr std::uint16_t kProtocolMinor = 5;
 inline constexpr std::size_t kHeaderBytes = 16;
 inline constexpr std::size_t kMaxBodyBytes =
     std::size_t{128} * 1024; // set SO_SNDBUF/SO_RCVBUF above this
@@ -174,8 +174,9 @@ struct BridgeList {
     /// On the wire each as in 1.2, then (1.3) the transport fields of every bridge as a list
     /// of BridgeTransport appended to the body, one per bridge in the same order (a composite
     /// cannot grow in place), then (1.4) their loss by cause as a list of BridgeLoss followed
-    /// by their fragment counts as a list of BridgeFragments, likewise. The codec moves them
-    /// between the two: users see BridgeSummary.
+    /// by their fragment counts as a list of BridgeFragments, likewise, then (1.5) their
+    /// schedules as a list of BridgeSchedule. The codec moves them between the two: users see
+    /// BridgeSummary.
     std::vector<BridgeSummary> bridges;
 };
 
@@ -201,6 +202,21 @@ struct BridgeLoss {
 struct BridgeFragments {
     std::uint64_t sent{0};
     std::uint64_t received{0};
+};
+
+/// What a stream gained in protocol 1.5, as it travels (in its bridge's BridgeSchedule).
+struct StreamSchedule {
+    std::string on_congestion;
+    std::uint32_t priority{0};
+};
+
+/// The fields BridgeSummary gained in protocol 1.5, as they travel: one StreamSchedule per
+/// stream, in the order of the bridge's streams, and its writers waiting per priority.
+struct BridgeSchedule {
+    std::vector<StreamSchedule> streams;
+    std::vector<std::uint32_t> writers_waiting;
+    std::vector<std::uint32_t> writers_waiting_most;
+    std::uint64_t block_timeouts{0};
 };
 
 struct Pong {

@@ -38,6 +38,7 @@ inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100}
                                                   std::chrono::minutes{5}};
 inline constexpr Range kCreditWindowRange{1, gateway::kMaxCreditWindow, false};
 inline constexpr Range kBridgeNiceRange{0, gateway::kMaxBridgeNice, false};
+inline constexpr Range kPriorityRange{0, gateway::kMaxPriority, false};
 inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::hours{1}};
 /// A durable NATS import's `ack_wait`: how soon JetStream delivers a message again that a
@@ -92,8 +93,8 @@ inline constexpr std::array<std::string_view, 11> kBridgeKeys{
     "credit_window", "nice",    "nats",   "export",      "import"};
 inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "ca",
                                                                 "peer_subject"};
-inline constexpr std::array<std::string_view, 4> kBridgeRuleKeys{"channel", "as", "on_link_down",
-                                                                 "block_timeout"};
+inline constexpr std::array<std::string_view, 6> kBridgeRuleKeys{
+    "channel", "as", "on_link_down", "on_congestion", "block_timeout", "priority"};
 /// A NATS bridge (docs/nats.md): its `nats:` block, and its export and import entries.
 inline constexpr std::array<std::string_view, 5> kNatsKeys{"credentials", "tls", "jetstream",
                                                            "ack_wait", "max_payload"};
@@ -118,6 +119,11 @@ inline constexpr std::string_view kind_name(ChannelKind kind) noexcept {
 inline constexpr std::array<std::string_view, 2> kOverflowNames{"block", "drop"};
 inline constexpr std::array<Overflow, 2> kOverflows{Overflow::block, Overflow::drop};
 inline constexpr std::array<std::string_view, 2> kLinkDownNames{"drop", "block"};
+inline constexpr std::array<std::string_view, 3> kCongestionNames{"drop_oldest", "keep_latest",
+                                                                  "block"};
+inline constexpr std::array<gateway::CongestionPolicy, 3> kCongestionPolicies{
+    gateway::CongestionPolicy::drop_oldest, gateway::CongestionPolicy::keep_latest,
+    gateway::CongestionPolicy::block};
 inline constexpr std::array<gateway::LinkDownPolicy, 2> kLinkDownPolicies{
     gateway::LinkDownPolicy::drop, gateway::LinkDownPolicy::block};
 inline constexpr std::array<gateway::PeerAuth, 4> kPeerAuths{

@@ -487,6 +487,7 @@ bool DocumentReader::read_bridge_rule(const YAML::Node& item, gateway::ChannelRu
     const std::size_t errors_before = state_.errors.size();
     bool has_channel = false;
     std::optional<ConfigLocation> timeout_at;
+    std::optional<ConfigLocation> congestion_at;
     std::vector<std::string_view> suggested;
     for (const Entry& f : entries(item, kBridgeRuleKeys, &suggested)) {
         if (f.name == "channel" || f.name == "as") {
@@ -502,18 +503,40 @@ bool DocumentReader::read_bridge_rule(const YAML::Node& item, gateway::ChannelRu
             if (const auto index = read_choice(f, "link-down policy", kLinkDownNames)) {
                 rule.on_link_down = kLinkDownPolicies[*index];
             }
+        } else if (f.name == "on_congestion") {
+            if (const auto index = read_choice(f, "congestion policy", kCongestionNames)) {
+                rule.on_congestion = kCongestionPolicies[*index];
+                congestion_at = value_at(f);
+            }
         } else if (f.name == "block_timeout") {
             timeout_at = value_at(f);
             rule.block_timeout = read_duration(f, kBlockTimeoutRange).value_or(rule.block_timeout);
+        } else if (f.name == "priority") {
+            if (const auto p = read_u32(f, kPriorityRange)) {
+                rule.priority = static_cast<std::uint8_t>(*p);
+            }
         }
+    }
+    if (rule.on_link_down == gateway::LinkDownPolicy::block) {
+        // A loss-free export stays loss-free while the link is up.
+        if (congestion_at && rule.on_congestion != gateway::CongestionPolicy::block) {
+            error(*congestion_at,
+                  "'on_congestion: " +
+                      std::string{kCongestionNames[static_cast<std::size_t>(rule.on_congestion)]} +
+                      "' cannot go with 'on_link_down: block', which loses nothing: leave "
+                      "'on_congestion' out or make it 'block'");
+        }
+        rule.on_congestion = gateway::CongestionPolicy::block;
     }
     if (!has_channel && state_.errors.size() == errors_before &&
         std::find(suggested.begin(), suggested.end(), "channel") == suggested.end()) {
         error(where, "entry has no 'channel'");
     }
     if (timeout_at && rule.on_link_down != gateway::LinkDownPolicy::block &&
+        rule.on_congestion != gateway::CongestionPolicy::block &&
         state_.errors.size() == errors_before) {
-        error(*timeout_at, "'block_timeout' applies only with 'on_link_down: block'");
+        error(*timeout_at, "'block_timeout' applies only with 'on_link_down: block' or "
+                           "'on_congestion: block'");
     }
     return state_.errors.size() == errors_before;
 }
