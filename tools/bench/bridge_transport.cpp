@@ -75,6 +75,18 @@ std::string yaml_list(std::initializer_list<std::uint32_t> channels) {
     return out + "]";
 }
 
+/// Export rules of `channels` that hold their publishers rather than drop while the peer
+/// catches up (`on_congestion: block`): the rows measure what crosses the bridge whole, and
+/// the default (drop_oldest) would let a sender outrun the far end by dropping.
+std::string yaml_exports(std::initializer_list<std::uint32_t> channels) {
+    std::string out = "[";
+    for (std::uint32_t c : channels) {
+        out += (out.size() > 1 ? ", " : "") + std::string{"{channel: "} +
+               yaml_quoted(channel_name(c)) + ", on_congestion: block}";
+    }
+    return out + "]";
+}
+
 /// The `bridges:` section of the far daemon (`port` 0: it listens) or the near one (it
 /// connects to `port`), with `nice` when given.
 ConfigExtra bridge_section(std::uint16_t port, std::optional<int> nice) {
@@ -89,8 +101,8 @@ ConfigExtra bridge_section(std::uint16_t port, std::optional<int> nice) {
                "    " +
                (far ? std::string{"listen: tcp://127.0.0.1:0"}
                     : "connect: tcp://127.0.0.1:" + std::to_string(port)) +
-               "\n    secret_file: " + yaml_quoted(key) +
-               "\n    export: " + (far ? yaml_list({kBackward}) : yaml_list({kForward, kLoad})) +
+               "\n    secret_file: " + yaml_quoted(key) + "\n    export: " +
+               (far ? yaml_exports({kBackward}) : yaml_exports({kForward, kLoad})) +
                "\n    import: " + (far ? yaml_list({kForward, kLoad}) : yaml_list({kBackward})) +
                (nice ? "\n    nice: " + std::to_string(*nice) : std::string{}) + "\n";
     };
