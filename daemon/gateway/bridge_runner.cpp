@@ -459,6 +459,9 @@ void BridgeRunner::run() {
         emit("bridge '" + config_.name + "': its threads run at the daemon's priority, not " +
              std::to_string(config_.nice) + " nice levels below it: " + lowered.error().message());
     }
+    if (auto shortfall = receive_buffer_shortfall(config_.address)) {
+        emit("bridge '" + config_.name + "': " + *shortfall);
+    }
     if (auto ready = prepare_security(); !ready) {
         {
             std::lock_guard lock{mu_};

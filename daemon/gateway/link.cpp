@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
 #include <memory>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -41,8 +42,11 @@ int ms_until(Deadline deadline) {
 /// Bounds the receive buffer, which also turns its autotuning off. Before connect() or
 /// listen(): the window scale is agreed in the handshake, and an accepted socket takes the
 /// listening socket's buffer sizes.
-void bound_receive(int fd) {
-    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &kLinkReceiveBuffer, sizeof kLinkReceiveBuffer);
+void bound_receive(int fd, const LinkAddress& address) {
+    if (address.receive_buffer > 0) {
+        (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &address.receive_buffer,
+                           sizeof address.receive_buffer);
+    }
 }
 
 /// Once connected (or accepted).
@@ -107,7 +111,7 @@ Result<T> first_address(const LinkAddress& address, bool passive, Use use) {
 Result<Link> connect_tcp(const LinkAddress& address, Deadline deadline) {
     return first_address<Link>(
         address, false, [&](UniqueFd fd, const addrinfo& ai) -> Result<Link> {
-            bound_receive(fd.get());
+            bound_receive(fd.get(), address);
             int rc = ::connect(fd.get(), ai.ai_addr, ai.ai_addrlen);
             if (rc != 0 && errno == EINPROGRESS) {
                 pollfd p{fd.get(), POLLOUT, 0};
@@ -426,6 +430,25 @@ Result<LinkAddress> parse_link(std::string_view text) {
     return bad(text, "unknown kind; expected tcp://HOST:PORT, fifo:IN,OUT or exec:COMMAND");
 }
 
+std::optional<std::string> receive_buffer_shortfall(const LinkAddress& address) {
+    // The default is about a fragment, whatever the kernel trims off it; a size written in
+    // the configuration is meant as written.
+    if (address.kind != LinkAddress::Kind::tcp || address.receive_buffer <= 0 ||
+        address.receive_buffer == kLinkReceiveBuffer) {
+        return std::nullopt;
+    }
+    std::ifstream in{"/proc/sys/net/core/rmem_max"};
+    long long most = 0;
+    if (!(in >> most) || most <= 0 || address.receive_buffer <= most) {
+        return std::nullopt;
+    }
+    return "receive_buffer " + std::to_string(address.receive_buffer) +
+           " bytes exceeds net.core.rmem_max (" + std::to_string(most) + "): the kernel keeps " +
+           std::to_string(most) +
+           "; raise net.core.rmem_max, or write 'receive_buffer: auto' for the kernel's "
+           "autotuning";
+}
+
 Result<Link> connect_link(const LinkAddress& address, Deadline deadline, const std::string& label,
                           LinkLog log) {
     switch (address.kind) {
@@ -448,7 +471,7 @@ Result<TcpListener> TcpListener::listen(const LinkAddress& address) {
         address, true, [&](UniqueFd fd, const addrinfo& ai) -> Result<TcpListener> {
             const int one = 1;
             (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            bound_receive(fd.get());
+            bound_receive(fd.get(), address);
             if (::bind(fd.get(), ai.ai_addr, ai.ai_addrlen) != 0 || ::listen(fd.get(), 8) != 0) {
                 return make_error(Errc::system_error,
                                   "link '" + address.text + "': cannot listen on " +

@@ -41,6 +41,19 @@
 
 namespace shmbus::gateway {
 
+// What a TCP link leaves to the kernel. A bridge writes a large message in 256 KiB fragments,
+// taking turns with the other streams' frames at its write side; that queue decides what goes
+// first only if the kernel does not hold megabytes ahead of it. docs/gateway.md ("Links").
+
+/// Unsent bytes above which a write waits (TCP_NOTSENT_LOWAT): half a fragment. poll() says
+/// writable again below half of it.
+inline constexpr int kLinkNotSentLowWater = 128 * 1024;
+/// SO_RCVBUF by default (a bridge's `receive_buffer`): one fragment, which the kernel doubles
+/// for its bookkeeping, so that about two fragments are in flight. It also caps the link's
+/// throughput at about twice this per round trip: a long link raises it, or gives the buffer
+/// back to the kernel's autotuning (0).
+inline constexpr int kLinkReceiveBuffer = 256 * 1024;
+
 struct LinkAddress {
     enum class Kind { tcp, fifo, exec };
     Kind kind{Kind::tcp};
@@ -50,19 +63,14 @@ struct LinkAddress {
     std::string out_path;  ///< fifo: the pipe this end writes
     std::string command;   ///< exec: the shell command, run by /bin/sh -c
     std::string text;      ///< as written, for logs
+    /// tcp: SO_RCVBUF in bytes (a bridge's `receive_buffer`); 0: the kernel's autotuning.
+    int receive_buffer{kLinkReceiveBuffer};
 };
 
-// What a TCP link leaves to the kernel. A bridge writes a large message in 256 KiB fragments,
-// taking turns with the other streams' frames at its write side; that queue decides what goes
-// first only if the kernel does not hold megabytes ahead of it. docs/gateway.md ("Links").
-
-/// Unsent bytes above which a write waits (TCP_NOTSENT_LOWAT): half a fragment. poll() says
-/// writable again below half of it.
-inline constexpr int kLinkNotSentLowWater = 128 * 1024;
-/// SO_RCVBUF: one fragment, which the kernel doubles for its bookkeeping, so that about two
-/// fragments are in flight. It also caps the link's throughput at about twice this per round
-/// trip.
-inline constexpr int kLinkReceiveBuffer = 256 * 1024;
+/// Why a tcp link will not get the receive buffer `address` asks for, as a sentence naming
+/// both sizes: without privilege the kernel caps SO_RCVBUF at net.core.rmem_max. None when it
+/// will (or cannot tell), and for links of other kinds.
+[[nodiscard]] std::optional<std::string> receive_buffer_shortfall(const LinkAddress& address);
 
 /// Parses a link address. Errc::invalid_argument naming the problem ("tcp://host: missing
 /// port", "fifo: needs two paths separated by a comma", "exec: needs a command").

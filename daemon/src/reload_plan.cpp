@@ -134,6 +134,9 @@ std::string bridge_change(const ConfiguredBridge& from, const ConfiguredBridge& 
     if (from.nice != to.nice) {
         parts.push_back("nice");
     }
+    if (from.address.receive_buffer != to.address.receive_buffer) {
+        parts.push_back("receive_buffer");
+    }
     if (from.exports != to.exports) {
         parts.push_back("export");
     }

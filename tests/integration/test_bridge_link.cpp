@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -132,6 +133,63 @@ TEST_CASE("a TCP link's sockets leave little to the kernel, at both ends") {
         CHECK(socket_option(fd, SOL_SOCKET, SO_RCVBUF) == kept);
         CHECK(socket_option(fd, IPPROTO_TCP, TCP_NODELAY) != 0);
     }
+}
+
+TEST_CASE("a TCP link's receive buffer is the bridge's receive_buffer, or the kernel's own with "
+          "auto") {
+    auto listen_at = parse_link("tcp://127.0.0.1:0").value();
+    int expected = 0;
+    SECTION("a size") {
+        listen_at.receive_buffer = 64 * 1024;
+        expected = receive_buffer_as_kept(64 * 1024);
+    }
+    SECTION("auto: no SO_RCVBUF, so the kernel's autotuning starts from tcp_rmem's default") {
+        listen_at.receive_buffer = 0;
+        long long low = 0;
+        long long initial = 0;
+        std::ifstream{"/proc/sys/net/ipv4/tcp_rmem"} >> low >> initial;
+        REQUIRE(initial > 0);
+        expected = static_cast<int>(initial);
+    }
+    auto listener = TcpListener::listen(listen_at);
+    REQUIRE(listener.has_value());
+    auto connect_to =
+        parse_link("tcp://127.0.0.1:" + std::to_string(listener.value().port())).value();
+    connect_to.receive_buffer = listen_at.receive_buffer;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    auto connecting = connect_link(connect_to, deadline);
+    REQUIRE(connecting.has_value());
+    auto accepted = listener.value().accept(deadline);
+    REQUIRE(accepted.has_value());
+    for (const int fd : {connecting.value().in_fd(), accepted.value().in_fd()}) {
+        CAPTURE(fd == connecting.value().in_fd() ? "connecting end" : "accepting end");
+        CHECK(socket_option(fd, SOL_SOCKET, SO_RCVBUF) == expected);
+        CHECK(socket_option(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT) == kLinkNotSentLowWater);
+    }
+}
+
+TEST_CASE("a receive_buffer beyond net.core.rmem_max is named with both sizes, and the default "
+          "and other links never are") {
+    long long rmem_max = 0;
+    std::ifstream{"/proc/sys/net/core/rmem_max"} >> rmem_max;
+    REQUIRE(rmem_max > 0);
+    auto address = parse_link("tcp://127.0.0.1:7411").value();
+    CHECK_FALSE(receive_buffer_shortfall(address).has_value()); // the default
+    address.receive_buffer = 0;
+    CHECK_FALSE(receive_buffer_shortfall(address).has_value()); // auto
+    address.receive_buffer = static_cast<int>(rmem_max);
+    CHECK_FALSE(receive_buffer_shortfall(address).has_value());
+    if (rmem_max < std::numeric_limits<int>::max()) {
+        address.receive_buffer = static_cast<int>(rmem_max) + 1;
+        const auto why = receive_buffer_shortfall(address);
+        REQUIRE(why.has_value());
+        CHECK_THAT(*why, Catch::Contains(std::to_string(rmem_max + 1)) &&
+                             Catch::Contains("net.core.rmem_max (" + std::to_string(rmem_max)) &&
+                             Catch::Contains("receive_buffer: auto"));
+    }
+    auto fifo = parse_link("fifo:/tmp/a,/tmp/b").value();
+    fifo.receive_buffer = static_cast<int>(std::min<long long>(rmem_max * 2, 1 << 30));
+    CHECK_FALSE(receive_buffer_shortfall(fifo).has_value());
 }
 
 TEST_CASE("a bridge over TCP loopback moves a channel and shows its state") {

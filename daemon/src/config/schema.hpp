@@ -37,6 +37,8 @@ inline constexpr Range kAdminReserveRange{0, 65535, false};
 inline constexpr DurationRange kHelloTimeoutRange{std::chrono::milliseconds{100},
                                                   std::chrono::minutes{5}};
 inline constexpr Range kCreditWindowRange{1, gateway::kMaxCreditWindow, false};
+/// A tcp bridge's `receive_buffer` (SO_RCVBUF), unless `auto`.
+inline constexpr Range kReceiveBufferRange{16 * kKiB, 256 * kMiB, true};
 inline constexpr Range kBridgeNiceRange{0, gateway::kMaxBridgeNice, false};
 inline constexpr Range kPriorityRange{0, gateway::kMaxPriority, false};
 inline constexpr DurationRange kBlockTimeoutRange{std::chrono::milliseconds{100},
@@ -88,9 +90,9 @@ inline constexpr std::array<std::string_view, 5> kRpcKeys{"request_size", "reply
 inline constexpr std::array<std::string_view, 5> kRingKeys{"slot_size", "slot_count", "overflow",
                                                            "max_publishers", "max_subscribers"};
 inline constexpr std::array<std::string_view, 4> kAclKeys{"publish", "subscribe", "serve", "call"};
-inline constexpr std::array<std::string_view, 11> kBridgeKeys{
-    "name",          "connect", "listen", "secret_file", "tls",   "require",
-    "credit_window", "nice",    "nats",   "export",      "import"};
+inline constexpr std::array<std::string_view, 12> kBridgeKeys{
+    "name",          "connect", "listen",         "secret_file", "tls",    "require",
+    "credit_window", "nice",    "receive_buffer", "nats",        "export", "import"};
 inline constexpr std::array<std::string_view, 4> kBridgeTlsKeys{"cert", "key", "ca",
                                                                 "peer_subject"};
 inline constexpr std::array<std::string_view, 6> kBridgeRuleKeys{

@@ -41,6 +41,8 @@ void DocumentReader::read_bridge(const YAML::Node& item, const Entry& section) {
     std::optional<ConfigLocation> connect_at;
     std::optional<ConfigLocation> listen_at;
     std::optional<ConfigLocation> require_at;
+    std::optional<ConfigLocation> receive_buffer_at;
+    std::optional<int> receive_buffer; // `auto`: 0
     bool has_lists = false;
     std::vector<std::string_view> suggested;
     // A NATS bridge (docs/nats.md) is told by its address, wherever `connect:` stands
@@ -112,6 +114,18 @@ void DocumentReader::read_bridge(const YAML::Node& item, const Entry& section) {
             if (const auto levels = read_u32(e, kBridgeNiceRange)) {
                 bridge.nice = static_cast<int>(*levels);
             }
+        } else if (e.name == "receive_buffer") {
+            if (nats) {
+                error(at(e.key.Mark()), "'receive_buffer' applies to tcp links between shmbus "
+                                        "daemons; a NATS bridge's sockets are libnats'");
+                continue;
+            }
+            receive_buffer_at = at(e.key.Mark());
+            if (e.value.IsScalar() && e.value.Scalar() == "auto") {
+                receive_buffer = 0;
+            } else if (const auto bytes = read_number(e, kReceiveBufferRange)) {
+                receive_buffer = static_cast<int>(*bytes);
+            }
         } else if (e.name == "nats") {
             if (!nats) {
                 error(at(e.key.Mark()), "'nats' applies only to a bridge whose 'connect' "
@@ -156,6 +170,13 @@ void DocumentReader::read_bridge(const YAML::Node& item, const Entry& section) {
     }
     if (!has_lists && !misspelt("export") && !misspelt("import")) {
         error(item_at, named + " has neither 'export' nor 'import': it would move nothing");
+    }
+    if (receive_buffer_at && address_ok && !bridge.nats &&
+        bridge.address.kind != gateway::LinkAddress::Kind::tcp) {
+        error(*receive_buffer_at, "'receive_buffer' applies to tcp links only: an exec: or "
+                                  "fifo: link's buffers are its pipe's or its command's");
+    } else if (receive_buffer) {
+        bridge.address.receive_buffer = *receive_buffer;
     }
     if (!name_ok || !address_ok) {
         return;
