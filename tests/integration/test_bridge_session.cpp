@@ -786,6 +786,12 @@ TEST_CASE("a high-priority export's frame goes ahead of the frames of saturating
     alarm.priority = 7;
     s.exports.push_back(alarm);
     auto end = start_end(robot, a.get(), s, 0x1001);
+    // Should a check below fail, the session's writers are blocked on the full socket: hang
+    // up the played end before the session is torn down, so that they fail rather than wait.
+    struct HangUpOnExit {
+        int fd;
+        ~HangUpOnExit() { ::shutdown(fd, SHUT_RDWR); }
+    } hang_up{b.get()};
     PlayedImporter ground{b.get()};
 
     // Grant every offer: a window each.
