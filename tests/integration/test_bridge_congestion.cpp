@@ -104,11 +104,14 @@ struct Congested {
         return {};
     }
 
-    /// Whether the export of telemetry has sent what the ground can hold (its ring and a
-    /// window) and has no credit left: the far side cannot keep up.
+    /// Whether the export of telemetry has sent at least what the ground's ring holds and has
+    /// no credit left: the far side cannot keep up. Not an exact count: the ground's bridge
+    /// publishes a frame's messages together, so the last frame may wait for more room than
+    /// the ring has left, and then its ring holds a few less than kDepth and the export has
+    /// sent as many less than kDepth + kWindow.
     bool stalled() const {
         const StreamStats st = exported("telemetry");
-        return st.messages >= kDepth + kWindow && st.credits == 0;
+        return st.messages >= kDepth && st.credits == 0;
     }
 
     /// Messages cross from the robot's side to the ground's robot1/side, none lost.
@@ -249,10 +252,12 @@ TEST_CASE("block: a stall shorter than block_timeout holds the local publisher a
         }
     }};
     // Held: the robot's ring fills behind the export, which waits for credits.
-    const bool held =
-        wait_until([&] { return c.stalled() && published.load() == kDepth + kWindow + kDepth; });
+    const auto held_back = [&] {
+        return published.load() == c.exported("telemetry").messages + kDepth;
+    };
+    const bool held = wait_until([&] { return c.stalled() && held_back(); });
     c.side_flows(50);
-    CHECK(published.load() == kDepth + kWindow + kDepth);
+    CHECK(held_back());
 
     const Reading r = read_until(*c.sub, kSent - 1);
     publisher.join();
