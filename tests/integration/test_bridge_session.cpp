@@ -457,15 +457,16 @@ TEST_CASE("stopping one end ends the link on both, each saying why") {
 
 namespace {
 
-/// The robot's end played by the test itself, frame by frame, so that what the ground's
-/// session receives in one frame is exactly what the test sent.
+/// One end of a link played by the test itself, frame by frame: the robot's (the initiator),
+/// so that what the ground's session receives in one frame is exactly what the test sent, or
+/// the ground's, which reads only when told to.
 struct ScriptedPeer {
-    explicit ScriptedPeer(int fd) : fd{fd} {
+    explicit ScriptedPeer(int fd, bool initiator = true) : fd{fd} {
         HandshakeSettings hs;
-        hs.initiator = true;
-        hs.bridge = "to-ground";
-        hs.node = "robot1";
-        hs.incarnation = 0x1001;
+        hs.initiator = initiator;
+        hs.bridge = initiator ? "to-ground" : "from-robot";
+        hs.node = initiator ? "robot1" : "ground";
+        hs.incarnation = initiator ? 0x1001 : 0x2002;
         hs.secret = "a shared secret for the test link";
         auto h = Handshake::start(hs);
         REQUIRE(h.has_value());
@@ -502,23 +503,33 @@ struct ScriptedPeer {
     template <typename T>
     std::optional<T> next(std::chrono::steady_clock::time_point deadline) {
         for (;;) {
+            auto f = next_frame(deadline);
+            if (!f) {
+                return std::nullopt;
+            }
+            if (const T* t = std::get_if<T>(&*f)) {
+                return *t;
+            }
+            if (const Ping* ping = std::get_if<Ping>(&*f)) {
+                send(Pong{ping->token, ping->sent_ns}); // the link stays alive meanwhile
+            }
+        }
+    }
+
+    /// The next frame, reading as needed; none at the deadline.
+    std::optional<Frame> next_frame(std::chrono::steady_clock::time_point deadline) {
+        for (;;) {
             auto f = reader.next();
             REQUIRE(f.has_value());
             if (f.value()) {
-                if (const T* t = std::get_if<T>(&*f.value())) {
-                    return *t;
-                }
-                if (const Ping* ping = std::get_if<Ping>(&*f.value())) {
-                    send(Pong{ping->token, ping->sent_ns}); // the link stays alive meanwhile
-                }
-                continue;
+                return *f.value();
             }
             pollfd p{fd, POLLIN, 0};
             const int left = ms_left(deadline);
             if (left <= 0 || ::poll(&p, 1, left) <= 0) {
                 return std::nullopt;
             }
-            auto room = reader.writable(4096);
+            auto room = reader.writable(64 * 1024);
             const ssize_t n = ::read(fd, room.data(), room.size());
             REQUIRE(n > 0);
             reader.commit(static_cast<std::size_t>(n));
@@ -706,58 +717,6 @@ TEST_CASE("credits come back a quarter of the window at a time, and the rest onc
 
 namespace {
 
-/// The ground's end played by the test: it answers the robot's handshake, grants each
-/// offer, then reads nothing until told, so that the robot's writers queue for the link.
-struct PlayedImporter {
-    explicit PlayedImporter(int fd) : fd{fd} {
-        HandshakeSettings hs;
-        hs.initiator = false;
-        hs.bridge = "from-robot";
-        hs.node = "ground";
-        hs.incarnation = 0x2002;
-        hs.secret = "a shared secret for the test link";
-        auto h = Handshake::start(hs);
-        REQUIRE(h.has_value());
-        auto params = run_handshake(fd, fd, h.value(), reader, generous_deadline());
-        REQUIRE(params.has_value());
-        reader.set_max_data_body(params.value().receive_data_body);
-    }
-
-    /// The next frame, reading as needed; none at the deadline.
-    std::optional<Frame> next(std::chrono::steady_clock::time_point deadline) {
-        for (;;) {
-            auto f = reader.next();
-            REQUIRE(f.has_value());
-            if (f.value()) {
-                return *f.value();
-            }
-            pollfd p{fd, POLLIN, 0};
-            const int left = ms_left(deadline);
-            if (left <= 0 || ::poll(&p, 1, left) <= 0) {
-                return std::nullopt;
-            }
-            auto room = reader.writable(64 * 1024);
-            const ssize_t n = ::read(fd, room.data(), room.size());
-            REQUIRE(n > 0);
-            reader.commit(static_cast<std::size_t>(n));
-        }
-    }
-
-    void send(const Frame& frame) const {
-        auto bytes = encode(frame);
-        REQUIRE(bytes.has_value());
-        std::span<const std::byte> left{bytes.value()};
-        while (!left.empty()) {
-            const ssize_t n = ::write(fd, left.data(), left.size());
-            REQUIRE(n > 0);
-            left = left.subspan(static_cast<std::size_t>(n));
-        }
-    }
-
-    int fd;
-    FrameReader reader;
-};
-
 /// Bytes of each bulk message: more than half a data frame, so one message per frame.
 constexpr int kBulkBytes = 600 * 1024;
 
@@ -792,12 +751,12 @@ TEST_CASE("a high-priority export's frame goes ahead of the frames of saturating
         int fd;
         ~HangUpOnExit() { ::shutdown(fd, SHUT_RDWR); }
     } hang_up{b.get()};
-    PlayedImporter ground{b.get()};
+    ScriptedPeer ground{b.get(), /*initiator=*/false}; // reads only when told
 
     // Grant every offer: a window each.
     std::map<std::string, std::uint32_t> stream_of;
     while (stream_of.size() < 4) {
-        auto f = ground.next(generous_deadline());
+        auto f = ground.next_frame(generous_deadline());
         REQUIRE(f.has_value());
         if (const auto* o = std::get_if<Offer>(&*f)) {
             stream_of[o->wire_name] = o->stream;
@@ -842,7 +801,7 @@ TEST_CASE("a high-priority export's frame goes ahead of the frames of saturating
     std::vector<std::uint32_t> data_streams;
     while (std::find(data_streams.begin(), data_streams.end(), stream_of["alarm"]) ==
            data_streams.end()) {
-        auto f = ground.next(generous_deadline());
+        auto f = ground.next_frame(generous_deadline());
         REQUIRE(f.has_value());
         if (const auto* d = std::get_if<DataView>(&*f)) {
             data_streams.push_back(d->stream());
