@@ -10,8 +10,9 @@
 // TcpListener::accept() block up to a deadline: call them on the bridge's own thread.
 // Descriptors are close-on-exec; sockets get TCP_NODELAY (frames are written whole, so Nagle
 // would only add latency) and keepalive, and leave little to the kernel: TCP_NOTSENT_LOWAT
-// bounds what waits unsent (a write beyond it waits) and a fixed SO_RCVBUF, set before
-// connect() and listen(), what waits unread, so that a busy link's queue stays in the
+// bounds what waits unsent (a write beyond it waits) and SO_RCVBUF (the bridge's
+// receive_buffer, kLinkReceiveBuffer by default; not set with auto), set before connect() and
+// listen(), what waits unread, so that a busy link's queue stays in the
 // bridge's writer, where streams take turns. TLS runs on the same socket and gets the same.
 //
 // exec: runs COMMAND in a process group of its own with a Unix stream socket as its stdin and
