@@ -7,7 +7,8 @@
 #   1. socket activation: the socket listens from boot, the service starts at the first client;
 #   2. READY=1 (active only once ready) and STATUS= (clients, channels, segments);
 #   3. the sandbox at run time: the seccomp filter and the file-system protections are in
-#      force, and every request a client or an operator makes still succeeds;
+#      force, every request a client or an operator makes still succeeds, and a bridge's
+#      threads get their lower priority (setpriority) under the filter;
 #   4. reload: a good drop-in adds a channel; a bad one keeps the running configuration;
 #   5. restart and crash mid-stream: a broadcast channel (block policy) carries a sequence-
 #      numbered stream through 2 x `systemctl restart` and 2 x SIGKILL: 0 lost, 0 duplicated,
@@ -218,6 +219,41 @@ start_stream sandbox sandbox 20000 0 --create broadcast
 finish_stream sandbox
 [ "$(prop shmbusd.service NRestarts)" = 0 ] || fail "shmbusd restarted during the requests"
 ok "seccomp filter, no capabilities, /home hidden, /etc read-only; every request succeeded"
+
+# setpriority under the filter: the unit allows it again after taking @resources away, so a
+# bridge's threads run `nice` levels below the control loop (10 by default). A bridge that
+# connects to a port nobody listens on keeps its thread, backing off, for as long as it is
+# configured.
+in_ct sh -c 'umask 077 && head -c 32 /dev/urandom >/etc/shmbusd/bridge-prio.key &&
+    chown shmbus:shmbus /etc/shmbusd/bridge-prio.key'
+cat >"$root/etc/shmbusd/conf.d/25-bridge-prio.yaml" <<'YAML'
+bridges:
+  - name: prio
+    connect: tcp://127.0.0.1:9
+    secret_file: /etc/shmbusd/bridge-prio.key
+    import: [prio-check]
+YAML
+pid="$(main_pid)"
+in_ct systemctl reload shmbusd.service || fail "systemctl reload failed"
+# bridge_nice: the nice value (field 19 of its stat) of the daemon's thread named bridge:prio.
+bridge_nice() {
+    local task
+    for task in $(in_ct sh -c "ls /proc/$pid/task"); do
+        if [ "$(in_ct cat "/proc/$pid/task/$task/comm" 2>/dev/null)" = bridge:prio ]; then
+            in_ct cat "/proc/$pid/task/$task/stat" | awk '{print $19}'
+            return 0
+        fi
+    done
+    return 1
+}
+bridge_at_nice() { [ "$(bridge_nice)" = "$1" ]; }
+wait_for 10 "no thread bridge:prio at nice 10 in shmbusd: was setpriority refused?" \
+    bridge_at_nice 10
+journal_has "run at the daemon's priority" && fail "shmbusd logged that setpriority was refused"
+rm -f "$root/etc/shmbusd/conf.d/25-bridge-prio.yaml"
+in_ct rm -f /etc/shmbusd/bridge-prio.key
+in_ct systemctl reload shmbusd.service
+ok "a bridge's thread runs at nice 10 under the filter"
 
 # ---- 4. reload ----
 step "4. reload"
