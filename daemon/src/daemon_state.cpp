@@ -299,7 +299,15 @@ std::string DaemonState::apply(Config next) {
             lines.push_back(std::move(line));
         }
     }
-    if (bridges_ != nullptr) {
+    if (bridges_ != nullptr && bridges_deferred_) {
+        // Nothing runs yet: start_bridges() will start the configuration being applied here.
+        bridges_->set_channel_types(next.channels);
+        for (const BridgeChange& change : plan.bridges) {
+            lines.push_back("bridge '" + change.config.name +
+                            "': applies when the bridges start, once the channels of the "
+                            "previous run are back or the grace period ends");
+        }
+    } else if (bridges_ != nullptr) {
         bridges_->set_channel_types(next.channels);
         for (std::string& line : bridges_->apply(plan.bridges)) {
             lines.push_back(std::move(line));
@@ -343,6 +351,25 @@ void DaemonState::end_grace() {
     remove_unused_channels();
     save_state(); // stand-ins are recorded as themselves now
     changed();
+    if (bridges_deferred_) {
+        start_bridges();
+    }
+}
+
+void DaemonState::start_bridges() {
+    if (bridges_ == nullptr) {
+        return;
+    }
+    if (recovery_.awaiting_any() && !config_.bridges.empty()) {
+        if (!bridges_deferred_) {
+            log_info("bridges start once the channels of the previous run are offered back, or "
+                     "when the grace period ends");
+        }
+        bridges_deferred_ = true;
+        return;
+    }
+    bridges_deferred_ = false;
+    bridges_->start(config_.bridges);
 }
 
 void DaemonState::remove_unused_channels() {
@@ -369,6 +396,9 @@ Result<void> DaemonState::take_back(const ClientRecord& client, const proto::Rec
     if (offered->given_back) {
         save_state(); // the channel is this daemon's again
         changed();
+        if (bridges_deferred_) {
+            start_bridges(); // at once if it was the last one awaited
+        }
     }
     if (auto added = registry_.add_claim(*offered->channel,
                                          EndpointClaim{client.id, m.role, m.endpoint_index,

@@ -140,6 +140,15 @@ public:
     /// The gateway whose bridges reload changes; none until the daemon starts them (and in
     /// tests without a gateway). Not owned.
     void attach_bridges(Bridges* bridges) noexcept { bridges_ = bridges; }
+    /// Starts the attached gateway's bridges on the configuration's — at once, or, while
+    /// channels of the previous run may still be offered back (a restart with a state file
+    /// and no descriptor store), once the last of them is back or the grace period ends. A
+    /// bridge opens the channels it moves as any client does: one that opened a channel's
+    /// stand-in before its clients offered it back would make the stand-in the channel, and
+    /// their offers would be refused.
+    void start_bridges();
+    /// Whether start_bridges() is waiting for the channels of the previous run.
+    [[nodiscard]] bool bridges_waiting() const noexcept { return bridges_deferred_; }
     [[nodiscard]] Bridges* bridges() const noexcept { return bridges_; }
 
     /// The Status reply.
@@ -163,6 +172,7 @@ private:
     std::chrono::steady_clock::time_point started_{std::chrono::steady_clock::now()};
     RestartRecovery recovery_;
     Bridges* bridges_{nullptr};
+    bool bridges_deferred_{false}; // start_bridges() waits for the previous run's channels
     bool state_write_failed_{false};
     bool state_dirty_{false};
 

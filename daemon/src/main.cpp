@@ -210,7 +210,7 @@ int run(int argc, char** argv) {
     Bridges bridges{paths->socket.native(), incarnation};
     state.attach_bridges(&bridges);
     bridges.set_channel_types(state.config().channels);
-    bridges.start(state.config().bridges);
+    state.start_bridges(); // after the previous run's channels are back, if it had any
     auto ran = (*loop)->run();
     loop->reset();
     bridges.stop_all();

@@ -66,6 +66,8 @@ public:
     [[nodiscard]] bool in_grace() const;
     /// Whether `name` is a channel of an earlier run no client has offered back yet.
     [[nodiscard]] bool awaiting(std::string_view name) const noexcept;
+    /// Whether any channel of an earlier run has not been offered back yet.
+    [[nodiscard]] bool awaiting_any() const noexcept { return !awaited_.empty(); }
     /// The grace period is over: reclaims the attached entries nobody claimed, makes the
     /// stand-ins the channels, forgets the awaited channels. The caller creates configured
     /// channels that have neither, and writes the state file.

@@ -508,3 +508,72 @@ TEST_CASE("a bridge configured with tls refuses a certificate of another CA and 
     check_flow(robot.d, "telemetry", ground.d, "robot1/telemetry", 200);
     CHECK(robot.d.wait_for_stderr("over TLSv1.3", generous_deadline()));
 }
+
+TEST_CASE("after a kill -9 without a descriptor store, a bridged channel goes back to its "
+          "clients: the bridges start once it is back") {
+    TempDir dir;
+    const std::string key = make_secret(dir);
+    LoggedDaemon ground{"channels:\n" + broadcast("robot1/telemetry") +
+                        "bridges:\n"
+                        "  - name: robot\n"
+                        "    listen: tcp://127.0.0.1:0\n"
+                        "    secret_file: " +
+                        key + "\n    import: [\"robot1/*\"]\n"};
+    REQUIRE(ground.d.start());
+    const std::string robot_yaml = "channels:\n" + broadcast("telemetry") +
+                                   "bridges:\n"
+                                   "  - name: ground\n"
+                                   "    connect: tcp://127.0.0.1:" +
+                                   std::to_string(listening_port(ground.d, "robot")) +
+                                   "\n    secret_file: " + key +
+                                   "\n    export:\n"
+                                   "      - {channel: telemetry, as: robot1/telemetry}\n";
+    LoggedDaemon robot{robot_yaml};
+    REQUIRE(robot.d.start());
+    REQUIRE(wait_streaming(robot.d, "ground", 1));
+
+    // A publisher of the bridged channel, and a subscriber at the far end.
+    auto app = Client::connect(options_for(robot.d));
+    REQUIRE(app.has_value());
+    auto pub = app.value().open_publisher("telemetry");
+    REQUIRE(pub.has_value());
+    auto far = Client::connect(options_for(ground.d));
+    REQUIRE(far.has_value());
+    auto sub = far.value().open_subscriber("robot1/telemetry");
+    REQUIRE(sub.has_value());
+
+    // The robot's daemon dies; its successor has the state file, no descriptor store, and the
+    // same bridge, whose peer is up: it could connect at once.
+    REQUIRE(robot.d.kill_hard());
+    LoggedDaemon successor{robot_yaml};
+    successor.d.with_state_dir(robot.d.state_dir())
+        .with_args({"--socket", robot.d.socket_path().native()})
+        .without_own_socket();
+    REQUIRE(successor.d.start());
+    // The publisher's offer is taken, not refused because the bridge opened a stand-in first.
+    const bool given_back =
+        successor.d.wait_for_stderr("gave channel 'telemetry' back", generous_deadline());
+    INFO(successor.d.stderr_text());
+    REQUIRE(given_back);
+    CHECK(successor.d.wait_for_stderr("bridges start once the channels of the previous run are "
+                                      "offered back",
+                                      generous_deadline()));
+    CHECK(successor.d.stderr_text().find("was made anew") == std::string::npos);
+    REQUIRE(wait_streaming(robot.d, "ground", 1)); // the successor has robot's socket
+
+    // The publisher that outlived its daemon reaches the far end through the restarted bridge.
+    std::vector<std::byte> buf(128);
+    for (std::uint64_t id = 0; id < 100; ++id) {
+        stamp(buf, id);
+        REQUIRE(pub.value().send(buf, 60s).has_value());
+    }
+    std::uint64_t expected = 0;
+    while (expected < 100) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        const std::uint64_t id = check_stamp(std::span{buf}.first(r.value().size));
+        REQUIRE(id >= expected); // in order; what the link lost while down is counted
+        expected = id + 1;
+    }
+    CHECK(expected == 100);
+}
