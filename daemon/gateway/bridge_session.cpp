@@ -141,6 +141,8 @@ struct ImportItem {
     std::uint32_t count{0};              ///< messages (0: a gap alone)
     std::vector<std::byte> body;         ///< as in the frame: count u32 lengths, then the messages
     std::optional<MessageOrigin> origin; ///< of the first message, if the frame had one
+    /// `body` is a reassembly buffer: given back to the stream once published (keep_spare()).
+    bool reassembled{false};
 
     /// The messages, as the frame they came in showed them.
     [[nodiscard]] DataView view(std::uint32_t stream) const noexcept {
@@ -197,6 +199,10 @@ struct ImportStream {
     /// back once it has caught up, so that what waits here stays within the window.
     std::uint32_t withheld{0};
     bool closed{false};
+    /// The buffer of the last message that came in fragments, once published: the next
+    /// one's start reassembles into it (fragments.hpp). At most 4 + slot_size bytes; freed
+    /// when the stream ends.
+    std::vector<std::byte> spare;
 
     std::atomic<std::uint64_t> messages{0};
     std::atomic<std::uint64_t> bytes{0};
@@ -1235,10 +1241,25 @@ struct BridgeSession::Impl {
 
     /// Ends an importing stream that cannot go on: nothing more is published or queued.
     static void end_import(ImportStream& s) {
+        std::vector<std::byte> spare;
         std::lock_guard lock{s.mu};
         s.closed = true;
         s.queue.clear();
+        spare.swap(s.spare); // freed once the lock is released
         s.cv.notify_all();
+    }
+
+    /// Keeps `buffer`, a message's reassembly buffer it no longer needs, as the stream's
+    /// spare for its next message in fragments, unless the stream has ended or keeps a larger
+    /// one already. Whatever is not kept is freed outside the lock.
+    static void keep_spare(ImportStream& s, std::vector<std::byte>&& buffer) {
+        if (buffer.capacity() == 0 || buffer.capacity() > 4 + s.slot_size) {
+            return;
+        }
+        std::lock_guard lock{s.mu};
+        if (!s.closed && buffer.capacity() > s.spare.capacity()) {
+            buffer.swap(s.spare);
+        }
     }
 
     /// A data frame (the run() thread). It is checked whole first: the stream granted, the
@@ -1382,6 +1403,7 @@ struct BridgeSession::Impl {
         item.count = d.count() - static_cast<std::uint32_t>(done);
         if (reassembled != nullptr && done == 0) {
             item.body = std::move(*reassembled); // `d` views these very bytes
+            item.reassembled = true;
             std::lock_guard lock{s->mu};
             s->queue.push_back(std::move(item));
             s->cv.notify_one();
@@ -1497,6 +1519,9 @@ struct BridgeSession::Impl {
                     if (halt == Halt::full && stopping.load()) {
                         return;
                     }
+                }
+                if (item.reassembled) {
+                    keep_spare(s, std::move(item.body));
                 }
                 taken.pop_front();
             }
@@ -1661,6 +1686,7 @@ struct BridgeSession::Impl {
             return;
         }
         bool closed = false;
+        std::vector<std::byte> spare;
         {
             std::lock_guard lock{s->mu};
             if (s->outstanding == 0) {
@@ -1670,8 +1696,11 @@ struct BridgeSession::Impl {
             }
             s->outstanding -= 1;
             closed = s->closed;
+            if (f.part == FragmentPart::start) {
+                spare.swap(s->spare);
+            }
         }
-        auto whole = reassembler.add(f, s->slot_size);
+        auto whole = reassembler.add(f, s->slot_size, std::move(spare));
         if (!whole) {
             fail(whole.take_error());
             return;
@@ -1699,6 +1728,9 @@ struct BridgeSession::Impl {
         const auto framed = std::span<const std::byte>{m.framed};
         const DataView d{m.stream, m.sequence, 1, framed.first(4), framed.subspan(4), m.origin};
         on_data(d, &m.framed);
+        // Not queued (a loop, a duplicate, the stream closed meanwhile): its buffer serves
+        // the next message.
+        keep_spare(*s, std::move(m.framed));
     }
 
     /// Drops what `stream` has in fragments (its stream ended): nothing partial is published;

@@ -21,8 +21,8 @@ std::string origin_text(const MessageOrigin& o) {
 
 } // namespace
 
-Result<std::optional<WholeMessage>> Reassembler::add(const FragmentView& f,
-                                                     std::uint64_t stream_limit) {
+Result<std::optional<WholeMessage>>
+Reassembler::add(const FragmentView& f, std::uint64_t stream_limit, std::vector<std::byte> spare) {
     auto it = partial_.find(f.stream);
     if (f.part == FragmentPart::start) {
         if (it != partial_.end()) {
@@ -47,7 +47,12 @@ Result<std::optional<WholeMessage>> Reassembler::add(const FragmentView& f,
         p.sequence = f.sequence;
         p.total = f.total_bytes;
         p.origin = f.origin;
-        p.framed.reserve(4 + f.total_bytes);
+        p.framed = std::move(spare);
+        p.framed.clear(); // nothing of an earlier message is kept but its memory
+        if (p.framed.capacity() < 4 + f.total_bytes) {
+            std::vector<std::byte>{}.swap(p.framed); // freed before the larger one is taken
+            p.framed.reserve(4 + f.total_bytes);
+        }
         p.framed.resize(4);
         const auto length = static_cast<std::uint32_t>(f.total_bytes);
         for (int i = 0; i < 4; ++i) {

@@ -21,7 +21,10 @@
 // Memory: a message's buffer is reserved at its start, of its announced total size, which
 // add() has checked against the stream's limit (its offer's slot size, at most the link's
 // negotiated max_message_bytes) before anything is allocated; so a link holds at most one
-// such buffer per importing stream.
+// such buffer per importing stream. A start may be handed the buffer of the stream's
+// previous message (`spare`): its bytes are discarded and its memory kept if it is large
+// enough, so that a stream of large messages does not allocate, fault in and free a whole
+// message's pages for each. The caller bounds what it keeps that way (docs/gateway.md).
 //
 // Failure policy: every malformed sequence of fragments — a middle or end without a start, a
 // new start before the end, a sequence, total or origin that differs from the start's, an
@@ -73,9 +76,11 @@ public:
     /// Takes one fragment of a stream whose messages may be at most `stream_limit` bytes (its
     /// offer's slot size). The whole message once `f` is its end; an empty optional while
     /// more is due; Errc::protocol_error for a fragment that does not follow what the stream
-    /// has so far.
-    [[nodiscard]] Result<std::optional<WholeMessage>> add(const FragmentView& f,
-                                                          std::uint64_t stream_limit);
+    /// has so far. A start reassembles into `spare` (an earlier message's buffer: nothing of
+    /// its bytes is kept) if its capacity holds the message, else frees it first; any other
+    /// fragment ignores it.
+    [[nodiscard]] Result<std::optional<WholeMessage>>
+    add(const FragmentView& f, std::uint64_t stream_limit, std::vector<std::byte> spare = {});
 
     /// Whether `stream` has a message in fragments.
     [[nodiscard]] bool in_progress(std::uint32_t stream) const noexcept {

@@ -777,7 +777,13 @@ void FrameReader::compact() {
 }
 
 std::span<std::byte> FrameReader::writable(std::size_t at_least) {
-    compact();
+    if (begin_ == end_) {
+        begin_ = end_ = 0; // nothing to move
+    } else if (buffer_.size() - end_ < at_least) {
+        // Only when short of room: a streaming link's reads mostly end inside a frame, and
+        // moving that frame's first part down before every read would copy it once more.
+        compact();
+    }
     if (buffer_.size() - end_ < at_least) {
         buffer_.resize(end_ + at_least);
     }

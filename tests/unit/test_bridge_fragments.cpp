@@ -7,18 +7,22 @@
 // keeps interleaved streams apart, refuses every malformed sequence (a middle or end without
 // a start, a new start before the end, a sequence, total, origin or offset that does not
 // follow, a total above the link's or the stream's limit) naming what was wrong, and drops
-// what a closed stream or link leaves without a trace; and a seeded run of randomly cut,
-// interleaved messages reassembles byte for byte.
+// what a closed stream or link leaves without a trace; a start handed the previous
+// message's buffer reuses its memory (a smaller message) or replaces it (a larger one) and
+// never lets a byte of the previous message through, also after a dropped or refused
+// message; and a seeded run of randomly cut, interleaved messages reassembles byte for byte.
 #include "gateway/fragments.hpp"
 #include "gateway/frame.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace shmbus::gateway {
@@ -339,6 +343,107 @@ TEST_CASE("what a closed stream or an ended link leaves in fragments is dropped 
     // A middle of a dropped message is now one without a start.
     CHECK_THAT(add_error(r, view(FragmentPart::end, 2, 20, 300, 200, b)).detail,
                Catch::Contains("without a start"));
+}
+
+namespace {
+
+/// Reassembles `message` of stream 3 as `seq` in fragments of `cut` bytes, the start given
+/// `spare`; the whole message.
+WholeMessage reassemble(Reassembler& r, std::uint64_t seq, const std::vector<std::byte>& message,
+                        std::size_t cut, std::vector<std::byte> spare) {
+    const std::span<const std::byte> m{message};
+    const std::size_t first = std::min(cut, m.size() - 1); // a start short of the end
+    auto a = r.add(view(FragmentPart::start, 3, seq, m.size(), 0, m.first(first)), 1 << 20,
+                   std::move(spare));
+    REQUIRE(a.has_value());
+    REQUIRE_FALSE(a.value().has_value());
+    for (std::size_t at = first;;) {
+        const std::size_t n = std::min(cut, m.size() - at);
+        const FragmentPart part = at + n == m.size() ? FragmentPart::end : FragmentPart::middle;
+        auto b = r.add(view(part, 3, seq, m.size(), at, m.subspan(at, n)), 1 << 20);
+        REQUIRE(b.has_value());
+        at += n;
+        if (part == FragmentPart::end) {
+            REQUIRE(b.value().has_value());
+            return std::move(*b.value());
+        }
+        REQUIRE_FALSE(b.value().has_value());
+    }
+}
+
+/// Whether `whole` is exactly `message`, its length in front and nothing after it.
+void check_exactly(const WholeMessage& whole, const std::vector<std::byte>& message) {
+    REQUIRE(whole.framed.size() == 4 + message.size());
+    std::uint32_t length = 0;
+    std::memcpy(&length, whole.framed.data(), 4);
+    CHECK(length == message.size());
+    CHECK(std::memcmp(whole.bytes().data(), message.data(), message.size()) == 0);
+}
+
+} // namespace
+
+TEST_CASE("a start reassembles into the previous message's buffer, keeping nothing of it") {
+    Reassembler r{1 << 20};
+    const auto big = pattern(9000, 1);
+    WholeMessage one = reassemble(r, 1, big, 1000, {});
+    check_exactly(one, big);
+    const std::byte* memory = one.framed.data();
+    const std::size_t capacity = one.framed.capacity();
+
+    SECTION("a smaller next message gets the same memory and only its own bytes") {
+        const auto small = pattern(3000, 2);
+        WholeMessage two = reassemble(r, 2, small, 700, std::move(one.framed));
+        check_exactly(two, small);
+        CHECK(two.framed.data() == memory);
+        CHECK(two.framed.capacity() == capacity);
+        // A fragment cut so that a wrong offset would show the old message's bytes.
+        const auto tiny = pattern(5, 3);
+        WholeMessage three = reassemble(r, 3, tiny, 2, std::move(two.framed));
+        check_exactly(three, tiny);
+        CHECK(three.framed.data() == memory);
+    }
+    SECTION("a larger next message gets a buffer of its size") {
+        const auto larger = pattern(20000, 4);
+        WholeMessage two = reassemble(r, 2, larger, 3000, std::move(one.framed));
+        check_exactly(two, larger);
+        CHECK(two.framed.capacity() >= 20004);
+    }
+    SECTION("a message dropped in fragments leaves the next one whole and exact") {
+        const auto bytes = pattern(4000, 5);
+        const std::span<const std::byte> b{bytes};
+        REQUIRE(r.add(view(FragmentPart::start, 3, 2, 8000, 0, b), 1 << 20, std::move(one.framed))
+                    .has_value());
+        CHECK(r.held_bytes() >= 8004);
+        auto dropped = r.drop(3);
+        REQUIRE(dropped.has_value());
+        CHECK(dropped->received == 4000);
+        CHECK(r.held_bytes() == 0); // its buffer went with it
+        const auto next = pattern(6000, 6);
+        WholeMessage three = reassemble(r, 3, next, 2500, {});
+        check_exactly(three, next);
+    }
+    SECTION("a refused start frees the buffer it was handed and keeps no message") {
+        const auto bytes = pattern(100, 7);
+        auto refused =
+            r.add(view(FragmentPart::start, 3, 2, 5000, 0, bytes), 4096, std::move(one.framed));
+        REQUIRE_FALSE(refused.has_value());
+        CHECK(refused.error().code == Errc::protocol_error);
+        CHECK_FALSE(r.in_progress(3));
+        CHECK(r.held_bytes() == 0);
+    }
+    SECTION("only a start takes the buffer: a middle or end handed one ignores it") {
+        const auto message = pattern(3000, 8);
+        const std::span<const std::byte> m{message};
+        REQUIRE(
+            r.add(view(FragmentPart::start, 3, 2, 3000, 0, m.first(1000)), 1 << 20).has_value());
+        REQUIRE(r.add(view(FragmentPart::middle, 3, 2, 3000, 1000, m.subspan(1000, 1000)), 1 << 20,
+                      std::move(one.framed))
+                    .has_value());
+        auto end = r.add(view(FragmentPart::end, 3, 2, 3000, 2000, m.subspan(2000)), 1 << 20);
+        REQUIRE(end.has_value());
+        REQUIRE(end.value().has_value());
+        check_exactly(*end.value(), message);
+    }
 }
 
 TEST_CASE("randomly cut messages of interleaved streams reassemble byte for byte") {
