@@ -389,12 +389,8 @@ TEST_CASE("kill -9 of shmbusd mid-stream in block mode loses nothing, both sides
           "are listed again") {
     DaemonProcess d{kChannels};
     REQUIRE(d.start());
-    LogLines lines;
-    auto c = Client::connect(logged_options(d, lines, "stream-subscriber"));
-    REQUIRE(c);
-    auto sub = c->open_subscriber("telemetry");
-    REQUIRE(sub);
     const std::uint64_t total = 200'000;
+    Pipe go = Pipe::make();
     Pipe reconnected = Pipe::make();
     Pipe may_exit = Pipe::make();
     // The publisher child restores its connection with its next request (a child of this
@@ -402,9 +398,17 @@ TEST_CASE("kill -9 of shmbusd mid-stream in block mode loses nothing, both sides
     // must offer its publisher back within the restarted daemon's grace period however slow
     // the machine (sanitizers, a loaded host) makes the rest of the stream. The pings that
     // meet no daemon fail, and are meant to. The subscriber's background thread restores ours.
+    // The child is forked before this process connects, so before libshmbus's reconnect
+    // thread exists: a fork while another thread holds a lock (a sanitizer's allocator, say)
+    // could leave the child waiting for it forever. It starts once the subscriber is
+    // attached.
     Child publisher = Child::spawn([&] {
+        go.write_end.reset();
         reconnected.read_end.reset();
         may_exit.write_end.reset();
+        if (!receive_record<std::uint32_t>(go.read_end.get())) {
+            return 8;
+        }
         auto client = Client::connect(child_options(d, "stream-publisher"));
         if (!client) {
             return 2;
@@ -432,8 +436,15 @@ TEST_CASE("kill -9 of shmbusd mid-stream in block mode loses nothing, both sides
         // Stays attached until the parent has seen it listed.
         return receive_record<std::uint32_t>(may_exit.read_end.get()).has_value() ? 0 : 7;
     });
+    go.read_end.reset();
     reconnected.write_end.reset();
     may_exit.read_end.reset();
+    LogLines lines;
+    auto c = Client::connect(logged_options(d, lines, "stream-subscriber"));
+    REQUIRE(c);
+    auto sub = c->open_subscriber("telemetry");
+    REQUIRE(sub);
+    REQUIRE(send_record(go.write_end.get(), std::uint32_t{1}));
 
     std::vector<std::byte> buf(4096);
     std::uint64_t good = 0;
