@@ -299,16 +299,17 @@ std::string DaemonState::apply(Config next) {
             lines.push_back(std::move(line));
         }
     }
+    if (bridges_ != nullptr) {
+        bridges_->set_channel_types(next.channels);
+    }
     if (bridges_ != nullptr && bridges_deferred_) {
         // Nothing runs yet: start_bridges() will start the configuration being applied here.
-        bridges_->set_channel_types(next.channels);
         for (const BridgeChange& change : plan.bridges) {
             lines.push_back("bridge '" + change.config.name +
                             "': applies when the bridges start, once the channels of the "
                             "previous run are back or the grace period ends");
         }
     } else if (bridges_ != nullptr) {
-        bridges_->set_channel_types(next.channels);
         for (std::string& line : bridges_->apply(plan.bridges)) {
             lines.push_back(std::move(line));
         }

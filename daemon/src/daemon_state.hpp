@@ -147,8 +147,6 @@ public:
     /// stand-in before its clients offered it back would make the stand-in the channel, and
     /// their offers would be refused.
     void start_bridges();
-    /// Whether start_bridges() is waiting for the channels of the previous run.
-    [[nodiscard]] bool bridges_waiting() const noexcept { return bridges_deferred_; }
     [[nodiscard]] Bridges* bridges() const noexcept { return bridges_; }
 
     /// The Status reply.
