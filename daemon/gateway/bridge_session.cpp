@@ -48,14 +48,18 @@ constexpr auto kGoodbyeDeadline = 1s;
 /// before they go back anyway.
 constexpr auto kCreditLinger = 5ms;
 /// A read of at least this much says the peer is streaming: read again before polling.
-constexpr std::size_t kStreamingRead = 16 * 1024;
+constexpr std::size_t kStreamingRead = std::size_t{16} * 1024;
+/// A fragment with at least this many bytes still to come is read straight into its
+/// reassembly buffer rather than through the frame reader's (one copy fewer per byte; below
+/// this, the extra read a diversion costs is not worth it).
+constexpr std::size_t kDivertAtLeast = std::size_t{16} * 1024;
 /// An offer's next_sequence when the stream carries the channel's positions (+ 1): the
 /// first data frame says where it starts.
 constexpr std::uint64_t kChannelPositions = 0;
 /// Bytes of a message in each fragment (protocol 2), less if the peer's data frames are
 /// smaller: large enough that a fragment costs little beyond its copy, small enough that a
 /// stream waiting behind one waits for about 100 us of a 2.5 GB/s link.
-constexpr std::size_t kFragmentBytes = 256 * 1024;
+constexpr std::size_t kFragmentBytes = std::size_t{256} * 1024;
 
 std::uint64_t now_ns() {
     return static_cast<std::uint64_t>(
@@ -139,7 +143,7 @@ struct ImportItem {
     std::uint64_t gap{0};                ///< messages lost upstream just before `first`; 0 = none
     std::uint64_t first{0};              ///< the sequence of the first message
     std::uint32_t count{0};              ///< messages (0: a gap alone)
-    std::vector<std::byte> body;         ///< as in the frame: count u32 lengths, then the messages
+    MessageBuffer body;                  ///< as in the frame: count u32 lengths, then the messages
     std::optional<MessageOrigin> origin; ///< of the first message, if the frame had one
     /// `body` is a reassembly buffer: given back to the stream once published (keep_spare()).
     bool reassembled{false};
@@ -202,7 +206,7 @@ struct ImportStream {
     /// The buffer of the last message that came in fragments, once published: the next
     /// one's start reassembles into it (fragments.hpp). At most 4 + slot_size bytes; freed
     /// when the stream ends.
-    std::vector<std::byte> spare;
+    MessageBuffer spare;
 
     std::atomic<std::uint64_t> messages{0};
     std::atomic<std::uint64_t> bytes{0};
@@ -260,6 +264,8 @@ struct BridgeSession::Impl {
     std::atomic<bool> credits_pending{false};
     /// Messages in fragments from the peer (the run() thread only).
     Reassembler reassembler{params.max_message_bytes};
+    /// The fragment whose bytes the reader is diverting into `reassembler` (divert_fragment()).
+    std::optional<FragmentView> diverted;
     std::atomic<std::uint64_t> fragments_sent{0};
     std::atomic<std::uint64_t> fragments_received{0};
 
@@ -1241,7 +1247,7 @@ struct BridgeSession::Impl {
 
     /// Ends an importing stream that cannot go on: nothing more is published or queued.
     static void end_import(ImportStream& s) {
-        std::vector<std::byte> spare;
+        MessageBuffer spare;
         std::lock_guard lock{s.mu};
         s.closed = true;
         s.queue.clear();
@@ -1252,7 +1258,7 @@ struct BridgeSession::Impl {
     /// Keeps `buffer`, a message's reassembly buffer it no longer needs, as the stream's
     /// spare for its next message in fragments, unless the stream has ended or keeps a larger
     /// one already. Whatever is not kept is freed outside the lock.
-    static void keep_spare(ImportStream& s, std::vector<std::byte>&& buffer) {
+    static void keep_spare(ImportStream& s, MessageBuffer&& buffer) {
         if (buffer.capacity() == 0 || buffer.capacity() > 4 + s.slot_size) {
             return;
         }
@@ -1274,7 +1280,7 @@ struct BridgeSession::Impl {
     /// fragment by fragment; it is admitted (loops, duplicates) exactly as a whole one, and
     /// then always queued for the stream's thread, these bytes moved rather than copied, so
     /// that the link's reader never copies a large message.
-    void on_data(const DataView& d, std::vector<std::byte>* reassembled = nullptr) {
+    void on_data(const DataView& d, MessageBuffer* reassembled = nullptr) {
         ImportStream* s = nullptr;
         {
             std::lock_guard lock{streams_mu};
@@ -1663,52 +1669,84 @@ struct BridgeSession::Impl {
     /// stream's thread, which publishes it, so the link reader never copies more than one
     /// fragment before it reads the next frame (another stream's, perhaps).
     void on_fragment(const FragmentView& f) {
-        fragments_received.fetch_add(1, std::memory_order_relaxed);
-        ImportStream* s = nullptr;
-        {
-            std::lock_guard lock{streams_mu};
-            auto it = imports.find(f.stream);
-            if (it != imports.end()) {
-                s = it->second.get();
-            }
+        auto place = place_fragment(f, f.bytes.size());
+        if (!place) {
+            return;
         }
+        if (!f.bytes.empty()) {
+            std::memcpy(place->data(), f.bytes.data(), f.bytes.size());
+        }
+        fragment_placed(f);
+    }
+
+    /// A large fragment whose fields have arrived before its bytes: checked and counted as
+    /// on_fragment() does, and its bytes read from the link straight into the stream's
+    /// reassembly buffer (FrameReader::divert()); fragment_placed() follows once they are
+    /// all there. False if the link has failed.
+    bool divert_fragment(const FragmentHead& head) {
+        auto place = place_fragment(head.view, head.size);
+        if (!place) {
+            return false;
+        }
+        diverted = head.view;
+        diverted->bytes = {};
+        reader.divert(*place);
+        return true;
+    }
+
+    /// The first half of a fragment: the checks, its credit, and where its `size` bytes go
+    /// in the stream's reassembly buffer; an empty optional once the link has failed.
+    std::optional<std::span<std::byte>> place_fragment(const FragmentView& f, std::size_t size) {
+        fragments_received.fetch_add(1, std::memory_order_relaxed);
+        ImportStream* s = import_stream(f.stream);
         const std::string what = "origin_data (fragment " +
                                  std::string{fragment_part_name(f.part)} + "): stream " +
                                  std::to_string(f.stream);
         if (s == nullptr) {
             fail(make_error(Errc::protocol_error, what + " was never granted"));
-            return;
+            return std::nullopt;
         }
         if (f.part == FragmentPart::start && s->expected != 0 && f.sequence < s->expected) {
             fail(make_error(Errc::protocol_error,
                             what + " ('" + s->wire_name + "') went back from sequence " +
                                 std::to_string(s->expected) + " to " + std::to_string(f.sequence)));
-            return;
+            return std::nullopt;
         }
-        bool closed = false;
-        std::vector<std::byte> spare;
+        MessageBuffer spare;
         {
             std::lock_guard lock{s->mu};
             if (s->outstanding == 0) {
                 fail(make_error(Errc::protocol_error,
                                 what + " ('" + s->wire_name + "') sent a fragment on 0 credits"));
-                return;
+                return std::nullopt;
             }
             s->outstanding -= 1;
-            closed = s->closed;
             if (f.part == FragmentPart::start) {
                 spare.swap(s->spare);
             }
         }
-        auto whole = reassembler.add(f, s->slot_size, std::move(spare));
-        if (!whole) {
-            fail(whole.take_error());
-            return;
+        auto place = reassembler.place(f, size, s->slot_size, std::move(spare));
+        if (!place) {
+            fail(place.take_error());
+            return std::nullopt;
+        }
+        return place.value();
+    }
+
+    /// The second half, once the fragment's bytes are in place: its credit back, or the
+    /// whole message on its way.
+    void fragment_placed(const FragmentView& f) {
+        ImportStream* s = import_stream(f.stream); // place_fragment() found it
+        auto whole = reassembler.placed(f.stream);
+        bool closed = false;
+        {
+            std::lock_guard lock{s->mu};
+            closed = s->closed;
         }
         if (closed) {
             return; // the stream has ended here; what still arrives for it is dropped
         }
-        if (!whole.value()) {
+        if (!whole) {
             bool behind = false;
             {
                 std::lock_guard lock{s->mu};
@@ -1724,13 +1762,21 @@ struct BridgeSession::Impl {
         }
         // The whole message goes the way of a one-message origin_data frame: the same
         // checks, the same admission by its origin (loops, duplicates), the same loss count.
-        WholeMessage& m = *whole.value();
+        WholeMessage& m = *whole;
         const auto framed = std::span<const std::byte>{m.framed};
         const DataView d{m.stream, m.sequence, 1, framed.first(4), framed.subspan(4), m.origin};
         on_data(d, &m.framed);
         // Not queued (a loop, a duplicate, the stream closed meanwhile): its buffer serves
         // the next message.
         keep_spare(*s, std::move(m.framed));
+    }
+
+    /// The importing stream granted as `stream`, or null. Streams are never removed while
+    /// the session runs, so the pointer stays valid.
+    ImportStream* import_stream(std::uint32_t stream) {
+        std::lock_guard lock{streams_mu};
+        auto it = imports.find(stream);
+        return it != imports.end() ? it->second.get() : nullptr;
     }
 
     /// Drops what `stream` has in fragments (its stream ended): nothing partial is published;
@@ -1937,6 +1983,13 @@ struct BridgeSession::Impl {
             return true;
         };
         while (!stopping.load()) {
+            if (diverted && !reader.diverting()) {
+                const FragmentView f = *diverted;
+                diverted.reset();
+                last_received = Clock::now();
+                fragment_placed(f);
+                continue;
+            }
             auto frame = reader.next();
             if (!frame) {
                 fail(frame.take_error());
@@ -1946,6 +1999,20 @@ struct BridgeSession::Impl {
                 last_received = Clock::now();
                 handle(*frame.value());
                 continue;
+            }
+            if (!diverted) {
+                auto head = reader.fragment_head(kDivertAtLeast);
+                if (!head) {
+                    fail(head.take_error());
+                    return;
+                }
+                if (head.value() && with_origins) {
+                    last_received = Clock::now();
+                    if (!divert_fragment(*head.value())) {
+                        return;
+                    }
+                    continue;
+                }
             }
             if (streaming) {
                 auto r = link.read_available(reader);

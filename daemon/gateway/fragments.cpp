@@ -22,14 +22,26 @@ std::string origin_text(const MessageOrigin& o) {
 } // namespace
 
 Result<std::optional<WholeMessage>>
-Reassembler::add(const FragmentView& f, std::uint64_t stream_limit, std::vector<std::byte> spare) {
+Reassembler::add(const FragmentView& f, std::uint64_t stream_limit, MessageBuffer spare) {
+    auto place = this->place(f, f.bytes.size(), stream_limit, std::move(spare));
+    if (!place) {
+        return place.take_error();
+    }
+    if (!f.bytes.empty()) {
+        std::memcpy(place.value().data(), f.bytes.data(), f.bytes.size());
+    }
+    return placed(f.stream);
+}
+
+Result<std::span<std::byte>> Reassembler::place(const FragmentView& f, std::size_t size,
+                                                std::uint64_t stream_limit, MessageBuffer spare) {
     auto it = partial_.find(f.stream);
     if (f.part == FragmentPart::start) {
         if (it != partial_.end()) {
             return make_error(Errc::protocol_error,
                               where(f) + ": a new start before the end of message " +
                                   std::to_string(it->second.sequence) + " (" +
-                                  std::to_string(it->second.framed.size() - 4) + " of " +
+                                  std::to_string(it->second.received) + " of " +
                                   std::to_string(it->second.total) + " bytes received)");
         }
         const std::uint64_t limit = std::min(max_, stream_limit);
@@ -50,7 +62,7 @@ Reassembler::add(const FragmentView& f, std::uint64_t stream_limit, std::vector<
         p.framed = std::move(spare);
         p.framed.clear(); // nothing of an earlier message is kept but its memory
         if (p.framed.capacity() < 4 + f.total_bytes) {
-            std::vector<std::byte>{}.swap(p.framed); // freed before the larger one is taken
+            MessageBuffer{}.swap(p.framed); // freed before the larger one is taken
             p.framed.reserve(4 + f.total_bytes);
         }
         p.framed.resize(4);
@@ -58,45 +70,58 @@ Reassembler::add(const FragmentView& f, std::uint64_t stream_limit, std::vector<
         for (int i = 0; i < 4; ++i) {
             p.framed[i] = static_cast<std::byte>((length >> (8 * i)) & 0xffU);
         }
-        p.framed.insert(p.framed.end(), f.bytes.begin(), f.bytes.end());
-        partial_.emplace(f.stream, std::move(p));
-        return std::optional<WholeMessage>{};
+        it = partial_.emplace(f.stream, std::move(p)).first;
+    } else {
+        if (it == partial_.end()) {
+            return make_error(Errc::protocol_error,
+                              where(f) + (f.part == FragmentPart::end ? ": an end" : ": a middle") +
+                                  " without a start");
+        }
+        const Partial& p = it->second;
+        if (f.sequence != p.sequence) {
+            return make_error(Errc::protocol_error,
+                              where(f) + ": the start was message " + std::to_string(p.sequence));
+        }
+        if (f.total_bytes != p.total) {
+            return make_error(Errc::protocol_error,
+                              where(f) + ": total_bytes " + std::to_string(f.total_bytes) +
+                                  ", the start said " + std::to_string(p.total));
+        }
+        if (f.origin != p.origin) {
+            return make_error(Errc::protocol_error, where(f) + ": origin " + origin_text(f.origin) +
+                                                        ", the start said " +
+                                                        origin_text(p.origin));
+        }
+        if (f.offset != p.received) {
+            return make_error(Errc::protocol_error,
+                              where(f) + ": offset " + std::to_string(f.offset) + ", but " +
+                                  std::to_string(p.received) +
+                                  " bytes have arrived (the fragments' lengths do not add up)");
+        }
     }
+    // The decoder checked that the bytes fit the total from `offset` (so the buffer reserved
+    // at the start holds them: no reallocation moves what was placed), that a start and a
+    // middle stop short of the end and that an end reaches it.
+    Partial& p = it->second;
+    p.placing = size;
+    p.framed.resize(4 + p.received + size);
+    return std::span<std::byte>{p.framed}.subspan(4 + p.received, size);
+}
+
+std::optional<WholeMessage> Reassembler::placed(std::uint32_t stream) {
+    auto it = partial_.find(stream);
     if (it == partial_.end()) {
-        return make_error(Errc::protocol_error,
-                          where(f) + (f.part == FragmentPart::end ? ": an end" : ": a middle") +
-                              " without a start");
+        return std::nullopt;
     }
     Partial& p = it->second;
-    if (f.sequence != p.sequence) {
-        return make_error(Errc::protocol_error,
-                          where(f) + ": the start was message " + std::to_string(p.sequence));
+    p.received += p.placing;
+    p.placing = 0;
+    if (p.received < p.total) {
+        return std::nullopt;
     }
-    if (f.total_bytes != p.total) {
-        return make_error(Errc::protocol_error, where(f) + ": total_bytes " +
-                                                    std::to_string(f.total_bytes) +
-                                                    ", the start said " + std::to_string(p.total));
-    }
-    if (f.origin != p.origin) {
-        return make_error(Errc::protocol_error, where(f) + ": origin " + origin_text(f.origin) +
-                                                    ", the start said " + origin_text(p.origin));
-    }
-    const std::uint64_t received = p.framed.size() - 4;
-    if (f.offset != received) {
-        return make_error(Errc::protocol_error,
-                          where(f) + ": offset " + std::to_string(f.offset) + ", but " +
-                              std::to_string(received) +
-                              " bytes have arrived (the fragments' lengths do not add up)");
-    }
-    // The decoder checked offset + size <= total and that a middle stops short of the end
-    // and an end reaches it.
-    p.framed.insert(p.framed.end(), f.bytes.begin(), f.bytes.end());
-    if (f.part == FragmentPart::middle) {
-        return std::optional<WholeMessage>{};
-    }
-    WholeMessage whole{f.stream, p.sequence, p.origin, std::move(p.framed)};
+    WholeMessage whole{stream, p.sequence, p.origin, std::move(p.framed)};
     partial_.erase(it);
-    return std::optional<WholeMessage>{std::move(whole)};
+    return whole;
 }
 
 std::optional<DroppedMessage> Reassembler::drop(std::uint32_t stream) {
@@ -104,7 +129,7 @@ std::optional<DroppedMessage> Reassembler::drop(std::uint32_t stream) {
     if (it == partial_.end()) {
         return std::nullopt;
     }
-    DroppedMessage d{stream, it->second.sequence, it->second.framed.size() - 4, it->second.total};
+    DroppedMessage d{stream, it->second.sequence, it->second.received, it->second.total};
     partial_.erase(it);
     return d;
 }
@@ -112,7 +137,7 @@ std::optional<DroppedMessage> Reassembler::drop(std::uint32_t stream) {
 std::vector<DroppedMessage> Reassembler::drop_all() {
     std::vector<DroppedMessage> out;
     for (const auto& [stream, p] : partial_) {
-        out.push_back(DroppedMessage{stream, p.sequence, p.framed.size() - 4, p.total});
+        out.push_back(DroppedMessage{stream, p.sequence, p.received, p.total});
     }
     partial_.clear();
     return out;

@@ -18,6 +18,11 @@
 // stream closed, the link ended), and the sequence numbers then make the loss visible to the
 // importing side exactly as any other.
 //
+// The bytes of a large fragment need not pass through the link's frame buffer: place() checks
+// a fragment from its fields alone and says where its bytes go, the link reader reads them
+// straight there (FrameReader::divert()), and placed() takes them in. add() is the same for a
+// fragment whose bytes have arrived with it.
+//
 // Memory: a message's buffer is reserved at its start, of its announced total size, which
 // add() has checked against the stream's limit (its offer's slot size, at most the link's
 // negotiated max_message_bytes) before anything is allocated; so a link holds at most one
@@ -40,11 +45,36 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <new>
 #include <optional>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace shmbus::gateway {
+
+/// An allocator that leaves what a vector grows by uninitialized (std::allocator would zero
+/// bytes that are about to be overwritten, touching every page of a large message once more).
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+    UninitializedAllocator() = default;
+    template <typename U>
+    explicit UninitializedAllocator(const UninitializedAllocator<U>& /*other*/) noexcept {}
+
+    template <typename U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+        ::new (static_cast<void*>(p)) U; // default-initialized: for bytes, nothing is written
+    }
+    template <typename U, typename... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+
+/// A message's bytes as they are reassembled and queued for publishing.
+using MessageBuffer = std::vector<std::byte, UninitializedAllocator<std::byte>>;
 
 /// A message whose end has arrived.
 struct WholeMessage {
@@ -53,7 +83,7 @@ struct WholeMessage {
     /// Where it was first published; first_sequence is the message's own origin sequence.
     MessageOrigin origin;
     /// A u32 length (little-endian), then the message's bytes.
-    std::vector<std::byte> framed;
+    MessageBuffer framed;
 
     [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
         return std::span<const std::byte>{framed}.subspan(4);
@@ -80,7 +110,16 @@ public:
     /// its bytes is kept) if its capacity holds the message, else frees it first; any other
     /// fragment ignores it.
     [[nodiscard]] Result<std::optional<WholeMessage>>
-    add(const FragmentView& f, std::uint64_t stream_limit, std::vector<std::byte> spare = {});
+    add(const FragmentView& f, std::uint64_t stream_limit, MessageBuffer spare = {});
+
+    /// The same in two steps, for a fragment whose bytes have not arrived: place() checks
+    /// `f` as add() does, for a fragment of `size` bytes (f.bytes is ignored), and returns
+    /// where those bytes go; once they are all there, placed() takes them in and returns the
+    /// whole message if `f` was its end. Until then nothing else may be added to the stream.
+    [[nodiscard]] Result<std::span<std::byte>> place(const FragmentView& f, std::size_t size,
+                                                     std::uint64_t stream_limit,
+                                                     MessageBuffer spare = {});
+    std::optional<WholeMessage> placed(std::uint32_t stream);
 
     /// Whether `stream` has a message in fragments.
     [[nodiscard]] bool in_progress(std::uint32_t stream) const noexcept {
@@ -101,7 +140,9 @@ private:
         std::uint64_t sequence{0};
         std::uint64_t total{0};
         MessageOrigin origin;
-        std::vector<std::byte> framed; ///< the u32 length, then the bytes received so far
+        MessageBuffer framed;      ///< the u32 length, the bytes received, those placed
+        std::uint64_t received{0}; ///< bytes taken in (placed() or add())
+        std::uint64_t placing{0};  ///< bytes place()d and not yet taken in
     };
 
     std::uint64_t max_;

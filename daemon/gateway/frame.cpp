@@ -398,41 +398,13 @@ std::string fragment_shape_error(FragmentPart part, std::uint64_t total, std::ui
 }
 
 Result<Frame> decode_fragment(FragmentPart part, std::span<const std::byte> body) {
-    const std::string what = "origin_data (fragment " + std::string{fragment_part_name(part)} + ")";
-    Reader reader{body, what, kLimits};
-    const FieldPath top{};
-    FragmentView f;
-    f.part = part;
-    reader.field(f.stream, {&top, "stream"});
-    reader.require(f.stream != 0, {&top, "stream"}, "is 0");
-    reader.field(f.sequence, {&top, "sequence"});
-    reader.field(f.total_bytes, {&top, "total_bytes"});
-    reader.field(f.offset, {&top, "offset"});
-    const FieldPath at{&top, "origin"};
-    reader.field(f.origin.daemon, {&at, "daemon"});
-    reader.require(f.origin.daemon != 0, {&at, "daemon"}, "is 0");
-    reader.field(f.origin.channel, {&at, "channel"});
-    reader.require(f.origin.channel != 0, {&at, "channel"}, "is 0");
-    reader.field(f.origin.first_sequence, {&at, "first_sequence"});
-    reader.require(f.origin.first_sequence != 0, {&at, "first_sequence"}, "is 0");
-    if (!reader.ok()) {
-        return reader.take_error();
+    const auto fixed = body.first(std::min(body.size(), kFragmentFixedBytes));
+    auto f = decode_fragment_fields(part, fixed, body.size() - fixed.size());
+    if (!f) {
+        return f.take_error();
     }
-    const std::uint64_t size = reader.remaining();
-    if (size == 0) {
-        return make_error(Errc::protocol_error, what + ": carries no bytes");
-    }
-    if (f.offset > f.total_bytes || size > f.total_bytes - f.offset) {
-        return make_error(Errc::protocol_error,
-                          what + ": " + std::to_string(size) + " bytes at offset " +
-                              std::to_string(f.offset) + " do not fit a message of " +
-                              std::to_string(f.total_bytes) + " bytes (field 'total_bytes')");
-    }
-    if (auto why = fragment_shape_error(part, f.total_bytes, f.offset, size); !why.empty()) {
-        return make_error(Errc::protocol_error, what + ": " + why);
-    }
-    f.bytes = reader.raw(reader.remaining(), {&top, "bytes"});
-    return Frame{std::in_place_type<FragmentView>, f};
+    f.value().bytes = body.subspan(fixed.size());
+    return Frame{std::in_place_type<FragmentView>, f.value()};
 }
 
 template <typename T>
@@ -694,6 +666,43 @@ Result<FrameHeader> decode_header(std::span<const std::byte, kHeaderBytes> bytes
     return FrameHeader{type, flags, body_bytes};
 }
 
+Result<FragmentView> decode_fragment_fields(FragmentPart part, std::span<const std::byte> fixed,
+                                            std::uint64_t size) {
+    const std::string what = "origin_data (fragment " + std::string{fragment_part_name(part)} + ")";
+    Reader reader{fixed, what, kLimits};
+    const FieldPath top{};
+    FragmentView f;
+    f.part = part;
+    reader.field(f.stream, {&top, "stream"});
+    reader.require(f.stream != 0, {&top, "stream"}, "is 0");
+    reader.field(f.sequence, {&top, "sequence"});
+    reader.field(f.total_bytes, {&top, "total_bytes"});
+    reader.field(f.offset, {&top, "offset"});
+    const FieldPath at{&top, "origin"};
+    reader.field(f.origin.daemon, {&at, "daemon"});
+    reader.require(f.origin.daemon != 0, {&at, "daemon"}, "is 0");
+    reader.field(f.origin.channel, {&at, "channel"});
+    reader.require(f.origin.channel != 0, {&at, "channel"}, "is 0");
+    reader.field(f.origin.first_sequence, {&at, "first_sequence"});
+    reader.require(f.origin.first_sequence != 0, {&at, "first_sequence"}, "is 0");
+    if (!reader.ok()) {
+        return reader.take_error();
+    }
+    if (size == 0) {
+        return make_error(Errc::protocol_error, what + ": carries no bytes");
+    }
+    if (f.offset > f.total_bytes || size > f.total_bytes - f.offset) {
+        return make_error(Errc::protocol_error,
+                          what + ": " + std::to_string(size) + " bytes at offset " +
+                              std::to_string(f.offset) + " do not fit a message of " +
+                              std::to_string(f.total_bytes) + " bytes (field 'total_bytes')");
+    }
+    if (auto why = fragment_shape_error(part, f.total_bytes, f.offset, size); !why.empty()) {
+        return make_error(Errc::protocol_error, what + ": " + why);
+    }
+    return f;
+}
+
 Result<Frame> decode_body(FrameType type, std::span<const std::byte> body, std::uint16_t flags) {
     if (flags != 0) {
         const auto part = static_cast<FragmentPart>(flags);
@@ -777,6 +786,9 @@ void FrameReader::compact() {
 }
 
 std::span<std::byte> FrameReader::writable(std::size_t at_least) {
+    if (diverting()) {
+        return place_.subspan(filled_);
+    }
     if (begin_ == end_) {
         begin_ = end_ = 0; // nothing to move
     } else if (buffer_.size() - end_ < at_least) {
@@ -787,27 +799,43 @@ std::span<std::byte> FrameReader::writable(std::size_t at_least) {
     if (buffer_.size() - end_ < at_least) {
         buffer_.resize(end_ + at_least);
     }
-    return {buffer_.data() + end_, buffer_.size() - end_};
+    const std::span<std::byte> room{buffer_.data() + end_, buffer_.size() - end_};
+    if (after_diversion_ && end_ - begin_ < kFragmentHeadBytes) {
+        return room.first(kFragmentHeadBytes -
+                          (end_ - begin_)); // the next frame's fields, not its bytes
+    }
+    return room;
 }
 
 void FrameReader::commit(std::size_t bytes) noexcept {
+    if (diverting()) {
+        filled_ += std::min(bytes, place_.size() - filled_);
+        if (!diverting()) {
+            place_ = {};
+            filled_ = 0;
+            after_diversion_ = true;
+        }
+        return;
+    }
     end_ += std::min(bytes, buffer_.size() - end_);
 }
 
 void FrameReader::append(std::span<const std::byte> bytes) {
-    if (bytes.empty()) {
-        return; // memcpy may not be given the null pointer of an empty buffer
+    while (!bytes.empty()) {
+        // memcpy may not be given the null pointer of an empty buffer: the loop stops first.
+        auto room = writable(bytes.size());
+        const std::size_t n = std::min(room.size(), bytes.size());
+        std::memcpy(room.data(), bytes.data(), n);
+        commit(n);
+        bytes = bytes.subspan(n);
     }
-    auto room = writable(bytes.size());
-    std::memcpy(room.data(), bytes.data(), bytes.size());
-    commit(bytes.size());
 }
 
 Result<std::optional<Frame>> FrameReader::next() {
     if (failed_) {
         return *failed_;
     }
-    if (end_ - begin_ < kHeaderBytes) {
+    if (diverting() || end_ - begin_ < kHeaderBytes) {
         return std::optional<Frame>{};
     }
     const std::span<const std::byte, kHeaderBytes> head{buffer_.data() + begin_, kHeaderBytes};
@@ -815,6 +843,9 @@ Result<std::optional<Frame>> FrameReader::next() {
     if (!header) {
         failed_ = header.error();
         return *failed_;
+    }
+    if (header.value().flags == 0) {
+        after_diversion_ = false; // not a fragment: read its bytes as they come
     }
     const std::size_t whole = kHeaderBytes + header.value().body_bytes;
     if (end_ - begin_ < whole) {
@@ -826,6 +857,7 @@ Result<std::optional<Frame>> FrameReader::next() {
         }
         return std::optional<Frame>{};
     }
+    after_diversion_ = false;
     auto frame = decode_body(header.value().type,
                              std::span<const std::byte>{buffer_.data() + begin_ + kHeaderBytes,
                                                         header.value().body_bytes},
@@ -836,6 +868,66 @@ Result<std::optional<Frame>> FrameReader::next() {
         return *failed_;
     }
     return std::optional<Frame>{std::move(frame.value())};
+}
+
+Result<std::optional<FragmentHead>> FrameReader::fragment_head(std::size_t min_due) {
+    head_arrived_.reset();
+    if (failed_) {
+        return *failed_;
+    }
+    const std::size_t have = end_ - begin_;
+    if (diverting() || have < kFragmentHeadBytes) {
+        return std::optional<FragmentHead>{};
+    }
+    const std::span<const std::byte, kHeaderBytes> bytes{buffer_.data() + begin_, kHeaderBytes};
+    auto header = decode_header(bytes, max_data_body_, version_);
+    if (!header) {
+        failed_ = header.error();
+        return *failed_;
+    }
+    const FrameHeader& h = header.value();
+    // decode_header() allows flags on an origin_data frame only, and only a FragmentPart's.
+    if (h.flags == 0 || h.body_bytes < kFragmentFixedBytes) {
+        return std::optional<FragmentHead>{}; // next() decodes it, or names what is wrong
+    }
+    const std::size_t size = h.body_bytes - kFragmentFixedBytes;
+    const std::size_t arrived = have - kFragmentHeadBytes;
+    if (arrived >= size || size - arrived < min_due) {
+        after_diversion_ = false;
+        return std::optional<FragmentHead>{};
+    }
+    const auto part = static_cast<FragmentPart>(h.flags);
+    if (part != FragmentPart::start && part != FragmentPart::middle && part != FragmentPart::end) {
+        return std::optional<FragmentHead>{}; // decode_body() names it
+    }
+    auto f = decode_fragment_fields(
+        part,
+        std::span<const std::byte>{buffer_.data() + begin_ + kHeaderBytes, kFragmentFixedBytes},
+        size);
+    if (!f) {
+        failed_ = f.error();
+        return *failed_;
+    }
+    f.value().bytes =
+        std::span<const std::byte>{buffer_.data() + begin_ + kFragmentHeadBytes, arrived};
+    head_arrived_ = arrived;
+    return std::optional<FragmentHead>{FragmentHead{f.value(), size}};
+}
+
+void FrameReader::divert(std::span<std::byte> place) {
+    const std::size_t arrived = head_arrived_.value_or(0);
+    head_arrived_.reset();
+    if (arrived > 0) {
+        std::memcpy(place.data(), buffer_.data() + begin_ + kFragmentHeadBytes, arrived);
+    }
+    begin_ += kFragmentHeadBytes + arrived;
+    place_ = place;
+    filled_ = arrived;
+    if (!diverting()) {
+        place_ = {};
+        filled_ = 0;
+        after_diversion_ = true;
+    }
 }
 
 } // namespace shmbus::gateway

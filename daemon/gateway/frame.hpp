@@ -64,6 +64,9 @@ inline constexpr std::uint16_t kFragmentsVersion = 2;
 /// A fragment's fixed fields: stream, sequence, total bytes, offset, then the message's
 /// origin (daemon, channel, sequence).
 inline constexpr std::size_t kFragmentFixedBytes = 4 + 8 + 8 + 8 + 8 + 8 + 8;
+/// A fragment's head: the frame header and the fixed fields, all a reader needs to check it
+/// before its bytes arrive (FrameReader::fragment_head()).
+inline constexpr std::size_t kFragmentHeadBytes = kHeaderBytes + kFragmentFixedBytes;
 inline constexpr std::size_t kMaxStringBytes = 4096;
 inline constexpr std::size_t kMaxListItems = 4096;
 /// Random challenge and HMAC-SHA256 lengths.
@@ -348,16 +351,40 @@ struct FrameHeader {
 [[nodiscard]] Result<Frame> decode_body(FrameType type, std::span<const std::byte> body,
                                         std::uint16_t flags = 0);
 
+/// Decodes a fragment's fixed fields (`fixed`, the first kFragmentFixedBytes of its body) for
+/// a fragment that carries `size` bytes after them, with every check decode_body() makes;
+/// the view's `bytes` are left empty. Lets a reader check a fragment before its bytes arrive.
+[[nodiscard]] Result<FragmentView>
+decode_fragment_fields(FragmentPart part, std::span<const std::byte> fixed, std::uint64_t size);
+
 /// Decodes exactly one whole frame (header and body, nothing after it), as a link of
 /// `version` does.
 [[nodiscard]] Result<Frame> decode(std::span<const std::byte> bytes, std::size_t max_data_body,
                                    std::uint16_t version = kVersionMin);
+
+/// A fragment whose fixed fields have arrived before all of its bytes
+/// (FrameReader::fragment_head()).
+struct FragmentHead {
+    /// Its fields, checked as decode_body() checks them; `bytes`: those of its bytes that have
+    /// arrived so far.
+    FragmentView view;
+    /// The bytes it carries in all.
+    std::size_t size{0};
+};
 
 /// Cuts a byte stream into frames. The owner appends what it read from the link; next()
 /// yields the frames that are complete. A frame returned by next() (a DataView in
 /// particular) points into this reader's buffer and stays valid until the next call to
 /// append(), writable() or next(). Memory is bounded by the largest frame allowed plus
 /// what one append adds. Not thread-safe; one reader per link direction.
+///
+/// Diversion: the bytes of a large fragment may skip this reader's buffer and go straight
+/// from the link to where they belong (a reassembly buffer), saving a copy of each. The
+/// owner asks fragment_head() for a fragment whose fields have arrived and hands divert() the
+/// place for its bytes; writable() and commit() then fill that place, and the reader's own
+/// reads resume after the fragment's last byte. Until the fields of the frame after it have
+/// arrived, writable() offers only as many bytes as those fields need, so that a stream of
+/// fragments is read into the buffer a frame head at a time and its bytes are diverted.
 class FrameReader {
 public:
     explicit FrameReader(std::size_t max_data_body = kDefaultDataBody) noexcept
@@ -369,17 +396,34 @@ public:
     /// Decodes as the protocol `version` the hellos agreed on does (kVersionMin until then).
     void set_version(std::uint16_t version) noexcept { version_ = version; }
 
-    /// Copies `bytes` in.
+    /// Copies `bytes` in (into a diverted fragment's place first, while it has room).
     void append(std::span<const std::byte> bytes);
 
     /// A region of at least `at_least` bytes to read into; commit() says how many arrived.
-    /// Avoids a copy when reading straight from a socket.
+    /// Avoids a copy when reading straight from a socket. While a fragment is diverted: the
+    /// rest of its place, however small; just after one: at most what the next frame's
+    /// fields need.
     [[nodiscard]] std::span<std::byte> writable(std::size_t at_least);
     void commit(std::size_t bytes) noexcept;
 
-    /// The next complete frame; an empty optional if more bytes are needed; an Error if the
-    /// stream is malformed (the link must then be closed: nothing after it can be trusted).
+    /// The next complete frame; an empty optional if more bytes are needed (always, while a
+    /// fragment is diverted); an Error if the stream is malformed (the link must then be
+    /// closed: nothing after it can be trusted).
     [[nodiscard]] Result<std::optional<Frame>> next();
+
+    /// When next() has no whole frame: the frame begun, if it is a fragment whose fixed
+    /// fields have arrived and of whose bytes at least `min_due` have not; an empty optional
+    /// otherwise; an Error as next() would give for it. The owner then either divert()s it or
+    /// leaves it to next(). The view's bytes stay valid until the next call to any member.
+    [[nodiscard]] Result<std::optional<FragmentHead>> fragment_head(std::size_t min_due);
+
+    /// Takes the fragment fragment_head() just returned out of the stream: its bytes that
+    /// have arrived are copied to the start of `place` (exactly its size), and the rest go
+    /// there as they are read. diverting() is true until the last of them is committed.
+    void divert(std::span<std::byte> place);
+
+    /// Whether a diverted fragment still has bytes to come.
+    [[nodiscard]] bool diverting() const noexcept { return filled_ < place_.size(); }
 
     /// Bytes held that do not yet make a whole frame.
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - begin_; }
@@ -392,7 +436,11 @@ private:
     std::size_t end_{0};   ///< one past the last byte received
     std::size_t max_data_body_;
     std::uint16_t version_{kVersionMin};
-    std::optional<Error> failed_; ///< once broken, always broken
+    std::optional<Error> failed_;             ///< once broken, always broken
+    std::span<std::byte> place_;              ///< a diverted fragment's bytes' place
+    std::size_t filled_{0};                   ///< how much of place_ has arrived
+    bool after_diversion_{false};             ///< reads bring only the next frame's fields
+    std::optional<std::size_t> head_arrived_; ///< fragment_head()'s bytes that had arrived
 };
 
 } // namespace shmbus::gateway

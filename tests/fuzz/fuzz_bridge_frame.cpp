@@ -2,7 +2,9 @@
 // reassembler of fragmented messages (daemon/gateway/fragments.cpp), fed as a link would feed
 // them: the input is a byte stream cut into frames by a FrameReader, once as a link that
 // agreed on protocol 1 (which refuses any flags) and once as one that agreed on protocol 2,
-// where every fragment goes to a Reassembler as the session's link reader gives it.
+// where every fragment goes to a Reassembler as the session's link reader gives it; then once
+// more on protocol 2, read in pieces of sizes the input decides, with every fragment whose head
+// comes before its bytes diverted straight into its reassembly buffer as the session does.
 //
 // Nothing may crash, read out of bounds or hang on any input (ASan and UBSan are on), and a
 // refusal is always a protocol error or a version mismatch. Whatever is accepted must be a
@@ -11,13 +13,17 @@
 // tail is dropped). A data frame's prefix and messages, origin_data frames with their origin,
 // and a fragment's prefix, origin and bytes, encoded again, are the bytes they arrived as.
 // The reassembler refuses only with a protocol error, hands out only whole messages of the
-// size and origin their start announced, and holds no more than one buffer per stream. A
-// violation aborts, which libFuzzer reports with the input that caused it.
+// size and origin their start announced, and holds no more than one buffer per stream. The
+// diverted reading hands out the same frames and the same whole messages, byte for byte, as
+// reading the input at once. A violation aborts, which libFuzzer reports with the input that
+// caused it.
 #include "gateway/fragments.hpp"
 #include "gateway/frame.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <span>
 #include <vector>
@@ -74,9 +80,27 @@ void check_fragment(const FragmentView& f) {
     }
 }
 
-void reassemble(Reassembler& r, std::set<std::uint32_t>& open, const FragmentView& f) {
+/// What a link handed out, in order: a frame's type, a whole message's stream, size and bytes'
+/// sum, a refused fragment; then how it ended.
+using Events = std::vector<std::uint64_t>;
+
+constexpr std::uint64_t kRefused = 1000;
+constexpr std::uint64_t kWhole = 1001;
+constexpr std::uint64_t kFailed = 1002;
+
+void note_whole(Events& events, const WholeMessage& m) {
+    std::uint64_t sum = 0;
+    for (const std::byte b : m.bytes()) {
+        sum = sum * 31 + static_cast<std::uint64_t>(b);
+    }
+    events.insert(events.end(), {kWhole, m.stream, m.sequence, m.bytes().size(), sum});
+}
+
+void reassemble(Reassembler& r, std::set<std::uint32_t>& open, const FragmentView& f,
+                Events& events) {
     auto out = r.add(f, kMaxMessage);
     if (!out) {
+        events.push_back(kRefused);
         if (out.code() != shmbus::Errc::protocol_error) {
             __builtin_trap();
         }
@@ -88,6 +112,7 @@ void reassemble(Reassembler& r, std::set<std::uint32_t>& open, const FragmentVie
             m.framed.size() != 4 + f.total_bytes) {
             __builtin_trap();
         }
+        note_whole(events, m);
         open.erase(f.stream);
     } else {
         open.insert(f.stream);
@@ -98,12 +123,13 @@ void reassemble(Reassembler& r, std::set<std::uint32_t>& open, const FragmentVie
     }
 }
 
-void run_link(std::span<const std::byte> input, std::uint16_t version) {
+Events run_link(std::span<const std::byte> input, std::uint16_t version) {
     FrameReader reader{kMaxData};
     reader.set_version(version);
     reader.append(input);
     Reassembler reassembler{kMaxMessage};
     std::set<std::uint32_t> open;
+    Events events;
     for (;;) {
         auto frame = reader.next();
         if (!frame) {
@@ -111,11 +137,13 @@ void run_link(std::span<const std::byte> input, std::uint16_t version) {
                 frame.code() != shmbus::Errc::version_mismatch) {
                 __builtin_trap();
             }
-            return;
+            events.push_back(kFailed);
+            return events;
         }
         if (!*frame) {
-            return;
+            return events;
         }
+        events.push_back(static_cast<std::uint64_t>(type_of(**frame)));
         if (const auto* d = std::get_if<DataView>(&**frame)) {
             check_data(*d, version);
         } else if (const auto* f = std::get_if<FragmentView>(&**frame)) {
@@ -123,7 +151,7 @@ void run_link(std::span<const std::byte> input, std::uint16_t version) {
                 __builtin_trap(); // a protocol 1 link never hands out a fragment
             }
             check_fragment(*f);
-            reassemble(reassembler, open, *f);
+            reassemble(reassembler, open, *f, events);
         } else {
             const auto once = encode(**frame);
             if (!once) {
@@ -141,11 +169,105 @@ void run_link(std::span<const std::byte> input, std::uint16_t version) {
     }
 }
 
+/// The same protocol 2 link read in pieces, diverting every fragment whose head arrives
+/// before its bytes (FrameReader::divert()) into its place in the reassembler, or into a
+/// scratch buffer when the reassembler refuses it (the session would close the link; here
+/// the stream goes on, as run_link() goes on after a refused fragment).
+Events run_diverted(std::span<const std::byte> input) {
+    FrameReader reader{kMaxData};
+    reader.set_version(kFragmentsVersion);
+    Reassembler reassembler{kMaxMessage};
+    std::vector<std::byte> scratch;
+    std::optional<FragmentView> diverted;
+    bool refused = false;
+    Events events;
+    std::size_t at = 0;
+    for (;;) {
+        if (diverted && !reader.diverting()) {
+            events.push_back(static_cast<std::uint64_t>(FrameType::origin_data));
+            if (refused) {
+                events.push_back(kRefused);
+            } else if (auto whole = reassembler.placed(diverted->stream)) {
+                if (whole->bytes().size() != diverted->total_bytes) {
+                    __builtin_trap();
+                }
+                note_whole(events, *whole);
+            }
+            diverted.reset();
+            continue;
+        }
+        auto frame = reader.next();
+        if (!frame) {
+            events.push_back(kFailed);
+            return events;
+        }
+        if (*frame) {
+            events.push_back(static_cast<std::uint64_t>(type_of(**frame)));
+            if (const auto* f = std::get_if<FragmentView>(&**frame)) {
+                auto out = reassembler.add(*f, kMaxMessage);
+                if (!out) {
+                    events.push_back(kRefused);
+                } else if (*out) {
+                    note_whole(events, **out);
+                }
+            }
+            continue;
+        }
+        if (!diverted) {
+            auto head = reader.fragment_head(1);
+            if (!head) {
+                events.push_back(kFailed);
+                return events;
+            }
+            if (*head) {
+                const FragmentHead& h = **head;
+                if (h.view.bytes.size() >= h.size) {
+                    __builtin_trap(); // a head's bytes are never all there
+                }
+                auto place = reassembler.place(h.view, h.size, kMaxMessage);
+                refused = !place;
+                std::span<std::byte> into;
+                if (place) {
+                    into = *place;
+                } else {
+                    scratch.resize(h.size);
+                    into = scratch;
+                }
+                if (into.size() != h.size) {
+                    __builtin_trap();
+                }
+                diverted = h.view;
+                reader.divert(into);
+                continue;
+            }
+        }
+        if (at == input.size()) {
+            return events;
+        }
+        // Pieces of 1 to 4096 bytes, as the input's own bytes say.
+        const auto room = reader.writable(4096);
+        const std::size_t piece = 1 + (static_cast<std::size_t>(input[at]) * 131 + at) % 4096;
+        const std::size_t n = std::min({room.size(), piece, input.size() - at});
+        std::memcpy(room.data(), input.data() + at, n);
+        reader.commit(n);
+        at += n;
+    }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::span<const std::byte> input{reinterpret_cast<const std::byte*>(data), size};
     run_link(input, kVersionMin);
-    run_link(input, kFragmentsVersion);
+    const Events whole = run_link(input, kFragmentsVersion);
+    const Events pieces = run_diverted(input);
+    // A fragment's head is checked before its bytes arrive: the diverted reading may refuse
+    // one the whole input cuts short, else both hand out the same.
+    const bool same = pieces == whole;
+    const bool earlier = !pieces.empty() && pieces.back() == kFailed &&
+                         Events(pieces.begin(), pieces.end() - 1) == whole;
+    if (!same && !earlier) {
+        __builtin_trap();
+    }
     return 0;
 }

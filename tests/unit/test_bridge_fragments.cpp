@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -28,7 +29,7 @@
 namespace shmbus::gateway {
 namespace {
 
-constexpr std::size_t kBody = 64 * 1024;
+constexpr std::size_t kBody = std::size_t{64} * 1024;
 /// The origin every fragment here carries unless a test says otherwise.
 constexpr MessageOrigin kOrigin{0x51, 0x52, 0x53};
 
@@ -350,7 +351,7 @@ namespace {
 /// Reassembles `message` of stream 3 as `seq` in fragments of `cut` bytes, the start given
 /// `spare`; the whole message.
 WholeMessage reassemble(Reassembler& r, std::uint64_t seq, const std::vector<std::byte>& message,
-                        std::size_t cut, std::vector<std::byte> spare) {
+                        std::size_t cut, MessageBuffer spare) {
     const std::span<const std::byte> m{message};
     const std::size_t first = std::min(cut, m.size() - 1); // a start short of the end
     auto a = r.add(view(FragmentPart::start, 3, seq, m.size(), 0, m.first(first)), 1 << 20,
@@ -503,6 +504,201 @@ TEST_CASE("randomly cut messages of interleaved streams reassemble byte for byte
         }
         CHECK(r.held_bytes() == 0);
     }
+}
+
+namespace {
+
+/// What drive() saw come out of a byte stream.
+struct Driven {
+    std::vector<WholeMessage> messages;
+    std::vector<FrameType> others; ///< every frame but a fragment, in order
+    std::size_t diverted_bytes{0}; ///< bytes the reads put straight into a message's place
+    std::size_t largest_after{0};  ///< the most a read was offered just after a diversion
+};
+
+/// Reads `stream` into a protocol 2 frame reader as a link does, at most `chunk()` bytes a
+/// read (a read fills what writable() offers, up to that), and handles what comes out as a
+/// bridge session does: a fragment with at least `min_due` bytes still to come is diverted
+/// into its reassembly buffer, any other one added whole.
+Driven drive(std::span<const std::byte> stream, const std::function<std::size_t()>& chunk,
+             std::size_t min_due) {
+    FrameReader reader{kBody};
+    reader.set_version(kFragmentsVersion);
+    Reassembler r{1 << 20};
+    std::optional<std::uint32_t> diverted; // the stream of the fragment diverted
+    bool just_diverted = false;
+    std::size_t at = 0;
+    Driven out;
+    for (;;) {
+        if (diverted && !reader.diverting()) {
+            if (auto whole = r.placed(*diverted)) {
+                out.messages.push_back(std::move(*whole));
+            }
+            diverted.reset();
+            just_diverted = true;
+            continue;
+        }
+        auto frame = reader.next();
+        REQUIRE(frame.has_value());
+        if (frame.value()) {
+            just_diverted = false;
+            if (const auto* f = std::get_if<FragmentView>(&*frame.value())) {
+                auto whole = r.add(*f, 1 << 20);
+                REQUIRE(whole.has_value());
+                if (whole.value()) {
+                    out.messages.push_back(std::move(*whole.value()));
+                }
+            } else {
+                out.others.push_back(type_of(*frame.value()));
+            }
+            continue;
+        }
+        if (!diverted) {
+            auto head = reader.fragment_head(min_due);
+            REQUIRE(head.has_value());
+            if (head.value()) {
+                const FragmentHead& h = *head.value();
+                REQUIRE(h.size - h.view.bytes.size() >= min_due);
+                auto place = r.place(h.view, h.size, 1 << 20);
+                REQUIRE(place.has_value());
+                REQUIRE(place.value().size() == h.size);
+                diverted = h.view.stream;
+                reader.divert(place.value());
+                continue;
+            }
+        }
+        if (at == stream.size()) {
+            break;
+        }
+        const bool into_place = reader.diverting();
+        auto room = reader.writable(4096);
+        if (just_diverted && !into_place) {
+            out.largest_after = std::max(out.largest_after, room.size());
+        }
+        const std::size_t n =
+            std::min({room.size(), std::max<std::size_t>(1, chunk()), stream.size() - at});
+        std::memcpy(room.data(), stream.data() + at, n);
+        reader.commit(n);
+        at += n;
+        if (into_place) {
+            out.diverted_bytes += n;
+        }
+    }
+    CHECK_FALSE(diverted.has_value());
+    CHECK(reader.buffered() == 0);
+    CHECK(r.held_bytes() == 0);
+    return out;
+}
+
+/// `message` of stream `id` as fragments of at most `cut` bytes, appended to `out`.
+void append_fragments(std::vector<std::byte>& out, std::uint32_t id, std::uint64_t seq,
+                      std::span<const std::byte> message, std::size_t cut) {
+    for (std::size_t at = 0; at < message.size();) {
+        std::size_t n = std::min(cut, message.size() - at);
+        if (at == 0 && n == message.size()) {
+            n = message.size() - 1; // a start never holds the whole message
+        }
+        const FragmentPart part = at == 0                    ? FragmentPart::start
+                                  : at + n == message.size() ? FragmentPart::end
+                                                             : FragmentPart::middle;
+        const auto frame =
+            fragment_frame(part, id, seq, message.size(), at, message.subspan(at, n));
+        out.insert(out.end(), frame.begin(), frame.end());
+        at += n;
+    }
+}
+
+void append_ping(std::vector<std::byte>& out, std::uint64_t token) {
+    auto frame = encode(Frame{Ping{token, 7}});
+    REQUIRE(frame.has_value());
+    out.insert(out.end(), frame.value().begin(), frame.value().end());
+}
+
+} // namespace
+
+TEST_CASE("a large fragment's bytes go straight from the link to their place, and the frames "
+          "after it come out intact") {
+    const auto message = pattern(150'000, 6);
+    std::vector<std::byte> stream;
+    append_fragments(stream, 2, 9, message, 60'000); // 60 000, 60 000, 30 000
+    append_ping(stream, 1);
+    // Reads as large as a socket's: the first brings the start's head and part of its bytes.
+    const Driven d = drive(
+        stream, [] { return std::size_t{256} * 1024; }, std::size_t{16} * 1024);
+    REQUIRE(d.messages.size() == 1);
+    check_exactly(d.messages[0], message);
+    CHECK(d.messages[0].sequence == 9);
+    CHECK(d.others == std::vector<FrameType>{FrameType::ping});
+    // After the first diversion, a read brings only the next frame's head: the middle's and
+    // the end's bytes all go straight to their place.
+    CHECK(d.largest_after <= kFragmentHeadBytes);
+    CHECK(d.diverted_bytes >= 90'000);
+}
+
+TEST_CASE("randomly cut reads of interleaved fragments and frames reassemble byte for byte, "
+          "diverted or not") {
+    std::mt19937_64 rng{21};
+    for (int round = 0; round < 200; ++round) {
+        CAPTURE(round);
+        std::vector<std::byte> stream;
+        std::vector<std::vector<std::byte>> messages;
+        std::size_t pings = 0;
+        for (std::uint32_t id = 1; id <= 4; ++id) {
+            messages.push_back(pattern(2 + rng() % 200'000, static_cast<unsigned>(round + id)));
+            append_fragments(stream, id, id, messages.back(), 1 + rng() % kBody);
+            if (rng() % 2 == 0) {
+                append_ping(stream, ++pings);
+            }
+        }
+        const std::size_t min_due = 1 + rng() % 40'000;
+        const std::size_t most = 1 + rng() % 100'000;
+        const Driven d = drive(
+            stream, [&] { return 1 + rng() % most; }, min_due);
+        REQUIRE(d.messages.size() == messages.size());
+        for (std::size_t i = 0; i < messages.size(); ++i) {
+            CHECK(d.messages[i].stream == i + 1);
+            check_exactly(d.messages[i], messages[i]);
+        }
+        CHECK(d.others.size() == pings);
+    }
+}
+
+TEST_CASE("a fragment's head is checked before its bytes arrive, naming the field") {
+    const auto bytes = pattern(40'000, 7);
+    std::vector<std::byte> frame;
+    auto p = encode_fragment_prefix(FragmentPart::start, 2, 4, 90'000, 0, bytes.size(), kOrigin,
+                                    kBody, frame);
+    REQUIRE(p.has_value());
+    // The origin's daemon (after stream, sequence, total and offset) made 0 on the wire.
+    std::memset(frame.data() + kHeaderBytes + 4 + 8 + 8 + 8, 0, 8);
+    FrameReader reader{kBody};
+    reader.set_version(kFragmentsVersion);
+    reader.append(frame); // the head alone: its bytes have not arrived
+    auto next = reader.next();
+    REQUIRE(next.has_value());
+    CHECK_FALSE(next.value().has_value());
+    auto head = reader.fragment_head(1);
+    REQUIRE_FALSE(head.has_value());
+    CHECK(head.error().code == Errc::protocol_error);
+    CHECK_THAT(head.error().detail, Catch::Contains("daemon") && Catch::Contains("is 0"));
+    // Broken once, broken for good.
+    CHECK_FALSE(reader.next().has_value());
+}
+
+TEST_CASE("a message whose link ends while a fragment is placed counts only what arrived") {
+    Reassembler r{1 << 20};
+    const auto bytes = pattern(1000, 8);
+    REQUIRE(r.add(view(FragmentPart::start, 5, 1, 5000, 0, bytes), 1 << 20).has_value());
+    auto place = r.place(view(FragmentPart::middle, 5, 1, 5000, 1000, {}), 2000, 1 << 20);
+    REQUIRE(place.has_value());
+    CHECK(place.value().size() == 2000);
+    // The fragment is refused at its head when it does not follow the start.
+    CHECK_THAT(r.place(view(FragmentPart::start, 5, 2, 100, 0, {}), 50, 1 << 20).error().detail,
+               Catch::Contains("a new start before the end"));
+    const auto dropped = r.drop_all();
+    REQUIRE(dropped.size() == 1);
+    CHECK(dropped[0].received == 1000);
+    CHECK(dropped[0].total == 5000);
 }
 
 } // namespace shmbus::gateway
