@@ -302,6 +302,13 @@ std::string DaemonState::apply(Config next) {
     if (bridges_ != nullptr) {
         bridges_->set_channel_types(next.channels);
     }
+    if (bridges_ != nullptr && !bridges_deferred_ && !plan.bridges.empty() &&
+        recovery_.awaiting_any()) {
+        // The bridges started with none configured while the previous run's channels were
+        // still awaited: the ones added now wait for those channels too, as configured ones
+        // do, so that none opens a channel before its clients have offered it back.
+        bridges_deferred_ = true;
+    }
     if (bridges_ != nullptr && bridges_deferred_) {
         // Nothing runs yet: start_bridges() will start the configuration being applied here.
         for (const BridgeChange& change : plan.bridges) {

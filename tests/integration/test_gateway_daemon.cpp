@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -576,4 +577,60 @@ TEST_CASE("after a kill -9 without a descriptor store, a bridged channel goes ba
         expected = id + 1;
     }
     CHECK(expected == 100);
+}
+
+TEST_CASE("after a kill -9 without a descriptor store, a bridge that a reload adds during the "
+          "grace period waits for the previous run's channels too") {
+    TempDir dir;
+    const std::string key = make_secret(dir);
+    LoggedDaemon ground{"channels:\n" + broadcast("robot1/telemetry") +
+                        "bridges:\n"
+                        "  - name: robot\n"
+                        "    listen: tcp://127.0.0.1:0\n"
+                        "    secret_file: " +
+                        key + "\n    import: [\"robot1/*\"]\n"};
+    REQUIRE(ground.d.start());
+    const std::string channels = "channels:\n" + broadcast("telemetry");
+    const std::string bridged = channels +
+                                "bridges:\n"
+                                "  - name: ground\n"
+                                "    connect: tcp://127.0.0.1:" +
+                                std::to_string(listening_port(ground.d, "robot")) +
+                                "\n    secret_file: " + key +
+                                "\n    export:\n"
+                                "      - {channel: telemetry, as: robot1/telemetry}\n";
+    LoggedDaemon robot{channels}; // no bridge yet
+    REQUIRE(robot.d.start());
+    // A subscriber of the channel in a process of its own, stopped before the daemon dies, so
+    // that it can offer the channel back only when the test lets it.
+    Ctl tail(at(robot.d, {"tail", "telemetry", "--count", "1000000"}));
+    REQUIRE(wait_for_tails(robot.d, "telemetry", 1));
+    REQUIRE(::kill(tail.pid(), SIGSTOP) == 0);
+    REQUIRE(robot.d.kill_hard());
+    LoggedDaemon successor{channels};
+    successor.d.with_state_dir(robot.d.state_dir())
+        .with_args({"--socket", robot.d.socket_path().native()})
+        .without_own_socket();
+    REQUIRE(successor.d.start());
+    // Within the grace period (the channel is still awaited), a reload adds the bridge: it
+    // waits, rather than opening the channel ahead of its subscriber's offer.
+    // (The successor answers on the socket of robot.d, which the helpers below go to.)
+    {
+        std::ofstream out(successor.d.config_path());
+        out << bridged;
+    }
+    auto admin = Client::connect(options_for(robot.d));
+    REQUIRE(admin.has_value());
+    auto summary = admin.value().reload();
+    REQUIRE(summary.has_value());
+    CHECK_THAT(summary.value(), Catch::Contains("bridge 'ground': applies when the bridges start"));
+    CHECK_FALSE(bridge_of(robot.d, "ground").has_value());
+    REQUIRE(::kill(tail.pid(), SIGCONT) == 0);
+    const bool given_back =
+        successor.d.wait_for_stderr("gave channel 'telemetry' back", generous_deadline());
+    INFO(successor.d.stderr_text());
+    REQUIRE(given_back);
+    CHECK(successor.d.stderr_text().find("was made anew") == std::string::npos);
+    REQUIRE(wait_streaming(robot.d, "ground", 1));
+    check_flow(robot.d, "telemetry", ground.d, "robot1/telemetry", 100);
 }
