@@ -510,25 +510,38 @@ TEST_CASE("a bridge configured with tls refuses a certificate of another CA and 
     CHECK(robot.d.wait_for_stderr("over TLSv1.3", generous_deadline()));
 }
 
+namespace {
+
+/// The ground's configuration in the restart tests: it imports what robot1 exports.
+std::string ground_importing(const std::string& key) {
+    return "channels:\n" + broadcast("robot1/telemetry") +
+           "bridges:\n"
+           "  - name: robot\n"
+           "    listen: tcp://127.0.0.1:0\n"
+           "    secret_file: " +
+           key + "\n    import: [\"robot1/*\"]\n";
+}
+
+/// The robot's bridge to `ground` in the restart tests, exporting its telemetry.
+std::string robot_bridge(const DaemonProcess& ground, const std::string& key) {
+    return "bridges:\n"
+           "  - name: ground\n"
+           "    connect: tcp://127.0.0.1:" +
+           std::to_string(listening_port(ground, "robot")) + "\n    secret_file: " + key +
+           "\n    export:\n"
+           "      - {channel: telemetry, as: robot1/telemetry}\n";
+}
+
+} // namespace
+
 TEST_CASE("after a kill -9 without a descriptor store, a bridged channel goes back to its "
           "clients: the bridges start once it is back") {
     TempDir dir;
     const std::string key = make_secret(dir);
-    LoggedDaemon ground{"channels:\n" + broadcast("robot1/telemetry") +
-                        "bridges:\n"
-                        "  - name: robot\n"
-                        "    listen: tcp://127.0.0.1:0\n"
-                        "    secret_file: " +
-                        key + "\n    import: [\"robot1/*\"]\n"};
+    LoggedDaemon ground{ground_importing(key)};
     REQUIRE(ground.d.start());
-    const std::string robot_yaml = "channels:\n" + broadcast("telemetry") +
-                                   "bridges:\n"
-                                   "  - name: ground\n"
-                                   "    connect: tcp://127.0.0.1:" +
-                                   std::to_string(listening_port(ground.d, "robot")) +
-                                   "\n    secret_file: " + key +
-                                   "\n    export:\n"
-                                   "      - {channel: telemetry, as: robot1/telemetry}\n";
+    const std::string robot_yaml =
+        "channels:\n" + broadcast("telemetry") + robot_bridge(ground.d, key);
     LoggedDaemon robot{robot_yaml};
     REQUIRE(robot.d.start());
     REQUIRE(wait_streaming(robot.d, "ground", 1));
@@ -583,22 +596,10 @@ TEST_CASE("after a kill -9 without a descriptor store, a bridge that a reload ad
           "grace period waits for the previous run's channels too") {
     TempDir dir;
     const std::string key = make_secret(dir);
-    LoggedDaemon ground{"channels:\n" + broadcast("robot1/telemetry") +
-                        "bridges:\n"
-                        "  - name: robot\n"
-                        "    listen: tcp://127.0.0.1:0\n"
-                        "    secret_file: " +
-                        key + "\n    import: [\"robot1/*\"]\n"};
+    LoggedDaemon ground{ground_importing(key)};
     REQUIRE(ground.d.start());
     const std::string channels = "channels:\n" + broadcast("telemetry");
-    const std::string bridged = channels +
-                                "bridges:\n"
-                                "  - name: ground\n"
-                                "    connect: tcp://127.0.0.1:" +
-                                std::to_string(listening_port(ground.d, "robot")) +
-                                "\n    secret_file: " + key +
-                                "\n    export:\n"
-                                "      - {channel: telemetry, as: robot1/telemetry}\n";
+    const std::string bridged = channels + robot_bridge(ground.d, key);
     LoggedDaemon robot{channels}; // no bridge yet
     REQUIRE(robot.d.start());
     // A subscriber of the channel in a process of its own, stopped before the daemon dies, so
