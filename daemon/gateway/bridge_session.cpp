@@ -1968,7 +1968,8 @@ struct BridgeSession::Impl {
     /// Reads and handles frames until the link ends. After a read that brought a good deal,
     /// the next read is tried at once (the peer is streaming: more is likely there); after a
     /// small one, the loop waits in poll() first, so that a quiet link costs one poll and one
-    /// read per wake-up.
+    /// read per wake-up. The link is alive while bytes arrive, whole frames or not: a large
+    /// frame on a slow link may take longer than dead_after_silence to arrive.
     void read_loop() {
         auto last_received = Clock::now();
         std::uint64_t ping_token = 0;
@@ -1979,6 +1980,9 @@ struct BridgeSession::Impl {
                 fail(e, e.code == Errc::closed);
                 return false;
             }
+            if (r.value() > 0) {
+                last_received = Clock::now();
+            }
             streaming = r.value() >= kStreamingRead;
             return true;
         };
@@ -1986,7 +1990,6 @@ struct BridgeSession::Impl {
             if (diverted && !reader.diverting()) {
                 const FragmentView f = *diverted;
                 diverted.reset();
-                last_received = Clock::now();
                 fragment_placed(f);
                 continue;
             }
@@ -1996,7 +1999,6 @@ struct BridgeSession::Impl {
                 return;
             }
             if (frame.value()) {
-                last_received = Clock::now();
                 handle(*frame.value());
                 continue;
             }
@@ -2007,7 +2009,6 @@ struct BridgeSession::Impl {
                     return;
                 }
                 if (head.value() && with_origins) {
-                    last_received = Clock::now();
                     if (!divert_fragment(*head.value())) {
                         return;
                     }

@@ -558,9 +558,9 @@ std::vector<std::byte> stamped(std::uint64_t id) {
 /// the ground's session runs on its own thread, its `app` client reads robot1/telemetry
 /// (`sub`, from before anything arrives).
 struct ScriptedLink {
-    explicit ScriptedLink(DaemonProcess& ground)
+    explicit ScriptedLink(DaemonProcess& ground, SessionSettings settings = ground_settings())
         : app{connect_to(ground, "ground-app")}, sub{subscribe(app)}, fds{make_pair()}, a{fds[0]},
-          b{fds[1]}, end{start_end(ground, b.get(), ground_settings(), 0x2002)}, robot{a.get()} {}
+          b{fds[1]}, end{start_end(ground, b.get(), std::move(settings), 0x2002)}, robot{a.get()} {}
 
     /// The robot offers robot1/telemetry as stream 1, its messages at most `slot_size`
     /// bytes; the ground's grant.
@@ -675,6 +675,40 @@ TEST_CASE("a data frame with a message longer than its stream's slot size ends t
                                            "bytes, above the slot_size its offer announced (128)"));
     std::vector<std::byte> buf(256);
     CHECK(sub.try_receive_copy(buf).error().code == Errc::would_block);
+}
+
+TEST_CASE("a frame that arrives slower than the silence limit keeps its link alive: liveness "
+          "is judged by bytes arriving") {
+    DaemonProcess ground{kGround};
+    REQUIRE(ground.start());
+    SessionSettings settings = ground_settings();
+    settings.dead_after_silence = 1000ms;
+    ScriptedLink link{ground, settings};
+    link.offer_telemetry(256);
+    std::vector<std::uint32_t> lengths{200};
+    std::vector<std::byte> frame;
+    REQUIRE(encode_origin_data_prefix(1, 1, MessageOrigin{0x1001, 7, 2}, lengths, kDefaultDataBody,
+                                      frame)
+                .has_value());
+    std::vector<std::byte> message(200);
+    stamp(message, 1);
+    frame.insert(frame.end(), message.begin(), message.end());
+    // The frame in 8 pieces, 250 ms apart: no whole frame for 1.75 s, bytes every 250 ms. The
+    // pace is the slow link itself, not a wait for anything.
+    const std::size_t piece = (frame.size() + 7) / 8;
+    for (std::size_t at = 0; at < frame.size(); at += piece) {
+        if (at > 0) {
+            std::this_thread::sleep_for(250ms);
+        }
+        link.robot.write_all(std::span{frame}.subspan(at, std::min(piece, frame.size() - at)));
+        REQUIRE(link.end->ended.wait_for(0s) != std::future_status::ready);
+    }
+    std::vector<std::byte> buf(256);
+    auto r = link.sub.receive_copy(buf, 60s);
+    REQUIRE(r.has_value());
+    CHECK(r.value().size == 200);
+    CHECK(check_stamp(std::span{buf}.first(r.value().size)) == 1);
+    CHECK(link.end->ended.wait_for(0s) != std::future_status::ready);
 }
 
 TEST_CASE("credits come back a quarter of the window at a time, and the rest once the link is "
