@@ -78,11 +78,13 @@ namespace {
 
 Result<void> write_all_to(int fd, bool socket, std::span<const std::byte> bytes,
                           Deadline deadline) {
+    ProgressDeadline progress{deadline};
     while (!bytes.empty()) {
         const ssize_t n = socket ? ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL)
                                  : ::write(fd, bytes.data(), bytes.size());
         if (n > 0) {
             bytes = bytes.subspan(static_cast<std::size_t>(n));
+            deadline = progress.moved();
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -103,6 +105,7 @@ Result<void> write_all_to(int fd, bool socket, std::span<const std::byte> bytes,
 }
 
 Result<void> write_gather_to(int fd, bool socket, std::span<iovec> iov, Deadline deadline) {
+    ProgressDeadline progress{deadline};
     while (!iov.empty()) {
         if (iov.front().iov_len == 0) {
             iov = iov.subspan(1);
@@ -133,6 +136,7 @@ Result<void> write_gather_to(int fd, bool socket, std::span<iovec> iov, Deadline
             }
             return make_error(Errc::system_error, "writing to the link failed", errno);
         }
+        deadline = progress.moved();
         // Advance past what went out: whole pieces, then into the first one left.
         auto left = static_cast<std::size_t>(n);
         while (left > 0 && !iov.empty()) {

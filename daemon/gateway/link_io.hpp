@@ -31,8 +31,26 @@ using Deadline = std::chrono::steady_clock::time_point;
 /// the next read or write reports. Errc::timed_out at `deadline`.
 [[nodiscard]] Result<void> wait_ready(int fd, short events, Deadline deadline);
 
-/// Writes all of `bytes` to `fd`. Errc::timed_out at `deadline`, Errc::closed if the peer
-/// has gone (EPIPE, ECONNRESET), Errc::system_error otherwise.
+/// What a write's deadline means: the time the peer may take to take *any* byte. Each write
+/// that moves bytes gives the rest as long again as the call was given at its start, so that a
+/// large frame on a slow link is not cut while it drains (the link is dead only when nothing
+/// moves).
+class ProgressDeadline {
+public:
+    explicit ProgressDeadline(Deadline deadline) noexcept
+        : budget_{deadline - std::chrono::steady_clock::now()} {}
+    /// Bytes moved: the deadline from now on.
+    [[nodiscard]] Deadline moved() const noexcept {
+        return std::chrono::steady_clock::now() + budget_;
+    }
+
+private:
+    std::chrono::steady_clock::duration budget_;
+};
+
+/// Writes all of `bytes` to `fd`. Errc::timed_out when no byte could go for as long as
+/// `deadline` was away at the call (ProgressDeadline), Errc::closed if the peer has gone
+/// (EPIPE, ECONNRESET), Errc::system_error otherwise.
 [[nodiscard]] Result<void> write_all(int fd, std::span<const std::byte> bytes, Deadline deadline);
 
 /// Writes all the bytes `iov` points to, in order, with as few system calls as the kernel

@@ -135,6 +135,7 @@ TlsStream::~TlsStream() {
 }
 
 Result<void> TlsStream::write_raw(std::span<const std::byte> bytes, Deadline deadline) {
+    const ProgressDeadline progress{deadline};
     while (!bytes.empty()) {
         short want = 0;
         {
@@ -142,9 +143,12 @@ Result<void> TlsStream::write_raw(std::span<const std::byte> bytes, Deadline dea
             ERR_clear_error();
             errno = 0;
             std::size_t n = 0;
-            const int r = SSL_write_ex(ssl_, bytes.data(), bytes.size(), &n);
+            // A record at a time, so that each one written counts as progress (the deadline
+            // bounds a stall, not a large frame); a retry after a want passes the same bytes.
+            const int r = SSL_write_ex(ssl_, bytes.data(), std::min(bytes.size(), kRecord), &n);
             if (r == 1) {
                 bytes = bytes.subspan(n);
+                deadline = progress.moved();
                 continue;
             }
             const int saved = errno;
