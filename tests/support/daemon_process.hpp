@@ -159,19 +159,13 @@ inline Exit run_shmbusd(const std::vector<std::string>& args, std::string* stder
     }
     UniqueFd read_end{pipe_fds[0]};
     UniqueFd write_end{pipe_fds[1]};
+    std::vector<std::string> argv{SHMBUSD_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const ExecImage image{argv, ExecImage::environment_with({})};
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(write_end.get(), STDERR_FILENO);
-        std::vector<char*> argv;
-        std::string bin = SHMBUSD_PATH;
-        argv.push_back(bin.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) {
-            argv.push_back(a.data());
-        }
-        argv.push_back(nullptr);
-        ::execv(bin.c_str(), argv.data());
-        exec_failed(bin.c_str());
+        image.exec();
     }
     write_end.reset();
     std::string text;
@@ -473,6 +467,23 @@ public:
         for (const auto& e : options_.extra_env) {
             env.push_back(e);
         }
+        // Descriptors passed as by systemd: 3, 4, ... in order, named. Everything the child
+        // needs is laid out here, before fork() (ExecImage); LISTEN_PID, the child's own pid,
+        // is written into room kept for it.
+        std::vector<int> high(options_.passed.size(), -1);
+        constexpr std::string_view kListenPid = "LISTEN_PID=";
+        if (!options_.passed.empty()) {
+            std::string names;
+            for (std::size_t k = 0; k < options_.passed.size(); ++k) {
+                names += (k == 0 ? "" : ":") + options_.passed[k].second;
+            }
+            env.push_back("LISTEN_FDS=" + std::to_string(options_.passed.size()));
+            env.push_back("LISTEN_FDNAMES=" + names);
+            env.push_back(std::string{kListenPid} + std::string(20, '\0'));
+        }
+        const ExecImage image{args, env};
+        char* const listen_pid =
+            options_.passed.empty() ? nullptr : image.last_env() + kListenPid.size();
         const pid_t parent = ::getpid();
         const pid_t pid = ::fork();
         if (pid < 0) {
@@ -488,31 +499,15 @@ public:
             }
             if (!options_.passed.empty()) {
                 // Move every descriptor above the target range first, then into 3, 4, ...
-                std::vector<int> high;
-                for (const auto& [fd, name] : options_.passed) {
-                    high.push_back(::fcntl(fd, F_DUPFD, 100));
+                for (std::size_t k = 0; k < high.size(); ++k) {
+                    high[k] = ::fcntl(options_.passed[k].first, F_DUPFD, 100);
                 }
-                std::string names;
                 for (std::size_t k = 0; k < high.size(); ++k) {
                     ::dup2(high[k], static_cast<int>(3 + k));
-                    names += (k == 0 ? "" : ":") + options_.passed[k].second;
                 }
-                env.push_back("LISTEN_FDS=" + std::to_string(high.size()));
-                env.push_back("LISTEN_FDNAMES=" + names);
-                env.push_back("LISTEN_PID=" + std::to_string(::getpid()));
+                write_decimal(listen_pid, static_cast<unsigned long>(::getpid()));
             }
-            std::vector<char*> argv;
-            for (auto& a : args) {
-                argv.push_back(a.data());
-            }
-            argv.push_back(nullptr);
-            std::vector<char*> envp;
-            for (auto& e : env) {
-                envp.push_back(e.data());
-            }
-            envp.push_back(nullptr);
-            ::execve(argv[0], argv.data(), envp.data());
-            exec_failed(argv[0]);
+            image.exec();
         }
         pid_ = pid;
     }

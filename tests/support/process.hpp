@@ -258,15 +258,86 @@ inline void die_with_parent(pid_t parent) {
     }
 }
 
-/// In a child after a failed exec: says which program could not run and why (write(2) only),
-/// then leaves with 127, as a shell does.
+/// In a child after a failed exec: says which program could not run and why (write(2) only,
+/// nothing allocated), then leaves with 127, as a shell does.
 [[noreturn]] inline void exec_failed(const char* program) {
     const int err = errno;
-    const std::string text =
-        std::string{"test child: cannot exec "} + program + ": " + std::strerror(err) + "\n";
-    (void)!::write(STDERR_FILENO, text.data(), text.size());
+    const char* parts[] = {"test child: cannot exec ", program, ": ", std::strerror(err), "\n"};
+    for (const char* part : parts) {
+        (void)!::write(STDERR_FILENO, part, std::strlen(part));
+    }
     ::_exit(127);
 }
+
+/// Writes `value` in decimal, then a NUL, at `out` (room for 21 bytes); async-signal-safe.
+inline void write_decimal(char* out, unsigned long value) noexcept {
+    char digits[21];
+    int n = 0;
+    do {
+        digits[n++] = static_cast<char>('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    for (int i = 0; i < n; ++i) {
+        out[i] = digits[n - 1 - i];
+    }
+    out[n] = '\0';
+}
+
+/// A program's argv and environment, laid out before fork() so that the child allocates
+/// nothing between fork() and exec: the test process may have threads (a client's reconnect
+/// thread, a reader of a child's output), one of which may hold an allocator's lock at the
+/// fork, and the child would wait for that lock for ever (the sanitizers' allocators are not
+/// fork-safe).
+class ExecImage {
+public:
+    ExecImage(std::vector<std::string> argv, std::vector<std::string> env)
+        : argv_text_{std::move(argv)}, env_text_{std::move(env)} {
+        for (auto& a : argv_text_) {
+            argv_.push_back(a.data());
+        }
+        argv_.push_back(nullptr);
+        for (auto& e : env_text_) {
+            envp_.push_back(e.data());
+        }
+        envp_.push_back(nullptr);
+    }
+    ExecImage(const ExecImage&) = delete;
+    ExecImage& operator=(const ExecImage&) = delete;
+
+    /// This process's environment with `changes` applied: "NAME=value" sets NAME, "NAME"
+    /// removes it.
+    static std::vector<std::string> environment_with(const std::vector<std::string>& changes) {
+        std::vector<std::string> env;
+        for (char** e = environ; *e != nullptr; ++e) {
+            env.emplace_back(*e);
+        }
+        for (const std::string& change : changes) {
+            const auto eq = change.find('=');
+            const std::string prefix = change.substr(0, eq) + "=";
+            std::erase_if(env, [&](const std::string& e) { return e.rfind(prefix, 0) == 0; });
+            if (eq != std::string::npos) {
+                env.push_back(change);
+            }
+        }
+        return env;
+    }
+
+    /// The last environment entry's bytes, which a child may overwrite in place (within their
+    /// length) before exec().
+    [[nodiscard]] char* last_env() const noexcept { return envp_[envp_.size() - 2]; }
+
+    /// In the child: runs the program (execve()), or says why not and leaves with 127.
+    [[noreturn]] void exec() const noexcept {
+        ::execve(argv_[0], argv_.data(), envp_.data());
+        exec_failed(argv_[0]);
+    }
+
+private:
+    std::vector<std::string> argv_text_;
+    std::vector<std::string> env_text_;
+    std::vector<char*> argv_;
+    std::vector<char*> envp_;
+};
 
 /// A forked child process running a function. Kills and reaps on destruction unless it
 /// was already waited for.

@@ -81,6 +81,30 @@ public:
             ::pipe2(in, O_CLOEXEC) != 0) {
             throw std::runtime_error("pipe2 failed");
         }
+        // Laid out before fork(): the child only moves descriptors, drops its uid and execs
+        // (ExecImage).
+        std::string program = SHMBUSCTL_PATH;
+        std::vector<std::string> changes;
+        if (as) {
+            program = as->program.program().native();
+            for (const std::string& e : as->program.environment()) {
+                changes.push_back(e);
+            }
+        }
+        changes.emplace_back("SHMBUS_SOCKET");
+        if (!socket_env.empty()) {
+            changes.push_back("SHMBUS_SOCKET=" + socket_env);
+        }
+        changes.push_back(std::string{"SHMBUSD="} + SHMBUSD_PATH);
+        if (staged) {
+            program = staged->program.program().native();
+            for (const std::string& e : staged->environment) {
+                changes.push_back(e);
+            }
+        }
+        std::vector<std::string> argv{program};
+        argv.insert(argv.end(), args.begin(), args.end());
+        const ExecImage image{argv, ExecImage::environment_with(changes)};
         pid_ = ::fork();
         if (pid_ < 0) {
             throw std::runtime_error("fork failed");
@@ -89,43 +113,10 @@ public:
             ::dup2(in[0], STDIN_FILENO);
             ::dup2(out[1], STDOUT_FILENO);
             ::dup2(err[1], STDERR_FILENO);
-            std::string program = SHMBUSCTL_PATH;
-            if (as) {
-                if (!drop_to_uid(as->uid)) {
-                    _exit(126);
-                }
-                program = as->program.program().native();
-                for (std::string e : as->program.environment()) {
-                    const auto eq = e.find('=');
-                    ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
-                }
+            if (as && !drop_to_uid(as->uid)) {
+                _exit(126);
             }
-            ::unsetenv("SHMBUS_SOCKET");
-            if (!socket_env.empty()) {
-                ::setenv("SHMBUS_SOCKET", socket_env.c_str(), 1);
-            }
-            ::setenv("SHMBUSD", SHMBUSD_PATH, 1);
-            if (staged) {
-                program = staged->program.program().native();
-                for (const std::string& e : staged->environment) {
-                    const auto eq = e.find('=');
-                    if (eq == std::string::npos) {
-                        ::unsetenv(e.c_str());
-                    } else {
-                        ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
-                    }
-                }
-            }
-            std::vector<std::string> argv_text{program};
-            argv_text.insert(argv_text.end(), args.begin(), args.end());
-            std::vector<char*> argv;
-            argv.reserve(argv_text.size() + 1);
-            for (auto& a : argv_text) {
-                argv.push_back(a.data());
-            }
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            exec_failed(argv[0]);
+            image.exec();
         }
         ::close(out[1]);
         ::close(err[1]);
