@@ -264,8 +264,12 @@ struct BridgeSession::Impl {
     std::atomic<bool> credits_pending{false};
     /// Messages in fragments from the peer (the run() thread only).
     Reassembler reassembler{params.max_message_bytes};
-    /// The fragment whose bytes the reader is diverting into `reassembler` (divert_fragment()).
-    std::optional<FragmentView> diverted;
+    /// A fragment whose bytes the reader is diverting into `reassembler` (divert_fragment()).
+    struct DivertedFragment {
+        FragmentView view;
+        ImportStream* stream{nullptr};
+    };
+    std::optional<DivertedFragment> diverted;
     std::atomic<std::uint64_t> fragments_sent{0};
     std::atomic<std::uint64_t> fragments_received{0};
 
@@ -1281,14 +1285,7 @@ struct BridgeSession::Impl {
     /// then always queued for the stream's thread, these bytes moved rather than copied, so
     /// that the link's reader never copies a large message.
     void on_data(const DataView& d, MessageBuffer* reassembled = nullptr) {
-        ImportStream* s = nullptr;
-        {
-            std::lock_guard lock{streams_mu};
-            auto it = imports.find(d.stream());
-            if (it != imports.end()) {
-                s = it->second.get();
-            }
-        }
+        ImportStream* s = import_stream(d.stream());
         if (s == nullptr) {
             fail(make_error(Errc::protocol_error,
                             "data: stream " + std::to_string(d.stream()) + " was never granted"));
@@ -1674,9 +1671,9 @@ struct BridgeSession::Impl {
             return;
         }
         if (!f.bytes.empty()) {
-            std::memcpy(place->data(), f.bytes.data(), f.bytes.size());
+            std::memcpy(place->bytes.data(), f.bytes.data(), f.bytes.size());
         }
-        fragment_placed(f);
+        fragment_placed(*place->stream, f);
     }
 
     /// A large fragment whose fields have arrived before its bytes: checked and counted as
@@ -1688,15 +1685,21 @@ struct BridgeSession::Impl {
         if (!place) {
             return false;
         }
-        diverted = head.view;
-        diverted->bytes = {};
-        reader.divert(*place);
+        diverted = DivertedFragment{head.view, place->stream};
+        diverted->view.bytes = {};
+        reader.divert(place->bytes);
         return true;
     }
 
+    /// Where a fragment's bytes go, and its stream.
+    struct PlacedFragment {
+        ImportStream* stream{nullptr};
+        std::span<std::byte> bytes;
+    };
+
     /// The first half of a fragment: the checks, its credit, and where its `size` bytes go
     /// in the stream's reassembly buffer; an empty optional once the link has failed.
-    std::optional<std::span<std::byte>> place_fragment(const FragmentView& f, std::size_t size) {
+    std::optional<PlacedFragment> place_fragment(const FragmentView& f, std::size_t size) {
         fragments_received.fetch_add(1, std::memory_order_relaxed);
         ImportStream* s = import_stream(f.stream);
         const std::string what = "origin_data (fragment " +
@@ -1730,33 +1733,29 @@ struct BridgeSession::Impl {
             fail(place.take_error());
             return std::nullopt;
         }
-        return place.value();
+        return PlacedFragment{s, place.value()};
     }
 
     /// The second half, once the fragment's bytes are in place: its credit back, or the
     /// whole message on its way.
-    void fragment_placed(const FragmentView& f) {
-        ImportStream* s = import_stream(f.stream); // place_fragment() found it
+    void fragment_placed(ImportStream& s, const FragmentView& f) {
         auto whole = reassembler.placed(f.stream);
-        bool closed = false;
+        bool behind = false;
         {
-            std::lock_guard lock{s->mu};
-            closed = s->closed;
-        }
-        if (closed) {
-            return; // the stream has ended here; what still arrives for it is dropped
-        }
-        if (!whole) {
-            bool behind = false;
-            {
-                std::lock_guard lock{s->mu};
-                behind = !s->queue.empty() || s->draining;
+            std::lock_guard lock{s.mu};
+            if (s.closed) {
+                return; // the stream has ended here; what still arrives for it is dropped
+            }
+            if (!whole) {
+                behind = !s.queue.empty() || s.draining;
                 if (behind) {
-                    ++s->withheld;
+                    ++s.withheld;
                 }
             }
+        }
+        if (!whole) {
             if (!behind) {
-                published(*s, 1, false, true);
+                published(s, 1, false, true);
             }
             return;
         }
@@ -1768,7 +1767,7 @@ struct BridgeSession::Impl {
         on_data(d, &m.framed);
         // Not queued (a loop, a duplicate, the stream closed meanwhile): its buffer serves
         // the next message.
-        keep_spare(*s, std::move(m.framed));
+        keep_spare(s, std::move(m.framed));
     }
 
     /// The importing stream granted as `stream`, or null. Streams are never removed while
@@ -1796,11 +1795,8 @@ struct BridgeSession::Impl {
 
     void log_dropped(const DroppedMessage& d, const std::string& why) {
         std::string name = "stream " + std::to_string(d.stream);
-        {
-            std::lock_guard lock{streams_mu};
-            if (auto it = imports.find(d.stream); it != imports.end()) {
-                name = "'" + it->second->wire_name + "'";
-            }
+        if (const ImportStream* s = import_stream(d.stream)) {
+            name = "'" + s->wire_name + "'";
         }
         log("message " + std::to_string(d.sequence) + " of " + name + " had " +
             std::to_string(d.received) + " of its " + std::to_string(d.total) + " bytes when " +
@@ -1988,9 +1984,9 @@ struct BridgeSession::Impl {
         };
         while (!stopping.load()) {
             if (diverted && !reader.diverting()) {
-                const FragmentView f = *diverted;
+                const DivertedFragment f = *diverted;
                 diverted.reset();
-                fragment_placed(f);
+                fragment_placed(*f.stream, f.view);
                 continue;
             }
             auto frame = reader.next();

@@ -103,7 +103,6 @@ Result<std::span<std::byte>> Reassembler::place(const FragmentView& f, std::size
     // at the start holds them: no reallocation moves what was placed), that a start and a
     // middle stop short of the end and that an end reaches it.
     Partial& p = it->second;
-    p.placing = size;
     p.framed.resize(4 + p.received + size);
     return std::span<std::byte>{p.framed}.subspan(4 + p.received, size);
 }
@@ -114,8 +113,7 @@ std::optional<WholeMessage> Reassembler::placed(std::uint32_t stream) {
         return std::nullopt;
     }
     Partial& p = it->second;
-    p.received += p.placing;
-    p.placing = 0;
+    p.received = p.framed.size() - 4; // what place() made room for has arrived
     if (p.received < p.total) {
         return std::nullopt;
     }

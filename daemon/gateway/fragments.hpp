@@ -140,9 +140,9 @@ private:
         std::uint64_t sequence{0};
         std::uint64_t total{0};
         MessageOrigin origin;
-        MessageBuffer framed;      ///< the u32 length, the bytes received, those placed
+        /// The u32 length, the bytes received, then those place()d and not yet taken in.
+        MessageBuffer framed;
         std::uint64_t received{0}; ///< bytes taken in (placed() or add())
-        std::uint64_t placing{0};  ///< bytes place()d and not yet taken in
     };
 
     std::uint64_t max_;

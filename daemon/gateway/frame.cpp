@@ -838,11 +838,9 @@ Result<std::optional<Frame>> FrameReader::next() {
     if (diverting() || end_ - begin_ < kHeaderBytes) {
         return std::optional<Frame>{};
     }
-    const std::span<const std::byte, kHeaderBytes> head{buffer_.data() + begin_, kHeaderBytes};
-    auto header = decode_header(head, max_data_body_, version_);
+    auto header = buffered_header();
     if (!header) {
-        failed_ = header.error();
-        return *failed_;
+        return header.take_error();
     }
     if (header.value().flags == 0) {
         after_diversion_ = false; // not a fragment: read its bytes as they come
@@ -879,14 +877,13 @@ Result<std::optional<FragmentHead>> FrameReader::fragment_head(std::size_t min_d
     if (diverting() || have < kFragmentHeadBytes) {
         return std::optional<FragmentHead>{};
     }
-    const std::span<const std::byte, kHeaderBytes> bytes{buffer_.data() + begin_, kHeaderBytes};
-    auto header = decode_header(bytes, max_data_body_, version_);
+    auto header = buffered_header();
     if (!header) {
-        failed_ = header.error();
-        return *failed_;
+        return header.take_error();
     }
     const FrameHeader& h = header.value();
-    // decode_header() allows flags on an origin_data frame only, and only a FragmentPart's.
+    // decode_header() allows flags on an origin_data frame only, and only a FragmentPart's
+    // (start, middle or end).
     if (h.flags == 0 || h.body_bytes < kFragmentFixedBytes) {
         return std::optional<FragmentHead>{}; // next() decodes it, or names what is wrong
     }
@@ -896,12 +893,8 @@ Result<std::optional<FragmentHead>> FrameReader::fragment_head(std::size_t min_d
         after_diversion_ = false;
         return std::optional<FragmentHead>{};
     }
-    const auto part = static_cast<FragmentPart>(h.flags);
-    if (part != FragmentPart::start && part != FragmentPart::middle && part != FragmentPart::end) {
-        return std::optional<FragmentHead>{}; // decode_body() names it
-    }
     auto f = decode_fragment_fields(
-        part,
+        static_cast<FragmentPart>(h.flags),
         std::span<const std::byte>{buffer_.data() + begin_ + kHeaderBytes, kFragmentFixedBytes},
         size);
     if (!f) {
@@ -912,6 +905,16 @@ Result<std::optional<FragmentHead>> FrameReader::fragment_head(std::size_t min_d
         std::span<const std::byte>{buffer_.data() + begin_ + kFragmentHeadBytes, arrived};
     head_arrived_ = arrived;
     return std::optional<FragmentHead>{FragmentHead{f.value(), size}};
+}
+
+Result<FrameHeader> FrameReader::buffered_header() {
+    auto header = decode_header(
+        std::span<const std::byte, kHeaderBytes>{buffer_.data() + begin_, kHeaderBytes},
+        max_data_body_, version_);
+    if (!header) {
+        failed_ = header.error();
+    }
+    return header;
 }
 
 void FrameReader::divert(std::span<std::byte> place) {

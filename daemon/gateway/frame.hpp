@@ -430,6 +430,9 @@ public:
 
 private:
     void compact();
+    /// Decodes the header at begin_ (kHeaderBytes of it are there); a failure breaks the
+    /// reader for good.
+    [[nodiscard]] Result<FrameHeader> buffered_header();
 
     std::vector<std::byte> buffer_;
     std::size_t begin_{0}; ///< first byte not yet consumed

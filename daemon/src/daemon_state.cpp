@@ -299,31 +299,24 @@ std::string DaemonState::apply(Config next) {
             lines.push_back(std::move(line));
         }
     }
-    if (bridges_ != nullptr) {
-        bridges_->set_channel_types(next.channels);
-    }
-    if (bridges_ != nullptr && !bridges_deferred_ && !plan.bridges.empty() &&
-        recovery_.awaiting_any()) {
-        // The bridges started with none configured while the previous run's channels were
-        // still awaited: the ones added now wait for those channels too, as configured ones
-        // do, so that none opens a channel before its clients have offered it back.
-        bridges_deferred_ = true;
-    }
-    if (bridges_ != nullptr && bridges_deferred_) {
-        // Nothing runs yet: start_bridges() will start the configuration being applied here.
-        for (const BridgeChange& change : plan.bridges) {
-            lines.push_back("bridge '" + change.config.name +
-                            "': applies when the bridges start, once the channels of the "
-                            "previous run are back or the grace period ends");
-        }
-    } else if (bridges_ != nullptr) {
-        for (std::string& line : bridges_->apply(plan.bridges)) {
-            lines.push_back(std::move(line));
-        }
-    } else {
+    if (bridges_ == nullptr) {
         for (const BridgeChange& change : plan.bridges) {
             lines.push_back("bridge '" + change.config.name +
                             "' not applied: the gateway has not started");
+        }
+    } else {
+        bridges_->set_channel_types(next.channels);
+        if (bridges_deferred_) {
+            // Nothing runs yet: start_bridges() starts the configuration applied here.
+            for (const BridgeChange& change : plan.bridges) {
+                lines.push_back("bridge '" + change.config.name +
+                                "': applies when the bridges start, once the channels of the "
+                                "previous run are back or the grace period ends");
+            }
+        } else {
+            for (std::string& line : bridges_->apply(plan.bridges)) {
+                lines.push_back(std::move(line));
+            }
         }
     }
     if (plan.log_level) {
@@ -368,8 +361,10 @@ void DaemonState::start_bridges() {
     if (bridges_ == nullptr) {
         return;
     }
-    if (recovery_.awaiting_any() && !config_.bridges.empty()) {
-        if (!bridges_deferred_) {
+    // Deferred even with none configured: a reload meanwhile may add some, which must wait
+    // for the same channels.
+    if (recovery_.awaiting_any()) {
+        if (!bridges_deferred_ && !config_.bridges.empty()) {
             log_info("bridges start once the channels of the previous run are offered back, or "
                      "when the grace period ends");
         }

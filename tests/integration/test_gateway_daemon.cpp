@@ -532,6 +532,14 @@ std::string robot_bridge(const DaemonProcess& ground, const std::string& key) {
            "      - {channel: telemetry, as: robot1/telemetry}\n";
 }
 
+/// Makes `successor` the restart of `dead` (killed): its state file, its socket, and no
+/// descriptor store.
+void take_over(DaemonProcess& successor, const DaemonProcess& dead) {
+    successor.with_state_dir(dead.state_dir())
+        .with_args({"--socket", dead.socket_path().native()})
+        .without_own_socket();
+}
+
 } // namespace
 
 TEST_CASE("after a kill -9 without a descriptor store, a bridged channel goes back to its "
@@ -560,9 +568,7 @@ TEST_CASE("after a kill -9 without a descriptor store, a bridged channel goes ba
     // same bridge, whose peer is up: it could connect at once.
     REQUIRE(robot.d.kill_hard());
     LoggedDaemon successor{robot_yaml};
-    successor.d.with_state_dir(robot.d.state_dir())
-        .with_args({"--socket", robot.d.socket_path().native()})
-        .without_own_socket();
+    take_over(successor.d, robot.d);
     REQUIRE(successor.d.start());
     // The publisher's offer is taken, not refused because the bridge opened a stand-in first.
     const bool given_back =
@@ -609,9 +615,7 @@ TEST_CASE("after a kill -9 without a descriptor store, a bridge that a reload ad
     REQUIRE(::kill(tail.pid(), SIGSTOP) == 0);
     REQUIRE(robot.d.kill_hard());
     LoggedDaemon successor{channels};
-    successor.d.with_state_dir(robot.d.state_dir())
-        .with_args({"--socket", robot.d.socket_path().native()})
-        .without_own_socket();
+    take_over(successor.d, robot.d);
     REQUIRE(successor.d.start());
     // Within the grace period (the channel is still awaited), a reload adds the bridge: it
     // waits, rather than opening the channel ahead of its subscriber's offer.
