@@ -15,6 +15,7 @@
 #include "gateway/write_turns.hpp"
 
 #include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -177,6 +178,14 @@ struct ImportStream {
     /// Used by one thread at a time: the link reader while `queue` is empty and `draining`
     /// false (it publishes what arrives straight from the frame), else the stream's thread.
     std::optional<Publisher> publisher;
+    /// The local channel has no writer but this stream (max_publishers 1): a message in
+    /// fragments may hold a slot reserved while its bytes arrive (docs/gateway.md).
+    bool in_place_ok{false};
+    /// The run() thread only: the message in fragments, admitted at its start; and the slot
+    /// it is reassembled in, if it has one (reserved while the reader held the publisher,
+    /// which it keeps until the end: nothing else of the stream is queued meanwhile).
+    std::optional<Admission> started;
+    std::optional<WriteBatch> slot;
     std::uint64_t creation_id{0}; ///< of the peer's channel
     std::uint64_t slot_size{0};   ///< the offer's: no message of the stream is longer
     bool positions{false};        ///< the offer said the stream carries channel positions
@@ -976,6 +985,7 @@ struct BridgeSession::Impl {
         s->wire_name = o.wire_name;
         s->local_name = local_name;
         s->publisher.emplace(std::move(pub.value()));
+        s->in_place_ok = s->publisher->info().max_publishers == 1;
         s->creation_id = o.creation_id;
         s->slot_size = o.slot_size;
         s->positions = o.next_sequence == kChannelPositions;
@@ -1284,17 +1294,11 @@ struct BridgeSession::Impl {
     /// fragment by fragment; it is admitted (loops, duplicates) exactly as a whole one, and
     /// then always queued for the stream's thread, these bytes moved rather than copied, so
     /// that the link's reader never copies a large message.
-    void on_data(const DataView& d, MessageBuffer* reassembled = nullptr) {
+    void on_data(const DataView& d) {
         ImportStream* s = import_stream(d.stream());
         if (s == nullptr) {
             fail(make_error(Errc::protocol_error,
                             "data: stream " + std::to_string(d.stream()) + " was never granted"));
-            return;
-        }
-        if (d.origin().has_value() != with_origins) {
-            fail(make_error(Errc::protocol_error,
-                            with_origins ? "data: a protocol 2 link carries origin_data frames"
-                                         : "origin_data: not part of protocol 1"));
             return;
         }
         if (reassembler.in_progress(d.stream())) {
@@ -1303,43 +1307,70 @@ struct BridgeSession::Impl {
                                 "') sent whole messages before the end of its fragmented one"));
             return;
         }
-        if (s->expected != 0 && d.first_sequence() < s->expected) {
+        if (auto a = admit_data(*s, d)) {
+            deliver_data(*s, d, *a);
+        }
+    }
+
+    /// The first half of on_data(): `d` checked against the stream (its sequence, its
+    /// lengths), the messages lost before it counted, and its origin's verdict (loops,
+    /// duplicates). For a message in fragments, `d` is its start's one-message view. An empty
+    /// optional once the link has failed.
+    std::optional<Admission> admit_data(ImportStream& s, const DataView& d) {
+        if (d.origin().has_value() != with_origins) {
             fail(make_error(Errc::protocol_error,
-                            "data: stream " + std::to_string(d.stream()) + " ('" + s->wire_name +
-                                "') went back from sequence " + std::to_string(s->expected) +
+                            with_origins ? "data: a protocol 2 link carries origin_data frames"
+                                         : "origin_data: not part of protocol 1"));
+            return std::nullopt;
+        }
+        if (s.expected != 0 && d.first_sequence() < s.expected) {
+            fail(make_error(Errc::protocol_error,
+                            "data: stream " + std::to_string(d.stream()) + " ('" + s.wire_name +
+                                "') went back from sequence " + std::to_string(s.expected) +
                                 " to " + std::to_string(d.first_sequence())));
-            return;
+            return std::nullopt;
         }
         for (std::uint32_t i = 0; i < d.count(); ++i) {
-            if (d.length(i) > s->slot_size) {
+            if (d.length(i) > s.slot_size) {
                 fail(make_error(Errc::protocol_error,
-                                "data: stream " + std::to_string(d.stream()) + " ('" +
-                                    s->wire_name + "'): message " +
-                                    std::to_string(d.first_sequence() + i) + " is " +
-                                    std::to_string(d.length(i)) +
+                                "data: stream " + std::to_string(d.stream()) + " ('" + s.wire_name +
+                                    "'): message " + std::to_string(d.first_sequence() + i) +
+                                    " is " + std::to_string(d.length(i)) +
                                     " bytes, above the slot_size its offer announced (" +
-                                    std::to_string(s->slot_size) + ")"));
-                return;
+                                    std::to_string(s.slot_size) + ")"));
+                return std::nullopt;
             }
         }
-        std::uint64_t gap = 0;
-        if (s->expected != 0 && d.first_sequence() > s->expected) {
-            gap = d.first_sequence() - s->expected;
-            s->lost += gap;
+        Admission a;
+        if (s.expected != 0 && d.first_sequence() > s.expected) {
+            a.gap = d.first_sequence() - s.expected;
+            s.lost += a.gap;
         }
-        std::size_t skip = 0;
         if (d.origin()) {
             // What the local subscribers are told is the origin's gap, which another path
             // may have filled already; the messages another path delivered are skipped.
-            const Admission a = admit_frame(*s, d);
-            skip = static_cast<std::size_t>(a.skip);
-            gap = a.gap;
+            a = admit_frame(s, d);
         }
-        count_cause(*s, d, gap);
+        count_cause(s, d, a.gap);
+        return a;
+    }
+
+    /// The second half: the credits, then the messages published at once if the stream is
+    /// idle and its ring has room, else queued (in order) for the stream's thread.
+    ///
+    /// `reassembled`: a message that came in fragments, `d` a one-message view of it (with its
+    /// origin) over these bytes (its length, then the message). Its credits were taken
+    /// fragment by fragment; it was admitted at its start exactly as a whole one, and is
+    /// always queued for the stream's thread, these bytes moved rather than copied, so that
+    /// the link's reader never copies a large message.
+    void deliver_data(ImportStream& s, const DataView& d, const Admission& a,
+                      MessageBuffer* reassembled = nullptr) {
+        std::uint64_t gap = a.gap;
+        const auto skip = static_cast<std::size_t>(a.skip);
         bool idle = false;
         {
-            std::lock_guard lock{s->mu};
-            const std::uint32_t held = s->outstanding;
+            std::lock_guard lock{s.mu};
+            const std::uint32_t held = s.outstanding;
             if (reassembled != nullptr) {
                 // Credits taken by its fragments already.
             } else if (d.count() > held) {
@@ -1350,45 +1381,45 @@ struct BridgeSession::Impl {
                 return;
             }
             if (reassembled == nullptr) {
-                s->outstanding -= d.count();
+                s.outstanding -= d.count();
             }
-            if (s->closed) {
+            if (s.closed) {
                 return; // the stream has ended here; what still arrives for it is dropped
             }
             // The stream's thread touches the publisher only while something is queued.
-            idle = s->queue.empty() && !s->draining;
+            idle = s.queue.empty() && !s.draining;
         }
         // A reassembled message is always left to the stream's thread.
         const bool direct = idle && reassembled == nullptr;
-        s->expected = d.first_sequence() + d.count();
+        s.expected = d.first_sequence() + d.count();
         std::size_t done = skip;
         if (skip == d.count()) {
             // Nothing new here: the credits go back, and nothing waits.
             if (idle) {
-                s->published_next.store(s->expected);
+                s.published_next.store(s.expected);
             }
-            published(*s, skip, false, true);
+            published(s, skip, false, true);
             return;
         }
         if (direct) {
             Halt halt = Halt::none;
-            if (gap != 0 && publish_gap(*s, gap, d.first_sequence() + skip, false, halt)) {
+            if (gap != 0 && publish_gap(s, gap, d.first_sequence() + skip, false, halt)) {
                 gap = 0;
             }
             if (gap == 0 && halt == Halt::none) {
-                done += publish_run(*s, d, skip, false, halt);
+                done += publish_run(s, d, skip, false, halt);
             }
             if (halt == Halt::broken) {
-                end_import(*s);
+                end_import(s);
                 return;
             }
-            published(*s, done, halt == Halt::full, true);
+            published(s, done, halt == Halt::full, true);
             if (halt == Halt::none) {
                 return;
             }
         }
         if (!direct && skip > 0) {
-            published(*s, skip, false, true);
+            published(s, skip, false, true);
         }
         ImportItem item;
         item.gap = gap;
@@ -1407,17 +1438,17 @@ struct BridgeSession::Impl {
         if (reassembled != nullptr && done == 0) {
             item.body = std::move(*reassembled); // `d` views these very bytes
             item.reassembled = true;
-            std::lock_guard lock{s->mu};
-            s->queue.push_back(std::move(item));
-            s->cv.notify_one();
+            std::lock_guard lock{s.mu};
+            s.queue.push_back(std::move(item));
+            s.cv.notify_one();
             return;
         }
         item.body.reserve(lengths.size() + rest.size());
         item.body.insert(item.body.end(), lengths.begin(), lengths.end());
         item.body.insert(item.body.end(), rest.begin(), rest.end());
-        std::lock_guard lock{s->mu};
-        s->queue.push_back(std::move(item));
-        s->cv.notify_one();
+        std::lock_guard lock{s.mu};
+        s.queue.push_back(std::move(item));
+        s.cv.notify_one();
     }
 
     /// Counts `gap` messages lost before data frame `d` of `s` by cause (docs/gateway.md,
@@ -1715,7 +1746,6 @@ struct BridgeSession::Impl {
                                 std::to_string(s->expected) + " to " + std::to_string(f.sequence)));
             return std::nullopt;
         }
-        MessageBuffer spare;
         {
             std::lock_guard lock{s->mu};
             if (s->outstanding == 0) {
@@ -1724,16 +1754,103 @@ struct BridgeSession::Impl {
                 return std::nullopt;
             }
             s->outstanding -= 1;
-            if (f.part == FragmentPart::start) {
+        }
+        MessageBuffer spare;
+        std::span<std::byte> into;
+        if (f.part == FragmentPart::start) {
+            if (reassembler.in_progress(f.stream)) {
+                // A new start before the end: Reassembler::place() names it.
+            } else if (!start_message(*s, f)) {
+                return std::nullopt;
+            } else if (s->slot) {
+                into = s->slot->data(0);
+            } else {
+                std::lock_guard lock{s->mu};
                 spare.swap(s->spare);
             }
         }
-        auto place = reassembler.place(f, size, s->slot_size, std::move(spare));
+        auto place = reassembler.place(f, size, s->slot_size, std::move(spare), into);
         if (!place) {
             fail(place.take_error());
             return std::nullopt;
         }
         return PlacedFragment{s, place.value()};
+    }
+
+    /// A message's start (the run() thread): admitted as a one-message frame would be (the
+    /// same checks, the same loss count, the same verdict on loops and duplicates), and, if
+    /// it is new, the stream idle (the reader holds the publisher) and the channel's only
+    /// writer this stream, reassembled in a slot reserved now, any gap before it published
+    /// first: its bytes then go from the link straight into the ring, with no copy between.
+    /// Without room now it is reassembled in a buffer, as any other. False if the link failed.
+    bool start_message(ImportStream& s, const FragmentView& f) {
+        std::array<std::byte, 4> length{};
+        for (std::size_t i = 0; i < length.size(); ++i) {
+            length[i] = static_cast<std::byte>((f.total_bytes >> (8 * i)) & 0xffU);
+        }
+        const DataView head{f.stream, f.sequence, 1, length, {}, f.origin};
+        auto a = admit_data(s, head);
+        if (!a) {
+            return false;
+        }
+        s.started = *a;
+        if (a->skip != 0 || !s.in_place_ok || f.total_bytes > s.slot_size) {
+            return true;
+        }
+        {
+            std::lock_guard lock{s.mu};
+            if (s.closed || !s.queue.empty() || s.draining) {
+                return true;
+            }
+        }
+        Halt halt = Halt::none;
+        if (a->gap != 0 && publish_gap(s, a->gap, f.sequence, false, halt)) {
+            s.started->gap = 0;
+        }
+        if (halt == Halt::broken) {
+            end_import(s);
+            return true;
+        }
+        if (s.started->gap != 0) {
+            return true;
+        }
+        if (auto w = s.publisher->try_reserve(1)) {
+            s.slot = std::move(w.value());
+        }
+        return true;
+    }
+
+    /// Gives back the slot the message in fragments of `s` was placed in, if any, unpublished
+    /// (its subscribers skip it; the message is lost whole, as in a buffer).
+    static void abandon_slot(ImportStream& s) {
+        if (s.slot) {
+            s.publisher->abandon(*s.slot);
+            s.slot.reset();
+        }
+        s.started.reset();
+    }
+
+    /// Publishes the message in fragments of `s` that was placed in its slot, whole (the run()
+    /// thread); its end's credit goes back as for any message published.
+    void commit_slot(ImportStream& s, const WholeMessage& m) {
+        WriteBatch w = std::move(*s.slot);
+        s.slot.reset();
+        s.started.reset();
+        std::array<std::byte, 4> length{};
+        const DataView d{m.stream, m.sequence, 1, length, {}, m.origin};
+        w.set_length(0, m.total);
+        note_origins(s, d, 0, w.sequence(0), 1);
+        if (auto c = s.publisher->commit(w); !c) {
+            log("importing '" + s.wire_name + "' stopped: " + c.error().message());
+            s.publisher->abandon(w);
+            end_import(s);
+            return;
+        }
+        s.expected = m.sequence + 1;
+        s.published_next.store(s.expected);
+        s.messages.fetch_add(1, std::memory_order_relaxed);
+        s.bytes.fetch_add(m.total, std::memory_order_relaxed);
+        published(s, 1, false, true);
     }
 
     /// The second half, once the fragment's bytes are in place: its credit back, or the
@@ -1742,8 +1859,12 @@ struct BridgeSession::Impl {
         auto whole = reassembler.placed(f.stream);
         bool behind = false;
         {
-            std::lock_guard lock{s.mu};
+            std::unique_lock lock{s.mu};
             if (s.closed) {
+                lock.unlock();
+                if (whole) {
+                    abandon_slot(s);
+                }
                 return; // the stream has ended here; what still arrives for it is dropped
             }
             if (!whole) {
@@ -1759,12 +1880,18 @@ struct BridgeSession::Impl {
             }
             return;
         }
-        // The whole message goes the way of a one-message origin_data frame: the same
-        // checks, the same admission by its origin (loops, duplicates), the same loss count.
         WholeMessage& m = *whole;
+        if (m.in_place) {
+            commit_slot(s, m);
+            return;
+        }
+        // The whole message goes the way of a one-message origin_data frame admitted at its
+        // start.
         const auto framed = std::span<const std::byte>{m.framed};
         const DataView d{m.stream, m.sequence, 1, framed.first(4), framed.subspan(4), m.origin};
-        on_data(d, &m.framed);
+        const Admission a = s.started.value_or(Admission{});
+        s.started.reset();
+        deliver_data(s, d, a, &m.framed);
         // Not queued (a loop, a duplicate, the stream closed meanwhile): its buffer serves
         // the next message.
         keep_spare(s, std::move(m.framed));
@@ -1782,6 +1909,9 @@ struct BridgeSession::Impl {
     /// its number stays unpublished, so the next link counts it lost with any gap.
     void drop_fragments(std::uint32_t stream, const std::string& why) {
         if (auto d = reassembler.drop(stream)) {
+            if (ImportStream* s = import_stream(stream)) {
+                abandon_slot(*s);
+            }
             log_dropped(*d, why);
         }
     }
@@ -1789,6 +1919,9 @@ struct BridgeSession::Impl {
     /// The same for every stream (the link ended).
     void drop_all_fragments() {
         for (const auto& d : reassembler.drop_all()) {
+            if (ImportStream* s = import_stream(d.stream)) {
+                abandon_slot(*s);
+            }
             log_dropped(d, "the link ended");
         }
     }

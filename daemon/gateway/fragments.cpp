@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace shmbus::gateway {
 
@@ -34,7 +35,8 @@ Reassembler::add(const FragmentView& f, std::uint64_t stream_limit, MessageBuffe
 }
 
 Result<std::span<std::byte>> Reassembler::place(const FragmentView& f, std::size_t size,
-                                                std::uint64_t stream_limit, MessageBuffer spare) {
+                                                std::uint64_t stream_limit, MessageBuffer spare,
+                                                std::span<std::byte> into) {
     auto it = partial_.find(f.stream);
     if (f.part == FragmentPart::start) {
         if (it != partial_.end()) {
@@ -59,16 +61,29 @@ Result<std::span<std::byte>> Reassembler::place(const FragmentView& f, std::size
         p.sequence = f.sequence;
         p.total = f.total_bytes;
         p.origin = f.origin;
-        p.framed = std::move(spare);
-        p.framed.clear(); // nothing of an earlier message is kept but its memory
-        if (p.framed.capacity() < 4 + f.total_bytes) {
-            MessageBuffer{}.swap(p.framed); // freed before the larger one is taken
-            p.framed.reserve(4 + f.total_bytes);
-        }
-        p.framed.resize(4);
-        const auto length = static_cast<std::uint32_t>(f.total_bytes);
-        for (int i = 0; i < 4; ++i) {
-            p.framed[i] = static_cast<std::byte>((length >> (8 * i)) & 0xffU);
+        if (!into.empty()) {
+            if (into.size() < f.total_bytes) {
+                return make_error(Errc::invalid_argument,
+                                  where(f) + ": the place given holds " +
+                                      std::to_string(into.size()) + " of its " +
+                                      std::to_string(f.total_bytes) + " bytes");
+            }
+            p.into = into.first(static_cast<std::size_t>(f.total_bytes));
+        } else {
+            p.framed = std::move(spare);
+            p.framed.clear(); // nothing of an earlier message is kept but its memory
+            if (p.framed.capacity() < 4 + f.total_bytes) {
+                MessageBuffer{}.swap(p.framed); // freed before the larger one is taken
+                p.framed.reserve(4 + f.total_bytes);
+            }
+            // Room for every byte at once (left uninitialized: MessageBuffer), so that what
+            // is placed never moves; the vector's heap block moves with the Partial.
+            p.framed.resize(4 + f.total_bytes);
+            const auto length = static_cast<std::uint32_t>(f.total_bytes);
+            for (int i = 0; i < 4; ++i) {
+                p.framed[i] = static_cast<std::byte>((length >> (8 * i)) & 0xffU);
+            }
+            p.into = std::span<std::byte>{p.framed}.subspan(4);
         }
         it = partial_.emplace(f.stream, std::move(p)).first;
     } else {
@@ -99,12 +114,12 @@ Result<std::span<std::byte>> Reassembler::place(const FragmentView& f, std::size
                                   " bytes have arrived (the fragments' lengths do not add up)");
         }
     }
-    // The decoder checked that the bytes fit the total from `offset` (so the buffer reserved
-    // at the start holds them: no reallocation moves what was placed), that a start and a
-    // middle stop short of the end and that an end reaches it.
+    // The decoder checked that the bytes fit the total from `offset` (so the place made at
+    // the start holds them), that a start and a middle stop short of the end and that an end
+    // reaches it.
     Partial& p = it->second;
-    p.framed.resize(4 + p.received + size);
-    return std::span<std::byte>{p.framed}.subspan(4 + p.received, size);
+    p.placing = size;
+    return p.into.subspan(static_cast<std::size_t>(p.received), size);
 }
 
 std::optional<WholeMessage> Reassembler::placed(std::uint32_t stream) {
@@ -113,11 +128,12 @@ std::optional<WholeMessage> Reassembler::placed(std::uint32_t stream) {
         return std::nullopt;
     }
     Partial& p = it->second;
-    p.received = p.framed.size() - 4; // what place() made room for has arrived
+    p.received += std::exchange(p.placing, 0);
     if (p.received < p.total) {
         return std::nullopt;
     }
-    WholeMessage whole{stream, p.sequence, p.origin, std::move(p.framed)};
+    const bool in_place = p.framed.empty();
+    WholeMessage whole{stream, p.sequence, p.origin, std::move(p.framed), in_place, p.total};
     partial_.erase(it);
     return whole;
 }

@@ -23,6 +23,11 @@
 // straight there (FrameReader::divert()), and placed() takes them in. add() is the same for a
 // fragment whose bytes have arrived with it.
 //
+// A start may instead be given the place its message goes (`into`: a slot reserved in the
+// local ring, at least total_bytes long): its fragments' bytes are placed there, the buffer
+// is neither allocated nor kept, and the end hands out the message with nothing in `framed`
+// (in_place); the caller publishes the place it gave.
+//
 // Memory: a message's buffer is reserved at its start, of its announced total size, which
 // add() has checked against the stream's limit (its offer's slot size, at most the link's
 // negotiated max_message_bytes) before anything is allocated; so a link holds at most one
@@ -82,8 +87,11 @@ struct WholeMessage {
     std::uint64_t sequence{0};
     /// Where it was first published; first_sequence is the message's own origin sequence.
     MessageOrigin origin;
-    /// A u32 length (little-endian), then the message's bytes.
+    /// A u32 length (little-endian), then the message's bytes; empty if in_place.
     MessageBuffer framed;
+    /// Its bytes are where the start was told to place them (place()'s `into`).
+    bool in_place{false};
+    std::uint64_t total{0}; ///< its size in bytes
 
     [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
         return std::span<const std::byte>{framed}.subspan(4);
@@ -116,9 +124,12 @@ public:
     /// `f` as add() does, for a fragment of `size` bytes (f.bytes is ignored), and returns
     /// where those bytes go; once they are all there, placed() takes them in and returns the
     /// whole message if `f` was its end. Until then nothing else may be added to the stream.
+    /// A start given `into` (at least its total_bytes long; `spare` is then left alone)
+    /// reassembles there instead of in a buffer.
     [[nodiscard]] Result<std::span<std::byte>> place(const FragmentView& f, std::size_t size,
                                                      std::uint64_t stream_limit,
-                                                     MessageBuffer spare = {});
+                                                     MessageBuffer spare = {},
+                                                     std::span<std::byte> into = {});
     std::optional<WholeMessage> placed(std::uint32_t stream);
 
     /// Whether `stream` has a message in fragments.
@@ -140,9 +151,11 @@ private:
         std::uint64_t sequence{0};
         std::uint64_t total{0};
         MessageOrigin origin;
-        /// The u32 length, the bytes received, then those place()d and not yet taken in.
+        /// The u32 length, then room for the message's bytes; empty if they go elsewhere.
         MessageBuffer framed;
+        std::span<std::byte> into; ///< where the message's bytes go (in `framed`, or not)
         std::uint64_t received{0}; ///< bytes taken in (placed() or add())
+        std::uint64_t placing{0};  ///< bytes place()d and not yet taken in
     };
 
     std::uint64_t max_;

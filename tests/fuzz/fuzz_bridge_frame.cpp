@@ -4,7 +4,9 @@
 // agreed on protocol 1 (which refuses any flags) and once as one that agreed on protocol 2,
 // where every fragment goes to a Reassembler as the session's link reader gives it; then once
 // more on protocol 2, read in pieces of sizes the input decides, with every fragment whose head
-// comes before its bytes diverted straight into its reassembly buffer as the session does.
+// comes before its bytes diverted straight into its reassembly buffer as the session does;
+// and that once more with every message reassembled in a place of its own (a slot, for the
+// session), as a start given `into` does.
 //
 // Nothing may crash, read out of bounds or hang on any input (ASan and UBSan are on), and a
 // refusal is always a protocol error or a version mismatch. Whatever is accepted must be a
@@ -15,8 +17,8 @@
 // The reassembler refuses only with a protocol error, hands out only whole messages of the
 // size and origin their start announced, and holds no more than one buffer per stream. The
 // diverted reading hands out the same frames and the same whole messages, byte for byte, as
-// reading the input at once. A violation aborts, which libFuzzer reports with the input that
-// caused it.
+// reading the input at once, and in places the same as in buffers. A violation aborts, which
+// libFuzzer reports with the input that caused it.
 #include "gateway/fragments.hpp"
 #include "gateway/frame.hpp"
 
@@ -24,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <set>
 #include <span>
 #include <vector>
@@ -88,12 +91,19 @@ constexpr std::uint64_t kRefused = 1000;
 constexpr std::uint64_t kWhole = 1001;
 constexpr std::uint64_t kFailed = 1002;
 
-void note_whole(Events& events, const WholeMessage& m) {
+/// `bytes`: where the message is, if not in m.framed (reassembled in a place given).
+void note_whole(Events& events, const WholeMessage& m, std::span<const std::byte> bytes = {}) {
+    if (m.in_place != !bytes.empty() || (m.in_place && bytes.size() != m.total)) {
+        __builtin_trap();
+    }
+    if (!m.in_place) {
+        bytes = m.bytes();
+    }
     std::uint64_t sum = 0;
-    for (const std::byte b : m.bytes()) {
+    for (const std::byte b : bytes) {
         sum = sum * 31 + static_cast<std::uint64_t>(b);
     }
-    events.insert(events.end(), {kWhole, m.stream, m.sequence, m.bytes().size(), sum});
+    events.insert(events.end(), {kWhole, m.stream, m.sequence, bytes.size(), sum});
 }
 
 void reassemble(Reassembler& r, std::set<std::uint32_t>& open, const FragmentView& f,
@@ -172,11 +182,30 @@ Events run_link(std::span<const std::byte> input, std::uint16_t version) {
 /// The same protocol 2 link read in pieces, diverting every fragment whose head arrives
 /// before its bytes (FrameReader::divert()) into its place in the reassembler, or into a
 /// scratch buffer when the reassembler refuses it (the session would close the link; here
-/// the stream goes on, as run_link() goes on after a refused fragment).
-Events run_diverted(std::span<const std::byte> input) {
+/// the stream goes on, as run_link() goes on after a refused fragment). `in_place`: each
+/// start is given a place of its stream's, of its total size, to reassemble in.
+Events run_diverted(std::span<const std::byte> input, bool in_place) {
     FrameReader reader{kMaxData};
     reader.set_version(kFragmentsVersion);
     Reassembler reassembler{kMaxMessage};
+    std::map<std::uint32_t, std::vector<std::byte>> places;
+    // Where a start goes: a place of its stream's if in_place (a claimed size above the
+    // limit is refused before its place is used, so none is made larger than the limit).
+    const auto place_for = [&](const FragmentView& f) -> std::span<std::byte> {
+        if (!in_place || f.part != FragmentPart::start || reassembler.in_progress(f.stream)) {
+            return {};
+        }
+        auto& p = places[f.stream];
+        p.assign(static_cast<std::size_t>(std::min(f.total_bytes, kMaxMessage)), std::byte{0});
+        return p;
+    };
+    const auto where = [&](const WholeMessage& m) -> std::span<const std::byte> {
+        if (!m.in_place) {
+            return {};
+        }
+        return std::span<const std::byte>{places[m.stream]}.first(
+            static_cast<std::size_t>(m.total));
+    };
     std::vector<std::byte> scratch;
     std::optional<FragmentView> diverted;
     bool refused = false;
@@ -188,10 +217,10 @@ Events run_diverted(std::span<const std::byte> input) {
             if (refused) {
                 events.push_back(kRefused);
             } else if (auto whole = reassembler.placed(diverted->stream)) {
-                if (whole->bytes().size() != diverted->total_bytes) {
+                if (whole->total != diverted->total_bytes || whole->in_place != in_place) {
                     __builtin_trap();
                 }
-                note_whole(events, *whole);
+                note_whole(events, *whole, where(*whole));
             }
             diverted.reset();
             continue;
@@ -204,11 +233,20 @@ Events run_diverted(std::span<const std::byte> input) {
         if (*frame) {
             events.push_back(static_cast<std::uint64_t>(type_of(**frame)));
             if (const auto* f = std::get_if<FragmentView>(&**frame)) {
-                auto out = reassembler.add(*f, kMaxMessage);
+                const auto into = place_for(*f);
+                auto out = reassembler.place(*f, f->bytes.size(), kMaxMessage, {}, into);
                 if (!out) {
                     events.push_back(kRefused);
-                } else if (*out) {
-                    note_whole(events, **out);
+                } else {
+                    if (!f->bytes.empty()) {
+                        std::memcpy(out->data(), f->bytes.data(), f->bytes.size());
+                    }
+                    if (auto whole = reassembler.placed(f->stream)) {
+                        if (whole->in_place != in_place) {
+                            __builtin_trap();
+                        }
+                        note_whole(events, *whole, where(*whole));
+                    }
                 }
             }
             continue;
@@ -224,7 +262,7 @@ Events run_diverted(std::span<const std::byte> input) {
                 if (h.view.bytes.size() >= h.size) {
                     __builtin_trap(); // a head's bytes are never all there
                 }
-                auto place = reassembler.place(h.view, h.size, kMaxMessage);
+                auto place = reassembler.place(h.view, h.size, kMaxMessage, {}, place_for(h.view));
                 refused = !place;
                 std::span<std::byte> into;
                 if (place) {
@@ -260,7 +298,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::span<const std::byte> input{reinterpret_cast<const std::byte*>(data), size};
     run_link(input, kVersionMin);
     const Events whole = run_link(input, kFragmentsVersion);
-    const Events pieces = run_diverted(input);
+    const Events pieces = run_diverted(input, false);
+    if (run_diverted(input, true) != pieces) {
+        __builtin_trap(); // reassembled in places, the same messages as in buffers
+    }
     // A fragment's head is checked before its bytes arrive: the diverted reading may refuse
     // one the whole input cuts short, else both hand out the same.
     const bool same = pieces == whole;

@@ -328,18 +328,24 @@ struct PlayedExporter {
 };
 
 /// A daemon whose bridge `robot` listens on tcp for a peer that exports channel `wide` (1 MiB
-/// slots) to it, and the bridge's secret.
+/// slots) to it, and the bridge's secret. With one publisher allowed on `wide` (the bridge
+/// alone), a message in fragments is reassembled in the slot it is published in; with two, in
+/// a buffer (docs/gateway.md, "Fragments").
 struct WideImporter {
+    explicit WideImporter(std::uint32_t max_publishers = 1)
+        : ground{channels_yaml({TestChannel{.name = "wide",
+                                            .kind = "broadcast",
+                                            .slot_size = 1 << 20,
+                                            .slot_count = 4,
+                                            .max_publishers = max_publishers,
+                                            .max_subscribers = 2}}) +
+                 "bridges:\n  - name: robot\n    listen: tcp://127.0.0.1:0\n"
+                 "    secret_file: " +
+                 key + "\n    import: [wide]\n"} {}
+
     TempDir dir;
     std::string key{make_secret(dir)};
-    DaemonProcess ground{channels_yaml({TestChannel{.name = "wide",
-                                                    .kind = "broadcast",
-                                                    .slot_size = 1 << 20,
-                                                    .slot_count = 4,
-                                                    .max_subscribers = 2}}) +
-                         "bridges:\n  - name: robot\n    listen: tcp://127.0.0.1:0\n"
-                         "    secret_file: " +
-                         key + "\n    import: [wide]\n"};
+    DaemonProcess ground;
 
     [[nodiscard]] std::string secret() const {
         std::string out;
@@ -366,7 +372,9 @@ gateway::Offer wide_offer() {
 } // namespace
 
 TEST_CASE("a link cut mid-message delivers none of it, and the next link counts one lost") {
-    WideImporter w;
+    const std::uint32_t publishers = GENERATE(1U, 2U);
+    INFO("max_publishers " << publishers << (publishers == 1 ? " (in place)" : " (buffered)"));
+    WideImporter w{publishers};
     DaemonProcess& ground = w.ground;
     const std::string secret = w.secret();
     REQUIRE(ground.start());
@@ -428,7 +436,9 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
 
 TEST_CASE("a message in fragments is admitted by its origin like a whole one: a second copy is "
           "skipped as a duplicate, this daemon's own as a loop") {
-    WideImporter w;
+    const std::uint32_t publishers = GENERATE(1U, 2U);
+    INFO("max_publishers " << publishers << (publishers == 1 ? " (in place)" : " (buffered)"));
+    WideImporter w{publishers};
     DaemonProcess& ground = w.ground;
     const std::string secret = w.secret();
     REQUIRE(ground.start());
@@ -481,5 +491,84 @@ TEST_CASE("a message in fragments is admitted by its origin like a whole one: a 
         auto b = bridge_of(ground, "robot");
         return b && b->fragments_received == 9 && b->duplicates == 1 && b->looped == 1;
     }));
+    CHECK_FALSE(sub.value().try_receive().has_value());
+}
+
+TEST_CASE("a message in fragments follows the gap before it, and waits in a buffer while the "
+          "ring has no room at its start") {
+    WideImporter w;
+    DaemonProcess& ground = w.ground;
+    const std::string secret = w.secret();
+    REQUIRE(ground.start());
+    const auto port = listening_port(ground, "robot");
+    auto app = Client::connect(options_for(ground));
+    REQUIRE(app.has_value());
+    auto sub = app.value().open_subscriber("wide");
+    REQUIRE(sub.has_value());
+
+    const std::vector<std::byte> small(100, std::byte{2});
+    std::vector<std::byte> large(700 * 1024);
+    for (std::size_t i = 0; i < large.size(); ++i) {
+        large[i] = static_cast<std::byte>((i * 11 + (i >> 10)) & 0xffU);
+    }
+    const auto in_fragments = [&](PlayedExporter& peer, std::uint64_t seq) {
+        constexpr std::size_t kPiece = 256 * 1024;
+        peer.fragment(gateway::FragmentPart::start, 1, seq, large, 0, kPiece);
+        peer.fragment(gateway::FragmentPart::middle, 1, seq, large, kPiece, kPiece);
+        peer.fragment(gateway::FragmentPart::end, 1, seq, large, 2 * kPiece,
+                      large.size() - 2 * kPiece);
+    };
+    PlayedExporter peer{port, secret, 0x5003};
+    peer.send(wide_offer());
+    const auto g = peer.grant();
+    REQUIRE(g.credits >= 10); // every message and fragment below, before any comes back
+
+    // Message 11 never comes: the subscriber is told before message 12, placed in its slot.
+    peer.whole(1, 10, small);
+    in_fragments(peer, 12);
+    std::vector<std::byte> buf(1 << 20);
+    auto first = sub.value().receive_copy(buf, 60s);
+    REQUIRE(first.has_value());
+    CHECK(first.value().size == small.size());
+    CHECK(first.value().lost_before == 0);
+    auto second = sub.value().receive_copy(buf, 60s);
+    REQUIRE(second.has_value());
+    REQUIRE(second.value().size == large.size());
+    CHECK(second.value().lost_before == 1);
+    CHECK(std::memcmp(buf.data(), large.data(), large.size()) == 0);
+
+    // The subscriber stops reading: four messages fill the ring's four slots, so the next
+    // one in fragments finds no room at its start and is reassembled in a buffer, then
+    // published once the subscriber has made room, after them and whole.
+    for (std::uint64_t seq = 13; seq <= 16; ++seq) {
+        peer.whole(1, seq, small);
+    }
+    REQUIRE(wait_until([&] {
+        auto b = bridge_of(ground, "robot");
+        return b && !b->streams.empty() && b->streams[0].messages == 6;
+    }));
+    in_fragments(peer, 17);
+    REQUIRE(wait_until([&] {
+        auto b = bridge_of(ground, "robot");
+        return b && b->fragments_received == 6;
+    }));
+    for (int i = 0; i < 4; ++i) {
+        auto r = sub.value().receive_copy(buf, 60s);
+        REQUIRE(r.has_value());
+        CHECK(r.value().size == small.size());
+        CHECK(r.value().lost_before == 0);
+    }
+    auto last = sub.value().receive_copy(buf, 60s);
+    REQUIRE(last.has_value());
+    REQUIRE(last.value().size == large.size());
+    CHECK(last.value().lost_before == 0);
+    CHECK(std::memcmp(buf.data(), large.data(), large.size()) == 0);
+    REQUIRE(wait_until([&] {
+        auto b = bridge_of(ground, "robot");
+        return b && b->streams[0].messages == 7;
+    }));
+    auto b = bridge_of(ground, "robot");
+    REQUIRE(b.has_value());
+    CHECK(b->streams[0].lost == 1);
     CHECK_FALSE(sub.value().try_receive().has_value());
 }

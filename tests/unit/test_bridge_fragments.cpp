@@ -701,4 +701,46 @@ TEST_CASE("a message whose link ends while a fragment is placed counts only what
     CHECK(dropped[0].total == 5000);
 }
 
+TEST_CASE("a start given a place reassembles there, holding no buffer") {
+    Reassembler r{1 << 20};
+    const auto message = pattern(5000, 10);
+    const std::span<const std::byte> m{message};
+    std::vector<std::byte> slot(8192, std::byte{0xee});
+
+    SECTION("its bytes land in the place, and the whole message says so") {
+        auto start = r.place(view(FragmentPart::start, 6, 40, 5000, 0, {}), 2000, 8192, {}, slot);
+        REQUIRE(start.has_value());
+        CHECK(start.value().data() == slot.data());
+        std::memcpy(start.value().data(), m.data(), 2000);
+        CHECK_FALSE(r.placed(6).has_value());
+        CHECK(r.held_bytes() == 0);
+        auto end = r.add(view(FragmentPart::end, 6, 40, 5000, 2000, m.subspan(2000)), 8192);
+        REQUIRE(end.has_value());
+        REQUIRE(end.value().has_value());
+        const WholeMessage& whole = *end.value();
+        CHECK(whole.in_place);
+        CHECK(whole.total == 5000);
+        CHECK(whole.framed.empty());
+        CHECK(std::memcmp(slot.data(), message.data(), 5000) == 0);
+        CHECK(slot[5000] == std::byte{0xee}); // nothing past the message is written
+        CHECK_FALSE(r.in_progress(6));
+    }
+    SECTION("a place smaller than the message is refused, naming both sizes") {
+        auto refused = r.place(view(FragmentPart::start, 6, 40, 5000, 0, {}), 2000, 8192, {},
+                               std::span{slot}.first(4000));
+        REQUIRE_FALSE(refused.has_value());
+        CHECK_THAT(refused.error().detail, Catch::Contains("4000 of its 5000 bytes"));
+        CHECK_FALSE(r.in_progress(6));
+    }
+    SECTION("a message dropped while in its place reports what had arrived") {
+        REQUIRE(r.place(view(FragmentPart::start, 6, 40, 5000, 0, {}), 2000, 8192, {}, slot)
+                    .has_value());
+        CHECK_FALSE(r.placed(6).has_value());
+        auto dropped = r.drop(6);
+        REQUIRE(dropped.has_value());
+        CHECK(dropped->received == 2000);
+        CHECK(dropped->total == 5000);
+    }
+}
+
 } // namespace shmbus::gateway
