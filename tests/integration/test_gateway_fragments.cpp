@@ -26,6 +26,7 @@
 #include <fstream>
 #include <mutex>
 #include <netinet/in.h>
+#include <optional>
 #include <string>
 #include <sys/socket.h>
 #include <thread>
@@ -325,6 +326,20 @@ struct PlayedExporter {
                     m.begin() + static_cast<long>(offset + size));
         write(wire);
     }
+
+    /// Message `seq` (more than 256 KiB) in fragments of 256 KiB, its origin as for whole().
+    void in_fragments(std::uint32_t stream, std::uint64_t seq, const std::vector<std::byte>& m,
+                      std::uint64_t origin_seq = 0, std::uint64_t origin_daemon = 0) const {
+        constexpr std::size_t kPiece = 256 * 1024;
+        REQUIRE(m.size() > kPiece);
+        for (std::size_t at = 0; at < m.size(); at += kPiece) {
+            const auto part = at == 0                   ? gateway::FragmentPart::start
+                              : at + kPiece >= m.size() ? gateway::FragmentPart::end
+                                                        : gateway::FragmentPart::middle;
+            fragment(part, stream, seq, m, at, std::min(kPiece, m.size() - at), origin_seq,
+                     origin_daemon);
+        }
+    }
 };
 
 /// A daemon whose bridge `robot` listens on tcp for a peer that exports channel `wide` (1 MiB
@@ -346,6 +361,21 @@ struct WideImporter {
     TempDir dir;
     std::string key{make_secret(dir)};
     DaemonProcess ground;
+    std::optional<Client> app;
+    std::optional<Subscriber> sub; ///< of `wide`, on the daemon
+    std::uint16_t port{0};         ///< where the bridge listens
+
+    /// Starts the daemon and opens `sub`.
+    void start() {
+        REQUIRE(ground.start());
+        port = listening_port(ground, "robot");
+        auto c = Client::connect(options_for(ground));
+        REQUIRE(c.has_value());
+        app.emplace(std::move(c.value()));
+        auto s = app->open_subscriber("wide");
+        REQUIRE(s.has_value());
+        sub.emplace(std::move(s.value()));
+    }
 
     [[nodiscard]] std::string secret() const {
         std::string out;
@@ -377,12 +407,9 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
     WideImporter w{publishers};
     DaemonProcess& ground = w.ground;
     const std::string secret = w.secret();
-    REQUIRE(ground.start());
-    const auto port = listening_port(ground, "robot");
-    auto app = Client::connect(options_for(ground));
-    REQUIRE(app.has_value());
-    auto sub = app.value().open_subscriber("wide");
-    REQUIRE(sub.has_value());
+    w.start();
+    Subscriber& sub = *w.sub;
+    const std::uint16_t port = w.port;
 
     std::vector<std::byte> small(100, std::byte{1});
     std::vector<std::byte> large(600 * 1024);
@@ -399,7 +426,7 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
         peer.fragment(gateway::FragmentPart::start, 1, 11, large, 0, 256 * 1024);
         peer.fragment(gateway::FragmentPart::middle, 1, 11, large, 256 * 1024, 256 * 1024);
         std::vector<std::byte> first(256);
-        auto r = sub.value().receive_copy(first, 60s);
+        auto r = sub.receive_copy(first, 60s);
         REQUIRE(r.has_value());
         CHECK(r.value().size == small.size());
         CHECK(r.value().lost_before == 0);
@@ -419,7 +446,7 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
         CHECK(g.resume_sequence == 11); // the first message not published here
         peer.whole(1, 12, small);
         std::vector<std::byte> next(1 << 20);
-        auto r = sub.value().receive_copy(next, 60s);
+        auto r = sub.receive_copy(next, 60s);
         REQUIRE(r.has_value());
         CHECK(r.value().size == small.size()); // message 12: nothing of message 11
         CHECK(r.value().lost_before == 1);     // message 11, lost whole
@@ -430,7 +457,7 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
         CHECK(b->streams[0].messages == 1);
     }
     std::vector<std::byte> none(1 << 20);
-    auto nothing = sub.value().try_receive();
+    auto nothing = sub.try_receive();
     CHECK_FALSE(nothing.has_value());
 }
 
@@ -441,12 +468,9 @@ TEST_CASE("a message in fragments is admitted by its origin like a whole one: a 
     WideImporter w{publishers};
     DaemonProcess& ground = w.ground;
     const std::string secret = w.secret();
-    REQUIRE(ground.start());
-    const auto port = listening_port(ground, "robot");
-    auto app = Client::connect(options_for(ground));
-    REQUIRE(app.has_value());
-    auto sub = app.value().open_subscriber("wide");
-    REQUIRE(sub.has_value());
+    w.start();
+    Subscriber& sub = *w.sub;
+    const std::uint16_t port = w.port;
 
     const std::vector<std::byte> small(100, std::byte{1});
     std::vector<std::byte> large(600 * 1024);
@@ -457,33 +481,23 @@ TEST_CASE("a message in fragments is admitted by its origin like a whole one: a 
     PlayedExporter peer{port, secret, 0x5002};
     peer.send(offer);
     const auto g = peer.grant();
-    REQUIRE(g.credits >= 11); // every message and fragment below, before any comes back
-    const auto in_fragments = [&](std::uint64_t seq, std::uint64_t origin_seq,
-                                  std::uint64_t origin_daemon) {
-        constexpr std::size_t kPiece = 256 * 1024;
-        peer.fragment(gateway::FragmentPart::start, 1, seq, large, 0, kPiece, origin_seq,
-                      origin_daemon);
-        peer.fragment(gateway::FragmentPart::middle, 1, seq, large, kPiece, kPiece, origin_seq,
-                      origin_daemon);
-        peer.fragment(gateway::FragmentPart::end, 1, seq, large, 2 * kPiece,
-                      large.size() - 2 * kPiece, origin_seq, origin_daemon);
-    };
-    peer.whole(1, 10, small); // origin message 10
-    in_fragments(11, 11, 0);  // origin message 11, in fragments
-    in_fragments(12, 11, 0);  // origin message 11 again, as a second path would bring it
-    in_fragments(13, 12, peer.peer_incarnation); // the ground's own message: a loop
-    peer.whole(1, 14, small, 12);                // origin message 12: nothing lost before it
+    REQUIRE(g.credits >= 11);            // every message and fragment below, before any comes back
+    peer.whole(1, 10, small);            // origin message 10
+    peer.in_fragments(1, 11, large, 11); // origin message 11, in fragments
+    peer.in_fragments(1, 12, large, 11); // origin message 11 again, as a second path brings it
+    peer.in_fragments(1, 13, large, 12, peer.peer_incarnation); // the ground's own: a loop
+    peer.whole(1, 14, small, 12); // origin message 12: nothing lost before it
 
     std::vector<std::byte> buf(1 << 20);
-    auto first = sub.value().receive_copy(buf, 60s);
+    auto first = sub.receive_copy(buf, 60s);
     REQUIRE(first.has_value());
     CHECK(first.value().size == small.size());
-    auto second = sub.value().receive_copy(buf, 60s);
+    auto second = sub.receive_copy(buf, 60s);
     REQUIRE(second.has_value());
     REQUIRE(second.value().size == large.size());
     CHECK(second.value().lost_before == 0);
     CHECK(std::memcmp(buf.data(), large.data(), large.size()) == 0);
-    auto third = sub.value().receive_copy(buf, 60s);
+    auto third = sub.receive_copy(buf, 60s);
     REQUIRE(third.has_value());
     CHECK(third.value().size == small.size()); // neither the duplicate nor the loop
     CHECK(third.value().lost_before == 0);
@@ -491,7 +505,7 @@ TEST_CASE("a message in fragments is admitted by its origin like a whole one: a 
         auto b = bridge_of(ground, "robot");
         return b && b->fragments_received == 9 && b->duplicates == 1 && b->looped == 1;
     }));
-    CHECK_FALSE(sub.value().try_receive().has_value());
+    CHECK_FALSE(sub.try_receive().has_value());
 }
 
 TEST_CASE("a message in fragments follows the gap before it, and waits in a buffer while the "
@@ -499,25 +513,15 @@ TEST_CASE("a message in fragments follows the gap before it, and waits in a buff
     WideImporter w;
     DaemonProcess& ground = w.ground;
     const std::string secret = w.secret();
-    REQUIRE(ground.start());
-    const auto port = listening_port(ground, "robot");
-    auto app = Client::connect(options_for(ground));
-    REQUIRE(app.has_value());
-    auto sub = app.value().open_subscriber("wide");
-    REQUIRE(sub.has_value());
+    w.start();
+    Subscriber& sub = *w.sub;
+    const std::uint16_t port = w.port;
 
     const std::vector<std::byte> small(100, std::byte{2});
     std::vector<std::byte> large(700 * 1024);
     for (std::size_t i = 0; i < large.size(); ++i) {
         large[i] = static_cast<std::byte>((i * 11 + (i >> 10)) & 0xffU);
     }
-    const auto in_fragments = [&](PlayedExporter& peer, std::uint64_t seq) {
-        constexpr std::size_t kPiece = 256 * 1024;
-        peer.fragment(gateway::FragmentPart::start, 1, seq, large, 0, kPiece);
-        peer.fragment(gateway::FragmentPart::middle, 1, seq, large, kPiece, kPiece);
-        peer.fragment(gateway::FragmentPart::end, 1, seq, large, 2 * kPiece,
-                      large.size() - 2 * kPiece);
-    };
     PlayedExporter peer{port, secret, 0x5003};
     peer.send(wide_offer());
     const auto g = peer.grant();
@@ -525,13 +529,13 @@ TEST_CASE("a message in fragments follows the gap before it, and waits in a buff
 
     // Message 11 never comes: the subscriber is told before message 12, placed in its slot.
     peer.whole(1, 10, small);
-    in_fragments(peer, 12);
+    peer.in_fragments(1, 12, large);
     std::vector<std::byte> buf(1 << 20);
-    auto first = sub.value().receive_copy(buf, 60s);
+    auto first = sub.receive_copy(buf, 60s);
     REQUIRE(first.has_value());
     CHECK(first.value().size == small.size());
     CHECK(first.value().lost_before == 0);
-    auto second = sub.value().receive_copy(buf, 60s);
+    auto second = sub.receive_copy(buf, 60s);
     REQUIRE(second.has_value());
     REQUIRE(second.value().size == large.size());
     CHECK(second.value().lost_before == 1);
@@ -547,18 +551,18 @@ TEST_CASE("a message in fragments follows the gap before it, and waits in a buff
         auto b = bridge_of(ground, "robot");
         return b && !b->streams.empty() && b->streams[0].messages == 6;
     }));
-    in_fragments(peer, 17);
+    peer.in_fragments(1, 17, large);
     REQUIRE(wait_until([&] {
         auto b = bridge_of(ground, "robot");
         return b && b->fragments_received == 6;
     }));
     for (int i = 0; i < 4; ++i) {
-        auto r = sub.value().receive_copy(buf, 60s);
+        auto r = sub.receive_copy(buf, 60s);
         REQUIRE(r.has_value());
         CHECK(r.value().size == small.size());
         CHECK(r.value().lost_before == 0);
     }
-    auto last = sub.value().receive_copy(buf, 60s);
+    auto last = sub.receive_copy(buf, 60s);
     REQUIRE(last.has_value());
     REQUIRE(last.value().size == large.size());
     CHECK(last.value().lost_before == 0);
@@ -570,5 +574,5 @@ TEST_CASE("a message in fragments follows the gap before it, and waits in a buff
     auto b = bridge_of(ground, "robot");
     REQUIRE(b.has_value());
     CHECK(b->streams[0].lost == 1);
-    CHECK_FALSE(sub.value().try_receive().has_value());
+    CHECK_FALSE(sub.try_receive().has_value());
 }
