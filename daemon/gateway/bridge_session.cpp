@@ -13,6 +13,7 @@
 #include "gateway/fragments.hpp"
 #include "gateway/link_io.hpp"
 #include "gateway/write_turns.hpp"
+#include "protocol/field_io.hpp"
 
 #include <algorithm>
 #include <array>
@@ -1785,9 +1786,8 @@ struct BridgeSession::Impl {
     /// Without room now it is reassembled in a buffer, as any other. False if the link failed.
     bool start_message(ImportStream& s, const FragmentView& f) {
         std::array<std::byte, 4> length{};
-        for (std::size_t i = 0; i < length.size(); ++i) {
-            length[i] = static_cast<std::byte>((f.total_bytes >> (8 * i)) & 0xffU);
-        }
+        // total_bytes fits: the reassembler refuses one above the stream's slot size.
+        proto::store_u32(length.data(), static_cast<std::uint32_t>(f.total_bytes));
         const DataView head{f.stream, f.sequence, 1, length, {}, f.origin};
         auto a = admit_data(s, head);
         if (!a) {

@@ -1,6 +1,8 @@
 // Reassembly of fragmented messages; the rules are in fragments.hpp and docs/gateway.md.
 #include "gateway/fragments.hpp"
 
+#include "protocol/field_io.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -79,10 +81,7 @@ Result<std::span<std::byte>> Reassembler::place(const FragmentView& f, std::size
             // Room for every byte at once (left uninitialized: MessageBuffer), so that what
             // is placed never moves; the vector's heap block moves with the Partial.
             p.framed.resize(4 + f.total_bytes);
-            const auto length = static_cast<std::uint32_t>(f.total_bytes);
-            for (int i = 0; i < 4; ++i) {
-                p.framed[i] = static_cast<std::byte>((length >> (8 * i)) & 0xffU);
-            }
+            proto::store_u32(p.framed.data(), static_cast<std::uint32_t>(f.total_bytes));
             p.into = std::span<std::byte>{p.framed}.subspan(4);
         }
         it = partial_.emplace(f.stream, std::move(p)).first;

@@ -342,6 +342,16 @@ struct PlayedExporter {
     }
 };
 
+/// A message of `size` bytes for the played exporter: byte `i` is i * `salt` + i / 1024 (mod
+/// 256), so that bytes landing a whole fragment away from their place would show.
+std::vector<std::byte> large_message(std::size_t size, std::size_t salt) {
+    std::vector<std::byte> m(size);
+    for (std::size_t i = 0; i < size; ++i) {
+        m[i] = static_cast<std::byte>((i * salt + (i >> 10)) & 0xffU);
+    }
+    return m;
+}
+
 /// A daemon whose bridge `robot` listens on tcp for a peer that exports channel `wide` (1 MiB
 /// slots) to it, and the bridge's secret. With one publisher allowed on `wide` (the bridge
 /// alone), a message in fragments is reassembled in the slot it is published in; with two, in
@@ -412,10 +422,7 @@ TEST_CASE("a link cut mid-message delivers none of it, and the next link counts 
     const std::uint16_t port = w.port;
 
     std::vector<std::byte> small(100, std::byte{1});
-    std::vector<std::byte> large(600 * 1024);
-    for (std::size_t i = 0; i < large.size(); ++i) {
-        large[i] = static_cast<std::byte>(i & 0xffU);
-    }
+    const std::vector<std::byte> large = large_message(600 * 1024, 1);
     const gateway::Offer offer = wide_offer();
     {
         PlayedExporter peer{port, secret, 0x5001};
@@ -473,10 +480,7 @@ TEST_CASE("a message in fragments is admitted by its origin like a whole one: a 
     const std::uint16_t port = w.port;
 
     const std::vector<std::byte> small(100, std::byte{1});
-    std::vector<std::byte> large(600 * 1024);
-    for (std::size_t i = 0; i < large.size(); ++i) {
-        large[i] = static_cast<std::byte>((i * 7) & 0xffU);
-    }
+    const std::vector<std::byte> large = large_message(600 * 1024, 7);
     const gateway::Offer offer = wide_offer();
     PlayedExporter peer{port, secret, 0x5002};
     peer.send(offer);
@@ -518,10 +522,7 @@ TEST_CASE("a message in fragments follows the gap before it, and waits in a buff
     const std::uint16_t port = w.port;
 
     const std::vector<std::byte> small(100, std::byte{2});
-    std::vector<std::byte> large(700 * 1024);
-    for (std::size_t i = 0; i < large.size(); ++i) {
-        large[i] = static_cast<std::byte>((i * 11 + (i >> 10)) & 0xffU);
-    }
+    const std::vector<std::byte> large = large_message(700 * 1024, 11);
     PlayedExporter peer{port, secret, 0x5003};
     peer.send(wide_offer());
     const auto g = peer.grant();
