@@ -35,8 +35,10 @@
 #include "shm/endpoint_table.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unistd.h>
@@ -50,9 +52,11 @@ constexpr int kMaxClaimAttempts = 1 << 16;
 // An MPMC publisher samples the ring depth for the high-water statistic once in this many
 // positions (reserve_claimed()).
 constexpr std::uint64_t kDepthSample = 64;
-// Slots an SPSC publisher marks unset and hands to the inline path at a time, at least; a
-// quarter of the ring when that is more (reserve_spsc()).
-constexpr std::uint64_t kMarkChunk = 16;
+
+/// Frees what calloc() gave.
+struct FreeWords {
+    void operator()(std::uint64_t* p) const noexcept { std::free(p); }
+};
 } // namespace
 
 struct Publisher::Impl : EndpointCore {
@@ -61,9 +65,9 @@ struct Publisher::Impl : EndpointCore {
     // cached_peer, the consumer_pos last seen (spsc); high_water, the largest depth reported;
     // the outstanding batch.
     std::uint64_t cached_min{0}; // broadcast block: last slowest-subscriber cursor seen
-    // SPSC algorithm: the consumer position last read. Slots up to it + cap are free; those up
-    // to port.cached_peer + cap have their lengths marked unset and are the inline path's.
-    std::uint64_t seen_peer{0};
+    // The bits of port.fitting, one per slot of the ring: calloc'd, so that the pages of a
+    // large ring's map are touched only as far as batches reach.
+    std::unique_ptr<std::uint64_t, FreeWords> fitting;
     // The sole publisher of a block broadcast channel: it runs the SPSC algorithm (see the
     // top of this file). Set at attach.
     bool sole_writer{false};
@@ -194,35 +198,21 @@ struct Publisher::Impl : EndpointCore {
     /// the ring is full (re-read it), or the reservation reaches a depth to record.
     Result<std::size_t> reserve_spsc(std::size_t max_count) noexcept {
         if (port.depth_by_cache() == cap) {
-            if (seen_peer == port.cached_peer) {
-                // Every slot we know to be free is handed out: look at the consumer again.
-                std::uint64_t t = 0;
-                if (sole_writer) {
-                    const auto slowest = slowest_reader();
-                    if (!slowest) {
-                        return make_error(Errc::would_block);
-                    }
-                    t = *slowest;
-                } else {
-                    t = port.load_consumer_pos();
-                    if (!port.consumer_pos_plausible(t)) {
-                        return consumer_outside(t);
-                    }
+            // Every slot we know to be free is handed out: look at the consumer again.
+            std::uint64_t t = 0;
+            if (sole_writer) {
+                const auto slowest = slowest_reader();
+                if (!slowest) {
+                    return make_error(Errc::would_block);
                 }
-                seen_peer = t; // >= cached_peer: plausible, and pos == cached_peer + cap
+                t = *slowest;
+            } else {
+                t = port.load_consumer_pos();
+                if (!port.consumer_pos_plausible(t)) {
+                    return consumer_outside(t);
+                }
             }
-            // The slots the consumer has freed are for the next lap: mark their lengths unset
-            // now, off the inline path (and away from the slot the consumer polls, which is
-            // never among them), and hand them to the inline path. A quarter of the ring at a
-            // time (at least kMarkChunk, and as many as the caller asks for): a whole ring's
-            // worth at once was a burst of stores to lines the consumer had read, more than
-            // the store buffer holds, and the writer stalled on it (one message in 64 took
-            // twice as long in ping-pong).
-            const std::uint64_t upto = std::min<std::uint64_t>(
-                seen_peer,
-                port.cached_peer + std::max({kMarkChunk, std::uint64_t{max_count}, cap / 4}));
-            port.mark_lengths_unset(port.cached_peer + cap, upto + cap);
-            port.cached_peer = upto;
+            port.cached_peer = t; // >= cached_peer: plausible, and pos == cached_peer + cap
             if (port.depth_by_cache() == cap) {
                 return make_error(Errc::would_block);
             }
@@ -341,12 +331,7 @@ struct Publisher::Impl : EndpointCore {
         }
         SHMBUS_ASSERT(*got >= 1 && *got <= max_count && *got <= cap,
                       "a reservation hands out between 1 and max_count slots of the ring");
-        if (!owns_ring()) {
-            // Claimed just now: mark the lengths unset (SPSC slots were marked when they were
-            // freed; see reserve_spsc()).
-            port.mark_lengths_unset(port.pending_first, port.pending_first + *got);
-        }
-        port.begin_batch(port.pending_first, *got);
+        port.begin_write_batch(port.pending_first, *got);
         return WriteBatch{port, port.pending_first, port.pending_count};
     }
 
@@ -365,11 +350,12 @@ struct Publisher::Impl : EndpointCore {
             abandon(b); // nobody serves the segment: nothing more is published on it
             return refusal();
         }
-        if (const std::size_t i = port.first_unfit_length(b.first_, b.count_); i != b.count_) {
-            // relaxed: our own store, read back (as in first_unfit_length()).
+        if (const std::size_t i = port.first_unfit_length(b.count_); i != b.count_) {
+            // relaxed: our own store, read back. A length that fits with its bit clear was
+            // never set for this batch: it is the one the slot held a lap before.
             const std::uint64_t len =
                 port.word(b.first_ + i, port.length_offset).load(std::memory_order_relaxed);
-            return len == DataPort::kLengthUnset ? unset_length(i, b) : too_large(len);
+            return len <= port.slot_size ? unset_length(i, b) : too_large(len);
         }
         port.end_batch();
         if (owns_ring()) {
@@ -487,6 +473,14 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
     if (!is_ring_kind(impl->ch.info.kind)) {
         return wrong_kind_for_ring(impl->ch.info);
     }
+    const std::uint64_t words = (impl->cap + 63) / 64;
+    impl->fitting.reset(static_cast<std::uint64_t*>(std::calloc(words, sizeof(std::uint64_t))));
+    if (!impl->fitting) {
+        return make_error(Errc::no_memory, "channel '" + impl->ch.info.name +
+                                               "': no memory for the length bits of " +
+                                               std::to_string(impl->cap) + " slots");
+    }
+    impl->port.fitting = impl->fitting.get();
     impl->waiting.start(*impl);
     impl->sole_writer =
         impl->algo == Algorithm::broadcast && !impl->drop && impl->ch.geo.max_publishers == 1;
@@ -512,9 +506,6 @@ Result<Publisher> Publisher::attach(ChannelFiles files, const EndpointOptions& o
         } else {
             p.cached_peer = t;
         }
-        // Every free slot's length unset (see reserve_spsc()).
-        p.mark_lengths_unset(p.pos, p.cached_peer + impl->cap);
-        impl->seen_peer = p.cached_peer;
         p.spsc = true;
     }
     return Publisher{std::move(impl)};

@@ -1,8 +1,9 @@
-// Zero-copy writes need a length for every message: try_reserve() marks each reserved slot's
-// length unset and commit() refuses a batch with an unset length, instead of publishing the
-// length the slot had a lap before (and with it the previous message's bytes). In every
-// channel shape, and without turning a drop-policy reader's race with a lapping publisher
-// into a false report of damage.
+// Zero-copy writes need a length for every message: commit() refuses a batch with a slot whose
+// length was never set for it (set_length() notes each fitting length in the publisher's own
+// memory), instead of publishing the length the slot had a lap before (and with it the
+// previous message's bytes). In every channel shape, for batches wider than one word of
+// those notes, and without turning a drop-policy reader's race with a lapping publisher into
+// a false report of damage.
 #include "../support/process.hpp"
 #include "test_support.hpp"
 
@@ -10,6 +11,7 @@
 
 #include <shmbus/supervisor.hpp>
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -52,15 +54,20 @@ Endpoints open_shape(const Shape& s) {
     return {std::move(*files), std::move(*pub), std::move(*sub)};
 }
 
+/// Copies the next message out into `buf` (a whole slot) and returns its size.
+std::size_t receive_copy(Endpoints& e, std::span<std::byte, 64> buf) {
+    auto r = e.sub.try_receive_copy(buf);
+    REQUIRE(r);
+    return r->size;
+}
+
 /// Fills every slot once with a 40-byte message and reads it: the lap before the test's.
 void fill_one_lap(Endpoints& e) {
     const std::vector<std::byte> old(40, std::byte{0x5A});
     for (std::uint64_t i = 0; i < kSlots; ++i) {
         REQUIRE(e.pub.try_send(old));
         std::byte buf[64];
-        auto r = e.sub.try_receive_copy(buf);
-        REQUIRE(r);
-        REQUIRE(r->size == 40);
+        REQUIRE(receive_copy(e, buf) == 40);
     }
 }
 
@@ -86,9 +93,7 @@ TEST_CASE("a commit of a slot whose length was never set is refused and publishe
             w->set_length(0, 3);
             REQUIRE(e.pub.commit(*w));
             std::byte buf[64];
-            auto got = e.sub.try_receive_copy(buf);
-            REQUIRE(got);
-            CHECK(got->size == 3);
+            CHECK(receive_copy(e, buf) == 3);
             CHECK(std::string(reinterpret_cast<const char*>(buf), 3) == "abc");
         }
     }
@@ -125,13 +130,90 @@ TEST_CASE("a length too large is still refused as message_too_large, not as unse
     CHECK(r.error().detail.find("65 bytes") != std::string::npos);
 }
 
+TEST_CASE("a batch wider than 64 slots is refused for the one length never set, and "
+          "commits once it is") {
+    // Room for a lap and then every batch below, so that each reservation gets all it asks.
+    constexpr std::uint64_t kWide = 1024;
+    constexpr std::size_t kBatch = 130; // two whole words of length bits and two bits more
+    auto files = create_channel(
+        spec("commit-length-wide", ChannelKind::queue, 64, kWide, 1, 1, Overflow::block));
+    REQUIRE(files);
+    auto pub = Publisher::attach(*files->duplicate_for(Role::publisher));
+    REQUIRE(pub);
+    auto sub = Subscriber::attach(*files->duplicate_for(Role::subscriber));
+    REQUIRE(sub);
+    // A lap first, so that every slot's length word holds a length that fits.
+    for (int lap = 0; lap < 2; ++lap) {
+        auto w = pub->try_reserve(kWide / 2);
+        REQUIRE(w);
+        REQUIRE(w->size() == kWide / 2);
+        for (std::size_t i = 0; i < w->size(); ++i) {
+            w->set_length(i, 7);
+        }
+        REQUIRE(pub->commit(*w));
+        auto b = sub->try_receive(kWide / 2);
+        REQUIRE(b);
+        CHECK(b->size() == kWide / 2);
+        REQUIRE(sub->release(*b));
+    }
+    for (const std::size_t missing :
+         {std::size_t{0}, std::size_t{63}, std::size_t{64}, std::size_t{127}, std::size_t{129}}) {
+        CAPTURE(missing);
+        auto w = pub->try_reserve(kBatch);
+        REQUIRE(w);
+        REQUIRE(w->size() == kBatch);
+        for (std::size_t i = 0; i < kBatch; ++i) {
+            if (i != missing) {
+                w->set_length(i, i % 60);
+            }
+        }
+        auto r = pub->commit(*w);
+        REQUIRE_FALSE(r);
+        CHECK(r.code() == Errc::invalid_argument);
+        CHECK(r.error().detail.find("message " + std::to_string(missing) + " of the batch") !=
+              std::string::npos);
+        CHECK(sub->try_receive().code() == Errc::would_block);
+        w->set_length(missing, missing % 60);
+        REQUIRE(pub->commit(*w));
+        auto b = sub->try_receive(kBatch);
+        REQUIRE(b);
+        REQUIRE(b->size() == kBatch);
+        for (std::size_t i = 0; i < kBatch; ++i) {
+            CHECK(b->message(i).data.size() == i % 60);
+        }
+        REQUIRE(sub->release(*b));
+    }
+}
+
+TEST_CASE("the last length set is the one checked: too large then fitting commits, fitting "
+          "then too large is refused") {
+    for (const Shape& shape : kShapes) {
+        SECTION(shape.name) {
+            Endpoints e = open_shape(shape);
+            fill_one_lap(e);
+            auto w = e.pub.try_reserve();
+            REQUIRE(w);
+            w->set_length(0, 10);
+            w->set_length(0, 65);
+            auto r = e.pub.commit(*w);
+            REQUIRE_FALSE(r);
+            CHECK(r.code() == Errc::message_too_large);
+            CHECK(e.sub.try_receive().code() == Errc::would_block);
+            w->set_length(0, 64);
+            REQUIRE(e.pub.commit(*w));
+            std::byte buf[64];
+            CHECK(receive_copy(e, buf) == 64);
+        }
+    }
+}
+
 TEST_CASE("a drop-policy batch whose slot a publisher re-reserves reads as lost, not damaged") {
     Endpoints e = open_shape(kShapes[3]);
     REQUIRE(e.pub.try_send(std::vector<std::byte>(8, std::byte{1})));
     auto held = e.sub.try_receive();
     REQUIRE(held);
     REQUIRE(held->message(0).data.size() == 8);
-    // Lap the ring until the held slot is reserved again, its length now unset.
+    // Lap the ring until the held slot is reserved again, for a message of another length.
     for (std::uint64_t i = 1; i < kSlots; ++i) {
         REQUIRE(e.pub.try_send(std::vector<std::byte>(8, std::byte{2})));
     }
@@ -149,9 +231,9 @@ TEST_CASE("a drop-policy batch whose slot a publisher re-reserves reads as lost,
 }
 
 TEST_CASE("a drop-policy subscriber racing a lapping publisher never reports damage") {
-    // The publisher (another process) laps a 4-slot ring as fast as it can; every reserve
-    // marks a slot's length unset for a moment. The subscriber reads with both APIs into a
-    // buffer that holds every real message but not a whole slot: a length it catches unset
+    // The publisher (another process) laps a 4-slot ring as fast as it can, rewriting each
+    // slot's length under the subscriber. The subscriber reads with both APIs into a buffer
+    // that holds every real message but not a whole slot: a length it catches mid-rewrite
     // must come out as a loss, never as corrupted or message_too_large.
     auto files = create_channel(
         spec("commit-length-race", ChannelKind::broadcast, 64, kSlots, 1, 1, Overflow::drop));

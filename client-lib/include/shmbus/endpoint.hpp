@@ -75,14 +75,17 @@ public:
     }
     /// Sets the length of message `i`; must be <= capacity() (checked by commit()). Every
     /// message of the batch needs one: commit() refuses a batch with a message whose length
-    /// was never set, rather than publish the length that slot had a lap before. For that,
-    /// every slot try_reserve() hands out has its length marked unset; the library marks
-    /// slots when it learns they are free again (when it re-reads the readers' positions, off
-    /// the inline fast path), so neither try_reserve() nor commit() pays for it.
+    /// was never set (or does not fit), rather than publish the length that slot had a lap
+    /// before. For that, each call also notes in the publisher's own memory (one bit per
+    /// slot, not in the ring) whether the length fits, so that neither try_reserve() nor
+    /// commit() touches the ring's lines to check.
     void set_length(std::size_t i, std::uint64_t length) const noexcept {
         // relaxed: the length word belongs to this writer until commit() publishes it.
         detail::atom(*reinterpret_cast<std::uint64_t*>(slot(i) + length_offset_))
             .store(length, std::memory_order_relaxed);
+        std::uint64_t& word = fitting_[i / 64];
+        const std::uint64_t bit = std::uint64_t{1} << (i % 64);
+        word = length <= slot_size_ ? (word | bit) : (word & ~bit);
     }
     /// Sequence number message `i` will carry.
     [[nodiscard]] std::uint64_t sequence(std::size_t i) const noexcept { return first_ + i; }
@@ -91,8 +94,9 @@ private:
     friend class Publisher;
     friend struct detail::EndpointHooks; // the C ABI's batch, rebuilt from the DataPort
     WriteBatch(const detail::DataPort& p, std::uint64_t first, std::size_t count) noexcept
-        : base_{p.slots}, stride_{p.stride}, mask_{p.mask}, slot_size_{p.slot_size}, first_{first},
-          data_offset_{p.data_offset}, length_offset_{p.length_offset}, count_{count} {}
+        : base_{p.slots}, stride_{p.stride}, mask_{p.mask},
+          slot_size_{p.slot_size}, first_{first}, fitting_{p.fitting}, data_offset_{p.data_offset},
+          length_offset_{p.length_offset}, count_{count} {}
     [[nodiscard]] std::byte* slot(std::size_t i) const noexcept {
         return base_ + ((first_ + i) & mask_) * stride_;
     }
@@ -101,6 +105,7 @@ private:
     std::uint64_t mask_{0};
     std::uint64_t slot_size_{0};
     std::uint64_t first_{0};
+    std::uint64_t* fitting_{nullptr}; // the publisher's DataPort::fitting
     std::uint32_t data_offset_{0};
     std::uint32_t length_offset_{0};
     std::size_t count_{0};

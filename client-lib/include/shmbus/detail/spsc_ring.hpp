@@ -94,12 +94,12 @@ struct DataPort {
     // Reader: the library holds something for the next receive (messages lost just before
     // it, which the batch must report), so the inline path leaves that receive to it.
     bool defer_to_library{false};
-
-    /// What the library stores in the length word of every slot before it hands the slot out
-    /// again, so that a slot committed without set_length() is refused instead of published
-    /// with the length of the message it held a lap before. Larger than any slot, so commit's
-    /// check that every length fits its slot is the check that it was set.
-    static constexpr std::uint64_t kLengthUnset = ~std::uint64_t{0};
+    // Writer: one bit per slot of the outstanding batch, set by set_length() while the
+    // slot's length fits it, so that commit refuses a slot whose length was never set rather
+    // than publish the length it held a lap before. In the endpoint's own memory (set at
+    // attach, ceil(capacity / 64) words), never in the segment: the check stores nothing into
+    // the ring's lines. Cleared for each batch by begin_write_batch().
+    std::uint64_t* fitting{nullptr};
 
     /// Whether the inline path applies (`spsc`). relaxed: an atomic load only because
     /// another thread may clear the flag, which costs nothing over a plain load of a byte;
@@ -138,26 +138,29 @@ struct DataPort {
     [[nodiscard]] bool is_outstanding(std::uint64_t first, std::size_t count) const noexcept {
         return pending && first == pending_first && count == pending_count;
     }
-    /// Marks the lengths of the slots of positions [from, to) unset (kLengthUnset). Called
-    /// by the library only, never by the inline path: for SPSC when it learns that the
-    /// consumer has freed those slots (a refresh of `cached_peer`, and at attach), so that the
-    /// inline reservation stores nothing into the line the consumer is polling; for the other
-    /// algorithms when it claims them.
-    void mark_lengths_unset(std::uint64_t from, std::uint64_t to) noexcept {
-        for (std::uint64_t p = from; p < to; ++p) {
-            // relaxed: the slot is the writer's until commit, whose release publishes this
-            // word with the others; a lapped broadcast reader that sees it re-checks the
-            // slot's state.
-            word(p, length_offset).store(kLengthUnset, std::memory_order_relaxed);
-        }
+    /// Begins a writer's batch: as begin_batch(), with no length set yet.
+    void begin_write_batch(std::uint64_t first, std::size_t count) noexcept {
+        begin_batch(first, count);
+        std::fill_n(fitting, (count + 63) / 64, std::uint64_t{0});
     }
-    /// Index of the first of `count` slots from `first` whose length does not fit its slot
-    /// (too large, or never set), or `count` if all fit.
-    [[nodiscard]] std::size_t first_unfit_length(std::uint64_t first,
-                                                 std::size_t count) const noexcept {
+    /// Whether every one of the `count` slots of the outstanding batch has a length set that
+    /// fits it (its bit in `fitting`).
+    [[nodiscard]] bool lengths_fit(std::size_t count) const noexcept {
+        const std::size_t whole = count / 64;
+        for (std::size_t w = 0; w < whole; ++w) {
+            if (fitting[w] != ~std::uint64_t{0}) {
+                return false;
+            }
+        }
+        const std::size_t rest = count % 64;
+        const std::uint64_t want = (std::uint64_t{1} << rest) - 1;
+        return rest == 0 || (fitting[whole] & want) == want;
+    }
+    /// Index of the first of the outstanding batch's `count` slots without a fitting length
+    /// set, or `count` if every one has one.
+    [[nodiscard]] std::size_t first_unfit_length(std::size_t count) const noexcept {
         for (std::size_t i = 0; i < count; ++i) {
-            // relaxed: our own stores (set_length), read back by the same thread.
-            if (word(first + i, length_offset).load(std::memory_order_relaxed) > slot_size) {
+            if ((fitting[i / 64] >> (i % 64) & 1U) == 0) {
                 return i;
             }
         }
@@ -257,12 +260,6 @@ struct DataPort {
     }
     /// The bytes of position p's slot.
     [[nodiscard]] std::byte* data(std::uint64_t p) const noexcept { return slot(p) + data_offset; }
-    /// Sets the length of the message at position p, reserved by this writer (every
-    /// algorithm: the slots of a batch are where slot() says).
-    void set_length(std::uint64_t p, std::uint64_t length) const noexcept {
-        // relaxed: the length word belongs to this writer until the commit publishes it.
-        word(p, length_offset).store(length, std::memory_order_relaxed);
-    }
     /// The length of the message at position p, received by this reader: validated at
     /// receipt and clamped here again, so that a writer that scribbles on it later cannot
     /// make the reader overrun the slot.
@@ -285,7 +282,7 @@ struct DataPort {
     [[nodiscard]] std::size_t reserve_inline(std::size_t max_count) noexcept {
         if (inline_path() && !pending && max_count != 0 && room_within_high_water()) [[likely]] {
             const std::size_t n = reservable(max_count);
-            begin_batch(pos, n);
+            begin_write_batch(pos, n);
             return n;
         }
         return 0;
@@ -294,8 +291,7 @@ struct DataPort {
     /// outstanding and every length fits (was set), and ends it: true; the caller then wakes
     /// a sleeping reader if peer_asleep(). False for the library (which names what is wrong).
     [[nodiscard]] bool commit_inline(std::uint64_t first, std::size_t count) noexcept {
-        if (inline_path() && is_outstanding(first, count) &&
-            first_unfit_length(first, count) == count) [[likely]] {
+        if (inline_path() && is_outstanding(first, count) && lengths_fit(count)) [[likely]] {
             publish(count);
             end_batch();
             return true;
