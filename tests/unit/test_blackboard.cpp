@@ -94,6 +94,27 @@ TEST_CASE("a blackboard reader gets what a writer wrote, element by element and 
     CHECK(back == range);
 }
 
+TEST_CASE("a blackboard read copies every byte of an element of any size, and none past it") {
+    // Sizes around the copy's four-word steps, its single words and its partial tail word.
+    for (std::uint64_t size = 1; size <= 100; ++size) {
+        CAPTURE(size);
+        auto f = make_board(size, 2);
+        auto w = open(f, Role::publisher);
+        auto r = open(f, Role::subscriber);
+        std::vector<std::byte> data(size);
+        for (std::uint64_t i = 0; i < size; ++i) {
+            data[i] = static_cast<std::byte>(i * 7 + size);
+        }
+        REQUIRE(w.write(1, data));
+        std::vector<std::byte> out(size + 8, std::byte{0xEE});
+        REQUIRE(r.read(1, std::span{out}.first(size)));
+        CHECK(std::vector<std::byte>(out.begin(),
+                                     out.begin() + static_cast<std::ptrdiff_t>(size)) == data);
+        CHECK(std::vector<std::byte>(out.begin() + static_cast<std::ptrdiff_t>(size), out.end()) ==
+              std::vector<std::byte>(8, std::byte{0xEE}));
+    }
+}
+
 TEST_CASE("a short blackboard write zero-fills the rest of the element") {
     auto f = make_board(20, 2); // not a multiple of 8: the tail word is partial
     auto w = open(f, Role::publisher);

@@ -50,6 +50,19 @@ inline void seqlock_write_fence() noexcept {
 inline void seqlock_copy_out(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
     const auto* words = reinterpret_cast<const std::uint64_t*>(src);
     std::size_t i = 0;
+    // Four words at a time: the compiler keeps atomic loads one by one, so the loop's own
+    // count, compare and branch per word would cost as much as the copy of a small element.
+    for (; i + 32 <= n; i += 32) {
+        // relaxed: validated by the caller's re-load of the sequence word (see above).
+        const std::uint64_t w0 = atom_load(words[i / 8], std::memory_order_relaxed);
+        const std::uint64_t w1 = atom_load(words[i / 8 + 1], std::memory_order_relaxed);
+        const std::uint64_t w2 = atom_load(words[i / 8 + 2], std::memory_order_relaxed);
+        const std::uint64_t w3 = atom_load(words[i / 8 + 3], std::memory_order_relaxed);
+        std::memcpy(dst + i, &w0, 8);
+        std::memcpy(dst + i + 8, &w1, 8);
+        std::memcpy(dst + i + 16, &w2, 8);
+        std::memcpy(dst + i + 24, &w3, 8);
+    }
     for (; i + 8 <= n; i += 8) {
         // relaxed: validated by the caller's re-load of the sequence word (see above).
         const std::uint64_t w = atom_load(words[i / 8], std::memory_order_relaxed);
