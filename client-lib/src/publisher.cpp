@@ -222,17 +222,19 @@ struct Publisher::Impl : EndpointCore {
         return port.reservable(max_count);
     }
 
-    /// Claims up to `max_count` consecutive positions (mpmc and broadcast).
+    /// Claims up to `max_count` consecutive positions (mpmc and broadcast): slot by slot, each
+    /// by a CAS on its state, then `head` once past them all (advance_index()).
     Result<std::size_t> reserve_claimed(std::size_t max_count) noexcept {
         std::uint64_t& head_word = ch.payload->head;
         std::size_t got = 0;
-        bool full = false; // the slot after our claims still holds an unread message
+        std::uint64_t seen_head = 0; // head as we read it before the first claim
+        bool full = false;           // the slot after our claims still holds an unread message
         for (int attempt = 0; attempt < kMaxClaimAttempts && got < max_count; ++attempt) {
-            // acquire: pairs with other claimers' release CAS of head, so we see their claims.
-            const std::uint64_t p = atom(head_word).load(std::memory_order_acquire);
-            if (got != 0 && p != port.pending_first + got) {
-                break; // someone took the next position: the batch ends here
-            }
+            // The first claim starts where head says (acquire: pairs with other claimers'
+            // release advance of head, so we see their claims); the next ones follow ours.
+            const std::uint64_t p =
+                got == 0 ? (seen_head = atom(head_word).load(std::memory_order_acquire))
+                         : port.pending_first + got;
             if (algo == Algorithm::broadcast && !drop && p - cached_min >= cap) {
                 cached_min = slowest_cursor(p);
                 if (p - cached_min >= cap) {
@@ -257,23 +259,23 @@ struct Publisher::Impl : EndpointCore {
                 if (atom(word).compare_exchange_strong(s, make_state(p, SlotPhase::reserved, owner),
                                                        std::memory_order_acq_rel,
                                                        std::memory_order_relaxed)) {
-                    std::uint64_t expected = p;
-                    // release: pairs with the acquire loads of head here and in readers.
-                    atom(head_word).compare_exchange_strong(
-                        expected, p + 1, std::memory_order_release, std::memory_order_relaxed);
                     if (got == 0) {
                         port.pending_first = p;
                     }
                     ++got;
+                } else if (got != 0) {
+                    break; // another publisher took our next position: the batch ends here
                 }
                 continue;
             }
+            if (got != 0) {
+                // Our next position is taken, or its slot still holds an unread message.
+                full = d == -static_cast<std::int64_t>(cap);
+                break;
+            }
             if (d == 0 || (d > 0 && d % static_cast<std::int64_t>(cap) == 0)) {
-                // Position p is already claimed (or long done): help head past it (release:
-                // as the claimer's CAS above).
-                std::uint64_t expected = p;
-                atom(head_word).compare_exchange_strong(expected, p + 1, std::memory_order_release,
-                                                        std::memory_order_relaxed);
+                // Position p is already claimed (or long done): help head past it.
+                advance_index(head_word, p, p + 1);
                 continue;
             }
             if (d == -static_cast<std::int64_t>(cap)) {
@@ -288,11 +290,13 @@ struct Publisher::Impl : EndpointCore {
             // A state from no lap we can be at: damaged, unless head moved on (acquire, as at
             // the top) and we merely read a stale position.
             if (atom(head_word).load(std::memory_order_acquire) == p) {
-                return got != 0 ? Result<std::size_t>(got)
-                                : corrupted("claim state of slot " + std::to_string(p & (cap - 1)) +
-                                            " refers to position " + std::to_string(state_pos(s)) +
-                                            " while the writers are at " + std::to_string(p));
+                return corrupted("claim state of slot " + std::to_string(p & (cap - 1)) +
+                                 " refers to position " + std::to_string(state_pos(s)) +
+                                 " while the writers are at " + std::to_string(p));
             }
+        }
+        if (got != 0) {
+            advance_index(head_word, seen_head, port.pending_first + got);
         }
         if (algo != Algorithm::broadcast && full) {
             note_depth(cap); // the high-water statistic is exact when the ring fills

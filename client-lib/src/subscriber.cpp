@@ -212,13 +212,16 @@ struct Subscriber::Impl : EndpointCore {
             }
         }
         std::uint64_t& dq = ch.control->consumer_pos;
+        // The first take starts where the dequeue position says (acquire: pairs with the
+        // other consumers' release advance of it) and walks past the slots other consumers
+        // have taken (`cursor`), reading their states only, where it used to help the
+        // dequeue position past each of them with a CAS on that shared line. Each take then
+        // moves the position past its slot (advance_index()).
+        std::uint64_t seen_dq = atom(dq).load(std::memory_order_acquire);
+        std::uint64_t cursor = seen_dq;
         std::size_t got = 0;
         for (int attempt = 0; attempt < kMaxAttempts && got < max_count; ++attempt) {
-            // acquire: pairs with the other consumers' release CAS of the dequeue position.
-            const std::uint64_t p = atom(dq).load(std::memory_order_acquire);
-            if (got != 0 && p != port.pending_first + got) {
-                break;
-            }
+            const std::uint64_t p = got == 0 ? cursor : port.pending_first + got;
             std::uint64_t& word = ch.cell(p);
             // acquire: pairs with the producer's release in finish() (committed) or another
             // consumer's release_cell(); it only selects, the CAS below decides.
@@ -233,16 +236,17 @@ struct Subscriber::Impl : EndpointCore {
                 if (!atom(word).compare_exchange_strong(s, make_state(p, SlotPhase::reading, owner),
                                                         std::memory_order_acq_rel,
                                                         std::memory_order_relaxed)) {
-                    continue;
+                    if (got != 0) {
+                        break; // another consumer took our next position: the batch ends
+                    }
+                    continue; // look at it again: taken, it is passed over below
                 }
-                std::uint64_t expected = p;
-                // release: pairs with the acquire loads of the dequeue position above.
-                atom(dq).compare_exchange_strong(expected, p + 1, std::memory_order_release,
-                                                 std::memory_order_relaxed);
                 const std::uint64_t len = length_of(p);
                 if (tag == kOwnerAbandoned || len > ch.geo.slot_size) {
-                    // Abandoned by a dead producer (already counted), or corrupt: skip it.
+                    // Abandoned by a dead producer (already counted), or corrupt: skip it,
+                    // and move the dequeue position past it now.
                     release_cell(p);
+                    advance_index(dq, seen_dq, p + 1);
                     wake_sleepers(peer_wait(*this, Role::subscriber));
                     if (tag != kOwnerAbandoned) {
                         if (got != 0) {
@@ -253,36 +257,37 @@ struct Subscriber::Impl : EndpointCore {
                     if (got != 0) {
                         break;
                     }
+                    cursor = p + 1;
                     continue;
                 }
                 if (got == 0) {
                     port.pending_first = p;
                 }
+                advance_index(dq, seen_dq, p + 1);
+                seen_dq = p + 1;
                 ++got;
                 continue;
             }
+            if (got != 0) {
+                break; // our next position is taken, or not committed yet
+            }
             if ((d == 0 && phase == SlotPhase::reading) ||
                 (d == static_cast<std::int64_t>(cap) && phase == SlotPhase::free)) {
-                // Taken by another consumer, or taken and released: help dq along (release,
-                // as the taker's CAS above).
-                std::uint64_t expected = p;
-                atom(dq).compare_exchange_strong(expected, p + 1, std::memory_order_release,
-                                                 std::memory_order_relaxed);
+                ++cursor; // taken by another consumer, or taken and released: pass over it
                 continue;
             }
             if (d == 0 || d == -static_cast<std::int64_t>(cap)) {
                 break; // not committed yet (free or being written)
             }
-            // A state from no lap we can be at: damaged, unless the dequeue position moved on
-            // (acquire, as at the top) and we merely read a stale one.
-            if (atom(dq).load(std::memory_order_acquire) == p) {
-                if (got != 0) {
-                    break;
-                }
+            // A state from no lap we can be at: damaged, unless the dequeue position moved
+            // past it (acquire, as at the top) and we merely read a stale one.
+            const std::uint64_t now = atom(dq).load(std::memory_order_acquire);
+            if (now <= p) {
                 return corrupted("claim state of slot " + std::to_string(p & (cap - 1)) +
                                  " refers to position " + std::to_string(state_pos(s)) +
                                  " while the consumers are at " + std::to_string(p));
             }
+            cursor = seen_dq = now;
         }
         return got;
     }

@@ -80,4 +80,18 @@ inline constexpr std::int64_t state_distance(std::uint64_t s, std::uint64_t pos)
     return static_cast<std::int64_t>(d << 16) >> 16;
 }
 
+/// Moves a claimed algorithm's shared index (an MPMC queue's or a broadcast channel's `head`,
+/// an MPMC queue's dequeue position) forward to `target`, from `seen`, the value the caller
+/// last read, unless someone moved it that far already. The index only says where to look
+/// next: a slot is owned by the CAS on its state, made before, so a publisher advances head
+/// once for a whole batch of claims, and whoever finds an index behind a claimed slot
+/// passes over it. release: pairs with the acquire loads of the index, so that whoever reads
+/// the new value sees the claims before it.
+inline void advance_index(std::uint64_t& index, std::uint64_t seen, std::uint64_t target) noexcept {
+    while (seen < target &&
+           !atom(index).compare_exchange_weak(seen, target, std::memory_order_release,
+                                              std::memory_order_relaxed)) {
+    }
+}
+
 } // namespace shmbus::detail
