@@ -5,8 +5,9 @@ set -euo pipefail
 
 packages=(
     build-essential g++ cmake ninja-build pkg-config git
-    libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libsystemd-dev
-    # OpenSSL (libssl, libcrypto): the gateway's HMAC-SHA256 challenge and its TLS links.
+    libuv1-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+    # OpenSSL (libssl, libcrypto): the gateway's HMAC-SHA256 challenge and its TLS links, and
+    # the machine's application-specific id (the daemon speaks systemd's protocols itself).
     libssl-dev
     # NATS bridges (docs/nats.md): the C client, and the server the tests start themselves.
     libnats-dev nats-server

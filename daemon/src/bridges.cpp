@@ -3,12 +3,11 @@
 
 #include "assert.hpp"
 #include "logging.hpp"
+#include "systemd_protocol.hpp"
 
 #if SHMBUS_HAVE_NATS
 #include "gateway/nats_bridge.hpp"
 #endif
-
-#include <systemd/sd-id128.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -134,14 +133,13 @@ private:
 
 std::string nats_node_name(const std::string& host, const std::string& socket) {
     // The machine's id is mixed with an application id of ours rather than shown, as
-    // sd_id128_get_machine_app_specific() is meant for.
-    constexpr sd_id128_t kApp =
-        SD_ID128_MAKE(5a, 7e, 0c, 31, 9b, 44, 4e, 2f, 8d, 61, 0e, 93, c2, 1a, 77, 58);
-    sd_id128_t machine{};
+    // sd_id128_get_machine_app_specific() mixes them.
+    constexpr sd::Id128 kApp{0x5a, 0x7e, 0x0c, 0x31, 0x9b, 0x44, 0x4e, 0x2f,
+                             0x8d, 0x61, 0x0e, 0x93, 0xc2, 0x1a, 0x77, 0x58};
     std::uint64_t hash = fnv1a(host);
-    if (sd_id128_get_machine_app_specific(kApp, &machine) == 0) {
+    if (const std::optional<sd::Id128> machine = sd::machine_app_specific_id(kApp)) {
         hash = fnv1a(
-            std::string_view{reinterpret_cast<const char*>(machine.bytes), sizeof machine.bytes});
+            std::string_view{reinterpret_cast<const char*>(machine->data()), machine->size()});
     }
     hash = fnv1a(socket, hash);
     char hex[13];
@@ -203,14 +201,13 @@ BridgeSummary summarize(const gateway::BridgeStatus& status, const gateway::Brid
 }
 
 Bridges::Bridges(std::string socket, std::uint64_t incarnation)
-    : socket_{std::move(socket)}, incarnation_{incarnation}, node_{host_name()},
-      nats_node_{nats_node_name(node_, socket_)} {}
+    : socket_{std::move(socket)}, incarnation_{incarnation}, node_{host_name()} {}
 
 Bridges::~Bridges() {
     stop_all();
 }
 
-Bridges::RunnerPtr Bridges::make_runner(const ConfiguredBridge& bridge) const {
+Bridges::RunnerPtr Bridges::make_runner(const ConfiguredBridge& bridge) {
     ClientOptions local;
     local.socket_path = socket_;
     local.client_name = "bridge " + bridge.name;
@@ -223,6 +220,12 @@ Bridges::RunnerPtr Bridges::make_runner(const ConfiguredBridge& bridge) const {
     };
     if (bridge.nats) {
 #if SHMBUS_HAVE_NATS
+        // Named when the first NATS bridge starts: the name's HMAC is libcrypto's, whose first
+        // use sets up OpenSSL (2 MB of the daemon's memory), which a daemon without NATS
+        // bridges never pays.
+        if (nats_node_.empty()) {
+            nats_node_ = nats_node_name(node_, socket_);
+        }
         return std::make_shared<NatsRunner>(bridge, std::move(local), nats_node_, incarnation_);
 #else
         // The configuration refuses NATS bridges in such a build: this is a bug.

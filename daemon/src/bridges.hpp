@@ -102,14 +102,14 @@ private:
     /// stop() was called on never starts again, whatever the order of those threads.
     using RunnerPtr = std::shared_ptr<Runner>;
 
-    [[nodiscard]] RunnerPtr make_runner(const ConfiguredBridge& bridge) const;
+    [[nodiscard]] RunnerPtr make_runner(const ConfiguredBridge& bridge);
     /// Stops `old` on a thread of its own, then starts `next` (if any).
     void retire(RunnerPtr old, RunnerPtr next = nullptr);
 
     std::string socket_;
     std::uint64_t incarnation_;
     std::string node_;
-    std::string nats_node_;
+    std::string nats_node_; ///< set when the first NATS bridge starts (make_runner())
     std::map<std::string, RunnerPtr, std::less<>> running_;
     /// Shared by every link bridge, so that two paths into one channel deliver a message once.
     std::shared_ptr<gateway::OriginLedger> origins_{std::make_shared<gateway::OriginLedger>()};

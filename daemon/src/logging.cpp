@@ -1,13 +1,15 @@
-// Logging: spdlog on stderr, or sd_journal_sendv() with structured fields. See logging.hpp.
+// Logging: spdlog on stderr, or journald's native protocol with structured fields. See
+// logging.hpp.
 //
 // The logger is process-wide state, set by init_logging() on the loop's thread before the
 // loop runs and any bridge thread starts; after that, log() runs on any thread: the stderr
 // sink is spdlog's locking variant and the level an atomic.
 #include "logging.hpp"
 
+#include "systemd_protocol.hpp"
+
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-#include <systemd/sd-journal.h>
 
 #include <array>
 #include <atomic>
@@ -115,10 +117,9 @@ void log(LogLevel level, std::string_view message, const LogFields& fields) {
         return;
     }
     if (s.journal) {
-        // Each field is one iovec, passed as it is. Never sd_journal_send(): it treats every
-        // field as a printf format, and messages carry client-chosen text (a client's name
-        // with "%n" or "%s" would make it write or read through pointers never passed).
-        // Fields that are not known are left out rather than sent empty.
+        // Each field is one iovec, passed as it is (never through a printf format: messages
+        // carry client-chosen text). Fields that are not known are left out rather than sent
+        // empty.
         std::array<std::string, 9> entry;
         std::size_t n = 0;
         entry[n++] = "MESSAGE=" + std::string{message};
@@ -146,7 +147,7 @@ void log(LogLevel level, std::string_view message, const LogFields& fields) {
         for (std::size_t k = 0; k < n; ++k) {
             iov[k] = iovec{entry[k].data(), entry[k].size()};
         }
-        (void)sd_journal_sendv(iov.data(), static_cast<int>(n)); // a refused entry is dropped
+        (void)sd::journal_send(std::span{iov.data(), n}); // a refused entry is dropped
         return;
     }
     if (!s.stderr_logger) {

@@ -1,11 +1,12 @@
 // The daemon's log: readable lines on stderr, or structured journald entries under systemd.
 //
 // Owns: the one logger of the process (a static, set up by init_logging() before the loop
-// starts). This is the only module that includes spdlog sinks or sd-journal.h; the rest
+// starts). This is the only module that includes spdlog sinks or sends journal entries; the rest
 // of the daemon calls log() with a message and the fields it knows.
 //
 // Destination: when the daemon's stderr is the journal stream systemd set up (JOURNAL_STREAM
-// names stderr's device:inode), entries go to journald through sd_journal_sendv() with
+// names stderr's device:inode), entries go to journald (sd::journal_send(), its native
+// protocol) with
 // MESSAGE=, PRIORITY=, and CHANNEL=, CLIENT_PID=, CLIENT_UID=, CLIENT_NAME=, BRIDGE=, PEER=
 // where known, so `journalctl -u shmbusd CHANNEL=jobs` (or BRIDGE=ground) works; values are
 // sent verbatim, never as formats.
@@ -14,8 +15,8 @@
 //
 // Thread: init_logging() before any other thread starts; log() and set_log_level() from any
 // thread (the event loop's, and the gateway's bridge threads): the level is atomic, the stderr
-// sink locks, and sd_journal_sendv() is thread-safe. Failure policy: logging never fails the
-// caller; a journal that refuses an entry is ignored.
+// sink locks, and journal entries are single datagrams on one socket. Failure policy: logging
+// never fails the caller; a journal that refuses an entry is ignored.
 #pragma once
 
 #include "config.hpp"

@@ -1,7 +1,8 @@
-// systemd glue: sd_notify() messages, socket activation, the fd store. See systemd_notify.hpp.
+// systemd glue: notifications, socket activation, the fd store. See systemd_notify.hpp.
 #include "systemd_notify.hpp"
 
-#include <systemd/sd-daemon.h>
+#include "logging.hpp"
+#include "systemd_protocol.hpp"
 
 #include <cerrno>
 #include <cstdlib>
@@ -14,12 +15,12 @@
 namespace shmbus::daemon {
 
 void notify_ready() {
-    sd_notify(0, "READY=1");
+    (void)sd::notify("READY=1");
 }
 
 void notify_status(std::string_view status) {
     const std::string msg = "STATUS=" + std::string{status};
-    sd_notify(0, msg.c_str());
+    (void)sd::notify(msg);
 }
 
 void notify_reloading() {
@@ -28,20 +29,19 @@ void notify_reloading() {
     const auto usec = static_cast<unsigned long long>(ts.tv_sec) * 1'000'000ULL +
                       static_cast<unsigned long long>(ts.tv_nsec) / 1000ULL;
     const std::string msg = "RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec);
-    sd_notify(0, msg.c_str());
+    (void)sd::notify(msg);
 }
 
 void notify_stopping() {
-    sd_notify(0, "STOPPING=1");
+    (void)sd::notify("STOPPING=1");
 }
 
 void notify_watchdog() {
-    sd_notify(0, "WATCHDOG=1");
+    (void)sd::notify("WATCHDOG=1");
 }
 
 std::optional<std::chrono::microseconds> watchdog_interval() {
-    std::uint64_t usec = 0;
-    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    if (const std::uint64_t usec = sd::watchdog_usec(); usec > 0) {
         return std::chrono::microseconds{usec};
     }
     return std::nullopt;
@@ -49,27 +49,24 @@ std::optional<std::chrono::microseconds> watchdog_interval() {
 
 std::vector<PassedFd> take_passed_fds() {
     std::vector<PassedFd> out;
-    char** names = nullptr;
-    const int n = sd_listen_fds_with_names(1, &names);
-    for (int i = 0; i < n; ++i) {
-        const int fd = SD_LISTEN_FDS_START + i;
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        PassedFd p;
-        p.fd.reset(fd);
-        p.name = names != nullptr && names[i] != nullptr ? names[i] : "unknown";
-        out.push_back(std::move(p));
+    const std::optional<std::vector<std::string>> names = sd::take_listen_fds();
+    if (!names) {
+        log(LogLevel::warning,
+            "the service manager's LISTEN_PID, LISTEN_FDS or LISTEN_FDNAMES are malformed, or "
+            "name a descriptor that is not open: no passed descriptor is used");
+        return out;
     }
-    if (names != nullptr) {
-        for (int i = 0; i < n; ++i) {
-            std::free(names[i]);
-        }
-        std::free(names);
+    for (std::size_t i = 0; i < names->size(); ++i) {
+        PassedFd p;
+        p.fd.reset(sd::kListenFdsStart + static_cast<int>(i));
+        p.name = (*names)[i].empty() ? "unknown" : (*names)[i];
+        out.push_back(std::move(p));
     }
     return out;
 }
 
 bool is_listening_seqpacket(int fd) noexcept {
-    return sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, nullptr, 0) > 0;
+    return sd::is_listening_unix_socket(fd, SOCK_SEQPACKET);
 }
 
 Result<void> store_fds(std::string_view name, const std::vector<int>& fds) {
@@ -77,8 +74,7 @@ Result<void> store_fds(std::string_view name, const std::vector<int>& fds) {
         return ok();
     }
     const std::string msg = "FDSTORE=1\nFDNAME=" + std::string{name};
-    const int rc =
-        sd_pid_notify_with_fds(0, 0, msg.c_str(), fds.data(), static_cast<unsigned>(fds.size()));
+    const int rc = sd::notify(msg, fds);
     if (rc <= 0) {
         return make_error(Errc::system_error,
                           "the service manager did not take the descriptors of '" +
@@ -93,7 +89,7 @@ void remove_stored_fds(std::string_view name) {
         return;
     }
     const std::string msg = "FDSTOREREMOVE=1\nFDNAME=" + std::string{name};
-    sd_notify(0, msg.c_str());
+    (void)sd::notify(msg);
 }
 
 } // namespace shmbus::daemon

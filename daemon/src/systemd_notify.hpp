@@ -2,8 +2,9 @@
 // file-descriptor store.
 //
 // Everything here is a no-op when the daemon was not started by systemd (no NOTIFY_SOCKET,
-// no LISTEN_FDS): a plain user's daemon runs the same code. This is the only module that
-// calls sd_notify(), sd_listen_fds() and sd_pid_notify_with_fds().
+// no LISTEN_FDS): a plain user's daemon runs the same code. This is the only module that sends
+// notifications and takes passed descriptors; the protocols themselves are spoken in
+// systemd_protocol.hpp.
 //
 // Thread: the event loop's thread. Failure policy: a notification that cannot be delivered
 // is ignored (systemd would time us out, which is the right outcome); errors of the listen
@@ -41,8 +42,9 @@ struct PassedFd {
     std::string name; ///< LISTEN_FDNAMES entry, "unknown" when none was given
 };
 
-/// Takes the descriptors systemd passed (sd_listen_fds_with_names), unsetting LISTEN_*.
-/// Each is made close-on-exec. Empty when none were passed.
+/// Takes the descriptors systemd passed (LISTEN_FDS, LISTEN_FDNAMES), unsetting LISTEN_*.
+/// Each is made close-on-exec. Empty when none were passed, or (logged) when the variables
+/// are malformed.
 [[nodiscard]] std::vector<PassedFd> take_passed_fds();
 
 /// True if `fd` is a listening Unix SOCK_SEQPACKET socket.

@@ -13,12 +13,13 @@
 // Threads: one per DatagramSink (the notify socket of every DaemonProcess, and any other
 // datagram socket a test stands in for, such as the journal's), draining it as systemd does —
 // a datagram socket nobody reads fills after net.unix.max_dgram_qlen (10) messages and then
-// blocks the daemon's sd_notify() or sd_journal_send(). The daemon is exec'd, so it is exactly
+// blocks the daemon's notifications or journal entries. The daemon is exec'd, so it is exactly
 // the binary under test (SHMBUSD_PATH, a compile definition of the test), possibly through a
 // launcher such as systemd-socket-activate.
 #pragma once
 
 #include "process.hpp"
+#include "temp_dir.hpp"
 
 #include <protocol/seqpacket.hpp>
 #include <protocol/wire.hpp>
@@ -89,34 +90,6 @@ inline int ms_left(std::chrono::steady_clock::time_point deadline) {
     const auto left =
         std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     return left.count() < 0 ? 0 : static_cast<int>(left.count());
-}
-
-/// A temporary directory, removed with its contents on destruction.
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl =
-            (std::filesystem::temp_directory_path() / "shmbusd-test-XXXXXX").native();
-        if (::mkdtemp(tmpl.data()) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
-
-inline void write_file(const std::filesystem::path& p, const std::string& text) {
-    std::ofstream out(p);
-    out << text;
 }
 
 /// How a process ended: exit code, or the signal that killed it.

@@ -2,6 +2,7 @@
 // loading from disk and the choice of the default path. Every error class is pinned with its
 // exact file:line:column, because operators (and editors that jump to the line) rely on it.
 #include "config.hpp"
+#include "temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -55,35 +56,18 @@ Config valid(std::string_view text) {
 }
 
 /// A directory of its own under the system temporary directory, removed with its contents.
-class TempDir {
+class TempDir : public shmbus::test::TempDir {
 public:
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "shmbus-config-XXXXXX");
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-
-    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
     /// Writes `text` to `relative` (creating directories); returns the full path.
     std::filesystem::path write(const std::filesystem::path& relative,
                                 std::string_view text) const {
-        const std::filesystem::path full = path_ / relative;
+        const std::filesystem::path full = path() / relative;
         std::filesystem::create_directories(full.parent_path());
         std::ofstream out(full, std::ios::binary);
         out << text;
         REQUIRE(out.good());
         return full;
     }
-
-private:
-    std::filesystem::path path_;
 };
 
 /// A resolver that knows a few accounts and counts its calls.

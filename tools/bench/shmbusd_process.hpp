@@ -9,7 +9,7 @@
 // arrived, or fails at once if the daemon exits first, or after a deadline. A small forked
 // process drains that socket for the rest of the run (the daemon sends a STATUS= line on
 // every connection and change; a datagram socket nobody reads fills after ten and would
-// block the daemon's sd_notify()), so the daemon pays what it pays under systemd.
+// block the daemon's notifications), so the daemon pays what it pays under systemd.
 //
 // Ownership: a ShmbusdProcess owns the daemon, the draining process (both die with the
 // benchmark: PR_SET_PDEATHSIG) and the temporary directory. stop() sends SIGTERM and waits
