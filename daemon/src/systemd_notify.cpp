@@ -4,13 +4,9 @@
 #include "logging.hpp"
 #include "systemd_protocol.hpp"
 
-#include <cerrno>
-#include <cstdlib>
 #include <ctime>
-#include <fcntl.h>
 #include <string>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 namespace shmbus::daemon {
 
@@ -70,24 +66,17 @@ bool is_listening_seqpacket(int fd) noexcept {
 }
 
 Result<void> store_fds(std::string_view name, const std::vector<int>& fds) {
-    if (std::getenv("NOTIFY_SOCKET") == nullptr) {
-        return ok();
-    }
     const std::string msg = "FDSTORE=1\nFDNAME=" + std::string{name};
-    const int rc = sd::notify(msg, fds);
-    if (rc <= 0) {
-        return make_error(Errc::system_error,
-                          "the service manager did not take the descriptors of '" +
-                              std::string{name} + "'",
-                          rc < 0 ? -rc : 0);
+    // 0: no NOTIFY_SOCKET, no store to fill.
+    if (const int rc = sd::notify(msg, fds); rc < 0) {
+        return make_error(
+            Errc::system_error,
+            "the service manager did not take the descriptors of '" + std::string{name} + "'", -rc);
     }
     return ok();
 }
 
 void remove_stored_fds(std::string_view name) {
-    if (std::getenv("NOTIFY_SOCKET") == nullptr) {
-        return;
-    }
     const std::string msg = "FDSTOREREMOVE=1\nFDNAME=" + std::string{name};
     (void)sd::notify(msg);
 }
