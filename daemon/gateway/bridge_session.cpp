@@ -163,13 +163,15 @@ struct ImportItem {
 };
 
 /// An origin_data frame the dedup marks admitted: its hop numbers, its origin, the messages
-/// skipped at its start and the origin's gap before them.
+/// skipped at its start and the origin's gap before them. On a queue channel, one run of
+/// messages admit_once() took (`once`; no skip, no gap).
 struct PendingFrame {
     std::uint64_t hop_first{0};
     std::uint64_t count{0};
     MessageOrigin origin;
     std::uint64_t skip{0};
     std::uint64_t gap{0};
+    bool once{false};
 };
 
 struct ImportStream {
@@ -190,6 +192,7 @@ struct ImportStream {
     std::uint64_t creation_id{0}; ///< of the peer's channel
     std::uint64_t slot_size{0};   ///< the offer's: no message of the stream is longer
     bool positions{false};        ///< the offer said the stream carries channel positions
+    bool queue_channel{false};    ///< a queue channel: admitted by admit_once()
     std::uint64_t expected{0};    // the run() thread only: next sequence due; 0 = any
     /// No frame has arrived yet on this link: a gap before the first is what a cut cost.
     bool first_frame{true};                  // the run() thread only
@@ -267,6 +270,9 @@ struct BridgeSession::Impl {
                                                               : draw_incarnation()};
     const std::shared_ptr<OriginLedger> ledger{settings.origins ? settings.origins
                                                                 : std::make_shared<OriginLedger>()};
+    /// The runs of new messages admit_frame() found in the last frame of a queue stream:
+    /// (index, count), in order (the run() thread only).
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> once_runs;
     std::atomic<std::int64_t> last_sent{Clock::now().time_since_epoch().count()};
     /// Credits an importing stream returns together: a quarter of the window.
     const std::uint32_t return_at{std::max<std::uint32_t>(1, settings.window / 4)};
@@ -565,20 +571,27 @@ struct BridgeSession::Impl {
     /// each: all of them on a protocol 1 link; on protocol 2, runs of one origin with
     /// consecutive origin sequences, leaving out (and counting as lost) any message whose
     /// origin the ledger no longer knows. `local(i)` is message i's sequence in the local
-    /// channel. A channel no import ever published into is one run, its origin this daemon.
+    /// channel. A broadcast channel no import ever published into is one run, its origin this
+    /// daemon; a queue's, runs of consecutive local sequences (its other consumers take the
+    /// rest), numbered by them, so that every export of the channel gives a message the same
+    /// origin sequence.
     template <typename LocalSequence>
     void plan_segments(ExportStream& s, std::uint64_t first_hop, std::size_t n,
                        LocalSequence&& local, std::vector<Segment>& out) {
         out.clear();
         const MessageOrigin own{incarnation, s.creation_id, first_hop};
-        // Only broadcast streams number by the channel's positions, which the runs speak of; a
-        // queue stream's messages take their origin here (docs/gateway.md, "Multi-hop").
-        if (!with_origins || !s.positions || !s.origins->has_imports()) {
-            out.push_back(Segment{0, n, own});
+        const bool imports = with_origins && s.origins->has_imports();
+        if (!with_origins || (s.positions && !imports)) {
+            out.push_back(Segment{0, n, own}); // a broadcast stream's hop numbers are positions + 1
             return;
         }
         for (std::size_t i = 0; i < n; ++i) {
-            LocalOrigin found = s.origins->find(local(i));
+            LocalOrigin found;
+            if (imports) {
+                found = s.origins->find(local(i));
+            } else {
+                found.origin.first_sequence = local(i) + 1; // as find() says with no imports
+            }
             if (found.kind == LocalOrigin::Kind::unknown) {
                 s.lost += 1;
                 continue;
@@ -990,6 +1003,7 @@ struct BridgeSession::Impl {
         s->creation_id = o.creation_id;
         s->slot_size = o.slot_size;
         s->positions = o.next_sequence == kChannelPositions;
+        s->queue_channel = info.kind == ChannelKind::queue;
         s->expected = o.next_sequence;
         if (s->positions) {
             s->expected = resume_point(o);
@@ -1073,6 +1087,13 @@ struct BridgeSession::Impl {
         for (auto it = s.pending.rbegin(); it != s.pending.rend(); ++it) {
             const PendingFrame& f = *it;
             const std::uint64_t end = f.origin.first_sequence + f.count;
+            if (f.once) {
+                // A queue's run: what was not published is not seen, whatever came after.
+                const std::uint64_t done =
+                    published > f.hop_first ? std::min(published - f.hop_first, f.count) : 0;
+                s.origins->give_back_once(f.origin.channel, f.origin.first_sequence + done, end);
+                continue;
+            }
             std::uint64_t from = f.origin.first_sequence + f.skip;
             if (published < f.hop_first) {
                 from -= std::min(f.gap, from); // the gap was not shown either
@@ -1308,9 +1329,53 @@ struct BridgeSession::Impl {
                                 "') sent whole messages before the end of its fragmented one"));
             return;
         }
-        if (auto a = admit_data(*s, d)) {
-            deliver_data(*s, d, *a);
+        auto a = admit_data(*s, d);
+        if (!a) {
+            return;
         }
+        const bool one_run =
+            once_runs.empty() ||
+            (once_runs.size() == 1 && once_runs[0].first + once_runs[0].second == d.count());
+        if (!s->queue_channel || !d.origin() || one_run) {
+            deliver_data(*s, d, *a); // the new messages, if any, are one run ending the frame
+            return;
+        }
+        // A queue's frame with messages seen before between new ones: each run of new
+        // messages goes with the seen ones before it, skipped; then the seen ones at the end.
+        std::uint64_t gap = a->gap;
+        std::uint32_t at = 0;
+        for (const auto& [first, count] : once_runs) {
+            if (!deliver_data(*s, slice(d, at, first + count - at), Admission{first - at, gap})) {
+                return;
+            }
+            gap = 0;
+            at = first + count;
+        }
+        if (at < d.count()) {
+            (void)deliver_data(*s, slice(d, at, d.count() - at), Admission{d.count() - at, 0});
+        }
+    }
+
+    /// Messages from..from + count - 1 of `d`, as a frame of their own.
+    static DataView slice(const DataView& d, std::uint32_t from, std::uint32_t count) {
+        std::size_t offset = 0;
+        for (std::uint32_t i = 0; i < from; ++i) {
+            offset += d.length(i);
+        }
+        std::size_t bytes = 0;
+        for (std::uint32_t i = from; i < from + count; ++i) {
+            bytes += d.length(i);
+        }
+        std::optional<MessageOrigin> origin = d.origin();
+        if (origin) {
+            origin->first_sequence += from;
+        }
+        return DataView{d.stream(),
+                        d.first_sequence() + from,
+                        count,
+                        d.raw_lengths().subspan(std::size_t{4} * from, std::size_t{4} * count),
+                        d.payload().subspan(offset, bytes),
+                        origin};
     }
 
     /// The first half of on_data(): `d` checked against the stream (its sequence, its
@@ -1348,9 +1413,10 @@ struct BridgeSession::Impl {
             s.lost += a.gap;
         }
         if (d.origin()) {
-            // What the local subscribers are told is the origin's gap, which another path
-            // may have filled already; the messages another path delivered are skipped.
-            a = admit_frame(s, d);
+            // What the local subscribers of a broadcast channel are told is the origin's gap,
+            // which another path may have filled already; the messages another path
+            // delivered are skipped.
+            a = admit_frame(s, d, a.gap);
         }
         count_cause(s, d, a.gap);
         return a;
@@ -1364,7 +1430,8 @@ struct BridgeSession::Impl {
     /// fragment by fragment; it was admitted at its start exactly as a whole one, and is
     /// always queued for the stream's thread, these bytes moved rather than copied, so that
     /// the link's reader never copies a large message.
-    void deliver_data(ImportStream& s, const DataView& d, const Admission& a,
+    /// False if the link failed.
+    bool deliver_data(ImportStream& s, const DataView& d, const Admission& a,
                       MessageBuffer* reassembled = nullptr) {
         std::uint64_t gap = a.gap;
         const auto skip = static_cast<std::size_t>(a.skip);
@@ -1379,13 +1446,13 @@ struct BridgeSession::Impl {
                                                           " sent " + std::to_string(d.count()) +
                                                           " messages on " + std::to_string(held) +
                                                           " credits"));
-                return;
+                return false;
             }
             if (reassembled == nullptr) {
                 s.outstanding -= d.count();
             }
             if (s.closed) {
-                return; // the stream has ended here; what still arrives for it is dropped
+                return true; // the stream has ended here; what still arrives for it is dropped
             }
             // The stream's thread touches the publisher only while something is queued.
             idle = s.queue.empty() && !s.draining;
@@ -1400,7 +1467,7 @@ struct BridgeSession::Impl {
                 s.published_next.store(s.expected);
             }
             published(s, skip, false, true);
-            return;
+            return true;
         }
         if (direct) {
             Halt halt = Halt::none;
@@ -1412,11 +1479,11 @@ struct BridgeSession::Impl {
             }
             if (halt == Halt::broken) {
                 end_import(s);
-                return;
+                return true;
             }
             published(s, done, halt == Halt::full, true);
             if (halt == Halt::none) {
-                return;
+                return true;
             }
         }
         if (!direct && skip > 0) {
@@ -1442,7 +1509,7 @@ struct BridgeSession::Impl {
             std::lock_guard lock{s.mu};
             s.queue.push_back(std::move(item));
             s.cv.notify_one();
-            return;
+            return true;
         }
         item.body.reserve(lengths.size() + rest.size());
         item.body.insert(item.body.end(), lengths.begin(), lengths.end());
@@ -1450,6 +1517,7 @@ struct BridgeSession::Impl {
         std::lock_guard lock{s.mu};
         s.queue.push_back(std::move(item));
         s.cv.notify_one();
+        return true;
     }
 
     /// Counts `gap` messages lost before data frame `d` of `s` by cause (docs/gateway.md,
@@ -1463,7 +1531,9 @@ struct BridgeSession::Impl {
         }
         if (first) {
             s.lost_link_down.fetch_add(gap, std::memory_order_relaxed);
-        } else if (d.origin() && d.origin()->daemon != params.peer_incarnation) {
+        } else if (!s.queue_channel && d.origin() &&
+                   d.origin()->daemon != params.peer_incarnation) {
+            // (A queue's gaps are this hop's numbers: the peer's own loss.)
             s.lost_upstream.fetch_add(gap, std::memory_order_relaxed);
         } else {
             s.lost_congestion.fetch_add(gap, std::memory_order_relaxed);
@@ -1473,28 +1543,70 @@ struct BridgeSession::Impl {
     /// The origin's verdict on data frame `d` of `s` (protocol 2): a loop (this daemon's own
     /// message, or one first published in the very channel it would go into) is skipped
     /// whole; otherwise the channel's dedup marks say what is new and what was lost before
-    /// it. The run() thread.
-    Admission admit_frame(ImportStream& s, const DataView& d) {
+    /// it. A queue's messages are admitted one by one (admit_queue_frame()); `hop_gap` is
+    /// what this hop's numbers showed lost before `d`. The run() thread.
+    Admission admit_frame(ImportStream& s, const DataView& d, std::uint64_t hop_gap) {
         const MessageOrigin& o = *d.origin();
         Admission a;
+        once_runs.clear();
         if (o.daemon == incarnation || o.channel == s.local_creation_id) {
             a.skip = d.count();
             s.looped.fetch_add(d.count(), std::memory_order_relaxed);
             return a;
+        }
+        if (s.queue_channel) {
+            return admit_queue_frame(s, d, hop_gap);
         }
         a = s.origins->admit(o, d.count());
         s.duplicates.fetch_add(a.skip, std::memory_order_relaxed);
         if (a.skip < d.count()) {
             s.pending.push_back(PendingFrame{d.first_sequence(), d.count(), o, a.skip, a.gap});
         }
-        // What is published is no longer pending (bounded by the window: what is pending
-        // holds credits).
+        prune_pending(s);
+        return a;
+    }
+
+    /// A queue's frame (docs/gateway.md, "Multi-hop"): its messages travel one path each, so
+    /// the origin's numbers come with holes and, by different paths, out of order, and none
+    /// of that is loss; a message seen here before came around a cycle, and is skipped as a
+    /// loop. The runs of new messages go to `once_runs`; the Admission says the seen ones
+    /// before the first. Loss is this hop's own (`hop_gap`), counted here only: a queue has no
+    /// way to tell its consumers.
+    Admission admit_queue_frame(ImportStream& s, const DataView& d, std::uint64_t hop_gap) {
+        MessageOrigin o = *d.origin();
+        const std::uint64_t first = o.first_sequence;
+        std::uint32_t at = 0;
+        std::uint64_t taken = 0;
+        while (at < d.count()) {
+            o.first_sequence = first + at;
+            const OnceAdmission once = s.origins->admit_once(o, d.count() - at);
+            at += static_cast<std::uint32_t>(once.skip);
+            if (once.take == 0) {
+                break; // the rest was seen
+            }
+            once_runs.emplace_back(at, static_cast<std::uint32_t>(once.take));
+            s.pending.push_back(PendingFrame{d.first_sequence() + at, once.take,
+                                             MessageOrigin{o.daemon, o.channel, first + at}, 0, 0,
+                                             true});
+            at += static_cast<std::uint32_t>(once.take);
+            taken += once.take;
+        }
+        s.looped.fetch_add(d.count() - taken, std::memory_order_relaxed);
+        prune_pending(s);
+        Admission a;
+        a.gap = hop_gap;
+        a.skip = once_runs.empty() ? d.count() : once_runs.front().first;
+        return a;
+    }
+
+    /// What is published is no longer pending (bounded by the window: what is pending holds
+    /// credits).
+    static void prune_pending(ImportStream& s) {
         const std::uint64_t done = s.published_next.load();
         while (!s.pending.empty() &&
                s.pending.front().hop_first + s.pending.front().count <= done) {
             s.pending.pop_front();
         }
-        return a;
     }
 
     /// Publishes what on_data() queued (the stream's thread): it runs only while the local
@@ -1815,7 +1927,7 @@ struct BridgeSession::Impl {
             return true;
         }
         if (auto w = s.publisher->try_reserve(1)) {
-            s.slot = std::move(w.value());
+            s.slot = w.value();
         }
         return true;
     }
@@ -1833,7 +1945,7 @@ struct BridgeSession::Impl {
     /// Publishes the message in fragments of `s` that was placed in its slot, whole (the run()
     /// thread); its end's credit goes back as for any message published.
     void commit_slot(ImportStream& s, const WholeMessage& m) {
-        WriteBatch w = std::move(*s.slot);
+        WriteBatch w = *s.slot;
         s.slot.reset();
         s.started.reset();
         std::array<std::byte, 4> length{};

@@ -5,6 +5,21 @@
 #include <iterator>
 
 namespace shmbus::gateway {
+namespace {
+
+/// At kMaxOrigins origin channels, forgets the one seen least recently: it is met again as a
+/// new one.
+template <typename ByOrigin>
+void make_room(ByOrigin& by_origin) {
+    if (by_origin.size() >= ChannelOrigins::kMaxOrigins) {
+        by_origin.erase(
+            std::min_element(by_origin.begin(), by_origin.end(), [](const auto& a, const auto& b) {
+                return a.second.last_use < b.second.last_use;
+            }));
+    }
+}
+
+} // namespace
 
 Admission ChannelOrigins::admit(const MessageOrigin& origin, std::uint64_t count) {
     std::lock_guard lock{mu_};
@@ -12,13 +27,7 @@ Admission ChannelOrigins::admit(const MessageOrigin& origin, std::uint64_t count
     const std::uint64_t end = first + count; // the codec refused frames whose sequences wrap
     auto it = marks_.find(origin.channel);
     if (it == marks_.end()) {
-        if (marks_.size() >= kMaxOrigins) {
-            // Forget the origin seen least recently: it is met again as a new one.
-            marks_.erase(
-                std::min_element(marks_.begin(), marks_.end(), [](const auto& a, const auto& b) {
-                    return a.second.last_use < b.second.last_use;
-                }));
-        }
+        make_room(marks_);
         marks_.emplace(origin.channel, Mark{end, ++clock_});
         return {};
     }
@@ -43,6 +52,77 @@ void ChannelOrigins::give_back(std::uint64_t channel, std::uint64_t from, std::u
     auto it = marks_.find(channel);
     if (it != marks_.end() && it->second.next == end && from < end) {
         it->second.next = from;
+    }
+}
+
+bool ChannelOrigins::Seen::test(std::uint64_t sequence) const {
+    if (sequence > high || high - sequence >= kQueueWindow || bits.empty()) {
+        return false; // not seen, or too old to tell
+    }
+    const std::uint64_t at = sequence % kQueueWindow;
+    return (bits[at / 64] >> (at % 64) & 1U) != 0;
+}
+
+void ChannelOrigins::Seen::set(std::uint64_t sequence) {
+    if (bits.empty()) {
+        bits.assign(kQueueWindow / 64, 0);
+    }
+    if (sequence > high) {
+        // The window moves up: the bits it leaves behind are the new sequences' now.
+        if (sequence - high >= kQueueWindow) {
+            std::fill(bits.begin(), bits.end(), 0);
+        } else {
+            for (std::uint64_t s = high + 1; s <= sequence; ++s) {
+                const std::uint64_t at = s % kQueueWindow;
+                bits[at / 64] &= ~(std::uint64_t{1} << (at % 64));
+            }
+        }
+        high = sequence;
+    }
+    if (high - sequence < kQueueWindow) {
+        const std::uint64_t at = sequence % kQueueWindow;
+        bits[at / 64] |= std::uint64_t{1} << (at % 64);
+    }
+}
+
+void ChannelOrigins::Seen::clear(std::uint64_t sequence) {
+    if (sequence <= high && high - sequence < kQueueWindow && !bits.empty()) {
+        const std::uint64_t at = sequence % kQueueWindow;
+        bits[at / 64] &= ~(std::uint64_t{1} << (at % 64));
+    }
+}
+
+OnceAdmission ChannelOrigins::admit_once(const MessageOrigin& origin, std::uint64_t count) {
+    std::lock_guard lock{mu_};
+    auto it = seen_.find(origin.channel);
+    if (it == seen_.end()) {
+        make_room(seen_);
+        it = seen_.emplace(origin.channel, Seen{}).first;
+    }
+    Seen& seen = it->second;
+    seen.last_use = ++clock_;
+    const std::uint64_t first = origin.first_sequence;
+    std::uint64_t i = 0;
+    while (i < count && seen.test(first + i)) {
+        ++i;
+    }
+    OnceAdmission a{i, 0};
+    while (i < count && !seen.test(first + i)) {
+        seen.set(first + i);
+        ++i;
+    }
+    a.take = i - a.skip;
+    return a;
+}
+
+void ChannelOrigins::give_back_once(std::uint64_t channel, std::uint64_t from, std::uint64_t end) {
+    std::lock_guard lock{mu_};
+    auto it = seen_.find(channel);
+    if (it == seen_.end()) {
+        return;
+    }
+    for (std::uint64_t s = from; s < end; ++s) {
+        it->second.clear(s);
     }
 }
 
@@ -111,7 +191,7 @@ bool ChannelOrigins::has_imports() const {
 
 std::size_t ChannelOrigins::origins() const {
     std::lock_guard lock{mu_};
-    return marks_.size();
+    return marks_.size() + seen_.size();
 }
 
 std::size_t ChannelOrigins::runs() const {

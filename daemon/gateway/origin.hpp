@@ -24,6 +24,13 @@
 //   at most kMaxRuns runs per channel (consecutive messages of one origin make one run); the
 //   oldest is forgotten first, and a message below what was forgotten has an unknown origin,
 //   which an exporter never sends (it counts it lost).
+// - for queue channels, instead of the marks, the set of origin sequences seen (admit_once()):
+//   a queue's message goes to one consumer at each daemon, so it travels one path and the
+//   origin's numbers reach a daemon with holes (the messages other consumers took) and, by
+//   different paths, out of order. Neither is loss. A message that comes again came around a
+//   cycle: it is dropped. Bounded: per origin channel, the kQueueWindow sequences below the
+//   highest seen; an older one cannot be checked and is taken (work is never dropped
+//   unchecked).
 //
 // Thread-safety: every call is safe from any thread (one mutex per channel, one for the
 // table). An importer notes a run before it commits the messages, so an exporter that reads
@@ -39,6 +46,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shmbus::gateway {
 
@@ -60,12 +68,22 @@ struct LocalOrigin {
     MessageOrigin origin;
 };
 
+/// What a queue importer may deliver of `count` messages of one origin, from the first: the
+/// first `skip` came here already; the `take` after them are new (marked seen now). Messages
+/// after skip + take are for the next call.
+struct OnceAdmission {
+    std::uint64_t skip{0};
+    std::uint64_t take{0};
+};
+
 class ChannelOrigins {
 public:
     /// Most origin channels remembered for dedup per local channel.
     static constexpr std::size_t kMaxOrigins = 256;
     /// Most runs remembered per local channel.
     static constexpr std::size_t kMaxRuns = 4096;
+    /// Origin sequences remembered per origin channel of a queue, below the highest seen.
+    static constexpr std::uint64_t kQueueWindow = 65536;
 
     /// Decides which of `count` messages of `origin` (from origin.first_sequence on) are new
     /// here, and marks them delivered.
@@ -75,6 +93,15 @@ public:
     /// and could not publish them (its link ended) gives them back: if nothing was admitted
     /// after them meanwhile, they count as not yet delivered again.
     void give_back(std::uint64_t channel, std::uint64_t from, std::uint64_t end);
+
+    /// For a queue channel: which of `count` messages of `origin` (from origin.first_sequence
+    /// on) came here before, by sequence rather than by order (see the top of this file).
+    [[nodiscard]] OnceAdmission admit_once(const MessageOrigin& origin, std::uint64_t count);
+
+    /// A queue importer that admitted origin sequences from..end - 1 of origin channel
+    /// `channel` with admit_once() and could not publish them gives them back: they count as
+    /// not seen again.
+    void give_back_once(std::uint64_t channel, std::uint64_t from, std::uint64_t end);
 
     /// Local sequences local_first .. local_first + count - 1 carry the messages of `origin`
     /// from origin.first_sequence on. Call before committing them.
@@ -95,6 +122,17 @@ private:
         std::uint64_t next{0};     ///< the next origin sequence not yet delivered
         std::uint64_t last_use{0}; ///< `clock_` when last seen
     };
+    /// A queue's origin channel: the sequences seen, kQueueWindow of them up to `high`, one
+    /// bit each at sequence % kQueueWindow.
+    struct Seen {
+        std::uint64_t high{0};
+        std::vector<std::uint64_t> bits;
+        std::uint64_t last_use{0};
+
+        [[nodiscard]] bool test(std::uint64_t sequence) const;
+        void set(std::uint64_t sequence);
+        void clear(std::uint64_t sequence);
+    };
     struct Run {
         std::uint64_t count{0};
         MessageOrigin origin;             ///< of the run's first message
@@ -103,6 +141,7 @@ private:
 
     mutable std::mutex mu_;
     std::map<std::uint64_t, Mark> marks_; ///< by origin channel
+    std::map<std::uint64_t, Seen> seen_;  ///< by origin channel, for queue channels
     std::uint64_t clock_{0};
     std::map<std::uint64_t, Run> runs_;  ///< by first local sequence
     std::uint64_t forgotten_below_{0};   ///< local sequences below this may have been imported

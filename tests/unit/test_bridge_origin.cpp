@@ -240,6 +240,72 @@ TEST_CASE("the dedup marks forget the least recently seen origin past their boun
     CHECK(c.admit(MessageOrigin{1, 2, 10}, 1).skip == 0);
 }
 
+TEST_CASE("a queue's origin sequences are admitted by the set seen, holes and order aside") {
+    ChannelOrigins c;
+    auto at = [](std::uint64_t first) {
+        return MessageOrigin{kOrigin.daemon, kOrigin.channel, first};
+    };
+    // Path 1 brings 500..503, path 2 then 490..491 (older, never seen), path 1 510 after a
+    // hole: all new, and a hole is no gap.
+    OnceAdmission a = c.admit_once(at(500), 4);
+    CHECK(a.skip == 0);
+    CHECK(a.take == 4);
+    a = c.admit_once(at(490), 2);
+    CHECK(a.skip == 0);
+    CHECK(a.take == 2);
+    a = c.admit_once(at(510), 1);
+    CHECK(a.take == 1);
+    // 502..506: the first two came already; the three after them are new.
+    a = c.admit_once(at(502), 5);
+    CHECK(a.skip == 2);
+    CHECK(a.take == 3);
+    // 505..512: 505 and 506 came, 507..509 are new, and the call stops before 510 (seen):
+    // what follows is for the next call, which skips 510 and takes 511 and 512.
+    a = c.admit_once(at(505), 8);
+    CHECK(a.skip == 2);
+    CHECK(a.take == 3);
+    a = c.admit_once(at(510), 3);
+    CHECK(a.skip == 1);
+    CHECK(a.take == 2);
+    // Everything seen: all skipped.
+    a = c.admit_once(at(490), 2);
+    CHECK(a.skip == 2);
+    CHECK(a.take == 0);
+    CHECK(c.origins() == 1);
+}
+
+TEST_CASE("a queue's origin sequences given back are taken again, the others stay seen") {
+    ChannelOrigins c;
+    const MessageOrigin o{kOrigin.daemon, kOrigin.channel, 100};
+    (void)c.admit_once(o, 10); // 100..109
+    c.give_back_once(o.channel, 105, 110);
+    OnceAdmission a = c.admit_once(o, 10);
+    CHECK(a.skip == 5);
+    CHECK(a.take == 5);
+    // A channel never seen gives back nothing, and changes nothing.
+    c.give_back_once(0xbeef, 1, 5);
+    CHECK(c.origins() == 1);
+}
+
+TEST_CASE("a queue's set of seen sequences reaches kQueueWindow below the highest") {
+    ChannelOrigins c;
+    constexpr std::uint64_t w = ChannelOrigins::kQueueWindow;
+    const MessageOrigin first{kOrigin.daemon, kOrigin.channel, 1};
+    (void)c.admit_once(first, 1);
+    // The highest moves to w: 1 is still within the window, and seen.
+    (void)c.admit_once(MessageOrigin{first.daemon, first.channel, w}, 1);
+    CHECK(c.admit_once(first, 1).skip == 1);
+    // Then to w + 1: 1 falls out of it, and is taken again (work is never dropped unchecked).
+    (void)c.admit_once(MessageOrigin{first.daemon, first.channel, w + 1}, 1);
+    CHECK(c.admit_once(first, 1).take == 1);
+    // A jump past the whole window forgets every bit: w + 1 is below it now, and new again.
+    (void)c.admit_once(MessageOrigin{first.daemon, first.channel, 3 * w}, 1);
+    CHECK(c.admit_once(MessageOrigin{first.daemon, first.channel, w + 1}, 1).take == 1);
+    // Within the window, a sequence the jump's bits passed over is not seen.
+    CHECK(c.admit_once(MessageOrigin{first.daemon, first.channel, 3 * w - 1}, 1).take == 1);
+    CHECK(c.admit_once(MessageOrigin{first.daemon, first.channel, 3 * w}, 1).skip == 1);
+}
+
 TEST_CASE("runs give each imported local message its origin back, and local ones none") {
     ChannelOrigins c;
     CHECK_FALSE(c.has_imports());
