@@ -447,6 +447,14 @@ std::string queue(const std::string& name) {
            "max_subscribers: 8}\n";
 }
 
+/// A queue of kLargeJob-byte slots, whose messages are larger than a data frame (1 MiB) and
+/// cross a link in fragments (of 256 KiB: six each).
+constexpr std::size_t kLargeJob = std::size_t{1536} * 1024;
+std::string large_queue(const std::string& name) {
+    return "  - {name: " + name + ", kind: queue, slot_size: " + std::to_string(kLargeJob) +
+           ", slot_count: 4, max_publishers: 4, max_subscribers: 8}\n";
+}
+
 /// Messages that crossed the link of bridge `name` of `d` on its stream of `channel`, one way.
 std::uint64_t stream_messages(const DaemonProcess& d, const std::string& name,
                               const std::string& channel, bool exporting) {
@@ -464,12 +472,12 @@ std::uint64_t stream_messages(const DaemonProcess& d, const std::string& name,
 
 /// Publishes ids [from, from + count) on queue `name` of `d`.
 void publish_jobs(const DaemonProcess& d, const std::string& name, std::uint64_t from,
-                  std::uint64_t count) {
+                  std::uint64_t count, std::size_t bytes = 128) {
     auto app = Client::connect(options_for(d));
     REQUIRE(app.has_value());
     auto pub = app.value().open_publisher(name);
     REQUIRE(pub.has_value());
-    std::vector<std::byte> buf(128);
+    std::vector<std::byte> buf(bytes);
     for (std::uint64_t id = from; id < from + count; ++id) {
         stamp(buf, id);
         REQUIRE(pub.value().send(buf, 60s).has_value());
@@ -482,27 +490,36 @@ TEST_CASE("a queue bridged around a cycle takes each message around once, then d
           "it has been") {
     // A -> B, and B <-> C: B's and C's only consumers are their bridges to each other, so each
     // message goes round B -> C -> B. B's own come back to their origin; A's come back to a
-    // daemon they passed, which only the set of what it has seen can tell.
+    // daemon they passed, which only the set of what it has seen can tell. Beside the small
+    // jobs, large ones that cross every link in fragments.
     TempDir dir;
     const std::string key = make_secret(dir);
-    auto b = daemon_with("channels:\n" + queue("jobs") + "bridges:\n" +
-                         bridge("from-a", "listen", "tcp://127.0.0.1:0", key, "", "jobs") +
-                         bridge("from-c", "listen", "tcp://127.0.0.1:0", key, "jobs", "jobs"));
-    auto a =
-        daemon_with("channels:\n" + queue("jobs") + "bridges:\n" +
-                    bridge("to-b", "connect", tcp(listening_port(*b, "from-a")), key, "jobs", ""));
-    auto c = daemon_with(
-        "channels:\n" + queue("jobs") + "bridges:\n" +
-        bridge("to-b", "connect", tcp(listening_port(*b, "from-c")), key, "jobs", "jobs"));
-    REQUIRE(wait_streaming(*a, "to-b", 1));
-    REQUIRE(wait_streaming(*c, "to-b", 2));
-    REQUIRE(wait_streaming(*b, "from-c", 2));
+    const std::string channels = "channels:\n" + queue("jobs") + large_queue("large");
+    auto b = daemon_with(
+        channels + "bridges:\n" +
+        bridge("from-a", "listen", "tcp://127.0.0.1:0", key, "", "jobs, large") +
+        bridge("from-c", "listen", "tcp://127.0.0.1:0", key, "jobs, large", "jobs, large"));
+    auto a = daemon_with(
+        channels + "bridges:\n" +
+        bridge("to-b", "connect", tcp(listening_port(*b, "from-a")), key, "jobs, large", ""));
+    auto c = daemon_with(channels + "bridges:\n" +
+                         bridge("to-b", "connect", tcp(listening_port(*b, "from-c")), key,
+                                "jobs, large", "jobs, large"));
+    REQUIRE(wait_streaming(*a, "to-b", 2));
+    REQUIRE(wait_streaming(*c, "to-b", 4));
+    REQUIRE(wait_streaming(*b, "from-c", 4));
 
+    constexpr std::uint64_t kLarge = 3;
     publish_jobs(*a, "jobs", kFromA, kPerSource);
     publish_jobs(*b, "jobs", kFromB, kPerSource);
-    REQUIRE(reaches(*b, "from-c", &BridgeSummary::looped, 2 * kPerSource));
+    publish_jobs(*a, "large", kFromA, kLarge, kLargeJob);
+    publish_jobs(*b, "large", kFromB, kLarge, kLargeJob);
+    REQUIRE(reaches(*b, "from-c", &BridgeSummary::looped, 2 * (kPerSource + kLarge)));
     // Each message crossed each link once, and nothing goes round again.
-    CHECK(counter(*b, "from-c", &BridgeSummary::looped) == 2 * kPerSource);
+    CHECK(counter(*b, "from-c", &BridgeSummary::looped) == 2 * (kPerSource + kLarge));
+    CHECK(stream_messages(*c, "to-b", "large", false) == 2 * kLarge);
+    CHECK(stream_messages(*c, "to-b", "large", true) == 2 * kLarge);
+    CHECK(counter(*c, "to-b", &BridgeSummary::fragments_sent) == 6 * 2 * kLarge);
     CHECK(stream_messages(*a, "to-b", "jobs", true) == kPerSource);
     CHECK(stream_messages(*b, "from-c", "jobs", true) == 2 * kPerSource);
     CHECK(stream_messages(*c, "to-b", "jobs", false) == 2 * kPerSource);
