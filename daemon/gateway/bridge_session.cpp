@@ -1345,37 +1345,15 @@ struct BridgeSession::Impl {
         std::uint64_t gap = a->gap;
         std::uint32_t at = 0;
         for (const auto& [first, count] : once_runs) {
-            if (!deliver_data(*s, slice(d, at, first + count - at), Admission{first - at, gap})) {
+            if (!deliver_data(*s, d.slice(at, first + count - at), Admission{first - at, gap})) {
                 return;
             }
             gap = 0;
             at = first + count;
         }
         if (at < d.count()) {
-            (void)deliver_data(*s, slice(d, at, d.count() - at), Admission{d.count() - at, 0});
+            (void)deliver_data(*s, d.slice(at, d.count() - at), Admission{d.count() - at, 0});
         }
-    }
-
-    /// Messages from..from + count - 1 of `d`, as a frame of their own.
-    static DataView slice(const DataView& d, std::uint32_t from, std::uint32_t count) {
-        std::size_t offset = 0;
-        for (std::uint32_t i = 0; i < from; ++i) {
-            offset += d.length(i);
-        }
-        std::size_t bytes = 0;
-        for (std::uint32_t i = from; i < from + count; ++i) {
-            bytes += d.length(i);
-        }
-        std::optional<MessageOrigin> origin = d.origin();
-        if (origin) {
-            origin->first_sequence += from;
-        }
-        return DataView{d.stream(),
-                        d.first_sequence() + from,
-                        count,
-                        d.raw_lengths().subspan(std::size_t{4} * from, std::size_t{4} * count),
-                        d.payload().subspan(offset, bytes),
-                        origin};
     }
 
     /// The first half of on_data(): `d` checked against the stream (its sequence, its
@@ -1496,12 +1474,6 @@ struct BridgeSession::Impl {
             item.origin = *d.origin();
             item.origin->first_sequence += done;
         }
-        const auto lengths = d.raw_lengths().subspan(std::size_t{4} * done);
-        std::size_t skipped = 0;
-        for (std::uint32_t i = 0; i < done; ++i) {
-            skipped += d.length(i);
-        }
-        const auto rest = d.payload().subspan(skipped);
         item.count = d.count() - static_cast<std::uint32_t>(done);
         if (reassembled != nullptr && done == 0) {
             item.body = std::move(*reassembled); // `d` views these very bytes
@@ -1511,9 +1483,12 @@ struct BridgeSession::Impl {
             s.cv.notify_one();
             return true;
         }
-        item.body.reserve(lengths.size() + rest.size());
+        const DataView rest = d.slice(static_cast<std::uint32_t>(done), item.count);
+        const auto lengths = rest.raw_lengths();
+        const auto bytes = rest.payload();
+        item.body.reserve(lengths.size() + bytes.size());
         item.body.insert(item.body.end(), lengths.begin(), lengths.end());
-        item.body.insert(item.body.end(), rest.begin(), rest.end());
+        item.body.insert(item.body.end(), bytes.begin(), bytes.end());
         std::lock_guard lock{s.mu};
         s.queue.push_back(std::move(item));
         s.cv.notify_one();

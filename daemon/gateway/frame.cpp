@@ -302,6 +302,27 @@ std::uint32_t DataView::length(std::uint32_t i) const noexcept {
     return load_u32(lengths_.data() + std::size_t{4} * i);
 }
 
+DataView DataView::slice(std::uint32_t from, std::uint32_t count) const noexcept {
+    std::size_t offset = 0;
+    for (std::uint32_t i = 0; i < from; ++i) {
+        offset += length(i);
+    }
+    std::size_t bytes = 0;
+    for (std::uint32_t i = from; i < from + count; ++i) {
+        bytes += length(i);
+    }
+    std::optional<MessageOrigin> origin = origin_;
+    if (origin) {
+        origin->first_sequence += from;
+    }
+    return DataView{stream_,
+                    first_sequence_ + from,
+                    count,
+                    lengths_.subspan(std::size_t{4} * from, std::size_t{4} * count),
+                    payload_.subspan(offset, bytes),
+                    origin};
+}
+
 namespace {
 
 constexpr std::size_t kDataFixedBytes = 4 + 8 + 4; // stream, first sequence, count

@@ -236,6 +236,9 @@ public:
     [[nodiscard]] std::span<const std::byte> payload() const noexcept { return payload_; }
     /// An origin_data frame's origin; none for a protocol 1 data frame.
     [[nodiscard]] const std::optional<MessageOrigin>& origin() const noexcept { return origin_; }
+    /// Messages from..from + count - 1 (from + count <= count()) as a view of their own: their
+    /// sequences, lengths, bytes and origin.
+    [[nodiscard]] DataView slice(std::uint32_t from, std::uint32_t count) const noexcept;
 
     /// Walks the messages in order: `f(sequence, bytes)` for each.
     template <typename F>
