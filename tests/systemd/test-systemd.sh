@@ -86,15 +86,23 @@ trap cleanup EXIT
 in_ct() { nsenter -t "$leader" -a "$@"; }
 prop() { in_ct systemctl show -P "$2" "$1"; }
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND (10 a second) until it succeeds.
+# poll_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds; fails after SECONDS.
+poll_until() {
+    local tries=$(($1 * 10))
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+# wait_for SECONDS WHAT CMD...: poll_until, or the run fails saying WHAT. Where WHAT shows a
+# state, call poll_until and build the message on failure instead, so that it shows the state
+# at the timeout (not before the wait).
 wait_for() {
     local seconds="$1" what="$2"
     shift 2
-    local tries=$((seconds * 10))
-    while ! "$@" >/dev/null 2>&1; do
-        tries=$((tries - 1))
-        [ "$tries" -gt 0 ] || fail "after ${seconds}s: $what"
-        sleep 0.1
-    done
+    poll_until "$seconds" "$@" || fail "after ${seconds}s: $what"
 }
 is_active() { [ "$(prop "$1" ActiveState)" = active ]; }
 main_pid() { prop shmbusd.service MainPID; }
@@ -117,8 +125,8 @@ start_stream() {
         --subscribers 1 --ready "/tmp/$name.ready" "$@" >"$work/$name.pub" 2>&1 &
     stream_pub=$!
     background+=("$stream_pub")
-    wait_for 20 "the publisher of '$channel' did not open it: $(cat "$work/$name.pub")" \
-        in_ct test -e "/tmp/$name.ready"
+    poll_until 20 in_ct test -e "/tmp/$name.ready" ||
+        fail "after 20s: the publisher of '$channel' did not open it: $(cat "$work/$name.pub")"
     stream sub "$channel" --count "$count" >"$work/$name.sub" 2>&1 &
     stream_sub=$!
     background+=("$stream_sub")
@@ -347,7 +355,8 @@ done
 for _ in 1 2 3 4 5 6; do
     pid="$(main_pid)"
     in_ct systemctl kill --signal=KILL shmbusd.service
-    wait_for 15 "no restart after a crash ($(prop shmbusd.service Result))" new_main_pid "$pid"
+    poll_until 15 new_main_pid "$pid" ||
+        fail "after 15s: no restart after a crash ($(prop shmbusd.service Result))"
 done
 is_active shmbusd.socket || fail "shmbusd.socket is $(prop shmbusd.socket ActiveState) ($(prop shmbusd.socket Result))"
 ctl status >/dev/null || fail "no client can connect after the restarts"
