@@ -310,13 +310,31 @@ struct NatsBridgeRunner::Impl {
         std::vector<std::byte> buf; ///< one slot's worth
         std::string origin_prefix;  ///< "NODE INCARNATION CHANNEL "
         std::string origin_text;    ///< the prefix and a message's sequence
+        /// The batch's messages that libnats has copied into its buffer, destroyed together
+        /// once the batch is out (release_sent()).
+        std::vector<natsMsg*> sent;
+        ExportScratch() = default;
+        ExportScratch(const ExportScratch&) = delete;
+        ExportScratch& operator=(const ExportScratch&) = delete;
+        ~ExportScratch() { release_sent(); }
+        /// libnats hands every message destroyed to its collector thread, which it wakes
+        /// when it finds the collector idle: destroyed one by one at the rate of an export,
+        /// each message costs a wake-up of that thread (a system call, and a switch on a
+        /// busy core); destroyed together, a batch costs one.
+        void release_sent() noexcept {
+            for (natsMsg* m : sent) {
+                natsMsg_Destroy(m);
+            }
+            sent.clear();
+        }
     };
     /// Turns the message received into `x.buf` into a NATS message and publishes it into
     /// libnats' buffer (not flushed), or counts it lost.
     void export_one(NatsExportStream& s, ExportScratch& x, const Received& got);
     /// Writes out what libnats buffered and waits for the server to have read it.
     void flush_batch();
-    /// Publishes one export's message `m` (taken) to NATS; whether libnats took it.
+    /// Publishes one export's message `m` to NATS; whether libnats took it. `m` is taken
+    /// (JetStream) or left to the caller to destroy.
     bool publish(NatsExportStream& s, natsMsg*& m);
     /// Shows the local subscribers of `s` the loss counted and not yet shown
     /// (Publisher::record_gap()), waiting for room while `keep_waiting()`; false if it gave up.
@@ -960,10 +978,8 @@ bool NatsBridgeRunner::Impl::publish(NatsExportStream& s, natsMsg*& m) {
             st = js_PublishMsgAsync(js, &m, &po);
         }
     } else {
-        st = natsConnection_PublishMsg(nc, m);
+        st = natsConnection_PublishMsg(nc, m); // copies m into libnats' buffer
     }
-    natsMsg_Destroy(m); // NULL after a successful asynchronous publish
-    m = nullptr;
     if (st != NATS_OK && !s.refusal_logged) {
         s.refusal_logged = true;
         log("export of '" + s.rule.channel + "' to '" + s.rule.subject +
@@ -980,6 +996,7 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
     x.buf.resize(static_cast<std::size_t>(s.subscriber->info().slot_size));
     x.origin_prefix = origin_header_prefix(s);
     x.origin_text = x.origin_prefix;
+    x.sent.reserve(kExportBatch);
     while (!exports_stop.load(std::memory_order_relaxed)) {
         auto r = s.subscriber->receive_copy(x.buf, kEndpointPoll);
         if (!r.has_value()) {
@@ -1013,6 +1030,7 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
             export_one(s, x, more.value());
         }
         flush_batch();
+        x.release_sent();
         s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
     }
 }
@@ -1052,8 +1070,15 @@ void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
     // them back) before the publish returns.
     s.messages.fetch_add(1, std::memory_order_relaxed);
     s.bytes.fetch_add(got.size, std::memory_order_relaxed);
-    if (st != NATS_OK || !publish(s, m)) {
-        natsMsg_Destroy(m);
+    const bool published = st == NATS_OK && publish(s, m);
+    if (m != nullptr) {
+        try {
+            x.sent.push_back(m); // NULL after a successful asynchronous (JetStream) publish
+        } catch (const std::bad_alloc&) {
+            natsMsg_Destroy(m);
+        }
+    }
+    if (!published) {
         s.messages.fetch_sub(1, std::memory_order_relaxed);
         s.bytes.fetch_sub(got.size, std::memory_order_relaxed);
         s.lost.fetch_add(1, std::memory_order_relaxed);
