@@ -74,17 +74,6 @@ struct Server::Impl : EndpointCore {
         return false;
     }
 
-    /// Starts loading the first line of caller `c`'s request slots, whose doorbell moved, so
-    /// that the request comes over while the scan works on the claim words rather than
-    /// after: one transfer between the cores less on every call. The slots that did not
-    /// change are still in this core's cache and cost nothing. A prefetch never faults.
-    void prefetch_requests(std::uint32_t c) const noexcept {
-        const auto n = static_cast<std::uint32_t>(std::min<std::uint64_t>(ch.geo.slot_count, 16));
-        for (std::uint32_t k = 0; k < n; ++k) {
-            __builtin_prefetch(call_slot(ch, c, k).request);
-        }
-    }
-
     /// What the wait relay watches: requests, on the futex callers wake after posting (which
     /// post_event() wakes too), and events when asked for.
     Watch watch_now() const noexcept {
@@ -123,9 +112,6 @@ struct Server::Impl : EndpointCore {
             const bool moved = rung != seen[c];
             if (!full && !moved) {
                 continue;
-            }
-            if (moved) {
-                prefetch_requests(c);
             }
             // Where the doorbell moved, its count is the id of the caller's newest call
             // (ids continue its count of calls), and a caller takes its slots in turn: guess
