@@ -531,6 +531,16 @@ struct BridgeSession::Impl {
     /// Waits for credits; how many may go in the next frame (at most `most`), or 0 when the
     /// stream ends. A blocking stream waits at most block_timeout, then ends the link; a
     /// draining one takes its ring into `held` meanwhile (docs/gateway.md, "Congestion").
+    /// Takes the credits of a frame about to be written (`count` messages or one fragment).
+    /// Before the write, not after: once written, the frame's messages may reach the peer's
+    /// subscribers before the write returns, and a count taken only after it would meanwhile
+    /// show the window whole (status(): every message sent confirmed) while the frame's
+    /// copies still wait for their credits.
+    static void take_credits_for(ExportStream& s, std::size_t count) {
+        std::lock_guard lock{s.mu};
+        s.credits -= static_cast<std::uint32_t>(count);
+    }
+
     std::size_t wait_for_credits(ExportStream& s, std::size_t most) {
         std::unique_lock lock{s.mu};
         auto ready = [&] { return s.credits > 0 || s.closed || stopping.load(); };
@@ -641,13 +651,12 @@ struct BridgeSession::Impl {
             for (std::size_t i = seg.at; i < seg.at + seg.count; ++i) {
                 iov.push_back({const_cast<std::byte*>(spans[i].data()), spans[i].size()});
             }
+            take_credits_for(s, seg.count);
             if (!write_frame(s, iov)) {
                 return false;
             }
             s.messages += seg.count;
             s.bytes += total;
-            std::lock_guard lock{s.mu};
-            s.credits -= static_cast<std::uint32_t>(seg.count);
         }
         return true;
     }
@@ -1709,13 +1718,12 @@ struct BridgeSession::Impl {
             iov.clear();
             iov.push_back({prefix.data(), prefix.size()});
             iov.push_back({const_cast<std::byte*>(bytes.data() + offset), n});
+            take_credits_for(s, 1);
             if (!write_frame(s, iov)) {
                 return false;
             }
             fragments_sent.fetch_add(1, std::memory_order_relaxed);
             offset += n;
-            std::lock_guard lock{s.mu};
-            s.credits -= 1;
         }
         return true;
     }
