@@ -528,9 +528,6 @@ struct BridgeSession::Impl {
         fail(make_error(Errc::timed_out, why));
     }
 
-    /// Waits for credits; how many may go in the next frame (at most `most`), or 0 when the
-    /// stream ends. A blocking stream waits at most block_timeout, then ends the link; a
-    /// draining one takes its ring into `held` meanwhile (docs/gateway.md, "Congestion").
     /// Takes the credits of a frame about to be written (`count` messages or one fragment).
     /// Before the write, not after: once written, the frame's messages may reach the peer's
     /// subscribers before the write returns, and a count taken only after it would meanwhile
@@ -541,6 +538,9 @@ struct BridgeSession::Impl {
         s.credits -= static_cast<std::uint32_t>(count);
     }
 
+    /// Waits for credits; how many may go in the next frame (at most `most`), or 0 when the
+    /// stream ends. A blocking stream waits at most block_timeout, then ends the link; a
+    /// draining one takes its ring into `held` meanwhile (docs/gateway.md, "Congestion").
     std::size_t wait_for_credits(ExportStream& s, std::size_t most) {
         std::unique_lock lock{s.mu};
         auto ready = [&] { return s.credits > 0 || s.closed || stopping.load(); };

@@ -1072,11 +1072,9 @@ void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
     s.bytes.fetch_add(got.size, std::memory_order_relaxed);
     const bool published = st == NATS_OK && publish(s, m);
     if (m != nullptr) {
-        try {
-            x.sent.push_back(m); // NULL after a successful asynchronous (JetStream) publish
-        } catch (const std::bad_alloc&) {
-            natsMsg_Destroy(m);
-        }
+        // NULL after a successful asynchronous (JetStream) publish. Never allocates: a batch
+        // is at most kExportBatch messages, which export_loop() reserved.
+        x.sent.push_back(m);
     }
     if (!published) {
         s.messages.fetch_sub(1, std::memory_order_relaxed);

@@ -85,7 +85,6 @@ trap cleanup EXIT
 
 in_ct() { nsenter -t "$leader" -a "$@"; }
 prop() { in_ct systemctl show -P "$2" "$1"; }
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND (10 a second) until it succeeds.
 # poll_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds; fails after SECONDS.
 poll_until() {
     local tries=$(($1 * 10))
