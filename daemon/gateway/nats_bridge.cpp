@@ -5,6 +5,8 @@
 // never wait on a thread that waits on them.
 #include "gateway/nats_bridge.hpp"
 
+#include "gateway/nats_headers.hpp"
+
 #include <nats/nats.h>
 
 #include <algorithm>
@@ -39,12 +41,14 @@ constexpr std::uint64_t kExportBatchBytes = 1 << 20;
 constexpr std::chrono::milliseconds kFlushTimeout = 1s;
 
 /// Every exported message's one header of ours: "NODE INCARNATION CHANNEL SEQUENCE" (none
-/// of them holds a space). One header rather than four: libnats allocates for each header
-/// it sets or parses, which was most of a bridge's cost per message.
+/// of them holds a space). One header rather than four: every header is bytes to write and
+/// to find (nats_headers.hpp), and more if libnats parses them.
 constexpr const char* kHeaderOrigin = "Shmbus-Origin";
 /// An export's heartbeat, an empty message: "NODE INCARNATION CHANNEL LAST", the last
 /// sequence number it has used.
 constexpr const char* kHeaderIdle = "Shmbus-Idle";
+/// JetStream's de-duplication id, with JetStream: "NODE/INCARNATION/CHANNEL/SEQUENCE".
+constexpr const char* kHeaderMsgId = "Nats-Msg-Id";
 
 /// A core NATS export that falls idle says which sequence number it has reached (a
 /// heartbeat) after kHeartbeatIdle, then every kHeartbeatEvery while it stays idle: without
@@ -183,6 +187,8 @@ struct NatsImportStream {
     /// delivered again, to the next bridge).
     std::mutex cb_mu;
     bool closing{false};
+    /// Reads the headers of the messages libnats' thread hands on_message().
+    NatsHeaderReader headers;
     /// Per origin (node, channel): its incarnation and the last sequence accounted for here
     /// (published, or counted as lost). Only libnats' thread for this subscription touches
     /// it, and `unshown` and `gap_refusal_logged`.
@@ -307,9 +313,12 @@ struct NatsBridgeRunner::Impl {
     void export_loop(NatsExportStream& s);
     /// What an export's thread reuses from message to message.
     struct ExportScratch {
-        std::vector<std::byte> buf; ///< one slot's worth
-        std::string origin_prefix;  ///< "NODE INCARNATION CHANNEL "
-        std::string origin_text;    ///< the prefix and a message's sequence
+        /// `room` bytes for a message's headers (written just in front of its payload, see
+        /// nats_headers.hpp), then one slot's worth for the payload.
+        std::vector<std::byte> buf;
+        std::size_t room{0};
+        std::string origin_prefix; ///< "NODE INCARNATION CHANNEL "
+        std::string origin_text;   ///< the prefix and a message's sequence
         /// The batch's messages that libnats has copied into its buffer, destroyed together
         /// once the batch is out (release_sent()).
         std::vector<natsMsg*> sent;
@@ -378,6 +387,10 @@ struct NatsBridgeRunner::Impl {
     /// "NODE INCARNATION CHANNEL ": what the headers of export `s` start with.
     std::string origin_header_prefix(const NatsExportStream& s) const {
         return node + ' ' + incarnation_text + ' ' + s.rule.channel + ' ';
+    }
+    /// JetStream's de-duplication id of the message numbered `seq` (kHeaderMsgId).
+    std::string message_id(const NatsExportStream& s, std::string_view seq) const {
+        return node + '/' + incarnation_text + '/' + s.rule.channel + '/' + std::string{seq};
     }
     /// Publishes a heartbeat of `s` (kHeaderIdle); what NATS refuses is not counted.
     void heartbeat(NatsExportStream& s);
@@ -639,8 +652,9 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
 
     // Origin first: every message but a heartbeat has it, and libnats formats an error
     // message for each header it does not find.
-    const char* origin_text = header(m, kHeaderOrigin);
-    const char* idle = origin_text == nullptr ? header(m, kHeaderIdle) : nullptr;
+    s->headers.read(m);
+    const char* origin_text = s->headers.find(kHeaderOrigin);
+    const char* idle = origin_text == nullptr ? s->headers.find(kHeaderIdle) : nullptr;
     const auto fields = parse_origin(idle != nullptr ? idle : origin_text);
     if (fields && fields->node == impl->node) {
         if (idle == nullptr) {
@@ -993,12 +1007,19 @@ bool NatsBridgeRunner::Impl::publish(NatsExportStream& s, natsMsg*& m) {
 
 void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
     ExportScratch x;
-    x.buf.resize(static_cast<std::size_t>(s.subscriber->info().slot_size));
     x.origin_prefix = origin_header_prefix(s);
     x.origin_text = x.origin_prefix;
+    {
+        const std::string longest_number(20, '9'); // of a 64-bit sequence
+        const std::string origin = x.origin_prefix + longest_number;
+        const std::string id = message_id(s, longest_number);
+        x.room = nats_encoded_size({{kHeaderOrigin, origin}, {kHeaderMsgId, id}});
+    }
+    x.buf.resize(x.room + static_cast<std::size_t>(s.subscriber->info().slot_size));
+    const auto into = std::span{x.buf}.subspan(x.room);
     x.sent.reserve(kExportBatch);
     while (!exports_stop.load(std::memory_order_relaxed)) {
-        auto r = s.subscriber->receive_copy(x.buf, kEndpointPoll);
+        auto r = s.subscriber->receive_copy(into, kEndpointPoll);
         if (!r.has_value()) {
             if (r.code() == Errc::timed_out || r.code() == Errc::would_block) {
                 const auto now = std::chrono::steady_clock::now();
@@ -1021,7 +1042,7 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
         std::uint64_t bytes = r.value().size;
         export_one(s, x, r.value());
         while (count < kExportBatch && bytes < kExportBatchBytes) {
-            auto more = s.subscriber->try_receive_copy(x.buf);
+            auto more = s.subscriber->try_receive_copy(into);
             if (!more.has_value()) {
                 break; // empty for now; an error comes back on the blocking receive
             }
@@ -1052,19 +1073,17 @@ void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
     // counted here once, and its importers see the gap it leaves.
     const std::uint64_t seq = s.next_sequence++;
     const std::string seq_text = std::to_string(seq);
+    x.origin_text.resize(x.origin_prefix.size());
+    x.origin_text += seq_text;
     natsMsg* m = nullptr;
-    natsStatus st =
-        natsMsg_Create(&m, s.rule.subject.c_str(), nullptr,
-                       reinterpret_cast<const char*>(x.buf.data()), static_cast<int>(got.size));
-    if (st == NATS_OK) {
-        x.origin_text.resize(x.origin_prefix.size());
-        x.origin_text += seq_text;
-        st = natsMsgHeader_Set(m, kHeaderOrigin, x.origin_text.c_str());
-    }
-    if (st == NATS_OK && config.jetstream) {
-        const std::string id =
-            node + "/" + incarnation_text + "/" + s.rule.channel + "/" + seq_text;
-        st = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
+    natsStatus st = NATS_OK;
+    if (config.jetstream) {
+        st =
+            nats_message(&m, s.rule.subject, x.buf, x.room, got.size,
+                         {{kHeaderOrigin, x.origin_text}, {kHeaderMsgId, message_id(s, seq_text)}});
+    } else {
+        st = nats_message(&m, s.rule.subject, x.buf, x.room, got.size,
+                          {{kHeaderOrigin, x.origin_text}});
     }
     // Counted before the publish: a JetStream acknowledgement error may arrive (and take
     // them back) before the publish returns.
