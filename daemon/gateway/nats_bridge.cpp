@@ -37,6 +37,10 @@ constexpr auto kAsyncLogEvery = 10s;
 /// An export's batch: at most this many messages, or this many bytes, between flushes.
 constexpr std::size_t kExportBatch = 1024;
 constexpr std::uint64_t kExportBatchBytes = 1 << 20;
+/// An import's handled messages held for destruction together: at most this many, or this many
+/// bytes (NatsImportStream::finished).
+constexpr std::size_t kImportBatch = 1024;
+constexpr std::size_t kImportBatchBytes = std::size_t{1} << 20;
 /// How long an export waits for the server to answer a batch's flush before going on.
 constexpr std::chrono::milliseconds kFlushTimeout = 1s;
 
@@ -189,6 +193,42 @@ struct NatsImportStream {
     bool closing{false};
     /// Reads the headers of the messages libnats' thread hands on_message().
     NatsHeaderReader headers;
+    /// The messages handled and not yet destroyed, and their payloads' bytes. libnats wakes
+    /// its collector thread for each message destroyed while that thread is idle: destroyed
+    /// one by one, at the rate of an import, each message cost a wake-up (a system call, and
+    /// a switch on a busy core). They are destroyed together once the subscription has no
+    /// more waiting, or when kImportBatch (kImportBatchBytes) are held: one wake-up a burst.
+    std::vector<natsMsg*> finished;
+    std::size_t finished_bytes{0};
+
+    NatsImportStream() { finished.reserve(kImportBatch); }
+    NatsImportStream(const NatsImportStream&) = delete;
+    NatsImportStream& operator=(const NatsImportStream&) = delete;
+    ~NatsImportStream() { release_finished(); }
+    /// Keeps `m`, handled, for release_finished(). Never allocates (a batch is at most
+    /// kImportBatch, reserved).
+    void finish(natsMsg* m) noexcept {
+        finished.push_back(m);
+        finished_bytes += static_cast<std::size_t>(natsMsg_GetDataLength(m));
+    }
+    /// Destroys the finished messages if `from` has no more waiting, or enough are held.
+    void release_if_idle(natsSubscription* from) noexcept {
+        if (finished.empty()) {
+            return;
+        }
+        int waiting = 0;
+        if (finished.size() >= kImportBatch || finished_bytes >= kImportBatchBytes ||
+            natsSubscription_GetPending(from, &waiting, nullptr) != NATS_OK || waiting == 0) {
+            release_finished();
+        }
+    }
+    void release_finished() noexcept {
+        for (natsMsg* m : finished) {
+            natsMsg_Destroy(m);
+        }
+        finished.clear();
+        finished_bytes = 0;
+    }
     /// Per origin (node, channel): its incarnation and the last sequence accounted for here
     /// (published, or counted as lost). Only libnats' thread for this subscription touches
     /// it, and `unshown` and `gap_refusal_logged`.
@@ -623,7 +663,7 @@ Delivery NatsBridgeRunner::Impl::deliver(NatsImportStream& s, natsMsg* m,
     }
 }
 
-void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, natsMsg* m,
+void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription* sub, natsMsg* m,
                                         void* closure) {
     auto* s = static_cast<NatsImportStream*>(closure);
     std::lock_guard cb_lock{s->cb_mu};
@@ -631,6 +671,12 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
         natsMsg_Destroy(m);
         return;
     }
+    // However this message ends, the batch of finished ones is released if the burst is over.
+    struct ReleaseAtEnd {
+        NatsImportStream* s;
+        natsSubscription* sub;
+        ~ReleaseAtEnd() { s->release_if_idle(sub); }
+    } const release_at_end{s, sub};
     Impl* impl = s->owner;
     const bool durable = !s->rule.durable.empty();
     const auto done = [&](Delivery d) {
@@ -647,7 +693,7 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, nats
                 break;
             }
         }
-        natsMsg_Destroy(m);
+        s->finish(m);
     };
 
     // Origin first: every message but a heartbeat has it, and libnats formats an error
@@ -1185,6 +1231,7 @@ void NatsBridgeRunner::Impl::teardown() {
         {
             std::lock_guard cb_lock{i->cb_mu}; // after the message in hand, if any
             i->closing = true;
+            i->release_finished();
         }
         // A durable consumer must stay on the server for the next bridge: libnats deletes one
         // it created on Unsubscribe or Drain, so its subscription ends with the connection.
