@@ -5,7 +5,7 @@
 // never wait on a thread that waits on them.
 #include "gateway/nats_bridge.hpp"
 
-#include "gateway/nats_headers.hpp"
+#include "gateway/nats_messages.hpp"
 
 #include <nats/nats.h>
 
@@ -37,16 +37,12 @@ constexpr auto kAsyncLogEvery = 10s;
 /// An export's batch: at most this many messages, or this many bytes, between flushes.
 constexpr std::size_t kExportBatch = 1024;
 constexpr std::uint64_t kExportBatchBytes = 1 << 20;
-/// An import's handled messages held for destruction together: at most this many, or this many
-/// bytes (NatsImportStream::finished).
-constexpr std::size_t kImportBatch = 1024;
-constexpr std::size_t kImportBatchBytes = std::size_t{1} << 20;
 /// How long an export waits for the server to answer a batch's flush before going on.
 constexpr std::chrono::milliseconds kFlushTimeout = 1s;
 
 /// Every exported message's one header of ours: "NODE INCARNATION CHANNEL SEQUENCE" (none
 /// of them holds a space). One header rather than four: every header is bytes to write and
-/// to find (nats_headers.hpp), and more if libnats parses them.
+/// to find (nats_messages.hpp), and more if libnats parses them.
 constexpr const char* kHeaderOrigin = "Shmbus-Origin";
 /// An export's heartbeat, an empty message: "NODE INCARNATION CHANNEL LAST", the last
 /// sequence number it has used.
@@ -193,42 +189,6 @@ struct NatsImportStream {
     bool closing{false};
     /// Reads the headers of the messages libnats' thread hands on_message().
     NatsHeaderReader headers;
-    /// The messages handled and not yet destroyed, and their payloads' bytes. libnats wakes
-    /// its collector thread for each message destroyed while that thread is idle: destroyed
-    /// one by one, at the rate of an import, each message cost a wake-up (a system call, and
-    /// a switch on a busy core). They are destroyed together once the subscription has no
-    /// more waiting, or when kImportBatch (kImportBatchBytes) are held: one wake-up a burst.
-    std::vector<natsMsg*> finished;
-    std::size_t finished_bytes{0};
-
-    NatsImportStream() { finished.reserve(kImportBatch); }
-    NatsImportStream(const NatsImportStream&) = delete;
-    NatsImportStream& operator=(const NatsImportStream&) = delete;
-    ~NatsImportStream() { release_finished(); }
-    /// Keeps `m`, handled, for release_finished(). Never allocates (a batch is at most
-    /// kImportBatch, reserved).
-    void finish(natsMsg* m) noexcept {
-        finished.push_back(m);
-        finished_bytes += static_cast<std::size_t>(natsMsg_GetDataLength(m));
-    }
-    /// Destroys the finished messages if `from` has no more waiting, or enough are held.
-    void release_if_idle(natsSubscription* from) noexcept {
-        if (finished.empty()) {
-            return;
-        }
-        int waiting = 0;
-        if (finished.size() >= kImportBatch || finished_bytes >= kImportBatchBytes ||
-            natsSubscription_GetPending(from, &waiting, nullptr) != NATS_OK || waiting == 0) {
-            release_finished();
-        }
-    }
-    void release_finished() noexcept {
-        for (natsMsg* m : finished) {
-            natsMsg_Destroy(m);
-        }
-        finished.clear();
-        finished_bytes = 0;
-    }
     /// Per origin (node, channel): its incarnation and the last sequence accounted for here
     /// (published, or counted as lost). Only libnats' thread for this subscription touches
     /// it, and `unshown` and `gap_refusal_logged`.
@@ -354,28 +314,11 @@ struct NatsBridgeRunner::Impl {
     /// What an export's thread reuses from message to message.
     struct ExportScratch {
         /// `room` bytes for a message's headers (written just in front of its payload, see
-        /// nats_headers.hpp), then one slot's worth for the payload.
+        /// nats_messages.hpp), then one slot's worth for the payload.
         std::vector<std::byte> buf;
         std::size_t room{0};
         std::string origin_prefix; ///< "NODE INCARNATION CHANNEL "
         std::string origin_text;   ///< the prefix and a message's sequence
-        /// The batch's messages that libnats has copied into its buffer, destroyed together
-        /// once the batch is out (release_sent()).
-        std::vector<natsMsg*> sent;
-        ExportScratch() = default;
-        ExportScratch(const ExportScratch&) = delete;
-        ExportScratch& operator=(const ExportScratch&) = delete;
-        ~ExportScratch() { release_sent(); }
-        /// libnats hands every message destroyed to its collector thread, which it wakes
-        /// when it finds the collector idle: destroyed one by one at the rate of an export,
-        /// each message costs a wake-up of that thread (a system call, and a switch on a
-        /// busy core); destroyed together, a batch costs one.
-        void release_sent() noexcept {
-            for (natsMsg* m : sent) {
-                natsMsg_Destroy(m);
-            }
-            sent.clear();
-        }
     };
     /// Turns the message received into `x.buf` into a NATS message and publishes it into
     /// libnats' buffer (not flushed), or counts it lost.
@@ -663,7 +606,7 @@ Delivery NatsBridgeRunner::Impl::deliver(NatsImportStream& s, natsMsg* m,
     }
 }
 
-void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription* sub, natsMsg* m,
+void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription*, natsMsg* m,
                                         void* closure) {
     auto* s = static_cast<NatsImportStream*>(closure);
     std::lock_guard cb_lock{s->cb_mu};
@@ -671,12 +614,6 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription* sub, 
         natsMsg_Destroy(m);
         return;
     }
-    // However this message ends, the batch of finished ones is released if the burst is over.
-    struct ReleaseAtEnd {
-        NatsImportStream* s;
-        natsSubscription* sub;
-        ~ReleaseAtEnd() { s->release_if_idle(sub); }
-    } const release_at_end{s, sub};
     Impl* impl = s->owner;
     const bool durable = !s->rule.durable.empty();
     const auto done = [&](Delivery d) {
@@ -693,7 +630,7 @@ void NatsBridgeRunner::Impl::on_message(natsConnection*, natsSubscription* sub, 
                 break;
             }
         }
-        s->finish(m);
+        nats_free(m); // libnats does not touch a message after its callback
     };
 
     // Origin first: every message but a heartbeat has it, and libnats formats an error
@@ -1063,7 +1000,6 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
     }
     x.buf.resize(x.room + static_cast<std::size_t>(s.subscriber->info().slot_size));
     const auto into = std::span{x.buf}.subspan(x.room);
-    x.sent.reserve(kExportBatch);
     while (!exports_stop.load(std::memory_order_relaxed)) {
         auto r = s.subscriber->receive_copy(into, kEndpointPoll);
         if (!r.has_value()) {
@@ -1097,7 +1033,6 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
             export_one(s, x, more.value());
         }
         flush_batch();
-        x.release_sent();
         s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
     }
 }
@@ -1137,9 +1072,9 @@ void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
     s.bytes.fetch_add(got.size, std::memory_order_relaxed);
     const bool published = st == NATS_OK && publish(s, m);
     if (m != nullptr) {
-        // NULL after a successful asynchronous (JetStream) publish. Never allocates: a batch
-        // is at most kExportBatch messages, which export_loop() reserved.
-        x.sent.push_back(m);
+        // NULL after a successful asynchronous (JetStream) publish; else libnats has copied
+        // it into its buffer, or refused it.
+        nats_free(m);
     }
     if (!published) {
         s.messages.fetch_sub(1, std::memory_order_relaxed);
@@ -1231,7 +1166,6 @@ void NatsBridgeRunner::Impl::teardown() {
         {
             std::lock_guard cb_lock{i->cb_mu}; // after the message in hand, if any
             i->closing = true;
-            i->release_finished();
         }
         // A durable consumer must stay on the server for the next bridge: libnats deletes one
         // it created on Unsubscribe or Drain, so its subscription ends with the connection.

@@ -1,10 +1,13 @@
-// The headers of a NATS bridge's messages, written and read as the bytes NATS carries.
+// A NATS bridge's messages without libnats' costs per message: headers written and read as the
+// bytes NATS carries, and messages freed by the thread that is done with them.
 //
 // libnats keeps a message's headers in a hash table: setting one allocates the table, an entry
 // and copies of the key and the value, and reading one from a received message first parses
-// every header into such a table; destroying the message frees them all. At a bridge's rate
-// of small messages that was most of its daemons' own work per message (docs/nats.md,
-// "Figures"). A bridge needs one header of its own per message.
+// every header into such a table; destroying the message frees them all. And it frees every
+// message destroyed in a collector thread of its own, which it wakes for a message destroyed
+// while that thread is idle. At a bridge's rate of small messages those were most of its
+// daemons' own work per message (docs/nats.md, "Figures"). A bridge needs one header of its
+// own per message, and its messages are done with the moment they are published or handled.
 //
 // So an export writes its headers as NATS carries them ("NATS/1.0\r\nKey: value\r\n\r\n")
 // just in front of the payload and hands both to libnats as one message with encoded
@@ -12,12 +15,15 @@
 // message's encoded headers out and finds its header among them without building the table.
 // A header block that is not in the plain form (a folded line, a malformed one) is left to
 // libnats' own parser, so that what is read never differs from what libnats would have read.
+// Both free their messages at once (nats_free()): no collector, no wake-up, and the export's
+// next message reuses the memory its last one had, from this thread's cache of free blocks.
 //
-// Both use functions that libnats exports but does not declare in nats.h: natsMsg_create(),
-// natsMsgHeader_encodedLen(), natsMsgHeader_encode() and natsBuffer's constructor, reset and
-// destructor, with the same signatures from libnats 2.2 (which brought headers) to 3.x. The
-// build checks that the library has them (SHMBUS_NATS_ENCODED_HEADERS) and, without them or
-// with a major version not known to keep them, uses libnats' public header functions instead.
+// These use functions that libnats exports but does not declare in nats.h: natsMsg_create(),
+// natsMsg_free(), natsMsgHeader_encodedLen(), natsMsgHeader_encode() and natsBuffer's
+// constructor, reset and destructor, with the same signatures from libnats 2.2 (which brought
+// headers) to 3.x. The build checks that the library has them (SHMBUS_NATS_ENCODED_HEADERS)
+// and, without them or with a major version not known to keep them, uses libnats' public
+// header functions and natsMsg_Destroy() instead.
 #pragma once
 
 #include <nats/nats.h>
@@ -31,7 +37,8 @@
 
 namespace shmbus::gateway {
 
-/// Whether this build writes and reads headers as bytes (else through libnats' table).
+/// Whether this build writes and reads headers as bytes (else through libnats' table) and
+/// frees messages itself.
 bool nats_encoded_headers() noexcept;
 
 /// One header of a message: `key` and `value` hold no CR or LF (the caller's names and
@@ -52,6 +59,11 @@ std::size_t nats_encoded_size(std::initializer_list<NatsHeader> headers) noexcep
 natsStatus nats_message(natsMsg** out, const std::string& subject, std::span<std::byte> buf,
                         std::size_t room, std::size_t size,
                         std::initializer_list<NatsHeader> headers) noexcept;
+
+/// Frees `m` now, in this thread: a message made by nats_message() once libnats has copied
+/// it (a publish returned), or one libnats delivered once it is handled (acknowledged, if
+/// durable). natsMsg_Destroy() where the build has no natsMsg_free().
+void nats_free(natsMsg* m) noexcept;
 
 /// Finds headers in received messages. One per thread that reads them (libnats delivers a
 /// subscription's messages from one thread at a time).

@@ -1,17 +1,18 @@
-// NATS headers as bytes; the design is in nats_headers.hpp.
-#include "gateway/nats_headers.hpp"
+// NATS messages without libnats' costs per message; the design is in nats_messages.hpp.
+#include "gateway/nats_messages.hpp"
 
 #include <cstring>
 #include <string>
 
 #if SHMBUS_NATS_ENCODED_HEADERS && NATS_VERSION_MAJOR >= 2 && NATS_VERSION_MAJOR <= 3
 #define SHMBUS_NATS_USE_ENCODED 1
-// libnats' own, exported and undeclared (nats_headers.hpp says why they are used); its
+// libnats' own, exported and undeclared (nats_messages.hpp says why they are used); its
 // natsBuffer, a type of its own too, is passed as void*.
 // NOLINTBEGIN(readability-identifier-naming): libnats' names
 extern "C" {
 natsStatus natsMsg_create(natsMsg** newMsg, const char* subject, int subjLen, const char* reply,
                           int replyLen, const char* buf, int bufLen, int hdrLen);
+void natsMsg_free(void* object);
 int natsMsgHeader_encodedLen(natsMsg* msg);
 natsStatus natsMsgHeader_encode(void* buf, natsMsg* msg);
 natsStatus natsBuf_CreateWithBackend(void** newBuf, char* data, int len, int capacity);
@@ -106,6 +107,14 @@ natsStatus nats_message(natsMsg** out, const std::string& subject, std::span<std
     } catch (const std::bad_alloc&) {
         return NATS_NO_MEMORY;
     }
+}
+
+void nats_free(natsMsg* m) noexcept {
+#if SHMBUS_NATS_USE_ENCODED
+    natsMsg_free(m);
+#else
+    natsMsg_Destroy(m);
+#endif
 }
 
 NatsHeaderReader::NatsHeaderReader() noexcept {
