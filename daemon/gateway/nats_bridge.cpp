@@ -1019,7 +1019,10 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
         // into libnats' buffer (which writes itself out whenever it fills), then one flush.
         // The flush waits for the server's answer, and what arrives meanwhile makes the next
         // batch: at a low rate each message goes out alone and at once, at a high rate the
-        // writes and the server's work are shared by many.
+        // writes and the server's work are shared by many. A batch cut at the bound (the
+        // channel holds more) is not flushed: the next one follows at once, libnats' full
+        // buffer writes itself out (waiting on the socket, which is the server's pace), and
+        // the batch that empties the channel flushes them all.
         std::size_t count = 1;
         std::uint64_t bytes = r.value().size;
         export_one(s, x, r.value());
@@ -1032,7 +1035,9 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
             bytes += more.value().size;
             export_one(s, x, more.value());
         }
-        flush_batch();
+        if (count < kExportBatch && bytes < kExportBatchBytes) {
+            flush_batch();
+        }
         s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
     }
 }
