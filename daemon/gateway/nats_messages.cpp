@@ -172,8 +172,10 @@ bool NatsHeaderReader::parse(std::size_t size) noexcept {
             if (p[0] == '\r' && p[1] == '\n') {
                 return p;
             }
-            if (p[0] == '\r' || p[0] == '\n') {
-                return nullptr; // a lone CR or LF: libnats' reading of it is its own
+            if (p[0] == '\r' || p[0] == '\n' || p[0] == '\0') {
+                // A lone CR or LF, or a NUL (where libnats' C-string parsing stops): libnats'
+                // reading of it is its own.
+                return nullptr;
             }
         }
         return nullptr;

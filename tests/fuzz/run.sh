@@ -16,7 +16,15 @@ seconds="${1:-60}"
 build="$(realpath -m "${2:-$source_dir/build/fuzz}")"
 shift $(($# > 2 ? 2 : $#))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_wire fuzz_config fuzz_segment fuzz_bridge_frame)
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(fuzz_wire fuzz_config fuzz_segment fuzz_bridge_frame)
+    # Built only where libnats is found (the NATS bridges are).
+    if [ -x "$build/tests/fuzz/fuzz_nats_headers" ]; then
+        targets+=(fuzz_nats_headers)
+    else
+        echo "fuzz: fuzz_nats_headers not built (no libnats): not run"
+    fi
+fi
 
 # The repository's seeds of each target; fuzz_config also reads the shipped configuration.
 seed_dirs() {
