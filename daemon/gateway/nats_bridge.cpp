@@ -117,11 +117,6 @@ bool channel_full(Errc code) noexcept {
     return code == Errc::timed_out || code == Errc::would_block;
 }
 
-const char* header(natsMsg* m, const char* key) {
-    const char* v = nullptr;
-    return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : nullptr;
-}
-
 } // namespace
 
 /// The local sequence numbers of the messages the imports published into a channel that the
@@ -476,7 +471,7 @@ struct NatsBridgeRunner::Impl {
     static void on_pub_ack_error(jsCtx*, jsPubAckErr* pae, void* self) {
         auto* impl = static_cast<Impl*>(self);
         const auto from =
-            pae->Msg != nullptr ? parse_origin(header(pae->Msg, kHeaderOrigin)) : std::nullopt;
+            pae->Msg != nullptr ? parse_origin(nats_header(pae->Msg, kHeaderOrigin)) : std::nullopt;
         const char* subject = pae->Msg != nullptr ? natsMsg_GetSubject(pae->Msg) : nullptr;
         for (const auto& e : impl->exports) {
             if (from && subject != nullptr && e->rule.channel == from->channel &&
@@ -996,7 +991,8 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
         const std::string longest_number(20, '9'); // of a 64-bit sequence
         const std::string origin = x.origin_prefix + longest_number;
         const std::string id = message_id(s, longest_number);
-        x.room = nats_encoded_size({{kHeaderOrigin, origin}, {kHeaderMsgId, id}});
+        const NatsHeader longest[] = {{kHeaderOrigin, origin}, {kHeaderMsgId, id}};
+        x.room = nats_encoded_size(longest);
     }
     x.buf.resize(x.room + static_cast<std::size_t>(s.subscriber->info().slot_size));
     const auto into = std::span{x.buf}.subspan(x.room);
@@ -1025,8 +1021,9 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
         // the batch that empties the channel flushes them all.
         std::size_t count = 1;
         std::uint64_t bytes = r.value().size;
+        const auto batch_full = [&] { return count >= kExportBatch || bytes >= kExportBatchBytes; };
         export_one(s, x, r.value());
-        while (count < kExportBatch && bytes < kExportBatchBytes) {
+        while (!batch_full()) {
             auto more = s.subscriber->try_receive_copy(into);
             if (!more.has_value()) {
                 break; // empty for now; an error comes back on the blocking receive
@@ -1035,7 +1032,7 @@ void NatsBridgeRunner::Impl::export_loop(NatsExportStream& s) {
             bytes += more.value().size;
             export_one(s, x, more.value());
         }
-        if (count < kExportBatch && bytes < kExportBatchBytes) {
+        if (!batch_full()) {
             flush_batch();
         }
         s.heartbeat_at = std::chrono::steady_clock::now() + kHeartbeatIdle;
@@ -1061,16 +1058,11 @@ void NatsBridgeRunner::Impl::export_one(NatsExportStream& s, ExportScratch& x,
     const std::string seq_text = std::to_string(seq);
     x.origin_text.resize(x.origin_prefix.size());
     x.origin_text += seq_text;
+    const std::string id = config.jetstream ? message_id(s, seq_text) : std::string{};
+    const NatsHeader headers[] = {{kHeaderOrigin, x.origin_text}, {kHeaderMsgId, id}};
     natsMsg* m = nullptr;
-    natsStatus st = NATS_OK;
-    if (config.jetstream) {
-        st =
-            nats_message(&m, s.rule.subject, x.buf, x.room, got.size,
-                         {{kHeaderOrigin, x.origin_text}, {kHeaderMsgId, message_id(s, seq_text)}});
-    } else {
-        st = nats_message(&m, s.rule.subject, x.buf, x.room, got.size,
-                          {{kHeaderOrigin, x.origin_text}});
-    }
+    const natsStatus st = nats_message(&m, s.rule.subject, x.buf, x.room, got.size,
+                                       std::span{headers}.first(config.jetstream ? 2 : 1));
     // Counted before the publish: a JetStream acknowledgement error may arrive (and take
     // them back) before the publish returns.
     s.messages.fetch_add(1, std::memory_order_relaxed);
@@ -1100,15 +1092,13 @@ void NatsBridgeRunner::Impl::flush_batch() {
 }
 
 void NatsBridgeRunner::Impl::heartbeat(NatsExportStream& s) {
-    natsMsg* m = nullptr;
-    if (natsMsg_Create(&m, s.rule.subject.c_str(), nullptr, nullptr, 0) != NATS_OK) {
-        return;
-    }
     const std::string idle = origin_header_prefix(s) + std::to_string(s.next_sequence - 1);
-    if (natsMsgHeader_Set(m, kHeaderIdle, idle.c_str()) == NATS_OK) {
+    const NatsHeader headers[] = {{kHeaderIdle, idle}};
+    natsMsg* m = nullptr;
+    if (nats_message(&m, s.rule.subject, {}, 0, 0, headers) == NATS_OK) {
         natsConnection_PublishMsg(nc, m); // a heartbeat lost is made good by the next one
+        nats_free(m);
     }
-    natsMsg_Destroy(m);
 }
 
 void NatsBridgeRunner::Impl::run() {

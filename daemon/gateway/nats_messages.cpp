@@ -38,7 +38,7 @@ constexpr bool is_space(char c) noexcept {
 }
 
 /// Sets `headers` one by one through libnats' table.
-natsStatus set_each(natsMsg* m, std::initializer_list<NatsHeader> headers) {
+natsStatus set_each(natsMsg* m, std::span<const NatsHeader> headers) {
     std::string key;
     std::string value;
     for (const auto& h : headers) {
@@ -57,7 +57,7 @@ bool nats_encoded_headers() noexcept {
     return SHMBUS_NATS_USE_ENCODED != 0;
 }
 
-std::size_t nats_encoded_size(std::initializer_list<NatsHeader> headers) noexcept {
+std::size_t nats_encoded_size(std::span<const NatsHeader> headers) noexcept {
     std::size_t n = kStatusLine.size() + kCrlf.size() + kCrlf.size();
     for (const auto& h : headers) {
         n += h.key.size() + kSeparator.size() + h.value.size() + kCrlf.size();
@@ -67,7 +67,7 @@ std::size_t nats_encoded_size(std::initializer_list<NatsHeader> headers) noexcep
 
 natsStatus nats_message(natsMsg** out, const std::string& subject, std::span<std::byte> buf,
                         std::size_t room, std::size_t size,
-                        std::initializer_list<NatsHeader> headers) noexcept {
+                        std::span<const NatsHeader> headers) noexcept {
     *out = nullptr;
     const auto payload = buf.subspan(room, size);
     try {
@@ -107,6 +107,11 @@ natsStatus nats_message(natsMsg** out, const std::string& subject, std::span<std
     } catch (const std::bad_alloc&) {
         return NATS_NO_MEMORY;
     }
+}
+
+const char* nats_header(natsMsg* m, const char* key) noexcept {
+    const char* v = nullptr;
+    return natsMsgHeader_Get(m, key, &v) == NATS_OK ? v : nullptr;
 }
 
 void nats_free(natsMsg* m) noexcept {
@@ -152,8 +157,6 @@ void NatsHeaderReader::read(natsMsg* m) noexcept {
     natsBuf_Reset(buffer_);
     if (natsMsgHeader_encode(buffer_, m) == NATS_OK && parse(static_cast<std::size_t>(size))) {
         msg_ = nullptr;
-    } else {
-        line_count_ = 0;
     }
 #endif
 }
@@ -219,18 +222,13 @@ bool NatsHeaderReader::parse(std::size_t size) noexcept {
     }
 }
 
-const char* NatsHeaderReader::find(std::string_view key) noexcept {
+const char* NatsHeaderReader::find(const char* key) noexcept {
     if (msg_ != nullptr) {
-        std::array<char, 128> name{}; // longer than any key looked for
-        if (key.size() >= name.size()) {
-            return nullptr;
-        }
-        std::memcpy(name.data(), key.data(), key.size());
-        const char* v = nullptr;
-        return natsMsgHeader_Get(msg_, name.data(), &v) == NATS_OK ? v : nullptr;
+        return nats_header(msg_, key);
     }
+    const std::string_view wanted{key};
     for (std::size_t i = 0; i < line_count_; ++i) {
-        if (lines_[i].key == key) {
+        if (lines_[i].key == wanted) {
             return lines_[i].value;
         }
     }

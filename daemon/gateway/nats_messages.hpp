@@ -30,7 +30,6 @@
 
 #include <array>
 #include <cstddef>
-#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,7 +48,7 @@ struct NatsHeader {
 };
 
 /// The bytes NATS carries for `headers` ("NATS/1.0\r\n", "Key: value\r\n" each, "\r\n").
-std::size_t nats_encoded_size(std::initializer_list<NatsHeader> headers) noexcept;
+std::size_t nats_encoded_size(std::span<const NatsHeader> headers) noexcept;
 
 /// Creates in `*out` a message to `subject` whose payload is `buf[room, room + size)` and
 /// whose headers are `headers`. With encoded headers they are written into the `room` bytes in
@@ -58,7 +57,10 @@ std::size_t nats_encoded_size(std::initializer_list<NatsHeader> headers) noexcep
 /// one. What libnats returns; `*out` is null unless NATS_OK.
 natsStatus nats_message(natsMsg** out, const std::string& subject, std::span<std::byte> buf,
                         std::size_t room, std::size_t size,
-                        std::initializer_list<NatsHeader> headers) noexcept;
+                        std::span<const NatsHeader> headers) noexcept;
+
+/// The first value of `m`'s header `key` as libnats reads it (its table), or null.
+const char* nats_header(natsMsg* m, const char* key) noexcept;
 
 /// Frees `m` now, in this thread: a message made by nats_message() once libnats has copied
 /// it (a publish returned), or one libnats delivered once it is handled (acknowledged, if
@@ -80,7 +82,7 @@ public:
     /// The first value of the header `key` of the message read (trimmed of spaces, as libnats
     /// trims it), or null if it has none. The view lives until the next read() or the
     /// message's destruction.
-    const char* find(std::string_view key) noexcept;
+    const char* find(const char* key) noexcept;
 
     /// Whether the last read() found its headers in the plain form, parsed here (tests).
     bool parsed_here() const noexcept { return msg_ == nullptr; }

@@ -62,8 +62,8 @@ std::string data_of(natsMsg* m) {
 TEST_CASE("nats_message: libnats reads back the headers and the payload written") {
     const std::string subject = "shmbus.robot1.telemetry";
     const std::string payload(300, 'p');
-    const std::initializer_list<NatsHeader> headers = {{"Shmbus-Origin", "robot1 17 telemetry 42"},
-                                                       {"Nats-Msg-Id", "robot1/17/telemetry/42"}};
+    const NatsHeader headers[] = {{"Shmbus-Origin", "robot1 17 telemetry 42"},
+                                  {"Nats-Msg-Id", "robot1/17/telemetry/42"}};
     const std::size_t needed = nats_encoded_size(headers);
     CHECK(needed == std::string_view{"NATS/1.0\r\n"
                                      "Shmbus-Origin: robot1 17 telemetry 42\r\n"
@@ -184,7 +184,7 @@ TEST_CASE("NatsHeaderReader reads received header blocks exactly as libnats does
 TEST_CASE("nats_free frees a message made here and one that libnats has parsed") {
     REQUIRE(nats_Open(-1) == NATS_OK);
     const std::string subject = "shmbus.a";
-    const std::initializer_list<NatsHeader> headers = {{"Shmbus-Origin", "a 1 c 2"}};
+    const NatsHeader headers[] = {{"Shmbus-Origin", "a 1 c 2"}};
     const std::size_t room = nats_encoded_size(headers);
     auto buf = payload_buffer(room, "payload");
     for (int i = 0; i < 3; ++i) {
