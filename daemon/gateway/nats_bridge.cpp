@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <map>
@@ -73,43 +72,6 @@ std::string nats_error(natsStatus s) {
         text += " (" + std::string{said} + ")";
     }
     return text;
-}
-
-/// The fields of a Shmbus-Origin or Shmbus-Idle header; views into the header's text.
-struct OriginFields {
-    std::string_view node;
-    std::uint64_t incarnation{0};
-    std::string_view channel;
-    std::uint64_t number{0}; ///< the sequence (Origin) or the last sequence (Idle)
-};
-
-/// Parses "NODE INCARNATION CHANNEL NUMBER"; nothing if `text` is absent or not that.
-std::optional<OriginFields> parse_origin(const char* text) {
-    if (text == nullptr) {
-        return std::nullopt;
-    }
-    std::string_view rest{text};
-    std::string_view tokens[4];
-    for (auto& t : tokens) {
-        const auto space = rest.find(' ');
-        t = rest.substr(0, space);
-        rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
-        if (t.empty()) {
-            return std::nullopt;
-        }
-    }
-    if (!rest.empty()) {
-        return std::nullopt;
-    }
-    OriginFields f{tokens[0], 0, tokens[2], 0};
-    for (auto [token, out] :
-         {std::pair{tokens[1], &f.incarnation}, std::pair{tokens[3], &f.number}}) {
-        const auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), *out);
-        if (ec != std::errc{} || end != token.data() + token.size()) {
-            return std::nullopt;
-        }
-    }
-    return f;
 }
 
 /// Whether a publish or record_gap() into a local channel failed only for want of room.
@@ -553,15 +515,21 @@ Delivery NatsBridgeRunner::Impl::deliver(NatsImportStream& s, natsMsg* m,
     // subscription's pending limits and drops the rest (a slow consumer), which the next
     // message's sequence shows as a gap. A durable message tells JetStream it is still being
     // worked on, so that it is not delivered again meanwhile.
+    // The clock is read only once the import waits: not for each message that has room.
     const auto half_ack_wait = config.ack_wait / 2;
-    auto progress_at = std::chrono::steady_clock::now() + half_ack_wait;
+    std::optional<std::chrono::steady_clock::time_point> progress_at;
     const auto keep_waiting = [&] {
         if (stopped()) {
             return false;
         }
-        if (durable && std::chrono::steady_clock::now() >= progress_at) {
-            natsMsg_InProgress(m, nullptr);
-            progress_at = std::chrono::steady_clock::now() + half_ack_wait;
+        if (durable) {
+            const auto now = std::chrono::steady_clock::now();
+            if (!progress_at) {
+                progress_at = now + half_ack_wait;
+            } else if (now >= *progress_at) {
+                natsMsg_InProgress(m, nullptr);
+                progress_at = now + half_ack_wait;
+            }
         }
         return true;
     };

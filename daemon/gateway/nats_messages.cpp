@@ -1,6 +1,7 @@
 // NATS messages without libnats' costs per message; the design is in nats_messages.hpp.
 #include "gateway/nats_messages.hpp"
 
+#include <charconv>
 #include <cstring>
 #include <string>
 
@@ -122,6 +123,39 @@ void nats_free(natsMsg* m) noexcept {
 #endif
 }
 
+std::optional<OriginFields> parse_origin(const char* text) noexcept {
+    // One pass: every message imported comes through here.
+    if (text == nullptr) {
+        return std::nullopt;
+    }
+    std::string_view rest{text};
+    OriginFields f;
+    // The next word: up to a space, not empty.
+    const auto word = [&rest](std::string_view& out) {
+        const auto space = rest.find(' ');
+        if (space == 0 || space == std::string_view::npos) {
+            return false;
+        }
+        out = rest.substr(0, space);
+        rest.remove_prefix(space + 1);
+        return true;
+    };
+    // The next number: decimal digits, then a space or (`last`) the end.
+    const auto number = [&rest](std::uint64_t& out, bool last) {
+        const char* const end = rest.data() + rest.size();
+        const auto [stop, ec] = std::from_chars(rest.data(), end, out);
+        if (ec != std::errc{} || (last ? stop != end : stop == end || *stop != ' ')) {
+            return false;
+        }
+        rest.remove_prefix(static_cast<std::size_t>(stop - rest.data()) + (last ? 0 : 1));
+        return true;
+    };
+    if (word(f.node) && number(f.incarnation, false) && word(f.channel) && number(f.number, true)) {
+        return f;
+    }
+    return std::nullopt;
+}
+
 NatsHeaderReader::NatsHeaderReader() noexcept {
 #if SHMBUS_NATS_USE_ENCODED
     if (natsBuf_CreateWithBackend(&buffer_, bytes_.data(), 0, static_cast<int>(kCapacity)) !=
@@ -170,18 +204,21 @@ bool NatsHeaderReader::parse(std::size_t size) noexcept {
         std::string_view{begin, kStatusLine.size()} != kStatusLine) {
         return false;
     }
+    // A NUL anywhere (where libnats' C-string parsing stops): libnats' reading of it is its
+    // own. One look at the whole block, so that a line needs only its CR and LF found.
+    if (std::memchr(begin, '\0', size) != nullptr) {
+        return false;
+    }
+    // The CRLF that ends the line starting at `from`; null if its first CR is not followed
+    // by LF, or an LF comes before it (a lone CR or LF: libnats' to read).
     const auto line_end = [end](char* from) -> char* {
-        for (char* p = from; p + 1 < end; ++p) {
-            if (p[0] == '\r' && p[1] == '\n') {
-                return p;
-            }
-            if (p[0] == '\r' || p[0] == '\n' || p[0] == '\0') {
-                // A lone CR or LF, or a NUL (where libnats' C-string parsing stops): libnats'
-                // reading of it is its own.
-                return nullptr;
-            }
+        const auto n = static_cast<std::size_t>(end - from);
+        auto* const cr = static_cast<char*>(std::memchr(from, '\r', n));
+        if (cr == nullptr || cr + 1 == end || cr[1] != '\n' ||
+            std::memchr(from, '\n', static_cast<std::size_t>(cr - from)) != nullptr) {
+            return nullptr;
         }
-        return nullptr;
+        return cr;
     };
     char* eol = begin + kStatusLine.size();
     while (eol < end && *eol == ' ') {

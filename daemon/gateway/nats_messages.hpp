@@ -30,6 +30,8 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -66,6 +68,18 @@ const char* nats_header(natsMsg* m, const char* key) noexcept;
 /// it (a publish returned), or one libnats delivered once it is handled (acknowledged, if
 /// durable). natsMsg_Destroy() where the build has no natsMsg_free().
 void nats_free(natsMsg* m) noexcept;
+
+/// The fields of a Shmbus-Origin or Shmbus-Idle header's value; views into its text.
+struct OriginFields {
+    std::string_view node;
+    std::uint64_t incarnation{0};
+    std::string_view channel;
+    std::uint64_t number{0}; ///< the sequence (Origin) or the last sequence (Idle)
+};
+
+/// Parses "NODE INCARNATION CHANNEL NUMBER" (single spaces, decimal numbers); nothing if
+/// `text` is absent or not that.
+std::optional<OriginFields> parse_origin(const char* text) noexcept;
 
 /// Finds headers in received messages. One per thread that reads them (libnats delivers a
 /// subscription's messages from one thread at a time).

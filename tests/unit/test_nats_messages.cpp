@@ -136,6 +136,11 @@ TEST_CASE("NatsHeaderReader reads received header blocks exactly as libnats does
         {"an empty key", "NATS/1.0\r\n: v\r\nShmbus-Origin: v\r\n\r\n", false},
         {"a lone LF", "NATS/1.0\r\nShmbus-Origin: a\nb\r\n\r\n", false},
         {"a lone CR", "NATS/1.0\r\nShmbus-Origin: a\rb\r\n\r\n", false},
+        {"a lone LF ending the version", "NATS/1.0\nShmbus-Origin: v\r\n\r\n", false},
+        {"a lone LF before a line's CRLF", "NATS/1.0\r\nShmbus-Origin: v\n\r\n\r\n", false},
+        {"a CR as the last byte", "NATS/1.0\r\nShmbus-Origin: v\r\n\r", false},
+        {"a NUL in the blank line", std::string{"NATS/1.0\r\nShmbus-Origin: v\r\n\0\r\n", 31},
+         false},
         {"no blank line at the end", "NATS/1.0\r\nShmbus-Origin: v\r\n", false},
         {"a blank line before the end", "NATS/1.0\r\n\r\nShmbus-Origin: v\r\n\r\n", false},
         {"another version", "NATS/2.0\r\nShmbus-Origin: v\r\n\r\n", false},
@@ -222,3 +227,27 @@ TEST_CASE("NatsHeaderReader finds whole keys only") {
     }
 }
 #endif
+
+TEST_CASE("parse_origin reads the four fields of an origin and refuses anything else") {
+    const auto f = parse_origin("robot1 17 camera/front 42");
+    REQUIRE(f);
+    CHECK(f->node == "robot1");
+    CHECK(f->incarnation == 17);
+    CHECK(f->channel == "camera/front");
+    CHECK(f->number == 42);
+    const auto largest = parse_origin("n 18446744073709551615 c 18446744073709551615");
+    REQUIRE(largest);
+    CHECK(largest->incarnation == UINT64_MAX);
+    CHECK(largest->number == UINT64_MAX);
+
+    for (const char* bad :
+         {"", "robot1", "robot1 17", "robot1 17 c", "robot1 17 c ", "robot1 17 c 42 ",
+          "robot1 17 c 42 extra", " robot1 17 c 42", "robot1  17 c 42", "robot1 17  c 42",
+          "robot1 17 c  42", "robot1 x17 c 42", "robot1 17x c 42", "robot1 17 c 42x",
+          "robot1 -17 c 42", "robot1 +17 c 42", "robot1 17 c -1",
+          "robot1 18446744073709551616 c 42", "robot1 17 c 18446744073709551616"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_origin(bad));
+    }
+    CHECK_FALSE(parse_origin(nullptr));
+}
