@@ -24,6 +24,19 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+/// Asks the CPU to fetch the cache line holding `p` for writing, ahead of the stores that will
+/// need it; nothing is read or written, and an address never faults. An asm statement: the
+/// compiler takes __builtin_prefetch() to have no effect and may drop it.
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+#elif defined(__aarch64__)
+    asm volatile("prfm pstl1keep, %0" : : "Q"(*static_cast<const char*>(p)));
+#else
+    (void)p;
+#endif
+}
+
 // A claim state packs, into one 64-bit word, the position it refers to (modulo 2^48:
 // positions are only ever compared for distance within a few laps), what is happening to
 // the slot, and who is doing it:
