@@ -116,7 +116,7 @@ struct Publisher::Impl : EndpointCore {
     /// likely fills next. A claimed commit is a compare-and-swap, which waits for every store
     /// before it, and the fill's stores go to lines a consumer read last, a lap ago: fetched
     /// now, while the caller does something else, they are at hand when the next commit comes
-    /// (docs/benchmarks.md, "MPMC's next slot taken ahead"). At most 256 bytes: the hardware's
+    /// (docs/benchmarks.md, "The next slot taken ahead"). At most 256 bytes: the hardware's
     /// own prefetcher follows the fill of a larger message.
     void take_next_slot_for_writing(std::uint64_t pos) const noexcept {
         const auto* first = reinterpret_cast<const char*>(ch.slot(pos));

@@ -515,7 +515,8 @@ Delivery NatsBridgeRunner::Impl::deliver(NatsImportStream& s, natsMsg* m,
     // subscription's pending limits and drops the rest (a slow consumer), which the next
     // message's sequence shows as a gap. A durable message tells JetStream it is still being
     // worked on, so that it is not delivered again meanwhile.
-    // The clock is read only once the import waits: not for each message that has room.
+    // The clock is read only once the import waits, not for each message that has room: the
+    // half ack_wait before the first InProgress counts from the first wait.
     const auto half_ack_wait = config.ack_wait / 2;
     std::optional<std::chrono::steady_clock::time_point> progress_at;
     const auto keep_waiting = [&] {
